@@ -1,0 +1,51 @@
+# botfilter — every target creates/updates .venv first, so a fresh clone needs nothing else.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PYTHONHASHSEED := 0
+
+.DEFAULT_GOAL := help
+.PHONY: help venv demo test unit integration lint format check-format bench vendor clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip uv
+	$(BIN)/uv pip install -q -p $(BIN)/python -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP) ## create or update .venv with the project and dev tools
+
+demo: $(STAMP) ## run the whole story end to end on a simulated world
+	$(BIN)/botfilter demo
+
+lint: $(STAMP) ## ruff check + ruff format --check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP) ## apply ruff fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+unit: $(STAMP) ## fast unit tests only
+	$(BIN)/pytest -m "not integration" -q
+
+integration: $(STAMP) ## integration tests (MLflow, BentoML, PostgreSQL, Redis, Spark)
+	$(BIN)/pytest -m integration -q
+
+test: lint ## ruff plus the whole test suite (what CI runs)
+	$(BIN)/pytest -q
+
+bench: $(STAMP) ## run the benchmarks in bench/ (prints events/s, latency, peak memory)
+	for f in bench/*.py; do $(BIN)/python $$f || exit 1; done
+
+vendor: $(STAMP) ## rebuild the vendored enrichment data from ../shared/data (SOURCE=dir)
+	$(BIN)/botfilter vendor --source $${SOURCE:-../shared/data}
+
+clean: ## remove the venv and generated state
+	rm -rf $(VENV) .botfilter .pytest_cache .ruff_cache

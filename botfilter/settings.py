@@ -1,0 +1,72 @@
+"""The one typed settings object, read from ``BOTFILTER_*`` environment variables.
+
+Build it at entry points with :func:`get_settings` (never at import time) and pass it down.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Runtime configuration. Every field maps to ``BOTFILTER_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="BOTFILTER_", extra="ignore")
+
+    home: Path = Field(Path(".botfilter"), description="Data home: stores, models, demo data.")
+    tracking_uri: str | None = Field(
+        None,
+        description="MLflow tracking URI; defaults to MLFLOW_TRACKING_URI, else sqlite under home.",
+    )
+    model_name: str = Field("botfilter", description="Registered model name in MLflow.")
+    champion_alias: str = Field("champion", description="Registry alias that serving resolves.")
+    database_url: str | None = Field(
+        None, description="Metrics store SQLAlchemy URL; defaults to sqlite under home."
+    )
+    redis_url: str | None = Field(None, description="Redis URL for shared online window state.")
+    api_token: SecretStr | None = Field(None, description="Bearer token required by the API.")
+    target_precision: float = Field(0.99, gt=0, lt=1, description="Threshold precision target.")
+    window_days: int = Field(30, gt=0, description="Days recomputed when a setting changes.")
+    max_batch_events: int = Field(10_000, gt=0, description="Largest /score request, in events.")
+    threads: int = Field(2, gt=0, description="Threads for LightGBM and numba kernels.")
+    spark_master: str = Field("local[2]", description="Spark master URL for --engine spark.")
+
+    @property
+    def mlflow_uri(self) -> str:
+        """Resolved MLflow tracking URI (an embedded sqlite store by default)."""
+        if self.tracking_uri:
+            return self.tracking_uri
+        env = os.environ.get("MLFLOW_TRACKING_URI")
+        if env:
+            return env
+        return f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+
+    @property
+    def artifact_root(self) -> Path:
+        """Where MLflow stores artifacts for the embedded store."""
+        return (self.home / "mlartifacts").resolve()
+
+    @property
+    def metrics_db_url(self) -> str:
+        """Resolved metrics store URL (sqlite under home by default)."""
+        return self.database_url or f"sqlite:///{(self.home / 'metrics.db').resolve()}"
+
+    @property
+    def models_dir(self) -> Path:
+        """Cache for compiled models, keyed by model version."""
+        return self.home / "models"
+
+    def ensure_home(self) -> Path:
+        """Create the data home if it does not exist and return it."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        return self.home
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, with explicit overrides from CLI options."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return Settings(**clean)

@@ -1,0 +1,1 @@
+"""The data contract of PRODUCT.md: table schemas, loading, validation and quarantine."""

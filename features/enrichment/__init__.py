@@ -1,0 +1,1 @@
+"""Offline enrichment from vendored public data: IP to ASN, network flags, User-Agent parsing."""

@@ -1,0 +1,1 @@
+"""The batch job: settings, 30-day retroactive metrics recompute, metrics store, Spark engine."""

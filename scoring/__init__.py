@@ -1,0 +1,1 @@
+"""Loading the champion model and scoring feature frames: shared by CLI, API, jobs and Spark."""

@@ -1,0 +1,1 @@
+"""The online scoring API (BentoML) with shared window state."""

@@ -1,0 +1,1 @@
+"""A labelled synthetic world of email/SMS sends, bot and human interactions."""

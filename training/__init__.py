@@ -1,0 +1,1 @@
+"""Model training, calibration, thresholds, evaluation and the promotion gate (MLflow)."""
