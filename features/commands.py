@@ -13,4 +13,9 @@ def vendor(
     ),
 ) -> None:
     """Rebuild the compact vendored enrichment data from newer public source files."""
-    raise NotImplementedError  # owned by the enrichment stage
+    from features.enrichment.vendor import DATA_DIR, build_vendored_data, iter_lines
+
+    summary = build_vendored_data(source, DATA_DIR)
+    typer.echo(f"vendored enrichment data written to {summary.out_dir}")
+    for line in iter_lines(summary):
+        typer.echo(line)

@@ -1,0 +1,507 @@
+"""Build the compact vendored enrichment data from the public source files.
+
+Source layout (``--source DIR``)::
+
+    ipranges/<provider>/ipv4_merged.txt, ipv6_merged.txt   CC0 1.0 (lord-alfred/ipranges)
+    datacenter/datacenter_asn.txt, datacenter_ipv4.txt, datacenter_ipv6.txt, vpn_ipv4.txt  MIT
+    asn/asn-ipv4-num.csv.gz, asn-ipv6.csv.gz               CC BY 4.0 (RouteViews, DB-IP, NRO)
+    user-agents/user-agents.json.gz                        BSD-2-Clause (intoli/user-agents)
+
+Each folder also holds its ``SOURCE.txt`` and licence files, which are copied next to the data.
+The output is deterministic: the same input gives the same bytes (fixed zip/gzip timestamps,
+sorted keys), so a rebuild from unchanged sources leaves ``git status`` clean.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import ipaddress
+import json
+import re
+import zipfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from botfilter.errors import BotfilterError
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+ASN_FILE = "asn.npz"
+ORGS_FILE = "asn_orgs.json.gz"
+NETWORKS_FILE = "networks.json.gz"
+USER_AGENTS_FILE = "user_agents.json.gz"
+ATTRIBUTION_FILE = "ATTRIBUTION.md"
+
+# Provider folder in ipranges/ -> category name in Reference.networks.
+PROVIDERS: dict[str, str] = {
+    "amazon": "amazon",
+    "apple-proxy": "apple_proxy",
+    "bing": "bing",
+    "cloudflare": "cloudflare",
+    "digitalocean": "digitalocean",
+    "facebook": "facebook",
+    "google": "google",
+    "googlebot": "googlebot",
+    "linode": "linode",
+    "microsoft": "microsoft",
+    "openai": "openai",
+    "oracle": "oracle",
+    "telegram": "telegram",
+    "twitter": "twitter",
+    "vultr": "vultr",
+}
+
+# Exchange Online Protection egress ranges, as published by Microsoft ("Microsoft 365 URLs and
+# IP address ranges", Exchange Online, ID 1/2). Defender Safe Links and EOP scanners fetch from
+# here; the ipranges list only has Microsoft as a whole, so the subset is named explicitly and
+# checked against it at build time.
+MICROSOFT_EOP = ("40.107.0.0/16", "52.100.0.0/14", "104.47.0.0/17")
+
+# Security-gateway and mailbox-provider ASNs are selected by organisation name in the ASN table,
+# so a newer table picks up new ASNs of the same organisation.
+VENDOR_ORG_PATTERNS: dict[str, str] = {
+    "proofpoint": r"^proofpoint\b",
+    "mimecast": r"^mimecast\b",
+    "barracuda": r"^barracuda networks\b",
+    # Yahoo Mail runs on Yahoo Inc. / Oath Holdings ASNs; Yahoo! JAPAN (LY Corp) is another company.
+    "yahoo": r"^(?!.*(japan|tokyo))(yahoo|oath holdings)",
+}
+# Fixed ASNs, checked against the organisation name found in the table.
+FIXED_VENDOR_ASNS: dict[str, tuple[tuple[int, ...], str]] = {
+    "google_mail": ((15169,), r"^google\b"),
+    "microsoft": ((8075,), r"^microsoft\b"),
+}
+
+LICENCE_FILES: dict[str, tuple[str, ...]] = {
+    "ipranges": ("LICENSE",),
+    "datacenter": ("LICENSE",),
+    "asn": ("DBIP-LICENSE", "NRO_LICENSE", "ROUTEVIEWS-LICENSE", "MODIFICATIONS"),
+    "user-agents": ("LICENSE",),
+}
+
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+_U64 = (1 << 64) - 1
+
+Step = Callable[[str], None]
+
+
+@dataclass
+class VendorSummary:
+    """What a vendor build wrote and what it had to fix up in the source."""
+
+    out_dir: Path
+    files: dict[str, int] = field(default_factory=dict)  # file name -> bytes
+    counts: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def total_bytes(self) -> int:
+        """Size of all written files together."""
+        return sum(self.files.values())
+
+
+# ---------------------------------------------------------------- deterministic writers
+
+
+def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write arrays as a compressed .npz with fixed timestamps (np.savez stamps the clock)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        for name in sorted(arrays):
+            member = io.BytesIO()
+            array = np.ascontiguousarray(arrays[name])
+            np.lib.format.write_array(member, array, allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, member.getvalue(), compresslevel=9)
+    path.write_bytes(buf.getvalue())
+
+
+def write_json_gz(path: Path, obj: object) -> None:
+    """Write compact, key-sorted JSON gzip-compressed with mtime 0 and no embedded file name."""
+    raw = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    buf = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buf, compresslevel=9, mtime=0) as gz:
+        gz.write(raw)
+    path.write_bytes(buf.getvalue())
+
+
+def read_json_gz(path: Path) -> object:
+    """Read a file written by :func:`write_json_gz` (or any gzip JSON)."""
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+# ---------------------------------------------------------------- source readers
+
+
+def _require(path: Path) -> Path:
+    if not path.is_file():
+        raise BotfilterError(f"vendor source file missing: {path}")
+    return path
+
+
+def read_cidrs(path: Path, optional: bool = False) -> list[str]:
+    """CIDR lines of a list file (blank lines and ``#`` comments skipped), validated."""
+    if optional and not path.exists():
+        return []
+    out: list[str] = []
+    for lineno, line in enumerate(_require(path).read_text().splitlines(), start=1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        try:
+            ipaddress.ip_network(text, strict=False)
+        except ValueError as exc:
+            raise BotfilterError(f"{path}:{lineno}: not a CIDR: {text!r}") from exc
+        out.append(text)
+    return out
+
+
+def read_datacenter_asns(path: Path) -> list[int]:
+    """ASNs of lines like ``AS45090 # Tencent cloud``, sorted and unique."""
+    asns: set[int] = set()
+    for lineno, line in enumerate(_require(path).read_text().splitlines(), start=1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        match = re.fullmatch(r"(?i)AS(\d+)", text)
+        if match is None:
+            raise BotfilterError(f"{path}:{lineno}: not an ASN: {text!r}")
+        asns.add(int(match.group(1)))
+    return sorted(asns)
+
+
+def _read_asn_csv(path: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(
+            _require(path),
+            header=None,
+            names=["start", "end", "asn", "org"],
+            dtype={"start": str, "end": str, "asn": "int64", "org": str},
+            keep_default_na=False,
+        )
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise BotfilterError(f"{path}: cannot read ASN table: {exc}") from exc
+    return frame
+
+
+def _resolve_overlaps(start: list[int], end: list[int], label: str, warnings: list[str]) -> None:
+    """Clip each range where the next one starts (in place); count what had to be clipped.
+
+    The ASN table is sorted by start; the rare overlap comes from merging sources, and the later,
+    more specific start is kept.
+    """
+    clipped = dropped = 0
+    for i in range(len(start) - 1):
+        if end[i] >= start[i + 1]:
+            clipped += 1
+            if end[i] > end[i + 1]:
+                dropped += 1
+            end[i] = start[i + 1] - 1
+    if clipped:
+        warnings.append(
+            f"{label}: {clipped} overlapping range(s) clipped to the next start "
+            f"({dropped} with a tail beyond the next range dropped)"
+        )
+
+
+def build_asn_tables(source: Path, warnings: list[str], step: Step) -> tuple[dict, list[str]]:
+    """Read both ASN CSVs into sorted, non-overlapping integer range arrays plus org names."""
+    v4 = _read_asn_csv(source / "asn" / "asn-ipv4-num.csv.gz")
+    step("read IPv4 ASN table")
+    v6 = _read_asn_csv(source / "asn" / "asn-ipv6.csv.gz")
+    step("read IPv6 ASN table")
+
+    orgs = sorted(set(v4["org"]).union(v6["org"]) - {""})
+    org_index = {name: i for i, name in enumerate(orgs)}
+
+    def org_codes(frame: pd.DataFrame) -> np.ndarray:
+        return np.array([org_index.get(o, -1) for o in frame["org"]], dtype=np.int32)
+
+    try:
+        s4 = [int(x) for x in v4["start"]]
+        e4 = [int(x) for x in v4["end"]]
+    except ValueError as exc:
+        raise BotfilterError(f"asn-ipv4-num.csv.gz: non-integer address: {exc}") from exc
+    order4 = sorted(range(len(s4)), key=s4.__getitem__)
+    s4 = [s4[i] for i in order4]
+    e4 = [e4[i] for i in order4]
+    _resolve_overlaps(s4, e4, "asn-ipv4", warnings)
+
+    try:
+        s6 = [int(ipaddress.IPv6Address(x)) for x in v6["start"]]
+        e6 = [int(ipaddress.IPv6Address(x)) for x in v6["end"]]
+    except ValueError as exc:
+        raise BotfilterError(f"asn-ipv6.csv.gz: bad IPv6 address: {exc}") from exc
+    order6 = sorted(range(len(s6)), key=s6.__getitem__)
+    s6 = [s6[i] for i in order6]
+    e6 = [e6[i] for i in order6]
+    _resolve_overlaps(s6, e6, "asn-ipv6", warnings)
+    step("sorted ranges")
+
+    for label, s, e in (("asn-ipv4", s4, e4), ("asn-ipv6", s6, e6)):
+        if any(b < a for a, b in zip(s, e, strict=True)):
+            raise BotfilterError(f"{label}: a range ends before it starts")
+    if s4 and (s4[0] < 0 or e4[-1] > 0xFFFFFFFF):
+        raise BotfilterError("asn-ipv4: address outside the IPv4 space")
+
+    start4 = np.array(s4, dtype=np.uint32)
+    len4 = np.array(e4, dtype=np.uint32) - start4
+    start6 = np.array(s6, dtype=object)
+    end6 = np.array(e6, dtype=object)
+    arrays = {
+        # Deltas of starts and range lengths compress far better than absolute addresses.
+        "ipv4_start_delta": np.diff(start4, prepend=np.uint32(0)).astype(np.uint32),
+        "ipv4_length": len4.astype(np.uint32),
+        "ipv4_asn": v4["asn"].to_numpy()[order4].astype(np.uint32),
+        "ipv4_org": org_codes(v4)[order4],
+        "ipv6_start_hi": (start6 >> 64).astype(np.uint64),
+        "ipv6_start_lo": (start6 & _U64).astype(np.uint64),
+        "ipv6_end_hi": (end6 >> 64).astype(np.uint64),
+        "ipv6_end_lo": (end6 & _U64).astype(np.uint64),
+        "ipv6_asn": v6["asn"].to_numpy()[order6].astype(np.uint32),
+        "ipv6_org": org_codes(v6)[order6],
+    }
+    return arrays, orgs
+
+
+def pack_asn_arrays(arrays: dict[str, np.ndarray], warnings: list[str]) -> dict[str, np.ndarray]:
+    """Replace the per-range org codes by one ASN -> org map (an ASN has one registered org).
+
+    The per-range codes are the largest part of the file otherwise. An ASN seen with several
+    org names (none in the current table) keeps the name of most of its ranges, with a warning.
+    """
+    asn = np.concatenate([arrays["ipv4_asn"], arrays["ipv6_asn"]]).astype(np.int64)
+    org = np.concatenate([arrays["ipv4_org"], arrays["ipv6_org"]]).astype(np.int64)
+    pairs, counts = np.unique(np.stack([asn, org], axis=1), axis=0, return_counts=True)
+    # For each ASN keep the org with the most ranges (ties: lowest org code), deterministically.
+    order = np.lexsort((pairs[:, 1], -counts, pairs[:, 0]))
+    pairs = pairs[order]
+    first = np.ones(len(pairs), dtype=bool)
+    first[1:] = pairs[1:, 0] != pairs[:-1, 0]
+    conflicted = int(len(pairs) - first.sum())
+    if conflicted:
+        warnings.append(f"asn: {conflicted} extra org name(s) of ASNs with several names dropped")
+    packed = {k: v for k, v in arrays.items() if not k.endswith("_org")}
+    packed["org_asn"] = pairs[first, 0].astype(np.uint32)
+    packed["org_index"] = pairs[first, 1].astype(np.int32)
+    return packed
+
+
+def find_vendor_asns(arrays: dict, orgs: list[str], warnings: list[str]) -> dict[str, list[int]]:
+    """Vendor -> ASNs, by organisation-name pattern over the ASN table (fixed ASNs verified)."""
+    asn_org: dict[int, str] = {}
+    for fam in ("ipv4", "ipv6"):
+        pairs = zip(arrays[f"{fam}_asn"].tolist(), arrays[f"{fam}_org"].tolist(), strict=True)
+        for asn, org in pairs:
+            if org >= 0:
+                asn_org.setdefault(asn, orgs[org])
+    result: dict[str, list[int]] = {}
+    for vendor, pattern in VENDOR_ORG_PATTERNS.items():
+        regex = re.compile(pattern, re.IGNORECASE)
+        found = sorted(asn for asn, org in asn_org.items() if regex.search(org))
+        if not found:
+            warnings.append(f"no ASN found for {vendor} (org pattern {pattern!r})")
+        result[vendor] = found
+    for vendor, (asns, pattern) in FIXED_VENDOR_ASNS.items():
+        for asn in asns:
+            org = asn_org.get(asn, "")
+            if not re.search(pattern, org, re.IGNORECASE):
+                warnings.append(f"{vendor}: ASN {asn} is {org!r}, expected {pattern!r}")
+        result[vendor] = list(asns)
+    return result
+
+
+def build_networks(source: Path, warnings: list[str], step: Step) -> dict[str, list[str]]:
+    """Category -> CIDR strings from ipranges/ and datacenter/, plus the Microsoft EOP subset."""
+    networks: dict[str, list[str]] = {}
+    for folder, category in PROVIDERS.items():
+        base = source / "ipranges" / folder
+        if not base.is_dir():
+            raise BotfilterError(f"vendor source folder missing: {base}")
+        v4 = read_cidrs(base / "ipv4_merged.txt", optional=True)
+        v6 = read_cidrs(base / "ipv6_merged.txt", optional=True)
+        if not v4 and not v6:
+            raise BotfilterError(f"{base}: neither ipv4_merged.txt nor ipv6_merged.txt has ranges")
+        networks[category] = v4 + v6
+    step("read provider ranges")
+    dc = source / "datacenter"
+    networks["datacenter"] = read_cidrs(dc / "datacenter_ipv4.txt") + read_cidrs(
+        dc / "datacenter_ipv6.txt", optional=True
+    )
+    networks["vpn"] = read_cidrs(dc / "vpn_ipv4.txt")
+    step("read datacenter and VPN ranges")
+
+    microsoft = [ipaddress.ip_network(c, strict=False) for c in networks["microsoft"]]
+    for cidr in MICROSOFT_EOP:
+        net = ipaddress.ip_network(cidr)
+        if not any(net.version == m.version and net.subnet_of(m) for m in microsoft):
+            warnings.append(f"Microsoft EOP range {cidr} is not inside the ipranges/microsoft list")
+    networks["microsoft_eop"] = list(MICROSOFT_EOP)
+    return networks
+
+
+def build_user_agents(source: Path) -> dict[str, list]:
+    """The weighted real-browser User-Agent list as columns (source order kept)."""
+    path = _require(source / "user-agents" / "user-agents.json.gz")
+    try:
+        records = read_json_gz(path)
+    except (OSError, ValueError) as exc:
+        raise BotfilterError(f"{path}: cannot read: {exc}") from exc
+    if not isinstance(records, list) or not records:
+        raise BotfilterError(f"{path}: expected a non-empty JSON list of records")
+    cols: dict[str, list] = {"user_agent": [], "weight": [], "device_category": []}
+    for i, rec in enumerate(records):
+        try:
+            cols["user_agent"].append(str(rec["userAgent"]))
+            cols["weight"].append(float(rec["weight"]))
+            cols["device_category"].append(str(rec.get("deviceCategory") or "unknown"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BotfilterError(f"{path}: record {i} lacks userAgent/weight: {exc}") from exc
+    return cols
+
+
+def _first_line(path: Path) -> str:
+    return _require(path).read_text().strip()
+
+
+def attribution_text(source: Path) -> str:
+    """ATTRIBUTION.md naming each source, its version (from SOURCE.txt) and its licence."""
+    parts = [
+        "# Vendored enrichment data: sources and attribution",
+        "",
+        "Built by `botfilter vendor` (features/enrichment/vendor.py) from the sources below.",
+        "The licence texts are kept next to the data as LICENSE-*.txt.",
+        "",
+        "## IP to ASN (asn.npz, asn_orgs.json.gz) — CC BY 4.0",
+        "",
+        _first_line(source / "asn" / "SOURCE.txt"),
+        "",
+        "Attribution (required by CC BY 4.0): IP to ASN data by RouteViews (routeviews.org),",
+        "DB-IP (<a href='https://db-ip.com'>IP Geolocation by DB-IP</a>, db-ip.com) and the",
+        "Number Resource Organization (nro.net), as packaged by ip-location-db.",
+        "Modifications: ranges re-encoded as sorted integer arrays (start deltas and lengths);",
+        "the rare overlapping range is clipped at the start of the next one.",
+        "Licences: LICENSE-asn-DBIP.txt, LICENSE-asn-NRO.txt, LICENSE-asn-ROUTEVIEWS.txt,",
+        "LICENSE-asn-MODIFICATIONS.txt.",
+        "",
+        "## Provider IP ranges (networks.json.gz) — CC0 1.0",
+        "",
+        _first_line(source / "ipranges" / "SOURCE.txt"),
+        "",
+        "The Microsoft Exchange Online Protection subset (" + ", ".join(MICROSOFT_EOP) + ") is",
+        "Microsoft's published EOP range list, checked against the Microsoft ranges.",
+        "Licence: LICENSE-ipranges.txt.",
+        "",
+        "## Datacenter ASNs, datacenter and VPN ranges (networks.json.gz) — MIT",
+        "",
+        _first_line(source / "datacenter" / "SOURCE.txt"),
+        "",
+        "Licence: LICENSE-datacenter.txt.",
+        "",
+        "## Real-browser User-Agents (user_agents.json.gz) — BSD-2-Clause",
+        "",
+        _first_line(source / "user-agents" / "SOURCE.txt"),
+        "",
+        "Only userAgent, weight and deviceCategory are kept. Licence: LICENSE-user-agents.txt.",
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def licence_copies(source: Path) -> dict[str, bytes]:
+    """Output file name -> licence text bytes, for every licence of every source."""
+    out: dict[str, bytes] = {}
+    for folder, names in LICENCE_FILES.items():
+        for name in names:
+            if folder == "asn":
+                target = "LICENSE-asn-" + name.replace("-LICENSE", "").replace("_LICENSE", "")
+            else:
+                target = f"LICENSE-{folder}"
+            out[f"{target}.txt"] = _require(source / folder / name).read_bytes()
+    return out
+
+
+def vendored_file_names() -> tuple[str, ...]:
+    """Every file the vendor build writes (and nothing else lives in the data folder)."""
+    lic = ("LICENSE-ipranges.txt", "LICENSE-datacenter.txt", "LICENSE-user-agents.txt") + tuple(
+        f"LICENSE-asn-{n}.txt" for n in ("DBIP", "NRO", "ROUTEVIEWS", "MODIFICATIONS")
+    )
+    return (ASN_FILE, ORGS_FILE, NETWORKS_FILE, USER_AGENTS_FILE, ATTRIBUTION_FILE, *lic)
+
+
+def build_vendored_data(
+    source: Path, out_dir: Path = DATA_DIR, show_progress: bool = True
+) -> VendorSummary:
+    """Rebuild every vendored file in ``out_dir`` from the source folder ``source``."""
+    from rich.progress import Progress
+
+    source = Path(source)
+    if not source.is_dir():
+        raise BotfilterError(f"vendor source folder not found: {source}")
+    for folder in ("ipranges", "datacenter", "asn", "user-agents"):
+        if not (source / folder).is_dir():
+            raise BotfilterError(f"vendor source folder missing: {source / folder}")
+    summary = VendorSummary(out_dir=Path(out_dir))
+    warnings = summary.warnings
+    steps = 9
+    with Progress(disable=not show_progress, transient=True) as progress:
+        task = progress.add_task("vendor", total=steps)
+
+        def step(label: str) -> None:
+            progress.update(task, advance=1, description=label)
+
+        attribution = attribution_text(source)
+        licences = licence_copies(source)
+        step("read licences")
+        arrays, orgs = build_asn_tables(source, warnings, step)
+        networks = build_networks(source, warnings, step)
+        dc_asns = read_datacenter_asns(source / "datacenter" / "datacenter_asn.txt")
+        vendor_asns = find_vendor_asns(arrays, orgs, warnings)
+        step("matched vendor ASNs")
+        user_agents = build_user_agents(source)
+        step("read user agents")
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        write_npz(out / ASN_FILE, pack_asn_arrays(arrays, warnings))
+        write_json_gz(out / ORGS_FILE, orgs)
+        write_json_gz(
+            out / NETWORKS_FILE,
+            {"networks": networks, "datacenter_asns": dc_asns, "vendor_asns": vendor_asns},
+        )
+        write_json_gz(out / USER_AGENTS_FILE, user_agents)
+        (out / ATTRIBUTION_FILE).write_text(attribution)
+        for name, data in licences.items():
+            (out / name).write_bytes(data)
+        step("wrote files")
+
+    for name in vendored_file_names():
+        summary.files[name] = (out / name).stat().st_size
+    summary.counts = {
+        "ipv4_asn_ranges": int(arrays["ipv4_asn"].size),
+        "ipv6_asn_ranges": int(arrays["ipv6_asn"].size),
+        "orgs": len(orgs),
+        "network_cidrs": sum(len(v) for v in networks.values()),
+        "datacenter_asns": len(dc_asns),
+        "user_agents": len(user_agents["user_agent"]),
+    }
+    return summary
+
+
+def iter_lines(summary: VendorSummary) -> Iterable[str]:
+    """Human-readable summary lines for the CLI."""
+    for name, size in summary.files.items():
+        yield f"  {name:32s} {size / 1024:9.1f} KiB"
+    yield f"  {'total':32s} {summary.total_bytes / 1024:9.1f} KiB"
+    for key, value in summary.counts.items():
+        yield f"  {key}: {value}"
+    for warning in summary.warnings:
+        yield f"  warning: {warning}"
