@@ -1,0 +1,142 @@
+"""The feature registry: every model input's name, dtype and description, defined once.
+
+Training, evaluation, the online API and the batch/Spark jobs all take the feature list from
+here; the MLflow run logs it as the model's schema. Enrichment features are declared next to the
+code that computes them (``features.enrichment``) and pulled in below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from features.enrichment.ip import IP_FEATURES
+from features.enrichment.useragent import UA_FEATURES
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One model input."""
+
+    name: str
+    dtype: str
+    description: str
+    group: str
+
+
+# Burst windows in seconds. The longest one bounds the history the online state must keep.
+WINDOWS_S: tuple[int, ...] = (2, 10, 60, 600)
+LONGEST_WINDOW_S: int = max(WINDOWS_S)
+# Burst keys: the exact address, its /24 (IPv4) or /48 (IPv6), and its autonomous system.
+BURST_KEYS: tuple[str, ...] = ("ip", "prefix", "asn")
+
+_TIMING = (
+    FeatureSpec(
+        "secs_since_delivery",
+        "float32",
+        "Seconds from delivered_at to the event (NaN if not delivered).",
+        "timing",
+    ),
+    FeatureSpec("secs_since_send", "float32", "Seconds from sent_at to the event.", "timing"),
+)
+_EVENT = (
+    FeatureSpec("is_sms", "int8", "1 for an SMS message, 0 for email.", "event"),
+    FeatureSpec("is_click", "int8", "1 for a click, 0 for an open.", "event"),
+    FeatureSpec("http_method", "int8", "0 GET, 1 HEAD, 2 other method, -1 not given.", "event"),
+    FeatureSpec(
+        "is_hidden_link",
+        "int8",
+        "1 if the click hit an invisible honeypot link; -1 unknown.",
+        "event",
+    ),
+    FeatureSpec(
+        "link_position", "float32", "0-based position of the clicked link (NaN for opens).", "event"
+    ),
+    FeatureSpec(
+        "link_position_rel", "float32", "Link position over link_count (NaN if unknown).", "event"
+    ),
+    FeatureSpec("link_count", "float32", "Tracked links in the message (NaN if unknown).", "event"),
+)
+_MESSAGE = (
+    FeatureSpec("msg_prior_events", "int32", "Events on this message before this one.", "message"),
+    FeatureSpec("msg_prior_opens", "int32", "Opens on this message before this one.", "message"),
+    FeatureSpec("msg_prior_clicks", "int32", "Clicks on this message before this one.", "message"),
+    FeatureSpec(
+        "msg_link_coverage", "float32", "Distinct links clicked so far over link_count.", "message"
+    ),
+    FeatureSpec(
+        "msg_distinct_links", "int32", "Distinct links clicked on this message so far.", "message"
+    ),
+    FeatureSpec(
+        "secs_since_msg_prev_event",
+        "float32",
+        "Seconds since the message's previous event (NaN if first).",
+        "message",
+    ),
+    FeatureSpec(
+        "msg_first_event", "int8", "1 if this is the first event on the message.", "message"
+    ),
+    FeatureSpec(
+        "click_without_open",
+        "int8",
+        "1 for a click with no earlier open on the message.",
+        "message",
+    ),
+)
+
+
+def _burst_specs() -> tuple[FeatureSpec, ...]:
+    specs: list[FeatureSpec] = []
+    for key in BURST_KEYS:
+        scope = {"ip": "the same IP", "prefix": "the same /24 or /48", "asn": "the same ASN"}[key]
+        for w in WINDOWS_S:
+            specs += [
+                FeatureSpec(
+                    f"{key}_msgs_{w}s",
+                    "float32",
+                    f"Distinct messages with events from {scope} in the last {w}s (tenant).",
+                    "burst",
+                ),
+                FeatureSpec(
+                    f"{key}_contacts_{w}s",
+                    "float32",
+                    f"Distinct recipients with events from {scope} in the last {w}s (tenant).",
+                    "burst",
+                ),
+                FeatureSpec(
+                    f"{key}_events_{w}s",
+                    "float32",
+                    f"Events from {scope} in the last {w}s (tenant).",
+                    "burst",
+                ),
+            ]
+    for w in WINDOWS_S:
+        specs.append(
+            FeatureSpec(
+                f"send_asn_events_{w}s",
+                "float32",
+                f"Events of the same campaign/automation from the same ASN in the last {w}s.",
+                "burst",
+            )
+        )
+    return tuple(specs)
+
+
+def _enrichment_specs() -> tuple[FeatureSpec, ...]:
+    skip = {"ip_key", "prefix_key", "asn"}  # grouping keys, not model inputs
+    ip = tuple(FeatureSpec(n, d, desc, "network") for n, d, desc in IP_FEATURES if n not in skip)
+    ua = tuple(FeatureSpec(n, d, desc, "user_agent") for n, d, desc in UA_FEATURES)
+    return ip + ua
+
+
+FEATURES: tuple[FeatureSpec, ...] = (
+    _TIMING + _EVENT + _MESSAGE + _burst_specs() + _enrichment_specs()
+)
+FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
+
+
+def feature_schema() -> list[dict[str, str]]:
+    """The feature list as plain records, for MLflow logging and the API docs."""
+    return [
+        {"name": f.name, "dtype": f.dtype, "group": f.group, "description": f.description}
+        for f in FEATURES
+    ]

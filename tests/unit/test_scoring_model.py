@@ -1,0 +1,91 @@
+"""The model wrapper: contributions add up to LightGBM's raw score, thresholds, reasons."""
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+
+from scoring.explain import contributions, flatten, top_reasons
+from scoring.model import BotModel
+from training.train import choose_thresholds, threshold_for_precision
+
+
+@pytest.fixture(scope="module")
+def booster() -> lgb.Booster:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 4))
+    X[rng.random(600) < 0.1, 2] = np.nan
+    X[:50, 3] = 0.0
+    y = ((X[:, 0] + np.nan_to_num(X[:, 2]) > 0.3) | (X[:, 3] == 0)).astype(int)
+    params = {
+        "objective": "binary",
+        "num_leaves": 7,
+        "verbose": -1,
+        "seed": 1,
+        "min_data_in_leaf": 5,
+    }
+    return lgb.train(
+        params, lgb.Dataset(X, y, feature_name=["a", "b", "c", "d"]), num_boost_round=20
+    )
+
+
+def test_contributions_sum_to_raw_score(booster):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(200, 4))
+    X[::7, 2] = np.nan
+    X[::5, 3] = 0.0
+    trees = flatten(booster)
+    contrib = contributions(trees, X)
+    raw = booster.predict(X, raw_score=True)
+    np.testing.assert_allclose(contrib.sum(axis=1) + trees.base, raw, rtol=0, atol=1e-9)
+    assert np.all(contrib[:, 1] == 0) or np.any(contrib[:, 1] != 0)  # b may be unused
+    assert np.abs(contrib[:, 0]).sum() > 0
+
+
+def test_top_reasons_follow_contributions(booster):
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(50, 4))
+    trees = flatten(booster)
+    contrib = contributions(trees, X)
+    toward_bot = rng.random(50) < 0.5
+    got = top_reasons(trees, X, ["a", "b", "c", "d"], toward_bot)
+    for row, want_bot, reasons in zip(contrib, toward_bot, got, strict=True):
+        signed = row if want_bot else -row
+        expected = [
+            ["a", "b", "c", "d"][i] for i in np.argsort(-signed, kind="stable") if signed[i] > 0
+        ][:3]
+        assert reasons == expected
+    only = top_reasons(trees, X, ["a", "b", "c", "d"], toward_bot, rows=np.array([3]))
+    assert only[3] == got[3] and all(r == [] for i, r in enumerate(only) if i != 3)
+
+
+def test_score_table_columns_and_thresholds(booster):
+    model = BotModel(
+        booster, ["a", "b", "c", "d"], (1.0, 0.0), {"default": 0.5, "email:click": 0.999}
+    )
+    feats = pd.DataFrame({"a": [3.0, 3.0], "b": [0.0, 0.0], "c": [1.0, 1.0], "d": [1.0, 1.0]})
+    out = model.score(
+        pd.Series(["e1", "e2"]), pd.Series(["email", "sms"]), pd.Series(["click", "click"]), feats
+    )
+    assert list(out.columns) == ["event_id", "bot_score", "is_bot", "reasons", "model_version"]
+    p = float(out["bot_score"].iat[0])
+    assert 0.5 < p < 0.999  # same score, different per-(channel, type) thresholds
+    assert out["is_bot"].tolist() == [False, True]
+    assert out["reasons"].iat[1][0] in {"a", "c"}
+
+
+def test_threshold_for_precision_exact():
+    proba = np.array([0.95, 0.9, 0.8, 0.7, 0.6, 0.1])
+    y = np.array([1, 1, 0, 1, 0, 0], bool)
+    assert threshold_for_precision(proba, y, 0.99) == 0.9
+    assert threshold_for_precision(proba, y, 0.75) == 0.7
+    assert threshold_for_precision(proba, np.zeros(6, bool), 0.9) is None
+
+
+def test_choose_thresholds_falls_back_for_small_groups():
+    ctx = pd.DataFrame({"channel": ["email"] * 4 + ["sms"] * 2, "type": ["click"] * 6})
+    proba = np.array([0.9, 0.8, 0.3, 0.2, 0.99, 0.1])
+    y = np.array([1, 1, 0, 0, 1, 0], bool)
+    th = choose_thresholds(proba, y, ctx, 0.99, min_bots=2)
+    assert th["email:click"] == 0.8
+    assert th["sms:click"] == th["default"] == 0.8

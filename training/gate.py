@@ -1,0 +1,76 @@
+"""The promotion gate. Its thresholds live here and nowhere else.
+
+A candidate becomes ``@champion`` only if it clears the absolute floors AND is at least as good as
+the current champion on the same evaluation data (within the stated tolerances).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class GateThresholds:
+    """Floors and tolerated regressions; change them here, in code review."""
+
+    min_pr_auc: float = 0.95
+    min_precision: float = 0.95
+    min_recall: float = 0.85
+    max_human_fpr: float = 0.02
+    # "At least as good as the champion": allowed slack for noise of a re-fit on the same data.
+    max_pr_auc_drop: float = 0.0
+    max_ctr_mae_increase_pp: float = 0.05
+
+
+GATE = GateThresholds()
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """The gate's verdict and the numbers it was made on."""
+
+    promote: bool
+    reasons: list[str]
+    candidate: dict[str, float]
+    champion: dict[str, float] | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def gate_numbers(report: dict[str, Any]) -> dict[str, float]:
+    """The few numbers of an evaluation report the gate looks at."""
+    return {
+        "pr_auc": report["pr_auc"],
+        "precision": report["overall"]["model"]["precision"],
+        "recall": report["overall"]["model"]["recall"],
+        "human_fpr": report["human_fpr"]["model"],
+        "ctr_mae_pp": report["campaign_metric_error"]["model"]["ctr_mae_pp"],
+    }
+
+
+def decide(
+    candidate: dict[str, float], champion: dict[str, float] | None, gate: GateThresholds = GATE
+) -> GateDecision:
+    """Apply the gate: absolute floors, then no regression against the champion."""
+    fails: list[str] = []
+    if not candidate["pr_auc"] >= gate.min_pr_auc:
+        fails.append(f"pr_auc {candidate['pr_auc']:.4f} < {gate.min_pr_auc}")
+    if not candidate["precision"] >= gate.min_precision:
+        fails.append(f"precision {candidate['precision']:.4f} < {gate.min_precision}")
+    if not candidate["recall"] >= gate.min_recall:
+        fails.append(f"recall {candidate['recall']:.4f} < {gate.min_recall}")
+    if not candidate["human_fpr"] <= gate.max_human_fpr:
+        fails.append(f"human_fpr {candidate['human_fpr']:.4f} > {gate.max_human_fpr}")
+    if champion is not None:
+        if candidate["pr_auc"] < champion["pr_auc"] - gate.max_pr_auc_drop:
+            fails.append(
+                f"pr_auc {candidate['pr_auc']:.4f} below champion {champion['pr_auc']:.4f}"
+            )
+        if candidate["ctr_mae_pp"] > champion["ctr_mae_pp"] + gate.max_ctr_mae_increase_pp:
+            fails.append(
+                f"ctr_mae_pp {candidate['ctr_mae_pp']:.3f} above champion {champion['ctr_mae_pp']:.3f}"
+            )
+    ok = ["no champion yet"] if champion is None else ["at least as good as the champion"]
+    return GateDecision(not fails, fails or ok, candidate, champion)

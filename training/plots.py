@@ -1,0 +1,101 @@
+"""Figures logged with every training run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def pr_curve(y: np.ndarray, proba: np.ndarray, groups: pd.Series, path: Path) -> Path:
+    """Precision-recall curves, overall and per channel x type."""
+    from sklearn.metrics import precision_recall_curve
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for name, idx in [("all", np.arange(len(y)))] + sorted(groups.groupby(groups).indices.items()):
+        yy = y[idx]
+        if yy.any() and (~yy).any():
+            p, r, _ = precision_recall_curve(yy, proba[idx])
+            ax.plot(r, p, label=str(name), lw=2 if name == "all" else 1)
+    ax.set(
+        xlabel="recall", ylabel="precision", title="Precision-recall (test split)", ylim=(0.5, 1.01)
+    )
+    ax.legend(loc="lower left")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def calibration(y: np.ndarray, proba: np.ndarray, path: Path) -> Path:
+    """Reliability diagram: mean predicted probability against observed bot share."""
+    from sklearn.calibration import calibration_curve
+
+    plt = _plt()
+    frac, mean = calibration_curve(y, proba, n_bins=15, strategy="quantile")
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect")
+    ax.plot(mean, frac, "o-", label="model")
+    ax.set(
+        xlabel="predicted bot probability",
+        ylabel="observed bot share",
+        title="Calibration (test split)",
+    )
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def importance(names: list[str], gains: np.ndarray, path: Path, top: int = 25) -> Path:
+    """Top features by total gain."""
+    plt = _plt()
+    order = np.argsort(gains)[::-1][:top][::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.28 * len(order) + 1))
+    ax.barh([names[i] for i in order], gains[order] / max(gains.sum(), 1e-12))
+    ax.set(xlabel="share of total gain", title="Feature importance")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def confusion_by_kind(kind: pd.Series, is_bot: np.ndarray, path: Path) -> Path:
+    """Share flagged as bot per true kind (people, each bot kind, each hard negative)."""
+    plt = _plt()
+    tab = pd.crosstab(
+        kind.to_numpy(), np.where(is_bot, "flagged bot", "kept as human"), normalize="index"
+    )
+    counts = kind.value_counts()
+    fig, ax = plt.subplots(figsize=(7, 0.4 * len(tab) + 1.2))
+    flagged = tab.get("flagged bot", pd.Series(0.0, index=tab.index))
+    ax.barh(
+        [f"{k} (n={counts[k]:,})" for k in tab.index], flagged, color="#c0392b", label="flagged bot"
+    )
+    ax.barh(
+        [f"{k} (n={counts[k]:,})" for k in tab.index],
+        1 - flagged,
+        left=flagged,
+        color="#27ae60",
+        label="kept as human",
+    )
+    ax.set(xlim=(0, 1), xlabel="share of events", title="Verdict by true kind (test split)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

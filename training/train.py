@@ -1,0 +1,289 @@
+"""Training: LightGBM on a time-based split, Platt calibration, per-(channel, type) thresholds,
+everything logged to MLflow, the model registered, and the champion alias moved only by the gate."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from botfilter.errors import BotfilterError
+from botfilter.settings import Settings
+from features.definitions import FEATURE_NAMES, feature_schema
+from features.pipeline import Enrichers, build_features, event_context
+from scoring.model import METADATA_FILE, BotModel, threshold_key
+from training import plots
+from training.evaluate import evaluation_report, flat_metrics
+from training.gate import GATE, GateDecision, decide, gate_numbers
+
+DEFAULT_PARAMS: dict[str, Any] = {
+    "objective": "binary",
+    "learning_rate": 0.08,
+    "num_leaves": 31,
+    "min_data_in_leaf": 40,
+    "feature_fraction": 0.8,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambda_l2": 1.0,
+    "deterministic": True,
+    "force_row_wise": True,
+    "verbose": -1,
+    "seed": 17,
+}
+NUM_ROUNDS = 300
+EARLY_STOPPING = 30
+SPLIT = (0.70, 0.15)  # train, validation (calibration + thresholds); the rest is the test split
+
+
+@dataclass
+class Prepared:
+    """Event context, features and labels of a labelled data directory."""
+
+    ctx: pd.DataFrame
+    features: pd.DataFrame
+    y: np.ndarray
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    model: BotModel
+    run_id: str
+    version: str
+    report: dict[str, Any]
+    decision: GateDecision
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare(validated, enrichers: Enrichers | None = None) -> Prepared:
+    """Join, featurise and label the clean events of a validated data directory."""
+    ev = validated.events
+    if "label" not in ev.columns or ev["label"].isna().any():
+        missing = int(ev["label"].isna().sum()) if "label" in ev.columns else len(ev)
+        raise BotfilterError(
+            f"events: training needs a label (bot/human) on every event; {missing} lack one"
+        )
+    ctx = event_context(validated.messages, ev).reset_index(drop=True)
+    features = build_features(ctx, enrichers or Enrichers.load())
+    return Prepared(ctx, features, (ctx["label"].to_numpy() == "bot"))
+
+
+def split_by_send_time(
+    ctx: pd.DataFrame, split: tuple[float, float] = SPLIT
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row positions of train / validation / test, by the message's send time (never shuffled)."""
+    sent = pd.to_datetime(ctx["sent_at"], utc=True)
+    t1, t2 = sent.quantile(split[0]), sent.quantile(split[0] + split[1])
+    s = sent.to_numpy()
+    return (
+        np.flatnonzero(s < t1.to_datetime64()),
+        np.flatnonzero((s >= t1.to_datetime64()) & (s < t2.to_datetime64())),
+        np.flatnonzero(s >= t2.to_datetime64()),
+    )
+
+
+def fit_calibration(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Platt scaling of raw scores on held-out data."""
+    from sklearn.linear_model import LogisticRegression
+
+    lr = LogisticRegression(C=1e4, max_iter=1000).fit(raw.reshape(-1, 1), y.astype(int))
+    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+
+
+def threshold_for_precision(proba: np.ndarray, y: np.ndarray, target: float) -> float | None:
+    """Smallest threshold whose precision on (proba, y) is >= target; None if none reaches it."""
+    if not y.any():
+        return None
+    order = np.argsort(-proba, kind="stable")
+    p, yy = proba[order], y[order]
+    tp = np.cumsum(yy)
+    prec = tp / np.arange(1, len(yy) + 1)
+    # Only cut between distinct scores, so ties share one verdict.
+    last_of_tie = np.r_[p[1:] != p[:-1], True]
+    ok = np.flatnonzero((prec >= target) & last_of_tie)
+    if len(ok) == 0:
+        return None
+    return float(p[ok[-1]])
+
+
+def choose_thresholds(
+    proba: np.ndarray, y: np.ndarray, ctx: pd.DataFrame, target: float, min_bots: int = 30
+) -> dict[str, float]:
+    """A threshold per (channel, type) for the target precision, with a global fallback."""
+    default = threshold_for_precision(proba, y, target)
+    thresholds = {"default": default if default is not None else 0.5}
+    for (ch, ty), idx in ctx.groupby(["channel", "type"]).indices.items():
+        thr = (
+            threshold_for_precision(proba[idx], y[idx], target)
+            if y[idx].sum() >= min_bots
+            else None
+        )
+        thresholds[threshold_key(ch, ty)] = thr if thr is not None else thresholds["default"]
+    return thresholds
+
+
+def fit_model(
+    prep: Prepared, settings: Settings, params: dict[str, Any] | None = None
+) -> tuple[BotModel, dict[str, Any]]:
+    """Fit booster, calibration and thresholds on the train/validation splits."""
+    tr, va, te = split_by_send_time(prep.ctx)
+    if min(len(tr), len(va), len(te)) == 0 or prep.y[tr].all() or not prep.y[tr].any():
+        raise BotfilterError("too little labelled data to split by time into train/validation/test")
+    X = prep.features[list(FEATURE_NAMES)].to_numpy(dtype=np.float64)
+    params = {**DEFAULT_PARAMS, "num_threads": settings.threads, **(params or {})}
+    dtrain = lgb.Dataset(
+        X[tr], prep.y[tr].astype(int), feature_name=list(FEATURE_NAMES), free_raw_data=False
+    )
+    dvalid = lgb.Dataset(X[va], prep.y[va].astype(int), reference=dtrain)
+    booster = lgb.train(
+        params,
+        dtrain,
+        num_boost_round=NUM_ROUNDS,
+        valid_sets=[dvalid],
+        callbacks=[lgb.early_stopping(EARLY_STOPPING, verbose=False)],
+    )
+    booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
+    model = BotModel(booster, list(FEATURE_NAMES), (1.0, 0.0), {}, "candidate", settings.threads)
+    raw_va = model.raw_score(X[va])
+    model.calibration = fit_calibration(raw_va, prep.y[va])
+    model.thresholds = choose_thresholds(
+        model.calibrate(raw_va), prep.y[va], prep.ctx.iloc[va], settings.target_precision
+    )
+    info = {
+        "params": params,
+        "best_iteration": booster.best_iteration or booster.num_trees(),
+        "split": {"train": len(tr), "valid": len(va), "test": len(te)},
+        "test_idx": te,
+    }
+    return model, info
+
+
+def evaluate_model(
+    model: BotModel, prep: Prepared, idx: np.ndarray
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """Evaluation report of ``model`` on rows ``idx`` of ``prep``."""
+    ctx = prep.ctx.iloc[idx]
+    feats = prep.features.iloc[idx]
+    proba = model.predict_proba(feats)
+    is_bot = proba >= model.threshold_for(ctx["channel"].to_numpy(), ctx["type"].to_numpy())
+    return evaluation_report(ctx, feats, proba, is_bot), proba, is_bot
+
+
+def train(
+    settings: Settings, data_dir: Path, console=None, params: dict[str, Any] | None = None
+) -> TrainResult:
+    """Train on a labelled data directory; log, register, and gate the champion alias."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.models import infer_signature
+
+    from contract import load
+    from scoring.registry import champion_uri, configure_mlflow, load_model
+
+    say = console.print if console is not None else (lambda *a, **k: None)
+    validated = load(data_dir)
+    say(f"loaded {len(validated.events):,} events, {len(validated.messages):,} messages")
+    prep = prepare(validated)
+    model, info = fit_model(prep, settings, params)
+    te = info.pop("test_idx")
+    report, proba, is_bot = evaluate_model(model, prep, te)
+
+    configure_mlflow(settings)
+    client = MlflowClient()
+    champion = None
+    champion_report = None
+    try:
+        champion = load_model(settings, champion_uri(settings), compile=False)
+    except BotfilterError:
+        champion = None
+    if champion is not None:
+        if set(champion.feature_names) <= set(prep.features.columns):
+            champion_report, _, _ = evaluate_model(champion, prep, te)
+        else:
+            say(
+                "[yellow]champion uses features this code no longer computes; it cannot be compared[/]"
+            )
+    decision = decide(
+        gate_numbers(report), gate_numbers(champion_report) if champion_report else None, GATE
+    )
+
+    mlflow.set_experiment("botfilter")
+    with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
+        tmpd = Path(tmp)
+        mlflow.log_params({k: v for k, v in info["params"].items()})
+        mlflow.log_params(
+            {
+                "best_iteration": info["best_iteration"],
+                "target_precision": settings.target_precision,
+                "data_dir": str(data_dir),
+                **{f"rows_{k}": v for k, v in info["split"].items()},
+            }
+        )
+        mlflow.log_metrics(flat_metrics(report, "test."))
+        if champion_report:
+            mlflow.log_metrics(flat_metrics(gate_numbers(champion_report), "champion."))
+        mlflow.log_dict(feature_schema(), "feature_schema.json")
+        mlflow.log_dict(model.thresholds, "thresholds.json")
+        mlflow.log_dict(report, "evaluation.json")
+        mlflow.log_dict(decision.as_dict(), "gate_decision.json")
+        y = prep.y[te]
+        ctx_te = prep.ctx.iloc[te]
+        kind = (
+            ctx_te["bot_kind"].fillna("human").astype(str)
+            if "bot_kind" in ctx_te
+            else pd.Series(np.where(y, "bot", "human"))
+        )
+        gains = model.booster.feature_importance("gain")
+        for fig in (
+            plots.pr_curve(
+                y, proba, ctx_te["channel"] + ":" + ctx_te["type"], tmpd / "pr_curve.png"
+            ),
+            plots.calibration(y, proba, tmpd / "calibration.png"),
+            plots.importance(model.feature_names, gains, tmpd / "feature_importance.png"),
+            plots.confusion_by_kind(
+                kind.reset_index(drop=True), is_bot, tmpd / "confusion_by_bot_kind.png"
+            ),
+        ):
+            mlflow.log_artifact(str(fig), "plots")
+        meta = tmpd / METADATA_FILE
+        meta.write_text(json.dumps(model.metadata(), indent=2, sort_keys=True))
+        example = prep.features.iloc[te[:5]][model.feature_names].astype("float64")
+        signature = infer_signature(example, model.predict_proba(example))
+        info_model = mlflow.lightgbm.log_model(
+            model.booster,
+            name="model",
+            signature=signature,
+            input_example=example,
+            registered_model_name=settings.model_name,
+            extra_files=[str(meta)],
+            metadata={
+                "feature_names": model.feature_names,
+                "thresholds": model.thresholds,
+                "calibration": list(model.calibration),
+            },
+        )
+        version = str(info_model.registered_model_version)
+        mlflow.set_tags(
+            {
+                "gate.promote": str(decision.promote),
+                "gate.reasons": "; ".join(decision.reasons),
+                "model_version": f"{settings.model_name}/{version}",
+            }
+        )
+        run_id = run.info.run_id
+    model.version = f"{settings.model_name}/{version}"
+    if decision.promote:
+        client.set_registered_model_alias(settings.model_name, settings.champion_alias, version)
+    client.set_model_version_tag(
+        settings.model_name, version, "gate", "promoted" if decision.promote else "rejected"
+    )
+    return TrainResult(
+        model, run_id, model.version, report, decision, {"champion_report": champion_report}
+    )
