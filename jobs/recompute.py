@@ -1,0 +1,501 @@
+"""The batch recompute: data (via the contract) + scores -> metric partitions -> the store.
+
+One call recomputes the window of some tenants (default: every tenant in the data) for some
+channels (default: both): it takes each tenant's lock, records a job run per tenant, resolves the
+scores (a scores file, stored scores of the current model version, or fresh scoring of what is
+missing), computes the partitions with :mod:`jobs.metrics`, and writes each tenant's partitions,
+applied queue entries and finished job run in one transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from botfilter.errors import BotfilterError
+from botfilter.settings import Settings
+from contract.schema import CHANNELS, SCORE_COLUMNS
+from jobs.metrics import (
+    PRODUCT_TABLES,
+    MissingScores,
+    Partitions,
+    Window,
+    compute_partitions,
+    to_utc,
+)
+from jobs.settings import sync_from_data
+from jobs.store import Store
+
+Scorer = Callable[[Any], pd.DataFrame]
+
+
+@dataclass
+class Tables:
+    """The clean tables a recompute reads (a :class:`contract.Validated` has the same fields)."""
+
+    messages: pd.DataFrame
+    events: pd.DataFrame
+    segments: pd.DataFrame | None = None
+    settings: pd.DataFrame | None = None
+
+
+@dataclass
+class RecomputeResult:
+    """What one recompute did."""
+
+    window: Window
+    tenants: tuple[str, ...]
+    channels: tuple[str, ...]
+    tables: dict[str, pd.DataFrame]
+    run_ids: dict[str, str]
+    events_used: int
+    rows_written: int
+    queue_applied: int
+    scores_source: str
+    model_versions: tuple[str, ...]
+    timings: dict[str, float] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+class Stages:
+    """Times named stages and, when ``progress`` is on, shows them as a rich progress bar."""
+
+    def __init__(self, names: Sequence[str], progress: bool = False, console: Any = None):
+        self.timings: dict[str, float] = {}
+        self._bar = None
+        if progress:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(
+                TextColumn("[bold]{task.description:<28}"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total} stages"),
+                TimeElapsedColumn(),
+                console=console,
+                transient=True,
+            )
+            self._task = self._bar.add_task("recompute", total=len(names))
+
+    def __enter__(self) -> Stages:
+        if self._bar is not None:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        if self._bar is not None:
+            self._bar.update(self._task, description=name)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+            if self._bar is not None:
+                self._bar.advance(self._task)
+
+
+# --- scores -----------------------------------------------------------------------------------
+
+
+def read_scores_file(path: Path) -> pd.DataFrame:
+    """A scores table (Parquet, CSV or JSON Lines by extension), checked and typed."""
+    path = Path(path)
+    if not path.is_file():
+        raise BotfilterError(f"scores file not found: {path}")
+    try:
+        if path.suffix == ".parquet":
+            frame = pd.read_parquet(path)
+        elif path.suffix == ".csv":
+            frame = pd.read_csv(path, dtype={"event_id": str, "model_version": str})
+        elif path.suffix == ".jsonl":
+            frame = pd.read_json(path, lines=True, dtype={"event_id": str})
+        else:
+            raise BotfilterError(f"{path}: scores must be .parquet, .csv or .jsonl")
+    except BotfilterError:
+        raise
+    except Exception as exc:
+        raise BotfilterError(f"cannot read scores file {path}: {exc}") from exc
+    return check_scores(frame, str(path))
+
+
+def check_scores(frame: pd.DataFrame, source: str = "scores") -> pd.DataFrame:
+    """The scores table with its columns typed; clear errors for what cannot be used."""
+    missing = [c for c in SCORE_COLUMNS if c not in frame.columns]
+    if missing:
+        raise BotfilterError(f"{source}: missing column {missing[0]} (needs {SCORE_COLUMNS})")
+    out = frame[list(SCORE_COLUMNS)].copy()
+    out["event_id"] = out["event_id"].astype(str)
+    out["model_version"] = out["model_version"].astype(str)
+    is_bot = out["is_bot"]
+    if is_bot.dtype == object:
+        is_bot = (
+            is_bot.astype(str)
+            .str.lower()
+            .map({"true": True, "false": False, "1": True, "0": False})
+        )
+    if is_bot.isna().any():
+        raise BotfilterError(f"{source}: is_bot must be true or false on every row")
+    out["is_bot"] = is_bot.astype(bool)
+    out["bot_score"] = pd.to_numeric(out["bot_score"], errors="coerce")
+    if out["bot_score"].isna().any() or not out["bot_score"].between(0, 1).all():
+        raise BotfilterError(f"{source}: bot_score must be a number in [0, 1] on every row")
+    dup = out["event_id"].duplicated()
+    if dup.any():
+        raise BotfilterError(
+            f"{source}: event_id {out['event_id'][dup].iloc[0]!r} is scored more than once"
+        )
+    return out.reset_index(drop=True)
+
+
+def _scope_events(data: Any, window: Window, tenants: Sequence[str]) -> pd.DataFrame:
+    """Events a recompute of ``tenants`` may count: of window messages, before as_of."""
+    m = data.messages
+    sent = m["sent_at"]
+    keep = m["tenant_id"].isin(tenants) & (sent >= window.stored_start) & (sent < window.end)
+    e = data.events
+    sel = e["tenant_id"].isin(tenants) & (e["occurred_at"] < window.end)
+    sel &= e["message_id"].isin(m.loc[keep, "message_id"])
+    return e.loc[sel, ["event_id", "tenant_id", "message_id", "occurred_at"]]
+
+
+def _champion_version(settings: Settings, model_uri: str | None) -> str:
+    """Version label of the model that scoring would use (the champion by default)."""
+    from scoring.registry import champion_uri, configure_mlflow, resolve_version
+
+    configure_mlflow(settings)
+    return resolve_version(settings, model_uri or champion_uri(settings))
+
+
+def _score_with_model(settings: Settings, model_uri: str | None) -> Scorer:
+    def score(tables: Tables) -> pd.DataFrame:
+        from scoring.batch import score_validated
+
+        return score_validated(tables, settings, model_uri)
+
+    return score
+
+
+def resolve_scores(
+    store: Store,
+    settings: Settings,
+    data: Any,
+    window: Window,
+    tenants: Sequence[str],
+    scores: pd.DataFrame | None = None,
+    scorer: Scorer | None = None,
+    model_version: str | None = None,
+    model_uri: str | None = None,
+) -> tuple[pd.DataFrame, str]:
+    """Scores covering the events a recompute counts, and where they came from.
+
+    With ``scores`` (a scores file): those, stored for later runs. Otherwise stored scores of
+    the model version in use are reused and only events without one are scored, together with
+    the preceding burst-window context so their features are complete; new scores are stored.
+    """
+    needed = _scope_events(data, window, tenants)
+    tenant_of = needed.set_index("event_id")["tenant_id"]
+    if scores is not None:
+        scores = check_scores(scores)
+        _store_new(store, scores, tenant_of, tenants)
+        return scores, "file"
+
+    if scorer is None:
+        scorer = _score_with_model(settings, model_uri)
+    if model_version is None:
+        model_version = _champion_version(settings, model_uri)
+    stored = store.load_scores(tenants, model_version)
+    missing = ~needed["event_id"].isin(stored["event_id"])
+    if not missing.any():
+        return stored, "store"
+
+    from features.definitions import LONGEST_WINDOW_S
+
+    first = needed.loc[missing, "occurred_at"].min()
+    context_from = first - pd.Timedelta(seconds=LONGEST_WINDOW_S)
+    e = data.events
+    sel = e["tenant_id"].isin(tenants) & (e["occurred_at"] >= context_from)
+    sel &= e["occurred_at"] < window.end
+    events = e.loc[sel]
+    messages = data.messages.loc[data.messages["message_id"].isin(events["message_id"])]
+    messages = messages.loc[messages["tenant_id"].isin(tenants)]
+    fresh = check_scores(scorer(Tables(messages, events)), "scoring")
+    # Context events before ``first`` were scored without their own history: keep stored ones.
+    full = set(events.loc[events["occurred_at"] >= first, "event_id"])
+    fresh = fresh.loc[fresh["event_id"].isin(full)]
+    _store_new(store, fresh, tenant_of, tenants)
+    kept = stored.loc[~stored["event_id"].isin(fresh["event_id"])]
+    source = "scored" if kept.empty else "store+scored"
+    return pd.concat([kept, fresh], ignore_index=True), source
+
+
+def _store_new(
+    store: Store, scores: pd.DataFrame, tenant_of: pd.Series, tenants: Sequence[str]
+) -> int:
+    """Store the scores of in-scope events that the store does not have yet."""
+    ours = scores.loc[scores["event_id"].isin(tenant_of.index)]
+    saved = 0
+    for version, group in ours.groupby("model_version", sort=True):
+        have = store.stored_score_ids(tenants, str(version))
+        new = group.loc[~group["event_id"].isin(have)]
+        saved += store.save_scores(new, tenant_of.loc[new["event_id"]].to_numpy())
+    return saved
+
+
+# --- the recompute ----------------------------------------------------------------------------
+
+STAGES = ("settings", "locks", "scores", "metrics", "store write", "parquet")
+
+
+def recompute(
+    store: Store,
+    settings: Settings,
+    data: Any,
+    *,
+    as_of: pd.Timestamp | str | None = None,
+    tenants: Sequence[str] | None = None,
+    channels: Sequence[str] = CHANNELS,
+    scores: pd.DataFrame | None = None,
+    scorer: Scorer | None = None,
+    model_version: str | None = None,
+    model_uri: str | None = None,
+    out: Path | None = None,
+    progress: bool = False,
+    console: Any = None,
+    lock_timeout: float | None = None,
+) -> RecomputeResult:
+    """Recompute the window ending at ``as_of`` (default now) into the store.
+
+    ``data`` has clean ``messages``, ``events``, ``segments`` and ``settings`` frames (a
+    :class:`contract.Validated` or :class:`Tables`). Settings come from the store (after taking
+    newer rows of ``data.settings``). ``out``: also write the four tables as Parquet there.
+    """
+    window = Window.ending(as_of, settings.window_days)
+    channels = tuple(dict.fromkeys(channels))
+    bad = [c for c in channels if c not in CHANNELS]
+    if bad or not channels:
+        raise BotfilterError(f"unknown channel {bad[0] if bad else ''!r}: use {CHANNELS}")
+    present = set(data.messages["tenant_id"].unique())
+    scope = sorted(set(tenants)) if tenants else sorted(present)
+    unknown = [t for t in scope if t not in present]
+    if unknown:
+        raise BotfilterError(f"tenant {unknown[0]!r} has no messages in the data")
+    if not scope:
+        raise BotfilterError("the data has no messages: nothing to recompute")
+
+    batch = uuid.uuid4().hex
+    with Stages(STAGES if out else STAGES[:-1], progress, console) as stages:
+        with stages.stage("settings"):
+            sync_from_data(store, getattr(data, "settings", None))
+        with contextlib.ExitStack() as held:
+            with stages.stage("locks"):
+                held.enter_context(store.locks([f"tenant:{t}" for t in scope], lock_timeout))
+            run_ids = {
+                t: store.start_run("recompute", t, channels, window.end, window.start, batch)
+                for t in scope
+            }
+            result = _run(
+                store,
+                settings,
+                data,
+                window,
+                scope,
+                channels,
+                run_ids,
+                stages,
+                scores=scores,
+                scorer=scorer,
+                model_version=model_version,
+                model_uri=model_uri,
+                out=out,
+            )
+    result.timings = stages.timings
+    return result
+
+
+def _run(
+    store: Store,
+    settings: Settings,
+    data: Any,
+    window: Window,
+    scope: list[str],
+    channels: tuple[str, ...],
+    run_ids: dict[str, str],
+    stages: Stages,
+    **options: Any,
+) -> RecomputeResult:
+    """The part of a recompute that runs under the tenants' locks."""
+    open_runs = dict(run_ids)
+    try:
+        with store.read() as conn:
+            exclusions = store.exclusions(conn)
+            pending = store.pending(conn)
+        upto = int(pending["id"].max()) if len(pending) else 0
+        with stages.stage("scores"):
+            scores, source = resolve_scores(
+                store,
+                settings,
+                data,
+                window,
+                scope,
+                scores=options["scores"],
+                scorer=options["scorer"],
+                model_version=options["model_version"],
+                model_uri=options["model_uri"],
+            )
+        with stages.stage("metrics"):
+            parts = compute_partitions(
+                data.messages,
+                data.events,
+                scores,
+                exclusions,
+                window,
+                segments=getattr(data, "segments", None),
+                tenants=scope,
+                channels=channels,
+            )
+        with stages.stage("store write"):
+            written, applied = _write(store, parts, window, channels, run_ids, source, upto)
+        open_runs.clear()
+        tables = parts.tables()
+        files: dict[str, Path] = {}
+        if options["out"] is not None:
+            with stages.stage("parquet"):
+                files = write_tables(tables, options["out"])
+    except BaseException as exc:
+        message = _one_line(exc)
+        for run_id in open_runs.values():
+            with contextlib.suppress(Exception):
+                store.finish_run(run_id, status="failed", error=message)
+        if isinstance(exc, MissingScores):
+            raise BotfilterError(str(exc)) from exc
+        raise
+    return RecomputeResult(
+        window=window,
+        tenants=tuple(scope),
+        channels=channels,
+        tables=tables,
+        run_ids=run_ids,
+        events_used=parts.events_used,
+        rows_written=written,
+        queue_applied=applied,
+        scores_source=source,
+        model_versions=parts.model_versions,
+        files=files,
+    )
+
+
+def _write(
+    store: Store,
+    parts: Partitions,
+    window: Window,
+    channels: tuple[str, ...],
+    run_ids: dict[str, str],
+    source: str,
+    upto: int,
+) -> tuple[int, int]:
+    """Each tenant's partitions, queue entries and job run: one transaction per tenant."""
+    stored = {name: parts.stored(name) for name in parts.frames}
+    by_tenant = {
+        name: dict(tuple(f.groupby("tenant_id", sort=False))) for name, f in stored.items()
+    }
+    now = pd.Timestamp.now(tz="UTC")
+    version = ",".join(parts.model_versions) or source
+    written = applied = 0
+    for tenant, run_id in run_ids.items():
+        frames = {
+            name: groups.get(tenant, stored[name].iloc[:0]) for name, groups in by_tenant.items()
+        }
+        summary = parts.summary.loc[parts.summary["tenant_id"] == tenant].assign(
+            window_start=window.start,
+            as_of=window.end,
+            computed_at=now,
+            run_id=run_id,
+            model_version=version,
+        )
+        with store.write() as conn:
+            rows = store.replace_partitions(
+                conn, tenant, channels, window.first_date, window.last_date, frames, summary
+            )
+            done = store.complete_queue(conn, tenant, channels, upto, run_id)
+            store.finish_run(
+                run_id,
+                rows_in=int(summary["events"].sum()),
+                rows_out=rows,
+                detail={
+                    "messages": int(summary["messages"].sum()),
+                    "delivered": int(summary["delivered"].sum()),
+                    "queue_applied": done,
+                    "scores": source,
+                    "model_version": version,
+                },
+                conn=conn,
+            )
+        written += rows
+        applied += done
+    return written, applied
+
+
+def _one_line(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return text.splitlines()[0][:500] if text else type(exc).__name__
+
+
+def write_tables(tables: dict[str, pd.DataFrame], out: Path) -> dict[str, Path]:
+    """Write ``NAME.parquet`` for each table; each file appears whole or not at all."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name in PRODUCT_TABLES:
+        path = out / f"{name}.parquet"
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        table = pa.Table.from_pandas(tables[name], preserve_index=False)
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+        files[name] = path
+    return files
+
+
+def load_data(data_dir: Path) -> Any:
+    """A data directory through the contract (clean typed tables, quarantine, report)."""
+    import contract
+
+    return contract.load(Path(data_dir))
+
+
+def recompute_data_dir(
+    store: Store,
+    settings: Settings,
+    data_dir: Path,
+    *,
+    scores_file: Path | None = None,
+    **options: Any,
+) -> tuple[Any, RecomputeResult]:
+    """Load ``data_dir`` via the contract, then :func:`recompute`; returns both."""
+    validated = load_data(data_dir)
+    scores = read_scores_file(scores_file) if scores_file is not None else None
+    return validated, recompute(store, settings, validated, scores=scores, **options)
+
+
+def parse_as_of(value: str | None) -> pd.Timestamp | None:
+    """An ``--as-of`` value: ISO-8601 (no offset = UTC) or integer epoch milliseconds."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.lstrip("-").isdigit():
+        return pd.Timestamp(int(text), unit="ms", tz="UTC")
+    return to_utc(text)
