@@ -1,0 +1,317 @@
+"""``generate`` (in-memory tables) and ``simulate`` (Parquet files) for the synthetic world."""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from botfilter.errors import BotfilterError
+from contract.schema import BOT_KINDS, EVENT_TYPES, TABLES
+
+from . import behaviour as bh
+from .config import SimConfig
+from .networks import Networks
+from .world import DAY_MS, World, build_world, hex_ids, stream
+
+MAX_DAYS = 3660
+MAX_TENANTS = 100_000
+
+
+@dataclass(frozen=True)
+class SimSummary:
+    """What a run produced: sizes, label shares, where it was written."""
+
+    tenants: int
+    days: int
+    seed: int
+    profile: str
+    recipients: int  # contacts that were sent at least one message
+    messages: dict[str, int]  # channel -> messages
+    delivered: dict[str, int]
+    events: int
+    events_by_type: dict[str, int]
+    bot_share: dict[str, float]  # channel -> share of that channel's events that are bots
+    bot_share_by_type: dict[str, float]  # "email open", "email click", "sms click"
+    bot_kinds: dict[str, int]
+    seconds: float
+    out: str | None = None
+    files: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        """Plain dict (JSON-friendly)."""
+        return asdict(self)
+
+
+def _check_args(tenants: int, days: int, seed: int) -> None:
+    if not 1 <= tenants <= MAX_TENANTS:
+        raise BotfilterError(f"--tenants must be between 1 and {MAX_TENANTS}, got {tenants}")
+    if not 1 <= days <= MAX_DAYS:
+        raise BotfilterError(f"--days must be between 1 and {MAX_DAYS}, got {days}")
+    if seed < 0:
+        raise BotfilterError(f"--seed must be >= 0, got {seed}")
+
+
+def generate(
+    tenants: int = 3,
+    days: int = 30,
+    seed: int = 0,
+    config: SimConfig | None = None,
+    *,
+    progress: bool = False,
+) -> dict[str, pd.DataFrame]:
+    """Simulate a labelled world in memory: ``messages``, ``events``, ``segments``, ``settings``.
+
+    Column names and order come from ``contract.schema.TABLES``. Deterministic for the arguments.
+    """
+    tables, _ = _generate(tenants, days, seed, config or SimConfig(), progress)
+    return tables
+
+
+def simulate(
+    out: Path,
+    tenants: int = 3,
+    days: int = 30,
+    seed: int = 0,
+    config: SimConfig | None = None,
+    *,
+    progress: bool = False,
+) -> SimSummary:
+    """Simulate and write ``NAME.parquet`` for each table into ``out``; returns the summary."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise BotfilterError(f"--out {out} exists and is not a directory")
+    started = time.perf_counter()
+    tables, bar = _generate(tenants, days, seed, config or SimConfig(), progress)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BotfilterError(f"cannot create output directory {out}: {exc}") from exc
+    files = {}
+    with bar as p:
+        task = p.add_task("writing Parquet", total=len(tables)) if p else None
+        for name, frame in tables.items():
+            path = out / f"{name}.parquet"
+            _write_parquet(frame, path)
+            files[name] = str(path)
+            if p:
+                p.advance(task)
+    summary = summarize(tables, tenants, days, seed, (config or SimConfig()).profile)
+    return _with(summary, seconds=time.perf_counter() - started, out=str(out), files=files)
+
+
+def _with(summary: SimSummary, **changes: object) -> SimSummary:
+    data = summary.as_dict()
+    data.update(changes)
+    return SimSummary(**data)
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    try:
+        pq.write_table(table, path, compression="zstd")
+    except OSError as exc:
+        raise BotfilterError(f"cannot write {path}: {exc}") from exc
+
+
+def _progress(enabled: bool):  # noqa: ANN202
+    if not enabled:
+        return nullcontext(None)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        transient=False,
+    )
+
+
+def _generate(
+    tenants: int, days: int, seed: int, cfg: SimConfig, progress: bool
+) -> tuple[dict[str, pd.DataFrame], object]:
+    from features.enrichment.reference import load_reference
+
+    _check_args(tenants, days, seed)
+    steps = (
+        "reference data",
+        "world",
+        "people",
+        "scanners",
+        "privacy prefetch",
+        "previews",
+        "crawlers",
+        "tables",
+    )
+    with _progress(progress) as p:
+        task = p.add_task("simulating", total=len(steps)) if p else None
+
+        def step(i: int) -> None:
+            if p:
+                p.update(
+                    task, completed=i, description=f"simulating: {steps[min(i, len(steps) - 1)]}"
+                )
+
+        step(0)
+        nets = Networks(load_reference())
+        step(1)
+        world = build_world(cfg, nets, tenants, days, seed)
+        mv = bh.view(world)
+        parts = bh.Parts()
+        step(2)
+        first_read = bh.people_email(world, mv, stream(seed, "people_email"), parts)
+        bh.people_sms(world, mv, stream(seed, "people_sms"), parts)
+        step(3)
+        bh.scanners(world, mv, stream(seed, "scanners"), parts)
+        step(4)
+        bh.apple_mpp(world, mv, stream(seed, "mpp"), parts, first_read)
+        step(5)
+        bh.link_previews(world, mv, stream(seed, "previews"), parts)
+        step(6)
+        bh.crawlers(world, mv, stream(seed, "crawlers"), parts)
+        step(7)
+        tables = _tables(world, mv, parts.arrays(), seed)
+        step(len(steps))
+    return tables, _progress(progress)
+
+
+def _tables(
+    w: World, mv: bh.MessageView, ev: dict[str, np.ndarray], seed: int
+) -> dict[str, pd.DataFrame]:
+    """Turn world and event arrays into the contract's tables."""
+    msgs, ct, cn = w.messages, w.contacts, w.contents
+    n_msg = len(msgs)
+    message_id = hex_ids("m_", n_msg, seed * 2 + 1)
+    tenant_of_msg = w.tenant_id[cn.tenant[msgs.content]]
+    email = cn.channel[msgs.content] == 0
+    recipient_domain = np.where(email, w.domains.name[ct.domain[msgs.contact]], None)
+    campaign = np.where(cn.is_campaign[msgs.content], cn.content_id[msgs.content], None)
+    automation = np.where(~cn.is_campaign[msgs.content], cn.content_id[msgs.content], None)
+    messages = pd.DataFrame(
+        {
+            "message_id": message_id,
+            "tenant_id": tenant_of_msg,
+            "channel": np.where(email, "email", "sms").astype(object),
+            "campaign_id": campaign,
+            "automation_id": automation,
+            "contact_id": ct.contact_id[msgs.contact],
+            "recipient_domain": recipient_domain,
+            "sent_at": _ts(msgs.sent),
+            "delivered_at": _ts(
+                np.where(msgs.delivered >= 0, msgs.delivered, np.iinfo(np.int64).min)
+            ),
+            "link_count": cn.link_count[msgs.content].astype(np.int64),
+        }
+    )[TABLES["messages"].names]
+
+    # Events: observed only before the window end; never before delivery.
+    t = np.maximum(ev["t"], mv.delivered[ev["msg"]] + 1)
+    keep = (t < w.end_ms) & (mv.delivered[ev["msg"]] >= 0)
+    ev = {k: v[keep] for k, v in ev.items()}
+    t = t[keep]
+    order = np.lexsort((ev["src"], ev["msg"], t, cn.tenant[msgs.content[ev["msg"]]]))
+    ev = {k: v[order] for k, v in ev.items()}
+    t = t[order]
+    n = t.size
+    msg = ev["msg"]
+    ip_text, ip_asn = w.ips.arrays()
+    ua_text = w.uas.values()
+    ua_code = ev["ua"]
+    ua = np.where(ua_code >= 0, ua_text[np.maximum(ua_code, 0)], None)
+    is_click = ev["etype"] == bh.CLICK
+    pos = ev["pos"]
+    url_idx = (
+        w.url_codes[np.where(is_click, cn.url_off[msgs.content[msg]] + np.maximum(pos, 0), 0)]
+        if n
+        else pos
+    )
+    url = np.where(is_click, w.urls.values()[url_idx] if n else url_idx, None)
+    hidden = is_click & (pos == mv.hidden_pos[msg])
+    asn = ip_asn[ev["ip"]]
+    resolved = (stream(seed, "asn").random(n) < w.cfg.asn_resolved_share) & (asn >= 0)
+    src = ev["src"]
+    kinds = np.asarray(bh.SOURCE_KIND, dtype=object)
+    if not set(k for k in bh.SOURCE_KIND if k) <= set(BOT_KINDS):
+        raise AssertionError("simulator bot kinds must be contract BOT_KINDS")
+    events = pd.DataFrame(
+        {
+            "event_id": hex_ids("e_", n, seed * 2 + 2),
+            "tenant_id": tenant_of_msg[msg],
+            "message_id": message_id[msg],
+            "type": np.asarray(EVENT_TYPES, dtype=object)[ev["etype"]],
+            "occurred_at": _ts(t),
+            "ip": ip_text[ev["ip"]],
+            "user_agent": ua,
+            "url": url,
+            "link_position": pd.array(np.where(is_click, pos, 0), dtype="Int64"),
+            "is_hidden_link": hidden,
+            "http_method": np.where(ev["method"] == bh.HEAD, "HEAD", "GET").astype(object),
+            "asn": pd.array(np.where(resolved, asn, 0), dtype="Int64"),
+            "label": np.where(src == bh.HUMAN, "human", "bot").astype(object),
+            "bot_kind": kinds[src],
+        }
+    )
+    events.loc[~is_click, "link_position"] = pd.NA
+    events.loc[~resolved, "asn"] = pd.NA
+    events = events[TABLES["events"].names]
+    segments = w.segments[TABLES["segments"].names].reset_index(drop=True)
+    settings = w.settings[TABLES["settings"].names].reset_index(drop=True)
+    return {"messages": messages, "events": events, "segments": segments, "settings": settings}
+
+
+def _ts(ms: np.ndarray) -> pd.Series:
+    """UTC timestamps (millisecond precision) from epoch ms; int64 min becomes NaT."""
+    values = np.asarray(ms, dtype=np.int64)
+    out = pd.Series(values.astype("datetime64[ms]"))
+    out[values == np.iinfo(np.int64).min] = pd.NaT
+    return out.dt.tz_localize("UTC")
+
+
+def summarize(
+    tables: dict[str, pd.DataFrame], tenants: int, days: int, seed: int, profile: str
+) -> SimSummary:
+    """Counts and shares of generated tables (what a run produced)."""
+    msgs, ev = tables["messages"], tables["events"]
+    channel = ev["message_id"].map(msgs.set_index("message_id")["channel"])
+    bot = ev["label"] == "bot"
+    share = {
+        str(c): float(bot[channel == c].mean()) for c in ("email", "sms") if (channel == c).any()
+    }
+    by_type = {}
+    for c in ("email", "sms"):
+        for ty in EVENT_TYPES:
+            m = (channel == c) & (ev["type"] == ty)
+            if m.any():
+                by_type[f"{c} {ty}"] = float(bot[m].mean())
+    return SimSummary(
+        tenants=tenants,
+        days=days,
+        seed=seed,
+        profile=profile,
+        recipients=int(msgs["contact_id"].nunique()),
+        messages={k: int(v) for k, v in msgs["channel"].value_counts().sort_index().items()},
+        delivered={
+            k: int(v)
+            for k, v in msgs[msgs["delivered_at"].notna()]["channel"]
+            .value_counts()
+            .sort_index()
+            .items()
+        },
+        events=len(ev),
+        events_by_type={k: int(v) for k, v in ev["type"].value_counts().sort_index().items()},
+        bot_share=share,
+        bot_share_by_type=by_type,
+        bot_kinds={k: int(v) for k, v in ev["bot_kind"].value_counts().sort_index().items()},
+        seconds=0.0,
+    )
+
+
+__all__ = ["DAY_MS", "SimSummary", "generate", "simulate", "summarize"]
