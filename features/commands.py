@@ -11,11 +11,14 @@ def vendor(
     source: Path = typer.Option(
         Path("../shared/data"), help="Folder with ipranges/, datacenter/, asn/, user-agents/."
     ),
+    out: Path | None = typer.Option(
+        None, help="Output folder (default: the packaged features/enrichment/data)."
+    ),
 ) -> None:
     """Rebuild the compact vendored enrichment data from newer public source files."""
     from features.enrichment.vendor import DATA_DIR, build_vendored_data, iter_lines
 
-    summary = build_vendored_data(source, DATA_DIR)
+    summary = build_vendored_data(source, out or DATA_DIR)
     typer.echo(f"vendored enrichment data written to {summary.out_dir}")
     for line in iter_lines(summary):
         typer.echo(line)

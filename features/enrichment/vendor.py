@@ -192,24 +192,43 @@ def _read_asn_csv(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _resolve_overlaps(start: list[int], end: list[int], label: str, warnings: list[str]) -> None:
-    """Clip each range where the next one starts (in place); count what had to be clipped.
+def _sorted_ranges(
+    frame: pd.DataFrame, parse: Callable[[str], int], label: str, warnings: list[str]
+) -> tuple[list[int], list[int], list[int]]:
+    """Row order, starts and ends of the ranges sorted by start, with overlaps resolved.
 
-    The ASN table is sorted by start; the rare overlap comes from merging sources, and the later,
-    more specific start is kept.
+    The ASN table is sorted by start; the rare overlap comes from merging several registries, and
+    the later, more specific start wins: the earlier range is clipped where the next one starts (a
+    range left empty is dropped). What had to be changed is reported, never silent.
     """
-    clipped = dropped = 0
-    for i in range(len(start) - 1):
-        if end[i] >= start[i + 1]:
+    try:
+        starts = [parse(x) for x in frame["start"]]
+        ends = [parse(x) for x in frame["end"]]
+    except ValueError as exc:
+        raise BotfilterError(f"{label}: bad address: {exc}") from exc
+    if any(e < s for s, e in zip(starts, ends, strict=True)):
+        raise BotfilterError(f"{label}: a range ends before it starts")
+    order = sorted(range(len(starts)), key=lambda i: (starts[i], ends[i]))
+    starts = [starts[i] for i in order]
+    ends = [ends[i] for i in order]
+    clipped = tails = 0
+    for i in range(len(starts) - 1):
+        if ends[i] >= starts[i + 1]:
             clipped += 1
-            if end[i] > end[i + 1]:
-                dropped += 1
-            end[i] = start[i + 1] - 1
+            tails += ends[i] > ends[i + 1]
+            ends[i] = starts[i + 1] - 1
+    keep = [i for i in range(len(starts)) if ends[i] >= starts[i]]
     if clipped:
         warnings.append(
-            f"{label}: {clipped} overlapping range(s) clipped to the next start "
-            f"({dropped} with a tail beyond the next range dropped)"
+            f"{label}: {clipped} overlapping range(s) clipped at the next start, "
+            f"{len(starts) - len(keep)} left empty and dropped, "
+            f"{tails} lost a tail reaching past the next range"
         )
+    return [order[i] for i in keep], [starts[i] for i in keep], [ends[i] for i in keep]
+
+
+def _parse_ipv6(text: str) -> int:
+    return int(ipaddress.IPv6Address(text))
 
 
 def build_asn_tables(source: Path, warnings: list[str], step: Step) -> tuple[dict, list[str]]:
@@ -225,32 +244,14 @@ def build_asn_tables(source: Path, warnings: list[str], step: Step) -> tuple[dic
     def org_codes(frame: pd.DataFrame) -> np.ndarray:
         return np.array([org_index.get(o, -1) for o in frame["org"]], dtype=np.int32)
 
-    try:
-        s4 = [int(x) for x in v4["start"]]
-        e4 = [int(x) for x in v4["end"]]
-    except ValueError as exc:
-        raise BotfilterError(f"asn-ipv4-num.csv.gz: non-integer address: {exc}") from exc
-    order4 = sorted(range(len(s4)), key=s4.__getitem__)
-    s4 = [s4[i] for i in order4]
-    e4 = [e4[i] for i in order4]
-    _resolve_overlaps(s4, e4, "asn-ipv4", warnings)
-
-    try:
-        s6 = [int(ipaddress.IPv6Address(x)) for x in v6["start"]]
-        e6 = [int(ipaddress.IPv6Address(x)) for x in v6["end"]]
-    except ValueError as exc:
-        raise BotfilterError(f"asn-ipv6.csv.gz: bad IPv6 address: {exc}") from exc
-    order6 = sorted(range(len(s6)), key=s6.__getitem__)
-    s6 = [s6[i] for i in order6]
-    e6 = [e6[i] for i in order6]
-    _resolve_overlaps(s6, e6, "asn-ipv6", warnings)
-    step("sorted ranges")
-
-    for label, s, e in (("asn-ipv4", s4, e4), ("asn-ipv6", s6, e6)):
-        if any(b < a for a, b in zip(s, e, strict=True)):
-            raise BotfilterError(f"{label}: a range ends before it starts")
+    order4, s4, e4 = _sorted_ranges(v4, int, "asn-ipv4", warnings)
+    order6, s6, e6 = _sorted_ranges(v6, _parse_ipv6, "asn-ipv6", warnings)
     if s4 and (s4[0] < 0 or e4[-1] > 0xFFFFFFFF):
         raise BotfilterError("asn-ipv4: address outside the IPv4 space")
+    for label, frame in (("asn-ipv4", v4), ("asn-ipv6", v6)):
+        if len(frame) and not frame["asn"].between(0, 0xFFFFFFFF).all():
+            raise BotfilterError(f"{label}: ASN outside 0..4294967295")
+    step("sorted ranges")
 
     start4 = np.array(s4, dtype=np.uint32)
     len4 = np.array(e4, dtype=np.uint32) - start4

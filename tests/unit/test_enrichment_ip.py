@@ -1,0 +1,171 @@
+"""IP enrichment against the vendored reference: known addresses, given-asn rule, stable keys."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.enrichment.ip import (
+    FLAG_NAMES,
+    IP_FEATURES,
+    IpEnricher,
+    cidr_ranges,
+    flag_segments,
+    ipv6_key,
+    parse_ips,
+)
+from features.enrichment.reference import NETWORK_CATEGORIES, load_reference
+
+
+@pytest.fixture(scope="module")
+def enricher() -> IpEnricher:
+    return IpEnricher(load_reference())
+
+
+def enrich_one(enricher: IpEnricher, ip: str | None) -> dict[str, int]:
+    out = enricher.enrich(pd.Series([ip], dtype=object))
+    return {k: v[0].item() for k, v in out.items()}
+
+
+def flags_set(row: dict[str, int]) -> set[str]:
+    return {name for name in FLAG_NAMES if row[name]}
+
+
+def test_registry_matches_output(enricher: IpEnricher) -> None:
+    out = enricher.enrich(np.array(["8.8.8.8", None], dtype=object))
+    assert list(out) == [name for name, _, _ in IP_FEATURES]
+    for name, dtype, _ in IP_FEATURES:
+        assert out[name].dtype == np.dtype(dtype), name
+        assert out[name].shape == (2,)
+    assert tuple(n for n, _, _ in IP_FEATURES if n.startswith("net_")) == FLAG_NAMES
+
+
+def test_reference_has_the_promised_categories() -> None:
+    ref = load_reference()
+    assert set(NETWORK_CATEGORIES) <= set(ref.networks)
+    assert ref.networks["microsoft_eop"] == ["40.107.0.0/16", "52.100.0.0/14", "104.47.0.0/17"]
+    microsoft = [ipaddress.ip_network(c) for c in ref.networks["microsoft"]]
+    for cidr in ref.networks["microsoft_eop"]:
+        eop = ipaddress.ip_network(cidr)
+        assert any(m.version == 4 and eop.subnet_of(m) for m in microsoft), cidr
+    assert ref.vendor_asns["google_mail"] == (15169,)
+    assert ref.vendor_asns["microsoft"] == (8075,)
+    assert {36647, 26101, 10310} <= set(ref.vendor_asns["yahoo"])
+    assert 13916 in ref.vendor_asns["proofpoint"] and 15324 in ref.vendor_asns["barracuda"]
+    assert 30031 in ref.vendor_asns["mimecast"]
+    assert ref.org_of(15169) == "Google LLC"
+
+
+def test_microsoft_eop(enricher: IpEnricher) -> None:
+    row = enrich_one(enricher, "40.107.1.1")
+    assert (row["ip_version"], row["asn"]) == (4, 8075)
+    assert {"net_microsoft_eop", "net_security_vendor", "net_cloud"} <= flags_set(row)
+    assert row["net_apple_relay"] == row["net_google"] == 0
+
+
+def test_apple_relay_ipv4_and_ipv6(enricher: IpEnricher) -> None:
+    # First lines of ipranges/apple-proxy: 104.28.28.0/26 and 2a02:26f7:b00a:4000::/64.
+    v4 = enrich_one(enricher, "104.28.28.5")
+    v6 = enrich_one(enricher, "2a02:26f7:b00a:4000::1")
+    assert v4["net_apple_relay"] == 1 and v6["net_apple_relay"] == 1
+    assert v6["ip_version"] == 6
+    # .76/32 and .79/32 are listed, .77 is not.
+    assert enrich_one(enricher, "104.28.28.77")["net_apple_relay"] == 0
+
+
+def test_google(enricher: IpEnricher) -> None:
+    row = enrich_one(enricher, "8.8.8.8")
+    assert row["asn"] == 15169
+    assert {"net_google", "net_google_mail_proxy", "net_cloud"} <= flags_set(row)
+    v6 = enrich_one(enricher, "2001:4860:4860::8888")
+    assert (v6["ip_version"], v6["asn"], v6["net_google"]) == (6, 15169, 1)
+    crawler = enrich_one(enricher, "66.249.66.1")  # Googlebot
+    assert crawler["net_crawler_range"] == 1 and crawler["net_google"] == 1
+
+
+def test_yahoo_and_unflagged_resolver(enricher: IpEnricher) -> None:
+    assert enrich_one(enricher, "98.136.1.1")["net_yahoo"] == 1
+    cloudflare_dns = enrich_one(enricher, "1.1.1.1")
+    assert cloudflare_dns["asn"] == 13335
+    assert flags_set(cloudflare_dns) == set()
+
+
+@pytest.mark.parametrize(
+    "bad", [None, "", "garbage", "256.1.1.1", "1.2.3", "01.2.3.4", "1.2.3.4.5", "::g", 12345]
+)
+def test_invalid_or_missing(enricher: IpEnricher, bad: object) -> None:
+    row = enrich_one(enricher, bad)  # type: ignore[arg-type]
+    assert (row["ip_version"], row["asn"], row["ip_key"], row["prefix_key"]) == (0, 0, -1, -1)
+    assert flags_set(row) == set()
+
+
+def test_ipv4_mapped_and_whitespace(enricher: IpEnricher) -> None:
+    plain = enrich_one(enricher, "8.8.4.4")
+    assert enrich_one(enricher, "::ffff:8.8.4.4") == plain
+    assert enrich_one(enricher, " 8.8.4.4\n") == plain
+
+
+def test_given_asn_wins(enricher: IpEnricher) -> None:
+    ips = pd.Series(["8.8.8.8", "8.8.8.8", "8.8.8.8", None, "8.8.8.8"])
+    asn = pd.Series([22843, None, 0, 36647, "not a number"], dtype=object)
+    out = enricher.enrich(ips, asn)
+    assert out["asn"].tolist() == [22843, 15169, 15169, 36647, 15169]
+    # ASN flags follow the final asn: Proofpoint, then Google, ...; Yahoo without an IP.
+    assert out["net_security_vendor"].tolist() == [1, 0, 0, 0, 0]
+    assert out["net_google_mail_proxy"].tolist() == [0, 1, 1, 0, 1]
+    assert out["net_yahoo"].tolist() == [0, 0, 0, 1, 0]
+    # Range flags stay with the address.
+    assert out["net_cloud"].tolist() == [1, 1, 1, 0, 1]
+
+
+def test_keys_are_stable_literals(enricher: IpEnricher) -> None:
+    out = enricher.enrich(np.array(["8.8.8.8", "8.8.8.9", "2001:4860:4860::8888"], dtype=object))
+    assert out["ip_key"].tolist() == [134744072, 134744073, 8862406285640025393]
+    assert out["prefix_key"].tolist() == [526344, 526344, 316664858036320]
+    v6 = int(ipaddress.IPv6Address("2001:4860:4860::8888"))
+    assert ipv6_key(np.array([v6 >> 64], np.uint64), np.array([v6 & (2**64 - 1)], np.uint64))[
+        0
+    ] == (8862406285640025393)
+
+
+def test_v4_and_v6_keys_never_collide() -> None:
+    rng = np.random.default_rng(3)
+    keys = ipv6_key(
+        rng.integers(0, 2**63, 10_000, dtype=np.uint64),
+        rng.integers(0, 2**63, 10_000, dtype=np.uint64),
+    )
+    assert (keys >= 2**62).all()  # IPv4 keys are < 2**32
+
+
+def test_factorized_and_categorical_inputs_agree(enricher: IpEnricher) -> None:
+    ips = ["8.8.8.8", "40.107.1.1", None, "2001:4860:4860::8888", "8.8.8.8", "junk"]
+    plain = enricher.enrich(pd.Series(ips, dtype=object))
+    categorical = enricher.enrich(pd.Series(ips, dtype="category"))
+    arrow = enricher.enrich(pd.Series(ips, dtype="string[pyarrow]"))
+    for name, _, _ in IP_FEATURES:
+        np.testing.assert_array_equal(plain[name], categorical[name], err_msg=name)
+        np.testing.assert_array_equal(plain[name], arrow[name], err_msg=name)
+
+
+def test_parse_ips_matches_ipaddress() -> None:
+    values = ["0.0.0.0", "255.255.255.255", "1.2.3.04", "::", "fe80::1%eth0", "1::2::3", "1.2.3.4 "]
+    parsed = parse_ips(values)
+    assert parsed.version.tolist() == [4, 4, 0, 6, 6, 0, 4]
+    assert parsed.v4.tolist()[:2] == [0, 2**32 - 1]
+    assert parsed.v6_lo.tolist()[4] == 1 and parsed.v6_hi.tolist()[4] == 0xFE80 << 48
+
+
+def test_flag_segments_overlap_exactly() -> None:
+    s4, e4, s6, e6 = cidr_ranges(["10.0.0.0/8", "10.1.0.0/16", "2001:db8::/32"])
+    assert s4.tolist() == [167772160, 167837696] and e4.tolist() == [184549375, 167903231]
+    assert s6.tolist() == [0x20010DB8 << 96] and e6.tolist() == [((0x20010DB8 + 1) << 96) - 1]
+    starts, flags = flag_segments(
+        {1: (np.array([10, 30]), np.array([20, 40])), 2: (np.array([15]), np.array([35]))},
+        100,
+        np.int64,
+    )
+    assert starts.tolist() == [0, 10, 15, 21, 30, 36, 41]
+    assert flags.tolist() == [0, 1, 3, 2, 3, 1, 0]

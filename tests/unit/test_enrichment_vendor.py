@@ -1,0 +1,191 @@
+"""The vendor build on a tiny fake source folder: exact content, determinism, clear errors."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from botfilter.cli import app
+from botfilter.errors import BotfilterError
+from features.enrichment.ip import IpEnricher
+from features.enrichment.reference import load_reference
+from features.enrichment.vendor import (
+    MICROSOFT_EOP,
+    PROVIDERS,
+    build_vendored_data,
+    vendored_file_names,
+)
+
+ASN_V4 = [
+    # start, end, asn, org — 1.0.0.0/24, an overlap (1.0.0.128-1.0.1.255 starts inside it).
+    (16777216, 16777471, 13335, "Cloudflare, Inc."),
+    (16777344, 16777727, 64500, "Overlap Org"),
+    (134744064, 134744319, 15169, "Google LLC"),  # 8.8.8.0/24
+    (1748697088, 1748729855, 8075, "Microsoft Corporation"),  # 104.58.0.0/17 (not EOP)
+    (3232235520, 3232235775, 22843, "Proofpoint Inc."),  # 192.168.0.0/24
+    (3232235776, 3232236031, 30031, "Mimecast North America Inc"),  # 192.168.1.0/24
+    (3232236032, 3232236287, 15324, "Barracuda Networks Inc."),  # 192.168.2.0/24
+    (3232236288, 3232236543, 36647, "Oath Holdings Inc."),  # 192.168.3.0/24
+    (3232236544, 3232236799, 23816, "Yahoo Japan Corporation"),  # 192.168.4.0/24
+]
+ASN_V6 = [
+    ("2001:4860::", "2001:4860:ffff:ffff:ffff:ffff:ffff:ffff", 15169, "Google LLC"),
+    ("2a00::", "2a00::ffff", 64501, ""),  # a range not aligned to /64, without an org name
+]
+USER_AGENTS = [
+    {"userAgent": "UA one", "weight": 0.75, "deviceCategory": "desktop", "platform": "Win32"},
+    {"userAgent": "UA two", "weight": 0.25, "deviceCategory": "mobile"},
+]
+
+
+def make_source(root: Path) -> Path:
+    """A complete source folder in the real layout, a few lines per file."""
+    for folder, category in PROVIDERS.items():
+        base = root / "ipranges" / folder
+        base.mkdir(parents=True)
+        (base / "ipv4_merged.txt").write_text(f"10.{len(category)}.0.0/16\n")
+    (root / "ipranges" / "microsoft" / "ipv4_merged.txt").write_text(
+        "40.64.0.0/10\n52.96.0.0/12\n104.40.0.0/13\n"
+    )
+    (root / "ipranges" / "apple-proxy" / "ipv6_merged.txt").write_text("2a02:26f7:b00a:4000::/64\n")
+    (root / "ipranges" / "SOURCE.txt").write_text("ipranges test snapshot 1\n")
+    (root / "ipranges" / "LICENSE").write_text("CC0 text\n")
+    dc = root / "datacenter"
+    dc.mkdir()
+    (dc / "datacenter_asn.txt").write_text("AS64500 # hosting\n\nAS16509 # AWS\n")
+    (dc / "datacenter_ipv4.txt").write_text("5.0.0.0/8\n")
+    (dc / "datacenter_ipv6.txt").write_text("2a05::/16\n")
+    (dc / "vpn_ipv4.txt").write_text("6.6.6.0/24\n")
+    (dc / "SOURCE.txt").write_text("datacenter test snapshot 2\n")
+    (dc / "LICENSE").write_text("MIT text\n")
+    asn = root / "asn"
+    asn.mkdir()
+    v4 = pd.DataFrame(ASN_V4)
+    v6 = pd.DataFrame(ASN_V6)
+    with gzip.open(asn / "asn-ipv4-num.csv.gz", "wt") as fh:
+        v4.to_csv(fh, header=False, index=False)
+    with gzip.open(asn / "asn-ipv6.csv.gz", "wt") as fh:
+        v6.to_csv(fh, header=False, index=False)
+    for name in ("DBIP-LICENSE", "NRO_LICENSE", "ROUTEVIEWS-LICENSE", "MODIFICATIONS"):
+        (asn / name).write_text(f"{name} text\n")
+    (asn / "SOURCE.txt").write_text("asn test snapshot 3\n")
+    ua = root / "user-agents"
+    ua.mkdir()
+    with gzip.open(ua / "user-agents.json.gz", "wt") as fh:
+        json.dump(USER_AGENTS, fh)
+    (ua / "SOURCE.txt").write_text("user-agents test snapshot 4\n")
+    (ua / "LICENSE").write_text("BSD-2 text\n")
+    return root
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    return make_source(tmp_path / "src")
+
+
+def test_build_is_deterministic_and_complete(source: Path, tmp_path: Path) -> None:
+    first = build_vendored_data(source, tmp_path / "a", show_progress=False)
+    second = build_vendored_data(source, tmp_path / "b", show_progress=False)
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == sorted(vendored_file_names())
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert first.files == second.files
+    assert first.counts == {
+        "ipv4_asn_ranges": 9,
+        "ipv6_asn_ranges": 2,
+        "orgs": 9,
+        "network_cidrs": 15 + 2 + 1 + 2 + 1 + 3,
+        "datacenter_asns": 2,
+        "user_agents": 2,
+    }
+    assert first.warnings == [
+        "asn-ipv4: 1 overlapping range(s) clipped at the next start, 0 left empty and dropped, "
+        "0 lost a tail reaching past the next range"
+    ]
+    attribution = (tmp_path / "a" / "ATTRIBUTION.md").read_text()
+    for snapshot in ("ipranges test snapshot 1", "datacenter test snapshot 2"):
+        assert snapshot in attribution
+    assert "asn test snapshot 3" in attribution and "CC BY 4.0" in attribution
+    assert (tmp_path / "a" / "LICENSE-asn-DBIP.txt").read_text() == "DBIP-LICENSE text\n"
+
+
+def test_built_reference_content(source: Path, tmp_path: Path) -> None:
+    build_vendored_data(source, tmp_path / "out", show_progress=False)
+    ref = load_reference(tmp_path / "out")
+    assert ref.ipv4_start.dtype == np.uint32 and ref.ipv6_start_hi.dtype == np.uint64
+    # The overlapping range is clipped where the next starts.
+    assert ref.ipv4_start[:2].tolist() == [16777216, 16777344]
+    assert ref.ipv4_end[:2].tolist() == [16777343, 16777727]
+    assert ref.orgs[ref.ipv4_org[0]] == "Cloudflare, Inc."
+    assert ref.ipv6_org.tolist() == [ref.orgs.tolist().index("Google LLC"), -1]
+    assert ref.ipv6_end_lo.tolist() == [2**64 - 1, 0xFFFF]
+    assert ref.vendor_asns == {
+        "proofpoint": (22843,),
+        "mimecast": (30031,),
+        "barracuda": (15324,),
+        "yahoo": (36647,),  # Yahoo Japan is another company
+        "google_mail": (15169,),
+        "microsoft": (8075,),
+    }
+    assert ref.datacenter_asns == frozenset({64500, 16509})
+    assert ref.networks["microsoft_eop"] == list(MICROSOFT_EOP)
+    assert ref.networks["datacenter"] == ["5.0.0.0/8", "2a05::/16"]
+    assert ref.networks["apple_proxy"] == ["10.11.0.0/16", "2a02:26f7:b00a:4000::/64"]
+    assert ref.user_agents.to_dict("list") == {
+        "user_agent": ["UA one", "UA two"],
+        "weight": [0.75, 0.25],
+        "device_category": ["desktop", "mobile"],
+    }
+
+    out = IpEnricher(ref).enrich(
+        np.array(["192.168.1.9", "8.8.8.8", "2a00::ff", "2a00::1:0", "5.1.2.3", "1.0.0.200"])
+    )
+    assert out["asn"].tolist() == [30031, 15169, 64501, 0, 0, 64500]
+    assert out["net_security_vendor"].tolist() == [1, 0, 0, 0, 0, 0]
+    assert out["net_datacenter"].tolist() == [0, 0, 0, 0, 1, 1]  # CIDR, then hosting ASN
+
+
+def test_warns_when_eop_not_inside_microsoft(source: Path, tmp_path: Path) -> None:
+    (source / "ipranges" / "microsoft" / "ipv4_merged.txt").write_text("40.64.0.0/10\n")
+    summary = build_vendored_data(source, tmp_path / "out", show_progress=False)
+    assert [w for w in summary.warnings if "EOP" in w] == [
+        "Microsoft EOP range 52.100.0.0/14 is not inside the ipranges/microsoft list",
+        "Microsoft EOP range 104.47.0.0/17 is not inside the ipranges/microsoft list",
+    ]
+
+
+def test_bad_cidr_names_file_and_line(source: Path, tmp_path: Path) -> None:
+    (source / "datacenter" / "vpn_ipv4.txt").write_text("6.6.6.0/24\n6.6.6.300/24\n")
+    with pytest.raises(BotfilterError, match=r"vpn_ipv4.txt:2: not a CIDR: '6.6.6.300/24'"):
+        build_vendored_data(source, tmp_path / "out", show_progress=False)
+
+
+def test_missing_source_folder(source: Path, tmp_path: Path) -> None:
+    (source / "ipranges" / "telegram" / "ipv4_merged.txt").unlink()
+    with pytest.raises(BotfilterError, match="telegram: neither ipv4_merged.txt nor"):
+        build_vendored_data(source, tmp_path / "out", show_progress=False)
+    with pytest.raises(BotfilterError, match="vendor source folder not found"):
+        build_vendored_data(tmp_path / "nope", tmp_path / "out", show_progress=False)
+
+
+def test_missing_vendored_file_is_a_clear_error(source: Path, tmp_path: Path) -> None:
+    build_vendored_data(source, tmp_path / "out", show_progress=False)
+    (tmp_path / "out" / "networks.json.gz").unlink()
+    with pytest.raises(BotfilterError, match="vendored enrichment file missing: .*networks"):
+        load_reference(tmp_path / "out")
+
+
+def test_cli_vendor(source: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["vendor", "--source", str(source), "--out", str(tmp_path / "cli")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "ipv4_asn_ranges: 9" in result.output
+    assert (tmp_path / "cli" / "asn.npz").is_file()
