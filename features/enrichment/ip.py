@@ -313,6 +313,20 @@ def flag_segments(
     return bounds[change], flags[change]
 
 
+def _range_value(
+    starts: np.ndarray, ends: np.ndarray | None, values: np.ndarray, q: np.ndarray
+) -> np.ndarray:
+    """Value of the range holding each query (0 if none); ``ends`` None: segments, no gaps."""
+    if starts.size == 0:
+        return np.zeros(len(q), dtype=values.dtype)
+    idx = np.searchsorted(starts, q, side="right") - 1
+    safe = idx.clip(0)
+    hit = idx >= 0
+    if ends is not None:
+        hit &= q <= ends[safe]
+    return np.where(hit, values[safe], 0).astype(values.dtype)
+
+
 def _in_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
     if sorted_set.size == 0:
         return np.zeros(len(values), dtype=bool)
@@ -335,13 +349,6 @@ class IpEnricher:
     def __init__(self, reference: Reference) -> None:
         self.reference = reference
         ref = reference
-        self._v4_start = ref.ipv4_start.astype(np.int64)
-        self._v4_end = ref.ipv4_end.astype(np.int64)
-        self._v4_asn = ref.ipv4_asn.astype(np.int64)
-        self._v6_start = to_s16(ref.ipv6_start_hi, ref.ipv6_start_lo)
-        self._v6_end = to_s16(ref.ipv6_end_hi, ref.ipv6_end_lo)
-        self._v6_asn = ref.ipv6_asn.astype(np.int64)
-
         cidr_cache: dict[str, tuple[np.ndarray, ...]] = {}
         r4: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         r6: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -375,33 +382,33 @@ class IpEnricher:
                 asns.update(ref.datacenter_asns)
             if asns:
                 self._asn_bits.append((bit, np.array(sorted(asns), dtype=np.int64)))
-        self._flag4_start, self._flag4 = flag_segments(r4, (1 << 32) - 1, np.int64)
-        b6, self._flag6 = flag_segments(r6, (1 << 128) - 1, object)
-        self._flag6_start = to_s16(*_split128(b6))
+        flag4_start, flag4 = flag_segments(r4, (1 << 32) - 1, np.int64)
+        flag6_start, flag6 = flag_segments(r6, (1 << 128) - 1, object)
+        # family -> (ASN range starts, ends, ASNs, flag segment starts, flags); IPv6 values are
+        # 16-byte big-endian strings, which numpy compares in numeric order.
+        self._tables = {
+            4: (
+                ref.ipv4_start.astype(np.int64),
+                ref.ipv4_end.astype(np.int64),
+                ref.ipv4_asn.astype(np.int64),
+                flag4_start,
+                flag4.astype(np.uint16),
+            ),
+            6: (
+                to_s16(ref.ipv6_start_hi, ref.ipv6_start_lo),
+                to_s16(ref.ipv6_end_hi, ref.ipv6_end_lo),
+                ref.ipv6_asn.astype(np.int64),
+                to_s16(*_split128(flag6_start)),
+                flag6.astype(np.uint16),
+            ),
+        }
 
     # -- lookups on distinct parsed addresses ------------------------------------------------
 
-    def _lookup_v4(self, ips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        q = ips.astype(np.int64)
-        idx = np.searchsorted(self._v4_start, q, side="right") - 1
-        safe = idx.clip(0)
-        hit = (idx >= 0) & (q <= self._v4_end[safe])
-        asn = np.where(hit, self._v4_asn[safe], 0)
-        fidx = np.searchsorted(self._flag4_start, q, side="right") - 1
-        flags = np.where(fidx >= 0, self._flag4[fidx.clip(0)], 0)
-        return asn, flags
-
-    def _lookup_v6(self, hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        q = to_s16(hi, lo)
-        asn = np.zeros(len(q), dtype=np.int64)
-        if self._v6_start.size:
-            idx = np.searchsorted(self._v6_start, q, side="right") - 1
-            safe = idx.clip(0)
-            hit = (idx >= 0) & (q <= self._v6_end[safe])
-            asn = np.where(hit, self._v6_asn[safe], 0)
-        fidx = np.searchsorted(self._flag6_start, q, side="right") - 1
-        flags = np.where(fidx >= 0, self._flag6[fidx.clip(0)], 0)
-        return asn, flags
+    def _lookup(self, family: int, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(ASN, range flags) of sorted-comparable addresses (int64 for v4, S16 for v6)."""
+        starts, ends, asns, flag_starts, flags = self._tables[family]
+        return _range_value(starts, ends, asns, q), _range_value(flag_starts, None, flags, q)
 
     def _asn_flags(self, asn: np.ndarray) -> np.ndarray:
         flags = np.zeros(len(asn), dtype=np.uint16)
@@ -434,13 +441,13 @@ class IpEnricher:
         is4 = np.flatnonzero(parsed.version == 4)
         if is4.size:
             v4 = parsed.v4[is4]
-            u_asn[is4], u_flags[is4] = self._lookup_v4(v4)
+            u_asn[is4], u_flags[is4] = self._lookup(4, v4.astype(np.int64))
             u_key[is4] = v4.astype(np.int64)
             u_prefix[is4] = (v4 >> np.uint32(8)).astype(np.int64)
         is6 = np.flatnonzero(parsed.version == 6)
         if is6.size:
             hi, lo = parsed.v6_hi[is6], parsed.v6_lo[is6]
-            u_asn[is6], u_flags[is6] = self._lookup_v6(hi, lo)
+            u_asn[is6], u_flags[is6] = self._lookup(6, to_s16(hi, lo))
             u_key[is6] = ipv6_key(hi, lo)
             u_prefix[is6] = (hi >> np.uint64(16)).astype(np.int64) | _V6_PREFIX_TAG
 

@@ -124,17 +124,20 @@ HTTP_LIBRARY_TOKENS = (
 HEADLESS_TOKENS = ("HeadlessChrome", "PhantomJS", "puppeteer", "Playwright", "SlimerJS")
 
 
-def _token_regex(tokens: tuple[str, ...], suffix: str = "") -> re.Pattern[str]:
-    return re.compile("|".join(re.escape(t) + suffix for t in tokens), re.IGNORECASE)
-
-
-_LINK_PREVIEW_RE = _token_regex(LINK_PREVIEW_TOKENS)
-_MAIL_PROXY_RE = _token_regex(MAIL_PROXY_TOKENS)
+# Case-insensitive substring tests: a handful of `in` checks beat a regex per distinct UA.
+_LINK_PREVIEW = tuple(t.lower() for t in LINK_PREVIEW_TOKENS)
+_MAIL_PROXY = tuple(t.lower() for t in MAIL_PROXY_TOKENS)
+_HEADLESS = tuple(t.lower() for t in HEADLESS_TOKENS)
+_HTTP_LIBRARY = tuple(t.lower() + "/" for t in HTTP_LIBRARY_TOKENS)
+# A library token must start the UA or follow a separator ("Java/" but not "JavaScript/").
 _HTTP_LIBRARY_RE = re.compile(
-    r"(?:^|[\s(;,])(?:" + "|".join(re.escape(t) for t in HTTP_LIBRARY_TOKENS) + r")/",
-    re.IGNORECASE,
+    r"(?:^|[\s(;,])(?:" + "|".join(re.escape(t) for t in _HTTP_LIBRARY) + ")"
 )
-_HEADLESS_RE = _token_regex(HEADLESS_TOKENS)
+
+
+def _has_http_library(lower: str) -> bool:
+    return any(t in lower for t in _HTTP_LIBRARY) and _HTTP_LIBRARY_RE.search(lower) is not None
+
 
 _INT16_MAX = np.iinfo(np.int16).max
 
@@ -161,15 +164,16 @@ class UaParser:
     def __init__(self, reference: Reference, cache_size: int = 200_000) -> None:
         # Heavy third-party imports and regex compilation happen here, not at module import.
         import crawleruseragents
-        import ua_parser
+        from ua_parser import BestAvailableResolver, load_lazy_builtins
         from ua_parser.core import Domain
         from ua_parser.matchers import UserAgentMatcher
-        from ua_parser.regex import Resolver
 
-        self._parser = ua_parser.parser
-        self._domain = Domain.USER_AGENT
+        # No ua-parser cache layer: this class already parses each distinct UA once.
+        self._resolver = BestAvailableResolver(load_lazy_builtins())
+        self._domains = Domain.USER_AGENT | Domain.OS
+        self._ua_domain = Domain.USER_AGENT
         patterns = [entry["pattern"] for entry in crawleruseragents.CRAWLER_USER_AGENTS_DATA]
-        self._crawlers = Resolver(
+        self._crawlers = BestAvailableResolver(
             ([UserAgentMatcher(p, family="crawler") for p in patterns], [], [])
         )
         self._cache: dict[str, tuple[Any, ...]] = {}
@@ -180,7 +184,7 @@ class UaParser:
         """Newest major version per family among the vendored real-browser UAs."""
         newest: dict[int, int] = {}
         for ua in pd.unique(real_uas.dropna()):
-            parsed = self._parser.parse_user_agent(ua)
+            parsed = self._resolver(ua, self._ua_domain).user_agent
             if parsed is None:
                 continue
             code, major = family_code(parsed.family), _major(parsed.major)
@@ -206,14 +210,15 @@ class UaParser:
         text = ua.strip()
         if not text:
             return (1, 0, 0, -1, math.nan, 0, 0, 0, 0, 0, 0, len(ua))
-        parsed = self._parser.parse_user_agent(text)
+        result = self._resolver(text, self._domains)
+        parsed, os = result.user_agent, result.os
         code = family_code(parsed.family if parsed else None)
         major = _major(parsed.major) if parsed else -1
         newest = self.newest_major.get(code)
         behind = float(newest - major) if newest is not None and major >= 0 else math.nan
-        os = self._parser.parse_os(text)
         mobile = (os is not None and os.family in _MOBILE_OS) or "Mobi" in text
-        crawler = self._crawlers(text, self._domain).user_agent is not None
+        crawler = self._crawlers(text, self._ua_domain).user_agent is not None
+        lower = text.lower()
         return (
             0,
             int(text == "Mozilla/5.0"),
@@ -221,11 +226,11 @@ class UaParser:
             major,
             behind,
             int(mobile),
-            int(_HTTP_LIBRARY_RE.search(text) is not None),
-            int(_HEADLESS_RE.search(text) is not None),
+            int(_has_http_library(lower)),
+            int(any(t in lower for t in _HEADLESS)),
             int(crawler),
-            int(_LINK_PREVIEW_RE.search(text) is not None),
-            int(_MAIL_PROXY_RE.search(text) is not None),
+            int(any(t in lower for t in _LINK_PREVIEW)),
+            int(any(t in lower for t in _MAIL_PROXY)),
             len(ua),
         )
 

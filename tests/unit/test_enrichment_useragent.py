@@ -125,10 +125,12 @@ def test_each_distinct_parsed_once_and_missing_rows(parser: UaParser) -> None:
         np.testing.assert_array_equal(out[name], categorical[name], err_msg=name)
 
 
-def test_cache_is_bounded() -> None:
-    small = UaParser(load_reference(), cache_size=4)
-    small.parse(pd.Series([f"agent/{i}" for i in range(10)]))
-    assert len(small._cache) <= 4
+def test_cache_is_bounded(parser: UaParser, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parser, "_cache", {})
+    monkeypatch.setattr(parser, "_cache_size", 4)
+    out = parser.parse(pd.Series([f"agent/{i}" for i in range(10)] + ["agent/0"]))
+    assert len(parser._cache) <= 4
+    assert out["ua_length"].tolist() == [7] * 10 + [7]
 
 
 @pytest.mark.parametrize(
