@@ -16,17 +16,76 @@ def recompute(
     tenant: str | None = typer.Option(None, help="Only this tenant; default all."),
     scores: Path | None = typer.Option(None, help="Use this scores file instead of scoring."),
     out: Path | None = typer.Option(None, help="Also write the four metric tables here."),
+    model: str | None = typer.Option(None, help="Model URI; default models:/botfilter@champion."),
 ) -> None:
     """Recompute the metrics of the last 30 days per the tenants' settings."""
-    raise NotImplementedError
+    from rich.console import Console
+
+    from botfilter.settings import get_settings
+    from jobs.recompute import parse_as_of, recompute_data_dir
+    from jobs.store import Store
+
+    console = Console()
+    settings = get_settings()
+    store = Store.open(settings)
+    validated, result = recompute_data_dir(
+        store,
+        settings,
+        data,
+        scores_file=scores,
+        as_of=parse_as_of(as_of),
+        tenants=[tenant] if tenant else None,
+        model_uri=model,
+        out=out,
+        progress=True,
+        console=console,
+    )
+    if hasattr(validated, "report"):
+        validated.report.print(console)
+    w = result.window
+    console.print(
+        f"Recomputed {', '.join(result.tenants)} ({'+'.join(result.channels)}) for sends in "
+        f"[{w.start:%Y-%m-%d %H:%M}, {w.end:%Y-%m-%d %H:%M}) UTC: {result.events_used:,} events, "
+        f"scores from {result.scores_source} ({', '.join(result.model_versions) or '-'}), "
+        f"{result.rows_written:,} partition rows, {result.queue_applied} queued changes applied."
+    )
+    for name, frame in result.tables.items():
+        where = f" -> {result.files[name]}" if name in result.files else ""
+        console.print(f"  {name}: {len(frame):,} rows{where}")
+    timings = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items())
+    console.print(f"  stages: {timings}")
 
 
 def run(
     data: Path = typer.Option(..., help="Data directory to watch for new event files."),
     every: str | None = typer.Option(None, help="Loop with this period (e.g. 5m); once if unset."),
+    model: str | None = typer.Option(None, help="Model URI; default models:/botfilter@champion."),
 ) -> None:
     """Worker loop: pick up new data and queued setting changes, recompute."""
-    raise NotImplementedError
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+
+    from botfilter.errors import BotfilterError
+    from botfilter.settings import get_settings
+    from jobs.store import Store
+    from jobs.worker import CycleResult, parse_every, run_worker
+
+    console = Console()
+    period = parse_every(every) if every else None
+    settings = get_settings()
+    store = Store.open(settings)
+
+    def log(result: CycleResult) -> None:
+        console.print(f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} {result.line()}")
+
+    try:
+        results = run_worker(store, settings, data, period, on_cycle=log, model_uri=model)
+    except KeyboardInterrupt:
+        console.print("stopped")
+        return
+    if period is None and results and results[-1].status == "failed":
+        raise BotfilterError(f"the cycle failed: {' | '.join(results[-1].errors)}")
 
 
 def report(
@@ -34,7 +93,12 @@ def report(
     out: Path = typer.Option(Path("report.html"), help="HTML file to write."),
 ) -> None:
     """Write a self-contained HTML page of charts: human against bot."""
-    raise NotImplementedError
+    from botfilter.settings import get_settings
+    from jobs.report import write_report
+    from jobs.store import Store
+
+    path = write_report(Store.open(get_settings()), tenant, out)
+    typer.echo(f"wrote {path}")
 
 
 @settings_app.command("set")
@@ -42,15 +106,50 @@ def settings_set(
     tenant: str = typer.Option(..., help="Tenant to change."),
     email: str | None = typer.Option(None, help="Exclude bots from Email: on or off."),
     sms: str | None = typer.Option(None, help="Exclude bots from SMS: on or off."),
+    data: Path | None = typer.Option(
+        None, help="Also recompute now from this data directory (else the worker does)."
+    ),
 ) -> None:
     """Change a tenant's setting and queue the 30-day recomputation."""
-    raise NotImplementedError
+    from botfilter.settings import get_settings
+    from jobs.recompute import recompute_data_dir
+    from jobs.settings import parse_switch, set_exclusions
+    from jobs.store import Store
+
+    changes = {}
+    if email is not None:
+        changes["email"] = parse_switch(email, "--email")
+    if sms is not None:
+        changes["sms"] = parse_switch(sms, "--sms")
+    settings = get_settings()
+    store = Store.open(settings)
+    for change in set_exclusions(store, tenant, changes, source="cli"):
+        state = "on" if change.enabled else "off"
+        typer.echo(
+            f"{tenant}: exclude bots from {change.channel} {state} at "
+            f"{change.changed_at:%Y-%m-%d %H:%M:%S} UTC; 30-day recompute queued (#{change.queue_id})"
+        )
+    if data is None:
+        typer.echo("The worker (`botfilter run`) applies it within one cycle.")
+        return
+    _, result = recompute_data_dir(
+        store, settings, data, tenants=[tenant], channels=tuple(changes), progress=True
+    )
+    typer.echo(f"recomputed: {result.queue_applied} queued changes applied")
 
 
 @metrics_app.command("show")
 def metrics_show(
     tenant: str = typer.Option(..., help="Tenant to show."),
     module: str = typer.Option("campaigns", help="campaigns, automations, segments or dashboard."),
+    limit: int = typer.Option(50, min=1, help="Rows to show (largest first)."),
 ) -> None:
     """Print metrics with and without bots side by side."""
-    raise NotImplementedError
+    from rich.console import Console
+
+    from botfilter.settings import get_settings
+    from jobs.report import load_tenant, show_table
+    from jobs.store import Store
+
+    metrics = load_tenant(Store.open(get_settings()), tenant)
+    Console().print(show_table(metrics, module, limit))

@@ -168,11 +168,11 @@ class Module:
         return [*PARTITION_KEY, *self.keys, "in_window", *self.counts, "bot_filter_applied"]
 
     def table_columns(self, comparison: bool = False) -> list[str]:
-        """Columns of the module table; PRODUCT.md's own unless ``comparison``."""
-        if not self.product:
-            return ["tenant_id", *self.keys, "channel", *self.counts, "bot_filter_applied"]
-        cols = ["tenant_id", *self.keys, "channel", *PRODUCT_COUNTS, *PRODUCT_RATES]
-        cols += [*EXCLUDED_COUNTS, "bot_filter_applied"]
+        """Columns of the module table: PRODUCT.md's, plus both sides if ``comparison``."""
+        cols = ["tenant_id", *self.keys, "channel"]
+        if self.counts != MESSAGE_COUNTS:
+            return [*cols, *self.counts, "bot_filter_applied"]
+        cols += [*PRODUCT_COUNTS, *PRODUCT_RATES, *EXCLUDED_COUNTS, "bot_filter_applied"]
         if comparison:
             cols += [*COMPARISON_COUNTS, *COMPARISON_RATES]
         return cols
@@ -194,6 +194,13 @@ MODULES: dict[str, Module] = {
             ("date",),
             "day",
             description="delivered by UTC date of delivered_at; events by UTC date of occurred_at",
+        ),
+        Module(
+            "channel_totals",
+            (),
+            "message",
+            product=False,
+            description="all messages of the channel (report and metrics show)",
         ),
         Module(
             "bot_interactions",
@@ -529,7 +536,8 @@ def _day_rows(
             counts = np.bincount(inverse[masks[name]], minlength=len(pair))
             rows[name] = counts if COUNTS[name].grain == "events" else (counts > 0).astype(np.int64)
         frames.append(pd.DataFrame(rows))
-    frame = pd.concat(frames, ignore_index=True).fillna(0)
+    frame = pd.concat(frames, ignore_index=True)
+    frame = frame.reindex(columns=[*part_keys, "day", *MESSAGE_COUNTS]).fillna(0)
     for name in MESSAGE_COUNTS:
         frame[name] = frame[name].astype(np.int64)
     return _group(frame, [*part_keys, "day"], MESSAGE_COUNTS)
@@ -579,19 +587,22 @@ def _days_to_dates(days: pd.Series) -> np.ndarray:
 
 def _finish(frame: pd.DataFrame, module: Module) -> pd.DataFrame:
     """Column names, order, dtypes and SMS nulls of computed partition rows."""
-    frame = frame.rename(columns={"send_day": "send_date", "day": "date"})
-    frame["send_date"] = _days_to_dates(frame["send_date"]) if len(frame) else []
-    if "date" in frame.columns:
-        frame["date"] = _days_to_dates(frame["date"]) if len(frame) else []
-    frame = frame.reindex(columns=module.computed_columns)
-    frame["in_window"] = frame["in_window"].astype(bool)
-    frame["bot_filter_applied"] = frame["bot_filter_applied"].astype(bool)
-    sms = (frame["channel"] == SMS).to_numpy()
-    for name in module.counts:
-        col = frame[name].astype(np.int64)
-        frame[name] = col.astype("Int64").mask(sms) if COUNTS[name].email_only else col
-    sort = [*PARTITION_KEY, *module.keys, "in_window"]
-    return frame.sort_values(sort, kind="stable", ignore_index=True)
+    sms = frame["channel"].to_numpy(dtype=object) == SMS
+    cols: dict[str, Any] = {}
+    for col in module.computed_columns:
+        if col in ("send_date", "date"):
+            source = frame["send_day" if col == "send_date" else "day"]
+            cols[col] = _days_to_dates(source) if len(frame) else np.array([], dtype=object)
+        elif col in ("in_window", "bot_filter_applied"):
+            cols[col] = frame[col].to_numpy(dtype=bool)
+        elif col in COUNTS:
+            values = frame[col].to_numpy(dtype=np.int64)
+            cols[col] = (
+                pd.arrays.IntegerArray(values, sms.copy()) if COUNTS[col].email_only else values
+            )
+        else:
+            cols[col] = frame[col].to_numpy(dtype=object)
+    return pd.DataFrame(cols)
 
 
 def _finish_summary(

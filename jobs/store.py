@@ -533,6 +533,11 @@ class Store:
             stmt = select(func.count()).where(recompute_queue.c.status == "pending")
             return bool(conn.execute(stmt).scalar())
 
+    def last_queue_id(self) -> int:
+        """Id of the newest queue entry, applied or not (0 when none)."""
+        with self.read() as conn:
+            return int(conn.execute(select(func.max(recompute_queue.c.id))).scalar() or 0)
+
     # --- scores -------------------------------------------------------------------------------
 
     def stored_score_ids(self, tenants: Sequence[str], model_version: str) -> set[str]:
