@@ -81,11 +81,10 @@ def split_by_send_time(
     """Row positions of train / validation / test, by the message's send time (never shuffled)."""
     sent = pd.to_datetime(ctx["sent_at"], utc=True)
     t1, t2 = sent.quantile(split[0]), sent.quantile(split[0] + split[1])
-    s = sent.to_numpy()
     return (
-        np.flatnonzero(s < t1.to_datetime64()),
-        np.flatnonzero((s >= t1.to_datetime64()) & (s < t2.to_datetime64())),
-        np.flatnonzero(s >= t2.to_datetime64()),
+        np.flatnonzero((sent < t1).to_numpy()),
+        np.flatnonzero(((sent >= t1) & (sent < t2)).to_numpy()),
+        np.flatnonzero((sent >= t2).to_numpy()),
     )
 
 
@@ -98,7 +97,11 @@ def fit_calibration(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def threshold_for_precision(proba: np.ndarray, y: np.ndarray, target: float) -> float | None:
-    """Smallest threshold whose precision on (proba, y) is >= target; None if none reaches it."""
+    """Threshold with the most recall among those whose precision is >= target.
+
+    Among equally good cuts the highest threshold wins, so no false positive is taken on for
+    no recall. None if no cut reaches the target.
+    """
     if not y.any():
         return None
     order = np.argsort(-proba, kind="stable")
@@ -110,7 +113,8 @@ def threshold_for_precision(proba: np.ndarray, y: np.ndarray, target: float) -> 
     ok = np.flatnonzero((prec >= target) & last_of_tie)
     if len(ok) == 0:
         return None
-    return float(p[ok[-1]])
+    best = ok[np.argmax(tp[ok])]  # argmax takes the first, i.e. highest-threshold, maximum
+    return float(p[best])
 
 
 def choose_thresholds(

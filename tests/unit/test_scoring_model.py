@@ -79,6 +79,8 @@ def test_threshold_for_precision_exact():
     y = np.array([1, 1, 0, 1, 0, 0], bool)
     assert threshold_for_precision(proba, y, 0.99) == 0.9
     assert threshold_for_precision(proba, y, 0.75) == 0.7
+    # recall is complete at 0.7: a lower cut that still meets 0.5 precision adds only false positives
+    assert threshold_for_precision(proba, y, 0.5) == 0.7
     assert threshold_for_precision(proba, np.zeros(6, bool), 0.9) is None
 
 
