@@ -122,10 +122,9 @@ class Networks:
     def asn_ranges(self, asns: tuple[int, ...] | list[int], what: str) -> RangeSet:
         """The announced ranges of some ASNs; fails clearly if none of them is in the table."""
         ref = self.ref
-        wanted = np.asarray(sorted(set(int(a) for a in asns)), dtype=np.int64)
-        m4 = np.isin(ref.ipv4_asn.astype(np.int64), wanted)
-        m6 = np.isin(ref.ipv6_asn.astype(np.int64), wanted)
-        if not m4.any() and not m6.any():
+        wanted = tuple(sorted(set(int(a) for a in asns)))
+        m4, m6 = _asn_rows(ref, wanted)
+        if m4.size == 0 and m6.size == 0:
             raise BotfilterError(
                 f"no address ranges for {what} (ASNs {list(wanted)}) in the ASN table"
             )
@@ -233,24 +232,59 @@ def _draw_v6(
     return hi, lo, r.v6_asn[k]
 
 
+@functools.lru_cache(maxsize=4)
+def _asn_order(ref: Reference) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of the ASN tables sorted by ASN (stable, so ranges stay in address order)."""
+    o4 = np.argsort(ref.ipv4_asn, kind="stable")
+    o6 = np.argsort(ref.ipv6_asn, kind="stable")
+    return o4, ref.ipv4_asn[o4].astype(np.int64), o6, ref.ipv6_asn[o6].astype(np.int64)
+
+
+@functools.lru_cache(maxsize=256)
+def _asn_rows(ref: Reference, asns: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (address order) of the IPv4 and IPv6 ranges announced by some ASNs."""
+    o4, s4, o6, s6 = _asn_order(ref)
+    a = np.asarray(asns, dtype=np.int64)
+    out = []
+    for order, keys in ((o4, s4), (o6, s6)):
+        lo, hi = np.searchsorted(keys, a, side="left"), np.searchsorted(keys, a, side="right")
+        chunks = [order[i:j] for i, j in zip(lo, hi, strict=True)]
+        out.append(np.sort(np.concatenate(chunks)) if chunks else np.empty(0, np.int64))
+    return out[0], out[1]
+
+
 @functools.lru_cache(maxsize=64)
 def _cidr_ranges(ref: Reference, category: str) -> RangeSet:
     cidrs = ref.networks.get(category)
     if not cidrs:
         raise BotfilterError(f"no published ranges for network category {category!r}")
-    v4s, v4e, v6 = [], [], []
-    for text in cidrs:  # per CIDR of the vendored list, once per process
-        net = ipaddress.ip_network(text, strict=False)
-        if net.version == 4:
-            v4s.append(int(net.network_address))
-            v4e.append(int(net.broadcast_address))
-        else:
-            a, b = int(net.network_address), int(net.broadcast_address)
-            v6.append((a >> 64, a & 0xFFFFFFFFFFFFFFFF, b >> 64, b & 0xFFFFFFFFFFFFFFFF))
+    text = pd.Series(cidrs, dtype=object)
+    is_v6 = text.str.contains(":", regex=False).to_numpy()
+    # IPv4 CIDRs parsed column-wise; IPv6 (a few thousand at most) through ipaddress.
+    v4 = text[~is_v6].str.split("/", expand=True) if (~is_v6).any() else None
+    if v4 is not None:
+        octets = v4[0].str.split(".", expand=True).astype(np.uint64).to_numpy()
+        addr = (
+            (octets[:, 0] << _U64(24))
+            | (octets[:, 1] << _U64(16))
+            | (octets[:, 2] << _U64(8))
+            | octets[:, 3]
+        )
+        host = (_U64(1) << (_U64(32) - v4[1].astype(np.uint64).to_numpy())) - _U64(1)
+        v4s, v4e = addr & ~host & _U64(0xFFFFFFFF), (addr & ~host & _U64(0xFFFFFFFF)) | host
+    else:
+        v4s = v4e = np.empty(0, dtype=np.uint64)
+    v6 = []
+    for cidr in text[is_v6]:  # per IPv6 CIDR of the vendored list, once per process
+        addr, _, plen = cidr.partition("/")
+        hostmask = (1 << (128 - int(plen or 128))) - 1
+        a = int(ipaddress.IPv6Address(addr)) & ~hostmask
+        b = a | hostmask
+        v6.append((a >> 64, a & 0xFFFFFFFFFFFFFFFF, b >> 64, b & 0xFFFFFFFFFFFFFFFF))
     v6a = np.asarray(v6, dtype=np.uint64).reshape(-1, 4)
     return RangeSet(
-        np.asarray(v4s, dtype=np.uint64),
-        np.asarray(v4e, dtype=np.uint64),
+        v4s,
+        v4e,
         np.full(len(v4s), -1, dtype=np.int64),
         v6a[:, 0].copy(),
         v6a[:, 1].copy(),

@@ -322,9 +322,11 @@ def build_world(cfg: SimConfig, nets: Networks, tenants: int, days: int, seed: i
             "tenant_id": tenant_id,
             "exclude_bots_email": srng.random(tenants) < 0.35,
             "exclude_bots_sms": srng.random(tenants) < 0.2,
-            "updated_at": pd.to_datetime(
-                end_ms - (srng.random(tenants) * 60 * DAY_MS).astype(np.int64), unit="ms", utc=True
-            ),
+            "updated_at": pd.Series(
+                (end_ms - (srng.random(tenants) * 60 * DAY_MS).astype(np.int64)).astype(
+                    "datetime64[ms]"
+                )
+            ).dt.tz_localize("UTC"),
         }
     )
     return World(
@@ -388,10 +390,11 @@ def _shared_pools(
     add_ips("google_check", nets.network_ranges("google"), 400, 0.3)
     add_ips("googlebot", nets.network_ranges("googlebot"), 300, 0.2)
     add_ips("bingbot", nets.network_ranges("bing"), 200)
-    dc = ("datacenter", "digitalocean", "linode", "vultr", "oracle", "amazon")
-    p["datacenter"] = np.concatenate(
-        [ips.add(*nets.draw(rng, nets.network_ranges(c), 200)) for c in dc]
-    )
+    hosting = [nets.asn_ranges(tuple(nets.ref.datacenter_asns), "data-centre ASNs")]
+    hosting += [
+        nets.network_ranges(c) for c in ("digitalocean", "linode", "vultr", "oracle", "amazon")
+    ]
+    p["datacenter"] = np.concatenate([ips.add(*nets.draw(rng, r, 200)) for r in hosting])
     for name, (_ua, category) in cfg.share_previewers.items():
         add_ips(f"share_{name}", nets.network_ranges(category), 60, 0.3)
     farms = {
@@ -639,9 +642,12 @@ def _contacts(
     iphone = pd.Series(ua_text[phone_ua]).str.contains("iPhone", regex=False).to_numpy()
     phone_open = phone_ua.copy()
     desktop_open = desktop_ua.copy()
+    # Apple Mail loads images with the system WebKit UA (no Version/ or Safari/ token); on a
+    # Windows or Linux desktop an Apple Mail user reads in a browser instead.
     if apple.any():
         phone_open[apple] = uas.add(apple_mail_ua(ua_text[phone_ua[apple]]))
-        desktop_open[apple] = uas.add(apple_mail_ua(ua_text[desktop_ua[apple]]))
+    if mac.any():
+        desktop_open[mac] = uas.add(apple_mail_ua(ua_text[desktop_ua[mac]]))
     is_od = client == CLIENTS.index("outlook_desktop")
     desktop_open[is_od] = pools["ua_outlook_desktop"][0]
 
