@@ -1,1 +1,31 @@
-"""The data contract of PRODUCT.md: table schemas, loading, validation and quarantine."""
+"""The data contract of PRODUCT.md: table schemas, loading, validation and quarantine.
+
+All stages load data through :func:`load`. Heavy modules (pandas, pyarrow) are imported on
+first use so that importing this package (the CLI does) stays cheap.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from contract.validate import Validated
+
+__all__ = ["Validated", "load"]
+
+
+def load(data_dir: Path) -> Validated:
+    """Read and validate a data directory: clean typed tables, quarantine and counts."""
+    from contract.io import read_data_dir
+    from contract.validate import validate_raw
+
+    return validate_raw(read_data_dir(Path(data_dir)))
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Validated":
+        from contract.validate import Validated
+
+        return Validated
+    raise AttributeError(f"module 'contract' has no attribute {name!r}")

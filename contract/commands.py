@@ -12,4 +12,28 @@ def validate(
     out: Path = typer.Option(..., help="Where to write the clean tables and quarantine.parquet."),
 ) -> None:
     """Check every row against the data contract; write clean tables and the quarantine."""
-    raise NotImplementedError  # owned by the contract stage
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from contract.io import find_table_files, read_table_file
+    from contract.validate import validate_raw
+
+    console = Console(stderr=True)
+    files = find_table_files(data)
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+    ) as progress:
+        task = progress.add_task("reading", total=len(files) + 2)
+        raws = {}
+        for name, path in files.items():
+            progress.update(task, description=f"reading {path.name}")
+            raws[name] = read_table_file(path, name)
+            progress.advance(task)
+        progress.update(task, description="validating")
+        validated = validate_raw(raws)
+        progress.advance(task)
+        progress.update(task, description=f"writing {out}")
+        validated.write(out)
+        progress.advance(task)
+    validated.report.print(Console())
+    typer.echo(f"wrote {', '.join(sorted(validated.tables))} and quarantine to {out}")

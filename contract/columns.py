@@ -1,0 +1,442 @@
+"""Vectorised column parsers: a raw Arrow column of any type -> a typed Arrow column + problems.
+
+Each parser takes what a reader produced (strings from CSV, JSON types from JSON Lines, whatever
+a Parquet writer chose, or a pandas column turned into Arrow) and returns a :class:`Parsed`: the
+typed values (null where the value is missing or broken), which rows had no value at all, and which
+rows had a value that could not be used, each with its reason. The rules about *which* columns get
+*which* parser, and the rules across columns, live in :mod:`contract.validate`.
+
+Everything here works on whole columns with Arrow compute kernels or numpy; the only per-value
+Python code runs on rare leftovers (timestamps Arrow cannot cast, IP strings neither regular
+expression accepts), and then once per distinct value.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# Timestamps outside [2000, 2100) are refused: they are almost always epoch seconds passed where
+# milliseconds are expected (1970) or sentinel values, and they also overflow datetime64[ns].
+TS_MIN = datetime(2000, 1, 1, tzinfo=UTC)
+TS_MAX = datetime(2100, 1, 1, tzinfo=UTC)
+_NS = 1_000_000_000
+TS_MIN_NS = int(TS_MIN.timestamp()) * _NS
+TS_MAX_NS = int(TS_MAX.timestamp()) * _NS
+_MS_MIN, _MS_MAX = TS_MIN_NS // 1_000_000, TS_MAX_NS // 1_000_000
+
+UTC_NS = pa.timestamp("ns", tz="UTC")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+_TS_SHAPE = (
+    r"^\d{4}-\d{2}-\d{2}"
+    r"(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?$"
+)
+_TS_OFFSET = r"\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)$"
+_INT_TEXT = r"^[+-]?\d{1,18}$"
+_DIGITS = r"^[+-]?\d+$"
+_CAST_CHUNK = 65_536
+
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+IPV4_RE = rf"^{_IPV4}$"
+_H = r"[0-9a-fA-F]{1,4}"
+# A sound subset of RFC 4291 text forms (every match is a valid address); anything it rejects is
+# given to Python's ipaddress, so the accepted set is exactly what ipaddress accepts.
+IPV6_RE = (
+    "^(?:"
+    rf"(?:{_H}:){{7}}{_H}"
+    rf"|(?:{_H}:){{1,7}}:"
+    rf"|(?:{_H}:){{1,6}}:{_H}"
+    rf"|(?:{_H}:){{1,5}}(?::{_H}){{1,2}}"
+    rf"|(?:{_H}:){{1,4}}(?::{_H}){{1,3}}"
+    rf"|(?:{_H}:){{1,3}}(?::{_H}){{1,4}}"
+    rf"|(?:{_H}:){{1,2}}(?::{_H}){{1,5}}"
+    rf"|{_H}:(?::{_H}){{1,6}}"
+    rf"|:(?:(?::{_H}){{1,7}}|:)"
+    rf"|::(?:[fF]{{4}}(?::0{{1,4}})?:)?{_IPV4}"
+    rf"|(?:{_H}:){{6}}{_IPV4}"
+    rf"|(?:{_H}:){{1,5}}:{_IPV4}"
+    ")$"
+)
+
+_TRUE = ("true", "t", "yes", "y", "1")
+_FALSE = ("false", "f", "no", "n", "0")
+
+
+class UnsupportedType(ValueError):
+    """A column's storage type cannot hold values of its kind (e.g. a struct for a timestamp)."""
+
+
+@dataclass
+class Parsed:
+    """A parsed column: typed ``values`` and boolean masks saying what was wrong where.
+
+    ``missing`` marks rows without a value (null, or a blank string). ``problems`` lists
+    ``(mask, reason)`` for rows whose value was present but unusable; ``reason`` is a string, or
+    an object array holding a per-row reason at the masked positions.
+    """
+
+    values: pa.Array | pa.ChunkedArray
+    missing: np.ndarray
+    problems: list[tuple[np.ndarray, str | np.ndarray]] = field(default_factory=list)
+
+    def add(self, mask: np.ndarray, reason: str | np.ndarray) -> None:
+        """Record a problem when at least one row has it."""
+        if mask.any():
+            self.problems.append((mask, reason))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def to_numpy_bool(arr: pa.Array | pa.ChunkedArray, null: bool = False) -> np.ndarray:
+    """A boolean Arrow column as a numpy bool array, nulls replaced by ``null``."""
+    return np.asarray(pc.fill_null(arr, null).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _single(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One contiguous array that starts at offset 0.
+
+    pyarrow 23's ``if_else`` corrupts the offsets of a *sliced* string array (Parquet chunks are
+    slices), so every array that may reach it goes through here first.
+    """
+    if isinstance(arr, pa.ChunkedArray):
+        if arr.num_chunks == 0:
+            return pa.array([], arr.type)
+        arr = arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks()
+    if arr.offset != 0:
+        arr = pa.concat_arrays([arr])
+    return arr
+
+
+def null_where(arr: pa.Array | pa.ChunkedArray, mask: np.ndarray | pa.Array) -> pa.Array:
+    """``arr`` with nulls where ``mask`` is true."""
+    arr = _single(arr)
+    if isinstance(mask, np.ndarray):
+        if not mask.any():
+            return arr
+        mask = pa.array(mask)
+    return pc.if_else(_single(mask), pa.scalar(None, arr.type), arr)
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
+def _decode_dictionary(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    if pa.types.is_dictionary(arr.type):
+        return arr.cast(arr.type.value_type)
+    return arr
+
+
+def _float_to_int(arr: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
+    """Integral floats -> int64; returns (ints with nulls, mask of non-integral values)."""
+    values = _single(arr).to_numpy(zero_copy_only=False).astype(float)
+    null = np.isnan(values)
+    finite = np.isfinite(values)
+    integral = finite & (np.floor(np.where(finite, values, 0)) == np.where(finite, values, 0))
+    fits = integral & (np.abs(np.where(integral, values, 0)) < 2.0**63)
+    bad = ~null & ~fits
+    ints = np.where(fits, values, 0).astype(np.int64)
+    return pa.array(ints, mask=~fits), bad
+
+
+def as_text(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Any primitive Arrow column as strings (ids written as numbers become their digits)."""
+    arr = _decode_dictionary(arr)
+    t = arr.type
+    if _is_text(t):
+        return arr
+    if pa.types.is_null(t):
+        return pa.nulls(len(arr), pa.string())
+    if pa.types.is_floating(t):
+        ints, bad = _float_to_int(arr)
+        if not bad.any():
+            return ints.cast(pa.string())
+        return _single(arr).cast(pa.string())
+    if pa.types.is_boolean(t):
+        return pc.if_else(_single(arr), "true", "false")
+    if pa.types.is_timestamp(t):
+        return pc.strftime(arr, format="%Y-%m-%dT%H:%M:%S", locale="C")
+    if pa.types.is_integer(t) or pa.types.is_date(t) or pa.types.is_decimal(t):
+        return arr.cast(pa.string())
+    raise UnsupportedType(str(t))
+
+
+def blank_to_null(
+    text: pa.Array | pa.ChunkedArray, trim: bool = True
+) -> pa.Array | pa.ChunkedArray:
+    """Strings with surrounding whitespace removed (when ``trim``) and blanks made null."""
+    stripped = pc.utf8_trim_whitespace(text)
+    result = stripped if trim else text
+    blank = pc.equal(stripped, "")
+    if not pc.any(blank).as_py():
+        return result
+    return null_where(result, blank)
+
+
+def _regex(text: pa.Array, pattern: str, ignore_case: bool = False) -> np.ndarray:
+    return to_numpy_bool(pc.match_substring_regex(text, pattern, ignore_case=ignore_case))
+
+
+def values_at(text: pa.Array, mask: np.ndarray, limit: int = 40) -> np.ndarray:
+    """Object array with the (shortened) string values at ``mask``, for reasons naming a value."""
+    out = np.empty(len(mask), dtype=object)
+    picked = pc.utf8_slice_codeunits(text.filter(pa.array(mask)), 0, limit)
+    out[mask] = picked.to_numpy(zero_copy_only=False)
+    return out
+
+
+# --------------------------------------------------------------------------- parsers
+
+
+def parse_text(arr: pa.Array | pa.ChunkedArray, trim: bool = True) -> Parsed:
+    """Free text or an identifier. Blank means missing."""
+    text = blank_to_null(as_text(arr), trim=trim)
+    return Parsed(text, to_numpy_bool(pc.is_null(text)))
+
+
+def parse_choice(arr: pa.Array | pa.ChunkedArray, choices: tuple[str, ...], label: str) -> Parsed:
+    """An enumeration, matched case-insensitively and returned in its canonical lower case.
+    A value outside ``choices`` is ``LABEL: VALUE`` (e.g. ``unknown channel: fax``)."""
+    parsed = parse_text(arr)
+    lowered = pc.utf8_lower(parsed.values)
+    known = to_numpy_bool(pc.is_in(lowered, value_set=pa.array(choices, pa.string())))
+    bad = ~known & ~parsed.missing
+    if bad.any():
+        shown = values_at(parsed.values, bad)
+        shown[bad] = [f"{label}: {value}" for value in shown[bad]]
+        parsed.add(bad, shown)
+        lowered = null_where(lowered, bad)
+    parsed.values = _single(lowered)
+    return parsed
+
+
+def parse_ip(arr: pa.Array | pa.ChunkedArray) -> Parsed:
+    """IPv4 or IPv6 text (compressed, full, IPv4-mapped), kept as given once validated."""
+    parsed = parse_text(arr)
+    text = parsed.values
+    ok = _regex(text, IPV4_RE) | parsed.missing
+    if not ok.all():
+        ok |= _regex(text, IPV6_RE)
+    if not ok.all():
+        leftovers = pc.unique(text.filter(pa.array(~ok))).to_pylist()
+        valid = [v for v in leftovers if _python_ip(v)]
+        if valid:
+            ok |= to_numpy_bool(pc.is_in(text, value_set=pa.array(valid, pa.string())))
+    bad = ~ok
+    if bad.any():
+        parsed.add(bad, "invalid ip")
+        parsed.values = null_where(text, bad)
+    return parsed
+
+
+def _python_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_int(arr: pa.Array | pa.ChunkedArray, name: str) -> Parsed:
+    """An integer: native ints, integral floats (ints with nulls often arrive as floats), or
+    integer text. Anything else is ``invalid integer: NAME``."""
+    arr = _decode_dictionary(arr)
+    t = arr.type
+    n = len(arr)
+    bad = np.zeros(n, dtype=bool)
+    if pa.types.is_integer(t):
+        if pa.types.is_uint64(t):
+            big = to_numpy_bool(pc.greater(arr, 2**63 - 1))
+            bad |= big
+            arr = null_where(arr, big)
+        values = _single(arr).cast(pa.int64())
+        missing = to_numpy_bool(pc.is_null(values))
+    elif pa.types.is_floating(t):
+        missing = to_numpy_bool(pc.is_nan(_single(arr)), null=True)
+        values, bad = _float_to_int(arr)
+    elif pa.types.is_null(t):
+        values, missing = pa.nulls(n, pa.int64()), np.ones(n, dtype=bool)
+    elif _is_text(t):
+        text = blank_to_null(arr)
+        missing = to_numpy_bool(pc.is_null(text))
+        good = _regex(text, _INT_TEXT)
+        bad = ~good & ~missing
+        values = (null_where(text, bad) if bad.any() else text).cast(pa.int64())
+    elif pa.types.is_boolean(t):
+        missing = to_numpy_bool(pc.is_null(arr))
+        bad = ~missing
+        values = pa.nulls(n, pa.int64())
+    else:
+        raise UnsupportedType(str(t))
+    parsed = Parsed(_single(values), missing)
+    parsed.add(bad, f"invalid integer: {name}")
+    return parsed
+
+
+def parse_bool(arr: pa.Array | pa.ChunkedArray, name: str) -> Parsed:
+    """A boolean: native bools, 0/1, or true/false, t/f, yes/no, y/n, 1/0 in any case."""
+    arr = _decode_dictionary(arr)
+    t = arr.type
+    n = len(arr)
+    if pa.types.is_boolean(t):
+        parsed = Parsed(_single(arr), to_numpy_bool(pc.is_null(arr)))
+        return parsed
+    if pa.types.is_null(t):
+        return Parsed(pa.nulls(n, pa.bool_()), np.ones(n, dtype=bool))
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or _is_text(t):
+        text = pc.utf8_lower(blank_to_null(as_text(arr)))
+        missing = to_numpy_bool(pc.is_null(text))
+        is_true = to_numpy_bool(pc.is_in(text, value_set=pa.array(_TRUE)))
+        is_false = to_numpy_bool(pc.is_in(text, value_set=pa.array(_FALSE)))
+        parsed = Parsed(pa.array(is_true, mask=~(is_true | is_false)), missing)
+        parsed.add(~missing & ~is_true & ~is_false, f"invalid bool: {name}")
+        return parsed
+    raise UnsupportedType(str(t))
+
+
+def parse_timestamp(arr: pa.Array | pa.ChunkedArray, name: str) -> Parsed:
+    """A point in time as ``timestamp[ns, UTC]``.
+
+    Accepted: Arrow timestamps (naive ones are UTC) and dates; integers, integral floats and
+    digit strings as epoch milliseconds; ISO-8601 text ``YYYY-MM-DD[( |T)HH:MM[:SS[.fffffffff]]]``
+    with an optional ``Z`` / ``±HH`` / ``±HHMM`` / ``±HH:MM`` offset (none means UTC), in any
+    letter case. Problems: ``unparseable timestamp: NAME`` and, outside [2000, 2100),
+    ``timestamp out of range: NAME``.
+    """
+    arr = _decode_dictionary(arr)
+    t = arr.type
+    n = len(arr)
+    ns = np.zeros(n, dtype=np.int64)
+    ok = np.zeros(n, dtype=bool)
+    unparseable = np.zeros(n, dtype=bool)
+    if pa.types.is_timestamp(t) or pa.types.is_date(t):
+        missing = to_numpy_bool(pc.is_null(arr))
+        ns, ok, out_of_range = _native_ns(arr, missing)
+    elif pa.types.is_integer(t) or pa.types.is_floating(t):
+        if pa.types.is_floating(t):
+            missing = to_numpy_bool(pc.is_nan(_single(arr)), null=True)
+            ints, unparseable = _float_to_int(arr)
+        else:
+            missing = to_numpy_bool(pc.is_null(arr))
+            ints = _single(arr).cast(pa.int64(), safe=False)
+        ms = np.asarray(pc.fill_null(ints, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+        usable = ~missing & ~unparseable
+        ok = usable & (ms >= _MS_MIN) & (ms < _MS_MAX)
+        out_of_range = usable & ~ok
+        ns = np.where(ok, ms, 0) * 1_000_000
+    elif pa.types.is_null(t):
+        missing = np.ones(n, dtype=bool)
+        out_of_range = np.zeros(n, dtype=bool)
+    elif _is_text(t):
+        missing, ns, ok, unparseable, out_of_range = _text_ns(arr)
+    elif pa.types.is_boolean(t):
+        missing = to_numpy_bool(pc.is_null(arr))
+        unparseable = ~missing
+        out_of_range = np.zeros(n, dtype=bool)
+    else:
+        raise UnsupportedType(str(t))
+    values = pa.array(ns, type=pa.int64(), mask=~ok).cast(UTC_NS)
+    parsed = Parsed(values, missing)
+    parsed.add(unparseable, f"unparseable timestamp: {name}")
+    parsed.add(out_of_range, f"timestamp out of range: {name}")
+    return parsed
+
+
+def _native_ns(
+    arr: pa.Array | pa.ChunkedArray, missing: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Arrow timestamps/dates -> (ns since epoch, ok, out_of_range) with a range check done in
+    the column's own unit so that nothing overflows."""
+    t = arr.type
+    if pa.types.is_date(t):
+        raw = _single(arr).cast(pa.date32()).cast(pa.int32()).cast(pa.int64())
+        per_unit = 86_400 * _NS
+    else:
+        raw = _single(arr).cast(pa.int64())  # naive timestamps are UTC wall time: same integers
+        per_unit = {"s": _NS, "ms": 1_000_000, "us": 1_000, "ns": 1}[t.unit]
+    values = np.asarray(pc.fill_null(raw, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+    lo, hi = -(-TS_MIN_NS // per_unit), -(-TS_MAX_NS // per_unit)
+    ok = ~missing & (values >= lo) & (values < hi)
+    out_of_range = ~missing & ~ok
+    return np.where(ok, values, 0) * per_unit, ok, out_of_range
+
+
+def _text_ns(
+    arr: pa.Array | pa.ChunkedArray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    text = pc.utf8_upper(blank_to_null(arr))
+    n = len(text)
+    missing = to_numpy_bool(pc.is_null(text))
+    ns = np.zeros(n, dtype=np.int64)
+    ok = np.zeros(n, dtype=bool)
+    out_of_range = np.zeros(n, dtype=bool)
+
+    digits = _regex(text, _DIGITS)
+    if digits.any():
+        lengths = pc.utf8_length(text).to_numpy(zero_copy_only=False)
+        short = digits & (np.nan_to_num(lengths.astype(float)) <= 16)
+        picked = null_where(text, ~short)
+        ms = np.asarray(
+            pc.fill_null(picked.cast(pa.int64()), 0).to_numpy(zero_copy_only=False), dtype=np.int64
+        )
+        in_range = short & (ms >= _MS_MIN) & (ms < _MS_MAX)
+        ns[in_range] = ms[in_range] * 1_000_000
+        ok |= in_range
+        out_of_range |= digits & ~in_range
+
+    shaped = _regex(text, _TS_SHAPE) & ~digits
+    unparseable = ~missing & ~digits & ~shaped
+    if shaped.any():
+        with_offset = shaped & _regex(text, _TS_OFFSET)
+        for group, typ in ((with_offset, UTC_NS), (shaped & ~with_offset, pa.timestamp("ns"))):
+            if not group.any():
+                continue
+            positions = np.flatnonzero(group)
+            values, good, late = _cast_text(_single(text.take(pa.array(positions))), typ)
+            ns[positions[good]] = values[good]
+            ok[positions[good]] = True
+            out_of_range[positions[late]] = True
+            unparseable[positions[~good & ~late]] = True
+    return missing, ns, ok, unparseable, out_of_range
+
+
+def _cast_text(text: pa.Array, typ: pa.DataType) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cast well-shaped timestamp text chunk by chunk; a chunk Arrow refuses (a month 13, a year
+    past 2262...) is parsed value by value. Returns (ns, ok, out_of_range)."""
+    n = len(text)
+    ns = np.zeros(n, dtype=np.int64)
+    parsed = np.zeros(n, dtype=bool)
+    for start in range(0, n, _CAST_CHUNK):
+        piece = text.slice(start, _CAST_CHUNK)
+        stop = start + len(piece)
+        try:
+            ns[start:stop] = piece.cast(typ).cast(pa.int64()).to_numpy(zero_copy_only=False)
+            parsed[start:stop] = True
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            for i, value in enumerate(piece.to_pylist(), start=start):
+                got = _python_ns(value)
+                if got is not None:
+                    ns[i], parsed[i] = got, True
+    in_range = parsed & (ns >= TS_MIN_NS) & (ns < TS_MAX_NS)
+    return ns, in_range, parsed & ~in_range
+
+
+def _python_ns(value: str) -> int | None:
+    """One timestamp the vectorised cast refused; None when it is not a real date and time."""
+    try:
+        stamp = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    if not TS_MIN <= stamp < TS_MAX:
+        return TS_MAX_NS  # parsed, but outside the accepted range
+    return (stamp - _EPOCH) // timedelta(microseconds=1) * 1_000

@@ -1,0 +1,389 @@
+"""Reading a data directory: find each table's file and read it into Arrow, without judging values.
+
+Readers keep values as close to the file as possible; :mod:`contract.validate` does the typing.
+
+- Parquet: read as stored.
+- CSV (UTF-8, header row, RFC 4180 quoting: commas, quotes and newlines inside quoted fields):
+  every column is read as text, so identifiers like ``007`` keep their zeros. An empty field is
+  the empty string, which validation treats as missing.
+- JSON Lines (one object per line, blank lines skipped): JSON types are kept, except that text
+  Arrow would turn into timestamps stays text (the offset is parsed later, and the quarantine
+  shows the original).
+
+``row_number`` counts records from 0: the CSV header is not a record, a newline inside a quoted
+field does not start one, and blank JSON lines are not records.
+
+A row the reader cannot split into fields (a CSV row with the wrong number of fields, a JSON line
+that is not valid JSON or not an object, text that is not UTF-8) is not fatal: it is kept in
+``RawTable.rejected`` and ends up in the quarantine. The fast Arrow readers handle clean files; a
+file they refuse is re-read row by row in Python to find and set aside the broken rows.
+
+A file that cannot be read at all, or lacks a required column, raises :class:`BotfilterError`
+with one line naming the file and the column(s).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from botfilter.errors import BotfilterError
+from contract.schema import FILE_FORMATS, REQUIRED_TABLES, TABLES, TableSchema
+
+REASON_CSV_FIELDS = "wrong number of CSV fields"
+REASON_JSON = "unparseable JSON line"
+REASON_JSON_OBJECT = "JSON line is not an object"
+REASON_UTF8 = "invalid UTF-8 text"
+
+
+@dataclass
+class RawTable:
+    """One input table as read, before validation.
+
+    ``data`` holds the rows that could be split into fields; ``row_numbers`` their 0-based record
+    numbers in the source (None: 0..len-1); ``records`` their original text when the reader had to
+    go row by row (None: rebuild from ``data``); ``rejected`` the rows that could not be split,
+    as ``(row_number, original text, reason)``.
+    """
+
+    name: str
+    source: str
+    data: pa.Table
+    row_numbers: np.ndarray | None = None
+    records: list[str] | None = None
+    rejected: list[tuple[int, str, str]] = field(default_factory=list)
+
+    @property
+    def rows_read(self) -> int:
+        """Every record of the source, readable or not."""
+        return self.data.num_rows + len(self.rejected)
+
+    def row_number_array(self) -> np.ndarray:
+        """0-based source record number of each row of ``data``."""
+        if self.row_numbers is None:
+            return np.arange(self.data.num_rows, dtype=np.int64)
+        return self.row_numbers
+
+
+def find_table_files(data_dir: Path) -> dict[str, Path]:
+    """The file of each table present in ``data_dir`` (messages and events are required)."""
+    if not data_dir.is_dir():
+        raise BotfilterError(f"data directory not found: {data_dir}")
+    found: dict[str, Path] = {}
+    for name in TABLES:
+        paths = [data_dir / f"{name}{ext}" for ext in FILE_FORMATS]
+        paths = [p for p in paths if p.is_file()]
+        if len(paths) > 1:
+            names = " and ".join(p.name for p in paths)
+            raise BotfilterError(f"{data_dir}: table {name} given twice ({names}); keep one")
+        if paths:
+            found[name] = paths[0]
+        elif name in REQUIRED_TABLES:
+            expected = ", ".join(f"{name}{ext}" for ext in FILE_FORMATS)
+            raise BotfilterError(f"{data_dir}: no {name} table (expected one of {expected})")
+    return found
+
+
+def read_data_dir(data_dir: Path) -> dict[str, RawTable]:
+    """Read every table of a data directory (see :func:`find_table_files`)."""
+    return {name: read_table_file(path, name) for name, path in find_table_files(data_dir).items()}
+
+
+def read_table_file(path: Path, table: str) -> RawTable:
+    """Read one table file by extension and check that its required columns are there."""
+    schema = TABLES[table]
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            raw = _read_parquet(path, schema)
+        elif suffix == ".csv":
+            raw = _read_csv(path, schema)
+        elif suffix == ".jsonl":
+            raw = _read_jsonl(path, schema)
+        else:
+            raise BotfilterError(f"{path}: unsupported file type (use .parquet, .csv or .jsonl)")
+    except (OSError, pa.ArrowException) as exc:
+        raise BotfilterError(f"{path}: cannot read file: {_one_line(exc)}") from exc
+    check_required_columns(raw.data.column_names, schema, str(path))
+    return raw
+
+
+def check_required_columns(columns: list[str], schema: TableSchema, source: str) -> None:
+    """Raise a one-line error naming ``source`` and every required column it lacks."""
+    missing = [c for c in schema.required if c not in columns]
+    if missing:
+        plural = "s" if len(missing) > 1 else ""
+        raise BotfilterError(f"{source}: missing required column{plural}: {', '.join(missing)}")
+    seen: set[str] = set()
+    for name in columns:
+        if name in seen:
+            raise BotfilterError(f"{source}: column {name} appears twice")
+        seen.add(name)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+# --------------------------------------------------------------------------- Parquet
+
+
+def _read_parquet(path: Path, schema: TableSchema) -> RawTable:
+    import pyarrow.parquet as pq
+
+    return RawTable(schema.name, str(path), pq.read_table(path))
+
+
+# --------------------------------------------------------------------------- CSV
+
+
+def _read_csv(path: Path, schema: TableSchema) -> RawTable:
+    import pyarrow.csv as pcsv
+
+    header = _csv_header(path)
+    check_required_columns(header, schema, str(path))
+    try:
+        data = pcsv.read_csv(
+            path,
+            read_options=pcsv.ReadOptions(column_names=header, skip_rows=1),
+            parse_options=pcsv.ParseOptions(newlines_in_values=True),
+            convert_options=pcsv.ConvertOptions(
+                column_types={name: pa.string() for name in header},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid:
+        return _read_csv_rows(path, schema, header)
+    return RawTable(schema.name, str(path), data)
+
+
+def _csv_header(path: Path) -> list[str]:
+    with path.open("r", encoding="utf-8-sig", newline="", errors="strict") as handle:
+        try:
+            header = next(csv.reader(handle), None)
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise BotfilterError(f"{path}: cannot read the header row: {_one_line(exc)}") from exc
+    if not header:
+        raise BotfilterError(f"{path}: empty file, expected a header row with the column names")
+    return header
+
+
+def _read_csv_rows(path: Path, schema: TableSchema, header: list[str]) -> RawTable:
+    """Row-by-row CSV reading for files Arrow refuses: broken rows are set aside, not fatal."""
+    width = len(header)
+    columns: list[list[str]] = [[] for _ in header]
+    numbers: list[int] = []
+    rejected: list[tuple[int, str, str]] = []
+    with path.open("r", encoding="utf-8-sig", newline="", errors="surrogateescape") as handle:
+        reader = csv.reader(handle)
+        next(reader, None)
+        try:
+            for number, row in enumerate(reader):
+                if len(row) != width:
+                    rejected.append((number, _json_text(row), REASON_CSV_FIELDS))
+                    continue
+                if any(_has_surrogates(v) for v in row):
+                    rejected.append((number, _json_text(row), REASON_UTF8))
+                    continue
+                for values, value in zip(columns, row, strict=True):
+                    values.append(value)
+                numbers.append(number)
+        except csv.Error as exc:
+            raise BotfilterError(f"{path}: cannot read file: {_one_line(exc)}") from exc
+    data = pa.table({n: pa.array(v, pa.string()) for n, v in zip(header, columns, strict=True)})
+    return RawTable(schema.name, str(path), data, np.asarray(numbers, np.int64), None, rejected)
+
+
+def _has_surrogates(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _json_text(value: Any) -> str:
+    """JSON for a quarantined record; undecodable bytes become U+FFFD."""
+    text = json.dumps(value, ensure_ascii=False, default=json_default)
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def json_default(value: Any) -> Any:
+    """JSON for the non-JSON values a row can hold (timestamps, dates, decimals, bytes...)."""
+    if isinstance(value, pd.Timestamp | np.datetime64):
+        return pd.Timestamp(value).isoformat()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+# --------------------------------------------------------------------------- JSON Lines
+
+
+def _read_jsonl(path: Path, schema: TableSchema) -> RawTable:
+    import pyarrow.json as pj
+
+    try:
+        data = pj.read_json(path)
+        stamped = [f for f in data.schema if pa.types.is_timestamp(f.type)]
+        if stamped:
+            # keep the text: Arrow's inference would drop the original offset from records
+            explicit = pa.schema([pa.field(f.name, pa.string()) for f in stamped])
+            options = pj.ParseOptions(explicit_schema=explicit, unexpected_field_behavior="infer")
+            data = pj.read_json(path, parse_options=options)
+    except pa.ArrowInvalid:
+        return _read_jsonl_rows(path, schema)
+    if data.num_columns == 0:  # no records: a valid empty table
+        return empty_raw(schema.name, str(path))
+    if any(_nested(data.schema.field(c).type) for c in schema.names if c in data.column_names):
+        return _read_jsonl_rows(path, schema)
+    return RawTable(schema.name, str(path), data)
+
+
+def _nested(t: pa.DataType) -> bool:
+    return pa.types.is_nested(t) or pa.types.is_dictionary(t)
+
+
+def _read_jsonl_rows(path: Path, schema: TableSchema) -> RawTable:
+    """Line-by-line JSON for files Arrow refuses (a broken line, a column mixing types)."""
+    objects: list[dict[str, Any]] = []
+    records: list[str] = []
+    numbers: list[int] = []
+    rejected: list[tuple[int, str, str]] = []
+    number = 0
+    with path.open("rb") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            try:
+                text = line.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                rejected.append((number, _json_text(line.decode("utf-8", "replace")), REASON_UTF8))
+                number += 1
+                continue
+            try:
+                obj = json.loads(text)
+            except ValueError:
+                rejected.append((number, json.dumps(text, ensure_ascii=False), REASON_JSON))
+            else:
+                if isinstance(obj, dict):
+                    objects.append(obj)
+                    records.append(text)
+                    numbers.append(number)
+                else:
+                    rejected.append((number, text, REASON_JSON_OBJECT))
+            number += 1
+    names: dict[str, None] = {}
+    for obj in objects:
+        names.update(dict.fromkeys(obj))
+    if not names:
+        empty = empty_raw(schema.name, str(path))
+        empty.rejected = rejected
+        return empty
+    data = pa.table({name: column_from_values([o.get(name) for o in objects]) for name in names})
+    return RawTable(schema.name, str(path), data, np.asarray(numbers, np.int64), records, rejected)
+
+
+def column_from_values(values: list[Any]) -> pa.Array:
+    """An Arrow column from Python values; a column mixing types becomes text (ints as digits,
+    booleans as true/false, nested values as JSON) so that validation can judge each value."""
+    try:
+        arr = pa.array(values, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return pa.array([_as_text(v) for v in values], pa.string())
+    if _nested(arr.type):
+        return pa.array([_as_text(v) for v in values], pa.string())
+    return arr
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False, default=json_default)
+
+
+# --------------------------------------------------------------------------- pandas
+
+
+def raw_from_pandas(name: str, frame: pd.DataFrame) -> RawTable:
+    """A pandas frame as a raw table (row numbers are positions in the frame)."""
+    columns = [str(c) for c in frame.columns]
+    arrays: dict[str, pa.Array] = {}
+    for label, column in zip(columns, frame.columns, strict=True):
+        series = frame[column]
+        if isinstance(series, pd.DataFrame):
+            raise BotfilterError(f"{name}: column {label} appears twice")
+        try:
+            arrays[label] = pa.Array.from_pandas(series)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            arrays[label] = column_from_values(series.tolist())
+        if _nested(arrays[label].type) and label in TABLES.get(name, _NO_SCHEMA).names:
+            arrays[label] = pa.array([_as_text(v) for v in series.tolist()], pa.string())
+    return RawTable(name, name, pa.table(arrays) if arrays else pa.table({}))
+
+
+_NO_SCHEMA = TableSchema("", ())
+
+
+def empty_raw(name: str, source: str | None = None) -> RawTable:
+    """A table without rows that has every schema column (an absent optional table)."""
+    schema = TABLES[name]
+    data = pa.table({c: pa.array([], pa.string()) for c in schema.names})
+    return RawTable(name, source or name, data)
+
+
+def records_json(raw: RawTable, positions: np.ndarray) -> list[str]:
+    """The original rows at ``positions`` of ``raw.data`` as JSON objects (one string each)."""
+    if len(positions) == 0:
+        return []
+    if raw.records is not None:
+        return [raw.records[i] for i in positions]
+    table = raw.data.take(pa.array(positions))
+    for i, column in enumerate(table.columns):
+        if pa.types.is_timestamp(column.type):  # ISO text, vectorised (to_json loops in Python)
+            zone = "%z" if column.type.tz else ""
+            text = pc.strftime(column, format=f"%Y-%m-%dT%H:%M:%S{zone}", locale="C")
+            table = table.set_column(i, table.field(i).name, text)
+    rows = table.to_pandas(types_mapper=_RECORD_TYPES.get)
+    text = rows.to_json(orient="records", lines=True, force_ascii=False, default_handler=str)
+    # the encoder escapes newlines inside values, and every "/" as "\/" (valid but noisy)
+    return text.replace("\\/", "/").split("\n")[: len(positions)]
+
+
+_RECORD_TYPES = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+
+
+def write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """Write a frame; extra columns mixing types (kept as read) are written as text."""
+    import pyarrow.parquet as pq
+
+    arrays = {}
+    for name in frame.columns:
+        series = frame[name]
+        try:
+            arrays[str(name)] = pa.Array.from_pandas(series)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            arrays[str(name)] = pa.array([_as_text(v) for v in series.tolist()], pa.string())
+    table = pa.table(arrays) if arrays else pa.table({})
+    pq.write_table(table, path)

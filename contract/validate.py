@@ -1,0 +1,565 @@
+"""Every rule of the data contract, checked on whole columns, with a quarantine for broken rows.
+
+A broken row is never dropped silently and never fails the run: it goes to the quarantine with
+``table``, ``row_number`` (0-based record of the input file), ``record`` (the original row as
+JSON) and ``reason``. A row breaking several rules gets the first reason in this order: the
+columns in schema order (for each: missing, then its value rules), then the rules across columns,
+then the rules against the message. Reasons are short and stable; those naming a value show at
+most 40 characters of it.
+
+Normalisation (before the rules)
+  - Text: surrounding whitespace is stripped (except from ``user_agent``, kept byte for byte);
+    an empty or blank string is the same as a missing value (CSV cannot tell them apart, and the
+    contract says "empty" for missing optional values such as ``delivered_at``).
+  - Identifiers are text; numbers given for them become their digits (``7`` -> ``"7"``).
+  - Enumerations (``channel``, ``type``, ``label``) match in any case and become lower case;
+    ``http_method`` becomes upper case; ``recipient_domain`` lower case.
+  - Timestamps become UTC: ISO-8601 with ``Z``/``±HH``/``±HHMM``/``±HH:MM`` offsets, ISO-8601 without
+    an offset (= UTC), integer epoch milliseconds (numbers or digit strings), native timestamps.
+  - Booleans: true/false, t/f, yes/no, y/n, 1/0 (any case) or native booleans.
+  - Integers: native, integral floats (``3.0``) or integer text.
+  - ``ip`` is validated but kept as given (IPv4 dotted quad, IPv6 in any RFC 4291 text form,
+    IPv4-mapped IPv6 included; the enrichment stage resolves it).
+
+Rules and their reasons
+  Every table
+    - a required field missing or blank ................ ``missing required field: FIELD``
+    - a timestamp that is not one ........................ ``unparseable timestamp: FIELD``
+    - a timestamp before 2000 or from 2100 (usually epoch seconds given as milliseconds)
+                                                         ``timestamp out of range: FIELD``
+    - a non-integer integer field ........................ ``invalid integer: FIELD``
+    - a non-boolean boolean field ........................ ``invalid bool: FIELD``
+    - rows the reader could not split into fields ........ ``wrong number of CSV fields``,
+      ``unparseable JSON line``, ``JSON line is not an object``, ``invalid UTF-8 text``
+  messages
+    - ``channel`` not email/sms .......................... ``unknown channel: VALUE``
+    - ``link_count`` < 0 ................................. ``negative link_count``
+    - ``recipient_domain`` with ``@`` or whitespace (an address, not a domain)
+                                                         ``invalid recipient_domain``
+    - both ``campaign_id`` and ``automation_id`` ......... ``both campaign_id and automation_id set``
+    - ``delivered_at`` before ``sent_at`` ................ ``delivered_at before sent_at``
+    - a ``message_id`` repeated with different values in any schema column (including the
+      tenant: events find their message by ``message_id`` alone, so it must be unique across the
+      file) -> every row of that id ...................... ``conflicting duplicate message_id``;
+      repeated with identical values -> kept once, the others counted as duplicates.
+  events
+    - ``type`` not open/click ............................ ``unknown type: VALUE``
+    - ``ip`` neither IPv4 nor IPv6 ....................... ``invalid ip``
+    - ``link_position`` < 0, or >= the message's ``link_count`` when known
+                                                         ``link_position out of range``
+    - ``http_method`` not an HTTP token (RFC 9110) ....... ``invalid http_method``
+    - ``asn`` outside [0, 2^32) .......................... ``asn out of range``
+    - ``label`` not bot/human ............................ ``invalid label: VALUE``
+    - no kept message with its ``message_id``: ``quarantined message`` when that message is in
+      the quarantine, else ``unknown message``
+    - ``tenant_id`` differs from the message's ........... ``tenant mismatch with message``
+    - an open of an SMS message .......................... ``open on sms message``
+    - ``occurred_at`` before the message's ``sent_at`` ... ``event before message sent``
+    - a repeated ``event_id`` (a duplicate delivery): the first occurrence that passes every
+      rule is kept, later ones are counted as duplicates (not quarantined).
+  segments
+    - a repeated (tenant_id, segment_id, contact_id) is kept once, the others are duplicates.
+  settings
+    - a ``tenant_id`` repeated with different values -> every row of it
+      ``conflicting duplicate tenant_id`` (the tenant keeps the default: bots not excluded);
+      repeated with identical values -> kept once, the others are duplicates.
+
+Not rules (on purpose): an event before ``delivered_at`` (delivery receipts lag), events of
+undelivered messages (the metrics leave them out), ``recipient_domain`` on SMS, unknown
+``bot_kind`` values (the list is open).
+
+Duplicates are looked for only among rows that pass every rule, so a broken copy is quarantined
+and a good copy is kept. For every table ``read == kept + quarantined + duplicates``
+(:class:`contract.report.TableReport` raises otherwise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from pandas.api.extensions import take
+
+from botfilter.errors import BotfilterError
+from contract.columns import (
+    Parsed,
+    UnsupportedType,
+    parse_bool,
+    parse_choice,
+    parse_int,
+    parse_ip,
+    parse_text,
+    parse_timestamp,
+    to_numpy_bool,
+)
+from contract.io import (
+    RawTable,
+    check_required_columns,
+    empty_raw,
+    raw_from_pandas,
+    records_json,
+    write_parquet,
+)
+from contract.report import Report, TableReport
+from contract.schema import (
+    EVENTS,
+    MESSAGE_CONTEXT,
+    MESSAGES,
+    REQUIRED_TABLES,
+    SEGMENTS,
+    SETTINGS,
+    TABLES,
+    Column,
+    TableSchema,
+)
+
+QUARANTINE_COLUMNS = ("table", "row_number", "record", "reason")
+
+REASON_UNKNOWN_MESSAGE = "unknown message"
+REASON_QUARANTINED_MESSAGE = "quarantined message"
+REASON_TENANT_MISMATCH = "tenant mismatch with message"
+REASON_OPEN_ON_SMS = "open on sms message"
+REASON_BEFORE_SENT = "event before message sent"
+REASON_POSITION = "link_position out of range"
+REASON_BOTH_SOURCES = "both campaign_id and automation_id set"
+REASON_DELIVERED_BEFORE_SENT = "delivered_at before sent_at"
+
+_CHOICE_LABELS = {"channel": "unknown channel", "type": "unknown type", "label": "invalid label"}
+_HTTP_TOKEN = r"^[!#$%&'*+.^_`|~0-9A-Z-]+$"
+_MAX_ASN = 2**32 - 1
+
+
+# --------------------------------------------------------------------------- verdicts
+
+
+class _Verdicts:
+    """Per row: does it still pass, and if not, the first reason it failed."""
+
+    def __init__(self, n: int) -> None:
+        self.ok = np.ones(n, dtype=bool)
+        self.reason = np.empty(n, dtype=object)
+
+    def flag(self, mask: np.ndarray, reason: str | np.ndarray) -> None:
+        hit = mask & self.ok
+        if hit.any():
+            self.reason[hit] = reason if isinstance(reason, str) else reason[hit]
+            self.ok[hit] = False
+
+
+# --------------------------------------------------------------------------- column rules
+
+
+def _parse_column(column: Column, arr: pa.Array | pa.ChunkedArray) -> Parsed:
+    name = column.name
+    if column.kind == "str":
+        if column.choices:
+            return parse_choice(arr, column.choices, _CHOICE_LABELS.get(name, f"invalid {name}"))
+        if name == "ip":
+            return parse_ip(arr)
+        parsed = parse_text(arr, trim=name != "user_agent")
+        if name == "http_method":
+            parsed.values = pc.utf8_upper(parsed.values)
+            token = to_numpy_bool(pc.match_substring_regex(parsed.values, _HTTP_TOKEN), True)
+            parsed.add(~token, "invalid http_method")
+        elif name == "recipient_domain":
+            parsed.values = pc.utf8_lower(parsed.values)
+            address = to_numpy_bool(pc.match_substring_regex(parsed.values, r"[@\s]"))
+            parsed.add(address, "invalid recipient_domain")
+        return parsed
+    if column.kind == "timestamp":
+        return parse_timestamp(arr, name)
+    if column.kind == "bool":
+        return parse_bool(arr, name)
+    if column.kind == "int":
+        parsed = parse_int(arr, name)
+        if name == "link_count":
+            parsed.add(_lt(parsed.values, 0), "negative link_count")
+        elif name == "link_position":
+            parsed.add(_lt(parsed.values, 0), REASON_POSITION)
+        elif name == "asn":
+            out = to_numpy_bool(
+                pc.or_(pc.less(parsed.values, 0), pc.greater(parsed.values, _MAX_ASN))
+            )
+            parsed.add(out, "asn out of range")
+        return parsed
+    raise UnsupportedType(column.kind)
+
+
+def _lt(values: pa.Array, bound: int) -> np.ndarray:
+    return to_numpy_bool(pc.less(values, bound))
+
+
+def _object_text(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Strings as an object array of Python str/None. Few distinct values share one object
+    (saves memory); mostly distinct values skip the de-duplication hash (saves time)."""
+    n = len(arr)
+    if n == 0:
+        return np.empty(0, dtype=object)
+    sample = arr.slice(0, min(n, 20_000))
+    dedupe = pc.count_distinct(sample).as_py() <= len(sample) // 2
+    return arr.to_pandas(deduplicate_objects=dedupe).to_numpy(dtype=object)
+
+
+_NULLABLE = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+
+
+def _typed(column: Column, arr: pa.Array | pa.ChunkedArray) -> pd.Series:
+    """A parsed Arrow column in its clean pandas dtype (str: object of str/None; timestamp:
+    datetime64[ns, UTC]; int: Int64; bool: boolean)."""
+    if column.kind == "str":
+        return pd.Series(_object_text(arr), dtype=object, copy=False)
+    if column.kind == "timestamp":
+        return arr.to_pandas()
+    return arr.to_pandas(types_mapper=_NULLABLE.get)
+
+
+def _check_columns(
+    schema: TableSchema,
+    raw: RawTable,
+    names: Iterable[str],
+    verdicts: _Verdicts,
+) -> dict[str, pd.Series]:
+    """Parse the named schema columns (an absent optional one is all missing), flag problems,
+    and return the typed columns for every row (null where a value was missing or broken)."""
+    data = raw.data
+    wanted = set(names)
+    typed: dict[str, pd.Series] = {}
+    for column in schema.columns:
+        if column.name not in wanted:
+            continue
+        if column.name in data.column_names:
+            arr = data[column.name]
+        else:
+            arr = pa.nulls(data.num_rows, pa.string())
+        try:
+            parsed = _parse_column(column, arr)
+        except UnsupportedType as exc:
+            raise BotfilterError(
+                f"{raw.source}: column {column.name} is stored as {exc}, "
+                f"which cannot hold {column.kind} values"
+            ) from exc
+        if column.required:
+            verdicts.flag(parsed.missing, f"missing required field: {column.name}")
+        for mask, reason in parsed.problems:
+            verdicts.flag(mask, reason)
+        typed[column.name] = _typed(column, parsed.values)
+    return typed
+
+
+def _mask(values: pd.Series | np.ndarray) -> np.ndarray:
+    """A comparison result as a numpy bool array, unknown (NA) as False."""
+    if isinstance(values, pd.Series):
+        values = values.array
+    if isinstance(values, pd.arrays.BooleanArray):
+        return values.to_numpy(dtype=bool, na_value=False)
+    return np.asarray(values, dtype=bool)
+
+
+def _equals(values: pd.Series, text: str) -> np.ndarray:
+    return np.asarray(values.to_numpy(dtype=object) == text, dtype=bool)
+
+
+def _message_rules(message: dict[str, pd.Series], verdicts: _Verdicts) -> None:
+    """Rules across the columns of one message."""
+    both = message["campaign_id"].notna().to_numpy() & message["automation_id"].notna().to_numpy()
+    verdicts.flag(both, REASON_BOTH_SOURCES)
+    verdicts.flag(_mask(message["delivered_at"] < message["sent_at"]), REASON_DELIVERED_BEFORE_SENT)
+
+
+def _event_message_rules(
+    event: dict[str, pd.Series], message: dict[str, pd.Series], verdicts: _Verdicts
+) -> None:
+    """Rules between an event and its message; ``message`` columns are aligned row by row with
+    ``event`` (null where the message is unknown)."""
+    verdicts.flag(
+        _equals(event["type"], "open") & _equals(message["channel"], "sms"), REASON_OPEN_ON_SMS
+    )
+    verdicts.flag(_mask(event["occurred_at"] < message["sent_at"]), REASON_BEFORE_SENT)
+    beyond = event["link_position"].array >= message["link_count"].array
+    verdicts.flag(_mask(beyond), REASON_POSITION)
+
+
+# --------------------------------------------------------------------------- duplicates
+
+
+def _codes(*keys: pd.Series | np.ndarray) -> np.ndarray:
+    """One integer code per distinct combination of ``keys`` (-1 where any key is null)."""
+    codes, _ = pd.factorize(np.asarray(keys[0], dtype=object))
+    codes = codes.astype(np.int64)
+    for key in keys[1:]:
+        more, uniques = pd.factorize(np.asarray(key, dtype=object))
+        combined = np.where((codes < 0) | (more < 0), -1, codes * (len(uniques) + 1) + more)
+        codes, _ = pd.factorize(combined, use_na_sentinel=False)
+        codes = np.where(combined < 0, -1, codes).astype(np.int64)
+    return codes
+
+
+def _duplicates(
+    codes: np.ndarray,
+    verdicts: _Verdicts,
+    identity: dict[str, pd.Series] | None = None,
+    conflict_reason: str | None = None,
+) -> np.ndarray:
+    """Mask of the rows to drop as repeats of an earlier row with the same key code.
+
+    Only rows still passing count. With ``identity``, a key whose rows differ in any of those
+    columns is a conflict: all its rows are flagged with ``conflict_reason`` instead.
+    """
+    drop = np.zeros(len(verdicts.ok), dtype=bool)
+    candidates = np.flatnonzero(verdicts.ok & (codes >= 0))
+    if len(candidates) < 2:
+        return drop
+    keys = codes[candidates]
+    counts = np.bincount(keys)
+    if counts.max() <= 1:
+        return drop
+    repeated = counts[keys] > 1
+    positions, keys = candidates[repeated], keys[repeated]
+    if identity is not None:
+        rows = pd.DataFrame(
+            {name: col.iloc[positions].to_numpy() for name, col in identity.items()}
+        )
+        hashes = pd.util.hash_pandas_object(rows, index=False).to_numpy()
+        variants = pd.Series(hashes).groupby(keys).transform("nunique").to_numpy()
+        conflict = variants > 1
+        if conflict.any():
+            mask = np.zeros_like(drop)
+            mask[positions[conflict]] = True
+            verdicts.flag(mask, conflict_reason or "conflicting duplicate")
+            positions, keys = positions[~conflict], keys[~conflict]
+    later = pd.Series(keys).duplicated(keep="first").to_numpy()
+    drop[positions[later]] = True
+    return drop
+
+
+# --------------------------------------------------------------------------- clean frames
+
+
+def _clean_frame(typed: dict[str, pd.Series], raw: RawTable, keep: np.ndarray) -> pd.DataFrame:
+    """The kept rows: typed schema columns, then the extra input columns as read."""
+    out = dict(typed)
+    for name in raw.data.column_names:
+        if name not in out:
+            out[name] = raw.data[name].to_pandas()
+    if not keep.all():
+        # column by column: filtering a whole frame consolidates its blocks (a full copy)
+        out = {name: pd.Series(col.array[keep], copy=False) for name, col in out.items()}
+    return pd.DataFrame(out, copy=False)
+
+
+def empty_table(name: str) -> pd.DataFrame:
+    """A clean table without rows: every schema column with its clean dtype."""
+    schema = TABLES[name]
+    raw = empty_raw(name)
+    typed = _check_columns(schema, raw, schema.names, _Verdicts(0))
+    return _clean_frame(typed, raw, np.zeros(0, dtype=bool))
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class Validated:
+    """The clean, typed tables of one data directory, the quarantine and the counts."""
+
+    messages: pd.DataFrame
+    events: pd.DataFrame
+    segments: pd.DataFrame
+    settings: pd.DataFrame
+    quarantine: pd.DataFrame
+    report: Report
+
+    @property
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The clean tables by name."""
+        return {name: getattr(self, name) for name in TABLES}
+
+    def write(self, out_dir: Path) -> dict[str, Path]:
+        """Write ``NAME.parquet`` for each clean table and ``quarantine.parquet``."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written: dict[str, Path] = {}
+        for name, frame in {**self.tables, "quarantine": self.quarantine}.items():
+            path = out_dir / f"{name}.parquet"
+            write_parquet(frame, path)
+            written[name] = path
+        return written
+
+
+@dataclass
+class _TableResult:
+    clean: pd.DataFrame
+    quarantine: pd.DataFrame
+    report: TableReport
+
+
+def _result(
+    schema: TableSchema,
+    raw: RawTable,
+    typed: dict[str, pd.Series],
+    verdicts: _Verdicts,
+    drop: np.ndarray,
+) -> _TableResult:
+    keep = verdicts.ok & ~drop
+    clean = _clean_frame(typed, raw, keep)
+    bad = np.flatnonzero(~verdicts.ok)
+    rejected = raw.rejected
+    quarantine = pd.DataFrame(
+        {
+            "table": schema.name,
+            "row_number": np.concatenate(
+                [raw.row_number_array()[bad], np.asarray([r[0] for r in rejected], np.int64)]
+            ),
+            "record": records_json(raw, bad) + [r[1] for r in rejected],
+            "reason": list(verdicts.reason[bad]) + [r[2] for r in rejected],
+        },
+        columns=list(QUARANTINE_COLUMNS),
+    )
+    if rejected:
+        quarantine = quarantine.sort_values("row_number", kind="stable", ignore_index=True)
+    report = TableReport(
+        table=schema.name,
+        source=raw.source,
+        read=raw.rows_read,
+        kept=int(keep.sum()),
+        duplicates=int(drop.sum()),
+        quarantined=quarantine["reason"].value_counts(sort=False).to_dict(),
+    )
+    return _TableResult(clean, quarantine, report)
+
+
+def _aligned(column: pd.Series, rows: np.ndarray) -> pd.Series:
+    """``column`` at ``rows`` (-1: null)."""
+    return pd.Series(take(column.array, rows, allow_fill=True), copy=False)
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _messages_and_events(
+    raw_messages: RawTable, raw_events: RawTable
+) -> tuple[_TableResult, _TableResult]:
+    """Both tables at once: events are checked against the messages that are kept."""
+    m_verdicts = _Verdicts(raw_messages.data.num_rows)
+    message = _check_columns(MESSAGES, raw_messages, MESSAGES.names, m_verdicts)
+    _message_rules(message, m_verdicts)
+    e_verdicts = _Verdicts(raw_events.data.num_rows)
+    event = _check_columns(EVENTS, raw_events, EVENTS.names, e_verdicts)
+
+    # one code space for the message ids of both tables: finds repeats and each event's message
+    n_messages = len(message["message_id"])
+    codes = _codes(
+        np.concatenate([message["message_id"].to_numpy(), event["message_id"].to_numpy()])
+    )
+    m_codes, e_codes = codes[:n_messages], codes[n_messages:]
+    m_drop = _duplicates(m_codes, m_verdicts, message, "conflicting duplicate message_id")
+    kept = m_verdicts.ok & ~m_drop
+    row_of_code = np.full(int(codes.max(initial=-1)) + 2, -1, dtype=np.int64)
+    row_of_code[m_codes[kept]] = np.flatnonzero(kept)
+    refused = np.zeros(len(row_of_code), dtype=bool)
+    refused[m_codes[~kept & (m_codes >= 0)]] = True
+    rows = row_of_code[e_codes]  # e_codes == -1 reads the spare last slot, which stays -1
+    lost = (rows < 0) & (e_codes >= 0)
+    e_verdicts.flag(lost & refused[e_codes], REASON_QUARANTINED_MESSAGE)
+    e_verdicts.flag(lost, REASON_UNKNOWN_MESSAGE)
+
+    context = {
+        name: _aligned(message[name], rows)
+        for name in ("tenant_id", "channel", "sent_at", "link_count")
+    }
+    found = rows >= 0
+    mismatch = found & (event["tenant_id"].to_numpy() != context["tenant_id"].to_numpy())
+    e_verdicts.flag(mismatch, REASON_TENANT_MISMATCH)
+    _event_message_rules(event, context, e_verdicts)
+    e_drop = _duplicates(_codes(event["event_id"]), e_verdicts)
+    return (
+        _result(MESSAGES, raw_messages, message, m_verdicts, m_drop),
+        _result(EVENTS, raw_events, event, e_verdicts, e_drop),
+    )
+
+
+def _segments(raw: RawTable) -> _TableResult:
+    verdicts = _Verdicts(raw.data.num_rows)
+    typed = _check_columns(SEGMENTS, raw, SEGMENTS.names, verdicts)
+    drop = _duplicates(_codes(*(typed[name] for name in SEGMENTS.names)), verdicts)
+    return _result(SEGMENTS, raw, typed, verdicts, drop)
+
+
+def _settings(raw: RawTable) -> _TableResult:
+    verdicts = _Verdicts(raw.data.num_rows)
+    typed = _check_columns(SETTINGS, raw, SETTINGS.names, verdicts)
+    drop = _duplicates(
+        _codes(typed["tenant_id"]), verdicts, typed, "conflicting duplicate tenant_id"
+    )
+    return _result(SETTINGS, raw, typed, verdicts, drop)
+
+
+def validate_raw(raws: dict[str, RawTable]) -> Validated:
+    """Validate tables as read by :mod:`contract.io` (absent optional tables are empty)."""
+    for name in REQUIRED_TABLES:
+        if name not in raws:
+            raise BotfilterError(f"missing required table: {name}")
+    unknown = sorted(set(raws) - set(TABLES))
+    if unknown:
+        raise BotfilterError(f"unknown table(s): {', '.join(unknown)}")
+    for name, raw in raws.items():
+        check_required_columns(raw.data.column_names, TABLES[name], raw.source)
+    messages, events = _messages_and_events(raws["messages"], raws["events"])
+    results = {
+        "messages": messages,
+        "events": events,
+        "segments": _segments(raws.get("segments") or empty_raw("segments")),
+        "settings": _settings(raws.get("settings") or empty_raw("settings")),
+    }
+    quarantine = pd.concat([r.quarantine for r in results.values()], ignore_index=True)
+    report = Report({name: r.report for name, r in results.items()})
+    report.check()
+    return Validated(
+        messages=results["messages"].clean,
+        events=results["events"].clean,
+        segments=results["segments"].clean,
+        settings=results["settings"].clean,
+        quarantine=quarantine,
+        report=report,
+    )
+
+
+def validate_tables(raw: dict[str, pd.DataFrame]) -> Validated:
+    """Validate raw pandas frames by table name (``messages`` and ``events`` required).
+
+    ``row_number`` in the quarantine is the row's position in its frame.
+    """
+    return validate_raw({name: raw_from_pandas(name, frame) for name, frame in raw.items()})
+
+
+def validate_event_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """Check events that each carry their message context (the online API's batches).
+
+    ``frame`` has the events columns plus :data:`contract.schema.MESSAGE_CONTEXT` (``message_id``
+    and ``tenant_id`` are shared). Every event rule and every message rule that applies to one
+    row is checked, by the same code as :func:`validate_tables`; rules that need other rows
+    (duplicates, unknown messages, tenant mismatch) are not. Returns the clean typed rows that
+    pass (events columns, then the message-only context columns, then extra columns; indexed by
+    their position in ``frame``) and the reason of each failing row, indexed by its position.
+    """
+    raw = raw_from_pandas("events", frame.reset_index(drop=True))
+    context = [name for name in MESSAGE_CONTEXT if name not in EVENTS.names]
+    required = EVENTS.required + [c for c in MESSAGES.required if c in context]
+    missing = [c for c in required if c not in raw.data.column_names]
+    if missing:
+        plural = "s" if len(missing) > 1 else ""
+        raise BotfilterError(f"events: missing required column{plural}: {', '.join(missing)}")
+    verdicts = _Verdicts(raw.data.num_rows)
+    event = _check_columns(EVENTS, raw, EVENTS.names, verdicts)
+    message = _check_columns(MESSAGES, raw, context, verdicts)
+    _message_rules(message, verdicts)
+    _event_message_rules(event, message, verdicts)
+    clean = _clean_frame({**event, **message}, raw, verdicts.ok)
+    clean.index = pd.Index(np.flatnonzero(verdicts.ok))
+    failing = np.flatnonzero(~verdicts.ok)
+    reasons = pd.Series(verdicts.reason[failing], index=failing, dtype=object, name="reason")
+    return clean, reasons
