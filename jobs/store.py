@@ -616,6 +616,12 @@ class Store:
         ``frames`` are stored partition rows per module table; ``summary`` the
         ``metric_partitions`` rows. Call inside :meth:`write`; returns rows written.
         """
+        for name, frame in [*frames.items(), ("metric_partitions", summary)]:
+            outside = (frame["tenant_id"] != tenant) | ~frame["channel"].isin(list(channels))
+            dates = frame["send_date"]
+            outside |= (dates < first) | (dates > last)
+            if outside.any():  # they would survive the delete below and collide next time
+                raise ValueError(f"{name}: rows outside {tenant} {channels} {first}..{last}")
         written = 0
         for table in [*PARTITION_TABLES.values(), metric_partitions]:
             conn.execute(

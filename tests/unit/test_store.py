@@ -1,0 +1,268 @@
+"""The metrics store on a SQLite file: settings, queue, scores, partitions, views, runs, locks."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from botfilter.errors import BotfilterError
+from jobs.metrics import MODULES, Window, compute_partitions, rollup
+from jobs.recompute import check_scores, parse_as_of
+from jobs.settings import (
+    parse_switch,
+    set_exclusion,
+    set_exclusions,
+    sync_from_data,
+    tenant_setting,
+)
+from jobs.store import LockTimeout, Store, normalise_url, view_sql
+from jobs.worker import parse_every
+from tests.unit.test_metrics import events, messages, scores
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store(f"sqlite:///{tmp_path / 'metrics.db'}")
+    yield s
+    s.close()
+
+
+def computed(tenant: str = "t1", email_on: bool = True):
+    m = messages(
+        [
+            ("m1", tenant, "email", "c1", None, "k1", "a.com", "2024-03-10", "2024-03-10 00:01"),
+            ("m2", tenant, "email", "c1", None, "k2", "b.com", "2024-03-11", "2024-03-11 00:01"),
+            ("s1", tenant, "sms", "c2", None, "k2", None, "2024-03-11", "2024-03-11 00:01"),
+        ]
+    )
+    e = events(
+        [
+            ("e1", "m1", "open", "2024-03-10 00:02", tenant),
+            ("e2", "m1", "click", "2024-03-10 00:03", tenant),
+            ("e3", "m2", "click", "2024-03-11 05:00", tenant),
+            ("e4", "s1", "click", "2024-03-11 00:02", tenant),
+        ]
+    )
+    s = scores({"e1": True, "e2": False, "e3": True, "e4": True})
+    window = Window.ending("2024-03-31", 30)
+    return compute_partitions(m, e, s, {(tenant, "email"): email_on}, window, tenants=[tenant])
+
+
+def write(store: Store, parts, tenant: str = "t1", channels=("email", "sms")) -> int:
+    """Store one tenant's computed partitions (only the given channels)."""
+    summary = parts.summary.assign(
+        window_start=parts.window.start,
+        as_of=parts.window.end,
+        computed_at=datetime.now(UTC),
+        run_id="r1",
+        model_version="m/1",
+    )
+    stored = {name: parts.stored(name) for name in parts.frames}
+    with store.write() as conn:
+        return store.replace_partitions(
+            conn,
+            tenant,
+            channels,
+            parts.window.first_date,
+            parts.window.last_date,
+            {n: f.loc[f["channel"].isin(channels)] for n, f in stored.items()},
+            summary.loc[summary["channel"].isin(channels)],
+        )
+
+
+def test_normalise_url() -> None:
+    assert normalise_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalise_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalise_url("sqlite:///x.db") == "sqlite:///x.db"
+    with pytest.raises(BotfilterError, match="must be a file"):
+        Store("sqlite://")
+    with pytest.raises(BotfilterError, match="use sqlite"):
+        Store("mysql://u@h/db")
+
+
+def test_store_opens_from_settings(settings) -> None:
+    store = Store.open(settings)
+    assert store.dialect == "sqlite"
+    assert Path(store.path) == (settings.home / "metrics.db").resolve()
+    store.close()
+
+
+def test_settings_history_and_queue(store: Store) -> None:
+    at = datetime(2024, 3, 1, 12, tzinfo=UTC)
+    first = set_exclusion(store, "t1", "email", True, at=at)
+    assert (first.previous, first.enabled, first.queue_id) == (None, True, 1)
+    changes = set_exclusions(store, "t1", {"email": False, "sms": True})
+    assert [c.previous for c in changes] == [True, False]
+    assert tenant_setting(store, "t1") == {"email": False, "sms": True}
+    assert tenant_setting(store, "nobody") == {"email": False, "sms": False}
+    history = store.settings_history("t1")
+    assert list(zip(history["channel"], history["enabled"], strict=True)) == [
+        ("email", True),
+        ("email", False),
+        ("sms", True),
+    ]
+    assert history["changed_at"].iloc[0] == at
+    pending = store.pending()
+    assert list(pending["channel"]) == ["email", "email", "sms"]
+    assert store.exclusions() == {("t1", "email"): False, ("t1", "sms"): True}
+    with pytest.raises(BotfilterError, match="unknown channel"):
+        set_exclusion(store, "t1", "fax", True)
+    with pytest.raises(BotfilterError, match="on or off"):
+        parse_switch("maybe", "--email")
+    assert parse_switch("ON") is True and parse_switch("off") is False
+
+
+def test_data_settings_newer_win(store: Store) -> None:
+    set_exclusion(store, "t1", "email", True, at=datetime(2024, 3, 5, tzinfo=UTC))
+    frame = pd.DataFrame(
+        {
+            "tenant_id": ["t1", "t2"],
+            "exclude_bots_email": pd.array([False, True], dtype="boolean"),
+            "exclude_bots_sms": pd.array([False, False], dtype="boolean"),
+            "updated_at": pd.to_datetime(["2024-03-01", "2024-03-02"], utc=True),
+        }
+    )
+    changes = sync_from_data(store, frame)
+    # t1's row is older than the store's change: kept; t2 is new
+    assert {(c.tenant_id, c.channel, c.enabled) for c in changes} == {
+        ("t2", "email", True),
+        ("t2", "sms", False),
+    }
+    assert [c.queue_id is not None for c in changes if c.channel == "email"] == [True]
+    assert tenant_setting(store, "t1")["email"] is True
+    newer = frame.assign(updated_at=pd.to_datetime(["2024-03-09", "2024-03-02"], utc=True))
+    changes = sync_from_data(store, newer)
+    assert [(c.tenant_id, c.channel, c.enabled, c.previous) for c in changes] == [
+        ("t1", "email", False, True)
+    ]
+    assert sync_from_data(store, newer) == []  # nothing newer the second time
+
+
+def test_partitions_replace_only_their_tenant_channels_and_dates(store: Store) -> None:
+    write(store, computed("t1"))
+    write(store, computed("t2"), "t2")
+    with pytest.raises(ValueError, match="rows outside t1"):
+        write(store, computed("t2"), "t1")
+    before_t2 = store.read_partitions("campaign_metrics", "t2")
+    # t1 recomputed with the email filter off, email only
+    write(store, computed("t1", email_on=False), "t1", channels=("email",))
+    t1 = store.read_partitions("campaign_metrics", "t1")
+    assert not t1.loc[t1["channel"] == "email", "bot_filter_applied"].any()
+    pd.testing.assert_frame_equal(store.read_partitions("campaign_metrics", "t2"), before_t2)
+    summary = store.partition_summary("t1")
+    assert len(summary) == 60 and summary["messages"].sum() == 3
+    assert set(summary.loc[summary["channel"] == "email", "bot_filter_applied"]) == {False}
+    # the stored partitions roll up to the same table as the computation
+    assert store.read_partitions("campaign_metrics", "t1", since=date(2024, 3, 11)).shape[0] == 2
+
+
+def test_views_equal_the_pandas_rollup(store: Store) -> None:
+    write(store, computed("t1"))
+    write(store, computed("t2", email_on=False), "t2")
+    for name, module in MODULES.items():
+        view = store.read_view(name)
+        expected = rollup(store.read_partitions(name), module, comparison=True)
+        pd.testing.assert_frame_equal(view, expected, check_dtype=True), name
+    assert "SUM(opens_total) AS opens_total" in view_sql(MODULES["campaign_metrics"])
+
+
+def test_scores_round_trip_and_keep_existing(store: Store) -> None:
+    frame = check_scores(
+        pd.DataFrame(
+            {
+                "event_id": ["e1", "e2"],
+                "bot_score": [0.9, 0.2],
+                "is_bot": [True, False],
+                "reasons": [["a", "b"], []],
+                "model_version": "m/1",
+            }
+        )
+    )
+    assert store.save_scores(frame, ["t1", "t1"]) == 2
+    changed = frame.assign(bot_score=[0.1, 0.1])
+    store.save_scores(changed, ["t1", "t1"])  # same key: the stored score stays
+    loaded = store.load_scores(["t1"], "m/1").sort_values("event_id", ignore_index=True)
+    assert list(loaded["bot_score"]) == [0.9, 0.2]
+    assert list(loaded["reasons"]) == ['["a", "b"]', "[]"]
+    assert store.stored_score_ids(["t1"], "m/1") == {"e1", "e2"}
+    assert store.load_scores(["t1"], "m/2").empty
+
+
+def test_check_scores_errors() -> None:
+    good = {"event_id": ["e1"], "bot_score": [0.5], "is_bot": ["true"], "reasons": ["a"]}
+    with pytest.raises(BotfilterError, match="missing column model_version"):
+        check_scores(pd.DataFrame(good))
+    good["model_version"] = ["v"]
+    assert check_scores(pd.DataFrame(good))["is_bot"].tolist() == [True]
+    with pytest.raises(BotfilterError, match=r"bot_score must be a number in \[0, 1\]"):
+        check_scores(pd.DataFrame({**good, "bot_score": [1.5]}))
+    with pytest.raises(BotfilterError, match="is_bot must be true or false"):
+        check_scores(pd.DataFrame({**good, "is_bot": ["perhaps"]}))
+    twice = pd.DataFrame({k: v * 2 for k, v in good.items()})
+    with pytest.raises(BotfilterError, match="scored more than once"):
+        check_scores(twice)
+
+
+def test_job_runs_and_abandoned_runs(store: Store) -> None:
+    dead = store.start_run("recompute", "t1", ("email",))
+    live = store.start_run("recompute", "t1", ("email", "sms"))
+    store.finish_run(live, rows_in=5, rows_out=7, detail={"x": 1})
+    runs = store.job_runs("t1").set_index("run_id")
+    assert runs.loc[dead, "status"] == "abandoned"
+    assert runs.loc[live, "status"] == "succeeded"
+    assert (runs.loc[live, "rows_in"], runs.loc[live, "rows_out"]) == (5, 7)
+    assert runs.loc[live, "finished_at"] >= runs.loc[live, "started_at"]
+    assert runs.loc[live, "channels"] == "email,sms"
+
+
+def test_locks_exclude_each_other_and_release(store: Store) -> None:
+    entered = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        with store.locks(["tenant:t1"]):
+            entered.set()
+            release.wait(5)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert entered.wait(5)
+    with pytest.raises(LockTimeout, match="tenant:t1 is locked"), store.locks(["tenant:t1"], 0.2):
+        pass
+    with store.locks(["tenant:t2"], timeout=0):  # another tenant is free
+        pass
+    release.set()
+    thread.join()
+    start = time.monotonic()
+    with store.locks(["tenant:t1", "tenant:t2"], timeout=1):
+        pass
+    assert time.monotonic() - start < 1
+
+
+def test_queue_completion_is_bounded(store: Store) -> None:
+    set_exclusion(store, "t1", "email", True)
+    set_exclusion(store, "t1", "sms", True)
+    upto = int(store.pending()["id"].max())
+    set_exclusion(store, "t1", "email", False)  # arrives after the snapshot
+    with store.write() as conn:
+        assert store.complete_queue(conn, "t1", ("email", "sms"), upto, "run") == 2
+    assert list(store.pending()["id"]) == [3]
+    assert store.has_pending() and store.last_queue_id() == 3
+
+
+def test_option_parsers() -> None:
+    assert parse_every("5m").total_seconds() == 300
+    assert parse_every("90").total_seconds() == 90
+    assert parse_every("1h").total_seconds() == 3600
+    with pytest.raises(BotfilterError, match="period like"):
+        parse_every("soon")
+    assert parse_as_of("1709251200000") == pd.Timestamp("2024-03-01T00:00Z")
+    assert parse_as_of("2024-03-01T01:00+01:00") == pd.Timestamp("2024-03-01T00:00Z")
+    assert parse_as_of(None) is None
+    with pytest.raises(BotfilterError, match="timestamp"):
+        parse_as_of("next tuesday")
