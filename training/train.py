@@ -24,7 +24,7 @@ from training.gate import GATE, GateDecision, decide, gate_numbers
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "objective": "binary",
-    "learning_rate": 0.08,
+    "learning_rate": 0.1,
     "num_leaves": 31,
     "min_data_in_leaf": 40,
     "feature_fraction": 0.8,
@@ -36,8 +36,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "verbose": -1,
     "seed": 17,
 }
-NUM_ROUNDS = 300
-EARLY_STOPPING = 30
+NUM_ROUNDS = 200
+EARLY_STOPPING = 20
 SPLIT = (0.70, 0.15)  # train, validation (calibration + thresholds); the rest is the test split
 
 
@@ -267,6 +267,12 @@ def train(
             input_example=example,
             registered_model_name=settings.model_name,
             extra_files=[str(meta)],
+            # explicit requirements: inferring them re-imports the world in a subprocess (~30 s)
+            pip_requirements=[
+                f"lightgbm=={lgb.__version__}",
+                f"pandas=={pd.__version__}",
+                f"numpy=={np.__version__}",
+            ],
             metadata={
                 "feature_names": model.feature_names,
                 "thresholds": model.thresholds,
