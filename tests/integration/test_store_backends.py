@@ -1,0 +1,188 @@
+"""The metrics store on SQLite and PostgreSQL: the same tests against both back ends.
+
+Each PostgreSQL test gets a fresh schema (``search_path`` in the URL), dropped afterwards.
+Other integration modules import the ``store_url`` and ``store`` fixtures from here.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from jobs.metrics import MODULES, rollup
+from jobs.settings import set_exclusion
+from jobs.store import LockTimeout, Store
+from tests.unit.test_store import computed, write
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A store URL: a SQLite file in tmp_path, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'metrics.db'}"
+        return
+    base = request.getfixturevalue("pg_url")
+    schema = f"bf_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    s = Store(store_url)
+    yield s
+    s.close()
+
+
+def dump(store: Store) -> dict[str, pd.DataFrame]:
+    """Every stored partition table, for exact comparisons."""
+    return {name: store.read_partitions(name) for name in MODULES}
+
+
+def test_schema_is_isolated_and_reopenable(store: Store, store_url: str) -> None:
+    write(store, computed("t1"))
+    again = Store(store_url)  # opening an existing store keeps its data and views
+    assert len(again.read_partitions("campaign_metrics")) == 3
+    assert not again.read_view("campaign_metrics").empty
+    again.close()
+
+
+def test_views_equal_rollup(store: Store) -> None:
+    write(store, computed("t1"))
+    write(store, computed("t2", email_on=False), "t2")
+    for name, module in MODULES.items():
+        expected = rollup(store.read_partitions(name), module, comparison=True)
+        pd.testing.assert_frame_equal(store.read_view(name), expected)
+
+
+def test_scores_bulk_round_trip(store: Store) -> None:
+    n = 5000
+    frame = pd.DataFrame(
+        {
+            "event_id": [f"e{i}" for i in range(n)],
+            "bot_score": [i / n for i in range(n)],
+            "is_bot": [i % 3 == 0 for i in range(n)],
+            "reasons": [["a", "b"] if i % 2 else [] for i in range(n)],
+            "model_version": "m/1",
+        }
+    )
+    assert store.save_scores(frame, ["t1"] * n) == n
+    store.save_scores(frame.iloc[:10].assign(bot_score=1.0), ["t1"] * 10)  # kept, not replaced
+    loaded = store.load_scores(["t1"], "m/1").set_index("event_id").loc[frame["event_id"]]
+    assert loaded["bot_score"].tolist() == frame["bot_score"].tolist()
+    assert loaded["is_bot"].tolist() == frame["is_bot"].tolist()
+    assert loaded["reasons"].iloc[1] == '["a", "b"]'
+
+
+def test_failed_write_leaves_previous_numbers(store: Store) -> None:
+    write(store, computed("t1"))
+    before = dump(store)
+    with pytest.raises(RuntimeError, match="injected"), store.write() as conn:
+        store.replace_partitions(
+            conn,
+            "t1",
+            ("email", "sms"),
+            *_dates(),
+            {name: computed("t1", False).stored(name) for name in MODULES},
+            _summary(computed("t1", False)),
+        )
+        raise RuntimeError("injected after the rows were written")
+    after = dump(store)
+    for name in MODULES:
+        pd.testing.assert_frame_equal(after[name], before[name])
+
+
+def test_reader_sees_old_or_new_never_a_mix(store: Store) -> None:
+    """A reader rolling up inside one snapshot while a writer flips the filter back and forth."""
+    on, off = computed("t1", True), computed("t1", False)
+    write(store, on)
+    states = {}
+    for label, parts in (("on", on), ("off", off)):
+        states[label] = int(
+            rollup(parts.stored("campaign_metrics"), MODULES["campaign_metrics"])[
+                "clicks_total"
+            ].sum()
+        ) + int(parts.stored("dashboard_daily")["clicks_total"].sum())
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            with store.read() as conn:
+                camp = store.read_partitions("campaign_metrics", "t1", conn=conn)
+                day = store.read_partitions("dashboard_daily", "t1", conn=conn)
+            seen.append(int(camp["clicks_total"].sum()) + int(day["clicks_total"].sum()))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    for i in range(8):
+        write(store, off if i % 2 == 0 else on)
+    stop.set()
+    thread.join()
+    assert states["on"] != states["off"]
+    assert seen and set(seen) <= {states["on"], states["off"]}
+
+
+def test_tenant_locks_across_connections(store: Store) -> None:
+    holding = threading.Event()
+    done = threading.Event()
+
+    def hold() -> None:
+        with store.locks(["tenant:a"]):
+            holding.set()
+            done.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert holding.wait(10)
+    other = Store(store.url) if store.dialect == "sqlite" else store
+    with pytest.raises(LockTimeout), other.locks(["tenant:a"], timeout=0.3):
+        pass
+    with other.locks(["tenant:b"], timeout=0):
+        pass
+    done.set()
+    thread.join()
+    with other.locks(["tenant:a"], timeout=2):
+        pass
+
+
+def test_settings_on_both_backends(store: Store) -> None:
+    set_exclusion(store, "t1", "email", True, at=datetime(2024, 1, 1, tzinfo=UTC))
+    set_exclusion(store, "t1", "email", False)
+    history = store.settings_history("t1")
+    assert history["enabled"].tolist() == [True, False]
+    assert history["changed_at"].iloc[0] == pd.Timestamp("2024-01-01", tz="UTC")
+    assert store.exclusions() == {("t1", "email"): False, ("t1", "sms"): False}
+    assert len(store.pending()) == 2
+
+
+def _dates():
+    parts = computed("t1")
+    return parts.window.first_date, parts.window.last_date
+
+
+def _summary(parts) -> pd.DataFrame:
+    return parts.summary.assign(
+        window_start=parts.window.start,
+        as_of=parts.window.end,
+        computed_at=datetime.now(UTC),
+        run_id="r",
+        model_version="m",
+    )
