@@ -17,7 +17,7 @@ Normalisation (before the rules)
   - Timestamps become UTC: ISO-8601 with ``Z``/``±HH``/``±HHMM``/``±HH:MM`` offsets, ISO-8601 without
     an offset (= UTC), integer epoch milliseconds (numbers or digit strings), native timestamps.
   - Booleans: true/false, t/f, yes/no, y/n, 1/0 (any case) or native booleans.
-  - Integers: native, integral floats (``3.0``) or integer text.
+  - Integers: native, integral floats (``3.0``) or integer text; ``asn`` also as ``AS13335``.
   - ``ip`` is validated but kept as given (IPv4 dotted quad, IPv6 in any RFC 4291 text form,
     IPv4-mapped IPv6 included; the enrichment stage resolves it).
 
@@ -176,6 +176,8 @@ def _parse_column(column: Column, arr: pa.Array | pa.ChunkedArray) -> Parsed:
     if column.kind == "bool":
         return parse_bool(arr, name)
     if column.kind == "int":
+        if name == "asn" and pa.types.is_string(arr.type):
+            arr = pc.replace_substring_regex(arr, r"^\s*(?i:as)", "")  # "AS13335" notation
         parsed = parse_int(arr, name)
         if name == "link_count":
             parsed.add(_lt(parsed.values, 0), "negative link_count")

@@ -1,0 +1,575 @@
+"""Every rule of the data contract, the valid edge cases, dtypes, counts and the API path."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from rich.console import Console
+
+from botfilter.errors import BotfilterError
+from contract.report import CountMismatch, TableReport
+from contract.schema import EVENTS, MESSAGE_CONTEXT, MESSAGES, SEGMENTS, SETTINGS
+from contract.validate import Validated, validate_event_rows, validate_tables
+
+MESSAGE = {
+    "message_id": "m1",
+    "tenant_id": "t1",
+    "channel": "email",
+    "campaign_id": "c1",
+    "automation_id": None,
+    "contact_id": "k1",
+    "recipient_domain": "example.com",
+    "sent_at": "2025-01-01T00:00:00Z",
+    "delivered_at": "2025-01-01T00:00:05Z",
+    "link_count": 3,
+}
+SMS_MESSAGE = {
+    **MESSAGE,
+    "message_id": "m2",
+    "channel": "sms",
+    "recipient_domain": None,
+    "link_count": 1,
+}
+EVENT = {
+    "event_id": "e1",
+    "tenant_id": "t1",
+    "message_id": "m1",
+    "type": "click",
+    "occurred_at": "2025-01-01T00:01:00Z",
+    "ip": "192.0.2.1",
+    "user_agent": "Mozilla/5.0",
+    "url": "https://shop.example/a",
+    "link_position": 1,
+    "is_hidden_link": False,
+    "http_method": "GET",
+    "asn": 64500,
+}
+
+
+def frame(rows: list[dict[str, Any]], like: dict[str, Any]) -> pd.DataFrame:
+    """Rows as an object frame (what a reader of text formats produces)."""
+    columns = list(dict.fromkeys([*like, *(key for row in rows for key in row)]))
+    return pd.DataFrame(rows, columns=columns).astype(object)
+
+
+def run(
+    messages: list[dict[str, Any]] | None = None,
+    events: list[dict[str, Any]] | None = None,
+    **others: pd.DataFrame,
+) -> Validated:
+    tables = {
+        "messages": frame([MESSAGE, SMS_MESSAGE] if messages is None else messages, MESSAGE),
+        "events": frame([] if events is None else events, EVENT),
+        **others,
+    }
+    return validate_tables(tables)
+
+
+def reasons(result: Validated, table: str) -> list[str]:
+    q = result.quarantine
+    return q.loc[q["table"] == table, "reason"].tolist()
+
+
+def assert_counts_add_up(result: Validated) -> None:
+    for report in result.report.tables.values():
+        assert report.read == report.kept + report.quarantined_total + report.duplicates
+
+
+# --------------------------------------------------------------------------- message rules
+
+MESSAGE_RULES = [
+    ({"message_id": None}, "missing required field: message_id"),
+    ({"tenant_id": ""}, "missing required field: tenant_id"),
+    ({"channel": "   "}, "missing required field: channel"),
+    ({"contact_id": None}, "missing required field: contact_id"),
+    ({"sent_at": None}, "missing required field: sent_at"),
+    ({"channel": "fax"}, "unknown channel: fax"),
+    ({"sent_at": "yesterday"}, "unparseable timestamp: sent_at"),
+    ({"delivered_at": "2025-02-30T00:00:00"}, "unparseable timestamp: delivered_at"),
+    ({"sent_at": 1735689600}, "timestamp out of range: sent_at"),  # epoch seconds, not ms
+    ({"sent_at": "1899-12-31T00:00:00Z"}, "timestamp out of range: sent_at"),
+    ({"link_count": "three"}, "invalid integer: link_count"),
+    ({"link_count": 2.5}, "invalid integer: link_count"),
+    ({"link_count": -1}, "negative link_count"),
+    ({"recipient_domain": "bob@example.com"}, "invalid recipient_domain"),
+    ({"campaign_id": "c1", "automation_id": "a1"}, "both campaign_id and automation_id set"),
+    ({"delivered_at": "2024-12-31T23:59:59Z"}, "delivered_at before sent_at"),
+]
+
+
+@pytest.mark.parametrize(("change", "reason"), MESSAGE_RULES)
+def test_message_rule(change: dict[str, Any], reason: str) -> None:
+    result = run([MESSAGE, {**SMS_MESSAGE, **change}])
+    assert reasons(result, "messages") == [reason]
+    assert result.messages["message_id"].tolist() == ["m1"]
+    row = result.quarantine.iloc[0]
+    assert row["row_number"] == 1
+    record = json.loads(row["record"])
+    assert record["channel"] == change.get("channel", SMS_MESSAGE["channel"])
+    for key, value in change.items():  # the original value, not the parsed one
+        assert record[key] in (value, str(value))
+    assert_counts_add_up(result)
+
+
+def test_first_failing_rule_in_schema_order_names_the_row() -> None:
+    result = run([{**MESSAGE, "channel": "fax", "sent_at": "never", "link_count": -2}])
+    assert reasons(result, "messages") == ["unknown channel: fax"]
+
+
+def test_long_unknown_value_is_shortened_in_the_reason() -> None:
+    result = run([{**MESSAGE, "channel": "x" * 500}])
+    assert reasons(result, "messages") == ["unknown channel: " + "x" * 40]
+
+
+def test_identical_duplicate_messages_are_kept_once_and_counted() -> None:
+    result = run([MESSAGE, dict(MESSAGE), SMS_MESSAGE], [EVENT])
+    report = result.report.tables["messages"]
+    assert (report.read, report.kept, report.duplicates, report.quarantined_total) == (3, 2, 1, 0)
+    assert result.messages["message_id"].tolist() == ["m1", "m2"]
+    assert result.events["event_id"].tolist() == ["e1"]
+
+
+def test_conflicting_duplicate_messages_are_all_quarantined_with_their_events() -> None:
+    other = {**MESSAGE, "contact_id": "k9"}
+    result = run([MESSAGE, SMS_MESSAGE, other], [EVENT])
+    assert reasons(result, "messages") == ["conflicting duplicate message_id"] * 2
+    assert result.quarantine.loc[result.quarantine.table == "messages", "row_number"].tolist() == [
+        0,
+        2,
+    ]
+    assert result.messages["message_id"].tolist() == ["m2"]
+    assert reasons(result, "events") == ["quarantined message"]
+
+
+def test_same_message_id_in_two_tenants_is_a_conflict() -> None:
+    result = run([MESSAGE, {**MESSAGE, "tenant_id": "t2"}])
+    assert reasons(result, "messages") == ["conflicting duplicate message_id"] * 2
+
+
+def test_broken_copy_is_quarantined_and_good_copy_kept() -> None:
+    result = run([{**MESSAGE, "channel": "fax"}, MESSAGE], [EVENT])
+    assert reasons(result, "messages") == ["unknown channel: fax"]
+    assert result.messages["message_id"].tolist() == ["m1"]
+    assert result.events["event_id"].tolist() == ["e1"]
+    assert result.report.tables["messages"].duplicates == 0
+
+
+# --------------------------------------------------------------------------- event rules
+
+EVENT_RULES = [
+    ({"event_id": None}, "missing required field: event_id"),
+    ({"tenant_id": " "}, "missing required field: tenant_id"),
+    ({"message_id": ""}, "missing required field: message_id"),
+    ({"type": None}, "missing required field: type"),
+    ({"occurred_at": None}, "missing required field: occurred_at"),
+    ({"type": "bounce"}, "unknown type: bounce"),
+    ({"occurred_at": "2025-01-01 25:00:00"}, "unparseable timestamp: occurred_at"),
+    ({"occurred_at": "01/02/2025"}, "unparseable timestamp: occurred_at"),
+    ({"ip": "256.1.1.1"}, "invalid ip"),
+    ({"ip": "1.2.3"}, "invalid ip"),
+    ({"ip": "01.2.3.4"}, "invalid ip"),
+    ({"ip": "2001:db8::g"}, "invalid ip"),
+    ({"ip": "1:2:3:4:5:6:7:8:9"}, "invalid ip"),
+    ({"link_position": -1}, "link_position out of range"),
+    ({"link_position": 3}, "link_position out of range"),  # message has 3 links: 0..2
+    ({"link_position": "first"}, "invalid integer: link_position"),
+    ({"is_hidden_link": "maybe"}, "invalid bool: is_hidden_link"),
+    ({"is_hidden_link": 2}, "invalid bool: is_hidden_link"),
+    ({"http_method": "GE T"}, "invalid http_method"),
+    ({"asn": -5}, "asn out of range"),
+    ({"asn": 2**32}, "asn out of range"),
+    ({"asn": "cloudflare"}, "invalid integer: asn"),
+    ({"label": "robot"}, "invalid label: robot"),
+    ({"message_id": "m404"}, "unknown message"),
+    ({"tenant_id": "t2"}, "tenant mismatch with message"),
+    ({"message_id": "m2", "type": "open"}, "open on sms message"),
+    ({"occurred_at": "2024-12-31T23:59:59.999Z"}, "event before message sent"),
+]
+
+
+@pytest.mark.parametrize(("change", "reason"), EVENT_RULES)
+def test_event_rule(change: dict[str, Any], reason: str) -> None:
+    good = {**EVENT, "event_id": "e0"}
+    bad = {**EVENT, "event_id": "e1", "label": None, **change}
+    result = run(events=[good, bad])
+    assert reasons(result, "events") == [reason]
+    assert result.events["event_id"].tolist() == ["e0"]
+    assert result.quarantine.iloc[0]["row_number"] == 1
+    assert_counts_add_up(result)
+
+
+def test_events_of_a_quarantined_message_are_quarantined() -> None:
+    result = run([{**MESSAGE, "channel": "fax"}, SMS_MESSAGE], [EVENT, {**EVENT, "event_id": "e2"}])
+    assert reasons(result, "events") == ["quarantined message", "quarantined message"]
+    assert result.events.empty
+
+
+def test_duplicate_event_ids_keep_the_first_and_are_counted() -> None:
+    first = {**EVENT, "user_agent": "first"}
+    again = {**EVENT, "user_agent": "second"}
+    result = run(events=[first, {**EVENT, "event_id": "e2"}, again, dict(first)])
+    report = result.report.tables["events"]
+    assert (report.read, report.kept, report.duplicates, report.quarantined_total) == (4, 2, 2, 0)
+    assert result.events["user_agent"].tolist() == ["first", "Mozilla/5.0"]
+
+
+def test_duplicate_event_after_a_broken_copy_is_kept() -> None:
+    result = run(events=[{**EVENT, "ip": "nope"}, EVENT])
+    assert reasons(result, "events") == ["invalid ip"]
+    assert result.events["event_id"].tolist() == ["e1"]
+    assert result.report.tables["events"].duplicates == 0
+
+
+def test_link_position_is_only_bounded_below_when_link_count_is_unknown() -> None:
+    message = {**MESSAGE, "link_count": None}
+    result = run([message], [{**EVENT, "link_position": 40}])
+    assert result.events["link_position"].tolist() == [40]
+
+
+# --------------------------------------------------------------------------- other tables
+
+
+def test_segments_rules_and_duplicates() -> None:
+    rows = [
+        {"tenant_id": "t1", "segment_id": "s1", "contact_id": "k1"},
+        {"tenant_id": "t1", "segment_id": "s1", "contact_id": "k1"},
+        {"tenant_id": "t1", "segment_id": None, "contact_id": "k2"},
+        {"tenant_id": "t1", "segment_id": "s1", "contact_id": "k2"},
+    ]
+    result = run(segments=pd.DataFrame(rows))
+    report = result.report.tables["segments"]
+    assert (report.read, report.kept, report.duplicates) == (4, 2, 1)
+    assert reasons(result, "segments") == ["missing required field: segment_id"]
+    assert result.segments["contact_id"].tolist() == ["k1", "k2"]
+
+
+def test_settings_rules_and_conflicts() -> None:
+    rows = [
+        {"tenant_id": "t1", "exclude_bots_email": "yes", "exclude_bots_sms": "0",
+         "updated_at": "2025-01-01T00:00:00Z"},
+        {"tenant_id": "t2", "exclude_bots_email": "perhaps", "exclude_bots_sms": "false",
+         "updated_at": "2025-01-01T00:00:00Z"},
+        {"tenant_id": "t3", "exclude_bots_email": True, "exclude_bots_sms": False,
+         "updated_at": "2025-01-01T00:00:00Z"},
+        {"tenant_id": "t3", "exclude_bots_email": False, "exclude_bots_sms": False,
+         "updated_at": "2025-01-02T00:00:00Z"},
+        {"tenant_id": "t1", "exclude_bots_email": "TRUE", "exclude_bots_sms": "no",
+         "updated_at": "2025-01-01T00:00:00+00:00"},
+    ]  # fmt: skip
+    result = run(settings=pd.DataFrame(rows))
+    assert reasons(result, "settings") == [
+        "invalid bool: exclude_bots_email",
+        "conflicting duplicate tenant_id",
+        "conflicting duplicate tenant_id",
+    ]
+    assert result.settings.to_dict("records") == [
+        {
+            "tenant_id": "t1",
+            "exclude_bots_email": True,
+            "exclude_bots_sms": False,
+            "updated_at": pd.Timestamp("2025-01-01", tz="UTC"),
+        }
+    ]
+    assert result.report.tables["settings"].duplicates == 1
+
+
+# --------------------------------------------------------------------------- valid edge cases
+
+VALID_IPS = [
+    "203.0.113.7",
+    "0.0.0.0",
+    "255.255.255.255",
+    "2001:0db8:0000:0000:0000:ff00:0042:8329",
+    "2001:db8::ff00:42:8329",
+    "2001:DB8::1",
+    "::",
+    "::1",
+    "fe80::",
+    "::ffff:192.0.2.128",
+    "64:ff9b::192.0.2.33",
+    "1:2:3:4:5:6:192.0.2.1",
+]
+
+
+def test_valid_ips_are_kept_as_given() -> None:
+    events = [{**EVENT, "event_id": f"e{i}", "ip": ip} for i, ip in enumerate(VALID_IPS)]
+    result = run(events=events)
+    assert reasons(result, "events") == []
+    assert result.events["ip"].tolist() == VALID_IPS
+
+
+def test_odd_user_agents_are_kept_byte_for_byte() -> None:
+    agents = [
+        "Mozilla/5.0 " + "x" * 20_000,
+        'Браузер/1.0 (測試; 🤖) "quoted", comma; semicolon',
+        "  leading and trailing spaces  ",
+        "tab\there\\backslash",
+    ]
+    events = [{**EVENT, "event_id": f"e{i}", "user_agent": ua} for i, ua in enumerate(agents)]
+    result = run(events=events)
+    assert result.events["user_agent"].tolist() == agents
+
+
+def test_timestamps_of_every_accepted_form_become_utc() -> None:
+    forms = {
+        "2025-01-01T10:00:00+05:30": "2025-01-01T04:30:00",
+        "2025-01-01T10:00:00-0800": "2025-01-01T18:00:00",
+        "2025-01-01T10:00:00+02": "2025-01-01T08:00:00",
+        "2025-01-01T10:00:00Z": "2025-01-01T10:00:00",
+        "2025-01-01t10:00:00z": "2025-01-01T10:00:00",
+        "2025-01-01T10:00:00": "2025-01-01T10:00:00",  # no offset: UTC
+        "2025-01-01 10:00": "2025-01-01T10:00:00",
+        "2025-01-01T10:00:00.123456789": "2025-01-01T10:00:00.123456789",
+        "2025-01-02": "2025-01-02T00:00:00",
+        "1735725600000": "2025-01-01T10:00:00",  # epoch milliseconds as text
+        1735725600123: "2025-01-01T10:00:00.123",  # epoch milliseconds as a number
+    }
+    events = [{**EVENT, "event_id": f"e{i}", "occurred_at": value} for i, value in enumerate(forms)]
+    result = run(events=events)
+    assert reasons(result, "events") == []
+    assert result.events["occurred_at"].tolist() == [
+        pd.Timestamp(v, tz="UTC") for v in forms.values()
+    ]
+
+
+def test_native_timestamps_naive_means_utc() -> None:
+    events = pd.DataFrame([EVENT, {**EVENT, "event_id": "e2"}])
+    events["occurred_at"] = pd.to_datetime(["2025-01-01 00:01", "2025-01-01 00:02"])
+    messages = pd.DataFrame([MESSAGE])
+    messages["sent_at"] = pd.Timestamp("2025-01-01T05:30", tz="Asia/Kolkata")
+    result = validate_tables({"messages": messages, "events": events})
+    assert result.messages["sent_at"].tolist() == [pd.Timestamp("2025-01-01", tz="UTC")]
+    assert result.events["occurred_at"].tolist() == [
+        pd.Timestamp("2025-01-01 00:01", tz="UTC"),
+        pd.Timestamp("2025-01-01 00:02", tz="UTC"),
+    ]
+
+
+def test_empty_strings_are_missing_values() -> None:
+    message = {
+        **MESSAGE,
+        "campaign_id": "",
+        "automation_id": "a1",
+        "delivered_at": "",
+        "link_count": "",
+    }
+    event = {**EVENT, "ip": "", "user_agent": "", "url": " ", "link_position": "", "asn": ""}
+    result = run([message], [event])
+    assert reasons(result, "messages") + reasons(result, "events") == []
+    m, e = result.messages.iloc[0], result.events.iloc[0]
+    assert m["campaign_id"] is None and m["delivered_at"] is pd.NaT and m["link_count"] is pd.NA
+    assert e["ip"] is None and e["user_agent"] is None and e["url"] is None
+    assert e["link_position"] is pd.NA and e["asn"] is pd.NA
+
+
+def test_missing_optional_columns_become_empty_columns() -> None:
+    messages = pd.DataFrame([{k: MESSAGE[k] for k in MESSAGES.required}])
+    events = pd.DataFrame([{k: EVENT[k] for k in EVENTS.required}])
+    result = validate_tables({"messages": messages, "events": events})
+    assert list(result.messages.columns) == MESSAGES.names
+    assert list(result.events.columns) == EVENTS.names
+    assert result.events["ip"].tolist() == [None]
+    assert result.events["is_hidden_link"].isna().all()
+
+
+def test_identifiers_stay_text_and_numbers_become_digits() -> None:
+    result = run(
+        [{**MESSAGE, "message_id": "007", "contact_id": 42}], [{**EVENT, "message_id": "007"}]
+    )
+    assert result.messages["message_id"].tolist() == ["007"]
+    assert result.messages["contact_id"].tolist() == ["42"]
+    assert result.events["message_id"].tolist() == ["007"]
+
+
+def test_normalised_values() -> None:
+    result = run(
+        [{**MESSAGE, "channel": " EMAIL ", "recipient_domain": "Example.COM"}],
+        [{**EVENT, "type": "Click", "http_method": "head", "label": "BOT", "asn": "AS13335",
+          "is_hidden_link": "Yes", "link_position": "2"}],
+    )  # fmt: skip
+    m, e = result.messages.iloc[0], result.events.iloc[0]
+    assert (m["channel"], m["recipient_domain"]) == ("email", "example.com")
+    assert (e["type"], e["http_method"], e["label"], e["asn"]) == ("click", "HEAD", "bot", 13335)
+    assert (e["is_hidden_link"], e["link_position"]) == (True, 2)
+
+
+def test_extra_columns_are_kept() -> None:
+    tables = {
+        "messages": frame([MESSAGE], MESSAGE).assign(subject="Hello"),
+        "events": frame([EVENT], EVENT).assign(country="NZ"),
+    }
+    result = validate_tables(tables)
+    assert list(result.messages.columns) == [*MESSAGES.names, "subject"]
+    assert result.events["country"].tolist() == ["NZ"]
+
+
+# --------------------------------------------------------------------------- shapes and counts
+
+
+def test_clean_dtypes() -> None:
+    result = run([MESSAGE], [EVENT])
+    dtypes = {**result.messages.dtypes.astype(str), **result.events.dtypes.astype(str)}
+    assert dtypes["message_id"] == dtypes["user_agent"] == dtypes["channel"] == "object"
+    assert (
+        dtypes["sent_at"]
+        == dtypes["delivered_at"]
+        == dtypes["occurred_at"]
+        == "datetime64[ns, UTC]"
+    )
+    assert dtypes["link_count"] == dtypes["link_position"] == dtypes["asn"] == "Int64"
+    assert dtypes["is_hidden_link"] == "boolean"
+    assert type(result.events["event_id"].iloc[0]) is str
+    assert str(result.settings.dtypes["exclude_bots_email"]) == "boolean"
+    assert list(result.segments.columns) == SEGMENTS.names
+    assert list(result.settings.columns) == SETTINGS.names
+    assert list(result.quarantine.columns) == ["table", "row_number", "record", "reason"]
+
+
+def test_row_order_is_kept() -> None:
+    events = [{**EVENT, "event_id": f"e{i}"} for i in (5, 3, 9, 1)]
+    events.insert(2, {**EVENT, "event_id": "bad", "type": "x"})
+    result = run(events=events)
+    assert result.events["event_id"].tolist() == ["e5", "e3", "e9", "e1"]
+    assert result.events.index.tolist() == [0, 1, 2, 3]
+
+
+def test_quarantine_record_is_the_original_row() -> None:
+    bad = {**EVENT, "ip": "x", "occurred_at": "2025-01-01T10:00:00+05:30", "asn": "AS1"}
+    result = run(events=[bad])
+    assert json.loads(result.quarantine.iloc[0]["record"]) == bad
+
+
+def test_report_counts_and_printing() -> None:
+    result = run(
+        [MESSAGE, MESSAGE, {**SMS_MESSAGE, "channel": "fax"}],
+        [EVENT, EVENT, {**EVENT, "event_id": "e2", "message_id": "m2"}],
+    )
+    assert result.report.as_dict()["events"] == {
+        "table": "events",
+        "source": "events",
+        "read": 3,
+        "kept": 1,
+        "quarantined": 1,
+        "duplicates": 1,
+        "reasons": {"quarantined message": 1},
+    }
+    console = Console(record=True, width=120)
+    result.report.print(console)
+    text = console.export_text()
+    assert "unknown channel: fax" in text and "quarantined message" in text
+
+
+def test_counts_that_do_not_add_up_raise() -> None:
+    with pytest.raises(CountMismatch, match="read 5 rows but accounted for 4"):
+        TableReport("events", "events.csv", read=5, kept=3, duplicates=0, quarantined={"x": 1})
+
+
+def test_required_tables_and_columns() -> None:
+    with pytest.raises(BotfilterError, match="missing required table: events"):
+        validate_tables({"messages": frame([MESSAGE], MESSAGE)})
+    events = frame([EVENT], EVENT).drop(columns=["occurred_at", "type"])
+    with pytest.raises(
+        BotfilterError, match="^events: missing required columns: type, occurred_at$"
+    ):
+        validate_tables({"messages": frame([MESSAGE], MESSAGE), "events": events})
+
+
+def test_unusable_column_type_fails_with_the_column_name() -> None:
+    events = frame([EVENT], EVENT)
+    events["occurred_at"] = [{"nested": 1}]
+    result = validate_tables({"messages": frame([MESSAGE], MESSAGE), "events": events})
+    assert reasons(result, "events") == ["unparseable timestamp: occurred_at"]
+
+
+def test_write_then_load_round_trips(tmp_path) -> None:
+    import contract
+
+    result = run(
+        [MESSAGE, SMS_MESSAGE],
+        [EVENT, {**EVENT, "event_id": "e2", "type": "nope"}],
+        segments=pd.DataFrame([{"tenant_id": "t1", "segment_id": "s1", "contact_id": "k1"}]),
+    )
+    paths = result.write(tmp_path)
+    assert sorted(p.name for p in paths.values()) == [
+        "events.parquet",
+        "messages.parquet",
+        "quarantine.parquet",
+        "segments.parquet",
+        "settings.parquet",
+    ]
+    again = contract.load(tmp_path)
+    for name in ("messages", "events", "segments", "settings"):
+        pd.testing.assert_frame_equal(getattr(again, name), getattr(result, name))
+    assert pd.read_parquet(tmp_path / "quarantine.parquet")["reason"].tolist() == [
+        "unknown type: nope"
+    ]
+
+
+# --------------------------------------------------------------------------- the API path
+
+
+def api_row(**change: Any) -> dict[str, Any]:
+    context = {name: MESSAGE[name] for name in MESSAGE_CONTEXT}
+    return {**context, **EVENT, **change}
+
+
+def test_event_rows_with_message_context() -> None:
+    rows = [
+        api_row(event_id="ok"),
+        api_row(event_id="sms-open", channel="sms", type="open"),
+        api_row(event_id="early", sent_at="2025-01-01T00:02:00Z", delivered_at=None),
+        api_row(event_id="far", link_position=7),
+        api_row(event_id="fax", channel="fax"),
+        api_row(event_id="both", automation_id="a1"),
+        api_row(event_id="ip", ip="300.1.1.1"),
+        api_row(event_id="ok2", ip="::ffff:10.0.0.1", occurred_at=1735689660000),
+    ]
+    clean, why = validate_event_rows(pd.DataFrame(rows, index=[10, 11, 12, 13, 14, 15, 16, 17]))
+    assert clean["event_id"].tolist() == ["ok", "ok2"]
+    assert clean.index.tolist() == [0, 7]
+    assert why.to_dict() == {
+        1: "open on sms message",
+        2: "event before message sent",
+        3: "link_position out of range",
+        4: "unknown channel: fax",
+        5: "both campaign_id and automation_id set",
+        6: "invalid ip",
+    }
+    expected = [*EVENTS.names, *(n for n in MESSAGE_CONTEXT if n not in EVENTS.names)]
+    assert list(clean.columns) == expected
+    assert str(clean["sent_at"].dtype) == "datetime64[ns, UTC]"
+    assert str(clean["link_count"].dtype) == "Int64"
+    assert clean["occurred_at"].iloc[1] == pd.Timestamp("2025-01-01T00:01:00", tz="UTC")
+
+
+def test_event_rows_need_the_context_columns() -> None:
+    rows = pd.DataFrame([api_row()]).drop(columns=["channel", "sent_at"])
+    with pytest.raises(BotfilterError, match="missing required columns: channel, sent_at"):
+        validate_event_rows(rows)
+
+
+def test_event_rows_without_failures_give_an_empty_reason_series() -> None:
+    clean, why = validate_event_rows(pd.DataFrame([api_row()]))
+    assert len(clean) == 1 and why.empty and why.dtype == object
+
+
+def test_one_rule_code_for_both_paths() -> None:
+    """The batch path and the API path give the same reason for the same broken event."""
+    broken = {"occurred_at": "2024-12-31T00:00:00Z"}
+    batch = run(events=[{**EVENT, **broken}])
+    _, why = validate_event_rows(pd.DataFrame([api_row(**broken)]))
+    assert reasons(batch, "events") == why.tolist() == ["event before message sent"]
+
+
+def test_large_batch_is_vectorised() -> None:
+    n = 20_000
+    rows = pd.DataFrame([api_row()] * n)
+    rows["event_id"] = [f"e{i}" for i in range(n)]
+    rows.loc[::2, "ip"] = "bad ip"
+    clean, why = validate_event_rows(rows)
+    assert len(clean) == n // 2 and (why == "invalid ip").sum() == n // 2
+    assert np.array_equal(why.index.to_numpy(), np.arange(0, n, 2))
