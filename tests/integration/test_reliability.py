@@ -1,0 +1,222 @@
+# ruff: noqa: F811 - the store fixtures are imported from test_store_backends
+"""Reliability of the recompute on SQLite and PostgreSQL: killed mid-write, failing mid-write,
+byte-identical reruns, concurrent runs for one tenant, on/off/on toggles, tenant isolation."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from botfilter.settings import Settings
+from jobs.metrics import MODULES
+from jobs.recompute import RecomputeResult, Tables, recompute
+from jobs.settings import set_exclusion
+from jobs.store import Store
+from tests.integration.test_recompute_reference import label_scores, random_world
+from tests.integration.test_store_backends import store, store_url  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.integration
+
+AS_OF = pd.Timestamp("2024-05-01T00:00:00Z")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def world() -> dict[str, pd.DataFrame]:
+    return random_world(3, AS_OF, n=1500)
+
+
+def run(store: Store, tmp_path: Path, world, **options) -> RecomputeResult:
+    data = Tables(world["messages"], world["events"], world["segments"])
+    settings = Settings(home=tmp_path / "home")
+    return recompute(
+        store, settings, data, as_of=AS_OF, scores=label_scores(world["events"]), **options
+    )
+
+
+def dump(store: Store, tenant: str | None = None) -> dict[str, pd.DataFrame]:
+    return {name: store.read_partitions(name, tenant) for name in MODULES}
+
+
+def assert_dumps_equal(a: dict[str, pd.DataFrame], b: dict[str, pd.DataFrame]) -> None:
+    for name in MODULES:
+        pd.testing.assert_frame_equal(a[name], b[name], obj=name)
+
+
+def dumps_differ(a: dict[str, pd.DataFrame], b: dict[str, pd.DataFrame]) -> bool:
+    return any(not a[name].equals(b[name]) for name in MODULES)
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    import pandas as pd
+    import jobs.store as js
+    from botfilter.settings import Settings
+    from jobs.recompute import Tables, recompute
+    from tests.integration.test_recompute_reference import label_scores, random_world
+
+    url, flag, home = sys.argv[1:4]
+    world = random_world(3, pd.Timestamp("2024-05-01T00:00:00Z"), n=1500)
+    insert = js.Store._insert
+
+    def insert_then_hang(self, conn, table, frame):
+        n = insert(self, conn, table, frame)
+        if table.name == "part_segment_metrics":  # mid-transaction: some tables rewritten
+            Path(flag).write_text("inside the write transaction")
+            time.sleep(120)
+        return n
+
+    js.Store._insert = insert_then_hang
+    data = Tables(world["messages"], world["events"], world["segments"])
+    recompute(js.Store(url), Settings(home=Path(home)), data,
+              as_of=pd.Timestamp("2024-05-01T00:00:00Z"), scores=label_scores(world["events"]))
+    """
+)
+
+
+def test_killed_mid_write_keeps_previous_metrics_and_rerun_completes(
+    store: Store, store_url: str, tmp_path: Path, world
+) -> None:
+    run(store, tmp_path, world)
+    before = dump(store)
+    set_exclusion(store, "t1", "email", True)
+    flag = tmp_path / "flag"
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, store_url, str(flag), str(tmp_path / "home")],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not flag.exists():
+            assert child.poll() is None, child.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "the child never reached the write"
+            time.sleep(0.05)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert_dumps_equal(dump(store), before)  # nothing of the half-done write is visible
+    runs = store.job_runs("t1")
+    assert runs["status"].tolist() == ["succeeded", "running"]
+    assert store.pending()["tenant_id"].tolist() == ["t1"]  # the change is still to be applied
+
+    result = run(store, tmp_path, world)  # takes the lock the dead child held
+    assert result.queue_applied == 1 and store.pending().empty
+    runs = store.job_runs("t1")
+    assert runs["status"].tolist() == ["succeeded", "abandoned", "succeeded"]
+    t1 = dump(store, "t1")
+    email = t1["campaign_metrics"].query("channel == 'email'")
+    assert email["bot_filter_applied"].all() and email["bot_opens_excluded"].sum() > 0
+    t2_before = {k: v.query("tenant_id == 't2'").reset_index(drop=True) for k, v in before.items()}
+    assert_dumps_equal(dump(store, "t2"), t2_before)
+
+
+def test_exception_inside_the_transaction_rolls_back(
+    store: Store, tmp_path: Path, world, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run(store, tmp_path, world)
+    before = dump(store)
+    set_exclusion(store, "t2", "sms", True)
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("disk full (injected)")
+
+    monkeypatch.setattr(Store, "complete_queue", fail)  # runs after the partitions are written
+    with pytest.raises(RuntimeError, match="injected"):
+        run(store, tmp_path, world, tenants=["t2"])
+    monkeypatch.undo()
+    assert_dumps_equal(dump(store), before)
+    failed = store.job_runs("t2").iloc[-1]
+    assert failed["status"] == "failed" and "disk full" in failed["error"]
+    assert len(store.pending()) == 1
+    run(store, tmp_path, world, tenants=["t2"])
+    assert store.pending().empty
+    assert dumps_differ(dump(store), before)
+
+
+def test_rerun_is_byte_identical(store: Store, tmp_path: Path, world) -> None:
+    set_exclusion(store, "t3", "email", True)
+    first = run(store, tmp_path, world, out=tmp_path / "a")
+    stored = dump(store)
+    second = run(store, tmp_path, world, out=tmp_path / "b")
+    for name, path in first.files.items():
+        assert path.read_bytes() == second.files[name].read_bytes(), name
+    assert_dumps_equal(dump(store), stored)
+    views = {name: store.read_view(name) for name in MODULES}
+    run(store, tmp_path, world)
+    for name in MODULES:
+        pd.testing.assert_frame_equal(store.read_view(name), views[name])
+
+
+def test_concurrent_runs_for_one_tenant_serialise(store: Store, tmp_path: Path, world) -> None:
+    """Two runs released by a barrier at the same instant: the second waits for the first."""
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            own = Store(store.url)  # its own engine and connections, as another process has
+            barrier.wait(10)
+            run(own, tmp_path, world, tenants=["t1"])
+            own.close()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    runs = store.job_runs("t1", kind="recompute").sort_values("started_at", ignore_index=True)
+    assert runs["status"].tolist() == ["succeeded", "succeeded"]
+    # A run's start is recorded once it holds the tenant lock, its end inside its write
+    # transaction: without the lock both would start together, long before either ends.
+    assert runs.loc[1, "started_at"] >= runs.loc[0, "finished_at"]
+    assert runs.loc[0, "batch_id"] != runs.loc[1, "batch_id"]
+
+
+def test_toggle_on_off_on_returns_to_the_same_numbers(store: Store, tmp_path: Path, world) -> None:
+    set_exclusion(store, "t1", "email", True)
+    set_exclusion(store, "t1", "sms", True)
+    run(store, tmp_path, world)
+    on = dump(store)
+    set_exclusion(store, "t1", "email", False)
+    set_exclusion(store, "t1", "sms", False)
+    run(store, tmp_path, world, tenants=["t1"])
+    off = dump(store)
+    assert dumps_differ(on, off)
+    assert not off["campaign_metrics"].query("tenant_id == 't1'")["bot_filter_applied"].any()
+    set_exclusion(store, "t1", "email", True)
+    set_exclusion(store, "t1", "sms", True)
+    run(store, tmp_path, world, tenants=["t1"])
+    assert_dumps_equal(dump(store), on)
+
+
+def test_one_tenants_toggle_never_changes_another(store: Store, tmp_path: Path, world) -> None:
+    set_exclusion(store, "t2", "email", True)
+    run(store, tmp_path, world)
+    others = {t: dump(store, t) for t in ("t2", "t3")}
+    for on in (True, False):
+        set_exclusion(store, "t1", "email", on)
+        set_exclusion(store, "t1", "sms", not on)
+        run(store, tmp_path, world, tenants=["t1"])
+        for tenant, before in others.items():
+            assert_dumps_equal(dump(store, tenant), before)
+    run(store, tmp_path, world)  # all tenants again, settings of t2/t3 unchanged
+    for tenant, before in others.items():
+        assert_dumps_equal(dump(store, tenant), before)
