@@ -167,7 +167,7 @@ class SimConfig:
 
     # --- content ---------------------------------------------------------------------------
     email_links_mean: float = knob(
-        4.0, "Mean visible tracked links per email (Poisson, capped at 7).", "esp_practice"
+        3.5, "Mean visible tracked links per email (Poisson, capped at 7).", "esp_practice"
     )
     email_no_link_share: float = knob(0.05, "Emails without any tracked link.", "esp_practice")
     sms_link_share: float = knob(
@@ -292,7 +292,7 @@ class SimConfig:
         (4.0, 60.0), "Fast reads: uniform delay range in s.", "getresponse"
     )
     human_tail_share: float = knob(
-        0.08, "Reads from the Pareto long tail (days to weeks).", "long_tail"
+        0.12, "Reads from the Pareto long tail (days to weeks).", "long_tail"
     )
     human_tail_pareto: tuple[float, float] = knob(
         (86400.0, 1.1), "Long tail: Pareto scale s and shape.", "long_tail"
@@ -384,19 +384,19 @@ class SimConfig:
     )
     scan_prob: dict[str, float] = knob(
         {
-            "microsoft_eop": 0.45,
-            "proofpoint": 0.5,
-            "mimecast": 0.5,
-            "barracuda": 0.55,
-            "cloud": 0.4,
-            "google": 0.08,
+            "microsoft_eop": 0.25,
+            "proofpoint": 0.3,
+            "mimecast": 0.3,
+            "barracuda": 0.35,
+            "cloud": 0.2,
+            "google": 0.05,
             "none": 0.0,
         },
         "Chance a delivered message is scanned, by gateway (per-domain jitter added).",
         "safelinks",
     )
     consumer_outlook_scan_prob: float = knob(
-        0.08,
+        0.03,
         "Chance an Outlook.com/Hotmail message is link-checked by Microsoft.",
         "safelinks_clicks",
     )
@@ -508,7 +508,7 @@ class SimConfig:
 
     # --- Apple Mail Privacy Protection ----------------------------------------------------------
     mpp_prefetch_prob: float = knob(
-        0.85, "Chance an MPP reader's message is prefetched.", "mpp_wttw"
+        0.8, "Chance an MPP reader's message is prefetched.", "mpp_wttw"
     )
     mpp_delay: tuple[float, float] = knob(
         (900.0, 1.6), "Delivery-to-prefetch delay: median s, sigma (minutes to hours).", "mpp_wttw"
@@ -519,10 +519,10 @@ class SimConfig:
 
     # --- link previews ---------------------------------------------------------------------------
     imessage_preview_prob: float = knob(
-        0.12, "Chance an iPhone fetches a preview of an SMS link.", "imessage"
+        0.08, "Chance an iPhone fetches a preview of an SMS link.", "imessage"
     )
     android_check_prob: float = knob(
-        0.06, "Chance an Android phone's link check fetches an SMS link.", "android_check"
+        0.05, "Chance an Android phone's link check fetches an SMS link.", "android_check"
     )
     preview_delay: tuple[float, float] = knob(
         (2.0, 0.8), "Delivery-to-preview delay: median s, sigma.", "imessage"
@@ -708,8 +708,8 @@ def _shifted() -> dict[str, Any]:
             "google": 0.06,
             "none": 0.06,
         },
-        "imessage_preview_prob": 0.2,
-        "android_check_prob": 0.15,
+        "imessage_preview_prob": 0.12,
+        "android_check_prob": 0.1,
         "sms_click_delay": (120.0, 1.9),
     }
 

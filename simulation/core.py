@@ -68,7 +68,7 @@ def generate(
 
     Column names and order come from ``contract.schema.TABLES``. Deterministic for the arguments.
     """
-    tables, _ = _generate(tenants, days, seed, config or SimConfig(), progress)
+    tables, _, _ = _generate(tenants, days, seed, config or SimConfig(), progress)
     return tables
 
 
@@ -86,7 +86,7 @@ def simulate(
     if out.exists() and not out.is_dir():
         raise BotfilterError(f"--out {out} exists and is not a directory")
     started = time.perf_counter()
-    tables, bar = _generate(tenants, days, seed, config or SimConfig(), progress)
+    tables, bar, event_channel = _generate(tenants, days, seed, config or SimConfig(), progress)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -100,7 +100,8 @@ def simulate(
             files[name] = str(path)
             if p:
                 p.advance(task)
-    summary = summarize(tables, tenants, days, seed, (config or SimConfig()).profile)
+    profile = (config or SimConfig()).profile
+    summary = summarize(tables, tenants, days, seed, profile, event_channel=event_channel)
     return _with(summary, seconds=time.perf_counter() - started, out=str(out), files=files)
 
 
@@ -137,7 +138,7 @@ def _progress(enabled: bool):  # noqa: ANN202
 
 def _generate(
     tenants: int, days: int, seed: int, cfg: SimConfig, progress: bool
-) -> tuple[dict[str, pd.DataFrame], object]:
+) -> tuple[dict[str, pd.DataFrame], object, np.ndarray]:
     from features.enrichment.reference import load_reference
 
     _check_args(tenants, days, seed)
@@ -178,15 +179,15 @@ def _generate(
         step(6)
         bh.crawlers(world, mv, stream(seed, "crawlers"), parts)
         step(7)
-        tables = _tables(world, mv, parts.arrays(), seed)
+        tables, event_channel = _tables(world, mv, parts.arrays(), seed)
         step(len(steps))
-    return tables, _progress(progress)
+    return tables, _progress(progress), event_channel
 
 
 def _tables(
     w: World, mv: bh.MessageView, ev: dict[str, np.ndarray], seed: int
-) -> dict[str, pd.DataFrame]:
-    """Turn world and event arrays into the contract's tables."""
+) -> tuple[dict[str, pd.DataFrame], np.ndarray]:
+    """Turn world and event arrays into the contract's tables (and each event's channel)."""
     msgs, ct, cn = w.messages, w.contacts, w.contents
     n_msg = len(msgs)
     message_id = hex_ids("m_", n_msg, seed * 2 + 1)
@@ -264,7 +265,8 @@ def _tables(
     events = events[TABLES["events"].names]
     segments = w.segments[TABLES["segments"].names].reset_index(drop=True)
     settings = w.settings[TABLES["settings"].names].reset_index(drop=True)
-    return {"messages": messages, "events": events, "segments": segments, "settings": settings}
+    tables = {"messages": messages, "events": events, "segments": segments, "settings": settings}
+    return tables, np.where(mv.email[msg], "email", "sms")
 
 
 def _ts(ms: np.ndarray) -> pd.Series:
@@ -276,11 +278,23 @@ def _ts(ms: np.ndarray) -> pd.Series:
 
 
 def summarize(
-    tables: dict[str, pd.DataFrame], tenants: int, days: int, seed: int, profile: str
+    tables: dict[str, pd.DataFrame],
+    tenants: int,
+    days: int,
+    seed: int,
+    profile: str,
+    *,
+    event_channel: np.ndarray | None = None,
 ) -> SimSummary:
-    """Counts and shares of generated tables (what a run produced)."""
+    """Counts and shares of generated tables (what a run produced).
+
+    ``event_channel`` (each event's channel) saves a join when the caller already knows it.
+    """
     msgs, ev = tables["messages"], tables["events"]
-    channel = ev["message_id"].map(msgs.set_index("message_id")["channel"])
+    if event_channel is None:
+        channel = ev["message_id"].map(msgs.set_index("message_id")["channel"])
+    else:
+        channel = pd.Series(event_channel, index=ev.index)
     bot = ev["label"] == "bot"
     share = {
         str(c): float(bot[channel == c].mean()) for c in ("email", "sms") if (channel == c).any()

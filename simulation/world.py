@@ -487,7 +487,6 @@ def _domains(
     for g, mix in cfg.link_mode.items():
         m = gateway == gw_names.index(g)
         link_mode[m] = pick(rng, np.array(mix), int(m.sum()))
-    link_mode[is_outlook] = LINK_MODES.index("all")
     head_first = per_gateway(cfg.head_first)
     pixel = per_gateway(cfg.pixel_fetch)
     rescan = per_gateway(cfg.rescan_at_click)
