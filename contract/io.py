@@ -167,13 +167,16 @@ def _read_csv(path: Path, schema: TableSchema) -> RawTable:
 
 
 def _csv_header(path: Path) -> list[str]:
-    with path.open("r", encoding="utf-8-sig", newline="", errors="strict") as handle:
+    # surrogateescape: the reader decodes ahead, so a bad byte further down must not fail here
+    with path.open("r", encoding="utf-8-sig", newline="", errors="surrogateescape") as handle:
         try:
             header = next(csv.reader(handle), None)
-        except (UnicodeDecodeError, csv.Error) as exc:
+        except csv.Error as exc:
             raise BotfilterError(f"{path}: cannot read the header row: {_one_line(exc)}") from exc
     if not header:
         raise BotfilterError(f"{path}: empty file, expected a header row with the column names")
+    if any(_has_surrogates(name) for name in header):
+        raise BotfilterError(f"{path}: the header row is not UTF-8 text")
     return header
 
 

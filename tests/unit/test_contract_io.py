@@ -1,0 +1,293 @@
+"""Reading data directories: formats, quoting, row numbers, broken rows and fatal errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import contract
+from botfilter.errors import BotfilterError
+
+MESSAGES_CSV = (
+    "message_id,tenant_id,channel,campaign_id,automation_id,contact_id,recipient_domain,"
+    "sent_at,delivered_at,link_count\n"
+    "007,t1,email,c1,,k1,example.com,2025-01-01T00:00:00Z,2025-01-01T00:00:03Z,2\n"
+    'm2,t1,sms,,a1,k2,,1735689600000,"",1\n'
+)
+EVENTS_HEADER = (
+    "event_id,tenant_id,message_id,type,occurred_at,ip,user_agent,url,link_position,"
+    "is_hidden_link,http_method,asn\n"
+)
+
+
+def write_text(path: Path, text: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def jsonl(rows: list[object]) -> str:
+    return "".join(json.dumps(r) + "\n" for r in rows)
+
+
+def quarantine_of(result: contract.Validated, table: str) -> list[tuple[int, str]]:
+    q = result.quarantine[result.quarantine["table"] == table]
+    return list(zip(q["row_number"].tolist(), q["reason"].tolist(), strict=True))
+
+
+# --------------------------------------------------------------------------- CSV
+
+
+def test_csv_quoting_ids_and_row_numbers(tmp_path: Path) -> None:
+    write_text(tmp_path / "messages.csv", MESSAGES_CSV)
+    events = EVENTS_HEADER + (
+        'e1,t1,007,click,2025-01-01T00:00:10-05:30,192.0.2.1,"Mozilla/5.0 (X11, Linux), '
+        '""quoted""\nsecond line",https://a.example/?q=1,1,false,GET,64500\n'
+        "e2,t1,007,open,2025-01-01T00:00:10,2001:db8::1,,,,,,\n"
+        "e3,t1,007,open,not-a-time,,,,,,,\n"
+        'e4,t1,m2,click,1735689601000,::ffff:192.0.2.1,"",,0,TRUE,get,AS13335\n'
+    )
+    write_text(tmp_path / "events.csv", events)
+    result = contract.load(tmp_path)
+    assert result.messages["message_id"].tolist() == ["007", "m2"]
+    assert result.messages["delivered_at"].isna().tolist() == [False, True]
+    assert result.messages["sent_at"].iloc[1] == pd.Timestamp("2025-01-01", tz="UTC")
+    assert result.events["event_id"].tolist() == ["e1", "e2", "e4"]
+    assert result.events["user_agent"].tolist() == [
+        'Mozilla/5.0 (X11, Linux), "quoted"\nsecond line',
+        None,
+        None,
+    ]
+    # the quoted newline does not start a record: the broken row is record 2
+    assert quarantine_of(result, "events") == [(2, "unparseable timestamp: occurred_at")]
+    record = json.loads(result.quarantine["record"].iloc[0])
+    assert record["occurred_at"] == "not-a-time" and record["ip"] == ""
+    assert result.events["occurred_at"].iloc[0] == pd.Timestamp("2025-01-01T05:30:10", tz="UTC")
+    assert result.events["asn"].tolist() == [64500, pd.NA, 13335]
+
+
+def test_csv_rows_with_wrong_field_count_or_bad_utf8_are_quarantined(tmp_path: Path) -> None:
+    write_text(tmp_path / "messages.csv", MESSAGES_CSV)
+    body = (
+        EVENTS_HEADER.encode()
+        + b"e1,t1,007,click,2025-01-01T00:00:10Z,,,,,,,\n"
+        + b"e2,t1,007,click,2025-01-01T00:00:10Z,,,,\n"
+        + b'e3,t1,007,click,2025-01-01T00:00:10Z,,"multi\nline \xff",,,,,\n'
+        + b"e4,t1,007,click,2025-01-01T00:00:10Z,,,,,,,,extra\n"
+        + b"e5,t1,007,open,2025-01-01T00:00:10Z,,,,,,,\n"
+    )
+    write_text(tmp_path / "events.csv", body)
+    result = contract.load(tmp_path)
+    assert result.events["event_id"].tolist() == ["e1", "e5"]
+    assert quarantine_of(result, "events") == [
+        (1, "wrong number of CSV fields"),
+        (2, "invalid UTF-8 text"),
+        (3, "wrong number of CSV fields"),
+    ]
+    first = json.loads(result.quarantine["record"].iloc[0])
+    assert first[:2] == ["e2", "t1"]
+    report = result.report.tables["events"]
+    assert (report.read, report.kept, report.quarantined_total) == (5, 2, 3)
+
+
+def test_csv_with_only_a_header_is_an_empty_table(tmp_path: Path) -> None:
+    write_text(tmp_path / "messages.csv", MESSAGES_CSV.splitlines()[0] + "\n")
+    write_text(tmp_path / "events.csv", EVENTS_HEADER)
+    result = contract.load(tmp_path)
+    assert result.messages.empty and result.events.empty
+    assert str(result.events["occurred_at"].dtype) == "datetime64[ns, UTC]"
+
+
+def test_csv_with_a_utf8_bom(tmp_path: Path) -> None:
+    write_text(tmp_path / "messages.csv", b"\xef\xbb\xbf" + MESSAGES_CSV.encode())
+    write_text(tmp_path / "events.csv", EVENTS_HEADER)
+    assert contract.load(tmp_path).messages["message_id"].tolist() == ["007", "m2"]
+
+
+# --------------------------------------------------------------------------- JSON Lines
+
+MESSAGE = {
+    "message_id": "007",
+    "tenant_id": "t1",
+    "channel": "email",
+    "contact_id": "k1",
+    "sent_at": "2025-01-01T05:30:00+05:30",
+    "link_count": 2,
+}
+EVENT = {
+    "event_id": "e1",
+    "tenant_id": "t1",
+    "message_id": "007",
+    "type": "open",
+    "occurred_at": 1735689605000,
+}
+
+
+def test_jsonl_types_offsets_and_extra_columns(tmp_path: Path) -> None:
+    write_text(tmp_path / "messages.jsonl", jsonl([MESSAGE, {**MESSAGE, "message_id": "8"}]))
+    events = [
+        {**EVENT, "meta": {"source": "webhook"}},
+        {**EVENT, "event_id": "e2", "is_hidden_link": True, "asn": 13335},
+    ]
+    write_text(tmp_path / "events.jsonl", jsonl(events))
+    result = contract.load(tmp_path)
+    assert result.messages["sent_at"].tolist() == [pd.Timestamp("2025-01-01", tz="UTC")] * 2
+    assert (
+        result.events["occurred_at"].tolist() == [pd.Timestamp("2025-01-01T00:00:05", tz="UTC")] * 2
+    )
+    assert result.events["meta"].tolist()[0] == {"source": "webhook"}
+    assert result.events["is_hidden_link"].tolist() == [pd.NA, True]
+    assert result.report.quarantined_total == 0
+
+
+def test_jsonl_broken_lines_are_quarantined_and_blank_lines_skipped(tmp_path: Path) -> None:
+    write_text(tmp_path / "messages.jsonl", jsonl([MESSAGE]))
+    lines = [
+        json.dumps(EVENT),
+        "",
+        '{"event_id": "e2", "tenant_id": ',
+        "[1, 2, 3]",
+        "   ",
+        json.dumps({**EVENT, "event_id": "e3", "occurred_at": "2025-01-01T00:00:09Z"}),
+        json.dumps({**EVENT, "event_id": "e4", "type": "bounce"}),
+    ]
+    write_text(tmp_path / "events.jsonl", "\n".join(lines) + "\n")
+    result = contract.load(tmp_path)
+    assert result.events["event_id"].tolist() == ["e1", "e3"]
+    assert quarantine_of(result, "events") == [
+        (1, "unparseable JSON line"),
+        (2, "JSON line is not an object"),
+        (4, "unknown type: bounce"),
+    ]
+    records = result.quarantine["record"].tolist()
+    assert json.loads(records[0]) == '{"event_id": "e2", "tenant_id":'
+    assert json.loads(records[2])["type"] == "bounce"
+
+
+def test_jsonl_record_keeps_the_original_timestamp_text(tmp_path: Path) -> None:
+    write_text(tmp_path / "messages.jsonl", jsonl([MESSAGE, {**MESSAGE, "message_id": "m9"}]))
+    write_text(tmp_path / "events.jsonl", jsonl([EVENT]))
+    bad = {**MESSAGE, "message_id": "m9", "channel": "fax"}
+    write_text(tmp_path / "messages.jsonl", jsonl([MESSAGE, bad]))
+    result = contract.load(tmp_path)
+    assert json.loads(result.quarantine["record"].iloc[0]) == bad
+
+
+def test_empty_jsonl_is_an_empty_table(tmp_path: Path) -> None:
+    write_text(tmp_path / "messages.jsonl", jsonl([MESSAGE]))
+    write_text(tmp_path / "events.jsonl", "")
+    assert contract.load(tmp_path).events.empty
+
+
+# --------------------------------------------------------------------------- Parquet
+
+
+def test_parquet_native_types(tmp_path: Path) -> None:
+    messages = pa.table(
+        {
+            "message_id": pa.array([7, 8], pa.int64()),
+            "tenant_id": ["t1", "t1"],
+            "channel": pa.array(["email", "sms"]).dictionary_encode(),
+            "contact_id": ["k1", "k2"],
+            "sent_at": pa.array([1735689600000, 1735689600000], pa.timestamp("ms", "UTC")),
+            "link_count": pa.array([2.0, None]),
+        }
+    )
+    events = pa.table(
+        {
+            "event_id": ["e1"],
+            "tenant_id": ["t1"],
+            "message_id": ["7"],
+            "type": ["click"],
+            "occurred_at": pa.array([1735689601000000], pa.timestamp("us")),
+            "link_position": pa.array([1], pa.int32()),
+            "is_hidden_link": pa.array([True]),
+        }
+    )
+    pq.write_table(messages, tmp_path / "messages.parquet")
+    pq.write_table(events, tmp_path / "events.parquet")
+    result = contract.load(tmp_path)
+    assert result.messages["message_id"].tolist() == ["7", "8"]
+    assert result.messages["link_count"].tolist() == [2, pd.NA]
+    assert result.events["occurred_at"].tolist() == [pd.Timestamp("2025-01-01 00:00:01", tz="UTC")]
+    assert result.events["link_position"].tolist() == [1]
+
+
+def test_optional_tables_are_read(tmp_path: Path) -> None:
+    write_text(tmp_path / "messages.jsonl", jsonl([MESSAGE]))
+    write_text(tmp_path / "events.jsonl", jsonl([EVENT]))
+    write_text(tmp_path / "segments.csv", "tenant_id,segment_id,contact_id\nt1,s1,k1\n")
+    write_text(
+        tmp_path / "settings.jsonl",
+        jsonl([{"tenant_id": "t1", "exclude_bots_email": True, "exclude_bots_sms": "off",
+                "updated_at": "2025-01-01T00:00:00Z"}]),
+    )  # fmt: skip
+    result = contract.load(tmp_path)
+    assert result.segments.to_dict("records") == [
+        {"tenant_id": "t1", "segment_id": "s1", "contact_id": "k1"}
+    ]
+    assert quarantine_of(result, "settings") == [(0, "invalid bool: exclude_bots_sms")]
+
+
+# --------------------------------------------------------------------------- fatal errors
+
+
+def one_line_error(data_dir: Path) -> str:
+    with pytest.raises(BotfilterError) as info:
+        contract.load(data_dir)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_missing_required_column_names_file_and_column(tmp_path: Path, suffix: str) -> None:
+    write_text(tmp_path / "messages.jsonl", jsonl([MESSAGE]))
+    rows = pd.DataFrame([{k: v for k, v in EVENT.items() if k != "occurred_at"}])
+    path = tmp_path / f"events{suffix}"
+    if suffix == ".csv":
+        rows.to_csv(path, index=False)
+    elif suffix == ".jsonl":
+        rows.to_json(path, orient="records", lines=True)
+    else:
+        rows.to_parquet(path)
+    assert one_line_error(tmp_path) == f"{path}: missing required column: occurred_at"
+
+
+def test_unreadable_files_fail_with_the_file_name(tmp_path: Path) -> None:
+    write_text(tmp_path / "messages.jsonl", jsonl([MESSAGE]))
+    write_text(tmp_path / "events.parquet", b"this is not parquet")
+    assert one_line_error(tmp_path).startswith(f"{tmp_path / 'events.parquet'}: cannot read file:")
+    (tmp_path / "events.parquet").unlink()
+    write_text(tmp_path / "events.csv", b"")
+    assert "events.csv: empty file" in one_line_error(tmp_path)
+    write_text(tmp_path / "events.csv", b"event_\xffid,tenant_id\n")
+    assert one_line_error(tmp_path).endswith("events.csv: the header row is not UTF-8 text")
+
+
+def test_directory_errors(tmp_path: Path) -> None:
+    assert one_line_error(tmp_path / "nope") == f"data directory not found: {tmp_path / 'nope'}"
+    write_text(tmp_path / "messages.jsonl", jsonl([MESSAGE]))
+    assert "no events table" in one_line_error(tmp_path)
+    write_text(tmp_path / "events.jsonl", jsonl([EVENT]))
+    write_text(tmp_path / "messages.csv", MESSAGES_CSV)
+    assert one_line_error(tmp_path) == (
+        f"{tmp_path}: table messages given twice (messages.csv and messages.jsonl); keep one"
+    )
+
+
+def test_column_of_unusable_type_fails_naming_it(tmp_path: Path) -> None:
+    write_text(tmp_path / "messages.jsonl", jsonl([MESSAGE]))
+    events = pa.table({**{k: [v] for k, v in EVENT.items()}, "asn": pa.array([[1, 2]])})
+    pq.write_table(events, tmp_path / "events.parquet")
+    message = one_line_error(tmp_path)
+    assert message.startswith(f"{tmp_path / 'events.parquet'}: column asn is stored as list<")
+    assert message.endswith(">, which cannot hold int values")
