@@ -315,3 +315,46 @@ def test_cli_writes_a_data_directory(tmp_path) -> None:  # noqa: ANN001
     ]
     bad = CliRunner().invoke(app, ["simulate", "--out", str(out), "--profile", "nope"])
     assert isinstance(bad.exception, BotfilterError)
+
+
+def test_people_networks_are_consumer_isps_verified_by_org_name() -> None:
+    from features.enrichment.reference import load_reference
+
+    ref = load_reference()
+    isp_words = [
+        "comcast",
+        "charter",
+        "at&t",
+        "verizon",
+        "cox",
+        "centurylink",
+        "t-mobile",
+        "british",
+        "telecom",
+        "virgin",
+        "sky",
+        "talktalk",
+        "telefonica",
+        "vodafone",
+        "deutsche",
+        "telekom",
+        "orange",
+        "free",
+        "sas",
+        "francaise",
+        "bouygues",
+        "bell",
+        "rogers",
+        "telstra",
+        "tpg",
+        "optus",
+        "iinet",
+    ]
+    cfg = SimConfig()
+    for market, (_w, _off, residential, mobile) in cfg.markets.items():
+        for asn in residential + mobile:
+            org = ref.org_of(asn).lower()
+            assert org, (market, asn)
+            assert asn not in ref.datacenter_asns, (market, asn, org)
+            assert any(word in org for word in isp_words), (market, asn, org)
+    assert all("zscaler" in ref.org_of(a).lower() for a in cfg.zscaler_asns)
