@@ -8,7 +8,9 @@ import typer
 
 
 def validate(
-    data: Path = typer.Option(..., help="Data directory with messages/events[/segments/settings]."),
+    data: Path = typer.Option(
+        ..., help="Data directory: messages and events, optionally segments and settings."
+    ),
     out: Path = typer.Option(..., help="Where to write the clean tables and quarantine.parquet."),
 ) -> None:
     """Check every row against the data contract; write clean tables and the quarantine."""
@@ -21,7 +23,12 @@ def validate(
     console = Console(stderr=True)
     files = find_table_files(data)
     with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,  # an error must stay the only line on stderr
+        disable=not console.is_terminal,
     ) as progress:
         task = progress.add_task("reading", total=len(files) + 2)
         raws = {}

@@ -50,8 +50,9 @@ class RawTable:
 
     ``data`` holds the rows that could be split into fields; ``row_numbers`` their 0-based record
     numbers in the source (None: 0..len-1); ``records`` their original text when the reader had to
-    go row by row (None: rebuild from ``data``); ``rejected`` the rows that could not be split,
-    as ``(row_number, original text, reason)``.
+    go row by row; ``lines`` the JSON Lines file to take original text from otherwise (None:
+    rebuild it from ``data``); ``rejected`` the rows that could not be split, as
+    ``(row_number, original text, reason)``.
     """
 
     name: str
@@ -60,6 +61,7 @@ class RawTable:
     row_numbers: np.ndarray | None = None
     records: list[str] | None = None
     rejected: list[tuple[int, str, str]] = field(default_factory=list)
+    lines: Path | None = None
 
     @property
     def rows_read(self) -> int:
@@ -253,7 +255,7 @@ def _read_jsonl(path: Path, schema: TableSchema) -> RawTable:
         return empty_raw(schema.name, str(path))
     if any(_nested(data.schema.field(c).type) for c in schema.names if c in data.column_names):
         return _read_jsonl_rows(path, schema)
-    return RawTable(schema.name, str(path), data)
+    return RawTable(schema.name, str(path), data, lines=path)
 
 
 def _nested(t: pa.DataType) -> bool:
@@ -362,6 +364,8 @@ def records_json(raw: RawTable, positions: np.ndarray) -> list[str]:
         return []
     if raw.records is not None:
         return [raw.records[i] for i in positions]
+    if raw.lines is not None:
+        return _original_lines(raw.lines, positions)
     table = raw.data.take(pa.array(positions))
     for i, column in enumerate(table.columns):
         if pa.types.is_timestamp(column.type):  # ISO text, vectorised (to_json loops in Python)
@@ -372,6 +376,23 @@ def records_json(raw: RawTable, positions: np.ndarray) -> list[str]:
     text = rows.to_json(orient="records", lines=True, force_ascii=False, default_handler=str)
     # the encoder escapes newlines inside values, and every "/" as "\/" (valid but noisy)
     return text.replace("\\/", "/").split("\n")[: len(positions)]
+
+
+def _original_lines(path: Path, positions: np.ndarray) -> list[str]:
+    """The text of the given records (non-blank lines, counted from 0) of a JSON Lines file."""
+    wanted = {int(p): "" for p in positions}
+    last = max(wanted)
+    number = 0
+    with path.open("rb") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            if number in wanted:
+                wanted[number] = line.decode("utf-8", "replace").strip()
+            if number == last:
+                break
+            number += 1
+    return [wanted[int(p)] for p in positions]
 
 
 _RECORD_TYPES = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
