@@ -147,10 +147,15 @@ def hex_ids(prefix: str, n: int, salt: int) -> np.ndarray:
 
 def _hex(prefix: str, x: np.ndarray) -> np.ndarray:
     """``prefix`` + 16 lowercase hex digits of each uint64 (vectorised through bytes)."""
+    head = prefix.encode("ascii")
+    width = len(head) + 16
     nibbles = (x[:, None] >> (np.arange(60, -1, -4, dtype=np.uint64)[None, :])) & np.uint64(15)
-    chars = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)[nibbles.astype(np.int64)]
-    body = np.ascontiguousarray(chars).view("S16").ravel().astype("U16")
-    return np.char.add(prefix, body).astype(object)
+    chars = np.empty((x.size, width), dtype=np.uint8)
+    chars[:, : len(head)] = np.frombuffer(head, dtype=np.uint8)
+    chars[:, len(head) :] = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)[
+        nibbles.astype(np.intp)
+    ]
+    return chars.view(f"S{width}").ravel().astype(f"U{width}").astype(object)
 
 
 @dataclass
@@ -643,10 +648,10 @@ def _contacts(
     desktop_open = desktop_ua.copy()
     # Apple Mail loads images with the system WebKit UA (no Version/ or Safari/ token); on a
     # Windows or Linux desktop an Apple Mail user reads in a browser instead.
-    if apple.any():
-        phone_open[apple] = uas.add(apple_mail_ua(ua_text[phone_ua[apple]]))
-    if mac.any():
-        desktop_open[mac] = uas.add(apple_mail_ua(ua_text[desktop_ua[mac]]))
+    for who, device, opened in ((apple, phone_ua, phone_open), (mac, desktop_ua, desktop_open)):
+        if who.any():  # rewrite each distinct UA once, then map contacts to it
+            codes, inverse = np.unique(device[who], return_inverse=True)
+            opened[who] = uas.add(apple_mail_ua(ua_text[codes]))[inverse.reshape(-1)]
     is_od = client == CLIENTS.index("outlook_desktop")
     desktop_open[is_od] = pools["ua_outlook_desktop"][0]
 
