@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import GATEWAYS
-from .world import CLIENTS, EGRESS, LINK_MODES, MS, UA_NONE, World, lognormal, pick
+from .world import CLIENTS, EGRESS, LINK_MODES, MS, PROVIDERS, UA_NONE, World, lognormal, pick
 
 # Event source codes; 0 is a person, the others are BOT_KINDS in contract order.
 HUMAN, SCANNER, PREFETCH, PREVIEW, CRAWLER = range(5)
@@ -296,10 +296,25 @@ def _rescans(
     scans = (dm.gateway[dom] != GATEWAYS.index("none")) & (dm.scan_prob[dom] > 0)
     m = np.flatnonzero(scans & (rng.random(msg.size) < dm.rescan[dom]))
     t = np.maximum(click_t[m] - rng.integers(300, 2500, size=m.size), mv.delivered[msg[m]] + 1)
-    ip = dm.scanner_ips[dom[m], rng.integers(0, 3, size=m.size)]
+    ip = _scanner_ip(w, dom[m], rng)
     parts.add(
         msg=msg[m], src=SCANNER, etype=CLICK, t=t, ip=ip, ua=dm.scanner_ua[dom[m]], pos=pos[m]
     )
+
+
+def _scanner_ip(w: World, dom: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A scanner IP for messages to these domains: one of the corporate domain's 1-3 IPs; for a
+    consumer mailbox provider (Outlook.com), any IP of the vendor's farm."""
+    dm = w.domains
+    ip = dm.scanner_ips[dom, rng.integers(0, 3, size=dom.size)]
+    consumer = dm.provider[dom] != PROVIDERS.index("corporate")
+    if consumer.any():
+        for g, name in enumerate(GATEWAYS):
+            m = consumer & (dm.gateway[dom] == g)
+            if m.any():
+                farm = w.pools[f"farm_{name}"]
+                ip[m] = farm[rng.integers(0, len(farm), size=int(m.sum()))]
+    return ip
 
 
 def _shared(
@@ -394,8 +409,7 @@ def scanners(w: World, mv: MessageView, rng: np.random.Generator, parts: Parts) 
     start = mv.delivered[pm] + _ms(delay)
     start = np.where(prank == 0, start, np.roll(start, 1) + second)  # 2nd pass follows the 1st
     pdom = mv.domain[pm]
-    ip_col = rng.integers(0, 3, size=pm.size)
-    pass_ip = dm.scanner_ips[pdom, ip_col]
+    pass_ip = _scanner_ip(w, pdom, rng)
     ua = dm.scanner_ua[pdom]
 
     # The open pixel, loaded while rendering.
@@ -440,7 +454,7 @@ def scanners(w: World, mv: MessageView, rng: np.random.Generator, parts: Parts) 
     # Mostly the pass's IP; sometimes the farm spreads a message's links over its IPs.
     ip = np.where(
         rng.random(row.size) < 0.3,
-        dm.scanner_ips[pdom[row], rng.integers(0, 3, size=row.size)],
+        _scanner_ip(w, pdom[row], rng),
         pass_ip[row],
     )
     head = rng.random(pm.size) < dm.head_first[pdom]

@@ -358,3 +358,25 @@ def test_people_networks_are_consumer_isps_verified_by_org_name() -> None:
             assert asn not in ref.datacenter_asns, (market, asn, org)
             assert any(word in org for word in isp_words), (market, asn, org)
     assert all("zscaler" in ref.org_of(a).lower() for a in cfg.zscaler_asns)
+
+
+def test_scanners_fetch_links_in_a_burst_from_few_ips_per_domain(joined: pd.DataFrame) -> None:
+    scan = joined[(joined["bot_kind"] == "security_scanner") & (joined["type"] == "click")]
+    per_msg = scan.groupby("message_id")["occurred_at"].agg(["min", "max", "size"])
+    multi = per_msg[per_msg["size"] >= 3]
+    span = (multi["max"] - multi["min"]).dt.total_seconds()
+    assert len(multi) > 20
+    assert span.median() < 3.0  # all links within a second or two (a second pass adds more)
+    corporate = ~scan["recipient_domain"].isin(["hotmail.com", "outlook.com", "live.com"])
+    ips_per_domain = scan[corporate].groupby("recipient_domain")["ip"].nunique()
+    assert ips_per_domain.max() <= 3
+    msgs_per_ip = scan.groupby("ip")["message_id"].nunique()
+    assert msgs_per_ip.max() >= 10  # one scanner IP serves many recipients
+
+
+def test_people_click_early_links_more(joined: pd.DataFrame) -> None:
+    human = joined[(joined["label"] == "human") & (joined["type"] == "click")]
+    email = human[(human["channel"] == "email") & (human["link_count"] >= 4)]
+    counts = email["link_position"].value_counts()
+    assert counts.get(0, 0) + counts.get(1, 0) > counts.drop([0, 1], errors="ignore").sum()
+    assert (human.groupby(["message_id", "link_position"]).size() >= 2).any()  # repeat clicks
