@@ -123,12 +123,17 @@ def _ms(seconds: np.ndarray) -> np.ndarray:
 
 
 def _night_shift(
-    rng: np.random.Generator, t: np.ndarray, offset_h: np.ndarray, share: float
+    rng: np.random.Generator,
+    t: np.ndarray,
+    offset_h: np.ndarray,
+    share: float,
+    wake_hours: tuple[float, float],
 ) -> np.ndarray:
     """Move actions that would fall between 0 and 6 h local time to the next morning."""
     local_h = ((t / 3_600_000.0) + offset_h) % 24.0
-    night = (local_h < 6.0) & (rng.random(t.size) < share)
-    wake = 6.0 + rng.random(t.size) * 3.0
+    lo, hi = wake_hours
+    night = (local_h < lo) & (rng.random(t.size) < share)
+    wake = rng.uniform(lo, hi, size=t.size)
     return np.where(night, t + ((wake - local_h) * 3_600_000).astype(np.int64), t)
 
 
@@ -165,7 +170,7 @@ def people_email(w: World, mv: MessageView, rng: np.random.Generator, parts: Par
     p = np.minimum(0.97, ct.p_open[mv.contact[sel]] * mv.appeal[sel])
     r = sel[rng.random(sel.size) < p]
     t0 = mv.delivered[r] + _ms(_read_delay(rng, w, r.size))
-    t0 = _night_shift(rng, t0, mv.offset_h[r], cfg.night_shift_share)
+    t0 = _night_shift(rng, t0, mv.offset_h[r], cfg.night_shift_share, cfg.wake_hours)
     first_read[r] = t0
 
     # Reads: the first plus re-reads later on.
@@ -190,7 +195,7 @@ def people_email(w: World, mv: MessageView, rng: np.random.Generator, parts: Par
     visible_open = (client != CLIENTS.index("apple_mpp")) & ~ct.images_blocked[contact]
     proxied = (client == CLIENTS.index("gmail_proxy")) | (client == CLIENTS.index("yahoo_proxy"))
     # Proxies cache the pixel: later reads are seen only sometimes.
-    visible_open &= ~proxied | (rank == 0) | (rng.random(rm.size) < 0.25)
+    visible_open &= ~proxied | (rank == 0) | (rng.random(rm.size) < cfg.proxy_reread_visible)
     open_ip = read_ip.copy()
     open_ua = np.where(phone, ct.phone_open_ua[contact], ct.desktop_open_ua[contact])
     open_ua = np.where(vdi, vdi_ua[contact], open_ua)
@@ -204,13 +209,15 @@ def people_email(w: World, mv: MessageView, rng: np.random.Generator, parts: Par
     o = np.flatnonzero(visible_open)
     parts.add(msg=rm[o], src=HUMAN, etype=OPEN, t=read_t[o], ip=open_ip[o], ua=open_ua[o])
     # Yahoo's proxy retries the pixel a few times within seconds.
-    y = o[(client[o] == CLIENTS.index("yahoo_proxy")) & (rng.random(o.size) < 0.15)]
+    y = o[
+        (client[o] == CLIENTS.index("yahoo_proxy")) & (rng.random(o.size) < cfg.yahoo_retry_share)
+    ]
     yr = np.repeat(y, rng.integers(1, 4, size=y.size))
     parts.add(
         msg=rm[yr],
         src=HUMAN,
         etype=OPEN,
-        t=read_t[yr] + rng.integers(500, 5000, size=yr.size),
+        t=read_t[yr] + rng.integers(*cfg.yahoo_retry_ms, size=yr.size),
         ip=open_ip[yr],
         ua=open_ua[yr],
     )
@@ -220,7 +227,7 @@ def people_email(w: World, mv: MessageView, rng: np.random.Generator, parts: Par
     clickable = mv.visible[r] > 0
     pc = np.minimum(0.97, ct.p_click[mv.contact[r]] * mv.appeal[r])
     who = np.flatnonzero(clickable & (rng.random(r.size) < pc))
-    later = rng.random(who.size) >= 0.85
+    later = rng.random(who.size) >= cfg.click_on_first_read
     anchor = read_start[who] + np.where(
         later, np.floor(rng.random(who.size) * n_reads[who]).astype(np.int64), 0
     )
@@ -251,7 +258,9 @@ def people_email(w: World, mv: MessageView, rng: np.random.Generator, parts: Par
     # Some people click the same link again.
     dup = rng.random(ca.size) < cfg.repeat_click_share
     idx = np.r_[np.arange(ca.size), np.flatnonzero(dup)]
-    extra = np.r_[np.zeros(ca.size, np.int64), _ms(lognormal(rng, (20.0, 1.5), int(dup.sum())))]
+    extra = np.r_[
+        np.zeros(ca.size, np.int64), _ms(lognormal(rng, cfg.repeat_click_gap, int(dup.sum())))
+    ]
     parts.add(
         msg=msg[idx],
         src=HUMAN,
@@ -295,7 +304,9 @@ def _rescans(
     dom = mv.domain[msg]
     scans = (dm.gateway[dom] != GATEWAYS.index("none")) & (dm.scan_prob[dom] > 0)
     m = np.flatnonzero(scans & (rng.random(msg.size) < dm.rescan[dom]))
-    t = np.maximum(click_t[m] - rng.integers(300, 2500, size=m.size), mv.delivered[msg[m]] + 1)
+    t = np.maximum(
+        click_t[m] - rng.integers(*w.cfg.rescan_lead_ms, size=m.size), mv.delivered[msg[m]] + 1
+    )
     ip = _scanner_ip(w, dom[m], rng)
     parts.add(
         msg=msg[m], src=SCANNER, etype=CLICK, t=t, ip=ip, ua=dm.scanner_ua[dom[m]], pos=pos[m]
@@ -360,7 +371,9 @@ def people_sms(w: World, mv: MessageView, rng: np.random.Generator, parts: Parts
             lognormal(rng, cfg.sms_click_delay, m.size),
         ),
     )
-    t = _night_shift(rng, mv.delivered[m] + _ms(delay), mv.offset_h[m], cfg.night_shift_share)
+    t = _night_shift(
+        rng, mv.delivered[m] + _ms(delay), mv.offset_h[m], cfg.night_shift_share, cfg.wake_hours
+    )
     contact = mv.contact[m]
     pos = visible_position(
         decayed_link(rng, mv.visible[m], cfg.link_position_decay), mv.hidden_pos[m]
@@ -376,7 +389,9 @@ def people_sms(w: World, mv: MessageView, rng: np.random.Generator, parts: Parts
     )
     dup = rng.random(m.size) < cfg.repeat_click_share
     idx = np.r_[np.arange(m.size), np.flatnonzero(dup)]
-    extra = np.r_[np.zeros(m.size, np.int64), _ms(lognormal(rng, (30.0, 1.5), int(dup.sum())))]
+    extra = np.r_[
+        np.zeros(m.size, np.int64), _ms(lognormal(rng, cfg.sms_repeat_click_gap, int(dup.sum())))
+    ]
     parts.add(
         msg=m[idx],
         src=HUMAN,
@@ -405,7 +420,7 @@ def scanners(w: World, mv: MessageView, rng: np.random.Generator, parts: Parts) 
         lognormal(rng, cfg.scanner_late_delay, pm.size),
         lognormal(rng, cfg.scanner_delay, pm.size),
     )
-    second = _ms(lognormal(rng, (15.0, 1.0), pm.size))
+    second = _ms(lognormal(rng, cfg.second_pass_gap, pm.size))
     start = mv.delivered[pm] + _ms(delay)
     start = np.where(prank == 0, start, np.roll(start, 1) + second)  # 2nd pass follows the 1st
     pdom = mv.domain[pm]
@@ -418,7 +433,7 @@ def scanners(w: World, mv: MessageView, rng: np.random.Generator, parts: Parts) 
         msg=pm[px],
         src=SCANNER,
         etype=OPEN,
-        t=start[px] + rng.integers(0, 400, size=px.size),
+        t=start[px] + rng.integers(0, int(cfg.scanner_link_gap_ms[1]), size=px.size),
         ip=pass_ip[px],
         ua=ua[px],
     )
@@ -453,7 +468,7 @@ def scanners(w: World, mv: MessageView, rng: np.random.Generator, parts: Parts) 
     t = start[row] + _cumsum_by_group(gap, _group_rank(row))
     # Mostly the pass's IP; sometimes the farm spreads a message's links over its IPs.
     ip = np.where(
-        rng.random(row.size) < 0.3,
+        rng.random(row.size) < cfg.scanner_ip_spread,
         _scanner_ip(w, pdom[row], rng),
         pass_ip[row],
     )
@@ -469,7 +484,7 @@ def scanners(w: World, mv: MessageView, rng: np.random.Generator, parts: Parts) 
         pos=pos[h],
         method=HEAD,
     )
-    t = t + np.where(head[row], rng.integers(20, 300, size=row.size), 0)
+    t = t + np.where(head[row], rng.integers(*cfg.scanner_head_gap_ms, size=row.size), 0)
     parts.add(msg=msg, src=SCANNER, etype=CLICK, t=t, ip=ip, ua=ua[row], pos=pos)
 
 
@@ -486,12 +501,14 @@ def apple_mpp(
     # The prefetch happens when the device downloads the message: before the person reads it.
     fr = first_read[m]
     before = (fr >= 0) & (fr < t)
-    earlier = np.maximum(mv.delivered[m] + 500, fr - rng.integers(5_000, 600_000, size=m.size))
+    earlier = np.maximum(
+        mv.delivered[m] + 500, fr - _ms(rng.uniform(*cfg.mpp_lead_before_read_s, size=m.size))
+    )
     t = np.where(before, np.minimum(t, earlier), t)
     n = 1 + rng.poisson(cfg.mpp_refetch_mean, size=m.size)
     mm = np.repeat(m, n)
     rank = _group_rank(mm)
-    gaps = np.where(rank == 0, 0, _ms(lognormal(rng, (7200.0, 1.5), mm.size)))
+    gaps = np.where(rank == 0, 0, _ms(lognormal(rng, cfg.mpp_refetch_gap, mm.size)))
     tt = np.repeat(t, n) + _cumsum_by_group(gaps, rank)
     pool = pools["apple_proxy"]
     parts.add(
@@ -536,7 +553,7 @@ def crawlers(w: World, mv: MessageView, rng: np.random.Generator, parts: Parts) 
     sel = np.flatnonzero((mv.delivered >= 0) & (mv.email | (mv.link_count > 0)))
     m = sel[rng.random(sel.size) < cfg.crawler_message_prob]
     kind = pick(rng, np.array(cfg.crawler_mix), m.size)
-    search_bing = rng.random(m.size) < 0.35
+    search_bing = rng.random(m.size) < cfg.bingbot_share
     ip_pool_key = np.where(kind == 0, np.where(search_bing, 1, 0), 2)  # googlebot, bingbot, dc
     ua_pool_key = np.where(kind == 0, np.where(search_bing, 1, 0), np.where(kind == 1, 2, 3))
     ip_pools = (pools["googlebot"], pools["bingbot"], pools["datacenter"])
@@ -562,7 +579,7 @@ def crawlers(w: World, mv: MessageView, rng: np.random.Generator, parts: Parts) 
         (mv.link_count[msg] == 0) | (rng.random(row.size) < cfg.crawler_open_share)
     )
     pos = np.floor(rng.random(row.size) * np.maximum(mv.link_count[msg], 1)).astype(np.int64)
-    head = (kind[row] == 2) & (rng.random(row.size) < 0.1) & ~is_open
+    head = (kind[row] == 2) & (rng.random(row.size) < cfg.crawler_head_share) & ~is_open
     parts.add(
         msg=msg,
         src=CRAWLER,

@@ -116,7 +116,16 @@ def _copy(value: Any) -> Any:
     return value
 
 
-_PROBABILITIES = {"honeypot_follow", "second_pass"}
+_PROBABILITIES = {
+    "honeypot_follow",
+    "second_pass",
+    "audience_inclusion",
+    "mac_share_of_apple_users",
+    "workspace_gmail_share",
+    "proxy_reread_visible",
+    "click_on_first_read",
+    "scanner_ip_spread",
+}
 _PROBABILITY_DICTS = {"scan_prob", "head_first", "pixel_fetch", "rescan_at_click"}
 GATEWAYS = ("microsoft_eop", "proofpoint", "mimecast", "barracuda", "cloud", "google", "none")
 SCANNER_UA_STYLES = ("outdated_chrome", "modern_chrome", "empty", "vendor_token", "http_client")
@@ -611,6 +620,81 @@ class SimConfig:
     asn_resolved_share: float = knob(
         0.3, "Events whose ASN the ingestion already resolved (asn column filled).", "esp_practice"
     )
+
+    # --- finer behaviour ---------------------------------------------------------------------
+    audience_inclusion: float = knob(
+        0.97,
+        "Share of a targeted audience actually sent (suppressions, frequency caps).",
+        "esp_practice",
+    )
+    exclude_bots_email_share: float = knob(
+        0.35, "Tenants with 'Exclude bot interactions from Email' on.", "esp_practice"
+    )
+    exclude_bots_sms_share: float = knob(
+        0.2, "Tenants with 'Exclude bot interactions from SMS' on.", "esp_practice"
+    )
+    mac_share_of_apple_users: float = knob(
+        0.55,
+        "Apple Mail readers whose desktop is a Mac (others use a PC browser).",
+        "apple_share_real",
+    )
+    workspace_gmail_share: float = knob(
+        0.85, "Non-Apple readers at Google Workspace domains reading in Gmail.", "gmail_proxy"
+    )
+    corporate_mobile_factor: float = knob(
+        0.5, "Multiplier of the phone-reading share for work mail (read at a desk).", "litmus_share"
+    )
+    proxy_reread_visible: float = knob(
+        0.25,
+        "Chance a later read through the Gmail/Yahoo proxy re-fetches the pixel.",
+        "gmail_proxy",
+    )
+    yahoo_retry_share: float = knob(
+        0.15, "Yahoo proxy opens whose pixel fetch is retried 1-3 times.", "yahoo_proxy"
+    )
+    yahoo_retry_ms: tuple[int, int] = knob(
+        (500, 5000), "Delay of Yahoo proxy retries, ms (uniform).", "yahoo_proxy"
+    )
+    click_on_first_read: float = knob(
+        0.85, "Clicks made during the first read (others on a re-read).", "getresponse"
+    )
+    repeat_click_gap: tuple[float, float] = knob(
+        (20.0, 1.5), "Gap before a repeated click on the same link: median s, sigma.", "heatmap"
+    )
+    sms_repeat_click_gap: tuple[float, float] = knob(
+        (30.0, 1.5), "Gap before a repeated SMS tap: median s, sigma.", "sms_read"
+    )
+    wake_hours: tuple[float, float] = knob(
+        (6.0, 9.0), "Night-time reads move to a uniform time in this local window.", "mailermailer"
+    )
+    second_pass_gap: tuple[float, float] = knob(
+        (15.0, 1.0), "First-to-second scanner pass: median s, sigma.", "safelinks_clicks"
+    )
+    scanner_ip_spread: float = knob(
+        0.3,
+        "Chance a link is fetched from another of the domain's scanner IPs.",
+        "all_links_same_second",
+    )
+    scanner_head_gap_ms: tuple[int, int] = knob(
+        (20, 300), "HEAD-to-GET gap, ms (uniform).", "scanner_guide"
+    )
+    rescan_lead_ms: tuple[int, int] = knob(
+        (300, 2500),
+        "How long before the person's click the gateway re-checks, ms.",
+        "safelinks_clicks",
+    )
+    mpp_lead_before_read_s: tuple[float, float] = knob(
+        (5.0, 600.0),
+        "A prefetch due after the person's read happens this long before it, s.",
+        "mpp_wttw",
+    )
+    mpp_refetch_gap: tuple[float, float] = knob(
+        (7200.0, 1.5), "Gap between MPP refetches: median s, sigma.", "litmus_share"
+    )
+    bingbot_share: float = knob(
+        0.35, "Search-engine crawler hits from bingbot (else Googlebot).", "crawlers"
+    )
+    crawler_head_share: float = knob(0.1, "HTTP-client crawler hits sent as HEAD.", "crawlers")
 
     # ------------------------------------------------------------------------------------------
     def __post_init__(self) -> None:

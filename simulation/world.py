@@ -325,8 +325,8 @@ def build_world(cfg: SimConfig, nets: Networks, tenants: int, days: int, seed: i
     settings = pd.DataFrame(
         {
             "tenant_id": tenant_id,
-            "exclude_bots_email": srng.random(tenants) < 0.35,
-            "exclude_bots_sms": srng.random(tenants) < 0.2,
+            "exclude_bots_email": srng.random(tenants) < cfg.exclude_bots_email_share,
+            "exclude_bots_sms": srng.random(tenants) < cfg.exclude_bots_sms_share,
             "updated_at": pd.Series(
                 (end_ms - (srng.random(tenants) * 60 * DAY_MS).astype(np.int64)).astype(
                     "datetime64[ms]"
@@ -620,7 +620,11 @@ def _contacts(
         m = rest & (provider == PROVIDERS.index(prov)) & (v < cfg.webmail_proxy_share[prov])
         client[m] = CLIENTS.index(cl)
     # Google Workspace domains read in Gmail too.
-    workspace = rest & (domains.gateway[domain] == GATEWAYS.index("google")) & (v < 0.85)
+    workspace = (
+        rest
+        & (domains.gateway[domain] == GATEWAYS.index("google"))
+        & (v < cfg.workspace_gmail_share)
+    )
     client[workspace] = CLIENTS.index("gmail_proxy")
     od = (
         rest
@@ -640,7 +644,7 @@ def _contacts(
     phone_ua = np.where(
         apple, _weighted(rng, pools, "iphone", n), _weighted(rng, pools, "mobile", n)
     )
-    mac = apple & (rng.random(n) < 0.55)
+    mac = apple & (rng.random(n) < cfg.mac_share_of_apple_users)
     desktop_ua = np.where(mac, _weighted(rng, pools, "mac", n), _weighted(rng, pools, "desktop", n))
     ua_text = uas.values()
     iphone = pd.Series(ua_text[phone_ua]).str.contains("iPhone", regex=False).to_numpy()
@@ -675,7 +679,7 @@ def _contacts(
     p_click = np.where(never, 0.0, rng.beta(*cfg.click_propensity_beta, size=n))
     p_sms = np.where(never, 0.0, rng.beta(*cfg.sms_click_beta, size=n))
     mobile_pref = rng.beta(*cfg.mobile_preference_beta, size=n)
-    mobile_pref[corporate] *= 0.5  # work mail is read at a desk more often
+    mobile_pref[corporate] *= cfg.corporate_mobile_factor
     return Contacts(
         tenant=tenant,
         contact_id=contact_id,
@@ -837,7 +841,7 @@ def _messages(
             )
             if rng.random() >= cfg.campaign_all_contacts_share:
                 eligible = eligible & seg_member[t][rng.integers(len(seg_member[t]))]
-            chosen = idx[eligible & (rng.random(idx.size) < 0.97)]
+            chosen = idx[eligible & (rng.random(idx.size) < cfg.audience_inclusion)]
             day = rng.integers(0, days)
             local_h = hours[rng.integers(len(hours))] + rng.random() * 0.5
             start = start_ms + day * DAY_MS + int((local_h - t_offset[t]) % 24 * 3_600_000)
