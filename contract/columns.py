@@ -151,8 +151,10 @@ def as_text(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """Any primitive Arrow column as strings (ids written as numbers become their digits)."""
     arr = _decode_dictionary(arr)
     t = arr.type
-    if _is_text(t):
+    if pa.types.is_string(t):
         return arr
+    if pa.types.is_large_string(t):
+        return arr.cast(pa.string())  # one string type everywhere downstream
     if pa.types.is_null(t):
         return pa.nulls(len(arr), pa.string())
     if pa.types.is_floating(t):
@@ -181,7 +183,18 @@ def blank_to_null(
     return null_where(result, blank)
 
 
-def _regex(text: pa.Array, pattern: str, ignore_case: bool = False) -> np.ndarray:
+def few_distinct(arr: pa.Array | pa.ChunkedArray, sample: int = 20_000) -> bool:
+    """Whether a column repeats a few values a lot (judged on its first ``sample`` rows)."""
+    head = arr.slice(0, min(len(arr), sample))
+    return len(head) > 0 and pc.count_distinct(head).as_py() <= len(head) // 2
+
+
+def _regex(text: pa.Array | pa.ChunkedArray, pattern: str, ignore_case: bool = False) -> np.ndarray:
+    """Rows matching ``pattern``; a column of few distinct values is matched once per value."""
+    if few_distinct(text):
+        encoded = pc.dictionary_encode(_single(text))
+        hits = pc.match_substring_regex(encoded.dictionary, pattern, ignore_case=ignore_case)
+        return to_numpy_bool(pc.take(hits, encoded.indices))
     return to_numpy_bool(pc.match_substring_regex(text, pattern, ignore_case=ignore_case))
 
 
@@ -224,12 +237,16 @@ def parse_ip(arr: pa.Array | pa.ChunkedArray) -> Parsed:
     text = parsed.values
     ok = _regex(text, IPV4_RE) | parsed.missing
     if not ok.all():
-        ok |= _regex(text, IPV6_RE)
+        rest = np.flatnonzero(~ok)
+        ok[rest[_regex(text.take(pa.array(rest)), IPV6_RE)]] = True
     if not ok.all():
-        leftovers = pc.unique(text.filter(pa.array(~ok))).to_pylist()
+        rest = np.flatnonzero(~ok)
+        leftovers = pc.unique(text.take(pa.array(rest))).to_pylist()
         valid = [v for v in leftovers if _python_ip(v)]
         if valid:
-            ok |= to_numpy_bool(pc.is_in(text, value_set=pa.array(valid, pa.string())))
+            ok[rest] = to_numpy_bool(
+                pc.is_in(text.take(pa.array(rest)), value_set=pa.array(valid, pa.string()))
+            )
     bad = ~ok
     if bad.any():
         parsed.add(bad, "invalid ip")

@@ -76,6 +76,7 @@ and a good copy is kept. For every table ``read == kept + quarantined + duplicat
 from __future__ import annotations
 
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +90,7 @@ from botfilter.errors import BotfilterError
 from contract.columns import (
     Parsed,
     UnsupportedType,
+    few_distinct,
     parse_bool,
     parse_choice,
     parse_int,
@@ -199,15 +201,15 @@ def _lt(values: pa.Array, bound: int) -> np.ndarray:
 def _object_text(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Strings as an object array of Python str/None. Few distinct values share one object
     (saves memory); mostly distinct values skip the de-duplication hash (saves time)."""
-    n = len(arr)
-    if n == 0:
+    if len(arr) == 0:
         return np.empty(0, dtype=object)
-    sample = arr.slice(0, min(n, 20_000))
-    dedupe = pc.count_distinct(sample).as_py() <= len(sample) // 2
-    return arr.to_pandas(deduplicate_objects=dedupe).to_numpy(dtype=object)
+    if few_distinct(arr):
+        return arr.to_pandas(deduplicate_objects=True).to_numpy(dtype=object)
+    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=object)
 
 
 _NULLABLE = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+_NAT = np.iinfo(np.int64).min
 
 
 def _typed(column: Column, arr: pa.Array | pa.ChunkedArray) -> pd.Series:
@@ -216,21 +218,22 @@ def _typed(column: Column, arr: pa.Array | pa.ChunkedArray) -> pd.Series:
     if column.kind == "str":
         return pd.Series(_object_text(arr), dtype=object, copy=False)
     if column.kind == "timestamp":
-        return arr.to_pandas()
+        ns = pc.fill_null(arr.cast(pa.int64()), _NAT).to_numpy(zero_copy_only=False)
+        return pd.Series(ns.view("M8[ns]"), copy=False).dt.tz_localize("UTC")
     return arr.to_pandas(types_mapper=_NULLABLE.get)
 
 
-def _check_columns(
+def _parse_columns(
     schema: TableSchema,
     raw: RawTable,
     names: Iterable[str],
     verdicts: _Verdicts,
-) -> dict[str, pd.Series]:
-    """Parse the named schema columns (an absent optional one is all missing), flag problems,
-    and return the typed columns for every row (null where a value was missing or broken)."""
+) -> dict[str, pa.Array]:
+    """Parse the named schema columns (an absent optional one is all missing) and flag the
+    problems; values are null where missing or broken."""
     data = raw.data
     wanted = set(names)
-    typed: dict[str, pd.Series] = {}
+    values: dict[str, pa.Array] = {}
     for column in schema.columns:
         if column.name not in wanted:
             continue
@@ -249,8 +252,23 @@ def _check_columns(
             verdicts.flag(parsed.missing, f"missing required field: {column.name}")
         for mask, reason in parsed.problems:
             verdicts.flag(mask, reason)
-        typed[column.name] = _typed(column, parsed.values)
-    return typed
+        values[column.name] = parsed.values
+    return values
+
+
+def _typed_columns(schema: TableSchema, values: dict[str, pa.Array]) -> dict[str, pd.Series]:
+    """Parsed columns in their clean pandas dtypes, for every row."""
+    return {name: _typed(schema.column(name), arr) for name, arr in values.items()}
+
+
+def _check_columns(
+    schema: TableSchema,
+    raw: RawTable,
+    names: Iterable[str],
+    verdicts: _Verdicts,
+) -> dict[str, pd.Series]:
+    """:func:`_parse_columns`, then the typed columns for every row."""
+    return _typed_columns(schema, _parse_columns(schema, raw, names, verdicts))
 
 
 def _mask(values: pd.Series | np.ndarray) -> np.ndarray:
@@ -299,6 +317,20 @@ def _codes(*keys: pd.Series | np.ndarray) -> np.ndarray:
         codes, _ = pd.factorize(combined, use_na_sentinel=False)
         codes = np.where(combined < 0, -1, codes).astype(np.int64)
     return codes
+
+
+def _arrow_codes(*columns: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """One integer code per distinct string across ``columns`` laid end to end (-1: null).
+
+    Arrow hashes without holding the GIL, so this can run on another core while the main
+    thread builds Python objects.
+    """
+    chunks = [c for col in columns for c in getattr(col, "chunks", [col]) if len(c)]
+    if not chunks:
+        return np.zeros(0, dtype=np.int64)
+    encoded = pc.dictionary_encode(pa.chunked_array(chunks, type=pa.string()))
+    parts = [pc.fill_null(c.indices, -1).to_numpy(zero_copy_only=False) for c in encoded.chunks]
+    return np.concatenate(parts).astype(np.int64)
 
 
 def _duplicates(
@@ -436,7 +468,10 @@ def _result(
 
 def _aligned(column: pd.Series, rows: np.ndarray) -> pd.Series:
     """``column`` at ``rows`` (-1: null)."""
-    return pd.Series(take(column.array, rows, allow_fill=True), copy=False)
+    values = column.array
+    if isinstance(values, pd.arrays.NumpyExtensionArray):
+        values = values.to_numpy()
+    return pd.Series(take(values, rows, allow_fill=True), copy=False)
 
 
 # --------------------------------------------------------------------------- tables
@@ -445,18 +480,28 @@ def _aligned(column: pd.Series, rows: np.ndarray) -> pd.Series:
 def _messages_and_events(
     raw_messages: RawTable, raw_events: RawTable
 ) -> tuple[_TableResult, _TableResult]:
-    """Both tables at once: events are checked against the messages that are kept."""
-    m_verdicts = _Verdicts(raw_messages.data.num_rows)
-    message = _check_columns(MESSAGES, raw_messages, MESSAGES.names, m_verdicts)
-    _message_rules(message, m_verdicts)
-    e_verdicts = _Verdicts(raw_events.data.num_rows)
-    event = _check_columns(EVENTS, raw_events, EVENTS.names, e_verdicts)
+    """Both tables at once: events are checked against the messages that are kept.
 
-    # one code space for the message ids of both tables: finds repeats and each event's message
-    n_messages = len(message["message_id"])
-    codes = _codes(
-        np.concatenate([message["message_id"].to_numpy(), event["message_id"].to_numpy()])
-    )
+    Arrow work (parsing, hashing ids) releases the GIL, so it runs in worker threads beside the
+    GIL-bound building of Python strings: events are parsed while message objects are built,
+    and ids are hashed while event objects are built.
+    """
+    m_verdicts = _Verdicts(raw_messages.data.num_rows)
+    e_verdicts = _Verdicts(raw_events.data.num_rows)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        m_values = _parse_columns(MESSAGES, raw_messages, MESSAGES.names, m_verdicts)
+        e_parsing = pool.submit(_parse_columns, EVENTS, raw_events, EVENTS.names, e_verdicts)
+        message = _typed_columns(MESSAGES, m_values)
+        e_values = e_parsing.result()
+        # one code space for the message ids of both tables: finds repeats and each event's message
+        id_hashing = pool.submit(_arrow_codes, m_values["message_id"], e_values["message_id"])
+        event_id_hashing = pool.submit(_arrow_codes, e_values["event_id"])
+        event = _typed_columns(EVENTS, e_values)
+        codes = id_hashing.result()
+        event_id_codes = event_id_hashing.result()
+    _message_rules(message, m_verdicts)
+
+    n_messages = raw_messages.data.num_rows
     m_codes, e_codes = codes[:n_messages], codes[n_messages:]
     m_drop = _duplicates(m_codes, m_verdicts, message, "conflicting duplicate message_id")
     kept = m_verdicts.ok & ~m_drop
@@ -477,7 +522,7 @@ def _messages_and_events(
     mismatch = found & (event["tenant_id"].to_numpy() != context["tenant_id"].to_numpy())
     e_verdicts.flag(mismatch, REASON_TENANT_MISMATCH)
     _event_message_rules(event, context, e_verdicts)
-    e_drop = _duplicates(_codes(event["event_id"]), e_verdicts)
+    e_drop = _duplicates(event_id_codes, e_verdicts)
     return (
         _result(MESSAGES, raw_messages, message, m_verdicts, m_drop),
         _result(EVENTS, raw_events, event, e_verdicts, e_drop),
