@@ -1,0 +1,240 @@
+"""The HTTP surface: the ``/score`` and ``/reload`` routes and the gate in front of everything.
+
+:func:`build_app` makes the FastAPI app that the BentoML service mounts (BentoML merges its
+OpenAPI into ``/docs.json``; the app's own spec is at ``/openapi.json``). :class:`Gate` is an ASGI
+middleware on the whole BentoML server: it answers ``/healthz`` and ``/readyz``, and for the
+protected routes checks the bearer token and the declared body size *before* any body is read,
+and counts requests and latency.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from botfilter.errors import BotfilterError
+from botfilter.settings import Settings
+from serving import runtime as rt
+from serving.models import Health, ItemError, ReloadResult, request_schema, response_model
+from serving.state import StateUnavailable
+
+PROTECTED = {"/score", "/reload"}
+HEALTH = {"/healthz", "/readyz"}
+# The byte budget per event of a request: generous for a user agent and a URL.
+BYTES_PER_EVENT = 4096
+
+
+def max_body_bytes(settings: Settings) -> int:
+    """Largest ``/score`` body accepted, from the event limit."""
+    return settings.max_batch_events * BYTES_PER_EVENT + 1024
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Any:
+    from starlette.responses import JSONResponse
+
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class Gate:
+    """ASGI middleware: health answers, bearer auth, body size limits and request metrics."""
+
+    def __init__(self, app: Any, runtime: Callable[[], rt.Runtime | None] = rt.current) -> None:
+        self.app = app
+        self.runtime = runtime
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if path in HEALTH:
+            await self._health(path, scope, receive, send)
+            return
+        if path not in PROTECTED:
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_wrapper(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            refusal = self._refuse(scope)
+            if refusal is not None:
+                await refusal(scope, receive, send_wrapper)
+            else:
+                await self.app(scope, receive, send_wrapper)
+        finally:
+            from serving.metrics import metrics
+
+            metrics().request(path, status["code"], time.perf_counter() - started)
+
+    def _refuse(self, scope: dict) -> Any:
+        """A response when the request must not reach the route: 503, 401 or 413."""
+        runtime = self.runtime()
+        if runtime is None:
+            return _json(503, {"detail": "the model is not loaded yet"})
+        headers = dict(scope.get("headers") or [])
+        token = runtime.settings.api_token
+        if token is not None:
+            given = headers.get(b"authorization", b"").decode("latin-1")
+            scheme, _, value = given.partition(" ")
+            expected = token.get_secret_value().encode()
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                value.strip().encode(), expected
+            ):
+                return _json(
+                    401,
+                    {"detail": "missing or invalid bearer token"},
+                    {"WWW-Authenticate": 'Bearer realm="botfilter"'},
+                )
+        length = headers.get(b"content-length")
+        if length is not None:
+            try:
+                declared = int(length)
+            except ValueError:
+                return _json(400, {"detail": "invalid Content-Length"})
+            limit = max_body_bytes(runtime.settings)
+            if declared > limit:
+                return _json(413, {"detail": f"body of {declared} bytes exceeds {limit} bytes"})
+        return None
+
+    async def _health(self, path: str, scope: dict, receive: Callable, send: Callable) -> None:
+        runtime = self.runtime()
+        if path == "/healthz":
+            body = Health(status="ok", model_version=runtime.model.version if runtime else None)
+            await _json(200, body.model_dump())(scope, receive, send)
+            return
+        if runtime is None:
+            await _json(503, Health(status="starting").model_dump())(scope, receive, send)
+            return
+        await _json(200, runtime.health())(scope, receive, send)
+
+
+class BodyError(Exception):
+    """The request body is not a valid ``/score`` request (status and message)."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+async def read_events(request: Request, settings: Settings) -> list[dict[str, Any]]:
+    """The events of a ``/score`` body, or :class:`BodyError` (413 too big, 422 not valid)."""
+    limit = max_body_bytes(settings)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyError(413, f"body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return parse_events(b"".join(chunks), settings.max_batch_events)
+
+
+def parse_events(body: bytes, max_events: int) -> list[dict[str, Any]]:
+    """Check the shape of a ``/score`` body: a JSON array of 1..max_events objects."""
+    if not body.strip():
+        raise BodyError(422, "empty body: send a JSON array of event objects")
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BodyError(422, f"body is not valid JSON: {exc}") from None
+    if not isinstance(data, list):
+        raise BodyError(422, f"body must be a JSON array of event objects, not {_kind(data)}")
+    if not data:
+        raise BodyError(422, "body holds no events: send 1 or more")
+    if len(data) > max_events:
+        raise BodyError(413, f"{len(data)} events exceed the limit of {max_events} per request")
+    for i, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise BodyError(422, f"item {i} must be an event object, not {_kind(item)}")
+    return data
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(
+        type(value), "a number" if isinstance(value, int | float) else "null"
+    )
+
+
+def build_app() -> Any:
+    """The FastAPI app with ``POST /score`` and ``POST /reload`` (mounted into BentoML)."""
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+    from starlette.concurrency import run_in_threadpool
+
+    app = FastAPI(
+        title="botfilter",
+        version="1",
+        description="Bot probability, verdict and reasons for email/SMS opens and clicks.",
+        docs_url=None,
+        redoc_url=None,
+    )
+    # The documented limit is the default; BOTFILTER_MAX_BATCH_EVENTS may change it (413).
+    body_schema = request_schema(Settings.model_fields["max_batch_events"].default)
+    errors = {
+        401: {"description": "Bearer token missing or wrong (when BOTFILTER_API_TOKEN is set)."},
+        413: {"description": "More events, or more bytes, than a request may carry."},
+        422: {"description": "The body is not a JSON array of 1 or more event objects."},
+        503: {"description": "The model is not loaded yet."},
+    }
+
+    @app.post(
+        "/score",
+        response_model=response_model(),
+        responses={**errors, 200: {"description": "One answer per event, in the order sent."}},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": body_schema}},
+            }
+        },
+        summary="Score a micro-batch of opens and clicks",
+    )
+    async def score(request: Request) -> Response:
+        """Per event, in the order sent: ``bot_score``, ``is_bot``, ``reasons`` and
+        ``model_version``; or, for an event that breaks the data contract, ``error``."""
+        runtime = rt.current()
+        if runtime is None:
+            return JSONResponse({"detail": "the model is not loaded yet"}, status_code=503)
+        try:
+            events = await read_events(request, runtime.settings)
+        except BodyError as exc:
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+        try:
+            answers = await run_in_threadpool(runtime.score, events)
+        except StateUnavailable as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=503)
+        return Response(json.dumps(answers, separators=(",", ":")), media_type="application/json")
+
+    @app.post(
+        "/reload",
+        response_model=ReloadResult,
+        responses={401: errors[401], 503: errors[503]},
+        summary="Swap in the current @champion model",
+    )
+    async def reload() -> Response:
+        """Load the model the champion alias points to now; requests keep being answered."""
+        runtime = rt.current()
+        if runtime is None:
+            return JSONResponse({"detail": "the model is not loaded yet"}, status_code=503)
+        try:
+            done = await run_in_threadpool(runtime.reload)
+        except BotfilterError as exc:  # e.g. the alias was removed: keep the current model
+            return JSONResponse({"detail": str(exc)}, status_code=503)
+        return JSONResponse(ReloadResult(**done.__dict__).model_dump())
+
+    # Referenced so the error item's schema is part of the OpenAPI components.
+    app.state.item_error_model = ItemError
+    return app

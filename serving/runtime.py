@@ -1,0 +1,174 @@
+"""One worker's scoring runtime: the champion model, the enrichers, the window state.
+
+The BentoML service builds one per worker process (:func:`start`); the HTTP layer reaches it
+through :func:`current`. The model is swapped by :meth:`Runtime.reload` without stopping
+requests: a micro-batch takes the model reference once, so it is scored by one model, old or new.
+``/reload`` on one worker bumps a generation counter in the shared state; every other worker sees
+it on its next request (checked at most once a second) and loads the new champion in the
+background, answering with the old one meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from botfilter.settings import Settings
+from features.pipeline import Enrichers
+from scoring.model import BotModel
+from serving.batching import Coalescer
+from serving.metrics import metrics
+from serving.scorer import (
+    ROW_FORMAT,
+    OnlineScorer,
+    burst_retention_s,
+    history_retention_s,
+)
+from serving.state import WindowState, make_state
+
+log = logging.getLogger("botfilter.serving")
+GENERATION_CHECK_S = 1.0
+
+_CURRENT: Runtime | None = None
+
+
+def current() -> Runtime | None:
+    """The runtime of this process, once the service has started."""
+    return _CURRENT
+
+
+def set_current(runtime: Runtime | None) -> None:
+    """Make ``runtime`` the one the HTTP layer uses (the service does this at start)."""
+    global _CURRENT
+    _CURRENT = runtime
+
+
+def state_prefix(settings: Settings) -> str:
+    """Redis key prefix: per registered model name and stored-row format."""
+    return f"botfilter:{settings.model_name}:{ROW_FORMAT}:"
+
+
+@dataclass(frozen=True)
+class Reloaded:
+    """What a reload did."""
+
+    model_version: str
+    previous_version: str | None
+    changed: bool
+
+
+class Runtime:
+    """Everything one worker needs to answer ``/score``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        model: BotModel,
+        enrichers: Enrichers,
+        state: WindowState,
+        loader: Any = None,
+    ) -> None:
+        self.settings = settings
+        self.enrichers = enrichers
+        self.state = state
+        self._model = model
+        self._loader = loader or _load_champion
+        self.scorer = OnlineScorer(state, enrichers, settings.threads)
+        self._batcher: Coalescer[dict[str, Any], dict[str, Any]] = Coalescer(
+            self._score_merged, settings.max_batch_events
+        )
+        self._reload_lock = threading.Lock()
+        self._generation = state.generation()
+        self._checked = time.monotonic()
+        self._following = False
+
+    # -- model ---------------------------------------------------------------------------------
+    @property
+    def model(self) -> BotModel:
+        return self._model
+
+    def reload(self) -> Reloaded:
+        """Load the current champion and swap it in; other workers follow (shared state)."""
+        with self._reload_lock:
+            previous = self._model.version
+            new = self._loader(self.settings)
+            self._model = new
+            self._generation = self.state.bump_generation()
+        log.info("model reloaded: %s -> %s", previous, new.version)
+        return Reloaded(new.version, previous, new.version != previous)
+
+    def _follow_generation(self) -> None:
+        """Pick up a reload done by another worker (at most one check a second)."""
+        now = time.monotonic()
+        if now - self._checked < GENERATION_CHECK_S or self._following:
+            return
+        self._checked = now
+        generation = self.state.generation()
+        if generation == self._generation:
+            return
+        self._following = True
+
+        def follow() -> None:
+            try:
+                with self._reload_lock:
+                    new = self._loader(self.settings)
+                    self._model = new
+                    self._generation = generation
+                log.info("model followed reload to %s", new.version)
+            except Exception:  # keep serving the old model; retry on a later request
+                log.exception("could not load the new champion; keeping %s", self._model.version)
+            finally:
+                self._following = False
+
+        threading.Thread(target=follow, name="botfilter-reload", daemon=True).start()
+
+    # -- scoring -------------------------------------------------------------------------------
+    def score(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One answer per event, in order (merged with concurrent requests under load)."""
+        self._follow_generation()
+        return self._batcher.submit(items)
+
+    def _score_merged(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = self.scorer.score(items, self._model)
+        metrics().outcome(out.scored, out.flagged, out.duplicates, out.errors)
+        return out.items
+
+    def health(self) -> dict[str, Any]:
+        """Status for ``/readyz``."""
+        return {
+            "status": "ready",
+            "model_version": self._model.version,
+            "state": self.state.describe(),
+        }
+
+    def close(self) -> None:
+        """Release the state's connections."""
+        self.state.close()
+
+
+def _load_champion(settings: Settings) -> BotModel:
+    from scoring.registry import load_model
+
+    return load_model(settings)
+
+
+def make_runtime_state(settings: Settings) -> WindowState:
+    """The window state the settings ask for (Redis when ``redis_url`` is set)."""
+    return make_state(
+        settings.redis_url,
+        history_retention_s(settings.window_days),
+        burst_retention_s(),
+        state_prefix(settings),
+    )
+
+
+def start(settings: Settings) -> Runtime:
+    """Load the champion, the enrichers and the state; make this the process's runtime."""
+    model = _load_champion(settings)
+    runtime = Runtime(settings, model, Enrichers.load(), make_runtime_state(settings))
+    set_current(runtime)
+    log.info("serving %s with %s state", model.version, runtime.state.describe())
+    return runtime

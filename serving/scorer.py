@@ -1,0 +1,287 @@
+"""Online scoring: a micro-batch of events in, one answer per event out, as the batch job would.
+
+Serving never re-implements a transform. For each request it rebuilds the event-context frame
+the batch job would have seen for the new events (their stored history plus the new rows), runs
+the same :func:`features.pipeline.build_features` on it and scores the new rows with the same
+:class:`scoring.model.BotModel`. The features are causal, so history rows beyond what an event
+needs, or after it, change nothing; missing history would, hence the lookups below:
+
+* every earlier event of the same (tenant, message), any age within the state's retention;
+* events of the same tenant within ``LONGEST_WINDOW_S`` before each new event sharing its IP,
+  /24-/48 prefix, ASN, or (campaign-or-automation, ASN) — the burst keys of the pipeline.
+
+An event that breaks the contract is answered in its place with an error (the contract's own
+reason), and never fails the others. A repeated ``event_id`` gets the stored answer and is not
+counted again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numba
+import numpy as np
+import pandas as pd
+
+from contract.schema import EVENTS, MESSAGES, SCORE_COLUMNS
+from features.definitions import LONGEST_WINDOW_S
+from features.pipeline import CONTEXT_COLUMNS, Enrichers, build_features
+from scoring.model import BotModel
+from serving.models import event_columns
+from serving.state import KeyRange, NewEvent, WindowState
+
+NS = 1_000_000_000
+_KINDS = {c.name: c.kind for c in (*EVENTS.columns, *MESSAGES.columns)}
+_TS_COLUMNS = tuple(c for c in CONTEXT_COLUMNS if _KINDS.get(c) == "timestamp")
+_INT_COLUMNS = tuple(c for c in CONTEXT_COLUMNS if _KINDS.get(c) == "int")
+_BOOL_COLUMNS = tuple(c for c in CONTEXT_COLUMNS if _KINDS.get(c) == "bool")
+_NAT = np.iinfo(np.int64).min
+_UTC = pd.DatetimeTZDtype("ns", "UTC")
+_REQUEST_COLUMNS = tuple(c.name for c in event_columns())
+# Stored rows are JSON arrays in CONTEXT_COLUMNS order; the tag changes with that order, so a
+# deployment with other columns never misreads rows written by an older one.
+ROW_FORMAT = hashlib.sha1(json.dumps(CONTEXT_COLUMNS).encode()).hexdigest()[:8]
+
+
+@dataclass
+class Outcome:
+    """The answers of one request, in order, with counts for the metrics."""
+
+    items: list[dict[str, Any]]
+    scored: Counter = field(default_factory=Counter)  # channel -> newly scored events
+    flagged: Counter = field(default_factory=Counter)  # channel -> newly scored bots
+    duplicates: int = 0
+    errors: int = 0
+    history_rows: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)  # stage -> wall time
+
+    def lap(self, stage: str, since: float) -> float:
+        """Add the time since ``since`` to ``stage``; returns now."""
+        now = time.perf_counter()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - since
+        return now
+
+
+def message_key(tenant: str, message: str) -> str:
+    """State key of a message's event history (the tenant's length keeps keys unambiguous)."""
+    return f"m:{len(tenant)}:{tenant}:{message}"
+
+
+def burst_key(tenant: str, kind: str, value: int | str) -> str:
+    """State key of a burst group: one tenant's events sharing an IP, a prefix, an ASN, or a
+    send with an ASN (``value`` is ``"<asn>:<campaign or automation id>"`` then)."""
+    return f"k:{len(tenant)}:{tenant}:{kind}:{value}"
+
+
+def rows_to_frame(rows: list[list[Any]]) -> pd.DataFrame:
+    """Event-context frame from stored rows, with the dtypes the contract's loader gives."""
+    n = len(rows)
+    arr = np.empty((n, len(CONTEXT_COLUMNS)), dtype=object)
+    if n:
+        arr[:] = rows
+    data: dict[str, Any] = {}
+    for j, name in enumerate(CONTEXT_COLUMNS):
+        col = arr[:, j]
+        if name in _TS_COLUMNS:
+            ns = np.where(np.equal(col, None), _NAT, col).astype(np.int64)
+            data[name] = pd.arrays.DatetimeArray._from_sequence(ns.view("M8[ns]"), dtype=_UTC)
+        elif name in _INT_COLUMNS:
+            data[name] = pd.array(col, dtype="Int64")
+        elif name in _BOOL_COLUMNS:
+            data[name] = pd.array(col, dtype="boolean")
+        else:
+            data[name] = col
+    return pd.DataFrame(data, index=pd.RangeIndex(n), copy=False)
+
+
+def frame_to_rows(clean: pd.DataFrame) -> list[list[Any]]:
+    """Clean typed rows as JSON-ready lists in CONTEXT_COLUMNS order (timestamps in ns)."""
+    arr = np.empty((len(clean), len(CONTEXT_COLUMNS)), dtype=object)
+    for j, name in enumerate(CONTEXT_COLUMNS):
+        s = clean[name]
+        if name in _TS_COLUMNS:
+            ns = s.to_numpy(dtype="M8[ns]").view(np.int64)
+            col = ns.astype(object)
+            col[ns == _NAT] = None
+        elif name in _INT_COLUMNS or name in _BOOL_COLUMNS:
+            col = s.to_numpy(dtype=object, na_value=None)
+        else:
+            col = s.to_numpy(dtype=object)
+            col[pd.isna(col)] = None
+        arr[:, j] = col
+    return arr.tolist()
+
+
+def _event_id_of(item: Any) -> str | None:
+    value = item.get("event_id") if isinstance(item, dict) else None
+    if value is None or isinstance(value, dict | list):
+        return None
+    return str(value)
+
+
+class OnlineScorer:
+    """Scores micro-batches against shared window state (one instance per worker)."""
+
+    # Below this many new events a request is scored on one thread: handing a few rows to a
+    # thread pool costs more than it saves, and workers already use every core.
+    PARALLEL_FROM = 256
+
+    def __init__(self, state: WindowState, enrichers: Enrichers, threads: int = 1) -> None:
+        self.state = state
+        self.enrichers = enrichers
+        self.threads = max(1, threads)
+        # One request at a time per worker: each sees the state the previous one left.
+        self._lock = threading.Lock()
+
+    def score(self, items: list[dict[str, Any]], model: BotModel) -> Outcome:
+        """One answer per item, in order: a score, or an error naming the field and reason."""
+        with self._lock:
+            return self._score(items, model)
+
+    # -- steps ---------------------------------------------------------------------------------
+    def _score(self, items: list[dict[str, Any]], model: BotModel) -> Outcome:
+        answers: list[dict[str, Any] | None] = [None] * len(items)
+        out = Outcome(items=[])
+        t = time.perf_counter()
+        clean = self._validate(items, answers)
+        out.lap("contract", t)
+
+        if len(clean):
+            self._score_clean(clean, answers, model, out)
+        out.errors = sum(1 for a in answers if a is not None and "error" in a)
+        out.items = [a for a in answers if a is not None]
+        if len(out.items) != len(items):  # every item gets exactly one answer
+            raise RuntimeError("an event was left without an answer")
+        return out
+
+    def _validate(self, items: list[dict[str, Any]], answers: list[dict | None]) -> pd.DataFrame:
+        """The contract's rules, exactly as for files; failures are answered in place with the
+        contract's reason. Returns the clean typed rows indexed by item position."""
+        from contract.validate import validate_event_rows
+
+        # One object block: the contract's reader infers each column's type from the values.
+        # One object block; fromiter keeps a JSON array given as a value as one object.
+        values = np.empty((len(items), len(_REQUEST_COLUMNS)), dtype=object)
+        for j, n in enumerate(_REQUEST_COLUMNS):
+            values[:, j] = np.fromiter((it.get(n) for it in items), object, len(items))
+        frame = pd.DataFrame(values, columns=list(_REQUEST_COLUMNS))
+        clean, reasons = validate_event_rows(frame)
+        for pos, reason in reasons.items():
+            answers[int(pos)] = {"event_id": _event_id_of(items[int(pos)]), "error": str(reason)}
+        return clean
+
+    def _score_clean(
+        self, clean: pd.DataFrame, answers: list[dict | None], model: BotModel, out: Outcome
+    ) -> None:
+        t = time.perf_counter()
+        ids = clean["event_id"].tolist()
+        first = ~pd.Series(ids).duplicated(keep="first").to_numpy()
+        unique = clean.iloc[np.flatnonzero(first)]
+        rows = frame_to_rows(unique)
+        keys = self._keys(unique, rows)
+        ranges = self._ranges(unique, keys)
+        t = out.lap("keys", t)
+        found = self.state.lookup(unique["event_id"].tolist(), ranges)
+        t = out.lap("lookup", t)
+
+        new_mask = np.array([e not in found.scores for e in unique["event_id"]], dtype=bool)
+        results: dict[str, dict[str, Any]] = dict(found.scores)
+        if new_mask.any():
+            new_pos = np.flatnonzero(new_mask)
+            history = list(found.rows.values())
+            frame = rows_to_frame(history + [rows[i] for i in new_pos])
+            out.history_rows += len(history)
+            t = out.lap("frame", t)
+            feats = build_features(frame, self.enrichers)
+            t = out.lap("features", t)
+            new_idx = np.arange(len(history), len(frame))
+            sub = frame.iloc[new_idx]
+            threads = self.threads if len(new_idx) >= self.PARALLEL_FROM else 1
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            model.threads = threads
+            scores = model.score(sub["event_id"], sub["channel"], sub["type"], feats.iloc[new_idx])
+            t = out.lap("model", t)
+            fresh = []
+            for j, rec in enumerate(scores[list(SCORE_COLUMNS)].itertuples(index=False)):
+                i = int(new_pos[j])
+                answer = {
+                    "event_id": rec.event_id,
+                    "bot_score": float(rec.bot_score),
+                    "is_bot": bool(rec.is_bot),
+                    "reasons": list(rec.reasons),
+                    "model_version": rec.model_version,
+                }
+                msg_key, bursts, t_ns = keys[i]
+                fresh.append(NewEvent(rec.event_id, t_ns, rows[i], msg_key, bursts, answer))
+            stored = self.state.put(fresh)
+            t = out.lap("store", t)
+            channels = sub["channel"].tolist()
+            for ev, channel in zip(fresh, channels, strict=True):
+                results[ev.event_id] = stored[ev.event_id]
+                if stored[ev.event_id] is ev.score:  # not answered first by a concurrent request
+                    out.scored[channel] += 1
+                    out.flagged[channel] += int(ev.score["is_bot"])
+        for pos, eid in zip(clean.index, ids, strict=True):
+            answers[int(pos)] = results[eid]
+        out.duplicates = len(ids) - int(new_mask.sum())
+
+    def _keys(
+        self, clean: pd.DataFrame, rows: list[list[Any]]
+    ) -> list[tuple[str, tuple[str, ...], int]]:
+        """Per clean row: its message key, its burst keys and ``occurred_at`` in ns."""
+        ip = self.enrichers.ip.enrich(clean["ip"], clean["asn"])
+        has_ip = (ip["ip_version"] != 0).tolist()
+        ip_key = ip["ip_key"].tolist()
+        prefix_key = ip["prefix_key"].tolist()
+        asns = ip["asn"].tolist()
+        send = clean["campaign_id"].where(clean["campaign_id"].notna(), clean["automation_id"])
+        sends = [None if v is None or v is pd.NA or v != v else v for v in send.tolist()]
+        t_col = CONTEXT_COLUMNS.index("occurred_at")
+        out = []
+        tenants, messages = clean["tenant_id"].tolist(), clean["message_id"].tolist()
+        for i, (t, m) in enumerate(zip(tenants, messages, strict=True)):
+            bursts: list[str] = []
+            if has_ip[i]:
+                bursts.append(burst_key(t, "ip", ip_key[i]))
+                bursts.append(burst_key(t, "prefix", prefix_key[i]))
+            if asns[i] != 0:
+                bursts.append(burst_key(t, "asn", asns[i]))
+                if sends[i] is not None:
+                    bursts.append(burst_key(t, "send", f"{asns[i]}:{sends[i]}"))
+            out.append((message_key(t, m), tuple(bursts), rows[i][t_col]))
+        return out
+
+    @staticmethod
+    def _ranges(
+        clean: pd.DataFrame, keys: list[tuple[str, tuple[str, ...], int]]
+    ) -> list[KeyRange]:
+        """History to fetch: each message up to its newest new event; each burst key over the
+        longest window before its earliest new event, up to its newest one."""
+        window = LONGEST_WINDOW_S * NS
+        msg_hi: dict[str, int] = {}
+        burst_lo: dict[str, int] = {}
+        burst_hi: dict[str, int] = {}
+        for msg, bursts, t in keys:
+            msg_hi[msg] = max(msg_hi.get(msg, t), t)
+            for b in bursts:
+                burst_lo[b] = min(burst_lo.get(b, t), t)
+                burst_hi[b] = max(burst_hi.get(b, t), t)
+        ranges = [KeyRange(k, None, hi) for k, hi in msg_hi.items()]
+        ranges += [KeyRange(k, burst_lo[k] - window, burst_hi[k]) for k in burst_lo]
+        return ranges
+
+
+def history_retention_s(window_days: int) -> int:
+    """How long a message's events are kept: the recompute window plus five days of clicks."""
+    return (window_days + 5) * 86_400
+
+
+def burst_retention_s(lateness_s: int = LONGEST_WINDOW_S) -> int:
+    """How long burst keys keep an event: the longest window plus the lateness tolerated."""
+    return LONGEST_WINDOW_S + lateness_s

@@ -1,0 +1,65 @@
+"""Starting the BentoML server for ``botfilter serve``.
+
+Checks happen here, once, before any worker starts, so that a missing champion or an unreachable
+Redis is one clear line instead of workers failing in a loop: the champion is loaded (which also
+fills the local model cache every worker then reads), Redis is pinged, and more than one worker
+without Redis is refused (each worker would see only its own share of the history).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from botfilter.errors import BotfilterError
+from botfilter.settings import Settings
+
+SERVICE = "serving.service:BotfilterService"
+
+
+def check_ready(settings: Settings, workers: int) -> str:
+    """Validate the configuration and warm the model cache; returns the champion's version."""
+    from serving.runtime import _load_champion, make_runtime_state
+
+    if workers < 1:
+        raise BotfilterError("--workers must be at least 1")
+    if workers > 1 and not settings.redis_url:
+        raise BotfilterError(
+            "--workers above 1 needs BOTFILTER_REDIS_URL: workers must share the window state"
+        )
+    model = _load_champion(settings)
+    make_runtime_state(settings).close()
+    return model.version
+
+
+def serve(
+    settings: Settings,
+    host: str = "127.0.0.1",
+    port: int = 3000,
+    workers: int = 1,
+    *,
+    blocking: bool = True,
+    access_log: bool = True,
+) -> Any:
+    """Run the API on ``host:port`` with ``workers`` processes (blocks unless ``blocking=False``,
+    then returns BentoML's server handle)."""
+    from _bentoml_impl.server.serving import serve_http
+
+    from serving.service import BotfilterService
+
+    version = check_ready(settings, workers)
+    # Workers inherit the environment: pin the data home so they all resolve the same one.
+    os.environ["BOTFILTER_HOME"] = str(Path(settings.home).resolve())
+    svc = BotfilterService
+    svc.config["workers"] = workers
+    svc.config.setdefault("logging", {}).setdefault("access", {})["enabled"] = access_log
+    svc.inject_config()
+    print(f"botfilter: serving {version} on http://{host}:{port} with {workers} worker(s)")
+    return serve_http(
+        SERVICE,
+        working_dir=os.getcwd(),
+        host=host,
+        port=port,
+        threaded=not blocking,
+    )

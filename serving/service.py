@@ -1,0 +1,44 @@
+"""The BentoML service: ``bentoml serve serving.service:BotfilterService`` (or ``botfilter serve``).
+
+BentoML is the server (workers, the HTTP stack, ``/metrics``, ``/docs.json``). The routes are a
+FastAPI app mounted into the service, because they need what BentoML's own API endpoints do not
+give: a per-event error instead of failing the whole body, 422 (not 400) for an invalid body, and
+401/413 decided before the body is read (:class:`serving.api.Gate`, a middleware on the whole
+server). Each worker builds its runtime (champion model, enrichers, window state) at start;
+settings come from ``BOTFILTER_*`` variables, which every worker inherits.
+"""
+
+from __future__ import annotations
+
+import bentoml
+
+from serving.api import Gate, build_app
+
+app = build_app()
+
+
+@bentoml.service(name="botfilter", traffic={"timeout": 120})
+@bentoml.asgi_app(app, path="/")
+class BotfilterService:
+    """Online bot scoring of email/SMS opens and clicks."""
+
+    def __init__(self) -> None:
+        from botfilter.settings import get_settings
+        from serving import runtime
+
+        self.runtime = runtime.start(get_settings())
+
+    @bentoml.on_shutdown
+    def _close(self) -> None:
+        from serving import runtime
+
+        runtime.set_current(None)
+        self.runtime.close()
+
+    def __metrics__(self, content: str) -> str:
+        from serving.metrics import with_bot_share
+
+        return with_bot_share(content)
+
+
+BotfilterService.add_asgi_middleware(Gate)
