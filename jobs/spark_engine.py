@@ -1,0 +1,414 @@
+"""The Spark engine: batch scoring and metric recompute with the local engine's own code.
+
+- Every Spark setting lives in :func:`spark_session`.
+- Data: :func:`jobs.spark_io.load_tables` reads a data directory (local, or Parquet on any
+  Hadoop-compatible path) and validates it with :mod:`contract.validate`, distributed.
+- Scoring: events are joined with their message context and grouped so that each group holds
+  everything its features look at; each group goes through
+  :func:`scoring.batch.score_context` (so :func:`features.pipeline.build_features`) on an
+  executor, with the model loaded once on the driver from the MLflow registry and broadcast as
+  booster text + metadata. Two schemes, both exact (see docs/spark.md):
+
+  ``tenant``  one group per tenant: features never look across tenants.
+  ``chunk``   one group per (tenant, time chunk ``[T0, T1)``), holding the chunk's events plus
+              context rows: the tenant's events in ``[T0 - LONGEST_WINDOW_S, T0)`` and every
+              earlier event of the messages with events in the chunk. Only the chunk's own rows
+              are kept. This splits big tenants across executors.
+- Metrics: :mod:`jobs.spark_metrics` translates the spec of :mod:`jobs.metrics` into Spark column
+  expressions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from botfilter.errors import BotfilterError
+from botfilter.settings import Settings
+from contract.schema import CHANNELS, EVENTS, MESSAGE_CONTEXT, SCORE_COLUMNS
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pyspark.sql import DataFrame, SparkSession
+
+    from jobs.metrics import Partitions
+    from jobs.spark_io import SparkTables
+    from scoring.model import BotModel
+
+SCORES_DDL = (
+    "event_id string, bot_score double, is_bot boolean, reasons array<string>, model_version string"
+)
+SCHEMES = ("tenant", "chunk")
+CORE = "_core"
+CHUNK = "_chunk"
+NS = 1_000_000_000
+
+#: Spark settings applied unless the launcher (spark-submit --conf) already set them.
+SPARK_DEFAULTS: dict[str, str] = {
+    "spark.app.name": "botfilter",
+    # Timestamps are exchanged with Python as UTC; day boundaries of the metrics are UTC days.
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.caseSensitive": "true",  # column names are exact, as in the contract
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    # Rows per Arrow batch between the JVM and Python workers (mapInArrow / scans).
+    "spark.sql.execution.arrow.maxRecordsPerBatch": "20000",
+    # Parquet TIMESTAMP(NANOS) (pandas' default) arrives as int64; jobs.spark_io restores it.
+    "spark.sql.legacy.parquet.nanosAsLong": "true",
+    "spark.python.worker.reuse": "true",  # keeps each worker's model and enrichers loaded
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.adaptive.enabled": "true",
+}
+
+
+def _local_cores(master: str) -> int | None:
+    """Cores of a ``local[N]`` / ``local[*]`` / ``local`` master, else None."""
+    if master == "local":
+        return 1
+    if master.startswith("local[") and master.endswith("]"):
+        inner = master[6:-1].split(",")[0]
+        return os.cpu_count() or 1 if inner == "*" else int(inner)
+    return None
+
+
+def spark_session(
+    settings: Settings,
+    master: str | None = None,
+    *,
+    ui: bool = False,
+    driver_memory: str = "4g",
+    shuffle_partitions: int | None = None,
+    arrow_batch_rows: int | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> SparkSession:
+    """The one place Spark is configured; returns the active session (created if needed).
+
+    ``master``: default ``settings.spark_master``. Local masters bind to 127.0.0.1
+    (``SPARK_LOCAL_IP``) and run the Python workers with this interpreter; on a cluster those come
+    from spark-submit. Shuffle partitions default to 4 per local core (200 on a cluster, Spark's).
+    """
+    from pyspark import SparkConf
+    from pyspark.sql import SparkSession
+
+    master = master or settings.spark_master
+    cores = _local_cores(master)
+    if cores is not None:
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    launched = SparkConf()  # what spark-submit / spark-defaults.conf already set
+    wanted = dict(SPARK_DEFAULTS)
+    wanted["spark.ui.enabled"] = "true" if ui else "false"
+    if cores is not None:
+        wanted["spark.driver.memory"] = driver_memory
+        wanted["spark.driver.host"] = "127.0.0.1"
+        wanted["spark.driver.bindAddress"] = "127.0.0.1"
+        wanted["spark.sql.shuffle.partitions"] = str(shuffle_partitions or 4 * cores)
+    elif shuffle_partitions:
+        wanted["spark.sql.shuffle.partitions"] = str(shuffle_partitions)
+    if arrow_batch_rows:
+        wanted["spark.sql.execution.arrow.maxRecordsPerBatch"] = str(arrow_batch_rows)
+    wanted.update(extra or {})
+    builder = SparkSession.builder.master(master)
+    for key, value in wanted.items():
+        if key in (extra or {}) or not launched.contains(key):
+            builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+# --- the model on executors ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelPayload:
+    """What executors need to rebuild the driver's model: trees as text plus metadata."""
+
+    booster: str
+    metadata: dict[str, Any]
+    version: str
+    compiled: bool
+    threads: int = 1
+
+    @classmethod
+    def of(cls, model: BotModel, threads: int = 1) -> ModelPayload:
+        return cls(
+            model.booster.model_to_string(),
+            model.metadata(),
+            model.version,
+            model._compiled is not None,
+            threads,
+        )
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(self.booster.encode()).hexdigest()[:16]
+
+
+_WORKER: dict[str, Any] = {}  # per Python worker process: models by payload key, enrichers
+
+
+def _worker_model(payload: ModelPayload) -> BotModel:
+    """The model on this worker, built (and compiled, like the driver's) once per process."""
+    model = _WORKER.get(payload.key)
+    if model is None:
+        import lightgbm as lgb
+
+        from scoring.model import BotModel
+
+        meta = payload.metadata
+        a, b = meta["calibration"]
+        model = BotModel(
+            lgb.Booster(model_str=payload.booster),
+            list(meta["feature_names"]),
+            (float(a), float(b)),
+            dict(meta["thresholds"]),
+            payload.version,
+            payload.threads,
+        )
+        if payload.compiled:
+            cache = Path(tempfile.gettempdir()) / "botfilter-spark" / payload.key
+            model.compile(cache)
+        _WORKER[payload.key] = model
+    return model
+
+
+def _worker_enrichers() -> Any:
+    enrichers = _WORKER.get("enrichers")
+    if enrichers is None:
+        from features.pipeline import Enrichers
+
+        enrichers = _WORKER["enrichers"] = Enrichers.load()
+    return enrichers
+
+
+def _score_groups(payload: Any, columns: list[str]):  # noqa: ANN202
+    """applyInArrow: score one group's context frame, return the scores of its own rows."""
+
+    def run(data: pa.Table) -> pa.Table:
+        from scoring.batch import score_context
+
+        value = payload.value
+        ctx = _context_frame(data, columns)
+        scores = score_context(ctx, _worker_model(value), _worker_enrichers())
+        if CORE in data.column_names:
+            scores = scores.loc[data.column(CORE).to_numpy(zero_copy_only=False)]
+        return pa.Table.from_pandas(scores, schema=_scores_schema(), preserve_index=False)
+
+    return run
+
+
+def _scores_schema() -> pa.Schema:
+    return pa.schema(
+        [
+            ("event_id", pa.string()),
+            ("bot_score", pa.float64()),
+            ("is_bot", pa.bool_()),
+            ("reasons", pa.list_(pa.string())),
+            ("model_version", pa.string()),
+        ]
+    )
+
+
+def _context_frame(data: pa.Table, columns: list[str]) -> pd.DataFrame:
+    """The event-context frame of :func:`features.pipeline.event_context`, with its dtypes."""
+    from jobs.spark_io import arrow_to_clean_pandas
+
+    events = arrow_to_clean_pandas("events", data, [c for c in columns if c in EVENTS.names])
+    context = [c for c in columns if c not in EVENTS.names]
+    messages = arrow_to_clean_pandas("messages", data, context)
+    return events.join(messages)
+
+
+def context_columns() -> list[str]:
+    """Columns of the event-context frame: the events' then their message's (as event_context)."""
+    return [*EVENTS.names, *(c for c in MESSAGE_CONTEXT if c not in EVENTS.names)]
+
+
+def _with_context(tables: SparkTables) -> DataFrame:
+    msg = ["message_id", *(c for c in MESSAGE_CONTEXT if c not in EVENTS.names)]
+    return tables.events.join(tables.messages.select(*msg), "message_id").select(*context_columns())
+
+
+def _chunked(ctx: DataFrame, chunk_seconds: int) -> DataFrame:
+    """Rows of each (tenant, chunk) group: its own events plus the context they need."""
+    from pyspark.sql import functions as F
+
+    from features.definitions import LONGEST_WINDOW_S
+
+    if chunk_seconds < LONGEST_WINDOW_S:
+        raise BotfilterError(f"chunks must be at least {LONGEST_WINDOW_S} s long")
+    size = chunk_seconds * NS
+    lookback = LONGEST_WINDOW_S * NS
+    t = F.col("occurred_at")
+    chunk = F.expr(f"occurred_at div {size}")
+    own = ctx.withColumn(CHUNK, chunk).withColumn(CORE, F.lit(True))
+    # Burst context: events in the last LONGEST_WINDOW_S before the next chunk starts.
+    nxt = (chunk + 1) * F.lit(size)
+    burst = (
+        ctx.where(t >= nxt - F.lit(lookback))
+        .withColumn(CHUNK, chunk + 1)
+        .withColumn(CORE, F.lit(False))
+    )
+    # Message history: every earlier event of each message with events in the chunk.
+    chunks_of = own.select("message_id", F.col(CHUNK).alias("_target")).distinct()
+    history = (
+        ctx.withColumn("_own_chunk", chunk)
+        .join(chunks_of, "message_id")
+        .where(F.col("_own_chunk") < F.col("_target"))
+        .drop("_own_chunk")
+        .withColumnRenamed("_target", CHUNK)
+        .withColumn(CORE, F.lit(False))
+    )
+    context = burst.unionByName(history).dropDuplicates(["tenant_id", CHUNK, "event_id"])
+    return own.unionByName(context)
+
+
+def load_model_payload(settings: Settings, model_uri: str | None = None) -> ModelPayload:
+    """Resolve the model on the driver (registry alias or URI) and package it for executors."""
+    from scoring.registry import load_model
+
+    return ModelPayload.of(load_model(settings, model_uri, compile=True))
+
+
+def score_spark(
+    spark: SparkSession,
+    data: str | Path | SparkTables,
+    settings: Settings,
+    model_uri: str | None = None,
+    *,
+    model: BotModel | None = None,
+    scheme: str = "tenant",
+    chunk_seconds: int = 6 * 3600,
+) -> DataFrame:
+    """The scores table (Spark DataFrame, columns of ``SCORE_COLUMNS``) for every clean event.
+
+    ``model``: score with this model instead of resolving ``model_uri`` / the champion.
+    ``scheme``: ``tenant`` or ``chunk`` (``chunk_seconds`` long, at least the longest window).
+    """
+    from jobs.spark_io import load_tables
+
+    if scheme not in SCHEMES:
+        raise BotfilterError(f"unknown partitioning scheme {scheme!r}: use {SCHEMES}")
+    tables = data if not isinstance(data, str | Path) else load_tables(spark, data)
+    payload = (
+        ModelPayload.of(model) if model is not None else load_model_payload(settings, model_uri)
+    )
+    shipped = spark.sparkContext.broadcast(payload)
+    ctx = _with_context(tables)
+    columns = context_columns()
+    if scheme == "tenant":
+        groups = ctx.groupBy("tenant_id")
+    else:
+        groups = _chunked(ctx, chunk_seconds).groupBy("tenant_id", CHUNK)
+    return groups.applyInArrow(_score_groups(shipped, columns), SCORES_DDL)
+
+
+def scores_to_pandas(scores: DataFrame) -> pd.DataFrame:
+    """Collect a Spark scores table as the local engine's frame (reasons as lists)."""
+    frame = scores.toPandas()
+    frame["reasons"] = [list(r) if r is not None else [] for r in frame["reasons"]]
+    return frame[list(SCORE_COLUMNS)]
+
+
+# --- recompute ------------------------------------------------------------------------------------
+
+
+@dataclass
+class SparkRecompute:
+    """A Spark recompute: the partitions (as :func:`jobs.metrics.compute_partitions` returns
+    them, ready for the store) and the four tables rolled up in Spark."""
+
+    partitions: Partitions
+    tables: dict[str, pd.DataFrame]
+    scores_source: str
+
+
+def exclusions_from_settings(settings_frame: DataFrame) -> dict[tuple[str, str], bool]:
+    """``{(tenant, channel): exclude bots}`` from a clean settings table (small: collected)."""
+    out: dict[tuple[str, str], bool] = {}
+    for row in settings_frame.select(
+        "tenant_id", "exclude_bots_email", "exclude_bots_sms"
+    ).collect():
+        out[(row["tenant_id"], "email")] = bool(row["exclude_bots_email"])
+        out[(row["tenant_id"], "sms")] = bool(row["exclude_bots_sms"])
+    return out
+
+
+def recompute_spark(
+    spark: SparkSession,
+    data: str | Path | SparkTables,
+    settings: Settings,
+    *,
+    as_of: pd.Timestamp | str | None = None,
+    tenants: Sequence[str] | None = None,
+    channels: Sequence[str] = CHANNELS,
+    scores: pd.DataFrame | DataFrame | None = None,
+    exclusions: Mapping[tuple[str, str], bool] | None = None,
+    model_uri: str | None = None,
+    model: BotModel | None = None,
+    scheme: str = "tenant",
+) -> SparkRecompute:
+    """Recompute the window ending at ``as_of`` with Spark: scores (given or computed in Spark),
+    then the metric partitions and the four tables, aggregated in Spark.
+
+    ``exclusions`` default to the data's settings table (the CLI passes the metrics store's).
+    """
+    import pandas as pd
+    from pyspark import StorageLevel
+
+    from jobs.metrics import Window
+    from jobs.spark_io import load_tables
+    from jobs.spark_metrics import compute_partitions_spark, rollup_tables
+
+    tables = data if not isinstance(data, str | Path) else load_tables(spark, data)
+    window = Window.ending(as_of, settings.window_days)
+    if exclusions is None:
+        exclusions = exclusions_from_settings(tables.settings)
+    if scores is None:
+        scored = score_spark(spark, tables, settings, model_uri, model=model, scheme=scheme)
+        source = "scored"
+    elif isinstance(scores, pd.DataFrame):
+        scored = scores_from_pandas(spark, scores)
+        source = "file"
+    else:
+        scored, source = scores, "file"
+    scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        rows, partitions = compute_partitions_spark(
+            tables, scored, exclusions, window, tenants=tenants, channels=channels
+        )
+        result = SparkRecompute(partitions, rollup_tables(rows), source)
+        for frame in rows.values():
+            frame.unpersist()
+    finally:
+        scored.unpersist()
+    return result
+
+
+def scores_from_pandas(spark: SparkSession, scores: pd.DataFrame) -> DataFrame:
+    """A checked scores table (``jobs.recompute.check_scores``) as a Spark DataFrame."""
+    from jobs.metrics import parse_reasons
+    from jobs.recompute import check_scores
+
+    frame = check_scores(scores)
+    table = pa.table(
+        {
+            "event_id": pa.array(frame["event_id"].tolist(), pa.string()),
+            "bot_score": pa.array(frame["bot_score"].to_numpy(dtype=float), pa.float64()),
+            "is_bot": pa.array(frame["is_bot"].to_numpy(dtype=bool), pa.bool_()),
+            "reasons": pa.array(
+                [parse_reasons(r) for r in frame["reasons"]], pa.list_(pa.string())
+            ),
+            "model_version": pa.array(frame["model_version"].tolist(), pa.string()),
+        }
+    )
+    return spark.createDataFrame(table)

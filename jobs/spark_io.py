@@ -1,0 +1,498 @@
+"""Reading a data directory into Spark and validating it with the contract's own code.
+
+Validation is distributed, and exact: every rule of :mod:`contract.validate` needs either one row,
+or the rows sharing one key. The rows are shuffled so that each group handed to
+:func:`contract.validate.validate_raw` holds every row its rules look at:
+
+- ``messages`` by ``message_id`` (row rules, conflicting/identical duplicates of one id);
+- ``events`` by ``event_id`` (row rules, duplicate deliveries), each bucket together with *every*
+  raw ``messages`` row (good or broken) of the message ids its events name, so the rules against the
+  message (unknown / quarantined message, tenant mismatch, open on SMS, before sent, link range)
+  see what the local engine sees;
+- ``segments`` and ``settings`` by ``tenant_id`` (their duplicate keys contain the tenant).
+
+Keys are normalised with the contract's own text parser before hashing (``" m1"`` and ``"m1"`` are
+the same message), groups are sorted by source row number so "first occurrence" means the same
+row, and quarantine row numbers are the source rows: ``_metadata.row_index`` for Parquet (offset by
+the rows of the preceding part files, in path order), the reader's own numbers for CSV/JSON Lines.
+
+Parquet (local or any Hadoop-compatible path: ``s3a://``, ``abfss://``, ``gs://``, ``hdfs://``) is
+read by Spark. CSV and JSON Lines are read on the driver with :mod:`contract.io` (they are local
+files by definition here) and handed to the same distributed validation.
+
+Clean tables keep the schema columns; timestamps travel as int64 nanoseconds since the epoch
+(UTC), so nothing is rounded to Spark's microseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from botfilter.errors import BotfilterError
+from contract.schema import FILE_FORMATS, REQUIRED_TABLES, TABLES
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from contract.report import Report
+
+ROW = "_row"  # 0-based source record number
+RECORD = "_record"  # original record text, when the driver-side reader had to go row by row
+BUCKET = "_bucket"
+KEY_EVENT, KEY_MESSAGE, KEY_TENANT = "_key_event", "_key_message", "_key_tenant"
+QUARANTINE = ("_q_table", "_q_row", "_q_record", "_q_reason")
+_INTERNAL = (ROW, RECORD, BUCKET, KEY_EVENT, KEY_MESSAGE, KEY_TENANT)
+#: Arrow types of clean columns inside Spark (timestamps as ns since the epoch, UTC).
+_CLEAN_ARROW = {
+    "str": pa.string(),
+    "int": pa.int64(),
+    "bool": pa.bool_(),
+    "float": pa.float64(),
+    "timestamp": pa.int64(),
+}
+_SPARK_TYPE = {"str": "string", "int": "bigint", "bool": "boolean", "float": "double"}
+UTC_NS = pa.timestamp("ns", tz="UTC")
+
+
+@dataclass
+class SparkTables:
+    """Clean tables of one data directory as Spark DataFrames, the quarantine and the counts."""
+
+    messages: DataFrame
+    events: DataFrame
+    segments: DataFrame
+    settings: DataFrame
+    quarantine: DataFrame  # table, row_number, record, reason
+    report: Report
+    cached: list[DataFrame] = field(default_factory=list)  # what the tables are views of
+
+    def unpersist(self) -> None:
+        """Release the cached validation results."""
+        for frame in self.cached:
+            frame.unpersist()
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+def clean_ddl(table: str) -> str:
+    """Spark DDL of a clean table (timestamps as ``bigint`` nanoseconds)."""
+    return ", ".join(
+        f"`{c.name}` {_SPARK_TYPE.get(c.kind, 'bigint')}" for c in TABLES[table].columns
+    )
+
+
+def timestamp_columns(table: str) -> list[str]:
+    """Schema columns of ``table`` that hold timestamps."""
+    return [c.name for c in TABLES[table].columns if c.kind == "timestamp"]
+
+
+def _validated_ddl(table: str) -> str:
+    q = "`_q_table` string, `_q_row` bigint, `_q_record` string, `_q_reason` string"
+    return f"{clean_ddl(table)}, {q}"
+
+
+def arrow_to_clean_pandas(
+    table: str, data: pa.Table, columns: list[str] | None = None
+) -> pd.DataFrame:
+    """A clean Spark batch back to the contract's pandas dtypes (Int64, boolean, UTC ns)."""
+    kinds = {c.name: c.kind for c in TABLES[table].columns}
+    arrays = {}
+    for name in columns or data.column_names:
+        arr = data.column(name)
+        if kinds.get(name) == "timestamp":
+            arr = arr.cast(UTC_NS)
+        arrays[name] = arr
+    mapper = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}.get
+    frame = pa.table(arrays).to_pandas(types_mapper=mapper)
+    for name in frame.columns:  # clean text columns are object arrays of str/None
+        if kinds.get(name) == "str":
+            frame[name] = frame[name].astype(object).where(frame[name].notna(), None)
+    return frame
+
+
+def _clean_arrow(table: str, frame: pd.DataFrame) -> dict[str, pa.Array]:
+    """The schema columns of a clean pandas table as Arrow arrays of the Spark-side types."""
+    out = {}
+    for column in TABLES[table].columns:
+        values = frame[column.name]
+        if column.kind == "timestamp":
+            arr = pa.Array.from_pandas(values).cast(UTC_NS).cast(pa.int64())
+        else:
+            arr = pa.array(
+                values.astype(object).where(values.notna(), None).tolist(),
+                _CLEAN_ARROW[column.kind],
+            )
+        out[column.name] = arr
+    return out
+
+
+def _output(table: str, clean: pd.DataFrame, quarantine: pd.DataFrame) -> pa.Table:
+    """Clean rows then quarantine rows of one validated group, in the validation UDF schema."""
+    n, q = len(clean), len(quarantine)
+    columns = _clean_arrow(table, clean)
+    arrays = {name: pa.concat_arrays([arr, pa.nulls(q, arr.type)]) for name, arr in columns.items()}
+    arrays["_q_table"] = pa.array([None] * n + [table] * q, pa.string())
+    rows = quarantine["row_number"].to_numpy(dtype=np.int64)
+    arrays["_q_row"] = pa.concat_arrays([pa.nulls(n, pa.int64()), pa.array(rows, pa.int64())])
+    arrays["_q_record"] = pa.array([None] * n + quarantine["record"].tolist(), pa.string())
+    arrays["_q_reason"] = pa.array([None] * n + quarantine["reason"].tolist(), pa.string())
+    return pa.table(arrays)
+
+
+# --------------------------------------------------------------------------- raw groups
+
+
+def _raw(table: str, source: str, data: pa.Table, nanos: tuple[str, ...]) -> Any:
+    """A :class:`contract.io.RawTable` from one Spark group, in source row order."""
+    import pyarrow.compute as pc
+
+    from contract.io import RawTable
+
+    data = data.take(pc.sort_indices(data.column(ROW)))
+    rows = data.column(ROW).to_numpy().astype(np.int64)
+    records = data.column(RECORD).to_pylist() if RECORD in data.column_names else None
+    keep = [c for c in data.column_names if c not in _INTERNAL]
+    data = data.select(keep)
+    for name in nanos:  # Parquet TIMESTAMP(NANOS) read as int64 by Spark: the original type
+        if name in data.column_names:
+            i = data.column_names.index(name)
+            data = data.set_column(i, name, data.column(i).cast(UTC_NS))
+    return RawTable(table, source, data, rows, records)
+
+
+def _validate_one(table: str, source: str, nanos: tuple[str, ...]):  # noqa: ANN202
+    """UDF: validate one group of a table that needs no other table."""
+
+    def run(data: pa.Table) -> pa.Table:
+        from contract.io import empty_raw
+        from contract.validate import validate_raw
+
+        raws = {name: empty_raw(name) for name in REQUIRED_TABLES}
+        raws[table] = _raw(table, source, data, nanos)
+        result = validate_raw(raws)
+        quarantine = result.quarantine.loc[result.quarantine["table"] == table]
+        return _output(table, getattr(result, table), quarantine)
+
+    return run
+
+
+def _validate_events(sources: dict[str, str], nanos: dict[str, tuple[str, ...]]):  # noqa: ANN202
+    """UDF: validate one bucket of events against every raw row of the messages they name."""
+
+    def run(events: pa.Table, messages: pa.Table) -> pa.Table:
+        from contract.validate import validate_raw
+
+        raws = {
+            "messages": _raw("messages", sources["messages"], messages, nanos["messages"]),
+            "events": _raw("events", sources["events"], events, nanos["events"]),
+        }
+        result = validate_raw(raws)
+        quarantine = result.quarantine.loc[result.quarantine["table"] == "events"]
+        return _output("events", result.events, quarantine)
+
+    return run
+
+
+def _add_keys(columns: dict[str, str]):  # noqa: ANN202
+    """mapInArrow: normalised key columns (the contract's text parsing) for hashing."""
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from contract.columns import UnsupportedType, parse_text
+
+        for batch in batches:
+            arrays = list(batch.columns)
+            names = list(batch.schema.names)
+            for key, source in columns.items():
+                try:
+                    values = parse_text(batch.column(source)).values
+                except UnsupportedType:  # validation reports the column; any bucket will do
+                    values = pa.nulls(batch.num_rows, pa.string())
+                arrays.append(values.cast(pa.string()))
+                names.append(key)
+            yield pa.RecordBatch.from_arrays(arrays, names=names)
+
+    return run
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path or path.startswith("file://")
+
+
+def _local_path(path: str) -> Path:
+    return Path(path[len("file://") :] if path.startswith("file://") else path)
+
+
+def _hadoop_exists(spark: SparkSession, path: str) -> bool:
+    jvm = spark.sparkContext._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    return bool(fs.exists(hpath))
+
+
+def find_tables(spark: SparkSession, data_path: str) -> dict[str, str]:
+    """The file (or Parquet directory) of each table under ``data_path``."""
+    if _is_local(data_path):
+        from contract.io import find_table_files
+
+        return {name: str(p) for name, p in find_table_files(_local_path(data_path)).items()}
+    base = data_path.rstrip("/")
+    found: dict[str, str] = {}
+    for name in TABLES:
+        path = f"{base}/{name}.parquet"
+        if _hadoop_exists(spark, path):
+            found[name] = path
+        elif name in REQUIRED_TABLES:
+            others = [f"{base}/{name}{ext}" for ext in FILE_FORMATS[1:]]
+            if any(_hadoop_exists(spark, p) for p in others):
+                raise BotfilterError(
+                    f"{base}: table {name} is not Parquet; remote data must be NAME.parquet"
+                )
+            raise BotfilterError(f"{base}: no {name} table (expected {name}.parquet)")
+    return found
+
+
+def _nanos_columns(spark: SparkSession, frame: DataFrame, table: str) -> tuple[str, ...]:
+    """Timestamp columns stored as Parquet TIMESTAMP(NANOS), which Spark hands over as int64."""
+    from pyspark.sql.types import LongType
+
+    wanted = {c for c in timestamp_columns(table) if c in frame.columns}
+    longs = [f.name for f in frame.schema.fields if f.name in wanted and f.dataType == LongType()]
+    if not longs:
+        return ()
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    nanos: set[str] = set()
+    for file in frame.inputFiles():
+        hfile = jvm.org.apache.parquet.hadoop.util.HadoopInputFile.fromPath(
+            jvm.org.apache.hadoop.fs.Path(file), conf
+        )
+        reader = jvm.org.apache.parquet.hadoop.ParquetFileReader.open(hfile)
+        try:
+            schema = reader.getFooter().getFileMetaData().getSchema()
+        finally:
+            reader.close()
+        for name in longs:
+            if schema.containsField(name):
+                logical = schema.getType(name).getLogicalTypeAnnotation()
+                if logical is not None and "NANOS" in logical.toString():
+                    nanos.add(name)
+    return tuple(sorted(nanos))
+
+
+def _read_parquet(spark: SparkSession, path: str, table: str) -> DataFrame:
+    """A Parquet table (file or directory of parts) with its source row numbers."""
+    from pyspark.sql import functions as F
+
+    from contract.io import check_required_columns
+
+    try:
+        frame = spark.read.parquet(path)
+    except Exception as exc:  # Spark's AnalysisException: unreadable, not Parquet, ...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BotfilterError(f"{path}: cannot read file: {first}") from exc
+    check_required_columns(frame.columns, TABLES[table], path)
+    files = sorted(frame.inputFiles())
+    meta = frame.select(
+        "*",
+        F.col("_metadata.file_path").alias("_file"),
+        F.col("_metadata.row_index").alias("_index"),
+    )
+    if len(files) <= 1:
+        rows = meta.withColumn(ROW, F.col("_index"))
+    else:
+        counts = dict(meta.groupBy("_file").count().collect())
+        offsets, start = [], 0
+        for file in sorted(counts):
+            offsets.append((file, start))
+            start += counts[file]
+        offset = spark.createDataFrame(offsets, "_file string, _offset bigint")
+        rows = (
+            meta.join(F.broadcast(offset), "_file")
+            .withColumn(ROW, F.col("_offset") + F.col("_index"))
+            .drop("_offset")
+        )
+    return rows.drop("_file", "_index")
+
+
+def _read_local_text(
+    spark: SparkSession, path: str, table: str
+) -> tuple[DataFrame, list[tuple[int, str, str]]]:
+    """CSV / JSON Lines read on the driver by the contract's reader, then parallelised."""
+    from contract.io import read_table_file
+
+    raw = read_table_file(Path(path), table)
+    data = raw.data.append_column(ROW, pa.array(raw.row_number_array(), pa.int64()))
+    if raw.records is not None:
+        data = data.append_column(RECORD, pa.array(raw.records, pa.string()))
+    return spark.createDataFrame(data), raw.rejected
+
+
+def _check_types(frame: DataFrame, table: str, source: str, nanos: tuple[str, ...]) -> None:
+    """Fail like the local engine does for a column whose type cannot hold its kind."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    from contract.io import empty_raw
+    from contract.validate import validate_raw
+
+    schema = to_arrow_schema(frame.schema, timezone="UTC")
+    empty = schema.empty_table()
+    raws = {name: empty_raw(name) for name in REQUIRED_TABLES}
+    raws[table] = _raw(table, source, empty, nanos)
+    validate_raw(raws)
+
+
+def load_tables(
+    spark: SparkSession, data_path: str | Path, buckets: int | None = None
+) -> SparkTables:
+    """Read and validate a data directory with Spark (see the module docstring)."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from contract.report import Report
+
+    data_path = str(data_path)
+    files = find_tables(spark, data_path)
+    buckets = buckets or max(2 * int(spark.conf.get("spark.sql.shuffle.partitions")), 2)
+    raw: dict[str, DataFrame] = {}
+    rejected: dict[str, list[tuple[int, str, str]]] = {}
+    nanos: dict[str, tuple[str, ...]] = {}
+    for name, path in files.items():
+        if path.lower().endswith(".parquet"):
+            raw[name] = _read_parquet(spark, path, name)
+            rejected[name] = []
+        else:
+            raw[name], rejected[name] = _read_local_text(spark, path, name)
+        nanos[name] = _nanos_columns(spark, raw[name], name) if path.endswith(".parquet") else ()
+        _check_types(raw[name], name, path, nanos[name])
+
+    def keyed(name: str, keys: dict[str, str]) -> DataFrame:
+        from pyspark.sql.types import StringType, StructField, StructType
+
+        frame = raw[name]
+        added = [StructField(key, StringType()) for key in keys]
+        return frame.mapInArrow(_add_keys(keys), StructType([*frame.schema.fields, *added]))
+
+    def bucket(frame: DataFrame, key: str) -> DataFrame:
+        return frame.withColumn(BUCKET, F.pmod(F.xxhash64(key), F.lit(buckets)))
+
+    parts: dict[str, DataFrame] = {}
+    messages = bucket(keyed("messages", {KEY_MESSAGE: "message_id"}), KEY_MESSAGE)
+    parts["messages"] = messages.groupBy(BUCKET).applyInArrow(
+        _validate_one("messages", files["messages"], nanos["messages"]),
+        _validated_ddl("messages"),
+    )
+    events = bucket(keyed("events", {KEY_EVENT: "event_id", KEY_MESSAGE: "message_id"}), KEY_EVENT)
+    # Fresh column names: the events' bucket ids must not look like a self-join to Spark.
+    wanted = (
+        events.where(F.col(KEY_MESSAGE).isNotNull())
+        .select(F.col(BUCKET).alias("_to"), F.col(KEY_MESSAGE).alias("_wanted"))
+        .distinct()
+    )
+    their_messages = (
+        messages.drop(BUCKET)
+        .join(wanted, F.col(KEY_MESSAGE) == F.col("_wanted"))
+        .drop("_wanted")
+        .withColumnRenamed("_to", BUCKET)
+    )
+    parts["events"] = (
+        events.groupBy(BUCKET)
+        .cogroup(their_messages.groupBy(BUCKET))
+        .applyInArrow(
+            _validate_events(
+                {"messages": files["messages"], "events": files["events"]},
+                {"messages": nanos["messages"], "events": nanos["events"]},
+            ),
+            _validated_ddl("events"),
+        )
+    )
+    for name in ("segments", "settings"):
+        if name in raw:
+            frame = bucket(keyed(name, {KEY_TENANT: "tenant_id"}), KEY_TENANT)
+            parts[name] = frame.groupBy(BUCKET).applyInArrow(
+                _validate_one(name, files[name], nanos[name]), _validated_ddl(name)
+            )
+
+    # One cached frame per table: clean rows and quarantine rows of each validated group.
+    validated = {name: part.persist(StorageLevel.MEMORY_AND_DISK) for name, part in parts.items()}
+    clean: dict[str, DataFrame] = {}
+    quarantines: list[DataFrame] = []
+    for name in TABLES:
+        if name in validated:
+            frame = validated[name]
+            clean[name] = frame.where(F.col("_q_reason").isNull()).select(*TABLES[name].names)
+            quarantines.append(
+                frame.where(F.col("_q_reason").isNotNull()).select(
+                    F.col("_q_table").alias("table"),
+                    F.col("_q_row").alias("row_number"),
+                    F.col("_q_record").alias("record"),
+                    F.col("_q_reason").alias("reason"),
+                )
+            )
+        else:
+            clean[name] = spark.createDataFrame([], clean_ddl(name))
+    quarantine = _union(spark, quarantines)
+    extra = [(t, r[0], r[1], r[2]) for t, rows in rejected.items() for r in rows]
+    if extra:
+        quarantine = quarantine.unionByName(
+            spark.createDataFrame(
+                extra, "table string, row_number bigint, record string, reason string"
+            )
+        )
+    reports = {}
+    for name in TABLES:
+        reports[name] = _table_report(
+            name, files.get(name, name), validated.get(name), raw.get(name), rejected.get(name, [])
+        )
+    return SparkTables(
+        messages=clean["messages"],
+        events=clean["events"],
+        segments=clean["segments"],
+        settings=clean["settings"],
+        quarantine=quarantine,
+        report=Report(reports),
+        cached=list(validated.values()),
+    )
+
+
+def _union(spark: SparkSession, frames: list[DataFrame]) -> DataFrame:
+    if not frames:
+        return spark.createDataFrame(
+            [], "table string, row_number bigint, record string, reason string"
+        )
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.unionByName(frame)
+    return out
+
+
+def _table_report(
+    name: str,
+    source: str,
+    validated: DataFrame | None,
+    raw: DataFrame | None,
+    rejected: list[tuple[int, str, str]],
+) -> Any:
+    """Counts of one table: read = kept + quarantined + duplicates, as the contract reports."""
+    from contract.report import TableReport
+
+    if validated is None or raw is None:
+        return TableReport(name, source, 0, 0, 0, {})
+    read = raw.count() + len(rejected)
+    counts = validated.groupBy("_q_reason").count().collect()
+    kept = sum(c["count"] for c in counts if c["_q_reason"] is None)
+    quarantined: dict[str, int] = {c["_q_reason"]: c["count"] for c in counts if c["_q_reason"]}
+    for _, _, reason in rejected:
+        quarantined[reason] = quarantined.get(reason, 0) + 1
+    duplicates = read - kept - sum(quarantined.values())
+    return TableReport(name, source, read, kept, duplicates, quarantined)

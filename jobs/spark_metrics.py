@@ -1,0 +1,271 @@
+"""The metric spec of :mod:`jobs.metrics`, translated into Spark column expressions.
+
+Nothing here names a metric: counts, their event types, statuses and grains come from
+:data:`jobs.metrics.COUNTS`, the tables and their keys from :data:`jobs.metrics.MODULES`, the rates
+from :data:`jobs.metrics.RATES`, and the status predicates are the spec's own callables applied to
+Spark ``Column`` objects (:func:`jobs.metrics.count_mask`). The steps are those of
+:func:`jobs.metrics.compute_partitions` (window, event status, per-message counts, partitions per
+module) and :func:`jobs.metrics.rollup` (sums over send dates, rates from the sums); the collected
+partition rows go through the same finishing code as the local engine's, so the store receives
+identical rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from contract.schema import CHANNELS
+from jobs import metrics as M
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+
+    from jobs.spark_io import SparkTables
+
+PART_KEYS = ["tenant_id", "channel", "send_day", "in_window", "bot_filter_applied"]
+DAY_COLUMN = "day"  # the dashboard's activity day before it becomes ``date`` (as the local engine)
+
+
+def _mask(name: str) -> str:
+    return f"_m_{name}"
+
+
+def _reduce(name: str) -> Column:
+    """Per-message value of a count: events are summed, ``messages`` grains are 0/1."""
+    from pyspark.sql import functions as F
+
+    count = M.COUNTS[name]
+    col = F.col(_mask(name))
+    return (F.sum(col) if count.grain == "events" else F.max(col)).alias(name)
+
+
+def _sums(names: Sequence[str]) -> list[Column]:
+    from pyspark.sql import functions as F
+
+    return [F.sum(F.col(n)).cast("long").alias(n) for n in names]
+
+
+def compute_partitions_spark(
+    tables: SparkTables,
+    scores: DataFrame,
+    exclusions: Mapping[tuple[str, str], bool],
+    window: M.Window,
+    tenants: Sequence[str] | None = None,
+    channels: Sequence[str] = CHANNELS,
+) -> tuple[dict[str, DataFrame], M.Partitions]:
+    """Partition rows of every module, computed in Spark.
+
+    Returns the cached Spark frames of computed rows (``send_day``/``day`` as day numbers) and the
+    :class:`jobs.metrics.Partitions` the local engine would return for the same inputs. Raises
+    :class:`jobs.metrics.MissingScores` when a counted event has no score.
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    spark = scores.sparkSession
+    day = M.DAY_NS
+    sent = F.col("sent_at")
+    m = tables.messages.where(
+        (sent >= F.lit(window.stored_start.value))
+        & (sent < F.lit(window.end.value))
+        & F.col("channel").isin(list(channels))
+    )
+    if tenants is not None:
+        m = m.where(F.col("tenant_id").isin(list(tenants)))
+    settings = spark.createDataFrame(
+        [(t, c, bool(v)) for (t, c), v in exclusions.items()],
+        "tenant_id string, channel string, _filter boolean",
+    )
+    m = m.join(F.broadcast(settings), ["tenant_id", "channel"], "left").select(
+        "message_id",
+        "tenant_id",
+        "channel",
+        "campaign_id",
+        "automation_id",
+        "contact_id",
+        "recipient_domain",
+        F.expr(f"sent_at div {day}").alias("send_day"),
+        (sent >= F.lit(window.start.value)).alias("in_window"),
+        F.coalesce(F.col("_filter"), F.lit(False)).alias("bot_filter_applied"),
+        F.col("delivered_at").isNotNull().alias("_delivered"),
+        F.expr(f"delivered_at div {day}").alias("_delivered_day"),
+    )
+    m = m.persist(StorageLevel.MEMORY_AND_DISK)
+
+    # Events of delivered window messages, before as_of, with their score and status masks.
+    base = ["send_day", "in_window", "bot_filter_applied", "channel", "recipient_domain"]
+    ev = (
+        tables.events.select(
+            "event_id", "tenant_id", "message_id", "type", "occurred_at", "bot_kind"
+        )
+        .join(
+            m.where("_delivered").select("message_id", "tenant_id", *base),
+            ["message_id", "tenant_id"],
+        )
+        .where(F.col("occurred_at") < F.lit(window.end.value))
+        .join(scores.select("event_id", "is_bot", "reasons", "model_version"), "event_id", "left")
+    )
+    masks = [
+        M.count_mask(c, F.col("type"), F.col("is_bot"), F.col("bot_filter_applied"))
+        .cast("long")
+        .alias(_mask(name))
+        for name, c in M.COUNTS.items()
+        if c.grain != "delivered"
+    ]
+    ev = ev.select("*", *masks).persist(StorageLevel.MEMORY_AND_DISK)
+    missing = ev.where(F.col("is_bot").isNull())
+    n_missing = missing.count()
+    if n_missing:
+        example = missing.select("event_id").first()[0]
+        raise M.MissingScores(
+            f"{n_missing} events have no score (e.g. event_id {example!r}); "
+            "score them or pass a scores file covering them"
+        )
+
+    per_message = ev.groupBy("message_id", "tenant_id").agg(
+        *(_reduce(n) for n in M.MESSAGE_COUNTS[1:]), F.count(F.lit(1)).alias("_events")
+    )
+    counts = [*M.MESSAGE_COUNTS[1:], "_events"]
+    msg = (
+        m.join(per_message, ["message_id", "tenant_id"], "left")
+        .fillna(0, subset=counts)
+        .withColumn("delivered", F.col("_delivered").cast("long"))
+    )
+    msg = msg.persist(StorageLevel.MEMORY_AND_DISK)
+
+    rows: dict[str, DataFrame] = {}
+    for table, module in M.MODULES.items():
+        keys = list(module.keys)
+        if module.grain == "message":
+            source = msg
+            for k in keys:  # a message without the key belongs to no group (local: dropna)
+                source = source.where(F.col(k).isNotNull())
+            frame = source.groupBy(*PART_KEYS, *keys).agg(*_sums(module.counts))
+        elif module.grain == "segment":
+            members = tables.segments.select("tenant_id", *keys, "contact_id").distinct()
+            frame = (
+                msg.join(members, ["tenant_id", "contact_id"])
+                .groupBy(*PART_KEYS, *keys)
+                .agg(*_sums(module.counts))
+            )
+        elif module.grain == "day":
+            frame = _day_rows(msg, ev, module)
+        elif module.grain == "event":
+            frame = _event_rows(ev, module)
+        else:  # a new grain in the spec needs its translation here
+            raise NotImplementedError(f"metric grain {module.grain!r} has no Spark translation")
+        rows[table] = frame.persist(StorageLevel.MEMORY_AND_DISK)
+
+    summary = (
+        msg.groupBy("tenant_id", "channel", "send_day", "bot_filter_applied")
+        .agg(
+            F.count(F.lit(1)).alias("messages"),
+            F.sum("delivered").cast("long").alias("delivered"),
+            F.sum("_events").cast("long").alias("events"),
+        )
+        .toPandas()
+    )
+    present = sorted(r[0] for r in m.select("tenant_id").distinct().collect())
+    events_used = ev.count()
+    versions = tuple(
+        sorted(r[0] for r in ev.select("model_version").distinct().collect() if r[0] is not None)
+    )
+    frames = {name: M._finish(frame.toPandas(), M.MODULES[name]) for name, frame in rows.items()}
+    partitions = M.Partitions(
+        window=window,
+        frames=frames,
+        summary=M._finish_summary(summary, window, tenants or present, channels, exclusions),
+        events_used=int(events_used),
+        model_versions=versions,
+        tenants=tuple(tenants) if tenants is not None else tuple(present),
+        channels=tuple(channels),
+    )
+    for frame in (m, ev, msg):
+        frame.unpersist()
+    return rows, partitions
+
+
+def _day_rows(msg: DataFrame, ev: DataFrame, module: M.Module) -> DataFrame:
+    """Dashboard rows: delivered by delivery day, events by event day (uniques per message-day)."""
+    from pyspark.sql import functions as F
+
+    day = M.DAY_NS
+    others = [n for n in module.counts if n != "delivered"]
+    delivered = msg.where("_delivered").select(
+        *PART_KEYS,
+        F.col("_delivered_day").alias(DAY_COLUMN),
+        F.lit(1).cast("long").alias("delivered"),
+        *(F.lit(0).cast("long").alias(n) for n in others),
+    )
+    activity = (
+        ev.withColumn(DAY_COLUMN, F.expr(f"occurred_at div {day}"))
+        .groupBy("message_id", "tenant_id", *PART_KEYS[1:], DAY_COLUMN)
+        .agg(*(_reduce(n) for n in others))
+        .select(*PART_KEYS, DAY_COLUMN, F.lit(0).cast("long").alias("delivered"), *others)
+    )
+    return (
+        delivered.unionByName(activity).groupBy(*PART_KEYS, DAY_COLUMN).agg(*_sums(module.counts))
+    )
+
+
+def _event_rows(ev: DataFrame, module: M.Module) -> DataFrame:
+    """Bot events by recipient domain and bot kind (the label's kind, else the top reason)."""
+    from pyspark.sql import functions as F
+
+    is_bot_row = F.lit(False)
+    for name in module.counts:
+        if M.COUNTS[name].status == "bot":
+            is_bot_row = is_bot_row | (F.col(_mask(name)) == 1)
+    top = F.when(
+        F.size(F.col("reasons")) > 0,
+        F.concat(F.lit("reason:"), F.try_element_at(F.col("reasons"), F.lit(1))),
+    )
+    keyed = ev.where(is_bot_row).select(
+        *PART_KEYS,
+        F.coalesce(F.col("recipient_domain"), F.lit(M.NO_DOMAIN)).alias("recipient_domain"),
+        F.coalesce(F.col("bot_kind"), top, F.lit(M.UNKNOWN_KIND)).alias("bot_kind"),
+        *(F.col(_mask(n)).alias(n) for n in module.counts),
+    )
+    return keyed.groupBy(*PART_KEYS, *module.keys).agg(*_sums(module.counts))
+
+
+def rollup_spark(rows: DataFrame, module: M.Module, comparison: bool = False) -> pd.DataFrame:
+    """One module table from computed partition rows of the window, summed in Spark.
+
+    Counts summed over send dates, open columns empty for SMS, ``bot_filter_applied`` when every
+    summed partition had it, rates from the sums (empty where the denominator is 0); collected
+    with the spec's dtypes (:func:`jobs.metrics.coerce`) in :func:`jobs.metrics.rollup`'s order.
+    """
+    from pyspark.sql import functions as F
+
+    frame = rows.where(F.col("in_window"))
+    if DAY_COLUMN in frame.columns:
+        frame = frame.withColumn("date", F.date_from_unix_date(F.col(DAY_COLUMN)))
+    keys = ["tenant_id", *module.keys, "channel"]
+    sms = F.col("channel") == F.lit(M.SMS)
+    out = frame.groupBy(*keys).agg(
+        *_sums(module.counts), F.bool_and("bot_filter_applied").alias("bot_filter_applied")
+    )
+    for name in module.counts:
+        if M.COUNTS[name].email_only:
+            out = out.withColumn(name, F.when(~sms, F.col(name)))
+    for name in module.rates:
+        rate = M.RATES[name]
+        num, den = F.col(rate.numerator), F.col(rate.denominator)
+        out = out.withColumn(name, F.when(den > 0, num.cast("double") / den.cast("double")))
+    columns = module.table_columns(comparison)
+    table = M.coerce(out.select(*columns).toPandas(), module)
+    table = table.sort_values(keys, kind="stable", ignore_index=True)
+    return table.reindex(columns=columns)
+
+
+def rollup_tables(
+    rows: Mapping[str, DataFrame], comparison: bool = False
+) -> dict[str, pd.DataFrame]:
+    """The window's four PRODUCT.md tables, rolled up in Spark."""
+    return {
+        name: rollup_spark(rows[name], M.MODULES[name], comparison) for name in M.PRODUCT_TABLES
+    }
