@@ -77,7 +77,7 @@ def run(
     store = Store.open(settings)
 
     def log(result: CycleResult) -> None:
-        console.print(f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} {result.line()}")
+        console.print(f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} {result.line()}", markup=False)
 
     try:
         results = run_worker(store, settings, data, period, on_cycle=log, model_uri=model)

@@ -337,8 +337,8 @@ def _message_positions(messages: pd.DataFrame, events: pd.DataFrame) -> np.ndarr
         index = pd.Index(pd.Series(m_tenant) + "\x1f" + pd.Series(m_ids))
         return index.get_indexer(pd.Series(e_tenant) + "\x1f" + pd.Series(e_ids))
     pos = index.get_indexer(e_ids)
-    ok = pos >= 0
-    pos[ok & (m_tenant[np.where(ok, pos, 0)] != e_tenant)] = -1
+    ok = np.flatnonzero(pos >= 0)
+    pos[ok[m_tenant[pos[ok]] != e_tenant[ok]]] = -1
     return pos
 
 

@@ -174,6 +174,10 @@ def _champion_version(settings: Settings, model_uri: str | None) -> str:
     """Version label of the model that scoring would use (the champion by default)."""
     from scoring.registry import champion_uri, configure_mlflow, resolve_version
 
+    uri = settings.mlflow_uri
+    if model_uri is None and uri.startswith("sqlite:///") and not Path(uri[10:]).exists():
+        # Opening it would create an empty MLflow store just to find no model in it.
+        raise BotfilterError(f"no model registered yet ({uri}): train one with `botfilter train`")
     configure_mlflow(settings)
     return resolve_version(settings, model_uri or champion_uri(settings))
 
@@ -214,7 +218,15 @@ def resolve_scores(
     if scorer is None:
         scorer = _score_with_model(settings, model_uri)
     if model_version is None:
-        model_version = _champion_version(settings, model_uri)
+        try:
+            model_version = _champion_version(settings, model_uri)
+        except BotfilterError as no_model:
+            # No model to score with: stored scores of one version may still cover everything.
+            covering = _covering_version(store, needed, tenants)
+            if covering is None:
+                raise
+            stored = store.load_scores(tenants, covering)
+            return stored, f"store (no model: {str(no_model).splitlines()[0][:120]})"
     stored = store.load_scores(tenants, model_version)
     missing = ~needed["event_id"].isin(stored["event_id"])
     if not missing.any():
@@ -238,6 +250,17 @@ def resolve_scores(
     kept = stored.loc[~stored["event_id"].isin(fresh["event_id"])]
     source = "scored" if kept.empty else "store+scored"
     return pd.concat([kept, fresh], ignore_index=True), source
+
+
+def _covering_version(store: Store, needed: pd.DataFrame, tenants: Sequence[str]) -> str | None:
+    """The stored model version with a score for every needed event, if any (most scores first)."""
+    versions = store.score_versions(tenants)
+    for version in sorted(versions, key=lambda v: (-versions[v], v)):
+        if versions[version] < len(needed):
+            break
+        if needed["event_id"].isin(store.stored_score_ids(tenants, version)).all():
+            return version
+    return None
 
 
 def _store_new(

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from botfilter.errors import BotfilterError
-from jobs.metrics import MODULES, rollup
+from jobs.metrics import MODULES, NO_DOMAIN, rollup
 from jobs.settings import tenant_setting
 from jobs.store import Store
 
@@ -185,9 +185,12 @@ def daily_chart(daily: pd.DataFrame) -> Any:
     return fig
 
 
-def ctr_changes(campaigns: pd.DataFrame, top: int = 10, min_delivered: int = 20) -> pd.DataFrame:
-    """Campaigns whose CTR moves most when bots are left out."""
-    frame = campaigns.loc[campaigns["delivered"] >= min_delivered].copy()
+def ctr_changes(campaigns: pd.DataFrame, top: int = 10, min_delivered: int = 10) -> pd.DataFrame:
+    """Campaigns whose CTR moves most when bots are left out (tiny sends only if nothing else)."""
+    frame = campaigns.loc[campaigns["delivered"] >= min_delivered]
+    if frame.empty:
+        frame = campaigns.loc[campaigns["delivered"] > 0]
+    frame = frame.copy()
     frame["ctr_change"] = frame["ctr_human"] - frame["ctr_all"]
     frame = frame.dropna(subset=["ctr_change"])
     order = frame["ctr_change"].abs().sort_values(ascending=False, kind="stable").index
@@ -250,13 +253,15 @@ def breakdown_chart(kinds: pd.DataFrame, domains: pd.DataFrame) -> Any:
         y = np.arange(len(rows))
         ax.barh(y, rows["excluded"], color=BOT, label="excluded")
         ax.barh(y, rows["kept"], left=rows["excluded"], color=LIGHT, label="flagged, not excluded")
-        ax.set_yticks(y, rows[by].astype(str))
+        labels = rows[by].astype(str).replace({NO_DOMAIN: "(no domain: SMS)"})
+        ax.set_yticks(y, labels)
         ax.set_title(f"Bot interactions {title}", loc="left", fontsize=11)
         ax.spines[["top", "right"]].set_visible(False)
         ax.grid(axis="x", alpha=0.3)
         ax.set_xlabel("opens + clicks")
-    axes[0].legend(loc="lower right", frameon=False)
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    fig.legend(handles, labels, loc="upper center", ncol=2, frameon=False)
     return fig
 
 
@@ -333,6 +338,11 @@ def render_report(metrics: TenantMetrics) -> str:
             "model's strongest reason. Grey: flagged as bot on a channel whose filter is off.</p>"
         )
         body.append(_png(breakdown_chart(kinds, domains)))
+        body.append('<div style="display:flex;gap:3rem;flex-wrap:wrap">')
+        for frame, label in ((kinds, "bot kind"), (domains, "recipient domain")):
+            shown = frame.rename(columns={frame.columns[0]: label, "kept": "not excluded"})
+            body.append(f"<div>{_html_table(shown)}</div>")
+        body.append("</div>")
     page = "\n".join(body)
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'

@@ -548,6 +548,16 @@ class Store:
         with self.read() as conn:
             return {r[0] for r in conn.execute(stmt)}
 
+    def score_versions(self, tenants: Sequence[str]) -> dict[str, int]:
+        """Stored scores per model version for these tenants."""
+        stmt = (
+            select(scores.c.model_version, func.count())
+            .where(scores.c.tenant_id.in_(list(tenants)))
+            .group_by(scores.c.model_version)
+        )
+        with self.read() as conn:
+            return {str(v): int(n) for v, n in conn.execute(stmt)}
+
     def load_scores(self, tenants: Sequence[str], model_version: str) -> pd.DataFrame:
         """Stored scores of ``model_version`` for these tenants (reasons as JSON text)."""
         cols = ["event_id", "bot_score", "is_bot", "reasons", "model_version"]

@@ -1,0 +1,230 @@
+# ruff: noqa: F811 - the store fixtures are imported from test_store_backends
+"""The worker loop, the CLI commands and the reports, on a data directory loaded via the contract."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from botfilter.settings import Settings
+from jobs.report import load_tenant, render_report, show_table, write_report
+from jobs.settings import set_exclusion
+from jobs.store import Store
+from jobs.worker import data_fingerprint, run_cycle, run_worker
+from tests.integration.test_recompute_reference import label_scores, random_world
+from tests.integration.test_store_backends import store, store_url  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.integration
+
+NOW = pd.Timestamp("2024-05-01T00:00:00Z").to_pydatetime()
+
+
+def write_dir(path: Path, world: dict[str, pd.DataFrame]) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    for name, frame in world.items():
+        frame.to_parquet(path / f"{name}.parquet", index=False)
+    return path
+
+
+class LabelScorer:
+    """Scores from the labels, remembering how many events each call was given."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def __call__(self, tables) -> pd.DataFrame:
+        self.calls.append(len(tables.events))
+        return label_scores(tables.events)
+
+
+@pytest.fixture
+def world() -> dict[str, pd.DataFrame]:
+    return random_world(5, pd.Timestamp(NOW), n=1200)
+
+
+def test_worker_cycles(store: Store, tmp_path: Path, world) -> None:
+    data = write_dir(tmp_path / "data", world)
+    settings = Settings(home=tmp_path / "home")
+    scorer = LabelScorer()
+
+    def cycle(now=NOW):
+        return run_cycle(store, settings, data, now=now, scorer=scorer, model_version="labels")
+
+    first = cycle()
+    assert (first.status, first.reason) == ("succeeded", "new data"), first.errors
+    assert {t for t, _ in first.recomputed} == {"t1", "t2", "t3"}
+    assert len(scorer.calls) == 1
+    m, e = world["messages"], world["events"]
+    in_window = m.loc[m["sent_at"].between(NOW - timedelta(days=30), NOW, inclusive="left")]
+    needed = e["message_id"].isin(in_window["message_id"]) & (e["occurred_at"] < NOW)
+    assert store.score_versions(["t1", "t2", "t3"]) == {"labels": int(needed.sum())}
+
+    assert cycle().status == "idle"
+
+    set_exclusion(store, "t1", "email", True)
+    applied = cycle()
+    assert (applied.reason, applied.recomputed) == ("queued setting change", [("t1", ("email",))])
+    assert applied.results[0].scores_source == "store" and len(scorer.calls) == 1
+    assert store.pending().empty
+    email = store.read_partitions("campaign_metrics", "t1").query("channel == 'email'")
+    assert email["bot_filter_applied"].all()
+
+    # New events arrive (a replaced events file): picked up within the next cycle.
+    before = store.read_view("dashboard_daily", "t3")["clicks_total_all"].sum()
+    m = world["messages"]
+    target = m[(m["tenant_id"] == "t3") & m["delivered_at"].notna() & (m["sent_at"] < NOW)]
+    target = target.sort_values("sent_at").tail(5)
+    extra = pd.DataFrame(
+        {
+            "event_id": [f"new{i}" for i in range(5)],
+            "tenant_id": "t3",
+            "message_id": target["message_id"].to_numpy(),
+            "type": "click",
+            "occurred_at": (target["sent_at"] + pd.Timedelta(minutes=1)).to_numpy(),
+            "label": "human",
+            "bot_kind": None,
+        }
+    )
+    world["events"] = pd.concat([world["events"], extra], ignore_index=True)
+    time.sleep(0.01)
+    write_dir(data, {"events": world["events"]})
+    fresh = cycle()
+    assert fresh.reason == "new data" and len(scorer.calls) == 2
+    assert scorer.calls[1] < scorer.calls[0]  # only the new events and their burst context
+    assert store.read_view("dashboard_daily", "t3")["clicks_total_all"].sum() == before + 5
+
+    hourly = cycle(NOW + timedelta(hours=2))
+    assert hourly.reason == "hourly recompute" and hourly.status == "succeeded"
+    runs = store.job_runs(kind="cycle")
+    assert runs["status"].tolist() == ["succeeded"] * 4
+    assert (runs["finished_at"] >= runs["started_at"]).all()
+
+
+def test_queued_tenant_without_data_waits(store: Store, tmp_path: Path, world) -> None:
+    data = write_dir(tmp_path / "data", world)
+    settings = Settings(home=tmp_path / "home")
+    set_exclusion(store, "ghost", "sms", True)
+    result = run_cycle(store, settings, data, now=NOW, scorer=LabelScorer(), model_version="labels")
+    assert result.status == "succeeded" and result.waiting == ["ghost"]
+    assert store.pending()["tenant_id"].tolist() == ["ghost"]
+    assert "waiting for data of ghost" in result.line()
+
+
+def test_loop_applies_a_setting_change_within_seconds(store: Store, tmp_path: Path, world) -> None:
+    data = write_dir(tmp_path / "data", world)
+    settings = Settings(home=tmp_path / "home")
+    stop = threading.Event()
+    cycles = []
+    thread = threading.Thread(
+        target=run_worker,
+        args=(store, settings, data, timedelta(hours=1)),
+        kwargs={
+            "poll": 0.1,
+            "stop": stop,
+            "on_cycle": cycles.append,
+            "now": NOW,
+            "scorer": LabelScorer(),
+            "model_version": "labels",
+        },
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not cycles and time.monotonic() < deadline:
+            time.sleep(0.05)
+        set_exclusion(store, "t2", "email", True)
+        queued = time.monotonic()
+        while store.has_pending() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        applied_in = time.monotonic() - queued
+    finally:
+        stop.set()
+        thread.join(60)
+    assert not store.has_pending() and applied_in < 30
+    assert [c.reason for c in cycles[:2]] == ["new data", "queued setting change"]
+
+
+def test_fingerprint_sees_new_partition_files(tmp_path: Path) -> None:
+    (tmp_path / "events.parquet").write_bytes(b"x")
+    first = data_fingerprint(tmp_path)
+    (tmp_path / "notes.txt").write_text("ignored")
+    assert data_fingerprint(tmp_path) == first
+    (tmp_path / "events").mkdir()
+    (tmp_path / "events" / "part-1.parquet").write_bytes(b"y")
+    assert data_fingerprint(tmp_path) != first
+
+
+def test_reports(store: Store, tmp_path: Path, world) -> None:
+    data = write_dir(tmp_path / "data", world)
+    settings = Settings(home=tmp_path / "home")
+    set_exclusion(store, "t1", "email", True)
+    run_cycle(store, settings, data, now=NOW, scorer=LabelScorer(), model_version="labels")
+    metrics = load_tenant(store, "t1")
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    console.print(show_table(metrics, "campaigns"))
+    text = console.export_text()
+    assert re.search(r"c\d+ +│ email", text) and "→" in text and "off (" in text
+    page = render_report(metrics)
+    assert page.count("data:image/png;base64,") == 3
+    for heading in ("Daily opens and clicks", "CTR changed most", "bot kind and recipient domain"):
+        assert heading in page
+    assert "security_scanner" in page or "link_preview" in page
+    out = write_report(store, "t1", tmp_path / "r" / "report.html")
+    assert out.stat().st_size > 20_000 and "<script" not in out.read_text()
+
+
+def test_cli_end_to_end(store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from botfilter.cli import app
+
+    # The worker's window ends now: data of the last weeks.
+    world = random_world(5, pd.Timestamp.now(tz="UTC").floor("D"), n=1200)
+    data = write_dir(tmp_path / "data", world)
+    scores = tmp_path / "scores.csv"
+    frame = label_scores(world["events"])
+    frame["reasons"] = frame["reasons"].map(lambda r: ",".join(r))
+    frame.to_csv(scores, index=False)
+    monkeypatch.setenv("BOTFILTER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("BOTFILTER_DATABASE_URL", store_url)
+    runner = CliRunner()
+    result = runner.invoke(app, ["recompute", "--data", str(data), "--scores", str(scores)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "scores from file (labels)" in result.output
+    result = runner.invoke(app, ["settings", "set", "--tenant", "t1", "--sms", "on"])
+    assert result.exit_code == 0 and "30-day recompute queued" in result.output
+    # No model is registered: the worker reuses the stored scores that cover every event.
+    result = runner.invoke(app, ["run", "--data", str(data)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "recomputed t1[email+sms]" in result.output or "t1[sms]" in result.output
+    result = runner.invoke(app, ["metrics", "show", "--tenant", "t1", "--module", "dashboard"])
+    assert result.exit_code == 0 and "with bots → without bots" in result.output
+    result = runner.invoke(app, ["report", "--tenant", "t1", "--out", str(tmp_path / "r.html")])
+    assert result.exit_code == 0 and (tmp_path / "r.html").exists()
+    assert np.isfinite((tmp_path / "r.html").stat().st_size)
+
+
+def test_cli_errors_are_one_line(tmp_path: Path) -> None:
+    env = {"BOTFILTER_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
+    exe = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "botfilter")
+    bad = subprocess.run(
+        [exe, "settings", "set", "--tenant", "t1", "--email", "maybe"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "botfilter: error: --email must be on or off, not 'maybe'"
+    missing = subprocess.run(
+        [exe, "metrics", "show", "--tenant", "nobody"], capture_output=True, text=True, env=env
+    )
+    assert missing.returncode == 2 and "no metrics stored for tenant 'nobody'" in missing.stderr
