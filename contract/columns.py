@@ -38,8 +38,10 @@ _TS_SHAPE = (
     r"(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?$"
 )
 _TS_OFFSET = r"\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)$"
-_INT_TEXT = r"^[+-]?\d{1,18}$"
-_DIGITS = r"^[+-]?\d+$"
+# integer text; a ".0" tail is accepted because pandas writes integer columns with gaps as floats
+_INT_TEXT = r"^[+-]?\d{1,18}(?:\.0*)?$"
+_DIGITS = r"^[+-]?\d+(?:\.0*)?$"
+_ZERO_TAIL = r"\.0*$"
 _CAST_CHUNK = 65_536
 
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
@@ -65,8 +67,8 @@ IPV6_RE = (
     ")$"
 )
 
-_TRUE = ("true", "t", "yes", "y", "1")
-_FALSE = ("false", "f", "no", "n", "0")
+_TRUE = ("true", "t", "yes", "y", "1", "1.0")
+_FALSE = ("false", "f", "no", "n", "0", "0.0")
 
 
 class UnsupportedType(ValueError):
@@ -264,7 +266,8 @@ def _python_ip(value: str) -> bool:
 
 def parse_int(arr: pa.Array | pa.ChunkedArray, name: str) -> Parsed:
     """An integer: native ints, integral floats (ints with nulls often arrive as floats), or
-    integer text. Anything else is ``invalid integer: NAME``."""
+    integer text (``"3"``, or ``"3.0"`` as pandas writes it). Anything else is
+    ``invalid integer: NAME``."""
     arr = _decode_dictionary(arr)
     t = arr.type
     n = len(arr)
@@ -286,7 +289,7 @@ def parse_int(arr: pa.Array | pa.ChunkedArray, name: str) -> Parsed:
         missing = to_numpy_bool(pc.is_null(text))
         good = _regex(text, _INT_TEXT)
         bad = ~good & ~missing
-        values = (null_where(text, bad) if bad.any() else text).cast(pa.int64())
+        values = _integer_text(null_where(text, bad) if bad.any() else text)
     elif pa.types.is_boolean(t):
         missing = to_numpy_bool(pc.is_null(arr))
         bad = ~missing
@@ -296,6 +299,11 @@ def parse_int(arr: pa.Array | pa.ChunkedArray, name: str) -> Parsed:
     parsed = Parsed(_single(values), missing)
     parsed.add(bad, f"invalid integer: {name}")
     return parsed
+
+
+def _integer_text(text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Text already matched as an integer (maybe with a ``.0`` tail) as int64."""
+    return pc.replace_substring_regex(text, _ZERO_TAIL, "").cast(pa.int64())
 
 
 def parse_bool(arr: pa.Array | pa.ChunkedArray, name: str) -> Parsed:
@@ -398,12 +406,11 @@ def _text_ns(
 
     digits = _regex(text, _DIGITS)
     if digits.any():
-        lengths = pc.utf8_length(text).to_numpy(zero_copy_only=False)
-        short = digits & (np.nan_to_num(lengths.astype(float)) <= 16)
-        picked = null_where(text, ~short)
-        ms = np.asarray(
-            pc.fill_null(picked.cast(pa.int64()), 0).to_numpy(zero_copy_only=False), dtype=np.int64
-        )
+        whole = pc.replace_substring_regex(null_where(text, ~digits), _ZERO_TAIL, "")
+        lengths = pc.fill_null(pc.utf8_length(whole), 0).to_numpy(zero_copy_only=False)
+        short = digits & (lengths <= 16)  # longer would overflow int64 (and be out of range)
+        picked = null_where(whole, ~short).cast(pa.int64())
+        ms = np.asarray(pc.fill_null(picked, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
         in_range = short & (ms >= _MS_MIN) & (ms < _MS_MAX)
         ns[in_range] = ms[in_range] * 1_000_000
         ok |= in_range

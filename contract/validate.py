@@ -16,8 +16,9 @@ Normalisation (before the rules)
     ``http_method`` becomes upper case; ``recipient_domain`` lower case.
   - Timestamps become UTC: ISO-8601 with ``Z``/``±HH``/``±HHMM``/``±HH:MM`` offsets, ISO-8601 without
     an offset (= UTC), integer epoch milliseconds (numbers or digit strings), native timestamps.
-  - Booleans: true/false, t/f, yes/no, y/n, 1/0 (any case) or native booleans.
-  - Integers: native, integral floats (``3.0``) or integer text; ``asn`` also as ``AS13335``.
+  - Booleans: true/false, t/f, yes/no, y/n, 1/0, 1.0/0.0 (any case) or native booleans.
+  - Integers: native, integral floats, integer text (``"3"``, or ``"3.0"`` as pandas writes an
+    integer column with gaps); ``asn`` also as ``AS13335``. Epoch milliseconds alike.
   - ``ip`` is validated but kept as given (IPv4 dotted quad, IPv6 in any RFC 4291 text form,
     IPv4-mapped IPv6 included; the enrichment stage resolves it).
 

@@ -326,6 +326,7 @@ def test_timestamps_of_every_accepted_form_become_utc() -> None:
         "2025-01-01T10:00:00.123456789": "2025-01-01T10:00:00.123456789",
         "2025-01-02": "2025-01-02T00:00:00",
         "1735725600000": "2025-01-01T10:00:00",  # epoch milliseconds as text
+        "1735725600000.0": "2025-01-01T10:00:00",  # ... as pandas writes a float column
         1735725600123: "2025-01-01T10:00:00.123",  # epoch milliseconds as a number
     }
     events = [{**EVENT, "event_id": f"e{i}", "occurred_at": value} for i, value in enumerate(forms)]
@@ -395,6 +396,14 @@ def test_normalised_values() -> None:
     assert (m["channel"], m["recipient_domain"]) == ("email", "example.com")
     assert (e["type"], e["http_method"], e["label"], e["asn"]) == ("click", "HEAD", "bot", 13335)
     assert (e["is_hidden_link"], e["link_position"]) == (True, 2)
+
+
+def test_integers_written_as_floats_by_pandas_are_accepted() -> None:
+    events = [{**EVENT, "event_id": f"e{i}", "link_position": v, "asn": v} for i, v in
+              enumerate(["2.0", "0.00", 1.0])]  # fmt: skip
+    result = run(events=events)
+    assert result.events["link_position"].tolist() == [2, 0, 1]
+    assert str(result.events["asn"].dtype) == "Int64"
 
 
 def test_extra_columns_are_kept() -> None:
