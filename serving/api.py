@@ -168,8 +168,10 @@ def _kind(value: Any) -> str:
     )
 
 
-def build_app() -> Any:
-    """The FastAPI app with ``POST /score`` and ``POST /reload`` (mounted into BentoML)."""
+def build_app(runtime: Callable[[], rt.Runtime | None] = rt.current) -> Any:
+    """The FastAPI app with ``POST /score`` and ``POST /reload`` (mounted into BentoML).
+
+    ``runtime`` gives the process's runtime (None until the service has started)."""
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse
     from starlette.concurrency import run_in_threadpool
@@ -205,15 +207,15 @@ def build_app() -> Any:
     async def score(request: Request) -> Response:
         """Per event, in the order sent: ``bot_score``, ``is_bot``, ``reasons`` and
         ``model_version``; or, for an event that breaks the data contract, ``error``."""
-        runtime = rt.current()
-        if runtime is None:
+        current = runtime()
+        if current is None:
             return JSONResponse({"detail": "the model is not loaded yet"}, status_code=503)
         try:
-            events = await read_events(request, runtime.settings)
+            events = await read_events(request, current.settings)
         except BodyError as exc:
             return JSONResponse({"detail": exc.detail}, status_code=exc.status)
         try:
-            answers = await run_in_threadpool(runtime.score, events)
+            answers = await run_in_threadpool(current.score, events)
         except StateUnavailable as exc:
             return JSONResponse({"detail": str(exc)}, status_code=503)
         return Response(json.dumps(answers, separators=(",", ":")), media_type="application/json")
@@ -226,11 +228,11 @@ def build_app() -> Any:
     )
     async def reload() -> Response:
         """Load the model the champion alias points to now; requests keep being answered."""
-        runtime = rt.current()
-        if runtime is None:
+        current = runtime()
+        if current is None:
             return JSONResponse({"detail": "the model is not loaded yet"}, status_code=503)
         try:
-            done = await run_in_threadpool(runtime.reload)
+            done = await run_in_threadpool(current.reload)
         except BotfilterError as exc:  # e.g. the alias was removed: keep the current model
             return JSONResponse({"detail": str(exc)}, status_code=503)
         return JSONResponse(ReloadResult(**done.__dict__).model_dump())

@@ -406,15 +406,19 @@ def _safe_url(url: str) -> str:
 
 
 def make_state(
-    redis_url: str | None, history_s: int, burst_s: int, prefix: str = "botfilter:"
+    redis_url: str | None,
+    history_s: int,
+    burst_s: int,
+    prefix: str = "botfilter:",
+    wait_s: float = 5.0,
 ) -> WindowState:
-    """Redis state when a URL is configured (checked with a ping), else in-process state."""
+    """Redis state when a URL is configured (pinged for up to ``wait_s``), else in process."""
     if not redis_url:
         return MemoryState(history_s, burst_s)
     from botfilter.errors import BotfilterError
 
     state = RedisState(redis_url, history_s, burst_s, prefix)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + wait_s
     while True:
         try:
             state.ping()

@@ -1,0 +1,84 @@
+"""Window state in Redis: what every worker and replica shares."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from botfilter.errors import BotfilterError
+from serving.state import KeyRange, NewEvent, RedisState, StateUnavailable, make_state
+
+pytestmark = [pytest.mark.integration, pytest.mark.redis]
+
+S = 1_000_000_000
+T0 = 1_800_000_000 * S
+
+
+def ev(eid: str, t_s: float, msg: str = "m:a", bursts=("k:ip",), score=None) -> NewEvent:
+    t = T0 + int(t_s * S)
+    return NewEvent(eid, t, [eid, t], msg, bursts, score or {"event_id": eid, "t": t_s})
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"bftest:{uuid.uuid4().hex[:8]}:"
+
+
+@pytest.fixture
+def states(redis_url: str, prefix: str):
+    """Two workers' views of one shared state; only this test's keys are removed."""
+    made = [RedisState(redis_url, 3600, 100, prefix), RedisState(redis_url, 3600, 100, prefix)]
+    yield made
+    made[0].delete_all()
+    for s in made:
+        s.close()
+
+
+def test_workers_share_history_by_time_range(states) -> None:
+    a, b = states
+    a.put([ev("e3", 30), ev("e1", 10)])
+    b.put([ev("e2", 20)])  # another worker, arriving late
+    got = b.lookup([], [KeyRange("k:ip", T0 + 15 * S, T0 + 30 * S)])
+    assert list(got.rows) == ["e2", "e3"]
+    got = a.lookup(["e1", "e9"], [KeyRange("m:a", None, T0 + 20 * S)])
+    assert list(got.rows) == ["e1", "e2"] and got.rows["e2"] == ["e2", T0 + 20 * S]
+    assert got.scores == {"e1": {"event_id": "e1", "t": 10}}
+
+
+def test_a_duplicate_gets_the_first_writers_answer_everywhere(states, redis_url, prefix) -> None:
+    a, b = states
+    assert a.put([ev("x", 1, score={"bot_score": 0.25})]) == {"x": {"bot_score": 0.25}}
+    # The second worker scored it concurrently: it answers as the first one did.
+    assert b.put([ev("x", 1, score={"bot_score": 0.75})]) == {"x": {"bot_score": 0.25}}
+    got = b.lookup(["x"], [KeyRange("k:ip"), KeyRange("m:a")])
+    assert list(got.rows) == ["x"]  # one member, however often it was written
+    raw = a._redis
+    assert raw.zcard(f"{prefix}k:ip") == 1 and raw.zcard(f"{prefix}m:a") == 1
+
+
+def test_burst_keys_are_trimmed_and_expire(states, prefix) -> None:
+    a, _ = states
+    a.put([ev("old", 0), ev("mid", 50)])
+    a.put([ev("new", 120)])
+    assert list(a.lookup([], [KeyRange("k:ip")]).rows) == ["mid", "new"]
+    assert list(a.lookup([], [KeyRange("m:a")]).rows) == ["old", "mid", "new"]
+    ttl = a._redis.ttl(f"{prefix}k:ip")
+    assert 0 < ttl <= 100 + 60
+    assert 3500 < a._redis.ttl(f"{prefix}m:a") <= 3600
+    assert 3500 < a._redis.ttl(f"{prefix}r:old") <= 3600
+
+
+def test_generation_is_shared(states) -> None:
+    a, b = states
+    assert a.generation() == 0
+    assert b.bump_generation() == 1
+    assert a.generation() == 1
+
+
+def test_unreachable_redis_is_one_clear_error() -> None:
+    with pytest.raises(BotfilterError, match="cannot reach Redis"):
+        make_state("redis://127.0.0.1:1/0", 3600, 100, wait_s=0.2)
+    state = RedisState("redis://127.0.0.1:1/0", 3600, 100)
+    with pytest.raises(StateUnavailable, match="127.0.0.1:1"):
+        state.lookup(["x"], [])

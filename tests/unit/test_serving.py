@@ -1,0 +1,307 @@
+"""Online scoring against batch scoring, per-item errors, and the HTTP layer (in process).
+
+The model is a real LightGBM model trained in the fixture on a tiny simulated world; the batch
+answer is ``scoring.batch.score_context`` on the whole world, as ``botfilter score`` computes it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from botfilter.errors import BotfilterError
+from botfilter.settings import Settings
+from contract.schema import EVENTS, MESSAGE_CONTEXT, SCORE_COLUMNS
+from contract.validate import validate_event_rows, validate_tables
+from features.definitions import FEATURE_NAMES, LONGEST_WINDOW_S
+from features.pipeline import CONTEXT_COLUMNS, Enrichers, build_features, event_context
+from scoring.batch import score_context
+from scoring.model import BotModel
+from serving import api
+from serving.client import api_events
+from serving.metrics import with_bot_share
+from serving.models import TRAINING_ONLY, event_model, request_schema, score_model
+from serving.runtime import Runtime
+from serving.scorer import OnlineScorer, frame_to_rows, rows_to_frame
+from serving.state import MemoryState
+from simulation.core import generate
+
+
+@pytest.fixture(scope="module")
+def world() -> dict:
+    tables = generate(tenants=1, days=2, seed=1)
+    validated = validate_tables(tables)
+    ctx = event_context(validated.messages, validated.events).reset_index(drop=True)
+    enrichers = Enrichers.load()
+    feats = build_features(ctx, enrichers)
+    y = (ctx["label"] == "bot").to_numpy().astype(int)
+    booster = lgb.train(
+        {"objective": "binary", "num_leaves": 15, "verbose": -1, "seed": 1, "num_threads": 1},
+        lgb.Dataset(feats[list(FEATURE_NAMES)].to_numpy(np.float64), y),
+        num_boost_round=15,
+    )
+    booster = lgb.Booster(model_str=booster.model_to_string())
+    model = BotModel(booster, list(FEATURE_NAMES), (1.0, 0.0), {"default": 0.5}, "test/1", 1)
+    batch = score_context(ctx, model, enrichers).set_index("event_id")
+    items = api_events(validated.messages, validated.events)
+    return {"model": model, "enrichers": enrichers, "batch": batch, "items": items, "ctx": ctx}
+
+
+def _state() -> MemoryState:
+    return MemoryState(history_s=35 * 86_400, burst_s=2 * LONGEST_WINDOW_S)
+
+
+def _assert_same(answers: list[dict], batch: pd.DataFrame) -> None:
+    got = pd.DataFrame(answers).set_index("event_id")
+    assert "error" not in got.columns
+    joined = batch.join(got, rsuffix="_api", how="inner")
+    assert len(joined) == len(got)
+    assert np.abs(joined["bot_score"] - joined["bot_score_api"]).max() <= 1e-9
+    assert (joined["is_bot"] == joined["is_bot_api"]).all()
+    assert [list(r) for r in joined["reasons"]] == [list(r) for r in joined["reasons_api"]]
+
+
+def test_world_is_big_enough_to_mean_something(world) -> None:
+    batch = world["batch"]
+    assert len(world["items"]) == len(batch) > 300
+    assert batch["is_bot"].any() and not batch["is_bot"].all()
+    assert (world["ctx"]["channel"] == "email").any()
+
+
+def test_random_micro_batches_match_batch_scoring(world) -> None:
+    scorer = OnlineScorer(_state(), world["enrichers"])
+    items, answers = world["items"], []
+    rng = np.random.default_rng(7)
+    i = 0
+    while i < len(items):
+        k = int(rng.integers(1, 60))
+        answers += scorer.score(items[i : i + k], world["model"]).items
+        i += k
+    assert [a["event_id"] for a in answers] == [it["event_id"] for it in items]
+    _assert_same(answers, world["batch"])
+
+
+def test_duplicates_get_the_stored_answer_and_are_not_counted_again(world) -> None:
+    scorer = OnlineScorer(_state(), world["enrichers"])
+    items, model = world["items"], world["model"]
+    first = scorer.score(items[:40], model)
+    assert sum(first.scored.values()) == 40 and first.duplicates == 0
+    # The same events again, one repeated inside the request, then the rest of the stream.
+    again = scorer.score(items[10:20] + [items[15]] + items[40:80], model)
+    assert again.items[:11] == first.items[10:20] + [first.items[15]]
+    assert again.duplicates == 11 and sum(again.scored.values()) == 40
+    rest = scorer.score(items[80:], model).items
+    _assert_same(first.items + again.items[11:] + rest, world["batch"])
+    assert scorer.state.size()["events"] == len(items)
+
+
+def test_a_late_event_within_the_window_sees_its_full_history(world) -> None:
+    items, batch = world["items"], world["batch"]
+    times = pd.to_datetime([it["occurred_at"] for it in items], utc=True)
+    # A late event: one with history (others of its message before it), sent 50 events late,
+    # still within the longest window of the newest event sent before it.
+    counts = (
+        pd.Series([it["message_id"] for it in items])
+        .groupby([it["message_id"] for it in items])
+        .cumcount()
+    )
+    late = next(
+        i
+        for i in range(100, len(items) - 60)
+        if counts[i] > 0
+        and (times[i + 50] - times[i]).total_seconds() < LONGEST_WINDOW_S
+        and any(items[j]["ip"] == items[i]["ip"] for j in range(i - 30, i))
+    )
+    order = items[:late] + items[late + 1 : late + 51] + [items[late]]
+    scorer = OnlineScorer(_state(), world["enrichers"])
+    answers = []
+    for k in range(0, len(order), 7):
+        answers += scorer.score(order[k : k + 7], world["model"]).items
+    # Everything before the late event, and the late event itself, agree with batch.
+    _assert_same(answers[:late] + [answers[-1]], batch)
+
+
+def test_contract_breaking_events_are_answered_in_place_and_never_fail_the_others(world) -> None:
+    items, model = world["items"], world["model"]
+    good = items[:6]
+    broken = [
+        {**items[0], "event_id": "bad-ip", "ip": "300.1.2.3"},
+        {**items[1], "event_id": "bad-channel", "channel": "fax"},
+        {k: v for k, v in items[2].items() if k != "sent_at"} | {"event_id": "no-sent"},
+        {**items[3], "event_id": "nested", "link_count": {"n": 3}},
+        {**items[4], "event_id": "bad-time", "occurred_at": "yesterday"},
+    ]
+    mixed = [good[0], broken[0], good[1], broken[1], broken[2], good[2], broken[3], broken[4]]
+    mixed += good[3:]
+    out = OnlineScorer(_state(), world["enrichers"]).score(mixed, model).items
+    errors = {a["event_id"]: a["error"] for a in out if "error" in a}
+    assert errors == {
+        "bad-ip": "invalid ip",
+        "bad-channel": "unknown channel: fax",
+        "no-sent": "missing required field: sent_at",
+        "nested": "invalid integer: link_count",
+        "bad-time": "unparseable timestamp: occurred_at",
+    }
+    assert [a["event_id"] for a in out] == [it["event_id"] for it in mixed]
+    alone = OnlineScorer(_state(), world["enrichers"]).score(good, model).items
+    assert [a for a in out if "error" not in a] == alone
+
+
+def test_stored_rows_rebuild_the_exact_clean_frame(world) -> None:
+    names = [c.name for c in EVENTS.columns if c.name not in TRAINING_ONLY]
+    frame = pd.DataFrame(world["items"][:50]).reindex(columns=names + list(MESSAGE_CONTEXT))
+    clean, reasons = validate_event_rows(frame.loc[:, ~frame.columns.duplicated()])
+    assert reasons.empty
+    rows = frame_to_rows(clean)
+    assert json.loads(json.dumps(rows)) == rows  # JSON-ready, exactly
+    rebuilt = rows_to_frame(rows)
+    expected = clean[list(CONTEXT_COLUMNS)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(rebuilt, expected)
+
+
+def test_models_come_from_the_contract() -> None:
+    fields = event_model().model_fields
+    names = [c.name for c in EVENTS.columns if c.name not in TRAINING_ONLY]
+    assert list(fields) == names + [n for n in MESSAGE_CONTEXT if n not in names]
+    assert {n for n, f in fields.items() if f.is_required()} == {
+        "event_id", "tenant_id", "message_id", "type", "occurred_at",
+        "channel", "contact_id", "sent_at",
+    }  # fmt: skip
+    assert list(score_model().model_fields) == list(SCORE_COLUMNS)
+    schema = request_schema(500)
+    assert (schema["type"], schema["minItems"], schema["maxItems"]) == ("array", 1, 500)
+    assert "$defs" not in json.dumps(schema)
+    assert schema["items"]["properties"]["channel"]["enum"] == ["email", "sms"]
+
+
+# --- HTTP layer ---------------------------------------------------------------------------------
+def _runtime(world, **settings) -> Runtime:
+    versions = iter(["test/2", "test/3"])
+
+    def loader(_: Settings) -> BotModel:
+        m = world["model"]
+        return BotModel(m.booster, m.feature_names, m.calibration, m.thresholds, next(versions), 1)
+
+    s = Settings(max_batch_events=100, **settings)
+    return Runtime(s, world["model"], world["enrichers"], _state(), loader=loader)
+
+
+def _client(runtime: Runtime | None) -> TestClient:
+    app = api.Gate(api.build_app(lambda: runtime), runtime=lambda: runtime)
+    return TestClient(app)
+
+
+def test_http_scores_in_order_and_reports_health(world) -> None:
+    runtime = _runtime(world)
+    client = _client(runtime)
+    items = world["items"]
+    answers = []
+    for k in range(0, 150, 50):
+        resp = client.post("/score", json=items[k : k + 50])
+        assert resp.status_code == 200
+        answers += resp.json()
+    _assert_same(answers, world["batch"])
+    assert client.get("/healthz").json() == {
+        "status": "ok",
+        "model_version": "test/1",
+        "state": None,
+    }
+    assert client.get("/readyz").json() == {
+        "status": "ready",
+        "model_version": "test/1",
+        "state": "memory",
+    }
+
+
+def test_http_refuses_bad_requests_with_clear_statuses(world) -> None:
+    runtime = _runtime(world, api_token=SecretStr("s3cret"))
+    client = _client(runtime)
+    ok = {"Authorization": "Bearer s3cret"}
+    item = world["items"][0]
+    # 401 comes before the body is even looked at.
+    assert client.post("/score", content=b"not json").status_code == 401
+    wrong = client.post("/score", json=[item], headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and wrong.headers["www-authenticate"].startswith("Bearer")
+    assert client.post("/reload").status_code == 401
+    cases = [
+        (b"not json", 422, "body is not valid JSON"),
+        (b"", 422, "empty body"),
+        (b'{"a": 1}', 422, "must be a JSON array of event objects, not an object"),
+        (b"[1]", 422, "item 0 must be an event object, not a number"),
+        (b"[]", 422, "holds no events"),
+        (json.dumps([item] * 101).encode(), 413, "101 events exceed the limit of 100"),
+    ]
+    for body, status, detail in cases:
+        resp = client.post("/score", content=body, headers=ok)
+        assert resp.status_code == status, body[:20]
+        assert detail in resp.json()["detail"]
+    too_big = b"[" + b" " * api.max_body_bytes(runtime.settings) + b"]"
+    resp = client.post("/score", content=too_big, headers=ok)
+    assert resp.status_code == 413 and "bytes" in resp.json()["detail"]
+    assert client.post("/score", json=[item], headers=ok).status_code == 200
+
+
+def test_http_503_until_the_runtime_exists() -> None:
+    client = _client(None)
+    assert client.get("/readyz").status_code == 503
+    assert client.get("/healthz").status_code == 200
+    assert client.post("/score", json=[{}]).status_code == 503
+
+
+def test_reload_swaps_the_model_between_requests(world) -> None:
+    runtime = _runtime(world)
+    client = _client(runtime)
+    items = world["items"]
+    assert client.post("/score", json=items[:2]).json()[0]["model_version"] == "test/1"
+    resp = client.post("/reload")
+    assert resp.json() == {
+        "model_version": "test/2",
+        "previous_version": "test/1",
+        "changed": True,
+    }
+    assert runtime.state.generation() == 1
+    assert {a["model_version"] for a in client.post("/score", json=items[2:5]).json()} == {"test/2"}
+    assert client.get("/readyz").json()["model_version"] == "test/2"
+
+
+def test_reload_failure_keeps_the_current_model(world) -> None:
+    runtime = _runtime(world)
+
+    def no_champion(_: Settings) -> BotModel:
+        raise BotfilterError("no model at models:/botfilter@champion")
+
+    runtime._loader = no_champion
+    client = _client(runtime)
+    resp = client.post("/reload")
+    assert resp.status_code == 503 and "no model" in resp.json()["detail"]
+    assert client.post("/score", json=world["items"][:1]).json()[0]["model_version"] == "test/1"
+
+
+def test_openapi_documents_the_event_model() -> None:
+    spec = TestClient(api.build_app(lambda: None)).get("/openapi.json").json()
+    body = spec["paths"]["/score"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"]["items"]["required"][:3] == ["event_id", "tenant_id", "message_id"]
+    assert {"401", "413", "422"} <= set(spec["paths"]["/score"]["post"]["responses"])
+    assert "/reload" in spec["paths"]
+
+
+def test_bot_share_is_derived_from_summed_counters() -> None:
+    text = (
+        "# HELP botfilter_events_total x\n# TYPE botfilter_events_total counter\n"
+        'botfilter_events_total{channel="email",outcome="scored"} 30.0\n'
+        'botfilter_events_total{channel="email",outcome="scored",pid="2"} 10.0\n'
+        'botfilter_events_total{channel="sms",outcome="scored"} 4.0\n'
+        'botfilter_events_total{channel="any",outcome="duplicate"} 7.0\n'
+        "# HELP botfilter_bot_events_total x\n# TYPE botfilter_bot_events_total counter\n"
+        'botfilter_bot_events_total{channel="email"} 10.0\n'
+    )
+    out = with_bot_share(text)
+    assert 'botfilter_bot_share{channel="email"} 0.25\n' in out
+    assert 'botfilter_bot_share{channel="sms"} 0.0\n' in out
+    assert with_bot_share("") == ""
