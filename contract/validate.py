@@ -281,13 +281,18 @@ def _mask(values: pd.Series | np.ndarray) -> np.ndarray:
     return np.asarray(values, dtype=bool)
 
 
+def _present(values: pd.Series) -> np.ndarray:
+    """Rows of a clean text column holding a value (they hold str or None, never NaN)."""
+    return np.not_equal(values.to_numpy(dtype=object), None)
+
+
 def _equals(values: pd.Series, text: str) -> np.ndarray:
     return np.asarray(values.to_numpy(dtype=object) == text, dtype=bool)
 
 
 def _message_rules(message: dict[str, pd.Series], verdicts: _Verdicts) -> None:
     """Rules across the columns of one message."""
-    both = message["campaign_id"].notna().to_numpy() & message["automation_id"].notna().to_numpy()
+    both = _present(message["campaign_id"]) & _present(message["automation_id"])
     verdicts.flag(both, REASON_BOTH_SOURCES)
     verdicts.flag(_mask(message["delivered_at"] < message["sent_at"]), REASON_DELIVERED_BEFORE_SENT)
 
