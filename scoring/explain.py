@@ -201,11 +201,13 @@ def top_reasons(
     uniq, inverse = np.unique(code, return_inverse=True)
     first = np.zeros(len(uniq), np.int64)
     first[inverse[::-1]] = np.arange(len(inverse))[::-1]
-    lists = [[names[f] for f in idx[i] if f >= 0] for i in first]
-    out: list[list[str]] = [[] for _ in range(n)] if len(rows) < n else [None] * n  # type: ignore[list-item]
-    for r, u in zip(rows.tolist(), inverse.tolist(), strict=True):
-        out[r] = lists[u]
-    return out
+    lists = np.empty(len(uniq) + 1, dtype=object)
+    for j, i in enumerate(first.tolist()):  # element-wise: numpy would broadcast equal-length lists
+        lists[j] = [names[f] for f in idx[i] if f >= 0]
+    lists[-1] = []
+    choice = np.full(n, len(uniq), dtype=np.int64)  # rows not explained get the empty list
+    choice[rows] = inverse
+    return list(lists[choice])
 
 
 def _lists(idx: np.ndarray, names: list[str], rows: np.ndarray, n: int) -> list[list[str]]:

@@ -113,9 +113,14 @@ class BotModel:
 
     def threshold_for(self, channel: np.ndarray, event_type: np.ndarray) -> np.ndarray:
         """Per-row threshold by (channel, type), falling back to the default one."""
-        keys = pd.Series(channel).astype(str) + ":" + pd.Series(event_type).astype(str)
-        default = self.thresholds.get("default", 0.5)
-        return keys.map(self.thresholds).fillna(default).to_numpy(dtype=np.float64)
+        channel = np.asarray(channel, dtype=object)
+        event_type = np.asarray(event_type, dtype=object)
+        out = np.full(len(channel), self.thresholds.get("default", 0.5), dtype=np.float64)
+        for key, value in self.thresholds.items():
+            if key != "default":
+                ch, ty = key.split(":", 1)
+                out[(channel == ch) & (event_type == ty)] = value
+        return out
 
     @property
     def trees(self) -> FlatTrees:

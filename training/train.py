@@ -25,7 +25,7 @@ from training.gate import GATE, GateDecision, decide, gate_numbers
 DEFAULT_PARAMS: dict[str, Any] = {
     "objective": "binary",
     "learning_rate": 0.1,
-    "num_leaves": 31,
+    "num_leaves": 15,
     "min_data_in_leaf": 40,
     "feature_fraction": 0.8,
     "bagging_fraction": 0.8,
