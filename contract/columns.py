@@ -191,7 +191,9 @@ def few_distinct(arr: pa.Array | pa.ChunkedArray, sample: int = 20_000) -> bool:
     return len(head) > 0 and pc.count_distinct(head).as_py() <= len(head) // 2
 
 
-def _regex(text: pa.Array | pa.ChunkedArray, pattern: str, ignore_case: bool = False) -> np.ndarray:
+def matches(
+    text: pa.Array | pa.ChunkedArray, pattern: str, ignore_case: bool = False
+) -> np.ndarray:
     """Rows matching ``pattern``; a column of few distinct values is matched once per value."""
     if few_distinct(text):
         encoded = pc.dictionary_encode(_single(text))
@@ -237,10 +239,10 @@ def parse_ip(arr: pa.Array | pa.ChunkedArray) -> Parsed:
     """IPv4 or IPv6 text (compressed, full, IPv4-mapped), kept as given once validated."""
     parsed = parse_text(arr)
     text = parsed.values
-    ok = _regex(text, IPV4_RE) | parsed.missing
+    ok = matches(text, IPV4_RE) | parsed.missing
     if not ok.all():
         rest = np.flatnonzero(~ok)
-        ok[rest[_regex(text.take(pa.array(rest)), IPV6_RE)]] = True
+        ok[rest[matches(text.take(pa.array(rest)), IPV6_RE)]] = True
     if not ok.all():
         rest = np.flatnonzero(~ok)
         leftovers = pc.unique(text.take(pa.array(rest))).to_pylist()
@@ -287,7 +289,7 @@ def parse_int(arr: pa.Array | pa.ChunkedArray, name: str) -> Parsed:
     elif _is_text(t):
         text = blank_to_null(arr)
         missing = to_numpy_bool(pc.is_null(text))
-        good = _regex(text, _INT_TEXT)
+        good = matches(text, _INT_TEXT)
         bad = ~good & ~missing
         values = _integer_text(null_where(text, bad) if bad.any() else text)
     elif pa.types.is_boolean(t):
@@ -404,7 +406,7 @@ def _text_ns(
     ok = np.zeros(n, dtype=bool)
     out_of_range = np.zeros(n, dtype=bool)
 
-    digits = _regex(text, _DIGITS)
+    digits = matches(text, _DIGITS)
     if digits.any():
         whole = pc.replace_substring_regex(null_where(text, ~digits), _ZERO_TAIL, "")
         lengths = pc.fill_null(pc.utf8_length(whole), 0).to_numpy(zero_copy_only=False)
@@ -416,10 +418,10 @@ def _text_ns(
         ok |= in_range
         out_of_range |= digits & ~in_range
 
-    shaped = _regex(text, _TS_SHAPE) & ~digits
+    shaped = matches(text, _TS_SHAPE) & ~digits
     unparseable = ~missing & ~digits & ~shaped
     if shaped.any():
-        with_offset = shaped & _regex(text, _TS_OFFSET)
+        with_offset = shaped & matches(text, _TS_OFFSET)
         for group, typ in ((with_offset, UTC_NS), (shaped & ~with_offset, pa.timestamp("ns"))):
             if not group.any():
                 continue

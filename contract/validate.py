@@ -92,6 +92,7 @@ from contract.columns import (
     Parsed,
     UnsupportedType,
     few_distinct,
+    matches,
     parse_bool,
     parse_choice,
     parse_int,
@@ -167,12 +168,12 @@ def _parse_column(column: Column, arr: pa.Array | pa.ChunkedArray) -> Parsed:
         parsed = parse_text(arr, trim=name != "user_agent")
         if name == "http_method":
             parsed.values = pc.utf8_upper(parsed.values)
-            token = to_numpy_bool(pc.match_substring_regex(parsed.values, _HTTP_TOKEN), True)
-            parsed.add(~token, "invalid http_method")
+            parsed.add(
+                ~matches(parsed.values, _HTTP_TOKEN) & ~parsed.missing, "invalid http_method"
+            )
         elif name == "recipient_domain":
             parsed.values = pc.utf8_lower(parsed.values)
-            address = to_numpy_bool(pc.match_substring_regex(parsed.values, r"[@\s]"))
-            parsed.add(address, "invalid recipient_domain")
+            parsed.add(matches(parsed.values, r"[@\s]"), "invalid recipient_domain")
         return parsed
     if column.kind == "timestamp":
         return parse_timestamp(arr, name)
