@@ -187,8 +187,10 @@ def blank_to_null(
 
 def few_distinct(arr: pa.Array | pa.ChunkedArray, sample: int = 20_000) -> bool:
     """Whether a column repeats a few values a lot (judged on its first ``sample`` rows)."""
+    if len(arr) < 1_000:  # too small to be worth a dictionary
+        return False
     head = arr.slice(0, min(len(arr), sample))
-    return len(head) > 0 and pc.count_distinct(head).as_py() <= len(head) // 2
+    return pc.count_distinct(head).as_py() <= len(head) // 2
 
 
 def matches(

@@ -333,22 +333,27 @@ def _as_text(value: Any) -> str | None:
 
 def raw_from_pandas(name: str, frame: pd.DataFrame) -> RawTable:
     """A pandas frame as a raw table (row numbers are positions in the frame)."""
-    columns = [str(c) for c in frame.columns]
+    labels = [str(c) for c in frame.columns]
+    if len(set(labels)) != len(labels):
+        twice = next(label for label in labels if labels.count(label) > 1)
+        raise BotfilterError(f"{name}: column {twice} appears twice")
+    schema_names = set(TABLES[name].names) if name in TABLES else set()
+    try:  # one conversion for the whole frame: most frames have one type per column
+        data = pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        data = None
+    if data is not None and not any(_nested(f.type) for f in data.schema if f.name in schema_names):
+        return RawTable(name, name, data.rename_columns(labels))
     arrays: dict[str, pa.Array] = {}
-    for label, column in zip(columns, frame.columns, strict=True):
+    for label, column in zip(labels, frame.columns, strict=True):
         series = frame[column]
-        if isinstance(series, pd.DataFrame):
-            raise BotfilterError(f"{name}: column {label} appears twice")
         try:
             arrays[label] = pa.Array.from_pandas(series)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
             arrays[label] = column_from_values(series.tolist())
-        if _nested(arrays[label].type) and label in TABLES.get(name, _NO_SCHEMA).names:
+        if _nested(arrays[label].type) and label in schema_names:
             arrays[label] = pa.array([_as_text(v) for v in series.tolist()], pa.string())
     return RawTable(name, name, pa.table(arrays) if arrays else pa.table({}))
-
-
-_NO_SCHEMA = TableSchema("", ())
 
 
 def empty_raw(name: str, source: str | None = None) -> RawTable:

@@ -258,8 +258,15 @@ def _parse_columns(
     return values
 
 
+_SMALL = 50_000  # rows; below this one table conversion beats per-column tuning
+
+
 def _typed_columns(schema: TableSchema, values: dict[str, pa.Array]) -> dict[str, pd.Series]:
     """Parsed columns in their clean pandas dtypes, for every row."""
+    if values and len(next(iter(values.values()))) < _SMALL:
+        # small batches (the online API): fixed per-call costs dominate, convert in one go
+        frame = pa.table(values).to_pandas(types_mapper=_NULLABLE.get)
+        return {name: frame[name] for name in values}
     return {name: _typed(schema.column(name), arr) for name, arr in values.items()}
 
 
