@@ -114,6 +114,7 @@ from contract.schema import (
     EVENTS,
     MESSAGE_CONTEXT,
     MESSAGES,
+    QUARANTINE_COLUMNS,
     REQUIRED_TABLES,
     SEGMENTS,
     SETTINGS,
@@ -121,8 +122,6 @@ from contract.schema import (
     Column,
     TableSchema,
 )
-
-QUARANTINE_COLUMNS = ("table", "row_number", "record", "reason")
 
 REASON_UNKNOWN_MESSAGE = "unknown message"
 REASON_QUARANTINED_MESSAGE = "quarantined message"
