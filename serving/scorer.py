@@ -29,6 +29,7 @@ import numba
 import numpy as np
 import pandas as pd
 
+from botfilter.errors import BotfilterError
 from contract.schema import EVENTS, MESSAGES, SCORE_COLUMNS
 from features.definitions import LONGEST_WINDOW_S
 from features.pipeline import CONTEXT_COLUMNS, Enrichers, build_features
@@ -171,7 +172,16 @@ class OnlineScorer:
         for j, n in enumerate(_REQUEST_COLUMNS):
             values[:, j] = np.fromiter((it.get(n) for it in items), object, len(items))
         frame = pd.DataFrame(values, columns=list(_REQUEST_COLUMNS))
-        clean, reasons = validate_event_rows(frame)
+        try:
+            clean, reasons = validate_event_rows(frame)
+        except BotfilterError:
+            # A JSON array or object as a value the reader does not turn into text (it does so
+            # for the events' own columns only): judge its JSON text, as for a JSON Lines file.
+            nested = np.frompyfunc(lambda v: isinstance(v, list | dict), 1, 1)(values).astype(bool)
+            values[nested] = [json.dumps(v, ensure_ascii=False) for v in values[nested]]
+            clean, reasons = validate_event_rows(
+                pd.DataFrame(values, columns=list(_REQUEST_COLUMNS))
+            )
         for pos, reason in reasons.items():
             answers[int(pos)] = {"event_id": _event_id_of(items[int(pos)]), "error": str(reason)}
         return clean

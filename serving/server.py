@@ -8,6 +8,7 @@ without Redis is refused (each worker would see only its own share of the histor
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -51,10 +52,14 @@ def serve(
     version = check_ready(settings, workers)
     # Workers inherit the environment: pin the data home so they all resolve the same one.
     os.environ["BOTFILTER_HOME"] = str(Path(settings.home).resolve())
-    svc = BotfilterService
-    svc.config["workers"] = workers
-    svc.config.setdefault("logging", {}).setdefault("access", {})["enabled"] = access_log
-    svc.inject_config()
+    # Worker processes re-import the service, so BentoML settings for them go through the
+    # environment (merged into any overrides the operator set).
+    overrides = json.loads(os.environ.get("BENTOML_CONFIG_OVERRIDES") or "{}")
+    svc_conf = overrides.setdefault("services", {}).setdefault(BotfilterService.name, {})
+    svc_conf.setdefault("logging", {}).setdefault("access", {})["enabled"] = access_log
+    os.environ["BENTOML_CONFIG_OVERRIDES"] = json.dumps(overrides)
+    BotfilterService.config["workers"] = workers
+    BotfilterService.inject_config()
     print(f"botfilter: serving {version} on http://{host}:{port} with {workers} worker(s)")
     return serve_http(
         SERVICE,

@@ -153,6 +153,14 @@ def test_contract_breaking_events_are_answered_in_place_and_never_fail_the_other
     assert [a for a in out if "error" not in a] == alone
 
 
+def test_json_arrays_in_context_columns_are_judged_as_text_not_a_crash(world) -> None:
+    odd = {**world["items"][0], "event_id": "odd", "campaign_id": [], "automation_id": None}
+    also = {**world["items"][1], "event_id": "odd2", "recipient_domain": {"a": 1}}
+    out = OnlineScorer(_state(), world["enrichers"]).score([odd, also], world["model"]).items
+    assert out[0]["event_id"] == "odd" and 0 <= out[0]["bot_score"] <= 1
+    assert out[1] == {"event_id": "odd2", "error": "invalid recipient_domain"}
+
+
 def test_stored_rows_rebuild_the_exact_clean_frame(world) -> None:
     names = [c.name for c in EVENTS.columns if c.name not in TRAINING_ONLY]
     frame = pd.DataFrame(world["items"][:50]).reindex(columns=names + list(MESSAGE_CONTEXT))
