@@ -160,7 +160,7 @@ def compute_partitions_spark(
         rows[table] = frame.persist(StorageLevel.MEMORY_AND_DISK)
 
     summary = (
-        msg.groupBy("tenant_id", "channel", "send_day", "bot_filter_applied")
+        msg.groupBy("tenant_id", "channel", "send_day")
         .agg(
             F.count(F.lit(1)).alias("messages"),
             F.sum("delivered").cast("long").alias("delivered"),
@@ -173,7 +173,7 @@ def compute_partitions_spark(
     versions = tuple(
         sorted(r[0] for r in ev.select("model_version").distinct().collect() if r[0] is not None)
     )
-    frames = {name: M._finish(frame.toPandas(), M.MODULES[name]) for name, frame in rows.items()}
+    frames = {name: _collect(frame, M.MODULES[name]) for name, frame in rows.items()}
     partitions = M.Partitions(
         window=window,
         frames=frames,
@@ -186,6 +186,13 @@ def compute_partitions_spark(
     for frame in (m, ev, msg):
         frame.unpersist()
     return rows, partitions
+
+
+def _collect(rows: DataFrame, module: M.Module) -> pd.DataFrame:
+    """Computed rows on the driver, finished and ordered as the local engine returns them."""
+    frame = M._finish(rows.toPandas(), module)
+    order = [*M.PARTITION_KEY, *module.keys, "in_window"]
+    return frame.sort_values(order, kind="stable", ignore_index=True)
 
 
 def _day_rows(msg: DataFrame, ev: DataFrame, module: M.Module) -> DataFrame:
