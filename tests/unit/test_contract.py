@@ -582,3 +582,17 @@ def test_large_batch_is_vectorised() -> None:
     clean, why = validate_event_rows(rows)
     assert len(clean) == n // 2 and (why == "invalid ip").sum() == n // 2
     assert np.array_equal(why.index.to_numpy(), np.arange(0, n, 2))
+
+
+def test_padding_and_blanks_are_found_in_any_chunk() -> None:
+    import pyarrow as pa
+
+    from contract.columns import blank_to_null
+
+    chunks = pa.chunked_array(
+        [pa.array(["a", "b", "c"]).slice(1), pa.array(["\u00a0d\t", "\u3000", "é"])]
+    )
+    assert blank_to_null(chunks).to_pylist() == ["b", "c", "d", None, "é"]
+    assert blank_to_null(chunks, trim=False).to_pylist() == ["b", "c", "\u00a0d\t", None, "é"]
+    clean = pa.array(["x", None, "y"])
+    assert blank_to_null(clean) is clean  # nothing to trim: no copy
