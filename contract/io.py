@@ -141,7 +141,65 @@ def _one_line(exc: BaseException) -> str:
 def _read_parquet(path: Path, schema: TableSchema) -> RawTable:
     import pyarrow.parquet as pq
 
-    return RawTable(schema.name, str(path), pq.read_table(path))
+    raw = RawTable(schema.name, str(path), pq.read_table(path))
+    try:
+        raw.data.validate(full=True)  # Parquet readers let invalid UTF-8 through
+    except pa.ArrowInvalid:
+        return _set_aside_invalid_text(raw)
+    return raw
+
+
+def _set_aside_invalid_text(raw: RawTable) -> RawTable:
+    """Move the rows holding text that is not UTF-8 to ``rejected`` (found chunk by chunk, then
+    value by value only inside the chunks that fail)."""
+    bad = np.zeros(raw.data.num_rows, dtype=bool)
+    for column in raw.data.columns:
+        if not _is_text_type(column.type):
+            continue
+        start = 0
+        for chunk in column.chunks:
+            try:
+                chunk.validate(full=True)
+            except pa.ArrowInvalid:
+                as_bytes = chunk.view(
+                    pa.binary() if pa.types.is_string(chunk.type) else pa.large_binary()
+                )
+                for i, value in enumerate(as_bytes.to_pylist()):
+                    if value is not None and not _is_utf8(value):
+                        bad[start + i] = True
+            start += len(chunk)
+    positions = np.flatnonzero(bad)
+    broken = raw.data.take(pa.array(positions))
+    rows = [
+        {k: (v.decode("utf-8", "replace") if isinstance(v, bytes) else v) for k, v in row.items()}
+        for row in _as_binary(broken).to_pylist()
+    ]
+    rejected = [
+        (int(p), _json_text(row), REASON_UTF8) for p, row in zip(positions, rows, strict=True)
+    ]
+    keep = np.flatnonzero(~bad)
+    return RawTable(raw.name, raw.source, raw.data.take(pa.array(keep)), keep, None, rejected)
+
+
+def _is_text_type(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _as_binary(table: pa.Table) -> pa.Table:
+    """Text columns viewed as bytes (so that invalid UTF-8 can be read into Python)."""
+    for i, field_ in enumerate(table.schema):
+        if _is_text_type(field_.type):
+            kind = pa.binary() if pa.types.is_string(field_.type) else pa.large_binary()
+            table = table.set_column(i, field_.name, table.column(i).cast(kind))
+    return table
 
 
 # --------------------------------------------------------------------------- CSV
@@ -249,6 +307,7 @@ def _read_jsonl(path: Path, schema: TableSchema) -> RawTable:
             explicit = pa.schema([pa.field(f.name, pa.string()) for f in stamped])
             options = pj.ParseOptions(explicit_schema=explicit, unexpected_field_behavior="infer")
             data = pj.read_json(path, parse_options=options)
+        data.validate(full=True)  # the JSON reader lets invalid UTF-8 through; kernels would not
     except pa.ArrowInvalid:
         return _read_jsonl_rows(path, schema)
     if data.num_columns == 0:  # no records: a valid empty table

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -327,3 +328,36 @@ def test_events_without_any_message_are_unknown(tmp_path: Path) -> None:
     write_text(tmp_path / "messages.csv", MESSAGES_CSV.splitlines()[0] + "\n")
     write_text(tmp_path / "events.jsonl", jsonl([EVENT]))
     assert quarantine_of(contract.load(tmp_path), "events") == [(0, "unknown message")]
+
+
+def test_jsonl_line_that_is_not_utf8_is_quarantined(tmp_path: Path) -> None:
+    write_text(tmp_path / "messages.jsonl", jsonl([MESSAGE]))
+    body = (json.dumps(EVENT) + "\n").encode() + b'{"event_id": "e\xff"}\n'
+    write_text(
+        tmp_path / "events.jsonl", body + (json.dumps({**EVENT, "event_id": "e3"}) + "\n").encode()
+    )
+    result = contract.load(tmp_path)
+    assert result.events["event_id"].tolist() == ["e1", "e3"]
+    assert quarantine_of(result, "events") == [(1, "invalid UTF-8 text")]
+    assert "\ufffd" in json.loads(result.quarantine["record"].iloc[0])
+
+
+def test_parquet_rows_with_text_that_is_not_utf8_are_quarantined(tmp_path: Path) -> None:
+    write_text(tmp_path / "messages.jsonl", jsonl([MESSAGE]))
+    ids = pa.Array.from_buffers(
+        pa.string(),
+        3,
+        [
+            None,
+            pa.py_buffer(np.array([0, 2, 5, 7], np.int32).tobytes()),
+            pa.py_buffer(b"e1e\xff2e3"),
+        ],
+    )
+    events = pa.table(
+        {**{k: [v] * 3 for k, v in EVENT.items() if k != "event_id"}, "event_id": ids}
+    )
+    pq.write_table(events, tmp_path / "events.parquet")
+    result = contract.load(tmp_path)
+    assert result.events["event_id"].tolist() == ["e1", "e3"]
+    assert quarantine_of(result, "events") == [(1, "invalid UTF-8 text")]
+    assert json.loads(result.quarantine["record"].iloc[0])["event_id"] == "e\ufffd2"
