@@ -72,6 +72,14 @@ undelivered messages (the metrics leave them out), ``recipient_domain`` on SMS, 
 Duplicates are looked for only among rows that pass every rule, so a broken copy is quarantined
 and a good copy is kept. For every table ``read == kept + quarantined + duplicates``
 (:class:`contract.report.TableReport` raises otherwise).
+
+Entry points: :func:`contract.load` (read a data directory, then :func:`validate_raw`),
+:func:`validate_tables` (pandas frames by table name) and :func:`validate_event_rows` (the
+online API's batches: events with their message context; the same rule code, one row at a time
+semantics). Clean tables keep the input row order and every schema column (absent optional ones
+all null), then the extra input columns: text as object (``str`` or ``None``), timestamps as
+``datetime64[ns, UTC]``, ``link_count``/``link_position``/``asn`` as ``Int64``, booleans as
+``boolean``.
 """
 
 from __future__ import annotations
