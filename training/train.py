@@ -180,6 +180,21 @@ def evaluate_model(
     return evaluation_report(ctx, feats, proba, is_bot), proba, is_bot
 
 
+EXPERIMENT = "botfilter"
+
+
+def _use_experiment(settings: Settings) -> None:
+    """Select the experiment; with the embedded store its artifacts go under the data home
+    (MLflow's default would be ./mlruns in whatever directory the command runs from)."""
+    import mlflow
+
+    embedded = settings.mlflow_uri == f"sqlite:///{(settings.home / 'mlflow.db').resolve()}"
+    if embedded and mlflow.get_experiment_by_name(EXPERIMENT) is None:
+        settings.artifact_root.mkdir(parents=True, exist_ok=True)
+        mlflow.create_experiment(EXPERIMENT, artifact_location=settings.artifact_root.as_uri())
+    mlflow.set_experiment(EXPERIMENT)
+
+
 def train(
     settings: Settings, data_dir: Path, console=None, params: dict[str, Any] | None = None
 ) -> TrainResult:
@@ -218,7 +233,7 @@ def train(
         gate_numbers(report), gate_numbers(champion_report) if champion_report else None, GATE
     )
 
-    mlflow.set_experiment("botfilter")
+    _use_experiment(settings)
     with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
         tmpd = Path(tmp)
         mlflow.log_params({k: v for k, v in info["params"].items()})

@@ -69,6 +69,9 @@ def test_first_model_is_promoted_and_logged(trained):
     model = load_model(settings, champion_uri(settings), compile=False)
     assert model.version == first.version and model.feature_names == first.model.feature_names
     assert mlflow.get_tracking_uri().startswith("sqlite:")
+    # artifacts live under the data home, not in ./mlruns of the working directory
+    assert run.info.artifact_uri.startswith(settings.artifact_root.as_uri())
+    assert not Path("mlruns").exists()
 
 
 def test_generalises_to_another_seed_and_profile(trained, worlds):
