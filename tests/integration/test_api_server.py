@@ -1,0 +1,268 @@
+"""The real server: ``botfilter serve`` with 2 workers sharing Redis, against ``botfilter score``.
+
+One module-scoped world: simulate, train and register a champion, score the whole file in batch,
+then start the server as a subprocess on a free port. The model name is unique per run, so the
+Redis keys (db 15) carry a prefix nobody else uses, and only those are removed afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.redis, pytest.mark.slow]
+
+TOKEN = "it-token"
+MAX_EVENTS = 400
+BOTFILTER = str(Path(sys.executable).with_name("botfilter"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run(args: list[str], env: dict[str, str]) -> None:
+    done = subprocess.run([BOTFILTER, *args], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"botfilter {args[0]} failed:\n{done.stdout}\n{done.stderr}"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, redis_url: str):
+    root = tmp_path_factory.mktemp("api")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOTFILTER_", "MLFLOW_"))}
+    env.update(
+        BOTFILTER_HOME=str(root / "home"),
+        BOTFILTER_MODEL_NAME=f"botfilter_it_{uuid.uuid4().hex[:8]}",
+    )
+    data, scores = root / "data", root / "scores.parquet"
+    _run(["simulate", "--out", str(data), "--tenants", "1", "--days", "3", "--seed", "1"], env)
+    _run(["train", "--data", str(data)], env)
+    _run(["score", "--data", str(data), "--out", str(scores)], env)
+    yield {"root": root, "env": env, "data": data, "batch": pd.read_parquet(scores)}
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"botfilter:{env['BOTFILTER_MODEL_NAME']}:*", count=1000))
+    for i in range(0, len(keys), 1000):
+        client.unlink(*keys[i : i + 1000])
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def server(world, redis_url: str):
+    port = _free_port()
+    env = {
+        **world["env"],
+        "BOTFILTER_REDIS_URL": redis_url,
+        "BOTFILTER_API_TOKEN": TOKEN,
+        "BOTFILTER_MAX_BATCH_EVENTS": str(MAX_EVENTS),
+    }
+    log = (world["root"] / "server.log").open("w")
+    args = ["serve", "--port", str(port), "--workers", "2", "--no-access-log"]
+    proc = subprocess.Popen(
+        [BOTFILTER, *args], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 240
+    while True:
+        assert proc.poll() is None, (world["root"] / "server.log").read_text()[-3000:]
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "server did not become ready"
+        time.sleep(0.5)
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)  # the arbiter and its workers (our own session)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    log.close()
+
+
+def _post(url: str, body, token: str | None = TOKEN, **kw) -> httpx.Response:
+    # A new connection each time, so that both workers take requests.
+    headers = {"Authorization": f"Bearer {token}", "Connection": "close"} if token else {}
+    return httpx.post(f"{url}/score", json=body, headers=headers, timeout=60, **kw)
+
+
+@pytest.fixture(scope="module")
+def items(world) -> list[dict]:
+    from contract import load
+    from serving.client import api_events
+
+    v = load(world["data"])
+    return api_events(v.messages, v.events)
+
+
+def test_micro_batches_on_two_workers_match_batch_scores(server, world, items) -> None:
+    answers: list[dict] = []
+    rng = np.random.default_rng(11)
+    i = 0
+    while i < len(items):
+        k = int(rng.integers(1, 80))
+        resp = _post(server, items[i : i + k])
+        assert resp.status_code == 200, resp.text
+        answers += resp.json()
+        i += k
+    assert [a["event_id"] for a in answers] == [it["event_id"] for it in items]
+    got = pd.DataFrame(answers).set_index("event_id")
+    batch = world["batch"].set_index("event_id")
+    assert "error" not in got.columns and len(got) == len(batch) > 1000
+    joined = batch.join(got, rsuffix="_api", how="inner")
+    assert len(joined) == len(batch)
+    assert np.abs(joined["bot_score"] - joined["bot_score_api"]).max() <= 1e-9
+    assert (joined["is_bot"] == joined["is_bot_api"]).all()
+    pairs = zip(joined["reasons"], joined["reasons_api"], strict=True)
+    assert all(list(a) == list(b) for a, b in pairs)
+    assert (joined["model_version"] == joined["model_version_api"]).all()
+    # Both workers answered: each reports its own last-request time.
+    metrics = httpx.get(f"{server}/metrics", timeout=10).text
+    pids = {
+        line.split('pid="')[1].split('"')[0]
+        for line in metrics.splitlines()
+        if line.startswith("bentoml_service_last_request_timestamp_seconds{")
+    }
+    assert len(pids) == 2
+    assert 'botfilter_bot_share{channel="email"}' in metrics
+    assert 'botfilter_http_requests_total{code="200",endpoint="/score"}' in metrics
+
+
+def test_duplicates_get_the_same_answer(server, items) -> None:
+    first = _post(server, items[:30]).json()
+    again = _post(server, items[10:20] + items[:5]).json()
+    assert again == first[10:20] + first[:5]
+
+
+def test_auth_body_and_size_errors(server, items) -> None:
+    assert _post(server, items[:1], token=None).status_code == 401
+    assert _post(server, items[:1], token="wrong").status_code == 401
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    resp = httpx.post(f"{server}/score", content=b"{oops", headers=headers, timeout=30)
+    assert resp.status_code == 422 and "not valid JSON" in resp.json()["detail"]
+    resp = httpx.post(f"{server}/score", json={"events": []}, headers=headers, timeout=30)
+    assert resp.status_code == 422 and "JSON array" in resp.json()["detail"]
+    resp = _post(server, items[:1] * (MAX_EVENTS + 1))
+    assert resp.status_code == 413 and f"limit of {MAX_EVENTS}" in resp.json()["detail"]
+    big = b"[" + b" " * (MAX_EVENTS * 4096 + 2048) + b"]"
+    resp = httpx.post(f"{server}/score", content=big, headers=headers, timeout=30)
+    assert resp.status_code == 413 and "bytes" in resp.json()["detail"]
+
+
+def test_a_broken_event_is_answered_in_place(server, items) -> None:
+    fresh = [{**it, "event_id": f"pi-{i}"} for i, it in enumerate(items[100:104])]
+    broken = {**items[104], "event_id": "pi-bad", "type": "open", "channel": "sms"}
+    resp = _post(server, [fresh[0], broken, *fresh[1:]])
+    assert resp.status_code == 200
+    out = resp.json()
+    assert out[1] == {"event_id": "pi-bad", "error": "open on sms message"}
+    assert [a["event_id"] for a in out] == ["pi-0", "pi-bad", "pi-1", "pi-2", "pi-3"]
+    assert all(0 <= a["bot_score"] <= 1 for i, a in enumerate(out) if i != 1)
+
+
+def test_reload_swaps_the_champion_without_failed_requests(server, world, items) -> None:
+    from mlflow import MlflowClient
+
+    from botfilter.settings import Settings
+    from scoring.registry import configure_mlflow
+
+    env = world["env"]
+    settings = Settings(home=Path(env["BOTFILTER_HOME"]), model_name=env["BOTFILTER_MODEL_NAME"])
+    configure_mlflow(settings)
+    client = MlflowClient()
+    champion = client.get_model_version_by_alias(settings.model_name, "champion")
+    copy = client.create_model_version(settings.model_name, champion.source, champion.run_id)
+    client.set_registered_model_alias(settings.model_name, "champion", copy.version)
+    new_version = f"{settings.model_name}/{copy.version}"
+
+    statuses: list[int] = []
+    versions: list[str] = []
+    stop = threading.Event()
+
+    def traffic() -> None:
+        n = 0
+        while not stop.is_set():
+            resp = _post(server, [{**items[n % 50], "event_id": f"rl-{n}"}])
+            statuses.append(resp.status_code)
+            if resp.status_code == 200:
+                versions.append(resp.json()[0]["model_version"])
+            n += 1
+
+    th = threading.Thread(target=traffic)
+    th.start()
+    try:
+        time.sleep(1)
+        resp = httpx.post(
+            f"{server}/reload", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120
+        )
+        assert resp.status_code == 200
+        assert resp.json() == {
+            "model_version": new_version,
+            "previous_version": f"{settings.model_name}/{champion.version}",
+            "changed": True,
+        }
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (
+            len(versions) < 20 or set(versions[-20:]) != {new_version}
+        ):
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        th.join(60)
+    assert statuses and set(statuses) == {200}
+    assert set(versions[-20:]) == {new_version}
+    assert versions[0] != new_version
+
+
+def _no_server_error(strategy, label: str, url: str, failures: list[str]):
+    """A Hypothesis test calling the server with generated cases, recording any 5xx."""
+    from hypothesis import HealthCheck, given, settings
+
+    @given(case=strategy)
+    @settings(
+        max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
+    def check(case) -> None:
+        resp = case.call(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"})
+        if resp.status_code >= 500:
+            failures.append(f"{label}: {resp.status_code} {case.body!r}")
+
+    return check
+
+
+def test_schemathesis_finds_no_server_error(server) -> None:
+    import schemathesis
+    from hypothesis.errors import Unsatisfiable
+    from schemathesis.generation.modes import GenerationMode
+
+    schema = schemathesis.openapi.from_url(f"{server}/docs.json")
+    failures: list[str] = []
+    tested = 0
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            strategy = operation.as_strategy(generation_mode=mode)
+            check = _no_server_error(strategy, f"{operation.label} {mode}", server, failures)
+            try:
+                check()
+                tested += 1
+            except Unsatisfiable:
+                pass  # an operation without inputs has no invalid request to make
+    assert tested >= 6 and not failures, json.dumps(failures[:5], indent=1)
