@@ -296,17 +296,21 @@ def json_default(value: Any) -> Any:
 # --------------------------------------------------------------------------- JSON Lines
 
 
+_JSON_HEAD = 1 << 20  # bytes read first to learn the column types
+
+
 def _read_jsonl(path: Path, schema: TableSchema) -> RawTable:
     import pyarrow.json as pj
 
     try:
-        data = pj.read_json(path)
-        stamped = [f for f in data.schema if pa.types.is_timestamp(f.type)]
+        # Arrow infers ISO text as timestamps, which would drop the original offset from the
+        # records; declare such columns as text up front (types learnt from the file's head) so
+        # that the file is parsed once, and re-read only if a later line brings another one.
+        text_columns = _stamped(_json_head_schema(path))
+        data = pj.read_json(path, parse_options=_json_options(text_columns))
+        stamped = _stamped(data.schema)
         if stamped:
-            # keep the text: Arrow's inference would drop the original offset from records
-            explicit = pa.schema([pa.field(f.name, pa.string()) for f in stamped])
-            options = pj.ParseOptions(explicit_schema=explicit, unexpected_field_behavior="infer")
-            data = pj.read_json(path, parse_options=options)
+            data = pj.read_json(path, parse_options=_json_options(text_columns + stamped))
         data.validate(full=True)  # the JSON reader lets invalid UTF-8 through; kernels would not
     except pa.ArrowInvalid:
         return _read_jsonl_rows(path, schema)
@@ -315,6 +319,31 @@ def _read_jsonl(path: Path, schema: TableSchema) -> RawTable:
     if any(_nested(data.schema.field(c).type) for c in schema.names if c in data.column_names):
         return _read_jsonl_rows(path, schema)
     return RawTable(schema.name, str(path), data, lines=path)
+
+
+def _json_head_schema(path: Path) -> pa.Schema:
+    """Column types Arrow infers from the complete lines of the first block of a file."""
+    import pyarrow.json as pj
+
+    with path.open("rb") as handle:
+        head = handle.read(_JSON_HEAD)
+    head = head[: head.rfind(b"\n") + 1] if len(head) == _JSON_HEAD else head
+    if not head.strip():
+        return pa.schema([])
+    return pj.read_json(pa.BufferReader(head)).schema
+
+
+def _stamped(schema: pa.Schema) -> list[str]:
+    return [f.name for f in schema if pa.types.is_timestamp(f.type)]
+
+
+def _json_options(text_columns: list[str]) -> Any:
+    import pyarrow.json as pj
+
+    if not text_columns:
+        return pj.ParseOptions()
+    explicit = pa.schema([pa.field(name, pa.string()) for name in text_columns])
+    return pj.ParseOptions(explicit_schema=explicit, unexpected_field_behavior="infer")
 
 
 def _nested(t: pa.DataType) -> bool:
