@@ -1,0 +1,223 @@
+"""The Spark engine equals the local engine exactly (local[2], one session for the module).
+
+Same simulated data, same registered model: validation (clean tables, quarantine, counts),
+scores (tenant and time-chunk partitioning) and the metric partitions and four tables.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from botfilter.settings import Settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.spark, pytest.mark.slow]
+
+pyspark = pytest.importorskip("pyspark")
+
+KEYS = {
+    "messages": ["message_id"],
+    "events": ["event_id"],
+    "segments": ["tenant_id", "segment_id", "contact_id"],
+    "settings": ["tenant_id"],
+}
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("spark")
+
+
+@pytest.fixture(scope="module")
+def settings(home: Path) -> Settings:
+    mp = pytest.MonkeyPatch()
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    yield Settings(home=home / "home", threads=1)
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def world(home: Path) -> Path:
+    from simulation import simulate
+
+    out = home / "world"
+    simulate(out, tenants=2, days=3, seed=23)
+    return out
+
+
+@pytest.fixture(scope="module")
+def model_uri(settings: Settings, world: Path) -> str:
+    """A model trained and registered in MLflow; the champion alias when the gate promoted it."""
+    from training.train import train
+
+    result = train(settings, world)
+    if result.decision.promote:
+        return f"models:/{settings.model_name}@{settings.champion_alias}"
+    return f"models:/{result.version}"
+
+
+@pytest.fixture(scope="module")
+def spark(settings: Settings):
+    from jobs.spark_engine import spark_session
+
+    session = spark_session(settings, "local[2]", shuffle_partitions=2)
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def local(world: Path, settings: Settings, model_uri: str):
+    import contract
+    from scoring.batch import score_validated
+
+    validated = contract.load(world)
+    return validated, score_validated(validated, settings, model_uri)
+
+
+@pytest.fixture(scope="module")
+def tables(spark, world: Path):
+    from jobs.spark_io import load_tables
+
+    # A URI goes through Hadoop's file systems, as s3a:// or abfss:// would.
+    return load_tables(spark, world.resolve().as_uri())
+
+
+def _clean(tables, name: str) -> pd.DataFrame:
+    from jobs.spark_io import arrow_to_clean_pandas
+
+    frame = arrow_to_clean_pandas(name, getattr(tables, name).toArrow())
+    return frame.sort_values(KEYS[name], ignore_index=True)
+
+
+def _same_scores(local: pd.DataFrame, spark: pd.DataFrame) -> None:
+    a = local.set_index("event_id").sort_index()
+    b = spark.set_index("event_id").sort_index()
+    assert a.index.equals(b.index)
+    assert len(a) > 1000
+    assert np.abs(a["bot_score"].to_numpy() - b["bot_score"].to_numpy()).max() <= 1e-12
+    assert (a["is_bot"].to_numpy() == b["is_bot"].to_numpy()).all()
+    assert [list(r) for r in a["reasons"]] == [list(r) for r in b["reasons"]]
+    assert (a["model_version"] == b["model_version"]).all()
+    assert a["is_bot"].any() and not a["is_bot"].all()
+
+
+def test_clean_tables_equal_the_contract(local, tables) -> None:
+    validated, _ = local
+    for name in KEYS:
+        expected = getattr(validated, name)
+        got = _clean(tables, name)
+        expected = expected[list(got.columns)].sort_values(KEYS[name], ignore_index=True)
+        pd.testing.assert_frame_equal(got, expected)
+    assert tables.report.as_dict()["events"]["kept"] == len(validated.events)
+
+
+def test_scores_equal_by_tenant(spark, tables, settings: Settings, model_uri: str, local) -> None:
+    from jobs.spark_engine import score_spark, scores_to_pandas
+
+    got = scores_to_pandas(score_spark(spark, tables, settings, model_uri))
+    _same_scores(local[1], got)
+
+
+def test_scores_equal_by_time_chunk(
+    spark, tables, settings: Settings, model_uri: str, local
+) -> None:
+    from jobs.spark_engine import score_spark, scores_to_pandas
+
+    # Hour-long chunks: many chunks per tenant, each needing burst and message-history context.
+    scores = score_spark(spark, tables, settings, model_uri, scheme="chunk", chunk_seconds=3600)
+    _same_scores(local[1], scores_to_pandas(scores))
+
+
+def test_metrics_equal(spark, tables, settings: Settings, model_uri: str, local) -> None:
+    from jobs import metrics as M
+    from jobs.spark_engine import recompute_spark
+
+    validated, scores = local
+    sent = validated.messages["sent_at"]
+    # A window that cuts the data: messages before it, events after as_of, a half first day.
+    as_of = sent.min() + (sent.max() - sent.min()) * 0.75 + pd.Timedelta(minutes=7)
+    tenants = sorted(validated.messages["tenant_id"].unique())
+    exclusions = {(tenants[0], "email"): True, (tenants[-1], "sms"): True}
+    narrow = settings.model_copy(update={"window_days": 2})
+    window = M.Window.ending(as_of, 2)
+    expected = M.compute_partitions(
+        validated.messages,
+        validated.events,
+        scores,
+        exclusions,
+        window,
+        segments=validated.segments,
+    )
+    got = recompute_spark(
+        spark, tables, narrow, as_of=as_of, exclusions=exclusions, model_uri=model_uri
+    )
+    assert got.scores_source == "scored"
+    for name, frame in expected.frames.items():
+        pd.testing.assert_frame_equal(got.partitions.frames[name], frame, obj=name)
+    pd.testing.assert_frame_equal(got.partitions.summary, expected.summary)
+    assert got.partitions.events_used == expected.events_used > 0
+    assert got.partitions.model_versions == expected.model_versions
+    tables_expected = expected.tables()
+    assert set(got.tables) == set(M.PRODUCT_TABLES)
+    for name, frame in tables_expected.items():
+        assert len(frame) > 0, name
+        pd.testing.assert_frame_equal(got.tables[name], frame, obj=name)
+    # The filter did something: the first tenant's email counts exclude bots.
+    campaigns = got.tables["campaign_metrics"]
+    filtered = campaigns[(campaigns["tenant_id"] == tenants[0]) & (campaigns["channel"] == "email")]
+    assert filtered["bot_filter_applied"].all()
+    assert filtered["bot_opens_excluded"].sum() > 0
+
+
+@pytest.fixture(scope="module")
+def dirty(home: Path, world: Path) -> Path:
+    """The world with broken rows, events as CSV and settings as JSON Lines."""
+    out = home / "dirty"
+    out.mkdir()
+    messages = pd.read_parquet(world / "messages.parquet")
+    events = pd.read_parquet(world / "events.parquet")
+    sms = messages.loc[messages["channel"] == "sms", "message_id"].iloc[0]
+    conflict = messages.iloc[[5]].assign(campaign_id="other-campaign")
+    messages = pd.concat([messages, messages.iloc[[3]], conflict], ignore_index=True)
+    messages.to_parquet(out / "messages.parquet", index=False)
+    e = events.astype({"link_position": "Int64", "asn": "Int64"}).astype(object)
+    bad = e.iloc[:8].copy()
+    bad.loc[bad.index[0], "message_id"] = "no-such-message"
+    bad.loc[bad.index[1], "type"] = " OPEN "  # normalised: a good row (duplicate of row 1)
+    bad.loc[bad.index[2], ["message_id", "type"]] = [sms, "open"]
+    bad.loc[bad.index[3], "occurred_at"] = "not a time"
+    bad.loc[bad.index[4], "ip"] = "999.1.1.1"
+    bad.loc[bad.index[5], "event_id"] = f"  {bad.loc[bad.index[5], 'event_id']}  "
+    bad.loc[bad.index[6], "occurred_at"] = pd.Timestamp("2001-01-01", tz="UTC")
+    bad.loc[bad.index[7], "message_id"] = messages.iloc[5]["message_id"]
+    pd.concat([e, bad], ignore_index=True).to_csv(out / "events.csv", index=False)
+    pd.read_parquet(world / "segments.parquet").to_parquet(out / "segments.parquet", index=False)
+    with (out / "settings.jsonl").open("w") as handle:
+        for row in pd.read_parquet(world / "settings.parquet").itertuples(index=False):
+            record = {**row._asdict(), "updated_at": row.updated_at.isoformat()}
+            handle.write(json.dumps(record) + "\n")
+        handle.write('{"tenant_id": "t009", "exclude_bots_email": "maybe"}\n')
+        handle.write("{broken json\n")
+    return out
+
+
+def test_dirty_data_validates_like_the_contract(spark, dirty: Path) -> None:
+    import contract
+    from jobs.spark_io import load_tables
+
+    expected = contract.load(dirty)
+    got = load_tables(spark, dirty)
+    assert got.report.as_dict() == expected.report.as_dict()
+    quarantine = got.quarantine.toPandas().sort_values(["table", "row_number"], ignore_index=True)
+    want = expected.quarantine.sort_values(["table", "row_number"], ignore_index=True)
+    assert len(want) >= 8
+    pd.testing.assert_frame_equal(quarantine, want, check_dtype=False)
+    for name in KEYS:
+        frame = _clean(got, name)
+        clean = getattr(expected, name)[list(frame.columns)]
+        pd.testing.assert_frame_equal(frame, clean.sort_values(KEYS[name], ignore_index=True))
+    got.unpersist()
