@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from botfilter.errors import BotfilterError
-from contract.schema import CHANNELS
+from contract.schema import CHANNELS, EVENT_TYPES
 
 DAY_NS = 86_400 * 10**9
 EPOCH = date(1970, 1, 1)
@@ -141,6 +141,19 @@ MESSAGE_COUNTS = PRODUCT_COUNTS + EXCLUDED_COUNTS + COMPARISON_COUNTS
 
 #: Key of a stored partition. ``in_window`` and ``bot_filter_applied`` ride along in computed rows.
 PARTITION_KEY = ("tenant_id", "channel", "send_date")
+# Input columns the computation reads (everything else is left alone, not copied).
+MESSAGE_COLUMNS = (
+    "message_id",
+    "tenant_id",
+    "channel",
+    "campaign_id",
+    "automation_id",
+    "contact_id",
+    "recipient_domain",
+    "sent_at",
+    "delivered_at",
+)
+EVENT_COLUMNS = ("event_id", "tenant_id", "message_id", "type", "occurred_at", "bot_kind")
 
 ModuleGrain = Literal["message", "segment", "day", "event"]
 
@@ -317,12 +330,18 @@ def _exclusion_lookup(
     tenant: np.ndarray, channel: np.ndarray, exclusions: Mapping[tuple[str, str], bool]
 ) -> np.ndarray:
     """Per-row ``filter_on`` from a {(tenant, channel): bool} map (missing = off)."""
-    codes, uniques = pd.factorize(pd.Series(tenant, dtype=object))
+    codes, labels = _key(tenant)
+    return _filter_by_codes((codes, labels), channel, exclusions)
+
+
+def _filter_by_codes(
+    tenant: Key, channel: np.ndarray, exclusions: Mapping[tuple[str, str], bool]
+) -> np.ndarray:
+    codes, labels = tenant
+    table = np.array(
+        [[bool(exclusions.get((t, c), False)) for c in CHANNELS] for t in labels], dtype=bool
+    ).reshape(len(labels), len(CHANNELS))
     ch = np.searchsorted(np.array(CHANNELS), channel)
-    table = np.zeros((len(uniques), len(CHANNELS)), dtype=bool)
-    for i, t in enumerate(uniques):
-        for j, c in enumerate(CHANNELS):
-            table[i, j] = bool(exclusions.get((t, c), False))
     return table[codes, ch]
 
 
@@ -354,32 +373,96 @@ def parse_reasons(value: Any) -> list[str]:
     return [str(v) for v in value]
 
 
+def top_reasons(values: Any) -> np.ndarray:
+    """The strongest reason of each scores row (None when it has none), vectorised for Arrow
+    list columns; lists, arrays and text (JSON or comma-separated) work too."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.ArrowDtype):
+        arr = pa.chunked_array(pa.array(values)).combine_chunks()
+        first = pc.list_slice(arr, 0, 1)
+        out = np.full(len(arr), None, dtype=object)
+        out[pc.list_parent_indices(first).to_numpy()] = pc.list_flatten(first).to_numpy(
+            zero_copy_only=False
+        )
+        return out
+    items = np.asarray(values, dtype=object)
+    if any(isinstance(v, str) for v in items):
+        return np.array([(r[0] if r else None) for r in map(parse_reasons, items)], dtype=object)
+    return np.array([None if v is None or len(v) == 0 else str(v[0]) for v in items], object)
+
+
 def first_reason(values: Iterable[Any]) -> list[str | None]:
     """The strongest reason of each scores row, or None."""
-    return [(r[0] if r else None) for r in map(parse_reasons, values)]
+    return list(top_reasons(list(values) if not isinstance(values, pd.Series) else values))
 
 
-def _bot_kinds(events: pd.DataFrame, reasons: Sequence[Any] | None) -> np.ndarray:
+def _bot_kinds(events: pd.DataFrame, top: np.ndarray | None) -> np.ndarray:
     """Kind of each bot event: the label's ``bot_kind``, else its top reason, else unknown."""
     n = len(events)
     kinds = np.full(n, UNKNOWN_KIND, dtype=object)
-    if reasons is not None:
-        top = np.array(first_reason(reasons), dtype=object)
-        has = pd.notna(top)
-        kinds[has] = np.char.add("reason:", top[has].astype(str)).astype(object)
+    labelled = np.zeros(n, dtype=bool)
     if "bot_kind" in events.columns:
-        labelled = events["bot_kind"].to_numpy(dtype=object)
-        has = pd.notna(labelled)
-        kinds[has] = labelled[has]
+        label = events["bot_kind"].to_numpy(dtype=object)
+        labelled = pd.notna(label)
+        kinds[labelled] = label[labelled]
+    if top is not None and not labelled.all():
+        rest = np.flatnonzero(~labelled)
+        reason = pd.Series(top[rest], dtype=object)
+        has = reason.notna().to_numpy()
+        kinds[rest[has]] = ("reason:" + reason[has]).to_numpy(dtype=object)
     return kinds
 
 
-def _group(frame: pd.DataFrame, keys: list[str], counts: Sequence[str]) -> pd.DataFrame:
-    """Sum ``counts`` by ``keys`` (rows with a null key are not part of any group)."""
-    if frame.empty:
-        return frame.reindex(columns=[*keys, *counts])
-    out = frame.groupby(keys, sort=True, dropna=True, observed=True)[list(counts)].sum()
-    return out.reset_index()
+Key = tuple[np.ndarray, np.ndarray]  # (codes >= 0, or -1 for missing; labels[code] = value)
+
+
+def _key(values: np.ndarray) -> Key:
+    """Sorted integer codes of a column (missing -> -1) and the values they stand for."""
+    codes, labels = pd.factorize(pd.Series(values, dtype=object), sort=True)
+    return codes.astype(np.int64), np.asarray(labels, dtype=object)
+
+
+def _take(key: Key, rows: np.ndarray) -> Key:
+    return key[0][rows], key[1]
+
+
+def _group_sum(keys: dict[str, Key], values: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Sum ``values`` per combination of ``keys``; rows with a missing key belong to no group.
+
+    Rows come out sorted by the keys in order (codes are sorted factorizations). Integer codes
+    and bincount keep this fast on millions of rows.
+    """
+    codes = [k[0] for k in keys.values()]
+    sizes = [max(len(k[1]), 1) for k in keys.values()]
+    valid = np.ones(len(codes[0]), dtype=bool)
+    for c in codes:
+        valid &= c >= 0
+    if int(np.prod([float(x) for x in sizes])) < 2**62:
+        combined = np.zeros(int(valid.sum()), dtype=np.int64)
+        for c, size in zip(codes, sizes, strict=True):
+            combined = combined * size + c[valid]
+        # Hashing beats sorting millions of rows; only the (few) groups get sorted.
+        inverse, groups = pd.factorize(combined, sort=True)
+        decoded = []
+        for size in reversed(sizes):
+            decoded.append(groups % size)
+            groups = groups // size
+        decoded.reverse()
+    else:  # too many combinations for one int64: let pandas number the groups
+        frame = pd.DataFrame({i: c[valid] for i, c in enumerate(codes)})
+        grouped = frame.groupby(list(frame.columns), sort=True)
+        inverse = grouped.ngroup().to_numpy()
+        first = grouped.head(1).index.to_numpy()
+        order = np.argsort(inverse[first], kind="stable")
+        decoded = [frame[i].to_numpy()[first][order] for i in frame.columns]
+    n_groups = len(decoded[0])
+    out = {name: key[1][d] for (name, key), d in zip(keys.items(), decoded, strict=True)}
+    for name, v in values.items():
+        summed = np.bincount(inverse, weights=v[valid], minlength=n_groups)
+        out[name] = np.rint(summed).astype(np.int64)
+    return pd.DataFrame(out)
 
 
 def compute_partitions(
@@ -402,19 +485,25 @@ def compute_partitions(
     """
     sent = _utc_ns(messages["sent_at"])
     keep = (sent >= window.stored_start.value) & (sent < window.end.value)
-    keep &= messages["channel"].isin(list(channels)).to_numpy()
-    if tenants is not None:
+    if set(channels) != set(CHANNELS):
+        keep &= messages["channel"].isin(list(channels)).to_numpy()
+    if tenants is not None and len(set(tenants)) == 1:
+        keep &= (messages["tenant_id"] == next(iter(tenants))).to_numpy()
+    elif tenants is not None:
         keep &= messages["tenant_id"].isin(list(tenants)).to_numpy()
-    m = messages.loc[keep].reset_index(drop=True)
+    columns = [c for c in MESSAGE_COLUMNS if c in messages.columns]
+    m = messages.loc[keep, columns].reset_index(drop=True)
     sent = sent[keep]
     n = len(m)
     tenant = m["tenant_id"].to_numpy(dtype=object)
     channel = m["channel"].to_numpy(dtype=object)
     delivered_ns = _utc_ns(m["delivered_at"]) if n else np.zeros(0, np.int64)
     delivered = m["delivered_at"].notna().to_numpy()
-    filter_on = _exclusion_lookup(tenant, channel, exclusions)
-    send_day = sent // DAY_NS
-    in_window = sent >= window.start.value
+    if tenants is not None and len(set(tenants)) == 1:  # one tenant: no need to hash the column
+        tenant_key: Key = (np.zeros(n, dtype=np.int64), np.array(list(set(tenants)), dtype=object))
+    else:
+        tenant_key = _key(tenant)
+    filter_on = _filter_by_codes(tenant_key, channel, exclusions)
 
     # Events of delivered window messages, before as_of; everything else does not count.
     pos = _message_positions(m, events)
@@ -422,7 +511,7 @@ def compute_partitions(
     ok = pos >= 0
     ok[ok] &= delivered[pos[ok]]
     ok &= occurred < window.end.value
-    ev = events.loc[ok]
+    ev = events.loc[ok, [c for c in EVENT_COLUMNS if c in events.columns]]
     pos = pos[ok]
     occurred = occurred[ok]
 
@@ -437,110 +526,141 @@ def compute_partitions(
             "score them or pass a scores file covering them"
         )
     is_bot = scores["is_bot"].to_numpy(dtype=bool)[score_pos]
-    etype = pd.Series(ev["type"].to_numpy(dtype=object))
-    ev_filter = filter_on[pos]
-
+    # Categorical: ``isin`` on codes, not on millions of strings (once per count).
+    etype = pd.Series(pd.Categorical(ev["type"].to_numpy(dtype=object), categories=EVENT_TYPES))
     masks = {
-        name: np.asarray(count_mask(c, etype, is_bot, ev_filter), dtype=bool)
+        name: np.asarray(count_mask(c, etype, is_bot, filter_on[pos]), dtype=bool)
         for name, c in COUNTS.items()
         if c.grain != "delivered"
     }
 
-    def per_message(name: str, codes: np.ndarray, size: int) -> np.ndarray:
-        c = COUNTS[name]
-        counts = np.bincount(codes[masks[name]], minlength=size)
-        return counts if c.grain == "events" else (counts > 0).astype(np.int64)
-
-    base = {
-        "tenant_id": tenant,
-        "channel": channel,
-        "send_day": send_day,
-        "in_window": in_window,
-        "bot_filter_applied": filter_on,
+    # The partition of each message as integer codes: tenant, channel, send date, in window.
+    day0 = window.stored_start.value // DAY_NS
+    ndays = len(window.send_dates())
+    part = {
+        "tenant_id": tenant_key,
+        "channel": (
+            np.searchsorted(np.array(CHANNELS), channel).astype(np.int64),
+            np.array(CHANNELS, dtype=object),
+        ),
+        "send_day": (sent // DAY_NS - day0, np.arange(day0, day0 + ndays)),
     }
-    part_keys = ["tenant_id", "channel", "send_day", "in_window", "bot_filter_applied"]
+    in_window: Key = ((sent >= window.start.value).astype(np.int64), np.array([False, True]))
 
-    msg = dict(base)
-    msg["delivered"] = delivered.astype(np.int64)
-    for name in MESSAGE_COUNTS[1:]:
-        msg[name] = per_message(name, pos, n)
-    msg_frame = pd.DataFrame(msg)
+    def per_message(name: str) -> np.ndarray:
+        counts = np.bincount(pos[masks[name]], minlength=n)
+        return counts if COUNTS[name].grain == "events" else (counts > 0).astype(np.int64)
+
+    msg_values = {"delivered": delivered.astype(np.int64)}
+    msg_values |= {name: per_message(name) for name in MESSAGE_COUNTS[1:]}
 
     frames: dict[str, pd.DataFrame] = {}
     for table, module in MODULES.items():
-        if module.grain == "message":  # grouped by a message column (campaign, automation)
-            keyed = msg_frame.assign(**{k: m[k].to_numpy(dtype=object) for k in module.keys})
-            frames[table] = _group(keyed, [*part_keys, *module.keys], MESSAGE_COUNTS)
-
-    frames["segment_metrics"] = _segment_rows(m, msg_frame, segments, part_keys)
+        if module.grain == "message":  # grouped by message columns (campaign, automation, none)
+            keys = part | {k: _key(m[k].to_numpy(dtype=object)) for k in module.keys}
+            frames[table] = _group_sum(keys | {"in_window": in_window}, msg_values)
+    frames["segment_metrics"] = _segment_rows(m, segments, part, in_window, msg_values)
     frames["dashboard_daily"] = _day_rows(
-        base, delivered, delivered_ns, pos, occurred, masks, part_keys
+        part, in_window, delivered, delivered_ns, pos, occurred, masks
     )
-    frames["bot_interactions"] = _event_rows(m, ev, scores, score_pos, base, pos, masks, part_keys)
+    frames["bot_interactions"] = _event_rows(m, ev, scores, score_pos, part, in_window, pos, masks)
+    for frame in frames.values():
+        frame["bot_filter_applied"] = _exclusion_lookup(
+            frame["tenant_id"].to_numpy(dtype=object),
+            frame["channel"].to_numpy(dtype=object),
+            exclusions,
+        )
 
-    summary = _summary(msg_frame, pos, n)
+    summary = _group_sum(
+        part,
+        {
+            "messages": np.ones(n, dtype=np.int64),
+            "delivered": msg_values["delivered"],
+            "events": np.bincount(pos, minlength=n),
+        },
+    )
     versions: tuple[str, ...] = ()
     if "model_version" in scores.columns and len(score_pos):
         versions = tuple(sorted(pd.unique(scores["model_version"].to_numpy()[score_pos])))
+    scope = tuple(tenants) if tenants is not None else tuple(sorted(set(tenant)))
     return Partitions(
         window=window,
         frames={name: _finish(frame, MODULES[name]) for name, frame in frames.items()},
-        summary=_finish_summary(
-            summary, window, tenants or sorted(set(tenant)), channels, exclusions
-        ),
+        summary=summary_grid(summary, window, scope, channels, exclusions),
         events_used=int(len(ev)),
         model_versions=versions,
-        tenants=tuple(tenants) if tenants is not None else tuple(sorted(set(tenant))),
+        tenants=scope,
         channels=tuple(channels),
     )
 
 
 def _segment_rows(
-    m: pd.DataFrame, msg_frame: pd.DataFrame, segments: pd.DataFrame | None, part_keys: list[str]
+    m: pd.DataFrame,
+    segments: pd.DataFrame | None,
+    part: dict[str, Key],
+    in_window: Key,
+    msg_values: dict[str, np.ndarray],
 ) -> pd.DataFrame:
-    """Per-message counts joined to every segment the recipient belongs to."""
-    if segments is None or segments.empty or msg_frame.empty:
-        return pd.DataFrame(columns=[*part_keys, "segment_id", *MESSAGE_COUNTS])
+    """Per-message counts, once for every segment the recipient belongs to."""
+    if segments is None or segments.empty or m.empty:
+        names = [*part, "segment_id", "in_window", *msg_values]
+        return pd.DataFrame({c: np.array([], dtype=np.int64) for c in names})
     members = segments[["tenant_id", "segment_id", "contact_id"]].drop_duplicates()
-    frame = msg_frame.assign(contact_id=m["contact_id"].to_numpy(dtype=object))
-    joined = frame.merge(members, on=["tenant_id", "contact_id"], how="inner")
-    return _group(joined, [*part_keys, "segment_id"], MESSAGE_COUNTS)
+    # One code space for (tenant, contact) on both sides, then a sorted-range join.
+    tenants = pd.factorize(np.concatenate([m["tenant_id"], members["tenant_id"]]))[0]
+    contacts, uniques = pd.factorize(np.concatenate([m["contact_id"], members["contact_id"]]))
+    codes = tenants.astype(np.int64) * max(len(uniques), 1) + contacts
+    msg_contact, seg_contact = codes[: len(m)], codes[len(m) :]
+    order = np.argsort(seg_contact, kind="stable")
+    seg_sorted = seg_contact[order]
+    left = np.searchsorted(seg_sorted, msg_contact, "left")
+    count = np.searchsorted(seg_sorted, msg_contact, "right") - left
+    msg_rows = np.repeat(np.arange(len(m)), count)
+    offsets = np.arange(len(msg_rows)) - np.repeat(np.cumsum(count) - count, count)
+    seg_rows = order[np.repeat(left, count) + offsets]
+    keys = {k: _take(v, msg_rows) for k, v in part.items()}
+    segment = _key(members["segment_id"].to_numpy(dtype=object))
+    keys["segment_id"] = _take(segment, seg_rows)
+    keys["in_window"] = _take(in_window, msg_rows)
+    return _group_sum(keys, {k: v[msg_rows] for k, v in msg_values.items()})
 
 
 def _day_rows(
-    base: dict[str, np.ndarray],
+    part: dict[str, Key],
+    in_window: Key,
     delivered: np.ndarray,
     delivered_ns: np.ndarray,
     pos: np.ndarray,
     occurred: np.ndarray,
     masks: dict[str, np.ndarray],
-    part_keys: list[str],
 ) -> pd.DataFrame:
     """Dashboard rows: delivered by delivery date, events by event date (uniques per day)."""
-    frames = []
     d = np.flatnonzero(delivered)
-    rows = {k: v[d] for k, v in base.items()}
-    rows["day"] = delivered_ns[d] // DAY_NS
-    rows["delivered"] = np.ones(len(d), dtype=np.int64)
-    frames.append(pd.DataFrame(rows))
+    rows = [d]
+    days = [delivered_ns[d] // DAY_NS]
+    values = {"delivered": [np.ones(len(d), dtype=np.int64)]}
+    values |= {name: [np.zeros(len(d), dtype=np.int64)] for name in MESSAGE_COUNTS[1:]}
     if len(pos):
         # A (message, event date) pair is one "message-day": uniques count these pairs.
         day = occurred // DAY_NS
         lo = int(day.min())
         span = int(day.max()) - lo + 1
-        pair, inverse = np.unique(pos.astype(np.int64) * span + (day - lo), return_inverse=True)
-        pair_msg = pair // span
-        rows = {k: v[pair_msg] for k, v in base.items()}
-        rows["day"] = pair % span + lo
+        inverse, pair = pd.factorize(pos.astype(np.int64) * span + (day - lo))
+        rows.append(pair // span)
+        days.append(pair % span + lo)
+        values["delivered"].append(np.zeros(len(pair), dtype=np.int64))
         for name in MESSAGE_COUNTS[1:]:
             counts = np.bincount(inverse[masks[name]], minlength=len(pair))
-            rows[name] = counts if COUNTS[name].grain == "events" else (counts > 0).astype(np.int64)
-        frames.append(pd.DataFrame(rows))
-    frame = pd.concat(frames, ignore_index=True)
-    frame = frame.reindex(columns=[*part_keys, "day", *MESSAGE_COUNTS]).fillna(0)
-    for name in MESSAGE_COUNTS:
-        frame[name] = frame[name].astype(np.int64)
-    return _group(frame, [*part_keys, "day"], MESSAGE_COUNTS)
+            grain_events = COUNTS[name].grain == "events"
+            values[name].append(counts if grain_events else (counts > 0).astype(np.int64))
+    msg_rows = np.concatenate(rows)
+    day_values = np.concatenate(days).astype(np.int64)
+    first = int(day_values.min()) if len(day_values) else 0
+    span = int(day_values.max()) - first + 1 if len(day_values) else 1
+    keys = {k: _take(v, msg_rows) for k, v in part.items()}
+    keys["day"] = (day_values - first, np.arange(first, first + span))
+    keys["in_window"] = _take(in_window, msg_rows)
+    return _group_sum(keys, {k: np.concatenate(v) for k, v in values.items()})
 
 
 def _event_rows(
@@ -548,40 +668,31 @@ def _event_rows(
     ev: pd.DataFrame,
     scores: pd.DataFrame,
     score_pos: np.ndarray,
-    base: dict[str, np.ndarray],
+    part: dict[str, Key],
+    in_window: Key,
     pos: np.ndarray,
     masks: dict[str, np.ndarray],
-    part_keys: list[str],
 ) -> pd.DataFrame:
     """Bot events by recipient domain and bot kind."""
     module = MODULES["bot_interactions"]
     bot = np.flatnonzero(masks["bot_opens"] | masks["bot_clicks"])
-    rows = {k: v[pos[bot]] for k, v in base.items()}
-    domain = m["recipient_domain"].to_numpy(dtype=object)[pos[bot]]
-    rows["recipient_domain"] = np.where(pd.isna(domain), NO_DOMAIN, domain)
-    reasons = None
-    if "reasons" in scores.columns:
-        reasons = scores["reasons"].to_numpy(dtype=object)[score_pos[bot]]
-    rows["bot_kind"] = _bot_kinds(ev.iloc[bot], reasons)
-    for name in module.counts:
-        rows[name] = masks[name][bot].astype(np.int64)
-    return _group(pd.DataFrame(rows), [*part_keys, *module.keys], module.counts)
+    rows = pos[bot]
+    domain = m["recipient_domain"].to_numpy(dtype=object)[rows]
+    top = None
+    if "top_reason" in scores.columns:  # stored scores carry it; no list column to unpack
+        top = scores["top_reason"].to_numpy(dtype=object)[score_pos[bot]]
+    elif "reasons" in scores.columns:
+        top = top_reasons(scores["reasons"])[score_pos[bot]]
+    keys = {k: _take(v, rows) for k, v in part.items()}
+    keys["recipient_domain"] = _key(np.where(pd.isna(domain), NO_DOMAIN, domain))
+    keys["bot_kind"] = _key(_bot_kinds(ev.iloc[bot], top))
+    keys["in_window"] = _take(in_window, rows)
+    return _group_sum(keys, {name: masks[name][bot].astype(np.int64) for name in module.counts})
 
 
-def _summary(msg_frame: pd.DataFrame, pos: np.ndarray, n: int) -> pd.DataFrame:
-    """Messages, delivered and counted-or-excluded events per partition."""
-    keys = ["tenant_id", "channel", "send_day", "bot_filter_applied"]
-    frame = msg_frame[keys].assign(
-        messages=1,
-        delivered=msg_frame["delivered"],
-        events=np.bincount(pos, minlength=n),
-    )
-    return _group(frame, keys, ("messages", "delivered", "events"))
-
-
-def _days_to_dates(days: pd.Series) -> np.ndarray:
+def _days_to_dates(days: pd.Series | np.ndarray) -> np.ndarray:
     """Day numbers since the epoch as ``datetime.date`` objects."""
-    values = days.to_numpy(dtype=np.int64).astype("datetime64[D]")
+    values = np.asarray(days, dtype=np.int64).astype("datetime64[D]")
     return np.array(values.tolist(), dtype=object)
 
 
@@ -605,22 +716,23 @@ def _finish(frame: pd.DataFrame, module: Module) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
-def _finish_summary(
+def summary_grid(
     summary: pd.DataFrame,
     window: Window,
     tenants: Sequence[str],
     channels: Sequence[str],
     exclusions: Mapping[tuple[str, str], bool],
 ) -> pd.DataFrame:
-    """One row per (tenant, channel, send date) of the window, empty partitions included."""
+    """One ``metric_partitions`` row per (tenant, channel, send date) of the window, empty ones
+    included, from counts per partition (``send_day`` = days since the epoch, or ``send_date``;
+    columns messages, delivered, events)."""
     grid = pd.MultiIndex.from_product(
         [list(tenants), list(channels), window.send_dates()], names=list(PARTITION_KEY)
     ).to_frame(index=False)
-    summary = summary.rename(columns={"send_day": "send_date"})
-    summary["send_date"] = _days_to_dates(summary["send_date"]) if len(summary) else []
-    out = grid.merge(
-        summary.drop(columns="bot_filter_applied"), on=list(PARTITION_KEY), how="left"
-    ).fillna(0)
+    if "send_day" in summary.columns:
+        summary = summary.rename(columns={"send_day": "send_date"})
+        summary["send_date"] = _days_to_dates(summary["send_date"]) if len(summary) else []
+    out = grid.merge(summary, on=list(PARTITION_KEY), how="left").fillna(0)
     for col in ("messages", "delivered", "events"):
         out[col] = out[col].astype(np.int64)
     pairs = zip(out["tenant_id"], out["channel"], strict=True)

@@ -35,6 +35,8 @@ from jobs.settings import sync_from_data
 from jobs.store import Store
 
 Scorer = Callable[[Any], pd.DataFrame]
+#: Computes partitions: ``compute_partitions`` (pandas) or a Spark engine with its signature.
+Engine = Callable[..., Partitions]
 
 
 @dataclass
@@ -62,6 +64,7 @@ class RecomputeResult:
     scores_source: str
     model_versions: tuple[str, ...]
     timings: dict[str, float] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
 
 
@@ -70,6 +73,7 @@ class Stages:
 
     def __init__(self, names: Sequence[str], progress: bool = False, console: Any = None):
         self.timings: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}  # this process's CPU seconds per stage
         self._bar = None
         if progress:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -97,11 +101,12 @@ class Stages:
     def stage(self, name: str) -> Iterator[None]:
         if self._bar is not None:
             self._bar.update(self._task, description=name)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         try:
             yield
         finally:
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+            self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - cpu
             if self._bar is not None:
                 self._bar.advance(self._task)
 
@@ -116,7 +121,12 @@ def read_scores_file(path: Path) -> pd.DataFrame:
         raise BotfilterError(f"scores file not found: {path}")
     try:
         if path.suffix == ".parquet":
-            frame = pd.read_parquet(path)
+            import pyarrow.parquet as pq
+
+            # List columns (reasons) stay Arrow-backed: no million small Python lists.
+            frame = pq.read_table(path).to_pandas(
+                types_mapper=lambda t: pd.ArrowDtype(t) if _is_list(t) else None
+            )
         elif path.suffix == ".csv":
             frame = pd.read_csv(path, dtype={"event_id": str, "model_version": str})
         elif path.suffix == ".jsonl":
@@ -128,6 +138,12 @@ def read_scores_file(path: Path) -> pd.DataFrame:
     except Exception as exc:
         raise BotfilterError(f"cannot read scores file {path}: {exc}") from exc
     return check_scores(frame, str(path))
+
+
+def _is_list(arrow_type: Any) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type)
 
 
 def check_scores(frame: pd.DataFrame, source: str = "scores") -> pd.DataFrame:
@@ -156,7 +172,9 @@ def check_scores(frame: pd.DataFrame, source: str = "scores") -> pd.DataFrame:
         raise BotfilterError(
             f"{source}: event_id {out['event_id'][dup].iloc[0]!r} is scored more than once"
         )
-    return out.reset_index(drop=True)
+    out = out.reset_index(drop=True)
+    out.attrs["checked"] = True
+    return out
 
 
 def _scope_events(data: Any, window: Window, tenants: Sequence[str]) -> pd.DataFrame:
@@ -209,10 +227,10 @@ def resolve_scores(
     the preceding burst-window context so their features are complete; new scores are stored.
     """
     needed = _scope_events(data, window, tenants)
-    tenant_of = needed.set_index("event_id")["tenant_id"]
     if scores is not None:
-        scores = check_scores(scores)
-        _store_new(store, scores, tenant_of, tenants)
+        if not scores.attrs.get("checked"):
+            scores = check_scores(scores)
+        _store_new(store, scores, needed, tenants, window)
         return scores, "file"
 
     if scorer is None:
@@ -225,9 +243,9 @@ def resolve_scores(
             covering = _covering_version(store, needed, tenants)
             if covering is None:
                 raise
-            stored = store.load_scores(tenants, covering)
+            stored = store.load_scores(tenants, covering, window.stored_start)
             return stored, f"store (no model: {str(no_model).splitlines()[0][:120]})"
-    stored = store.load_scores(tenants, model_version)
+    stored = store.load_scores(tenants, model_version, window.stored_start)
     missing = ~needed["event_id"].isin(stored["event_id"])
     if not missing.any():
         return stored, "store"
@@ -246,7 +264,7 @@ def resolve_scores(
     # Context events before ``first`` were scored without their own history: keep stored ones.
     full = set(events.loc[events["occurred_at"] >= first, "event_id"])
     fresh = fresh.loc[fresh["event_id"].isin(full)]
-    _store_new(store, fresh, tenant_of, tenants)
+    _store_new(store, fresh, needed, tenants, window)
     kept = stored.loc[~stored["event_id"].isin(fresh["event_id"])]
     source = "scored" if kept.empty else "store+scored"
     return pd.concat([kept, fresh], ignore_index=True), source
@@ -264,15 +282,19 @@ def _covering_version(store: Store, needed: pd.DataFrame, tenants: Sequence[str]
 
 
 def _store_new(
-    store: Store, scores: pd.DataFrame, tenant_of: pd.Series, tenants: Sequence[str]
+    store: Store,
+    scores: pd.DataFrame,
+    needed: pd.DataFrame,
+    tenants: Sequence[str],
+    window: Window,
 ) -> int:
     """Store the scores of in-scope events that the store does not have yet."""
-    ours = scores.loc[scores["event_id"].isin(tenant_of.index)]
+    ours = scores.merge(needed[["event_id", "tenant_id", "occurred_at"]], on="event_id")
     saved = 0
     for version, group in ours.groupby("model_version", sort=True):
-        have = store.stored_score_ids(tenants, str(version))
+        have = store.stored_score_ids(tenants, str(version), window.stored_start)
         new = group.loc[~group["event_id"].isin(have)]
-        saved += store.save_scores(new, tenant_of.loc[new["event_id"]].to_numpy())
+        saved += store.save_scores(new[list(SCORE_COLUMNS)], new["tenant_id"], new["occurred_at"])
     return saved
 
 
@@ -297,12 +319,15 @@ def recompute(
     progress: bool = False,
     console: Any = None,
     lock_timeout: float | None = None,
+    engine: Engine = compute_partitions,
 ) -> RecomputeResult:
     """Recompute the window ending at ``as_of`` (default now) into the store.
 
     ``data`` has clean ``messages``, ``events``, ``segments`` and ``settings`` frames (a
     :class:`contract.Validated` or :class:`Tables`). Settings come from the store (after taking
     newer rows of ``data.settings``). ``out``: also write the four tables as Parquet there.
+    ``engine`` computes the partitions (same signature and result as
+    :func:`jobs.metrics.compute_partitions`); locks, runs, scores and the write stay here.
     """
     window = Window.ending(as_of, settings.window_days)
     channels = tuple(dict.fromkeys(channels))
@@ -342,8 +367,9 @@ def recompute(
                 model_version=model_version,
                 model_uri=model_uri,
                 out=out,
+                engine=engine,
             )
-    result.timings = stages.timings
+    result.timings, result.cpu = stages.timings, stages.cpu
     return result
 
 
@@ -378,7 +404,7 @@ def _run(
                 model_uri=options["model_uri"],
             )
         with stages.stage("metrics"):
-            parts = compute_partitions(
+            parts = options["engine"](
                 data.messages,
                 data.events,
                 scores,

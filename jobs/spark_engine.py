@@ -97,13 +97,14 @@ def spark_session(
     from pyspark import SparkConf
     from pyspark.sql import SparkSession
 
-    master = master or settings.spark_master
+    launched = SparkConf()  # what spark-submit / spark-defaults.conf already set
+    # Under spark-submit the launcher's master wins unless one is asked for explicitly.
+    master = master or launched.get("spark.master", None) or settings.spark_master
     cores = _local_cores(master)
     if cores is not None:
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    launched = SparkConf()  # what spark-submit / spark-defaults.conf already set
     wanted = dict(SPARK_DEFAULTS)
     wanted["spark.ui.enabled"] = "true" if ui else "false"
     if cores is not None:
@@ -175,8 +176,14 @@ def _worker_model(payload: ModelPayload) -> BotModel:
             payload.threads,
         )
         if payload.compiled:
+            import fcntl
+
             cache = Path(tempfile.gettempdir()) / "botfilter-spark" / payload.key
-            model.compile(cache)
+            cache.mkdir(parents=True, exist_ok=True)
+            # Workers of one host share the compiled trees: one compiles, the others load them.
+            with open(cache / ".lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                model.compile(cache)
         _WORKER[payload.key] = model
     return model
 
@@ -288,20 +295,21 @@ def score_spark(
     model: BotModel | None = None,
     scheme: str = "tenant",
     chunk_seconds: int = 6 * 3600,
+    payload: ModelPayload | None = None,
 ) -> DataFrame:
     """The scores table (Spark DataFrame, columns of ``SCORE_COLUMNS``) for every clean event.
 
-    ``model``: score with this model instead of resolving ``model_uri`` / the champion.
-    ``scheme``: ``tenant`` or ``chunk`` (``chunk_seconds`` long, at least the longest window).
+    ``model`` / ``payload``: score with this model instead of resolving ``model_uri`` (default:
+    the champion alias) on the driver. ``scheme``: ``tenant`` or ``chunk`` (``chunk_seconds``
+    long, at least the longest window).
     """
     from jobs.spark_io import load_tables
 
     if scheme not in SCHEMES:
         raise BotfilterError(f"unknown partitioning scheme {scheme!r}: use {SCHEMES}")
     tables = data if not isinstance(data, str | Path) else load_tables(spark, data)
-    payload = (
-        ModelPayload.of(model) if model is not None else load_model_payload(settings, model_uri)
-    )
+    if payload is None:
+        payload = ModelPayload.of(model) if model else load_model_payload(settings, model_uri)
     shipped = spark.sparkContext.broadcast(payload)
     ctx = _with_context(tables)
     columns = context_columns()
@@ -412,3 +420,223 @@ def scores_from_pandas(spark: SparkSession, scores: pd.DataFrame) -> DataFrame:
         }
     )
     return spark.createDataFrame(table)
+
+
+# --- what the CLI calls ---------------------------------------------------------------------------
+
+
+def is_local_path(path: str | Path) -> bool:
+    """A plain file-system path (not a URI such as ``s3a://`` or ``hdfs://``)."""
+    return "://" not in str(path)
+
+
+def write_scores_spark(scores: DataFrame, out: str | Path) -> str:
+    """Write a Spark scores table: a local ``.parquet``/``.csv`` file exactly as the local engine
+    writes it (collected on the driver), or a Parquet directory on any Hadoop path."""
+    if is_local_path(out):
+        from scoring.io import write_scores
+
+        path = Path(out)
+        if path.suffix not in (".parquet", ".csv"):
+            raise BotfilterError(f"{out}: the scores file must end in .parquet or .csv")
+        write_scores(scores_to_pandas(scores), path)
+        return str(path)
+    if not str(out).rstrip("/").endswith(".parquet"):
+        raise BotfilterError(f"{out}: remote scores are written as Parquet (end it in .parquet)")
+    scores.write.mode("overwrite").parquet(str(out))
+    return str(out)
+
+
+def write_tables_spark(
+    spark: SparkSession, tables: Mapping[str, pd.DataFrame], out: str | Path
+) -> dict[str, str]:
+    """Write the four metric tables as ``NAME.parquet`` under ``out`` (local or Hadoop path)."""
+    if is_local_path(out):
+        from jobs.recompute import write_tables
+
+        return {name: str(path) for name, path in write_tables(dict(tables), Path(out)).items()}
+    written = {}
+    for name, frame in tables.items():
+        path = f"{str(out).rstrip('/')}/{name}.parquet"
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        spark.createDataFrame(table).coalesce(1).write.mode("overwrite").parquet(path)
+        written[name] = path
+    return written
+
+
+@dataclass
+class ScoreRun:
+    """What ``botfilter score --engine spark`` did."""
+
+    events: int
+    bots: int
+    model_version: str
+    out: str
+    report: Any  # contract.report.Report of the validation
+
+
+def run_score(
+    settings: Settings,
+    data: str | Path,
+    out: str | Path,
+    model_uri: str | None = None,
+    master: str | None = None,
+    scheme: str = "tenant",
+) -> ScoreRun:
+    """``botfilter score --engine spark``: validate, score and write, all in Spark."""
+    from pyspark.sql import functions as F
+
+    from jobs.spark_io import load_tables
+
+    if is_local_path(out) and Path(out).suffix not in (".parquet", ".csv"):
+        raise BotfilterError(f"{out}: the scores file must end in .parquet or .csv")
+    spark = spark_session(settings, master)
+    tables = load_tables(spark, str(data))
+    payload = load_model_payload(settings, model_uri)
+    scores = score_spark(spark, tables, settings, scheme=scheme, payload=payload).cache()
+    counts = scores.agg(F.count(F.lit(1)), F.sum(F.col("is_bot").cast("long"))).first()
+    written = write_scores_spark(scores, out)
+    scores.unpersist()
+    tables.unpersist()
+    return ScoreRun(int(counts[0]), int(counts[1] or 0), payload.version, written, tables.report)
+
+
+class SparkEngine:
+    """The Spark side of ``botfilter recompute --engine spark``, for :mod:`jobs.recompute`.
+
+    The store bookkeeping (locks, job runs, queue, partitions written per tenant) stays in
+    ``jobs.recompute``; this object answers its data questions: which tenants the data has,
+    what its settings table says, and the partitions of a window (scored in Spark unless a
+    scores file is given).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        data: str | Path,
+        master: str | None = None,
+        scheme: str = "tenant",
+    ) -> None:
+        from jobs.spark_io import load_tables
+
+        self.settings = settings
+        self.spark = spark_session(settings, master)
+        self.tables = load_tables(self.spark, str(data))
+        self.scheme = scheme
+        self.report = self.tables.report
+
+    def tenants(self) -> set[str]:
+        """Tenants with messages in the data."""
+        return {r[0] for r in self.tables.messages.select("tenant_id").distinct().collect()}
+
+    def settings_frame(self) -> pd.DataFrame:
+        """The clean settings table (one row per tenant: small, collected)."""
+        from jobs.spark_io import arrow_to_clean_pandas
+
+        return arrow_to_clean_pandas("settings", self.tables.settings.toArrow())
+
+    def partitions(
+        self,
+        window: Any,
+        tenants: Sequence[str],
+        channels: Sequence[str],
+        exclusions: Mapping[tuple[str, str], bool],
+        scores: pd.DataFrame | None = None,
+        model_uri: str | None = None,
+    ) -> tuple[Partitions, str]:
+        """The window's partitions (as :func:`jobs.metrics.compute_partitions` returns them)
+        and where the scores came from (``file`` or ``scored``)."""
+        from pyspark import StorageLevel
+
+        from jobs.spark_metrics import compute_partitions_spark
+
+        if scores is not None:
+            scored, source = scores_from_pandas(self.spark, scores), "file"
+        else:
+            scored = score_spark(
+                self.spark, self.tables, self.settings, model_uri, scheme=self.scheme
+            )
+            source = "scored"
+        scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            rows, parts = compute_partitions_spark(
+                self.tables, scored, exclusions, window, tenants=tenants, channels=channels
+            )
+            for frame in rows.values():
+                frame.unpersist()
+        finally:
+            scored.unpersist()
+        return parts, source
+
+    def close(self) -> None:
+        """Release the cached data (the session belongs to the process)."""
+        self.tables.unpersist()
+
+
+def spark_frames(
+    spark: SparkSession,
+    messages: pd.DataFrame,
+    events: pd.DataFrame,
+    segments: pd.DataFrame | None = None,
+    settings_table: pd.DataFrame | None = None,
+) -> SparkTables:
+    """Clean pandas tables (already validated by the contract) as Spark tables."""
+    from contract.validate import empty_table
+    from jobs.spark_io import SparkTables, clean_to_arrow
+
+    frames = {
+        "messages": messages,
+        "events": events,
+        "segments": segments if segments is not None else empty_table("segments"),
+        "settings": settings_table if settings_table is not None else empty_table("settings"),
+    }
+    spark_tables = {
+        name: spark.createDataFrame(clean_to_arrow(name, frame)) for name, frame in frames.items()
+    }
+    quarantine = spark.createDataFrame(
+        [], "table string, row_number bigint, record string, reason string"
+    )
+    return SparkTables(**spark_tables, quarantine=quarantine, report=None)
+
+
+def partitions_engine(spark: SparkSession) -> Any:
+    """A drop-in for :func:`jobs.metrics.compute_partitions` (``jobs.recompute.recompute``'s
+    ``engine=``) that aggregates in Spark. Takes the same pandas inputs; Spark-native callers use
+    :func:`jobs.spark_metrics.compute_partitions_spark` with Spark tables directly."""
+    import pandas as pd
+
+    from jobs.spark_metrics import compute_partitions_spark
+
+    def compute(
+        messages: Any,
+        events: Any,
+        scores: Any,
+        exclusions: Mapping[tuple[str, str], bool],
+        window: Any,
+        segments: Any = None,
+        tenants: Sequence[str] | None = None,
+        channels: Sequence[str] = CHANNELS,
+    ) -> Partitions:
+        tables = spark_frames(spark, messages, events, segments)
+        scored = scores_from_pandas(spark, scores) if isinstance(scores, pd.DataFrame) else scores
+        rows, parts = compute_partitions_spark(
+            tables, scored, exclusions, window, tenants=tenants, channels=channels
+        )
+        for frame in rows.values():
+            frame.unpersist()
+        return parts
+
+    return compute
+
+
+def spark_scorer(
+    spark: SparkSession, settings: Settings, model_uri: str | None = None, scheme: str = "tenant"
+) -> Any:
+    """A scorer for ``jobs.recompute.recompute(scorer=...)``: scores clean pandas tables (anything
+    with ``messages`` and ``events``) in Spark and returns the local engine's scores frame."""
+
+    def score(tables: Any) -> pd.DataFrame:
+        frames = spark_frames(spark, tables.messages, tables.events)
+        return scores_to_pandas(score_spark(spark, frames, settings, model_uri, scheme=scheme))
+
+    return score

@@ -26,6 +26,7 @@ Clean tables keep the schema columns; timestamps travel as int64 nanoseconds sin
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +71,7 @@ class SparkTables:
     segments: DataFrame
     settings: DataFrame
     quarantine: DataFrame  # table, row_number, record, reason
-    report: Report
+    report: Report | None  # None: the tables came validated (spark_engine.spark_frames)
     cached: list[DataFrame] = field(default_factory=list)  # what the tables are views of
 
     def unpersist(self) -> None:
@@ -134,6 +135,11 @@ def _clean_arrow(table: str, frame: pd.DataFrame) -> dict[str, pa.Array]:
     return out
 
 
+def clean_to_arrow(table: str, frame: pd.DataFrame) -> pa.Table:
+    """A contract-clean pandas table as the Arrow table of its Spark-side clean schema."""
+    return pa.table(_clean_arrow(table, frame))
+
+
 def _output(table: str, clean: pd.DataFrame, quarantine: pd.DataFrame) -> pa.Table:
     """Clean rows then quarantine rows of one validated group, in the validation UDF schema."""
     n, q = len(clean), len(quarantine)
@@ -150,7 +156,7 @@ def _output(table: str, clean: pd.DataFrame, quarantine: pd.DataFrame) -> pa.Tab
 # --------------------------------------------------------------------------- raw groups
 
 
-def _raw(table: str, source: str, data: pa.Table, nanos: tuple[str, ...]) -> Any:
+def _raw(table: str, source: str, data: pa.Table, units: Units) -> Any:
     """A :class:`contract.io.RawTable` from one Spark group, in source row order."""
     import pyarrow.compute as pc
 
@@ -161,14 +167,18 @@ def _raw(table: str, source: str, data: pa.Table, nanos: tuple[str, ...]) -> Any
     records = data.column(RECORD).to_pylist() if RECORD in data.column_names else None
     keep = [c for c in data.column_names if c not in _INTERNAL]
     data = data.select(keep)
-    for name in nanos:  # Parquet TIMESTAMP(NANOS) read as int64 by Spark: the original type
+    for name, unit, utc in units:  # the stored Parquet type (Spark has micros, or int64 nanos)
         if name in data.column_names:
             i = data.column_names.index(name)
-            data = data.set_column(i, name, data.column(i).cast(UTC_NS))
+            stored = pa.timestamp(unit, tz="UTC" if utc else None)
+            column = data.column(i)
+            if pa.types.is_timestamp(column.type):
+                column = column.cast(pa.timestamp(column.type.unit, tz=stored.tz))
+            data = data.set_column(i, name, column.cast(stored, safe=False))
     return RawTable(table, source, data, rows, records)
 
 
-def _validate_one(table: str, source: str, nanos: tuple[str, ...]):  # noqa: ANN202
+def _validate_one(table: str, source: str, units: Units):  # noqa: ANN202
     """UDF: validate one group of a table that needs no other table."""
 
     def run(data: pa.Table) -> pa.Table:
@@ -176,7 +186,7 @@ def _validate_one(table: str, source: str, nanos: tuple[str, ...]):  # noqa: ANN
         from contract.validate import validate_raw
 
         raws = {name: empty_raw(name) for name in REQUIRED_TABLES}
-        raws[table] = _raw(table, source, data, nanos)
+        raws[table] = _raw(table, source, data, units)
         result = validate_raw(raws)
         quarantine = result.quarantine.loc[result.quarantine["table"] == table]
         return _output(table, getattr(result, table), quarantine)
@@ -184,15 +194,15 @@ def _validate_one(table: str, source: str, nanos: tuple[str, ...]):  # noqa: ANN
     return run
 
 
-def _validate_events(sources: dict[str, str], nanos: dict[str, tuple[str, ...]]):  # noqa: ANN202
+def _validate_events(sources: dict[str, str], units: dict[str, Units]):  # noqa: ANN202
     """UDF: validate one bucket of events against every raw row of the messages they name."""
 
     def run(events: pa.Table, messages: pa.Table) -> pa.Table:
         from contract.validate import validate_raw
 
         raws = {
-            "messages": _raw("messages", sources["messages"], messages, nanos["messages"]),
-            "events": _raw("events", sources["events"], events, nanos["events"]),
+            "messages": _raw("messages", sources["messages"], messages, units["messages"]),
+            "events": _raw("events", sources["events"], events, units["events"]),
         }
         result = validate_raw(raws)
         quarantine = result.quarantine.loc[result.quarantine["table"] == "events"]
@@ -226,11 +236,9 @@ def _add_keys(columns: dict[str, str]):  # noqa: ANN202
 
 
 def _is_local(path: str) -> bool:
-    return "://" not in path or path.startswith("file://")
-
-
-def _local_path(path: str) -> Path:
-    return Path(path[len("file://") :] if path.startswith("file://") else path)
+    """A plain path (read like the local engine does); any URI, ``file://`` too, goes through
+    Hadoop's file systems and must be Parquet."""
+    return "://" not in path
 
 
 def _hadoop_exists(spark: SparkSession, path: str) -> bool:
@@ -245,7 +253,7 @@ def find_tables(spark: SparkSession, data_path: str) -> dict[str, str]:
     if _is_local(data_path):
         from contract.io import find_table_files
 
-        return {name: str(p) for name, p in find_table_files(_local_path(data_path)).items()}
+        return {name: str(p) for name, p in find_table_files(Path(data_path)).items()}
     base = data_path.rstrip("/")
     found: dict[str, str] = {}
     for name in TABLES:
@@ -262,32 +270,36 @@ def find_tables(spark: SparkSession, data_path: str) -> dict[str, str]:
     return found
 
 
-def _nanos_columns(spark: SparkSession, frame: DataFrame, table: str) -> tuple[str, ...]:
-    """Timestamp columns stored as Parquet TIMESTAMP(NANOS), which Spark hands over as int64."""
-    from pyspark.sql.types import LongType
+Units = tuple[tuple[str, str, bool], ...]  # Parquet timestamps: (column, unit, UTC-adjusted)
+_UNITS = {"MILLIS": "ms", "MICROS": "us", "NANOS": "ns"}
 
-    wanted = {c for c in timestamp_columns(table) if c in frame.columns}
-    longs = [f.name for f in frame.schema.fields if f.name in wanted and f.dataType == LongType()]
-    if not longs:
+
+def _timestamp_units(spark: SparkSession, frame: DataFrame) -> Units:
+    """The stored unit of each top-level Parquet timestamp column (from the first file's footer).
+
+    Spark reads them as microseconds (NANOS as int64, see ``nanosAsLong``); putting back the
+    stored type makes every value, and the quarantine's record text, what the local reader sees.
+    """
+    files = sorted(frame.inputFiles())
+    if not files:
         return ()
     jvm = spark.sparkContext._jvm
     conf = spark.sparkContext._jsc.hadoopConfiguration()
-    nanos: set[str] = set()
-    for file in frame.inputFiles():
-        hfile = jvm.org.apache.parquet.hadoop.util.HadoopInputFile.fromPath(
-            jvm.org.apache.hadoop.fs.Path(file), conf
-        )
-        reader = jvm.org.apache.parquet.hadoop.ParquetFileReader.open(hfile)
-        try:
-            schema = reader.getFooter().getFileMetaData().getSchema()
-        finally:
-            reader.close()
-        for name in longs:
-            if schema.containsField(name):
-                logical = schema.getType(name).getLogicalTypeAnnotation()
-                if logical is not None and "NANOS" in logical.toString():
-                    nanos.add(name)
-    return tuple(sorted(nanos))
+    hfile = jvm.org.apache.parquet.hadoop.util.HadoopInputFile.fromPath(
+        jvm.org.apache.hadoop.fs.Path(files[0]), conf
+    )
+    reader = jvm.org.apache.parquet.hadoop.ParquetFileReader.open(hfile)
+    try:
+        schema = reader.getFooter().getFileMetaData().getSchema()
+    finally:
+        reader.close()
+    units = []
+    for column in schema.getFields():
+        logical = column.getLogicalTypeAnnotation() if column.isPrimitive() else None
+        found = re.match(r"TIMESTAMP\((\w+),(\w+)\)", str(logical.toString())) if logical else None
+        if found and found.group(1) in _UNITS:
+            units.append((str(column.getName()), _UNITS[found.group(1)], found.group(2) == "true"))
+    return tuple(units)
 
 
 def _read_parquet(spark: SparkSession, path: str, table: str) -> DataFrame:
@@ -338,7 +350,7 @@ def _read_local_text(
     return spark.createDataFrame(data), raw.rejected
 
 
-def _check_types(frame: DataFrame, table: str, source: str, nanos: tuple[str, ...]) -> None:
+def _check_types(frame: DataFrame, table: str, source: str, units: Units) -> None:
     """Fail like the local engine does for a column whose type cannot hold its kind."""
     from pyspark.sql.pandas.types import to_arrow_schema
 
@@ -348,7 +360,7 @@ def _check_types(frame: DataFrame, table: str, source: str, nanos: tuple[str, ..
     schema = to_arrow_schema(frame.schema, timezone="UTC")
     empty = schema.empty_table()
     raws = {name: empty_raw(name) for name in REQUIRED_TABLES}
-    raws[table] = _raw(table, source, empty, nanos)
+    raws[table] = _raw(table, source, empty, units)
     validate_raw(raws)
 
 
@@ -366,15 +378,15 @@ def load_tables(
     buckets = buckets or max(2 * int(spark.conf.get("spark.sql.shuffle.partitions")), 2)
     raw: dict[str, DataFrame] = {}
     rejected: dict[str, list[tuple[int, str, str]]] = {}
-    nanos: dict[str, tuple[str, ...]] = {}
+    units: dict[str, Units] = {}
     for name, path in files.items():
         if path.lower().endswith(".parquet"):
             raw[name] = _read_parquet(spark, path, name)
             rejected[name] = []
         else:
             raw[name], rejected[name] = _read_local_text(spark, path, name)
-        nanos[name] = _nanos_columns(spark, raw[name], name) if path.endswith(".parquet") else ()
-        _check_types(raw[name], name, path, nanos[name])
+        units[name] = _timestamp_units(spark, raw[name]) if path.endswith(".parquet") else ()
+        _check_types(raw[name], name, path, units[name])
 
     def keyed(name: str, keys: dict[str, str]) -> DataFrame:
         from pyspark.sql.types import StringType, StructField, StructType
@@ -389,7 +401,7 @@ def load_tables(
     parts: dict[str, DataFrame] = {}
     messages = bucket(keyed("messages", {KEY_MESSAGE: "message_id"}), KEY_MESSAGE)
     parts["messages"] = messages.groupBy(BUCKET).applyInArrow(
-        _validate_one("messages", files["messages"], nanos["messages"]),
+        _validate_one("messages", files["messages"], units["messages"]),
         _validated_ddl("messages"),
     )
     events = bucket(keyed("events", {KEY_EVENT: "event_id", KEY_MESSAGE: "message_id"}), KEY_EVENT)
@@ -411,7 +423,7 @@ def load_tables(
         .applyInArrow(
             _validate_events(
                 {"messages": files["messages"], "events": files["events"]},
-                {"messages": nanos["messages"], "events": nanos["events"]},
+                {"messages": units["messages"], "events": units["events"]},
             ),
             _validated_ddl("events"),
         )
@@ -420,7 +432,7 @@ def load_tables(
         if name in raw:
             frame = bucket(keyed(name, {KEY_TENANT: "tenant_id"}), KEY_TENANT)
             parts[name] = frame.groupBy(BUCKET).applyInArrow(
-                _validate_one(name, files[name], nanos[name]), _validated_ddl(name)
+                _validate_one(name, files[name], units[name]), _validated_ddl(name)
             )
 
     # One cached frame per table: clean rows and quarantine rows of each validated group.

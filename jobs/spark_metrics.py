@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from contract.schema import CHANNELS
+from contract.schema import CHANNELS, MESSAGE_CONTEXT
 from jobs import metrics as M
 
 if TYPE_CHECKING:
@@ -79,14 +79,10 @@ def compute_partitions_spark(
         [(t, c, bool(v)) for (t, c), v in exclusions.items()],
         "tenant_id string, channel string, _filter boolean",
     )
+    # The message's own columns (keys of the modules), without its times: days replace them.
+    own = [c for c in MESSAGE_CONTEXT if c not in ("sent_at", "delivered_at", "link_count")]
     m = m.join(F.broadcast(settings), ["tenant_id", "channel"], "left").select(
-        "message_id",
-        "tenant_id",
-        "channel",
-        "campaign_id",
-        "automation_id",
-        "contact_id",
-        "recipient_domain",
+        *own,
         F.expr(f"sent_at div {day}").alias("send_day"),
         (sent >= F.lit(window.start.value)).alias("in_window"),
         F.coalesce(F.col("_filter"), F.lit(False)).alias("bot_filter_applied"),
@@ -177,7 +173,7 @@ def compute_partitions_spark(
     partitions = M.Partitions(
         window=window,
         frames=frames,
-        summary=M._finish_summary(summary, window, tenants or present, channels, exclusions),
+        summary=M.summary_grid(summary, window, tenants or present, channels, exclusions),
         events_used=int(events_used),
         model_versions=versions,
         tenants=tuple(tenants) if tenants is not None else tuple(present),
@@ -189,8 +185,15 @@ def compute_partitions_spark(
 
 
 def _collect(rows: DataFrame, module: M.Module) -> pd.DataFrame:
-    """Computed rows on the driver, finished and ordered as the local engine returns them."""
-    frame = M._finish(rows.toPandas(), module)
+    """Computed rows on the driver, typed (:func:`jobs.metrics.coerce`) and ordered as the local
+    engine returns them."""
+    from pyspark.sql import functions as F
+
+    for day, name in (("send_day", "send_date"), (DAY_COLUMN, "date")):
+        if day in rows.columns:
+            rows = rows.withColumn(name, F.date_from_unix_date(F.col(day))).drop(day)
+    frame = rows.select(*module.computed_columns).toPandas()
+    frame = M.coerce(frame, module)
     order = [*M.PARTITION_KEY, *module.keys, "in_window"]
     return frame.sort_values(order, kind="stable", ignore_index=True)
 

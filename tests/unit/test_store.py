@@ -185,12 +185,16 @@ def test_scores_round_trip_and_keep_existing(store: Store) -> None:
     )
     assert store.save_scores(frame, ["t1", "t1"]) == 2
     changed = frame.assign(bot_score=[0.1, 0.1])
-    store.save_scores(changed, ["t1", "t1"])  # same key: the stored score stays
-    loaded = store.load_scores(["t1"], "m/1").sort_values("event_id", ignore_index=True)
+    store.save_scores(changed, ["t1", "t1"])  # a later batch never replaces a stored score
+    loaded = store.load_scores(["t1"], "m/1", reasons=True)
+    loaded = loaded.sort_values("event_id", ignore_index=True)
     assert list(loaded["bot_score"]) == [0.9, 0.2]
-    assert list(loaded["reasons"]) == ['["a", "b"]', "[]"]
-    assert store.stored_score_ids(["t1"], "m/1") == {"e1", "e2"}
+    assert [list(r) for r in loaded["reasons"]] == [["a", "b"], []]
+    assert list(loaded["top_reason"]) == ["a", None]
+    assert sorted(store.stored_score_ids(["t1"], "m/1")) == ["e1", "e2"]
+    assert store.score_versions(["t1"]) == {"m/1": 4}  # two batches of two
     assert store.load_scores(["t1"], "m/2").empty
+    assert store.load_scores(["t2"], "m/1").empty
 
 
 def test_check_scores_errors() -> None:
