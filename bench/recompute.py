@@ -148,25 +148,29 @@ def main() -> None:
         out = fn(*args)
         return out, time.perf_counter() - wall, time.process_time() - cpu
 
-    validated, load_wall, load_cpu = timed(load_data, data_dir)
-    scores, read_wall, read_cpu = timed(read_scores_file, scores_file)
-    first = recompute(
-        store,
-        settings,
-        validated,
-        as_of=AS_OF,
-        tenants=[TENANT],
-        scores=scores,
-        out=work / "out",
-        progress=True,
-        console=console,
-    )
-    runs = {
-        "first run (new scores file, stored)": (
-            {"contract load": load_wall, "read scores file": read_wall, **first.timings},
-            {"contract load": load_cpu, "read scores file": read_cpu, **first.cpu},
+    def run(pre: dict[str, tuple[float, float]], **options):
+        """Load via the contract, recompute; wall and CPU seconds per stage."""
+        validated, load_wall, load_cpu = timed(load_data, data_dir)
+        result = recompute(
+            store,
+            settings,
+            validated,
+            as_of=AS_OF,
+            tenants=[TENANT],
+            out=work / "out",
+            progress=True,
+            console=console,
+            **options,
         )
-    }
+        wall = {"contract load": load_wall, **{k: v[0] for k, v in pre.items()}, **result.timings}
+        cpu = {"contract load": load_cpu, **{k: v[1] for k, v in pre.items()}, **result.cpu}
+        return result, (wall, cpu)
+
+    scores, read_wall, read_cpu = timed(read_scores_file, scores_file)
+    runs = {}
+    _, runs["first run (new scores file, stored)"] = run(
+        {"read scores file": (read_wall, read_cpu)}, scores=scores
+    )
 
     set_exclusion(store, TENANT, "email", True)
     set_exclusion(store, TENANT, "sms", True)
@@ -174,24 +178,10 @@ def main() -> None:
     def no_scoring(_tables):  # every event has a stored score of this version
         raise AssertionError("stored scores should have been reused")
 
-    validated, load_wall, load_cpu = timed(load_data, data_dir)
-    second = recompute(
-        store,
-        settings,
-        validated,
-        as_of=AS_OF,
-        tenants=[TENANT],
-        scorer=no_scoring,
-        model_version="bench/1",
-        out=work / "out",
-        progress=True,
-        console=console,
+    second, runs["toggle run (settings change, stored scores)"] = run(
+        {}, scorer=no_scoring, model_version="bench/1"
     )
     assert second.scores_source == "store" and second.queue_applied == 2
-    runs["toggle run (settings change, stored scores)"] = (
-        {"contract load": load_wall, **second.timings},
-        {"contract load": load_cpu, **second.cpu},
-    )
 
     for title, (wall, cpu) in runs.items():
         table = Table(title=title, title_justify="left")

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from botfilter.errors import BotfilterError
-from contract.schema import CHANNELS, EVENT_TYPES
+from contract.schema import CHANNELS, EVENT_TYPES, MESSAGE_CONTEXT
 
 DAY_NS = 86_400 * 10**9
 EPOCH = date(1970, 1, 1)
@@ -142,17 +142,7 @@ MESSAGE_COUNTS = PRODUCT_COUNTS + EXCLUDED_COUNTS + COMPARISON_COUNTS
 #: Key of a stored partition. ``in_window`` and ``bot_filter_applied`` ride along in computed rows.
 PARTITION_KEY = ("tenant_id", "channel", "send_date")
 # Input columns the computation reads (everything else is left alone, not copied).
-MESSAGE_COLUMNS = (
-    "message_id",
-    "tenant_id",
-    "channel",
-    "campaign_id",
-    "automation_id",
-    "contact_id",
-    "recipient_domain",
-    "sent_at",
-    "delivered_at",
-)
+MESSAGE_COLUMNS = tuple(c for c in MESSAGE_CONTEXT if c != "link_count")
 EVENT_COLUMNS = ("event_id", "tenant_id", "message_id", "type", "occurred_at", "bot_kind")
 
 ModuleGrain = Literal["message", "segment", "day", "event"]

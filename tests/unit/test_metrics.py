@@ -10,6 +10,7 @@ import pytest
 
 from jobs.metrics import (
     COUNTS,
+    MESSAGE_COLUMNS,
     MODULES,
     PRODUCT_TABLES,
     MissingScores,
@@ -25,17 +26,7 @@ from jobs.metrics import (
 )
 
 AS_OF = "2024-03-31T00:00:00Z"
-MSG_COLS = [
-    "message_id",
-    "tenant_id",
-    "channel",
-    "campaign_id",
-    "automation_id",
-    "contact_id",
-    "recipient_domain",
-    "sent_at",
-    "delivered_at",
-]
+MSG_COLS = list(MESSAGE_COLUMNS)
 
 
 def ts(values: list[str | None]) -> pd.Series:
