@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 
 import typer
@@ -32,6 +34,9 @@ app.add_typer(metrics_app, name="metrics")
 
 def main() -> None:
     """Entry point: run the app and turn user errors into one line on stderr."""
+    # MLflow logs store migrations at INFO on stderr; keep stderr for what the user must read.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         app()
     except BotfilterError as exc:

@@ -72,26 +72,48 @@ def evaluate(
 
 
 def score(
-    data: Path = typer.Option(..., help="Data directory to score."),
+    data: Path = typer.Option(
+        ..., help="Data directory to score (or a Hadoop path with --engine spark)."
+    ),
     out: Path = typer.Option(..., help="Scores file (.parquet or .csv)."),
     model: str | None = typer.Option(None, help="Model URI; default models:/botfilter@champion."),
+    engine: str = typer.Option("local", help="local (this machine) or spark (Apache Spark)."),
+    spark_master: str | None = typer.Option(
+        None, help="Spark master URL for --engine spark (default BOTFILTER_SPARK_MASTER, local[2])."
+    ),
 ) -> None:
     """Write the scores table: bot_score, is_bot, reasons, model_version per event."""
     from rich.console import Console
 
     from botfilter.errors import BotfilterError
     from botfilter.settings import get_settings
+
+    if engine not in ("local", "spark"):
+        raise BotfilterError(f"--engine {engine}: choose local or spark")
+    console = Console()
+    settings = get_settings()
+    if engine == "spark":
+        from jobs.spark_engine import run_score
+
+        run = run_score(settings, str(data), str(out), model, spark_master)
+        run.report.print(console)
+        console.print(
+            f"scored {run.events:,} events ({run.bots:,} bots) with {run.model_version} on Spark -> {run.out}"
+        )
+        return
+
     from contract import load
     from scoring.batch import score_validated
     from scoring.io import write_scores
 
     if out.suffix not in (".parquet", ".csv"):
         raise BotfilterError(f"{out}: the scores file must end in .parquet or .csv")
-    console = Console()
-    settings = get_settings()
     validated = load(data)
-    scores = score_validated(validated, settings, model)
+    validated.report.print(console)
+    with console.status(f"scoring {len(validated.events):,} events"):
+        scores = score_validated(validated, settings, model)
     write_scores(scores, out)
+    version = scores["model_version"].iat[0] if len(scores) else "-"
     console.print(
-        f"scored {len(scores):,} events ({int(scores['is_bot'].sum()):,} bots) with {scores['model_version'].iat[0] if len(scores) else '-'} -> {out}"
+        f"scored {len(scores):,} events ({int(scores['is_bot'].sum()):,} bots) with {version} -> {out}"
     )
