@@ -427,7 +427,9 @@ def scores_from_pandas(spark: SparkSession, scores: pd.DataFrame) -> DataFrame:
 
 def is_local_path(path: str | Path) -> bool:
     """A plain file-system path (not a URI such as ``s3a://`` or ``hdfs://``)."""
-    return "://" not in str(path)
+    from jobs.spark_io import as_uri_or_path
+
+    return "://" not in as_uri_or_path(path)
 
 
 def write_scores_spark(scores: DataFrame, out: str | Path) -> str:
@@ -486,8 +488,9 @@ def run_score(
     """``botfilter score --engine spark``: validate, score and write, all in Spark."""
     from pyspark.sql import functions as F
 
-    from jobs.spark_io import load_tables
+    from jobs.spark_io import as_uri_or_path, load_tables
 
+    out = as_uri_or_path(out)
     if is_local_path(out) and Path(out).suffix not in (".parquet", ".csv"):
         raise BotfilterError(f"{out}: the scores file must end in .parquet or .csv")
     spark = spark_session(settings, master)

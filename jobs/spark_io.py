@@ -235,6 +235,18 @@ def _add_keys(columns: dict[str, str]):  # noqa: ANN202
 # --------------------------------------------------------------------------- reading
 
 
+def as_uri_or_path(path: str | Path) -> str:
+    """The path as given, with a URI's ``//`` restored if a ``pathlib.Path`` collapsed it
+    (``Path("s3a://bucket/x")`` prints as ``s3a:/bucket/x``)."""
+    text = str(path)
+    found = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]+):(/[^/].*)$", text)
+    if found and not Path(text).exists():
+        scheme, rest = found.groups()
+        # file:///tmp/x became file:/tmp/x (empty authority); s3a://bucket/x became s3a:/bucket/x
+        return f"{scheme}://{rest}" if scheme.lower() == "file" else f"{scheme}:/{rest}"
+    return text
+
+
 def _is_local(path: str) -> bool:
     """A plain path (read like the local engine does); any URI, ``file://`` too, goes through
     Hadoop's file systems and must be Parquet."""
@@ -373,7 +385,7 @@ def load_tables(
 
     from contract.report import Report
 
-    data_path = str(data_path)
+    data_path = as_uri_or_path(data_path)
     files = find_tables(spark, data_path)
     buckets = buckets or max(2 * int(spark.conf.get("spark.sql.shuffle.partitions")), 2)
     raw: dict[str, DataFrame] = {}

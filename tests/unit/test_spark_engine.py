@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
@@ -9,7 +11,7 @@ import pytest
 
 from contract import validate
 from jobs.spark_engine import ModelPayload, _local_cores, _worker_model, context_columns
-from jobs.spark_io import arrow_to_clean_pandas, clean_ddl, clean_to_arrow
+from jobs.spark_io import arrow_to_clean_pandas, as_uri_or_path, clean_ddl, clean_to_arrow
 from scoring.model import BotModel
 
 
@@ -84,3 +86,18 @@ def test_model_payload_rebuilds_the_same_model() -> None:
     frame = pd.DataFrame(X[:50], columns=["a", "b", "c"])
     np.testing.assert_array_equal(rebuilt.predict_proba(frame), model.predict_proba(frame))
     assert rebuilt.thresholds == model.thresholds and rebuilt.calibration == model.calibration
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (Path("s3a://bucket/day/x"), "s3a://bucket/day/x"),  # pathlib collapsed the "//"
+        ("s3a://bucket/day", "s3a://bucket/day"),
+        (Path("file:///tmp/world"), "file:///tmp/world"),
+        (Path("hdfs://nn:8020/d"), "hdfs://nn:8020/d"),
+        ("/tmp/world", "/tmp/world"),
+        ("relative/world", "relative/world"),
+    ],
+)
+def test_uris_survive_pathlib(given: object, expected: str) -> None:
+    assert as_uri_or_path(given) == expected
