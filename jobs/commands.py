@@ -46,7 +46,7 @@ def recompute(
     console.print(
         f"Recomputed {', '.join(result.tenants)} ({'+'.join(result.channels)}) for sends in "
         f"[{w.start:%Y-%m-%d %H:%M}, {w.end:%Y-%m-%d %H:%M}) UTC: {result.events_used:,} events, "
-        f"scores from {result.scores_source} ({', '.join(result.model_versions) or '-'}), "
+        f"scores: {result.scores_source} ({', '.join(result.model_versions) or '-'}), "
         f"{result.rows_written:,} partition rows, {result.queue_applied} queued changes applied."
     )
     for name, frame in result.tables.items():

@@ -103,8 +103,16 @@ def excluded_share(frame: pd.DataFrame) -> pd.Series:
     return (excluded / total.where(total > 0)).astype(float)
 
 
+def _arrow(left: str, right: str, unit: str = "") -> str:
+    """``with → without`` in as few characters as possible."""
+    if left == "—" and right == "—":
+        return "—"
+    return f"{left.rstrip(unit)}→{right}"
+
+
 def show_table(metrics: TenantMetrics, module: str, limit: int = 50) -> Any:
     """A rich table of one module: each metric with bots → without bots, and the share excluded."""
+    from rich import box
     from rich.table import Table
 
     if module not in SHOW_MODULES:
@@ -118,26 +126,30 @@ def show_table(metrics: TenantMetrics, module: str, limit: int = 50) -> Any:
     table = Table(
         title=f"{module} of tenant {metrics.tenant}: with bots → without bots",
         title_justify="left",
-        caption="Excluded: share of opens and clicks the filter leaves out (bots share if off).",
+        caption="excl.: share of opens and clicks the filter leaves out "
+        "(filter off: the share of bots it would leave out)",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),  # fits an 80-column terminal
     )
-    for header in (key.replace("_", " "), "channel", "delivered", "opens", "open rate"):
-        table.add_column(header, justify="left" if header in ("channel", key) else "right")
-    for header in ("clicks", "CTR", "excluded", "filter"):
-        table.add_column(header, justify="right")
+    labels = [str(v) for v in frame[key]]
+    table.add_column(key.replace("_", " "), no_wrap=True)
+    table.add_column("channel", no_wrap=True)
+    for header in ("delivered", "opens", "open rate", "clicks", "CTR", "excl."):
+        table.add_column(header, justify="right", no_wrap=True)
     shares, excluded = bot_share(frame), excluded_share(frame)
     for i, row in enumerate(frame.itertuples(index=False)):
         on = bool(row.bot_filter_applied)
-        share = _pct(excluded.iloc[i]) if on else f"off ({_pct(shares.iloc[i])} bots)"
+        share = _pct(excluded.iloc[i]) if on else f"off ({_pct(shares.iloc[i])})"
         table.add_row(
-            str(getattr(row, key)),
+            labels[i],
             row.channel,
             _num(row.delivered),
-            _pair(_num(row.opens_total_all), _num(row.opens_total_human)),
-            _pair(_pct(row.open_rate_all), _pct(row.open_rate_human)),
-            _pair(_num(row.clicks_total_all), _num(row.clicks_total_human)),
-            _pair(_pct(row.ctr_all), _pct(row.ctr_human)),
+            _arrow(_num(row.opens_total_all), _num(row.opens_total_human)),
+            _arrow(_pct(row.open_rate_all), _pct(row.open_rate_human), "%"),
+            _arrow(_num(row.clicks_total_all), _num(row.clicks_total_human)),
+            _arrow(_pct(row.ctr_all), _pct(row.ctr_human), "%"),
             share,
-            "on" if on else "off",
         )
     return table
 

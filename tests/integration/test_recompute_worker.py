@@ -174,7 +174,7 @@ def test_reports(store: Store, tmp_path: Path, world) -> None:
     console = Console(record=True, width=200)
     console.print(show_table(metrics, "campaigns"))
     text = console.export_text()
-    assert re.search(r"c\d+ +│ email", text) and "→" in text and "off (" in text
+    assert re.search(r"c\d+ +email", text) and "→" in text and "off (" in text
     page = render_report(metrics)
     assert page.count("data:image/png;base64,") == 3
     for heading in ("Daily opens and clicks", "CTR changed most", "bot kind and recipient domain"):
@@ -199,7 +199,7 @@ def test_cli_end_to_end(store_url: str, tmp_path: Path, monkeypatch: pytest.Monk
     runner = CliRunner()
     result = runner.invoke(app, ["recompute", "--data", str(data), "--scores", str(scores)])
     assert result.exit_code == 0, (result.output, result.exception)
-    assert "scores from file (labels)" in result.output
+    assert "scores: file (labels)" in result.output
     result = runner.invoke(app, ["settings", "set", "--tenant", "t1", "--sms", "on"])
     assert result.exit_code == 0 and "30-day recompute queued" in result.output
     # No model is registered: the worker reuses the stored scores that cover every event.
