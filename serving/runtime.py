@@ -10,6 +10,7 @@ background, answering with the old one meanwhile.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -170,5 +171,9 @@ def start(settings: Settings) -> Runtime:
     model = _load_champion(settings)
     runtime = Runtime(settings, model, Enrichers.load(), make_runtime_state(settings))
     set_current(runtime)
+    # Everything loaded so far lives as long as the process: keep it out of every future
+    # garbage collection (the reference data alone is hundreds of thousands of objects).
+    gc.collect()
+    gc.freeze()
     log.info("serving %s with %s state", model.version, runtime.state.describe())
     return runtime

@@ -45,6 +45,7 @@ _BOOL_COLUMNS = tuple(c for c in CONTEXT_COLUMNS if _KINDS.get(c) == "bool")
 _NAT = np.iinfo(np.int64).min
 _UTC = pd.DatetimeTZDtype("ns", "UTC")
 _REQUEST_COLUMNS = tuple(c.name for c in event_columns())
+_COL = {name: i for i, name in enumerate(CONTEXT_COLUMNS)}
 # Stored rows are JSON arrays in CONTEXT_COLUMNS order; the tag changes with that order, so a
 # deployment with other columns never misreads rows written by an older one.
 ROW_FORMAT = hashlib.sha1(json.dumps(CONTEXT_COLUMNS).encode()).hexdigest()[:8]
@@ -69,18 +70,7 @@ class Outcome:
         return now
 
 
-def message_key(tenant: str, message: str) -> str:
-    """State key of a message's event history (the tenant's length keeps keys unambiguous)."""
-    return f"m:{len(tenant)}:{tenant}:{message}"
-
-
-def burst_key(tenant: str, kind: str, value: int | str) -> str:
-    """State key of a burst group: one tenant's events sharing an IP, a prefix, an ASN, or a
-    send with an ASN (``value`` is ``"<asn>:<campaign or automation id>"`` then)."""
-    return f"k:{len(tenant)}:{tenant}:{kind}:{value}"
-
-
-def rows_to_frame(rows: list[list[Any]]) -> pd.DataFrame:
+def rows_to_frame(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
     """Event-context frame from stored rows, with the dtypes the contract's loader gives."""
     n = len(rows)
     arr = np.empty((n, len(CONTEXT_COLUMNS)), dtype=object)
@@ -101,8 +91,8 @@ def rows_to_frame(rows: list[list[Any]]) -> pd.DataFrame:
     return pd.DataFrame(data, index=pd.RangeIndex(n), copy=False)
 
 
-def frame_to_rows(clean: pd.DataFrame) -> list[list[Any]]:
-    """Clean typed rows as JSON-ready lists in CONTEXT_COLUMNS order (timestamps in ns)."""
+def frame_to_rows(clean: pd.DataFrame) -> list[tuple[Any, ...]]:
+    """Clean typed rows as JSON-ready tuples in CONTEXT_COLUMNS order (timestamps in ns)."""
     arr = np.empty((len(clean), len(CONTEXT_COLUMNS)), dtype=object)
     for j, name in enumerate(CONTEXT_COLUMNS):
         s = clean[name]
@@ -116,7 +106,7 @@ def frame_to_rows(clean: pd.DataFrame) -> list[list[Any]]:
             col = s.to_numpy(dtype=object)
             col[pd.isna(col)] = None
         arr[:, j] = col
-    return arr.tolist()
+    return list(map(tuple, arr.tolist()))
 
 
 def _event_id_of(item: Any) -> str | None:
@@ -191,16 +181,18 @@ class OnlineScorer:
     ) -> None:
         t = time.perf_counter()
         ids = clean["event_id"].tolist()
-        first = ~pd.Series(ids).duplicated(keep="first").to_numpy()
-        unique = clean.iloc[np.flatnonzero(first)]
+        seen: set[str] = set()
+        first = [j for j, eid in enumerate(ids) if not (eid in seen or seen.add(eid))]
+        unique = clean if len(first) == len(ids) else clean.iloc[first]
         rows = frame_to_rows(unique)
-        keys = self._keys(unique, rows)
-        ranges = self._ranges(unique, keys)
+        keys = self._keys(rows)
+        ranges = self._ranges(keys)
         t = out.lap("keys", t)
-        found = self.state.lookup(unique["event_id"].tolist(), ranges)
+        unique_ids = [r[_COL["event_id"]] for r in rows]
+        found = self.state.lookup(unique_ids, ranges)
         t = out.lap("lookup", t)
 
-        new_mask = np.array([e not in found.scores for e in unique["event_id"]], dtype=bool)
+        new_mask = np.array([e not in found.scores for e in unique_ids], dtype=bool)
         results: dict[str, dict[str, Any]] = dict(found.scores)
         if new_mask.any():
             new_pos = np.flatnonzero(new_mask)
@@ -241,36 +233,44 @@ class OnlineScorer:
             answers[int(pos)] = results[eid]
         out.duplicates = len(ids) - int(new_mask.sum())
 
-    def _keys(
-        self, clean: pd.DataFrame, rows: list[list[Any]]
-    ) -> list[tuple[str, tuple[str, ...], int]]:
-        """Per clean row: its message key, its burst keys and ``occurred_at`` in ns."""
-        ip = self.enrichers.ip.enrich(clean["ip"], clean["asn"])
+    def _keys(self, rows: list[tuple[Any, ...]]) -> list[tuple[str, tuple[str, ...], int]]:
+        """Per row: its message key, its burst keys and ``occurred_at`` in ns.
+
+        ``m:<len(tenant)>:<tenant>:<message_id>`` keys a message's history; a burst group (one
+        tenant's events sharing an IP, a /24-/48 prefix, an ASN, or a send with an ASN) is
+        ``k:<len(tenant)>:<tenant>:<ip|prefix|asn|send>:<value>``, the send's value being
+        ``<asn>:<campaign or automation id>``. The tenant's length keeps keys unambiguous.
+        """
+        ips = np.fromiter((r[_COL["ip"]] for r in rows), object, len(rows))
+        given = np.fromiter((r[_COL["asn"]] for r in rows), object, len(rows))
+        ip = self.enrichers.ip.enrich(ips, given)
         has_ip = (ip["ip_version"] != 0).tolist()
-        ip_key = ip["ip_key"].tolist()
-        prefix_key = ip["prefix_key"].tolist()
-        asns = ip["asn"].tolist()
-        send = clean["campaign_id"].where(clean["campaign_id"].notna(), clean["automation_id"])
-        sends = [None if v is None or v is pd.NA or v != v else v for v in send.tolist()]
-        t_col = CONTEXT_COLUMNS.index("occurred_at")
+        ip_key, prefix_key, asns = (
+            ip["ip_key"].tolist(),
+            ip["prefix_key"].tolist(),
+            ip["asn"].tolist(),
+        )
+        c_tenant, c_message, c_time = _COL["tenant_id"], _COL["message_id"], _COL["occurred_at"]
+        c_campaign, c_automation = _COL["campaign_id"], _COL["automation_id"]
         out = []
-        tenants, messages = clean["tenant_id"].tolist(), clean["message_id"].tolist()
-        for i, (t, m) in enumerate(zip(tenants, messages, strict=True)):
+        for i, r in enumerate(rows):
+            # Inline burst_key/message_key: this loop runs for every event of every request.
+            t = r[c_tenant]
+            tk = f"k:{len(t)}:{t}:"
             bursts: list[str] = []
             if has_ip[i]:
-                bursts.append(burst_key(t, "ip", ip_key[i]))
-                bursts.append(burst_key(t, "prefix", prefix_key[i]))
+                bursts.append(f"{tk}ip:{ip_key[i]}")
+                bursts.append(f"{tk}prefix:{prefix_key[i]}")
             if asns[i] != 0:
-                bursts.append(burst_key(t, "asn", asns[i]))
-                if sends[i] is not None:
-                    bursts.append(burst_key(t, "send", f"{asns[i]}:{sends[i]}"))
-            out.append((message_key(t, m), tuple(bursts), rows[i][t_col]))
+                bursts.append(f"{tk}asn:{asns[i]}")
+                send = r[c_campaign] if r[c_campaign] is not None else r[c_automation]
+                if send is not None:
+                    bursts.append(f"{tk}send:{asns[i]}:{send}")
+            out.append((f"m:{len(t)}:{t}:{r[c_message]}", tuple(bursts), r[c_time]))
         return out
 
     @staticmethod
-    def _ranges(
-        clean: pd.DataFrame, keys: list[tuple[str, tuple[str, ...], int]]
-    ) -> list[KeyRange]:
+    def _ranges(keys: list[tuple[str, tuple[str, ...], int]]) -> list[KeyRange]:
         """History to fetch: each message up to its newest new event; each burst key over the
         longest window before its earliest new event, up to its newest one."""
         window = LONGEST_WINDOW_S * NS

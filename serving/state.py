@@ -12,6 +12,9 @@ rebuilds exactly that history for each request, so the state keeps:
 Lookups are by time range, never "last N", so out-of-order events within the tolerated lateness
 see the same history as in batch. :class:`MemoryState` serves one process; :class:`RedisState`
 is shared by every worker and replica (sorted sets scored by ``occurred_at`` in microseconds).
+
+Rows are kept as tuples of plain values: the garbage collector stops tracking such tuples, so a
+large history does not make every collection slower.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ import json
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 NS = 1_000_000_000
 US = 1_000  # nanoseconds per microsecond: sorted-set scores are integer microseconds
@@ -33,8 +37,7 @@ class StateUnavailable(RuntimeError):
     """The shared state cannot be reached: the request cannot be answered causally."""
 
 
-@dataclass(frozen=True)
-class KeyRange:
+class KeyRange(NamedTuple):
     """Events of one key with ``lo_ns <= occurred_at <= hi_ns`` (``None``: unbounded)."""
 
     key: str
@@ -42,13 +45,12 @@ class KeyRange:
     hi_ns: int | None = None
 
 
-@dataclass(frozen=True)
-class NewEvent:
+class NewEvent(NamedTuple):
     """A scored event to remember: its raw row, keys and the answer given for it."""
 
     event_id: str
     t_ns: int
-    row: Any  # JSON-ready raw context row
+    row: tuple[Any, ...]  # JSON-ready raw context row
     message_key: str
     burst_keys: tuple[str, ...]
     score: dict[str, Any]
@@ -59,7 +61,7 @@ class Lookup:
     """What the state knows for one request."""
 
     scores: dict[str, dict[str, Any]]  # stored answers of already-seen event ids
-    rows: dict[str, Any]  # raw rows of the history events, by event id
+    rows: dict[str, tuple[Any, ...]]  # raw rows of the history events, by event id
 
 
 class WindowState(ABC):
@@ -98,109 +100,130 @@ class WindowState(ABC):
 
 
 # --- in process -------------------------------------------------------------------------------
-class _Index:
-    """Event ids of one key ordered by (time, id), for range lookups and trimming."""
+def _between(items: list[tuple[int, str]], lo_ns: int | None, hi_ns: int | None) -> list[str]:
+    """Ids of the (time, id) pairs with lo_ns <= time <= hi_ns (``items`` sorted)."""
+    lo = 0 if lo_ns is None else bisect.bisect_left(items, (lo_ns, ""))
+    hi = len(items) if hi_ns is None else bisect.bisect_right(items, (hi_ns, "\U0010ffff"))
+    return [eid for _, eid in items[lo:hi]]
 
-    __slots__ = ("items", "newest")
 
-    def __init__(self) -> None:
-        self.items: list[tuple[int, str]] = []
-        self.newest = -(2**63)
+def _trim(items: list[tuple[int, str]], t_ns: int) -> list[str]:
+    """Remove the pairs before ``t_ns`` from ``items`` (sorted); return their ids."""
+    if not items or items[0][0] >= t_ns:
+        return []
+    cut = bisect.bisect_left(items, (t_ns, ""))
+    gone = [eid for _, eid in items[:cut]]
+    del items[:cut]
+    return gone
 
-    def add(self, t_ns: int, event_id: str) -> None:
-        item = (t_ns, event_id)
-        if not self.items or item > self.items[-1]:  # the usual case: events arrive in order
-            self.items.append(item)
-        else:
-            i = bisect.bisect_left(self.items, item)
-            if i == len(self.items) or self.items[i] != item:
-                self.items.insert(i, item)
-        if t_ns > self.newest:
-            self.newest = t_ns
 
-    def between(self, lo_ns: int | None, hi_ns: int | None) -> list[str]:
-        items = self.items
-        lo = 0 if lo_ns is None else bisect.bisect_left(items, (lo_ns, ""))
-        hi = len(items) if hi_ns is None else bisect.bisect_right(items, (hi_ns, "\U0010ffff"))
-        return [eid for _, eid in items[lo:hi]]
+def _pack(score: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """An answer as nested tuples of plain values, which the garbage collector stops tracking."""
+    return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in score.items())
 
-    def trim_before(self, t_ns: int) -> list[str]:
-        if not self.items or self.items[0][0] >= t_ns:
-            return []
-        cut = bisect.bisect_left(self.items, (t_ns, ""))
-        gone = [eid for _, eid in self.items[:cut]]
-        del self.items[:cut]
-        return gone
+
+def _unpack(packed: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in packed}
 
 
 class MemoryState(WindowState):
-    """State in this process: the default for a single worker (and for tests)."""
+    """State in this process: the default for a single worker (and for tests).
+
+    Each key maps to a list of (time, id) pairs kept sorted. Expiry is incremental: every write
+    logs (time, key) for the keys it touched, and pops the log entries that fell out of
+    retention, trimming their keys, so no sweep ever walks all keys.
+    """
 
     kind = "memory"
-    PRUNE_EVERY = 5_000  # stored events between sweeps of expired rows and empty keys
 
     def __init__(self, history_s: int, burst_s: int) -> None:
         super().__init__(history_s, burst_s)
         self._lock = threading.Lock()
-        self._rows: dict[str, dict[str, Any] | list[Any]] = {}
-        self._scores: dict[str, dict[str, Any]] = {}
-        self._messages: dict[str, _Index] = {}
-        self._bursts: dict[str, _Index] = {}
+        self._rows: dict[str, tuple[Any, ...]] = {}
+        self._scores: dict[str, tuple[tuple[str, Any], ...]] = {}  # answers as plain tuples
+        self._messages: dict[str, list[tuple[int, str]]] = {}
+        self._bursts: dict[str, list[tuple[int, str]]] = {}
+        self._message_log: deque[tuple[int, str]] = deque()
+        self._burst_log: deque[tuple[int, str]] = deque()
         self._newest = -(2**63)
-        self._since_prune = 0
         self._generation = 0
 
     def lookup(self, event_ids: Sequence[str], ranges: Sequence[KeyRange]) -> Lookup:
         with self._lock:
-            scores = {e: self._scores[e] for e in event_ids if e in self._scores}
-            rows: dict[str, Any] = {}
+            scores = {e: _unpack(self._scores[e]) for e in event_ids if e in self._scores}
+            rows: dict[str, tuple[Any, ...]] = {}
             for r in ranges:
-                index = self._messages.get(r.key)
-                if index is None:
-                    index = self._bursts.get(r.key)
-                if index is None:
-                    continue
-                for eid in index.between(r.lo_ns, r.hi_ns):
-                    if eid not in rows:
-                        rows[eid] = self._rows[eid]
+                items = self._messages.get(r.key)
+                if items is None:
+                    items = self._bursts.get(r.key)
+                if items:
+                    for eid in _between(items, r.lo_ns, r.hi_ns):
+                        if eid not in rows:
+                            rows[eid] = self._rows[eid]
             return Lookup(scores, rows)
 
     def put(self, events: Sequence[NewEvent]) -> dict[str, dict[str, Any]]:
         stored: dict[str, dict[str, Any]] = {}
+        new: dict[str, list[tuple[int, str]]] = {}
+        bursts: set[str] = set()
         with self._lock:
             for ev in events:
                 if ev.event_id in self._scores:
-                    stored[ev.event_id] = self._scores[ev.event_id]
+                    stored[ev.event_id] = _unpack(self._scores[ev.event_id])
                     continue
-                self._scores[ev.event_id] = ev.score
-                self._rows[ev.event_id] = ev.row
-                self._messages.setdefault(ev.message_key, _Index()).add(ev.t_ns, ev.event_id)
-                for key in ev.burst_keys:
-                    index = self._bursts.setdefault(key, _Index())
-                    index.add(ev.t_ns, ev.event_id)
-                    index.trim_before(index.newest - self.burst_s * NS)
-                self._newest = max(self._newest, ev.t_ns)
                 stored[ev.event_id] = ev.score
-            self._since_prune += len(events)
-            if self._since_prune >= self.PRUNE_EVERY:
-                self._prune()
+                self._scores[ev.event_id] = _pack(ev.score)
+                self._rows[ev.event_id] = ev.row
+                item = (ev.t_ns, ev.event_id)
+                new.setdefault(ev.message_key, []).append(item)
+                for key in ev.burst_keys:
+                    new.setdefault(key, []).append(item)
+                    bursts.add(key)
+                if ev.t_ns > self._newest:
+                    self._newest = ev.t_ns
+            for key, added in new.items():
+                is_burst = key in bursts
+                index, log = (
+                    (self._bursts, self._burst_log)
+                    if is_burst
+                    else (self._messages, self._message_log)
+                )
+                items = index.get(key)
+                added.sort()
+                if items is None:
+                    index[key] = items = added
+                elif added[0] > items[-1]:  # the usual case: events come in time order
+                    items.extend(added)
+                else:
+                    items[:] = sorted(set(items).union(added))
+                if is_burst:
+                    # Relative to the key's newest event, as in Redis: late events keep theirs.
+                    _trim(items, items[-1][0] - self.burst_s * NS)
+                log.append((added[-1][0], key))
+            self._expire()
         return stored
 
-    def _prune(self) -> None:
-        """Drop events past the history retention, and keys with nothing left."""
-        self._since_prune = 0
+    def _expire(self) -> None:
+        """Trim the keys whose logged writes fell out of retention; drop emptied keys."""
         horizon = self._newest - self.history_s * NS
-        for key, index in list(self._messages.items()):
-            for eid in index.trim_before(horizon):
+        while self._message_log and self._message_log[0][0] < horizon:
+            _, key = self._message_log.popleft()
+            items = self._messages.get(key)
+            if items is None:
+                continue
+            for eid in _trim(items, horizon):
                 self._rows.pop(eid, None)
                 self._scores.pop(eid, None)
-            if not index.items:
+            if not items:
                 del self._messages[key]
-        burst_horizon = self._newest - self.burst_s * NS
-        for key, index in list(self._bursts.items()):
-            index.trim_before(burst_horizon)
-            if not index.items:
-                del self._bursts[key]
+        horizon = self._newest - self.burst_s * NS
+        while self._burst_log and self._burst_log[0][0] < horizon:
+            _, key = self._burst_log.popleft()
+            items = self._bursts.get(key)
+            if items is not None:
+                _trim(items, horizon)
+                if not items:
+                    del self._bursts[key]
 
     def generation(self) -> int:
         return self._generation
@@ -221,8 +244,67 @@ class MemoryState(WindowState):
 
 
 # --- Redis ------------------------------------------------------------------------------------
+# Both scripts take one JSON argument and answer one JSON string: a single round trip each, and
+# next to no client-side encoding of Redis commands. Times travel as strings, because Lua numbers
+# would be formatted with 14 significant digits.
+_LOOKUP_LUA = """
+local d = cjson.decode(ARGV[1])
+local p = d.p
+local scores = {}
+for i, id in ipairs(d.i) do
+  scores[i] = redis.call('GET', p .. 's:' .. id) or false
+end
+local seen, ids = {}, {}
+for _, r in ipairs(d.r) do
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', p .. r[1], r[2], r[3])) do
+    if not seen[m] then
+      seen[m] = true
+      ids[#ids + 1] = m
+    end
+  end
+end
+return cjson.encode({scores, ids})
+"""
+
+_PUT_LUA = """
+local d = cjson.decode(ARGV[1])
+local p, h = d.p, d.h
+local out, msgs, newest = {}, {}, {}
+for i, e in ipairs(d.e) do
+  local id, t = e[1], e[2]
+  if redis.call('SET', p .. 's:' .. id, ARGV[2 * i], 'NX', 'EX', h) then
+    out[i] = true
+    redis.call('SET', p .. 'r:' .. id, ARGV[2 * i + 1], 'NX', 'EX', h)
+    redis.call('ZADD', p .. e[3], t, id)
+    msgs[e[3]] = true
+    local tn = tonumber(t)
+    for _, k in ipairs(e[4]) do
+      redis.call('ZADD', p .. k, t, id)
+      if not newest[k] or newest[k] < tn then newest[k] = tn end
+    end
+  else
+    out[i] = redis.call('GET', p .. 's:' .. id) or false
+  end
+end
+for k, _ in pairs(msgs) do redis.call('EXPIRE', p .. k, h) end
+for k, tn in pairs(newest) do
+  redis.call('ZREMRANGEBYSCORE', p .. k, '-inf', '(' .. string.format('%.0f', tn - d.b))
+  redis.call('EXPIRE', p .. k, d.bt)
+end
+return cjson.encode(out)
+"""
+
+
+_ROW_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
 def _us(t_ns: int) -> int:
     return t_ns // US
+
+
+def _list(value: Any) -> list:
+    """cjson encodes an empty Lua table as an object."""
+    return value if isinstance(value, list) else []
 
 
 class RedisState(WindowState):
@@ -230,12 +312,14 @@ class RedisState(WindowState):
 
     Keys (all under ``prefix``): ``r:<id>`` raw row JSON and ``s:<id>`` score JSON (``SET NX``,
     expiring after ``history_s``); per message and per burst key a sorted set of event ids scored
-    by ``occurred_at`` in microseconds. A request costs three round trips: one pipeline for the
-    stored scores and the id ranges, one ``MGET`` for rows this worker has not cached yet, one
-    pipeline for the writes. Rows never change once written, so each worker caches them.
+    by ``occurred_at`` in microseconds. A request costs three round trips: a Lua script for the
+    stored scores and the ids in the requested ranges, one ``MGET`` for the rows this worker has
+    not cached, a Lua script for the writes (which also answers, for an id another worker stored
+    first, that worker's answer). Rows never change once written, so each worker caches them.
     """
 
     kind = "redis"
+    CHUNK = 1_000  # events per write script: keeps each script's hold on Redis short
 
     def __init__(
         self,
@@ -243,7 +327,7 @@ class RedisState(WindowState):
         history_s: int,
         burst_s: int,
         prefix: str = "botfilter:",
-        cache_rows: int = 100_000,
+        cache_rows: int = 200_000,
     ) -> None:
         super().__init__(history_s, burst_s)
         import redis
@@ -251,8 +335,10 @@ class RedisState(WindowState):
         self.url = url
         self.prefix = prefix
         self._redis = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+        self._lookup = self._redis.register_script(_LOOKUP_LUA)
+        self._put = self._redis.register_script(_PUT_LUA)
         self._gen_key = f"{prefix}model_generation"
-        self._cache: dict[str, Any] = {}
+        self._cache: dict[str, tuple[Any, ...]] = {}
         self._cache_max = cache_rows
 
     def _unavailable(self, exc: Exception) -> StateUnavailable:
@@ -267,7 +353,7 @@ class RedisState(WindowState):
         except RedisError as exc:
             raise self._unavailable(exc) from exc
 
-    def _remember(self, event_id: str, row: Any) -> None:
+    def _remember(self, event_id: str, row: tuple[Any, ...]) -> None:
         if len(self._cache) >= self._cache_max:
             # Oldest first (dicts keep insertion order): drop the older half at once.
             for old in list(self._cache)[: self._cache_max // 2]:
@@ -277,36 +363,38 @@ class RedisState(WindowState):
     def lookup(self, event_ids: Sequence[str], ranges: Sequence[KeyRange]) -> Lookup:
         from redis.exceptions import RedisError
 
-        p = self.prefix
+        payload = {
+            "p": self.prefix,
+            "i": list(event_ids),
+            "r": [
+                [
+                    r.key,
+                    "-inf" if r.lo_ns is None else str(_us(r.lo_ns) - 1),
+                    "+inf" if r.hi_ns is None else str(_us(r.hi_ns) + 1),
+                ]
+                for r in ranges
+            ],
+        }
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            if event_ids:
-                pipe.mget([f"{p}s:{e}" for e in event_ids])
-            for r in ranges:
-                lo = "-inf" if r.lo_ns is None else _us(r.lo_ns) - 1
-                hi = "+inf" if r.hi_ns is None else _us(r.hi_ns) + 1
-                pipe.zrangebyscore(f"{p}{r.key}", lo, hi)
-            out = pipe.execute()
-            scores: dict[str, dict[str, Any]] = {}
-            if event_ids:
-                for eid, raw in zip(event_ids, out[0], strict=True):
-                    if raw is not None:
-                        scores[eid] = json.loads(raw)
-                out = out[1:]
-            ids = list(dict.fromkeys(m.decode() for members in out for m in members))
-            rows: dict[str, Any] = {}
+            raw_scores, ids = json.loads(self._lookup(args=[json.dumps(payload)]))
+            scores = {
+                eid: json.loads(raw)
+                for eid, raw in zip(event_ids, _list(raw_scores), strict=True)
+                if raw
+            }
+            rows: dict[str, tuple[Any, ...]] = {}
             missing = []
-            for eid in ids:
+            for eid in _list(ids):
                 row = self._cache.get(eid)
                 if row is None:
                     missing.append(eid)
                 else:
                     rows[eid] = row
             if missing:
-                raws = self._redis.mget([f"{p}r:{e}" for e in missing])
+                raws = self._redis.mget([f"{self.prefix}r:{e}" for e in missing])
                 for eid, raw in zip(missing, raws, strict=True):
                     if raw is not None:  # None: expired with its retention, no longer history
-                        rows[eid] = json.loads(raw)
+                        rows[eid] = tuple(json.loads(raw))
                         self._remember(eid, rows[eid])
         except RedisError as exc:
             raise self._unavailable(exc) from exc
@@ -315,41 +403,31 @@ class RedisState(WindowState):
     def put(self, events: Sequence[NewEvent]) -> dict[str, dict[str, Any]]:
         from redis.exceptions import RedisError
 
-        if not events:
-            return {}
-        p = self.prefix
-        newest: dict[str, int] = {}
-        messages: dict[str, dict[str, int]] = {}
-        bursts: dict[str, dict[str, int]] = {}
+        stored: dict[str, dict[str, Any]] = {}
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            for ev in events:
-                pipe.set(f"{p}s:{ev.event_id}", json.dumps(ev.score), nx=True, ex=self.history_s)
-            for ev in events:
-                row = json.dumps(ev.row, separators=(",", ":"))
-                pipe.set(f"{p}r:{ev.event_id}", row, nx=True, ex=self.history_s)
-                messages.setdefault(ev.message_key, {})[ev.event_id] = _us(ev.t_ns)
-                for key in ev.burst_keys:
-                    bursts.setdefault(key, {})[ev.event_id] = _us(ev.t_ns)
-                    newest[key] = max(newest.get(key, ev.t_ns), ev.t_ns)
-            for key, members in messages.items():
-                pipe.zadd(f"{p}{key}", members)
-                pipe.expire(f"{p}{key}", self.history_s)
-            for key, members in bursts.items():
-                pipe.zadd(f"{p}{key}", members)
-                # Trimmed from the newest event of the key in this batch: a late batch never
-                # removes what newer events still need.
-                horizon = _us(newest[key]) - self.burst_s * 1_000_000
-                pipe.zremrangebyscore(f"{p}{key}", "-inf", f"({horizon}")
-                pipe.expire(f"{p}{key}", self.burst_s + 60)
-            won = pipe.execute()[: len(events)]
-            stored = {ev.event_id: ev.score for ev, ok in zip(events, won, strict=True) if ok}
-            lost = [ev for ev, ok in zip(events, won, strict=True) if not ok]
-            if lost:
-                # Another request stored these ids first: answer as it did.
-                raws = self._redis.mget([f"{p}s:{ev.event_id}" for ev in lost])
-                for ev, raw in zip(lost, raws, strict=True):
-                    stored[ev.event_id] = json.loads(raw) if raw is not None else ev.score
+            for start in range(0, len(events), self.CHUNK):
+                chunk = events[start : start + self.CHUNK]
+                meta = {
+                    "p": self.prefix,
+                    "h": self.history_s,
+                    "b": self.burst_s * 1_000_000,
+                    "bt": self.burst_s + 60,
+                    "e": [
+                        [ev.event_id, str(_us(ev.t_ns)), ev.message_key, list(ev.burst_keys)]
+                        for ev in chunk
+                    ],
+                }
+                # Answers and rows go as their own arguments (no JSON inside JSON to escape).
+                args = [json.dumps(meta)]
+                for ev in chunk:
+                    args.append(json.dumps(ev.score))
+                    args.append(_ROW_JSON.encode(ev.row))
+                answers = json.loads(self._put(args=args))
+                for ev, answer in zip(chunk, _list(answers), strict=True):
+                    # True: stored by us; text: the answer of whoever stored the id first.
+                    stored[ev.event_id] = (
+                        json.loads(answer) if isinstance(answer, str) else ev.score
+                    )
         except RedisError as exc:
             raise self._unavailable(exc) from exc
         for ev in events:

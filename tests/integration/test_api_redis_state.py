@@ -17,7 +17,7 @@ T0 = 1_800_000_000 * S
 
 def ev(eid: str, t_s: float, msg: str = "m:a", bursts=("k:ip",), score=None) -> NewEvent:
     t = T0 + int(t_s * S)
-    return NewEvent(eid, t, [eid, t], msg, bursts, score or {"event_id": eid, "t": t_s})
+    return NewEvent(eid, t, (eid, t), msg, bursts, score or {"event_id": eid, "t": t_s})
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ def test_workers_share_history_by_time_range(states) -> None:
     got = b.lookup([], [KeyRange("k:ip", T0 + 15 * S, T0 + 30 * S)])
     assert list(got.rows) == ["e2", "e3"]
     got = a.lookup(["e1", "e9"], [KeyRange("m:a", None, T0 + 20 * S)])
-    assert list(got.rows) == ["e1", "e2"] and got.rows["e2"] == ["e2", T0 + 20 * S]
+    assert list(got.rows) == ["e1", "e2"] and got.rows["e2"] == ("e2", T0 + 20 * S)
     assert got.scores == {"e1": {"event_id": "e1", "t": 10}}
 
 

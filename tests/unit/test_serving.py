@@ -167,7 +167,7 @@ def test_stored_rows_rebuild_the_exact_clean_frame(world) -> None:
     clean, reasons = validate_event_rows(frame.loc[:, ~frame.columns.duplicated()])
     assert reasons.empty
     rows = frame_to_rows(clean)
-    assert json.loads(json.dumps(rows)) == rows  # JSON-ready, exactly
+    assert [tuple(r) for r in json.loads(json.dumps(rows))] == rows  # JSON-ready, exactly
     rebuilt = rows_to_frame(rows)
     expected = clean[list(CONTEXT_COLUMNS)].reset_index(drop=True)
     pd.testing.assert_frame_equal(rebuilt, expected)

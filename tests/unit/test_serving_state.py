@@ -10,7 +10,7 @@ T0 = 1_800_000_000 * S
 
 def ev(eid: str, t_s: float, msg: str = "m:a", bursts: tuple[str, ...] = ("k:ip",), score=None):
     t = T0 + int(t_s * S)
-    return NewEvent(eid, t, [eid, t], msg, bursts, score or {"event_id": eid, "bot_score": t_s})
+    return NewEvent(eid, t, (eid, t), msg, bursts, score or {"event_id": eid, "bot_score": t_s})
 
 
 def test_lookup_by_time_range_not_arrival_order() -> None:
@@ -21,7 +21,7 @@ def test_lookup_by_time_range_not_arrival_order() -> None:
     assert list(got.rows) == ["b", "c"]
     got = state.lookup([], [KeyRange("m:a", None, T0 + 20 * S)])
     assert list(got.rows) == ["a", "b"]
-    assert got.rows["b"] == ["b", T0 + 20 * S]
+    assert got.rows["b"] == ("b", T0 + 20 * S)
 
 
 def test_equal_times_are_ordered_by_event_id_and_bounds_are_inclusive() -> None:
@@ -54,7 +54,6 @@ def test_burst_keys_keep_only_the_burst_retention_before_their_newest_event() ->
 
 def test_history_retention_prunes_rows_scores_and_empty_keys() -> None:
     state = MemoryState(history_s=100, burst_s=50)
-    state.PRUNE_EVERY = 1
     state.put([ev("a", 0, msg="m:1", bursts=("k:x",))])
     state.put([ev("b", 500, msg="m:2", bursts=("k:y",))])
     assert state.size() == {"events": 1, "messages": 1, "burst_keys": 1}

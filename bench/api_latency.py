@@ -1,0 +1,359 @@
+"""Benchmark: the online API under load, in-process state and Redis-backed, from a second process.
+
+    .venv/bin/python bench/api_latency.py                      # both modes, servers started here
+    .venv/bin/python bench/api_latency.py --url http://127.0.0.1:3000 --token T   # a running one
+
+For each mode (in-process state with 1 worker; Redis with 2 workers) it starts ``botfilter serve``
+on a free loopback port and drives it with a small asyncio HTTP/1.1 client over keep-alive
+connections, with a bounded count and time per phase:
+
+* 1-event requests sent open-loop at a fixed rate (default 200/s): p50/p90/p99/max latency, from
+  the moment each request was due (so queueing in the server counts);
+* 100- and 1,000-event requests, closed loop with a few in flight: events/s and latency.
+
+Events are a simulated world sent in (occurred_at, event_id) order, as an ingestion pipeline sees
+them; each run uses fresh event ids, so nothing is answered from the duplicate store. Peak memory
+is the server's largest worker (VmHWM) and this client's ru_maxrss. The model is the champion of
+``--home`` (trained there on a small simulated world when it has none).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+BOTFILTER = str(Path(sys.executable).with_name("botfilter"))
+MODEL_NAME = "botfilter_bench"
+
+
+# --- a minimal keep-alive HTTP/1.1 client (httpx would cost the client more CPU than the server)
+class Connection:
+    """One keep-alive connection; requests on it are sequential."""
+
+    def __init__(self, host: str, port: int, token: str | None) -> None:
+        self.host, self.port = host, port
+        self.auth = f"Authorization: Bearer {token}\r\n" if token else ""
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+            f"{self.auth}Content-Length: {len(body)}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + body)
+        await self.writer.drain()
+        assert self.reader is not None
+        status_line = await self.reader.readline()
+        status = int(status_line.split()[1])
+        length = 0
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        payload = await self.reader.readexactly(length)
+        return status, payload
+
+
+@dataclass
+class Phase:
+    """What one phase measured."""
+
+    name: str
+    requests: int
+    events: int
+    seconds: float
+    latencies_ms: list[float]
+    errors: int
+
+    def line(self) -> str:
+        lat = sorted(self.latencies_ms)
+
+        def pct(p: float) -> float:
+            return lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan")
+
+        return (
+            f"{self.name:<22} {self.requests:>6} req {self.events:>7} ev in {self.seconds:6.1f} s"
+            f" | {self.events / self.seconds:>8.0f} ev/s {self.requests / self.seconds:>6.1f} req/s"
+            f" | p50 {pct(0.5):7.1f} p90 {pct(0.9):7.1f} p99 {pct(0.99):7.1f}"
+            f" max {lat[-1] if lat else float('nan'):7.1f} ms | errors {self.errors}"
+        )
+
+
+class Stream:
+    """Events in time order with fresh ids, handed out in slices."""
+
+    def __init__(self, items: list[dict], tag: str) -> None:
+        self.items, self.tag, self.pos = items, tag, 0
+
+    def take(self, n: int) -> list[dict]:
+        out = []
+        for _ in range(n):
+            it = self.items[self.pos % len(self.items)]
+            lap = self.pos // len(self.items)
+            out.append({**it, "event_id": f"{it['event_id']}-{self.tag}-{lap}"})
+            self.pos += 1
+        return out
+
+
+async def fixed_rate(
+    conns: list[Connection], stream: Stream, rate: float, seconds: float, name: str
+) -> Phase:
+    """1-event requests due every 1/rate s, each on a free connection (open loop)."""
+    n = int(rate * seconds)
+    bodies = [json.dumps(stream.take(1)).encode() for _ in range(n)]
+    free: asyncio.Queue[Connection] = asyncio.Queue()
+    for c in conns:
+        free.put_nowait(c)
+    latencies: list[float] = []
+    errors = 0
+    start = time.perf_counter()
+
+    async def one(i: int) -> None:
+        nonlocal errors
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        conn = await free.get()
+        try:
+            status, _ = await conn.post("/score", bodies[i])
+        finally:
+            free.put_nowait(conn)
+        latencies.append((time.perf_counter() - due) * 1e3)
+        errors += status != 200
+
+    await asyncio.gather(*(one(i) for i in range(n)))
+    return Phase(name, n, n, time.perf_counter() - start, latencies, errors)
+
+
+async def closed_loop(
+    conns: list[Connection], stream: Stream, size: int, requests: int, max_s: float, name: str
+) -> Phase:
+    """``size``-event requests, one in flight per connection, until ``requests`` or ``max_s``."""
+    latencies: list[float] = []
+    errors = sent = 0
+    start = time.perf_counter()
+
+    async def worker(conn: Connection) -> None:
+        nonlocal errors, sent
+        while sent < requests and time.perf_counter() - start < max_s:
+            sent += 1
+            body = json.dumps(stream.take(size)).encode()
+            t = time.perf_counter()
+            status, _ = await conn.post("/score", body)
+            latencies.append((time.perf_counter() - t) * 1e3)
+            errors += status != 200
+
+    await asyncio.gather(*(worker(c) for c in conns))
+    done = len(latencies)
+    return Phase(name, done, done * size, time.perf_counter() - start, latencies, errors)
+
+
+async def drive(url: str, token: str | None, stream: Stream, args: argparse.Namespace) -> list:
+    host, port = url.split("//", 1)[1].rstrip("/").split(":")
+    mk = lambda n: [Connection(host, int(port), token) for _ in range(n)]  # noqa: E731
+    warm = mk(2)
+    for _ in range(20):  # warm-up: first calls compile and fill caches
+        await warm[0].post("/score", json.dumps(stream.take(5)).encode())
+    phases = [
+        await fixed_rate(mk(16), stream, args.rate, args.seconds, f"1 event @ {args.rate:g}/s"),
+        await closed_loop(
+            mk(args.concurrency), stream, 100, 300, args.seconds, "100 events/request"
+        ),
+        await closed_loop(
+            mk(args.concurrency), stream, 1000, 60, args.seconds, "1000 events/request"
+        ),
+    ]
+    return phases
+
+
+# --- servers ----------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def descendants(pid: int) -> list[int]:
+    """Process ids below ``pid`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def peak_rss_mb(pids: list[int]) -> float:
+    """Largest VmHWM among ``pids``, in MiB."""
+    best = 0.0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    best = max(best, int(line.split()[1]) / 1024)
+        except OSError:
+            pass
+    return best
+
+
+def start_server(env: dict[str, str], workers: int, log: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    args = ["serve", "--port", str(port), "--workers", str(workers), "--no-access-log"]
+    proc = subprocess.Popen(
+        [BOTFILTER, *args],
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    import httpx
+
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited; see {log}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGTERM)
+    raise SystemExit(f"server not ready after 300 s; see {log}")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def ensure_champion(env: dict[str, str], out: Path) -> None:
+    """Train and register a champion in the bench home unless it has one."""
+    from botfilter.errors import BotfilterError
+    from botfilter.settings import Settings
+    from scoring.registry import champion_uri, configure_mlflow, resolve_version
+
+    settings = Settings(home=Path(env["BOTFILTER_HOME"]), model_name=MODEL_NAME)
+    configure_mlflow(settings)
+    try:
+        resolve_version(settings, champion_uri(settings))
+        return
+    except BotfilterError:
+        pass
+    train_dir = out / "train-world"
+    print("training a champion for the benchmark (once)...", flush=True)
+    for args in (
+        ["simulate", "--out", str(train_dir), "--tenants", "1", "--days", "3", "--seed", "1"],
+        ["train", "--data", str(train_dir)],
+    ):
+        subprocess.run([BOTFILTER, *args], env=env, check=True, capture_output=True)
+
+
+def load_stream(out: Path, tenants: int, days: int) -> list[dict]:
+    from contract import load
+    from serving.client import api_events
+    from simulation import simulate
+
+    world = out / f"stream-{tenants}x{days}"
+    if not (world / "events.parquet").exists():
+        simulate(world, tenants=tenants, days=days, seed=2)
+    v = load(world)
+    return api_events(v.messages, v.events)
+
+
+def clear_redis(redis_url: str) -> int:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"botfilter:{MODEL_NAME}:*", count=1000))
+    for i in range(0, len(keys), 1000):
+        client.unlink(*keys[i : i + 1000])
+    client.close()
+    return len(keys)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--url", help="drive this running server instead of starting servers")
+    ap.add_argument("--token", help="bearer token for --url")
+    ap.add_argument("--modes", default="memory,redis", help="memory and/or redis")
+    ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/15")
+    ap.add_argument("--rate", type=float, default=200.0, help="1-event requests per second")
+    ap.add_argument("--seconds", type=float, default=20.0, help="time bound of each phase")
+    ap.add_argument("--concurrency", type=int, default=4, help="batch requests in flight")
+    ap.add_argument("--tenants", type=int, default=3, help="simulated world streamed")
+    ap.add_argument("--days", type=int, default=14)
+    ap.add_argument("--out", type=Path, default=Path("bench/out/api"))
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    items = load_stream(args.out, args.tenants, args.days)
+    print(f"stream: {len(items):,} events ({args.tenants} tenants x {args.days} days)", flush=True)
+    if args.url:
+        stream = Stream(items, uuid.uuid4().hex[:6])
+        for phase in asyncio.run(drive(args.url, args.token, stream, args)):
+            print(phase.line())
+        print(
+            f"client peak memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+        )
+        return
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("BOTFILTER_", "MLFLOW_"))}
+    base.update(BOTFILTER_HOME=str((args.out / "home").resolve()), BOTFILTER_MODEL_NAME=MODEL_NAME)
+    ensure_champion(base, args.out)
+    for mode in args.modes.split(","):
+        env, workers = dict(base), 1
+        if mode == "redis":
+            env["BOTFILTER_REDIS_URL"] = args.redis_url
+            workers = 2
+            clear_redis(args.redis_url)
+        proc, url = start_server(env, workers, args.out / f"server-{mode}.log")
+        try:
+            stream = Stream(items, uuid.uuid4().hex[:6])
+            phases = asyncio.run(drive(url, None, stream, args))
+            rss = peak_rss_mb([proc.pid, *descendants(proc.pid)])
+        finally:
+            stop_server(proc)
+            if mode == "redis":
+                clear_redis(args.redis_url)
+        print(f"\n== {mode} state, {workers} worker(s), {url}")
+        for phase in phases:
+            print(phase.line())
+        print(f"server peak memory (largest process) {rss:.0f} MiB")
+    client = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"client peak memory {client:.0f} MiB; load average {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
