@@ -189,6 +189,10 @@ def daily_chart(daily: pd.DataFrame) -> Any:
         ax.bar(days, bots, bottom=human, color=BOT, label="bot", width=0.8)
         share = bots.sum() / max(bots.sum() + human.sum(), 1)
         ax.set_title(f"{title} per day — {100 * share:.0f}% bot", loc="left", fontsize=11)
+        ax.set_ylim(bottom=0)
+        if bots.sum() + human.sum() == 0:
+            ax.set_yticks([])
+            ax.text(0.5, 0.5, "none in this period", transform=ax.transAxes, ha="center")
         ax.spines[["top", "right"]].set_visible(False)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(loc="upper left", frameon=False, ncol=2)
@@ -272,7 +276,7 @@ def breakdown_chart(kinds: pd.DataFrame, domains: pd.DataFrame) -> Any:
         ax.grid(axis="x", alpha=0.3)
         ax.set_xlabel("opens + clicks")
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / height))
     fig.legend(handles, labels, loc="upper center", ncol=2, frameon=False)
     return fig
 
