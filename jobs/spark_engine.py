@@ -365,8 +365,9 @@ def recompute_spark(
     model: BotModel | None = None,
     scheme: str = "tenant",
 ) -> SparkRecompute:
-    """Recompute the window ending at ``as_of`` with Spark: scores (given or computed in Spark),
-    then the metric partitions and the four tables, aggregated in Spark.
+    """Recompute the window ending at ``as_of`` with Spark: scores (a pandas scores table, a Spark
+    one, or computed in Spark), then the metric partitions and the four tables, aggregated in
+    Spark. ``scores_source`` of the result is ``file``, ``given`` or ``scored``.
 
     ``exclusions`` default to the data's settings table (the CLI passes the metrics store's).
     """
@@ -387,8 +388,8 @@ def recompute_spark(
     elif isinstance(scores, pd.DataFrame):
         scored = scores_from_pandas(spark, scores)
         source = "file"
-    else:
-        scored, source = scores, "file"
+    else:  # scores already in Spark (e.g. from score_spark)
+        scored, source = scores, "given"
     scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         rows, partitions = compute_partitions_spark(
@@ -449,23 +450,6 @@ def write_scores_spark(scores: DataFrame, out: str | Path) -> str:
     return str(out)
 
 
-def write_tables_spark(
-    spark: SparkSession, tables: Mapping[str, pd.DataFrame], out: str | Path
-) -> dict[str, str]:
-    """Write the four metric tables as ``NAME.parquet`` under ``out`` (local or Hadoop path)."""
-    if is_local_path(out):
-        from jobs.recompute import write_tables
-
-        return {name: str(path) for name, path in write_tables(dict(tables), Path(out)).items()}
-    written = {}
-    for name, frame in tables.items():
-        path = f"{str(out).rstrip('/')}/{name}.parquet"
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        spark.createDataFrame(table).coalesce(1).write.mode("overwrite").parquet(path)
-        written[name] = path
-    return written
-
-
 @dataclass
 class ScoreRun:
     """What ``botfilter score --engine spark`` did."""
@@ -502,78 +486,6 @@ def run_score(
     scores.unpersist()
     tables.unpersist()
     return ScoreRun(int(counts[0]), int(counts[1] or 0), payload.version, written, tables.report)
-
-
-class SparkEngine:
-    """The Spark side of ``botfilter recompute --engine spark``, for :mod:`jobs.recompute`.
-
-    The store bookkeeping (locks, job runs, queue, partitions written per tenant) stays in
-    ``jobs.recompute``; this object answers its data questions: which tenants the data has,
-    what its settings table says, and the partitions of a window (scored in Spark unless a
-    scores file is given).
-    """
-
-    def __init__(
-        self,
-        settings: Settings,
-        data: str | Path,
-        master: str | None = None,
-        scheme: str = "tenant",
-    ) -> None:
-        from jobs.spark_io import load_tables
-
-        self.settings = settings
-        self.spark = spark_session(settings, master)
-        self.tables = load_tables(self.spark, str(data))
-        self.scheme = scheme
-        self.report = self.tables.report
-
-    def tenants(self) -> set[str]:
-        """Tenants with messages in the data."""
-        return {r[0] for r in self.tables.messages.select("tenant_id").distinct().collect()}
-
-    def settings_frame(self) -> pd.DataFrame:
-        """The clean settings table (one row per tenant: small, collected)."""
-        from jobs.spark_io import arrow_to_clean_pandas
-
-        return arrow_to_clean_pandas("settings", self.tables.settings.toArrow())
-
-    def partitions(
-        self,
-        window: Any,
-        tenants: Sequence[str],
-        channels: Sequence[str],
-        exclusions: Mapping[tuple[str, str], bool],
-        scores: pd.DataFrame | None = None,
-        model_uri: str | None = None,
-    ) -> tuple[Partitions, str]:
-        """The window's partitions (as :func:`jobs.metrics.compute_partitions` returns them)
-        and where the scores came from (``file`` or ``scored``)."""
-        from pyspark import StorageLevel
-
-        from jobs.spark_metrics import compute_partitions_spark
-
-        if scores is not None:
-            scored, source = scores_from_pandas(self.spark, scores), "file"
-        else:
-            scored = score_spark(
-                self.spark, self.tables, self.settings, model_uri, scheme=self.scheme
-            )
-            source = "scored"
-        scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            rows, parts = compute_partitions_spark(
-                self.tables, scored, exclusions, window, tenants=tenants, channels=channels
-            )
-            for frame in rows.values():
-                frame.unpersist()
-        finally:
-            scored.unpersist()
-        return parts, source
-
-    def close(self) -> None:
-        """Release the cached data (the session belongs to the process)."""
-        self.tables.unpersist()
 
 
 def spark_frames(

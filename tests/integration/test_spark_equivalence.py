@@ -115,11 +115,20 @@ def test_clean_tables_equal_the_contract(local, tables) -> None:
     assert tables.report.as_dict()["events"]["kept"] == len(validated.events)
 
 
-def test_scores_equal_by_tenant(spark, tables, settings: Settings, model_uri: str, local) -> None:
-    from jobs.spark_engine import score_spark, scores_to_pandas
+@pytest.fixture(scope="module")
+def spark_scores(spark, tables, settings: Settings, model_uri: str):
+    """Scores of the Spark engine (one group per tenant), kept for the metrics test."""
+    from jobs.spark_engine import score_spark
 
-    got = scores_to_pandas(score_spark(spark, tables, settings, model_uri))
-    _same_scores(local[1], got)
+    scores = score_spark(spark, tables, settings, model_uri).cache()
+    yield scores
+    scores.unpersist()
+
+
+def test_scores_equal_by_tenant(spark_scores, local) -> None:
+    from jobs.spark_engine import scores_to_pandas
+
+    _same_scores(local[1], scores_to_pandas(spark_scores))
 
 
 def test_scores_equal_by_time_chunk(
@@ -132,7 +141,7 @@ def test_scores_equal_by_time_chunk(
     _same_scores(local[1], scores_to_pandas(scores))
 
 
-def test_metrics_equal(spark, tables, settings: Settings, model_uri: str, local) -> None:
+def test_metrics_equal(spark, tables, spark_scores, settings: Settings, local) -> None:
     from jobs import metrics as M
     from jobs.spark_engine import recompute_spark
 
@@ -153,9 +162,9 @@ def test_metrics_equal(spark, tables, settings: Settings, model_uri: str, local)
         segments=validated.segments,
     )
     got = recompute_spark(
-        spark, tables, narrow, as_of=as_of, exclusions=exclusions, model_uri=model_uri
+        spark, tables, narrow, as_of=as_of, exclusions=exclusions, scores=spark_scores
     )
-    assert got.scores_source == "scored"
+    assert got.scores_source == "given"
     for name, frame in expected.frames.items():
         pd.testing.assert_frame_equal(got.partitions.frames[name], frame, obj=name)
     pd.testing.assert_frame_equal(got.partitions.summary, expected.summary)
@@ -221,3 +230,42 @@ def test_dirty_data_validates_like_the_contract(spark, dirty: Path) -> None:
         clean = getattr(expected, name)[list(frame.columns)]
         pd.testing.assert_frame_equal(frame, clean.sort_values(KEYS[name], ignore_index=True))
     got.unpersist()
+
+
+def test_recompute_into_the_store_with_the_spark_engine(
+    spark, local, settings: Settings, home: Path
+) -> None:
+    """``jobs.recompute.recompute(engine=...)``: locks, runs and the store write stay shared."""
+    from jobs.metrics import compute_partitions
+    from jobs.recompute import recompute
+    from jobs.spark_engine import partitions_engine
+    from jobs.store import Store
+
+    validated, scores = local
+    as_of = validated.events["occurred_at"].max() + pd.Timedelta(seconds=1)
+    results = {}
+    for name, engine in (("local", compute_partitions), ("spark", partitions_engine(spark))):
+        run_settings = settings.model_copy(update={"home": home / f"store-{name}"})
+        store = Store.open(run_settings)
+        results[name] = recompute(
+            store, run_settings, validated, as_of=as_of, scores=scores, engine=engine
+        )
+    assert results["spark"].rows_written == results["local"].rows_written > 0
+    assert results["spark"].events_used == results["local"].events_used
+    for table, frame in results["local"].tables.items():
+        pd.testing.assert_frame_equal(results["spark"].tables[table], frame, obj=table)
+
+
+def test_score_command_path_writes_the_local_engines_file(
+    spark, world: Path, settings: Settings, model_uri: str, local, home: Path
+) -> None:
+    """What ``botfilter score --engine spark`` runs: a plain directory, the model resolved on the
+    driver, the scores file written as the local engine writes it."""
+    from jobs.spark_engine import run_score
+    from scoring.io import read_scores
+
+    out = home / "spark-scores.parquet"
+    run = run_score(settings, world, out, model_uri, "local[2]")
+    assert run.events == len(local[1]) and run.bots == int(local[1]["is_bot"].sum())
+    assert run.report.as_dict() == local[0].report.as_dict()
+    _same_scores(local[1], read_scores(out))
