@@ -88,11 +88,13 @@ class BotModel:
 
     # --- scoring -----------------------------------------------------------------------------
     def matrix(self, features: pd.DataFrame) -> np.ndarray:
-        """The model's input matrix, columns in the model's own feature order."""
-        missing = [f for f in self.feature_names if f not in features.columns]
-        if missing:
-            raise ValueError(f"features missing for the model: {', '.join(missing)}")
-        return np.ascontiguousarray(features[self.feature_names].to_numpy(dtype=np.float64))
+        """The model's input matrix (float64, C order), columns in the model's own feature order."""
+        if list(features.columns) != self.feature_names:
+            missing = [f for f in self.feature_names if f not in features.columns]
+            if missing:
+                raise ValueError(f"features missing for the model: {', '.join(missing)}")
+            features = features[self.feature_names]
+        return np.ascontiguousarray(features.to_numpy(), dtype=np.float64)
 
     def raw_score(self, X: np.ndarray) -> np.ndarray:
         """Raw (log-odds) scores."""
