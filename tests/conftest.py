@@ -23,7 +23,9 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
 @pytest.fixture(scope="session")
 def pg_url() -> str:
     """PostgreSQL URL for integration tests (CI starts the server)."""
-    return os.environ.get("BOTFILTER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    return os.environ.get(
+        "BOTFILTER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    )
 
 
 @pytest.fixture(scope="session")
