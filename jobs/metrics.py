@@ -429,8 +429,10 @@ def _group_sum(keys: dict[str, Key], values: dict[str, np.ndarray]) -> pd.DataFr
     valid = np.ones(len(codes[0]), dtype=bool)
     for c in codes:
         valid &= c >= 0
+    if valid.all():  # no copies when every row belongs to a group
+        valid = slice(None)
     if int(np.prod([float(x) for x in sizes])) < 2**62:
-        combined = np.zeros(int(valid.sum()), dtype=np.int64)
+        combined = np.zeros(len(codes[0][valid]), dtype=np.int64)
         for c, size in zip(codes, sizes, strict=True):
             combined = combined * size + c[valid]
         # Hashing beats sorting millions of rows; only the (few) groups get sorted.
@@ -601,10 +603,12 @@ def _segment_rows(
     contacts, uniques = pd.factorize(np.concatenate([m["contact_id"], members["contact_id"]]))
     codes = tenants.astype(np.int64) * max(len(uniques), 1) + contacts
     msg_contact, seg_contact = codes[: len(m)], codes[len(m) :]
+    # Codes are dense: a counting sort gives each contact's run of memberships in O(n).
     order = np.argsort(seg_contact, kind="stable")
-    seg_sorted = seg_contact[order]
-    left = np.searchsorted(seg_sorted, msg_contact, "left")
-    count = np.searchsorted(seg_sorted, msg_contact, "right") - left
+    per_contact = np.bincount(seg_contact, minlength=int(codes.max()) + 1)
+    first = np.cumsum(per_contact) - per_contact
+    left = first[msg_contact]
+    count = per_contact[msg_contact]
     msg_rows = np.repeat(np.arange(len(m)), count)
     offsets = np.arange(len(msg_rows)) - np.repeat(np.cumsum(count) - count, count)
     seg_rows = order[np.repeat(left, count) + offsets]
