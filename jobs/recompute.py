@@ -255,13 +255,16 @@ def resolve_scores(
     first = needed.loc[missing, "occurred_at"].min()
     context_from = first - pd.Timedelta(seconds=LONGEST_WINDOW_S)
     e = data.events
-    sel = e["tenant_id"].isin(tenants) & (e["occurred_at"] >= context_from)
-    sel &= e["occurred_at"] < window.end
+    ours = e["tenant_id"].isin(tenants) & (e["occurred_at"] < window.end)
+    sel = ours & (e["occurred_at"] >= context_from)
+    # A message's history features use all of its earlier events, whatever their age.
+    rescored_messages = e.loc[ours & (e["occurred_at"] >= first), "message_id"].unique()
+    sel |= ours & e["message_id"].isin(rescored_messages)
     events = e.loc[sel]
     messages = data.messages.loc[data.messages["message_id"].isin(events["message_id"])]
     messages = messages.loc[messages["tenant_id"].isin(tenants)]
     fresh = check_scores(scorer(Tables(messages, events)), "scoring")
-    # Context events before ``first`` were scored without their own history: keep stored ones.
+    # Context events before ``first`` may lack their own full context: keep their stored scores.
     full = set(events.loc[events["occurred_at"] >= first, "event_id"])
     fresh = fresh.loc[fresh["event_id"].isin(full)]
     _store_new(store, fresh, needed, tenants, window)
