@@ -129,8 +129,8 @@ class BodyError(Exception):
         self.detail = detail
 
 
-async def read_events(request: Request, settings: Settings) -> list[dict[str, Any]]:
-    """The events of a ``/score`` body, or :class:`BodyError` (413 too big, 422 not valid)."""
+async def read_body(request: Request, settings: Settings) -> bytes:
+    """The ``/score`` body, or :class:`BodyError` 413 as soon as it exceeds the byte limit."""
     limit = max_body_bytes(settings)
     chunks: list[bytes] = []
     size = 0
@@ -139,7 +139,13 @@ async def read_events(request: Request, settings: Settings) -> list[dict[str, An
         if size > limit:
             raise BodyError(413, f"body exceeds {limit} bytes")
         chunks.append(chunk)
-    return parse_events(b"".join(chunks), settings.max_batch_events)
+    return b"".join(chunks)
+
+
+def score_body(runtime: rt.Runtime, body: bytes) -> bytes:
+    """Answer a ``/score`` body: parse, check its shape, score, encode."""
+    events = parse_events(body, runtime.settings.max_batch_events)
+    return json.dumps(runtime.score(events), separators=(",", ":")).encode()
 
 
 def parse_events(body: bytes, max_events: int) -> list[dict[str, Any]]:
@@ -211,14 +217,14 @@ def build_app(runtime: Callable[[], rt.Runtime | None] = rt.current) -> Any:
         if current is None:
             return JSONResponse({"detail": "the model is not loaded yet"}, status_code=503)
         try:
-            events = await read_events(request, current.settings)
+            body = await read_body(request, current.settings)
+            # Parsing, scoring and encoding run off the event loop, which only moves bytes.
+            answer = await run_in_threadpool(score_body, current, body)
         except BodyError as exc:
             return JSONResponse({"detail": exc.detail}, status_code=exc.status)
-        try:
-            answers = await run_in_threadpool(current.score, events)
         except StateUnavailable as exc:
             return JSONResponse({"detail": str(exc)}, status_code=503)
-        return Response(json.dumps(answers, separators=(",", ":")), media_type="application/json")
+        return Response(answer, media_type="application/json")
 
     @app.post(
         "/reload",

@@ -21,6 +21,8 @@ LATENCY = "botfilter_http_request_duration_seconds"
 EVENTS = "botfilter_events"
 BOTS = "botfilter_bot_events"
 SHARE = "botfilter_bot_share"
+STAGES = "botfilter_scoring_stage_seconds"
+BATCH = "botfilter_scoring_batch_events"
 _BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -32,6 +34,8 @@ class Metrics:
     latency: Any  # Histogram: endpoint
     events: Any  # Counter: channel, outcome (scored / duplicate / error)
     bots: Any  # Counter: channel
+    stages: Any  # Histogram: stage (contract, keys, lookup, frame, features, model, store)
+    batch: Any  # Histogram: events per scoring call (requests merged under load)
 
     def request(self, endpoint: str, code: int, seconds: float) -> None:
         """Count one HTTP request and its latency."""
@@ -54,6 +58,12 @@ class Metrics:
         if errors:
             self.events.labels(channel="any", outcome="error").inc(errors)
 
+    def scoring_call(self, events: int, seconds: Mapping[str, float]) -> None:
+        """Record one scoring call: its size and the time of each stage."""
+        self.batch.observe(events)
+        for stage, value in seconds.items():
+            self.stages.labels(stage=stage).observe(value)
+
 
 def metrics() -> Metrics:
     """The process-wide metrics, created on first use."""
@@ -71,6 +81,12 @@ def metrics() -> Metrics:
                     EVENTS, "Events answered, by channel and outcome.", ["channel", "outcome"]
                 ),
                 bots=Counter(BOTS, "Newly scored events flagged as bots, by channel.", ["channel"]),
+                stages=Histogram(STAGES, "Time per scoring stage.", ["stage"], buckets=_BUCKETS),
+                batch=Histogram(
+                    BATCH,
+                    "Events per scoring call (concurrent requests are merged).",
+                    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000),
+                ),
             )
         return _METRICS
 

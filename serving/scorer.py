@@ -209,18 +209,14 @@ class OnlineScorer:
             model.threads = threads
             scores = model.score(sub["event_id"], sub["channel"], sub["type"], feats.iloc[new_idx])
             t = out.lap("model", t)
+            columns = [scores[c].tolist() for c in SCORE_COLUMNS]
             fresh = []
-            for j, rec in enumerate(scores[list(SCORE_COLUMNS)].itertuples(index=False)):
+            for j, values in enumerate(zip(*columns, strict=True)):
+                answer = dict(zip(SCORE_COLUMNS, values, strict=True))
+                answer["reasons"] = list(answer["reasons"])
                 i = int(new_pos[j])
-                answer = {
-                    "event_id": rec.event_id,
-                    "bot_score": float(rec.bot_score),
-                    "is_bot": bool(rec.is_bot),
-                    "reasons": list(rec.reasons),
-                    "model_version": rec.model_version,
-                }
                 msg_key, bursts, t_ns = keys[i]
-                fresh.append(NewEvent(rec.event_id, t_ns, rows[i], msg_key, bursts, answer))
+                fresh.append(NewEvent(answer["event_id"], t_ns, rows[i], msg_key, bursts, answer))
             stored = self.state.put(fresh)
             t = out.lap("store", t)
             channels = sub["channel"].tolist()
@@ -275,15 +271,21 @@ class OnlineScorer:
         longest window before its earliest new event, up to its newest one."""
         window = LONGEST_WINDOW_S * NS
         msg_hi: dict[str, int] = {}
-        burst_lo: dict[str, int] = {}
-        burst_hi: dict[str, int] = {}
+        span: dict[str, list[int]] = {}
         for msg, bursts, t in keys:
-            msg_hi[msg] = max(msg_hi.get(msg, t), t)
+            hi = msg_hi.get(msg)
+            if hi is None or t > hi:
+                msg_hi[msg] = t
             for b in bursts:
-                burst_lo[b] = min(burst_lo.get(b, t), t)
-                burst_hi[b] = max(burst_hi.get(b, t), t)
+                lo_hi = span.get(b)
+                if lo_hi is None:
+                    span[b] = [t, t]
+                elif t < lo_hi[0]:
+                    lo_hi[0] = t
+                elif t > lo_hi[1]:
+                    lo_hi[1] = t
         ranges = [KeyRange(k, None, hi) for k, hi in msg_hi.items()]
-        ranges += [KeyRange(k, burst_lo[k] - window, burst_hi[k]) for k in burst_lo]
+        ranges += [KeyRange(k, lo - window, hi) for k, (lo, hi) in span.items()]
         return ranges
 
 

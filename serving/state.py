@@ -117,13 +117,22 @@ def _trim(items: list[tuple[int, str]], t_ns: int) -> list[str]:
     return gone
 
 
-def _pack(score: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    """An answer as nested tuples of plain values, which the garbage collector stops tracking."""
-    return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in score.items())
+def _pack(score: dict[str, Any]) -> tuple[Any, ...]:
+    """An answer as a tuple of plain values (its keys, then its values; lists become tuples),
+    which the garbage collector stops tracking."""
+    keys = tuple(score)
+    keys = _KEY_TUPLES.setdefault(keys, keys)  # one shared tuple per shape of answer
+    return (keys, *(tuple(v) if isinstance(v, list) else v for v in score.values()))
 
 
-def _unpack(packed: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in packed}
+def _unpack(packed: tuple[Any, ...]) -> dict[str, Any]:
+    values = packed[1:]
+    return {
+        k: list(v) if isinstance(v, tuple) else v for k, v in zip(packed[0], values, strict=True)
+    }
+
+
+_KEY_TUPLES: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
 class MemoryState(WindowState):
@@ -140,7 +149,7 @@ class MemoryState(WindowState):
         super().__init__(history_s, burst_s)
         self._lock = threading.Lock()
         self._rows: dict[str, tuple[Any, ...]] = {}
-        self._scores: dict[str, tuple[tuple[str, Any], ...]] = {}  # answers as plain tuples
+        self._scores: dict[str, tuple[Any, ...]] = {}  # answers as plain tuples
         self._messages: dict[str, list[tuple[int, str]]] = {}
         self._bursts: dict[str, list[tuple[int, str]]] = {}
         self._message_log: deque[tuple[int, str]] = deque()
