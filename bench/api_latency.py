@@ -292,6 +292,34 @@ def load_stream(out: Path, tenants: int, days: int) -> list[dict]:
     return api_events(v.messages, v.events)
 
 
+def stage_summary(url: str) -> str:
+    """Mean time per scoring stage and mean events per scoring call, from the server's /metrics."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from serving.metrics import BATCH, STAGES
+
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics", timeout=10).text):
+        for sample in family.samples:
+            label = sample.labels.get("stage", "batch")
+            if sample.name in (f"{STAGES}_sum", f"{BATCH}_sum"):
+                sums[label] = sums.get(label, 0.0) + sample.value
+            elif sample.name in (f"{STAGES}_count", f"{BATCH}_count"):
+                counts[label] = counts.get(label, 0.0) + sample.value
+    calls = counts.get("batch", 0.0)
+    if not calls:
+        return "no scoring calls recorded"
+    stages = ", ".join(
+        f"{k} {sums[k] / calls * 1e3:.1f}" for k in sums if k != "batch" and counts.get(k)
+    )
+    return (
+        f"{calls:.0f} scoring calls, {sums['batch'] / calls:.1f} events per call;"
+        f" ms per call: {stages}"
+    )
+
+
 def clear_redis(redis_url: str) -> int:
     import redis
 
@@ -324,6 +352,7 @@ def main() -> None:
         stream = Stream(items, uuid.uuid4().hex[:6])
         for phase in asyncio.run(drive(args.url, args.token, stream, args)):
             print(phase.line())
+        print(f"server stages: {stage_summary(args.url)}")
         print(
             f"client peak memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
         )
@@ -343,6 +372,7 @@ def main() -> None:
             stream = Stream(items, uuid.uuid4().hex[:6])
             phases = asyncio.run(drive(url, None, stream, args))
             rss = peak_rss_mb([proc.pid, *descendants(proc.pid)])
+            stages = stage_summary(url)
         finally:
             stop_server(proc)
             if mode == "redis":
@@ -351,6 +381,7 @@ def main() -> None:
         for phase in phases:
             print(phase.line())
         print(f"server peak memory (largest process) {rss:.0f} MiB")
+        print(f"server stages over all phases: {stages}")
     client = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"client peak memory {client:.0f} MiB; load average {os.getloadavg()[0]:.1f}")
 

@@ -266,3 +266,22 @@ def test_schemathesis_finds_no_server_error(server) -> None:
             except Unsatisfiable:
                 pass  # an operation without inputs has no invalid request to make
     assert tested >= 6 and not failures, json.dumps(failures[:5], indent=1)
+
+
+def test_serve_refuses_to_start_without_a_champion(tmp_path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOTFILTER_", "MLFLOW_"))}
+    env["BOTFILTER_HOME"] = str(tmp_path / "home")
+    done = subprocess.run(
+        [BOTFILTER, "serve", "--port", str(_free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("botfilter: error: no model at")
+    assert "train one with `botfilter train`" in done.stderr
+    done = subprocess.run(
+        [BOTFILTER, "serve", "--workers", "2"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2 and "needs BOTFILTER_REDIS_URL" in done.stderr
