@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import resource
 import signal
@@ -32,6 +31,8 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+import orjson
 
 BOTFILTER = str(Path(sys.executable).with_name("botfilter"))
 MODEL_NAME = "botfilter_bench"
@@ -117,7 +118,7 @@ async def fixed_rate(
 ) -> Phase:
     """1-event requests due every 1/rate s, each on a free connection (open loop)."""
     n = int(rate * seconds)
-    bodies = [json.dumps(stream.take(1)).encode() for _ in range(n)]
+    bodies = [orjson.dumps(stream.take(1)) for _ in range(n)]
     free: asyncio.Queue[Connection] = asyncio.Queue()
     for c in conns:
         free.put_nowait(c)
@@ -155,7 +156,7 @@ async def closed_loop(
         nonlocal errors, sent
         while sent < requests and time.perf_counter() - start < max_s:
             sent += 1
-            body = json.dumps(stream.take(size)).encode()
+            body = orjson.dumps(stream.take(size))
             t = time.perf_counter()
             status, _ = await conn.post("/score", body)
             latencies.append((time.perf_counter() - t) * 1e3)
@@ -171,7 +172,7 @@ async def drive(url: str, token: str | None, stream: Stream, args: argparse.Name
     mk = lambda n: [Connection(host, int(port), token) for _ in range(n)]  # noqa: E731
     warm = mk(2)
     for _ in range(20):  # warm-up: first calls compile and fill caches
-        await warm[0].post("/score", json.dumps(stream.take(5)).encode())
+        await warm[0].post("/score", orjson.dumps(stream.take(5)))
     phases = [
         await fixed_rate(mk(16), stream, args.rate, args.seconds, f"1 event @ {args.rate:g}/s"),
         await closed_loop(

@@ -20,7 +20,6 @@ large history does not make every collection slower.
 from __future__ import annotations
 
 import bisect
-import json
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -28,6 +27,8 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
+
+import orjson
 
 NS = 1_000_000_000
 US = 1_000  # nanoseconds per microsecond: sorted-set scores are integer microseconds
@@ -304,9 +305,6 @@ return cjson.encode(out)
 """
 
 
-_ROW_JSON = json.JSONEncoder(separators=(",", ":"))
-
-
 def _us(t_ns: int) -> int:
     return t_ns // US
 
@@ -385,9 +383,9 @@ class RedisState(WindowState):
             ],
         }
         try:
-            raw_scores, ids = json.loads(self._lookup(args=[json.dumps(payload)]))
+            raw_scores, ids = orjson.loads(self._lookup(args=[orjson.dumps(payload)]))
             scores = {
-                eid: json.loads(raw)
+                eid: orjson.loads(raw)
                 for eid, raw in zip(event_ids, _list(raw_scores), strict=True)
                 if raw
             }
@@ -403,7 +401,7 @@ class RedisState(WindowState):
                 raws = self._redis.mget([f"{self.prefix}r:{e}" for e in missing])
                 for eid, raw in zip(missing, raws, strict=True):
                     if raw is not None:  # None: expired with its retention, no longer history
-                        rows[eid] = tuple(json.loads(raw))
+                        rows[eid] = tuple(orjson.loads(raw))
                         self._remember(eid, rows[eid])
         except RedisError as exc:
             raise self._unavailable(exc) from exc
@@ -427,15 +425,15 @@ class RedisState(WindowState):
                     ],
                 }
                 # Answers and rows go as their own arguments (no JSON inside JSON to escape).
-                args = [json.dumps(meta)]
+                args = [orjson.dumps(meta)]
                 for ev in chunk:
-                    args.append(json.dumps(ev.score))
-                    args.append(_ROW_JSON.encode(ev.row))
-                answers = json.loads(self._put(args=args))
+                    args.append(orjson.dumps(ev.score))
+                    args.append(orjson.dumps(ev.row))
+                answers = orjson.loads(self._put(args=args))
                 for ev, answer in zip(chunk, _list(answers), strict=True):
                     # True: stored by us; text: the answer of whoever stored the id first.
                     stored[ev.event_id] = (
-                        json.loads(answer) if isinstance(answer, str) else ev.score
+                        orjson.loads(answer) if isinstance(answer, str) else ev.score
                     )
         except RedisError as exc:
             raise self._unavailable(exc) from exc
