@@ -213,7 +213,7 @@ class OnlineScorer:
             fresh = []
             for j, values in enumerate(zip(*columns, strict=True)):
                 answer = dict(zip(SCORE_COLUMNS, values, strict=True))
-                answer["reasons"] = list(answer["reasons"])
+                answer["reasons"] = tuple(answer["reasons"])  # see serving.state on tuples
                 i = int(new_pos[j])
                 msg_key, bursts, t_ns = keys[i]
                 fresh.append(NewEvent(answer["event_id"], t_ns, rows[i], msg_key, bursts, answer))
@@ -225,7 +225,7 @@ class OnlineScorer:
                 if stored[ev.event_id] is ev.score:  # not answered first by a concurrent request
                     out.scored[channel] += 1
                     out.flagged[channel] += int(ev.score["is_bot"])
-        for pos, eid in zip(clean.index, ids, strict=True):
+        for pos, eid in zip(clean.index.tolist(), ids, strict=True):
             answers[int(pos)] = results[eid]
         out.duplicates = len(ids) - int(new_mask.sum())
 
@@ -284,8 +284,9 @@ class OnlineScorer:
                     lo_hi[0] = t
                 elif t > lo_hi[1]:
                     lo_hi[1] = t
-        ranges = [KeyRange(k, None, hi) for k, hi in msg_hi.items()]
-        ranges += [KeyRange(k, lo - window, hi) for k, (lo, hi) in span.items()]
+        # Plain tuples: the state unpacks them like KeyRange, and thousands are built per request.
+        ranges: list[KeyRange] = [(k, None, hi) for k, hi in msg_hi.items()]  # type: ignore[misc]
+        ranges += [(k, lo - window, hi) for k, (lo, hi) in span.items()]  # type: ignore[misc]
         return ranges
 
 

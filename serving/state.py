@@ -13,8 +13,9 @@ Lookups are by time range, never "last N", so out-of-order events within the tol
 see the same history as in batch. :class:`MemoryState` serves one process; :class:`RedisState`
 is shared by every worker and replica (sorted sets scored by ``occurred_at`` in microseconds).
 
-Rows are kept as tuples of plain values: the garbage collector stops tracking such tuples, so a
-large history does not make every collection slower.
+Rows (and the reasons of answers) are kept as tuples of plain values: the garbage collector stops
+tracking such tuples and the dicts holding only them, so a large history does not make every
+collection slower.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ class StateUnavailable(RuntimeError):
 
 
 class KeyRange(NamedTuple):
-    """Events of one key with ``lo_ns <= occurred_at <= hi_ns`` (``None``: unbounded)."""
+    """Events of one key with ``lo_ns <= occurred_at <= hi_ns`` (``None``: unbounded).
+
+    The state reads ranges by unpacking, so a plain ``(key, lo_ns, hi_ns)`` tuple does too."""
 
     key: str
     lo_ns: int | None = None
@@ -108,32 +111,14 @@ def _between(items: list[tuple[int, str]], lo_ns: int | None, hi_ns: int | None)
     return [eid for _, eid in items[lo:hi]]
 
 
-def _trim(items: list[tuple[int, str]], t_ns: int) -> list[str]:
-    """Remove the pairs before ``t_ns`` from ``items`` (sorted); return their ids."""
+def _trim(items: list[tuple[int, str]], t_ns: int, ids: bool = False) -> list[str]:
+    """Remove the pairs before ``t_ns`` from ``items`` (sorted); return their ids if ``ids``."""
     if not items or items[0][0] >= t_ns:
         return []
     cut = bisect.bisect_left(items, (t_ns, ""))
-    gone = [eid for _, eid in items[:cut]]
+    gone = [eid for _, eid in items[:cut]] if ids else []
     del items[:cut]
     return gone
-
-
-def _pack(score: dict[str, Any]) -> tuple[Any, ...]:
-    """An answer as a tuple of plain values (its keys, then its values; lists become tuples),
-    which the garbage collector stops tracking."""
-    keys = tuple(score)
-    keys = _KEY_TUPLES.setdefault(keys, keys)  # one shared tuple per shape of answer
-    return (keys, *(tuple(v) if isinstance(v, list) else v for v in score.values()))
-
-
-def _unpack(packed: tuple[Any, ...]) -> dict[str, Any]:
-    values = packed[1:]
-    return {
-        k: list(v) if isinstance(v, tuple) else v for k, v in zip(packed[0], values, strict=True)
-    }
-
-
-_KEY_TUPLES: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
 class MemoryState(WindowState):
@@ -150,7 +135,7 @@ class MemoryState(WindowState):
         super().__init__(history_s, burst_s)
         self._lock = threading.Lock()
         self._rows: dict[str, tuple[Any, ...]] = {}
-        self._scores: dict[str, tuple[Any, ...]] = {}  # answers as plain tuples
+        self._scores: dict[str, dict[str, Any]] = {}
         self._messages: dict[str, list[tuple[int, str]]] = {}
         self._bursts: dict[str, list[tuple[int, str]]] = {}
         self._message_log: deque[tuple[int, str]] = deque()
@@ -160,14 +145,14 @@ class MemoryState(WindowState):
 
     def lookup(self, event_ids: Sequence[str], ranges: Sequence[KeyRange]) -> Lookup:
         with self._lock:
-            scores = {e: _unpack(self._scores[e]) for e in event_ids if e in self._scores}
+            scores = {e: self._scores[e] for e in event_ids if e in self._scores}
             rows: dict[str, tuple[Any, ...]] = {}
-            for r in ranges:
-                items = self._messages.get(r.key)
+            for key, lo_ns, hi_ns in ranges:
+                items = self._messages.get(key)
                 if items is None:
-                    items = self._bursts.get(r.key)
+                    items = self._bursts.get(key)
                 if items:
-                    for eid in _between(items, r.lo_ns, r.hi_ns):
+                    for eid in _between(items, lo_ns, hi_ns):
                         if eid not in rows:
                             rows[eid] = self._rows[eid]
             return Lookup(scores, rows)
@@ -179,10 +164,9 @@ class MemoryState(WindowState):
         with self._lock:
             for ev in events:
                 if ev.event_id in self._scores:
-                    stored[ev.event_id] = _unpack(self._scores[ev.event_id])
+                    stored[ev.event_id] = self._scores[ev.event_id]
                     continue
-                stored[ev.event_id] = ev.score
-                self._scores[ev.event_id] = _pack(ev.score)
+                stored[ev.event_id] = self._scores[ev.event_id] = ev.score
                 self._rows[ev.event_id] = ev.row
                 item = (ev.t_ns, ev.event_id)
                 new.setdefault(ev.message_key, []).append(item)
@@ -221,7 +205,7 @@ class MemoryState(WindowState):
             items = self._messages.get(key)
             if items is None:
                 continue
-            for eid in _trim(items, horizon):
+            for eid in _trim(items, horizon, ids=True):
                 self._rows.pop(eid, None)
                 self._scores.pop(eid, None)
             if not items:
@@ -375,11 +359,11 @@ class RedisState(WindowState):
             "i": list(event_ids),
             "r": [
                 [
-                    r.key,
-                    "-inf" if r.lo_ns is None else str(_us(r.lo_ns) - 1),
-                    "+inf" if r.hi_ns is None else str(_us(r.hi_ns) + 1),
+                    key,
+                    "-inf" if lo_ns is None else str(_us(lo_ns) - 1),
+                    "+inf" if hi_ns is None else str(_us(hi_ns) + 1),
                 ]
-                for r in ranges
+                for key, lo_ns, hi_ns in ranges
             ],
         }
         try:
