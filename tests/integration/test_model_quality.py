@@ -33,7 +33,10 @@ def worlds(tmp_path_factory) -> tuple[Path, Path]:
 def trained(worlds, tmp_path_factory):
     from botfilter.settings import Settings
 
-    settings = Settings(home=tmp_path_factory.mktemp("home"))
+    home = tmp_path_factory.mktemp("home")
+    # explicit: mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI, so an earlier test's store
+    # would otherwise win over this home's default
+    settings = Settings(home=home, tracking_uri=f"sqlite:///{(home / 'mlflow.db').resolve()}")
     first = train(settings, worlds[0])
     return settings, first
 
