@@ -6,15 +6,19 @@ Both engines run the same job on the same simulated data directory with the same
 validate the tables, score every event (features + model + reasons), and aggregate the metric
 partitions of the 30-day window. Spark runs in local mode once per core count (``local[1]``,
 ``local[2]``, ...), so the figures show how it scales with executor cores. Prints events/s per
-stage and end to end, and peak memory (this process; the largest child: the Spark JVM or a
-Python worker). The model is trained on a separate small world (no MLflow needed) and compiled
+stage and end to end, and peak memory (this process; the Spark JVM and its Python workers).
+The model is trained on a separate small world (no MLflow needed) and compiled
 with lleaves, as production scoring does, on the driver and on every executor.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,8 +26,36 @@ from pathlib import Path
 import numpy as np
 
 
-def peak_mb(who: int = resource.RUSAGE_SELF) -> float:
-    return resource.getrusage(who).ru_maxrss / 1024
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _tree_peaks(root: int) -> tuple[float, float]:
+    """Peak RSS (VmHWM, MB) of process ``root`` and the sum over its descendants."""
+
+    def hwm(pid: int) -> float:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return 0.0
+
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    below, frontier = [], [root]
+    while frontier:
+        pid = frontier.pop()
+        kids = [c for c, p in parents.items() if p == pid]
+        below += kids
+        frontier += kids
+    return hwm(root), sum(hwm(pid) for pid in below)
 
 
 def world(out: Path, events: int) -> Path:
@@ -40,16 +72,22 @@ def world(out: Path, events: int) -> Path:
     return path
 
 
-def trained_model(out: Path, settings, cache: Path):  # noqa: ANN001, ANN201
-    from contract import load
-    from features.pipeline import Enrichers
+def train_world(out: Path) -> Path:
+    """The small labelled world the benchmark model is trained on (same seed: same model)."""
     from simulation import simulate
-    from training.train import fit_model, prepare
 
     train_dir = out / "train-world"
     if not (train_dir / "events.parquet").exists():
         simulate(train_dir, tenants=2, days=10, seed=101)
-    model, _ = fit_model(prepare(load(train_dir), Enrichers.load()), settings)
+    return train_dir
+
+
+def trained_model(out: Path, settings, cache: Path):  # noqa: ANN001, ANN201
+    from contract import load
+    from features.pipeline import Enrichers
+    from training.train import fit_model, prepare
+
+    model, _ = fit_model(prepare(load(train_world(out)), Enrichers.load()), settings)
     model.version = "bench"
     model.compile(cache)
     return model
@@ -111,6 +149,7 @@ def run_spark(data: Path, model, settings, cores: int, scheme: str) -> dict[str,
             exclusions={(t, "email"): True for t in tenants},
         )
         t3 = time.perf_counter()
+        jvm_mb, workers_mb = _tree_peaks(spark.sparkContext._gateway.proc.pid)
         tables.unpersist()
         scores.unpersist()
     finally:
@@ -121,6 +160,8 @@ def run_spark(data: Path, model, settings, cores: int, scheme: str) -> dict[str,
         "score": t2 - t1,
         "metrics": t3 - t2,
         "total": t3 - t0,
+        "jvm MB": jvm_mb,
+        "workers MB": workers_mb,
     }
 
 
@@ -130,6 +171,25 @@ def _ts(ns: int):  # noqa: ANN202
     return pd.Timestamp(ns, unit="ns", tz="UTC")
 
 
+def run_one(engine: str, args: argparse.Namespace) -> dict[str, float]:
+    """One engine in this process: ``local`` or ``spark:N`` (local[N])."""
+    from botfilter.settings import Settings
+
+    data = world(args.out, args.events)
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(home=Path(tmp) / "home", threads=2)
+        model = trained_model(args.out, settings, Path(tmp) / "compiled")
+        if engine == "local":
+            result = run_local(data, model, settings)
+            result["peak MB"] = peak_mb()
+            return result
+        # One thread per task on executors: Spark parallelises across tasks instead.
+        spark_settings = settings.model_copy(update={"threads": 1})
+        result = run_spark(data, model, spark_settings, int(engine.split(":")[1]), args.scheme)
+        result["peak MB"] = peak_mb() + result.pop("jvm MB") + result.pop("workers MB")
+        return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=1_000_000, help="approximate events")
@@ -137,44 +197,42 @@ def main() -> None:
     ap.add_argument("--scheme", default="tenant", choices=("tenant", "chunk"))
     ap.add_argument("--out", type=Path, default=Path("bench/out"))
     ap.add_argument("--skip-local", action="store_true")
+    ap.add_argument("--only", help=argparse.SUPPRESS)  # internal: one engine, JSON on stdout
     args = ap.parse_args()
 
-    from botfilter.settings import Settings
-
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.only:
+        print(json.dumps(run_one(args.only, args)))
+        return
     data = world(args.out, args.events)
+    train_world(args.out)  # data made once, before the timed runs
+    engines = ([] if args.skip_local else ["local"]) + [f"spark:{c}" for c in args.cores.split(",")]
     results: dict[str, dict[str, float]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(home=Path(tmp) / "home", threads=2)
-        model = trained_model(args.out, settings, Path(tmp) / "compiled")
-        if not args.skip_local:
-            results["local"] = run_local(data, model, settings)
-            print(f"local done: {results['local']['total']:.1f} s", flush=True)
-        # One thread per task on executors: Spark parallelises across tasks instead.
-        spark_settings = settings.model_copy(update={"threads": 1})
-        for cores in (int(c) for c in args.cores.split(",")):
-            name = f"spark local[{cores}]"
-            results[name] = run_spark(data, model, spark_settings, cores, args.scheme)
-            print(f"{name} done: {results[name]['total']:.1f} s", flush=True)
+    for engine in engines:
+        # A fresh process per engine: its own JVM, workers, caches and peak memory.
+        cmd = [sys.executable, __file__, "--only", engine, "--events", str(args.events)]
+        cmd += ["--scheme", args.scheme, "--out", str(args.out)]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            sys.exit(f"{engine} failed:\n{done.stderr[-3000:]}")
+        name = "local" if engine == "local" else f"spark local[{engine.split(':')[1]}]"
+        results[name] = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"{name} done: {results[name]['total']:.1f} s", flush=True)
 
-    n = next(iter(results.values()))["events"]
-    print(
-        f"\nevents: {n:,} ({data}), model: {model.booster.num_trees()} trees, "
-        f"compiled: {model._compiled is not None}, Spark scheme: {args.scheme}"
-    )
+    n = int(next(iter(results.values()))["events"])
+    print(f"\nevents: {n:,} ({data}), Spark scheme: {args.scheme}, machine: {os.cpu_count()} cores")
     stages = ("load + validate", "score", "metrics", "total")
-    print(f"{'engine':<18}" + "".join(f"{s:>22}" for s in stages))
+    print(f"{'engine':<18}" + "".join(f"{s:>22}" for s in stages) + f"{'peak memory':>14}")
     for name, r in results.items():
         cells = "".join(f"{r[s]:8.1f} s {n / r[s]:9,.0f}/s" for s in stages)
-        print(f"{name:<18}{cells}")
-    first_spark = [k for k in results if k.startswith("spark")]
-    if len(first_spark) > 1:
-        a, b = results[first_spark[0]]["total"], results[first_spark[-1]]["total"]
-        print(f"Spark speed-up {first_spark[0]} -> {first_spark[-1]}: {a / b:.2f}x")
-    print(
-        f"peak memory: driver process {peak_mb():,.0f} MB, "
-        f"largest child (Spark JVM / Python worker) {peak_mb(resource.RUSAGE_CHILDREN):,.0f} MB"
-    )
+        print(f"{name:<18}{cells}{r['peak MB']:>11,.0f} MB")
+    spark_runs = [k for k in results if k.startswith("spark")]
+    if len(spark_runs) > 1:
+        a, b = results[spark_runs[0]]["total"], results[spark_runs[-1]]["total"]
+        print(f"Spark speed-up {spark_runs[0]} -> {spark_runs[-1]}: {a / b:.2f}x")
+    print("peak memory: the engine's process; for Spark plus its JVM and Python workers")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"load average at the end (1/5/15 min): {load}  (other work on the machine skews this)")
 
 
 if __name__ == "__main__":

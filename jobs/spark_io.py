@@ -112,26 +112,17 @@ def arrow_to_clean_pandas(
             arr = arr.cast(UTC_NS)
         arrays[name] = arr
     mapper = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}.get
-    frame = pa.table(arrays).to_pandas(types_mapper=mapper)
-    for name in frame.columns:  # clean text columns are object arrays of str/None
-        if kinds.get(name) == "str":
-            frame[name] = frame[name].astype(object).where(frame[name].notna(), None)
-    return frame
+    return pa.table(arrays).to_pandas(types_mapper=mapper)  # text: object arrays of str/None
 
 
 def _clean_arrow(table: str, frame: pd.DataFrame) -> dict[str, pa.Array]:
     """The schema columns of a clean pandas table as Arrow arrays of the Spark-side types."""
     out = {}
     for column in TABLES[table].columns:
-        values = frame[column.name]
+        arr = pa.Array.from_pandas(frame[column.name])
         if column.kind == "timestamp":
-            arr = pa.Array.from_pandas(values).cast(UTC_NS).cast(pa.int64())
-        else:
-            arr = pa.array(
-                values.astype(object).where(values.notna(), None).tolist(),
-                _CLEAN_ARROW[column.kind],
-            )
-        out[column.name] = arr
+            arr = arr.cast(UTC_NS)
+        out[column.name] = arr.cast(_CLEAN_ARROW[column.kind])
     return out
 
 
@@ -411,12 +402,18 @@ def load_tables(
         return frame.withColumn(BUCKET, F.pmod(F.xxhash64(key), F.lit(buckets)))
 
     parts: dict[str, DataFrame] = {}
+    # Keyed inputs are read twice (own validation, and the rows events need): key them once.
+    keyed_inputs = []
     messages = bucket(keyed("messages", {KEY_MESSAGE: "message_id"}), KEY_MESSAGE)
+    messages = messages.persist(StorageLevel.MEMORY_AND_DISK)
+    keyed_inputs.append(messages)
     parts["messages"] = messages.groupBy(BUCKET).applyInArrow(
         _validate_one("messages", files["messages"], units["messages"]),
         _validated_ddl("messages"),
     )
     events = bucket(keyed("events", {KEY_EVENT: "event_id", KEY_MESSAGE: "message_id"}), KEY_EVENT)
+    events = events.persist(StorageLevel.MEMORY_AND_DISK)
+    keyed_inputs.append(events)
     # Fresh column names: the events' bucket ids must not look like a self-join to Spark.
     wanted = (
         events.where(F.col(KEY_MESSAGE).isNotNull())
@@ -478,6 +475,8 @@ def load_tables(
         reports[name] = _table_report(
             name, files.get(name, name), validated.get(name), raw.get(name), rejected.get(name, [])
         )
+    for frame in keyed_inputs:  # the validated tables are cached and counted by now
+        frame.unpersist()
     return SparkTables(
         messages=clean["messages"],
         events=clean["events"],

@@ -112,12 +112,17 @@ def compute_partitions_spark(
         if c.grain != "delivered"
     ]
     ev = ev.select("*", *masks).persist(StorageLevel.MEMORY_AND_DISK)
-    missing = ev.where(F.col("is_bot").isNull())
-    n_missing = missing.count()
-    if n_missing:
-        example = missing.select("event_id").first()[0]
+    # One pass for the checks and totals: events used, unscored ones, model versions.
+    unscored = F.col("is_bot").isNull()
+    totals = ev.agg(
+        F.count(F.lit(1)).alias("n"),
+        F.sum(unscored.cast("long")).alias("missing"),
+        F.min(F.when(unscored, F.col("event_id"))).alias("example"),
+        F.collect_set("model_version").alias("versions"),
+    ).first()
+    if totals["missing"]:
         raise M.MissingScores(
-            f"{n_missing} events have no score (e.g. event_id {example!r}); "
+            f"{totals['missing']} events have no score (e.g. event_id {totals['example']!r}); "
             "score them or pass a scores file covering them"
         )
 
@@ -164,11 +169,9 @@ def compute_partitions_spark(
         )
         .toPandas()
     )
-    present = sorted(r[0] for r in m.select("tenant_id").distinct().collect())
-    events_used = ev.count()
-    versions = tuple(
-        sorted(r[0] for r in ev.select("model_version").distinct().collect() if r[0] is not None)
-    )
+    present = sorted(set(summary["tenant_id"]))  # every window message is in the summary
+    events_used = int(totals["n"])
+    versions = tuple(sorted(totals["versions"] or ()))
     frames = {name: _collect(frame, M.MODULES[name]) for name, frame in rows.items()}
     partitions = M.Partitions(
         window=window,
