@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/api_latency.py                      # both modes, servers started here
     .venv/bin/python bench/api_latency.py --url http://127.0.0.1:3000 --token T   # a running one
+    .venv/bin/python bench/api_latency.py --stages   # also CPU per scoring stage, in process
 
 For each mode (in-process state with 1 worker; Redis with 2 workers) it starts ``botfilter serve``
 on a free loopback port and drives it with a small asyncio HTTP/1.1 client over keep-alive
@@ -321,6 +322,57 @@ def stage_summary(url: str) -> str:
     )
 
 
+def stage_cpu(items: list[dict], env: dict[str, str], mode: str, redis_url: str) -> None:
+    """CPU per scoring stage in this process (no HTTP): where a call's time goes."""
+    import gc
+    import statistics
+
+    import serving.scorer as scorer_module
+    from botfilter.settings import Settings
+    from features.pipeline import Enrichers
+    from scoring.registry import load_model
+    from serving.scorer import OnlineScorer
+    from serving.state import MemoryState, RedisState
+
+    model = load_model(Settings(home=Path(env["BOTFILTER_HOME"]), model_name=MODEL_NAME))
+    if mode == "redis":
+        state = RedisState(redis_url, 35 * 86_400, 1_200, f"botfilter:{MODEL_NAME}:stages:")
+        state.delete_all()
+    else:
+        state = MemoryState(35 * 86_400, 1_200)
+    scorer = OnlineScorer(state, Enrichers.load())
+    gc.collect()
+    gc.freeze()
+    stream = Stream(items, uuid.uuid4().hex[:6])
+    scorer.score(stream.take(300), model)  # warm-up
+    clock = scorer_module.time.perf_counter
+    scorer_module.time.perf_counter = time.thread_time  # stages in CPU time, this thread
+    try:
+        print(f"\n== CPU per scoring call in process, {mode} state (ms, median of calls)")
+        for size, calls in ((1, 300), (100, 30), (1000, 12)):
+            per_stage: dict[str, list[float]] = {}
+            totals, history = [], []
+            for _ in range(calls):
+                t = time.thread_time()
+                out = scorer.score(stream.take(size), model)
+                totals.append(time.thread_time() - t)
+                history.append(out.history_rows)
+                for stage, sec in out.seconds.items():
+                    per_stage.setdefault(stage, []).append(sec)
+            total = statistics.median(totals)
+            stages = ", ".join(
+                f"{k} {statistics.median(v) * 1e3:.1f}" for k, v in per_stage.items()
+            )
+            print(
+                f"{size:>5} events (+{statistics.median(history):.0f} history rows):"
+                f" total {total * 1e3:.1f} ({size / total:,.0f} events/s per core) | {stages}"
+            )
+    finally:
+        scorer_module.time.perf_counter = clock
+        if mode == "redis":
+            state.delete_all()
+
+
 def clear_redis(redis_url: str) -> int:
     import redis
 
@@ -344,6 +396,9 @@ def main() -> None:
     ap.add_argument("--tenants", type=int, default=3, help="simulated world streamed")
     ap.add_argument("--days", type=int, default=14)
     ap.add_argument("--out", type=Path, default=Path("bench/out/api"))
+    ap.add_argument(
+        "--stages", action="store_true", help="also print CPU per scoring stage, in process"
+    )
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -385,6 +440,9 @@ def main() -> None:
         print(f"server stages over all phases: {stages}")
     client = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"client peak memory {client:.0f} MiB; load average {os.getloadavg()[0]:.1f}")
+    if args.stages:
+        for mode in args.modes.split(","):
+            stage_cpu(items, base, mode, args.redis_url)
 
 
 if __name__ == "__main__":
