@@ -22,7 +22,7 @@ from fastapi.responses import Response
 from botfilter.errors import BotfilterError
 from botfilter.settings import Settings
 from serving import runtime as rt
-from serving.models import Health, ItemError, ReloadResult, request_schema, response_model
+from serving.models import Health, ReloadResult, request_schema, response_model
 from serving.state import StateUnavailable
 
 PROTECTED = {"/score", "/reload"}
@@ -253,6 +253,4 @@ def build_app(runtime: Callable[[], rt.Runtime | None] = rt.current) -> Any:
             return JSONResponse({"detail": str(exc)}, status_code=503)
         return JSONResponse(ReloadResult(**done.__dict__).model_dump())
 
-    # Referenced so the error item's schema is part of the OpenAPI components.
-    app.state.item_error_model = ItemError
     return app

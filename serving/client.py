@@ -1,4 +1,4 @@
-"""Building ``/score`` payloads from tables, and calling the API (tests, benchmark, examples)."""
+"""Building ``/score`` payloads from tables (tests, benchmark, examples)."""
 
 from __future__ import annotations
 
@@ -35,19 +35,3 @@ def api_events(messages: pd.DataFrame, events: pd.DataFrame, sort: bool = True) 
     names = [c.name for c in event_columns() if c.name in ctx.columns]
     columns = [[_json_value(v) for v in ctx[n].astype(object).tolist()] for n in names]
     return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
-
-
-def score(
-    url: str, items: list[dict], token: str | None = None, client: Any = None, timeout: float = 60
-) -> list[dict]:
-    """POST ``items`` to ``url``/score and return the answers (raises on a non-200 status)."""
-    import httpx
-
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    if client is None:
-        with httpx.Client(timeout=timeout) as c:
-            resp = c.post(f"{url.rstrip('/')}/score", json=items, headers=headers)
-    else:
-        resp = client.post(f"{url.rstrip('/')}/score", json=items, headers=headers)
-    resp.raise_for_status()
-    return resp.json()

@@ -268,9 +268,9 @@ def test_schemathesis_finds_no_server_error(server) -> None:
     assert tested >= 6 and not failures, json.dumps(failures[:5], indent=1)
 
 
-def test_serve_refuses_to_start_without_a_champion(tmp_path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOTFILTER_", "MLFLOW_"))}
-    env["BOTFILTER_HOME"] = str(tmp_path / "home")
+def test_serve_refuses_to_start_without_a_champion(world) -> None:
+    # The world's registry (already created) has no model under this name.
+    env = {**world["env"], "BOTFILTER_MODEL_NAME": "no_such_model"}
     done = subprocess.run(
         [BOTFILTER, "serve", "--port", str(_free_port())],
         env=env,
