@@ -145,7 +145,7 @@ class BotModel:
         if with_reasons and len(X):
             reasons = top_reasons(self.trees, X, self.feature_names, is_bot)
         else:
-            reasons = [[] for _ in range(len(X))]
+            reasons = [[]] * len(X)  # one shared empty list: rows' reasons are read-only
         return pd.DataFrame(
             {
                 "event_id": event_ids.to_numpy(dtype=object),
