@@ -233,23 +233,33 @@ def test_dirty_data_validates_like_the_contract(spark, dirty: Path) -> None:
 
 
 def test_recompute_into_the_store_with_the_spark_engine(
-    spark, local, settings: Settings, home: Path
+    spark, local, settings: Settings, home: Path, model_uri: str
 ) -> None:
-    """``jobs.recompute.recompute(engine=...)``: locks, runs and the store write stay shared."""
+    """``jobs.recompute.recompute(scorer=..., engine=...)``: Spark scores what the store lacks and
+    aggregates; locks, runs and the store write stay shared."""
     from jobs.metrics import compute_partitions
     from jobs.recompute import recompute
-    from jobs.spark_engine import partitions_engine
+    from jobs.spark_engine import partitions_engine, spark_scorer
     from jobs.store import Store
 
     validated, scores = local
     as_of = validated.events["occurred_at"].max() + pd.Timedelta(seconds=1)
+    version = scores["model_version"].iat[0]
     results = {}
-    for name, engine in (("local", compute_partitions), ("spark", partitions_engine(spark))):
+    for name in ("local", "spark"):
         run_settings = settings.model_copy(update={"home": home / f"store-{name}"})
         store = Store.open(run_settings)
-        results[name] = recompute(
-            store, run_settings, validated, as_of=as_of, scores=scores, engine=engine
-        )
+        if name == "local":
+            options = {"scores": scores, "engine": compute_partitions}
+        else:
+            options = {
+                "scorer": spark_scorer(spark, settings, model_uri),
+                "model_version": version,
+                "engine": partitions_engine(spark),
+            }
+        results[name] = recompute(store, run_settings, validated, as_of=as_of, **options)
+    assert results["spark"].scores_source == "scored"
+    assert results["spark"].model_versions == (version,)
     assert results["spark"].rows_written == results["local"].rows_written > 0
     assert results["spark"].events_used == results["local"].events_used
     for table, frame in results["local"].tables.items():
