@@ -17,17 +17,32 @@ def recompute(
     scores: Path | None = typer.Option(None, help="Use this scores file instead of scoring."),
     out: Path | None = typer.Option(None, help="Also write the four metric tables here."),
     model: str | None = typer.Option(None, help="Model URI; default models:/botfilter@champion."),
+    engine: str = typer.Option("local", help="local (this machine) or spark (Apache Spark)."),
+    spark_master: str | None = typer.Option(
+        None, help="Spark master URL for --engine spark (default BOTFILTER_SPARK_MASTER, local[2])."
+    ),
 ) -> None:
     """Recompute the metrics of the last 30 days per the tenants' settings."""
     from rich.console import Console
 
+    from botfilter.errors import BotfilterError
     from botfilter.settings import get_settings
     from jobs.recompute import parse_as_of, recompute_data_dir
     from jobs.store import Store
 
+    if engine not in ("local", "spark"):
+        raise BotfilterError(f"--engine {engine}: choose local or spark")
     console = Console()
     settings = get_settings()
     store = Store.open(settings)
+    extra = {}
+    if engine == "spark":
+        # Same recompute (locks, job runs, atomic store write); scoring and metric aggregation
+        # run in Spark from the same feature, scoring and metric-spec code.
+        from jobs.spark_engine import partitions_engine, spark_scorer, spark_session
+
+        spark = spark_session(settings, spark_master)
+        extra = {"engine": partitions_engine(spark), "scorer": spark_scorer(spark, settings, model)}
     validated, result = recompute_data_dir(
         store,
         settings,
@@ -39,6 +54,7 @@ def recompute(
         out=out,
         progress=True,
         console=console,
+        **extra,
     )
     if hasattr(validated, "report"):
         validated.report.print(console)
