@@ -11,6 +11,13 @@ import numba
 import numpy as np
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _drop(cnt: np.ndarray, v: int) -> int:
+    """Take one occurrence of ``v`` out of the window; 1 if it was the last one."""
+    cnt[v] -= 1
+    return 1 if cnt[v] == 0 else 0
+
+
 @numba.njit(cache=True, nogil=True)
 def window_counts(
     group: np.ndarray,
@@ -40,12 +47,8 @@ def window_counts(
         if i > 0 and group[i] != group[i - 1]:
             # New group: empty the window so counts never leak across groups.
             while left < i:
-                cnt_a[a[left]] -= 1
-                if cnt_a[a[left]] == 0:
-                    dist_a -= 1
-                cnt_b[b[left]] -= 1
-                if cnt_b[b[left]] == 0:
-                    dist_b -= 1
+                dist_a -= _drop(cnt_a, a[left])
+                dist_b -= _drop(cnt_b, b[left])
                 left += 1
         cnt_a[a[i]] += 1
         if cnt_a[a[i]] == 1:
@@ -55,12 +58,8 @@ def window_counts(
             dist_b += 1
         lo = t_ns[i] - window_ns
         while t_ns[left] < lo:
-            cnt_a[a[left]] -= 1
-            if cnt_a[a[left]] == 0:
-                dist_a -= 1
-            cnt_b[b[left]] -= 1
-            if cnt_b[b[left]] == 0:
-                dist_b -= 1
+            dist_a -= _drop(cnt_a, a[left])
+            dist_b -= _drop(cnt_b, b[left])
             left += 1
         out_events[i] = i - left + 1
         out_distinct_a[i] = dist_a
