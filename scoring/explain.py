@@ -31,6 +31,20 @@ class FlatTrees:
     roots: np.ndarray  # int32 index of each tree's root node
     base: float  # sum of the roots' expected values
 
+    @property
+    def nodes(self) -> tuple[np.ndarray, ...]:
+        """The node arrays in the order the numba walkers take them."""
+        return (
+            self.feature,
+            self.threshold,
+            self.left,
+            self.right,
+            self.default_left,
+            self.missing,
+            self.value,
+            self.roots,
+        )
+
 
 def flatten(booster: lgb.Booster) -> FlatTrees:
     """Turn a binary LightGBM booster into flat arrays the numba walker understands."""
@@ -143,18 +157,7 @@ def _top_k(X, rows, sign, k, feature, threshold, left, right, default_left, miss
 def contributions(trees: FlatTrees, X: np.ndarray) -> np.ndarray:
     """Per-row, per-feature contributions to the raw score (n_rows x n_features)."""
     X = np.ascontiguousarray(X, dtype=np.float64)
-    return _contributions(
-        X,
-        trees.feature,
-        trees.threshold,
-        trees.left,
-        trees.right,
-        trees.default_left,
-        trees.missing,
-        trees.value,
-        trees.roots,
-        X.shape[1],
-    )
+    return _contributions(X, *trees.nodes, X.shape[1])
 
 
 def top_reasons(
@@ -175,20 +178,7 @@ def top_reasons(
     n = len(X)
     rows = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
     sign = np.where(np.asarray(toward_bot, bool)[rows], 1.0, -1.0)
-    idx = _top_k(
-        X,
-        rows,
-        sign,
-        k,
-        trees.feature,
-        trees.threshold,
-        trees.left,
-        trees.right,
-        trees.default_left,
-        trees.missing,
-        trees.value,
-        trees.roots,
-    )
+    idx = _top_k(X, rows, sign, k, *trees.nodes)
     # Few distinct reason triples exist, so build each list once and share it.
     width = len(names) + 1
     code = (
