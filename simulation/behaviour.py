@@ -118,6 +118,16 @@ def decayed_link(rng: np.random.Generator, n_visible: np.ndarray, decay: float) 
     return np.clip(k, 0, n_visible - 1)
 
 
+def _repeat_clicks(
+    rng: np.random.Generator, n: int, share: float, gap: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``n`` clicks plus a repeat of a ``share`` of them, and each row's extra delay (ms)."""
+    dup = rng.random(n) < share
+    idx = np.r_[np.arange(n), np.flatnonzero(dup)]
+    extra = np.r_[np.zeros(n, np.int64), _ms(lognormal(rng, gap, int(dup.sum())))]
+    return idx, extra
+
+
 def _ms(seconds: np.ndarray) -> np.ndarray:
     return np.maximum(1, (seconds * MS).astype(np.int64))
 
@@ -256,11 +266,7 @@ def people_email(w: World, mv: MessageView, rng: np.random.Generator, parts: Par
     click_ip = np.where(iso, dm.isolation_ip[c_dom], click_ip)
     click_ua = np.where(iso, vdi_ua[c_contact], click_ua)
     # Some people click the same link again.
-    dup = rng.random(ca.size) < cfg.repeat_click_share
-    idx = np.r_[np.arange(ca.size), np.flatnonzero(dup)]
-    extra = np.r_[
-        np.zeros(ca.size, np.int64), _ms(lognormal(rng, cfg.repeat_click_gap, int(dup.sum())))
-    ]
+    idx, extra = _repeat_clicks(rng, ca.size, cfg.repeat_click_share, cfg.repeat_click_gap)
     parts.add(
         msg=msg[idx],
         src=HUMAN,
@@ -387,11 +393,7 @@ def people_sms(w: World, mv: MessageView, rng: np.random.Generator, parts: Parts
     ip = np.where(
         ct.relay[contact], pools["relay"][rng.integers(0, len(pools["relay"]), size=m.size)], ip
     )
-    dup = rng.random(m.size) < cfg.repeat_click_share
-    idx = np.r_[np.arange(m.size), np.flatnonzero(dup)]
-    extra = np.r_[
-        np.zeros(m.size, np.int64), _ms(lognormal(rng, cfg.sms_repeat_click_gap, int(dup.sum())))
-    ]
+    idx, extra = _repeat_clicks(rng, m.size, cfg.repeat_click_share, cfg.sms_repeat_click_gap)
     parts.add(
         msg=m[idx],
         src=HUMAN,
