@@ -6,6 +6,7 @@ API (history + new events) and the Spark engine (one tenant per partition) all c
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -120,11 +121,14 @@ def _group_sort(
     return perm, group
 
 
-def build_features(ctx: pd.DataFrame, enrichers: Enrichers) -> pd.DataFrame:
+def build_features(
+    ctx: pd.DataFrame, enrichers: Enrichers, ip: Mapping[str, np.ndarray] | None = None
+) -> pd.DataFrame:
     """Compute every feature of ``FEATURES`` for each row of the event-context frame.
 
     Causal: a row's features use that event and the events before it in (tenant, occurred_at,
     event_id) order within ``ctx``. The result has ``ctx``'s index and row order, float32 columns.
+    ``ip`` is ``enrichers.ip.enrich(ctx["ip"], ctx["asn"])`` when the caller already has it.
     """
     n = len(ctx)
     col = {name: j for j, name in enumerate(FEATURE_NAMES)}
@@ -169,7 +173,8 @@ def build_features(ctx: pd.DataFrame, enrichers: Enrichers) -> pd.DataFrame:
     mat[col["link_count"]] = link_count
 
     # Enrichment
-    ip = enrichers.ip.enrich(ctx["ip"], ctx.get("asn"))
+    if ip is None:
+        ip = enrichers.ip.enrich(ctx["ip"], ctx.get("asn"))
     ua = enrichers.ua.parse(ctx["user_agent"])
     for name in FEATURE_NAMES:
         if name in ip:
