@@ -28,6 +28,8 @@ WINDOWS_S: tuple[int, ...] = (2, 10, 60, 600)
 LONGEST_WINDOW_S: int = max(WINDOWS_S)
 # Burst keys: the exact address, its /24 (IPv4) or /48 (IPv6), and its autonomous system.
 BURST_KEYS: tuple[str, ...] = ("ip", "prefix", "asn")
+# How many earlier events of a message the same-IP / same-UA features look back over.
+HISTORY_LOOKBACK: int = 64
 
 _TIMING = (
     FeatureSpec(
@@ -79,6 +81,26 @@ _MESSAGE = (
         "click_without_open",
         "int8",
         "1 for a click with no earlier open on the message.",
+        "message",
+    ),
+    FeatureSpec(
+        "msg_prior_same_ip",
+        "int32",
+        f"Earlier events on this message from the same IP (of the last {HISTORY_LOOKBACK}).",
+        "message",
+    ),
+    FeatureSpec(
+        "msg_prior_same_ua",
+        "int32",
+        f"Earlier events on this message with the same User-Agent (of the last "
+        f"{HISTORY_LOOKBACK}).",
+        "message",
+    ),
+    FeatureSpec(
+        "secs_since_msg_first_same_ip",
+        "float32",
+        "Seconds since the earliest of those same-IP events (NaN if none): a gateway that "
+        "fetched the links at delivery comes back from the same address at click time.",
         "message",
     ),
 )

@@ -18,99 +18,196 @@ def _drop(cnt: np.ndarray, v: int) -> int:
     return 1 if cnt[v] == 0 else 0
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _put(out, j_ev, j_a, j_b, r, ev, dist_a, dist_b):  # noqa: ANN001, ANN202
+    if j_ev >= 0:
+        out[j_ev, r] = ev
+    if j_a >= 0:
+        out[j_a, r] = dist_a
+    if j_b >= 0:
+        out[j_b, r] = dist_b
+
+
+@numba.njit(cache=True, nogil=True)
+def group_order(
+    codes: np.ndarray, tenant: np.ndarray, n_codes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A stable permutation grouping rows by (tenant, code), and each position's group id.
+
+    ``codes`` are dense (``0 <= code < n_codes``) and the rows are in causal order, so a stable
+    counting sort by code keeps causal order inside a code, where tenants are already contiguous.
+    """
+    n = codes.shape[0]
+    start = np.zeros(n_codes + 1, np.int64)
+    for i in range(n):
+        start[codes[i] + 1] += 1
+    for c in range(n_codes):
+        start[c + 1] += start[c]
+    perm = np.empty(n, np.int64)
+    for i in range(n):
+        c = codes[i]
+        perm[start[c]] = i
+        start[c] += 1
+    group = np.empty(n, np.int64)
+    g = 0
+    for i in range(n):
+        if i > 0 and (
+            codes[perm[i]] != codes[perm[i - 1]] or tenant[perm[i]] != tenant[perm[i - 1]]
+        ):
+            g += 1
+        group[i] = g
+    return perm, group
+
+
 @numba.njit(cache=True, nogil=True)
 def window_counts(
+    perm: np.ndarray,
     group: np.ndarray,
     t_ns: np.ndarray,
     a: np.ndarray,
     b: np.ndarray,
     n_a: int,
     n_b: int,
-    window_ns: int,
-    out_events: np.ndarray,
-    out_distinct_a: np.ndarray,
-    out_distinct_b: np.ndarray,
+    windows_ns: np.ndarray,
+    rows: np.ndarray,
+    missing: np.ndarray,
+    out: np.ndarray,
+    out_rows: np.ndarray,
 ) -> None:
-    """Per event: events, distinct ``a`` and distinct ``b`` in ``[t - window, t]`` of its group.
+    """Per event and window: events, distinct ``a`` and distinct ``b`` in ``[t - window, t]`` of
+    its group, written straight into the feature block.
 
-    Inputs are already ordered by (group, time, tie-breaker); ``a`` and ``b`` are dense codes
-    (``< n_a``/``n_b``) such as message and contact. Two pointers keep the window; count arrays
-    keep the distinct values, and are emptied at each group change.
+    ``perm``/``group`` come from :func:`group_order` over causal positions; ``t_ns``, ``a`` and
+    ``b`` (dense codes such as message and contact) are in causal order and ``rows`` maps a causal
+    position to its row of the block. ``out_rows[w]`` holds the block rows of (events, distinct a,
+    distinct b) for window ``w`` (-1: not wanted); rows flagged ``missing`` get NaN. Two pointers
+    keep each window; count arrays keep the distinct values and are emptied at each group change.
     """
-    n = group.shape[0]
+    n = perm.shape[0]
+    # Gather once into group order: the window loops below then read sequentially.
+    tg = np.empty(n, np.int64)
+    ag = np.empty(n, np.int64)
+    bg = np.empty(n, np.int64)
+    rg = np.empty(n, np.int64)
+    gone = np.empty(n, np.bool_)
+    for i in range(n):
+        p = perm[i]
+        tg[i] = t_ns[p]
+        ag[i] = a[p]
+        bg[i] = b[p]
+        rg[i] = rows[p]
+        gone[i] = missing[rg[i]]
     cnt_a = np.zeros(n_a, np.int32)
     cnt_b = np.zeros(n_b, np.int32)
-    left = 0
-    dist_a = 0
-    dist_b = 0
-    for i in range(n):
-        if i > 0 and group[i] != group[i - 1]:
-            # New group: empty the window so counts never leak across groups.
-            while left < i:
-                dist_a -= _drop(cnt_a, a[left])
-                dist_b -= _drop(cnt_b, b[left])
+    for w in range(windows_ns.shape[0]):
+        width = windows_ns[w]
+        j_ev, j_a, j_b = out_rows[w, 0], out_rows[w, 1], out_rows[w, 2]
+        left = 0
+        dist_a = 0
+        dist_b = 0
+        for i in range(n):
+            if i > 0 and group[i] != group[i - 1]:
+                # New group: empty the window so counts never leak across groups.
+                while left < i:
+                    dist_a -= _drop(cnt_a, ag[left])
+                    dist_b -= _drop(cnt_b, bg[left])
+                    left += 1
+            cnt_a[ag[i]] += 1
+            if cnt_a[ag[i]] == 1:
+                dist_a += 1
+            cnt_b[bg[i]] += 1
+            if cnt_b[bg[i]] == 1:
+                dist_b += 1
+            lo = tg[i] - width
+            while tg[left] < lo:
+                dist_a -= _drop(cnt_a, ag[left])
+                dist_b -= _drop(cnt_b, bg[left])
                 left += 1
-        cnt_a[a[i]] += 1
-        if cnt_a[a[i]] == 1:
-            dist_a += 1
-        cnt_b[b[i]] += 1
-        if cnt_b[b[i]] == 1:
-            dist_b += 1
-        lo = t_ns[i] - window_ns
-        while t_ns[left] < lo:
-            dist_a -= _drop(cnt_a, a[left])
-            dist_b -= _drop(cnt_b, b[left])
+            r = rg[i]
+            if gone[i]:
+                _put(out, j_ev, j_a, j_b, r, np.nan, np.nan, np.nan)
+            else:
+                _put(out, j_ev, j_a, j_b, r, i - left + 1, dist_a, dist_b)
+        while left < n:  # leaves the count arrays at zero for the next window
+            dist_a -= _drop(cnt_a, ag[left])
+            dist_b -= _drop(cnt_b, bg[left])
             left += 1
-        out_events[i] = i - left + 1
-        out_distinct_a[i] = dist_a
-        out_distinct_b[i] = dist_b
 
 
 @numba.njit(cache=True, nogil=True)
 def message_history(
+    perm: np.ndarray,
     group: np.ndarray,
     t_ns: np.ndarray,
     is_click: np.ndarray,
     link_pos: np.ndarray,
+    ip_key: np.ndarray,
+    ua_key: np.ndarray,
+    lookback: int,
+    rows: np.ndarray,
     out_prior_events: np.ndarray,
     out_prior_opens: np.ndarray,
     out_prior_clicks: np.ndarray,
     out_distinct_links: np.ndarray,
     out_gap_ns: np.ndarray,
+    out_same_ip: np.ndarray,
+    out_same_ua: np.ndarray,
+    out_first_same_ip_ns: np.ndarray,
 ) -> None:
     """Per event, over its message's events up to and including it (ordered by time).
 
-    ``link_pos`` < 0 means unknown. Distinct clicked links are tracked in a 64-bit mask; positions
-    beyond 63 share the top bit, which only undercounts messages with more than 64 links.
+    ``perm``/``group`` group causal positions by message (:func:`group_order`); inputs are in
+    causal order and outputs are written at ``rows[position]``. ``link_pos`` < 0 means unknown.
+    Distinct clicked links are tracked in a 64-bit mask; positions beyond 63 share the top bit,
+    which only undercounts messages with more than 64 links. Same-IP and same-UA counts (keys < 0
+    never match) look back over at most ``lookback`` earlier events; ``out_first_same_ip_ns`` is
+    the time since the earliest same-IP one of those, -1 if none.
     """
-    n = group.shape[0]
+    n = perm.shape[0]
     prior = 0
     opens = 0
     clicks = 0
     mask = np.uint64(0)
     distinct = 0
+    begin = 0
     for i in range(n):
+        p = perm[i]
+        r = rows[p]
         if i == 0 or group[i] != group[i - 1]:
+            begin = i
             prior = 0
             opens = 0
             clicks = 0
             mask = np.uint64(0)
             distinct = 0
-            out_gap_ns[i] = -1
+            out_gap_ns[r] = -1
         else:
-            out_gap_ns[i] = t_ns[i] - t_ns[i - 1]
-        out_prior_events[i] = prior
-        out_prior_opens[i] = opens
-        out_prior_clicks[i] = clicks
-        if is_click[i]:
-            p = link_pos[i]
-            if p >= 0:
-                bit = np.uint64(1) << np.uint64(min(p, 63))
+            out_gap_ns[r] = t_ns[p] - t_ns[perm[i - 1]]
+        out_prior_events[r] = prior
+        out_prior_opens[r] = opens
+        out_prior_clicks[r] = clicks
+        if is_click[p]:
+            lp = link_pos[p]
+            if lp >= 0:
+                bit = np.uint64(1) << np.uint64(min(lp, 63))
                 if (mask & bit) == 0:
                     mask |= bit
                     distinct += 1
             clicks += 1
         else:
             opens += 1
-        out_distinct_links[i] = distinct
+        out_distinct_links[r] = distinct
         prior += 1
+        same_ip = 0
+        same_ua = 0
+        first_ip = -1
+        for j in range(i - 1, max(begin, i - lookback) - 1, -1):
+            q = perm[j]
+            if ip_key[p] >= 0 and ip_key[q] == ip_key[p]:
+                same_ip += 1
+                first_ip = t_ns[p] - t_ns[q]
+            if ua_key[p] >= 0 and ua_key[q] == ua_key[p]:
+                same_ua += 1
+        out_same_ip[r] = same_ip
+        out_same_ua[r] = same_ua
+        out_first_same_ip_ns[r] = first_ip

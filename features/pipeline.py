@@ -7,26 +7,37 @@ API (history + new events) and the Spark engine (one tenant per partition) all c
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 import pandas as pd
 
-from contract.schema import EVENTS, MESSAGE_CONTEXT
+from contract.schema import EVENTS, MESSAGE_CONTEXT, MESSAGES
 from features import kernels
-from features.definitions import BURST_KEYS, FEATURE_NAMES, WINDOWS_S
+from features.definitions import BURST_KEYS, FEATURE_NAMES, HISTORY_LOOKBACK, WINDOWS_S
 from features.enrichment.ip import IpEnricher
 from features.enrichment.reference import Reference, load_reference
 from features.enrichment.useragent import UaParser
 
 NS = 1_000_000_000
+_NAT = np.iinfo(np.int64).min
+# Below this many rows the burst kernels run inline: a thread hand-off costs more than it saves.
+PARALLEL_FROM = 50_000
 # Columns build_features reads: the event's own fields plus its message context.
 CONTEXT_COLUMNS: tuple[str, ...] = tuple(
     dict.fromkeys(
         [c for c in EVENTS.names if c not in ("label", "bot_kind", "url")] + list(MESSAGE_CONTEXT)
     )
 )
+_KIND = {c.name: c.kind for c in (*EVENTS.columns, *MESSAGES.columns)}
+TIMESTAMP_COLUMNS = tuple(c for c in CONTEXT_COLUMNS if _KIND.get(c) == "timestamp")
+FLOAT_COLUMNS = tuple(c for c in CONTEXT_COLUMNS if _KIND.get(c) == "int")
+_ROW = {name: j for j, name in enumerate(FEATURE_NAMES)}
+_WINDOWS_NS = np.asarray(WINDOWS_S, dtype=np.int64) * NS
+# The message_history kernel's outputs, in its argument order.
+_HISTORY = ("prior", "opens", "clicks", "distinct", "gap", "same_ip", "same_ua", "first_same_ip")
 
 
 @dataclass
@@ -59,9 +70,9 @@ def event_context(messages: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
     return ctx
 
 
-def _codes(values: pd.Series | np.ndarray) -> tuple[np.ndarray, int]:
+def _codes(values: np.ndarray) -> tuple[np.ndarray, int]:
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    codes = codes.astype(np.int64)
+    codes = codes.astype(np.int64, copy=False)
     n = len(uniques)
     codes[codes < 0] = n  # missing values share one code of their own
     return codes, n + 1
@@ -80,6 +91,33 @@ def _ns(series: pd.Series) -> np.ndarray:
         )
         return values.dt.as_unit("ns").array.asi8.copy()
     return pd.to_datetime(series, utc=True).dt.as_unit("ns").array.asi8.copy()
+
+
+def _float(series: pd.Series) -> np.ndarray:
+    return pd.to_numeric(series, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+
+
+def context_arrays(ctx: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The columns :func:`feature_block` reads, as plain arrays.
+
+    Timestamps become int64 ns since the epoch (missing: INT64 min); ``link_count``,
+    ``link_position`` and ``asn`` float64 (missing: NaN); ``is_hidden_link`` float64 1/0/NaN;
+    every other column an object array of its values. The online API builds the same form
+    straight from its stored rows.
+    """
+    cols: dict[str, np.ndarray] = {}
+    for name in CONTEXT_COLUMNS:
+        series = ctx[name] if name in ctx else pd.Series([None] * len(ctx), dtype=object)
+        if name in TIMESTAMP_COLUMNS:
+            cols[name] = _ns(series)
+        elif name in FLOAT_COLUMNS:
+            cols[name] = _float(series)
+        elif name == "is_hidden_link":
+            flag = series.astype("boolean")
+            cols[name] = flag.astype("Float64").to_numpy(dtype="float64", na_value=np.nan)
+        else:
+            cols[name] = series.to_numpy(dtype=object)
+    return cols
 
 
 def _causal_order(tenant: np.ndarray, t: np.ndarray, event_id: np.ndarray) -> np.ndarray:
@@ -102,23 +140,8 @@ def _causal_order(tenant: np.ndarray, t: np.ndarray, event_id: np.ndarray) -> np
 
 def causal_order(ctx: pd.DataFrame) -> np.ndarray:
     """Positions of ``ctx`` in total order (tenant, occurred_at, event_id)."""
-    tenant, _ = _codes(ctx["tenant_id"].to_numpy())
-    return _causal_order(tenant, _ns(ctx["occurred_at"]), ctx["event_id"].to_numpy())
-
-
-def _group_sort(
-    key: np.ndarray, tenant: np.ndarray, n_tenant: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """For arrays already in causal order: a stable permutation grouping rows by (tenant, key),
-    and each row's group id in that permutation."""
-    codes = pd.factorize(key)[0].astype(np.int64)
-    combined = codes * n_tenant + tenant
-    perm = np.argsort(combined, kind="stable")  # stable: causal order is kept inside a group
-    sorted_key = combined[perm]
-    group = np.empty(len(perm), dtype=np.int64)
-    group[0] = 0
-    np.cumsum(sorted_key[1:] != sorted_key[:-1], out=group[1:])
-    return perm, group
+    tenant, _ = _codes(ctx["tenant_id"].to_numpy(dtype=object))
+    return _causal_order(tenant, _ns(ctx["occurred_at"]), ctx["event_id"].to_numpy(dtype=object))
 
 
 def build_features(
@@ -127,122 +150,173 @@ def build_features(
     """Compute every feature of ``FEATURES`` for each row of the event-context frame.
 
     Causal: a row's features use that event and the events before it in (tenant, occurred_at,
-    event_id) order within ``ctx``. The result has ``ctx``'s index and row order, float32 columns.
-    ``ip`` is ``enrichers.ip.enrich(ctx["ip"], ctx["asn"])`` when the caller already has it.
+    event_id) order within ``ctx``. The result has ``ctx``'s index and row order, float32 columns
+    (a view of :func:`feature_block`). ``ip`` is ``enrichers.ip.enrich(ip, asn)`` when the caller
+    already has it.
     """
-    n = len(ctx)
-    col = {name: j for j, name in enumerate(FEATURE_NAMES)}
-    # One (features x rows) block: the frame below is a view of it, no per-column copies.
-    mat = np.empty((len(FEATURE_NAMES), n), dtype=np.float32)
-    if n == 0:
-        return pd.DataFrame(mat.T, columns=list(FEATURE_NAMES), index=ctx.index)
+    block = feature_block(context_arrays(ctx), enrichers, ip)
+    return pd.DataFrame(block.T, columns=list(FEATURE_NAMES), index=ctx.index, copy=False)
 
-    t = _ns(ctx["occurred_at"])
-    sent = _ns(ctx["sent_at"])
-    deliv_ns = _ns(ctx["delivered_at"])
-    undelivered = ctx["delivered_at"].isna().to_numpy()
-    is_click = (ctx["type"].to_numpy() == "click").astype(np.int8)
-    link_count = pd.to_numeric(ctx["link_count"], errors="coerce").to_numpy(
-        dtype="float64", na_value=np.nan
+
+@dataclass
+class _Causal:
+    """What every grouped kernel shares: the causal order and the row codes in that order."""
+
+    order: np.ndarray  # causal position -> row
+    t: np.ndarray  # occurred_at (ns), causal order
+    tenant: np.ndarray
+    message: np.ndarray
+    contact: np.ndarray
+    n_message: int
+    n_contact: int
+
+
+def _burst(
+    block: np.ndarray, c: _Causal, key: np.ndarray, missing: np.ndarray, names: dict[str, str]
+) -> None:
+    """Window counts of one burst key (causal order), written into ``block``."""
+    codes, uniques = pd.factorize(key)
+    perm, group = kernels.group_order(codes.astype(np.int64, copy=False), c.tenant, len(uniques))
+    out_rows = np.full((len(WINDOWS_S), 3), -1, dtype=np.int64)
+    for w, width in enumerate(WINDOWS_S):
+        for k, kind in enumerate(("events", "msgs", "contacts")):
+            if kind in names:
+                out_rows[w, k] = _ROW[names[kind].format(w=width)]
+    kernels.window_counts(
+        perm,
+        group,
+        c.t,
+        c.message,
+        c.contact,
+        c.n_message,
+        c.n_contact,
+        _WINDOWS_NS,
+        c.order,
+        missing,
+        block,
+        out_rows,
     )
-    link_pos = pd.to_numeric(ctx["link_position"], errors="coerce").to_numpy(
-        dtype="float64", na_value=np.nan
-    )
-    link_pos = np.where(is_click == 1, link_pos, np.nan)
+
+
+def feature_block(
+    cols: Mapping[str, np.ndarray], enrichers: Enrichers, ip: Mapping[str, np.ndarray] | None = None
+) -> np.ndarray:
+    """Every feature of ``FEATURE_NAMES`` for each row, as a float32 (features x rows) block.
+
+    ``cols`` is the form :func:`context_arrays` returns. Causal, as :func:`build_features`.
+    Large inputs run the burst kernels on a second thread while this one parses User-Agents.
+    """
+    n = len(cols["event_id"])
+    # One (features x rows) block: each feature is one contiguous row of it.
+    block = np.empty((len(FEATURE_NAMES), n), dtype=np.float32)
+    if n == 0:
+        return block
+    t, sent, deliv = cols["occurred_at"], cols["sent_at"], cols["delivered_at"]
+    type_ = cols["type"]
+    is_click = (type_ == "click").astype(np.int8)
+    link_count = cols["link_count"]
+    link_pos = np.where(is_click == 1, cols["link_position"], np.nan)
+
+    # Everything grouped runs in causal order; ``order[i]`` is the row of causal position i.
+    tenant, _ = _codes(cols["tenant_id"])
+    order = _causal_order(tenant, t, cols["event_id"])
+    message, n_msg = _codes(cols["message_id"])
+    contact, n_contact = _codes(cols["contact_id"])
+    c = _Causal(order, t[order], tenant[order], message[order], contact[order], n_msg, n_contact)
+
+    if ip is None:
+        ip = enrichers.ip.enrich(cols["ip"], cols["asn"])
+    no_ip = ip["ip_version"] == 0
+    no_asn = ip["asn"] == 0
+    send = np.where(pd.isna(cols["campaign_id"]), cols["automation_id"], cols["campaign_id"])
+    send_code, _ = _codes(send)
+    send_asn = send_code * (int(ip["asn"].max()) + 1) + ip["asn"].astype(np.int64)
+    keys = {"ip": ip["ip_key"], "prefix": ip["prefix_key"], "asn": ip["asn"]}
+    jobs = [(keys[k], no_asn if k == "asn" else no_ip, k) for k in BURST_KEYS]
+    jobs.append((send_asn, no_asn | pd.isna(send), "send"))
+    bursts = [
+        (
+            key.astype(np.int64)[order],
+            missing,
+            {"events": "send_asn_events_{w}s"}
+            if name == "send"
+            else {k: f"{name}_{k}_{{w}}s" for k in ("events", "msgs", "contacts")},
+        )
+        for key, missing, name in jobs
+    ]
+    pool = _pool() if n >= PARALLEL_FROM else None
+    pending = [pool.submit(_burst, block, c, *job) for job in bursts] if pool else []
+    if pool is None:
+        for job in bursts:
+            _burst(block, c, *job)
 
     # Timing
-    mat[col["secs_since_delivery"]] = np.where(undelivered, np.nan, (t - deliv_ns) / NS)
-    mat[col["secs_since_send"]] = (t - sent) / NS
+    with np.errstate(invalid="ignore"):
+        block[_ROW["secs_since_delivery"]] = np.where(deliv == _NAT, np.nan, (t - deliv) / NS)
+        block[_ROW["secs_since_send"]] = np.where(sent == _NAT, np.nan, (t - sent) / NS)
 
     # The event itself
-    mat[col["is_sms"]] = ctx["channel"].to_numpy() == "sms"
-    mat[col["is_click"]] = is_click
-    codes, uniques = pd.factorize(ctx["http_method"].to_numpy(dtype=object), use_na_sentinel=True)
+    block[_ROW["is_sms"]] = cols["channel"] == "sms"
+    block[_ROW["is_click"]] = is_click
+    codes, uniques = pd.factorize(cols["http_method"], use_na_sentinel=True)
     upper = [str(u).upper() for u in uniques]
     lut = np.array(
         [0 if u == "GET" else 1 if u == "HEAD" else 2 for u in upper] + [-1], dtype=np.int8
     )
-    mat[col["http_method"]] = lut[codes]  # code -1 (missing) picks the trailing -1
-    hidden = ctx["is_hidden_link"].astype("boolean")
-    mat[col["is_hidden_link"]] = np.where(
-        hidden.isna().to_numpy(), -1, hidden.fillna(False).to_numpy().astype(np.int8)
-    )
-    mat[col["link_position"]] = link_pos
+    block[_ROW["http_method"]] = lut[codes]  # code -1 (missing) picks the trailing -1
+    hidden = cols["is_hidden_link"]
+    block[_ROW["is_hidden_link"]] = np.where(np.isnan(hidden), -1, hidden)
+    block[_ROW["link_position"]] = link_pos
     with np.errstate(divide="ignore", invalid="ignore"):
-        mat[col["link_position_rel"]] = np.where(link_count > 0, link_pos / link_count, np.nan)
-    mat[col["link_count"]] = link_count
+        block[_ROW["link_position_rel"]] = np.where(link_count > 0, link_pos / link_count, np.nan)
+    block[_ROW["link_count"]] = link_count
 
     # Enrichment
-    if ip is None:
-        ip = enrichers.ip.enrich(ctx["ip"], ctx.get("asn"))
-    ua = enrichers.ua.parse(ctx["user_agent"])
-    for name in FEATURE_NAMES:
-        if name in ip:
-            mat[col[name]] = ip[name]
-        elif name in ua:
-            mat[col[name]] = ua[name]
-
-    # Everything below runs in causal order; ``order[i]`` is the original row of position i.
-    tenant, n_tenant = _codes(ctx["tenant_id"].to_numpy())
-    order = _causal_order(tenant, t, ctx["event_id"].to_numpy())
-    t_o, tenant_o = t[order], tenant[order]
-    message, n_msg = _codes(ctx["message_id"].to_numpy())
-    contact, n_contact = _codes(ctx["contact_id"].to_numpy())
-    message_o, contact_o = message[order], contact[order]
+    ua = enrichers.ua.parse(cols["user_agent"])
+    for name, values in (*ip.items(), *ua.items()):
+        if name in _ROW:
+            block[_ROW[name]] = values
 
     # Per-message history
-    perm, group = _group_sort(message_o, tenant_o, n_tenant)
-    rows = order[perm]
-    h = {k: np.empty(n, dtype=np.int64) for k in ("prior", "opens", "clicks", "distinct", "gap")}
+    perm, group = kernels.group_order(c.message, c.tenant, n_msg)
+    h = {k: np.empty(n, dtype=np.int64) for k in _HISTORY}
     lp = np.where(np.isnan(link_pos), -1, link_pos).astype(np.int64)
     kernels.message_history(
+        perm,
         group,
-        t[rows],
-        is_click[rows],
-        lp[rows],
-        h["prior"],
-        h["opens"],
-        h["clicks"],
-        h["distinct"],
-        h["gap"],
+        c.t,
+        is_click[order],
+        lp[order],
+        ip["ip_key"].astype(np.int64)[order],
+        ua["ua_key"][order],
+        HISTORY_LOOKBACK,
+        order,
+        *(h[k] for k in _HISTORY),
     )
-    for k, v in h.items():
-        h[k] = np.empty_like(v)
-        h[k][rows] = v
-    mat[col["msg_prior_events"]] = h["prior"]
-    mat[col["msg_prior_opens"]] = h["opens"]
-    mat[col["msg_prior_clicks"]] = h["clicks"]
-    mat[col["msg_distinct_links"]] = h["distinct"]
+    block[_ROW["msg_prior_same_ip"]] = h["same_ip"]
+    block[_ROW["msg_prior_same_ua"]] = h["same_ua"]
+    block[_ROW["secs_since_msg_first_same_ip"]] = np.where(
+        h["first_same_ip"] < 0, np.nan, h["first_same_ip"] / NS
+    )
+    block[_ROW["msg_prior_events"]] = h["prior"]
+    block[_ROW["msg_prior_opens"]] = h["opens"]
+    block[_ROW["msg_prior_clicks"]] = h["clicks"]
+    block[_ROW["msg_distinct_links"]] = h["distinct"]
     with np.errstate(divide="ignore", invalid="ignore"):
-        mat[col["msg_link_coverage"]] = np.where(link_count > 0, h["distinct"] / link_count, np.nan)
-    mat[col["secs_since_msg_prev_event"]] = np.where(h["gap"] < 0, np.nan, h["gap"] / NS)
-    mat[col["msg_first_event"]] = h["prior"] == 0
-    mat[col["click_without_open"]] = (is_click == 1) & (h["opens"] == 0)
+        block[_ROW["msg_link_coverage"]] = np.where(
+            link_count > 0, h["distinct"] / link_count, np.nan
+        )
+    block[_ROW["secs_since_msg_prev_event"]] = np.where(h["gap"] < 0, np.nan, h["gap"] / NS)
+    block[_ROW["msg_first_event"]] = h["prior"] == 0
+    block[_ROW["click_without_open"]] = (is_click == 1) & (h["opens"] == 0)
 
-    # Bursts across recipients, per tenant and key
-    ev, da, db = (np.empty(n, dtype=np.int32) for _ in range(3))
+    for future in pending:
+        future.result()
+    return block
 
-    def windows(key_o: np.ndarray, names: dict[str, str], missing: np.ndarray) -> None:
-        perm, group = _group_sort(key_o, tenant_o, n_tenant)
-        rows = order[perm]
-        t_g, a_g, b_g = t_o[perm], message_o[perm], contact_o[perm]
-        for w in WINDOWS_S:
-            kernels.window_counts(group, t_g, a_g, b_g, n_msg, n_contact, w * NS, ev, da, db)
-            for out_name, vals in (("events", ev), ("msgs", da), ("contacts", db)):
-                if out_name in names:
-                    j = col[names[out_name].format(w=w)]
-                    mat[j, rows] = vals
-                    mat[j, missing] = np.nan
 
-    keys = {"ip": ip["ip_key"], "prefix": ip["prefix_key"], "asn": ip["asn"]}
-    no_ip = ip["ip_version"] == 0
-    no_asn = ip["asn"] == 0
-    for key in BURST_KEYS:
-        names = {k: f"{key}_{k}_{{w}}s" for k in ("events", "msgs", "contacts")}
-        windows(keys[key].astype(np.int64)[order], names, no_asn if key == "asn" else no_ip)
-    send = ctx["campaign_id"].where(ctx["campaign_id"].notna(), ctx["automation_id"])
-    send_code, n_send = _codes(send.to_numpy())
-    send_asn = send_code * (int(ip["asn"].max()) + 1) + ip["asn"].astype(np.int64)
-    windows(send_asn[order], {"events": "send_asn_events_{w}s"}, no_asn | send.isna().to_numpy())
-
-    return pd.DataFrame(mat.T, columns=list(FEATURE_NAMES), index=ctx.index, copy=False)
+@lru_cache(maxsize=1)
+def _pool() -> ThreadPoolExecutor:
+    # The burst kernels release the GIL; two threads match this machine's cores and the default
+    # numba threading of the scorer. Created on first large call, never at import.
+    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="bursts")

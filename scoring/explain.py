@@ -9,6 +9,7 @@ is what lets every scored row carry its reasons at batch speed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import lightgbm as lgb
 import numba
@@ -17,7 +18,7 @@ import numpy as np
 _MISSING = {"None": 0, "Zero": 1, "NaN": 2}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FlatTrees:
     """All trees of a booster as flat node arrays; leaves are encoded as ``~leaf_node``."""
 
@@ -31,19 +32,29 @@ class FlatTrees:
     roots: np.ndarray  # int32 index of each tree's root node
     base: float  # sum of the roots' expected values
 
-    @property
-    def nodes(self) -> tuple[np.ndarray, ...]:
-        """The node arrays in the order the numba walkers take them."""
-        return (
-            self.feature,
-            self.threshold,
-            self.left,
-            self.right,
-            self.default_left,
-            self.missing,
-            self.value,
-            self.roots,
+    @cached_property
+    def packed(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The nodes as the numba walker reads them, one row per node so a visit touches one or
+        two cache lines: ``ints`` (feature, left, right, flags), ``floats`` (threshold, change of
+        expected value going left, going right; a leaf's value in column 0) and the roots.
+
+        Flags: 1 NaN goes left, 2 zero counts as missing, 4 missing goes left (default_left).
+        LightGBM sends NaN to the default side when missing is NaN or Zero, and otherwise treats
+        it as 0.0 (``0.0 <= threshold`` goes left).
+        """
+        n = len(self.feature)
+        internal = self.feature >= 0
+        nan_left = np.where(
+            (self.missing == 2) | (self.missing == 1), self.default_left, self.threshold >= 0.0
         )
+        flags = nan_left.astype(np.int32) | (self.missing == 1) * 2 | self.default_left * 4
+        ints = np.stack([self.feature, self.left, self.right, flags.astype(np.int32)], axis=1)
+        child = lambda c: np.where(c >= 0, c, ~c)  # noqa: E731
+        floats = np.zeros((n, 3), dtype=np.float64)
+        floats[:, 0] = np.where(internal, self.threshold, self.value)
+        floats[internal, 1] = self.value[child(self.left[internal])] - self.value[internal]
+        floats[internal, 2] = self.value[child(self.right[internal])] - self.value[internal]
+        return np.ascontiguousarray(ints, dtype=np.int32), floats, self.roots
 
 
 def flatten(booster: lgb.Booster) -> FlatTrees:
@@ -92,72 +103,128 @@ def flatten(booster: lgb.Booster) -> FlatTrees:
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _walk(x, acc, feature, threshold, left, right, default_left, missing, value, roots):
-    """Add one row's path contributions to ``acc``; returns the raw score."""
+def _walk(x, fmap, acc, ints, floats, roots):
+    """Add one row's path contributions to ``acc`` (indexed by model feature); returns the raw
+    score, summed leaf by leaf in tree order as LightGBM does. Model feature ``f`` is
+    ``x[fmap[f]]``, so ``x`` may be a row of a matrix or a column of a (features x rows) block."""
     raw = 0.0
     for r in range(roots.shape[0]):
         node = roots[r]
-        if node < 0:
-            raw += value[~node]
-            continue
-        raw += value[node]
         while node >= 0:
-            f = feature[node]
-            v = x[f]
+            f = ints[node, 0]
+            v = np.float64(x[fmap[f]])
+            flags = ints[node, 3]
             if np.isnan(v):
-                if missing[node] == 2 or missing[node] == 1:
-                    go_left = default_left[node]
-                else:
-                    go_left = threshold[node] >= 0.0
-            elif missing[node] == 1 and v == 0.0:
-                go_left = default_left[node]
+                go_left = (flags & 1) != 0
+            elif (flags & 2) != 0 and v == 0.0:
+                go_left = (flags & 4) != 0
             else:
-                go_left = v <= threshold[node]
-            child = left[node] if go_left else right[node]
-            nxt = child if child >= 0 else ~child
-            d = value[nxt] - value[node]
-            acc[f] += d
-            raw += d
-            node = child
+                go_left = v <= floats[node, 0]
+            if go_left:
+                acc[f] += floats[node, 1]
+                node = ints[node, 1]
+            else:
+                acc[f] += floats[node, 2]
+                node = ints[node, 2]
+        raw += floats[~node, 0]
     return raw
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _top(acc, s, out):
+    """The indices of the largest ``acc * s`` entries (> 0), strongest first, into ``out``."""
+    for m in range(out.shape[0]):
+        best = -1
+        best_v = 0.0
+        for f in range(acc.shape[0]):
+            v = acc[f] * s
+            if v > best_v:
+                best_v = v
+                best = f
+        if best < 0:
+            break
+        out[m] = best
+        acc[best] = 0.0
+
+
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _contributions(X, feature, threshold, left, right, default_left, missing, value, roots, n_feat):
-    n = X.shape[0]
+def _contributions(X, ints, floats, roots):
+    n, n_feat = X.shape
+    fmap = np.arange(n_feat)
     out = np.zeros((n, n_feat), np.float64)
     for i in numba.prange(n):
-        _walk(X[i], out[i], feature, threshold, left, right, default_left, missing, value, roots)
+        _walk(X[i], fmap, out[i], ints, floats, roots)
     return out
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _top_k(X, rows, sign, k, feature, threshold, left, right, default_left, missing, value, roots):
+def _top_k(X, rows, sign, k, ints, floats, roots):
     n_feat = X.shape[1]
+    fmap = np.arange(n_feat)
     out = np.full((rows.shape[0], k), -1, np.int32)
     for j in numba.prange(rows.shape[0]):
         acc = np.zeros(n_feat, np.float64)
-        _walk(X[rows[j]], acc, feature, threshold, left, right, default_left, missing, value, roots)
-        s = sign[j]
-        for m in range(k):
-            best = -1
-            best_v = 0.0
-            for f in range(n_feat):
-                v = acc[f] * s
-                if v > best_v:
-                    best_v = v
-                    best = f
-            if best < 0:
-                break
-            out[j, m] = best
-            acc[best] = 0.0
+        _walk(X[rows[j]], fmap, acc, ints, floats, roots)
+        _top(acc, sign[j], out[j])
     return out
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _score_block(block, fmap, a, b, cut, k, ints, floats, roots):
+    n = block.shape[1]
+    n_feat = fmap.shape[0]
+    proba = np.empty(n, np.float64)
+    top = np.full((n, k), -1, np.int32)
+    for i in numba.prange(n):
+        acc = np.zeros(n_feat, np.float64)
+        raw = _walk(block[:, i], fmap, acc, ints, floats, roots)
+        p = 1.0 / (1.0 + np.exp(-(a * raw + b)))
+        proba[i] = p
+        _top(acc, 1.0 if p >= cut[i] else -1.0, top[i])
+    return proba, top
+
+
+def score_block(
+    trees: FlatTrees,
+    block: np.ndarray,
+    fmap: np.ndarray,
+    calibration: tuple[float, float],
+    cut: np.ndarray,
+    k: int = 3,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Calibrated probability and the ``k`` strongest features (model feature indices, -1 for
+    none) of every column of a (features x rows) block, in one walk of the trees.
+
+    ``fmap[f]`` is the block row of model feature ``f``; ``cut`` each column's threshold. For a
+    column at or above its threshold the features pushing toward bot are named, otherwise those
+    pushing toward human, as :func:`top_reasons` does.
+    """
+    a, b = calibration
+    return _score_block(
+        block, fmap, float(a), float(b), np.asarray(cut, np.float64), k, *trees.packed
+    )
+
+
+def reason_lists(idx: np.ndarray, names: list[str]) -> list[list[str]]:
+    """Rows of feature indices (-1 = none) as lists of names; equal rows share one list."""
+    n, k = idx.shape
+    if n == 0:
+        return []
+    width = len(names) + 1
+    code = np.zeros(n, np.int64)
+    for m in range(k):
+        code = code * width + (idx[:, m] + 1)
+    uniq, first, inverse = np.unique(code, return_index=True, return_inverse=True)
+    lists = np.empty(len(uniq), dtype=object)
+    for j, i in enumerate(first.tolist()):  # element-wise: numpy would broadcast equal-length lists
+        lists[j] = [names[f] for f in idx[i] if f >= 0]
+    return list(lists[inverse.reshape(-1)])
 
 
 def contributions(trees: FlatTrees, X: np.ndarray) -> np.ndarray:
     """Per-row, per-feature contributions to the raw score (n_rows x n_features)."""
     X = np.ascontiguousarray(X, dtype=np.float64)
-    return _contributions(X, *trees.nodes, X.shape[1])
+    return _contributions(X, *trees.packed)
 
 
 def top_reasons(
@@ -178,30 +245,7 @@ def top_reasons(
     n = len(X)
     rows = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
     sign = np.where(np.asarray(toward_bot, bool)[rows], 1.0, -1.0)
-    idx = _top_k(X, rows, sign, k, *trees.nodes)
-    # Few distinct reason triples exist, so build each list once and share it.
-    width = len(names) + 1
-    code = (
-        ((idx[:, 0] + 1).astype(np.int64) * width + (idx[:, 1] + 1)) * width + (idx[:, 2] + 1)
-        if k == 3
-        else None
-    )
-    if code is None:
-        return _lists(idx, names, rows, n)
-    uniq, inverse = np.unique(code, return_inverse=True)
-    first = np.zeros(len(uniq), np.int64)
-    first[inverse[::-1]] = np.arange(len(inverse))[::-1]
-    lists = np.empty(len(uniq) + 1, dtype=object)
-    for j, i in enumerate(first.tolist()):  # element-wise: numpy would broadcast equal-length lists
-        lists[j] = [names[f] for f in idx[i] if f >= 0]
-    lists[-1] = []
-    choice = np.full(n, len(uniq), dtype=np.int64)  # rows not explained get the empty list
-    choice[rows] = inverse
-    return list(lists[choice])
-
-
-def _lists(idx: np.ndarray, names: list[str], rows: np.ndarray, n: int) -> list[list[str]]:
-    out: list[list[str]] = [[] for _ in range(n)]
-    for r, row_idx in zip(rows.tolist(), idx, strict=True):
-        out[r] = [names[f] for f in row_idx if f >= 0]
-    return out
+    idx = _top_k(X, rows, sign, k, *trees.packed)
+    full = np.full((n, k), -1, np.int32)  # rows not explained get the empty list
+    full[rows] = idx
+    return reason_lists(full, names)

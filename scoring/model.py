@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 
 from contract.schema import SCORE_COLUMNS
-from scoring.explain import FlatTrees, flatten, top_reasons
+from scoring.explain import FlatTrees, flatten, reason_lists, score_block
 
 log = logging.getLogger(__name__)
 METADATA_FILE = "botfilter_model.json"
+_CHUNK = 16_384  # rows per compiled-tree call when no reasons are asked for
 
 
 def threshold_key(channel: str, event_type: str) -> str:
@@ -41,6 +42,7 @@ class BotModel:
     threads: int = 2
     _compiled: Any = field(default=None, repr=False)
     _trees: FlatTrees | None = field(default=None, repr=False)
+    _fmaps: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict, repr=False)
 
     # --- persistence -------------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
@@ -115,20 +117,74 @@ class BotModel:
 
     def threshold_for(self, channel: np.ndarray, event_type: np.ndarray) -> np.ndarray:
         """Per-row threshold by (channel, type), falling back to the default one."""
-        channel = np.asarray(channel, dtype=object)
-        event_type = np.asarray(event_type, dtype=object)
-        out = np.full(len(channel), self.thresholds.get("default", 0.5), dtype=np.float64)
-        for key, value in self.thresholds.items():
-            if key != "default":
-                ch, ty = key.split(":", 1)
-                out[(channel == ch) & (event_type == ty)] = value
-        return out
+        default = self.thresholds.get("default", 0.5)
+        ch_codes, channels = pd.factorize(np.asarray(channel, dtype=object))
+        ty_codes, types = pd.factorize(np.asarray(event_type, dtype=object))
+        # One cell per (channel, type) seen; the extra last row/column is what a missing
+        # value's code -1 picks.
+        table = np.full((len(channels) + 1, len(types) + 1), default, dtype=np.float64)
+        for i, ch in enumerate(channels):
+            for j, ty in enumerate(types):
+                table[i, j] = self.thresholds.get(threshold_key(ch, ty), default)
+        return table[ch_codes, ty_codes]
 
     @property
     def trees(self) -> FlatTrees:
         if self._trees is None:
             self._trees = flatten(self.booster)
         return self._trees
+
+    def feature_map(self, columns: list[str]) -> np.ndarray:
+        """For each model feature, its position in ``columns``; an error names any missing."""
+        key = tuple(columns)
+        cached = self._fmaps.get(key)
+        if cached is None:
+            where = {name: j for j, name in enumerate(columns)}
+            missing = [f for f in self.feature_names if f not in where]
+            if missing:
+                raise ValueError(f"features missing for the model: {', '.join(missing)}")
+            cached = np.asarray([where[f] for f in self.feature_names], dtype=np.int64)
+            self._fmaps[key] = cached
+        return cached
+
+    def score_block(
+        self,
+        block: np.ndarray,
+        channel: np.ndarray,
+        event_type: np.ndarray,
+        rows: np.ndarray | None = None,
+        with_reasons: bool = True,
+        names: list[str] | None = None,
+    ) -> ScoredRows:
+        """Score the columns ``rows`` (default all) of a (features x rows) block.
+
+        ``names`` are the block's row names (default ``features.definitions.FEATURE_NAMES``, the
+        layout :func:`features.pipeline.feature_block` returns); ``channel`` and ``event_type``
+        are given for the scored columns. With reasons, one walk of the trees gives the score and
+        the reasons; without, the compiled trees score row-major chunks.
+        """
+        if names is None:
+            from features.definitions import FEATURE_NAMES
+
+            names = list(FEATURE_NAMES)
+        fmap = self.feature_map(names)
+        if rows is not None:
+            block = block[:, np.asarray(rows, dtype=np.int64)]
+        if block.dtype not in (np.float32, np.float64):
+            block = block.astype(np.float64)
+        cut = self.threshold_for(channel, event_type)
+        n = block.shape[1]
+        if with_reasons and n:
+            proba, idx = score_block(self.trees, block, fmap, self.calibration, cut)
+            reasons = reason_lists(idx, self.feature_names)
+        else:
+            proba = np.empty(n, dtype=np.float64)
+            for lo in range(0, n, _CHUNK):
+                # Row-major float64 chunks small enough to stay in cache while transposed.
+                chunk = np.ascontiguousarray(block[fmap, lo : lo + _CHUNK].T, dtype=np.float64)
+                proba[lo : lo + _CHUNK] = self.calibrate(self.raw_score(chunk))
+            reasons = [[]] * n  # one shared empty list: rows' reasons are read-only
+        return ScoredRows(proba, proba >= cut, reasons)
 
     def score(
         self,
@@ -139,20 +195,31 @@ class BotModel:
         with_reasons: bool = True,
     ) -> pd.DataFrame:
         """The scores table of PRODUCT.md for these rows, in their order."""
-        X = self.matrix(features)
-        proba = self.calibrate(self.raw_score(X))
-        is_bot = proba >= self.threshold_for(channel.to_numpy(), event_type.to_numpy())
-        if with_reasons and len(X):
-            reasons = top_reasons(self.trees, X, self.feature_names, is_bot)
-        else:
-            reasons = [[]] * len(X)  # one shared empty list: rows' reasons are read-only
+        # build_features' frames are views of a (features x rows) block: .T gives it back.
+        block = features.to_numpy().T
+        scored = self.score_block(
+            block,
+            channel.to_numpy(),
+            event_type.to_numpy(),
+            with_reasons=with_reasons,
+            names=list(features.columns),
+        )
         return pd.DataFrame(
             {
                 "event_id": event_ids.to_numpy(dtype=object),
-                "bot_score": proba,
-                "is_bot": is_bot,
-                "reasons": reasons,
+                "bot_score": scored.bot_score,
+                "is_bot": scored.is_bot,
+                "reasons": scored.reasons,
                 "model_version": self.version,
             },
             columns=list(SCORE_COLUMNS),
         )
+
+
+@dataclass
+class ScoredRows:
+    """Scores of a block's columns, in order."""
+
+    bot_score: np.ndarray  # calibrated probability, float64
+    is_bot: np.ndarray  # bool, bot_score >= the row's (channel, type) threshold
+    reasons: list[list[str]]

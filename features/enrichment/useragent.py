@@ -241,7 +241,10 @@ class UaParser:
         rows = [self.parse_one(u if isinstance(u, str) else str(u)) for u in uniques]
         rows.append(self.parse_one(None))
         columns = list(zip(*rows, strict=True))
-        return {
+        out = {
             name: np.asarray(col, dtype=dtype)[codes]
             for (name, dtype, _), col in zip(UA_FEATURES, columns, strict=True)
         }
+        # A grouping key, not a feature: equal strings share it within this call (-1: missing).
+        out["ua_key"] = codes.astype(np.int64)
+        return out

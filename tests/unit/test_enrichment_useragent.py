@@ -43,7 +43,8 @@ def row(parser: UaParser, ua: str | None) -> dict[str, object]:
 
 def test_registry_matches_output(parser: UaParser) -> None:
     out = parser.parse(np.array([CHROME_120, None], dtype=object))
-    assert list(out) == [name for name, _, _ in UA_FEATURES]
+    assert list(out) == [name for name, _, _ in UA_FEATURES] + ["ua_key"]
+    assert out["ua_key"].tolist() == [0, -1]
     for name, dtype, _ in UA_FEATURES:
         assert out[name].dtype == np.dtype(dtype), name
         assert out[name].shape == (2,)
