@@ -43,6 +43,7 @@ class BotModel:
     _compiled: Any = field(default=None, repr=False)
     _trees: FlatTrees | None = field(default=None, repr=False)
     _fmaps: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict, repr=False)
+    _explainer: Any = field(default=None, repr=False)  # compiled for FEATURE_NAMES' layout
 
     # --- persistence -------------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
@@ -71,12 +72,15 @@ class BotModel:
         )
 
     def compile(self, cache_dir: Path | None) -> None:
-        """Compile the trees with lleaves (cached per version); keeps LightGBM if that fails."""
+        """Compile the trees: lleaves for raw scores, C for scores with reasons (both cached).
+
+        Without a compiler, LightGBM predicts and the tree walker explains: same answers, slower.
+        """
+        if cache_dir is None:
+            return
         try:
             import lleaves
 
-            if cache_dir is None:
-                return
             cache_dir.mkdir(parents=True, exist_ok=True)
             safe = "".join(ch if ch.isalnum() else "_" for ch in self.version)
             model_txt = cache_dir / f"{safe}.txt"
@@ -87,6 +91,15 @@ class BotModel:
         except Exception as exc:  # a missing compiler must not stop scoring
             log.warning("compiled trees unavailable (%s); using LightGBM predict", exc)
             self._compiled = None
+        self._explainer = None
+        try:
+            from features.definitions import FEATURE_NAMES
+            from scoring.compiled import compile_explainer
+
+            fmap = self.feature_map(list(FEATURE_NAMES))
+            self._explainer = compile_explainer(self.trees, fmap, cache_dir)
+        except Exception as exc:  # the walker gives the same answers, only slower
+            log.warning("compiled reasons unavailable (%s); using the tree walker", exc)
 
     # --- scoring -----------------------------------------------------------------------------
     def matrix(self, features: pd.DataFrame) -> np.ndarray:
@@ -163,10 +176,10 @@ class BotModel:
         are given for the scored columns. With reasons, one walk of the trees gives the score and
         the reasons; without, the compiled trees score row-major chunks.
         """
-        if names is None:
-            from features.definitions import FEATURE_NAMES
+        from features.definitions import FEATURE_NAMES
 
-            names = list(FEATURE_NAMES)
+        names_default = names is None or list(names) == list(FEATURE_NAMES)
+        names = list(FEATURE_NAMES) if names is None else names
         fmap = self.feature_map(names)
         if rows is not None:
             block = block[:, np.asarray(rows, dtype=np.int64)]
@@ -175,7 +188,10 @@ class BotModel:
         cut = self.threshold_for(channel, event_type)
         n = block.shape[1]
         if with_reasons and n:
-            proba, idx = score_block(self.trees, block, fmap, self.calibration, cut)
+            if self._explainer is not None and block.dtype == np.float32 and names_default:
+                proba, idx = self._explainer(block, self.calibration, cut, threads=self.threads)
+            else:
+                proba, idx = score_block(self.trees, block, fmap, self.calibration, cut)
             reasons = reason_lists(idx, self.feature_names)
         else:
             proba = np.empty(n, dtype=np.float64)

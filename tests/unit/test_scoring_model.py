@@ -10,12 +10,12 @@ from scoring.model import BotModel
 from training.train import choose_thresholds, threshold_for_precision
 
 
-@pytest.fixture(scope="module")
-def booster() -> lgb.Booster:
+def train_booster(zero_as_missing: bool = False, n: int = 600, rounds: int = 20) -> lgb.Booster:
+    """A small booster whose features have NaN (c) and zeros (d), named a-d."""
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(600, 4))
-    X[rng.random(600) < 0.1, 2] = np.nan
-    X[:50, 3] = 0.0
+    X = rng.normal(size=(n, 4))
+    X[rng.random(n) < 0.1, 2] = np.nan
+    X[: n // 12, 3] = 0.0
     y = ((X[:, 0] + np.nan_to_num(X[:, 2]) > 0.3) | (X[:, 3] == 0)).astype(int)
     params = {
         "objective": "binary",
@@ -23,10 +23,16 @@ def booster() -> lgb.Booster:
         "verbose": -1,
         "seed": 1,
         "min_data_in_leaf": 5,
+        "zero_as_missing": zero_as_missing,
     }
     return lgb.train(
-        params, lgb.Dataset(X, y, feature_name=["a", "b", "c", "d"]), num_boost_round=20
+        params, lgb.Dataset(X, y, feature_name=["a", "b", "c", "d"]), num_boost_round=rounds
     )
+
+
+@pytest.fixture(scope="module")
+def booster() -> lgb.Booster:
+    return train_booster()
 
 
 def test_contributions_sum_to_raw_score(booster):

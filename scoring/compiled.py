@@ -1,0 +1,219 @@
+"""Compiled explanation: the trees as C code that scores *and* explains a feature block.
+
+lleaves compiles trees for the raw score only; the reasons need every split's change of expected
+value credited to its feature (path attribution, see :mod:`scoring.explain`). Walking node arrays
+for that runs at a fraction of compiled-tree speed, so each tree becomes a nest of ``if``s with its
+thresholds and value changes as constants, built by the system C compiler once per model version
+and cached next to lleaves' library. The arithmetic is the walker's, in the same order and
+without fast-math, so both give identical scores and reasons (a test holds them to it).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from scoring.explain import FlatTrees
+
+log = logging.getLogger(__name__)
+# Bump when the generated code changes: the cache key includes it.
+CODEGEN_VERSION = 1
+_CFLAGS = ["-O2", "-fPIC", "-shared", "-ffp-contract=off", "-fno-fast-math"]
+# Below this many rows one thread does the work: a hand-off costs more than it saves.
+_PARALLEL_FROM = 20_000
+
+_HEADER = """#include <math.h>
+#include <stdint.h>
+#define NF {n_feat}
+#define X(k) ((double)col[(int64_t)(k) * ld])
+"""
+
+_DRIVER = """
+void score_rows(const float *block, int64_t ld, int64_t lo, int64_t hi, double a, double b,
+                const double *cut, int64_t k, double *proba, int32_t *top) {{
+    for (int64_t i = lo; i < hi; i++) {{
+        const float *col = block + i;
+        double acc[NF];
+        for (int f = 0; f < NF; f++) acc[f] = 0.0;
+        double raw = 0.0;
+{calls}
+        double p = 1.0 / (1.0 + exp(-(a * raw + b)));
+        proba[i] = p;
+        double s = p >= cut[i] ? 1.0 : -1.0;
+        for (int64_t m = 0; m < k; m++) {{
+            int best = -1;
+            double best_v = 0.0;
+            for (int f = 0; f < NF; f++) {{
+                double v = acc[f] * s;
+                if (v > best_v) {{ best_v = v; best = f; }}
+            }}
+            top[i * k + m] = best;
+            if (best < 0) {{ for (int64_t r = m + 1; r < k; r++) top[i * k + r] = -1; break; }}
+            acc[best] = 0.0;
+        }}
+    }}
+}}
+"""
+
+
+def _condition(trees: FlatTrees, node: int, row: int) -> str:
+    """C expression that is true when a row goes left at ``node``."""
+    thr = float(trees.threshold[node]).hex()
+    v = f"X({row})"
+    if trees.missing[node] == 1:  # zero and NaN are "missing": the default side
+        side = "1" if trees.default_left[node] else "0"
+        return f"((isnan({v}) || {v} == 0.0) ? {side} : ({v} <= {thr}))"
+    # Missing type NaN: the default side; None: LightGBM reads NaN as 0.0.
+    if trees.missing[node] == 2:
+        nan_left = bool(trees.default_left[node])
+    else:
+        nan_left = bool(trees.threshold[node] >= 0.0)
+    # v <= thr is false for NaN, so only a NaN that goes left needs its own test.
+    return f"(!({v} > {thr}))" if nan_left else f"({v} <= {thr})"
+
+
+def _tree_source(trees: FlatTrees, t: int, fmap: np.ndarray) -> str:
+    value = trees.value
+    lines = [f"static inline double tree_{t}(const float *col, int64_t ld, double *acc) {{"]
+
+    def emit(node: int, depth: int) -> None:
+        pad = "    " * depth
+        if node < 0:
+            lines.append(f"{pad}return {float(value[~node]).hex()};")
+            return
+        f = int(trees.feature[node])
+        left, right = int(trees.left[node]), int(trees.right[node])
+        d_left = float(value[left if left >= 0 else ~left] - value[node]).hex()
+        d_right = float(value[right if right >= 0 else ~right] - value[node]).hex()
+        lines.append(f"{pad}if {_condition(trees, node, int(fmap[f]))} {{")
+        lines.append(f"{pad}    acc[{f}] += {d_left};")
+        emit(left, depth + 1)
+        lines.append(f"{pad}}} else {{")
+        lines.append(f"{pad}    acc[{f}] += {d_right};")
+        emit(right, depth + 1)
+        lines.append(f"{pad}}}")
+
+    emit(int(trees.roots[t]), 1)
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def c_source(trees: FlatTrees, fmap: np.ndarray) -> str:
+    """The C translation unit for these trees reading a block laid out by ``fmap``."""
+    parts = [_HEADER.format(n_feat=len(fmap))]
+    parts += [_tree_source(trees, t, fmap) for t in range(len(trees.roots))]
+    calls = "\n".join(f"        raw += tree_{t}(col, ld, acc);" for t in range(len(trees.roots)))
+    parts.append(_DRIVER.format(calls=calls))
+    return "\n\n".join(parts)
+
+
+class CompiledExplainer:
+    """Scores and top-k reasons of a float32 (features x rows) block, from a compiled library."""
+
+    def __init__(self, library: Path) -> None:
+        self._lib = ctypes.CDLL(str(library))
+        fn = self._lib.score_rows
+        fn.restype = None
+        fn.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_int64,
+            ctypes.c_int64,
+            ctypes.c_int64,
+            ctypes.c_double,
+            ctypes.c_double,
+            ctypes.c_void_p,
+            ctypes.c_int64,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
+        self._fn = fn
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def __call__(
+        self,
+        block: np.ndarray,
+        calibration: tuple[float, float],
+        cut: np.ndarray,
+        k: int = 3,
+        threads: int = 1,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(calibrated probability, top-k model feature indices) per column, as the walker."""
+        block = np.ascontiguousarray(block, dtype=np.float32)
+        n = block.shape[1]
+        cut = np.ascontiguousarray(cut, dtype=np.float64)
+        proba = np.empty(n, dtype=np.float64)
+        top = np.full((n, k), -1, dtype=np.int32)
+        a, b = calibration
+
+        def run(lo: int, hi: int) -> None:  # ctypes releases the GIL for the call
+            self._fn(
+                block.ctypes.data,
+                n,
+                lo,
+                hi,
+                a,
+                b,
+                cut.ctypes.data,
+                k,
+                proba.ctypes.data,
+                top.ctypes.data,
+            )
+
+        if threads <= 1 or n < _PARALLEL_FROM:
+            run(0, n)
+        else:
+            bounds = np.linspace(0, n, threads + 1).astype(int)
+            futures = [
+                self._executor(threads).submit(run, int(lo), int(hi))
+                for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
+            ]
+            for future in futures:
+                future.result()
+        return proba, top
+
+    def _executor(self, threads: int) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None or self._pool._max_workers < threads:
+                self._pool = ThreadPoolExecutor(threads, thread_name_prefix="explain")
+            return self._pool
+
+
+def compile_explainer(
+    trees: FlatTrees, fmap: np.ndarray, cache_dir: Path
+) -> CompiledExplainer | None:
+    """Build (or reuse from ``cache_dir``) the library for these trees; None without a compiler."""
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        log.warning("no C compiler: reasons use the tree walker")
+        return None
+    source = c_source(trees, fmap)
+    digest = hashlib.sha256(f"{CODEGEN_VERSION}\n{source}".encode()).hexdigest()[:16]
+    library = cache_dir / f"explain-{digest}.so"
+    if not library.exists():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:
+            src = Path(tmp) / "explain.c"
+            src.write_text(source)
+            out = Path(tmp) / "explain.so"
+            done = subprocess.run(
+                [compiler, *_CFLAGS, "-o", str(out), str(src), "-lm"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if done.returncode != 0:
+                log.warning("compiling the explainer failed: %s", done.stderr.strip()[-500:])
+                return None
+            os.replace(out, library)  # atomic: concurrent workers never load a partial file
+    return CompiledExplainer(library)
