@@ -97,7 +97,7 @@ class BotModel:
             from scoring.compiled import compile_explainer
 
             fmap = self.feature_map(list(FEATURE_NAMES))
-            self._explainer = compile_explainer(self.trees, fmap, cache_dir)
+            self._explainer = compile_explainer(self.trees, fmap, len(FEATURE_NAMES), cache_dir)
         except Exception as exc:  # the walker gives the same answers, only slower
             log.warning("compiled reasons unavailable (%s); using the tree walker", exc)
 

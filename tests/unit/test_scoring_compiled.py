@@ -37,7 +37,7 @@ def test_compiled_matches_walker_and_lightgbm(tmp_path, zero_as_missing):
     block = _block(3000)
     cut = np.where(np.arange(3000) % 2 == 0, 0.3, 0.7)
     calibration = (0.8, -0.1)
-    explainer = compile_explainer(trees, fmap, tmp_path)
+    explainer = compile_explainer(trees, fmap, 6, tmp_path)
     assert explainer is not None
     got_p, got_top = explainer(block, calibration, cut, threads=1)
     want_p, want_top = score_block(trees, block, fmap, calibration, cut)
@@ -55,9 +55,10 @@ def test_compiled_matches_walker_and_lightgbm(tmp_path, zero_as_missing):
 def test_library_is_cached_by_content(tmp_path):
     trees = flatten(_booster(False))
     fmap = np.arange(4, dtype=np.int64)
-    compile_explainer(trees, fmap, tmp_path)
-    compile_explainer(trees, fmap, tmp_path)
+    compile_explainer(trees, fmap, 4, tmp_path)
+    compile_explainer(trees, fmap, 4, tmp_path)
     assert len(list(tmp_path.glob("explain-*.so"))) == 1
-    compile_explainer(trees, fmap[::-1].copy(), tmp_path)  # another layout, another library
+    compile_explainer(trees, fmap[::-1].copy(), 4, tmp_path)  # another layout, another library
     assert len(list(tmp_path.glob("explain-*.so"))) == 2
-    assert "tree_24" in c_source(trees, fmap) and "tree_25" not in c_source(trees, fmap)
+    source = c_source(trees, fmap, 4)
+    assert "tree_24(" in source and "tree_25(" not in source
