@@ -614,8 +614,8 @@ def validate_event_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     pass (events columns, then the message-only context columns, then extra columns; indexed by
     their position in ``frame``) and the reason of each failing row, indexed by its position.
     """
-    raw = raw_from_pandas("events", frame.reset_index(drop=True))
     context = [name for name in MESSAGE_CONTEXT if name not in EVENTS.names]
+    raw = raw_from_pandas("events", frame.reset_index(drop=True), [*EVENTS.names, *context])
     required = EVENTS.required + [c for c in MESSAGES.required if c in context]
     missing = [c for c in required if c not in raw.data.column_names]
     if missing:
@@ -627,7 +627,11 @@ def validate_event_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     _message_rules(message, verdicts)
     _event_message_rules(event, message, verdicts)
     clean = _clean_frame({**event, **message}, raw, verdicts.ok)
-    clean.index = pd.Index(np.flatnonzero(verdicts.ok))
+    positions = raw.row_number_array()
+    clean.index = pd.Index(positions[verdicts.ok])
     failing = np.flatnonzero(~verdicts.ok)
-    reasons = pd.Series(verdicts.reason[failing], index=failing, dtype=object, name="reason")
+    why = dict(zip(positions[failing].tolist(), verdicts.reason[failing], strict=True))
+    why.update((row, reason) for row, _, reason in raw.rejected)
+    order = sorted(why)
+    reasons = pd.Series([why[i] for i in order], index=order, dtype=object, name="reason")
     return clean, reasons
