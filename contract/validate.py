@@ -93,12 +93,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from pandas.api.extensions import take
 
 from botfilter.errors import BotfilterError
 from contract.columns import (
+    UTC_NS,
     Parsed,
     UnsupportedType,
+    contiguous,
     few_distinct,
     matches,
     parse_bool,
@@ -165,46 +166,82 @@ class _Verdicts:
 # --------------------------------------------------------------------------- column rules
 
 
+@dataclass(frozen=True)
+class _Rules:
+    """What a column checks beyond its kind, read from :data:`_RULES`. Patterns avoid
+    ``\\d``/``\\s``/``\\w``, which RE2 and Python read differently beyond ASCII."""
+
+    trim: bool = True  # text: strip surrounding whitespace
+    ip: bool = False  # text: an IPv4 or IPv6 address
+    case: str | None = None  # text: "lower" or "upper", before the patterns
+    pattern: str | None = None  # text: must match this (anchored) pattern...
+    forbidden: str | None = None  # text: ...and must not contain this one...
+    reason: str = ""  # ...else this reason
+    prefix: str | None = None  # integer given as text: a pattern removed first
+    low: int | None = None  # integer: bounds, both included
+    high: int | None = None
+    out_of_range: str = ""
+
+
+_RULES: dict[str, _Rules] = {
+    "user_agent": _Rules(trim=False),  # kept byte for byte
+    "ip": _Rules(ip=True),
+    "http_method": _Rules(case="upper", pattern=_HTTP_TOKEN, reason="invalid http_method"),
+    "recipient_domain": _Rules(
+        case="lower", forbidden=r"[@\t\n\f\r ]", reason="invalid recipient_domain"
+    ),
+    "link_count": _Rules(low=0, out_of_range="negative link_count"),
+    "link_position": _Rules(low=0, out_of_range=REASON_POSITION),
+    # "AS13335" notation
+    "asn": _Rules(
+        prefix=r"^[\t\n\f\r ]*(?i:as)", low=0, high=_MAX_ASN, out_of_range="asn out of range"
+    ),
+}
+_PLAIN = _Rules()
+
+
+def _choice_label(name: str) -> str:
+    return _CHOICE_LABELS.get(name, f"invalid {name}")
+
+
+_ARROW_TYPES = {"str": pa.string(), "timestamp": UTC_NS, "int": pa.int64(), "bool": pa.bool_()}
+
+
 def _parse_column(column: Column, arr: pa.Array | pa.ChunkedArray) -> Parsed:
     name = column.name
+    rules = _RULES.get(name, _PLAIN)
+    if pa.types.is_null(arr.type) and column.kind in _ARROW_TYPES:  # every parser: all missing
+        return Parsed(pa.nulls(len(arr), _ARROW_TYPES[column.kind]), np.ones(len(arr), bool))
     if column.kind == "str":
         if column.choices:
-            return parse_choice(arr, column.choices, _CHOICE_LABELS.get(name, f"invalid {name}"))
-        if name == "ip":
+            return parse_choice(arr, column.choices, _choice_label(name))
+        if rules.ip:
             return parse_ip(arr)
-        parsed = parse_text(arr, trim=name != "user_agent")
-        if name == "http_method":
-            parsed.values = pc.utf8_upper(parsed.values)
-            parsed.add(
-                ~matches(parsed.values, _HTTP_TOKEN) & ~parsed.missing, "invalid http_method"
-            )
-        elif name == "recipient_domain":
-            parsed.values = pc.utf8_lower(parsed.values)
-            parsed.add(matches(parsed.values, r"[@\s]"), "invalid recipient_domain")
+        parsed = parse_text(arr, trim=rules.trim)
+        if rules.case:
+            case = pc.utf8_upper if rules.case == "upper" else pc.utf8_lower
+            parsed.values = case(parsed.values)
+        if rules.pattern:
+            parsed.add(~matches(parsed.values, rules.pattern) & ~parsed.missing, rules.reason)
+        if rules.forbidden:
+            parsed.add(matches(parsed.values, rules.forbidden), rules.reason)
         return parsed
     if column.kind == "timestamp":
         return parse_timestamp(arr, name)
     if column.kind == "bool":
         return parse_bool(arr, name)
     if column.kind == "int":
-        if name == "asn" and pa.types.is_string(arr.type):
-            arr = pc.replace_substring_regex(arr, r"^\s*(?i:as)", "")  # "AS13335" notation
+        if rules.prefix and pa.types.is_string(arr.type):
+            arr = pc.replace_substring_regex(arr, rules.prefix, "")
         parsed = parse_int(arr, name)
-        if name == "link_count":
-            parsed.add(_lt(parsed.values, 0), "negative link_count")
-        elif name == "link_position":
-            parsed.add(_lt(parsed.values, 0), REASON_POSITION)
-        elif name == "asn":
-            out = to_numpy_bool(
-                pc.or_(pc.less(parsed.values, 0), pc.greater(parsed.values, _MAX_ASN))
-            )
-            parsed.add(out, "asn out of range")
+        out = np.zeros(len(parsed.missing), dtype=bool)
+        if rules.low is not None:
+            out |= to_numpy_bool(pc.less(parsed.values, rules.low))
+        if rules.high is not None:
+            out |= to_numpy_bool(pc.greater(parsed.values, rules.high))
+        parsed.add(out, rules.out_of_range)
         return parsed
     raise UnsupportedType(column.kind)
-
-
-def _lt(values: pa.Array, bound: int) -> np.ndarray:
-    return to_numpy_bool(pc.less(values, bound))
 
 
 def _object_text(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -287,42 +324,58 @@ def _check_columns(
     return _typed_columns(schema, _parse_columns(schema, raw, names, verdicts))
 
 
-def _mask(values: pd.Series | np.ndarray) -> np.ndarray:
-    """A comparison result as a numpy bool array, unknown (NA) as False."""
-    if isinstance(values, pd.Series):
-        values = values.array
-    if isinstance(values, pd.arrays.BooleanArray):
-        return values.to_numpy(dtype=bool, na_value=False)
-    return np.asarray(values, dtype=bool)
+@dataclass(frozen=True)
+class _Across:
+    """A rule between two columns of a row: ``left`` and ``right`` both set ("both"),
+    ``left < right`` ("lt"), ``left >= right`` ("ge") or ``(left, right) == pair`` ("pair");
+    a missing value never breaks "lt", "ge" or "pair"."""
+
+    reason: str
+    test: str
+    left: str
+    right: str
+    pair: tuple[str, str] = ("", "")
 
 
-def _present(values: pd.Series) -> np.ndarray:
-    """Rows of a clean text column holding a value (they hold str or None, never NaN)."""
-    return np.not_equal(values.to_numpy(dtype=object), None)
+# Within a message's columns, then between an event (left) and its message (right), in order.
+_MESSAGE_RULES = (
+    _Across(REASON_BOTH_SOURCES, "both", "campaign_id", "automation_id"),
+    _Across(REASON_DELIVERED_BEFORE_SENT, "lt", "delivered_at", "sent_at"),
+)
+_EVENT_MESSAGE_RULES = (
+    _Across(REASON_OPEN_ON_SMS, "pair", "type", "channel", ("open", "sms")),
+    _Across(REASON_BEFORE_SENT, "lt", "occurred_at", "sent_at"),
+    _Across(REASON_POSITION, "ge", "link_position", "link_count"),
+)
 
 
-def _equals(values: pd.Series, text: str) -> np.ndarray:
-    return np.asarray(values.to_numpy(dtype=object) == text, dtype=bool)
+def _breaks(
+    rule: _Across, left: pa.Array | pa.ChunkedArray, right: pa.Array | pa.ChunkedArray
+) -> np.ndarray:
+    """Rows breaking ``rule`` (parsed columns, aligned by position; null where missing)."""
+    left, right = contiguous(left), contiguous(right)
+    if rule.test == "both":
+        hit = pc.and_(pc.is_valid(left), pc.is_valid(right))
+    elif rule.test == "pair":
+        hit = pc.and_(pc.equal(left, rule.pair[0]), pc.equal(right, rule.pair[1]))
+    else:
+        hit = (pc.less if rule.test == "lt" else pc.greater_equal)(left, right)
+    return to_numpy_bool(hit)  # unknown (null) breaks nothing
 
 
-def _message_rules(message: dict[str, pd.Series], verdicts: _Verdicts) -> None:
-    """Rules across the columns of one message."""
-    both = _present(message["campaign_id"]) & _present(message["automation_id"])
-    verdicts.flag(both, REASON_BOTH_SOURCES)
-    verdicts.flag(_mask(message["delivered_at"] < message["sent_at"]), REASON_DELIVERED_BEFORE_SENT)
+def _message_rules(message: dict[str, pa.Array], verdicts: _Verdicts) -> None:
+    """Rules across the (parsed) columns of one message."""
+    for rule in _MESSAGE_RULES:
+        verdicts.flag(_breaks(rule, message[rule.left], message[rule.right]), rule.reason)
 
 
 def _event_message_rules(
-    event: dict[str, pd.Series], message: dict[str, pd.Series], verdicts: _Verdicts
+    event: dict[str, pa.Array], message: dict[str, pa.Array], verdicts: _Verdicts
 ) -> None:
-    """Rules between an event and its message; ``message`` columns are aligned row by row with
-    ``event`` (null where the message is unknown)."""
-    verdicts.flag(
-        _equals(event["type"], "open") & _equals(message["channel"], "sms"), REASON_OPEN_ON_SMS
-    )
-    verdicts.flag(_mask(event["occurred_at"] < message["sent_at"]), REASON_BEFORE_SENT)
-    beyond = event["link_position"].array >= message["link_count"].array
-    verdicts.flag(_mask(beyond), REASON_POSITION)
+    """Rules between an event and its message (parsed columns); ``message`` columns are aligned
+    row by row with ``event`` (null where the message is unknown)."""
+    for rule in _EVENT_MESSAGE_RULES:
+        verdicts.flag(_breaks(rule, event[rule.left], message[rule.right]), rule.reason)
 
 
 # --------------------------------------------------------------------------- duplicates
@@ -487,12 +540,9 @@ def _result(
     return _TableResult(clean, quarantine, report)
 
 
-def _aligned(column: pd.Series, rows: np.ndarray) -> pd.Series:
-    """``column`` at ``rows`` (-1: null)."""
-    values = column.array
-    if isinstance(values, pd.arrays.NumpyExtensionArray):
-        values = values.to_numpy()
-    return pd.Series(take(values, rows, allow_fill=True), copy=False)
+def _aligned(values: pa.Array | pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
+    """``values`` at ``rows`` (-1: null)."""
+    return contiguous(values).take(pa.array(rows, mask=rows < 0))
 
 
 # --------------------------------------------------------------------------- tables
@@ -520,7 +570,7 @@ def _messages_and_events(
         event = _typed_columns(EVENTS, e_values)
         codes = id_hashing.result()
         event_id_codes = event_id_hashing.result()
-    _message_rules(message, m_verdicts)
+    _message_rules(m_values, m_verdicts)
 
     n_messages = raw_messages.data.num_rows
     m_codes, e_codes = codes[:n_messages], codes[n_messages:]
@@ -535,14 +585,11 @@ def _messages_and_events(
     e_verdicts.flag(lost & refused[e_codes], REASON_QUARANTINED_MESSAGE)
     e_verdicts.flag(lost, REASON_UNKNOWN_MESSAGE)
 
-    context = {
-        name: _aligned(message[name], rows)
-        for name in ("tenant_id", "channel", "sent_at", "link_count")
-    }
-    found = rows >= 0
-    mismatch = found & (event["tenant_id"].to_numpy() != context["tenant_id"].to_numpy())
+    needed = dict.fromkeys(["tenant_id", *(rule.right for rule in _EVENT_MESSAGE_RULES)])
+    context = {name: _aligned(m_values[name], rows) for name in needed}
+    mismatch = to_numpy_bool(pc.not_equal(contiguous(e_values["tenant_id"]), context["tenant_id"]))
     e_verdicts.flag(mismatch, REASON_TENANT_MISMATCH)
-    _event_message_rules(event, context, e_verdicts)
+    _event_message_rules(e_values, context, e_verdicts)
     e_drop = _duplicates(event_id_codes, e_verdicts)
     return (
         _result(MESSAGES, raw_messages, message, m_verdicts, m_drop),
@@ -604,6 +651,23 @@ def validate_tables(raw: dict[str, pd.DataFrame]) -> Validated:
     return validate_raw({name: raw_from_pandas(name, frame) for name, frame in raw.items()})
 
 
+def _context_names() -> list[str]:
+    """The message-only columns an online event carries (``message_id``/``tenant_id`` are the
+    event's own)."""
+    return [name for name in MESSAGE_CONTEXT if name not in EVENTS.names]
+
+
+def _event_rows(raw: RawTable) -> tuple[dict[str, pa.Array], _Verdicts]:
+    """Every rule of :func:`validate_event_rows` on the rows of ``raw``: the parsed columns
+    (events, then message context; null where missing or broken) and the verdicts."""
+    verdicts = _Verdicts(raw.data.num_rows)
+    values = _parse_columns(EVENTS, raw, EVENTS.names, verdicts)
+    values.update(_parse_columns(MESSAGES, raw, _context_names(), verdicts))
+    _message_rules(values, verdicts)
+    _event_message_rules(values, values, verdicts)
+    return values, verdicts
+
+
 def validate_event_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     """Check events that each carry their message context (the online API's batches).
 
@@ -614,19 +678,18 @@ def validate_event_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     pass (events columns, then the message-only context columns, then extra columns; indexed by
     their position in ``frame``) and the reason of each failing row, indexed by its position.
     """
-    context = [name for name in MESSAGE_CONTEXT if name not in EVENTS.names]
+    context = _context_names()
     raw = raw_from_pandas("events", frame.reset_index(drop=True), [*EVENTS.names, *context])
     required = EVENTS.required + [c for c in MESSAGES.required if c in context]
     missing = [c for c in required if c not in raw.data.column_names]
     if missing:
         plural = "s" if len(missing) > 1 else ""
         raise BotfilterError(f"events: missing required column{plural}: {', '.join(missing)}")
-    verdicts = _Verdicts(raw.data.num_rows)
-    event = _check_columns(EVENTS, raw, EVENTS.names, verdicts)
-    message = _check_columns(MESSAGES, raw, context, verdicts)
-    _message_rules(message, verdicts)
-    _event_message_rules(event, message, verdicts)
-    clean = _clean_frame({**event, **message}, raw, verdicts.ok)
+    values, verdicts = _event_rows(raw)
+    event = {name: values[name] for name in EVENTS.names}
+    message = {name: values[name] for name in context}
+    typed = {**_typed_columns(EVENTS, event), **_typed_columns(MESSAGES, message)}
+    clean = _clean_frame(typed, raw, verdicts.ok)
     positions = raw.row_number_array()
     clean.index = pd.Index(positions[verdicts.ok])
     failing = np.flatnonzero(~verdicts.ok)
