@@ -11,6 +11,9 @@ Python code runs on rare leftovers (timestamps Arrow cannot cast, IP strings the
 expression does not accept, floats that are not int64 integers), and then once per distinct
 value. A value is judged alike whatever the other values of its column (and so whatever type
 Arrow gives the column): e.g. ``7.0`` is ``"7"`` as text in a float column and among strings.
+
+At the end, the same parsers for one JSON value at a time in plain Python (``*_value``), for the
+online API's small batches; ``tests/unit/test_contract_items.py`` holds both to the same answers.
 """
 
 from __future__ import annotations
@@ -598,3 +601,146 @@ def _shaped_ns(value: str, shape: re.Match[str]) -> int | None:
     if not TS_MIN_NS <= ns < TS_MAX_NS:
         return TS_MAX_NS  # parsed, but outside the accepted range
     return ns
+
+
+# --------------------------------------------------------------------------- one value at a time
+#
+# The parsers above for a single value given as decoded JSON, in plain Python: for a handful of
+# values Arrow's fixed cost per call dominates. Each returns what its column-wise parser gives
+# for a column holding that value: the typed value (None when missing or broken) and the
+# problem (None, or the reason). The regular expressions are the same patterns; anchored ones
+# are used with ``fullmatch``, which, like RE2, lets ``$`` match only at the very end. Case
+# mapping beyond ASCII goes to Arrow's own kernel (Python maps e.g. "İ" and "ß" differently).
+
+
+_INT_TEXT_MATCH = _fullmatch(_INT_TEXT)
+_DIGITS_MATCH = _fullmatch(_DIGITS)
+_IPV4_MATCH = _fullmatch(IPV4_RE)
+_IPV6_MATCH = _fullmatch(IPV6_RE)
+_SIGN_AND_TAIL_RE = re.compile(_SIGN_AND_TAIL, re.ASCII)
+
+Problem = str | None
+
+
+def lower_text(text: str) -> str:
+    """``utf8_lower`` of one string."""
+    return text.lower() if text.isascii() else pc.utf8_lower(pa.scalar(text, pa.string())).as_py()
+
+
+def upper_text(text: str) -> str:
+    """``utf8_upper`` of one string."""
+    return text.upper() if text.isascii() else pc.utf8_upper(pa.scalar(text, pa.string())).as_py()
+
+
+def text_value(value: Any, trim: bool = True) -> str | None:
+    """:func:`parse_text` of one value: its text (stripped when ``trim``), None when blank.
+
+    ``str.strip`` removes exactly what ``utf8_trim_whitespace`` does (a unit test holds them
+    to the same set of characters)."""
+    text = value if type(value) is str else value_text(value)
+    if text is None:
+        return None
+    stripped = text.strip()
+    if not stripped:
+        return None
+    return stripped if trim else text
+
+
+def choice_value(value: Any, choices: tuple[str, ...], label: str) -> tuple[str | None, Problem]:
+    """:func:`parse_choice` of one value."""
+    text = text_value(value)
+    if text is None:
+        return None, None
+    lowered = lower_text(text)
+    if lowered in choices:
+        return lowered, None
+    return None, f"{label}: {text[:40]}"  # values_at's 40 code points
+
+
+def ip_value(value: Any) -> tuple[str | None, Problem]:
+    """:func:`parse_ip` of one value."""
+    text = text_value(value)
+    if text is None or _IPV4_MATCH(text) or _IPV6_MATCH(text) or _python_ip(text):
+        return text, None
+    return None, "invalid ip"
+
+
+def int_value(value: Any, name: str) -> tuple[int | None, Problem]:
+    """:func:`parse_int` of one value."""
+    kind = type(value)
+    if kind is int:
+        if _INT_MIN <= value <= _INT_MAX:
+            return value, None
+        return None, f"invalid integer: {name}"
+    if value is None or (kind is float and value != value):
+        return None, None
+    if kind is float:
+        if value.is_integer() and -(2.0**63) <= value < 2.0**63:
+            return int(value), None
+        return None, f"invalid integer: {name}"
+    if kind is bool:
+        return None, f"invalid integer: {name}"
+    text = text_value(value)
+    if text is None:
+        return None, None
+    if _INT_TEXT_MATCH(text):
+        number = int(_SIGN_AND_TAIL_RE.sub("", text))
+        if _INT_MIN <= number <= _INT_MAX:
+            return number, None
+    return None, f"invalid integer: {name}"
+
+
+def bool_value(value: Any, name: str) -> tuple[bool | None, Problem]:
+    """:func:`parse_bool` of one value."""
+    if value is True or value is False:
+        return value, None
+    text = text_value(value)
+    if text is None:
+        return None, None
+    lowered = lower_text(text)
+    if lowered in _TRUE:
+        return True, None
+    if lowered in _FALSE:
+        return False, None
+    return None, f"invalid bool: {name}"
+
+
+def _ms_value(ms: int, name: str) -> tuple[int | None, Problem]:
+    if _MS_MIN <= ms < _MS_MAX:
+        return ms * 1_000_000, None
+    return None, f"timestamp out of range: {name}"
+
+
+def timestamp_value(value: Any, name: str) -> tuple[int | None, Problem]:
+    """:func:`parse_timestamp` of one value, as ns since the epoch (UTC)."""
+    kind = type(value)
+    if kind is int:
+        return _ms_value(value, name)
+    if value is None or (kind is float and value != value):
+        return None, None
+    if kind is float:
+        if not value.is_integer():
+            return None, f"unparseable timestamp: {name}"
+        if abs(value) >= 2.0**63:
+            return None, f"timestamp out of range: {name}"
+        return _ms_value(int(value), name)
+    if kind is bool:
+        return None, f"unparseable timestamp: {name}"
+    text = text_value(value)
+    if text is None:
+        return None, None
+    text = upper_text(text)
+    shape = _TS_SHAPE_MATCH(text)  # shaped text and digits exclude each other
+    if shape is not None:
+        ns = _shaped_ns(text, shape)
+        if ns is None:
+            return None, f"unparseable timestamp: {name}"
+        if ns < TS_MAX_NS:  # _shaped_ns gives TS_MAX_NS for anything out of range
+            return ns, None
+        return None, f"timestamp out of range: {name}"
+    if _DIGITS_MATCH(text):
+        whole = _SIGN_AND_TAIL_RE.sub("", text)
+        if len(whole) <= _LONGEST_MS:
+            return _ms_value(int(whole), name)
+        return None, f"timestamp out of range: {name}"
+    return None, f"unparseable timestamp: {name}"

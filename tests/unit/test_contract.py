@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
 
 import numpy as np
@@ -672,33 +673,45 @@ def test_a_value_is_judged_alike_whatever_its_neighbours(
         pd.testing.assert_series_equal(got, alone[0].loc[0], check_dtype=False)
 
 
+def random_ipv6(rnd: random.Random) -> str:
+    """A string that looks like an IPv6 address, valid or not."""
+    groups = [
+        "".join(rnd.choice("0123456789abcdefABCDEF") for _ in range(rnd.randrange(0, 6)))
+        for _ in range(rnd.randrange(1, 10))
+    ]
+    text = ":".join(groups)
+    if rnd.random() < 0.3:
+        text = text.replace(":", "::", 1)
+    if rnd.random() < 0.2:
+        text += ":" + ".".join(str(rnd.randrange(0, 300)) for _ in range(4))
+    return text
+
+
 def test_ipv6_pattern_accepts_only_what_python_accepts() -> None:
     """parse_ip gives few non-IPv4 values straight to ipaddress and many to its IPv6 pattern
     first: the pattern must accept nothing ipaddress refuses for both to agree."""
-    import random
-
     import pyarrow as pa
     import pyarrow.compute as pc
 
     from contract.columns import _IPV6_REGEX_FROM, IPV6_RE, _python_ip, parse_ip
 
     rnd = random.Random(2)
-    candidates = []
-    for _ in range(3000):
-        groups = [
-            "".join(rnd.choice("0123456789abcdefABCDEF") for _ in range(rnd.randrange(0, 6)))
-            for _ in range(rnd.randrange(1, 10))
-        ]
-        text = ":".join(groups)
-        if rnd.random() < 0.3:
-            text = text.replace(":", "::", 1)
-        if rnd.random() < 0.2:
-            text += ":" + ".".join(str(rnd.randrange(0, 300)) for _ in range(4))
-        candidates.append(text)
-    candidates = list(dict.fromkeys(candidates))
+    candidates = list(dict.fromkeys(random_ipv6(rnd) for _ in range(3000)))
     hits = pc.match_substring_regex(pa.array(candidates), IPV6_RE).to_pylist()
     assert sum(hits) > 100
     assert [t for t, hit in zip(candidates, hits, strict=True) if hit and not _python_ip(t)] == []
     for some in (candidates[: _IPV6_REGEX_FROM * 2], candidates[: _IPV6_REGEX_FROM // 2]):
         expected = [t if _python_ip(t) else None for t in some]
         assert parse_ip(pa.array(some)).values.to_pylist() == expected
+
+
+def test_python_strips_exactly_the_whitespace_arrow_trims() -> None:
+    """The one-value parsers strip with ``str.strip``, the column parsers with Arrow."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    chars = [chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000]
+    trimmed = pc.utf8_trim_whitespace(pa.array(chars)).to_pylist()
+    arrow = {c for c, t in zip(chars, trimmed, strict=True) if t == ""}
+    assert arrow == {c for c in chars if not c.strip()}
+    assert len(arrow) == 29
