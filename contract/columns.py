@@ -116,7 +116,9 @@ class Parsed:
 
 def to_numpy_bool(arr: pa.Array | pa.ChunkedArray, null: bool = False) -> np.ndarray:
     """A boolean Arrow column as a numpy bool array, nulls replaced by ``null``."""
-    return np.asarray(pc.fill_null(arr, null).to_numpy(zero_copy_only=False), dtype=bool)
+    if arr.null_count:  # (fill_null costs a call even when there is nothing to fill)
+        arr = pc.fill_null(arr, null)
+    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def contiguous(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
