@@ -7,15 +7,23 @@ rows had a value that could not be used, each with its reason. The rules about *
 *which* parser, and the rules across columns, live in :mod:`contract.validate`.
 
 Everything here works on whole columns with Arrow compute kernels or numpy; the only per-value
-Python code runs on rare leftovers (timestamps Arrow cannot cast, IP strings neither regular
-expression accepts), and then once per distinct value.
+Python code runs on rare leftovers (timestamps Arrow cannot cast, IP strings the IPv4 regular
+expression does not accept, floats that are not int64 integers), and then once per distinct
+value. A value is judged alike whatever the other values of its column (and so whatever type
+Arrow gives the column): e.g. ``7.0`` is ``"7"`` as text in a float column and among strings.
+
+At the end, the same parsers for one JSON value at a time in plain Python (``*_value``), for the
+online API's small batches; ``tests/unit/test_contract_items.py`` holds both to the same answers.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
+import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -32,21 +40,30 @@ _MS_MIN, _MS_MAX = TS_MIN_NS // 1_000_000, TS_MAX_NS // 1_000_000
 
 UTC_NS = pa.timestamp("ns", tz="UTC")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_NAIVE = datetime(1970, 1, 1)  # naive timestamps are UTC
 
 _TS_SHAPE = (
     r"^\d{4}-\d{2}-\d{2}"
-    r"(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?$"
+    r"(?:[T ]\d{2}:\d{2}(?::\d{2}(\.\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?$"  # group 1: fraction
 )
-_TS_OFFSET = r"\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)$"
+# In text of that shape, an offset is there when a sign or Z follows the date (10 characters).
+_DATE_LENGTH = 10
+_OFFSET_MARK = "[Z+-]"
 # integer text; a ".0" tail is accepted because pandas writes integer columns with gaps as floats
-_INT_TEXT = r"^[+-]?\d{1,18}(?:\.0*)?$"
+_INT_TEXT = r"^[+-]?\d{1,19}(?:\.0*)?$"
 _DIGITS = r"^[+-]?\d+(?:\.0*)?$"
-_ZERO_TAIL = r"\.0*$"
+# removed before Arrow casts text to integers: it refuses a "+" sign and a ".0" tail
+_SIGN_AND_TAIL = r"^\+|\.0*$"
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+_LONGEST_INT = 19  # digits of int64's bounds: such text may not fit and is checked in Python
+_LONGEST_MS = 16  # characters of epoch-milliseconds text that can be in range (sign included)
 _CAST_CHUNK = 65_536
 
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
 IPV4_RE = rf"^{_IPV4}$"
+# Fewer addresses than this that are not IPv4 go straight to Python's ipaddress.
+_IPV6_REGEX_FROM = 256
 _H = r"[0-9a-fA-F]{1,4}"
 # A sound subset of RFC 4291 text forms (every match is a valid address); anything it rejects is
 # given to Python's ipaddress, so the accepted set is exactly what ipaddress accepts.
@@ -99,10 +116,12 @@ class Parsed:
 
 def to_numpy_bool(arr: pa.Array | pa.ChunkedArray, null: bool = False) -> np.ndarray:
     """A boolean Arrow column as a numpy bool array, nulls replaced by ``null``."""
-    return np.asarray(pc.fill_null(arr, null).to_numpy(zero_copy_only=False), dtype=bool)
+    if arr.null_count:  # (fill_null costs a call even when there is nothing to fill)
+        arr = pc.fill_null(arr, null)
+    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _single(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+def contiguous(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
     """One contiguous array that starts at offset 0.
 
     pyarrow 23's ``if_else`` corrupts the offsets of a *sliced* string array (Parquet chunks are
@@ -119,12 +138,12 @@ def _single(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 def null_where(arr: pa.Array | pa.ChunkedArray, mask: np.ndarray | pa.Array) -> pa.Array:
     """``arr`` with nulls where ``mask`` is true."""
-    arr = _single(arr)
+    arr = contiguous(arr)
     if isinstance(mask, np.ndarray):
         if not mask.any():
             return arr
         mask = pa.array(mask)
-    return pc.if_else(_single(mask), pa.scalar(None, arr.type), arr)
+    return pc.if_else(contiguous(mask), pa.scalar(None, arr.type), arr)
 
 
 def _is_text(t: pa.DataType) -> bool:
@@ -138,15 +157,56 @@ def _decode_dictionary(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.Chunked
 
 
 def _float_to_int(arr: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
-    """Integral floats -> int64; returns (ints with nulls, mask of non-integral values)."""
-    values = _single(arr).to_numpy(zero_copy_only=False).astype(float)
+    """Integral floats -> int64; returns (ints with nulls, mask of values that are not integers
+    within int64)."""
+    values = contiguous(arr).to_numpy(zero_copy_only=False).astype(float)
     null = np.isnan(values)
     finite = np.isfinite(values)
     integral = finite & (np.floor(np.where(finite, values, 0)) == np.where(finite, values, 0))
-    fits = integral & (np.abs(np.where(integral, values, 0)) < 2.0**63)
+    inside = np.where(integral, values, 0)
+    fits = integral & (inside >= -(2.0**63)) & (inside < 2.0**63)
     bad = ~null & ~fits
     ints = np.where(fits, values, 0).astype(np.int64)
     return pa.array(ints, mask=~fits), bad
+
+
+def _float_text(value: float) -> str:
+    """A float as text: an integral one as its digits (``7.0`` -> ``"7"``), others as Python
+    writes them. One rule for a float column and for a float among other types."""
+    if value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def value_text(value: Any) -> str | None:
+    """Any value as the text a column mixing types holds (ints as digits, booleans as
+    true/false, nested values as JSON); None for a missing value."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return _float_text(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False, default=json_default)
+
+
+def json_default(value: Any) -> Any:
+    """JSON for the non-JSON values a row can hold (timestamps, dates, decimals, bytes...)."""
+    if isinstance(value, np.datetime64):
+        import pandas as pd
+
+        return pd.Timestamp(value).isoformat()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
 
 
 def as_text(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
@@ -161,11 +221,17 @@ def as_text(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
         return pa.nulls(len(arr), pa.string())
     if pa.types.is_floating(t):
         ints, bad = _float_to_int(arr)
+        text = ints.cast(pa.string())
         if not bad.any():
-            return ints.cast(pa.string())
-        return _single(arr).cast(pa.string())
+            return text
+        # the rare rest as Python writes it, so that text does not depend on the other values
+        rest = np.flatnonzero(bad)
+        floats = contiguous(arr).take(pa.array(rest)).to_pylist()
+        shown = np.empty(len(text), dtype=object)
+        shown[rest] = [_float_text(v) for v in floats]
+        return pc.if_else(pa.array(bad), pa.array(shown, pa.string()), text)
     if pa.types.is_boolean(t):
-        return pc.if_else(_single(arr), "true", "false")
+        return pc.if_else(contiguous(arr), "true", "false")
     if pa.types.is_timestamp(t):
         return pc.strftime(arr, format="%Y-%m-%dT%H:%M:%S", locale="C")
     if pa.types.is_integer(t) or pa.types.is_date(t) or pa.types.is_decimal(t):
@@ -220,11 +286,15 @@ def few_distinct(arr: pa.Array | pa.ChunkedArray, sample: int = 20_000) -> bool:
 
 
 def matches(
-    text: pa.Array | pa.ChunkedArray, pattern: str, ignore_case: bool = False
+    text: pa.Array | pa.ChunkedArray,
+    pattern: str,
+    ignore_case: bool = False,
+    few: bool | None = None,
 ) -> np.ndarray:
-    """Rows matching ``pattern``; a column of few distinct values is matched once per value."""
-    if few_distinct(text):
-        encoded = pc.dictionary_encode(_single(text))
+    """Rows matching ``pattern``; a column of few distinct values (``few``: already known
+    whether it has) is matched once per value."""
+    if few_distinct(text) if few is None else few:
+        encoded = pc.dictionary_encode(contiguous(text))
         hits = pc.match_substring_regex(encoded.dictionary, pattern, ignore_case=ignore_case)
         return to_numpy_bool(pc.take(hits, encoded.indices))
     return to_numpy_bool(pc.match_substring_regex(text, pattern, ignore_case=ignore_case))
@@ -259,7 +329,7 @@ def parse_choice(arr: pa.Array | pa.ChunkedArray, choices: tuple[str, ...], labe
         shown[bad] = [f"{label}: {value}" for value in shown[bad]]
         parsed.add(bad, shown)
         lowered = null_where(lowered, bad)
-    parsed.values = _single(lowered)
+    parsed.values = contiguous(lowered)
     return parsed
 
 
@@ -268,7 +338,7 @@ def parse_ip(arr: pa.Array | pa.ChunkedArray) -> Parsed:
     parsed = parse_text(arr)
     text = parsed.values
     ok = matches(text, IPV4_RE) | parsed.missing
-    if not ok.all():
+    if (~ok).sum() > _IPV6_REGEX_FROM:  # RE2 compiles the long IPv6 pattern on every call
         rest = np.flatnonzero(~ok)
         ok[rest[matches(text.take(pa.array(rest)), IPV6_RE)]] = True
     if not ok.all():
@@ -307,10 +377,10 @@ def parse_int(arr: pa.Array | pa.ChunkedArray, name: str) -> Parsed:
             big = to_numpy_bool(pc.greater(arr, 2**63 - 1))
             bad |= big
             arr = null_where(arr, big)
-        values = _single(arr).cast(pa.int64())
+        values = contiguous(arr).cast(pa.int64())
         missing = to_numpy_bool(pc.is_null(values))
     elif pa.types.is_floating(t):
-        missing = to_numpy_bool(pc.is_nan(_single(arr)), null=True)
+        missing = to_numpy_bool(pc.is_nan(contiguous(arr)), null=True)
         values, bad = _float_to_int(arr)
     elif pa.types.is_null(t):
         values, missing = pa.nulls(n, pa.int64()), np.ones(n, dtype=bool)
@@ -318,22 +388,27 @@ def parse_int(arr: pa.Array | pa.ChunkedArray, name: str) -> Parsed:
         text = blank_to_null(arr)
         missing = to_numpy_bool(pc.is_null(text))
         good = matches(text, _INT_TEXT)
+        whole = _integer_text(null_where(text, ~good))
+        lengths = pc.fill_null(pc.utf8_length(whole), 0).to_numpy(zero_copy_only=False)
+        for i in np.flatnonzero(lengths >= _LONGEST_INT):  # may not fit: the few checked alone
+            good[i] = _INT_MIN <= int(whole[i].as_py()) <= _INT_MAX
         bad = ~good & ~missing
-        values = _integer_text(null_where(text, bad) if bad.any() else text)
+        values = null_where(whole, ~good).cast(pa.int64())
     elif pa.types.is_boolean(t):
         missing = to_numpy_bool(pc.is_null(arr))
         bad = ~missing
         values = pa.nulls(n, pa.int64())
     else:
         raise UnsupportedType(str(t))
-    parsed = Parsed(_single(values), missing)
+    parsed = Parsed(contiguous(values), missing)
     parsed.add(bad, f"invalid integer: {name}")
     return parsed
 
 
 def _integer_text(text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    """Text already matched as an integer (maybe with a ``.0`` tail) as int64."""
-    return pc.replace_substring_regex(text, _ZERO_TAIL, "").cast(pa.int64())
+    """Text already matched as an integer (maybe with a ``+`` sign or a ``.0`` tail) as the
+    digits Arrow casts."""
+    return pc.replace_substring_regex(text, _SIGN_AND_TAIL, "")
 
 
 def parse_bool(arr: pa.Array | pa.ChunkedArray, name: str) -> Parsed:
@@ -342,7 +417,7 @@ def parse_bool(arr: pa.Array | pa.ChunkedArray, name: str) -> Parsed:
     t = arr.type
     n = len(arr)
     if pa.types.is_boolean(t):
-        parsed = Parsed(_single(arr), to_numpy_bool(pc.is_null(arr)))
+        parsed = Parsed(contiguous(arr), to_numpy_bool(pc.is_null(arr)))
         return parsed
     if pa.types.is_null(t):
         return Parsed(pa.nulls(n, pa.bool_()), np.ones(n, dtype=bool))
@@ -376,16 +451,21 @@ def parse_timestamp(arr: pa.Array | pa.ChunkedArray, name: str) -> Parsed:
         missing = to_numpy_bool(pc.is_null(arr))
         ns, ok, out_of_range = _native_ns(arr, missing)
     elif pa.types.is_integer(t) or pa.types.is_floating(t):
+        huge = np.zeros(n, dtype=bool)
         if pa.types.is_floating(t):
-            missing = to_numpy_bool(pc.is_nan(_single(arr)), null=True)
+            missing = to_numpy_bool(pc.is_nan(contiguous(arr)), null=True)
             ints, unparseable = _float_to_int(arr)
+            # integral but beyond int64: out of range, as the same number written as digits
+            floats = contiguous(arr).to_numpy(zero_copy_only=False).astype(float)
+            huge = unparseable & np.isfinite(floats) & (np.abs(floats) >= 2.0**63)
+            unparseable &= ~huge
         else:
             missing = to_numpy_bool(pc.is_null(arr))
-            ints = _single(arr).cast(pa.int64(), safe=False)
+            ints = contiguous(arr).cast(pa.int64(), safe=False)
         ms = np.asarray(pc.fill_null(ints, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
-        usable = ~missing & ~unparseable
+        usable = ~missing & ~unparseable & ~huge
         ok = usable & (ms >= _MS_MIN) & (ms < _MS_MAX)
-        out_of_range = usable & ~ok
+        out_of_range = (usable & ~ok) | huge
         ns = np.where(ok, ms, 0) * 1_000_000
     elif pa.types.is_null(t):
         missing = np.ones(n, dtype=bool)
@@ -412,10 +492,10 @@ def _native_ns(
     the column's own unit so that nothing overflows."""
     t = arr.type
     if pa.types.is_date(t):
-        raw = _single(arr).cast(pa.date32()).cast(pa.int32()).cast(pa.int64())
+        raw = contiguous(arr).cast(pa.date32()).cast(pa.int32()).cast(pa.int64())
         per_unit = 86_400 * _NS
     else:
-        raw = _single(arr).cast(pa.int64())  # naive timestamps are UTC wall time: same integers
+        raw = contiguous(arr).cast(pa.int64())  # naive timestamps are UTC wall time: same integers
         per_unit = {"s": _NS, "ms": 1_000_000, "us": 1_000, "ns": 1}[t.unit]
     values = np.asarray(pc.fill_null(raw, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
     lo, hi = -(-TS_MIN_NS // per_unit), -(-TS_MAX_NS // per_unit)
@@ -434,11 +514,17 @@ def _text_ns(
     ok = np.zeros(n, dtype=bool)
     out_of_range = np.zeros(n, dtype=bool)
 
-    digits = matches(text, _DIGITS)
+    # Shaped text and digits exclude each other: digits are looked for among the rest only.
+    few = few_distinct(text)
+    shaped = matches(text, _TS_SHAPE, few=few)
+    digits = np.zeros(n, dtype=bool)
+    rest = np.flatnonzero(~missing & ~shaped)
+    if len(rest):
+        digits[rest] = matches(text.take(pa.array(rest)), _DIGITS)
     if digits.any():
-        whole = pc.replace_substring_regex(null_where(text, ~digits), _ZERO_TAIL, "")
+        whole = _integer_text(null_where(text, ~digits))
         lengths = pc.fill_null(pc.utf8_length(whole), 0).to_numpy(zero_copy_only=False)
-        short = digits & (lengths <= 16)  # longer would overflow int64 (and be out of range)
+        short = digits & (lengths <= _LONGEST_MS)  # longer is out of range (and may overflow)
         picked = null_where(whole, ~short).cast(pa.int64())
         ms = np.asarray(pc.fill_null(picked, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
         in_range = short & (ms >= _MS_MIN) & (ms < _MS_MAX)
@@ -446,15 +532,15 @@ def _text_ns(
         ok |= in_range
         out_of_range |= digits & ~in_range
 
-    shaped = matches(text, _TS_SHAPE) & ~digits
     unparseable = ~missing & ~digits & ~shaped
     if shaped.any():
-        with_offset = shaped & matches(text, _TS_OFFSET)
+        after_date = pc.utf8_slice_codeunits(text, _DATE_LENGTH)
+        with_offset = shaped & matches(after_date, _OFFSET_MARK, few=few)
         for group, typ in ((with_offset, UTC_NS), (shaped & ~with_offset, pa.timestamp("ns"))):
             if not group.any():
                 continue
             positions = np.flatnonzero(group)
-            values, good, late = _cast_text(_single(text.take(pa.array(positions))), typ)
+            values, good, late = _cast_text(contiguous(text.take(pa.array(positions))), typ)
             ns[positions[good]] = values[good]
             ok[positions[good]] = True
             out_of_range[positions[late]] = True
@@ -483,14 +569,180 @@ def _cast_text(text: pa.Array, typ: pa.DataType) -> tuple[np.ndarray, np.ndarray
     return ns, in_range, parsed & ~in_range
 
 
+def _fullmatch(pattern: str) -> Any:
+    """Python's matcher for an anchored pattern: ``fullmatch`` lets ``$`` match only at the very
+    end, as RE2 does; ASCII ``\\d`` as RE2's."""
+    return re.compile(pattern, re.ASCII).fullmatch
+
+
+_TS_SHAPE_MATCH = _fullmatch(_TS_SHAPE)
+
+
 def _python_ns(value: str) -> int | None:
-    """One timestamp the vectorised cast refused; None when it is not a real date and time."""
+    """One well-shaped timestamp text as ns since the epoch, as Arrow's cast reads it; also
+    what the cast refuses but ``fromisoformat`` reads. None when it is not a real date and
+    time; ``TS_MAX_NS`` when it is one outside the accepted range."""
+    shape = _TS_SHAPE_MATCH(value)
+    return None if shape is None else _shaped_ns(value, shape)
+
+
+def _shaped_ns(value: str, shape: re.Match[str]) -> int | None:
+    """:func:`_python_ns` of text matching ``_TS_SHAPE``."""
+    start, end = shape.span(1)  # the fraction, dot included; (-1, -1) when there is none
+    extra_ns = 0
+    if end - start > 7:  # fromisoformat keeps 6 digits; Arrow keeps all 9
+        extra_ns = int(value[start + 7 : end].ljust(3, "0"))
+        value = value[: start + 7] + value[end:]
     try:
         stamp = datetime.fromisoformat(value)
     except ValueError:
         return None
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=UTC)
-    if not TS_MIN <= stamp < TS_MAX:
+    delta = stamp - (_EPOCH_NAIVE if stamp.tzinfo is None else _EPOCH)
+    ns = ((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds) * 1_000
+    ns += extra_ns
+    if not TS_MIN_NS <= ns < TS_MAX_NS:
         return TS_MAX_NS  # parsed, but outside the accepted range
-    return (stamp - _EPOCH) // timedelta(microseconds=1) * 1_000
+    return ns
+
+
+# --------------------------------------------------------------------------- one value at a time
+#
+# The parsers above for a single value given as decoded JSON, in plain Python: for a handful of
+# values Arrow's fixed cost per call dominates. Each returns what its column-wise parser gives
+# for a column holding that value: the typed value (None when missing or broken) and the
+# problem (None, or the reason). The regular expressions are the same patterns; anchored ones
+# are used with ``fullmatch``, which, like RE2, lets ``$`` match only at the very end. Case
+# mapping beyond ASCII goes to Arrow's own kernel (Python maps e.g. "İ" and "ß" differently).
+
+
+_INT_TEXT_MATCH = _fullmatch(_INT_TEXT)
+_DIGITS_MATCH = _fullmatch(_DIGITS)
+_IPV4_MATCH = _fullmatch(IPV4_RE)
+_IPV6_MATCH = _fullmatch(IPV6_RE)
+_SIGN_AND_TAIL_RE = re.compile(_SIGN_AND_TAIL, re.ASCII)
+
+Problem = str | None
+
+
+def lower_text(text: str) -> str:
+    """``utf8_lower`` of one string."""
+    return text.lower() if text.isascii() else pc.utf8_lower(pa.scalar(text, pa.string())).as_py()
+
+
+def upper_text(text: str) -> str:
+    """``utf8_upper`` of one string."""
+    return text.upper() if text.isascii() else pc.utf8_upper(pa.scalar(text, pa.string())).as_py()
+
+
+def text_value(value: Any, trim: bool = True) -> str | None:
+    """:func:`parse_text` of one value: its text (stripped when ``trim``), None when blank.
+
+    ``str.strip`` removes exactly what ``utf8_trim_whitespace`` does (a unit test holds them
+    to the same set of characters)."""
+    text = value if type(value) is str else value_text(value)
+    if text is None:
+        return None
+    stripped = text.strip()
+    if not stripped:
+        return None
+    return stripped if trim else text
+
+
+def choice_value(value: Any, choices: tuple[str, ...], label: str) -> tuple[str | None, Problem]:
+    """:func:`parse_choice` of one value."""
+    text = text_value(value)
+    if text is None:
+        return None, None
+    lowered = lower_text(text)
+    if lowered in choices:
+        return lowered, None
+    return None, f"{label}: {text[:40]}"  # values_at's 40 code points
+
+
+def ip_value(value: Any) -> tuple[str | None, Problem]:
+    """:func:`parse_ip` of one value."""
+    text = text_value(value)
+    if text is None or _IPV4_MATCH(text) or _IPV6_MATCH(text) or _python_ip(text):
+        return text, None
+    return None, "invalid ip"
+
+
+def int_value(value: Any, name: str) -> tuple[int | None, Problem]:
+    """:func:`parse_int` of one value."""
+    kind = type(value)
+    if kind is int:
+        if _INT_MIN <= value <= _INT_MAX:
+            return value, None
+        return None, f"invalid integer: {name}"
+    if value is None or (kind is float and value != value):
+        return None, None
+    if kind is float:
+        if value.is_integer() and -(2.0**63) <= value < 2.0**63:
+            return int(value), None
+        return None, f"invalid integer: {name}"
+    if kind is bool:
+        return None, f"invalid integer: {name}"
+    text = text_value(value)
+    if text is None:
+        return None, None
+    if _INT_TEXT_MATCH(text):
+        number = int(_SIGN_AND_TAIL_RE.sub("", text))
+        if _INT_MIN <= number <= _INT_MAX:
+            return number, None
+    return None, f"invalid integer: {name}"
+
+
+def bool_value(value: Any, name: str) -> tuple[bool | None, Problem]:
+    """:func:`parse_bool` of one value."""
+    if value is True or value is False:
+        return value, None
+    text = text_value(value)
+    if text is None:
+        return None, None
+    lowered = lower_text(text)
+    if lowered in _TRUE:
+        return True, None
+    if lowered in _FALSE:
+        return False, None
+    return None, f"invalid bool: {name}"
+
+
+def _ms_value(ms: int, name: str) -> tuple[int | None, Problem]:
+    if _MS_MIN <= ms < _MS_MAX:
+        return ms * 1_000_000, None
+    return None, f"timestamp out of range: {name}"
+
+
+def timestamp_value(value: Any, name: str) -> tuple[int | None, Problem]:
+    """:func:`parse_timestamp` of one value, as ns since the epoch (UTC)."""
+    kind = type(value)
+    if kind is int:
+        return _ms_value(value, name)
+    if value is None or (kind is float and value != value):
+        return None, None
+    if kind is float:
+        if not value.is_integer():
+            return None, f"unparseable timestamp: {name}"
+        if abs(value) >= 2.0**63:
+            return None, f"timestamp out of range: {name}"
+        return _ms_value(int(value), name)
+    if kind is bool:
+        return None, f"unparseable timestamp: {name}"
+    text = text_value(value)
+    if text is None:
+        return None, None
+    text = upper_text(text)
+    shape = _TS_SHAPE_MATCH(text)  # shaped text and digits exclude each other
+    if shape is not None:
+        ns = _shaped_ns(text, shape)
+        if ns is None:
+            return None, f"unparseable timestamp: {name}"
+        if ns < TS_MAX_NS:  # _shaped_ns gives TS_MAX_NS for anything out of range
+            return ns, None
+        return None, f"timestamp out of range: {name}"
+    if _DIGITS_MATCH(text):
+        whole = _SIGN_AND_TAIL_RE.sub("", text)
+        if len(whole) <= _LONGEST_MS:
+            return _ms_value(int(whole), name)
+        return None, f"timestamp out of range: {name}"
+    return None, f"unparseable timestamp: {name}"

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from botfilter.errors import BotfilterError
+from contract.columns import json_default, value_text
 from contract.schema import FILE_FORMATS, REQUIRED_TABLES, TABLES, TableSchema
 
 REASON_CSV_FIELDS = "wrong number of CSV fields"
@@ -280,19 +282,6 @@ def _json_text(value: Any) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
-def json_default(value: Any) -> Any:
-    """JSON for the non-JSON values a row can hold (timestamps, dates, decimals, bytes...)."""
-    if isinstance(value, pd.Timestamp | np.datetime64):
-        return pd.Timestamp(value).isoformat()
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)
-
-
 # --------------------------------------------------------------------------- JSON Lines
 
 
@@ -392,56 +381,114 @@ def _read_jsonl_rows(path: Path, schema: TableSchema) -> RawTable:
 
 def column_from_values(values: list[Any]) -> pa.Array:
     """An Arrow column from Python values; a column mixing types becomes text (ints as digits,
-    booleans as true/false, nested values as JSON) so that validation can judge each value."""
+    booleans as true/false, nested values as JSON) so that validation can judge each value.
+
+    Arrow would read booleans among floats as 1.0/0.0; such a column is text too, so that no
+    value is judged differently because of its neighbours."""
     try:
         arr = pa.array(values, from_pandas=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-        return pa.array([_as_text(v) for v in values], pa.string())
-    if _nested(arr.type):
-        return pa.array([_as_text(v) for v in values], pa.string())
+        return _text_column(values)
+    if _nested(arr.type) or (pa.types.is_floating(arr.type) and _has_bool(values)):
+        return _text_column(values)
     return arr
 
 
-def _as_text(value: Any) -> str | None:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float):
-        return str(value)
-    return json.dumps(value, ensure_ascii=False, default=json_default)
+def _text_column(values: list[Any]) -> pa.Array:
+    return pa.array([value_text(v) for v in values], pa.string())
+
+
+def _has_bool(values: Any) -> bool:
+    return any(v is True or v is False or isinstance(v, np.bool_) for v in values)
 
 
 # --------------------------------------------------------------------------- pandas
 
 
-def raw_from_pandas(name: str, frame: pd.DataFrame) -> RawTable:
-    """A pandas frame as a raw table (row numbers are positions in the frame)."""
+def raw_from_pandas(
+    name: str, frame: pd.DataFrame, judged: Iterable[str] | None = None
+) -> RawTable:
+    """A pandas frame as a raw table (row numbers are positions in the frame).
+
+    ``judged`` names the columns validation parses (default: the table's schema columns); an
+    object column there is typed as :func:`column_from_values` types it (nested values as their
+    JSON text, as in a JSON Lines file). A row holding text that cannot be UTF-8 (a lone
+    surrogate, which Python's JSON decoder lets through) is set aside as ``invalid UTF-8 text``.
+    """
     labels = [str(c) for c in frame.columns]
     if len(set(labels)) != len(labels):
         twice = next(label for label in labels if labels.count(label) > 1)
         raise BotfilterError(f"{name}: column {twice} appears twice")
-    schema_names = set(TABLES[name].names) if name in TABLES else set()
+    if judged is None:
+        judged = TABLES[name].names if name in TABLES else ()
+    judged = set(judged)
+    try:
+        return RawTable(name, name, _arrow_table(frame, labels, judged))
+    except UnicodeEncodeError:
+        return _set_aside_unencodable(name, frame, judged)
+
+
+def _arrow_table(frame: pd.DataFrame, labels: list[str], judged: set[str]) -> pa.Table:
     try:  # one conversion for the whole frame: most frames have one type per column
         data = pa.Table.from_pandas(frame, preserve_index=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         data = None
-    if data is not None and not any(_nested(f.type) for f in data.schema if f.name in schema_names):
-        return RawTable(name, name, data.rename_columns(labels))
+    if data is not None:
+        columns = zip(labels, data.schema, frame.columns, strict=True)
+        if not any(
+            label in judged and _retype(field_.type, frame[column])
+            for label, field_, column in columns
+        ):
+            return data.rename_columns(labels)
     arrays: dict[str, pa.Array] = {}
     for label, column in zip(labels, frame.columns, strict=True):
         series = frame[column]
+        if label in judged and series.dtype == object:
+            arrays[label] = column_from_values(series.tolist())
+            continue
         try:
             arrays[label] = pa.Array.from_pandas(series)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
             arrays[label] = column_from_values(series.tolist())
-        if _nested(arrays[label].type) and label in schema_names:
-            arrays[label] = pa.array([_as_text(v) for v in series.tolist()], pa.string())
-    return RawTable(name, name, pa.table(arrays) if arrays else pa.table({}))
+    return pa.table(arrays) if arrays else pa.table({})
+
+
+def _retype(arrow_type: pa.DataType, series: pd.Series) -> bool:
+    """Whether Arrow's type for a judged column is not what :func:`column_from_values` gives."""
+    if _nested(arrow_type):
+        return True
+    return pa.types.is_floating(arrow_type) and series.dtype == object and _has_bool(series)
+
+
+def _set_aside_unencodable(name: str, frame: pd.DataFrame, judged: set[str]) -> RawTable:
+    """Move the rows holding text that is not valid Unicode to ``rejected``."""
+    bad = np.zeros(len(frame), dtype=bool)
+    for column in frame.columns:
+        series = frame[column]
+        if series.dtype == object:
+            bad |= np.fromiter(map(unencodable, series), dtype=bool, count=len(series))
+    keep = np.flatnonzero(~bad)
+    labels = [str(c) for c in frame.columns]
+    data = _arrow_table(frame.iloc[keep], labels, judged)
+    rows = [
+        dict(zip(labels, row, strict=True))
+        for row in frame.iloc[np.flatnonzero(bad)].itertuples(index=False)
+    ]
+    rejected = [
+        (int(p), _json_text(row), REASON_UTF8)
+        for p, row in zip(np.flatnonzero(bad), rows, strict=True)
+    ]
+    return RawTable(name, name, data, keep, None, rejected)
+
+
+def unencodable(value: Any) -> bool:
+    """Whether a value holds text that is not valid Unicode (a lone surrogate), which cannot
+    be UTF-8."""
+    if isinstance(value, str):
+        return not value.isascii() and _has_surrogates(value)
+    if isinstance(value, list | dict):
+        return _has_surrogates(value_text(value) or "")
+    return False
 
 
 def empty_raw(name: str, source: str | None = None) -> RawTable:
@@ -501,6 +548,6 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> None:
         try:
             arrays[str(name)] = pa.Array.from_pandas(series)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-            arrays[str(name)] = pa.array([_as_text(v) for v in series.tolist()], pa.string())
+            arrays[str(name)] = pa.array([value_text(v) for v in series.tolist()], pa.string())
     table = pa.table(arrays) if arrays else pa.table({})
     pq.write_table(table, path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
 
 import numpy as np
@@ -596,3 +597,121 @@ def test_padding_and_blanks_are_found_in_any_chunk() -> None:
     assert blank_to_null(chunks, trim=False).to_pylist() == ["b", "c", "\u00a0d\t", None, "é"]
     clean = pa.array(["x", None, "y"])
     assert blank_to_null(clean) is clean  # nothing to trim: no copy
+
+
+def test_nested_context_values_are_judged_as_their_json_text() -> None:
+    """A JSON array or object in a message-context column is judged as its JSON text (as in a
+    JSON Lines file, and as in the events' own columns); it used to fail the whole batch."""
+    rows = pd.DataFrame(
+        [
+            api_row(campaign_id=["a", 1]),
+            api_row(recipient_domain={"x": 1}),
+            api_row(channel=["email"]),
+            api_row(link_count=[3]),
+        ]
+    )
+    clean, why = validate_event_rows(rows)
+    assert clean.index.tolist() == [0]
+    assert clean["campaign_id"].tolist() == ['["a", 1]']
+    for row, reason in why.items():  # alone, the column holds nothing but nested values
+        assert validate_event_rows(rows.iloc[[row]])[1].tolist() == [reason]
+    alone, _ = validate_event_rows(rows.iloc[[0]])
+    assert alone["campaign_id"].tolist() == ['["a", 1]']
+    assert why.to_dict() == {
+        1: "invalid recipient_domain",  # '{"x": 1}' holds a space
+        2: 'unknown channel: ["email"]',
+        3: "invalid integer: link_count",
+    }
+
+
+def test_text_that_cannot_be_utf8_is_refused_by_row() -> None:
+    """Python's JSON decoder lets lone surrogates through; such a row is refused, not a crash."""
+    rows = pd.DataFrame([api_row(user_agent="\ud800"), api_row(), api_row(extra=["\udfff"])])
+    clean, why = validate_event_rows(rows)
+    assert clean.index.tolist() == [1]
+    assert why.to_dict() == {0: "invalid UTF-8 text", 2: "invalid UTF-8 text"}
+
+
+def test_signed_numbers_as_text() -> None:
+    rows = pd.DataFrame(
+        [api_row(link_position="+2", occurred_at="+1735689660000.0"), api_row(link_position="-0")]
+    )
+    clean, why = validate_event_rows(rows)
+    assert why.empty
+    assert clean["link_position"].tolist() == [2, 0]
+    assert clean["occurred_at"].iloc[0] == pd.Timestamp("2025-01-01T00:01:00", tz="UTC")
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "others"),
+    [
+        ("link_position", True, [1.5]),  # Arrow reads [1.5, True] as floats
+        ("event_id", True, [1.5]),
+        ("occurred_at", True, [1.5]),
+        ("event_id", 1e20, ["x"]),  # a float among text, and in a float column
+        ("event_id", 1e-7, ["x"]),
+        ("link_count", 2**63 - 1, ["x"]),  # an int64 among text: 19 digits
+        ("link_count", 9.2e18, ["x"]),
+        ("occurred_at", 1e20, ["2025-01-01"]),
+        ("occurred_at", "2025-01-01T00:01:00.123456789Z", ["2025-13-01T00:00:00Z"]),
+        ("event_id", 2**62 + 1, ["x"]),
+        ("is_hidden_link", True, [1.5]),
+    ],
+)
+def test_a_value_is_judged_alike_whatever_its_neighbours(
+    column: str, value: Any, others: list[Any]
+) -> None:
+    """Arrow types a column by all its values; one value's verdict must not depend on them."""
+    alone = validate_event_rows(frame([api_row(**{column: value})], api_row()))
+    mixed = [api_row(**{column: v}) for v in others] + [api_row(**{column: value})]
+    last = len(others)
+    among = validate_event_rows(frame(mixed, api_row()))
+    assert among[1].to_dict().get(last) == alone[1].to_dict().get(0)
+    assert (last in among[0].index) == (0 in alone[0].index)
+    if 0 in alone[0].index:
+        got = among[0].loc[last].rename(0)
+        pd.testing.assert_series_equal(got, alone[0].loc[0], check_dtype=False)
+
+
+def random_ipv6(rnd: random.Random) -> str:
+    """A string that looks like an IPv6 address, valid or not."""
+    groups = [
+        "".join(rnd.choice("0123456789abcdefABCDEF") for _ in range(rnd.randrange(0, 6)))
+        for _ in range(rnd.randrange(1, 10))
+    ]
+    text = ":".join(groups)
+    if rnd.random() < 0.3:
+        text = text.replace(":", "::", 1)
+    if rnd.random() < 0.2:
+        text += ":" + ".".join(str(rnd.randrange(0, 300)) for _ in range(4))
+    return text
+
+
+def test_ipv6_pattern_accepts_only_what_python_accepts() -> None:
+    """parse_ip gives few non-IPv4 values straight to ipaddress and many to its IPv6 pattern
+    first: the pattern must accept nothing ipaddress refuses for both to agree."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from contract.columns import _IPV6_REGEX_FROM, IPV6_RE, _python_ip, parse_ip
+
+    rnd = random.Random(2)
+    candidates = list(dict.fromkeys(random_ipv6(rnd) for _ in range(3000)))
+    hits = pc.match_substring_regex(pa.array(candidates), IPV6_RE).to_pylist()
+    assert sum(hits) > 100
+    assert [t for t, hit in zip(candidates, hits, strict=True) if hit and not _python_ip(t)] == []
+    for some in (candidates[: _IPV6_REGEX_FROM * 2], candidates[: _IPV6_REGEX_FROM // 2]):
+        expected = [t if _python_ip(t) else None for t in some]
+        assert parse_ip(pa.array(some)).values.to_pylist() == expected
+
+
+def test_python_strips_exactly_the_whitespace_arrow_trims() -> None:
+    """The one-value parsers strip with ``str.strip``, the column parsers with Arrow."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    chars = [chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000]
+    trimmed = pc.utf8_trim_whitespace(pa.array(chars)).to_pylist()
+    arrow = {c for c, t in zip(chars, trimmed, strict=True) if t == ""}
+    assert arrow == {c for c in chars if not c.strip()}
+    assert len(arrow) == 29
