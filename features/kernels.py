@@ -12,13 +12,6 @@ import numpy as np
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _drop(cnt: np.ndarray, v: int) -> int:
-    """Take one occurrence of ``v`` out of the window; 1 if it was the last one."""
-    cnt[v] -= 1
-    return 1 if cnt[v] == 0 else 0
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
 def _put(out, j_ev, j_a, j_b, r, ev, dist_a, dist_b):  # noqa: ANN001, ANN202
     if j_ev >= 0:
         out[j_ev, r] = ev
@@ -60,6 +53,28 @@ def group_order(
 
 
 @numba.njit(cache=True, nogil=True)
+def _links(group: np.ndarray, values: np.ndarray, n_values: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per position (group order): the previous and next position of its group with the same
+    value (-1 and ``n`` when there is none)."""
+    n = values.shape[0]
+    prev = np.empty(n, np.int64)
+    nxt = np.full(n, n, np.int64)
+    last = np.full(n_values, -1, np.int64)
+    start = 0
+    for i in range(n):
+        if i > 0 and group[i] != group[i - 1]:
+            start = i
+        j = last[values[i]]
+        if j >= start:
+            prev[i] = j
+            nxt[j] = i
+        else:
+            prev[i] = -1
+        last[values[i]] = i
+    return prev, nxt
+
+
+@numba.njit(cache=True, nogil=True)
 def window_counts(
     perm: np.ndarray,
     group: np.ndarray,
@@ -80,8 +95,12 @@ def window_counts(
     ``perm``/``group`` come from :func:`group_order` over causal positions; ``t_ns``, ``a`` and
     ``b`` (dense codes such as message and contact) are in causal order and ``rows`` maps a causal
     position to its row of the block. ``out_rows[w]`` holds the block rows of (events, distinct a,
-    distinct b) for window ``w`` (-1: not wanted); rows flagged ``missing`` get NaN. Two pointers
-    keep each window; count arrays keep the distinct values and are emptied at each group change.
+    distinct b) for window ``w`` (-1: not wanted); rows flagged ``missing`` get NaN.
+
+    Two pointers keep each window. A value is counted at its first position inside the window:
+    an event entering counts if its value's previous position is before the window; an event
+    leaving hands the count to its value's next position if that one is inside. The links are
+    found once, so every window pass reads memory in order.
     """
     n = perm.shape[0]
     # Gather once into group order: the window loops below then read sequentially.
@@ -97,8 +116,8 @@ def window_counts(
         bg[i] = b[p]
         rg[i] = rows[p]
         gone[i] = missing[rg[i]]
-    cnt_a = np.zeros(n_a, np.int32)
-    cnt_b = np.zeros(n_b, np.int32)
+    prev_a, next_a = _links(group, ag, n_a)
+    prev_b, next_b = _links(group, bg, n_b)
     for w in range(windows_ns.shape[0]):
         width = windows_ns[w]
         j_ev, j_a, j_b = out_rows[w, 0], out_rows[w, 1], out_rows[w, 2]
@@ -107,31 +126,23 @@ def window_counts(
         dist_b = 0
         for i in range(n):
             if i > 0 and group[i] != group[i - 1]:
-                # New group: empty the window so counts never leak across groups.
-                while left < i:
-                    dist_a -= _drop(cnt_a, ag[left])
-                    dist_b -= _drop(cnt_b, bg[left])
-                    left += 1
-            cnt_a[ag[i]] += 1
-            if cnt_a[ag[i]] == 1:
+                left = i  # a new group starts with an empty window
+                dist_a = 0
+                dist_b = 0
+            if prev_a[i] < left:
                 dist_a += 1
-            cnt_b[bg[i]] += 1
-            if cnt_b[bg[i]] == 1:
+            if prev_b[i] < left:
                 dist_b += 1
             lo = tg[i] - width
             while tg[left] < lo:
-                dist_a -= _drop(cnt_a, ag[left])
-                dist_b -= _drop(cnt_b, bg[left])
+                dist_a += (next_a[left] <= i) - 1
+                dist_b += (next_b[left] <= i) - 1
                 left += 1
             r = rg[i]
             if gone[i]:
                 _put(out, j_ev, j_a, j_b, r, np.nan, np.nan, np.nan)
             else:
                 _put(out, j_ev, j_a, j_b, r, i - left + 1, dist_a, dist_b)
-        while left < n:  # leaves the count arrays at zero for the next window
-            dist_a -= _drop(cnt_a, ag[left])
-            dist_b -= _drop(cnt_b, bg[left])
-            left += 1
 
 
 @numba.njit(cache=True, nogil=True)
