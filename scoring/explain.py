@@ -14,6 +14,7 @@ from functools import cached_property
 import lightgbm as lgb
 import numba
 import numpy as np
+import pandas as pd
 
 _MISSING = {"None": 0, "Zero": 1, "NaN": 2}
 
@@ -205,20 +206,24 @@ def score_block(
     )
 
 
-def reason_lists(idx: np.ndarray, names: list[str]) -> list[list[str]]:
-    """Rows of feature indices (-1 = none) as lists of names; equal rows share one list."""
+def reason_lists(idx: np.ndarray, names: list[str]) -> np.ndarray:
+    """Rows of feature indices (-1 = none) as an object array of name lists; equal rows share
+    one list (few distinct triples exist), so a million rows cost a hash pass, not a million
+    lists."""
     n, k = idx.shape
-    if n == 0:
-        return []
     width = len(names) + 1
     code = np.zeros(n, np.int64)
     for m in range(k):
         code = code * width + (idx[:, m] + 1)
-    uniq, first, inverse = np.unique(code, return_index=True, return_inverse=True)
+    inverse, uniq = pd.factorize(code)
     lists = np.empty(len(uniq), dtype=object)
-    for j, i in enumerate(first.tolist()):  # element-wise: numpy would broadcast equal-length lists
-        lists[j] = [names[f] for f in idx[i] if f >= 0]
-    return list(lists[inverse.reshape(-1)])
+    for j, c in enumerate(uniq.tolist()):  # element-wise: numpy would broadcast equal-length lists
+        digits = []
+        for _ in range(k):
+            c, f = divmod(c, width)
+            digits.append(f - 1)
+        lists[j] = [names[f] for f in reversed(digits) if f >= 0]
+    return lists[inverse]
 
 
 def contributions(trees: FlatTrees, X: np.ndarray) -> np.ndarray:
@@ -234,7 +239,7 @@ def top_reasons(
     toward_bot: np.ndarray,
     rows: np.ndarray | None = None,
     k: int = 3,
-) -> list[list[str]]:
+) -> np.ndarray:
     """Names of up to ``k`` features that pushed each row's score most, strongest first.
 
     For a row judged a bot, the features that pushed toward bot; otherwise toward human. Features

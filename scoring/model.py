@@ -199,7 +199,8 @@ class BotModel:
                 # Row-major float64 chunks small enough to stay in cache while transposed.
                 chunk = np.ascontiguousarray(block[fmap, lo : lo + _CHUNK].T, dtype=np.float64)
                 proba[lo : lo + _CHUNK] = self.calibrate(self.raw_score(chunk))
-            reasons = [[]] * n  # one shared empty list: rows' reasons are read-only
+            reasons = np.empty(n, dtype=object)
+            reasons.fill([])  # one shared empty list: rows' reasons are read-only
         return ScoredRows(proba, proba >= cut, reasons)
 
     def score(
@@ -238,4 +239,4 @@ class ScoredRows:
 
     bot_score: np.ndarray  # calibrated probability, float64
     is_bot: np.ndarray  # bool, bot_score >= the row's (channel, type) threshold
-    reasons: list[list[str]]
+    reasons: np.ndarray  # object array of lists of feature names
