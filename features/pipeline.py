@@ -25,6 +25,7 @@ NS = 1_000_000_000
 _NAT = np.iinfo(np.int64).min
 # Below this many rows the burst kernels run inline: a thread hand-off costs more than it saves.
 PARALLEL_FROM = 50_000
+_DICT_FACTORIZE_UP_TO = 64
 # Columns build_features reads: the event's own fields plus its message context.
 CONTEXT_COLUMNS: tuple[str, ...] = tuple(
     dict.fromkeys(
@@ -70,9 +71,27 @@ def event_context(messages: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
     return ctx
 
 
+def factorize(values: np.ndarray) -> tuple[np.ndarray, list]:
+    """(int64 codes, distinct values) with code -1 for missing (None, NaN), as pd.factorize.
+
+    Online requests hold a handful of rows, where pd.factorize's fixed cost dominates: those
+    go through a dict. Codes only ever name groups, so the two numberings are interchangeable.
+    """
+    if len(values) > _DICT_FACTORIZE_UP_TO:
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        return codes.astype(np.int64, copy=False), list(uniques)
+    seen: dict = {}
+    codes = np.empty(len(values), dtype=np.int64)
+    for i, v in enumerate(values.tolist()):
+        if v is None or v != v:  # v != v: NaN
+            codes[i] = -1
+        else:
+            codes[i] = seen.setdefault(v, len(seen))
+    return codes, list(seen)
+
+
 def _codes(values: np.ndarray) -> tuple[np.ndarray, int]:
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    codes = codes.astype(np.int64, copy=False)
+    codes, uniques = factorize(values)
     n = len(uniques)
     codes[codes < 0] = n  # missing values share one code of their own
     return codes, n + 1
@@ -175,7 +194,7 @@ def _burst(
     block: np.ndarray, c: _Causal, key: np.ndarray, missing: np.ndarray, names: dict[str, str]
 ) -> None:
     """Window counts of one burst key (causal order), written into ``block``."""
-    codes, uniques = pd.factorize(key)
+    codes, uniques = factorize(key)
     perm, group = kernels.group_order(codes.astype(np.int64, copy=False), c.tenant, len(uniques))
     out_rows = np.full((len(WINDOWS_S), 3), -1, dtype=np.int64)
     for w, width in enumerate(WINDOWS_S):
@@ -258,7 +277,7 @@ def feature_block(
     # The event itself
     block[_ROW["is_sms"]] = cols["channel"] == "sms"
     block[_ROW["is_click"]] = is_click
-    codes, uniques = pd.factorize(cols["http_method"], use_na_sentinel=True)
+    codes, uniques = factorize(cols["http_method"])
     upper = [str(u).upper() for u in uniques]
     lut = np.array(
         [0 if u == "GET" else 1 if u == "HEAD" else 2 for u in upper] + [-1], dtype=np.int8
