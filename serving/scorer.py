@@ -1,9 +1,10 @@
 """Online scoring: a micro-batch of events in, one answer per event out, as the batch job would.
 
-Serving never re-implements a transform. For each request it rebuilds the event-context frame
+Serving never re-implements a transform. For each request it rebuilds the event-context columns
 the batch job would have seen for the new events (their stored history plus the new rows), runs
-the same :func:`features.pipeline.build_features` on it and scores the new rows with the same
-:class:`scoring.model.BotModel`. The features are causal, so history rows beyond what an event
+the same feature pipeline on them and scores the new rows with the same
+:class:`scoring.model.BotModel`. Rows travel as tuples and numpy columns, never as pandas
+frames: a request of one event must cost well under a millisecond outside the model. The features are causal, so history rows beyond what an event
 needs, or after it, change nothing; missing history would, hence the lookups below:
 
 * every earlier event of the same (tenant, message), any age within the state's retention;
@@ -22,6 +23,7 @@ import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +33,7 @@ import pandas as pd
 
 from botfilter.errors import BotfilterError
 from contract.schema import EVENTS, MESSAGES, SCORE_COLUMNS
-from features.definitions import LONGEST_WINDOW_S
+from features.definitions import FEATURE_NAMES, LONGEST_WINDOW_S
 from features.pipeline import CONTEXT_COLUMNS, Enrichers, build_features
 from scoring.model import BotModel
 from serving.models import event_columns
@@ -70,25 +72,39 @@ class Outcome:
         return now
 
 
-def rows_to_frame(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
-    """Event-context frame from stored rows, with the dtypes the contract's loader gives."""
+def rows_to_columns(rows: Sequence[tuple[Any, ...]]) -> dict[str, np.ndarray]:
+    """Stored rows as the column arrays of ``features.pipeline.context_arrays``: timestamps as
+    int64 ns (missing: INT64 min), integers and booleans as float64 (missing: NaN), text as
+    object arrays of str or None."""
     n = len(rows)
-    arr = np.empty((n, len(CONTEXT_COLUMNS)), dtype=object)
-    if n:
-        arr[:] = rows
-    data: dict[str, Any] = {}
-    for j, name in enumerate(CONTEXT_COLUMNS):
-        col = arr[:, j]
+    columns = zip(*rows, strict=True) if n else ((),) * len(CONTEXT_COLUMNS)
+    out: dict[str, np.ndarray] = {}
+    for name, values in zip(CONTEXT_COLUMNS, columns, strict=True):
         if name in _TS_COLUMNS:
-            ns = np.where(np.equal(col, None), _NAT, col).astype(np.int64)
-            data[name] = pd.arrays.DatetimeArray._from_sequence(ns.view("M8[ns]"), dtype=_UTC)
+            out[name] = np.fromiter((_NAT if v is None else v for v in values), np.int64, n)
+        elif name in _INT_COLUMNS or name in _BOOL_COLUMNS:
+            out[name] = np.fromiter((np.nan if v is None else v for v in values), np.float64, n)
+        else:
+            col = np.empty(n, dtype=object)
+            col[:] = values
+            out[name] = col
+    return out
+
+
+def columns_to_frame(cols: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """The event-context frame the contract's loader gives, from :func:`rows_to_columns`."""
+    data: dict[str, Any] = {}
+    for name in CONTEXT_COLUMNS:
+        col = cols[name]
+        if name in _TS_COLUMNS:
+            data[name] = pd.arrays.DatetimeArray._from_sequence(col.view("M8[ns]"), dtype=_UTC)
         elif name in _INT_COLUMNS:
             data[name] = pd.array(col, dtype="Int64")
         elif name in _BOOL_COLUMNS:
             data[name] = pd.array(col, dtype="boolean")
         else:
             data[name] = col
-    return pd.DataFrame(data, index=pd.RangeIndex(n), copy=False)
+    return pd.DataFrame(data, index=pd.RangeIndex(len(col)), copy=False)
 
 
 def frame_to_rows(clean: pd.DataFrame) -> list[tuple[Any, ...]]:
@@ -109,11 +125,122 @@ def frame_to_rows(clean: pd.DataFrame) -> list[tuple[Any, ...]]:
     return list(map(tuple, arr.tolist()))
 
 
+def validate_items(
+    items: list[dict[str, Any]], columns: Sequence[str] = CONTEXT_COLUMNS
+) -> tuple[dict[int, tuple[Any, ...]], dict[int, str]]:
+    """The contract's rules, exactly as for files: the clean rows (tuples in ``columns`` order,
+    as stored) and the reason of each failing item, both by item position."""
+    from contract.validate import validate_event_rows
+
+    # One object block; fromiter keeps a JSON array given as a value as one object.
+    values = np.empty((len(items), len(_REQUEST_COLUMNS)), dtype=object)
+    for j, n in enumerate(_REQUEST_COLUMNS):
+        values[:, j] = np.fromiter((it.get(n) for it in items), object, len(items))
+    try:
+        clean, reasons = validate_event_rows(pd.DataFrame(values, columns=list(_REQUEST_COLUMNS)))
+    except BotfilterError:
+        # A JSON array or object as a value the reader does not turn into text (it does so
+        # for the events' own columns only): judge its JSON text, as for a JSON Lines file.
+        nested = np.frompyfunc(lambda v: isinstance(v, list | dict), 1, 1)(values).astype(bool)
+        values[nested] = [json.dumps(v, ensure_ascii=False) for v in values[nested]]
+        clean, reasons = validate_event_rows(pd.DataFrame(values, columns=list(_REQUEST_COLUMNS)))
+    if list(columns) != list(CONTEXT_COLUMNS):
+        raise ValueError("rows are built in CONTEXT_COLUMNS order")
+    rows = dict(zip(clean.index.tolist(), frame_to_rows(clean), strict=True))
+    return rows, {int(pos): str(reason) for pos, reason in reasons.items()}
+
+
+def feature_block(
+    cols: Mapping[str, np.ndarray], enrichers: Enrichers, ip: Mapping[str, np.ndarray]
+) -> np.ndarray:
+    """The (features x rows) float32 block of ``build_features`` for these columns."""
+    return build_features(columns_to_frame(cols), enrichers, ip=ip).to_numpy().T
+
+
+@dataclass
+class ScoredRows:
+    """Scores of some rows of a feature block."""
+
+    bot_score: np.ndarray
+    is_bot: np.ndarray
+    reasons: list[list[str]]
+
+
+def score_block(
+    model: BotModel,
+    block: np.ndarray,
+    channel: np.ndarray,
+    event_type: np.ndarray,
+    rows: np.ndarray,
+) -> ScoredRows:
+    """``model`` on the block's columns ``rows`` (channel and type given for those rows)."""
+    feats = pd.DataFrame(block[:, rows].T, columns=list(FEATURE_NAMES))
+    ids = pd.Series(np.arange(len(rows)))
+    df = model.score(ids, pd.Series(channel), pd.Series(event_type), feats)
+    return ScoredRows(df["bot_score"].to_numpy(), df["is_bot"].to_numpy(), df["reasons"].tolist())
+
+
 def _event_id_of(item: Any) -> str | None:
     value = item.get("event_id") if isinstance(item, dict) else None
     if value is None or isinstance(value, dict | list):
         return None
     return str(value)
+
+
+class IpMemo:
+    """IP enrichment per distinct (ip, asn), remembered across requests.
+
+    Enrichment is a pure function of an event's IP and given ASN, and a request's history comes
+    from earlier events, mostly of the same networks: remembering it spares the enricher's fixed
+    cost per call (most of a small request's enrichment) and enriching history rows again. The
+    answers are rows of one int64 table, so any number of rows is a single gather.
+    """
+
+    def __init__(self, enrich: Any, max_entries: int = 100_000) -> None:
+        self._enrich = enrich
+        self._max = max_entries
+        self._slot: dict[tuple[Any, Any], int] = {}
+        self._table = np.empty((0, 0), dtype=np.int64)
+        self._names: tuple[str, ...] = ()
+        self._dtypes: tuple[np.dtype, ...] = ()
+
+    def enrich(self, rows: Sequence[tuple[Any, ...]]) -> dict[str, np.ndarray]:
+        """What ``enrichers.ip.enrich`` gives for the rows' ``ip`` and ``asn`` columns."""
+        c_ip, c_asn = _COL["ip"], _COL["asn"]
+        keys = [(r[c_ip], r[c_asn]) for r in rows]
+        get = self._slot.get
+        slots = [get(k, -1) for k in keys]
+        if -1 in slots:
+            self._add(list(dict.fromkeys(k for k, s in zip(keys, slots, strict=True) if s < 0)))
+            slots = [get(k) for k in keys]  # type: ignore[misc]
+        block = self._table[np.array(slots, dtype=np.intp)]
+        return {
+            name: block[:, j].astype(dtype)
+            for j, (name, dtype) in enumerate(zip(self._names, self._dtypes, strict=True))
+        }
+
+    def _add(self, missing: list[tuple[Any, Any]]) -> None:
+        ips = np.empty(len(missing), dtype=object)
+        ips[:] = [k[0] for k in missing]
+        asns = np.fromiter((np.nan if k[1] is None else k[1] for k in missing), np.float64)
+        found = self._enrich(ips, asns)
+        if not self._names:
+            self._names = tuple(found)
+            self._dtypes = tuple(found[n].dtype for n in self._names)
+            self._table = np.empty((0, len(self._names)), dtype=np.int64)
+        start = len(self._slot)
+        if start + len(missing) > self._max:
+            self._slot.clear()  # forget everything: cheaper than tracking what is old
+            start = 0
+        end = start + len(missing)
+        if end > len(self._table):
+            size = max(self._max, end)
+            grown = np.empty((size, len(self._names)), dtype=np.int64)
+            grown[: len(self._table)] = self._table
+            self._table = grown
+        for j, name in enumerate(self._names):
+            self._table[start:end, j] = found[name]
+        self._slot.update(zip(missing, range(start, end), strict=True))
 
 
 class OnlineScorer:
@@ -127,6 +254,8 @@ class OnlineScorer:
         self.state = state
         self.enrichers = enrichers
         self.threads = max(1, threads)
+        self.ip = IpMemo(enrichers.ip.enrich)
+        self._tenant_keys: dict[str, tuple[str, str]] = {}
         # One request at a time per worker: each sees the state the previous one left.
         self._lock = threading.Lock()
 
@@ -140,96 +269,98 @@ class OnlineScorer:
         answers: list[dict[str, Any] | None] = [None] * len(items)
         out = Outcome(items=[])
         t = time.perf_counter()
-        clean = self._validate(items, answers)
+        clean, reasons = validate_items(items)
+        for pos, reason in reasons.items():
+            answers[pos] = {"event_id": _event_id_of(items[pos]), "error": reason}
         out.lap("contract", t)
 
-        if len(clean):
+        if clean:
             self._score_clean(clean, answers, model, out)
-        out.errors = sum(1 for a in answers if a is not None and "error" in a)
+        out.errors = len(reasons)
         out.items = [a for a in answers if a is not None]
         if len(out.items) != len(items):  # every item gets exactly one answer
             raise RuntimeError("an event was left without an answer")
         return out
 
-    def _validate(self, items: list[dict[str, Any]], answers: list[dict | None]) -> pd.DataFrame:
-        """The contract's rules, exactly as for files; failures are answered in place with the
-        contract's reason. Returns the clean typed rows indexed by item position."""
-        from contract.validate import validate_event_rows
-
-        # One object block: the contract's reader infers each column's type from the values.
-        # One object block; fromiter keeps a JSON array given as a value as one object.
-        values = np.empty((len(items), len(_REQUEST_COLUMNS)), dtype=object)
-        for j, n in enumerate(_REQUEST_COLUMNS):
-            values[:, j] = np.fromiter((it.get(n) for it in items), object, len(items))
-        frame = pd.DataFrame(values, columns=list(_REQUEST_COLUMNS))
-        try:
-            clean, reasons = validate_event_rows(frame)
-        except BotfilterError:
-            # A JSON array or object as a value the reader does not turn into text (it does so
-            # for the events' own columns only): judge its JSON text, as for a JSON Lines file.
-            nested = np.frompyfunc(lambda v: isinstance(v, list | dict), 1, 1)(values).astype(bool)
-            values[nested] = [json.dumps(v, ensure_ascii=False) for v in values[nested]]
-            clean, reasons = validate_event_rows(
-                pd.DataFrame(values, columns=list(_REQUEST_COLUMNS))
-            )
-        for pos, reason in reasons.items():
-            answers[int(pos)] = {"event_id": _event_id_of(items[int(pos)]), "error": str(reason)}
-        return clean
-
     def _score_clean(
-        self, clean: pd.DataFrame, answers: list[dict | None], model: BotModel, out: Outcome
+        self,
+        clean: dict[int, tuple[Any, ...]],
+        answers: list[dict | None],
+        model: BotModel,
+        out: Outcome,
     ) -> None:
         t = time.perf_counter()
-        ids = clean["event_id"].tolist()
-        seen: set[str] = set()
-        first = [j for j, eid in enumerate(ids) if not (eid in seen or seen.add(eid))]
-        unique = clean if len(first) == len(ids) else clean.iloc[first]
-        rows = frame_to_rows(unique)
-        keys = self._keys(rows)
+        c_id = _COL["event_id"]
+        unique: dict[str, tuple[Any, ...]] = {}
+        for row in clean.values():
+            unique.setdefault(row[c_id], row)  # a repeated id is answered as its first
+        ids = list(unique)
+        rows = list(unique.values())
+        ip_new = self.ip.enrich(rows)
+        keys = self._keys(rows, ip_new)
         ranges = self._ranges(keys)
         t = out.lap("keys", t)
-        unique_ids = [r[_COL["event_id"]] for r in rows]
-        found = self.state.lookup(unique_ids, ranges)
+        found = self.state.lookup(ids, ranges)
         t = out.lap("lookup", t)
 
-        new_mask = np.array([e not in found.scores for e in unique_ids], dtype=bool)
         results: dict[str, dict[str, Any]] = dict(found.scores)
-        if new_mask.any():
-            new_pos = np.flatnonzero(new_mask)
+        new = [i for i, eid in enumerate(ids) if eid not in results]
+        if new:
             history = list(found.rows.values())
-            frame = rows_to_frame(history + [rows[i] for i in new_pos])
-            out.history_rows += len(history)
+            h = len(history)
+            cols = rows_to_columns(history + [rows[i] for i in new])
+            ip_history = self.ip.enrich(history)
+            ip = {k: np.concatenate([ip_history[k], v[new]]) for k, v in ip_new.items()}
+            out.history_rows += h
             t = out.lap("frame", t)
-            feats = build_features(frame, self.enrichers)
+            block = feature_block(cols, self.enrichers, ip)
             t = out.lap("features", t)
-            new_idx = np.arange(len(history), len(frame))
-            sub = frame.iloc[new_idx]
-            threads = self.threads if len(new_idx) >= self.PARALLEL_FROM else 1
+            new_idx = np.arange(h, h + len(new))
+            threads = self.threads if len(new) >= self.PARALLEL_FROM else 1
             numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
             model.threads = threads
-            scores = model.score(sub["event_id"], sub["channel"], sub["type"], feats.iloc[new_idx])
+            channels = cols["channel"][h:]
+            scored = score_block(model, block, channels, cols["type"][h:], new_idx)
             t = out.lap("model", t)
-            columns = [scores[c].tolist() for c in SCORE_COLUMNS]
-            fresh = []
-            for j, values in enumerate(zip(*columns, strict=True)):
-                answer = dict(zip(SCORE_COLUMNS, values, strict=True))
-                answer["reasons"] = tuple(answer["reasons"])  # see serving.state on tuples
-                i = int(new_pos[j])
-                msg_key, bursts, t_ns = keys[i]
-                fresh.append(NewEvent(answer["event_id"], t_ns, rows[i], msg_key, bursts, answer))
+            fresh = self._answers(ids, rows, keys, new, scored, model.version)
             stored = self.state.put(fresh)
             t = out.lap("store", t)
-            channels = sub["channel"].tolist()
-            for ev, channel in zip(fresh, channels, strict=True):
-                results[ev.event_id] = stored[ev.event_id]
-                if stored[ev.event_id] is ev.score:  # not answered first by a concurrent request
+            for ev, channel in zip(fresh, channels.tolist(), strict=True):
+                answer = results[ev.event_id] = stored[ev.event_id]
+                if answer is ev.score:  # not answered first by a concurrent request
                     out.scored[channel] += 1
-                    out.flagged[channel] += int(ev.score["is_bot"])
-        for pos, eid in zip(clean.index.tolist(), ids, strict=True):
-            answers[int(pos)] = results[eid]
-        out.duplicates = len(ids) - int(new_mask.sum())
+                    out.flagged[channel] += int(answer["is_bot"])
+        for pos, row in clean.items():
+            answers[pos] = results[row[c_id]]
+        out.duplicates = len(clean) - len(new)
 
-    def _keys(self, rows: list[tuple[Any, ...]]) -> list[tuple[str, tuple[str, ...], int]]:
+    @staticmethod
+    def _answers(
+        ids: list[str],
+        rows: list[tuple[Any, ...]],
+        keys: list[tuple[str, tuple[str, ...], int]],
+        new: list[int],
+        scored: ScoredRows,
+        version: str,
+    ) -> list[NewEvent]:
+        """The new events to remember, each with its answer (keys in SCORE_COLUMNS order)."""
+        fresh = []
+        values = zip(
+            new, scored.bot_score.tolist(), scored.is_bot.tolist(), scored.reasons, strict=True
+        )
+        for i, score, is_bot, reasons in values:
+            eid = ids[i]
+            # Reasons as a tuple: see serving.state on tuples.
+            answer = dict(
+                zip(SCORE_COLUMNS, (eid, score, is_bot, tuple(reasons), version), strict=True)
+            )
+            msg_key, bursts, t_ns = keys[i]
+            fresh.append(NewEvent(eid, t_ns, rows[i], msg_key, bursts, answer))
+        return fresh
+
+    def _keys(
+        self, rows: list[tuple[Any, ...]], ip: Mapping[str, np.ndarray]
+    ) -> list[tuple[str, tuple[str, ...], int]]:
         """Per row: its message key, its burst keys and ``occurred_at`` in ns.
 
         ``m:<len(tenant)>:<tenant>:<message_id>`` keys a message's history; a burst group (one
@@ -237,32 +368,35 @@ class OnlineScorer:
         ``k:<len(tenant)>:<tenant>:<ip|prefix|asn|send>:<value>``, the send's value being
         ``<asn>:<campaign or automation id>``. The tenant's length keeps keys unambiguous.
         """
-        ips = np.fromiter((r[_COL["ip"]] for r in rows), object, len(rows))
-        given = np.fromiter((r[_COL["asn"]] for r in rows), object, len(rows))
-        ip = self.enrichers.ip.enrich(ips, given)
-        has_ip = (ip["ip_version"] != 0).tolist()
-        ip_key, prefix_key, asns = (
+        c_tenant, c_message, c_time = _COL["tenant_id"], _COL["message_id"], _COL["occurred_at"]
+        c_campaign, c_automation = _COL["campaign_id"], _COL["automation_id"]
+        tenant_keys = self._tenant_keys
+        out = []
+        enriched = zip(
+            ip["ip_version"].tolist(),
             ip["ip_key"].tolist(),
             ip["prefix_key"].tolist(),
             ip["asn"].tolist(),
+            strict=True,
         )
-        c_tenant, c_message, c_time = _COL["tenant_id"], _COL["message_id"], _COL["occurred_at"]
-        c_campaign, c_automation = _COL["campaign_id"], _COL["automation_id"]
-        out = []
-        for i, r in enumerate(rows):
+        for r, (version, ip_key, prefix_key, asn) in zip(rows, enriched, strict=True):
             # Inline burst_key/message_key: this loop runs for every event of every request.
             t = r[c_tenant]
-            tk = f"k:{len(t)}:{t}:"
-            bursts: list[str] = []
-            if has_ip[i]:
-                bursts.append(f"{tk}ip:{ip_key[i]}")
-                bursts.append(f"{tk}prefix:{prefix_key[i]}")
-            if asns[i] != 0:
-                bursts.append(f"{tk}asn:{asns[i]}")
+            prefixes = tenant_keys.get(t)
+            if prefixes is None:
+                if len(tenant_keys) > 10_000:
+                    tenant_keys.clear()
+                prefixes = tenant_keys[t] = (f"m:{len(t)}:{t}:", f"k:{len(t)}:{t}:")
+            mk, tk = prefixes
+            bursts = (f"{tk}ip:{ip_key}", f"{tk}prefix:{prefix_key}") if version else ()
+            if asn != 0:
                 send = r[c_campaign] if r[c_campaign] is not None else r[c_automation]
-                if send is not None:
-                    bursts.append(f"{tk}send:{asns[i]}:{send}")
-            out.append((f"m:{len(t)}:{t}:{r[c_message]}", tuple(bursts), r[c_time]))
+                bursts += (
+                    (f"{tk}asn:{asn}", f"{tk}send:{asn}:{send}")
+                    if send is not None
+                    else (f"{tk}asn:{asn}",)
+                )
+            out.append((mk + r[c_message], bursts, r[c_time]))
         return out
 
     @staticmethod

@@ -28,7 +28,13 @@ from serving.client import api_events
 from serving.metrics import with_bot_share
 from serving.models import TRAINING_ONLY, event_model, request_schema, score_model
 from serving.runtime import Runtime
-from serving.scorer import OnlineScorer, frame_to_rows, rows_to_frame
+from serving.scorer import (
+    OnlineScorer,
+    columns_to_frame,
+    frame_to_rows,
+    rows_to_columns,
+    validate_items,
+)
 from serving.state import MemoryState
 from simulation.core import generate
 
@@ -168,9 +174,16 @@ def test_stored_rows_rebuild_the_exact_clean_frame(world) -> None:
     assert reasons.empty
     rows = frame_to_rows(clean)
     assert [tuple(r) for r in json.loads(json.dumps(rows))] == rows  # JSON-ready, exactly
-    rebuilt = rows_to_frame(rows)
+    assert validate_items(world["items"][:50]) == (dict(enumerate(rows)), {})
+    cols = rows_to_columns(rows)
+    assert {n: cols[n].dtype.kind for n in ("occurred_at", "asn", "is_hidden_link", "ip")} == {
+        "occurred_at": "i",
+        "asn": "f",
+        "is_hidden_link": "f",
+        "ip": "O",
+    }
     expected = clean[list(CONTEXT_COLUMNS)].reset_index(drop=True)
-    pd.testing.assert_frame_equal(rebuilt, expected)
+    pd.testing.assert_frame_equal(columns_to_frame(cols), expected)
 
 
 def test_models_come_from_the_contract() -> None:
