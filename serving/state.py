@@ -121,6 +121,30 @@ def _trim(items: list[tuple[int, str]], t_ns: int, ids: bool = False) -> list[st
     return gone
 
 
+def _merge(
+    new: dict[str, list[tuple[int, str]]],
+    index: dict[str, list[tuple[int, str]]],
+    log: deque[tuple[int, str]],
+    keep_ns: int | None,
+) -> None:
+    """Add each key's new (time, id) pairs to its sorted list in ``index`` and log the write;
+    with ``keep_ns``, drop the pairs older than that before the key's newest one."""
+    for key, added in new.items():
+        if len(added) > 1:
+            added.sort()
+        items = index.get(key)
+        if items is None:
+            index[key] = items = added
+        elif added[0] > items[-1]:  # the usual case: events come in time order
+            items += added
+        else:
+            items += added
+            items.sort()  # two sorted runs: a linear merge
+        if keep_ns is not None and items[-1][0] - items[0][0] > keep_ns:
+            _trim(items, items[-1][0] - keep_ns)
+        log.append((added[-1][0], key))
+
+
 class MemoryState(WindowState):
     """State in this process: the default for a single worker (and for tests).
 
@@ -159,41 +183,36 @@ class MemoryState(WindowState):
 
     def put(self, events: Sequence[NewEvent]) -> dict[str, dict[str, Any]]:
         stored: dict[str, dict[str, Any]] = {}
-        new: dict[str, list[tuple[int, str]]] = {}
-        bursts: set[str] = set()
+        messages: dict[str, list[tuple[int, str]]] = {}
+        bursts: dict[str, list[tuple[int, str]]] = {}
         with self._lock:
+            scores, rows, newest = self._scores, self._rows, self._newest
             for ev in events:
-                if ev.event_id in self._scores:
-                    stored[ev.event_id] = self._scores[ev.event_id]
+                eid = ev.event_id
+                known = scores.get(eid)
+                if known is not None:
+                    stored[eid] = known
                     continue
-                stored[ev.event_id] = self._scores[ev.event_id] = ev.score
-                self._rows[ev.event_id] = ev.row
-                item = (ev.t_ns, ev.event_id)
-                new.setdefault(ev.message_key, []).append(item)
-                for key in ev.burst_keys:
-                    new.setdefault(key, []).append(item)
-                    bursts.add(key)
-                if ev.t_ns > self._newest:
-                    self._newest = ev.t_ns
-            for key, added in new.items():
-                is_burst = key in bursts
-                index, log = (
-                    (self._bursts, self._burst_log)
-                    if is_burst
-                    else (self._messages, self._message_log)
-                )
-                items = index.get(key)
-                added.sort()
-                if items is None:
-                    index[key] = items = added
-                elif added[0] > items[-1]:  # the usual case: events come in time order
-                    items.extend(added)
+                stored[eid] = scores[eid] = ev.score
+                rows[eid] = ev.row
+                item = (ev.t_ns, eid)
+                added = messages.get(ev.message_key)
+                if added is None:
+                    messages[ev.message_key] = [item]
                 else:
-                    items[:] = sorted(set(items).union(added))
-                if is_burst:
-                    # Relative to the key's newest event, as in Redis: late events keep theirs.
-                    _trim(items, items[-1][0] - self.burst_s * NS)
-                log.append((added[-1][0], key))
+                    added.append(item)
+                for key in ev.burst_keys:
+                    added = bursts.get(key)
+                    if added is None:
+                        bursts[key] = [item]
+                    else:
+                        added.append(item)
+                if ev.t_ns > newest:
+                    newest = ev.t_ns
+            self._newest = newest
+            _merge(messages, self._messages, self._message_log, None)
+            # Burst keys relative to the key's newest event, as in Redis: late events keep theirs.
+            _merge(bursts, self._bursts, self._burst_log, self.burst_s * NS)
             self._expire()
         return stored
 
