@@ -211,7 +211,12 @@ class IpMemo:
         get = self._slot.get
         slots = [get(k, -1) for k in keys]
         if -1 in slots:
-            self._add(list(dict.fromkeys(k for k, s in zip(keys, slots, strict=True) if s < 0)))
+            missing = list(dict.fromkeys(k for k, s in zip(keys, slots, strict=True) if s < 0))
+            if len(self._slot) + len(missing) > self._max:
+                # Forget everything (cheaper than tracking what is old), then add all of these.
+                self._slot.clear()
+                missing = list(dict.fromkeys(keys))
+            self._add(missing)
             slots = [get(k) for k in keys]  # type: ignore[misc]
         block = self._table[np.array(slots, dtype=np.intp)]
         return {
@@ -229,9 +234,6 @@ class IpMemo:
             self._dtypes = tuple(found[n].dtype for n in self._names)
             self._table = np.empty((0, len(self._names)), dtype=np.int64)
         start = len(self._slot)
-        if start + len(missing) > self._max:
-            self._slot.clear()  # forget everything: cheaper than tracking what is old
-            start = 0
         end = start + len(missing)
         if end > len(self._table):
             size = max(self._max, end)

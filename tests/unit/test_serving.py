@@ -29,6 +29,7 @@ from serving.metrics import with_bot_share
 from serving.models import TRAINING_ONLY, event_model, request_schema, score_model
 from serving.runtime import Runtime
 from serving.scorer import (
+    IpMemo,
     OnlineScorer,
     columns_to_frame,
     frame_to_rows,
@@ -184,6 +185,29 @@ def test_stored_rows_rebuild_the_exact_clean_frame(world) -> None:
     }
     expected = clean[list(CONTEXT_COLUMNS)].reset_index(drop=True)
     pd.testing.assert_frame_equal(columns_to_frame(cols), expected)
+
+
+def test_ip_memo_answers_as_the_enricher_across_evictions(world) -> None:
+    enricher = world["enrichers"].ip
+    clean, _ = validate_items(world["items"][:40])
+    rows = list(clean.values())
+    rows[3] = (
+        rows[3][: CONTEXT_COLUMNS.index("ip")]
+        + (None,)
+        + rows[3][CONTEXT_COLUMNS.index("ip") + 1 :]
+    )
+    cols = rows_to_columns(rows)
+    expected = enricher.enrich(cols["ip"], cols["asn"])
+    memo = IpMemo(enricher.enrich, max_entries=7)  # forgets everything several times
+    for start in range(0, 40, 6):
+        got = memo.enrich(rows[start : start + 6] + rows[:2])
+        for name, values in expected.items():
+            want = np.concatenate([values[start : start + 6], values[:2]])
+            assert got[name].dtype == values.dtype
+            np.testing.assert_array_equal(got[name], want, err_msg=name)
+    whole = memo.enrich(rows)  # more distinct pairs than it keeps
+    for name, values in expected.items():
+        np.testing.assert_array_equal(whole[name], values, err_msg=name)
 
 
 def test_models_come_from_the_contract() -> None:
