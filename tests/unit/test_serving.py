@@ -26,8 +26,14 @@ from scoring.model import BotModel
 from serving import api
 from serving.client import api_events
 from serving.metrics import with_bot_share
-from serving.models import TRAINING_ONLY, event_model, request_schema, score_model
-from serving.runtime import Runtime
+from serving.models import (
+    EXAMPLE_EVENTS,
+    TRAINING_ONLY,
+    event_model,
+    request_schema,
+    score_model,
+)
+from serving.runtime import Runtime, warm_up
 from serving.scorer import (
     IpMemo,
     OnlineScorer,
@@ -36,6 +42,7 @@ from serving.scorer import (
     rows_to_columns,
     validate_items,
 )
+from serving.server import UNTRACED, bentoml_overrides
 from serving.state import MemoryState
 from simulation.core import generate
 
@@ -328,9 +335,50 @@ def test_reload_failure_keeps_the_current_model(world) -> None:
     assert client.post("/score", json=world["items"][:1]).json()[0]["model_version"] == "test/1"
 
 
+def test_the_mounted_app_alone_answers_score_as_the_gate_does(world) -> None:
+    items = world["items"][:5]
+    bare = TestClient(api.build_app(lambda: _runtime(world)))
+    gated = _client(_runtime(world))
+    assert bare.post("/score", json=items).json() == gated.post("/score", json=items).json()
+    resp = bare.post("/score", content=b"[1]")
+    assert (resp.status_code, resp.json()) == (
+        422,
+        {"detail": "item 0 must be an event object, not a number"},
+    )
+
+
+def test_example_events_are_valid_and_warm_up_scores_them(world, caplog) -> None:
+    out = OnlineScorer(_state(), world["enrichers"]).score(list(EXAMPLE_EVENTS), world["model"])
+    assert [a["event_id"] for a in out.items] == ["example-open", "example-click"]
+    assert out.errors == 0 and sum(out.scored.values()) == 2
+    with caplog.at_level("WARNING", logger="botfilter.serving"):
+        warm_up(world["model"], world["enrichers"])
+    assert caplog.records == []
+
+
+def test_bentoml_overrides_keep_the_operators_and_skip_tracing_unless_configured() -> None:
+    mine = {"services": {"botfilter": {"traffic": {"timeout": 5}}}}
+    got = bentoml_overrides({"BENTOML_CONFIG_OVERRIDES": json.dumps(mine)}, "botfilter", False)
+    assert got == {
+        "services": {
+            "botfilter": {
+                "traffic": {"timeout": 5},
+                "logging": {"access": {"enabled": False}},
+                "tracing": {"excluded_urls": list(UNTRACED)},
+            }
+        }
+    }
+    traced = {"services": {"botfilter": {"tracing": {"exporter_type": "otlp"}}}}
+    got = bentoml_overrides({"BENTOML_CONFIG_OVERRIDES": json.dumps(traced)}, "botfilter", True)
+    assert got["services"]["botfilter"]["tracing"] == {"exporter_type": "otlp"}
+    got = bentoml_overrides({"BENTOML_CONFIG": "/etc/bentoml.yaml"}, "botfilter", True)
+    assert got["services"]["botfilter"]["tracing"] == {}
+
+
 def test_openapi_documents_the_event_model() -> None:
     spec = TestClient(api.build_app(lambda: None)).get("/openapi.json").json()
     body = spec["paths"]["/score"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["example"] == list(EXAMPLE_EVENTS)
     assert body["schema"]["items"]["required"][:3] == ["event_id", "tenant_id", "message_id"]
     assert {"401", "413", "422"} <= set(spec["paths"]["/score"]["post"]["responses"])
     assert "/reload" in spec["paths"]
