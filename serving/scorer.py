@@ -4,12 +4,15 @@ Serving never re-implements a transform. For each request it rebuilds the event-
 the batch job would have seen for the new events (their stored history plus the new rows), runs
 the same feature pipeline on them and scores the new rows with the same
 :class:`scoring.model.BotModel`. Rows travel as tuples and numpy columns, never as pandas
-frames: a request of one event must cost well under a millisecond outside the model. The features are causal, so history rows beyond what an event
-needs, or after it, change nothing; missing history would, hence the lookups below:
+frames: a request of one event must cost well under a millisecond outside the model.
+
+The features are causal, so history rows beyond what an event needs, or after it, change
+nothing; missing history would, hence the lookups below:
 
 * every earlier event of the same (tenant, message), any age within the state's retention;
-* events of the same tenant within ``LONGEST_WINDOW_S`` before each new event sharing its IP,
-  /24-/48 prefix, ASN, or (campaign-or-automation, ASN) — the burst keys of the pipeline.
+* events of the same tenant within ``LONGEST_WINDOW_S`` before each new event sharing its
+  /24-/48 prefix or its ASN, which covers every burst group of the pipeline (IP, prefix, ASN,
+  campaign-or-automation with ASN).
 
 An event that breaks the contract is answered in its place with an error (the contract's own
 reason), and never fails the others. A repeated ``event_id`` gets the stored answer and is not
@@ -48,9 +51,11 @@ _NAT = np.iinfo(np.int64).min
 _UTC = pd.DatetimeTZDtype("ns", "UTC")
 _REQUEST_COLUMNS = tuple(c.name for c in event_columns())
 _COL = {name: i for i, name in enumerate(CONTEXT_COLUMNS)}
-# Stored rows are JSON arrays in CONTEXT_COLUMNS order; the tag changes with that order, so a
-# deployment with other columns never misreads rows written by an older one.
-ROW_FORMAT = hashlib.sha1(json.dumps(CONTEXT_COLUMNS).encode()).hexdigest()[:8]
+# Stored rows are JSON arrays in CONTEXT_COLUMNS order; the tag changes with that order and with
+# the state's layout (which keys exist, what a stored event holds: bump STATE_LAYOUT when either
+# changes), so a deployment never misreads state written by another one.
+STATE_LAYOUT = 2
+ROW_FORMAT = hashlib.sha1(json.dumps([STATE_LAYOUT, CONTEXT_COLUMNS]).encode()).hexdigest()[:8]
 
 
 @dataclass
@@ -365,23 +370,19 @@ class OnlineScorer:
     ) -> list[tuple[str, tuple[str, ...], int]]:
         """Per row: its message key, its burst keys and ``occurred_at`` in ns.
 
-        ``m:<len(tenant)>:<tenant>:<message_id>`` keys a message's history; a burst group (one
-        tenant's events sharing an IP, a /24-/48 prefix, an ASN, or a send with an ASN) is
-        ``k:<len(tenant)>:<tenant>:<ip|prefix|asn|send>:<value>``, the send's value being
-        ``<asn>:<campaign or automation id>``. The tenant's length keeps keys unambiguous.
+        ``m:<len(tenant)>:<tenant>:<message_id>`` keys a message's history, and
+        ``k:<len(tenant)>:<tenant>:<prefix|asn>:<value>`` one tenant's events of a /24 (/48)
+        prefix or of an ASN. The pipeline's other burst groups need no key of their own: an IP's
+        events are among its prefix's, and a send's events with an ASN among that ASN's, over
+        the same window. The tenant's length keeps keys unambiguous.
         """
         c_tenant, c_message, c_time = _COL["tenant_id"], _COL["message_id"], _COL["occurred_at"]
-        c_campaign, c_automation = _COL["campaign_id"], _COL["automation_id"]
         tenant_keys = self._tenant_keys
         out = []
         enriched = zip(
-            ip["ip_version"].tolist(),
-            ip["ip_key"].tolist(),
-            ip["prefix_key"].tolist(),
-            ip["asn"].tolist(),
-            strict=True,
+            ip["ip_version"].tolist(), ip["prefix_key"].tolist(), ip["asn"].tolist(), strict=True
         )
-        for r, (version, ip_key, prefix_key, asn) in zip(rows, enriched, strict=True):
+        for r, (version, prefix_key, asn) in zip(rows, enriched, strict=True):
             # Inline burst_key/message_key: this loop runs for every event of every request.
             t = r[c_tenant]
             prefixes = tenant_keys.get(t)
@@ -390,14 +391,9 @@ class OnlineScorer:
                     tenant_keys.clear()
                 prefixes = tenant_keys[t] = (f"m:{len(t)}:{t}:", f"k:{len(t)}:{t}:")
             mk, tk = prefixes
-            bursts = (f"{tk}ip:{ip_key}", f"{tk}prefix:{prefix_key}") if version else ()
-            if asn != 0:
-                send = r[c_campaign] if r[c_campaign] is not None else r[c_automation]
-                bursts += (
-                    (f"{tk}asn:{asn}", f"{tk}send:{asn}:{send}")
-                    if send is not None
-                    else (f"{tk}asn:{asn}",)
-                )
+            bursts = (f"{tk}prefix:{prefix_key}",) if version else ()
+            if asn:
+                bursts += (f"{tk}asn:{asn}",)
             out.append((mk + r[c_message], bursts, r[c_time]))
         return out
 

@@ -1,8 +1,9 @@
 """Window state for the online API: the recent history that causal features need.
 
 An event's features depend on every earlier event of its message (any age) and on the events of
-the same tenant sharing a burst key (IP, prefix, ASN, send+ASN) in the longest window. The API
-rebuilds exactly that history for each request, so the state keeps:
+the same tenant sharing a burst key (the scorer's: /24-/48 prefix and ASN, which cover the IP and
+send groups) in the longest window. The API rebuilds that history for each request, so the state
+keeps:
 
 * one raw context row and one score per ``event_id`` (the score makes duplicates idempotent);
 * per message, the ids of its events ordered by ``occurred_at`` (kept ``history_s``);
@@ -256,16 +257,18 @@ class MemoryState(WindowState):
             }
 
 
-# --- Redis ------------------------------------------------------------------------------------
+# --- Redis ---------------------------------------------------------------------------------
 # Both scripts take one JSON argument and answer one JSON string: a single round trip each, and
 # next to no client-side encoding of Redis commands. Times travel as strings, because Lua numbers
-# would be formatted with 14 significant digits.
+# would be formatted with 14 significant digits. Redis serves every worker on one thread, so the
+# write script issues as few commands as it can: one SET per event, and one ZADD per key with
+# all of the request's new events on that key.
 _LOOKUP_LUA = """
 local d = cjson.decode(ARGV[1])
 local p = d.p
-local scores = {}
+local entries = {}
 for i, id in ipairs(d.i) do
-  scores[i] = redis.call('GET', p .. 's:' .. id) or false
+  entries[i] = redis.call('GET', p .. 'e:' .. id) or false
 end
 local seen, ids = {}, {}
 for _, r in ipairs(d.r) do
@@ -276,33 +279,49 @@ for _, r in ipairs(d.r) do
     end
   end
 end
-return cjson.encode({scores, ids})
+return cjson.encode({entries, ids})
 """
 
 _PUT_LUA = """
 local d = cjson.decode(ARGV[1])
 local p, h = d.p, d.h
-local out, msgs, newest = {}, {}, {}
+local out, members, newest, order, message = {}, {}, {}, {}, {}
+local blob, at = ARGV[2], 1
 for i, e in ipairs(d.e) do
-  local id, t = e[1], e[2]
-  if redis.call('SET', p .. 's:' .. id, ARGV[2 * i], 'NX', 'EX', h) then
+  local id, t, size = e[1], e[2], e[3]
+  local value = string.sub(blob, at, at + size - 1)
+  at = at + size
+  if redis.call('SET', p .. 'e:' .. id, value, 'NX', 'EX', h) then
     out[i] = true
-    redis.call('SET', p .. 'r:' .. id, ARGV[2 * i + 1], 'NX', 'EX', h)
-    redis.call('ZADD', p .. e[3], t, id)
-    msgs[e[3]] = true
-    local tn = tonumber(t)
-    for _, k in ipairs(e[4]) do
-      redis.call('ZADD', p .. k, t, id)
+    message[e[4]] = true
+    for j = 4, #e do
+      local k = e[j]
+      local m = members[k]
+      if not m then
+        m = {}
+        members[k] = m
+        order[#order + 1] = k
+      end
+      m[#m + 1] = t
+      m[#m + 1] = id
+      local tn = tonumber(t)
       if not newest[k] or newest[k] < tn then newest[k] = tn end
     end
   else
-    out[i] = redis.call('GET', p .. 's:' .. id) or false
+    out[i] = redis.call('GET', p .. 'e:' .. id) or false
   end
 end
-for k, _ in pairs(msgs) do redis.call('EXPIRE', p .. k, h) end
-for k, tn in pairs(newest) do
-  redis.call('ZREMRANGEBYSCORE', p .. k, '-inf', '(' .. string.format('%.0f', tn - d.b))
-  redis.call('EXPIRE', p .. k, d.bt)
+for _, k in ipairs(order) do
+  local key, m = p .. k, members[k]
+  for s = 1, #m, 4000 do
+    redis.call('ZADD', key, unpack(m, s, math.min(s + 3999, #m)))
+  end
+  if message[k] then
+    redis.call('EXPIRE', key, h)
+  else
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. string.format('%.0f', newest[k] - d.b))
+    redis.call('EXPIRE', key, d.bt)
+  end
 end
 return cjson.encode(out)
 """
@@ -320,12 +339,13 @@ def _list(value: Any) -> list:
 class RedisState(WindowState):
     """State in Redis, shared by every worker and replica.
 
-    Keys (all under ``prefix``): ``r:<id>`` raw row JSON and ``s:<id>`` score JSON (``SET NX``,
-    expiring after ``history_s``); per message and per burst key a sorted set of event ids scored
-    by ``occurred_at`` in microseconds. A request costs three round trips: a Lua script for the
-    stored scores and the ids in the requested ranges, one ``MGET`` for the rows this worker has
-    not cached, a Lua script for the writes (which also answers, for an id another worker stored
-    first, that worker's answer). Rows never change once written, so each worker caches them.
+    Keys (all under ``prefix``): ``e:<id>`` the JSON array ``[answer, raw row]`` of an event
+    (``SET NX``, expiring after ``history_s``); per message and per burst key a sorted set of
+    event ids scored by ``occurred_at`` in microseconds. A request costs three round trips: a Lua
+    script for the stored answers and the ids in the requested ranges, one ``MGET`` for the rows
+    this worker has not cached, a Lua script for the writes (which also answers, for an id
+    another worker stored first, that worker's answer). Rows never change once written, so each
+    worker caches them.
     """
 
     kind = "redis"
@@ -386,10 +406,10 @@ class RedisState(WindowState):
             ],
         }
         try:
-            raw_scores, ids = orjson.loads(self._lookup(args=[orjson.dumps(payload)]))
+            entries, ids = orjson.loads(self._lookup(args=[orjson.dumps(payload)]))
             scores = {
-                eid: orjson.loads(raw)
-                for eid, raw in zip(event_ids, _list(raw_scores), strict=True)
+                eid: orjson.loads(raw)[0]
+                for eid, raw in zip(event_ids, _list(entries), strict=True)
                 if raw
             }
             rows: dict[str, tuple[Any, ...]] = {}
@@ -401,10 +421,10 @@ class RedisState(WindowState):
                 else:
                     rows[eid] = row
             if missing:
-                raws = self._redis.mget([f"{self.prefix}r:{e}" for e in missing])
+                raws = self._redis.mget([f"{self.prefix}e:{e}" for e in missing])
                 for eid, raw in zip(missing, raws, strict=True):
                     if raw is not None:  # None: expired with its retention, no longer history
-                        rows[eid] = tuple(orjson.loads(raw))
+                        rows[eid] = tuple(orjson.loads(raw)[1])
                         self._remember(eid, rows[eid])
         except RedisError as exc:
             raise self._unavailable(exc) from exc
@@ -417,26 +437,24 @@ class RedisState(WindowState):
         try:
             for start in range(0, len(events), self.CHUNK):
                 chunk = events[start : start + self.CHUNK]
+                # Each event's value [answer, row] goes in one blob, as is (no JSON inside JSON to
+                # escape), cut by the sizes the events carry: two arguments in all.
+                values = [orjson.dumps((ev.score, ev.row)) for ev in chunk]
                 meta = {
                     "p": self.prefix,
                     "h": self.history_s,
                     "b": self.burst_s * 1_000_000,
                     "bt": self.burst_s + 60,
                     "e": [
-                        [ev.event_id, str(_us(ev.t_ns)), ev.message_key, list(ev.burst_keys)]
-                        for ev in chunk
+                        [ev.event_id, str(_us(ev.t_ns)), len(v), ev.message_key, *ev.burst_keys]
+                        for ev, v in zip(chunk, values, strict=True)
                     ],
                 }
-                # Answers and rows go as their own arguments (no JSON inside JSON to escape).
-                args = [orjson.dumps(meta)]
-                for ev in chunk:
-                    args.append(orjson.dumps(ev.score))
-                    args.append(orjson.dumps(ev.row))
-                answers = orjson.loads(self._put(args=args))
+                answers = orjson.loads(self._put(args=[orjson.dumps(meta), b"".join(values)]))
                 for ev, answer in zip(chunk, _list(answers), strict=True):
-                    # True: stored by us; text: the answer of whoever stored the id first.
+                    # True: stored by us; text: the entry of whoever stored the id first.
                     stored[ev.event_id] = (
-                        orjson.loads(answer) if isinstance(answer, str) else ev.score
+                        orjson.loads(answer)[0] if isinstance(answer, str) else ev.score
                     )
         except RedisError as exc:
             raise self._unavailable(exc) from exc
