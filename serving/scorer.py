@@ -32,24 +32,22 @@ from typing import Any
 
 import numba
 import numpy as np
-import pandas as pd
 
-from botfilter.errors import BotfilterError
-from contract.schema import EVENTS, MESSAGES, SCORE_COLUMNS
-from features.definitions import FEATURE_NAMES, LONGEST_WINDOW_S
-from features.pipeline import CONTEXT_COLUMNS, Enrichers, build_features
-from scoring.model import BotModel
-from serving.models import event_columns
+from contract.schema import SCORE_COLUMNS
+from contract.validate import validate_event_items
+from features.definitions import LONGEST_WINDOW_S
+from features.pipeline import (
+    CONTEXT_COLUMNS,
+    FLOAT_COLUMNS,
+    TIMESTAMP_COLUMNS,
+    Enrichers,
+    feature_block,
+)
+from scoring.model import BotModel, ScoredRows
 from serving.state import KeyRange, NewEvent, WindowState
 
 NS = 1_000_000_000
-_KINDS = {c.name: c.kind for c in (*EVENTS.columns, *MESSAGES.columns)}
-_TS_COLUMNS = tuple(c for c in CONTEXT_COLUMNS if _KINDS.get(c) == "timestamp")
-_INT_COLUMNS = tuple(c for c in CONTEXT_COLUMNS if _KINDS.get(c) == "int")
-_BOOL_COLUMNS = tuple(c for c in CONTEXT_COLUMNS if _KINDS.get(c) == "bool")
 _NAT = np.iinfo(np.int64).min
-_UTC = pd.DatetimeTZDtype("ns", "UTC")
-_REQUEST_COLUMNS = tuple(c.name for c in event_columns())
 _COL = {name: i for i, name in enumerate(CONTEXT_COLUMNS)}
 # Stored rows are JSON arrays in CONTEXT_COLUMNS order; the tag changes with that order and with
 # the state's layout (which keys exist, what a stored event holds: bump STATE_LAYOUT when either
@@ -78,111 +76,22 @@ class Outcome:
 
 
 def rows_to_columns(rows: Sequence[tuple[Any, ...]]) -> dict[str, np.ndarray]:
-    """Stored rows as the column arrays of ``features.pipeline.context_arrays``: timestamps as
-    int64 ns (missing: INT64 min), integers and booleans as float64 (missing: NaN), text as
-    object arrays of str or None."""
+    """Stored rows as :func:`features.pipeline.context_arrays` gives a clean frame's columns:
+    timestamps as int64 ns (missing: INT64 min), integers and the hidden-link flag as float64
+    (missing: NaN), text as object arrays of str or None."""
     n = len(rows)
     columns = zip(*rows, strict=True) if n else ((),) * len(CONTEXT_COLUMNS)
     out: dict[str, np.ndarray] = {}
     for name, values in zip(CONTEXT_COLUMNS, columns, strict=True):
-        if name in _TS_COLUMNS:
+        if name in TIMESTAMP_COLUMNS:
             out[name] = np.fromiter((_NAT if v is None else v for v in values), np.int64, n)
-        elif name in _INT_COLUMNS or name in _BOOL_COLUMNS:
+        elif name in FLOAT_COLUMNS or name == "is_hidden_link":
             out[name] = np.fromiter((np.nan if v is None else v for v in values), np.float64, n)
         else:
             col = np.empty(n, dtype=object)
             col[:] = values
             out[name] = col
     return out
-
-
-def columns_to_frame(cols: Mapping[str, np.ndarray]) -> pd.DataFrame:
-    """The event-context frame the contract's loader gives, from :func:`rows_to_columns`."""
-    data: dict[str, Any] = {}
-    for name in CONTEXT_COLUMNS:
-        col = cols[name]
-        if name in _TS_COLUMNS:
-            data[name] = pd.arrays.DatetimeArray._from_sequence(col.view("M8[ns]"), dtype=_UTC)
-        elif name in _INT_COLUMNS:
-            data[name] = pd.array(col, dtype="Int64")
-        elif name in _BOOL_COLUMNS:
-            data[name] = pd.array(col, dtype="boolean")
-        else:
-            data[name] = col
-    return pd.DataFrame(data, index=pd.RangeIndex(len(col)), copy=False)
-
-
-def frame_to_rows(clean: pd.DataFrame) -> list[tuple[Any, ...]]:
-    """Clean typed rows as JSON-ready tuples in CONTEXT_COLUMNS order (timestamps in ns)."""
-    arr = np.empty((len(clean), len(CONTEXT_COLUMNS)), dtype=object)
-    for j, name in enumerate(CONTEXT_COLUMNS):
-        s = clean[name]
-        if name in _TS_COLUMNS:
-            ns = s.to_numpy(dtype="M8[ns]").view(np.int64)
-            col = ns.astype(object)
-            col[ns == _NAT] = None
-        elif name in _INT_COLUMNS or name in _BOOL_COLUMNS:
-            col = s.to_numpy(dtype=object, na_value=None)
-        else:
-            col = s.to_numpy(dtype=object)
-            col[pd.isna(col)] = None
-        arr[:, j] = col
-    return list(map(tuple, arr.tolist()))
-
-
-def validate_items(
-    items: list[dict[str, Any]], columns: Sequence[str] = CONTEXT_COLUMNS
-) -> tuple[dict[int, tuple[Any, ...]], dict[int, str]]:
-    """The contract's rules, exactly as for files: the clean rows (tuples in ``columns`` order,
-    as stored) and the reason of each failing item, both by item position."""
-    from contract.validate import validate_event_rows
-
-    # One object block; fromiter keeps a JSON array given as a value as one object.
-    values = np.empty((len(items), len(_REQUEST_COLUMNS)), dtype=object)
-    for j, n in enumerate(_REQUEST_COLUMNS):
-        values[:, j] = np.fromiter((it.get(n) for it in items), object, len(items))
-    try:
-        clean, reasons = validate_event_rows(pd.DataFrame(values, columns=list(_REQUEST_COLUMNS)))
-    except BotfilterError:
-        # A JSON array or object as a value the reader does not turn into text (it does so
-        # for the events' own columns only): judge its JSON text, as for a JSON Lines file.
-        nested = np.frompyfunc(lambda v: isinstance(v, list | dict), 1, 1)(values).astype(bool)
-        values[nested] = [json.dumps(v, ensure_ascii=False) for v in values[nested]]
-        clean, reasons = validate_event_rows(pd.DataFrame(values, columns=list(_REQUEST_COLUMNS)))
-    if list(columns) != list(CONTEXT_COLUMNS):
-        raise ValueError("rows are built in CONTEXT_COLUMNS order")
-    rows = dict(zip(clean.index.tolist(), frame_to_rows(clean), strict=True))
-    return rows, {int(pos): str(reason) for pos, reason in reasons.items()}
-
-
-def feature_block(
-    cols: Mapping[str, np.ndarray], enrichers: Enrichers, ip: Mapping[str, np.ndarray]
-) -> np.ndarray:
-    """The (features x rows) float32 block of ``build_features`` for these columns."""
-    return build_features(columns_to_frame(cols), enrichers, ip=ip).to_numpy().T
-
-
-@dataclass
-class ScoredRows:
-    """Scores of some rows of a feature block."""
-
-    bot_score: np.ndarray
-    is_bot: np.ndarray
-    reasons: list[list[str]]
-
-
-def score_block(
-    model: BotModel,
-    block: np.ndarray,
-    channel: np.ndarray,
-    event_type: np.ndarray,
-    rows: np.ndarray,
-) -> ScoredRows:
-    """``model`` on the block's columns ``rows`` (channel and type given for those rows)."""
-    feats = pd.DataFrame(block[:, rows].T, columns=list(FEATURE_NAMES))
-    ids = pd.Series(np.arange(len(rows)))
-    df = model.score(ids, pd.Series(channel), pd.Series(event_type), feats)
-    return ScoredRows(df["bot_score"].to_numpy(), df["is_bot"].to_numpy(), df["reasons"].tolist())
 
 
 def _event_id_of(item: Any) -> str | None:
@@ -276,7 +185,7 @@ class OnlineScorer:
         answers: list[dict[str, Any] | None] = [None] * len(items)
         out = Outcome(items=[])
         t = time.perf_counter()
-        clean, reasons = validate_items(items)
+        clean, reasons = validate_event_items(items, CONTEXT_COLUMNS)
         for pos, reason in reasons.items():
             answers[pos] = {"event_id": _event_id_of(items[pos]), "error": reason}
         out.lap("contract", t)
@@ -327,7 +236,7 @@ class OnlineScorer:
             numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
             model.threads = threads
             channels = cols["channel"][h:]
-            scored = score_block(model, block, channels, cols["type"][h:], new_idx)
+            scored = model.score_block(block, channels, cols["type"][h:], rows=new_idx)
             t = out.lap("model", t)
             fresh = self._answers(ids, rows, keys, new, scored, model.version)
             stored = self.state.put(fresh)

@@ -18,9 +18,15 @@ from pydantic import SecretStr
 from botfilter.errors import BotfilterError
 from botfilter.settings import Settings
 from contract.schema import EVENTS, MESSAGE_CONTEXT, SCORE_COLUMNS
-from contract.validate import validate_event_rows, validate_tables
+from contract.validate import validate_event_items, validate_event_rows, validate_tables
 from features.definitions import FEATURE_NAMES, LONGEST_WINDOW_S
-from features.pipeline import CONTEXT_COLUMNS, Enrichers, build_features, event_context
+from features.pipeline import (
+    CONTEXT_COLUMNS,
+    Enrichers,
+    build_features,
+    context_arrays,
+    event_context,
+)
 from scoring.batch import score_context
 from scoring.model import BotModel
 from serving import api
@@ -34,14 +40,7 @@ from serving.models import (
     score_model,
 )
 from serving.runtime import Runtime, warm_up
-from serving.scorer import (
-    IpMemo,
-    OnlineScorer,
-    columns_to_frame,
-    frame_to_rows,
-    rows_to_columns,
-    validate_items,
-)
+from serving.scorer import IpMemo, OnlineScorer, rows_to_columns
 from serving.server import UNTRACED, bentoml_overrides
 from serving.state import MemoryState
 from simulation.core import generate
@@ -175,28 +174,31 @@ def test_json_arrays_in_context_columns_are_judged_as_text_not_a_crash(world) ->
     assert out[1] == {"event_id": "odd2", "error": "invalid recipient_domain"}
 
 
-def test_stored_rows_rebuild_the_exact_clean_frame(world) -> None:
+def test_stored_rows_give_the_columns_of_the_clean_frame(world) -> None:
     names = [c.name for c in EVENTS.columns if c.name not in TRAINING_ONLY]
     frame = pd.DataFrame(world["items"][:50]).reindex(columns=names + list(MESSAGE_CONTEXT))
     clean, reasons = validate_event_rows(frame.loc[:, ~frame.columns.duplicated()])
     assert reasons.empty
-    rows = frame_to_rows(clean)
-    assert [tuple(r) for r in json.loads(json.dumps(rows))] == rows  # JSON-ready, exactly
-    assert validate_items(world["items"][:50]) == (dict(enumerate(rows)), {})
-    cols = rows_to_columns(rows)
-    assert {n: cols[n].dtype.kind for n in ("occurred_at", "asn", "is_hidden_link", "ip")} == {
+    rows, failed = validate_event_items(world["items"][:50], CONTEXT_COLUMNS)
+    assert failed == {} and list(rows) == list(range(50))
+    stored = list(rows.values())
+    assert [tuple(r) for r in json.loads(json.dumps(stored))] == stored  # JSON-ready, exactly
+    got, expected = rows_to_columns(stored), context_arrays(clean.reset_index(drop=True))
+    assert list(got) == list(expected) == list(CONTEXT_COLUMNS)
+    for name, values in expected.items():
+        assert got[name].dtype == values.dtype, name
+        np.testing.assert_array_equal(got[name], values, err_msg=name)
+    assert {n: got[n].dtype.kind for n in ("occurred_at", "asn", "is_hidden_link", "ip")} == {
         "occurred_at": "i",
         "asn": "f",
         "is_hidden_link": "f",
         "ip": "O",
     }
-    expected = clean[list(CONTEXT_COLUMNS)].reset_index(drop=True)
-    pd.testing.assert_frame_equal(columns_to_frame(cols), expected)
 
 
 def test_ip_memo_answers_as_the_enricher_across_evictions(world) -> None:
     enricher = world["enrichers"].ip
-    clean, _ = validate_items(world["items"][:40])
+    clean, _ = validate_event_items(world["items"][:40], CONTEXT_COLUMNS)
     rows = list(clean.values())
     rows[3] = (
         rows[3][: CONTEXT_COLUMNS.index("ip")]
