@@ -135,6 +135,15 @@ class Runtime:
         self._follow_generation()
         return self._batcher.submit(items)
 
+    def score_if_idle(self, items: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+        """:meth:`score` done at once on this thread, or None (nothing done) when the scorer is
+        busy or the state would wait on the network: the event loop calls this, and must never
+        be held up by Redis."""
+        if not self.state.local:
+            return None
+        self._follow_generation()
+        return self._batcher.submit_if_idle(items)
+
     def _score_merged(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out = self.scorer.score(items, self._model)
         m = metrics()

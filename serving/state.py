@@ -73,6 +73,7 @@ class WindowState(ABC):
     """Recent events, keyed for causal feature reconstruction; shared by all requests."""
 
     kind: str = "abstract"
+    local: bool = True  # operations never wait on the network
 
     def __init__(self, history_s: int, burst_s: int) -> None:
         if history_s <= 0 or burst_s <= 0:
@@ -349,6 +350,7 @@ class RedisState(WindowState):
     """
 
     kind = "redis"
+    local = False
     CHUNK = 1_000  # events per write script: keeps each script's hold on Redis short
 
     def __init__(
