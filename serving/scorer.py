@@ -212,8 +212,7 @@ class OnlineScorer:
             unique.setdefault(row[c_id], row)  # a repeated id is answered as its first
         ids = list(unique)
         rows = list(unique.values())
-        ip_new = self.ip.enrich(rows)
-        keys = self._keys(rows, ip_new)
+        keys = self._keys(rows, self.ip.enrich(rows))
         ranges = self._ranges(keys)
         t = out.lap("keys", t)
         found = self.state.lookup(ids, ranges)
@@ -224,9 +223,9 @@ class OnlineScorer:
         if new:
             history = list(found.rows.values())
             h = len(history)
-            cols = rows_to_columns(history + [rows[i] for i in new])
-            ip_history = self.ip.enrich(history)
-            ip = {k: np.concatenate([ip_history[k], v[new]]) for k, v in ip_new.items()}
+            context = history + [rows[i] for i in new]
+            cols = rows_to_columns(context)
+            ip = self.ip.enrich(context)  # the new rows' pairs were just remembered
             out.history_rows += h
             t = out.lap("frame", t)
             block = feature_block(cols, self.enrichers, ip)
@@ -241,11 +240,11 @@ class OnlineScorer:
             fresh = self._answers(ids, rows, keys, new, scored, model.version)
             stored = self.state.put(fresh)
             t = out.lap("store", t)
-            for ev, channel in zip(fresh, channels.tolist(), strict=True):
-                answer = results[ev.event_id] = stored[ev.event_id]
-                if answer is ev.score:  # not answered first by a concurrent request
-                    out.scored[channel] += 1
-                    out.flagged[channel] += int(answer["is_bot"])
+            results.update(stored)
+            # Count what this request answered first (not a concurrent request on another worker).
+            first = np.fromiter((stored[ev[0]] is ev[5] for ev in fresh), bool, len(fresh))
+            out.scored.update(channels[first].tolist())
+            out.flagged.update(channels[first & scored.is_bot].tolist())
         for pos, row in clean.items():
             answers[pos] = results[row[c_id]]
         out.duplicates = len(clean) - len(new)
@@ -259,7 +258,8 @@ class OnlineScorer:
         scored: ScoredRows,
         version: str,
     ) -> list[NewEvent]:
-        """The new events to remember, each with its answer (keys in SCORE_COLUMNS order)."""
+        """The new events to remember (as :class:`NewEvent` tuples), each with its answer."""
+        k_id, k_score, k_bot, k_reasons, k_version = SCORE_COLUMNS
         fresh = []
         values = zip(
             new, scored.bot_score.tolist(), scored.is_bot.tolist(), scored.reasons, strict=True
@@ -267,12 +267,16 @@ class OnlineScorer:
         for i, score, is_bot, reasons in values:
             eid = ids[i]
             # Reasons as a tuple: see serving.state on tuples.
-            answer = dict(
-                zip(SCORE_COLUMNS, (eid, score, is_bot, tuple(reasons), version), strict=True)
-            )
+            answer = {
+                k_id: eid,
+                k_score: score,
+                k_bot: is_bot,
+                k_reasons: tuple(reasons),
+                k_version: version,
+            }
             msg_key, bursts, t_ns = keys[i]
-            fresh.append(NewEvent(eid, t_ns, rows[i], msg_key, bursts, answer))
-        return fresh
+            fresh.append((eid, t_ns, rows[i], msg_key, bursts, answer))
+        return fresh  # type: ignore[return-value]
 
     def _keys(
         self, rows: list[tuple[Any, ...]], ip: Mapping[str, np.ndarray]

@@ -51,7 +51,9 @@ class KeyRange(NamedTuple):
 
 
 class NewEvent(NamedTuple):
-    """A scored event to remember: its raw row, keys and the answer given for it."""
+    """A scored event to remember: its raw row, keys and the answer given for it.
+
+    The state reads events by unpacking, so a plain tuple in this order does too."""
 
     event_id: str
     t_ns: int
@@ -189,28 +191,27 @@ class MemoryState(WindowState):
         bursts: dict[str, list[tuple[int, str]]] = {}
         with self._lock:
             scores, rows, newest = self._scores, self._rows, self._newest
-            for ev in events:
-                eid = ev.event_id
+            for eid, t_ns, row, message_key, burst_keys, score in events:
                 known = scores.get(eid)
                 if known is not None:
                     stored[eid] = known
                     continue
-                stored[eid] = scores[eid] = ev.score
-                rows[eid] = ev.row
-                item = (ev.t_ns, eid)
-                added = messages.get(ev.message_key)
+                stored[eid] = scores[eid] = score
+                rows[eid] = row
+                item = (t_ns, eid)
+                added = messages.get(message_key)
                 if added is None:
-                    messages[ev.message_key] = [item]
+                    messages[message_key] = [item]
                 else:
                     added.append(item)
-                for key in ev.burst_keys:
+                for key in burst_keys:
                     added = bursts.get(key)
                     if added is None:
                         bursts[key] = [item]
                     else:
                         added.append(item)
-                if ev.t_ns > newest:
-                    newest = ev.t_ns
+                if t_ns > newest:
+                    newest = t_ns
             self._newest = newest
             _merge(messages, self._messages, self._message_log, None)
             # Burst keys relative to the key's newest event, as in Redis: late events keep theirs.
@@ -441,27 +442,27 @@ class RedisState(WindowState):
                 chunk = events[start : start + self.CHUNK]
                 # Each event's value [answer, row] goes in one blob, as is (no JSON inside JSON to
                 # escape), cut by the sizes the events carry: two arguments in all.
-                values = [orjson.dumps((ev.score, ev.row)) for ev in chunk]
+                values = [orjson.dumps((score, row)) for _, _, row, _, _, score in chunk]
                 meta = {
                     "p": self.prefix,
                     "h": self.history_s,
                     "b": self.burst_s * 1_000_000,
                     "bt": self.burst_s + 60,
                     "e": [
-                        [ev.event_id, str(_us(ev.t_ns)), len(v), ev.message_key, *ev.burst_keys]
-                        for ev, v in zip(chunk, values, strict=True)
+                        [eid, str(t_ns // US), len(v), message_key, *burst_keys]
+                        for (eid, t_ns, _, message_key, burst_keys, _), v in zip(
+                            chunk, values, strict=True
+                        )
                     ],
                 }
                 answers = orjson.loads(self._put(args=[orjson.dumps(meta), b"".join(values)]))
-                for ev, answer in zip(chunk, _list(answers), strict=True):
+                for (eid, _, _, _, _, score), answer in zip(chunk, _list(answers), strict=True):
                     # True: stored by us; text: the entry of whoever stored the id first.
-                    stored[ev.event_id] = (
-                        orjson.loads(answer)[0] if isinstance(answer, str) else ev.score
-                    )
+                    stored[eid] = orjson.loads(answer)[0] if isinstance(answer, str) else score
         except RedisError as exc:
             raise self._unavailable(exc) from exc
-        for ev in events:
-            self._remember(ev.event_id, ev.row)
+        for eid, _, row, _, _, _ in events:
+            self._remember(eid, row)
         return stored
 
     def generation(self) -> int:
