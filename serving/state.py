@@ -260,28 +260,33 @@ class MemoryState(WindowState):
 
 
 # --- Redis ---------------------------------------------------------------------------------
-# Both scripts take one JSON argument and answer one JSON string: a single round trip each, and
-# next to no client-side encoding of Redis commands. Times travel as strings, because Lua numbers
-# would be formatted with 14 significant digits. Redis serves every worker on one thread, so the
-# write script issues as few commands as it can: one SET per event, and one ZADD per key with
-# all of the request's new events on that key.
+# Each script takes one JSON argument (and the write script a blob of values) and answers a flat
+# array: a single round trip each, next to no client-side encoding of Redis commands, and no JSON
+# inside JSON to escape. Times travel as strings, because Lua numbers would be formatted with 14
+# significant digits. Redis serves every worker on one thread, so the write script issues as few
+# commands as it can: one SET per event, and one ZADD per key with all of the request's new
+# events on that key.
 _LOOKUP_LUA = """
 local d = cjson.decode(ARGV[1])
 local p = d.p
-local entries = {}
+local out = {}
 for i, id in ipairs(d.i) do
-  entries[i] = redis.call('GET', p .. 'e:' .. id) or false
+  out[i] = redis.call('GET', p .. 'e:' .. id) or false
 end
-local seen, ids = {}, {}
+local seen = {}
 for _, r in ipairs(d.r) do
   for _, m in ipairs(redis.call('ZRANGEBYSCORE', p .. r[1], r[2], r[3])) do
     if not seen[m] then
       seen[m] = true
-      ids[#ids + 1] = m
+      local entry = redis.call('GET', p .. 'e:' .. m)
+      if entry then
+        out[#out + 1] = m
+        out[#out + 1] = entry
+      end
     end
   end
 end
-return cjson.encode({entries, ids})
+return out
 """
 
 _PUT_LUA = """
@@ -325,7 +330,7 @@ for _, k in ipairs(order) do
     redis.call('EXPIRE', key, d.bt)
   end
 end
-return cjson.encode(out)
+return out
 """
 
 
@@ -333,21 +338,15 @@ def _us(t_ns: int) -> int:
     return t_ns // US
 
 
-def _list(value: Any) -> list:
-    """cjson encodes an empty Lua table as an object."""
-    return value if isinstance(value, list) else []
-
-
 class RedisState(WindowState):
     """State in Redis, shared by every worker and replica.
 
     Keys (all under ``prefix``): ``e:<id>`` the JSON array ``[answer, raw row]`` of an event
     (``SET NX``, expiring after ``history_s``); per message and per burst key a sorted set of
-    event ids scored by ``occurred_at`` in microseconds. A request costs three round trips: a Lua
-    script for the stored answers and the ids in the requested ranges, one ``MGET`` for the rows
-    this worker has not cached, a Lua script for the writes (which also answers, for an id
-    another worker stored first, that worker's answer). Rows never change once written, so each
-    worker caches them.
+    event ids scored by ``occurred_at`` in microseconds. A request costs two round trips: a Lua
+    script for the stored answers of its ids and the entries of every event in the requested
+    ranges, and one for the writes (which also answers, for an id another worker stored first,
+    that worker's answer).
     """
 
     kind = "redis"
@@ -360,7 +359,6 @@ class RedisState(WindowState):
         history_s: int,
         burst_s: int,
         prefix: str = "botfilter:",
-        cache_rows: int = 200_000,
     ) -> None:
         super().__init__(history_s, burst_s)
         import redis
@@ -371,8 +369,6 @@ class RedisState(WindowState):
         self._lookup = self._redis.register_script(_LOOKUP_LUA)
         self._put = self._redis.register_script(_PUT_LUA)
         self._gen_key = f"{prefix}model_generation"
-        self._cache: dict[str, tuple[Any, ...]] = {}
-        self._cache_max = cache_rows
 
     def _unavailable(self, exc: Exception) -> StateUnavailable:
         return StateUnavailable(f"window state in Redis at {_safe_url(self.url)}: {exc}")
@@ -385,13 +381,6 @@ class RedisState(WindowState):
             self._redis.ping()
         except RedisError as exc:
             raise self._unavailable(exc) from exc
-
-    def _remember(self, event_id: str, row: tuple[Any, ...]) -> None:
-        if len(self._cache) >= self._cache_max:
-            # Oldest first (dicts keep insertion order): drop the older half at once.
-            for old in list(self._cache)[: self._cache_max // 2]:
-                del self._cache[old]
-        self._cache[event_id] = row
 
     def lookup(self, event_ids: Sequence[str], ranges: Sequence[KeyRange]) -> Lookup:
         from redis.exceptions import RedisError
@@ -409,28 +398,20 @@ class RedisState(WindowState):
             ],
         }
         try:
-            entries, ids = orjson.loads(self._lookup(args=[orjson.dumps(payload)]))
-            scores = {
-                eid: orjson.loads(raw)[0]
-                for eid, raw in zip(event_ids, _list(entries), strict=True)
-                if raw
-            }
-            rows: dict[str, tuple[Any, ...]] = {}
-            missing = []
-            for eid in _list(ids):
-                row = self._cache.get(eid)
-                if row is None:
-                    missing.append(eid)
-                else:
-                    rows[eid] = row
-            if missing:
-                raws = self._redis.mget([f"{self.prefix}e:{e}" for e in missing])
-                for eid, raw in zip(missing, raws, strict=True):
-                    if raw is not None:  # None: expired with its retention, no longer history
-                        rows[eid] = tuple(orjson.loads(raw)[1])
-                        self._remember(eid, rows[eid])
+            reply = self._lookup(args=[orjson.dumps(payload)])
         except RedisError as exc:
             raise self._unavailable(exc) from exc
+        # The entries of the requested ids (None: unknown), then (id, entry) of the history.
+        n = len(event_ids)
+        scores = {
+            eid: orjson.loads(raw)[0]
+            for eid, raw in zip(event_ids, reply[:n], strict=True)
+            if raw is not None
+        }
+        ids, entries = reply[n::2], reply[n + 1 :: 2]
+        rows = {
+            m.decode(): tuple(orjson.loads(raw)[1]) for m, raw in zip(ids, entries, strict=True)
+        }
         return Lookup(scores, rows)
 
     def put(self, events: Sequence[NewEvent]) -> dict[str, dict[str, Any]]:
@@ -455,14 +436,12 @@ class RedisState(WindowState):
                         )
                     ],
                 }
-                answers = orjson.loads(self._put(args=[orjson.dumps(meta), b"".join(values)]))
-                for (eid, _, _, _, _, score), answer in zip(chunk, _list(answers), strict=True):
-                    # True: stored by us; text: the entry of whoever stored the id first.
-                    stored[eid] = orjson.loads(answer)[0] if isinstance(answer, str) else score
+                answers = self._put(args=[orjson.dumps(meta), b"".join(values)])
+                for (eid, _, _, _, _, score), answer in zip(chunk, answers, strict=True):
+                    # 1: stored by us; bytes: the entry of whoever stored the id first.
+                    stored[eid] = score if answer == 1 else orjson.loads(answer)[0]
         except RedisError as exc:
             raise self._unavailable(exc) from exc
-        for eid, _, row, _, _, _ in events:
-            self._remember(eid, row)
         return stored
 
     def generation(self) -> int:
@@ -499,7 +478,6 @@ class RedisState(WindowState):
                 keys = []
         if keys:
             n += self._redis.unlink(*keys)
-        self._cache.clear()
         return n
 
 
