@@ -84,9 +84,12 @@ def rows_to_columns(rows: Sequence[tuple[Any, ...]]) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for name, values in zip(CONTEXT_COLUMNS, columns, strict=True):
         if name in TIMESTAMP_COLUMNS:
-            out[name] = np.fromiter((_NAT if v is None else v for v in values), np.int64, n)
+            try:
+                out[name] = np.fromiter(values, np.int64, n)  # the usual case: none missing
+            except TypeError:
+                out[name] = np.fromiter((_NAT if v is None else v for v in values), np.int64, n)
         elif name in FLOAT_COLUMNS or name == "is_hidden_link":
-            out[name] = np.fromiter((np.nan if v is None else v for v in values), np.float64, n)
+            out[name] = np.array(values, dtype=np.float64)  # None becomes NaN
         else:
             col = np.empty(n, dtype=object)
             col[:] = values
