@@ -3,6 +3,7 @@
     .venv/bin/python bench/api_latency.py                      # both modes, servers started here
     .venv/bin/python bench/api_latency.py --url http://127.0.0.1:3000 --token T   # a running one
     .venv/bin/python bench/api_latency.py --stages   # also CPU per scoring stage, in process
+    .venv/bin/python bench/api_latency.py --stages-only   # only that: no server, no HTTP load
 
 For each mode (in-process state with 1 worker; Redis with 2 workers) it starts ``botfilter serve``
 on a free loopback port and drives it with a small asyncio HTTP/1.1 client over keep-alive
@@ -399,6 +400,11 @@ def main() -> None:
     ap.add_argument(
         "--stages", action="store_true", help="also print CPU per scoring stage, in process"
     )
+    ap.add_argument(
+        "--stages-only",
+        action="store_true",
+        help="only the CPU per scoring stage, in process (no server, no HTTP load)",
+    )
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -417,6 +423,10 @@ def main() -> None:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("BOTFILTER_", "MLFLOW_"))}
     base.update(BOTFILTER_HOME=str((args.out / "home").resolve()), BOTFILTER_MODEL_NAME=MODEL_NAME)
     ensure_champion(base, args.out)
+    if args.stages_only:
+        for mode in args.modes.split(","):
+            stage_cpu(items, base, mode, args.redis_url)
+        return
     for mode in args.modes.split(","):
         env, workers = dict(base), 1
         if mode == "redis":

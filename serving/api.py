@@ -4,15 +4,21 @@
 OpenAPI into ``/docs.json``; the app's own spec is at ``/openapi.json``). :class:`Gate` is an ASGI
 middleware on the whole BentoML server: it answers ``/healthz`` and ``/readyz``, and for the
 protected routes checks the bearer token and the declared body size *before* any body is read,
-and counts requests and latency.
+and counts requests and latency. It also answers ``POST /score`` itself, with the same code as the
+FastAPI route (:func:`answer_score`): the mounted app's routing and middleware layers cost more
+CPU than scoring a single event. For the same reason a request of a few events is scored on the
+event loop when nothing else is being scored; larger ones go to a thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from typing import Any
 
 import orjson
@@ -22,13 +28,22 @@ from fastapi.responses import Response
 from botfilter.errors import BotfilterError
 from botfilter.settings import Settings
 from serving import runtime as rt
-from serving.models import Health, ReloadResult, request_schema, response_model
+from serving.models import (
+    EXAMPLE_EVENTS,
+    Health,
+    ReloadResult,
+    request_schema,
+    response_model,
+)
 from serving.state import StateUnavailable
 
 PROTECTED = {"/score", "/reload"}
 HEALTH = {"/healthz", "/readyz"}
 # The byte budget per event of a request: generous for a user agent and a URL.
 BYTES_PER_EVENT = 4096
+# Bodies up to this size (a few events) are scored on the event loop when the scorer is idle
+# and the state is in process (Runtime.score_if_idle).
+INLINE_BYTES = 4096
 
 
 def max_body_bytes(settings: Settings) -> int:
@@ -72,6 +87,12 @@ class Gate:
             refusal = self._refuse(scope)
             if refusal is not None:
                 await refusal(scope, receive, send_wrapper)
+            elif path == "/score" and scope["method"] == "POST":
+                runtime = self.runtime()
+                assert runtime is not None  # _refuse answered 503 otherwise
+                answer = await answer_score(runtime, receive)
+                if answer is not None:
+                    await send_json(send_wrapper, *answer)
             else:
                 await self.app(scope, receive, send_wrapper)
         finally:
@@ -130,17 +151,64 @@ class BodyError(Exception):
         self.detail = detail
 
 
-async def read_body(request: Request, settings: Settings) -> bytes:
+class Disconnected(Exception):
+    """The client went away before sending the whole body."""
+
+
+async def read_body(receive: Callable[[], Awaitable[dict]], settings: Settings) -> bytes:
     """The ``/score`` body, or :class:`BodyError` 413 as soon as it exceeds the byte limit."""
     limit = max_body_bytes(settings)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Disconnected
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise BodyError(413, f"body exceeds {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+@cache
+def _executor() -> ThreadPoolExecutor:
+    # Requests wait in these threads while another one scores (serving.batching merges them),
+    # so there must be at least as many as requests in flight.
+    return ThreadPoolExecutor(max_workers=64, thread_name_prefix="botfilter-score")
+
+
+async def answer_score(
+    runtime: rt.Runtime, receive: Callable[[], Awaitable[dict]]
+) -> tuple[int, bytes] | None:
+    """Status and JSON body answering a ``POST /score`` (None: the client went away)."""
+    try:
+        body = await read_body(receive, runtime.settings)
+        loop = asyncio.get_running_loop()
+        if len(body) <= INLINE_BYTES:
+            # A few events cost less to score here than the hand-off to a thread and back.
+            events = parse_events(body, runtime.settings.max_batch_events)
+            answers = runtime.score_if_idle(events)
+            if answers is None:
+                answers = await loop.run_in_executor(_executor(), runtime.score, events)
+            return 200, orjson.dumps(answers)
+        # Parsing, scoring and encoding run off the event loop, which only moves bytes.
+        return 200, await loop.run_in_executor(_executor(), score_body, runtime, body)
+    except Disconnected:
+        return None
+    except BodyError as exc:
+        return exc.status, orjson.dumps({"detail": exc.detail})
+    except StateUnavailable as exc:
+        return 503, orjson.dumps({"detail": str(exc)})
+
+
+async def send_json(send: Callable[[dict], Awaitable[None]], status: int, body: bytes) -> None:
+    """Send a complete JSON response."""
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def score_body(runtime: rt.Runtime, body: bytes) -> bytes:
@@ -215,7 +283,9 @@ def build_app(runtime: Callable[[], rt.Runtime | None] = rt.current) -> Any:
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": body_schema}},
+                "content": {
+                    "application/json": {"schema": body_schema, "example": list(EXAMPLE_EVENTS)}
+                },
             }
         },
         summary="Score a micro-batch of opens and clicks",
@@ -226,15 +296,11 @@ def build_app(runtime: Callable[[], rt.Runtime | None] = rt.current) -> Any:
         current = runtime()
         if current is None:
             return JSONResponse({"detail": "the model is not loaded yet"}, status_code=503)
-        try:
-            body = await read_body(request, current.settings)
-            # Parsing, scoring and encoding run off the event loop, which only moves bytes.
-            answer = await run_in_threadpool(score_body, current, body)
-        except BodyError as exc:
-            return JSONResponse({"detail": exc.detail}, status_code=exc.status)
-        except StateUnavailable as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=503)
-        return Response(answer, media_type="application/json")
+        answer = await answer_score(current, request.receive)
+        if answer is None:
+            return Response(status_code=499)  # nobody is listening any more
+        status, body = answer
+        return Response(body, status_code=status, media_type="application/json")
 
     @app.post(
         "/reload",

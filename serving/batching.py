@@ -67,6 +67,24 @@ class Coalescer(Generic[T, R]):
         assert job.result is not None
         return job.result
 
+    def submit_if_idle(self, items: list[T]) -> list[R] | None:
+        """Answers for ``items`` computed at once on this thread, or None (nothing done) when
+        another batch is running or waiting: never blocks."""
+        with self._cond:
+            if self._busy or self._queue:
+                return None
+            self._busy = True
+        job: _Job[T, R] = _Job(list(items))
+        try:
+            self._run([job])
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+        if job.error is not None:
+            raise job.error
+        return job.result
+
     def _take(self) -> list[_Job[T, R]]:
         batch = [self._queue.popleft()]
         total = len(batch[0].items)

@@ -96,6 +96,37 @@ def score_model() -> type[BaseModel]:
     return create_model("Score", __doc__="The answer for one event.", **fields)  # type: ignore[call-overload]
 
 
+# A bare ``Mozilla/5.0`` HEAD click 5 s after delivery, after an open of the same message: the
+# OpenAPI example of a request, and what each worker scores once at start to warm up.
+_EXAMPLE_OPEN: dict[str, Any] = {
+    "event_id": "example-open",
+    "tenant_id": "example",
+    "message_id": "m1",
+    "type": "open",
+    "occurred_at": "2026-10-29T00:19:55Z",
+    "ip": "40.94.1.1",
+    "user_agent": "Mozilla/5.0",
+    "channel": "email",
+    "contact_id": "c1",
+    "campaign_id": "spring",
+    "recipient_domain": "example.com",
+    "sent_at": "2026-10-29T00:19:51Z",
+    "delivered_at": "2026-10-29T00:19:52Z",
+    "link_count": 3,
+}
+EXAMPLE_EVENTS: tuple[dict[str, Any], ...] = (
+    _EXAMPLE_OPEN,
+    {
+        **_EXAMPLE_OPEN,
+        "event_id": "example-click",
+        "type": "click",
+        "occurred_at": "2026-10-29T00:19:57.1Z",
+        "link_position": 0,
+        "http_method": "HEAD",
+    },
+)
+
+
 class ItemError(BaseModel):
     """An event that breaks the contract, answered in its place; the others are still scored."""
 

@@ -23,13 +23,14 @@ from features.pipeline import Enrichers
 from scoring.model import BotModel
 from serving.batching import Coalescer
 from serving.metrics import metrics
+from serving.models import EXAMPLE_EVENTS
 from serving.scorer import (
     ROW_FORMAT,
     OnlineScorer,
     burst_retention_s,
     history_retention_s,
 )
-from serving.state import WindowState, make_state
+from serving.state import MemoryState, WindowState, make_state
 
 log = logging.getLogger("botfilter.serving")
 GENERATION_CHECK_S = 1.0
@@ -134,6 +135,15 @@ class Runtime:
         self._follow_generation()
         return self._batcher.submit(items)
 
+    def score_if_idle(self, items: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+        """:meth:`score` done at once on this thread, or None (nothing done) when the scorer is
+        busy or the state would wait on the network: the event loop calls this, and must never
+        be held up by Redis."""
+        if not self.state.local:
+            return None
+        self._follow_generation()
+        return self._batcher.submit_if_idle(items)
+
     def _score_merged(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out = self.scorer.score(items, self._model)
         m = metrics()
@@ -170,10 +180,22 @@ def make_runtime_state(settings: Settings) -> WindowState:
     )
 
 
+def warm_up(model: BotModel, enrichers: Enrichers) -> None:
+    """Score the API's example events once, on a scratch state: the first request then does not
+    pay for what loads lazily (compiled kernels, reference tables, Arrow functions)."""
+    scratch = MemoryState(history_retention_s(1), burst_retention_s())
+    answers = OnlineScorer(scratch, enrichers).score(list(EXAMPLE_EVENTS), model).items
+    failed = [a["error"] for a in answers if "error" in a]
+    if failed:
+        log.warning("warm-up events were refused (%s): the first request will be slow", failed)
+
+
 def start(settings: Settings) -> Runtime:
     """Load the champion, the enrichers and the state; make this the process's runtime."""
     model = _load_champion(settings)
-    runtime = Runtime(settings, model, Enrichers.load(), make_runtime_state(settings))
+    enrichers = Enrichers.load()
+    warm_up(model, enrichers)
+    runtime = Runtime(settings, model, enrichers, make_runtime_state(settings))
     set_current(runtime)
     # Everything loaded so far lives as long as the process: keep it out of every future
     # garbage collection (the reference data alone is hundreds of thousands of objects).

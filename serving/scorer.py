@@ -1,14 +1,18 @@
 """Online scoring: a micro-batch of events in, one answer per event out, as the batch job would.
 
-Serving never re-implements a transform. For each request it rebuilds the event-context frame
+Serving never re-implements a transform. For each request it rebuilds the event-context columns
 the batch job would have seen for the new events (their stored history plus the new rows), runs
-the same :func:`features.pipeline.build_features` on it and scores the new rows with the same
-:class:`scoring.model.BotModel`. The features are causal, so history rows beyond what an event
-needs, or after it, change nothing; missing history would, hence the lookups below:
+the same feature pipeline on them and scores the new rows with the same
+:class:`scoring.model.BotModel`. Rows travel as tuples and numpy columns, never as pandas
+frames: a request of one event must cost well under a millisecond outside the model.
+
+The features are causal, so history rows beyond what an event needs, or after it, change
+nothing; missing history would, hence the lookups below:
 
 * every earlier event of the same (tenant, message), any age within the state's retention;
-* events of the same tenant within ``LONGEST_WINDOW_S`` before each new event sharing its IP,
-  /24-/48 prefix, ASN, or (campaign-or-automation, ASN) — the burst keys of the pipeline.
+* events of the same tenant within ``LONGEST_WINDOW_S`` before each new event sharing its
+  /24-/48 prefix or its ASN, which covers every burst group of the pipeline (IP, prefix, ASN,
+  campaign-or-automation with ASN).
 
 An event that breaks the contract is answered in its place with an error (the contract's own
 reason), and never fails the others. A repeated ``event_id`` gets the stored answer and is not
@@ -22,33 +26,34 @@ import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numba
 import numpy as np
-import pandas as pd
 
-from botfilter.errors import BotfilterError
-from contract.schema import EVENTS, MESSAGES, SCORE_COLUMNS
+from contract.schema import SCORE_COLUMNS
+from contract.validate import validate_event_items
 from features.definitions import LONGEST_WINDOW_S
-from features.pipeline import CONTEXT_COLUMNS, Enrichers, build_features
-from scoring.model import BotModel
-from serving.models import event_columns
+from features.pipeline import (
+    CONTEXT_COLUMNS,
+    FLOAT_COLUMNS,
+    TIMESTAMP_COLUMNS,
+    Enrichers,
+    feature_block,
+)
+from scoring.model import BotModel, ScoredRows
 from serving.state import KeyRange, NewEvent, WindowState
 
 NS = 1_000_000_000
-_KINDS = {c.name: c.kind for c in (*EVENTS.columns, *MESSAGES.columns)}
-_TS_COLUMNS = tuple(c for c in CONTEXT_COLUMNS if _KINDS.get(c) == "timestamp")
-_INT_COLUMNS = tuple(c for c in CONTEXT_COLUMNS if _KINDS.get(c) == "int")
-_BOOL_COLUMNS = tuple(c for c in CONTEXT_COLUMNS if _KINDS.get(c) == "bool")
 _NAT = np.iinfo(np.int64).min
-_UTC = pd.DatetimeTZDtype("ns", "UTC")
-_REQUEST_COLUMNS = tuple(c.name for c in event_columns())
 _COL = {name: i for i, name in enumerate(CONTEXT_COLUMNS)}
-# Stored rows are JSON arrays in CONTEXT_COLUMNS order; the tag changes with that order, so a
-# deployment with other columns never misreads rows written by an older one.
-ROW_FORMAT = hashlib.sha1(json.dumps(CONTEXT_COLUMNS).encode()).hexdigest()[:8]
+# Stored rows are JSON arrays in CONTEXT_COLUMNS order; the tag changes with that order and with
+# the state's layout (which keys exist, what a stored event holds: bump STATE_LAYOUT when either
+# changes), so a deployment never misreads state written by another one.
+STATE_LAYOUT = 2
+ROW_FORMAT = hashlib.sha1(json.dumps([STATE_LAYOUT, CONTEXT_COLUMNS]).encode()).hexdigest()[:8]
 
 
 @dataclass
@@ -70,43 +75,26 @@ class Outcome:
         return now
 
 
-def rows_to_frame(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
-    """Event-context frame from stored rows, with the dtypes the contract's loader gives."""
+def rows_to_columns(rows: Sequence[tuple[Any, ...]]) -> dict[str, np.ndarray]:
+    """Stored rows as :func:`features.pipeline.context_arrays` gives a clean frame's columns:
+    timestamps as int64 ns (missing: INT64 min), integers and the hidden-link flag as float64
+    (missing: NaN), text as object arrays of str or None."""
     n = len(rows)
-    arr = np.empty((n, len(CONTEXT_COLUMNS)), dtype=object)
-    if n:
-        arr[:] = rows
-    data: dict[str, Any] = {}
-    for j, name in enumerate(CONTEXT_COLUMNS):
-        col = arr[:, j]
-        if name in _TS_COLUMNS:
-            ns = np.where(np.equal(col, None), _NAT, col).astype(np.int64)
-            data[name] = pd.arrays.DatetimeArray._from_sequence(ns.view("M8[ns]"), dtype=_UTC)
-        elif name in _INT_COLUMNS:
-            data[name] = pd.array(col, dtype="Int64")
-        elif name in _BOOL_COLUMNS:
-            data[name] = pd.array(col, dtype="boolean")
+    columns = zip(*rows, strict=True) if n else ((),) * len(CONTEXT_COLUMNS)
+    out: dict[str, np.ndarray] = {}
+    for name, values in zip(CONTEXT_COLUMNS, columns, strict=True):
+        if name in TIMESTAMP_COLUMNS:
+            try:
+                out[name] = np.fromiter(values, np.int64, n)  # the usual case: none missing
+            except TypeError:
+                out[name] = np.fromiter((_NAT if v is None else v for v in values), np.int64, n)
+        elif name in FLOAT_COLUMNS or name == "is_hidden_link":
+            out[name] = np.array(values, dtype=np.float64)  # None becomes NaN
         else:
-            data[name] = col
-    return pd.DataFrame(data, index=pd.RangeIndex(n), copy=False)
-
-
-def frame_to_rows(clean: pd.DataFrame) -> list[tuple[Any, ...]]:
-    """Clean typed rows as JSON-ready tuples in CONTEXT_COLUMNS order (timestamps in ns)."""
-    arr = np.empty((len(clean), len(CONTEXT_COLUMNS)), dtype=object)
-    for j, name in enumerate(CONTEXT_COLUMNS):
-        s = clean[name]
-        if name in _TS_COLUMNS:
-            ns = s.to_numpy(dtype="M8[ns]").view(np.int64)
-            col = ns.astype(object)
-            col[ns == _NAT] = None
-        elif name in _INT_COLUMNS or name in _BOOL_COLUMNS:
-            col = s.to_numpy(dtype=object, na_value=None)
-        else:
-            col = s.to_numpy(dtype=object)
-            col[pd.isna(col)] = None
-        arr[:, j] = col
-    return list(map(tuple, arr.tolist()))
+            col = np.empty(n, dtype=object)
+            col[:] = values
+            out[name] = col
+    return out
 
 
 def _event_id_of(item: Any) -> str | None:
@@ -114,6 +102,64 @@ def _event_id_of(item: Any) -> str | None:
     if value is None or isinstance(value, dict | list):
         return None
     return str(value)
+
+
+class IpMemo:
+    """IP enrichment per distinct (ip, asn), remembered across requests.
+
+    Enrichment is a pure function of an event's IP and given ASN, and a request's history comes
+    from earlier events, mostly of the same networks: remembering it spares the enricher's fixed
+    cost per call (most of a small request's enrichment) and enriching history rows again. The
+    answers are rows of one int64 table, so any number of rows is a single gather.
+    """
+
+    def __init__(self, enrich: Any, max_entries: int = 100_000) -> None:
+        self._enrich = enrich
+        self._max = max_entries
+        self._slot: dict[tuple[Any, Any], int] = {}
+        self._table = np.empty((0, 0), dtype=np.int64)
+        self._names: tuple[str, ...] = ()
+        self._dtypes: tuple[np.dtype, ...] = ()
+
+    def enrich(self, rows: Sequence[tuple[Any, ...]]) -> dict[str, np.ndarray]:
+        """What ``enrichers.ip.enrich`` gives for the rows' ``ip`` and ``asn`` columns."""
+        c_ip, c_asn = _COL["ip"], _COL["asn"]
+        keys = [(r[c_ip], r[c_asn]) for r in rows]
+        get = self._slot.get
+        slots = [get(k, -1) for k in keys]
+        if -1 in slots:
+            missing = list(dict.fromkeys(k for k, s in zip(keys, slots, strict=True) if s < 0))
+            if len(self._slot) + len(missing) > self._max:
+                # Forget everything (cheaper than tracking what is old), then add all of these.
+                self._slot.clear()
+                missing = list(dict.fromkeys(keys))
+            self._add(missing)
+            slots = [get(k) for k in keys]  # type: ignore[misc]
+        block = self._table[np.array(slots, dtype=np.intp)]
+        return {
+            name: block[:, j].astype(dtype)
+            for j, (name, dtype) in enumerate(zip(self._names, self._dtypes, strict=True))
+        }
+
+    def _add(self, missing: list[tuple[Any, Any]]) -> None:
+        ips = np.empty(len(missing), dtype=object)
+        ips[:] = [k[0] for k in missing]
+        asns = np.fromiter((np.nan if k[1] is None else k[1] for k in missing), np.float64)
+        found = self._enrich(ips, asns)
+        if not self._names:
+            self._names = tuple(found)
+            self._dtypes = tuple(found[n].dtype for n in self._names)
+            self._table = np.empty((0, len(self._names)), dtype=np.int64)
+        start = len(self._slot)
+        end = start + len(missing)
+        if end > len(self._table):
+            size = max(self._max, end)
+            grown = np.empty((size, len(self._names)), dtype=np.int64)
+            grown[: len(self._table)] = self._table
+            self._table = grown
+        for j, name in enumerate(self._names):
+            self._table[start:end, j] = found[name]
+        self._slot.update(zip(missing, range(start, end), strict=True))
 
 
 class OnlineScorer:
@@ -127,6 +173,8 @@ class OnlineScorer:
         self.state = state
         self.enrichers = enrichers
         self.threads = max(1, threads)
+        self.ip = IpMemo(enrichers.ip.enrich)
+        self._tenant_keys: dict[str, tuple[str, str]] = {}
         # One request at a time per worker: each sees the state the previous one left.
         self._lock = threading.Lock()
 
@@ -140,129 +188,129 @@ class OnlineScorer:
         answers: list[dict[str, Any] | None] = [None] * len(items)
         out = Outcome(items=[])
         t = time.perf_counter()
-        clean = self._validate(items, answers)
+        clean, reasons = validate_event_items(items, CONTEXT_COLUMNS)
+        for pos, reason in reasons.items():
+            answers[pos] = {"event_id": _event_id_of(items[pos]), "error": reason}
         out.lap("contract", t)
 
-        if len(clean):
+        if clean:
             self._score_clean(clean, answers, model, out)
-        out.errors = sum(1 for a in answers if a is not None and "error" in a)
+        out.errors = len(reasons)
         out.items = [a for a in answers if a is not None]
         if len(out.items) != len(items):  # every item gets exactly one answer
             raise RuntimeError("an event was left without an answer")
         return out
 
-    def _validate(self, items: list[dict[str, Any]], answers: list[dict | None]) -> pd.DataFrame:
-        """The contract's rules, exactly as for files; failures are answered in place with the
-        contract's reason. Returns the clean typed rows indexed by item position."""
-        from contract.validate import validate_event_rows
-
-        # One object block: the contract's reader infers each column's type from the values.
-        # One object block; fromiter keeps a JSON array given as a value as one object.
-        values = np.empty((len(items), len(_REQUEST_COLUMNS)), dtype=object)
-        for j, n in enumerate(_REQUEST_COLUMNS):
-            values[:, j] = np.fromiter((it.get(n) for it in items), object, len(items))
-        frame = pd.DataFrame(values, columns=list(_REQUEST_COLUMNS))
-        try:
-            clean, reasons = validate_event_rows(frame)
-        except BotfilterError:
-            # A JSON array or object as a value the reader does not turn into text (it does so
-            # for the events' own columns only): judge its JSON text, as for a JSON Lines file.
-            nested = np.frompyfunc(lambda v: isinstance(v, list | dict), 1, 1)(values).astype(bool)
-            values[nested] = [json.dumps(v, ensure_ascii=False) for v in values[nested]]
-            clean, reasons = validate_event_rows(
-                pd.DataFrame(values, columns=list(_REQUEST_COLUMNS))
-            )
-        for pos, reason in reasons.items():
-            answers[int(pos)] = {"event_id": _event_id_of(items[int(pos)]), "error": str(reason)}
-        return clean
-
     def _score_clean(
-        self, clean: pd.DataFrame, answers: list[dict | None], model: BotModel, out: Outcome
+        self,
+        clean: dict[int, tuple[Any, ...]],
+        answers: list[dict | None],
+        model: BotModel,
+        out: Outcome,
     ) -> None:
         t = time.perf_counter()
-        ids = clean["event_id"].tolist()
-        seen: set[str] = set()
-        first = [j for j, eid in enumerate(ids) if not (eid in seen or seen.add(eid))]
-        unique = clean if len(first) == len(ids) else clean.iloc[first]
-        rows = frame_to_rows(unique)
-        keys = self._keys(rows)
+        c_id = _COL["event_id"]
+        unique: dict[str, tuple[Any, ...]] = {}
+        for row in clean.values():
+            unique.setdefault(row[c_id], row)  # a repeated id is answered as its first
+        ids = list(unique)
+        rows = list(unique.values())
+        keys = self._keys(rows, self.ip.enrich(rows))
         ranges = self._ranges(keys)
         t = out.lap("keys", t)
-        unique_ids = [r[_COL["event_id"]] for r in rows]
-        found = self.state.lookup(unique_ids, ranges)
+        found = self.state.lookup(ids, ranges)
         t = out.lap("lookup", t)
 
-        new_mask = np.array([e not in found.scores for e in unique_ids], dtype=bool)
         results: dict[str, dict[str, Any]] = dict(found.scores)
-        if new_mask.any():
-            new_pos = np.flatnonzero(new_mask)
+        new = [i for i, eid in enumerate(ids) if eid not in results]
+        if new:
             history = list(found.rows.values())
-            frame = rows_to_frame(history + [rows[i] for i in new_pos])
-            out.history_rows += len(history)
+            h = len(history)
+            context = history + [rows[i] for i in new]
+            cols = rows_to_columns(context)
+            ip = self.ip.enrich(context)  # the new rows' pairs were just remembered
+            out.history_rows += h
             t = out.lap("frame", t)
-            feats = build_features(frame, self.enrichers)
+            block = feature_block(cols, self.enrichers, ip)
             t = out.lap("features", t)
-            new_idx = np.arange(len(history), len(frame))
-            sub = frame.iloc[new_idx]
-            threads = self.threads if len(new_idx) >= self.PARALLEL_FROM else 1
+            new_idx = np.arange(h, h + len(new))
+            threads = self.threads if len(new) >= self.PARALLEL_FROM else 1
             numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
             model.threads = threads
-            scores = model.score(sub["event_id"], sub["channel"], sub["type"], feats.iloc[new_idx])
+            channels = cols["channel"][h:]
+            scored = model.score_block(block, channels, cols["type"][h:], rows=new_idx)
             t = out.lap("model", t)
-            columns = [scores[c].tolist() for c in SCORE_COLUMNS]
-            fresh = []
-            for j, values in enumerate(zip(*columns, strict=True)):
-                answer = dict(zip(SCORE_COLUMNS, values, strict=True))
-                answer["reasons"] = tuple(answer["reasons"])  # see serving.state on tuples
-                i = int(new_pos[j])
-                msg_key, bursts, t_ns = keys[i]
-                fresh.append(NewEvent(answer["event_id"], t_ns, rows[i], msg_key, bursts, answer))
+            fresh = self._answers(ids, rows, keys, new, scored, model.version)
             stored = self.state.put(fresh)
             t = out.lap("store", t)
-            channels = sub["channel"].tolist()
-            for ev, channel in zip(fresh, channels, strict=True):
-                results[ev.event_id] = stored[ev.event_id]
-                if stored[ev.event_id] is ev.score:  # not answered first by a concurrent request
-                    out.scored[channel] += 1
-                    out.flagged[channel] += int(ev.score["is_bot"])
-        for pos, eid in zip(clean.index.tolist(), ids, strict=True):
-            answers[int(pos)] = results[eid]
-        out.duplicates = len(ids) - int(new_mask.sum())
+            results.update(stored)
+            # Count what this request answered first (not a concurrent request on another worker).
+            first = np.fromiter((stored[ev[0]] is ev[5] for ev in fresh), bool, len(fresh))
+            out.scored.update(channels[first].tolist())
+            out.flagged.update(channels[first & scored.is_bot].tolist())
+        for pos, row in clean.items():
+            answers[pos] = results[row[c_id]]
+        out.duplicates = len(clean) - len(new)
 
-    def _keys(self, rows: list[tuple[Any, ...]]) -> list[tuple[str, tuple[str, ...], int]]:
+    @staticmethod
+    def _answers(
+        ids: list[str],
+        rows: list[tuple[Any, ...]],
+        keys: list[tuple[str, tuple[str, ...], int]],
+        new: list[int],
+        scored: ScoredRows,
+        version: str,
+    ) -> list[NewEvent]:
+        """The new events to remember (as :class:`NewEvent` tuples), each with its answer."""
+        k_id, k_score, k_bot, k_reasons, k_version = SCORE_COLUMNS
+        fresh = []
+        values = zip(
+            new, scored.bot_score.tolist(), scored.is_bot.tolist(), scored.reasons, strict=True
+        )
+        for i, score, is_bot, reasons in values:
+            eid = ids[i]
+            # Reasons as a tuple: see serving.state on tuples.
+            answer = {
+                k_id: eid,
+                k_score: score,
+                k_bot: is_bot,
+                k_reasons: tuple(reasons),
+                k_version: version,
+            }
+            msg_key, bursts, t_ns = keys[i]
+            fresh.append((eid, t_ns, rows[i], msg_key, bursts, answer))
+        return fresh  # type: ignore[return-value]
+
+    def _keys(
+        self, rows: list[tuple[Any, ...]], ip: Mapping[str, np.ndarray]
+    ) -> list[tuple[str, tuple[str, ...], int]]:
         """Per row: its message key, its burst keys and ``occurred_at`` in ns.
 
-        ``m:<len(tenant)>:<tenant>:<message_id>`` keys a message's history; a burst group (one
-        tenant's events sharing an IP, a /24-/48 prefix, an ASN, or a send with an ASN) is
-        ``k:<len(tenant)>:<tenant>:<ip|prefix|asn|send>:<value>``, the send's value being
-        ``<asn>:<campaign or automation id>``. The tenant's length keeps keys unambiguous.
+        ``m:<len(tenant)>:<tenant>:<message_id>`` keys a message's history, and
+        ``k:<len(tenant)>:<tenant>:<prefix|asn>:<value>`` one tenant's events of a /24 (/48)
+        prefix or of an ASN. The pipeline's other burst groups need no key of their own: an IP's
+        events are among its prefix's, and a send's events with an ASN among that ASN's, over
+        the same window. The tenant's length keeps keys unambiguous.
         """
-        ips = np.fromiter((r[_COL["ip"]] for r in rows), object, len(rows))
-        given = np.fromiter((r[_COL["asn"]] for r in rows), object, len(rows))
-        ip = self.enrichers.ip.enrich(ips, given)
-        has_ip = (ip["ip_version"] != 0).tolist()
-        ip_key, prefix_key, asns = (
-            ip["ip_key"].tolist(),
-            ip["prefix_key"].tolist(),
-            ip["asn"].tolist(),
-        )
         c_tenant, c_message, c_time = _COL["tenant_id"], _COL["message_id"], _COL["occurred_at"]
-        c_campaign, c_automation = _COL["campaign_id"], _COL["automation_id"]
+        tenant_keys = self._tenant_keys
         out = []
-        for i, r in enumerate(rows):
+        enriched = zip(
+            ip["ip_version"].tolist(), ip["prefix_key"].tolist(), ip["asn"].tolist(), strict=True
+        )
+        for r, (version, prefix_key, asn) in zip(rows, enriched, strict=True):
             # Inline burst_key/message_key: this loop runs for every event of every request.
             t = r[c_tenant]
-            tk = f"k:{len(t)}:{t}:"
-            bursts: list[str] = []
-            if has_ip[i]:
-                bursts.append(f"{tk}ip:{ip_key[i]}")
-                bursts.append(f"{tk}prefix:{prefix_key[i]}")
-            if asns[i] != 0:
-                bursts.append(f"{tk}asn:{asns[i]}")
-                send = r[c_campaign] if r[c_campaign] is not None else r[c_automation]
-                if send is not None:
-                    bursts.append(f"{tk}send:{asns[i]}:{send}")
-            out.append((f"m:{len(t)}:{t}:{r[c_message]}", tuple(bursts), r[c_time]))
+            prefixes = tenant_keys.get(t)
+            if prefixes is None:
+                if len(tenant_keys) > 10_000:
+                    tenant_keys.clear()
+                prefixes = tenant_keys[t] = (f"m:{len(t)}:{t}:", f"k:{len(t)}:{t}:")
+            mk, tk = prefixes
+            bursts = (f"{tk}prefix:{prefix_key}",) if version else ()
+            if asn:
+                bursts += (f"{tk}asn:{asn}",)
+            out.append((mk + r[c_message], bursts, r[c_time]))
         return out
 
     @staticmethod

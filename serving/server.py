@@ -17,6 +17,8 @@ from botfilter.errors import BotfilterError
 from botfilter.settings import Settings
 
 SERVICE = "serving.service:BotfilterService"
+# Routes left out of OpenTelemetry tracing unless the operator configures an exporter.
+UNTRACED = ("/score", "/healthz", "/readyz")
 
 
 def check_ready(settings: Settings, workers: int) -> str:
@@ -32,6 +34,19 @@ def check_ready(settings: Settings, workers: int) -> str:
     model = _load_champion(settings)
     make_runtime_state(settings).close()
     return model.version
+
+
+def bentoml_overrides(environ: dict[str, str], service: str, access_log: bool) -> dict[str, Any]:
+    """BentoML configuration for the workers: the operator's ``BENTOML_CONFIG_OVERRIDES`` plus
+    the access log switch, and no tracing of the API's routes unless tracing is configured."""
+    overrides = json.loads(environ.get("BENTOML_CONFIG_OVERRIDES") or "{}")
+    svc_conf = overrides.setdefault("services", {}).setdefault(service, {})
+    svc_conf.setdefault("logging", {}).setdefault("access", {})["enabled"] = access_log
+    tracing = svc_conf.setdefault("tracing", {})
+    if not tracing.get("exporter_type") and not environ.get("BENTOML_CONFIG"):
+        # With no exporter, spans go nowhere, yet creating them costs more than scoring an event.
+        tracing.setdefault("excluded_urls", list(UNTRACED))
+    return overrides
 
 
 def serve(
@@ -54,9 +69,7 @@ def serve(
     os.environ["BOTFILTER_HOME"] = str(Path(settings.home).resolve())
     # Worker processes re-import the service, so BentoML settings for them go through the
     # environment (merged into any overrides the operator set).
-    overrides = json.loads(os.environ.get("BENTOML_CONFIG_OVERRIDES") or "{}")
-    svc_conf = overrides.setdefault("services", {}).setdefault(BotfilterService.name, {})
-    svc_conf.setdefault("logging", {}).setdefault("access", {})["enabled"] = access_log
+    overrides = bentoml_overrides(dict(os.environ), BotfilterService.name, access_log)
     os.environ["BENTOML_CONFIG_OVERRIDES"] = json.dumps(overrides)
     BotfilterService.config["workers"] = workers
     BotfilterService.inject_config()

@@ -1,8 +1,9 @@
 """Window state for the online API: the recent history that causal features need.
 
 An event's features depend on every earlier event of its message (any age) and on the events of
-the same tenant sharing a burst key (IP, prefix, ASN, send+ASN) in the longest window. The API
-rebuilds exactly that history for each request, so the state keeps:
+the same tenant sharing a burst key (the scorer's: /24-/48 prefix and ASN, which cover the IP and
+send groups) in the longest window. The API rebuilds that history for each request, so the state
+keeps:
 
 * one raw context row and one score per ``event_id`` (the score makes duplicates idempotent);
 * per message, the ids of its events ordered by ``occurred_at`` (kept ``history_s``);
@@ -50,7 +51,9 @@ class KeyRange(NamedTuple):
 
 
 class NewEvent(NamedTuple):
-    """A scored event to remember: its raw row, keys and the answer given for it."""
+    """A scored event to remember: its raw row, keys and the answer given for it.
+
+    The state reads events by unpacking, so a plain tuple in this order does too."""
 
     event_id: str
     t_ns: int
@@ -72,6 +75,7 @@ class WindowState(ABC):
     """Recent events, keyed for causal feature reconstruction; shared by all requests."""
 
     kind: str = "abstract"
+    local: bool = True  # operations never wait on the network
 
     def __init__(self, history_s: int, burst_s: int) -> None:
         if history_s <= 0 or burst_s <= 0:
@@ -121,6 +125,30 @@ def _trim(items: list[tuple[int, str]], t_ns: int, ids: bool = False) -> list[st
     return gone
 
 
+def _merge(
+    new: dict[str, list[tuple[int, str]]],
+    index: dict[str, list[tuple[int, str]]],
+    log: deque[tuple[int, str]],
+    keep_ns: int | None,
+) -> None:
+    """Add each key's new (time, id) pairs to its sorted list in ``index`` and log the write;
+    with ``keep_ns``, drop the pairs older than that before the key's newest one."""
+    for key, added in new.items():
+        if len(added) > 1:
+            added.sort()
+        items = index.get(key)
+        if items is None:
+            index[key] = items = added
+        elif added[0] > items[-1]:  # the usual case: events come in time order
+            items += added
+        else:
+            items += added
+            items.sort()  # two sorted runs: a linear merge
+        if keep_ns is not None and items[-1][0] - items[0][0] > keep_ns:
+            _trim(items, items[-1][0] - keep_ns)
+        log.append((added[-1][0], key))
+
+
 class MemoryState(WindowState):
     """State in this process: the default for a single worker (and for tests).
 
@@ -159,41 +187,35 @@ class MemoryState(WindowState):
 
     def put(self, events: Sequence[NewEvent]) -> dict[str, dict[str, Any]]:
         stored: dict[str, dict[str, Any]] = {}
-        new: dict[str, list[tuple[int, str]]] = {}
-        bursts: set[str] = set()
+        messages: dict[str, list[tuple[int, str]]] = {}
+        bursts: dict[str, list[tuple[int, str]]] = {}
         with self._lock:
-            for ev in events:
-                if ev.event_id in self._scores:
-                    stored[ev.event_id] = self._scores[ev.event_id]
+            scores, rows, newest = self._scores, self._rows, self._newest
+            for eid, t_ns, row, message_key, burst_keys, score in events:
+                known = scores.get(eid)
+                if known is not None:
+                    stored[eid] = known
                     continue
-                stored[ev.event_id] = self._scores[ev.event_id] = ev.score
-                self._rows[ev.event_id] = ev.row
-                item = (ev.t_ns, ev.event_id)
-                new.setdefault(ev.message_key, []).append(item)
-                for key in ev.burst_keys:
-                    new.setdefault(key, []).append(item)
-                    bursts.add(key)
-                if ev.t_ns > self._newest:
-                    self._newest = ev.t_ns
-            for key, added in new.items():
-                is_burst = key in bursts
-                index, log = (
-                    (self._bursts, self._burst_log)
-                    if is_burst
-                    else (self._messages, self._message_log)
-                )
-                items = index.get(key)
-                added.sort()
-                if items is None:
-                    index[key] = items = added
-                elif added[0] > items[-1]:  # the usual case: events come in time order
-                    items.extend(added)
+                stored[eid] = scores[eid] = score
+                rows[eid] = row
+                item = (t_ns, eid)
+                added = messages.get(message_key)
+                if added is None:
+                    messages[message_key] = [item]
                 else:
-                    items[:] = sorted(set(items).union(added))
-                if is_burst:
-                    # Relative to the key's newest event, as in Redis: late events keep theirs.
-                    _trim(items, items[-1][0] - self.burst_s * NS)
-                log.append((added[-1][0], key))
+                    added.append(item)
+                for key in burst_keys:
+                    added = bursts.get(key)
+                    if added is None:
+                        bursts[key] = [item]
+                    else:
+                        added.append(item)
+                if t_ns > newest:
+                    newest = t_ns
+            self._newest = newest
+            _merge(messages, self._messages, self._message_log, None)
+            # Burst keys relative to the key's newest event, as in Redis: late events keep theirs.
+            _merge(bursts, self._bursts, self._burst_log, self.burst_s * NS)
             self._expire()
         return stored
 
@@ -237,55 +259,78 @@ class MemoryState(WindowState):
             }
 
 
-# --- Redis ------------------------------------------------------------------------------------
-# Both scripts take one JSON argument and answer one JSON string: a single round trip each, and
-# next to no client-side encoding of Redis commands. Times travel as strings, because Lua numbers
-# would be formatted with 14 significant digits.
+# --- Redis ---------------------------------------------------------------------------------
+# Each script takes one JSON argument (and the write script a blob of values) and answers a flat
+# array: a single round trip each, next to no client-side encoding of Redis commands, and no JSON
+# inside JSON to escape. Times travel as strings, because Lua numbers would be formatted with 14
+# significant digits. Redis serves every worker on one thread, so the write script issues as few
+# commands as it can: one SET per event, and one ZADD per key with all of the request's new
+# events on that key.
 _LOOKUP_LUA = """
 local d = cjson.decode(ARGV[1])
 local p = d.p
-local scores = {}
+local out = {}
 for i, id in ipairs(d.i) do
-  scores[i] = redis.call('GET', p .. 's:' .. id) or false
+  out[i] = redis.call('GET', p .. 'e:' .. id) or false
 end
-local seen, ids = {}, {}
+local seen = {}
 for _, r in ipairs(d.r) do
   for _, m in ipairs(redis.call('ZRANGEBYSCORE', p .. r[1], r[2], r[3])) do
     if not seen[m] then
       seen[m] = true
-      ids[#ids + 1] = m
+      local entry = redis.call('GET', p .. 'e:' .. m)
+      if entry then
+        out[#out + 1] = m
+        out[#out + 1] = entry
+      end
     end
   end
 end
-return cjson.encode({scores, ids})
+return out
 """
 
 _PUT_LUA = """
 local d = cjson.decode(ARGV[1])
 local p, h = d.p, d.h
-local out, msgs, newest = {}, {}, {}
+local out, members, newest, order, message = {}, {}, {}, {}, {}
+local blob, at = ARGV[2], 1
 for i, e in ipairs(d.e) do
-  local id, t = e[1], e[2]
-  if redis.call('SET', p .. 's:' .. id, ARGV[2 * i], 'NX', 'EX', h) then
+  local id, t, size = e[1], e[2], e[3]
+  local value = string.sub(blob, at, at + size - 1)
+  at = at + size
+  if redis.call('SET', p .. 'e:' .. id, value, 'NX', 'EX', h) then
     out[i] = true
-    redis.call('SET', p .. 'r:' .. id, ARGV[2 * i + 1], 'NX', 'EX', h)
-    redis.call('ZADD', p .. e[3], t, id)
-    msgs[e[3]] = true
-    local tn = tonumber(t)
-    for _, k in ipairs(e[4]) do
-      redis.call('ZADD', p .. k, t, id)
+    message[e[4]] = true
+    for j = 4, #e do
+      local k = e[j]
+      local m = members[k]
+      if not m then
+        m = {}
+        members[k] = m
+        order[#order + 1] = k
+      end
+      m[#m + 1] = t
+      m[#m + 1] = id
+      local tn = tonumber(t)
       if not newest[k] or newest[k] < tn then newest[k] = tn end
     end
   else
-    out[i] = redis.call('GET', p .. 's:' .. id) or false
+    out[i] = redis.call('GET', p .. 'e:' .. id) or false
   end
 end
-for k, _ in pairs(msgs) do redis.call('EXPIRE', p .. k, h) end
-for k, tn in pairs(newest) do
-  redis.call('ZREMRANGEBYSCORE', p .. k, '-inf', '(' .. string.format('%.0f', tn - d.b))
-  redis.call('EXPIRE', p .. k, d.bt)
+for _, k in ipairs(order) do
+  local key, m = p .. k, members[k]
+  for s = 1, #m, 4000 do
+    redis.call('ZADD', key, unpack(m, s, math.min(s + 3999, #m)))
+  end
+  if message[k] then
+    redis.call('EXPIRE', key, h)
+  else
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. string.format('%.0f', newest[k] - d.b))
+    redis.call('EXPIRE', key, d.bt)
+  end
 end
-return cjson.encode(out)
+return out
 """
 
 
@@ -293,23 +338,19 @@ def _us(t_ns: int) -> int:
     return t_ns // US
 
 
-def _list(value: Any) -> list:
-    """cjson encodes an empty Lua table as an object."""
-    return value if isinstance(value, list) else []
-
-
 class RedisState(WindowState):
     """State in Redis, shared by every worker and replica.
 
-    Keys (all under ``prefix``): ``r:<id>`` raw row JSON and ``s:<id>`` score JSON (``SET NX``,
-    expiring after ``history_s``); per message and per burst key a sorted set of event ids scored
-    by ``occurred_at`` in microseconds. A request costs three round trips: a Lua script for the
-    stored scores and the ids in the requested ranges, one ``MGET`` for the rows this worker has
-    not cached, a Lua script for the writes (which also answers, for an id another worker stored
-    first, that worker's answer). Rows never change once written, so each worker caches them.
+    Keys (all under ``prefix``): ``e:<id>`` the JSON array ``[answer, raw row]`` of an event
+    (``SET NX``, expiring after ``history_s``); per message and per burst key a sorted set of
+    event ids scored by ``occurred_at`` in microseconds. A request costs two round trips: a Lua
+    script for the stored answers of its ids and the entries of every event in the requested
+    ranges, and one for the writes (which also answers, for an id another worker stored first,
+    that worker's answer).
     """
 
     kind = "redis"
+    local = False
     CHUNK = 1_000  # events per write script: keeps each script's hold on Redis short
 
     def __init__(
@@ -318,7 +359,6 @@ class RedisState(WindowState):
         history_s: int,
         burst_s: int,
         prefix: str = "botfilter:",
-        cache_rows: int = 200_000,
     ) -> None:
         super().__init__(history_s, burst_s)
         import redis
@@ -329,8 +369,6 @@ class RedisState(WindowState):
         self._lookup = self._redis.register_script(_LOOKUP_LUA)
         self._put = self._redis.register_script(_PUT_LUA)
         self._gen_key = f"{prefix}model_generation"
-        self._cache: dict[str, tuple[Any, ...]] = {}
-        self._cache_max = cache_rows
 
     def _unavailable(self, exc: Exception) -> StateUnavailable:
         return StateUnavailable(f"window state in Redis at {_safe_url(self.url)}: {exc}")
@@ -343,13 +381,6 @@ class RedisState(WindowState):
             self._redis.ping()
         except RedisError as exc:
             raise self._unavailable(exc) from exc
-
-    def _remember(self, event_id: str, row: tuple[Any, ...]) -> None:
-        if len(self._cache) >= self._cache_max:
-            # Oldest first (dicts keep insertion order): drop the older half at once.
-            for old in list(self._cache)[: self._cache_max // 2]:
-                del self._cache[old]
-        self._cache[event_id] = row
 
     def lookup(self, event_ids: Sequence[str], ranges: Sequence[KeyRange]) -> Lookup:
         from redis.exceptions import RedisError
@@ -367,28 +398,20 @@ class RedisState(WindowState):
             ],
         }
         try:
-            raw_scores, ids = orjson.loads(self._lookup(args=[orjson.dumps(payload)]))
-            scores = {
-                eid: orjson.loads(raw)
-                for eid, raw in zip(event_ids, _list(raw_scores), strict=True)
-                if raw
-            }
-            rows: dict[str, tuple[Any, ...]] = {}
-            missing = []
-            for eid in _list(ids):
-                row = self._cache.get(eid)
-                if row is None:
-                    missing.append(eid)
-                else:
-                    rows[eid] = row
-            if missing:
-                raws = self._redis.mget([f"{self.prefix}r:{e}" for e in missing])
-                for eid, raw in zip(missing, raws, strict=True):
-                    if raw is not None:  # None: expired with its retention, no longer history
-                        rows[eid] = tuple(orjson.loads(raw))
-                        self._remember(eid, rows[eid])
+            reply = self._lookup(args=[orjson.dumps(payload)])
         except RedisError as exc:
             raise self._unavailable(exc) from exc
+        # The entries of the requested ids (None: unknown), then (id, entry) of the history.
+        n = len(event_ids)
+        scores = {
+            eid: orjson.loads(raw)[0]
+            for eid, raw in zip(event_ids, reply[:n], strict=True)
+            if raw is not None
+        }
+        ids, entries = reply[n::2], reply[n + 1 :: 2]
+        rows = {
+            m.decode(): tuple(orjson.loads(raw)[1]) for m, raw in zip(ids, entries, strict=True)
+        }
         return Lookup(scores, rows)
 
     def put(self, events: Sequence[NewEvent]) -> dict[str, dict[str, Any]]:
@@ -398,31 +421,27 @@ class RedisState(WindowState):
         try:
             for start in range(0, len(events), self.CHUNK):
                 chunk = events[start : start + self.CHUNK]
+                # Each event's value [answer, row] goes in one blob, as is (no JSON inside JSON to
+                # escape), cut by the sizes the events carry: two arguments in all.
+                values = [orjson.dumps((score, row)) for _, _, row, _, _, score in chunk]
                 meta = {
                     "p": self.prefix,
                     "h": self.history_s,
                     "b": self.burst_s * 1_000_000,
                     "bt": self.burst_s + 60,
                     "e": [
-                        [ev.event_id, str(_us(ev.t_ns)), ev.message_key, list(ev.burst_keys)]
-                        for ev in chunk
+                        [eid, str(t_ns // US), len(v), message_key, *burst_keys]
+                        for (eid, t_ns, _, message_key, burst_keys, _), v in zip(
+                            chunk, values, strict=True
+                        )
                     ],
                 }
-                # Answers and rows go as their own arguments (no JSON inside JSON to escape).
-                args = [orjson.dumps(meta)]
-                for ev in chunk:
-                    args.append(orjson.dumps(ev.score))
-                    args.append(orjson.dumps(ev.row))
-                answers = orjson.loads(self._put(args=args))
-                for ev, answer in zip(chunk, _list(answers), strict=True):
-                    # True: stored by us; text: the answer of whoever stored the id first.
-                    stored[ev.event_id] = (
-                        orjson.loads(answer) if isinstance(answer, str) else ev.score
-                    )
+                answers = self._put(args=[orjson.dumps(meta), b"".join(values)])
+                for (eid, _, _, _, _, score), answer in zip(chunk, answers, strict=True):
+                    # 1: stored by us; bytes: the entry of whoever stored the id first.
+                    stored[eid] = score if answer == 1 else orjson.loads(answer)[0]
         except RedisError as exc:
             raise self._unavailable(exc) from exc
-        for ev in events:
-            self._remember(ev.event_id, ev.row)
         return stored
 
     def generation(self) -> int:
@@ -459,7 +478,6 @@ class RedisState(WindowState):
                 keys = []
         if keys:
             n += self._redis.unlink(*keys)
-        self._cache.clear()
         return n
 
 

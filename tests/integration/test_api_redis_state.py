@@ -66,7 +66,7 @@ def test_burst_keys_are_trimmed_and_expire(states, prefix) -> None:
     ttl = a._redis.ttl(f"{prefix}k:ip")
     assert 0 < ttl <= 100 + 60
     assert 3500 < a._redis.ttl(f"{prefix}m:a") <= 3600
-    assert 3500 < a._redis.ttl(f"{prefix}r:old") <= 3600
+    assert 3500 < a._redis.ttl(f"{prefix}e:old") <= 3600
 
 
 def test_generation_is_shared(states) -> None:

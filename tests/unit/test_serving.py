@@ -18,17 +18,30 @@ from pydantic import SecretStr
 from botfilter.errors import BotfilterError
 from botfilter.settings import Settings
 from contract.schema import EVENTS, MESSAGE_CONTEXT, SCORE_COLUMNS
-from contract.validate import validate_event_rows, validate_tables
+from contract.validate import validate_event_items, validate_event_rows, validate_tables
 from features.definitions import FEATURE_NAMES, LONGEST_WINDOW_S
-from features.pipeline import CONTEXT_COLUMNS, Enrichers, build_features, event_context
+from features.pipeline import (
+    CONTEXT_COLUMNS,
+    Enrichers,
+    build_features,
+    context_arrays,
+    event_context,
+)
 from scoring.batch import score_context
 from scoring.model import BotModel
 from serving import api
 from serving.client import api_events
 from serving.metrics import with_bot_share
-from serving.models import TRAINING_ONLY, event_model, request_schema, score_model
-from serving.runtime import Runtime
-from serving.scorer import OnlineScorer, frame_to_rows, rows_to_frame
+from serving.models import (
+    EXAMPLE_EVENTS,
+    TRAINING_ONLY,
+    event_model,
+    request_schema,
+    score_model,
+)
+from serving.runtime import Runtime, warm_up
+from serving.scorer import IpMemo, OnlineScorer, rows_to_columns
+from serving.server import UNTRACED, bentoml_overrides
 from serving.state import MemoryState
 from simulation.core import generate
 
@@ -161,16 +174,52 @@ def test_json_arrays_in_context_columns_are_judged_as_text_not_a_crash(world) ->
     assert out[1] == {"event_id": "odd2", "error": "invalid recipient_domain"}
 
 
-def test_stored_rows_rebuild_the_exact_clean_frame(world) -> None:
+def test_stored_rows_give_the_columns_of_the_clean_frame(world) -> None:
     names = [c.name for c in EVENTS.columns if c.name not in TRAINING_ONLY]
-    frame = pd.DataFrame(world["items"][:50]).reindex(columns=names + list(MESSAGE_CONTEXT))
+    # Every nullable typed column missing once.
+    bare = {"delivered_at": None, "asn": None, "is_hidden_link": None, "link_count": None}
+    items = world["items"][:49] + [{**world["items"][49], **bare}]
+    frame = pd.DataFrame(items).reindex(columns=names + list(MESSAGE_CONTEXT))
     clean, reasons = validate_event_rows(frame.loc[:, ~frame.columns.duplicated()])
     assert reasons.empty
-    rows = frame_to_rows(clean)
-    assert [tuple(r) for r in json.loads(json.dumps(rows))] == rows  # JSON-ready, exactly
-    rebuilt = rows_to_frame(rows)
-    expected = clean[list(CONTEXT_COLUMNS)].reset_index(drop=True)
-    pd.testing.assert_frame_equal(rebuilt, expected)
+    rows, failed = validate_event_items(items, CONTEXT_COLUMNS)
+    assert failed == {} and list(rows) == list(range(50))
+    stored = list(rows.values())
+    assert [tuple(r) for r in json.loads(json.dumps(stored))] == stored  # JSON-ready, exactly
+    got, expected = rows_to_columns(stored), context_arrays(clean.reset_index(drop=True))
+    assert list(got) == list(expected) == list(CONTEXT_COLUMNS)
+    for name, values in expected.items():
+        assert got[name].dtype == values.dtype, name
+        np.testing.assert_array_equal(got[name], values, err_msg=name)
+    assert {n: got[n].dtype.kind for n in ("occurred_at", "asn", "is_hidden_link", "ip")} == {
+        "occurred_at": "i",
+        "asn": "f",
+        "is_hidden_link": "f",
+        "ip": "O",
+    }
+
+
+def test_ip_memo_answers_as_the_enricher_across_evictions(world) -> None:
+    enricher = world["enrichers"].ip
+    clean, _ = validate_event_items(world["items"][:40], CONTEXT_COLUMNS)
+    rows = list(clean.values())
+    rows[3] = (
+        rows[3][: CONTEXT_COLUMNS.index("ip")]
+        + (None,)
+        + rows[3][CONTEXT_COLUMNS.index("ip") + 1 :]
+    )
+    cols = rows_to_columns(rows)
+    expected = enricher.enrich(cols["ip"], cols["asn"])
+    memo = IpMemo(enricher.enrich, max_entries=7)  # forgets everything several times
+    for start in range(0, 40, 6):
+        got = memo.enrich(rows[start : start + 6] + rows[:2])
+        for name, values in expected.items():
+            want = np.concatenate([values[start : start + 6], values[:2]])
+            assert got[name].dtype == values.dtype
+            np.testing.assert_array_equal(got[name], want, err_msg=name)
+    whole = memo.enrich(rows)  # more distinct pairs than it keeps
+    for name, values in expected.items():
+        np.testing.assert_array_equal(whole[name], values, err_msg=name)
 
 
 def test_models_come_from_the_contract() -> None:
@@ -291,9 +340,50 @@ def test_reload_failure_keeps_the_current_model(world) -> None:
     assert client.post("/score", json=world["items"][:1]).json()[0]["model_version"] == "test/1"
 
 
+def test_the_mounted_app_alone_answers_score_as_the_gate_does(world) -> None:
+    items = world["items"][:5]
+    bare = TestClient(api.build_app(lambda: _runtime(world)))
+    gated = _client(_runtime(world))
+    assert bare.post("/score", json=items).json() == gated.post("/score", json=items).json()
+    resp = bare.post("/score", content=b"[1]")
+    assert (resp.status_code, resp.json()) == (
+        422,
+        {"detail": "item 0 must be an event object, not a number"},
+    )
+
+
+def test_example_events_are_valid_and_warm_up_scores_them(world, caplog) -> None:
+    out = OnlineScorer(_state(), world["enrichers"]).score(list(EXAMPLE_EVENTS), world["model"])
+    assert [a["event_id"] for a in out.items] == ["example-open", "example-click"]
+    assert out.errors == 0 and sum(out.scored.values()) == 2
+    with caplog.at_level("WARNING", logger="botfilter.serving"):
+        warm_up(world["model"], world["enrichers"])
+    assert caplog.records == []
+
+
+def test_bentoml_overrides_keep_the_operators_and_skip_tracing_unless_configured() -> None:
+    mine = {"services": {"botfilter": {"traffic": {"timeout": 5}}}}
+    got = bentoml_overrides({"BENTOML_CONFIG_OVERRIDES": json.dumps(mine)}, "botfilter", False)
+    assert got == {
+        "services": {
+            "botfilter": {
+                "traffic": {"timeout": 5},
+                "logging": {"access": {"enabled": False}},
+                "tracing": {"excluded_urls": list(UNTRACED)},
+            }
+        }
+    }
+    traced = {"services": {"botfilter": {"tracing": {"exporter_type": "otlp"}}}}
+    got = bentoml_overrides({"BENTOML_CONFIG_OVERRIDES": json.dumps(traced)}, "botfilter", True)
+    assert got["services"]["botfilter"]["tracing"] == {"exporter_type": "otlp"}
+    got = bentoml_overrides({"BENTOML_CONFIG": "/etc/bentoml.yaml"}, "botfilter", True)
+    assert got["services"]["botfilter"]["tracing"] == {}
+
+
 def test_openapi_documents_the_event_model() -> None:
     spec = TestClient(api.build_app(lambda: None)).get("/openapi.json").json()
     body = spec["paths"]["/score"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["example"] == list(EXAMPLE_EVENTS)
     assert body["schema"]["items"]["required"][:3] == ["event_id", "tenant_id", "message_id"]
     assert {"401", "413", "422"} <= set(spec["paths"]["/score"]["post"]["responses"])
     assert "/reload" in spec["paths"]

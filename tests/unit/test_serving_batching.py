@@ -102,3 +102,21 @@ def test_a_wrong_answer_count_is_an_error() -> None:
     co = Coalescer(lambda items: items[:-1], 10)
     with pytest.raises(RuntimeError, match="1 answers for 2 items"):
         co.submit([1, 2])
+
+
+def test_submit_if_idle_runs_at_once_or_declines_without_blocking() -> None:
+    co, calls, started, release = _blocked_coalescer()
+    out: dict = {}
+    first = _run(co, [1, 2], out, "first")
+    assert started.wait(5)
+    began = time.monotonic()
+    assert co.submit_if_idle([3]) is None  # busy: declined, nothing queued
+    assert time.monotonic() - began < 1 and len(co._queue) == 0
+    release.set()
+    first.join(5)
+    assert out["first"] == [10, 20]
+    assert co.submit_if_idle([4, 5]) == [40, 50]
+    assert calls == [[1, 2], [4, 5]]
+    with pytest.raises(ValueError, match="boom"):
+        co.submit_if_idle([-1])
+    assert co.submit_if_idle([6]) == [60]  # a failure leaves it idle
