@@ -109,17 +109,15 @@ class IpMemo:
 
     Enrichment is a pure function of an event's IP and given ASN, and a request's history comes
     from earlier events, mostly of the same networks: remembering it spares the enricher's fixed
-    cost per call (most of a small request's enrichment) and enriching history rows again. The
-    answers are rows of one int64 table, so any number of rows is a single gather.
+    cost per call (most of a small request's enrichment) and enriching history rows again. Each
+    output is one array indexed by slot, so any number of rows is one gather per output.
     """
 
     def __init__(self, enrich: Any, max_entries: int = 100_000) -> None:
         self._enrich = enrich
         self._max = max_entries
         self._slot: dict[tuple[Any, Any], int] = {}
-        self._table = np.empty((0, 0), dtype=np.int64)
-        self._names: tuple[str, ...] = ()
-        self._dtypes: tuple[np.dtype, ...] = ()
+        self._columns: dict[str, np.ndarray] = {}
 
     def enrich(self, rows: Sequence[tuple[Any, ...]]) -> dict[str, np.ndarray]:
         """What ``enrichers.ip.enrich`` gives for the rows' ``ip`` and ``asn`` columns."""
@@ -135,30 +133,24 @@ class IpMemo:
                 missing = list(dict.fromkeys(keys))
             self._add(missing)
             slots = [get(k) for k in keys]  # type: ignore[misc]
-        block = self._table[np.array(slots, dtype=np.intp)]
-        return {
-            name: block[:, j].astype(dtype)
-            for j, (name, dtype) in enumerate(zip(self._names, self._dtypes, strict=True))
-        }
+        at = np.array(slots, dtype=np.intp)
+        return {name: column[at] for name, column in self._columns.items()}
 
     def _add(self, missing: list[tuple[Any, Any]]) -> None:
         ips = np.empty(len(missing), dtype=object)
         ips[:] = [k[0] for k in missing]
-        asns = np.fromiter((np.nan if k[1] is None else k[1] for k in missing), np.float64)
+        asns = np.array([k[1] for k in missing], dtype=np.float64)  # None becomes NaN
         found = self._enrich(ips, asns)
-        if not self._names:
-            self._names = tuple(found)
-            self._dtypes = tuple(found[n].dtype for n in self._names)
-            self._table = np.empty((0, len(self._names)), dtype=np.int64)
         start = len(self._slot)
         end = start + len(missing)
-        if end > len(self._table):
-            size = max(self._max, end)
-            grown = np.empty((size, len(self._names)), dtype=np.int64)
-            grown[: len(self._table)] = self._table
-            self._table = grown
-        for j, name in enumerate(self._names):
-            self._table[start:end, j] = found[name]
+        for name, values in found.items():
+            column = self._columns.get(name)
+            if column is None or end > len(column):
+                grown = np.empty(max(self._max, end), dtype=values.dtype)
+                if column is not None:
+                    grown[: len(column)] = column
+                self._columns[name] = column = grown
+            column[start:end] = values
         self._slot.update(zip(missing, range(start, end), strict=True))
 
 

@@ -67,6 +67,10 @@ def serve(
     version = check_ready(settings, workers)
     # Workers inherit the environment: pin the data home so they all resolve the same one.
     os.environ["BOTFILTER_HOME"] = str(Path(settings.home).resolve())
+    # Workers share one listening socket, and by default the first one awake accepts every
+    # pending connection: a client's pool of keep-alive connections then lands on one worker.
+    # libuv's single-accept mode (uvloop) takes one connection per wake-up, so they spread.
+    os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
     # Worker processes re-import the service, so BentoML settings for them go through the
     # environment (merged into any overrides the operator set).
     overrides = bentoml_overrides(dict(os.environ), BotfilterService.name, access_log)

@@ -14,9 +14,9 @@ Lookups are by time range, never "last N", so out-of-order events within the tol
 see the same history as in batch. :class:`MemoryState` serves one process; :class:`RedisState`
 is shared by every worker and replica (sorted sets scored by ``occurred_at`` in microseconds).
 
-Rows (and the reasons of answers) are kept as tuples of plain values: the garbage collector stops
-tracking such tuples and the dicts holding only them, so a large history does not make every
-collection slower.
+Rows, the reasons of answers and (in process) each key's events are kept as tuples of plain
+values: the garbage collector stops tracking such tuples and the dicts holding only them, so a
+large history does not make every full collection a longer pause.
 """
 
 from __future__ import annotations
@@ -108,53 +108,53 @@ class WindowState(ABC):
 
 
 # --- in process -------------------------------------------------------------------------------
-def _between(items: list[tuple[int, str]], lo_ns: int | None, hi_ns: int | None) -> list[str]:
+Items = tuple[tuple[int, str], ...]  # one key's (time, event id) pairs, sorted
+
+
+def _between(items: Items, lo_ns: int | None, hi_ns: int | None) -> list[str]:
     """Ids of the (time, id) pairs with lo_ns <= time <= hi_ns (``items`` sorted)."""
     lo = 0 if lo_ns is None else bisect.bisect_left(items, (lo_ns, ""))
     hi = len(items) if hi_ns is None else bisect.bisect_right(items, (hi_ns, "\U0010ffff"))
     return [eid for _, eid in items[lo:hi]]
 
 
-def _trim(items: list[tuple[int, str]], t_ns: int, ids: bool = False) -> list[str]:
-    """Remove the pairs before ``t_ns`` from ``items`` (sorted); return their ids if ``ids``."""
-    if not items or items[0][0] >= t_ns:
-        return []
-    cut = bisect.bisect_left(items, (t_ns, ""))
-    gone = [eid for _, eid in items[:cut]] if ids else []
-    del items[:cut]
-    return gone
+def _cut(items: Items, t_ns: int) -> int:
+    """How many of the (sorted) pairs are before ``t_ns``."""
+    return 0 if not items or items[0][0] >= t_ns else bisect.bisect_left(items, (t_ns, ""))
 
 
 def _merge(
     new: dict[str, list[tuple[int, str]]],
-    index: dict[str, list[tuple[int, str]]],
+    index: dict[str, Items],
     log: deque[tuple[int, str]],
     keep_ns: int | None,
 ) -> None:
-    """Add each key's new (time, id) pairs to its sorted list in ``index`` and log the write;
+    """Add each key's new (time, id) pairs to its sorted pairs in ``index`` and log the write;
     with ``keep_ns``, drop the pairs older than that before the key's newest one."""
     for key, added in new.items():
         if len(added) > 1:
             added.sort()
         items = index.get(key)
         if items is None:
-            index[key] = items = added
+            items = tuple(added)
         elif added[0] > items[-1]:  # the usual case: events come in time order
-            items += added
+            items += tuple(added)
         else:
-            items += added
-            items.sort()  # two sorted runs: a linear merge
+            items = tuple(sorted(items + tuple(added)))  # two sorted runs: a linear merge
         if keep_ns is not None and items[-1][0] - items[0][0] > keep_ns:
-            _trim(items, items[-1][0] - keep_ns)
+            items = items[_cut(items, items[-1][0] - keep_ns) :]
+        index[key] = items
         log.append((added[-1][0], key))
 
 
 class MemoryState(WindowState):
     """State in this process: the default for a single worker (and for tests).
 
-    Each key maps to a list of (time, id) pairs kept sorted. Expiry is incremental: every write
+    Each key maps to a tuple of (time, id) pairs kept sorted. Expiry is incremental: every write
     logs (time, key) for the keys it touched, and pops the log entries that fell out of
-    retention, trimming their keys, so no sweep ever walks all keys.
+    retention, trimming their keys, so no sweep ever walks all keys. Keys hold tuples, not
+    lists, and rows are tuples too: the garbage collector stops tracking all of them, so a full
+    collection does not walk the whole history (a pause that would grow with it).
     """
 
     kind = "memory"
@@ -164,8 +164,8 @@ class MemoryState(WindowState):
         self._lock = threading.Lock()
         self._rows: dict[str, tuple[Any, ...]] = {}
         self._scores: dict[str, dict[str, Any]] = {}
-        self._messages: dict[str, list[tuple[int, str]]] = {}
-        self._bursts: dict[str, list[tuple[int, str]]] = {}
+        self._messages: dict[str, Items] = {}
+        self._bursts: dict[str, Items] = {}
         self._message_log: deque[tuple[int, str]] = deque()
         self._burst_log: deque[tuple[int, str]] = deque()
         self._newest = -(2**63)
@@ -225,21 +225,26 @@ class MemoryState(WindowState):
         while self._message_log and self._message_log[0][0] < horizon:
             _, key = self._message_log.popleft()
             items = self._messages.get(key)
-            if items is None:
-                continue
-            for eid in _trim(items, horizon, ids=True):
-                self._rows.pop(eid, None)
-                self._scores.pop(eid, None)
-            if not items:
-                del self._messages[key]
+            cut = _cut(items, horizon) if items is not None else 0
+            if cut:
+                for _, eid in items[:cut]:  # type: ignore[index]
+                    self._rows.pop(eid, None)
+                    self._scores.pop(eid, None)
+                self._keep(self._messages, key, items[cut:])  # type: ignore[index]
         horizon = self._newest - self.burst_s * NS
         while self._burst_log and self._burst_log[0][0] < horizon:
             _, key = self._burst_log.popleft()
             items = self._bursts.get(key)
-            if items is not None:
-                _trim(items, horizon)
-                if not items:
-                    del self._bursts[key]
+            cut = _cut(items, horizon) if items is not None else 0
+            if cut:
+                self._keep(self._bursts, key, items[cut:])  # type: ignore[index]
+
+    @staticmethod
+    def _keep(index: dict[str, Items], key: str, items: Items) -> None:
+        if items:
+            index[key] = items
+        else:
+            del index[key]
 
     def generation(self) -> int:
         return self._generation

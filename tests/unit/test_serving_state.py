@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from serving.state import KeyRange, MemoryState, NewEvent
 
 S = 1_000_000_000
@@ -65,3 +67,20 @@ def test_generation_counter_for_reloads() -> None:
     assert state.generation() == 0
     assert state.bump_generation() == 1
     assert state.generation() == 1
+
+
+def test_the_history_is_left_out_of_garbage_collection() -> None:
+    state = MemoryState(3600, 1200)
+    state.put([ev("a", 1), ev("b", 2, msg="m:b", bursts=("k:ip", "k:asn"))])
+    state.put([ev("c", 0.5)])  # late: merged into the existing keys
+    # A pass may visit a key's tuple before the pairs in it; the next one untracks it.
+    gc.collect()
+    gc.collect()
+    held = [
+        *state._messages.values(),
+        *state._bursts.values(),
+        *state._rows.values(),
+        *state._scores.values(),
+    ]
+    assert len(held) == 2 + 2 + 3 + 3
+    assert [gc.is_tracked(x) for x in held] == [False] * len(held)
