@@ -4,6 +4,7 @@
     .venv/bin/python bench/api_latency.py --url http://127.0.0.1:3000 --token T   # a running one
     .venv/bin/python bench/api_latency.py --stages   # also CPU per scoring stage, in process
     .venv/bin/python bench/api_latency.py --stages-only   # only that: no server, no HTTP load
+    .venv/bin/python bench/api_latency.py --floor    # also the client's own floor (see below)
 
 For each mode (in-process state with 1 worker; Redis with 2 workers) it starts ``botfilter serve``
 on a free loopback port and drives it with a small asyncio HTTP/1.1 client over keep-alive
@@ -12,6 +13,9 @@ connections, with a bounded count and time per phase:
 * 1-event requests sent open-loop at a fixed rate (default 200/s): p50/p90/p99/max latency, from
   the moment each request was due (so queueing in the server counts);
 * 100- and 1,000-event requests, closed loop with a few in flight: events/s and latency.
+
+With ``--floor`` the 1-event phase is also run against a server that answers at once: on a shared
+machine that is the part of the latencies due to the client and the machine, not the API.
 
 Events are a simulated world sent in (occurred_at, event_id) order, as an ingestion pipeline sees
 them; each run uses fresh event ids, so nothing is answered from the duplicate store. Peak memory
@@ -188,6 +192,44 @@ async def drive(url: str, token: str | None, stream: Stream, args: argparse.Name
 
 
 # --- servers ----------------------------------------------------------------------------------
+# The floor: the same client against a server that answers at once (uvicorn, as the API's
+# workers), so the client's and the machine's own share of the latencies can be told apart.
+_FLOOR_APP = """
+import sys, uvicorn
+ANSWER = b'[{"event_id":"e","bot_score":0.5,"is_bot":false,"reasons":[],"model_version":"v"}]'
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(ANSWER))]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": ANSWER})
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=False, log_level="warning")
+"""
+
+
+def floor_phase(stream: Stream, args: argparse.Namespace) -> Phase:
+    """1-event requests at the benchmark's rate against the floor server."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", _FLOOR_APP, str(port)], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SystemExit("floor server did not start") from None
+                time.sleep(0.1)
+        conns = [Connection("127.0.0.1", port, None) for _ in range(16)]
+        name = f"floor @ {args.rate:g}/s"
+        return asyncio.run(fixed_rate(conns, stream, args.rate, args.seconds, name))
+    finally:
+        stop_server(proc)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -401,6 +443,11 @@ def main() -> None:
         "--stages", action="store_true", help="also print CPU per scoring stage, in process"
     )
     ap.add_argument(
+        "--floor",
+        action="store_true",
+        help="also run the 1-event phase against a server that answers at once (noise floor)",
+    )
+    ap.add_argument(
         "--stages-only",
         action="store_true",
         help="only the CPU per scoring stage, in process (no server, no HTTP load)",
@@ -448,6 +495,11 @@ def main() -> None:
             print(phase.line())
         print(f"server peak memory (largest process) {rss:.0f} MiB")
         print(f"server stages over all phases: {stages}")
+    if args.floor:
+        print(
+            f"\n== floor: the same client, a server that answers at once\n"
+            f"{floor_phase(Stream(items, uuid.uuid4().hex[:6]), args).line()}"
+        )
     client = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"client peak memory {client:.0f} MiB; load average {os.getloadavg()[0]:.1f}")
     if args.stages:
