@@ -27,8 +27,11 @@ from scoring.explain import FlatTrees
 
 log = logging.getLogger(__name__)
 # Bump when the generated code changes: the cache key includes it.
-CODEGEN_VERSION = 1
+CODEGEN_VERSION = 2
 _CFLAGS = ["-O2", "-fPIC", "-shared", "-ffp-contract=off", "-fno-fast-math"]
+# Trees walked over a whole chunk of rows before the next ones. Measured on 200 trees of 31
+# leaves (rows/s per core): 1 -> 365k, 8 -> 612k, 32 -> 687k, 200 (row by row) -> 555k.
+TREE_BLOCK = 32
 # Below this many rows one thread does the work: a hand-off costs more than it saves.
 _PARALLEL_FROM = 20_000
 
@@ -37,28 +40,44 @@ _HEADER = """#include <math.h>
 #define NF {n_feat}
 #define NB {n_block}
 #define CH 64
+#define NT {n_trees}
 #define X(k) ((double)col[k])
 """
 
 _DRIVER = """
+typedef double (*tree_fn)(const float *col, double *acc);
+static const tree_fn trees[NT] = {{ {names} }};
+
 void score_rows(const float *block, int64_t ld, int64_t lo, int64_t hi, double a, double b,
                 const double *cut, int64_t k, double *proba, int32_t *top) {{
     /* Rows are copied CH at a time into a row-major buffer that stays in L1: a tree walk then
-       reads one short contiguous row instead of NB cache lines (and pages) far apart. */
+       reads one short contiguous row instead of NB cache lines (and pages) far apart. The
+       trees are walked TB at a time over the whole chunk, so their code stays in the
+       instruction cache; each row still sums its trees in order, as LightGBM does. */
     static __thread float buf[CH * NB];
+    static __thread double accs[CH * NF];
+    double raws[CH];
     for (int64_t i0 = lo; i0 < hi; i0 += CH) {{
     int64_t m = hi - i0 < CH ? hi - i0 : CH;
     for (int64_t r = 0; r < NB; r++) {{
         const float *src = block + r * ld + i0;
         for (int64_t j = 0; j < m; j++) buf[j * NB + r] = src[j];
     }}
+    for (int64_t j = 0; j < m * NF; j++) accs[j] = 0.0;
+    for (int64_t j = 0; j < m; j++) raws[j] = 0.0;
+    for (int t0 = 0; t0 < NT; t0 += TB) {{
+        int t1 = t0 + TB < NT ? t0 + TB : NT;
+        for (int64_t j = 0; j < m; j++) {{
+            const float *col = buf + j * NB;
+            double *acc = accs + j * NF;
+            double raw = raws[j];
+            for (int t = t0; t < t1; t++) raw += trees[t](col, acc);
+            raws[j] = raw;
+        }}
+    }}
     for (int64_t i = i0; i < i0 + m; i++) {{
-        const float *col = buf + (i - i0) * NB;
-        double acc[NF];
-        for (int f = 0; f < NF; f++) acc[f] = 0.0;
-        double raw = 0.0;
-{calls}
-        double p = 1.0 / (1.0 + exp(-(a * raw + b)));
+        double *acc = accs + (i - i0) * NF;
+        double p = 1.0 / (1.0 + exp(-(a * raws[i - i0] + b)));
         proba[i] = p;
         double s = p >= cut[i] ? 1.0 : -1.0;
         for (int64_t m = 0; m < k; m++) {{
@@ -96,7 +115,7 @@ def _condition(trees: FlatTrees, node: int, row: int) -> str:
 
 def _tree_source(trees: FlatTrees, t: int, fmap: np.ndarray) -> str:
     value = trees.value
-    lines = [f"static inline double tree_{t}(const float *col, double *acc) {{"]
+    lines = [f"static double tree_{t}(const float *col, double *acc) {{"]
 
     def emit(node: int, depth: int) -> None:
         pad = "    " * depth
@@ -123,10 +142,11 @@ def _tree_source(trees: FlatTrees, t: int, fmap: np.ndarray) -> str:
 def c_source(trees: FlatTrees, fmap: np.ndarray, n_block: int) -> str:
     """The C translation unit for these trees reading a block of ``n_block`` rows laid out by
     ``fmap`` (model feature ``f`` is block row ``fmap[f]``)."""
-    parts = [_HEADER.format(n_feat=len(fmap), n_block=n_block)]
-    parts += [_tree_source(trees, t, fmap) for t in range(len(trees.roots))]
-    calls = "\n".join(f"        raw += tree_{t}(col, acc);" for t in range(len(trees.roots)))
-    parts.append(_DRIVER.format(calls=calls))
+    n_trees = len(trees.roots)
+    parts = [_HEADER.format(n_feat=len(fmap), n_block=n_block, n_trees=n_trees)]
+    parts.append(f"#define TB {TREE_BLOCK}")
+    parts += [_tree_source(trees, t, fmap) for t in range(n_trees)]
+    parts.append(_DRIVER.format(names=", ".join(f"tree_{t}" for t in range(n_trees))))
     return "\n\n".join(parts)
 
 
@@ -152,6 +172,7 @@ class CompiledExplainer:
         ]
         self._fn = fn
         self._pool: ThreadPoolExecutor | None = None
+        self._pool_size = 0
         self._lock = threading.Lock()
 
     def __call__(
@@ -200,8 +221,9 @@ class CompiledExplainer:
 
     def _executor(self, threads: int) -> ThreadPoolExecutor:
         with self._lock:
-            if self._pool is None or self._pool._max_workers < threads:
+            if self._pool is None or self._pool_size < threads:
                 self._pool = ThreadPoolExecutor(threads, thread_name_prefix="explain")
+                self._pool_size = threads
             return self._pool
 
 
