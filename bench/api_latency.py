@@ -36,6 +36,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -88,6 +89,7 @@ class Phase:
     seconds: float
     latencies_ms: list[float]
     errors: int
+    offsets_s: list[float]  # when each request was due (or sent), from the phase's start
 
     def line(self) -> str:
         lat = sorted(self.latencies_ms)
@@ -104,16 +106,43 @@ class Phase:
 
 
 class Stream:
-    """Events in time order with fresh ids, handed out in slices."""
+    """Events in time order with fresh ids, handed out in slices.
+
+    When the simulated world runs out it starts again as new traffic: every lap moves all
+    timestamps past the previous lap (plus a day, beyond every window) and renames messages
+    and campaigns. Replaying the same weeks would pile each lap's events onto the same messages
+    and windows, which no ingestion stream does and which makes every request carry more
+    history than real traffic.
+    """
 
     def __init__(self, items: list[dict], tag: str) -> None:
         self.items, self.tag, self.pos = items, tag, 0
+        self._laps: dict[int, list[dict]] = {0: items}
+        times = [datetime.fromisoformat(it[k]) for it in items[:1] for k in ("sent_at",)]
+        times += [datetime.fromisoformat(it["occurred_at"]) for it in items[-1:]]
+        self._period = (times[-1] - times[0]) + timedelta(days=1) if items else timedelta(0)
+
+    def _lap(self, lap: int) -> list[dict]:
+        if lap not in self._laps:
+            shift = self._period * lap
+            moved = []
+            for it in self.items:
+                it = dict(it)
+                for key in ("occurred_at", "sent_at", "delivered_at"):
+                    if it.get(key):
+                        it[key] = (datetime.fromisoformat(it[key]) + shift).isoformat()
+                for key in ("message_id", "campaign_id"):
+                    if it.get(key):
+                        it[key] = f"{it[key]}-lap{lap}"
+                moved.append(it)
+            self._laps = {lap: moved}  # one lap at a time: the stream only moves forward
+        return self._laps[lap]
 
     def take(self, n: int) -> list[dict]:
         out = []
         for _ in range(n):
-            it = self.items[self.pos % len(self.items)]
-            lap = self.pos // len(self.items)
+            lap, at = divmod(self.pos, len(self.items))
+            it = self._lap(lap)[at]
             out.append({**it, "event_id": f"{it['event_id']}-{self.tag}-{lap}"})
             self.pos += 1
         return out
@@ -144,33 +173,41 @@ async def fixed_rate(
         finally:
             free.put_nowait(conn)
         latencies.append((time.perf_counter() - due) * 1e3)
+        offsets.append(due - start)
         errors += status != 200
 
+    offsets: list[float] = []
     await asyncio.gather(*(one(i) for i in range(n)))
-    return Phase(name, n, n, time.perf_counter() - start, latencies, errors)
+    return Phase(name, n, n, time.perf_counter() - start, latencies, errors, offsets)
 
 
 async def closed_loop(
     conns: list[Connection], stream: Stream, size: int, requests: int, max_s: float, name: str
 ) -> Phase:
-    """``size``-event requests, one in flight per connection, until ``requests`` or ``max_s``."""
+    """``size``-event requests, one in flight per connection, until ``requests`` or ``max_s``.
+
+    Bodies are built before the clock starts, as for the 1-event phase: the client shares the
+    machine's cores with the server, and its JSON encoding is not the API's cost."""
+    bodies = [orjson.dumps(stream.take(size)) for _ in range(requests)]
+    bodies.reverse()
     latencies: list[float] = []
-    errors = sent = 0
+    offsets: list[float] = []
+    errors = 0
     start = time.perf_counter()
 
     async def worker(conn: Connection) -> None:
-        nonlocal errors, sent
-        while sent < requests and time.perf_counter() - start < max_s:
-            sent += 1
-            body = orjson.dumps(stream.take(size))
+        nonlocal errors
+        while bodies and time.perf_counter() - start < max_s:
+            body = bodies.pop()
             t = time.perf_counter()
             status, _ = await conn.post("/score", body)
             latencies.append((time.perf_counter() - t) * 1e3)
+            offsets.append(t - start)
             errors += status != 200
 
     await asyncio.gather(*(worker(c) for c in conns))
     done = len(latencies)
-    return Phase(name, done, done * size, time.perf_counter() - start, latencies, errors)
+    return Phase(name, done, done * size, time.perf_counter() - start, latencies, errors, offsets)
 
 
 async def drive(url: str, token: str | None, stream: Stream, args: argparse.Namespace) -> list:
@@ -228,6 +265,34 @@ def floor_phase(stream: Stream, args: argparse.Namespace) -> Phase:
         return asyncio.run(fixed_rate(conns, stream, args.rate, args.seconds, name))
     finally:
         stop_server(proc)
+
+
+def save_timeline(phases: list[Phase], stem: Path) -> str:
+    """Every request's latency by when it was due, as CSV and a plot: tails that cluster in
+    time (a pause) look different from tails spread evenly (queueing)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(stem.with_suffix(".csv"), "w") as fh:
+        fh.write("phase,offset_s,latency_ms\n")
+        for p in phases:
+            fh.writelines(
+                f"{p.name},{o:.6f},{lat:.3f}\n"
+                for o, lat in zip(p.offsets_s, p.latencies_ms, strict=True)
+            )
+    fig, axes = plt.subplots(len(phases), 1, figsize=(9, 2.4 * len(phases)), squeeze=False)
+    for ax, p in zip(axes[:, 0], phases, strict=True):
+        ax.plot(p.offsets_s, p.latencies_ms, ".", ms=2)
+        ax.set_yscale("log")
+        ax.set_title(p.name, fontsize=9)
+        ax.set_ylabel("latency (ms)")
+    axes[-1, 0].set_xlabel("seconds into the phase")
+    fig.tight_layout()
+    fig.savefig(stem.with_suffix(".png"), dpi=90)
+    plt.close(fig)
+    return f"{stem}.csv, {stem}.png"
 
 
 def free_port() -> int:
@@ -493,6 +558,7 @@ def main() -> None:
         print(f"\n== {mode} state, {workers} worker(s), {url}")
         for phase in phases:
             print(phase.line())
+        print(f"latency timeline: {save_timeline(phases, args.out / f'latency-{mode}')}")
         print(f"server peak memory (largest process) {rss:.0f} MiB")
         print(f"server stages over all phases: {stages}")
     if args.floor:
