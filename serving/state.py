@@ -274,23 +274,34 @@ class MemoryState(WindowState):
 _LOOKUP_LUA = """
 local d = cjson.decode(ARGV[1])
 local p = d.p
-local out = {}
-for i, id in ipairs(d.i) do
-  out[i] = redis.call('GET', p .. 'e:' .. id) or false
+-- MGET in chunks: one call per thousand keys instead of one per key (a call from Lua costs
+-- more than the read itself).
+local function mget(ids, from, to, emit)
+  for s = from, to, 1000 do
+    local e = math.min(s + 999, to)
+    local keys = {}
+    for j = s, e do keys[#keys + 1] = p .. 'e:' .. ids[j] end
+    local got = redis.call('MGET', unpack(keys))
+    for j = 1, #keys do emit(s + j - 1, got[j]) end
+  end
 end
-local seen = {}
+local out = {}
+mget(d.i, 1, #d.i, function(i, v) out[i] = v end)
+local seen, members = {}, {}
 for _, r in ipairs(d.r) do
   for _, m in ipairs(redis.call('ZRANGEBYSCORE', p .. r[1], r[2], r[3])) do
     if not seen[m] then
       seen[m] = true
-      local entry = redis.call('GET', p .. 'e:' .. m)
-      if entry then
-        out[#out + 1] = m
-        out[#out + 1] = entry
-      end
+      members[#members + 1] = m
     end
   end
 end
+mget(members, 1, #members, function(j, entry)
+  if entry then
+    out[#out + 1] = members[j]
+    out[#out + 1] = entry
+  end
+end)
 return out
 """
 
