@@ -71,7 +71,7 @@ class Connection:
         assert self.reader is not None
         status_line = await self.reader.readline()
         status = int(status_line.split()[1])
-        length = 0
+        length, close = 0, False
         while True:
             line = await self.reader.readline()
             if line in (b"\r\n", b""):
@@ -79,7 +79,12 @@ class Connection:
             name, _, value = line.decode("latin-1").partition(":")
             if name.lower() == "content-length":
                 length = int(value)
+            elif name.lower() == "connection":
+                close = value.strip().lower() == "close"
         payload = await self.reader.readexactly(length)
+        if close:  # the server recycles the connection: the next request opens a new one
+            self.writer.close()
+            self.reader = self.writer = None
         return status, payload
 
 
