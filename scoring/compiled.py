@@ -52,8 +52,8 @@ void score_rows(const float *block, int64_t ld, int64_t lo, int64_t hi, double a
                 const double *cut, int64_t k, double *proba, int32_t *top) {{
     /* Rows are copied CH at a time into a row-major buffer that stays in L1: a tree walk then
        reads one short contiguous row instead of NB cache lines (and pages) far apart. The
-       trees are walked TB at a time over the whole chunk, so their code stays in the
-       instruction cache; each row still sums its trees in order, as LightGBM does. */
+       trees are walked TB at a time over the whole chunk (faster than row by row, measured);
+       each row still sums its trees in order, as LightGBM does. */
     static __thread float buf[CH * NB];
     static __thread double accs[CH * NF];
     double raws[CH];
