@@ -133,9 +133,11 @@ class Stream:
     def __init__(self, items: list[dict], tag: str) -> None:
         self.items, self.tag, self.pos = items, tag, 0
         self._laps: dict[int, list[dict]] = {0: items}
-        times = [datetime.fromisoformat(it[k]) for it in items[:1] for k in ("sent_at",)]
-        times += [datetime.fromisoformat(it["occurred_at"]) for it in items[-1:]]
-        self._period = (times[-1] - times[0]) + timedelta(days=1) if items else timedelta(0)
+        self._period = timedelta(0)
+        if items:
+            first = datetime.fromisoformat(items[0]["sent_at"])
+            last = datetime.fromisoformat(items[-1]["occurred_at"])
+            self._period = last - first + timedelta(days=1)
 
     def _lap(self, lap: int) -> list[dict]:
         if lap not in self._laps:

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 
 from botfilter.settings import Settings
-from contract.schema import SCORE_COLUMNS
 from features.pipeline import Enrichers, context_arrays, event_context, factorize, feature_block
 from scoring.model import BotModel, ScoredRows
 
@@ -54,40 +53,28 @@ def score_context(
     cols = context_arrays(ctx)
     n = len(ctx)
     parts = tenant_parts(cols["tenant_id"], part_events) if n else []
-    bot_score = np.empty(n, dtype=np.float64)
-    is_bot = np.empty(n, dtype=bool)
-    reasons = np.empty(n, dtype=object)
+    out = ScoredRows(np.empty(n), np.empty(n, dtype=bool), np.empty(n, dtype=object))
 
-    def score(rows: np.ndarray, block: np.ndarray, sub: dict) -> tuple[np.ndarray, ScoredRows]:
-        scored = model.score_block(block, sub["channel"], sub["type"], with_reasons=with_reasons)
-        return rows, scored
-
-    def collect(future: Future) -> None:
-        rows, scored = future.result()
-        bot_score[rows] = scored.bot_score
-        is_bot[rows] = scored.is_bot
-        reasons[rows] = scored.reasons
+    def collect(rows: np.ndarray, future: Future[ScoredRows]) -> None:
+        scored = future.result()
+        out.bot_score[rows] = scored.bot_score
+        out.is_bot[rows] = scored.is_bot
+        out.reasons[rows] = scored.reasons
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="score-part") as scorer:
-        pending: Future | None = None
+        pending: tuple[np.ndarray, Future[ScoredRows]] | None = None
         for rows in parts:
             sub = {name: values[rows] for name, values in cols.items()}
             block = feature_block(sub, enrichers)
             if pending is not None:
-                collect(pending)  # at most one part waits, so memory stays bounded
-            pending = scorer.submit(score, rows, block, sub)
+                collect(*pending)  # at most one part waits, so memory stays bounded
+            future = scorer.submit(
+                model.score_block, block, sub["channel"], sub["type"], with_reasons=with_reasons
+            )
+            pending = (rows, future)
         if pending is not None:
-            collect(pending)
-    return pd.DataFrame(
-        {
-            "event_id": cols["event_id"],
-            "bot_score": bot_score,
-            "is_bot": is_bot,
-            "reasons": reasons,
-            "model_version": model.version,
-        },
-        columns=list(SCORE_COLUMNS),
-    )
+            collect(*pending)
+    return out.table(cols["event_id"], model.version)
 
 
 def score_validated(

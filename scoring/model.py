@@ -221,16 +221,7 @@ class BotModel:
             with_reasons=with_reasons,
             names=list(features.columns),
         )
-        return pd.DataFrame(
-            {
-                "event_id": event_ids.to_numpy(dtype=object),
-                "bot_score": scored.bot_score,
-                "is_bot": scored.is_bot,
-                "reasons": scored.reasons,
-                "model_version": self.version,
-            },
-            columns=list(SCORE_COLUMNS),
-        )
+        return scored.table(event_ids.to_numpy(dtype=object), self.version)
 
 
 @dataclass
@@ -240,3 +231,16 @@ class ScoredRows:
     bot_score: np.ndarray  # calibrated probability, float64
     is_bot: np.ndarray  # bool, bot_score >= the row's (channel, type) threshold
     reasons: np.ndarray  # object array of lists of feature names
+
+    def table(self, event_ids: np.ndarray, model_version: str) -> pd.DataFrame:
+        """The scores table of PRODUCT.md: these rows with their event ids and the version."""
+        return pd.DataFrame(
+            {
+                "event_id": event_ids,
+                "bot_score": self.bot_score,
+                "is_bot": self.is_bot,
+                "reasons": self.reasons,
+                "model_version": model_version,
+            },
+            columns=list(SCORE_COLUMNS),
+        )

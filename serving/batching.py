@@ -27,6 +27,13 @@ class _Job(Generic[T, R]):
     done: bool = False
     merged_with: int = field(default=1)
 
+    def outcome(self) -> list[R]:
+        """The answers, or the batch's error raised here."""
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
 
 class Coalescer(Generic[T, R]):
     """Run ``fn`` over the concatenated items of every waiting request, split the answers back.
@@ -62,10 +69,7 @@ class Coalescer(Generic[T, R]):
                     self._cond.acquire()
                     self._busy = False
                     self._cond.notify_all()
-        if job.error is not None:
-            raise job.error
-        assert job.result is not None
-        return job.result
+        return job.outcome()
 
     def submit_if_idle(self, items: list[T]) -> list[R] | None:
         """Answers for ``items`` computed at once on this thread, or None (nothing done) when
@@ -81,9 +85,7 @@ class Coalescer(Generic[T, R]):
             with self._cond:
                 self._busy = False
                 self._cond.notify_all()
-        if job.error is not None:
-            raise job.error
-        return job.result
+        return job.outcome()
 
     def _take(self) -> list[_Job[T, R]]:
         batch = [self._queue.popleft()]

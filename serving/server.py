@@ -68,8 +68,9 @@ def serve(
     # Workers inherit the environment: pin the data home so they all resolve the same one.
     os.environ["BOTFILTER_HOME"] = str(Path(settings.home).resolve())
     # Workers share one listening socket, and by default the first one awake accepts every
-    # pending connection: a client's pool of keep-alive connections then lands on one worker.
-    # libuv's single-accept mode (uvloop) takes one connection per wake-up, so they spread.
+    # pending connection. libuv's single-accept mode (uvloop) takes one per wake-up, which
+    # spreads connections that arrive a few ms apart; a burst opened in the same instant still
+    # lands on one worker (measured; see docs/api.md).
     os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
     # Worker processes re-import the service, so BentoML settings for them go through the
     # environment (merged into any overrides the operator set).
