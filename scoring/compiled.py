@@ -27,10 +27,12 @@ from scoring.explain import FlatTrees
 
 log = logging.getLogger(__name__)
 # Bump when the generated code changes: the cache key includes it.
-CODEGEN_VERSION = 2
+CODEGEN_VERSION = 3
 _CFLAGS = ["-O2", "-fPIC", "-shared", "-ffp-contract=off", "-fno-fast-math"]
-# Trees walked over a whole chunk of rows before the next ones. Measured on 200 trees of 31
-# leaves (rows/s per core): 1 -> 365k, 8 -> 612k, 32 -> 687k, 200 (row by row) -> 555k.
+# Trees walked over a whole chunk of rows before the next ones, each block one function that
+# calls its trees directly so the compiler inlines them. Measured on 200 trees of 31 leaves
+# (rows/s per core): 8 -> 829k, 16 -> 991k, 32 -> 1,011k, 50 -> 1,042k, 100 -> 914k,
+# 200 (row by row) -> 785k; through a table of tree pointers (not inlined), 32 -> 681k.
 TREE_BLOCK = 32
 # Below this many rows one thread does the work: a hand-off costs more than it saves.
 _PARALLEL_FROM = 20_000
@@ -40,20 +42,27 @@ _HEADER = """#include <math.h>
 #define NF {n_feat}
 #define NB {n_block}
 #define CH 64
-#define NT {n_trees}
-#define X(k) ((double)col[k])
+"""
+
+_BLOCK = """
+static void block_{first}(const float *buf, double *accs, double *raws, int64_t m) {{
+    for (int64_t j = 0; j < m; j++) {{
+        const float *col = buf + j * NB;
+        double *acc = accs + j * NF;
+        double raw = raws[j];
+{calls}
+        raws[j] = raw;
+    }}
+}}
 """
 
 _DRIVER = """
-typedef double (*tree_fn)(const float *col, double *acc);
-static const tree_fn trees[NT] = {{ {names} }};
-
 void score_rows(const float *block, int64_t ld, int64_t lo, int64_t hi, double a, double b,
                 const double *cut, int64_t k, double *proba, int32_t *top) {{
     /* Rows are copied CH at a time into a row-major buffer that stays in L1: a tree walk then
        reads one short contiguous row instead of NB cache lines (and pages) far apart. The
-       trees are walked TB at a time over the whole chunk (faster than row by row, measured);
-       each row still sums its trees in order, as LightGBM does. */
+       trees are walked a block at a time over the whole chunk (faster than row by row,
+       measured); each row still sums its trees in order, as LightGBM does. */
     static __thread float buf[CH * NB];
     static __thread double accs[CH * NF];
     double raws[CH];
@@ -65,16 +74,7 @@ void score_rows(const float *block, int64_t ld, int64_t lo, int64_t hi, double a
     }}
     for (int64_t j = 0; j < m * NF; j++) accs[j] = 0.0;
     for (int64_t j = 0; j < m; j++) raws[j] = 0.0;
-    for (int t0 = 0; t0 < NT; t0 += TB) {{
-        int t1 = t0 + TB < NT ? t0 + TB : NT;
-        for (int64_t j = 0; j < m; j++) {{
-            const float *col = buf + j * NB;
-            double *acc = accs + j * NF;
-            double raw = raws[j];
-            for (int t = t0; t < t1; t++) raw += trees[t](col, acc);
-            raws[j] = raw;
-        }}
-    }}
+{blocks}
     for (int64_t i = i0; i < i0 + m; i++) {{
         double *acc = accs + (i - i0) * NF;
         double p = 1.0 / (1.0 + exp(-(a * raws[i - i0] + b)));
@@ -97,13 +97,28 @@ void score_rows(const float *block, int64_t ld, int64_t lo, int64_t hi, double a
 """
 
 
+def _float_threshold(threshold: float) -> str:
+    """The largest float32 at most ``threshold``, as a C literal.
+
+    For every float32 ``v``, ``v <= threshold`` (compared in double, as LightGBM does) holds
+    exactly when ``v <= `` this float does, so the walk compares floats without widening them.
+    """
+    with np.errstate(over="ignore"):
+        f = np.float32(threshold)
+    if float(f) > threshold:
+        f = np.nextafter(f, np.float32(-np.inf), dtype=np.float32)
+    if np.isinf(f):
+        return "-INFINITY" if f < 0 else "INFINITY"
+    return float(f).hex() + "f"
+
+
 def _condition(trees: FlatTrees, node: int, row: int) -> str:
     """C expression that is true when a row goes left at ``node``."""
-    thr = float(trees.threshold[node]).hex()
-    v = f"X({row})"
+    thr = _float_threshold(float(trees.threshold[node]))
+    v = f"col[{row}]"
     if trees.missing[node] == 1:  # zero and NaN are "missing": the default side
         side = "1" if trees.default_left[node] else "0"
-        return f"((isnan({v}) || {v} == 0.0) ? {side} : ({v} <= {thr}))"
+        return f"((isnan({v}) || {v} == 0.0f) ? {side} : ({v} <= {thr}))"
     # Missing type NaN: the default side; None: LightGBM reads NaN as 0.0.
     if trees.missing[node] == 2:
         nan_left = bool(trees.default_left[node])
@@ -126,7 +141,15 @@ def _tree_source(trees: FlatTrees, t: int, fmap: np.ndarray) -> str:
         left, right = int(trees.left[node]), int(trees.right[node])
         d_left = float(value[left if left >= 0 else ~left] - value[node]).hex()
         d_right = float(value[right if right >= 0 else ~right] - value[node]).hex()
-        lines.append(f"{pad}if {_condition(trees, node, int(fmap[f]))} {{")
+        cond = _condition(trees, node, int(fmap[f]))
+        if left < 0 and right < 0:
+            # Both children leaves: selects instead of a branch (no misprediction to pay).
+            leaf_l, leaf_r = float(value[~left]).hex(), float(value[~right]).hex()
+            lines.append(f"{pad}{{ const int c = {cond};")
+            lines.append(f"{pad}  acc[{f}] += c ? {d_left} : {d_right};")
+            lines.append(f"{pad}  return c ? {leaf_l} : {leaf_r}; }}")
+            return
+        lines.append(f"{pad}if {cond} {{")
         lines.append(f"{pad}    acc[{f}] += {d_left};")
         emit(left, depth + 1)
         lines.append(f"{pad}}} else {{")
@@ -143,10 +166,17 @@ def c_source(trees: FlatTrees, fmap: np.ndarray, n_block: int) -> str:
     """The C translation unit for these trees reading a block of ``n_block`` rows laid out by
     ``fmap`` (model feature ``f`` is block row ``fmap[f]``)."""
     n_trees = len(trees.roots)
-    parts = [_HEADER.format(n_feat=len(fmap), n_block=n_block, n_trees=n_trees)]
-    parts.append(f"#define TB {TREE_BLOCK}")
+    parts = [_HEADER.format(n_feat=len(fmap), n_block=n_block)]
     parts += [_tree_source(trees, t, fmap) for t in range(n_trees)]
-    parts.append(_DRIVER.format(names=", ".join(f"tree_{t}" for t in range(n_trees))))
+    firsts = range(0, n_trees, TREE_BLOCK)
+    for first in firsts:
+        calls = [
+            f"        raw += tree_{t}(col, acc);"
+            for t in range(first, min(first + TREE_BLOCK, n_trees))
+        ]
+        parts.append(_BLOCK.format(first=first, calls="\n".join(calls)))
+    blocks = "\n".join(f"    block_{first}(buf, accs, raws, m);" for first in firsts)
+    parts.append(_DRIVER.format(blocks=blocks))
     return "\n\n".join(parts)
 
 

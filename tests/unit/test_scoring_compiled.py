@@ -6,7 +6,7 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from scoring.compiled import c_source, compile_explainer
+from scoring.compiled import _float_threshold, c_source, compile_explainer
 from scoring.explain import flatten, score_block
 from tests.unit.test_scoring_model import train_booster
 
@@ -62,3 +62,51 @@ def test_library_is_cached_by_content(tmp_path):
     assert len(list(tmp_path.glob("explain-*.so"))) == 2
     source = c_source(trees, fmap, 4)
     assert "tree_24(" in source and "tree_25(" not in source
+
+
+def test_float_threshold_keeps_every_comparison():
+    """``v <= t`` in float32 with the rounded-down literal equals LightGBM's double comparison."""
+    thresholds = [0.1, -0.1, 1.0, 1e-45, -1e-45, 0.0, 3.4e38, 1e300, -1e300, 2.5e-8, 1e6 + 0.3]
+    for thr in thresholds:
+        literal = _float_threshold(thr)
+        t = np.float32(float.fromhex(literal[:-1])) if literal.endswith("f") else None
+        t = np.float32(-np.inf if literal.startswith("-") else np.inf) if t is None else t
+        with np.errstate(over="ignore"):
+            centre = np.float32(thr)
+        near = [centre]
+        for _ in range(3):
+            near += [np.nextafter(near[-1], np.float32(np.inf))]
+        for _ in range(3):
+            near = [np.nextafter(near[0], np.float32(-np.inf)), *near]
+        values = np.array([*near, np.inf, -np.inf, 0.0, -0.0], dtype=np.float32)
+        want = values.astype(np.float64) <= thr
+        assert np.array_equal(values <= t, want), (thr, literal)
+
+
+def test_compiled_matches_walker_at_the_thresholds(tmp_path):
+    """Rows that sit on every split's threshold and its float neighbours go the walker's way."""
+    booster = _booster(False)
+    trees = flatten(booster)
+    internal = trees.feature >= 0
+    rows = []
+    for f, thr in zip(trees.feature[internal], trees.threshold[internal], strict=True):
+        centre = np.float32(thr)
+        for v in (np.nextafter(centre, np.float32(-1e30)), centre, np.nextafter(centre, 1e30)):
+            row = np.zeros(4, np.float32)
+            row[f] = v
+            rows.append(row)
+    block = np.ascontiguousarray(np.array(rows).T)
+    n = block.shape[1]
+    fmap = np.arange(4, dtype=np.int64)
+    cut = np.full(n, 0.5)
+    explainer = compile_explainer(trees, fmap, 4, tmp_path)
+    got_p, got_top = explainer(block, (1.0, 0.0), cut, threads=1)
+    want_p, want_top = score_block(trees, block, fmap, (1.0, 0.0), cut)
+    assert np.array_equal(got_p, want_p) and np.array_equal(got_top, want_top)
+    # LightGBM reads |v| <= 1e-35 as 0.0 (its kZeroThreshold) and so sends the rows sitting on
+    # the splits at -1e-35 the other way; the walker compares them as they are.
+    plain = ((np.abs(block) > 1e-35) | (block == 0)).all(axis=0)
+    raw = booster.predict(block.T.astype(np.float64), raw_score=True)
+    want = 1 / (1 + np.exp(-raw))
+    assert plain.sum() > 0.85 * n
+    np.testing.assert_allclose(got_p[plain], want[plain], rtol=0, atol=1e-12)
