@@ -120,3 +120,21 @@ def test_submit_if_idle_runs_at_once_or_declines_without_blocking() -> None:
     with pytest.raises(ValueError, match="boom"):
         co.submit_if_idle([-1])
     assert co.submit_if_idle([6]) == [60]  # a failure leaves it idle
+
+
+def test_many_concurrent_requests_each_get_their_answers_and_the_line_empties() -> None:
+    """Threads hand the line to one another (no shared wake-up): nobody is left waiting."""
+
+    def fn(items: list[int]) -> list[int]:
+        time.sleep(0.0005)  # long enough for others to queue behind
+        return [i * 2 for i in items]
+
+    co = Coalescer(fn, 7)
+    out: dict = {}
+    threads = [_run(co, list(range(k, k + 1 + k % 3)), out, str(k)) for k in range(60)]
+    for th in threads:
+        th.join(10)
+    assert not any(th.is_alive() for th in threads)
+    assert out == {str(k): [2 * i for i in range(k, k + 1 + k % 3)] for k in range(60)}
+    assert co.merged_requests == 60 and co.batches < 60  # some were merged
+    assert not co._busy and not co._queue
