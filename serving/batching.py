@@ -26,8 +26,6 @@ class _Job(Generic[T, R]):
     error: BaseException | None = None
     done: bool = False
     merged_with: int = field(default=1)
-    # Set once: when the job is done, or when its thread is handed the line to score.
-    wake: threading.Event = field(default_factory=threading.Event)
 
     def outcome(self) -> list[R]:
         """The answers, or the batch's error raised here."""
@@ -47,7 +45,7 @@ class Coalescer(Generic[T, R]):
     def __init__(self, fn: Callable[[list[T]], list[R]], max_items: int) -> None:
         self._fn = fn
         self._max = max_items
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
         self._queue: deque[_Job[T, R]] = deque()
         self._busy = False
         self.batches = 0
@@ -56,23 +54,27 @@ class Coalescer(Generic[T, R]):
     def submit(self, items: list[T]) -> list[R]:
         """Answers for ``items``, computed alone or merged with requests waiting alongside."""
         job: _Job[T, R] = _Job(list(items))
-        with self._lock:
+        with self._cond:
             self._queue.append(job)
-            lead = not self._busy
-            self._busy = True
-        if not lead:
-            # Each waiting thread is woken once, for its own job: a shared condition woke all of
-            # them after every batch, and under load that storm of wake-ups and GIL hand-offs
-            # cost more CPU than the scoring (measured: ~100 futex calls per 1-event request).
-            job.wake.wait()
-        if not job.done:
-            self._lead(job)
+            while not job.done:
+                if self._busy:
+                    self._cond.wait()
+                    continue
+                batch = self._take()
+                self._busy = True
+                self._cond.release()
+                try:
+                    self._run(batch)
+                finally:
+                    self._cond.acquire()
+                    self._busy = False
+                    self._cond.notify_all()
         return job.outcome()
 
     def submit_if_idle(self, items: list[T]) -> list[R] | None:
         """Answers for ``items`` computed at once on this thread, or None (nothing done) when
         another batch is running or waiting: never blocks."""
-        with self._lock:
+        with self._cond:
             if self._busy or self._queue:
                 return None
             self._busy = True
@@ -80,31 +82,10 @@ class Coalescer(Generic[T, R]):
         try:
             self._run([job])
         finally:
-            self._hand_over()
-        return job.outcome()
-
-    def _lead(self, own: _Job[T, R]) -> None:
-        """Score batches from the head of the line until ``own`` is done, waking each job's
-        thread as its answers are ready, then hand the line over."""
-        try:
-            while not own.done:
-                with self._lock:
-                    batch = self._take()
-                self._run(batch)
-                for job in batch:
-                    if job is not own:
-                        job.wake.set()
-        finally:
-            self._hand_over()
-
-    def _hand_over(self) -> None:
-        """The thread of the first waiting job scores next (it wakes to find its job not done);
-        with none waiting, the worker is idle."""
-        with self._lock:
-            if self._queue:
-                self._queue[0].wake.set()
-            else:
+            with self._cond:
                 self._busy = False
+                self._cond.notify_all()
+        return job.outcome()
 
     def _take(self) -> list[_Job[T, R]]:
         batch = [self._queue.popleft()]
