@@ -581,6 +581,9 @@ def main() -> None:
     ap.add_argument("--url", help="drive this running server instead of starting servers")
     ap.add_argument("--token", help="bearer token for --url")
     ap.add_argument("--modes", default="memory,redis", help="memory and/or redis")
+    ap.add_argument(
+        "--redis-workers", type=int, default=2, help="workers of the Redis-backed server"
+    )
     ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/15")
     ap.add_argument("--rate", type=float, default=200.0, help="1-event requests per second")
     ap.add_argument("--seconds", type=float, default=20.0, help="time bound of each phase")
@@ -627,7 +630,7 @@ def main() -> None:
         env, workers = dict(base), 1
         if mode == "redis":
             env["BOTFILTER_REDIS_URL"] = args.redis_url
-            workers = 2
+            workers = args.redis_workers
             clear_redis(args.redis_url)
         proc, url = start_server(env, workers, args.out / f"server-{mode}.log")
         try:
