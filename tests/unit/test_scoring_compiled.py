@@ -64,13 +64,19 @@ def test_library_is_cached_by_content(tmp_path):
     assert "tree_24(" in source and "tree_25(" not in source
 
 
+def _c_float(literal: str) -> np.float32:
+    """The value of a C float literal as written by ``_float_threshold``."""
+    if literal.endswith("f"):
+        return np.float32(float.fromhex(literal[:-1]))
+    return np.float32(-np.inf if literal.startswith("-") else np.inf)
+
+
 def test_float_threshold_keeps_every_comparison():
     """``v <= t`` in float32 with the rounded-down literal equals LightGBM's double comparison."""
     thresholds = [0.1, -0.1, 1.0, 1e-45, -1e-45, 0.0, 3.4e38, 1e300, -1e300, 2.5e-8, 1e6 + 0.3]
     for thr in thresholds:
         literal = _float_threshold(thr)
-        t = np.float32(float.fromhex(literal[:-1])) if literal.endswith("f") else None
-        t = np.float32(-np.inf if literal.startswith("-") else np.inf) if t is None else t
+        t = _c_float(literal)
         with np.errstate(over="ignore"):
             centre = np.float32(thr)
         near = [centre]
