@@ -12,9 +12,10 @@ keeps:
 
 Lookups are by time range, never "last N", so out-of-order events within the tolerated lateness
 see the same history as in batch. :class:`MemoryState` serves one process; :class:`RedisState`
-is shared by every worker and replica (sorted sets scored by ``occurred_at`` in microseconds).
+is shared by every worker and replica: a log of scored events in Redis that each worker replays
+into its own :class:`MemoryState`.
 
-Rows, the reasons of answers and (in process) each key's events are kept as tuples of plain
+Rows, the reasons of answers and each key's events are kept as tuples of plain
 values: the garbage collector stops tracking such tuples and the dicts holding only them, so a
 large history does not make every full collection a longer pause.
 """
@@ -22,6 +23,8 @@ large history does not make every full collection a longer pause.
 from __future__ import annotations
 
 import bisect
+import hashlib
+import os
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -33,7 +36,6 @@ from typing import Any, NamedTuple
 import orjson
 
 NS = 1_000_000_000
-US = 1_000  # nanoseconds per microsecond: sorted-set scores are integer microseconds
 
 
 class StateUnavailable(RuntimeError):
@@ -265,109 +267,50 @@ class MemoryState(WindowState):
 
 
 # --- Redis ---------------------------------------------------------------------------------
-# Each script takes one JSON argument (and the write script a blob of values) and answers a flat
-# array: a single round trip each, next to no client-side encoding of Redis commands, and no JSON
-# inside JSON to escape. Times travel as strings, because Lua numbers would be formatted with 14
-# significant digits. Redis serves every worker on one thread, so the write script issues as few
-# commands as it can: one SET per event, and one ZADD per key with all of the request's new
-# events on that key.
-_LOOKUP_LUA = """
-local d = cjson.decode(ARGV[1])
-local p = d.p
--- MGET in chunks: one call per thousand keys instead of one per key (a call from Lua costs
--- more than the read itself).
-local function mget(ids, from, to, emit)
-  for s = from, to, 1000 do
-    local e = math.min(s + 999, to)
-    local keys = {}
-    for j = s, e do keys[#keys + 1] = p .. 'e:' .. ids[j] end
-    local got = redis.call('MGET', unpack(keys))
-    for j = 1, #keys do emit(s + j - 1, got[j]) end
-  end
-end
-local out = {}
-mget(d.i, 1, #d.i, function(i, v) out[i] = v end)
-local seen, members = {}, {}
-for _, r in ipairs(d.r) do
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', p .. r[1], r[2], r[3])) do
-    if not seen[m] then
-      seen[m] = true
-      members[#members + 1] = m
-    end
-  end
-end
-mget(members, 1, #members, function(j, entry)
-  if entry then
-    out[#out + 1] = members[j]
-    out[#out + 1] = entry
-  end
-end)
-return out
-"""
-
+# One write: KEYS are the log, then ``e:<id>`` per event; ARGV the expiry in seconds, the oldest
+# log entry id to keep, the writer's origin tag, the log entry (every event of the write, a JSON
+# array), then each event's answer. Lua never parses or cuts a value (Lua strings and cjson cost
+# Redis more than the writes themselves). The script is atomic, so the first log entry holding an
+# id is the one whose SET NX won: replaying the log in order and keeping the first occurrence of
+# each id agrees with the stored answers.
 _PUT_LUA = """
-local d = cjson.decode(ARGV[1])
-local p, h = d.p, d.h
-local out, members, newest, order, message = {}, {}, {}, {}, {}
-local blob, at = ARGV[2], 1
-for i, e in ipairs(d.e) do
-  local id, t, size = e[1], e[2], e[3]
-  local value = string.sub(blob, at, at + size - 1)
-  at = at + size
-  if redis.call('SET', p .. 'e:' .. id, value, 'NX', 'EX', h) then
-    out[i] = true
-    message[e[4]] = true
-    for j = 4, #e do
-      local k = e[j]
-      local m = members[k]
-      if not m then
-        m = {}
-        members[k] = m
-        order[#order + 1] = k
-      end
-      m[#m + 1] = t
-      m[#m + 1] = id
-      local tn = tonumber(t)
-      if not newest[k] or newest[k] < tn then newest[k] = tn end
-    end
+local h, log = ARGV[1], KEYS[1]
+local out, won = {}, false
+for i = 2, #KEYS do
+  if redis.call('SET', KEYS[i], ARGV[i + 3], 'NX', 'EX', h) then
+    out[i - 1] = 1
+    won = true
   else
-    out[i] = redis.call('GET', p .. 'e:' .. id) or false
+    out[i - 1] = redis.call('GET', KEYS[i]) or false
   end
 end
-for _, k in ipairs(order) do
-  local key, m = p .. k, members[k]
-  for s = 1, #m, 4000 do
-    redis.call('ZADD', key, unpack(m, s, math.min(s + 3999, #m)))
-  end
-  if message[k] then
-    redis.call('EXPIRE', key, h)
-  else
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. string.format('%.0f', newest[k] - d.b))
-    redis.call('EXPIRE', key, d.bt)
-  end
+if won then
+  redis.call('XADD', log, 'MINID', '~', ARGV[2], '*', 'o', ARGV[3], 'v', ARGV[4])
+  redis.call('EXPIRE', log, h)
 end
 return out
 """
-
-
-def _us(t_ns: int) -> int:
-    return t_ns // US
 
 
 class RedisState(WindowState):
-    """State in Redis, shared by every worker and replica.
+    """State shared through Redis by every worker and replica.
 
-    Keys (all under ``prefix``): ``e:<id>`` the JSON array ``[answer, raw row]`` of an event
-    (``SET NX``, expiring after ``history_s``); per message and per burst key a sorted set of
-    event ids scored by ``occurred_at`` in microseconds. A request costs two round trips: a Lua
-    script for the stored answers of its ids and the entries of every event in the requested
-    ranges, and one for the writes (which also answers, for an id another worker stored first,
-    that worker's answer).
+    Redis holds the log of scored events, a stream (``log``), one entry per write with its
+    events as a JSON array of :class:`NewEvent`, trimmed to ``history_s`` and expiring after it;
+    and per event id its answer (``e:<id>``, ``SET NX``, expiring after ``history_s``), which
+    makes the first writer's answer the only one (the log keeps an id's first occurrence). Every worker replays the log into its own
+    :class:`MemoryState` before each lookup (one ``XREAD`` of what the others wrote since), so
+    lookups never cross the network and each history row is decoded once per worker, not once
+    per request that needs it. A write is one script: the answers, then one log entry.
+
+    A new worker replays the whole log at start (:meth:`catch_up`): memory per worker is that of
+    the in-process state.
     """
 
     kind = "redis"
     local = False
     CHUNK = 1_000  # events per write script: keeps each script's hold on Redis short
+    READ = 1_000  # log entries per XREAD
 
     def __init__(
         self,
@@ -382,9 +325,16 @@ class RedisState(WindowState):
         self.url = url
         self.prefix = prefix
         self._redis = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
-        self._lookup = self._redis.register_script(_LOOKUP_LUA)
-        self._put = self._redis.register_script(_PUT_LUA)
+        self._put_sha = hashlib.sha1(_PUT_LUA.encode()).hexdigest()
+        # Reads and writes of the window go over one connection of their own (see _command).
+        self._conn = self._redis.connection_pool.make_connection()
+        self._conn_lock = threading.Lock()
         self._gen_key = f"{prefix}model_generation"
+        self._log_key = f"{prefix}log"
+        self._mirror = MemoryState(history_s, burst_s)
+        self._origin = os.urandom(8).hex().encode()  # marks this instance's own log entries
+        self._read_to = b"0-0"  # the last log entry replayed
+        self._read_lock = threading.Lock()
 
     def _unavailable(self, exc: Exception) -> StateUnavailable:
         return StateUnavailable(f"window state in Redis at {_safe_url(self.url)}: {exc}")
@@ -398,65 +348,90 @@ class RedisState(WindowState):
         except RedisError as exc:
             raise self._unavailable(exc) from exc
 
-    def lookup(self, event_ids: Sequence[str], ranges: Sequence[KeyRange]) -> Lookup:
+    def _command(self, *args: Any) -> Any:
+        """One command's reply, on this state's own connection.
+
+        Every request makes two round trips, and redis-py's client path (connection pool,
+        retries, observability hooks) costs several times what the round trip itself does. A
+        connection that failed is dropped (a reply may be half read) and reopened on next use.
+        """
+        from redis.exceptions import ResponseError
+
+        with self._conn_lock:
+            try:
+                self._conn.send_command(*args)
+                return self._conn.read_response()
+            except ResponseError:
+                raise
+            except BaseException:
+                self._conn.disconnect()
+                raise
+
+    def catch_up(self) -> int:
+        """Replay what other writers logged since the last call; returns how many events it read."""
         from redis.exceptions import RedisError
 
-        payload = {
-            "p": self.prefix,
-            "i": list(event_ids),
-            "r": [
-                [
-                    key,
-                    "-inf" if lo_ns is None else str(_us(lo_ns) - 1),
-                    "+inf" if hi_ns is None else str(_us(hi_ns) + 1),
-                ]
-                for key, lo_ns, hi_ns in ranges
-            ],
-        }
-        try:
-            reply = self._lookup(args=[orjson.dumps(payload)])
-        except RedisError as exc:
-            raise self._unavailable(exc) from exc
-        # The entries of the requested ids (None: unknown), then (id, entry) of the history.
-        n = len(event_ids)
-        scores = {
-            eid: orjson.loads(raw)[0]
-            for eid, raw in zip(event_ids, reply[:n], strict=True)
-            if raw is not None
-        }
-        ids, entries = reply[n::2], reply[n + 1 :: 2]
-        rows = {
-            m.decode(): tuple(orjson.loads(raw)[1]) for m, raw in zip(ids, entries, strict=True)
-        }
-        return Lookup(scores, rows)
+        added = 0
+        with self._read_lock:
+            while True:
+                try:
+                    reply = self._command(
+                        "XREAD", "COUNT", self.READ, "STREAMS", self._log_key, self._read_to
+                    )
+                except RedisError as exc:
+                    raise self._unavailable(exc) from exc
+                if not reply:
+                    return added
+                # RESP3 answers {stream: entries}, RESP2 [[stream, entries]].
+                entries = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
+                events: list[Any] = []
+                for _, (_, origin, _, value) in entries:  # fields o, v
+                    if origin != self._origin:  # our own are in the mirror already
+                        events += orjson.loads(value)
+                if events:
+                    self._mirror.put([_new_event(*e) for e in events])
+                    added += len(events)
+                self._read_to = entries[-1][0]
+                if len(entries) < self.READ:
+                    return added
+
+    def lookup(self, event_ids: Sequence[str], ranges: Sequence[KeyRange]) -> Lookup:
+        self.catch_up()
+        return self._mirror.lookup(event_ids, ranges)
 
     def put(self, events: Sequence[NewEvent]) -> dict[str, dict[str, Any]]:
-        from redis.exceptions import RedisError
+        from redis.exceptions import NoScriptError, RedisError
 
         stored: dict[str, dict[str, Any]] = {}
         try:
             for start in range(0, len(events), self.CHUNK):
                 chunk = events[start : start + self.CHUNK]
-                # Each event's value [answer, row] goes in one blob, as is (no JSON inside JSON to
-                # escape), cut by the sizes the events carry: two arguments in all.
-                values = [orjson.dumps((score, row)) for _, _, row, _, _, score in chunk]
-                meta = {
-                    "p": self.prefix,
-                    "h": self.history_s,
-                    "b": self.burst_s * 1_000_000,
-                    "bt": self.burst_s + 60,
-                    "e": [
-                        [eid, str(t_ns // US), len(v), message_key, *burst_keys]
-                        for (eid, t_ns, _, message_key, burst_keys, _), v in zip(
-                            chunk, values, strict=True
-                        )
-                    ],
-                }
-                answers = self._put(args=[orjson.dumps(meta), b"".join(values)])
-                for (eid, _, _, _, _, score), answer in zip(chunk, answers, strict=True):
-                    # 1: stored by us; bytes: the entry of whoever stored the id first.
-                    stored[eid] = score if answer == 1 else orjson.loads(answer)[0]
+                head = [
+                    str(self.history_s),
+                    str(int((time.time() - self.history_s) * 1000)),  # oldest log entry kept
+                    self._origin,
+                    orjson.dumps(chunk, default=tuple),  # NewEvent tuples as JSON arrays
+                ]
+                keys = [self._log_key, *(f"{self.prefix}e:{event[0]}" for event in chunk)]
+                args = [len(keys), *keys, *head, *(orjson.dumps(event[5]) for event in chunk)]
+                try:
+                    answers = self._command("EVALSHA", self._put_sha, *args)
+                except NoScriptError:  # first write since Redis started: load the script
+                    answers = self._command("EVAL", _PUT_LUA, *args)
+                mine = []
+                for event, answer in zip(chunk, answers, strict=True):
+                    # 1: stored by us; bytes: the answer of whoever stored the id first (None:
+                    # that answer expired since, and nobody else holds the id).
+                    if answer == 1 or answer is None:
+                        stored[event[0]] = event[5]
+                        mine.append(event)
+                    else:
+                        stored[event[0]] = _answer(orjson.loads(answer))
+                self._mirror.put(mine)
         except RedisError as exc:
+            # The write may have been logged without our hearing of it: from now on, take the
+            # entries logged under the old tag as another writer's (the mirror keeps an id once).
+            self._origin = os.urandom(8).hex().encode()
             raise self._unavailable(exc) from exc
         return stored
 
@@ -478,6 +453,7 @@ class RedisState(WindowState):
             raise self._unavailable(exc) from exc
 
     def close(self) -> None:
+        self._conn.disconnect()
         self._redis.close()
 
     def describe(self) -> str:
@@ -495,6 +471,21 @@ class RedisState(WindowState):
         if keys:
             n += self._redis.unlink(*keys)
         return n
+
+
+def _answer(answer: dict[str, Any]) -> dict[str, Any]:
+    """A stored answer as the scorer made it (reasons as a tuple: see the module docstring)."""
+    reasons = answer.get("reasons")
+    if type(reasons) is list:
+        answer["reasons"] = tuple(reasons)
+    return answer
+
+
+def _new_event(
+    eid: str, t_ns: int, row: list[Any], message_key: str, bursts: list[str], score: dict
+) -> NewEvent:
+    """A logged event (JSON arrays) as the tuples :class:`MemoryState` keeps."""
+    return NewEvent(eid, t_ns, tuple(row), message_key, tuple(bursts), _answer(score))
 
 
 def _safe_url(url: str) -> str:
@@ -515,7 +506,8 @@ def make_state(
     prefix: str = "botfilter:",
     wait_s: float = 5.0,
 ) -> WindowState:
-    """Redis state when a URL is configured (pinged for up to ``wait_s``), else in process."""
+    """Redis state when a URL is configured (pinged for up to ``wait_s``, then caught up with
+    the shared log), else in process."""
     if not redis_url:
         return MemoryState(history_s, burst_s)
     from botfilter.errors import BotfilterError
@@ -525,6 +517,7 @@ def make_state(
     while True:
         try:
             state.ping()
+            state.catch_up()
             return state
         except StateUnavailable as exc:
             if time.monotonic() > deadline:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -52,21 +53,50 @@ def test_a_duplicate_gets_the_first_writers_answer_everywhere(states, redis_url,
     # The second worker scored it concurrently: it answers as the first one did.
     assert b.put([ev("x", 1, score={"bot_score": 0.75})]) == {"x": {"bot_score": 0.25}}
     got = b.lookup(["x"], [KeyRange("k:ip"), KeyRange("m:a")])
-    assert list(got.rows) == ["x"]  # one member, however often it was written
-    raw = a._redis
-    assert raw.zcard(f"{prefix}k:ip") == 1 and raw.zcard(f"{prefix}m:a") == 1
+    assert list(got.rows) == ["x"] and got.scores == {"x": {"bot_score": 0.25}}
+    assert a._redis.xlen(f"{prefix}log") == 1  # logged once: the loser wrote nothing
 
 
-def test_burst_keys_are_trimmed_and_expire(states, prefix) -> None:
-    a, _ = states
+def test_burst_keys_are_trimmed_and_everything_expires(states, redis_url, prefix) -> None:
+    a, b = states
     a.put([ev("old", 0), ev("mid", 50)])
-    a.put([ev("new", 120)])
-    assert list(a.lookup([], [KeyRange("k:ip")]).rows) == ["mid", "new"]
-    assert list(a.lookup([], [KeyRange("m:a")]).rows) == ["old", "mid", "new"]
-    ttl = a._redis.ttl(f"{prefix}k:ip")
-    assert 0 < ttl <= 100 + 60
-    assert 3500 < a._redis.ttl(f"{prefix}m:a") <= 3600
+    b.put([ev("new", 120)])
+    for state in (a, b):
+        assert list(state.lookup([], [KeyRange("k:ip")]).rows) == ["mid", "new"]
+        assert list(state.lookup([], [KeyRange("m:a")]).rows) == ["old", "mid", "new"]
+    assert 3500 < a._redis.ttl(f"{prefix}log") <= 3600
     assert 3500 < a._redis.ttl(f"{prefix}e:old") <= 3600
+
+
+def test_a_new_worker_replays_the_log(states, redis_url, prefix) -> None:
+    a, b = states
+    a.put([ev(f"a{i}", i) for i in range(5)])
+    b.put([ev("b0", 2.5, score={"reasons": ["x", "y"]})])
+    assert a.catch_up() == 1 and a.catch_up() == 0  # b's event once; never its own
+    late = RedisState(redis_url, 3600, 100, prefix)
+    late.READ = 1  # one log entry per read: the replay pages through the log
+    try:
+        assert late.catch_up() == 6
+        got = late.lookup(["b0"], [KeyRange("m:a", None, T0 + 3 * S)])
+        assert list(got.rows) == ["a0", "a1", "a2", "b0", "a3"]  # up to 3 s, inclusive
+        assert got.rows["a1"] == ("a1", T0 + 1 * S)
+        assert got.scores == {"b0": {"reasons": ("x", "y")}}
+    finally:
+        late.close()
+
+
+def test_the_log_keeps_only_the_history_window(redis_url, prefix) -> None:
+    state = RedisState(redis_url, 1, 1, prefix)
+    try:
+        for i in range(150):  # one entry each: more than one node of the stream's radix tree
+            state.put([ev(f"e{i}", i)])
+        time.sleep(1.1)
+        state.put([ev("last", 200)])
+        assert state._redis.xlen(f"{prefix}log") <= 51  # whole nodes of old entries trimmed
+        assert state._redis.ttl(f"{prefix}log") == 1
+    finally:
+        state.delete_all()
+        state.close()
 
 
 def test_generation_is_shared(states) -> None:
@@ -82,3 +112,23 @@ def test_unreachable_redis_is_one_clear_error() -> None:
     state = RedisState("redis://127.0.0.1:1/0", 3600, 100)
     with pytest.raises(StateUnavailable, match="127.0.0.1:1"):
         state.lookup(["x"], [])
+
+
+def test_a_write_whose_answer_was_lost_is_replayed(states, monkeypatch) -> None:
+    """The script ran but the reply never came: the worker's own entry must reach its mirror."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    a, _ = states
+    command = a._command
+
+    def lost_reply(*args):
+        command(*args)
+        raise RedisConnectionError("connection reset")
+
+    monkeypatch.setattr(a, "_command", lost_reply)
+    with pytest.raises(StateUnavailable, match="connection reset"):
+        a.put([ev("e1", 1)])
+    monkeypatch.setattr(a, "_command", command)
+    got = a.lookup(["e1"], [KeyRange("m:a")])
+    assert list(got.rows) == ["e1"] and got.scores == {"e1": {"event_id": "e1", "t": 1}}
+    assert a.put([ev("e1", 1, score={"other": 1})]) == {"e1": {"event_id": "e1", "t": 1}}
