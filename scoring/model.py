@@ -131,6 +131,17 @@ class BotModel:
     def threshold_for(self, channel: np.ndarray, event_type: np.ndarray) -> np.ndarray:
         """Per-row threshold by (channel, type), falling back to the default one."""
         default = self.thresholds.get("default", 0.5)
+        if len(channel) <= 64:
+            # A few rows (online requests): a dict per pair costs less than two factorizes.
+            found: dict[tuple[Any, Any], float] = {}
+            cuts = []
+            pairs = zip(np.asarray(channel).tolist(), np.asarray(event_type).tolist(), strict=True)
+            for ch, ty in pairs:
+                cut = found.get((ch, ty))
+                if cut is None:  # (a missing value makes a key no threshold has: the default)
+                    cut = found[ch, ty] = self.thresholds.get(threshold_key(ch, ty), default)
+                cuts.append(cut)
+            return np.array(cuts, dtype=np.float64)
         ch_codes, channels = pd.factorize(np.asarray(channel, dtype=object))
         ty_codes, types = pd.factorize(np.asarray(event_type, dtype=object))
         # One cell per (channel, type) seen; the extra last row/column is what a missing

@@ -96,3 +96,25 @@ def test_choose_thresholds_falls_back_for_small_groups():
     th = choose_thresholds(proba, y, ctx, 0.99, min_bots=2)
     assert th["email:click"] == 0.8
     assert th["sms:click"] == th["default"] == 0.8
+
+
+@pytest.mark.parametrize("n", [1, 7, 64, 65, 300])
+def test_threshold_for_is_the_same_for_few_and_many_rows(booster, n):
+    """Up to 64 rows take a dict per (channel, type), more two factorizes: the same cuts."""
+    thresholds = {"default": 0.5, "email:click": 0.7, "sms:click": 0.9}
+    model = BotModel(booster, ["a", "b", "c", "d"], (1.0, 0.0), thresholds)
+    values = [
+        ("email", "click"),
+        ("sms", "click"),
+        ("email", "open"),
+        (None, "click"),
+        ("sms", None),
+        (np.nan, "open"),
+        ("push", "click"),
+    ]
+    rows = [values[i % len(values)] for i in range(n)]
+    channel = np.array([c for c, _ in rows], dtype=object)
+    event_type = np.array([t for _, t in rows], dtype=object)
+    expected = {("email", "click"): 0.7, ("sms", "click"): 0.9}
+    want = [expected.get(r, 0.5) if isinstance(r[0], str) else 0.5 for r in rows]
+    assert model.threshold_for(channel, event_type).tolist() == want
