@@ -379,6 +379,19 @@ def save_timeline(phases: list[Phase], stem: Path) -> str:
     return f"{stem}.csv, {stem}.png"
 
 
+def machine_speed() -> str:
+    """A fixed pure-Python loop's time (median of 5): this machine's speed drifts by tens of
+    percent within minutes, so runs are compared with it alongside."""
+    import statistics
+
+    times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        sum(range(2_000_000))
+        times.append(time.perf_counter() - t)
+    return f"reference loop {statistics.median(times) * 1e3:.1f} ms"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -607,6 +620,7 @@ def main() -> None:
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
+    speed = machine_speed()
     items = load_stream(args.out, args.tenants, args.days)
     print(f"stream: {len(items):,} events ({args.tenants} tenants x {args.days} days)", flush=True)
     if args.url:
@@ -655,7 +669,10 @@ def main() -> None:
             f"{floor_phase(Stream(items, uuid.uuid4().hex[:6]), args).line()}"
         )
     client = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"client peak memory {client:.0f} MiB; load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"client peak memory {client:.0f} MiB; load average {os.getloadavg()[0]:.1f};"
+        f" machine speed: {speed} at start, {machine_speed()} at end"
+    )
     if args.stages:
         for mode in args.modes.split(","):
             stage_cpu(items, base, mode, args.redis_url)

@@ -298,10 +298,11 @@ class RedisState(WindowState):
     Redis holds the log of scored events, a stream (``log``), one entry per write with its
     events as a JSON array of :class:`NewEvent`, trimmed to ``history_s`` and expiring after it;
     and per event id its answer (``e:<id>``, ``SET NX``, expiring after ``history_s``), which
-    makes the first writer's answer the only one (the log keeps an id's first occurrence). Every worker replays the log into its own
-    :class:`MemoryState` before each lookup (one ``XREAD`` of what the others wrote since), so
-    lookups never cross the network and each history row is decoded once per worker, not once
-    per request that needs it. A write is one script: the answers, then one log entry.
+    makes the first writer's answer the only one (the log keeps an id's first occurrence).
+    Every worker replays the log into its own :class:`MemoryState` before each lookup (one
+    ``XREAD`` of what the others wrote since), so lookups never cross the network and each
+    history row is decoded once per worker, not once per request that needs it. A write is one
+    script: the answers, then one log entry.
 
     A new worker replays the whole log at start (:meth:`catch_up`): memory per worker is that of
     the in-process state.
