@@ -456,12 +456,15 @@ class IpEnricher:
             event_asn = u_asn[codes]
             flags = (u_flags | self._asn_flags(u_asn))[codes]
         else:
-            given = pd.to_numeric(
-                asn if isinstance(asn, pd.Series) else pd.Series(asn), errors="coerce"
-            )
-            if len(given) != n:
-                raise BotfilterError(f"asn has {len(given)} values for {n} IPs")
-            given_arr = given.to_numpy(dtype="float64", na_value=np.nan)
+            if isinstance(asn, np.ndarray) and asn.dtype.kind in "fiu":
+                given_arr = asn.astype(np.float64)  # numeric already (the online API's)
+            else:
+                given = pd.to_numeric(
+                    asn if isinstance(asn, pd.Series) else pd.Series(asn), errors="coerce"
+                )
+                given_arr = given.to_numpy(dtype="float64", na_value=np.nan)
+            if len(given_arr) != n:
+                raise BotfilterError(f"asn has {len(given_arr)} values for {n} IPs")
             with np.errstate(invalid="ignore"):
                 use = (given_arr > 0) & (given_arr < 2**32) & (given_arr == np.floor(given_arr))
             event_asn = np.where(use, np.nan_to_num(given_arr).astype(np.int64), u_asn[codes])

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from botfilter.errors import BotfilterError
 from features.enrichment.ip import (
     FLAG_NAMES,
     IP_FEATURES,
@@ -119,6 +120,19 @@ def test_given_asn_wins(enricher: IpEnricher) -> None:
     assert out["net_yahoo"].tolist() == [0, 0, 0, 1, 0]
     # Range flags stay with the address.
     assert out["net_cloud"].tolist() == [1, 1, 1, 0, 1]
+
+
+def test_numeric_asn_arrays_take_the_same_path(enricher: IpEnricher) -> None:
+    """The online API passes asn as float64 (NaN: missing), the batch job as a column."""
+    ips = np.array(["8.8.8.8", "8.8.8.8", "8.8.8.8", None, "8.8.8.8"], dtype=object)
+    floats = np.array([22843, np.nan, 0, 36647, -5.0])
+    as_column = pd.Series([22843, None, 0, 36647, "-5"], dtype=object)
+    want = enricher.enrich(ips, as_column)
+    for given in (floats, floats.astype(np.float32), np.array([22843, 0, 0, 36647, -5])):
+        got = enricher.enrich(ips, given)
+        assert {k: v.tolist() for k, v in got.items()} == {k: v.tolist() for k, v in want.items()}
+    with pytest.raises(BotfilterError, match="asn has 4 values for 5 IPs"):
+        enricher.enrich(ips, floats[:4])
 
 
 def test_keys_are_stable_literals(enricher: IpEnricher) -> None:
