@@ -267,42 +267,32 @@ class MemoryState(WindowState):
 
 
 # --- Redis ---------------------------------------------------------------------------------
-# One write: KEYS are the log, then ``e:<id>`` per event; ARGV the expiry in seconds, the oldest
-# log entry id to keep, the writer's origin tag, the log entry (every event of the write, a JSON
-# array), then each event's answer. Lua never parses or cuts a value (Lua strings and cjson cost
-# Redis more than the writes themselves). The script is atomic, so the first log entry holding an
-# id is the one whose SET NX won: replaying the log in order and keeping the first occurrence of
-# each id agrees with the stored answers.
+# One write, atomic: append the write's events to the log (KEYS[1]) as one entry, and answer its
+# id with every entry logged between the writer's last read (ARGV[5]) and it. ARGV: the expiry
+# in seconds, the oldest entry id to keep, the writer's tag, the entry (a JSON array). The writer
+# replays those entries before its own, so an id some other worker logged first gets that
+# worker's answer here too: the log's first occurrence of an id is the answer everywhere.
 _PUT_LUA = """
-local h, log = ARGV[1], KEYS[1]
-local out, won = {}, false
-for i = 2, #KEYS do
-  if redis.call('SET', KEYS[i], ARGV[i + 3], 'NX', 'EX', h) then
-    out[i - 1] = 1
-    won = true
-  else
-    out[i - 1] = redis.call('GET', KEYS[i]) or false
-  end
-end
-if won then
-  redis.call('XADD', log, 'MINID', '~', ARGV[2], '*', 'o', ARGV[3], 'v', ARGV[4])
-  redis.call('EXPIRE', log, h)
-end
-return out
+local log = KEYS[1]
+local id = redis.call('XADD', log, 'MINID', '~', ARGV[2], '*', 'o', ARGV[3], 'v', ARGV[4])
+redis.call('EXPIRE', log, ARGV[1])
+return {id, redis.call('XRANGE', log, '(' .. ARGV[5], '(' .. id)}
 """
 
 
 class RedisState(WindowState):
     """State shared through Redis by every worker and replica.
 
-    Redis holds the log of scored events, a stream (``log``), one entry per write with its
-    events as a JSON array of :class:`NewEvent`, trimmed to ``history_s`` and expiring after it;
-    and per event id its answer (``e:<id>``, ``SET NX``, expiring after ``history_s``), which
-    makes the first writer's answer the only one (the log keeps an id's first occurrence).
-    Every worker replays the log into its own :class:`MemoryState` before each lookup (one
-    ``XREAD`` of what the others wrote since), so lookups never cross the network and each
-    history row is decoded once per worker, not once per request that needs it. A write is one
-    script: the answers, then one log entry.
+    Redis holds one key, the log of scored events: a stream (``log``) with one entry per write,
+    its events as a JSON array of :class:`NewEvent` tagged with the writer, trimmed to
+    ``history_s`` and expiring after it. Every worker replays the log, in order, into its own
+    :class:`MemoryState`, which keeps the first occurrence of an event id: so the first writer's
+    answer is the answer on every worker. Before each lookup a worker reads what was logged since
+    its last read (one ``XREAD``), so lookups never cross the network and each history row is
+    decoded once per worker, not once per request that needs it. A write is one script that
+    appends the entry and returns the entries logged since the writer's last read, which it
+    replays first: an event another worker scored at the same moment is answered as that worker
+    answered it.
 
     A new worker replays the whole log at start (:meth:`catch_up`): memory per worker is that of
     the in-process state.
@@ -310,7 +300,7 @@ class RedisState(WindowState):
 
     kind = "redis"
     local = False
-    CHUNK = 1_000  # events per write script: keeps each script's hold on Redis short
+    CHUNK = 1_000  # events per log entry: keeps each script's hold on Redis short
     READ = 1_000  # log entries per XREAD
 
     def __init__(
@@ -368,8 +358,19 @@ class RedisState(WindowState):
                 self._conn.disconnect()
                 raise
 
+    def _replay(self, entries: list[Any]) -> int:
+        """Put the events of other writers' log entries into the mirror, in log order; returns
+        how many it read. Our own entries are in the mirror already."""
+        events: list[Any] = []
+        for _, (_, origin, _, value) in entries:  # fields o, v
+            if origin != self._origin:
+                events += orjson.loads(value)
+        if events:
+            self._mirror.put([_new_event(*e) for e in events])
+        return len(events)
+
     def catch_up(self) -> int:
-        """Replay what other writers logged since the last call; returns how many events it read."""
+        """Replay what other writers logged since the last read; returns how many events it read."""
         from redis.exceptions import RedisError
 
         added = 0
@@ -385,13 +386,7 @@ class RedisState(WindowState):
                     return added
                 # RESP3 answers {stream: entries}, RESP2 [[stream, entries]].
                 entries = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
-                events: list[Any] = []
-                for _, (_, origin, _, value) in entries:  # fields o, v
-                    if origin != self._origin:  # our own are in the mirror already
-                        events += orjson.loads(value)
-                if events:
-                    self._mirror.put([_new_event(*e) for e in events])
-                    added += len(events)
+                added += self._replay(entries)
                 self._read_to = entries[-1][0]
                 if len(entries) < self.READ:
                     return added
@@ -404,36 +399,34 @@ class RedisState(WindowState):
         from redis.exceptions import NoScriptError, RedisError
 
         stored: dict[str, dict[str, Any]] = {}
-        try:
-            for start in range(0, len(events), self.CHUNK):
-                chunk = events[start : start + self.CHUNK]
-                head = [
-                    str(self.history_s),
-                    str(int((time.time() - self.history_s) * 1000)),  # oldest log entry kept
-                    self._origin,
-                    orjson.dumps(chunk, default=tuple),  # NewEvent tuples as JSON arrays
-                ]
-                keys = [self._log_key, *(f"{self.prefix}e:{event[0]}" for event in chunk)]
-                args = [len(keys), *keys, *head, *(orjson.dumps(event[5]) for event in chunk)]
-                try:
-                    answers = self._command("EVALSHA", self._put_sha, *args)
-                except NoScriptError:  # first write since Redis started: load the script
-                    answers = self._command("EVAL", _PUT_LUA, *args)
-                mine = []
-                for event, answer in zip(chunk, answers, strict=True):
-                    # 1: stored by us; bytes: the answer of whoever stored the id first (None:
-                    # that answer expired since, and nobody else holds the id).
-                    if answer == 1 or answer is None:
-                        stored[event[0]] = event[5]
-                        mine.append(event)
-                    else:
-                        stored[event[0]] = _answer(orjson.loads(answer))
-                self._mirror.put(mine)
-        except RedisError as exc:
-            # The write may have been logged without our hearing of it: from now on, take the
-            # entries logged under the old tag as another writer's (the mirror keeps an id once).
-            self._origin = os.urandom(8).hex().encode()
-            raise self._unavailable(exc) from exc
+        with self._read_lock:
+            try:
+                for start in range(0, len(events), self.CHUNK):
+                    chunk = events[start : start + self.CHUNK]
+                    args = [
+                        1,
+                        self._log_key,
+                        str(self.history_s),
+                        str(int((time.time() - self.history_s) * 1000)),  # oldest entry kept
+                        self._origin,
+                        orjson.dumps(chunk, default=tuple),  # NewEvent tuples as JSON arrays
+                        self._read_to,
+                    ]
+                    try:
+                        entry_id, between = self._command("EVALSHA", self._put_sha, *args)
+                    except NoScriptError:  # first write since Redis started: load the script
+                        entry_id, between = self._command("EVAL", _PUT_LUA, *args)
+                    # What others logged first comes first; the mirror keeps an id's first
+                    # answer and returns it.
+                    self._replay(between)
+                    stored.update(self._mirror.put(chunk))
+                    self._read_to = entry_id
+            except RedisError as exc:
+                # The entry may have been logged without our hearing of it: from now on, take
+                # the entries logged under the old tag as another writer's (the mirror keeps an
+                # id once), so the next read replays it.
+                self._origin = os.urandom(8).hex().encode()
+                raise self._unavailable(exc) from exc
         return stored
 
     def generation(self) -> int:
