@@ -15,9 +15,9 @@ see the same history as in batch. :class:`MemoryState` serves one process; :clas
 is shared by every worker and replica: a log of scored events in Redis that each worker replays
 into its own :class:`MemoryState`.
 
-Rows, the reasons of answers and each key's events are kept as tuples of plain
-values: the garbage collector stops tracking such tuples and the dicts holding only them, so a
-large history does not make every full collection a longer pause.
+Rows, the reasons of answers and each key's events are kept as tuples of plain values: the
+garbage collector stops tracking such tuples and the dicts holding only them, so a large history
+does not make every full collection a longer pause.
 """
 
 from __future__ import annotations
@@ -467,19 +467,15 @@ class RedisState(WindowState):
         return n
 
 
-def _answer(answer: dict[str, Any]) -> dict[str, Any]:
-    """A stored answer as the scorer made it (reasons as a tuple: see the module docstring)."""
-    reasons = answer.get("reasons")
-    if type(reasons) is list:
-        answer["reasons"] = tuple(reasons)
-    return answer
-
-
 def _new_event(
     eid: str, t_ns: int, row: list[Any], message_key: str, bursts: list[str], score: dict
 ) -> NewEvent:
-    """A logged event (JSON arrays) as the tuples :class:`MemoryState` keeps."""
-    return NewEvent(eid, t_ns, tuple(row), message_key, tuple(bursts), _answer(score))
+    """A logged event (JSON arrays) as the tuples :class:`MemoryState` keeps, its answer as the
+    scorer made it (reasons as a tuple: see the module docstring)."""
+    reasons = score.get("reasons")
+    if type(reasons) is list:
+        score["reasons"] = tuple(reasons)
+    return NewEvent(eid, t_ns, tuple(row), message_key, tuple(bursts), score)
 
 
 def _safe_url(url: str) -> str:
