@@ -33,8 +33,9 @@ CODEGEN_VERSION = 3
 _CFLAGS = ["-O2", "-fPIC", "-shared", "-ffp-contract=off", "-fno-fast-math"]
 # Trees walked over a whole chunk of rows before the next ones, each block one function that
 # calls its trees directly so the compiler inlines them. Measured on 200 trees of 31 leaves,
-# double comparisons (rows/s per core): 8 -> 829k, 16 -> 991k, 32 -> 1,011k, 50 -> 1,042k, 100 -> 914k,
-# 200 (row by row) -> 785k; through a table of tree pointers (not inlined), 32 -> 681k.
+# double comparisons (rows/s per core): 8 -> 829k, 16 -> 991k, 32 -> 1,011k, 50 -> 1,042k,
+# 100 -> 914k, 200 (row by row) -> 785k; through a table of tree pointers (not inlined),
+# 32 -> 681k.
 TREE_BLOCK = 32
 # Below this many rows one thread does the work: a hand-off costs more than it saves.
 _PARALLEL_FROM = 20_000

@@ -453,18 +453,10 @@ class RedisState(WindowState):
     def describe(self) -> str:
         return f"redis {_safe_url(self.url)} ({self.prefix}*)"
 
-    def delete_all(self, batch: int = 1_000) -> int:
-        """Delete every key under this state's prefix (tests and benchmarks); returns the count."""
-        n = 0
-        keys: list[Any] = []
-        for key in self._redis.scan_iter(match=f"{self.prefix}*", count=batch):
-            keys.append(key)
-            if len(keys) >= batch:
-                n += self._redis.unlink(*keys)
-                keys = []
-        if keys:
-            n += self._redis.unlink(*keys)
-        return n
+    def delete_all(self) -> int:
+        """Delete this state's keys, the log and the model generation (tests and benchmarks);
+        returns how many existed."""
+        return int(self._redis.unlink(self._log_key, self._gen_key))
 
 
 def _new_event(
