@@ -35,6 +35,7 @@ from serving.state import MemoryState, WindowState, make_state
 log = logging.getLogger("botfilter.serving")
 GENERATION_CHECK_S = 1.0
 SWITCH_INTERVAL_S = 0.0005
+FOLLOW_S = 0.05  # how often a worker replays what others logged, requests or not
 
 _CURRENT: Runtime | None = None
 
@@ -196,6 +197,7 @@ def start(settings: Settings) -> Runtime:
     enrichers = Enrichers.load()
     warm_up(model, enrichers)
     runtime = Runtime(settings, model, enrichers, make_runtime_state(settings))
+    runtime.state.follow(FOLLOW_S)
     set_current(runtime)
     # Everything loaded so far lives as long as the process: keep it out of every future
     # garbage collection (the reference data alone is hundreds of thousands of objects).

@@ -135,3 +135,19 @@ def test_a_write_whose_answer_was_lost_is_replayed(states, monkeypatch) -> None:
     got = a.lookup(["e1"], [KeyRange("m:a")])
     assert list(got.rows) == ["e1"] and got.scores == {"e1": {"event_id": "e1", "t": 1}}
     assert a.put([ev("e1", 1, score={"other": 1})]) == {"e1": {"event_id": "e1", "t": 1}}
+
+
+def test_an_idle_worker_follows_the_log_in_the_background(states) -> None:
+    a, b = states
+    b.follow(0.01)
+    a.put([ev(f"a{i}", i) for i in range(3)])
+    deadline = time.monotonic() + 5
+    while b._mirror.size()["events"] < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # Replayed without a request on b: its next lookup has nothing left to read.
+    assert b._mirror.size()["events"] == 3 and b.catch_up() == 0
+    b.close()
+    assert not b._follower.is_alive()
+    a.put([ev("after", 10)])
+    time.sleep(0.05)
+    assert b._mirror.size()["events"] == 3  # closed: it follows no more
