@@ -542,7 +542,13 @@ def make_state(
     while True:
         try:
             state.ping()
-            state.catch_up()
+            started = time.perf_counter()
+            replayed = state.catch_up()
+            log.info(
+                "replayed %d logged events of the shared window state in %.1f s",
+                replayed,
+                time.perf_counter() - started,
+            )
             return state
         except StateUnavailable as exc:
             if time.monotonic() > deadline:

@@ -151,3 +151,14 @@ def test_an_idle_worker_follows_the_log_in_the_background(states) -> None:
     a.put([ev("after", 10)])
     time.sleep(0.05)
     assert b._mirror.size()["events"] == 3  # closed: it follows no more
+
+
+def test_a_starting_worker_says_how_much_it_replayed(states, redis_url, prefix, caplog) -> None:
+    a, _ = states
+    a.put([ev(f"a{i}", i) for i in range(4)])
+    with caplog.at_level("INFO", logger="botfilter.serving"):
+        late = make_state(redis_url, 3600, 100, prefix)
+    late.close()
+    assert [r.getMessage().split(" in ")[0] for r in caplog.records] == [
+        "replayed 4 logged events of the shared window state"
+    ]
