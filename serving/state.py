@@ -300,7 +300,8 @@ class RedisState(WindowState):
     answered it.
 
     A new worker replays the whole log at start (:meth:`catch_up`): memory per worker is that of
-    the in-process state.
+    the in-process state. A served worker also replays it in the background (:meth:`follow`),
+    so a quiet spell does not leave its next request a backlog to replay.
     """
 
     kind = "redis"
@@ -421,8 +422,8 @@ class RedisState(WindowState):
                 try:
                     self._read_new()
                     failing = False
-                except StateUnavailable as exc:
-                    if not failing:  # requests report it too: once per outage is enough here
+                except Exception as exc:  # the thread must outlive an outage: requests retry
+                    if not failing:  # and report it too: once per outage is enough here
                         log.warning("cannot follow the shared log: %s", exc)
                     failing = True
                 finally:

@@ -162,3 +162,30 @@ def test_a_starting_worker_says_how_much_it_replayed(states, redis_url, prefix, 
     assert [r.getMessage().split(" in ")[0] for r in caplog.records] == [
         "replayed 4 logged events of the shared window state"
     ]
+
+
+def test_the_follower_outlives_an_outage_and_warns_once(states, monkeypatch, caplog) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    a, b = states
+    command = b._command
+    down = True
+
+    def flaky(*args):
+        if down:
+            raise RedisConnectionError("connection refused")
+        return command(*args)
+
+    monkeypatch.setattr(b, "_command", flaky)
+    with caplog.at_level("WARNING", logger="botfilter.serving"):
+        b.follow(0.01)
+        time.sleep(0.1)  # several turns fail
+        a.put([ev("e1", 1)])
+        down = False
+        deadline = time.monotonic() + 5
+        while b._mirror.size()["events"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert b._mirror.size()["events"] == 1
+    assert [r.getMessage() for r in caplog.records] == [
+        f"cannot follow the shared log: window state in Redis at {b.url}: connection refused"
+    ]
