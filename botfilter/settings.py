@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -34,6 +35,16 @@ class Settings(BaseSettings):
     max_batch_events: int = Field(10_000, gt=0, description="Largest /score request, in events.")
     threads: int = Field(2, gt=0, description="Threads for LightGBM and numba kernels.")
     spark_master: str = Field("local[2]", description="Spark master URL for --engine spark.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO",
+        description="Level of botfilter's own log lines in API workers (model loads, reloads, "
+        "state replay).",
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @property
     def mlflow_uri(self) -> str:

@@ -193,6 +193,9 @@ def warm_up(model: BotModel, enrichers: Enrichers) -> None:
 
 def start(settings: Settings) -> Runtime:
     """Load the champion, the enrichers and the state; make this the process's runtime."""
+    # BentoML leaves the root logger at WARNING in its workers: this worker's own lines (what
+    # it loaded and replayed, reloads) would never show.
+    logging.getLogger("botfilter").setLevel(settings.log_level)
     model = _load_champion(settings)
     enrichers = Enrichers.load()
     warm_up(model, enrichers)

@@ -151,6 +151,14 @@ def test_micro_batches_on_two_workers_match_batch_scores(server, world, items) -
     assert 'botfilter_http_requests_total{code="200",endpoint="/score"}' in metrics
 
 
+def test_each_worker_logs_what_it_loaded(server, world) -> None:
+    lines = (world["root"] / "server.log").read_text().splitlines()
+    version = f"{world['env']['BOTFILTER_MODEL_NAME']}/1"
+    serving = [line for line in lines if f"] serving {version} with redis " in line]
+    replayed = [line for line in lines if "] replayed " in line and " logged events of " in line]
+    assert len(serving) == 2 and len(replayed) == 2, "\n".join(lines[-40:])
+
+
 def test_duplicates_get_the_same_answer(server, items) -> None:
     first = _post(server, items[:30]).json()
     again = _post(server, items[10:20] + items[:5]).json()

@@ -32,3 +32,12 @@ def test_bad_precision_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BOTFILTER_TARGET_PRECISION", "1.5")
     with pytest.raises(ValueError):
         Settings()
+
+
+def test_log_level_any_case_and_only_known_levels(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().log_level == "INFO"
+    monkeypatch.setenv("BOTFILTER_LOG_LEVEL", "warning")
+    assert Settings().log_level == "WARNING"
+    monkeypatch.setenv("BOTFILTER_LOG_LEVEL", "verbose")
+    with pytest.raises(ValueError, match="log_level"):
+        Settings()
