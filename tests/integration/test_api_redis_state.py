@@ -137,13 +137,18 @@ def test_a_write_whose_answer_was_lost_is_replayed(states, monkeypatch) -> None:
     assert a.put([ev("e1", 1, score={"other": 1})]) == {"e1": {"event_id": "e1", "t": 1}}
 
 
+def _wait_for_events(state: RedisState, n: int, timeout_s: float = 5.0) -> None:
+    """Until the state's replica holds ``n`` events (its follower's work), or the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while state._mirror.size()["events"] < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def test_an_idle_worker_follows_the_log_in_the_background(states) -> None:
     a, b = states
     b.follow(0.01)
     a.put([ev(f"a{i}", i) for i in range(3)])
-    deadline = time.monotonic() + 5
-    while b._mirror.size()["events"] < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _wait_for_events(b, 3)
     # Replayed without a request on b: its next lookup has nothing left to read.
     assert b._mirror.size()["events"] == 3 and b.catch_up() == 0
     b.close()
@@ -182,9 +187,7 @@ def test_the_follower_outlives_an_outage_and_warns_once(states, monkeypatch, cap
         time.sleep(0.1)  # several turns fail
         a.put([ev("e1", 1)])
         down = False
-        deadline = time.monotonic() + 5
-        while b._mirror.size()["events"] < 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        _wait_for_events(b, 1)
     assert b._mirror.size()["events"] == 1
     assert [r.getMessage() for r in caplog.records] == [
         f"cannot follow the shared log: window state in Redis at {b.url}: connection refused"
