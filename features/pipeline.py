@@ -62,10 +62,15 @@ class Enrichers:
 
 
 def event_context(messages: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
-    """Join clean events with their message's context columns, keeping the events' row order."""
-    msg_cols = [c for c in MESSAGE_CONTEXT if c != "tenant_id"]
+    """Join clean events with their message's context columns, keeping the events' row order.
+
+    A message is (tenant_id, message_id): two tenants may use the same id."""
     ctx = events.merge(
-        messages[msg_cols], on="message_id", how="left", validate="many_to_one", sort=False
+        messages[list(MESSAGE_CONTEXT)],
+        on=["tenant_id", "message_id"],
+        how="left",
+        validate="many_to_one",
+        sort=False,
     )
     ctx.index = events.index
     return ctx

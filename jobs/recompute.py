@@ -184,8 +184,13 @@ def _scope_events(data: Any, window: Window, tenants: Sequence[str]) -> pd.DataF
     keep = m["tenant_id"].isin(tenants) & (sent >= window.stored_start) & (sent < window.end)
     e = data.events
     sel = e["tenant_id"].isin(tenants) & (e["occurred_at"] < window.end)
-    sel &= e["message_id"].isin(m.loc[keep, "message_id"])
+    sel &= _message_keys(e).isin(_message_keys(m.loc[keep]))  # a message is (tenant, id)
     return e.loc[sel, ["event_id", "tenant_id", "message_id", "occurred_at"]]
+
+
+def _message_keys(frame: pd.DataFrame) -> pd.MultiIndex:
+    """(tenant_id, message_id) of each row: message ids are unique within a tenant only."""
+    return pd.MultiIndex.from_arrays([frame["tenant_id"], frame["message_id"]])
 
 
 def _champion_version(settings: Settings, model_uri: str | None) -> str:
@@ -258,11 +263,11 @@ def resolve_scores(
     ours = e["tenant_id"].isin(tenants) & (e["occurred_at"] < window.end)
     sel = ours & (e["occurred_at"] >= context_from)
     # A message's history features use all of its earlier events, whatever their age.
-    rescored_messages = e.loc[ours & (e["occurred_at"] >= first), "message_id"].unique()
-    sel |= ours & e["message_id"].isin(rescored_messages)
+    keys = _message_keys(e)
+    rescored_messages = keys[(ours & (e["occurred_at"] >= first)).to_numpy()].unique()
+    sel |= ours & keys.isin(rescored_messages)
     events = e.loc[sel]
-    messages = data.messages.loc[data.messages["message_id"].isin(events["message_id"])]
-    messages = messages.loc[messages["tenant_id"].isin(tenants)]
+    messages = data.messages.loc[_message_keys(data.messages).isin(_message_keys(events))]
     fresh = check_scores(scorer(Tables(messages, events)), "scoring")
     # Context events before ``first`` may lack their own full context: keep their stored scores.
     full = set(events.loc[events["occurred_at"] >= first, "event_id"])

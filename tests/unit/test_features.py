@@ -125,3 +125,47 @@ def test_missing_ip_has_no_burst_features(ctx, enrichers):
     f = build_features(ctx, enrichers)
     assert f["ip_events_2s"].isna().all() and f["asn_msgs_600s"].isna().all()
     assert LONGEST_WINDOW_S == 600
+
+
+def test_same_message_id_in_two_tenants_gets_each_tenants_message(enrichers) -> None:
+    """Issue 14 item 3: a message is (tenant_id, message_id); one tenant's features never
+    depend on another tenant's messages or events."""
+    from contract.validate import validate_tables
+    from features.pipeline import event_context
+
+    def message(tenant: str, channel: str, sent: float) -> dict:
+        return {
+            "message_id": "m1",
+            "tenant_id": tenant,
+            "channel": channel,
+            "contact_id": "k1",
+            "sent_at": ts(sent).isoformat(),
+            "delivered_at": ts(sent + 1).isoformat(),
+            "link_count": 2,
+        }
+
+    def event(tenant: str, seconds: float) -> dict:
+        return {
+            "event_id": "e1",
+            "tenant_id": tenant,
+            "message_id": "m1",
+            "type": "click",
+            "occurred_at": ts(seconds).isoformat(),
+            "ip": "40.107.1.10",
+            "link_position": 0,
+        }
+
+    clean = validate_tables(
+        {
+            "messages": pd.DataFrame([message("t1", "email", 0), message("t2", "sms", 100)]),
+            "events": pd.DataFrame([event("t1", 10), event("t2", 150)]),
+        }
+    )
+    assert clean.quarantine.empty
+    ctx = event_context(clean.messages, clean.events)
+    assert ctx["channel"].tolist() == ["email", "sms"]
+    assert ctx["sent_at"].tolist() == [ts(0), ts(100)]
+    both = build_features(ctx, enrichers)
+    alone = build_features(ctx.iloc[[1]], enrichers)
+    pd.testing.assert_frame_equal(both.iloc[[1]], alone)
+    assert both["secs_since_send"].tolist() == [10.0, 50.0]
