@@ -9,8 +9,10 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+
+from .errors import BotfilterError
 
 
 class Settings(BaseSettings):
@@ -39,6 +41,10 @@ class Settings(BaseSettings):
         "INFO",
         description="Level of botfilter's own log lines in API workers (model loads, reloads, "
         "state replay).",
+    )
+
+    debug: bool = Field(
+        False, description="Show the Python traceback of a failed command (else one line)."
     )
 
     @field_validator("log_level", mode="before")
@@ -78,6 +84,32 @@ class Settings(BaseSettings):
 
 
 def get_settings(**overrides: object) -> Settings:
-    """Build settings from the environment, with explicit overrides from CLI options."""
+    """Build settings from the environment, with explicit overrides from CLI options.
+
+    An invalid value is a :class:`BotfilterError` naming the variable (or the option) and what
+    is wrong, in one line; secret values are never repeated."""
     clean = {k: v for k, v in overrides.items() if v is not None}
-    return Settings(**clean)
+    try:
+        return Settings(**clean)
+    except ValidationError as exc:
+        raise BotfilterError(_invalid(exc, set(clean))) from None
+    except SettingsError as exc:  # a value pydantic-settings could not even decode
+        raise BotfilterError(f"invalid setting: {exc}") from None
+
+
+_SECRET_FIELDS = ("api_token", "database_url", "redis_url", "tracking_uri")
+
+
+def _invalid(exc: ValidationError, overridden: set[str]) -> str:
+    """One line for every invalid setting: ``BOTFILTER_X='value': why``."""
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        if field in overridden:
+            name = "--" + field.replace("_", "-")
+        else:
+            name = f"{Settings.model_config.get('env_prefix', '')}{field}".upper()
+        value = error.get("input")
+        shown = "" if field in _SECRET_FIELDS or isinstance(value, dict) else f"={value!r}"
+        problems.append(f"{name}{shown}: {error['msg']}")
+    return "invalid setting " + "; ".join(problems)

@@ -337,6 +337,10 @@ def recompute(
     ``engine`` computes the partitions (same signature and result as
     :func:`jobs.metrics.compute_partitions`); locks, runs, scores and the write stay here.
     """
+    if out is not None:  # before the store is written or the run recorded
+        from botfilter.paths import check_out_dir
+
+        check_out_dir(out)
     window = Window.ending(as_of, settings.window_days)
     channels = tuple(dict.fromkeys(channels))
     bad = [c for c in channels if c not in CHANNELS]
@@ -543,16 +547,34 @@ def recompute_data_dir(
     **options: Any,
 ) -> tuple[Any, RecomputeResult]:
     """Load ``data_dir`` via the contract, then :func:`recompute`; returns both."""
+    if options.get("out") is not None:  # a bad --out fails before the data is even read
+        from botfilter.paths import check_out_dir
+
+        check_out_dir(options["out"])
     validated = load_data(data_dir)
     scores = read_scores_file(scores_file) if scores_file is not None else None
     return validated, recompute(store, settings, validated, scores=scores, **options)
 
 
 def parse_as_of(value: str | None) -> pd.Timestamp | None:
-    """An ``--as-of`` value: ISO-8601 (no offset = UTC) or integer epoch milliseconds."""
+    """An ``--as-of`` value: ISO-8601 (no offset = UTC) or integer epoch milliseconds, within
+    the years the data contract accepts ([2000, 2100)); anything else is a one-line error."""
     if value is None:
         return None
+    from contract.columns import TS_MAX, TS_MIN
+
     text = value.strip()
-    if text.lstrip("-").isdigit():
-        return pd.Timestamp(int(text), unit="ms", tz="UTC")
-    return to_utc(text)
+    hint = "use ISO-8601 such as 2025-01-31T00:00:00Z, or epoch milliseconds"
+    try:
+        if text.lstrip("+-").isdigit():
+            stamp = pd.Timestamp(int(text), unit="ms", tz="UTC")
+        else:
+            stamp = to_utc(text)
+    except (BotfilterError, ValueError, OverflowError) as exc:
+        # OutOfBoundsDatetime is a ValueError: pandas holds years 1677-2262 only
+        raise BotfilterError(f"--as-of {value!r}: not a timestamp ({hint})") from exc
+    if not TS_MIN <= stamp < TS_MAX:
+        raise BotfilterError(
+            f"--as-of {value!r}: out of range, must be in [{TS_MIN:%Y-%m-%d}, {TS_MAX:%Y-%m-%d})"
+        )
+    return stamp
