@@ -114,6 +114,9 @@ class Stages:
 # --- scores -----------------------------------------------------------------------------------
 
 
+_SCORE_TEXT = {"tenant_id": str, "event_id": str, "model_version": str}  # "007" stays "007"
+
+
 def read_scores_file(path: Path) -> pd.DataFrame:
     """A scores table (Parquet, CSV or JSON Lines by extension), checked and typed."""
     path = Path(path)
@@ -128,9 +131,9 @@ def read_scores_file(path: Path) -> pd.DataFrame:
                 types_mapper=lambda t: pd.ArrowDtype(t) if _is_list(t) else None
             )
         elif path.suffix == ".csv":
-            frame = pd.read_csv(path, dtype={"event_id": str, "model_version": str})
+            frame = pd.read_csv(path, dtype=_SCORE_TEXT)
         elif path.suffix == ".jsonl":
-            frame = pd.read_json(path, lines=True, dtype={"event_id": str})
+            frame = pd.read_json(path, lines=True, dtype=_SCORE_TEXT)
         else:
             raise BotfilterError(f"{path}: scores must be .parquet, .csv or .jsonl")
     except BotfilterError:
@@ -147,11 +150,19 @@ def _is_list(arrow_type: Any) -> bool:
 
 
 def check_scores(frame: pd.DataFrame, source: str = "scores") -> pd.DataFrame:
-    """The scores table with its columns typed; clear errors for what cannot be used."""
+    """The scores table with its columns typed; clear errors for what cannot be used.
+
+    ``tenant_id`` is optional (kept when given): event ids are unique within a tenant only, so
+    a table covering several tenants that share event ids needs it."""
     missing = [c for c in SCORE_COLUMNS if c not in frame.columns]
     if missing:
         raise BotfilterError(f"{source}: missing column {missing[0]} (needs {SCORE_COLUMNS})")
-    out = frame[list(SCORE_COLUMNS)].copy()
+    keys = ["tenant_id", "event_id"] if "tenant_id" in frame.columns else ["event_id"]
+    out = frame[[*SCORE_COLUMNS, *keys[:-1]]].copy()
+    if "tenant_id" in keys:
+        if out["tenant_id"].isna().any():
+            raise BotfilterError(f"{source}: tenant_id must be set on every row")
+        out["tenant_id"] = out["tenant_id"].astype(str)
     out["event_id"] = out["event_id"].astype(str)
     out["model_version"] = out["model_version"].astype(str)
     is_bot = out["is_bot"]
@@ -167,10 +178,11 @@ def check_scores(frame: pd.DataFrame, source: str = "scores") -> pd.DataFrame:
     out["bot_score"] = pd.to_numeric(out["bot_score"], errors="coerce")
     if out["bot_score"].isna().any() or not out["bot_score"].between(0, 1).all():
         raise BotfilterError(f"{source}: bot_score must be a number in [0, 1] on every row")
-    dup = out["event_id"].duplicated()
+    dup = out.duplicated(keys)
     if dup.any():
+        where = f" of tenant {out['tenant_id'][dup].iloc[0]!r}" if "tenant_id" in keys else ""
         raise BotfilterError(
-            f"{source}: event_id {out['event_id'][dup].iloc[0]!r} is scored more than once"
+            f"{source}: event_id {out['event_id'][dup].iloc[0]!r}{where} is scored more than once"
         )
     out = out.reset_index(drop=True)
     out.attrs["checked"] = True
@@ -276,6 +288,45 @@ def resolve_scores(
     kept = stored.loc[~stored["event_id"].isin(fresh["event_id"])]
     source = "scored" if kept.empty else "store+scored"
     return pd.concat([kept, fresh], ignore_index=True), source
+
+
+def _resolve_scores_of(
+    data: Any, tenants: Sequence[str], scores: pd.DataFrame | None = None, **options: Any
+) -> tuple[pd.DataFrame, str]:
+    """:func:`resolve_scores` (``options``: its other arguments) for ``tenants``; one tenant at
+    a time (rows stamped with their ``tenant_id``) when some of them share event ids, so that
+    no tenant's event is ever matched to another tenant's score, stored or given."""
+    e = data.events
+    ours = e.loc[e["tenant_id"].isin(tenants), ["tenant_id", "event_id"]]
+    shared = ours["event_id"].duplicated(keep=False)
+    if len(tenants) < 2 or not shared.any():
+        # event ids name one event here: match on them alone (stored scores lack tenant_id)
+        got, source = resolve_scores(
+            data=data, tenants=tenants, scores=_of(scores, tenants), **options
+        )
+        return got.drop(columns="tenant_id", errors="ignore"), source
+    if scores is not None and "tenant_id" not in scores.columns:
+        example = ours.loc[shared, "event_id"].iloc[0]
+        raise BotfilterError(
+            f"the scores have no tenant_id column, but event_id {example!r} belongs to "
+            "several tenants: add tenant_id to the scores"
+        )
+    parts, sources = [], []
+    for tenant in tenants:
+        own = _of(scores, [tenant])
+        got, source = resolve_scores(data=data, tenants=[tenant], scores=own, **options)
+        parts.append(got.assign(tenant_id=tenant))
+        sources.append(source)
+    return pd.concat(parts, ignore_index=True), "+".join(dict.fromkeys(sources))
+
+
+def _of(scores: pd.DataFrame | None, tenants: Sequence[str]) -> pd.DataFrame | None:
+    """A scores table's rows of ``tenants`` (all when it has no tenant_id), without tenant_id."""
+    if scores is None or "tenant_id" not in scores.columns:
+        return scores
+    own = scores.loc[scores["tenant_id"].isin(tenants)].drop(columns="tenant_id")
+    own.attrs = dict(scores.attrs)
+    return own.reset_index(drop=True)
 
 
 def _covering_version(store: Store, needed: pd.DataFrame, tenants: Sequence[str]) -> str | None:
@@ -404,12 +455,12 @@ def _run(
             pending = store.pending(conn)
         upto = int(pending["id"].max()) if len(pending) else 0
         with stages.stage("scores"):
-            scores, source = resolve_scores(
-                store,
-                settings,
+            scores, source = _resolve_scores_of(
                 data,
-                window,
                 scope,
+                store=store,
+                settings=settings,
+                window=window,
                 scores=options["scores"],
                 scorer=options["scorer"],
                 model_version=options["model_version"],

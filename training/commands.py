@@ -112,6 +112,8 @@ def score(
     validated.report.print(console)
     with console.status(f"scoring {len(validated.events):,} events"):
         scores = score_validated(validated, settings, model)
+    # rows are in the events' order; event ids are unique within a tenant only (PRODUCT.md)
+    scores.insert(1, "tenant_id", validated.events["tenant_id"].to_numpy(dtype=object))
     write_scores(scores, out)
     version = scores["model_version"].iat[0] if len(scores) else "-"
     console.print(
