@@ -279,3 +279,33 @@ def test_score_command_path_writes_the_local_engines_file(
     assert run.events == len(local[1]) and run.bots == int(local[1]["is_bot"].sum())
     assert run.report.as_dict() == local[0].report.as_dict()
     _same_scores(local[1], read_scores(out))
+
+
+def test_tenants_sharing_message_and_event_ids_stay_apart(spark, tmp_path: Path) -> None:
+    """Issue 14 item 3: Spark validation and the event context key messages by (tenant_id,
+    message_id), as the local engine does; nothing is quarantined."""
+    from jobs.spark_engine import _with_context
+    from jobs.spark_io import load_tables
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "messages.csv").write_text(
+        "message_id,tenant_id,channel,contact_id,sent_at,delivered_at\n"
+        "m1,t1,email,k1,2025-01-01T00:00:00Z,2025-01-01T00:00:01Z\n"
+        "m1,t2,sms,k9,2025-01-01T00:00:00Z,2025-01-01T00:00:01Z\n"
+    )
+    (data / "events.csv").write_text(
+        "event_id,tenant_id,message_id,type,occurred_at\n"
+        "e1,t1,m1,open,2025-01-01T00:01:00Z\n"
+        "e1,t2,m1,click,2025-01-01T00:02:00Z\n"
+    )
+    tables = load_tables(spark, str(data))
+    try:
+        assert tables.quarantine.count() == 0
+        rows = _with_context(tables).select("tenant_id", "event_id", "channel", "contact_id")
+        assert sorted(tuple(r) for r in rows.collect()) == [
+            ("t1", "e1", "email", "k1"),
+            ("t2", "e1", "sms", "k9"),
+        ]
+    finally:
+        tables.unpersist()
