@@ -8,11 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from jobs.store import Store
 from tests.integration.test_store_backends import store_url  # noqa: F401 (fixture)
+from tests.unit.test_tenant_keys import tenant_scores
 
 pytestmark = pytest.mark.integration
 
@@ -62,16 +62,7 @@ def test_shared_ids_and_nul_identifiers(store_url: str, tmp_path: Path) -> None:
         lines([event("t1", "e1", "m1"), event("t2", "e1", "m1"), event("t2", "e2", "m2")])
     )
     scores = tmp_path / "scores.parquet"
-    pd.DataFrame(
-        {
-            "tenant_id": ["t1", "t2"],
-            "event_id": ["e1", "e1"],
-            "bot_score": [0.9, 0.1],
-            "is_bot": [True, False],
-            "reasons": [["ua_is_crawler"], []],
-            "model_version": "labels",
-        }
-    ).to_parquet(scores)
+    tenant_scores().to_parquet(scores)
     exe = Path(sys.executable).with_name("botfilter")
     env = {
         "BOTFILTER_HOME": str(tmp_path / "home"),
