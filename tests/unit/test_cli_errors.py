@@ -210,9 +210,16 @@ def test_validate_out_elsewhere_works(cli, data, tmp_path) -> None:
     assert pd.read_parquet(tmp_path / "clean" / "events.parquet")["event_id"].tolist() == ["e1"]
 
 
-def test_report_out_on_a_directory_is_refused(cli, tmp_path) -> None:
-    status, _, err = cli("report", "--tenant", "t1", "--out", str(tmp_path))
-    assert status == 2 and one_line(err) == f"--out {tmp_path}: is a directory, give a file name"
+@pytest.mark.parametrize(
+    "command",
+    [("report", "--tenant", "t1"), ("score", "--data", "."), ("evaluate", "--data", ".")],
+    ids=["report", "score", "evaluate"],
+)
+def test_out_file_on_a_directory_is_refused(cli, tmp_path, command) -> None:
+    folder = tmp_path / "x.parquet"
+    folder.mkdir()
+    status, _, err = cli(*command, "--out", str(folder))
+    assert status == 2 and one_line(err) == f"--out {folder}: is a directory, give a file name"
 
 
 def test_report_charts_show_dollar_signs_as_text() -> None:
