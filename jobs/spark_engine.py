@@ -412,8 +412,14 @@ def scores_from_pandas(spark: SparkSession, scores: pd.DataFrame) -> DataFrame:
     from jobs.recompute import check_scores
 
     frame = check_scores(scores)
+    tenant = (  # event ids are unique within a tenant only: keep tenant_id when given
+        {"tenant_id": pa.array(frame["tenant_id"].tolist(), pa.string())}
+        if "tenant_id" in frame.columns
+        else {}
+    )
     table = pa.table(
         {
+            **tenant,
             "event_id": pa.array(frame["event_id"].tolist(), pa.string()),
             "bot_score": pa.array(frame["bot_score"].to_numpy(dtype=float), pa.float64()),
             "is_bot": pa.array(frame["is_bot"].to_numpy(dtype=bool), pa.bool_()),
