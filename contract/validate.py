@@ -231,6 +231,23 @@ _RULES: dict[str, _Rules] = {
 _PLAIN = _Rules()
 
 
+def _may_hold_controls(arr: pa.Array | pa.ChunkedArray) -> bool:
+    """Whether any byte of the text's data buffers is a control character (U+0000-U+001F,
+    U+007F are single bytes in UTF-8 and never part of another character). One vectorised
+    pass over the bytes, so that clean columns skip the regex; a buffer may hold bytes outside
+    the array's slice, which only costs that regex."""
+    for chunk in getattr(arr, "chunks", [arr]):
+        if not (pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)):
+            return True  # (not text: let the regex decide)
+        data = chunk.buffers()[2]
+        if data is None:
+            continue
+        raw = np.frombuffer(data, dtype=np.uint8)
+        if ((raw < 0x20) | (raw == 0x7F)).any():
+            return True
+    return False
+
+
 def _control_reason(name: str) -> str:
     return f"control character in {name}"
 
@@ -253,7 +270,7 @@ def _parse_column(column: Column, arr: pa.Array | pa.ChunkedArray) -> Parsed:
         if rules.ip:
             return parse_ip(arr)
         parsed = parse_text(arr, trim=rules.trim)
-        if rules.controls:
+        if rules.controls and _may_hold_controls(parsed.values):
             parsed.add(matches(parsed.values, _CONTROLS), _control_reason(name))
         if rules.case:
             case = pc.utf8_upper if rules.case == "upper" else pc.utf8_lower
