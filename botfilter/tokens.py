@@ -141,10 +141,15 @@ class TokenStore:
             self.engine = create_engine(self.url, pool_pre_ping=True, connect_args=args)
         else:
             raise BotfilterError("the token store must be sqlite:/// or postgresql://")
-        try:
-            metadata.create_all(self.engine)
-        except SQLAlchemyError as exc:
-            raise BotfilterError(f"cannot open the token store: {one_line(exc)}") from exc
+        for attempt in range(3):
+            try:
+                metadata.create_all(self.engine)
+                break
+            except SQLAlchemyError as exc:
+                # Workers starting together may race to create the table: look again.
+                if attempt == 2:
+                    raise BotfilterError(f"cannot open the token store: {one_line(exc)}") from exc
+                time.sleep(0.2)
 
     @classmethod
     def open(cls, settings: Any) -> TokenStore:

@@ -15,8 +15,8 @@ nothing; missing history would, hence the lookups below:
   campaign-or-automation with ASN).
 
 An event that breaks the contract is answered in its place with an error (the contract's own
-reason), and never fails the others. A repeated ``event_id`` gets the stored answer and is not
-counted again.
+reason), and never fails the others. A repeated (``tenant_id``, ``event_id``) gets the stored
+answer and is not counted again.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ the same tenant sharing a burst key (the scorer's: /24-/48 prefix and ASN, which
 send groups) in the longest window. The API rebuilds that history for each request, so the state
 keeps:
 
-* one raw context row and one score per ``event_id`` (the score makes duplicates idempotent);
+* one raw context row and one score per event, keyed by the scorer's
+  ``serving.scorer.state_id`` of (tenant, ``event_id``) (the score makes duplicates idempotent);
 * per message, the ids of its events ordered by ``occurred_at`` (kept ``history_s``);
 * per burst key, the ids of its events ordered by ``occurred_at``, trimmed to ``burst_s`` before
   the newest event seen on the key (the longest window plus the lateness tolerated).
