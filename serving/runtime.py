@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from botfilter.redact import one_line
 from botfilter.settings import Settings
 from botfilter.tokens import TokenCache, TokenStore
 from features.pipeline import Enrichers
@@ -128,8 +129,13 @@ class Runtime:
                     self._model = new
                     self._generation = generation
                 log.info("model followed reload to %s", new.version)
-            except Exception:  # keep serving the old model; retry on a later request
-                log.exception("could not load the new champion; keeping %s", self._model.version)
+            except Exception as exc:  # keep serving the old model; retry on a later request
+                # One line, secrets masked: the reason may hold the registry's URI.
+                log.warning(
+                    "could not load the new champion; keeping %s: %s",
+                    self._model.version,
+                    one_line(repr(exc)),
+                )
             finally:
                 self._following = False
 

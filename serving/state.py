@@ -454,7 +454,7 @@ class RedisState(WindowState):
                     failing = False
                 except Exception as exc:  # the thread must outlive an outage: requests retry
                     if not failing:  # and report it too: once per outage is enough here
-                        log.warning("cannot follow the shared log: %s", exc)
+                        log.warning("cannot follow the shared log: %s", one_line(exc))
                     failing = True
                 finally:
                     self._read_lock.release()

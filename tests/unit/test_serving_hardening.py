@@ -285,3 +285,22 @@ def test_whole_requests_still_go_through_on_a_kept_alive_connection(live_server)
         for _ in range(3):
             assert client.get("/readyz").status_code == 200
             time.sleep(0.3)  # idle between requests, within the header timeout each time
+
+
+def test_a_worker_following_a_failed_reload_logs_no_secret(world, caplog) -> None:
+    runtime = _runtime(world)
+
+    def no_champion(_settings):
+        raise BotfilterError(f"no model in postgresql://u:{SECRET}@registry.internal/mlflow")
+
+    runtime._loader = no_champion
+    runtime.state.bump_generation()  # another worker reloaded
+    runtime._checked = float("-inf")
+    with caplog.at_level("WARNING", logger="botfilter.serving"):
+        runtime._follow_generation()
+        deadline = time.monotonic() + 10
+        while runtime._following:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    assert "registry.internal" in caplog.text and SECRET not in caplog.text
+    assert runtime.model.version == "test/1"
