@@ -13,7 +13,7 @@ import typer
 from contract.commands import validate
 from features.commands import vendor
 from jobs.commands import metrics_app, recompute, report, run, settings_app
-from serving.commands import serve
+from serving.commands import serve, tokens_app
 from simulation.commands import simulate
 from training.commands import evaluate, score, train
 
@@ -32,6 +32,7 @@ for command in (demo, simulate, validate, train, evaluate, score, recompute, run
 app.command(name="vendor")(vendor)
 app.add_typer(settings_app, name="settings")
 app.add_typer(metrics_app, name="metrics")
+app.add_typer(tokens_app, name="tokens")
 
 
 def main() -> None:

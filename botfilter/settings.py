@@ -31,10 +31,18 @@ class Settings(BaseSettings):
         None, description="Metrics store SQLAlchemy URL; defaults to sqlite under home."
     )
     redis_url: str | None = Field(None, description="Redis URL for shared online window state.")
-    api_token: SecretStr | None = Field(None, description="Bearer token required by the API.")
+    api_token: SecretStr | None = Field(
+        None, description="An admin bearer token for the API (besides `botfilter tokens`)."
+    )
     target_precision: float = Field(0.99, gt=0, lt=1, description="Threshold precision target.")
     window_days: int = Field(30, gt=0, description="Days recomputed when a setting changes.")
     max_batch_events: int = Field(10_000, gt=0, description="Largest /score request, in events.")
+    header_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="API: seconds a client has to send a request's headers."
+    )
+    body_timeout_s: float = Field(
+        30.0, gt=0, le=600, description="API: seconds a client has to send a request's body."
+    )
     threads: int = Field(2, gt=0, description="Threads for LightGBM and numba kernels.")
     spark_master: str = Field("local[2]", description="Spark master URL for --engine spark.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
