@@ -140,6 +140,8 @@ FLAG_SOURCES: dict[str, FlagSource] = {
     "net_link_preview_range": FlagSource(networks=("facebook", "twitter", "telegram")),
 }
 FLAG_NAMES: tuple[str, ...] = tuple(FLAG_SOURCES)
+_FLAG_MASK = (1 << len(FLAG_NAMES)) - 1
+assert len(FLAG_NAMES) <= 16, "flags are returned as uint16"
 
 _pton = socket.inet_pton
 _AF_INET, _AF_INET6 = socket.AF_INET, socket.AF_INET6
@@ -455,16 +457,18 @@ class IpEnricher:
             flags[_in_sorted(asn, members)] |= np.uint64(bit)
         return flags
 
-    def _apply_gates(self, flags: np.ndarray) -> np.ndarray:
-        """Clear each gated flag where its required ranges miss or its excluded ranges hit."""
+    def _gate_mask(self, range_flags: np.ndarray) -> np.ndarray:
+        """Per address, the flags it may carry (uint16): a gated flag is cleared where its
+        required ranges miss or its excluded ranges hit. Depends on the address only."""
+        mask = np.full(len(range_flags), _FLAG_MASK, dtype=np.uint16)
         for bit, required, excluded in self._gates:
-            off = np.zeros(len(flags), dtype=bool)
+            off = np.zeros(len(range_flags), dtype=bool)
             if required:
-                off |= (flags & np.uint64(required)) == 0
+                off |= (range_flags & np.uint64(required)) == 0
             if excluded:
-                off |= (flags & np.uint64(excluded)) != 0
-            flags[off] &= ~np.uint64(bit)
-        return flags
+                off |= (range_flags & np.uint64(excluded)) != 0
+            mask[off] &= np.uint16(~bit & _FLAG_MASK)
+        return mask
 
     # -- public --------------------------------------------------------------------------------
 
@@ -504,7 +508,10 @@ class IpEnricher:
         if asn is None:
             # ASN flags depend on the address only: compute them on the distinct addresses.
             event_asn = u_asn[codes]
-            flags = self._apply_gates(u_flags | self._asn_flags(u_asn))[codes]
+            both = u_flags | self._asn_flags(u_asn)
+            flags = ((both & np.uint64(_FLAG_MASK)).astype(np.uint16) & self._gate_mask(u_flags))[
+                codes
+            ]
         else:
             if isinstance(asn, np.ndarray) and asn.dtype.kind in "fiu":
                 given_arr = asn.astype(np.float64)  # numeric already (the online API's)
@@ -521,7 +528,11 @@ class IpEnricher:
             # The event's own asn can differ per row: ASN flags on the distinct final ASNs.
             a_codes, a_uniques = pd.factorize(event_asn)
             asn_flags = self._asn_flags(np.asarray(a_uniques, dtype=np.int64))
-            flags = self._apply_gates(u_flags[codes] | asn_flags[a_codes])
+            # Flags' own bits only (uint16: a quarter of the memory traffic per row), then the
+            # address-only gates, all gathered from the distinct values.
+            u16 = (u_flags & np.uint64(_FLAG_MASK)).astype(np.uint16)
+            a16 = (asn_flags & np.uint64(_FLAG_MASK)).astype(np.uint16)
+            flags = (u16[codes] | a16[a_codes]) & self._gate_mask(u_flags)[codes]
 
         out: dict[str, np.ndarray] = {
             "ip_version": u_version[codes],
