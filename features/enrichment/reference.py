@@ -55,6 +55,7 @@ VENDOR_KEYS = (
     "mail_security",
     "hosting",
     "alibaba_cloud",
+    "vultr",
 )
 
 

@@ -254,6 +254,7 @@ def test_cloud_providers_published_ranges_are_data_centre(enricher: IpEnricher) 
         ("m247", "net_datacenter"),
         ("fly_io", "net_datacenter"),
         ("vultr", "net_datacenter"),
+        ("vultr", "net_cloud"),
         ("alibaba_cloud", "net_datacenter"),
         ("alibaba_cloud", "net_cloud"),
         ("symantec", "net_security_vendor"),
