@@ -37,6 +37,7 @@ ASN_V4 = [
     (3232236800, 3232237055, 40509, "Fly.io, Inc."),  # 192.168.5.0/24
     (3232237056, 3232237311, 21345, "CA Technology R&D Limited"),  # 192.168.6.0/24
     (3232237312, 3232237567, 45102, "Alibaba (US) Technology Co., Ltd."),  # 192.168.7.0/24
+    (3232237568, 3232237823, 20473, "The Constant Company, LLC"),  # 192.168.8.0/24
 ]
 EOP = ["40.107.0.0/16", "52.100.0.0/14", "104.47.0.0/17", "2a01:111:f400::/48"]
 ASN_V6 = [
@@ -98,7 +99,7 @@ def make_curated(root: Path) -> Path:
         "google/cloud.txt": "8.8.4.0/24\n",
         "cloudflare-email-security/ranges.txt": "104.30.32.0/19\n",
         "asn-groups/mail_security.txt": "symantec AS21345 # CA Technology R&D Limited\n",
-        "asn-groups/hosting.txt": "fly_io AS40509 # Fly.io\nalibaba_cloud as45102\n",
+        "asn-groups/hosting.txt": "fly_io AS40509 # Fly.io\nalibaba_cloud as45102\nvultr AS20473\n",
         "LICENSE-CC0.txt": "CC0 text\n",
         "google/LICENSE-googerteller.txt": "MIT text (googerteller)\n",
     }
@@ -129,9 +130,9 @@ def test_build_is_deterministic_and_complete(source: Path, curated: Path, tmp_pa
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     assert first.files == second.files
     assert first.counts == {
-        "ipv4_asn_ranges": 12,
+        "ipv4_asn_ranges": 13,
         "ipv6_asn_ranges": 2,
-        "orgs": 12,
+        "orgs": 13,
         # 15 providers' IPv4, Apple's IPv6, Microsoft's 2 more IPv4 and 1 IPv6, datacenter 2,
         # VPN 1; curated: EOP 4, Cloudflare Email Security 1, Google Cloud 1, Google's own 8
         # (8.8.0.0/16 less 8.8.4.0/24).
@@ -175,7 +176,8 @@ def test_built_reference_content(source: Path, curated: Path, tmp_path: Path) ->
         "mail_security": (21345,),
         "fly_io": (40509,),
         "alibaba_cloud": (45102,),
-        "hosting": (40509, 45102),
+        "vultr": (20473,),
+        "hosting": (20473, 40509, 45102),
     }
     assert ref.datacenter_asns == frozenset({64500, 16509})
     assert ref.networks["microsoft_eop"] == EOP
@@ -265,7 +267,7 @@ def test_cli_vendor(source: Path, curated: Path, tmp_path: Path) -> None:
     args = ["vendor", "--source", str(source), "--out", str(tmp_path / "cli")]
     result = CliRunner().invoke(app, [*args, "--curated", str(curated)])
     assert result.exit_code == 0, result.output
-    assert "ipv4_asn_ranges: 12" in result.output
+    assert "ipv4_asn_ranges: 13" in result.output
     assert (tmp_path / "cli" / "asn.npz").is_file()
     missing = CliRunner().invoke(app, [*args, "--curated", str(tmp_path / "none")])
     assert missing.exit_code != 0
