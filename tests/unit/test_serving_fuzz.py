@@ -4,7 +4,8 @@ Each generated case is a body and what the API must answer: deep nesting on both
 orjson's 1,024-level limit, bytes that are not UTF-8, JSON that is not an array of objects,
 events with odd values (NUL, lone surrogates, huge or non-finite numbers, nested values),
 too many events and too many bytes. A case that is answered with another status, or takes
-more than a second, fails the test.
+more than five seconds (the defect hung for 120 s; a loaded CI machine needs the slack),
+fails the test.
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ def test_score_answers_every_generated_body_with_the_exact_status(world, fuzz_cl
         body, status, detail = case
         started = time.perf_counter()
         resp = fuzz_client.post("/score", content=body)
-        assert time.perf_counter() - started < 1.0, body[:80]
+        assert time.perf_counter() - started < 5.0, body[:80]
         assert resp.status_code == status, (body[:120], resp.text[:200])
         if detail is not None:
             assert detail in resp.json()["detail"], (body[:120], resp.text[:200])
