@@ -16,7 +16,15 @@ import pandas as pd
 
 from contract.schema import EVENTS, MESSAGE_CONTEXT, MESSAGES
 from features import kernels
-from features.definitions import BURST_KEYS, FEATURE_NAMES, HISTORY_LOOKBACK, WINDOWS_S
+from features.definitions import (
+    BURST_KEYS,
+    FEATURE_NAMES,
+    GAP_KEYS,
+    HISTORY_LOOKBACK,
+    HUMAN_OPEN_AFTER_S,
+    LONGEST_WINDOW_S,
+    WINDOWS_S,
+)
 from features.enrichment.ip import IpEnricher
 from features.enrichment.reference import Reference, load_reference
 from features.enrichment.useragent import UaParser
@@ -222,6 +230,15 @@ def _burst(
     )
 
 
+def _gap(block: np.ndarray, c: _Causal, key: np.ndarray, missing: np.ndarray, name: str) -> None:
+    """Seconds since the key's previous event on another message (causal order), into ``block``."""
+    codes, uniques = factorize(key)
+    perm, group = kernels.group_order(codes.astype(np.int64, copy=False), c.tenant, len(uniques))
+    kernels.other_message_gap(
+        perm, group, c.t, c.message, LONGEST_WINDOW_S * NS, c.order, missing, block, _ROW[name]
+    )
+
+
 def feature_block(
     cols: Mapping[str, np.ndarray], enrichers: Enrichers, ip: Mapping[str, np.ndarray] | None = None
 ) -> np.ndarray:
@@ -268,11 +285,15 @@ def feature_block(
         )
         for key, missing, name in jobs
     ]
+    gaps = [(keys[k].astype(np.int64)[order], no_ip, f"{k}_secs_since_other_msg") for k in GAP_KEYS]
     pool = _pool() if n >= PARALLEL_FROM else None
     pending = [pool.submit(_burst, block, c, *job) for job in bursts] if pool else []
+    pending += [pool.submit(_gap, block, c, *job) for job in gaps] if pool else []
     if pool is None:
         for job in bursts:
             _burst(block, c, *job)
+        for job in gaps:
+            _gap(block, c, *job)
 
     # Timing
     with np.errstate(invalid="ignore"):
@@ -333,6 +354,24 @@ def feature_block(
     block[_ROW["secs_since_msg_prev_event"]] = np.where(h["gap"] < 0, np.nan, h["gap"] / NS)
     block[_ROW["msg_first_event"]] = h["prior"] == 0
     block[_ROW["click_without_open"]] = (is_click == 1) & (h["opens"] == 0)
+    since_first, since_open, late = (np.empty(n, dtype=np.int64) for _ in range(3))
+    kernels.message_opens(
+        perm,
+        group,
+        c.t,
+        deliv[order],
+        is_click[order],
+        ip["ip_key"].astype(np.int64)[order],
+        HUMAN_OPEN_AFTER_S * NS,
+        HISTORY_LOOKBACK,
+        order,
+        since_first,
+        since_open,
+        late,
+    )
+    block[_ROW["secs_since_msg_first_event"]] = since_first / NS
+    block[_ROW["secs_since_msg_prev_open"]] = np.where(since_open < 0, np.nan, since_open / NS)
+    block[_ROW["msg_prior_late_opens_other_ip"]] = late
 
     for future in pending:
         future.result()
