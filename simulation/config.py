@@ -562,12 +562,12 @@ class SimConfig:
     )
     isolation_share: dict[str, float] = knob(
         {
-            "microsoft_eop": 0.02,
-            "proofpoint": 0.15,
-            "mimecast": 0.18,
-            "barracuda": 0.03,
-            "cloud": 0.02,
-            "google": 0.0,
+            "microsoft_eop": 0.08,
+            "proofpoint": 0.3,
+            "mimecast": 0.3,
+            "barracuda": 0.1,
+            "cloud": 0.08,
+            "google": 0.03,
             "novel": 0.0,
             "none": 0.0,
         },
@@ -819,6 +819,19 @@ class SimConfig:
         ]
 
 
+# The default isolation shares before issue 16 (the shifted profile builds on them).
+_FIRST_ISOLATION = {
+    "microsoft_eop": 0.02,
+    "proofpoint": 0.15,
+    "mimecast": 0.18,
+    "barracuda": 0.03,
+    "cloud": 0.02,
+    "google": 0.0,
+    "novel": 0.0,
+    "none": 0.0,
+}
+
+
 def _shifted() -> dict[str, Any]:
     """Same mechanisms, moved settings: tests whether a model generalises beyond its training
     world (scanners spoof current Chrome more often and arrive later, more isolation and Zscaler,
@@ -830,9 +843,11 @@ def _shifted() -> dict[str, Any]:
     }
     return {
         "scanner_ua_styles": styles,
+        # Three times the isolation of the first default world (before issue 16 made it richer),
+        # so this world stays the one the README's figures were measured on.
         "isolation_share": {
-            k: min(1.0, v * 3 + 0.03) if k != "none" else 0.0
-            for k, v in base.isolation_share.items()
+            k: min(1.0, v * 3 + 0.03) if k not in ("none", "novel") else 0.0
+            for k, v in _FIRST_ISOLATION.items()
         },
         "scanner_delay": (8.0, 1.1),
         "scanner_late_share": 0.2,
