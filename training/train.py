@@ -15,7 +15,7 @@ import pandas as pd
 
 from botfilter.errors import BotfilterError
 from botfilter.settings import Settings
-from features.definitions import FEATURE_NAMES, feature_schema
+from features.definitions import MODEL_FEATURES, feature_schema
 from features.pipeline import Enrichers, build_features, event_context
 from scoring.model import METADATA_FILE, BotModel, threshold_key
 from training import plots
@@ -232,10 +232,10 @@ def fit_model(
     tr, va, te = split_by_send_time(prep.ctx)
     if min(len(tr), len(va), len(te)) == 0 or prep.y[tr].all() or not prep.y[tr].any():
         raise BotfilterError("too little labelled data to split by time into train/validation/test")
-    X = prep.features[list(FEATURE_NAMES)].to_numpy(dtype=np.float64)
+    X = prep.features[list(MODEL_FEATURES)].to_numpy(dtype=np.float64)
     params = {**DEFAULT_PARAMS, "num_threads": settings.threads, **(params or {})}
     dtrain = lgb.Dataset(
-        X[tr], prep.y[tr].astype(int), feature_name=list(FEATURE_NAMES), free_raw_data=False
+        X[tr], prep.y[tr].astype(int), feature_name=list(MODEL_FEATURES), free_raw_data=False
     )
     dvalid = lgb.Dataset(X[va], prep.y[va].astype(int), reference=dtrain)
     booster = lgb.train(
@@ -246,7 +246,7 @@ def fit_model(
         callbacks=[lgb.early_stopping(EARLY_STOPPING, verbose=False)],
     )
     booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
-    model = BotModel(booster, list(FEATURE_NAMES), (1.0, 0.0), {}, "candidate", settings.threads)
+    model = BotModel(booster, list(MODEL_FEATURES), (1.0, 0.0), {}, "candidate", settings.threads)
     raw_va = model.raw_score(X[va])
     model.calibration = fit_calibration(raw_va, prep.y[va])
     model.thresholds, how = select_thresholds(

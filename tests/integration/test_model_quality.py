@@ -57,6 +57,7 @@ def test_first_model_is_promoted_and_logged(trained):
     # every cut says how it was chosen, and none is below a calibrated 0.5
     assert run.data.tags["threshold.email_click"]
     assert min(first.model.thresholds.values()) >= 0.5
+    assert "net_security_vendor" not in first.model.feature_names  # a network people share
     artifacts = {a.path for a in client.list_artifacts(first.run_id)} | {
         a.path for a in client.list_artifacts(first.run_id, "plots")
     }

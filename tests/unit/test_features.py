@@ -75,6 +75,15 @@ def test_registry_is_unique_and_typed():
     )
 
 
+def test_model_inputs_leave_out_networks_people_share_with_bots():
+    from features.definitions import MODEL_FEATURES, NOT_MODEL_INPUTS, feature_schema
+
+    assert "net_security_vendor" in FEATURE_NAMES and "net_security_vendor" not in MODEL_FEATURES
+    assert set(MODEL_FEATURES) == set(FEATURE_NAMES) - set(NOT_MODEL_INPUTS)
+    schema = {r["name"]: r["model_input"] for r in feature_schema()}
+    assert schema["net_security_vendor"] is False and schema["secs_since_delivery"] is True
+
+
 def test_exact_values(ctx, enrichers):
     f = build_features(ctx, enrichers)
     assert list(f.columns) == list(FEATURE_NAMES)
