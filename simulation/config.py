@@ -408,7 +408,7 @@ class SimConfig:
         "avd",
     )
     isolation_same_ip_share: float = knob(
-        0.35,
+        0.6,
         "Isolation domains whose cloud browser egresses from the addresses that scanned the "
         "message at delivery (else another address of the vendor's farm).",
         "isolation_same_ip",
@@ -562,12 +562,12 @@ class SimConfig:
     )
     isolation_share: dict[str, float] = knob(
         {
-            "microsoft_eop": 0.08,
-            "proofpoint": 0.3,
-            "mimecast": 0.3,
-            "barracuda": 0.1,
-            "cloud": 0.08,
-            "google": 0.03,
+            "microsoft_eop": 0.12,
+            "proofpoint": 0.4,
+            "mimecast": 0.4,
+            "barracuda": 0.15,
+            "cloud": 0.12,
+            "google": 0.05,
             "novel": 0.0,
             "none": 0.0,
         },
