@@ -204,11 +204,21 @@ class _Causal:
 
 
 def _burst(
-    block: np.ndarray, c: _Causal, key: np.ndarray, missing: np.ndarray, names: dict[str, str]
+    block: np.ndarray,
+    c: _Causal,
+    key: np.ndarray,
+    missing: np.ndarray,
+    names: dict[str, str],
+    gap: str | None = None,
 ) -> None:
-    """Window counts of one burst key (causal order), written into ``block``."""
+    """Window counts of one burst key (causal order), written into ``block``; with ``gap``, also
+    the seconds since the key's previous event on another message (the same grouping)."""
     codes, uniques = factorize(key)
     perm, group = kernels.group_order(codes.astype(np.int64, copy=False), c.tenant, len(uniques))
+    if gap is not None:
+        kernels.other_message_gap(
+            perm, group, c.t, c.message, LONGEST_WINDOW_S * NS, c.order, missing, block, _ROW[gap]
+        )
     out_rows = np.full((len(WINDOWS_S), 3), -1, dtype=np.int64)
     for w, width in enumerate(WINDOWS_S):
         for k, kind in enumerate(("events", "msgs", "contacts")):
@@ -227,15 +237,6 @@ def _burst(
         missing,
         block,
         out_rows,
-    )
-
-
-def _gap(block: np.ndarray, c: _Causal, key: np.ndarray, missing: np.ndarray, name: str) -> None:
-    """Seconds since the key's previous event on another message (causal order), into ``block``."""
-    codes, uniques = factorize(key)
-    perm, group = kernels.group_order(codes.astype(np.int64, copy=False), c.tenant, len(uniques))
-    kernels.other_message_gap(
-        perm, group, c.t, c.message, LONGEST_WINDOW_S * NS, c.order, missing, block, _ROW[name]
     )
 
 
@@ -282,18 +283,15 @@ def feature_block(
             {"events": "send_asn_events_{w}s"}
             if name == "send"
             else {k: f"{name}_{k}_{{w}}s" for k in ("events", "msgs", "contacts")},
+            f"{name}_secs_since_other_msg" if name in GAP_KEYS else None,
         )
         for key, missing, name in jobs
     ]
-    gaps = [(keys[k].astype(np.int64)[order], no_ip, f"{k}_secs_since_other_msg") for k in GAP_KEYS]
     pool = _pool() if n >= PARALLEL_FROM else None
     pending = [pool.submit(_burst, block, c, *job) for job in bursts] if pool else []
-    pending += [pool.submit(_gap, block, c, *job) for job in gaps] if pool else []
     if pool is None:
         for job in bursts:
             _burst(block, c, *job)
-        for job in gaps:
-            _gap(block, c, *job)
 
     # Timing
     with np.errstate(invalid="ignore"):
