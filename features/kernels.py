@@ -10,6 +10,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+_NAT = np.iinfo(np.int64).min  # a missing timestamp
+
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _put(out, j_ev, j_a, j_b, r, ev, dist_a, dist_b):  # noqa: ANN001, ANN202
@@ -222,3 +224,101 @@ def message_history(
         out_same_ip[r] = same_ip
         out_same_ua[r] = same_ua
         out_first_same_ip_ns[r] = first_ip
+
+
+@numba.njit(cache=True, nogil=True)
+def message_opens(
+    perm: np.ndarray,
+    group: np.ndarray,
+    t_ns: np.ndarray,
+    deliv_ns: np.ndarray,
+    is_click: np.ndarray,
+    ip_key: np.ndarray,
+    min_delay_ns: int,
+    lookback: int,
+    rows: np.ndarray,
+    out_since_first_ns: np.ndarray,
+    out_since_open_ns: np.ndarray,
+    out_late_opens_other_ip: np.ndarray,
+) -> None:
+    """Per event, what a person's earlier read of its message looks like (ordered by time).
+
+    ``perm``/``group`` group causal positions by message (:func:`group_order`); inputs are in
+    causal order and outputs are written at ``rows[position]``. ``out_since_first_ns``: time since
+    the message's first event (0 for the first); ``out_since_open_ns``: time since its latest
+    earlier open (-1 if none); ``out_late_opens_other_ip``: of the last ``lookback`` earlier
+    events, the opens made at least ``min_delay_ns`` after delivery from another address (an
+    unknown address, key < 0, counts as another; an unknown delivery never counts as late).
+    """
+    n = perm.shape[0]
+    begin = 0
+    first_t = 0
+    last_open = -1
+    for i in range(n):
+        p = perm[i]
+        r = rows[p]
+        if i == 0 or group[i] != group[i - 1]:
+            begin = i
+            first_t = t_ns[p]
+            last_open = -1
+        out_since_first_ns[r] = t_ns[p] - first_t
+        out_since_open_ns[r] = -1 if last_open < 0 else t_ns[p] - t_ns[last_open]
+        late = 0
+        for j in range(i - 1, max(begin, i - lookback) - 1, -1):
+            q = perm[j]
+            if is_click[q] or deliv_ns[q] == _NAT:
+                continue
+            if t_ns[q] - deliv_ns[q] >= min_delay_ns and (ip_key[p] < 0 or ip_key[q] != ip_key[p]):
+                late += 1
+        out_late_opens_other_ip[r] = late
+        if not is_click[p]:
+            last_open = p
+
+
+@numba.njit(cache=True, nogil=True)
+def other_message_gap(
+    perm: np.ndarray,
+    group: np.ndarray,
+    t_ns: np.ndarray,
+    message: np.ndarray,
+    window_ns: int,
+    rows: np.ndarray,
+    missing: np.ndarray,
+    out: np.ndarray,
+    out_row: int,
+) -> None:
+    """Per event: seconds since the latest earlier event of its group (a burst key) on *another*
+    message, if within ``window_ns`` (else NaN), written into ``out[out_row]``.
+
+    A scanner that fans out over a domain's recipients comes back within seconds; a cloud
+    desktop's or a proxy's people, minutes apart. Bounded by the window so the online API's burst
+    history (the longest window) gives the batch value. Rows flagged ``missing`` get NaN.
+    """
+    n = perm.shape[0]
+    last_t = 0
+    last_msg = -1
+    other_t = 0
+    has_other = False
+    for i in range(n):
+        p = perm[i]
+        r = rows[p]
+        if i == 0 or group[i] != group[i - 1]:
+            last_msg = -1
+            has_other = False
+        m = message[p]
+        t = t_ns[p]
+        gap = -1
+        if last_msg >= 0 and last_msg != m:
+            gap = t - last_t
+        elif has_other:
+            gap = t - other_t
+        if missing[r] or gap < 0 or gap > window_ns:
+            out[out_row, r] = np.nan
+        else:
+            out[out_row, r] = gap / 1e9
+        # Keep the latest event and the latest one on a message other than the latest's.
+        if last_msg >= 0 and m != last_msg:
+            other_t = last_t
+            has_other = True
+        last_t = t
+        last_msg = m

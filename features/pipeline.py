@@ -16,7 +16,15 @@ import pandas as pd
 
 from contract.schema import EVENTS, MESSAGE_CONTEXT, MESSAGES
 from features import kernels
-from features.definitions import BURST_KEYS, FEATURE_NAMES, HISTORY_LOOKBACK, WINDOWS_S
+from features.definitions import (
+    BURST_KEYS,
+    FEATURE_NAMES,
+    GAP_KEYS,
+    HISTORY_LOOKBACK,
+    HUMAN_OPEN_AFTER_S,
+    LONGEST_WINDOW_S,
+    WINDOWS_S,
+)
 from features.enrichment.ip import IpEnricher
 from features.enrichment.reference import Reference, load_reference
 from features.enrichment.useragent import UaParser
@@ -201,11 +209,21 @@ class _Causal:
 
 
 def _burst(
-    block: np.ndarray, c: _Causal, key: np.ndarray, missing: np.ndarray, names: dict[str, str]
+    block: np.ndarray,
+    c: _Causal,
+    key: np.ndarray,
+    missing: np.ndarray,
+    names: dict[str, str],
+    gap: str | None = None,
 ) -> None:
-    """Window counts of one burst key (causal order), written into ``block``."""
+    """Window counts of one burst key (causal order), written into ``block``; with ``gap``, also
+    the seconds since the key's previous event on another message (the same grouping)."""
     codes, uniques = factorize(key)
     perm, group = kernels.group_order(codes.astype(np.int64, copy=False), c.tenant, len(uniques))
+    if gap is not None:
+        kernels.other_message_gap(
+            perm, group, c.t, c.message, LONGEST_WINDOW_S * NS, c.order, missing, block, _ROW[gap]
+        )
     out_rows = np.full((len(WINDOWS_S), 3), -1, dtype=np.int64)
     for w, width in enumerate(WINDOWS_S):
         for k, kind in enumerate(("events", "msgs", "contacts")):
@@ -270,6 +288,7 @@ def feature_block(
             {"events": "send_asn_events_{w}s"}
             if name == "send"
             else {k: f"{name}_{k}_{{w}}s" for k in ("events", "msgs", "contacts")},
+            f"{name}_secs_since_other_msg" if name in GAP_KEYS else None,
         )
         for key, missing, name in jobs
     ]
@@ -338,6 +357,24 @@ def feature_block(
     block[_ROW["secs_since_msg_prev_event"]] = np.where(h["gap"] < 0, np.nan, h["gap"] / NS)
     block[_ROW["msg_first_event"]] = h["prior"] == 0
     block[_ROW["click_without_open"]] = (is_click == 1) & (h["opens"] == 0)
+    since_first, since_open, late = (np.empty(n, dtype=np.int64) for _ in range(3))
+    kernels.message_opens(
+        perm,
+        group,
+        c.t,
+        deliv[order],
+        is_click[order],
+        ip["ip_key"].astype(np.int64)[order],
+        HUMAN_OPEN_AFTER_S * NS,
+        HISTORY_LOOKBACK,
+        order,
+        since_first,
+        since_open,
+        late,
+    )
+    block[_ROW["secs_since_msg_first_event"]] = since_first / NS
+    block[_ROW["secs_since_msg_prev_open"]] = np.where(since_open < 0, np.nan, since_open / NS)
+    block[_ROW["msg_prior_late_opens_other_ip"]] = late
 
     for future in pending:
         future.result()

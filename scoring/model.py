@@ -25,6 +25,11 @@ METADATA_FILE = "botfilter_model.json"
 _CHUNK = 16_384  # rows per compiled-tree call when no reasons are asked for
 
 
+# is_bot is never true below this calibrated score (PRODUCT.md): a model registered with a lower
+# cut is held to it when scoring.
+MIN_CUT = 0.5
+
+
 def threshold_key(channel: str, event_type: str) -> str:
     """Key of a per-(channel, type) threshold, e.g. ``email:click``."""
     return f"{channel}:{event_type}"
@@ -44,6 +49,7 @@ class BotModel:
     _trees: FlatTrees | None = field(default=None, repr=False)
     _fmaps: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict, repr=False)
     _explainer: Any = field(default=None, repr=False)  # compiled for FEATURE_NAMES' layout
+    _cuts: tuple[Any, dict[str, float]] = field(default=(None, {}), repr=False)
 
     # --- persistence -------------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
@@ -129,8 +135,13 @@ class BotModel:
         return self.calibrate(self.raw_score(self.matrix(features)))
 
     def threshold_for(self, channel: np.ndarray, event_type: np.ndarray) -> np.ndarray:
-        """Per-row threshold by (channel, type), falling back to the default one."""
-        default = self.thresholds.get("default", 0.5)
+        """Per-row threshold by (channel, type), falling back to the default one; never below
+        ``MIN_CUT``."""
+        src, floored = self._cuts
+        if src is not self.thresholds:  # floored once per thresholds dict
+            floored = {k: max(float(v), MIN_CUT) for k, v in self.thresholds.items()}
+            self._cuts = (self.thresholds, floored)
+        default = floored.get("default", MIN_CUT)
         if len(channel) <= 64:
             # A few rows (online requests): a dict per pair costs less than two factorizes.
             found: dict[tuple[Any, Any], float] = {}
@@ -139,7 +150,7 @@ class BotModel:
             for ch, ty in pairs:
                 cut = found.get((ch, ty))
                 if cut is None:  # (a missing value makes a key no threshold has: the default)
-                    cut = found[ch, ty] = self.thresholds.get(threshold_key(ch, ty), default)
+                    cut = found[ch, ty] = floored.get(threshold_key(ch, ty), default)
                 cuts.append(cut)
             return np.array(cuts, dtype=np.float64)
         ch_codes, channels = pd.factorize(np.asarray(channel, dtype=object))
@@ -149,7 +160,7 @@ class BotModel:
         table = np.full((len(channels) + 1, len(types) + 1), default, dtype=np.float64)
         for i, ch in enumerate(channels):
             for j, ty in enumerate(types):
-                table[i, j] = self.thresholds.get(threshold_key(ch, ty), default)
+                table[i, j] = floored.get(threshold_key(ch, ty), default)
         return table[ch_codes, ty_codes]
 
     @property

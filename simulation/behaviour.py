@@ -12,7 +12,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import GATEWAYS
-from .world import CLIENTS, EGRESS, LINK_MODES, MS, PROVIDERS, UA_NONE, World, lognormal, pick
+from .world import (
+    CLIENTS,
+    DESKTOP_EGRESS,
+    EGRESS,
+    LINK_MODES,
+    MS,
+    PROVIDERS,
+    UA_NONE,
+    World,
+    lognormal,
+    pick,
+)
 
 # Event source codes; 0 is a person, the others are BOT_KINDS in contract order.
 HUMAN, SCANNER, PREFETCH, PREVIEW, CRAWLER = range(5)
@@ -20,7 +31,50 @@ SOURCE_KIND = (None, "security_scanner", "privacy_prefetch", "link_preview", "cr
 OPEN, CLICK = 0, 1
 GET, HEAD = 0, 1
 
-FIELDS = ("msg", "src", "etype", "t", "ip", "ua", "pos", "hidden", "method")
+FIELDS = ("msg", "src", "etype", "t", "ip", "ua", "pos", "hidden", "method", "fam")
+# Each event's family (the events table's ``family`` column, for evaluation only): how a person
+# reached us (the hard negatives), or which kind of bot it is.
+HUMAN_FAMILIES = (
+    "person",
+    "gmail_proxy",
+    "yahoo_proxy",
+    "outlook_desktop",
+    "private_relay",
+    "office_nat",
+    "zscaler",
+    "cloud_desktop",
+    "citrix",
+    "corporate_proxy",
+    "isolation",
+    "isolation_scanner_ip",
+    "proxy_open_isolation_click",
+)
+BOT_FAMILIES = (
+    "scanner",
+    "rescan",
+    "novel_scanner",
+    "mpp",
+    "sms_preview",
+    "share_preview",
+    "crawler",
+)
+FAMILIES = HUMAN_FAMILIES + BOT_FAMILIES
+# Office egress mode -> the family of a person reading or clicking through it.
+_OFFICE_FAMILY = {
+    "business_isp": "office_nat",
+    "zscaler": "zscaler",
+    "azure_vdi": "cloud_desktop",
+    "citrix": "citrix",
+    "corporate_proxy": "corporate_proxy",
+    "remote": "person",
+}
+# Office egress modes that proxy a person's web traffic (their opens come through them).
+_PROXY_EGRESS = ("business_isp", "zscaler", "corporate_proxy")
+
+
+def fam(name: str) -> int:
+    """Code of a family name."""
+    return FAMILIES.index(name)
 
 
 class Parts:
@@ -29,7 +83,7 @@ class Parts:
     def __init__(self) -> None:
         self.cols: dict[str, list[np.ndarray]] = {f: [] for f in FIELDS}
 
-    def add(self, *, msg, src, etype, t, ip, ua, pos=None, method=None) -> None:  # noqa: ANN001
+    def add(self, *, msg, src, etype, t, ip, ua, fam, pos=None, method=None) -> None:  # noqa: ANN001
         n = len(msg)
         if n == 0:
             return
@@ -42,6 +96,7 @@ class Parts:
             "ua": ua,
             "pos": -1 if pos is None else pos,
             "method": GET if method is None else method,
+            "fam": fam,
         }
         dtypes = {
             "msg": np.int64,
@@ -52,6 +107,7 @@ class Parts:
             "ua": np.int64,
             "pos": np.int64,
             "method": np.int8,
+            "fam": np.int8,
         }
         for key, dtype in dtypes.items():
             self.cols[key].append(np.broadcast_to(np.asarray(full[key], dtype=dtype), (n,)).copy())
@@ -192,7 +248,12 @@ def people_email(w: World, mv: MessageView, rng: np.random.Generator, parts: Par
     contact, dom = mv.contact[rm], mv.domain[rm]
     phone = rng.random(rm.size) < ct.mobile_pref[contact]
     office = rng.random(rm.size) < dm.office_share[dom]
-    vdi = office & (dm.egress[dom] == EGRESS.index("azure_vdi"))
+    egress = dm.egress[dom]
+    vdi = office & np.isin(egress, [EGRESS.index(e) for e in DESKTOP_EGRESS])
+    office_fam = np.where(
+        office, np.array([fam(_OFFICE_FAMILY[e]) for e in EGRESS], dtype=np.int8)[egress], 0
+    ).astype(np.int8)
+    proxied_office = office & np.isin(egress, [EGRESS.index(e) for e in _PROXY_EGRESS])
     wifi = rng.random(rm.size) < cfg.phone_on_wifi_share
     mobile_ip = ct.mobile_ip[contact, rng.integers(0, ct.mobile_ip.shape[1], size=rm.size)]
     read_ip = np.where(phone & ~wifi, mobile_ip, ct.home_ip[contact])
@@ -216,8 +277,17 @@ def people_email(w: World, mv: MessageView, rng: np.random.Generator, parts: Par
         m = client == CLIENTS.index(cl)
         open_ip[m] = pools[ip_pool][rng.integers(0, len(pools[ip_pool]), size=int(m.sum()))]
         open_ua[m] = pools[ua_key][0]
+    open_fam = np.where(
+        office_fam == 0,
+        np.where((client == CLIENTS.index("outlook_desktop")) & ~phone, fam("outlook_desktop"), 0),
+        office_fam,
+    )
+    open_fam[client == CLIENTS.index("gmail_proxy")] = fam("gmail_proxy")
+    open_fam[client == CLIENTS.index("yahoo_proxy")] = fam("yahoo_proxy")
     o = np.flatnonzero(visible_open)
-    parts.add(msg=rm[o], src=HUMAN, etype=OPEN, t=read_t[o], ip=open_ip[o], ua=open_ua[o])
+    parts.add(
+        msg=rm[o], src=HUMAN, etype=OPEN, t=read_t[o], ip=open_ip[o], ua=open_ua[o], fam=open_fam[o]
+    )
     # Yahoo's proxy retries the pixel a few times within seconds.
     y = o[
         (client[o] == CLIENTS.index("yahoo_proxy")) & (rng.random(o.size) < cfg.yahoo_retry_share)
@@ -230,6 +300,7 @@ def people_email(w: World, mv: MessageView, rng: np.random.Generator, parts: Par
         t=read_t[yr] + rng.integers(*cfg.yahoo_retry_ms, size=yr.size),
         ip=open_ip[yr],
         ua=open_ua[yr],
+        fam=open_fam[yr],
     )
 
     # Clicks: anchored on a read (mostly the first), early links more likely.
@@ -265,6 +336,16 @@ def people_email(w: World, mv: MessageView, rng: np.random.Generator, parts: Par
     iso = dm.isolation[c_dom]
     click_ip = np.where(iso, dm.isolation_ip[c_dom], click_ip)
     click_ua = np.where(iso, vdi_ua[c_contact], click_ua)
+    click_fam = np.where(relay, fam("private_relay"), office_fam[ca])
+    click_fam = np.where(
+        iso,
+        np.where(
+            proxied_office[ca],
+            fam("proxy_open_isolation_click"),
+            np.where(dm.isolation_same_ip[c_dom], fam("isolation_scanner_ip"), fam("isolation")),
+        ),
+        click_fam,
+    )
     # Some people click the same link again.
     idx, extra = _repeat_clicks(rng, ca.size, cfg.repeat_click_share, cfg.repeat_click_gap)
     parts.add(
@@ -275,8 +356,10 @@ def people_email(w: World, mv: MessageView, rng: np.random.Generator, parts: Par
         ip=click_ip[idx],
         ua=click_ua[idx],
         pos=pos[idx],
+        fam=click_fam[idx],
     )
-    _rescans(w, mv, rng, parts, msg, click_t, pos)
+    # An isolated click needs no separate re-scan: the vendor's cloud browser is the check.
+    _rescans(w, mv, rng, parts, msg[~iso], click_t[~iso], pos[~iso])
     _shared(w, rng, parts, msg, click_t, pos)
     return first_read
 
@@ -315,7 +398,14 @@ def _rescans(
     )
     ip = _scanner_ip(w, dom[m], rng)
     parts.add(
-        msg=msg[m], src=SCANNER, etype=CLICK, t=t, ip=ip, ua=dm.scanner_ua[dom[m]], pos=pos[m]
+        msg=msg[m],
+        src=SCANNER,
+        etype=CLICK,
+        t=t,
+        ip=ip,
+        ua=dm.scanner_ua[dom[m]],
+        pos=pos[m],
+        fam=fam("rescan"),
     )
 
 
@@ -355,7 +445,16 @@ def _shared(
         pool = pools[f"share_{name}"]
         ip[s] = pool[rng.integers(0, len(pool), size=int(s.sum()))]
         ua[s] = pools[f"ua_share_{name}"][0]
-    parts.add(msg=msg[m], src=PREVIEW, etype=CLICK, t=t, ip=ip, ua=ua, pos=pos[m])
+    parts.add(
+        msg=msg[m],
+        src=PREVIEW,
+        etype=CLICK,
+        t=t,
+        ip=ip,
+        ua=ua,
+        pos=pos[m],
+        fam=fam("share_preview"),
+    )
 
 
 def people_sms(w: World, mv: MessageView, rng: np.random.Generator, parts: Parts) -> None:
@@ -402,6 +501,7 @@ def people_sms(w: World, mv: MessageView, rng: np.random.Generator, parts: Parts
         ip=ip[idx],
         ua=ct.phone_ua[contact][idx],
         pos=pos[idx],
+        fam=np.where(ct.relay[contact], fam("private_relay"), fam("person"))[idx],
     )
     _shared(w, rng, parts, m, t, pos)
 
@@ -423,6 +523,9 @@ def scanners(w: World, mv: MessageView, rng: np.random.Generator, parts: Parts) 
         lognormal(rng, cfg.scanner_delay, pm.size),
     )
     second = _ms(lognormal(rng, cfg.second_pass_gap, pm.size))
+    novel = dm.gateway[mv.domain[pm]] == GATEWAYS.index("novel")
+    delay = np.where(novel, rng.uniform(*cfg.novel_scanner_delay, size=pm.size), delay)
+    pass_fam = np.where(novel, fam("novel_scanner"), fam("scanner"))
     start = mv.delivered[pm] + _ms(delay)
     start = np.where(prank == 0, start, np.roll(start, 1) + second)  # 2nd pass follows the 1st
     pdom = mv.domain[pm]
@@ -438,6 +541,7 @@ def scanners(w: World, mv: MessageView, rng: np.random.Generator, parts: Parts) 
         t=start[px] + rng.integers(0, int(cfg.scanner_link_gap_ms[1]), size=px.size),
         ip=pass_ip[px],
         ua=ua[px],
+        fam=pass_fam[px],
     )
 
     # Links: every position of the message, kept by the domain's link mode.
@@ -485,9 +589,10 @@ def scanners(w: World, mv: MessageView, rng: np.random.Generator, parts: Parts) 
         ua=ua[row[h]],
         pos=pos[h],
         method=HEAD,
+        fam=pass_fam[row[h]],
     )
     t = t + np.where(head[row], rng.integers(*cfg.scanner_head_gap_ms, size=row.size), 0)
-    parts.add(msg=msg, src=SCANNER, etype=CLICK, t=t, ip=ip, ua=ua[row], pos=pos)
+    parts.add(msg=msg, src=SCANNER, etype=CLICK, t=t, ip=ip, ua=ua[row], pos=pos, fam=pass_fam[row])
 
 
 def apple_mpp(
@@ -520,6 +625,7 @@ def apple_mpp(
         t=tt,
         ip=pool[rng.integers(0, len(pool), size=mm.size)],
         ua=pools["ua_mpp"][0],
+        fam=fam("mpp"),
     )
 
 
@@ -546,7 +652,7 @@ def link_previews(w: World, mv: MessageView, rng: np.random.Generator, parts: Pa
         rng.choice(len(pools["ua_android"]), size=m.size, p=pools["uaw_android"])
     ]
     ua = np.where(iphone, pools["ua_imessage"][0], android_ua)
-    parts.add(msg=m, src=PREVIEW, etype=CLICK, t=t, ip=ip, ua=ua, pos=pos)
+    parts.add(msg=m, src=PREVIEW, etype=CLICK, t=t, ip=ip, ua=ua, pos=pos, fam=fam("sms_preview"))
 
 
 def crawlers(w: World, mv: MessageView, rng: np.random.Generator, parts: Parts) -> None:
@@ -591,13 +697,16 @@ def crawlers(w: World, mv: MessageView, rng: np.random.Generator, parts: Parts) 
         ua=ua[row],
         pos=np.where(is_open, -1, pos),
         method=np.where(head, HEAD, GET),
+        fam=fam("crawler"),
     )
 
 
 __all__ = [
     "CLICK",
     "CRAWLER",
+    "FAMILIES",
     "FIELDS",
+    "HUMAN_FAMILIES",
     "HUMAN",
     "OPEN",
     "PREFETCH",

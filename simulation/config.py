@@ -81,6 +81,15 @@ SOURCES: dict[str, str] = {
     "on behalf of the user)",
     "zscaler": "ASN table (RouteViews/DB-IP): ZSCALER AS22616, AS53813, AS62044 - cloud proxy "
     "egress shared by all employees of a customer",
+    "citrix": "Citrix DaaS / Virtual Apps and Desktops (hosted session hosts browse from the "
+    "hosting provider's data-centre egress; Chrome or Edge on Windows Server), docs.citrix.com",
+    "corporate_proxy": "Secure web gateways (Netskope, Forcepoint, Cisco Umbrella: employees' "
+    "web traffic egresses from the vendor's data-centre proxies with their own browser UA)",
+    "isolation_same_ip": "Issue 16's independent world: a vendor's cloud browser fetches the page "
+    "at the person's click, minutes after their open, sometimes from the very addresses that "
+    "scanned the message at delivery",
+    "novel_scanner": "Issue 16's independent world: a scanner family no public rule names (cloud "
+    "hosts, current Chrome UAs, 30-240 s after delivery)",
     "avd": "Azure Virtual Desktop overview (desktops run in Azure, browsing egresses from "
     "Microsoft cloud ranges), learn.microsoft.com/azure/virtual-desktop/overview",
     "private_relay": "Apple iCloud Private Relay (Safari traffic egresses from relay ranges, "
@@ -127,7 +136,18 @@ _PROBABILITIES = {
     "scanner_ip_spread",
 }
 _PROBABILITY_DICTS = {"scan_prob", "head_first", "pixel_fetch", "rescan_at_click"}
-GATEWAYS = ("microsoft_eop", "proofpoint", "mimecast", "barracuda", "cloud", "google", "none")
+# "novel" is a scanner family the default world never has (weight 0): hosting networks, current
+# Chrome, minutes after delivery; the stress suite's novel-scanner world switches it on.
+GATEWAYS = (
+    "microsoft_eop",
+    "proofpoint",
+    "mimecast",
+    "barracuda",
+    "cloud",
+    "google",
+    "novel",
+    "none",
+)
 SCANNER_UA_STYLES = ("outdated_chrome", "modern_chrome", "empty", "vendor_token", "http_client")
 
 
@@ -367,10 +387,42 @@ class SimConfig:
     )
     zscaler_asns: tuple[int, ...] = knob((22616, 53813, 62044), "Zscaler egress ASNs.", "zscaler")
     egress_modes: dict[str, float] = knob(
-        {"business_isp": 0.45, "zscaler": 0.18, "azure_vdi": 0.1, "remote": 0.27},
-        "How a corporate domain's staff reach the web: office NAT, Zscaler cloud proxy, Azure "
-        "virtual desktops, or from home.",
+        {
+            "business_isp": 0.4,
+            "zscaler": 0.16,
+            "azure_vdi": 0.1,
+            "citrix": 0.04,
+            "corporate_proxy": 0.05,
+            "remote": 0.25,
+        },
+        "How a corporate domain's staff reach the web: office NAT, Zscaler cloud proxy, cloud "
+        "desktops (Azure Virtual Desktop / Windows 365, or the cloud their gateway scans from), "
+        "Citrix/VDI farms at hosting providers, a hosted secure web gateway, or from home.",
         "zscaler",
+    )
+    vdi_gateway_cloud_share: float = knob(
+        0.6,
+        "Cloud-desktop domains whose desktops run on the cloud their mail gateway scans from "
+        "(Microsoft for EOP, AWS for AWS-hosted scanners, Google for Workspace); the others "
+        "run on Azure.",
+        "avd",
+    )
+    isolation_same_ip_share: float = knob(
+        0.6,
+        "Isolation domains whose cloud browser egresses from the addresses that scanned the "
+        "message at delivery (else another address of the vendor's farm).",
+        "isolation_same_ip",
+    )
+    family_jitter: float = knob(
+        0.5,
+        "Per world (seed), hard-negative family weights (isolation shares, egress modes, the "
+        "same-IP share) are multiplied by exp(U(-j, j)): families vary across worlds.",
+        "esp_practice",
+    )
+    novel_scanner_delay: tuple[float, float] = knob(
+        (30.0, 240.0),
+        "Delivery-to-scan delay of the novel scanner family, uniform s.",
+        "novel_scanner",
     )
     office_share_beta: tuple[float, float] = knob(
         (3.0, 2.0), "Beta of a corporate domain's share of activity from the office egress.", "avd"
@@ -385,6 +437,7 @@ class SimConfig:
             "barracuda": 0.08,
             "cloud": 0.07,
             "google": 0.07,
+            "novel": 0.0,
             "none": 0.08,
         },
         "Security gateway protecting a corporate domain ('cloud' = AWS-hosted scanners, "
@@ -399,6 +452,7 @@ class SimConfig:
             "barracuda": 0.35,
             "cloud": 0.2,
             "google": 0.05,
+            "novel": 0.35,
             "none": 0.0,
         },
         "Chance a delivered message is scanned, by gateway (per-domain jitter added).",
@@ -417,6 +471,7 @@ class SimConfig:
             "barracuda": (0.15, 0.75, 0.1),
             "cloud": (0.4, 0.2, 0.4),
             "google": (0.15, 0.35, 0.5),
+            "novel": (0.5, 0.3, 0.2),
         },
         "Per gateway, share of domains fetching (all links, the first link, a random subset).",
         "acton_barracuda",
@@ -435,6 +490,7 @@ class SimConfig:
             "barracuda": 0.2,
             "cloud": 0.4,
             "google": 0.1,
+            "novel": 0.0,
         },
         "Chance a scanner sends HEAD before GET.",
         "scanner_guide",
@@ -447,6 +503,7 @@ class SimConfig:
             "barracuda": 0.3,
             "cloud": 0.6,
             "google": 0.25,
+            "novel": 0.1,
         },
         "Chance a scan also loads the open pixel.",
         "safelinks_clicks",
@@ -464,6 +521,7 @@ class SimConfig:
             "barracuda": 0.15,
             "cloud": 0.2,
             "google": 0.2,
+            "novel": 0.0,
         },
         "Chance a person's click is re-checked by the gateway just before it lands.",
         "vipre_isolation",
@@ -496,6 +554,7 @@ class SimConfig:
             "barracuda": (0.45, 0.25, 0.1, 0.2, 0.0),
             "cloud": (0.25, 0.15, 0.1, 0.0, 0.5),
             "google": (0.25, 0.55, 0.1, 0.1, 0.0),
+            "novel": (0.0, 1.0, 0.0, 0.0, 0.0),
         },
         "Per gateway, UA style mix: outdated Chrome, current Chrome (spoof), empty, vendor "
         "token, generic HTTP client.",
@@ -503,12 +562,13 @@ class SimConfig:
     )
     isolation_share: dict[str, float] = knob(
         {
-            "microsoft_eop": 0.02,
-            "proofpoint": 0.15,
-            "mimecast": 0.18,
-            "barracuda": 0.03,
-            "cloud": 0.02,
-            "google": 0.0,
+            "microsoft_eop": 0.12,
+            "proofpoint": 0.4,
+            "mimecast": 0.4,
+            "barracuda": 0.15,
+            "cloud": 0.12,
+            "google": 0.05,
+            "novel": 0.0,
             "none": 0.0,
         },
         "Domains whose people's clicks are relayed by the vendor's browser isolation.",
@@ -583,6 +643,7 @@ class SimConfig:
             "barracuda": ("Mozilla/5.0 (compatible; Barracuda Link Protection)",),
             "cloud": (),
             "google": ("Google-Safety",),
+            "novel": (),
         },
         "UAs naming the vendor (field guides report the vendor's name in the UA; the exact "
         "strings here are illustrative).",
@@ -758,6 +819,19 @@ class SimConfig:
         ]
 
 
+# The default isolation shares before issue 16 (the shifted profile builds on them).
+_FIRST_ISOLATION = {
+    "microsoft_eop": 0.02,
+    "proofpoint": 0.15,
+    "mimecast": 0.18,
+    "barracuda": 0.03,
+    "cloud": 0.02,
+    "google": 0.0,
+    "novel": 0.0,
+    "none": 0.0,
+}
+
+
 def _shifted() -> dict[str, Any]:
     """Same mechanisms, moved settings: tests whether a model generalises beyond its training
     world (scanners spoof current Chrome more often and arrive later, more isolation and Zscaler,
@@ -769,15 +843,24 @@ def _shifted() -> dict[str, Any]:
     }
     return {
         "scanner_ua_styles": styles,
+        # Three times the isolation of the first default world (before issue 16 made it richer),
+        # so this world stays the one the README's figures were measured on.
         "isolation_share": {
-            k: min(1.0, v * 3 + 0.03) if k != "none" else 0.0
-            for k, v in base.isolation_share.items()
+            k: min(1.0, v * 3 + 0.03) if k not in ("none", "novel") else 0.0
+            for k, v in _FIRST_ISOLATION.items()
         },
         "scanner_delay": (8.0, 1.1),
         "scanner_late_share": 0.2,
         "honeypot_follow": 0.3,
         "corporate_share_beta": (1.5, 4.5),
-        "egress_modes": {"business_isp": 0.3, "zscaler": 0.35, "azure_vdi": 0.2, "remote": 0.15},
+        "egress_modes": {
+            "business_isp": 0.28,
+            "zscaler": 0.33,
+            "azure_vdi": 0.19,
+            "citrix": 0.03,
+            "corporate_proxy": 0.03,
+            "remote": 0.14,
+        },
         "mpp_delay": (2400.0, 1.8),
         "mpp_enabled_share": 0.95,
         "human_read_delay": (2.5 * 3600, 1.9),
@@ -790,6 +873,7 @@ def _shifted() -> dict[str, Any]:
             "barracuda": 0.05,
             "cloud": 0.09,
             "google": 0.06,
+            "novel": 0.0,
             "none": 0.06,
         },
         "imessage_preview_prob": 0.12,
@@ -798,5 +882,57 @@ def _shifted() -> dict[str, Any]:
     }
 
 
+def _stress(**knobs: Any) -> dict[str, Any]:
+    """A stress world: the shifted profile, more B2B contacts, no per-world jitter, plus knobs
+    that push one hard-negative family (or a scanner family) beyond what training saw."""
+    return {**_shifted(), "corporate_share_beta": (2.5, 2.5), "family_jitter": 0.0, **knobs}
+
+
+def _egress(**weights: float) -> dict[str, float]:
+    """Egress modes: the given weights, the rest shared by office NAT and working from home."""
+    rest = max(0.0, 1.0 - sum(weights.values()))
+    base = {"business_isp": 0.0, "zscaler": 0.0, "azure_vdi": 0.0, "citrix": 0.0}
+    base.update({"corporate_proxy": 0.0, "remote": 0.0})
+    return {**base, "business_isp": rest / 2, "remote": rest / 2, **weights}
+
+
+def _isolation(share: float) -> dict[str, float]:
+    return {g: (0.0 if g in ("none", "novel") else share) for g in GATEWAYS}
+
+
+# The stress suite's worlds (bench/quality_suite.py): none is used to train or to choose
+# thresholds or features.
+STRESS_PROFILES: dict[str, Any] = {
+    "stress_isolation": lambda: _stress(
+        isolation_share=_isolation(0.5), isolation_same_ip_share=0.8
+    ),
+    "stress_cloud_desktop": lambda: _stress(
+        egress_modes=_egress(azure_vdi=0.6, zscaler=0.1),
+        vdi_gateway_cloud_share=0.9,
+        office_share_beta=(6.0, 1.5),
+    ),
+    "stress_vdi_proxy": lambda: _stress(
+        egress_modes=_egress(citrix=0.35, corporate_proxy=0.35),
+        office_share_beta=(6.0, 1.5),
+    ),
+    "stress_proxy_isolation": lambda: _stress(
+        egress_modes=_egress(zscaler=0.4, corporate_proxy=0.3),
+        isolation_share=_isolation(0.4),
+        office_share_beta=(6.0, 1.5),
+    ),
+    "stress_novel_scanner": lambda: _stress(
+        gateway_weights={
+            "microsoft_eop": 0.35,
+            "proofpoint": 0.1,
+            "mimecast": 0.08,
+            "barracuda": 0.04,
+            "cloud": 0.07,
+            "google": 0.05,
+            "novel": 0.25,
+            "none": 0.06,
+        }
+    ),
+}
+
 # Profile name -> function returning the knobs that differ from the defaults.
-PROFILES: dict[str, Any] = {"default": dict, "shifted": _shifted}
+PROFILES: dict[str, Any] = {"default": dict, "shifted": _shifted, **STRESS_PROFILES}

@@ -262,7 +262,9 @@ def _tables(
     )
     events.loc[~is_click, "link_position"] = pd.NA
     events.loc[~resolved, "asn"] = pd.NA
+    # The family (how a person reached us, or which bot) is for evaluation only: an extra column.
     events = events[TABLES["events"].names]
+    events["family"] = np.asarray(bh.FAMILIES, dtype=object)[ev["fam"]]
     segments = w.segments[TABLES["segments"].names].reset_index(drop=True)
     settings = w.settings[TABLES["settings"].names].reset_index(drop=True)
     tables = {"messages": messages, "events": events, "segments": segments, "settings": settings}

@@ -20,7 +20,9 @@ DAY_MS = 86_400_000
 
 PROVIDERS = ("gmail", "yahoo", "outlook", "apple", "isp", "corporate")
 CLIENTS = ("apple_mpp", "apple_direct", "gmail_proxy", "yahoo_proxy", "outlook_desktop", "browser")
-EGRESS = ("business_isp", "zscaler", "azure_vdi", "remote")
+EGRESS = ("business_isp", "zscaler", "azure_vdi", "remote", "citrix", "corporate_proxy")
+# Egress modes whose staff browse inside a remote desktop (a managed Windows Chrome).
+DESKTOP_EGRESS = ("azure_vdi", "citrix")
 LINK_MODES = ("all", "first", "subset")
 UA_NONE = -1  # UA table code for "no User-Agent header"
 
@@ -176,6 +178,7 @@ class Domains:
     scanner_ua: np.ndarray  # UA table code (UA_NONE = empty)
     isolation: np.ndarray  # bool
     isolation_ip: np.ndarray  # IP code of the vendor isolation egress
+    isolation_same_ip: np.ndarray  # bool: isolation egress is the domain's first scanner IP
     egress: np.ndarray  # index into EGRESS
     egress_ip: np.ndarray  # (n, 2) IP codes of the office egress
     office_share: np.ndarray
@@ -266,6 +269,7 @@ class World:
 # --------------------------------------------------------------------------------------------
 def build_world(cfg: SimConfig, nets: Networks, tenants: int, days: int, seed: int) -> World:
     """Draw the static world for ``tenants`` tenants over ``days`` days."""
+    cfg = jittered(cfg, stream(seed, "families"))
     end_ms = int(cfg.end.timestamp() * MS)
     start_ms = end_ms - days * DAY_MS
     ips, uas, urls = IpTable(), StringTable(), StringTable()
@@ -355,6 +359,30 @@ def build_world(cfg: SimConfig, nets: Networks, tenants: int, days: int, seed: i
     )
 
 
+def jittered(cfg: SimConfig, rng: np.random.Generator) -> SimConfig:
+    """This world's hard-negative family weights: each multiplied by exp(U(-j, j))."""
+    j = cfg.family_jitter
+    if j <= 0:
+        return cfg
+
+    def f(n: int = 1) -> np.ndarray:
+        return np.exp(rng.uniform(-j, j, size=n))
+
+    egress = {
+        k: v * float(x) for (k, v), x in zip(cfg.egress_modes.items(), f(len(EGRESS)), strict=True)
+    }
+    total = sum(egress.values())
+    iso = cfg.isolation_share
+    return cfg.replace(
+        egress_modes={k: v / total for k, v in egress.items()},
+        isolation_share={
+            k: min(1.0, v * float(x)) for (k, v), x in zip(iso.items(), f(len(iso)), strict=True)
+        },
+        isolation_same_ip_share=min(1.0, cfg.isolation_same_ip_share * float(f()[0])),
+        vdi_gateway_cloud_share=min(1.0, cfg.vdi_gateway_cloud_share * float(f()[0])),
+    )
+
+
 def _names(rng: np.random.Generator, n: int, with_suffix: bool) -> np.ndarray:
     """Distinct made-up organisation names (``harborpine-logistics`` style)."""
     a = np.asarray(_WORDS, dtype=object)
@@ -412,8 +440,15 @@ def _shared_pools(
     }
     for gw, ranges in farms.items():
         add_ips(f"farm_{gw}", ranges, cfg.scanner_farm_ips)
+    p["farm_novel"] = np.concatenate([ips.add(*nets.draw(rng, r, 12)) for r in hosting])
     add_ips("zscaler", nets.asn_ranges(cfg.zscaler_asns, "Zscaler"), 400)
     add_ips("azure", nets.network_ranges("microsoft"), 800)
+    # Cloud desktops on the cloud a gateway scans from, Citrix farms and hosted web proxies at
+    # hosting providers: people on networks that bots use too.
+    add_ips("vdi_cloud", nets.network_ranges("amazon"), 400)
+    add_ips("vdi_google", nets.network_ranges("google"), 200)
+    p["hosting_vdi"] = np.concatenate([ips.add(*nets.draw(rng, r, 80)) for r in hosting])
+    p["web_proxy"] = np.concatenate([ips.add(*nets.draw(rng, r, 60)) for r in hosting])
     add_ips("business", nets.asn_ranges(cfg.business_isp_asns, "business ISPs"), 2000)
 
     def add_uas(name: str, values: np.ndarray, weights: np.ndarray | None = None) -> None:
@@ -501,6 +536,7 @@ def _domains(
     scanner_ua = np.full(n, UA_NONE, dtype=np.int64)
     isolation = np.zeros(n, dtype=bool)
     isolation_ip = np.zeros(n, dtype=np.int64)
+    isolation_same_ip = np.zeros(n, dtype=bool)
     styles = np.zeros(n, dtype=np.int64)
     for g in gw_names:
         m = np.flatnonzero(gateway == gw_names.index(g))
@@ -516,12 +552,35 @@ def _domains(
         isolation[m] = rng.random(m.size) < cfg.isolation_share.get(g, 0.0)
         isolation_ip[m] = farm[rng.integers(0, len(farm), size=m.size)]
         scanner_ua[m] = _scanner_uas(rng, pools, g, styles[m])
+    # Some vendors' cloud browsers run on the very addresses that scan at delivery.
+    isolation_same_ip = isolation & (rng.random(n) < cfg.isolation_same_ip_share)
+    isolation_ip = np.where(isolation_same_ip, scanner_ips[:, 0], isolation_ip)
 
     egress = np.full(n, EGRESS.index("remote"))
     egress[k:] = pick(rng, np.array([cfg.egress_modes[e] for e in EGRESS]), d)
     egress_ip = np.zeros((n, 2), dtype=np.int64)
-    for e, pool in (("business_isp", "business"), ("zscaler", "zscaler"), ("azure_vdi", "azure")):
-        m = np.flatnonzero(egress == EGRESS.index(e))
+    vdi_pool = np.where(
+        rng.random(n) < cfg.vdi_gateway_cloud_share,
+        np.where(
+            gateway == gw_names.index("cloud"),
+            "vdi_cloud",
+            np.where(gateway == gw_names.index("google"), "vdi_google", "azure"),
+        ),
+        "azure",
+    )
+    for e, pool in (
+        ("business_isp", "business"),
+        ("zscaler", "zscaler"),
+        ("azure_vdi", "azure"),
+        ("azure_vdi", "vdi_cloud"),
+        ("azure_vdi", "vdi_google"),
+        ("citrix", "hosting_vdi"),
+        ("corporate_proxy", "web_proxy"),
+    ):
+        m = egress == EGRESS.index(e)
+        if e == "azure_vdi":
+            m &= vdi_pool == pool
+        m = np.flatnonzero(m)
         egress_ip[m] = pools[pool][rng.integers(0, len(pools[pool]), size=(m.size, 2))]
     office_share = np.where(
         egress == EGRESS.index("remote"), 0.0, rng.beta(*cfg.office_share_beta, size=n)
@@ -541,6 +600,7 @@ def _domains(
         scanner_ua,
         isolation,
         isolation_ip,
+        isolation_same_ip,
         egress,
         egress_ip,
         office_share,

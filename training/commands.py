@@ -34,17 +34,27 @@ def train(
 
 
 def evaluate(
-    data: Path = typer.Option(..., help="Labelled data directory to evaluate on."),
+    data: Path | None = typer.Option(None, help="Labelled data directory to evaluate on."),
     model: str | None = typer.Option(None, help="Model URI; default models:/botfilter@champion."),
     out: Path | None = typer.Option(
         None, help="Where to save the report (JSON); default under the data home."
     ),
+    suite: bool = typer.Option(
+        False,
+        "--suite",
+        help="Run the stress suite instead: worlds of other seeds and profiles, each pushing a "
+        "hard-negative family (or an unseen scanner family) beyond training, with its targets.",
+    ),
+    worlds: Path | None = typer.Option(
+        None, help="With --suite: where the suite's worlds are simulated and reused."
+    ),
 ) -> None:
-    """Quality report against labels, with a UA-list baseline side by side."""
+    """Quality report against labels, with a UA-list baseline side by side (or the stress suite)."""
     import json
 
     from rich.console import Console
 
+    from botfilter.errors import BotfilterError
     from botfilter.paths import check_out_file
     from botfilter.settings import get_settings
     from contract import load
@@ -52,11 +62,28 @@ def evaluate(
     from training.evaluate import print_report
     from training.train import evaluate_model, prepare
 
+    if (data is None) == (not suite):
+        raise BotfilterError("give either --data DIR or --suite")
     if out is not None:
         check_out_file(out)
     console = Console()
     settings = get_settings()
     bot_model = load_model(settings, model)
+    if suite:
+        from training.suite import print_suite, run_suite
+
+        root = worlds or settings.ensure_home() / "suite"
+        results = run_suite(bot_model, root, console=console)
+        print_suite(results, console)
+        out = out or settings.ensure_home() / "reports" / (
+            f"suite-{bot_model.version.replace('/', '-')}.json"
+        )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2, default=float))
+        console.print(f"model {bot_model.version}; suite saved to {out}")
+        if any(r["failures"] for r in results):
+            raise typer.Exit(1)
+        return
     prep = prepare(load(data))
     import numpy as np
 

@@ -119,6 +119,19 @@ def evaluation_report(
         }
         for k in sorted(set(kinds[y]))
     }
+    if "family" in ctx:
+        # The simulator's family tag (evaluation only): how people reached us, which bot it was.
+        fams = ctx["family"].fillna("unknown").astype(str).to_numpy()
+        report["fpr_by_family"] = {
+            str(f): {"model": float(is_bot[m].mean()), "n": int(m.sum())}
+            for f in sorted(set(fams[human]))
+            if (m := human & (fams == f)).any()
+        }
+        report["recall_by_family"] = {
+            str(f): {"model": float(is_bot[m].mean()), "n": int(m.sum())}
+            for f in sorted(set(fams[y]))
+            if (m := y & (fams == f)).any()
+        }
     proxy = human & features["ua_mail_proxy"].to_numpy().astype(bool)
     report["proxy_open_fpr"] = {
         "model": float(is_bot[proxy].mean()) if proxy.any() else float("nan"),
@@ -188,6 +201,13 @@ def print_report(report: dict[str, Any], console) -> None:
     console.print(
         f"false-positive rate on people: model {report['human_fpr']['model']:.4%}, UA list {report['human_fpr']['ua_list']:.4%}"
     )
+    if "fpr_by_family" in report:
+        f = Table(title="People flagged as bots, per family (false-positive rate)")
+        for c in ("family", "n", "model FPR"):
+            f.add_column(c, justify="right")
+        for fam, r in report["fpr_by_family"].items():
+            f.add_row(fam, f"{r['n']:,}", f"{r['model']:.2%}")
+        console.print(f)
     p = report["proxy_open_fpr"]
     console.print(
         f"false-positive rate on Gmail/Yahoo proxy opens (n={p['n']:,}): model {p['model']:.4%}, UA list {p['ua_list']:.4%}"

@@ -74,3 +74,17 @@ def decide(
             )
     ok = ["no champion yet"] if champion is None else ["at least as good as the champion"]
     return GateDecision(not fails, fails or ok, candidate, champion)
+
+
+@dataclass(frozen=True)
+class SuiteTargets:
+    """What every world of the stress suite (``training/suite.py``) must show (issue 16)."""
+
+    max_family_fpr: float = 0.02  # people of any hard-negative family flagged
+    min_family_events: int = 30  # families with fewer people in a world are reported, not judged
+    min_channel_precision: float = 0.99
+    min_channel_recall: float = 0.97
+    max_ctr_mae_pp: float = 0.3
+
+
+SUITE = SuiteTargets()

@@ -15,7 +15,7 @@ import pandas as pd
 
 from botfilter.errors import BotfilterError
 from botfilter.settings import Settings
-from features.definitions import FEATURE_NAMES, feature_schema
+from features.definitions import MODEL_FEATURES, feature_schema
 from features.pipeline import Enrichers, build_features, event_context
 from scoring.model import METADATA_FILE, BotModel, threshold_key
 from training import plots
@@ -102,6 +102,19 @@ def threshold_for_precision(proba: np.ndarray, y: np.ndarray, target: float) -> 
     Among equally good cuts the highest threshold wins, so no false positive is taken on for
     no recall. None if no cut reaches the target.
     """
+    cuts = _precise_cuts(proba, y, target)
+    if cuts is None:
+        return None
+    p, _, tp, ok = cuts
+    best = ok[np.argmax(tp[ok])]  # argmax takes the first, i.e. highest-threshold, maximum
+    return float(p[best])
+
+
+def _precise_cuts(
+    proba: np.ndarray, y: np.ndarray, target: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Scores and labels by descending score, true positives at each cut, and the positions of
+    the cuts whose precision is >= target (None if there is none, or no bot)."""
     if not y.any():
         return None
     order = np.argsort(-proba, kind="stable")
@@ -111,26 +124,105 @@ def threshold_for_precision(proba: np.ndarray, y: np.ndarray, target: float) -> 
     # Only cut between distinct scores, so ties share one verdict.
     last_of_tie = np.r_[p[1:] != p[:-1], True]
     ok = np.flatnonzero((prec >= target) & last_of_tie)
-    if len(ok) == 0:
+    return (p, yy, tp, ok) if len(ok) else None
+
+
+# is_bot is never true below this calibrated score: a lower cut would call "bot" an event the
+# model itself thinks more likely a person (PRODUCT.md, scores table).
+MIN_CUT = 0.5
+# A cut may give up this share of the validation bots' recall to sit higher (robust to shift).
+RECALL_SLACK = 0.001
+
+
+@dataclass(frozen=True)
+class CutChoice:
+    """One threshold and how it was chosen (logged to MLflow as thresholds_how.json)."""
+
+    cut: float
+    method: str
+    precision: float
+    recall: float
+    gap: tuple[float, float]  # the lowest flagged and the highest unflagged validation score
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "cut": self.cut,
+            "method": self.method,
+            "precision": self.precision,
+            "recall": self.recall,
+            "gap": list(self.gap),
+        }
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-9), 1 - 1e-9)
+    return float(np.log(p / (1 - p)))
+
+
+def pick_cut(
+    proba: np.ndarray, y: np.ndarray, target: float, slack: float = RECALL_SLACK
+) -> CutChoice | None:
+    """A cut robust to shift: the highest one whose precision meets ``target`` and whose recall is
+    within ``slack`` of the best such cut's, placed in the middle (log-odds) of the gap to the next
+    lower score, and never below ``MIN_CUT``. None if no cut reaches the target."""
+    cuts = _precise_cuts(proba, y, target)
+    if cuts is None:
         return None
-    best = ok[np.argmax(tp[ok])]  # argmax takes the first, i.e. highest-threshold, maximum
-    return float(p[best])
+    p, yy, tp, ok = cuts
+    bots = int(yy.sum())
+    best_tp = int(tp[ok].max())
+    # The first (highest) cut whose recall is within the slack of the best.
+    keep = ok[tp[ok] >= best_tp - slack * bots][0]
+    lo_flagged = float(p[keep])
+    hi_unflagged = float(p[keep + 1]) if keep + 1 < len(p) else 0.0
+    method = "highest cut within recall slack" if tp[keep] < best_tp else "highest cut, best recall"
+    cut = lo_flagged
+    if hi_unflagged > 0.0:
+        cut = float(1 / (1 + np.exp(-(_logit(lo_flagged) + _logit(hi_unflagged)) / 2)))
+        method += ", middle of the gap"
+    if cut < MIN_CUT:
+        cut, method = MIN_CUT, method + f", raised to the {MIN_CUT} floor"
+    flagged = proba >= cut
+    return CutChoice(
+        cut,
+        method,
+        float((flagged & y).sum() / max(int(flagged.sum()), 1)),
+        float((flagged & y).sum() / bots),
+        (lo_flagged, hi_unflagged),
+    )
+
+
+def select_thresholds(
+    proba: np.ndarray, y: np.ndarray, ctx: pd.DataFrame, target: float, min_bots: int = 30
+) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
+    """A cut per (channel, type) (:func:`pick_cut`), with a global fallback, and how each was
+    chosen."""
+    how: dict[str, dict[str, Any]] = {}
+    default = pick_cut(proba, y, target)
+    if default is None:
+        thresholds = {"default": MIN_CUT}
+        how["default"] = {"cut": MIN_CUT, "method": f"no cut reaches {target}: the floor"}
+    else:
+        thresholds = {"default": default.cut}
+        how["default"] = default.as_dict()
+    for (ch, ty), idx in ctx.groupby(["channel", "type"]).indices.items():
+        key = threshold_key(ch, ty)
+        choice = pick_cut(proba[idx], y[idx], target) if y[idx].sum() >= min_bots else None
+        if choice is None:
+            thresholds[key] = thresholds["default"]
+            why = "too few bots" if y[idx].sum() < min_bots else f"no cut reaches {target}"
+            how[key] = {"cut": thresholds[key], "method": f"{why}: the default cut"}
+        else:
+            thresholds[key] = choice.cut
+            how[key] = choice.as_dict()
+    return thresholds, how
 
 
 def choose_thresholds(
     proba: np.ndarray, y: np.ndarray, ctx: pd.DataFrame, target: float, min_bots: int = 30
 ) -> dict[str, float]:
     """A threshold per (channel, type) for the target precision, with a global fallback."""
-    default = threshold_for_precision(proba, y, target)
-    thresholds = {"default": default if default is not None else 0.5}
-    for (ch, ty), idx in ctx.groupby(["channel", "type"]).indices.items():
-        thr = (
-            threshold_for_precision(proba[idx], y[idx], target)
-            if y[idx].sum() >= min_bots
-            else None
-        )
-        thresholds[threshold_key(ch, ty)] = thr if thr is not None else thresholds["default"]
-    return thresholds
+    return select_thresholds(proba, y, ctx, target, min_bots)[0]
 
 
 def fit_model(
@@ -140,10 +232,10 @@ def fit_model(
     tr, va, te = split_by_send_time(prep.ctx)
     if min(len(tr), len(va), len(te)) == 0 or prep.y[tr].all() or not prep.y[tr].any():
         raise BotfilterError("too little labelled data to split by time into train/validation/test")
-    X = prep.features[list(FEATURE_NAMES)].to_numpy(dtype=np.float64)
+    X = prep.features[list(MODEL_FEATURES)].to_numpy(dtype=np.float64)
     params = {**DEFAULT_PARAMS, "num_threads": settings.threads, **(params or {})}
     dtrain = lgb.Dataset(
-        X[tr], prep.y[tr].astype(int), feature_name=list(FEATURE_NAMES), free_raw_data=False
+        X[tr], prep.y[tr].astype(int), feature_name=list(MODEL_FEATURES), free_raw_data=False
     )
     dvalid = lgb.Dataset(X[va], prep.y[va].astype(int), reference=dtrain)
     booster = lgb.train(
@@ -154,10 +246,10 @@ def fit_model(
         callbacks=[lgb.early_stopping(EARLY_STOPPING, verbose=False)],
     )
     booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
-    model = BotModel(booster, list(FEATURE_NAMES), (1.0, 0.0), {}, "candidate", settings.threads)
+    model = BotModel(booster, list(MODEL_FEATURES), (1.0, 0.0), {}, "candidate", settings.threads)
     raw_va = model.raw_score(X[va])
     model.calibration = fit_calibration(raw_va, prep.y[va])
-    model.thresholds = choose_thresholds(
+    model.thresholds, how = select_thresholds(
         model.calibrate(raw_va), prep.y[va], prep.ctx.iloc[va], settings.target_precision
     )
     info = {
@@ -165,6 +257,7 @@ def fit_model(
         "best_iteration": booster.best_iteration or booster.num_trees(),
         "split": {"train": len(tr), "valid": len(va), "test": len(te)},
         "test_idx": te,
+        "thresholds_how": how,
     }
     return model, info
 
@@ -212,6 +305,7 @@ def train(
     prep = prepare(validated)
     model, info = fit_model(prep, settings, params)
     te = info.pop("test_idx")
+    how = info.pop("thresholds_how")
     report, proba, is_bot = evaluate_model(model, prep, te)
 
     configure_mlflow(settings)
@@ -250,6 +344,8 @@ def train(
             mlflow.log_metrics(flat_metrics(gate_numbers(champion_report), "champion."))
         mlflow.log_dict(feature_schema(), "feature_schema.json")
         mlflow.log_dict(model.thresholds, "thresholds.json")
+        mlflow.log_dict(how, "thresholds_how.json")
+        mlflow.set_tags({f"threshold.{k.replace(':', '_')}": v["method"] for k, v in how.items()})
         mlflow.log_dict(report, "evaluation.json")
         mlflow.log_dict(decision.as_dict(), "gate_decision.json")
         y = prep.y[te]

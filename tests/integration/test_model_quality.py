@@ -54,12 +54,17 @@ def test_first_model_is_promoted_and_logged(trained):
     run = client.get_run(first.run_id)
     assert run.data.params["target_precision"] == "0.99"
     assert run.data.metrics["test.pr_auc"] > 0.9
+    # every cut says how it was chosen, and none is below a calibrated 0.5
+    assert run.data.tags["threshold.email_click"]
+    assert min(first.model.thresholds.values()) >= 0.5
+    assert "net_security_vendor" not in first.model.feature_names  # a network people share
     artifacts = {a.path for a in client.list_artifacts(first.run_id)} | {
         a.path for a in client.list_artifacts(first.run_id, "plots")
     }
     assert {
         "feature_schema.json",
         "thresholds.json",
+        "thresholds_how.json",
         "evaluation.json",
         "gate_decision.json",
     } <= artifacts
@@ -81,7 +86,8 @@ def test_generalises_to_another_seed_and_profile(trained, worlds):
     settings, first = trained
     model = load_model(settings)  # the champion, compiled as in production
     prep = prepare(load(worlds[1]))
-    report, _, _ = evaluate_model(model, prep, np.arange(len(prep.ctx)))
+    report, proba, is_bot = evaluate_model(model, prep, np.arange(len(prep.ctx)))
+    assert is_bot.any() and proba[is_bot].min() >= 0.5  # never "bot" below a calibrated 0.5
     assert report["pr_auc"] >= 0.98
     for channel, r in report["by_channel"].items():
         assert r["model"]["precision"] >= 0.97, (channel, r)

@@ -75,6 +75,15 @@ def test_registry_is_unique_and_typed():
     )
 
 
+def test_model_inputs_leave_out_networks_people_share_with_bots():
+    from features.definitions import MODEL_FEATURES, NOT_MODEL_INPUTS, feature_schema
+
+    assert "net_security_vendor" in FEATURE_NAMES and "net_security_vendor" not in MODEL_FEATURES
+    assert set(MODEL_FEATURES) == set(FEATURE_NAMES) - set(NOT_MODEL_INPUTS)
+    schema = {r["name"]: r["model_input"] for r in feature_schema()}
+    assert schema["net_security_vendor"] is False and schema["secs_since_delivery"] is True
+
+
 def test_exact_values(ctx, enrichers):
     f = build_features(ctx, enrichers)
     assert list(f.columns) == list(FEATURE_NAMES)
@@ -98,6 +107,33 @@ def test_exact_values(ctx, enrichers):
     assert e.loc["e5", "ip_events_10s"] == 1
     assert e.loc["e1", "net_microsoft_eop"] == 1
     assert e.loc["e5", "net_microsoft_eop"] == 0
+
+
+def test_behaviour_features_exact_values(ctx, enrichers):
+    """Behaviour rather than identity: the person's click follows a read 899 s after delivery
+    from another address; the scanner's address comes back to another message within 0.2 s."""
+    e = build_features(ctx, enrichers).set_axis(ctx["event_id"])
+    # time since the message's first event (e1 at 2.0 s)
+    assert e.loc[["e1", "e3", "e4", "e5"], "secs_since_msg_first_event"].tolist() == pytest.approx(
+        [0.0, 0.5, 898.0, 958.0]
+    )
+    assert np.isnan(e.loc["e4", "secs_since_msg_prev_open"])
+    assert e.loc["e5", "secs_since_msg_prev_open"] == pytest.approx(60.0)
+    # e4 (an open 899 s after delivery, from 73.22.1.5) is a human-like read for a later event
+    # from another address, but not for e5 from the same address
+    assert e.loc["e5", "msg_prior_late_opens_other_ip"] == 0
+    later = ctx.iloc[[4]].assign(event_id="e6", ip="40.107.1.10", occurred_at=ts(990.0))
+    f6 = build_features(pd.concat([ctx, later], ignore_index=True), enrichers)
+    assert f6["msg_prior_late_opens_other_ip"].iat[-1] == 1
+    assert f6["secs_since_msg_prev_open"].iat[-1] == pytest.approx(90.0)
+    # the exact IP: e3 (m1) after e1 (m1) has no other message; e6 on m1 sees none either
+    assert np.isnan(e.loc["e3", "ip_secs_since_other_msg"])
+    # the /24: e2 (m2) 0.2 s after e1 (m1); e3 (m1) 0.3 s after e2 (m2)
+    assert e.loc["e2", "prefix_secs_since_other_msg"] == pytest.approx(0.2)
+    assert e.loc["e3", "prefix_secs_since_other_msg"] == pytest.approx(0.3)
+    assert np.isnan(e.loc["e1", "prefix_secs_since_other_msg"])
+    # beyond the longest window the gap is unknown (the online API keeps no older history)
+    assert np.isnan(f6["prefix_secs_since_other_msg"].iat[-1])
 
 
 def test_causal_order_breaks_ties_by_event_id():

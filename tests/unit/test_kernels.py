@@ -139,3 +139,42 @@ def test_message_history_writes_through_the_permutation():
     # causal positions 0 and 2 are one message (rows 2 and 1); position 1 alone (row 0)
     assert prior == [0, 1, 0]
     assert gap == [-1, 4 * S, -1]
+
+
+def test_message_opens_first_event_last_open_and_late_reads():
+    # message 0: open at 5 s (4 s after delivery at 1 s: not late), open at 100 s from ip 8
+    # (late), click at 130 s from ip 9; message 1: a click with an unknown delivery.
+    group = np.array([0, 0, 0, 0, 1], np.int64)
+    t = np.array([5, 100, 130, 131, 50], np.int64) * S
+    deliv = np.array([1, 1, 1, 1, np.iinfo(np.int64).min], np.int64) * np.array(
+        [S, S, S, S, 1], np.int64
+    )
+    is_click = np.array([0, 0, 1, 1, 1], np.int8)
+    ip = np.array([7, 8, 9, 8, 7], np.int64)
+    outs = [np.zeros(5, np.int64) for _ in range(3)]
+    ident = np.arange(5, dtype=np.int64)
+    kernels.message_opens(ident, group, t, deliv, is_click, ip, 60 * S, 64, ident, *outs)
+    since_first, since_open, late = (o.tolist() for o in outs)
+    assert since_first == [0, 95 * S, 125 * S, 126 * S, 0]
+    assert since_open == [-1, 95 * S, 30 * S, 31 * S, -1]
+    assert late == [0, 0, 1, 0, 0]  # the last click of m0 comes from ip 8, the late read's own
+
+
+def test_other_message_gap_skips_the_same_message_and_is_bounded():
+    # one key: m0 at 0 s, m0 at 1 s, m1 at 1.5 s, m1 at 3 s, m0 at 700 s; another key: m2 at 2 s
+    group = np.array([0, 0, 0, 0, 0, 1], np.int64)
+    t = (np.array([0, 1, 1.5, 3, 700, 2]) * S).astype(np.int64)
+    message = np.array([0, 0, 1, 1, 0, 2], np.int64)
+    out = np.full((1, 6), -7.0, np.float32)
+    missing = np.array([0, 0, 0, 0, 0, 0], bool)
+    ident = np.arange(6, dtype=np.int64)
+    kernels.other_message_gap(ident, group, t, message, 600 * S, ident, missing, out, 0)
+    got = out[0].tolist()
+    assert np.isnan(got[0]) and np.isnan(got[1])  # nothing on another message yet
+    assert got[2] == 0.5  # m1 after m0's latest (1 s)
+    assert got[3] == 2.0  # m1 again: still m0's latest (1 s)
+    assert np.isnan(got[4])  # m0 at 700 s: m1's latest is 697 s earlier, beyond the window
+    assert np.isnan(got[5])  # another key starts afresh
+    missing[2] = True
+    kernels.other_message_gap(ident, group, t, message, 600 * S, ident, missing, out, 0)
+    assert np.isnan(out[0, 2])

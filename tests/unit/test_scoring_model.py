@@ -7,7 +7,13 @@ import pytest
 
 from scoring.explain import contributions, flatten, top_reasons
 from scoring.model import BotModel
-from training.train import choose_thresholds, threshold_for_precision
+from training.train import (
+    MIN_CUT,
+    choose_thresholds,
+    pick_cut,
+    select_thresholds,
+    threshold_for_precision,
+)
 
 
 def train_booster(zero_as_missing: bool = False, n: int = 600, rounds: int = 20) -> lgb.Booster:
@@ -94,8 +100,10 @@ def test_choose_thresholds_falls_back_for_small_groups():
     proba = np.array([0.9, 0.8, 0.3, 0.2, 0.99, 0.1])
     y = np.array([1, 1, 0, 0, 1, 0], bool)
     th = choose_thresholds(proba, y, ctx, 0.99, min_bots=2)
-    assert th["email:click"] == 0.8
-    assert th["sms:click"] == th["default"] == 0.8
+    # the log-odds middle of the gap between the lowest bot (0.8) and the highest person (0.3)
+    mid = 1 / (1 + np.exp(-(np.log(4) + np.log(0.3 / 0.7)) / 2))
+    assert th["email:click"] == pytest.approx(mid)
+    assert th["sms:click"] == th["default"] == th["email:click"]
 
 
 @pytest.mark.parametrize("n", [1, 7, 64, 65, 300])
@@ -118,3 +126,55 @@ def test_threshold_for_is_the_same_for_few_and_many_rows(booster, n):
     expected = {("email", "click"): 0.7, ("sms", "click"): 0.9}
     want = [expected.get(r, 0.5) if isinstance(r[0], str) else 0.5 for r in rows]
     assert model.threshold_for(channel, event_type).tolist() == want
+
+
+def test_pick_cut_never_below_half_and_says_why():
+    """Bots down to 0.06 meet the precision target, but the cut is raised to the 0.5 floor."""
+    proba = np.array([0.99, 0.95, 0.4, 0.06, 0.03, 0.01])
+    y = np.array([1, 1, 1, 1, 0, 0], bool)
+    assert threshold_for_precision(proba, y, 0.99) == 0.06
+    choice = pick_cut(proba, y, 0.99)
+    assert choice.cut == MIN_CUT == 0.5
+    assert choice.method.endswith("raised to the 0.5 floor")
+    assert choice.recall == 0.5 and choice.precision == 1.0
+
+
+def test_pick_cut_sits_in_the_middle_of_a_wide_gap():
+    """Lowest flagged bot 0.9, highest person 0.6: the cut is their log-odds midpoint."""
+    proba = np.array([0.99, 0.9, 0.6, 0.1])
+    y = np.array([1, 1, 0, 0], bool)
+    choice = pick_cut(proba, y, 0.99)
+    mid = 1 / (1 + np.exp(-(np.log(9) + np.log(1.5)) / 2))
+    assert choice.cut == pytest.approx(mid) and 0.6 < choice.cut < 0.9
+    assert choice.gap == (0.9, 0.6) and "middle of the gap" in choice.method
+
+
+def test_pick_cut_gives_up_a_sliver_of_recall_for_a_higher_cut():
+    """One straggler bot of 2,000 at 0.55 is left out: the cut stays above the bulk's gap."""
+    proba = np.r_[np.full(1999, 0.99), 0.55, np.full(50, 0.01)]
+    y = np.r_[np.ones(2000, bool), np.zeros(50, bool)]
+    choice = pick_cut(proba, y, 0.99, slack=0.001)
+    assert choice.cut > 0.55 and choice.recall == pytest.approx(1999 / 2000)
+    assert "within recall slack" in choice.method
+
+
+def test_select_thresholds_logs_how_each_cut_was_chosen():
+    ctx = pd.DataFrame({"channel": ["email"] * 4 + ["sms"] * 2, "type": ["click"] * 6})
+    proba = np.array([0.9, 0.8, 0.3, 0.2, 0.99, 0.1])
+    y = np.array([1, 1, 0, 0, 1, 0], bool)
+    thresholds, how = select_thresholds(proba, y, ctx, 0.99, min_bots=2)
+    assert 0.5 <= thresholds["email:click"] < 0.8
+    assert how["sms:click"]["method"] == "too few bots: the default cut"
+    assert set(how) == set(thresholds)
+
+
+def test_model_never_flags_below_half_even_with_a_lower_registered_cut(booster):
+    """A model registered with a 0.06 cut (as an old training run chose) is held to 0.5."""
+    model = BotModel(
+        booster, ["a", "b", "c", "d"], (1.0, 0.0), {"default": 0.06, "email:click": 0.2}
+    )
+    for n in (3, 100):
+        cuts = model.threshold_for(np.array(["email"] * n), np.array(["click"] * n))
+        assert (cuts == 0.5).all()
+    model.thresholds = {"default": 0.7}
+    assert model.threshold_for(np.array(["sms"]), np.array(["click"]))[0] == 0.7

@@ -64,7 +64,8 @@ def _in_networks(ips: pd.Series, category: str) -> np.ndarray:
 # --- contract ---------------------------------------------------------------------------------
 def test_tables_have_the_contract_columns_and_types(world: dict[str, pd.DataFrame]) -> None:
     for name, frame in world.items():
-        assert list(frame.columns) == TABLES[name].names, name
+        extra = ["family"] if name == "events" else []  # evaluation only, after the contract's
+        assert list(frame.columns) == TABLES[name].names + extra, name
         for col in TABLES[name].columns:
             if col.kind == "timestamp":
                 assert str(frame[col.name].dtype) == "datetime64[ms, UTC]", (name, col.name)
@@ -214,6 +215,60 @@ def test_hard_negatives_are_people(joined: pd.DataFrame) -> None:
     # People on Azure virtual desktops: Microsoft cloud addresses, human label.
     azure = _in_networks(human["ip"].drop_duplicates(), "microsoft")
     assert azure.any()
+
+
+def test_every_event_has_a_family_consistent_with_its_label(joined: pd.DataFrame) -> None:
+    from simulation.behaviour import BOT_FAMILIES, HUMAN_FAMILIES
+
+    human = joined["label"] == "human"
+    assert joined.loc[human, "family"].isin(HUMAN_FAMILIES).all()
+    assert joined.loc[~human, "family"].isin(BOT_FAMILIES).all()
+    fams = set(joined.loc[human, "family"])
+    assert {"person", "gmail_proxy", "zscaler", "office_nat", "cloud_desktop"} <= fams
+    assert (joined.loc[joined["family"] == "gmail_proxy", "type"] == "open").all()
+    # the default world never has the novel scanner family
+    assert "novel_scanner" not in set(joined["family"])
+
+
+def test_stress_worlds_push_their_hard_negative_family() -> None:
+    """Isolation from the very addresses that scanned the message at delivery; cloud desktops on
+    the gateway's cloud; Citrix and proxies at hosting providers; the unseen scanner family."""
+    cfg = TINY.replace
+    iso = generate(3, 14, 5, SimConfig.variant("stress_isolation", contacts_per_tenant=2000))[
+        "events"
+    ]
+    same = iso[iso["family"] == "isolation_scanner_ip"]
+    assert (same["label"] == "human").all() and (same["type"] == "click").all() and len(same) > 20
+    # the isolated click comes from an address that also scanned that message at delivery
+    scans = iso[iso["family"] == "scanner"][["message_id", "ip"]].drop_duplicates()
+    hit = same.merge(scans, on=["message_id", "ip"], how="inner")["message_id"].nunique()
+    scanned = same["message_id"].isin(scans["message_id"])
+    assert hit >= 0.3 * same.loc[scanned, "message_id"].nunique() > 0
+    vdi = generate(2, 7, 5, SimConfig.variant("stress_vdi_proxy", contacts_per_tenant=700))[
+        "events"
+    ]
+    for family in ("citrix", "corporate_proxy"):
+        rows = vdi[vdi["family"] == family]
+        assert len(rows) > 20 and (rows["label"] == "human").all()
+    novel = generate(2, 7, 5, SimConfig.variant("stress_novel_scanner", contacts_per_tenant=700))
+    ev, msgs = novel["events"], novel["messages"].set_index("message_id")
+    nov = ev[ev["family"] == "novel_scanner"]
+    assert len(nov) > 50 and (nov["bot_kind"] == "security_scanner").all()
+    delay = (nov["occurred_at"] - nov["message_id"].map(msgs["delivered_at"])).dt.total_seconds()
+    assert delay.min() >= 30 - 1 and delay.median() < 300
+    assert cfg(family_jitter=0.0).family_jitter == 0.0
+
+
+def test_family_weights_vary_across_worlds() -> None:
+    from simulation.world import jittered, stream
+
+    a = jittered(TINY, stream(1, "families"))
+    b = jittered(TINY, stream(2, "families"))
+    assert a.isolation_share != b.isolation_share and a.egress_modes != b.egress_modes
+    assert abs(sum(a.egress_modes.values()) - 1) < 1e-9
+    assert jittered(TINY.replace(family_jitter=0.0), stream(1, "families")) == TINY.replace(
+        family_jitter=0.0
+    )
 
 
 def test_asn_is_filled_for_some_events_with_the_true_asn(world: dict[str, pd.DataFrame]) -> None:

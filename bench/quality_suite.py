@@ -1,0 +1,67 @@
+"""Stress suite: train on the default world, judge on worlds it never saw (issue 16).
+
+    .venv/bin/python bench/quality_suite.py [--train-tenants 8] [--tenants 3] [--days 30]
+        [--model URI] [--out bench/out/suite] [--json FILE]
+
+Without --model, a model is fitted (no MLflow) on the README's training world (8 tenants x 30
+days, seed 1, default profile) as `botfilter train` fits it. Each suite world (other seeds and
+profiles, training/suite.py) is simulated once under --out and reused. Prints, per world, the
+false-positive rate per family of people, precision and recall per channel and channel x type,
+recall per bot family, the campaign CTR and open-rate error, and which targets are missed; the
+exit status is 1 if any target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--train-tenants", type=int, default=8, help="tenants of the training world")
+    ap.add_argument("--tenants", type=int, default=3, help="tenants of each suite world")
+    ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--model", default=None, help="model URI instead of fitting one")
+    ap.add_argument("--out", type=Path, default=Path("bench/out/suite"))
+    ap.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
+    args = ap.parse_args()
+
+    from rich.console import Console
+
+    from botfilter.settings import Settings, get_settings
+    from contract import load
+    from scoring.registry import load_model
+    from simulation import simulate
+    from training.suite import print_suite, run_suite
+    from training.train import fit_model, prepare
+
+    console = Console()
+    started = time.perf_counter()
+    if args.model:
+        model = load_model(get_settings(), args.model)
+    else:
+        train_dir = args.out / f"train-default-seed1-{args.train_tenants}t-{args.days}d"
+        if not (train_dir / "events.parquet").exists():
+            simulate(train_dir, tenants=args.train_tenants, days=args.days, seed=1)
+        settings = Settings(home=args.out / "home")
+        with console.status("fitting the model on the training world"):
+            model, info = fit_model(prepare(load(train_dir)), settings)
+        model.version = "suite"
+        console.print(f"fitted on {train_dir}: thresholds {model.thresholds}")
+        for key, how in info["thresholds_how"].items():
+            console.print(f"  {key}: {how['cut']:.4f} ({how['method']})")
+    results = run_suite(model, args.out, args.tenants, args.days, console=console)
+    print_suite(results, console)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2, default=float))
+    console.print(f"{time.perf_counter() - started:.0f} s")
+    return 1 if any(r["failures"] for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
