@@ -17,7 +17,7 @@ from botfilter.errors import BotfilterError
 from botfilter.settings import Settings
 from features.definitions import MODEL_FEATURES, feature_schema
 from features.pipeline import Enrichers, build_features, event_context
-from scoring.model import METADATA_FILE, BotModel, threshold_key
+from scoring.model import METADATA_FILE, MIN_CUT, BotModel, threshold_key
 from training import plots
 from training.evaluate import evaluation_report, flat_metrics
 from training.gate import GATE, GateDecision, decide, gate_numbers
@@ -127,9 +127,6 @@ def _precise_cuts(
     return (p, yy, tp, ok) if len(ok) else None
 
 
-# is_bot is never true below this calibrated score: a lower cut would call "bot" an event the
-# model itself thinks more likely a person (PRODUCT.md, scores table).
-MIN_CUT = 0.5
 # A cut may give up this share of the validation bots' recall to sit higher (robust to shift).
 RECALL_SLACK = 0.001
 
@@ -163,8 +160,9 @@ def pick_cut(
     proba: np.ndarray, y: np.ndarray, target: float, slack: float = RECALL_SLACK
 ) -> CutChoice | None:
     """A cut robust to shift: the highest one whose precision meets ``target`` and whose recall is
-    within ``slack`` of the best such cut's, placed in the middle (log-odds) of the gap to the next
-    lower score, and never below ``MIN_CUT``. None if no cut reaches the target."""
+    within ``slack`` of the best such cut's, placed in the gap to the next lower score: at the
+    calibrated 0.5 when the gap holds it, else in its middle (log-odds); never below ``MIN_CUT``.
+    None if no cut reaches the target."""
     cuts = _precise_cuts(proba, y, target)
     if cuts is None:
         return None
@@ -177,7 +175,14 @@ def pick_cut(
     hi_unflagged = float(p[keep + 1]) if keep + 1 < len(p) else 0.0
     method = "highest cut within recall slack" if tp[keep] < best_tp else "highest cut, best recall"
     cut = lo_flagged
-    if hi_unflagged > 0.0:
+    if hi_unflagged < MIN_CUT <= lo_flagged:
+        # Every cut in the gap scores the same on validation; the calibrated 0.5 is where the
+        # model's own odds turn, so a shift that moves people up or bots down costs least there.
+        # (The log-odds middle of a gap from 0.3 to 0.99 is 0.87: on a small validation split it
+        # left bots of the shifted world unflagged, campaign CTR off by 1.9 pp against 0.7.)
+        cut = MIN_CUT
+        method += ", the calibrated 0.5 inside the gap"
+    elif hi_unflagged > 0.0:
         cut = float(1 / (1 + np.exp(-(_logit(lo_flagged) + _logit(hi_unflagged)) / 2)))
         method += ", middle of the gap"
     if cut < MIN_CUT:

@@ -100,9 +100,8 @@ def test_choose_thresholds_falls_back_for_small_groups():
     proba = np.array([0.9, 0.8, 0.3, 0.2, 0.99, 0.1])
     y = np.array([1, 1, 0, 0, 1, 0], bool)
     th = choose_thresholds(proba, y, ctx, 0.99, min_bots=2)
-    # the log-odds middle of the gap between the lowest bot (0.8) and the highest person (0.3)
-    mid = 1 / (1 + np.exp(-(np.log(4) + np.log(0.3 / 0.7)) / 2))
-    assert th["email:click"] == pytest.approx(mid)
+    # the gap between the lowest bot (0.8) and the highest person (0.3) holds the calibrated 0.5
+    assert th["email:click"] == 0.5
     assert th["sms:click"] == th["default"] == th["email:click"]
 
 
@@ -147,6 +146,16 @@ def test_pick_cut_sits_in_the_middle_of_a_wide_gap():
     mid = 1 / (1 + np.exp(-(np.log(9) + np.log(1.5)) / 2))
     assert choice.cut == pytest.approx(mid) and 0.6 < choice.cut < 0.9
     assert choice.gap == (0.9, 0.6) and "middle of the gap" in choice.method
+
+
+def test_pick_cut_takes_the_calibrated_half_when_the_gap_holds_it():
+    """Lowest flagged bot 0.99, highest person 0.3: 0.5 lies in the gap and is the cut (the
+    log-odds middle, 0.87, would leave shifted bots of 0.6-0.85 unflagged)."""
+    proba = np.array([0.999, 0.99, 0.3, 0.1])
+    y = np.array([1, 1, 0, 0], bool)
+    choice = pick_cut(proba, y, 0.99)
+    assert choice.cut == 0.5 and choice.gap == (0.99, 0.3)
+    assert choice.method.endswith("the calibrated 0.5 inside the gap")
 
 
 def test_pick_cut_gives_up_a_sliver_of_recall_for_a_higher_cut():
