@@ -6,27 +6,11 @@ one line, never a traceback (``BOTFILTER_DEBUG=1`` shows it), passwords and toke
 
 from __future__ import annotations
 
-import re
+from botfilter.redact import redact
 
 
 class BotfilterError(Exception):
     """A problem the user can fix (bad file, missing column, no champion model...)."""
-
-
-# user:password@ in a URL (postgresql://u:pw@h, redis://:pw@h)
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)[^@\s/]*@")
-# password=... in a query string, a DSN or keyword arguments
-_KEY_SECRET = re.compile(
-    r"(?i)(?P<head>\b(?:password|passwd|pwd|token|secret|api[_-]?key|access[_-]?token)"
-    r"\s*[=:]\s*['\"]?)[^\s&;,'\")]+"
-)
-MASK = "***"
-
-
-def mask_secrets(text: str) -> str:
-    """``text`` with the passwords and tokens of URLs and ``key=value`` pairs replaced by ***."""
-    text = _URL_PASSWORD.sub(rf"\g<head>{MASK}@", text)
-    return _KEY_SECRET.sub(rf"\g<head>{MASK}", text)
 
 
 _LONGEST = 300  # characters of an unexpected error's message shown
@@ -40,9 +24,9 @@ def one_line_error(exc: BaseException) -> str:
     parameters on the following lines), shortened."""
     text = str(exc)
     if isinstance(exc, BotfilterError):
-        return mask_secrets(" ".join(text.split()))
+        return redact(" ".join(text.split()))
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    first = mask_secrets(first)
+    first = redact(first)
     if len(first) > _LONGEST:
         first = first[: _LONGEST - 1] + "…"
     name = type(exc).__name__

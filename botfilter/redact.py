@@ -14,11 +14,11 @@ import re
 # ``scheme://[user]:password@``: the password runs to the authority's last ``@`` (a password
 # may itself hold ``@``), never past the end of the authority.
 _USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:@/\s?#]*):(?P<pw>[^/\s?#]*)@")
-# ``password=...`` and friends, in a query string or ``key=value`` text (up to a separator, a
-# blank, or the ``: `` that starts an error's reason).
+# ``password=...``, ``token: ...`` and friends, in a query string, a DSN or keyword arguments,
+# quoted or not (up to a separator, a blank or a closing quote).
 _SECRET_PARAM = re.compile(
-    r"(?i)(?P<key>\b(?:password|passwd|pwd|secret|client_secret|token|access_token|"
-    r"api_?key|auth|authorization)=)[^&#;,\s'\"]*?(?=[&#;,\s'\"]|:\s|$)"
+    r"(?i)(?P<key>\b(?:password|passwd|pwd|secret|client_secret|token|access[_-]?token|"
+    r"api[_-]?key|auth|authorization)\s*[=:]\s*['\"]?)[^\s&#;,'\")]+"
 )
 
 

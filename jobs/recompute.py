@@ -562,10 +562,10 @@ def _write(
 def _one_line(exc: BaseException) -> str:
     """The first line of a failure, for the job run (database errors put the statement and its
     parameters on later lines), with passwords masked."""
-    from botfilter.errors import mask_secrets
+    from botfilter.redact import redact
 
     text = f"{type(exc).__name__}: {exc}".strip()
-    return mask_secrets(text.splitlines()[0][:500]) if text else type(exc).__name__
+    return redact(text.splitlines()[0][:500]) if text else type(exc).__name__
 
 
 def write_tables(tables: dict[str, pd.DataFrame], out: Path) -> dict[str, Path]:

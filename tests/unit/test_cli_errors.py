@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from botfilter.cli import main
-from botfilter.errors import BotfilterError, mask_secrets, one_line_error
+from botfilter.errors import BotfilterError, one_line_error
+from botfilter.redact import redact
 
 MESSAGES_CSV = (
     "message_id,tenant_id,channel,contact_id,sent_at,delivered_at\n"
@@ -126,8 +127,8 @@ def test_debug_shows_the_traceback(cli, monkeypatch) -> None:
         ("postgresql://u@h/db", "postgresql://u@h/db"),
     ],
 )
-def test_mask_secrets(text: str, masked: str) -> None:
-    assert mask_secrets(text) == masked
+def test_redact(text: str, masked: str) -> None:
+    assert redact(text) == masked
 
 
 def test_one_line_error_keeps_only_the_first_line() -> None:
