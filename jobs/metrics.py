@@ -457,6 +457,29 @@ def _group_sum(keys: dict[str, Key], values: dict[str, np.ndarray]) -> pd.DataFr
     return pd.DataFrame(out)
 
 
+def score_positions(scores: pd.DataFrame, events: pd.DataFrame) -> np.ndarray:
+    """For each event, the row of its score in ``scores`` (-1 when none).
+
+    An event is (tenant_id, event_id): with a ``tenant_id`` column, a score only counts for its
+    own tenant's event. Most ids are unique across tenants, so one lookup by id and a check of
+    the tenant does, and pairs are matched only when an id repeats.
+    """
+    ids = scores["event_id"].to_numpy(dtype=object)
+    wanted = events["event_id"].to_numpy(dtype=object)
+    if "tenant_id" not in scores.columns:
+        return pd.Index(ids).get_indexer(wanted)
+    index = pd.Index(ids)
+    tenant = events["tenant_id"].to_numpy(dtype=object)
+    if not index.is_unique:
+        pairs = pd.MultiIndex.from_arrays([scores["tenant_id"].to_numpy(dtype=object), ids])
+        return pairs.get_indexer(pd.MultiIndex.from_arrays([tenant, wanted]))
+    pos = index.get_indexer(wanted)
+    found = np.flatnonzero(pos >= 0)
+    owner = scores["tenant_id"].to_numpy(dtype=object)[pos[found]]
+    pos[found[owner != tenant[found]]] = -1
+    return pos
+
+
 def compute_partitions(
     messages: pd.DataFrame,
     events: pd.DataFrame,
@@ -507,9 +530,7 @@ def compute_partitions(
     pos = pos[ok]
     occurred = occurred[ok]
 
-    score_pos = pd.Index(scores["event_id"].to_numpy(dtype=object)).get_indexer(
-        ev["event_id"].to_numpy(dtype=object)
-    )
+    score_pos = score_positions(scores, ev)
     missing = score_pos < 0
     if missing.any():
         example = ev["event_id"].to_numpy(dtype=object)[missing][0]

@@ -147,13 +147,19 @@ def _is_list(arrow_type: Any) -> bool:
 
 
 def check_scores(frame: pd.DataFrame, source: str = "scores") -> pd.DataFrame:
-    """The scores table with its columns typed; clear errors for what cannot be used."""
+    """The scores table with its columns typed (and ``tenant_id`` when it has one); a clear
+    one-line error for what cannot be used."""
     missing = [c for c in SCORE_COLUMNS if c not in frame.columns]
     if missing:
         raise BotfilterError(f"{source}: missing column {missing[0]} (needs {SCORE_COLUMNS})")
-    out = frame[list(SCORE_COLUMNS)].copy()
+    keep = [*SCORE_COLUMNS, *(["tenant_id"] if "tenant_id" in frame.columns else [])]
+    out = frame[keep].copy()
     out["event_id"] = out["event_id"].astype(str)
     out["model_version"] = out["model_version"].astype(str)
+    if "tenant_id" in out.columns:
+        if out["tenant_id"].isna().any():
+            raise BotfilterError(f"{source}: tenant_id is empty on some rows")
+        out["tenant_id"] = out["tenant_id"].astype(str)
     is_bot = out["is_bot"]
     if is_bot.dtype == object:
         is_bot = (
@@ -167,13 +173,44 @@ def check_scores(frame: pd.DataFrame, source: str = "scores") -> pd.DataFrame:
     out["bot_score"] = pd.to_numeric(out["bot_score"], errors="coerce")
     if out["bot_score"].isna().any() or not out["bot_score"].between(0, 1).all():
         raise BotfilterError(f"{source}: bot_score must be a number in [0, 1] on every row")
-    dup = out["event_id"].duplicated()
+    # PRODUCT.md: is_bot is never true below a calibrated 0.5.
+    low = out["is_bot"].to_numpy() & (out["bot_score"].to_numpy() < 0.5)
+    if low.any():
+        raise BotfilterError(
+            f"{source}: {int(low.sum())} rows have is_bot=true with bot_score below 0.5 "
+            f"(e.g. event_id {out['event_id'][low].iloc[0]!r}); is_bot is never true below 0.5"
+        )
+    key = ["tenant_id", "event_id"] if "tenant_id" in out.columns else ["event_id"]
+    dup = out.duplicated(key)
     if dup.any():
         raise BotfilterError(
             f"{source}: event_id {out['event_id'][dup].iloc[0]!r} is scored more than once"
         )
     out = out.reset_index(drop=True)
     out.attrs["checked"] = True
+    return out
+
+
+def with_tenants(scores: pd.DataFrame, events: pd.DataFrame, source: str) -> pd.DataFrame:
+    """``scores`` with a ``tenant_id`` column: its own, else the tenant of the event with that
+    id in ``events``. Without one, an id that two tenants use cannot be told apart: an error
+    (PRODUCT.md: a scores table that covers several tenants carries ``tenant_id``)."""
+    if "tenant_id" in scores.columns:
+        return scores
+    owners = events[["event_id", "tenant_id"]].drop_duplicates()
+    shared = owners["event_id"].duplicated(keep=False)
+    if shared.any():
+        clash = scores["event_id"].isin(owners.loc[shared, "event_id"])
+        if clash.any():
+            eid = scores.loc[clash, "event_id"].iloc[0]
+            tenants = sorted(owners.loc[owners["event_id"] == eid, "tenant_id"])
+            raise BotfilterError(
+                f"{source}: event_id {eid!r} is an event of tenants {', '.join(tenants)}: "
+                "a scores table covering several tenants needs a tenant_id column"
+            )
+    owner = owners.drop_duplicates("event_id").set_index("event_id")["tenant_id"]
+    out = scores.assign(tenant_id=scores["event_id"].map(owner))
+    out.attrs.update(scores.attrs)
     return out
 
 
@@ -188,25 +225,37 @@ def _scope_events(data: Any, window: Window, tenants: Sequence[str]) -> pd.DataF
     return e.loc[sel, ["event_id", "tenant_id", "message_id", "occurred_at"]]
 
 
-def _champion_version(settings: Settings, model_uri: str | None) -> str:
-    """Version label of the model that scoring would use (the champion by default)."""
-    from scoring.registry import champion_uri, configure_mlflow, resolve_version
+def _champion(settings: Settings, model_uri: str | None) -> Any:
+    """The model that scoring would use (the champion by default), as a
+    :class:`scoring.registry.ModelRef`: its label, content id and local files."""
+    from scoring.registry import configure_mlflow, resolve_model
 
     uri = settings.mlflow_uri
     if model_uri is None and uri.startswith("sqlite:///") and not Path(uri[10:]).exists():
         # Opening it would create an empty MLflow store just to find no model in it.
         raise BotfilterError(f"no model registered yet ({uri}): train one with `botfilter train`")
     configure_mlflow(settings)
-    return resolve_version(settings, model_uri or champion_uri(settings))
+    return resolve_model(settings, model_uri)
 
 
-def _score_with_model(settings: Settings, model_uri: str | None) -> Scorer:
+def _score_with_model(settings: Settings, model_uri: str | None, ref: Any = None) -> Scorer:
     def score(tables: Tables) -> pd.DataFrame:
         from scoring.batch import score_validated
+        from scoring.registry import load_ref
 
-        return score_validated(tables, settings, model_uri)
+        # The resolved reference, not the alias again: the scores are those of the model
+        # whose content id keys them, even if the champion moves meanwhile.
+        model = load_ref(settings, ref) if ref is not None else None
+        return score_validated(tables, settings, model_uri, model=model)
 
     return score
+
+
+def _keys(frame: pd.DataFrame) -> pd.MultiIndex:
+    """(tenant_id, event_id) of each row: what identifies an event (and its score)."""
+    return pd.MultiIndex.from_arrays(
+        [frame["tenant_id"].to_numpy(dtype=object), frame["event_id"].to_numpy(dtype=object)]
+    )
 
 
 def resolve_scores(
@@ -219,34 +268,42 @@ def resolve_scores(
     scorer: Scorer | None = None,
     model_version: str | None = None,
     model_uri: str | None = None,
+    model_id: str | None = None,
 ) -> tuple[pd.DataFrame, str]:
-    """Scores covering the events a recompute counts, and where they came from.
+    """Scores covering the events a recompute counts (with ``tenant_id``), and their source.
 
-    With ``scores`` (a scores file): those, stored for later runs. Otherwise stored scores of
-    the model version in use are reused and only events without one are scored, together with
-    the preceding burst-window context so their features are complete; new scores are stored.
+    With ``scores`` (a scores file): those, for this run only. They are never stored: their
+    ``model_version`` is only what the file says, and must not pass for a registered model's.
+    Otherwise stored scores of the model in use, keyed by its content id (``model_id``; a
+    caller that brings its own ``scorer`` and ``model_version`` only is keyed by that label),
+    are reused, whoever made them (an earlier recompute, or the online API), and only events
+    without one are scored, with the preceding burst-window context so their features are
+    complete; the new scores are stored.
     """
     needed = _scope_events(data, window, tenants)
     if scores is not None:
         if not scores.attrs.get("checked"):
             scores = check_scores(scores)
-        _store_new(store, scores, needed, tenants, window)
-        return scores, "file"
+        ours = data.events.loc[data.events["tenant_id"].isin(tenants)]
+        return with_tenants(scores, ours, "scores file"), "file"
 
-    if scorer is None:
-        scorer = _score_with_model(settings, model_uri)
-    if model_version is None:
+    ref = None
+    if model_version is None and model_id is None:
         try:
-            model_version = _champion_version(settings, model_uri)
+            ref = _champion(settings, model_uri)
         except BotfilterError as no_model:
-            # No model to score with: stored scores of one version may still cover everything.
-            covering = _covering_version(store, needed, tenants)
+            # No model to score with: stored scores of one model may still cover everything.
+            covering = _covering_model(store, needed, tenants)
             if covering is None:
                 raise
             stored = store.load_scores(tenants, covering, window.stored_start)
             return stored, f"store (no model: {str(no_model).splitlines()[0][:120]})"
-    stored = store.load_scores(tenants, model_version, window.stored_start)
-    missing = ~needed["event_id"].isin(stored["event_id"])
+        model_version, model_id = ref.version, ref.model_id
+    if scorer is None:
+        scorer = _score_with_model(settings, model_uri, ref)
+    key = model_id or str(model_version)
+    stored = store.load_scores(tenants, key, window.stored_start)
+    missing = ~_keys(needed).isin(_keys(stored))
     if not missing.any():
         return stored, "store"
 
@@ -258,47 +315,48 @@ def resolve_scores(
     ours = e["tenant_id"].isin(tenants) & (e["occurred_at"] < window.end)
     sel = ours & (e["occurred_at"] >= context_from)
     # A message's history features use all of its earlier events, whatever their age.
-    rescored_messages = e.loc[ours & (e["occurred_at"] >= first), "message_id"].unique()
-    sel |= ours & e["message_id"].isin(rescored_messages)
+    later = e.loc[ours & (e["occurred_at"] >= first), ["tenant_id", "message_id"]]
+    sel |= ours & _pairs(e).isin(_pairs(later))
     events = e.loc[sel]
-    messages = data.messages.loc[data.messages["message_id"].isin(events["message_id"])]
-    messages = messages.loc[messages["tenant_id"].isin(tenants)]
+    m = data.messages
+    messages = m.loc[m["tenant_id"].isin(tenants) & _pairs(m).isin(_pairs(events))]
     fresh = check_scores(scorer(Tables(messages, events)), "scoring")
-    # Context events before ``first`` may lack their own full context: keep their stored scores.
-    full = set(events.loc[events["occurred_at"] >= first, "event_id"])
-    fresh = fresh.loc[fresh["event_id"].isin(full)]
-    _store_new(store, fresh, needed, tenants, window)
-    kept = stored.loc[~stored["event_id"].isin(fresh["event_id"])]
-    source = "scored" if kept.empty else "store+scored"
-    return pd.concat([kept, fresh], ignore_index=True), source
+    fresh = with_tenants(fresh, events, "scoring")
+    # Only what no stored score covers is taken from this scoring: context events may lack
+    # their own full context, and stored scores (the API's answers) are the model's already.
+    fresh = fresh.loc[_keys(fresh).isin(_keys(needed.loc[missing]))]
+    _store_new(store, fresh, needed, key)
+    source = "scored" if stored.empty else "store+scored"
+    return pd.concat([stored, fresh], ignore_index=True), source
 
 
-def _covering_version(store: Store, needed: pd.DataFrame, tenants: Sequence[str]) -> str | None:
-    """The stored model version with a score for every needed event, if any (most scores first)."""
-    versions = store.score_versions(tenants)
-    for version in sorted(versions, key=lambda v: (-versions[v], v)):
-        if versions[version] < len(needed):
+def _pairs(frame: pd.DataFrame) -> pd.MultiIndex:
+    """(tenant_id, message_id) of each row: what identifies a message."""
+    return pd.MultiIndex.from_arrays(
+        [frame["tenant_id"].to_numpy(dtype=object), frame["message_id"].to_numpy(dtype=object)]
+    )
+
+
+def _covering_model(store: Store, needed: pd.DataFrame, tenants: Sequence[str]) -> str | None:
+    """The stored model (content id) with a score for every needed event, if any (most scores
+    first)."""
+    models = store.score_versions(tenants)
+    for model in sorted(models, key=lambda v: (-models[v], v)):
+        if models[model] < len(needed):
             break
-        if needed["event_id"].isin(store.stored_score_ids(tenants, version)).all():
-            return version
+        if _keys(needed).isin(_keys(store.stored_score_ids(tenants, model))).all():
+            return model
     return None
 
 
-def _store_new(
-    store: Store,
-    scores: pd.DataFrame,
-    needed: pd.DataFrame,
-    tenants: Sequence[str],
-    window: Window,
-) -> int:
-    """Store the scores of in-scope events that the store does not have yet."""
-    ours = scores.merge(needed[["event_id", "tenant_id", "occurred_at"]], on="event_id")
-    saved = 0
-    for version, group in ours.groupby("model_version", sort=True):
-        have = store.stored_score_ids(tenants, str(version), window.stored_start)
-        new = group.loc[~group["event_id"].isin(have)]
-        saved += store.save_scores(new[list(SCORE_COLUMNS)], new["tenant_id"], new["occurred_at"])
-    return saved
+def _store_new(store: Store, scores: pd.DataFrame, needed: pd.DataFrame, model_id: str) -> int:
+    """Store the scores of in-scope events under ``model_id``."""
+    ours = scores.merge(
+        needed[["tenant_id", "event_id", "occurred_at"]], on=["tenant_id", "event_id"]
+    )
+    return store.save_scores(
+        ours[list(SCORE_COLUMNS)], ours["tenant_id"], ours["occurred_at"], model_id=model_id
+    )
 
 
 # --- the recompute ----------------------------------------------------------------------------
@@ -318,6 +376,7 @@ def recompute(
     scorer: Scorer | None = None,
     model_version: str | None = None,
     model_uri: str | None = None,
+    model_id: str | None = None,
     out: Path | None = None,
     progress: bool = False,
     console: Any = None,
@@ -369,6 +428,7 @@ def recompute(
                 scorer=scorer,
                 model_version=model_version,
                 model_uri=model_uri,
+                model_id=model_id,
                 out=out,
                 engine=engine,
             )
@@ -405,6 +465,7 @@ def _run(
                 scorer=options["scorer"],
                 model_version=options["model_version"],
                 model_uri=options["model_uri"],
+                model_id=options["model_id"],
             )
         with stages.stage("metrics"):
             parts = options["engine"](
