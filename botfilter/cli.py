@@ -10,7 +10,7 @@ import typer
 
 from contract.commands import validate
 from features.commands import vendor
-from jobs.commands import metrics_app, recompute, report, run, settings_app
+from jobs.commands import metrics_app, recompute, report, run, scores_app, settings_app
 from serving.commands import serve
 from simulation.commands import simulate
 from training.commands import evaluate, score, train
@@ -30,6 +30,7 @@ for command in (demo, simulate, validate, train, evaluate, score, recompute, run
 app.command(name="vendor")(vendor)
 app.add_typer(settings_app, name="settings")
 app.add_typer(metrics_app, name="metrics")
+app.add_typer(scores_app, name="scores")
 
 
 def main() -> None:
