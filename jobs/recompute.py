@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from botfilter.errors import BotfilterError
@@ -29,6 +30,7 @@ from jobs.metrics import (
     Partitions,
     Window,
     compute_partitions,
+    event_positions,
     to_utc,
 )
 from jobs.settings import sync_from_data
@@ -197,6 +199,13 @@ def with_tenants(scores: pd.DataFrame, events: pd.DataFrame, source: str) -> pd.
     (PRODUCT.md: a scores table that covers several tenants carries ``tenant_id``)."""
     if "tenant_id" in scores.columns:
         return scores
+    ids = pd.Index(events["event_id"].to_numpy(dtype=object))
+    if ids.is_unique:  # the common case: one lookup, no pairs to deduplicate
+        pos = ids.get_indexer(scores["event_id"].to_numpy(dtype=object))
+        owner = np.append(events["tenant_id"].to_numpy(dtype=object), None)
+        out = scores.assign(tenant_id=owner[pos])  # -1, no such event: the appended None
+        out.attrs.update(scores.attrs)
+        return out
     owners = events[["event_id", "tenant_id"]].drop_duplicates()
     shared = owners["event_id"].duplicated(keep=False)
     if shared.any():
@@ -251,11 +260,9 @@ def _score_with_model(settings: Settings, model_uri: str | None, ref: Any = None
     return score
 
 
-def _keys(frame: pd.DataFrame) -> pd.MultiIndex:
-    """(tenant_id, event_id) of each row: what identifies an event (and its score)."""
-    return pd.MultiIndex.from_arrays(
-        [frame["tenant_id"].to_numpy(dtype=object), frame["event_id"].to_numpy(dtype=object)]
-    )
+def _covered(wanted: pd.DataFrame, table: pd.DataFrame) -> np.ndarray:
+    """Whether each (tenant_id, event_id) of ``wanted`` is in ``table``."""
+    return event_positions(table, wanted) >= 0
 
 
 def resolve_scores(
@@ -303,7 +310,7 @@ def resolve_scores(
         scorer = _score_with_model(settings, model_uri, ref)
     key = model_id or str(model_version)
     stored = store.load_scores(tenants, key, window.stored_start)
-    missing = ~_keys(needed).isin(_keys(stored))
+    missing = ~_covered(needed, stored)
     if not missing.any():
         return stored, "store"
 
@@ -315,26 +322,21 @@ def resolve_scores(
     ours = e["tenant_id"].isin(tenants) & (e["occurred_at"] < window.end)
     sel = ours & (e["occurred_at"] >= context_from)
     # A message's history features use all of its earlier events, whatever their age.
-    later = e.loc[ours & (e["occurred_at"] >= first), ["tenant_id", "message_id"]]
-    sel |= ours & _pairs(e).isin(_pairs(later))
+    # (By message_id alone: another scope tenant's message with the same id only adds real,
+    # earlier events of that tenant as context, which is cheaper than matching pairs.)
+    rescored_messages = e.loc[ours & (e["occurred_at"] >= first), "message_id"].unique()
+    sel |= ours & e["message_id"].isin(rescored_messages)
     events = e.loc[sel]
     m = data.messages
-    messages = m.loc[m["tenant_id"].isin(tenants) & _pairs(m).isin(_pairs(events))]
+    messages = m.loc[m["tenant_id"].isin(tenants) & m["message_id"].isin(events["message_id"])]
     fresh = check_scores(scorer(Tables(messages, events)), "scoring")
     fresh = with_tenants(fresh, events, "scoring")
     # Only what no stored score covers is taken from this scoring: context events may lack
     # their own full context, and stored scores (the API's answers) are the model's already.
-    fresh = fresh.loc[_keys(fresh).isin(_keys(needed.loc[missing]))]
+    fresh = fresh.loc[_covered(fresh, needed.loc[missing])]
     _store_new(store, fresh, needed, key)
     source = "scored" if stored.empty else "store+scored"
     return pd.concat([stored, fresh], ignore_index=True), source
-
-
-def _pairs(frame: pd.DataFrame) -> pd.MultiIndex:
-    """(tenant_id, message_id) of each row: what identifies a message."""
-    return pd.MultiIndex.from_arrays(
-        [frame["tenant_id"].to_numpy(dtype=object), frame["message_id"].to_numpy(dtype=object)]
-    )
 
 
 def _covering_model(store: Store, needed: pd.DataFrame, tenants: Sequence[str]) -> str | None:
@@ -344,7 +346,7 @@ def _covering_model(store: Store, needed: pd.DataFrame, tenants: Sequence[str]) 
     for model in sorted(models, key=lambda v: (-models[v], v)):
         if models[model] < len(needed):
             break
-        if _keys(needed).isin(_keys(store.stored_score_ids(tenants, model))).all():
+        if _covered(needed, store.stored_score_ids(tenants, model)).all():
             return model
     return None
 
