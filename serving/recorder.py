@@ -111,6 +111,7 @@ class ScoreRecorder:
             self.dropped += size
             if not self._failing:
                 log.warning("score recorder: cannot write to the store (%s)", type(exc).__name__)
+                log.debug("score recorder: the failure", exc_info=True)
             self._failing = True
         finally:
             with self._lock:
@@ -156,15 +157,21 @@ def answers_frame(batch: Sequence[Entry]) -> pd.DataFrame:
 def _times(values: pd.Series) -> pd.Series:
     """Event times as the API accepted them (ISO-8601 or epoch milliseconds); NaT where unsure
     (a batch with one keeps no time range, so it is never skipped by a load)."""
-    numbers = pd.to_numeric(values, errors="coerce")
-    out = pd.to_datetime(numbers, unit="ms", utc=True, errors="coerce")
-    text = numbers.isna().to_numpy()
-    if text.any():
-        parsed = pd.to_datetime(
-            values[text].astype(str), utc=True, errors="coerce", format="ISO8601"
-        )
-        out = out.where(~text, parsed)
-    return out.astype("datetime64[ns, UTC]")
+    out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
+    try:
+        numbers = pd.to_numeric(values, errors="coerce")
+        number = numbers.notna().to_numpy()
+        # Each form on its own rows: pandas' unit conversion of a NaN can raise
+        # FloatingPointError, depending on the thread's numpy error state.
+        if number.any():
+            ms = pd.to_datetime(numbers[number], unit="ms", utc=True, errors="coerce")
+            out[number] = ms
+        if not number.all():
+            text = values[~number].astype(str)
+            out[~number] = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
+    except (ValueError, OverflowError, ArithmeticError):
+        pass  # no time range for this batch: it is simply never skipped
+    return out
 
 
 def store_opener(settings: Any) -> Callable[[], Any]:
