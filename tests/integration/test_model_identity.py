@@ -7,6 +7,8 @@ the data home, and so the model caches and the score store, is shared.
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import lightgbm as lgb
@@ -64,6 +66,21 @@ def register_model(settings: Settings, seed: int, tmp: Path) -> None:
     mlflow.MlflowClient().set_registered_model_alias(
         settings.model_name, settings.champion_alias, str(info.registered_model_version)
     )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def restore_mlflow() -> Iterator[None]:
+    """mlflow.set_tracking_uri also sets MLFLOW_TRACKING_URI in the environment: put back
+    what was there, so later tests do not find these registries' champions."""
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    yield
+    mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"])
+    mlflow.set_registry_uri(saved["MLFLOW_REGISTRY_URI"])
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(scope="module")
