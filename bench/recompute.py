@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/recompute.py [--messages 1000000] [--database-url URL] [--keep DIR]
 
-Stages timed (first run = a new scores file; second run = a settings toggle that reuses the stored
-scores): contract load + validation, scores, metrics, store write, Parquet out. Prints the time
+Stages timed (first run = scores of a file, returned by a stand-in scorer and stored, as a model's
+would be; second run = a settings toggle that reuses the stored scores): contract load + validation, scores, metrics, store write, Parquet out. Prints the time
 of each stage, messages/s and events/s, and the peak memory of the process (ru_maxrss).
 """
 
@@ -168,8 +168,12 @@ def main() -> None:
 
     scores, read_wall, read_cpu = timed(read_scores_file, scores_file)
     runs = {}
-    _, runs["first run (new scores file, stored)"] = run(
-        {"read scores file": (read_wall, read_cpu)}, scores=scores
+
+    def from_file(_tables):  # stands in for the model: a scores file alone is never stored
+        return scores
+
+    _, runs["first run (scores read from a file by a stand-in scorer, stored)"] = run(
+        {"read scores file": (read_wall, read_cpu)}, scorer=from_file, model_version="bench/1"
     )
 
     set_exclusion(store, TENANT, "email", True)

@@ -12,7 +12,7 @@ import typer
 
 from contract.commands import validate
 from features.commands import vendor
-from jobs.commands import metrics_app, recompute, report, run, settings_app
+from jobs.commands import metrics_app, recompute, report, run, scores_app, settings_app
 from serving.commands import serve, tokens_app
 from simulation.commands import simulate
 from training.commands import evaluate, score, train
@@ -33,6 +33,7 @@ app.command(name="vendor")(vendor)
 app.add_typer(settings_app, name="settings")
 app.add_typer(metrics_app, name="metrics")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(scores_app, name="scores")
 
 
 def main() -> None:

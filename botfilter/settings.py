@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     )
     threads: int = Field(2, gt=0, description="Threads for LightGBM and numba kernels.")
     spark_master: str = Field("local[2]", description="Spark master URL for --engine spark.")
+    record_scores: bool = Field(
+        True,
+        description="The API records its answers in the score store (off the request path), "
+        "so recomputes reuse them instead of scoring those events again.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO",
         description="Level of botfilter's own log lines in API workers (model loads, reloads, "

@@ -8,6 +8,7 @@ import typer
 
 settings_app = typer.Typer(help="Tenant settings (exclude bot interactions per channel).")
 metrics_app = typer.Typer(help="Look at the recomputed metrics.")
+scores_app = typer.Typer(help="Stored scores (recomputes' and the API's), keyed by model content.")
 
 
 def recompute(
@@ -196,3 +197,17 @@ def metrics_show(
 
     metrics = load_tenant(Store.open(get_settings()), tenant)
     Console().print(show_table(metrics, module, limit))
+
+
+@scores_app.command("clear")
+def scores_clear(
+    tenant: str = typer.Option(..., help="Tenant whose stored scores are forgotten."),
+) -> None:
+    """Forget a tenant's stored scores: its next recompute scores every event afresh."""
+    from rich.console import Console
+
+    from botfilter.settings import get_settings
+    from jobs.store import Store
+
+    dropped = Store.open(get_settings()).clear_scores(tenant)
+    Console().print(f"dropped {dropped:,} stored scores of tenant {tenant}")

@@ -351,23 +351,6 @@ def _message_positions(messages: pd.DataFrame, events: pd.DataFrame) -> np.ndarr
     return pos
 
 
-def _score_positions(scores: pd.DataFrame, events: pd.DataFrame) -> np.ndarray:
-    """Row of each event's score in ``scores`` (-1 if none): matched on (tenant_id, event_id)
-    when the scores carry tenant_id (event ids are unique within a tenant only), else on
-    event_id, which must then name one event."""
-    e_ids = events["event_id"].to_numpy(dtype=object)
-    if "tenant_id" in scores.columns:
-        index = pd.MultiIndex.from_arrays([scores["tenant_id"], scores["event_id"]])
-        return index.get_indexer(pd.MultiIndex.from_arrays([events["tenant_id"], e_ids]))
-    index = pd.Index(scores["event_id"].to_numpy(dtype=object))
-    if not index.is_unique:
-        raise BotfilterError(
-            f"event_id {index[index.duplicated()][0]!r} is scored more than once and the "
-            "scores have no tenant_id to tell its tenants apart"
-        )
-    return index.get_indexer(e_ids)
-
-
 def parse_reasons(value: Any) -> list[str]:
     """Reasons as a list of names, from a list, an array, JSON text or comma-separated text."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
@@ -474,6 +457,35 @@ def _group_sum(keys: dict[str, Key], values: dict[str, np.ndarray]) -> pd.DataFr
     return pd.DataFrame(out)
 
 
+def event_positions(table: pd.DataFrame, wanted: pd.DataFrame, tenants: bool = True) -> np.ndarray:
+    """For each row of ``wanted``, the position of its event in ``table`` (-1 when none).
+
+    An event is (tenant_id, event_id). Ids are nearly always unique across tenants, so one
+    lookup by id and a check of the tenant do (a MultiIndex of pairs costs six times more
+    on a million rows); pairs are matched only when an id repeats. ``tenants=False`` matches
+    by ``event_id`` alone (a table without ``tenant_id``).
+    """
+    index = pd.Index(table["event_id"].to_numpy(dtype=object))
+    ids = wanted["event_id"].to_numpy(dtype=object)
+    if not tenants:
+        return index.get_indexer(ids)
+    tenant = wanted["tenant_id"].to_numpy(dtype=object)
+    owners = table["tenant_id"].to_numpy(dtype=object)
+    if not index.is_unique:
+        pairs = pd.MultiIndex.from_arrays([owners, index])
+        return pairs.get_indexer(pd.MultiIndex.from_arrays([tenant, ids]))
+    pos = index.get_indexer(ids)
+    found = np.flatnonzero(pos >= 0)
+    pos[found[owners[pos[found]] != tenant[found]]] = -1
+    return pos
+
+
+def score_positions(scores: pd.DataFrame, events: pd.DataFrame) -> np.ndarray:
+    """For each event, the row of its score in ``scores`` (-1 when none); with a ``tenant_id``
+    column a score only counts for its own tenant's event."""
+    return event_positions(scores, events, "tenant_id" in scores.columns)
+
+
 def compute_partitions(
     messages: pd.DataFrame,
     events: pd.DataFrame,
@@ -524,7 +536,7 @@ def compute_partitions(
     pos = pos[ok]
     occurred = occurred[ok]
 
-    score_pos = _score_positions(scores, ev)
+    score_pos = score_positions(scores, ev)
     missing = score_pos < 0
     if missing.any():
         example = ev["event_id"].to_numpy(dtype=object)[missing][0]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from botfilter.errors import BotfilterError
@@ -29,6 +30,7 @@ from jobs.metrics import (
     Partitions,
     Window,
     compute_partitions,
+    event_positions,
     to_utc,
 )
 from jobs.settings import sync_from_data
@@ -150,21 +152,19 @@ def _is_list(arrow_type: Any) -> bool:
 
 
 def check_scores(frame: pd.DataFrame, source: str = "scores") -> pd.DataFrame:
-    """The scores table with its columns typed; clear errors for what cannot be used.
-
-    ``tenant_id`` is optional (kept when given): event ids are unique within a tenant only, so
-    a table covering several tenants that share event ids needs it."""
+    """The scores table with its columns typed (and ``tenant_id`` when it has one); a clear
+    one-line error for what cannot be used."""
     missing = [c for c in SCORE_COLUMNS if c not in frame.columns]
     if missing:
         raise BotfilterError(f"{source}: missing column {missing[0]} (needs {SCORE_COLUMNS})")
-    keys = ["tenant_id", "event_id"] if "tenant_id" in frame.columns else ["event_id"]
-    out = frame[[*SCORE_COLUMNS, *keys[:-1]]].copy()
-    if "tenant_id" in keys:
-        if out["tenant_id"].isna().any():
-            raise BotfilterError(f"{source}: tenant_id must be set on every row")
-        out["tenant_id"] = out["tenant_id"].astype(str)
+    keep = [*SCORE_COLUMNS, *(["tenant_id"] if "tenant_id" in frame.columns else [])]
+    out = frame[keep].copy()
     out["event_id"] = out["event_id"].astype(str)
     out["model_version"] = out["model_version"].astype(str)
+    if "tenant_id" in out.columns:
+        if out["tenant_id"].isna().any():
+            raise BotfilterError(f"{source}: tenant_id is empty on some rows")
+        out["tenant_id"] = out["tenant_id"].astype(str)
     is_bot = out["is_bot"]
     if is_bot.dtype == object:
         is_bot = (
@@ -178,14 +178,51 @@ def check_scores(frame: pd.DataFrame, source: str = "scores") -> pd.DataFrame:
     out["bot_score"] = pd.to_numeric(out["bot_score"], errors="coerce")
     if out["bot_score"].isna().any() or not out["bot_score"].between(0, 1).all():
         raise BotfilterError(f"{source}: bot_score must be a number in [0, 1] on every row")
-    dup = out.duplicated(keys)
-    if dup.any():
-        where = f" of tenant {out['tenant_id'][dup].iloc[0]!r}" if "tenant_id" in keys else ""
+    # PRODUCT.md: is_bot is never true below a calibrated 0.5.
+    low = out["is_bot"].to_numpy() & (out["bot_score"].to_numpy() < 0.5)
+    if low.any():
         raise BotfilterError(
-            f"{source}: event_id {out['event_id'][dup].iloc[0]!r}{where} is scored more than once"
+            f"{source}: {int(low.sum())} rows have is_bot=true with bot_score below 0.5 "
+            f"(e.g. event_id {out['event_id'][low].iloc[0]!r}); is_bot is never true below 0.5"
+        )
+    key = ["tenant_id", "event_id"] if "tenant_id" in out.columns else ["event_id"]
+    dup = out.duplicated(key)
+    if dup.any():
+        raise BotfilterError(
+            f"{source}: event_id {out['event_id'][dup].iloc[0]!r} is scored more than once"
         )
     out = out.reset_index(drop=True)
     out.attrs["checked"] = True
+    return out
+
+
+def with_tenants(scores: pd.DataFrame, events: pd.DataFrame, source: str) -> pd.DataFrame:
+    """``scores`` with a ``tenant_id`` column: its own, else the tenant of the event with that
+    id in ``events``. Without one, an id that two tenants use cannot be told apart: an error
+    (PRODUCT.md: a scores table that covers several tenants carries ``tenant_id``)."""
+    if "tenant_id" in scores.columns:
+        return scores
+    ids = pd.Index(events["event_id"].to_numpy(dtype=object))
+    if ids.is_unique:  # the common case: one lookup, no pairs to deduplicate
+        pos = ids.get_indexer(scores["event_id"].to_numpy(dtype=object))
+        owner = np.append(events["tenant_id"].to_numpy(dtype=object), None)
+        out = scores.assign(tenant_id=owner[pos])  # -1, no such event: the appended None
+        out.attrs.update(scores.attrs)
+        return out
+    owners = events[["event_id", "tenant_id"]].drop_duplicates()
+    shared = owners["event_id"].duplicated(keep=False)
+    if shared.any():
+        clash = scores["event_id"].isin(owners.loc[shared, "event_id"])
+        if clash.any():
+            eid = scores.loc[clash, "event_id"].iloc[0]
+            tenants = sorted(owners.loc[owners["event_id"] == eid, "tenant_id"])
+            raise BotfilterError(
+                f"{source}: event_id {eid!r} is an event of tenants {', '.join(tenants)}: "
+                "a scores table covering several tenants needs a tenant_id column"
+            )
+    owner = owners.drop_duplicates("event_id").set_index("event_id")["tenant_id"]
+    out = scores.assign(tenant_id=scores["event_id"].map(owner))
+    out.attrs.update(scores.attrs)
     return out
 
 
@@ -205,25 +242,35 @@ def _message_keys(frame: pd.DataFrame) -> pd.MultiIndex:
     return pd.MultiIndex.from_arrays([frame["tenant_id"], frame["message_id"]])
 
 
-def _champion_version(settings: Settings, model_uri: str | None) -> str:
-    """Version label of the model that scoring would use (the champion by default)."""
-    from scoring.registry import champion_uri, configure_mlflow, resolve_version
+def _champion(settings: Settings, model_uri: str | None) -> Any:
+    """The model that scoring would use (the champion by default), as a
+    :class:`scoring.registry.ModelRef`: its label, content id and local files."""
+    from scoring.registry import configure_mlflow, resolve_model
 
     uri = settings.mlflow_uri
     if model_uri is None and uri.startswith("sqlite:///") and not Path(uri[10:]).exists():
         # Opening it would create an empty MLflow store just to find no model in it.
         raise BotfilterError(f"no model registered yet ({uri}): train one with `botfilter train`")
     configure_mlflow(settings)
-    return resolve_version(settings, model_uri or champion_uri(settings))
+    return resolve_model(settings, model_uri)
 
 
-def _score_with_model(settings: Settings, model_uri: str | None) -> Scorer:
+def _score_with_model(settings: Settings, model_uri: str | None, ref: Any = None) -> Scorer:
     def score(tables: Tables) -> pd.DataFrame:
         from scoring.batch import score_validated
+        from scoring.registry import load_ref
 
-        return score_validated(tables, settings, model_uri)
+        # The resolved reference, not the alias again: the scores are those of the model
+        # whose content id keys them, even if the champion moves meanwhile.
+        model = load_ref(settings, ref) if ref is not None else None
+        return score_validated(tables, settings, model_uri, model=model)
 
     return score
+
+
+def _covered(wanted: pd.DataFrame, table: pd.DataFrame) -> np.ndarray:
+    """Whether each (tenant_id, event_id) of ``wanted`` is in ``table``."""
+    return event_positions(table, wanted) >= 0
 
 
 def resolve_scores(
@@ -236,34 +283,42 @@ def resolve_scores(
     scorer: Scorer | None = None,
     model_version: str | None = None,
     model_uri: str | None = None,
+    model_id: str | None = None,
 ) -> tuple[pd.DataFrame, str]:
-    """Scores covering the events a recompute counts, and where they came from.
+    """Scores covering the events a recompute counts (with ``tenant_id``), and their source.
 
-    With ``scores`` (a scores file): those, stored for later runs. Otherwise stored scores of
-    the model version in use are reused and only events without one are scored, together with
-    the preceding burst-window context so their features are complete; new scores are stored.
+    With ``scores`` (a scores file): those, for this run only. They are never stored: their
+    ``model_version`` is only what the file says, and must not pass for a registered model's.
+    Otherwise stored scores of the model in use, keyed by its content id (``model_id``; a
+    caller that brings its own ``scorer`` and ``model_version`` only is keyed by that label),
+    are reused, whoever made them (an earlier recompute, or the online API), and only events
+    without one are scored, with the preceding burst-window context so their features are
+    complete; the new scores are stored.
     """
     needed = _scope_events(data, window, tenants)
     if scores is not None:
         if not scores.attrs.get("checked"):
             scores = check_scores(scores)
-        _store_new(store, scores, needed, tenants, window)
-        return scores, "file"
+        ours = data.events.loc[data.events["tenant_id"].isin(tenants)]
+        return with_tenants(scores, ours, "scores file"), "file"
 
-    if scorer is None:
-        scorer = _score_with_model(settings, model_uri)
-    if model_version is None:
+    ref = None
+    if model_version is None and model_id is None:
         try:
-            model_version = _champion_version(settings, model_uri)
+            ref = _champion(settings, model_uri)
         except BotfilterError as no_model:
-            # No model to score with: stored scores of one version may still cover everything.
-            covering = _covering_version(store, needed, tenants)
+            # No model to score with: stored scores of one model may still cover everything.
+            covering = _covering_model(store, needed, tenants)
             if covering is None:
                 raise
             stored = store.load_scores(tenants, covering, window.stored_start)
             return stored, f"store (no model: {str(no_model).splitlines()[0][:120]})"
-    stored = store.load_scores(tenants, model_version, window.stored_start)
-    missing = ~needed["event_id"].isin(stored["event_id"])
+        model_version, model_id = ref.version, ref.model_id
+    if scorer is None:
+        scorer = _score_with_model(settings, model_uri, ref)
+    key = model_id or str(model_version)
+    stored = store.load_scores(tenants, key, window.stored_start)
+    missing = ~_covered(needed, stored)
     if not missing.any():
         return stored, "store"
 
@@ -275,86 +330,43 @@ def resolve_scores(
     ours = e["tenant_id"].isin(tenants) & (e["occurred_at"] < window.end)
     sel = ours & (e["occurred_at"] >= context_from)
     # A message's history features use all of its earlier events, whatever their age.
-    keys = _message_keys(e)
-    rescored_messages = keys[(ours & (e["occurred_at"] >= first)).to_numpy()].unique()
-    sel |= ours & keys.isin(rescored_messages)
+    # (By message_id alone: another scope tenant's message with the same id only adds real,
+    # earlier events of that tenant as context, which is cheaper than matching pairs.)
+    rescored_messages = e.loc[ours & (e["occurred_at"] >= first), "message_id"].unique()
+    sel |= ours & e["message_id"].isin(rescored_messages)
     events = e.loc[sel]
-    messages = data.messages.loc[_message_keys(data.messages).isin(_message_keys(events))]
+    m = data.messages
+    messages = m.loc[m["tenant_id"].isin(tenants) & m["message_id"].isin(events["message_id"])]
     fresh = check_scores(scorer(Tables(messages, events)), "scoring")
-    # Context events before ``first`` may lack their own full context: keep their stored scores.
-    full = set(events.loc[events["occurred_at"] >= first, "event_id"])
-    fresh = fresh.loc[fresh["event_id"].isin(full)]
-    _store_new(store, fresh, needed, tenants, window)
-    kept = stored.loc[~stored["event_id"].isin(fresh["event_id"])]
-    source = "scored" if kept.empty else "store+scored"
-    return pd.concat([kept, fresh], ignore_index=True), source
+    fresh = with_tenants(fresh, events, "scoring")
+    # Only what no stored score covers is taken from this scoring: context events may lack
+    # their own full context, and stored scores (the API's answers) are the model's already.
+    fresh = fresh.loc[_covered(fresh, needed.loc[missing])]
+    _store_new(store, fresh, needed, key)
+    source = "scored" if stored.empty else "store+scored"
+    return pd.concat([stored, fresh], ignore_index=True), source
 
 
-def _resolve_scores_of(
-    data: Any, tenants: Sequence[str], scores: pd.DataFrame | None = None, **options: Any
-) -> tuple[pd.DataFrame, str]:
-    """:func:`resolve_scores` (``options``: its other arguments) for ``tenants``; one tenant at
-    a time (rows stamped with their ``tenant_id``) when some of them share event ids, so that
-    no tenant's event is ever matched to another tenant's score, stored or given."""
-    e = data.events
-    ours = e.loc[e["tenant_id"].isin(tenants), ["tenant_id", "event_id"]]
-    shared = ours["event_id"].duplicated(keep=False)
-    if len(tenants) < 2 or not shared.any():
-        # event ids name one event here: match on them alone (stored scores lack tenant_id)
-        got, source = resolve_scores(
-            data=data, tenants=tenants, scores=_of(scores, tenants), **options
-        )
-        return got.drop(columns="tenant_id", errors="ignore"), source
-    if scores is not None and "tenant_id" not in scores.columns:
-        example = ours.loc[shared, "event_id"].iloc[0]
-        raise BotfilterError(
-            f"the scores have no tenant_id column, but event_id {example!r} belongs to "
-            "several tenants: add tenant_id to the scores"
-        )
-    parts, sources = [], []
-    for tenant in tenants:
-        own = _of(scores, [tenant])
-        got, source = resolve_scores(data=data, tenants=[tenant], scores=own, **options)
-        parts.append(got.assign(tenant_id=tenant))
-        sources.append(source)
-    return pd.concat(parts, ignore_index=True), "+".join(dict.fromkeys(sources))
-
-
-def _of(scores: pd.DataFrame | None, tenants: Sequence[str]) -> pd.DataFrame | None:
-    """A scores table's rows of ``tenants`` (all when it has no tenant_id), without tenant_id."""
-    if scores is None or "tenant_id" not in scores.columns:
-        return scores
-    own = scores.loc[scores["tenant_id"].isin(tenants)].drop(columns="tenant_id")
-    own.attrs = dict(scores.attrs)
-    return own.reset_index(drop=True)
-
-
-def _covering_version(store: Store, needed: pd.DataFrame, tenants: Sequence[str]) -> str | None:
-    """The stored model version with a score for every needed event, if any (most scores first)."""
-    versions = store.score_versions(tenants)
-    for version in sorted(versions, key=lambda v: (-versions[v], v)):
-        if versions[version] < len(needed):
+def _covering_model(store: Store, needed: pd.DataFrame, tenants: Sequence[str]) -> str | None:
+    """The stored model (content id) with a score for every needed event, if any (most scores
+    first)."""
+    models = store.score_versions(tenants)
+    for model in sorted(models, key=lambda v: (-models[v], v)):
+        if models[model] < len(needed):
             break
-        if needed["event_id"].isin(store.stored_score_ids(tenants, version)).all():
-            return version
+        if _covered(needed, store.stored_score_ids(tenants, model)).all():
+            return model
     return None
 
 
-def _store_new(
-    store: Store,
-    scores: pd.DataFrame,
-    needed: pd.DataFrame,
-    tenants: Sequence[str],
-    window: Window,
-) -> int:
-    """Store the scores of in-scope events that the store does not have yet."""
-    ours = scores.merge(needed[["event_id", "tenant_id", "occurred_at"]], on="event_id")
-    saved = 0
-    for version, group in ours.groupby("model_version", sort=True):
-        have = store.stored_score_ids(tenants, str(version), window.stored_start)
-        new = group.loc[~group["event_id"].isin(have)]
-        saved += store.save_scores(new[list(SCORE_COLUMNS)], new["tenant_id"], new["occurred_at"])
-    return saved
+def _store_new(store: Store, scores: pd.DataFrame, needed: pd.DataFrame, model_id: str) -> int:
+    """Store the scores of in-scope events under ``model_id``."""
+    ours = scores.merge(
+        needed[["tenant_id", "event_id", "occurred_at"]], on=["tenant_id", "event_id"]
+    )
+    return store.save_scores(
+        ours[list(SCORE_COLUMNS)], ours["tenant_id"], ours["occurred_at"], model_id=model_id
+    )
 
 
 # --- the recompute ----------------------------------------------------------------------------
@@ -374,6 +386,7 @@ def recompute(
     scorer: Scorer | None = None,
     model_version: str | None = None,
     model_uri: str | None = None,
+    model_id: str | None = None,
     out: Path | None = None,
     progress: bool = False,
     console: Any = None,
@@ -429,6 +442,7 @@ def recompute(
                 scorer=scorer,
                 model_version=model_version,
                 model_uri=model_uri,
+                model_id=model_id,
                 out=out,
                 engine=engine,
             )
@@ -455,16 +469,17 @@ def _run(
             pending = store.pending(conn)
         upto = int(pending["id"].max()) if len(pending) else 0
         with stages.stage("scores"):
-            scores, source = _resolve_scores_of(
+            scores, source = resolve_scores(
+                store,
+                settings,
                 data,
+                window,
                 scope,
-                store=store,
-                settings=settings,
-                window=window,
                 scores=options["scores"],
                 scorer=options["scorer"],
                 model_version=options["model_version"],
                 model_uri=options["model_uri"],
+                model_id=options["model_id"],
             )
         with stages.stage("metrics"):
             parts = options["engine"](

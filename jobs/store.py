@@ -147,19 +147,23 @@ recompute_queue = Table(
 score_batches = Table(
     "score_batches",
     metadata,
-    # Scores keyed by (event_id, model_version), kept as Parquet batches: one row per scoring
-    # run and tenant. A million scores write and read in a fraction of a second this way,
-    # where a million-row table costs seconds of per-row inserts on SQLite.
+    # Scores keyed by (tenant_id, event_id, model_id), kept as Parquet batches: one row per
+    # scoring run (or API flush) and tenant. A million scores write and read in a fraction of a
+    # second this way, where a million-row table costs seconds of per-row inserts on SQLite.
+    # ``model_id`` is the model's content id (scoring.registry): a label such as botfilter/1 can
+    # name another model in another registry. Batches stored before it existed have none and
+    # are never reused.
     Column("batch_id", String(32), primary_key=True),
     Column("tenant_id", String, nullable=False),
-    Column("model_version", String, nullable=False),
+    Column("model_version", String, nullable=False),  # the label, for people
+    Column("model_id", String),
     Column("events", BigInteger, nullable=False),
     Column("first_occurred", UTCDateTime),
     Column("last_occurred", UTCDateTime),
     Column("created_at", UTCDateTime, nullable=False),
     # Parquet: event_id, bot_score, is_bot, reasons (list), top_reason (its first, for reports)
     Column("data", LargeBinary, nullable=False),
-    Index("ix_score_batches_tenant_version", "tenant_id", "model_version"),
+    Index("ix_score_batches_tenant_model", "tenant_id", "model_id"),
 )
 
 metric_partitions = Table(
@@ -269,6 +273,20 @@ def _records(frame: pd.DataFrame, columns: Sequence[str]) -> list[dict[str, Any]
     return out.to_dict("records")
 
 
+def _add_model_id(conn: Connection) -> None:
+    """Stores made before scores were keyed by model content get the ``model_id`` column (their
+    old batches keep none, so they are never taken for any model's scores)."""
+    from sqlalchemy import inspect
+
+    names = {c["name"] for c in inspect(conn).get_columns("score_batches")}
+    if "model_id" not in names:
+        conn.exec_driver_sql("ALTER TABLE score_batches ADD COLUMN model_id VARCHAR")
+        conn.exec_driver_sql(
+            "CREATE INDEX IF NOT EXISTS ix_score_batches_tenant_model "
+            "ON score_batches (tenant_id, model_id)"
+        )
+
+
 class Store:
     """The metrics store. Build with :meth:`open` (from settings) or ``Store(url)``."""
 
@@ -332,6 +350,7 @@ class Store:
                     # Two processes creating the schema at once would collide on pg_type.
                     conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(current_schema()))"))
                 metadata.create_all(conn)
+                _add_model_id(conn)
                 current = conn.execute(
                     select(store_meta.c.value).where(store_meta.c.key == "views")
                 ).scalar()
@@ -560,45 +579,51 @@ class Store:
     def _score_batches(
         self,
         tenants: Sequence[str],
-        model_version: str,
+        model_id: str,
         since: datetime | None = None,
         columns: Sequence[str] = SCORE_BATCH_COLUMNS,
     ) -> pd.DataFrame:
-        """Stored scores of ``model_version`` for these tenants, from batches that may hold
-        events at or after ``since``."""
+        """Stored scores of the model ``model_id`` for these tenants, from batches that may hold
+        events at or after ``since``; with ``tenant_id`` and ``model_version``, one row per
+        (tenant_id, event_id), the first stored."""
         import pyarrow.parquet as pq
 
         t = score_batches
-        stmt = select(t.c.data).where(
-            t.c.model_version == model_version, t.c.tenant_id.in_(list(tenants))
+        stmt = select(t.c.tenant_id, t.c.model_version, t.c.data).where(
+            t.c.model_id == model_id, t.c.tenant_id.in_(list(tenants))
         )
         if since is not None:
             stmt = stmt.where((t.c.last_occurred >= since) | t.c.last_occurred.is_(None))
         stmt = stmt.order_by(t.c.created_at, t.c.batch_id)
         with self.read() as conn:
-            blobs = [row[0] for row in conn.execute(stmt)]
-        frames = [
-            pq.read_table(io.BytesIO(blob), columns=list(columns)).to_pandas() for blob in blobs
-        ]
+            batches = list(conn.execute(stmt))
+        frames = []
+        for tenant, version, blob in batches:
+            frame = pq.read_table(io.BytesIO(blob), columns=list(columns)).to_pandas()
+            frames.append(frame.assign(tenant_id=tenant, model_version=version))
         if not frames:
-            return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+            names = [*columns, "tenant_id", "model_version"]
+            return pd.DataFrame({c: pd.Series(dtype=object) for c in names})
         out = pd.concat(frames, ignore_index=True)
-        return out.drop_duplicates("event_id", keep="first", ignore_index=True)
+        if out["event_id"].is_unique:  # the common case, and much cheaper than pairs
+            return out
+        # A duplicate is (tenant_id, event_id): the same id in two tenants is two events.
+        return out.drop_duplicates(["tenant_id", "event_id"], keep="first", ignore_index=True)
 
     def stored_score_ids(
-        self, tenants: Sequence[str], model_version: str, since: datetime | None = None
-    ) -> pd.Index:
-        """Event ids with a stored score of ``model_version`` for these tenants."""
-        frame = self._score_batches(tenants, model_version, since, columns=["event_id"])
-        return pd.Index(frame["event_id"])
+        self, tenants: Sequence[str], model_id: str, since: datetime | None = None
+    ) -> pd.DataFrame:
+        """(tenant_id, event_id) of the stored scores of ``model_id`` for these tenants."""
+        frame = self._score_batches(tenants, model_id, since, columns=["event_id"])
+        return frame[["tenant_id", "event_id"]]
 
     def score_versions(self, tenants: Sequence[str]) -> dict[str, int]:
-        """Stored scores per model version for these tenants."""
+        """Stored scores per model id for these tenants (batches without one left out)."""
         t = score_batches
         stmt = (
-            select(t.c.model_version, func.sum(t.c.events))
-            .where(t.c.tenant_id.in_(list(tenants)))
-            .group_by(t.c.model_version)
+            select(t.c.model_id, func.sum(t.c.events))
+            .where(t.c.tenant_id.in_(list(tenants)), t.c.model_id.is_not(None))
+            .group_by(t.c.model_id)
         )
         with self.read() as conn:
             return {str(v): int(n) for v, n in conn.execute(stmt)}
@@ -606,17 +631,16 @@ class Store:
     def load_scores(
         self,
         tenants: Sequence[str],
-        model_version: str,
+        model_id: str,
         since: datetime | None = None,
         reasons: bool = False,
     ) -> pd.DataFrame:
-        """Stored scores of one version: event_id, bot_score, is_bot, top_reason,
-        model_version, and the full ``reasons`` lists when asked."""
+        """Stored scores of one model: tenant_id, event_id, bot_score, is_bot, top_reason,
+        model_version (its label), and the full ``reasons`` lists when asked."""
         columns = [*SCORE_BATCH_COLUMNS, *(["reasons"] if reasons else [])]
-        frame = self._score_batches(tenants, model_version, since, columns)
+        frame = self._score_batches(tenants, model_id, since, columns)
         frame["is_bot"] = frame["is_bot"].astype(bool)
         frame["bot_score"] = frame["bot_score"].astype(np.float64)
-        frame["model_version"] = model_version
         return frame
 
     def save_scores(
@@ -624,22 +648,31 @@ class Store:
         frame: pd.DataFrame,
         tenant_ids: Sequence[str] | np.ndarray,
         occurred: pd.Series | None = None,
+        model_id: str | None = None,
     ) -> int:
         """Store scores (event_id, bot_score, is_bot, reasons, model_version), one batch per
-        tenant and version; ``occurred`` (the events' times) lets loads skip old batches.
-        Callers store only events without a score of that version."""
+        tenant and model; ``occurred`` (the events' times) lets loads skip old batches.
+
+        ``model_id`` keys them (default: the frame's ``model_id`` column, else its
+        ``model_version``: only for callers that name their own models). Callers store only
+        events without a score of that model; a later duplicate is ignored on load."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         if frame.empty:
             return 0
         data = frame.reset_index(drop=True).assign(tenant_id=np.asarray(tenant_ids, dtype=object))
+        if model_id is not None:
+            data["model_id"] = model_id
+        elif "model_id" not in data.columns:
+            data["model_id"] = data["model_version"]
         if occurred is not None:
             data["occurred"] = pd.Series(occurred).to_numpy(dtype="datetime64[ns]")
         else:
             data["occurred"] = np.datetime64("NaT", "ns")
         rows = []
-        for (tenant, version), group in data.groupby(["tenant_id", "model_version"], sort=True):
+        keys = ["tenant_id", "model_id", "model_version"]
+        for (tenant, key, version), group in data.groupby(keys, sort=True):
             reasons = _reasons_array(group["reasons"])
             table = pa.table(
                 {
@@ -661,6 +694,7 @@ class Store:
                     "batch_id": uuid.uuid4().hex,
                     "tenant_id": str(tenant),
                     "model_version": str(version),
+                    "model_id": str(key),
                     "events": len(group),
                     "first_occurred": None if when.isna().all() else when.min(),
                     "last_occurred": None if when.isna().all() else when.max(),
@@ -671,6 +705,15 @@ class Store:
         with self.write() as conn:
             conn.execute(score_batches.insert(), rows)
         return len(data)
+
+    def clear_scores(self, tenant: str) -> int:
+        """Forget every stored score of a tenant (the next recompute scores it afresh); returns
+        how many scores were dropped."""
+        t = score_batches
+        with self.write() as conn:
+            n = conn.execute(select(func.sum(t.c.events)).where(t.c.tenant_id == tenant)).scalar()
+            conn.execute(delete(t).where(t.c.tenant_id == tenant))
+        return int(n or 0)
 
     # --- partitions ---------------------------------------------------------------------------
 

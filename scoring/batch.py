@@ -74,7 +74,8 @@ def score_context(
             pending = (rows, future)
         if pending is not None:
             collect(*pending)
-    return out.table(cols["event_id"], model.version)
+    # tenant_id too: an event id is unique only within its tenant (PRODUCT.md).
+    return out.table(cols["event_id"], model.version, cols["tenant_id"])
 
 
 def score_validated(

@@ -7,6 +7,7 @@ compiled trees (lleaves) when available, else from LightGBM itself.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -22,12 +23,22 @@ from scoring.explain import FlatTrees, flatten, reason_lists, score_block
 
 log = logging.getLogger(__name__)
 METADATA_FILE = "botfilter_model.json"
+MODEL_FILE = "model.lgb"  # the LightGBM text model that mlflow.lightgbm logs
 _CHUNK = 16_384  # rows per compiled-tree call when no reasons are asked for
 
 
 # is_bot is never true below this calibrated score (PRODUCT.md): a model registered with a lower
 # cut is held to it when scoring.
 MIN_CUT = 0.5
+
+
+def content_id(model_text: bytes, metadata: bytes) -> str:
+    """The id of a model's content (``sha256:<hex>``): trees and metadata, whatever its label."""
+    h = hashlib.sha256()
+    for part in (model_text, metadata):
+        h.update(len(part).to_bytes(8, "little"))
+        h.update(part)
+    return f"sha256:{h.hexdigest()[:32]}"
 
 
 def threshold_key(channel: str, event_type: str) -> str:
@@ -50,6 +61,23 @@ class BotModel:
     _fmaps: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict, repr=False)
     _explainer: Any = field(default=None, repr=False)  # compiled for FEATURE_NAMES' layout
     _cuts: tuple[Any, dict[str, float]] = field(default=(None, {}), repr=False)
+    _model_id: str | None = field(default=None, repr=False)
+
+    @property
+    def model_id(self) -> str:
+        """Content id: what caches and stored scores are keyed by (see :func:`content_id`).
+
+        A registry model has the digest of its downloaded files; any other (trained in this
+        process, built in a test) the digest of its trees and metadata as they are now.
+        """
+        if self._model_id is None:
+            meta = json.dumps(self.metadata(), sort_keys=True).encode()
+            return content_id(self.booster.model_to_string().encode(), meta)
+        return self._model_id
+
+    @model_id.setter
+    def model_id(self, value: str) -> None:
+        self._model_id = value
 
     # --- persistence -------------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
@@ -88,7 +116,8 @@ class BotModel:
             import lleaves
 
             cache_dir.mkdir(parents=True, exist_ok=True)
-            safe = "".join(ch if ch.isalnum() else "_" for ch in self.version)
+            # Keyed by content, never by label: another registry's botfilter/1 is another model.
+            safe = self.model_id.replace(":", "-")
             model_txt = cache_dir / f"{safe}.txt"
             self.booster.save_model(str(model_txt))
             compiled = lleaves.Model(model_file=str(model_txt))
@@ -254,15 +283,20 @@ class ScoredRows:
     is_bot: np.ndarray  # bool, bot_score >= the row's (channel, type) threshold
     reasons: np.ndarray  # object array of lists of feature names
 
-    def table(self, event_ids: np.ndarray, model_version: str) -> pd.DataFrame:
-        """The scores table of PRODUCT.md: these rows with their event ids and the version."""
+    def table(
+        self, event_ids: np.ndarray, model_version: str, tenant_ids: np.ndarray | None = None
+    ) -> pd.DataFrame:
+        """The scores table of PRODUCT.md: these rows with their event ids and the version, and
+        their ``tenant_id`` when given (an event is (tenant_id, event_id))."""
+        columns = {
+            "event_id": event_ids,
+            "bot_score": self.bot_score,
+            "is_bot": self.is_bot,
+            "reasons": self.reasons,
+            "model_version": model_version,
+        }
+        if tenant_ids is None:
+            return pd.DataFrame(columns, columns=list(SCORE_COLUMNS))
         return pd.DataFrame(
-            {
-                "event_id": event_ids,
-                "bot_score": self.bot_score,
-                "is_bot": self.is_bot,
-                "reasons": self.reasons,
-                "model_version": model_version,
-            },
-            columns=list(SCORE_COLUMNS),
+            columns | {"tenant_id": tenant_ids}, columns=[*SCORE_COLUMNS, "tenant_id"]
         )

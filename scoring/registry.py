@@ -1,13 +1,23 @@
-"""Resolving and loading models from the MLflow registry (by alias, never "latest")."""
+"""Resolving and loading models from the MLflow registry (by alias, never "latest").
+
+A model is known by two names. ``version`` (``botfilter/3``) is the human label that output rows
+carry. ``model_id`` (``sha256:<hex>`` of the model's files) is what every cache and the score
+store are keyed by: a rebuilt MLflow store or another registry can hand out a different
+``botfilter/3``, and must never be served the old one's download, compiled library or scores.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from botfilter.errors import BotfilterError
 from botfilter.settings import Settings
-from scoring.model import METADATA_FILE, BotModel
+from scoring.model import METADATA_FILE, MODEL_FILE, BotModel, content_id
+
+_COMPLETE = ".complete"
 
 
 def champion_uri(settings: Settings) -> str:
@@ -25,58 +35,103 @@ def configure_mlflow(settings: Settings) -> None:
     mlflow.set_registry_uri(settings.mlflow_uri)
 
 
-def resolve_version(settings: Settings, uri: str) -> str:
-    """A stable version label for a model URI: ``name/version`` for registry URIs."""
+@dataclass(frozen=True)
+class ModelRef:
+    """A resolved model: its label, its content id and its local copy."""
+
+    uri: str
+    version: str  # human label, e.g. botfilter/3
+    model_id: str  # sha256:<hex> of the model files: the key of caches and stored scores
+    path: Path  # the downloaded artifacts
+
+
+def _registered(settings: Settings, uri: str) -> tuple[str, str]:
+    """(label, identity) of a model URI: identity names the registry and the exact registered
+    artifact (run id, creation time, source), so a rebuilt store gives a new identity."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    if not uri.startswith("models:/"):
+        return uri.rstrip("/").rsplit("/", 1)[-1][:40], uri
+    ref = uri[len("models:/") :]
     client = MlflowClient()
-    if uri.startswith("models:/"):
-        ref = uri[len("models:/") :]
-        try:
-            if "@" in ref:
-                name, alias = ref.split("@", 1)
-                mv = client.get_model_version_by_alias(name, alias)
-            else:
-                name, version = ref.split("/", 1)
-                if not version.isdigit():
-                    raise BotfilterError(f"model URI {uri!r}: use an alias (@champion) or a number")
-                mv = client.get_model_version(name, version)
-        except MlflowException as exc:
-            raise BotfilterError(
-                f"no model at {uri} in {settings.mlflow_uri}: train one with `botfilter train`"
-            ) from exc
-        return f"{mv.name}/{mv.version}"
-    return uri.rstrip("/").rsplit("/", 1)[-1][:40]
+    try:
+        if "@" in ref:
+            name, alias = ref.split("@", 1)
+            mv = client.get_model_version_by_alias(name, alias)
+        else:
+            name, version = ref.split("/", 1)
+            if not version.isdigit():
+                raise BotfilterError(f"model URI {uri!r}: use an alias (@champion) or a number")
+            mv = client.get_model_version(name, version)
+    except MlflowException as exc:
+        raise BotfilterError(
+            f"no model at {uri} in {settings.mlflow_uri}: train one with `botfilter train`"
+        ) from exc
+    identity = f"{mv.name}/{mv.version} run={mv.run_id} created={mv.creation_timestamp} {mv.source}"
+    return f"{mv.name}/{mv.version}", identity
 
 
-def load_model(settings: Settings, uri: str | None = None, compile: bool = True) -> BotModel:
-    """Load ``uri`` (default: the champion alias) with its feature list, calibration, thresholds."""
+def resolve_version(settings: Settings, uri: str) -> str:
+    """A stable version label for a model URI: ``name/version`` for registry URIs."""
+    return _registered(settings, uri)[0]
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def resolve_model(settings: Settings, uri: str | None = None) -> ModelRef:
+    """Resolve ``uri`` (default: the champion alias) and make sure its files are here.
+
+    The download is cached under a key of the registry's URI and the registered version's
+    identity; its content id is computed once, from the files, when it is downloaded.
+    """
     import mlflow
 
     configure_mlflow(settings)
     uri = uri or champion_uri(settings)
-    version = resolve_version(settings, uri)
+    version, identity = _registered(settings, uri)
+    where = _digest(f"{settings.mlflow_uri}\n{identity}")[:20]
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in version)
-    local = settings.models_dir / "registry" / safe
-    if not (local / ".complete").exists():
-        tmp = local.with_suffix(".tmp")
+    local = settings.models_dir / "registry" / f"{safe}-{where}"
+    # Only registry versions are immutable: anything else (a run's path, a directory) is
+    # fetched again, so a changed file is never served from the cache.
+    if not uri.startswith("models:/") or not (local / _COMPLETE).exists():
+        tmp = local.with_name(f"{local.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp))
-        (tmp / ".complete").touch()
+        model_file, meta_file = _model_files(tmp, uri)
+        (tmp / _COMPLETE).write_text(content_id(model_file.read_bytes(), meta_file.read_bytes()))
         shutil.rmtree(local, ignore_errors=True)
         tmp.rename(local)
-    model_files = sorted(local.rglob("model.lgb"))
-    meta_files = sorted(local.rglob(METADATA_FILE))
+    return ModelRef(uri, version, (local / _COMPLETE).read_text().strip(), local)
+
+
+def _model_files(path: Path, uri: str) -> tuple[Path, Path]:
+    model_files = sorted(path.rglob(MODEL_FILE))
+    meta_files = sorted(path.rglob(METADATA_FILE))
     if not model_files or not meta_files:
-        raise BotfilterError(f"{uri} is not a botfilter model (no model.lgb / {METADATA_FILE})")
-    model = BotModel.from_files(model_files[0], meta_files[0], version, settings.threads)
+        raise BotfilterError(f"{uri} is not a botfilter model (no {MODEL_FILE} / {METADATA_FILE})")
+    return model_files[0], meta_files[0]
+
+
+def load_ref(settings: Settings, ref: ModelRef, compile: bool = True) -> BotModel:
+    """The model of a resolved reference, compiled (and cached by content id) when asked."""
+    model_file, meta_file = _model_files(ref.path, ref.uri)
+    model = BotModel.from_files(model_file, meta_file, ref.version, settings.threads)
+    model.model_id = ref.model_id
     if compile:
         model.compile(settings.models_dir / "compiled")
     return model
 
 
+def load_model(settings: Settings, uri: str | None = None, compile: bool = True) -> BotModel:
+    """Load ``uri`` (default: the champion alias) with its feature list, calibration, thresholds."""
+    return load_ref(settings, resolve_model(settings, uri), compile)
+
+
 def find_model_dir(path: Path) -> Path:
     """The directory holding a saved model's files."""
-    return next(path.rglob("model.lgb")).parent
+    return next(path.rglob(MODEL_FILE)).parent

@@ -26,6 +26,7 @@ from scoring.model import BotModel
 from serving.batching import Coalescer
 from serving.metrics import metrics
 from serving.models import EXAMPLE_EVENTS
+from serving.recorder import ScoreRecorder, store_opener
 from serving.scorer import (
     ROW_FORMAT,
     OnlineScorer,
@@ -95,6 +96,7 @@ class Runtime:
         self._checked = time.monotonic()
         self._following = False
         self._readiness: tuple[float, str | None] | None = None
+        self.recorder: ScoreRecorder | None = None  # score once: answers go to the store
 
     # -- model ---------------------------------------------------------------------------------
     @property
@@ -157,7 +159,10 @@ class Runtime:
         return self._batcher.submit_if_idle(items)
 
     def _score_merged(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        out = self.scorer.score(items, self._model)
+        model = self._model  # the answers and their record name the same model
+        out = self.scorer.score(items, model)
+        if self.recorder is not None:
+            self.recorder.record(items, out.items, model)
         m = metrics()
         m.outcome(out.scored, out.flagged, out.duplicates, out.errors)
         m.scoring_call(len(items), out.seconds)
@@ -183,7 +188,10 @@ class Runtime:
         return True, {"status": "ready", **body}
 
     def close(self) -> None:
-        """Release the state's and the token store's connections."""
+        """Write the recorded answers still queued; release the state's and the token store's
+        connections."""
+        if self.recorder is not None:
+            self.recorder.close()
         self.state.close()
         if self.auth.store is not None:
             self.auth.store.close()
@@ -231,6 +239,8 @@ def start(settings: Settings) -> Runtime:
     enrichers = Enrichers.load()
     warm_up(model, enrichers)
     runtime = Runtime(settings, model, enrichers, make_runtime_state(settings))
+    if settings.record_scores:
+        runtime.recorder = ScoreRecorder(store_opener(settings))
     runtime.state.follow(FOLLOW_S)
     set_current(runtime)
     # Everything loaded so far lives as long as the process: keep it out of every future

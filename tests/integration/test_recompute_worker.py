@@ -202,10 +202,14 @@ def test_cli_end_to_end(store_url: str, tmp_path: Path, monkeypatch: pytest.Monk
     assert "scores: file (labels)" in result.output
     result = runner.invoke(app, ["settings", "set", "--tenant", "t1", "--sms", "on"])
     assert result.exit_code == 0 and "30-day recompute queued" in result.output
-    # No model is registered: the worker reuses the stored scores that cover every event.
+    # No model is registered, and a scores file serves its own run only (issue 14 item 2): the
+    # worker cannot score, and says so; it never takes the file's scores for a model's.
     result = runner.invoke(app, ["run", "--data", str(data)])
+    assert result.exit_code != 0 and "no model registered yet" in str(result.exception)
+    args = ["recompute", "--data", str(data), "--scores", str(scores), "--tenant", "t1"]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, (result.output, result.exception)
-    assert "recomputed t1[email+sms]" in result.output or "t1[sms]" in result.output
+    assert "1 queued changes applied" in result.output
     result = runner.invoke(app, ["metrics", "show", "--tenant", "t1", "--module", "dashboard"])
     assert result.exit_code == 0 and "with bots → without bots" in result.output
     result = runner.invoke(app, ["report", "--tenant", "t1", "--out", str(tmp_path / "r.html")])

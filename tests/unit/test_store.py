@@ -191,10 +191,64 @@ def test_scores_round_trip_and_keep_existing(store: Store) -> None:
     assert list(loaded["bot_score"]) == [0.9, 0.2]
     assert [list(r) for r in loaded["reasons"]] == [["a", "b"], []]
     assert list(loaded["top_reason"]) == ["a", None]
-    assert sorted(store.stored_score_ids(["t1"], "m/1")) == ["e1", "e2"]
+    assert sorted(store.stored_score_ids(["t1"], "m/1")["event_id"]) == ["e1", "e2"]
     assert store.score_versions(["t1"]) == {"m/1": 4}  # two batches of two
     assert store.load_scores(["t1"], "m/2").empty
     assert store.load_scores(["t2"], "m/1").empty
+
+
+def scores_frame(ids: list[str], score: float, version: str = "botfilter/1") -> pd.DataFrame:
+    n = len(ids)
+    return pd.DataFrame(
+        {
+            "event_id": ids,
+            "bot_score": [score] * n,
+            "is_bot": [score >= 0.5] * n,
+            "reasons": [["a"]] * n,
+            "model_version": version,
+        }
+    )
+
+
+def test_scores_are_keyed_by_model_content_not_label(store: Store) -> None:
+    """Issue 14 item 1: two models labelled botfilter/1 (two registries) keep apart."""
+    store.save_scores(scores_frame(["e1"], 0.9), ["t1"], model_id="sha256:aaa")
+    store.save_scores(scores_frame(["e1"], 0.1), ["t1"], model_id="sha256:bbb")
+    a = store.load_scores(["t1"], "sha256:aaa")
+    b = store.load_scores(["t1"], "sha256:bbb")
+    assert list(a["bot_score"]) == [0.9] and list(b["bot_score"]) == [0.1]
+    assert list(b["model_version"]) == ["botfilter/1"]  # the label stays what people read
+    assert store.load_scores(["t1"], "botfilter/1").empty
+    assert store.score_versions(["t1"]) == {"sha256:aaa": 1, "sha256:bbb": 1}
+
+
+def test_scores_are_keyed_by_tenant_and_event(store: Store) -> None:
+    """A duplicate is (tenant_id, event_id): e1 of t1 and e1 of t2 are two events."""
+    store.save_scores(scores_frame(["e1"], 0.9), ["t1"], model_id="m")
+    store.save_scores(scores_frame(["e1"], 0.1), ["t2"], model_id="m")
+    both = store.load_scores(["t1", "t2"], "m").sort_values("tenant_id")
+    assert list(zip(both["tenant_id"], both["event_id"], both["bot_score"], strict=True)) == [
+        ("t1", "e1", 0.9),
+        ("t2", "e1", 0.1),
+    ]
+    assert store.clear_scores("t1") == 1
+    assert list(store.load_scores(["t1", "t2"], "m")["tenant_id"]) == ["t2"]
+
+
+def test_old_score_batches_get_model_id_and_are_never_reused(tmp_path: Path) -> None:
+    """A store made before scores were keyed by content: its label-keyed batches stay unused."""
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    Store(url).save_scores(scores_frame(["e1"], 0.9), ["t1"], model_id="x")
+    with sqlite3.connect(tmp_path / "old.db") as db:  # what the old schema had
+        db.execute("DROP INDEX ix_score_batches_tenant_model")
+        db.execute("ALTER TABLE score_batches DROP COLUMN model_id")
+    reopened = Store(url)
+    assert reopened.score_versions(["t1"]) == {}
+    assert reopened.load_scores(["t1"], "botfilter/1").empty
+    reopened.save_scores(scores_frame(["e1"], 0.2), ["t1"], model_id="sha256:new")
+    assert list(reopened.load_scores(["t1"], "sha256:new")["bot_score"]) == [0.2]
 
 
 def test_check_scores_errors() -> None:

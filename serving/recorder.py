@@ -1,0 +1,185 @@
+"""Score once: the API's answers go to the score store, off the request path.
+
+Every answer the API gives is what the batch recompute would compute for that event (the
+parity the API's tests prove), so the recompute takes them from the store, keyed by
+(tenant_id, event_id) and the model's content id, and scores only what the API never answered.
+
+:meth:`ScoreRecorder.record` costs a counter and a queue append on the request's thread: no
+parsing, no I/O, never an exception. One writer thread per worker turns the queued answers into
+store batches, a flush per :attr:`flush_s` seconds or :attr:`flush_events` answers. The queue is
+bounded in events: when the store cannot keep up (or is down), answers beyond
+:attr:`max_pending` are dropped and counted, and the recompute scores those events itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pandas as pd
+
+log = logging.getLogger("botfilter.serving")
+
+#: One queued request: its items, its answers (same order) and the model that answered.
+Entry = tuple[Sequence[dict[str, Any]], Sequence[dict[str, Any]], Any]
+
+
+class ScoreRecorder:
+    """Writes the API's answers to the score store from a background thread."""
+
+    def __init__(
+        self,
+        open_store: Callable[[], Any],
+        max_pending: int = 200_000,
+        flush_events: int = 20_000,
+        flush_s: float = 1.0,
+    ) -> None:
+        self._open_store = open_store
+        self.max_pending = max_pending
+        self.flush_events = flush_events
+        self.flush_s = flush_s
+        self._queue: queue.SimpleQueue[Entry | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._pending = 0
+        self.recorded = 0  # answers written to the store
+        self.dropped = 0  # answers not recorded (queue full, store failing)
+        self._store: Any = None
+        self._failing = False
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="botfilter-recorder", daemon=True)
+        self._thread.start()
+
+    # -- the request path ----------------------------------------------------------------------
+    def record(
+        self, items: Sequence[dict[str, Any]], answers: Sequence[dict[str, Any]], model: Any
+    ) -> None:
+        """Queue one request's answers (never blocks, never raises)."""
+        try:
+            n = len(answers)
+            with self._lock:
+                if self._closed or self._pending + n > self.max_pending:
+                    self.dropped += n
+                    return
+                self._pending += n
+            self._queue.put((items, answers, model))
+        except Exception:  # recording must never cost a request its answer
+            pass
+
+    # -- the writer ----------------------------------------------------------------------------
+    def _run(self) -> None:
+        batch: list[Entry] = []
+        size, started = 0, 0.0
+        while True:
+            wait = max(0.0, started + self.flush_s - time.monotonic()) if batch else None
+            try:
+                entry = self._queue.get(timeout=wait)
+            except queue.Empty:  # the oldest queued answer has waited flush_s: write
+                self._write(batch, size)
+                batch, size = [], 0
+                continue
+            if entry is None:  # closing: write what is left and stop
+                if batch:
+                    self._write(batch, size)
+                return
+            if not batch:
+                started = time.monotonic()
+            batch.append(entry)
+            size += len(entry[1])
+            if size >= self.flush_events:
+                self._write(batch, size)
+                batch, size = [], 0
+
+    def _write(self, batch: list[Entry], size: int) -> None:
+        try:
+            if self._store is None:
+                self._store = self._open_store()
+            written = 0
+            for model_id, frame in answers_frame(batch).groupby("model_id", sort=False):
+                written += self._store.save_scores(
+                    frame, frame["tenant_id"], frame["occurred_at"], model_id=model_id
+                )
+            self.recorded += written
+            self.dropped += size - written  # answers with an error are not scores
+            if self._failing:
+                log.info("score recorder: writing to the store again")
+            self._failing = False
+        except Exception as exc:  # the store is down or refuses: drop, say so once per streak
+            self.dropped += size
+            if not self._failing:
+                log.warning("score recorder: cannot write to the store (%s)", type(exc).__name__)
+                log.debug("score recorder: the failure", exc_info=True)
+            self._failing = True
+        finally:
+            with self._lock:
+                self._pending -= size
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued and stop the writer (waits at most ``timeout`` seconds)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+
+def answers_frame(batch: Sequence[Entry]) -> pd.DataFrame:
+    """The scored answers of queued requests as a scores table with ``tenant_id``,
+    ``occurred_at`` and ``model_id`` (the answering model's content id)."""
+    rows = []
+    for items, answers, model in batch:
+        key = model.model_id
+        for item, answer in zip(items, answers, strict=True):
+            if "bot_score" not in answer:  # a contract error: nothing was scored
+                continue
+            rows.append(
+                (
+                    str(item.get("tenant_id")),
+                    answer["event_id"],
+                    answer["bot_score"],
+                    answer["is_bot"],
+                    list(answer["reasons"]),
+                    answer["model_version"],
+                    item.get("occurred_at"),
+                    key,
+                )
+            )
+    names = ["tenant_id", "event_id", "bot_score", "is_bot", "reasons", "model_version"]
+    frame = pd.DataFrame(rows, columns=[*names, "occurred_at", "model_id"])
+    frame["occurred_at"] = _times(frame["occurred_at"])
+    return frame
+
+
+def _times(values: pd.Series) -> pd.Series:
+    """Event times as the API accepted them (ISO-8601 or epoch milliseconds); NaT where unsure
+    (a batch with one keeps no time range, so it is never skipped by a load)."""
+    out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
+    try:
+        numbers = pd.to_numeric(values, errors="coerce")
+        number = numbers.notna().to_numpy()
+        # Each form on its own rows: pandas' unit conversion of a NaN can raise
+        # FloatingPointError, depending on the thread's numpy error state.
+        if number.any():
+            ms = pd.to_datetime(numbers[number], unit="ms", utc=True, errors="coerce")
+            out[number] = ms
+        if not number.all():
+            text = values[~number].astype(str)
+            out[~number] = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
+    except (ValueError, OverflowError, ArithmeticError):
+        pass  # no time range for this batch: it is simply never skipped
+    return out
+
+
+def store_opener(settings: Any) -> Callable[[], Any]:
+    """Opens the configured score store (the metrics store) on first use, in the writer."""
+
+    def open_store() -> Any:
+        from jobs.store import Store
+
+        return Store.open(settings)
+
+    return open_store

@@ -1,0 +1,139 @@
+"""Models are known by their content and registry, never by their label alone (issue 14 item 1).
+
+Two MLflow registries (two sqlite stores) each register a different model as ``botfilter/1``;
+the data home, and so the model caches and the score store, is shared.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import lightgbm as lgb
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from botfilter.settings import Settings
+from contract.validate import validate_tables
+from features.definitions import FEATURE_NAMES
+from jobs.recompute import recompute
+from jobs.store import Store
+from scoring.batch import score_validated
+from scoring.model import METADATA_FILE, BotModel
+from scoring.registry import champion_uri, configure_mlflow, load_model
+from simulation import generate
+
+pytestmark = pytest.mark.integration
+
+
+def register_model(settings: Settings, seed: int, tmp: Path) -> None:
+    """Register a small LightGBM model (different per seed) as the champion in ``settings``'
+    registry, as ``botfilter train`` logs it (model.lgb + the metadata file)."""
+    rng = np.random.default_rng(seed)
+    names = list(FEATURE_NAMES)
+    X = rng.normal(size=(400, len(names)))
+    y = (X[:, seed % len(names)] > 0).astype(int)
+    booster = lgb.train(
+        {"objective": "binary", "num_leaves": 7, "verbose": -1, "seed": seed},
+        lgb.Dataset(X, y, feature_name=names),
+        num_boost_round=5,
+    )
+    meta = tmp / METADATA_FILE
+    meta.write_text(
+        json.dumps({"feature_names": names, "calibration": [1.0, 0.0], "thresholds": {}})
+    )
+    configure_mlflow(settings)
+    settings.artifact_root.mkdir(parents=True, exist_ok=True)
+    name = f"identity-{seed}"
+    experiment = mlflow.get_experiment_by_name(name)
+    experiment_id = (
+        experiment.experiment_id
+        if experiment
+        else mlflow.create_experiment(name, artifact_location=settings.artifact_root.as_uri())
+    )
+    with mlflow.start_run(experiment_id=experiment_id):
+        info = mlflow.lightgbm.log_model(
+            booster,
+            name="model",
+            registered_model_name=settings.model_name,
+            extra_files=[str(meta)],
+            pip_requirements=[f"lightgbm=={lgb.__version__}"],
+        )
+    mlflow.MlflowClient().set_registered_model_alias(
+        settings.model_name, settings.champion_alias, str(info.registered_model_version)
+    )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def restore_mlflow() -> Iterator[None]:
+    """mlflow.set_tracking_uri also sets MLFLOW_TRACKING_URI in the environment: put back
+    what was there, so later tests do not find these registries' champions."""
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    yield
+    mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"])
+    mlflow.set_registry_uri(saved["MLFLOW_REGISTRY_URI"])
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def two_registries(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Settings]:
+    """Two settings that share a data home and point at two registries, each with its own
+    ``botfilter/1`` (models of seeds 1 and 2)."""
+    tmp = tmp_path_factory.mktemp("registries")
+    home = tmp / "home"
+    out = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        for seed in (1, 2):
+            s = Settings(home=home, tracking_uri=f"sqlite:///{tmp / f'registry-{seed}.db'}")
+            (tmp / str(seed)).mkdir()
+            register_model(s, seed, tmp / str(seed))
+            out.append(s)
+    return out[0], out[1]
+
+
+def direct_model(settings: Settings, dst: Path) -> BotModel:
+    """The champion of ``settings``' registry, downloaded afresh (no cache involved)."""
+    configure_mlflow(settings)
+    mlflow.artifacts.download_artifacts(artifact_uri=champion_uri(settings), dst_path=str(dst))
+    model = next(dst.rglob("model.lgb"))
+    return BotModel.from_files(model, next(dst.rglob(METADATA_FILE)), "direct")
+
+
+def test_each_registry_scores_with_its_own_botfilter_1(two_registries, tmp_path) -> None:
+    first, second = two_registries
+    world = validate_tables(generate(tenants=1, days=2, seed=5))
+    scores_a = score_validated(world, first)
+    scores_b = score_validated(world, second)
+    expected_b = score_validated(world, second, model=direct_model(second, tmp_path / "b"))
+    np.testing.assert_allclose(scores_b["bot_score"], expected_b["bot_score"], rtol=0, atol=1e-9)
+    assert not np.allclose(scores_a["bot_score"], scores_b["bot_score"])
+    assert (scores_b["model_version"] == "botfilter/1").all()
+    a, b = load_model(first, compile=False), load_model(second, compile=False)
+    assert a.version == b.version == "botfilter/1" and a.model_id != b.model_id
+
+
+def test_stored_scores_of_another_registry_are_not_reused(two_registries, tmp_path) -> None:
+    first, second = two_registries
+    world = validate_tables(generate(tenants=1, days=2, seed=5))
+    as_of = pd.to_datetime(world.events["occurred_at"]).max().ceil("D")
+    store = Store(f"sqlite:///{first.home / 'metrics.db'}")
+    one = recompute(store, first, world, as_of=as_of)
+    assert one.scores_source == "scored"
+    two = recompute(store, second, world, as_of=as_of)
+    assert two.scores_source == "scored"  # the first registry's botfilter/1 scores stay unused
+    again = recompute(store, second, world, as_of=as_of)
+    assert again.scores_source == "store"
+    tenants = sorted(world.messages["tenant_id"].unique())
+    stored_b = store.load_scores(tenants, load_model(second, compile=False).model_id)
+    want = score_validated(world, second).set_index("event_id")["bot_score"]
+    got = stored_b.set_index("event_id")["bot_score"].reindex(want.index)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)

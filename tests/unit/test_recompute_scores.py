@@ -1,0 +1,170 @@
+"""Where a recompute's scores come from: a scores file (that run only), stored scores of the
+model in use (by content id, per (tenant_id, event_id)), or fresh scoring (issue 14 item 2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from botfilter.errors import BotfilterError
+from botfilter.settings import Settings
+from jobs.metrics import MissingScores, Window, compute_partitions
+from jobs.recompute import Tables, check_scores, read_scores_file, recompute
+from jobs.settings import set_exclusions
+from jobs.store import Store
+from tests.unit.test_metrics import AS_OF, events, messages
+
+
+def two_tenants() -> Tables:
+    """Tenants t1 and t2, one delivered email each, both with an open event named e1."""
+    m = messages(
+        [
+            ("m1", "t1", "email", "c1", None, "k1", "a.com", "2024-03-10", "2024-03-10"),
+            ("m1", "t2", "email", "c1", None, "k1", "a.com", "2024-03-10", "2024-03-10"),
+        ]
+    )
+    e = events(
+        [
+            ("e1", "m1", "open", "2024-03-10 01:00", "t1"),
+            ("e1", "m1", "open", "2024-03-10 02:00", "t2"),
+        ]
+    )
+    return Tables(m, e)
+
+
+def score_rows(rows: list[tuple[str, str, float, bool]], version: str = "botfilter/1"):
+    """(tenant_id, event_id, bot_score, is_bot) rows as a scores table."""
+    return pd.DataFrame(
+        {
+            "tenant_id": [r[0] for r in rows],
+            "event_id": [r[1] for r in rows],
+            "bot_score": [r[2] for r in rows],
+            "is_bot": [r[3] for r in rows],
+            "reasons": [[] for _ in rows],
+            "model_version": version,
+        }
+    )
+
+
+class Scorer:
+    """Scores every event 0.2 (human), counting the events it was asked to score."""
+
+    def __init__(self) -> None:
+        self.scored: list[tuple[str, str]] = []
+
+    def __call__(self, tables: Tables) -> pd.DataFrame:
+        e = tables.events
+        self.scored += list(zip(e["tenant_id"], e["event_id"], strict=True))
+        return score_rows(
+            [(t, i, 0.2, False) for t, i in zip(e["tenant_id"], e["event_id"], strict=True)]
+        )
+
+
+def opens(result) -> dict[str, int]:
+    c = result.tables["campaign_metrics"]
+    return dict(zip(c["tenant_id"], c["opens_total"], strict=True))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(f"sqlite:///{tmp_path / 'metrics.db'}")
+
+
+def test_file_scores_serve_their_run_only(store: Store, tmp_path: Path) -> None:
+    """An all-bot file labelled botfilter/1 must not be reused by later champion runs."""
+    data = two_tenants()
+    settings = Settings(home=tmp_path / "home")
+    set_exclusions(store, "t1", {"email": True, "sms": True}, source="test")
+    bots = score_rows([("t1", "e1", 0.99, True)])
+    run = dict(as_of=AS_OF, tenants=["t1"])
+    first = recompute(store, settings, data, scores=bots, **run)
+    assert first.scores_source == "file" and opens(first)["t1"] == 0
+    assert store.load_scores(["t1"], "botfilter/1").empty  # nothing of the file was stored
+    scorer = Scorer()
+    later = recompute(store, settings, data, scorer=scorer, model_version="botfilter/1", **run)
+    assert later.scores_source == "scored" and opens(later)["t1"] == 1
+    assert ("t1", "e1") in scorer.scored
+
+
+def test_bot_below_half_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "scores.csv"
+    score_rows([("t1", "e1", 0.0, True), ("t1", "e2", 0.7, True)]).to_csv(path, index=False)
+    with pytest.raises(
+        BotfilterError,
+        match=r"1 rows have is_bot=true with bot_score below 0.5 \(e.g. event_id 'e1'\)",
+    ):
+        read_scores_file(path)
+    ok = check_scores(score_rows([("t1", "e1", 0.5, True), ("t1", "e2", 0.49, False)]))
+    assert ok["is_bot"].tolist() == [True, False]
+
+
+def test_file_scores_match_events_by_tenant_and_event(store: Store, tmp_path: Path) -> None:
+    """e1 is a bot in t1 and a person in t2: each tenant's event takes its own score."""
+    data = two_tenants()
+    for t in ("t1", "t2"):
+        set_exclusions(store, t, {"email": True, "sms": True}, source="test")
+    scores = score_rows([("t1", "e1", 0.9, True), ("t2", "e1", 0.1, False)])
+    result = recompute(store, Settings(home=tmp_path / "home"), data, as_of=AS_OF, scores=scores)
+    assert opens(result) == {"t1": 0, "t2": 1}
+    # the same id twice is fine across tenants, not within one
+    check_scores(scores)
+    with pytest.raises(BotfilterError, match="scored more than once"):
+        check_scores(score_rows([("t1", "e1", 0.9, True), ("t1", "e1", 0.1, False)]))
+
+
+def test_file_without_tenant_id_for_shared_ids_is_refused(store: Store, tmp_path: Path) -> None:
+    data = two_tenants()
+    scores = score_rows([("t1", "e1", 0.9, True)]).drop(columns="tenant_id")
+    with pytest.raises(BotfilterError, match="needs a tenant_id column"):
+        recompute(store, Settings(home=tmp_path / "home"), data, as_of=AS_OF, scores=scores)
+    # one tenant's file needs none: its ids are that tenant's
+    one = recompute(
+        store, Settings(home=tmp_path / "home"), data, as_of=AS_OF, scores=scores, tenants=["t1"]
+    )
+    assert one.scores_source == "file"
+
+
+def test_partitions_take_each_tenants_own_score() -> None:
+    data = two_tenants()
+    scores = score_rows([("t2", "e1", 0.1, False), ("t1", "e1", 0.9, True)])
+    parts = compute_partitions(
+        data.messages,
+        data.events,
+        scores,
+        {("t1", "email"): True, ("t2", "email"): True},
+        Window.ending(AS_OF, 30),
+    )
+    c = parts.tables()["campaign_metrics"]
+    assert dict(zip(c["tenant_id"], c["opens_total"], strict=True)) == {"t1": 0, "t2": 1}
+    # a score of another tenant's event with that id does not count for this one
+    with pytest.raises(MissingScores):
+        compute_partitions(
+            data.messages, data.events, scores.iloc[:1], {}, Window.ending(AS_OF, 30)
+        )
+
+
+def test_clear_stored_scores_of_a_tenant(store: Store, tmp_path: Path) -> None:
+    data = two_tenants()
+    settings = Settings(home=tmp_path / "home")
+    scorer = Scorer()
+    run = dict(as_of=AS_OF, scorer=scorer, model_version="botfilter/1", model_id="sha256:c")
+    recompute(store, settings, data, **run)
+    assert store.clear_scores("t1") == 1
+    assert recompute(store, settings, data, **run).scores_source == "store+scored"
+    assert ("t1", "e1") in scorer.scored[2:]  # asked again for t1's event (t2's is context)
+
+
+def test_scores_clear_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from botfilter.cli import app
+
+    monkeypatch.delenv("BOTFILTER_DATABASE_URL", raising=False)
+    monkeypatch.setenv("BOTFILTER_HOME", str(tmp_path / "home"))
+    store = Store(f"sqlite:///{(tmp_path / 'home' / 'metrics.db').resolve()}")
+    store.save_scores(score_rows([("t1", "e1", 0.9, True)]), ["t1"], model_id="m")
+    result = CliRunner().invoke(app, ["scores", "clear", "--tenant", "t1"])
+    assert result.exit_code == 0 and "dropped 1 stored scores of tenant t1" in result.output
+    assert store.load_scores(["t1"], "m").empty
