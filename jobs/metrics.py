@@ -468,6 +468,11 @@ def event_positions(table: pd.DataFrame, wanted: pd.DataFrame, tenants: bool = T
     index = pd.Index(table["event_id"].to_numpy(dtype=object))
     ids = wanted["event_id"].to_numpy(dtype=object)
     if not tenants:
+        if not index.is_unique:
+            raise BotfilterError(
+                f"event_id {index[index.duplicated()][0]!r} is scored more than once and the "
+                "scores have no tenant_id to tell its tenants apart"
+            )
         return index.get_indexer(ids)
     tenant = wanted["tenant_id"].to_numpy(dtype=object)
     owners = table["tenant_id"].to_numpy(dtype=object)

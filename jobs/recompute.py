@@ -188,8 +188,9 @@ def check_scores(frame: pd.DataFrame, source: str = "scores") -> pd.DataFrame:
     key = ["tenant_id", "event_id"] if "tenant_id" in out.columns else ["event_id"]
     dup = out.duplicated(key)
     if dup.any():
+        where = f" of tenant {out['tenant_id'][dup].iloc[0]!r}" if "tenant_id" in key else ""
         raise BotfilterError(
-            f"{source}: event_id {out['event_id'][dup].iloc[0]!r} is scored more than once"
+            f"{source}: event_id {out['event_id'][dup].iloc[0]!r}{where} is scored more than once"
         )
     out = out.reset_index(drop=True)
     out.attrs["checked"] = True

@@ -74,7 +74,8 @@ def test_check_scores_keys_by_tenant_when_given() -> None:
 
 
 def test_recompute_keeps_tenants_sharing_ids_apart(tmp_path: Path) -> None:
-    """From a scores file, then from the stored scores (no model): each tenant its own."""
+    """From a scores file: each tenant its own (a file's scores serve its run only, so the
+    stored-score side is tested in test_store and test_recompute_scores)."""
     settings = Settings(home=tmp_path / "home")
     store = Store.open(settings)
     data = two_tenants()
@@ -82,12 +83,12 @@ def test_recompute_keeps_tenants_sharing_ids_apart(tmp_path: Path) -> None:
     set_exclusions(store, "t2", {"email": True})
     first = recompute(store, settings, data, as_of=AS_OF, scores=check_scores(tenant_scores()))
     assert opens(first.tables) == {"t1": 0, "t2": 1}
-    again = recompute(store, settings, data, as_of=AS_OF, model_version="labels")
-    assert again.scores_source == "store"
-    assert opens(again.tables) == {"t1": 0, "t2": 1}
     without = tenant_scores().drop(columns="tenant_id")
-    with pytest.raises(BotfilterError, match="the scores have no tenant_id column"):
+    with pytest.raises(BotfilterError, match="is scored more than once"):
         recompute(store, settings, data, as_of=AS_OF, scores=without)
+    one = check_scores(without.iloc[:1])  # e1 once, but both tenants have an event e1
+    with pytest.raises(BotfilterError, match="needs a tenant_id column"):
+        recompute(store, settings, data, as_of=AS_OF, scores=one)
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
