@@ -6,8 +6,10 @@ from pathlib import Path
 
 import typer
 
-settings_app = typer.Typer(help="Tenant settings (exclude bot interactions per channel).")
-metrics_app = typer.Typer(help="Look at the recomputed metrics.")
+settings_app = typer.Typer(
+    help="Tenant settings (exclude bot interactions per channel).", rich_markup_mode=None
+)
+metrics_app = typer.Typer(help="Look at the recomputed metrics.", rich_markup_mode=None)
 
 
 def recompute(
