@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from botfilter.settings import Settings
+from contract.report import Report
 from features.pipeline import Enrichers, context_arrays, event_context, factorize, feature_block
 from scoring.model import BotModel, ScoredRows
 
@@ -86,3 +90,58 @@ def score_validated(
     model = model or load_model(settings, model_uri)
     ctx = event_context(validated.messages, validated.events)
     return score_context(ctx, model, Enrichers.load())
+
+
+@dataclass
+class ScoreRun:
+    """What :func:`score_data_dir` did: the merged validation counts and the scores written."""
+
+    report: Report
+    events: int = 0
+    bots: int = 0
+    model_version: str = "-"
+
+
+def score_data_dir(
+    data_dir: Path,
+    out: Path,
+    settings: Settings,
+    model_uri: str | None = None,
+    model: BotModel | None = None,
+    part_events: int | None = None,
+    on_part: Callable[[int], None] | None = None,
+) -> ScoreRun:
+    """Validate and score a data directory part by part (whole tenants), writing as it goes.
+
+    The scores are those of :func:`score_validated` on the whole directory, in the order of the
+    parts (the file's order when it is grouped by tenant); memory follows the largest part, not
+    the file. ``on_part`` is called with each part's event count.
+    """
+    from contract.parts import PART_EVENTS, iter_raw_parts, merge_reports
+    from contract.validate import validate_raw
+    from scoring.io import ScoresWriter
+    from scoring.registry import load_model
+
+    writer = ScoresWriter(out)  # checks the extension before any work
+    model = model or load_model(settings, model_uri)
+    enrichers = Enrichers.load()
+    reports: list[Report] = []
+    run = ScoreRun(report=Report({}))
+    with writer:
+        for raws in iter_raw_parts(data_dir, part_events or PART_EVENTS):
+            validated = validate_raw(raws)
+            del raws
+            reports.append(validated.report)
+            ctx = event_context(validated.messages, validated.events)
+            del validated
+            scores = score_context(ctx, model, enrichers)
+            del ctx
+            writer.write(scores)
+            run.events += len(scores)
+            run.bots += int(scores["is_bot"].sum())
+            if len(scores):
+                run.model_version = str(scores["model_version"].iat[0])
+            if on_part is not None:
+                on_part(len(scores))
+    run.report = merge_reports(reports)
+    return run
