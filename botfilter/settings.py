@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     window_days: int = Field(30, gt=0, description="Days recomputed when a setting changes.")
     max_batch_events: int = Field(10_000, gt=0, description="Largest /score request, in events.")
     threads: int = Field(2, gt=0, description="Threads for LightGBM and numba kernels.")
+    score_workers: int = Field(
+        2, gt=0, description="Processes that score tenant parts side by side in `botfilter score`."
+    )
     spark_master: str = Field("local[2]", description="Spark master URL for --engine spark.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO",

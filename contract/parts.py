@@ -5,17 +5,17 @@ Every rule of the contract looks at one row, or at rows of one tenant (a message
 (tenant_id, event_id)), so validating each part on its own finds what validating the whole
 directory finds. Rows without a tenant are a part of their own (they are quarantined anyway).
 
-Parquet tables are read lazily: only the tenant_id columns up front, then each part's rows from
-the row groups that hold them (a row group is read once when the file is grouped by tenant, as
-exports and the simulator write them; otherwise some row groups are read more than once, never
-the whole file at once). CSV and JSON Lines tables are read whole and give one part.
+Parquet tables are read lazily: only the tenant_id columns up front, then each file once, in
+order, in batches whose rows wait for their part. When the files are grouped by tenant (as
+exports and the simulator write them) about one part waits at a time; otherwise rows wait longer
+(at worst, for a file in random order, most of it, as compact Arrow data). CSV and JSON Lines
+tables are read whole and give one part.
 
 Row numbers in the quarantine stay those of the input file.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,26 +38,31 @@ from contract.report import Report, TableReport
 from contract.schema import TABLES
 
 # Events per part: large enough that per-part fixed costs vanish, small enough that a part's
-# frames (about 1.5 KB per event while validated and scored) stay well under a gigabyte.
-PART_EVENTS = 300_000
+# frames (about 1.5 KB per event while validated and scored, 0.8 KB read) stay a few hundred MB
+# in each worker, with two or three parts in flight.
+PART_EVENTS = 100_000
+# Rows per Parquet batch read: what a part holds beyond its own rows while it is assembled.
+_BATCH_ROWS = 65_536
 
 
 class _ParquetRows:
-    """Rows of one Parquet file by position, read row group by row group with a small cache."""
+    """One Parquet file read once, in order, in batches; each batch's rows go to their part.
+
+    Parts are taken in order. Rows read ahead for later parts wait in memory until their part
+    is taken: when the file is grouped by tenant that is at most about one part.
+    """
 
     def __init__(self, path: Path, table: str) -> None:
         self.path = path
         self.table = table
-        try:
-            self.file = pq.ParquetFile(path)
-        except (OSError, pa.ArrowException) as exc:
-            raise BotfilterError(f"{path}: cannot read file: {_one_line(exc)}") from exc
-        meta = self.file.metadata
-        sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
-        self.starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
-        self.num_rows = int(self.starts[-1])
-        self._cache: OrderedDict[int, pa.Table] = OrderedDict()
+        self.file = self._read(lambda: pq.ParquetFile(path))
+        self.num_rows = self.file.metadata.num_rows
         check_required_columns(self.file.schema_arrow.names, TABLES[table], str(path))
+        self._batches: Iterator[pa.RecordBatch] | None = None
+        self._read_to = 0  # rows read so far
+        self._waiting: dict[int, list[pa.RecordBatch]] = {}
+        self._part_of: np.ndarray | None = None
+        self._last: np.ndarray | None = None
 
     def tenant_ids(self) -> pa.ChunkedArray:
         return self._read(lambda: self.file.read(columns=["tenant_id"]))["tenant_id"]
@@ -68,25 +73,27 @@ class _ParquetRows:
         except (OSError, pa.ArrowException) as exc:
             raise BotfilterError(f"{self.path}: cannot read file: {_one_line(exc)}") from exc
 
-    def _group(self, g: int) -> pa.Table:
-        if g in self._cache:
-            self._cache.move_to_end(g)
-            return self._cache[g]
-        table = self._read(lambda: self.file.read_row_group(g))
-        self._cache[g] = table
-        if len(self._cache) > 2:  # the group a part ends in is usually where the next begins
-            self._cache.popitem(last=False)
-        return table
+    def assign(self, part_of: np.ndarray, n_parts: int) -> None:
+        """The part of each row (as planned), before the first :meth:`take`."""
+        self._part_of = part_of
+        self._last = np.full(n_parts, -1, dtype=np.int64)
+        np.maximum.at(self._last, part_of, np.arange(len(part_of)))
+        self._batches = iter(self.file.iter_batches(batch_size=_BATCH_ROWS, use_threads=False))
 
-    def take(self, rows: np.ndarray) -> RawTable:
-        """The rows at these (increasing) positions, as :func:`contract.io.read_table_file`
-        would give them (text that is not UTF-8 set aside), with their file row numbers."""
-        groups = np.searchsorted(self.starts, rows, side="right") - 1
-        pieces = []
-        for g in np.unique(groups):
-            local = rows[groups == g] - self.starts[g]
-            pieces.append(self._group(int(g)).take(pa.array(local)))
-        data = pa.concat_tables(pieces) if pieces else self.file.schema_arrow.empty_table()
+    def take(self, part: int, rows: np.ndarray) -> RawTable:
+        """Part ``part``'s rows (``rows``: their positions, increasing), as
+        :func:`contract.io.read_table_file` would give them (text that is not UTF-8 set aside)."""
+        while self._read_to <= self._last[part]:
+            batch = self._read(lambda: next(self._batches))
+            owners = self._part_of[self._read_to : self._read_to + batch.num_rows]
+            self._read_to += batch.num_rows
+            for owner in np.unique(owners):
+                self._waiting.setdefault(int(owner), []).append(
+                    batch.filter(pa.array(owners == owner))
+                )
+        pieces = self._waiting.pop(part, [])
+        schema = self.file.schema_arrow
+        data = pa.Table.from_batches(pieces, schema) if pieces else schema.empty_table()
         raw = RawTable(self.table, str(self.path), data, row_numbers=rows)
         try:
             data.validate(full=True)  # Parquet readers let invalid UTF-8 through
@@ -100,9 +107,6 @@ class _ParquetRows:
                 rejected=[(int(rows[p]), text, why) for p, text, why in local_raw.rejected],
             )
         return raw
-
-    def drop_cache(self) -> None:
-        self._cache.clear()
 
 
 @dataclass
@@ -130,12 +134,17 @@ def _codes(tenants: dict[str, pa.ChunkedArray]) -> dict[str, np.ndarray]:
     return out
 
 
-def plan_parts(codes: dict[str, np.ndarray], part_events: int = PART_EVENTS) -> list[Part]:
+def plan_parts(
+    codes: dict[str, np.ndarray],
+    part_events: int = PART_EVENTS,
+    assignments: dict[str, np.ndarray] | None = None,
+) -> list[Part]:
     """Whole tenants packed into parts of about ``part_events`` events.
 
     Tenants come in the order their first event appears (then tenants without events), so
     concatenating the parts' events gives the file's order when the file is grouped by tenant.
-    Rows without a tenant form the last part.
+    Rows without a tenant form the last part. ``assignments``, if given, receives the part of
+    each row per table.
     """
     n_codes = 1 + max((int(c.max(initial=-1)) for c in codes.values()), default=-1)
     events = codes["events"]
@@ -157,6 +166,8 @@ def plan_parts(codes: dict[str, np.ndarray], part_events: int = PART_EVENTS) -> 
     parts_rows: list[dict[str, np.ndarray]] = [{} for _ in range(n_parts)]
     for name, table_codes in codes.items():
         assigned = part_of[np.where(table_codes < 0, n_codes, table_codes)]
+        if assignments is not None:
+            assignments[name] = assigned
         by_part = np.argsort(assigned, kind="stable")
         bounds = np.searchsorted(assigned[by_part], np.arange(n_parts + 1))
         for p in range(n_parts):
@@ -164,18 +175,45 @@ def plan_parts(codes: dict[str, np.ndarray], part_events: int = PART_EVENTS) -> 
     return [Part(rows, int(len(rows["events"]))) for rows in parts_rows]
 
 
+class TenantParts:
+    """The parts of one data directory (planned on creation); take their raw tables in order."""
+
+    def __init__(self, data_dir: Path, part_events: int = PART_EVENTS) -> None:
+        self.files = find_table_files(data_dir)
+        self.streamed = all(path.suffix.lower() == ".parquet" for path in self.files.values())
+        self._sources: dict[str, _ParquetRows] = {}
+        self.parts: list[Part] = [Part({}, 0)]  # CSV / JSON Lines: one part, the whole files
+        self._next = 0
+        if self.streamed:
+            self._sources = {name: _ParquetRows(path, name) for name, path in self.files.items()}
+            tenants = {name: source.tenant_ids() for name, source in self._sources.items()}
+            assigned: dict[str, np.ndarray] = {}
+            self.parts = plan_parts(_codes(tenants), part_events, assigned)
+            for name, source in self._sources.items():
+                source.assign(assigned[name], len(self.parts))
+
+    def __len__(self) -> int:
+        return len(self.parts)
+
+    def raw(self, i: int) -> dict[str, RawTable]:
+        """The raw tables of part ``i``, as :func:`contract.io.read_data_dir` would give them.
+
+        Parts are read in one pass over the files: take them in order, each once.
+        """
+        if i != self._next:
+            raise ValueError(f"parts are read in order: expected part {self._next}, got {i}")
+        self._next += 1
+        if not self.streamed:
+            return {name: read_table_file(path, name) for name, path in self.files.items()}
+        rows = self.parts[i].rows
+        return {name: source.take(i, rows[name]) for name, source in self._sources.items()}
+
+
 def iter_raw_parts(data_dir: Path, part_events: int = PART_EVENTS) -> Iterator[dict[str, RawTable]]:
     """The raw tables of ``data_dir`` part by part (see the module docstring)."""
-    files = find_table_files(data_dir)
-    if any(path.suffix.lower() != ".parquet" for path in files.values()):
-        yield {name: read_table_file(path, name) for name, path in files.items()}
-        return
-    sources = {name: _ParquetRows(path, name) for name, path in files.items()}
-    codes = _codes({name: source.tenant_ids() for name, source in sources.items()})
-    for part in plan_parts(codes, part_events):
-        yield {name: sources[name].take(part.rows[name]) for name in sources}
-    for source in sources.values():
-        source.drop_cache()
+    parts = TenantParts(data_dir, part_events)
+    for i in range(len(parts)):
+        yield parts.raw(i)
 
 
 def merge_reports(reports: list[Report]) -> Report:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 from botfilter.errors import BotfilterError
 from contract.schema import SCORE_COLUMNS
@@ -27,20 +31,27 @@ class ScoresWriter:
         self._parquet = None
         self._started = False
 
-    def write(self, scores: pd.DataFrame) -> None:
-        """Append one part (columns as :meth:`scoring.model.ScoredRows.table` gives them)."""
+    def write(self, scores: pd.DataFrame | pa.Table) -> None:
+        """Append one part (the columns of :meth:`scoring.model.ScoredRows.table`)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         if not self._started:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.suffix == ".parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            table = pa.Table.from_pandas(scores, schema=scores_arrow_schema(), preserve_index=False)
+            table = (
+                scores
+                if isinstance(scores, pa.Table)
+                else pa.Table.from_pandas(
+                    scores, schema=scores_arrow_schema(), preserve_index=False
+                )
+            )
             if self._parquet is None:
                 self._parquet = pq.ParquetWriter(self._tmp, table.schema)
             self._parquet.write_table(table)
         else:
-            flat = scores.assign(reasons=scores["reasons"].map(";".join))
+            frame = scores.to_pandas() if isinstance(scores, pa.Table) else scores
+            flat = frame.assign(reasons=frame["reasons"].map(";".join))
             flat.to_csv(self._tmp, index=False, mode="a" if self._started else "w",
                         header=not self._started)  # fmt: skip
         self._started = True

@@ -68,9 +68,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, BotModel]:
     return data, model
 
 
-@pytest.mark.parametrize("part_events", [1, 600, 10**9])
+@pytest.mark.parametrize(
+    ("part_events", "workers"), [(1, 1), (600, 1), (600, 2), (10**9, 2), (1, 2)]
+)
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])
-def test_streamed_scores_equal_the_whole_directory(world, settings, tmp_path, part_events, suffix):
+def test_streamed_scores_equal_the_whole_directory(
+    world, settings, tmp_path, part_events, workers, suffix
+):
     data, model = world
     validated = contract.load(data)
     assert validated.report.quarantined_total >= 5 and validated.report.tables["events"].duplicates
@@ -78,7 +82,9 @@ def test_streamed_scores_equal_the_whole_directory(world, settings, tmp_path, pa
     write_scores(score_validated(validated, settings, model=model), whole)
 
     streamed = tmp_path / f"streamed{suffix}"
-    run = score_data_dir(data, streamed, settings, model=model, part_events=part_events)
+    run = score_data_dir(
+        data, streamed, settings, model=model, part_events=part_events, workers=workers
+    )
     assert run.report.as_dict() == validated.report.as_dict()
     expected, got = read_scores(whole), read_scores(streamed)
     assert len(got) == len(validated.events) == run.events
