@@ -5,18 +5,20 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import traceback
+from typing import NoReturn
 
 import typer
 
 from contract.commands import validate
 from features.commands import vendor
 from jobs.commands import metrics_app, recompute, report, run, settings_app
-from serving.commands import serve
+from serving.commands import serve, tokens_app
 from simulation.commands import simulate
 from training.commands import evaluate, score, train
 
 from .demo import demo
-from .errors import BotfilterError
+from .errors import BotfilterError, one_line_error
 
 app = typer.Typer(
     name="botfilter",
@@ -33,15 +35,33 @@ for command in (demo, simulate, validate, train, evaluate, score, recompute, run
 app.command(name="vendor")(vendor)
 app.add_typer(settings_app, name="settings")
 app.add_typer(metrics_app, name="metrics")
+app.add_typer(tokens_app, name="tokens")
 
 
 def main() -> None:
-    """Entry point: run the app and turn user errors into one line on stderr."""
+    """Entry point: run the app; any failure is one line on stderr (see :func:`fail`)."""
     # MLflow logs store migrations at INFO on stderr; keep stderr for what the user must read.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         app()
-    except BotfilterError as exc:
-        print(f"botfilter: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    except Exception as exc:  # the one place every failure of every command ends up
+        fail(exc)
+
+
+def fail(exc: Exception) -> NoReturn:
+    """Print ``exc`` as one line without secrets and exit: 2 for a user error, 1 for an
+    internal failure. With ``BOTFILTER_DEBUG=1`` the traceback comes first."""
+    if _debug():
+        traceback.print_exception(exc, file=sys.stderr)
+    print(f"botfilter: error: {one_line_error(exc)}", file=sys.stderr)
+    sys.exit(2 if isinstance(exc, BotfilterError) else 1)
+
+
+def _debug() -> bool:
+    from .settings import get_settings
+
+    try:
+        return get_settings().debug
+    except BotfilterError:  # the settings themselves are what failed: no traceback needed
+        return False

@@ -9,8 +9,10 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+
+from .errors import BotfilterError
 
 
 class Settings(BaseSettings):
@@ -29,10 +31,18 @@ class Settings(BaseSettings):
         None, description="Metrics store SQLAlchemy URL; defaults to sqlite under home."
     )
     redis_url: str | None = Field(None, description="Redis URL for shared online window state.")
-    api_token: SecretStr | None = Field(None, description="Bearer token required by the API.")
+    api_token: SecretStr | None = Field(
+        None, description="An admin bearer token for the API (besides `botfilter tokens`)."
+    )
     target_precision: float = Field(0.99, gt=0, lt=1, description="Threshold precision target.")
     window_days: int = Field(30, gt=0, description="Days recomputed when a setting changes.")
     max_batch_events: int = Field(10_000, gt=0, description="Largest /score request, in events.")
+    header_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="API: seconds a client has to send a request's headers."
+    )
+    body_timeout_s: float = Field(
+        30.0, gt=0, le=600, description="API: seconds a client has to send a request's body."
+    )
     threads: int = Field(2, gt=0, description="Threads for LightGBM and numba kernels.")
     score_workers: int = Field(
         2, gt=0, description="Processes that score tenant parts side by side in `botfilter score`."
@@ -42,6 +52,10 @@ class Settings(BaseSettings):
         "INFO",
         description="Level of botfilter's own log lines in API workers (model loads, reloads, "
         "state replay).",
+    )
+
+    debug: bool = Field(
+        False, description="Show the Python traceback of a failed command (else one line)."
     )
 
     @field_validator("log_level", mode="before")
@@ -81,6 +95,32 @@ class Settings(BaseSettings):
 
 
 def get_settings(**overrides: object) -> Settings:
-    """Build settings from the environment, with explicit overrides from CLI options."""
+    """Build settings from the environment, with explicit overrides from CLI options.
+
+    An invalid value is a :class:`BotfilterError` naming the variable (or the option) and what
+    is wrong, in one line; secret values are never repeated."""
     clean = {k: v for k, v in overrides.items() if v is not None}
-    return Settings(**clean)
+    try:
+        return Settings(**clean)
+    except ValidationError as exc:
+        raise BotfilterError(_invalid(exc, set(clean))) from None
+    except SettingsError as exc:  # a value pydantic-settings could not even decode
+        raise BotfilterError(f"invalid setting: {exc}") from None
+
+
+_SECRET_FIELDS = ("api_token", "database_url", "redis_url", "tracking_uri")
+
+
+def _invalid(exc: ValidationError, overridden: set[str]) -> str:
+    """One line for every invalid setting: ``BOTFILTER_X='value': why``."""
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        if field in overridden:
+            name = "--" + field.replace("_", "-")
+        else:
+            name = f"{Settings.model_config.get('env_prefix', '')}{field}".upper()
+        value = error.get("input")
+        shown = "" if field in _SECRET_FIELDS or isinstance(value, dict) else f"={value!r}"
+        problems.append(f"{name}{shown}: {error['msg']}")
+    return "invalid setting " + "; ".join(problems)

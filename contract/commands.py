@@ -17,11 +17,14 @@ def validate(
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from botfilter.paths import check_apart, check_out_dir
     from contract.io import find_table_files, read_table_file
     from contract.validate import validate_raw
 
     console = Console(stderr=True)
     files = find_table_files(data)
+    check_out_dir(out)
+    check_apart(out, data)  # the clean tables have the input's names: they would replace it
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),

@@ -18,15 +18,19 @@ that is not valid JSON or not an object, text that is not UTF-8) is not fatal: i
 ``RawTable.rejected`` and ends up in the quarantine. The fast Arrow readers handle clean files; a
 file they refuse is re-read row by row in Python to find and set aside the broken rows.
 
-A file that cannot be read at all, or lacks a required column, raises :class:`BotfilterError`
-with one line naming the file and the column(s).
+A file that cannot be read at all, is empty (0 bytes, or only blank lines for JSON Lines), or
+lacks a required column, raises :class:`BotfilterError` with one line naming the file and the
+column(s). Extensions match in any case (``messages.PARQUET``); a CSV field may be as long as
+its file (Python's reader stops at 128 KiB by default).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,9 +86,10 @@ def find_table_files(data_dir: Path) -> dict[str, Path]:
     if not data_dir.is_dir():
         raise BotfilterError(f"data directory not found: {data_dir}")
     found: dict[str, Path] = {}
+    # extensions in any case (messages.PARQUET); the table name as written
+    entries = sorted(p for p in data_dir.iterdir() if p.suffix.lower() in FILE_FORMATS)
     for name in TABLES:
-        paths = [data_dir / f"{name}{ext}" for ext in FILE_FORMATS]
-        paths = [p for p in paths if p.is_file()]
+        paths = [p for p in entries if p.stem == name and p.is_file()]
         if len(paths) > 1:
             names = " and ".join(p.name for p in paths)
             raise BotfilterError(f"{data_dir}: table {name} given twice ({names}); keep one")
@@ -228,9 +233,24 @@ def _read_csv(path: Path, schema: TableSchema) -> RawTable:
     return RawTable(schema.name, str(path), data)
 
 
+@contextlib.contextmanager
+def _csv_fields_up_to(path: Path) -> Iterator[None]:
+    """Let Python's CSV reader take fields as long as the file (its default stops at 128 KiB,
+    which would fail a whole file for one long User-Agent or URL)."""
+    before = csv.field_size_limit()
+    csv.field_size_limit(max(before, min(path.stat().st_size + 1, sys.maxsize)))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(before)
+
+
 def _csv_header(path: Path) -> list[str]:
     # surrogateescape: the reader decodes ahead, so a bad byte further down must not fail here
-    with path.open("r", encoding="utf-8-sig", newline="", errors="surrogateescape") as handle:
+    with (
+        _csv_fields_up_to(path),
+        path.open("r", encoding="utf-8-sig", newline="", errors="surrogateescape") as handle,
+    ):
         try:
             header = next(csv.reader(handle), None)
         except csv.Error as exc:
@@ -248,7 +268,10 @@ def _read_csv_rows(path: Path, schema: TableSchema, header: list[str]) -> RawTab
     columns: list[list[str]] = [[] for _ in header]
     numbers: list[int] = []
     rejected: list[tuple[int, str, str]] = []
-    with path.open("r", encoding="utf-8-sig", newline="", errors="surrogateescape") as handle:
+    with (
+        _csv_fields_up_to(path),
+        path.open("r", encoding="utf-8-sig", newline="", errors="surrogateescape") as handle,
+    ):
         reader = csv.reader(handle)
         next(reader, None)
         try:
@@ -291,6 +314,9 @@ _JSON_HEAD = 1 << 20  # bytes read first to learn the column types
 def _read_jsonl(path: Path, schema: TableSchema) -> RawTable:
     import pyarrow.json as pj
 
+    if _blank_file(path):  # as an empty CSV (no header) or Parquet file is refused
+        raise BotfilterError(f"{path}: empty file, expected JSON Lines records (one object a line)")
+
     try:
         # Arrow infers ISO text as timestamps, which would drop the original offset from the
         # records; declare such columns as text up front (types learnt from the file's head) so
@@ -308,6 +334,15 @@ def _read_jsonl(path: Path, schema: TableSchema) -> RawTable:
     if any(_nested(data.schema.field(c).type) for c in schema.names if c in data.column_names):
         return _read_jsonl_rows(path, schema)
     return RawTable(schema.name, str(path), data, lines=path)
+
+
+def _blank_file(path: Path) -> bool:
+    """Whether the file holds nothing but whitespace (read in blocks: it may be large)."""
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 16):
+            if block.strip():
+                return False
+    return True
 
 
 def _json_head_schema(path: Path) -> pa.Schema:

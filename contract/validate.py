@@ -30,6 +30,9 @@ Rules and their reasons
                                                          ``timestamp out of range: FIELD``
     - a non-integer integer field ........................ ``invalid integer: FIELD``
     - a non-boolean boolean field ........................ ``invalid bool: FIELD``
+    - a control character (U+0000-U+001F, U+007F) inside a text field other than
+      ``user_agent`` and ``url`` (identifiers become keys of the metrics store, and PostgreSQL
+      cannot store a NUL) ................................ ``control character in FIELD``
     - rows the reader could not split into fields ........ ``wrong number of CSV fields``,
       ``unparseable JSON line``, ``JSON line is not an object``, ``invalid UTF-8 text``
   messages
@@ -39,9 +42,9 @@ Rules and their reasons
                                                          ``invalid recipient_domain``
     - both ``campaign_id`` and ``automation_id`` ......... ``both campaign_id and automation_id set``
     - ``delivered_at`` before ``sent_at`` ................ ``delivered_at before sent_at``
-    - a ``message_id`` repeated with different values in any schema column (including the
-      tenant: events find their message by ``message_id`` alone, so it must be unique across the
-      file) -> every row of that id ...................... ``conflicting duplicate message_id``;
+    - a message is (``tenant_id``, ``message_id``): two tenants may use the same id.
+      Such a pair repeated with different values in any schema column -> every row of it
+                                                         ``conflicting duplicate message_id``;
       repeated with identical values -> kept once, the others counted as duplicates.
   events
     - ``type`` not open/click ............................ ``unknown type: VALUE``
@@ -51,13 +54,16 @@ Rules and their reasons
     - ``http_method`` not an HTTP token (RFC 9110) ....... ``invalid http_method``
     - ``asn`` outside [0, 2^32) .......................... ``asn out of range``
     - ``label`` not bot/human ............................ ``invalid label: VALUE``
-    - no kept message with its ``message_id``: ``quarantined message`` when that message is in
-      the quarantine, else ``unknown message``
-    - ``tenant_id`` differs from the message's ........... ``tenant mismatch with message``
+    - no kept message with its (``tenant_id``, ``message_id``): ``quarantined message`` when
+      that message is in the quarantine, ``tenant mismatch with message`` when only another
+      tenant has a message with that id, else ``unknown message``
     - an open of an SMS message .......................... ``open on sms message``
     - ``occurred_at`` before the message's ``sent_at`` ... ``event before message sent``
-    - a repeated ``event_id`` (a duplicate delivery): the first occurrence that passes every
-      rule is kept, later ones are counted as duplicates (not quarantined).
+    - a repeated (``tenant_id``, ``event_id``) with identical values (a duplicate delivery): the
+      first occurrence that passes every rule is kept, later ones are counted as duplicates
+      (not quarantined); repeated with different values in any schema column -> every row of
+      it ................................................. ``conflicting duplicate event_id``.
+      The same ``event_id`` in two tenants is two events.
   segments
     - a repeated (tenant_id, segment_id, contact_id) is kept once, the others are duplicates.
   settings
@@ -200,10 +206,16 @@ class _Rules:
     low: int | None = None  # integer: bounds, both included
     high: int | None = None
     out_of_range: str = ""
+    # text: control characters refused (identifiers end up as keys in the metrics store, and
+    # PostgreSQL cannot store a NUL in text; a newline in a tenant id breaks every listing)
+    controls: bool = True
 
+
+_CONTROLS = r"[\x00-\x1f\x7f]"
 
 _RULES: dict[str, _Rules] = {
-    "user_agent": _Rules(trim=False),  # kept byte for byte
+    "user_agent": _Rules(trim=False, controls=False),  # kept byte for byte
+    "url": _Rules(controls=False),  # free text, never a key
     "ip": _Rules(ip=True),
     "http_method": _Rules(case="upper", pattern=_HTTP_TOKEN, reason="invalid http_method"),
     "recipient_domain": _Rules(
@@ -217,6 +229,27 @@ _RULES: dict[str, _Rules] = {
     ),
 }
 _PLAIN = _Rules()
+
+
+def _may_hold_controls(arr: pa.Array | pa.ChunkedArray) -> bool:
+    """Whether any byte of the text's data buffers is a control character (U+0000-U+001F,
+    U+007F are single bytes in UTF-8 and never part of another character). One vectorised
+    pass over the bytes, so that clean columns skip the regex; a buffer may hold bytes outside
+    the array's slice, which only costs that regex."""
+    for chunk in getattr(arr, "chunks", [arr]):
+        if not (pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)):
+            return True  # (not text: let the regex decide)
+        data = chunk.buffers()[2]
+        if data is None:
+            continue
+        raw = np.frombuffer(data, dtype=np.uint8)
+        if ((raw < 0x20) | (raw == 0x7F)).any():
+            return True
+    return False
+
+
+def _control_reason(name: str) -> str:
+    return f"control character in {name}"
 
 
 def _choice_label(name: str) -> str:
@@ -237,6 +270,8 @@ def _parse_column(column: Column, arr: pa.Array | pa.ChunkedArray) -> Parsed:
         if rules.ip:
             return parse_ip(arr)
         parsed = parse_text(arr, trim=rules.trim)
+        if rules.controls and _may_hold_controls(parsed.values):
+            parsed.add(matches(parsed.values, _CONTROLS), _control_reason(name))
         if rules.case:
             case = pc.utf8_upper if rules.case == "upper" else pc.utf8_lower
             parsed.values = case(parsed.values)
@@ -272,7 +307,12 @@ def _value_parser(column: Column) -> Callable[[Any], tuple[Any, str | None]]:
             return partial(choice_value, choices=column.choices, label=_choice_label(name))
         if rules.ip:
             return ip_value
-        return partial(_text_rules, rules=rules, case=_CASES.get(rules.case or ""))
+        return partial(
+            _text_rules,
+            rules=rules,
+            case=_CASES.get(rules.case or ""),
+            control=_control_reason(name),
+        )
     if column.kind == "timestamp":
         return partial(timestamp_value, name=name)
     if column.kind == "bool":
@@ -291,11 +331,13 @@ def _python_pattern(pattern: str) -> re.Pattern[str]:
 
 
 def _text_rules(
-    value: Any, rules: _Rules, case: Callable[[str], str] | None
+    value: Any, rules: _Rules, case: Callable[[str], str] | None, control: str
 ) -> tuple[str | None, str | None]:
     text = text_value(value, trim=rules.trim)
     if text is None:
         return None, None
+    if rules.controls and _python_pattern(_CONTROLS).search(text):
+        return None, control
     if case is not None:
         text = case(text)
     if (rules.pattern and not _python_pattern(rules.pattern).fullmatch(text)) or (
@@ -491,6 +533,17 @@ def _arrow_codes(*columns: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return np.concatenate(parts).astype(np.int64)
 
 
+def _pair_codes(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Dense codes of the pairs of two code arrays (-1 where either is -1)."""
+    if len(first) == 0:
+        return first
+    if first.max(initial=-1) <= 0:  # one value (or none) in the first: its codes are the pairs'
+        return np.where(first < 0, -1, second)
+    combined = np.where((first < 0) | (second < 0), -1, first * (int(second.max()) + 1) + second)
+    codes, _ = pd.factorize(combined, use_na_sentinel=False)
+    return np.where(combined < 0, -1, codes).astype(np.int64)
+
+
 def _duplicates(
     codes: np.ndarray,
     verdicts: _Verdicts,
@@ -648,15 +701,18 @@ def _messages_and_events(
         e_parsing = pool.submit(_parse_columns, EVENTS, raw_events, EVENTS.names, e_verdicts)
         message = _typed_columns(MESSAGES, m_values)
         e_values = e_parsing.result()
-        # one code space for the message ids of both tables: finds repeats and each event's message
+        # one code space for the ids of both tables: a message is (tenant_id, message_id)
         id_hashing = pool.submit(_arrow_codes, m_values["message_id"], e_values["message_id"])
+        tenant_hashing = pool.submit(_arrow_codes, m_values["tenant_id"], e_values["tenant_id"])
         event_id_hashing = pool.submit(_arrow_codes, e_values["event_id"])
         event = _typed_columns(EVENTS, e_values)
-        codes = id_hashing.result()
-        event_id_codes = event_id_hashing.result()
+        ids = id_hashing.result()
+        tenants = tenant_hashing.result()
+        event_ids = event_id_hashing.result()
     _message_rules(m_values, m_verdicts)
 
     n_messages = raw_messages.data.num_rows
+    codes = _pair_codes(tenants, ids)
     m_codes, e_codes = codes[:n_messages], codes[n_messages:]
     m_drop = _duplicates(m_codes, m_verdicts, message, "conflicting duplicate message_id")
     kept = m_verdicts.ok & ~m_drop
@@ -667,14 +723,19 @@ def _messages_and_events(
     rows = row_of_code[e_codes]  # e_codes == -1 reads the spare last slot, which stays -1
     lost = (rows < 0) & (e_codes >= 0)
     e_verdicts.flag(lost & refused[e_codes], REASON_QUARANTINED_MESSAGE)
+    # the message_id is kept in another tenant only: say so rather than "unknown"
+    m_ids, e_ids = ids[:n_messages], ids[n_messages:]
+    elsewhere = np.zeros(int(ids.max(initial=-1)) + 2, dtype=bool)
+    elsewhere[m_ids[kept]] = True
+    e_verdicts.flag(lost & elsewhere[e_ids], REASON_TENANT_MISMATCH)
     e_verdicts.flag(lost, REASON_UNKNOWN_MESSAGE)
 
-    needed = dict.fromkeys(["tenant_id", *(rule.right for rule in _EVENT_MESSAGE_RULES)])
+    needed = dict.fromkeys(rule.right for rule in _EVENT_MESSAGE_RULES)
     context = {name: _aligned(m_values[name], rows) for name in needed}
-    mismatch = to_numpy_bool(pc.not_equal(contiguous(e_values["tenant_id"]), context["tenant_id"]))
-    e_verdicts.flag(mismatch, REASON_TENANT_MISMATCH)
     _event_message_rules(e_values, context, e_verdicts)
-    e_drop = _duplicates(event_id_codes, e_verdicts)
+    # a duplicate delivery is a repeated (tenant_id, event_id); one with other values conflicts
+    event_codes = _pair_codes(tenants[n_messages:], event_ids)
+    e_drop = _duplicates(event_codes, e_verdicts, event, "conflicting duplicate event_id")
     return (
         _result(MESSAGES, raw_messages, message, m_verdicts, m_drop),
         _result(EVENTS, raw_events, event, e_verdicts, e_drop),

@@ -14,11 +14,15 @@ def vendor(
     out: Path | None = typer.Option(
         None, help="Output folder (default: the packaged features/enrichment/data)."
     ),
+    curated: Path | None = typer.Option(
+        None,
+        help="Folder with the curated vendor lists (default: features/enrichment/sources).",
+    ),
 ) -> None:
     """Rebuild the compact vendored enrichment data from newer public source files."""
-    from features.enrichment.vendor import DATA_DIR, build_vendored_data, iter_lines
+    from features.enrichment.vendor import CURATED_DIR, DATA_DIR, build_vendored_data, iter_lines
 
-    summary = build_vendored_data(source, out or DATA_DIR)
+    summary = build_vendored_data(source, out or DATA_DIR, curated=curated or CURATED_DIR)
     typer.echo(f"vendored enrichment data written to {summary.out_dir}")
     for line in iter_lines(summary):
         typer.echo(line)

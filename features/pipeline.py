@@ -64,8 +64,8 @@ class Enrichers:
 def event_context(messages: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
     """Join clean events with their message's context columns, keeping the events' row order.
 
-    A message is (tenant_id, message_id); the contract has already made that key unique among
-    the clean messages, so the join is a positional lookup on integer codes rather than a
+    A message is (tenant_id, message_id): two tenants may use the same id. The contract has
+    already made that key unique among the clean messages, so the join is a positional lookup on integer codes rather than a
     pandas merge (whose ``validate=`` re-hashed every message key: 30% of ``botfilter score``).
     An event without its message gets missing values, as a left join would.
     """

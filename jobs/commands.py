@@ -28,12 +28,16 @@ def recompute(
     from rich.console import Console
 
     from botfilter.errors import BotfilterError
+    from botfilter.paths import check_out_dir
     from botfilter.settings import get_settings
     from jobs.recompute import parse_as_of, recompute_data_dir
     from jobs.store import Store
 
     if engine not in ("local", "spark"):
         raise BotfilterError(f"--engine {engine}: choose local or spark")
+    when = parse_as_of(as_of)  # every option is checked before the store is opened
+    if out is not None:
+        check_out_dir(out)
     console = Console()
     settings = get_settings()
     store = Store.open(settings)
@@ -50,7 +54,7 @@ def recompute(
         settings,
         data,
         scores_file=scores,
-        as_of=parse_as_of(as_of),
+        as_of=when,
         tenants=[tenant] if tenant else None,
         model_uri=model,
         out=out,
@@ -127,11 +131,22 @@ def settings_set(
     data: Path | None = typer.Option(
         None, help="Also recompute now from this data directory (else the worker does)."
     ),
+    create: bool = typer.Option(
+        False,
+        "--create",
+        help="Accept a tenant the store has not seen yet (no settings, no metrics) and that "
+        "--data does not hold; without it such an id is refused as a likely typo.",
+    ),
 ) -> None:
-    """Change a tenant's setting and queue the 30-day recomputation."""
+    """Change a tenant's setting and queue the 30-day recomputation.
+
+    The tenant must be known: in the metrics store (a setting or metrics) or in --data's
+    messages, unless --create is given. Ids that are blank, padded with whitespace or hold
+    control characters are always refused."""
+    from botfilter.errors import BotfilterError
     from botfilter.settings import get_settings
-    from jobs.recompute import recompute_data_dir
-    from jobs.settings import parse_switch, set_exclusions
+    from jobs.recompute import load_data, recompute
+    from jobs.settings import check_tenant_id, known_tenant, parse_switch, set_exclusions
     from jobs.store import Store
 
     changes = {}
@@ -139,19 +154,31 @@ def settings_set(
         changes["email"] = parse_switch(email, "--email")
     if sms is not None:
         changes["sms"] = parse_switch(sms, "--sms")
+    if not changes:
+        raise BotfilterError("nothing to change: give --email and/or --sms")
+    check_tenant_id(tenant)
     settings = get_settings()
+    validated = load_data(data) if data is not None else None
+    in_data = validated is not None and (validated.messages["tenant_id"] == tenant).any()
+    if validated is not None and not in_data:
+        raise BotfilterError(f"tenant {tenant!r} has no messages in {data}: nothing to recompute")
     store = Store.open(settings)
+    if not (create or in_data or known_tenant(store, tenant)):
+        raise BotfilterError(
+            f"unknown tenant {tenant!r}: the metrics store has no settings or metrics for it; "
+            "check the id, or pass --data DIR with its messages, or --create for a new tenant"
+        )
     for change in set_exclusions(store, tenant, changes, source="cli"):
         state = "on" if change.enabled else "off"
         typer.echo(
             f"{tenant}: exclude bots from {change.channel} {state} at "
             f"{change.changed_at:%Y-%m-%d %H:%M:%S} UTC; 30-day recompute queued (#{change.queue_id})"
         )
-    if data is None:
+    if validated is None:
         typer.echo("The worker (`botfilter run`) applies it within one cycle.")
         return
-    _, result = recompute_data_dir(
-        store, settings, data, tenants=[tenant], channels=tuple(changes), progress=True
+    result = recompute(
+        store, settings, validated, tenants=[tenant], channels=tuple(changes), progress=True
     )
     typer.echo(f"recomputed: {result.queue_applied} queued changes applied")
 

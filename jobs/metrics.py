@@ -351,6 +351,23 @@ def _message_positions(messages: pd.DataFrame, events: pd.DataFrame) -> np.ndarr
     return pos
 
 
+def _score_positions(scores: pd.DataFrame, events: pd.DataFrame) -> np.ndarray:
+    """Row of each event's score in ``scores`` (-1 if none): matched on (tenant_id, event_id)
+    when the scores carry tenant_id (event ids are unique within a tenant only), else on
+    event_id, which must then name one event."""
+    e_ids = events["event_id"].to_numpy(dtype=object)
+    if "tenant_id" in scores.columns:
+        index = pd.MultiIndex.from_arrays([scores["tenant_id"], scores["event_id"]])
+        return index.get_indexer(pd.MultiIndex.from_arrays([events["tenant_id"], e_ids]))
+    index = pd.Index(scores["event_id"].to_numpy(dtype=object))
+    if not index.is_unique:
+        raise BotfilterError(
+            f"event_id {index[index.duplicated()][0]!r} is scored more than once and the "
+            "scores have no tenant_id to tell its tenants apart"
+        )
+    return index.get_indexer(e_ids)
+
+
 def parse_reasons(value: Any) -> list[str]:
     """Reasons as a list of names, from a list, an array, JSON text or comma-separated text."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
@@ -507,9 +524,7 @@ def compute_partitions(
     pos = pos[ok]
     occurred = occurred[ok]
 
-    score_pos = pd.Index(scores["event_id"].to_numpy(dtype=object)).get_indexer(
-        ev["event_id"].to_numpy(dtype=object)
-    )
+    score_pos = _score_positions(scores, ev)
     missing = score_pos < 0
     if missing.any():
         example = ev["event_id"].to_numpy(dtype=object)[missing][0]

@@ -114,6 +114,9 @@ class Stages:
 # --- scores -----------------------------------------------------------------------------------
 
 
+_SCORE_TEXT = {"tenant_id": str, "event_id": str, "model_version": str}  # "007" stays "007"
+
+
 def read_scores_file(path: Path) -> pd.DataFrame:
     """A scores table (Parquet, CSV or JSON Lines by extension), checked and typed."""
     path = Path(path)
@@ -128,9 +131,9 @@ def read_scores_file(path: Path) -> pd.DataFrame:
                 types_mapper=lambda t: pd.ArrowDtype(t) if _is_list(t) else None
             )
         elif path.suffix == ".csv":
-            frame = pd.read_csv(path, dtype={"event_id": str, "model_version": str})
+            frame = pd.read_csv(path, dtype=_SCORE_TEXT)
         elif path.suffix == ".jsonl":
-            frame = pd.read_json(path, lines=True, dtype={"event_id": str})
+            frame = pd.read_json(path, lines=True, dtype=_SCORE_TEXT)
         else:
             raise BotfilterError(f"{path}: scores must be .parquet, .csv or .jsonl")
     except BotfilterError:
@@ -147,11 +150,19 @@ def _is_list(arrow_type: Any) -> bool:
 
 
 def check_scores(frame: pd.DataFrame, source: str = "scores") -> pd.DataFrame:
-    """The scores table with its columns typed; clear errors for what cannot be used."""
+    """The scores table with its columns typed; clear errors for what cannot be used.
+
+    ``tenant_id`` is optional (kept when given): event ids are unique within a tenant only, so
+    a table covering several tenants that share event ids needs it."""
     missing = [c for c in SCORE_COLUMNS if c not in frame.columns]
     if missing:
         raise BotfilterError(f"{source}: missing column {missing[0]} (needs {SCORE_COLUMNS})")
-    out = frame[list(SCORE_COLUMNS)].copy()
+    keys = ["tenant_id", "event_id"] if "tenant_id" in frame.columns else ["event_id"]
+    out = frame[[*SCORE_COLUMNS, *keys[:-1]]].copy()
+    if "tenant_id" in keys:
+        if out["tenant_id"].isna().any():
+            raise BotfilterError(f"{source}: tenant_id must be set on every row")
+        out["tenant_id"] = out["tenant_id"].astype(str)
     out["event_id"] = out["event_id"].astype(str)
     out["model_version"] = out["model_version"].astype(str)
     is_bot = out["is_bot"]
@@ -167,10 +178,11 @@ def check_scores(frame: pd.DataFrame, source: str = "scores") -> pd.DataFrame:
     out["bot_score"] = pd.to_numeric(out["bot_score"], errors="coerce")
     if out["bot_score"].isna().any() or not out["bot_score"].between(0, 1).all():
         raise BotfilterError(f"{source}: bot_score must be a number in [0, 1] on every row")
-    dup = out["event_id"].duplicated()
+    dup = out.duplicated(keys)
     if dup.any():
+        where = f" of tenant {out['tenant_id'][dup].iloc[0]!r}" if "tenant_id" in keys else ""
         raise BotfilterError(
-            f"{source}: event_id {out['event_id'][dup].iloc[0]!r} is scored more than once"
+            f"{source}: event_id {out['event_id'][dup].iloc[0]!r}{where} is scored more than once"
         )
     out = out.reset_index(drop=True)
     out.attrs["checked"] = True
@@ -184,8 +196,13 @@ def _scope_events(data: Any, window: Window, tenants: Sequence[str]) -> pd.DataF
     keep = m["tenant_id"].isin(tenants) & (sent >= window.stored_start) & (sent < window.end)
     e = data.events
     sel = e["tenant_id"].isin(tenants) & (e["occurred_at"] < window.end)
-    sel &= e["message_id"].isin(m.loc[keep, "message_id"])
+    sel &= _message_keys(e).isin(_message_keys(m.loc[keep]))  # a message is (tenant, id)
     return e.loc[sel, ["event_id", "tenant_id", "message_id", "occurred_at"]]
+
+
+def _message_keys(frame: pd.DataFrame) -> pd.MultiIndex:
+    """(tenant_id, message_id) of each row: message ids are unique within a tenant only."""
+    return pd.MultiIndex.from_arrays([frame["tenant_id"], frame["message_id"]])
 
 
 def _champion_version(settings: Settings, model_uri: str | None) -> str:
@@ -258,11 +275,11 @@ def resolve_scores(
     ours = e["tenant_id"].isin(tenants) & (e["occurred_at"] < window.end)
     sel = ours & (e["occurred_at"] >= context_from)
     # A message's history features use all of its earlier events, whatever their age.
-    rescored_messages = e.loc[ours & (e["occurred_at"] >= first), "message_id"].unique()
-    sel |= ours & e["message_id"].isin(rescored_messages)
+    keys = _message_keys(e)
+    rescored_messages = keys[(ours & (e["occurred_at"] >= first)).to_numpy()].unique()
+    sel |= ours & keys.isin(rescored_messages)
     events = e.loc[sel]
-    messages = data.messages.loc[data.messages["message_id"].isin(events["message_id"])]
-    messages = messages.loc[messages["tenant_id"].isin(tenants)]
+    messages = data.messages.loc[_message_keys(data.messages).isin(_message_keys(events))]
     fresh = check_scores(scorer(Tables(messages, events)), "scoring")
     # Context events before ``first`` may lack their own full context: keep their stored scores.
     full = set(events.loc[events["occurred_at"] >= first, "event_id"])
@@ -271,6 +288,45 @@ def resolve_scores(
     kept = stored.loc[~stored["event_id"].isin(fresh["event_id"])]
     source = "scored" if kept.empty else "store+scored"
     return pd.concat([kept, fresh], ignore_index=True), source
+
+
+def _resolve_scores_of(
+    data: Any, tenants: Sequence[str], scores: pd.DataFrame | None = None, **options: Any
+) -> tuple[pd.DataFrame, str]:
+    """:func:`resolve_scores` (``options``: its other arguments) for ``tenants``; one tenant at
+    a time (rows stamped with their ``tenant_id``) when some of them share event ids, so that
+    no tenant's event is ever matched to another tenant's score, stored or given."""
+    e = data.events
+    ours = e.loc[e["tenant_id"].isin(tenants), ["tenant_id", "event_id"]]
+    shared = ours["event_id"].duplicated(keep=False)
+    if len(tenants) < 2 or not shared.any():
+        # event ids name one event here: match on them alone (stored scores lack tenant_id)
+        got, source = resolve_scores(
+            data=data, tenants=tenants, scores=_of(scores, tenants), **options
+        )
+        return got.drop(columns="tenant_id", errors="ignore"), source
+    if scores is not None and "tenant_id" not in scores.columns:
+        example = ours.loc[shared, "event_id"].iloc[0]
+        raise BotfilterError(
+            f"the scores have no tenant_id column, but event_id {example!r} belongs to "
+            "several tenants: add tenant_id to the scores"
+        )
+    parts, sources = [], []
+    for tenant in tenants:
+        own = _of(scores, [tenant])
+        got, source = resolve_scores(data=data, tenants=[tenant], scores=own, **options)
+        parts.append(got.assign(tenant_id=tenant))
+        sources.append(source)
+    return pd.concat(parts, ignore_index=True), "+".join(dict.fromkeys(sources))
+
+
+def _of(scores: pd.DataFrame | None, tenants: Sequence[str]) -> pd.DataFrame | None:
+    """A scores table's rows of ``tenants`` (all when it has no tenant_id), without tenant_id."""
+    if scores is None or "tenant_id" not in scores.columns:
+        return scores
+    own = scores.loc[scores["tenant_id"].isin(tenants)].drop(columns="tenant_id")
+    own.attrs = dict(scores.attrs)
+    return own.reset_index(drop=True)
 
 
 def _covering_version(store: Store, needed: pd.DataFrame, tenants: Sequence[str]) -> str | None:
@@ -332,6 +388,10 @@ def recompute(
     ``engine`` computes the partitions (same signature and result as
     :func:`jobs.metrics.compute_partitions`); locks, runs, scores and the write stay here.
     """
+    if out is not None:  # before the store is written or the run recorded
+        from botfilter.paths import check_out_dir
+
+        check_out_dir(out)
     window = Window.ending(as_of, settings.window_days)
     channels = tuple(dict.fromkeys(channels))
     bad = [c for c in channels if c not in CHANNELS]
@@ -395,12 +455,12 @@ def _run(
             pending = store.pending(conn)
         upto = int(pending["id"].max()) if len(pending) else 0
         with stages.stage("scores"):
-            scores, source = resolve_scores(
-                store,
-                settings,
+            scores, source = _resolve_scores_of(
                 data,
-                window,
                 scope,
+                store=store,
+                settings=settings,
+                window=window,
                 scores=options["scores"],
                 scorer=options["scorer"],
                 model_version=options["model_version"],
@@ -500,8 +560,12 @@ def _write(
 
 
 def _one_line(exc: BaseException) -> str:
+    """The first line of a failure, for the job run (database errors put the statement and its
+    parameters on later lines), with passwords masked."""
+    from botfilter.errors import mask_secrets
+
     text = f"{type(exc).__name__}: {exc}".strip()
-    return text.splitlines()[0][:500] if text else type(exc).__name__
+    return mask_secrets(text.splitlines()[0][:500]) if text else type(exc).__name__
 
 
 def write_tables(tables: dict[str, pd.DataFrame], out: Path) -> dict[str, Path]:
@@ -538,16 +602,34 @@ def recompute_data_dir(
     **options: Any,
 ) -> tuple[Any, RecomputeResult]:
     """Load ``data_dir`` via the contract, then :func:`recompute`; returns both."""
+    if options.get("out") is not None:  # a bad --out fails before the data is even read
+        from botfilter.paths import check_out_dir
+
+        check_out_dir(options["out"])
     validated = load_data(data_dir)
     scores = read_scores_file(scores_file) if scores_file is not None else None
     return validated, recompute(store, settings, validated, scores=scores, **options)
 
 
 def parse_as_of(value: str | None) -> pd.Timestamp | None:
-    """An ``--as-of`` value: ISO-8601 (no offset = UTC) or integer epoch milliseconds."""
+    """An ``--as-of`` value: ISO-8601 (no offset = UTC) or integer epoch milliseconds, within
+    the years the data contract accepts ([2000, 2100)); anything else is a one-line error."""
     if value is None:
         return None
+    from contract.columns import TS_MAX, TS_MIN
+
     text = value.strip()
-    if text.lstrip("-").isdigit():
-        return pd.Timestamp(int(text), unit="ms", tz="UTC")
-    return to_utc(text)
+    hint = "use ISO-8601 such as 2025-01-31T00:00:00Z, or epoch milliseconds"
+    try:
+        if text.lstrip("+-").isdigit():
+            stamp = pd.Timestamp(int(text), unit="ms", tz="UTC")
+        else:
+            stamp = to_utc(text)
+    except (BotfilterError, ValueError, OverflowError) as exc:
+        # OutOfBoundsDatetime is a ValueError: pandas holds years 1677-2262 only
+        raise BotfilterError(f"--as-of {value!r}: not a timestamp ({hint})") from exc
+    if not TS_MIN <= stamp < TS_MAX:
+        raise BotfilterError(
+            f"--as-of {value!r}: out of range, must be in [{TS_MIN:%Y-%m-%d}, {TS_MAX:%Y-%m-%d})"
+        )
+    return stamp

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -157,13 +158,22 @@ def show_table(metrics: TenantMetrics, module: str, limit: int = 50) -> Any:
 # --- the HTML report --------------------------------------------------------------------------
 
 
-def _png(fig: Any) -> str:
-    """A matplotlib figure as an inline <img> (base64 PNG)."""
+def _png(chart: Callable[..., Any], *args: Any) -> str:
+    """``chart(*args)`` as an inline <img> (base64 PNG). Text is never read as mathtext: a
+    campaign id or domain holding ``$`` is shown as written (and cannot fail the report)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    # tick labels are made when the figure is drawn: the whole life of the figure is inside
+    with plt.rc_context({"text.parse_math": False}):
+        fig = chart(*args)
+        try:
+            fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+        finally:
+            plt.close(fig)
     data = base64.b64encode(buf.getvalue()).decode()
     return f'<img alt="chart" src="data:image/png;base64,{data}">'
 
@@ -333,13 +343,13 @@ def render_report(metrics: TenantMetrics) -> str:
         "<h2>Totals: with bots → without bots</h2>",
         _html_table(_summary_rows(totals)),
         "<h2>Daily opens and clicks: human against bot</h2>",
-        _png(daily_chart(metrics.tables["dashboard_daily"])),
+        _png(daily_chart, metrics.tables["dashboard_daily"]),
         "<h2>Campaigns whose CTR changed most</h2>",
     ]
     if changes.empty:
         body.append("<p>No campaign with enough deliveries to compare.</p>")
     else:
-        body.append(_png(ctr_chart(changes)))
+        body.append(_png(ctr_chart, changes))
         shown = changes[["campaign_id", "channel", "delivered", "ctr_all", "ctr_human"]].copy()
         shown["ctr_all"] = shown["ctr_all"].map(_pct)
         shown["ctr_human"] = shown["ctr_human"].map(_pct)
@@ -353,7 +363,7 @@ def render_report(metrics: TenantMetrics) -> str:
             "<p>Bot kind comes from the events' labels where present, otherwise from the "
             "model's strongest reason. Grey: flagged as bot on a channel whose filter is off.</p>"
         )
-        body.append(_png(breakdown_chart(kinds, domains)))
+        body.append(_png(breakdown_chart, kinds, domains))
         body.append('<div style="display:flex;gap:3rem;flex-wrap:wrap">')
         for frame, label in ((kinds, "bot kind"), (domains, "recipient domain")):
             shown = frame.rename(columns={frame.columns[0]: label, "kept": "not excluded"})
@@ -369,8 +379,10 @@ def render_report(metrics: TenantMetrics) -> str:
 
 def write_report(store: Store, tenant: str, out: Path) -> Path:
     """Write the tenant's report as one self-contained HTML file."""
+    from botfilter.paths import check_out_file
+
+    out = check_out_file(out)
     page = render_report(load_tenant(store, tenant))
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     return out

@@ -8,15 +8,17 @@ a row newer than what the store holds wins.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pandas as pd
+from sqlalchemy import select
 
 from botfilter.errors import BotfilterError
 from contract.schema import CHANNELS
-from jobs.store import Store, tenant_settings
+from jobs.store import Store, metric_partitions, settings_history, tenant_settings
 
 SWITCH = {"on": True, "off": False, "true": True, "false": False, "yes": True, "no": False}
 
@@ -42,9 +44,32 @@ def parse_switch(value: str, option: str = "value") -> bool:
         raise BotfilterError(f"{option} must be on or off, not {value!r}") from None
 
 
-def _check(tenant: str, channel: str) -> None:
+def check_tenant_id(tenant: str) -> None:
+    """A tenant id as the data contract accepts one: not blank, no surrounding whitespace, no
+    control characters (a newline or NUL would be stored as a key no data can ever match)."""
     if not tenant or not tenant.strip():
         raise BotfilterError("the tenant id is empty")
+    if tenant != tenant.strip():
+        raise BotfilterError(f"tenant id {tenant!r}: remove the surrounding whitespace")
+    if _CONTROLS.search(tenant):
+        raise BotfilterError(f"tenant id {tenant!r}: control characters are not allowed")
+
+
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def known_tenant(store: Store, tenant: str) -> bool:
+    """Whether the store has seen ``tenant``: a setting, a recorded change or metrics."""
+    with store.read() as conn:
+        for table in (tenant_settings, settings_history, metric_partitions):
+            query = select(table.c.tenant_id).where(table.c.tenant_id == tenant).limit(1)
+            if conn.execute(query).first() is not None:
+                return True
+    return False
+
+
+def _check(tenant: str, channel: str) -> None:
+    check_tenant_id(tenant)
     if channel not in CHANNELS:
         raise BotfilterError(f"unknown channel {channel!r}: use one of {', '.join(CHANNELS)}")
 

@@ -235,8 +235,11 @@ def context_columns() -> list[str]:
 
 
 def _with_context(tables: SparkTables) -> DataFrame:
-    msg = ["message_id", *(c for c in MESSAGE_CONTEXT if c not in EVENTS.names)]
-    return tables.events.join(tables.messages.select(*msg), "message_id").select(*context_columns())
+    # a message is (tenant_id, message_id): two tenants may use the same id
+    msg = ["tenant_id", "message_id", *(c for c in MESSAGE_CONTEXT if c not in EVENTS.names)]
+    return tables.events.join(tables.messages.select(*msg), ["tenant_id", "message_id"]).select(
+        *context_columns()
+    )
 
 
 def _chunked(ctx: DataFrame, chunk_seconds: int) -> DataFrame:
@@ -260,10 +263,10 @@ def _chunked(ctx: DataFrame, chunk_seconds: int) -> DataFrame:
         .withColumn(CORE, F.lit(False))
     )
     # Message history: every earlier event of each message with events in the chunk.
-    chunks_of = own.select("message_id", F.col(CHUNK).alias("_target")).distinct()
+    chunks_of = own.select("tenant_id", "message_id", F.col(CHUNK).alias("_target")).distinct()
     history = (
         ctx.withColumn("_own_chunk", chunk)
-        .join(chunks_of, "message_id")
+        .join(chunks_of, ["tenant_id", "message_id"])
         .where(F.col("_own_chunk") < F.col("_target"))
         .drop("_own_chunk")
         .withColumnRenamed("_target", CHUNK)
@@ -403,8 +406,14 @@ def scores_from_pandas(spark: SparkSession, scores: pd.DataFrame) -> DataFrame:
     from jobs.recompute import check_scores
 
     frame = check_scores(scores)
+    tenant = (  # event ids are unique within a tenant only: keep tenant_id when given
+        {"tenant_id": pa.array(frame["tenant_id"].tolist(), pa.string())}
+        if "tenant_id" in frame.columns
+        else {}
+    )
     table = pa.table(
         {
+            **tenant,
             "event_id": pa.array(frame["event_id"].tolist(), pa.string()),
             "bot_score": pa.array(frame["bot_score"].to_numpy(dtype=float), pa.float64()),
             "is_bot": pa.array(frame["is_bot"].to_numpy(dtype=bool), pa.bool_()),

@@ -388,7 +388,9 @@ def load_tables(
             rejected[name] = []
         else:
             raw[name], rejected[name] = _read_local_text(spark, path, name)
-        units[name] = _timestamp_units(spark, raw[name]) if path.endswith(".parquet") else ()
+        units[name] = (
+            _timestamp_units(spark, raw[name]) if path.lower().endswith(".parquet") else ()
+        )
         _check_types(raw[name], name, path, units[name])
 
     def keyed(name: str, keys: dict[str, str]) -> DataFrame:

@@ -92,6 +92,8 @@ def compute_partitions_spark(
     m = m.persist(StorageLevel.MEMORY_AND_DISK)
 
     # Events of delivered window messages, before as_of, with their score and status masks.
+    # Event ids are unique within a tenant only: scores carrying tenant_id match on both.
+    keys = ["tenant_id", "event_id"] if "tenant_id" in scores.columns else ["event_id"]
     base = ["send_day", "in_window", "bot_filter_applied", "channel", "recipient_domain"]
     ev = (
         tables.events.select(
@@ -102,7 +104,7 @@ def compute_partitions_spark(
             ["message_id", "tenant_id"],
         )
         .where(F.col("occurred_at") < F.lit(window.end.value))
-        .join(scores.select("event_id", "is_bot", "reasons", "model_version"), "event_id", "left")
+        .join(scores.select(*keys, "is_bot", "reasons", "model_version"), keys, "left")
     )
     masks = [
         M.count_mask(c, F.col("type"), F.col("is_bot"), F.col("bot_filter_applied"))

@@ -31,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from botfilter.errors import BotfilterError
+from botfilter.errors import BotfilterError, mask_secrets
 from botfilter.settings import Settings
 from contract.schema import CHANNELS, TABLES
 from jobs.recompute import RecomputeResult, Scorer, load_data, recompute
@@ -192,7 +192,7 @@ def _cycle(
                     store.set_state(LAST_FULL, now.isoformat(), conn)
     except Exception as exc:
         result.status = "failed"
-        result.errors.append(f"{type(exc).__name__}: {exc}".splitlines()[0])
+        result.errors.append(mask_secrets(f"{type(exc).__name__}: {exc}".splitlines()[0]))
     store.finish_run(
         run_id,
         status=result.status,

@@ -43,7 +43,9 @@ class ScoresWriter:
                 scores
                 if isinstance(scores, pa.Table)
                 else pa.Table.from_pandas(
-                    scores, schema=scores_arrow_schema(), preserve_index=False
+                    scores,
+                    schema=scores_arrow_schema("tenant_id" in scores.columns),
+                    preserve_index=False,
                 )
             )
             if self._parquet is None:
@@ -92,19 +94,22 @@ _DTYPES = {
 }
 
 
-def scores_arrow_schema():  # noqa: ANN201 (pyarrow is imported on first use)
-    """The Arrow schema of a scores table (the local and Spark writers share it)."""
+def scores_arrow_schema(with_tenant: bool = False):  # noqa: ANN201 (pyarrow imported here)
+    """The Arrow schema of a scores table (the local and Spark writers share it); ``tenant_id``
+    second when the table carries it (``botfilter score`` writes it: event ids are unique
+    within a tenant only)."""
     import pyarrow as pa
 
-    return pa.schema(
-        [
-            ("event_id", pa.string()),
-            ("bot_score", pa.float64()),
-            ("is_bot", pa.bool_()),
-            ("reasons", pa.list_(pa.string())),
-            ("model_version", pa.string()),
-        ]
-    )
+    fields = [
+        ("event_id", pa.string()),
+        ("bot_score", pa.float64()),
+        ("is_bot", pa.bool_()),
+        ("reasons", pa.list_(pa.string())),
+        ("model_version", pa.string()),
+    ]
+    if with_tenant:
+        fields.insert(1, ("tenant_id", pa.string()))
+    return pa.schema(fields)
 
 
 def write_scores(scores: pd.DataFrame, path: Path) -> None:

@@ -3,8 +3,10 @@
 :func:`build_app` makes the FastAPI app that the BentoML service mounts (BentoML merges its
 OpenAPI into ``/docs.json``; the app's own spec is at ``/openapi.json``). :class:`Gate` is an ASGI
 middleware on the whole BentoML server: it answers ``/healthz`` and ``/readyz``, and for the
-protected routes checks the bearer token and the declared body size *before* any body is read,
-and counts requests and latency. It also answers ``POST /score`` itself, with the same code as the
+protected routes checks the bearer token, its scope (``botfilter.tokens``: admin, or a set of
+tenants) and the declared body size *before* any body is read, and counts requests and latency.
+Any failure it did not foresee is one line to the client (500, no secrets) and the details go to
+the log. It also answers ``POST /score`` itself, with the same code as the
 FastAPI route (:func:`answer_score`): the mounted app's routing and middleware layers cost more
 CPU than scoring a single event. For the same reason a request of a few events is scored on the
 event loop when nothing else is being scored; larger ones go to a thread.
@@ -13,8 +15,8 @@ event loop when nothing else is being scored; larger ones go to a thread.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,8 +27,10 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
-from botfilter.errors import BotfilterError
+from botfilter.redact import one_line
 from botfilter.settings import Settings
+from botfilter.tokens import ADMIN, Scope
+from contract.columns import text_value
 from serving import runtime as rt
 from serving.models import (
     EXAMPLE_EVENTS,
@@ -35,10 +39,17 @@ from serving.models import (
     request_schema,
     response_model,
 )
-from serving.state import StateUnavailable
+from serving.state import PUBLIC_UNAVAILABLE, StateUnavailable
+
+log = logging.getLogger("botfilter.serving")
 
 PROTECTED = {"/score", "/reload"}
 HEALTH = {"/healthz", "/readyz"}
+# Where the gate leaves a request's scope (what its token may do) for the mounted app.
+SCOPE_KEY = "botfilter.scope"
+# orjson refuses deeper JSON; events are flat objects, so nothing legitimate comes close.
+MAX_DEPTH = 1024
+INTERNAL_ERROR = "internal error: the server log has the details"
 # The byte budget per event of a request: generous for a user agent and a URL.
 BYTES_PER_EVENT = 4096
 # Bodies up to this size (a few events) are scored on the event loop when the scorer is idle
@@ -76,59 +87,36 @@ class Gate:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = {"code": 500}
+        status = {"code": 500, "started": False}
 
         async def send_wrapper(message: dict) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                status["started"] = True
             await send(message)
 
         try:
-            refusal = self._refuse(scope)
-            if refusal is not None:
-                await refusal(scope, receive, send_wrapper)
+            runtime = self.runtime()
+            allowed = await authorize(runtime, scope)
+            if not isinstance(allowed, Scope):
+                await allowed(scope, receive, send_wrapper)
             elif path == "/score" and scope["method"] == "POST":
-                runtime = self.runtime()
-                assert runtime is not None  # _refuse answered 503 otherwise
-                answer = await answer_score(runtime, receive)
+                assert runtime is not None  # authorize answered 503 otherwise
+                answer = await answer_score(runtime, receive, allowed)
                 if answer is not None:
                     await send_json(send_wrapper, *answer)
             else:
+                scope[SCOPE_KEY] = allowed
                 await self.app(scope, receive, send_wrapper)
+        except Exception as exc:  # one line for the client, no secrets; details in the log
+            log.error("%s %s failed: %s", scope["method"], path, one_line(repr(exc)))
+            log.debug("traceback", exc_info=True)
+            if not status["started"]:
+                await send_json(send_wrapper, 500, orjson.dumps({"detail": INTERNAL_ERROR}))
         finally:
             from serving.metrics import metrics
 
             metrics().request(path, status["code"], time.perf_counter() - started)
-
-    def _refuse(self, scope: dict) -> Any:
-        """A response when the request must not reach the route: 503, 401 or 413."""
-        runtime = self.runtime()
-        if runtime is None:
-            return _json(503, {"detail": "the model is not loaded yet"})
-        headers = dict(scope.get("headers") or [])
-        token = runtime.settings.api_token
-        if token is not None:
-            given = headers.get(b"authorization", b"").decode("latin-1")
-            scheme, _, value = given.partition(" ")
-            expected = token.get_secret_value().encode()
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                value.strip().encode(), expected
-            ):
-                return _json(
-                    401,
-                    {"detail": "missing or invalid bearer token"},
-                    {"WWW-Authenticate": 'Bearer realm="botfilter"'},
-                )
-        length = headers.get(b"content-length")
-        if length is not None:
-            try:
-                declared = int(length)
-            except ValueError:
-                return _json(400, {"detail": "invalid Content-Length"})
-            limit = max_body_bytes(runtime.settings)
-            if declared > limit:
-                return _json(413, {"detail": f"body of {declared} bytes exceeds {limit} bytes"})
-        return None
 
     async def _health(self, path: str, scope: dict, receive: Callable, send: Callable) -> None:
         runtime = self.runtime()
@@ -139,7 +127,110 @@ class Gate:
         if runtime is None:
             await _json(503, Health(status="starting").model_dump())(scope, receive, send)
             return
-        await _json(200, runtime.health())(scope, receive, send)
+        # The probe may wait up to a second on Redis: never on the event loop.
+        ready, body = await asyncio.get_running_loop().run_in_executor(_executor(), runtime.health)
+        await _json(200 if ready else 503, body)(scope, receive, send)
+
+
+# Every path the server answers, besides static files: anything else is 404 from PathGuard.
+KNOWN_PATHS = frozenset(
+    {*PROTECTED, *HEALTH, "/livez", "/metrics", "/", "/docs.json", "/schema.json", "/openapi.json"}
+)
+
+
+@cache
+def static_paths() -> frozenset[str]:
+    """The files BentoML's documentation page serves (``/static_content/...``, ``/assets/...``)."""
+    from pathlib import Path
+
+    import _bentoml_impl.server as impl_server
+    import bentoml._internal.server as server
+
+    found = set()
+    for prefix, root in (
+        ("/static_content/", Path(server.__file__).parent / "static_content"),
+        ("/assets/", Path(impl_server.__file__).parent / "assets"),
+    ):
+        if root.is_dir():
+            found.update(prefix + p.relative_to(root).as_posix() for p in root.rglob("*"))
+    return frozenset(found)
+
+
+class PathGuard:
+    """ASGI middleware outside all of BentoML's: 404 for any path the server does not serve.
+
+    BentoML's traffic metrics label requests with the raw path, so requests to random paths
+    would add series to ``/metrics`` without bound; answered here, they never reach it, and
+    count once in ``botfilter_http_requests_total{endpoint="other"}``."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.known = KNOWN_PATHS | static_paths()
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope["path"] in self.known:
+            await self.app(scope, receive, send)
+            return
+        from serving.metrics import metrics
+
+        started = time.perf_counter()
+        await send_json(send, 404, b'{"detail":"not found"}')
+        metrics().request("other", 404, time.perf_counter() - started)
+
+
+def _unauthorized() -> Any:
+    return _json(
+        401,
+        {"detail": "missing or invalid bearer token"},
+        {"WWW-Authenticate": 'Bearer realm="botfilter"'},
+    )
+
+
+def bearer(scope: dict) -> str | None:
+    """The bearer token of a request, or None."""
+    for name, value in scope.get("headers") or ():
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            token = token.strip()
+            return token if scheme.lower() == "bearer" and token else None
+    return None
+
+
+async def authorize(runtime: rt.Runtime | None, scope: dict) -> Scope | Any:
+    """What the request's token may do, or the response refusing it (503, 401, 403, 413),
+    decided from the headers alone, before any body is read."""
+    if runtime is None:
+        return _json(503, {"detail": "the model is not loaded yet"})
+    auth = runtime.auth
+    try:
+        if not auth.required():
+            allowed: Scope | None = ADMIN  # no token configured: the API is open (docs/api.md)
+        else:
+            token = bearer(scope)
+            if token is None:
+                return _unauthorized()
+            found, allowed = auth.cached(token)
+            if not found:  # a database query: off the event loop
+                loop = asyncio.get_running_loop()
+                allowed = await loop.run_in_executor(_executor(), auth.scope, token)
+    except Exception as exc:  # the token store is down: refuse, never let the request through
+        log.error("cannot check an API token: %s", one_line(repr(exc)))
+        return _json(503, {"detail": "the token store cannot be reached: retry later"})
+    if allowed is None:
+        return _unauthorized()
+    if scope["path"] == "/reload" and not allowed.admin:
+        return _json(403, {"detail": "reloading the model needs an admin token"})
+    headers = dict(scope.get("headers") or [])
+    length = headers.get(b"content-length")
+    if length is not None:
+        try:
+            declared = int(length)
+        except ValueError:
+            return _json(400, {"detail": "invalid Content-Length"})
+        limit = max_body_bytes(runtime.settings)
+        if declared > limit:
+            return _json(413, {"detail": f"body of {declared} bytes exceeds {limit} bytes"})
+    return allowed
 
 
 class BodyError(Exception):
@@ -156,8 +247,19 @@ class Disconnected(Exception):
 
 
 async def read_body(receive: Callable[[], Awaitable[dict]], settings: Settings) -> bytes:
-    """The ``/score`` body, or :class:`BodyError` 413 as soon as it exceeds the byte limit."""
-    limit = max_body_bytes(settings)
+    """The ``/score`` body, or :class:`BodyError`: 413 as soon as it exceeds the byte limit,
+    408 when it is not complete within ``settings.body_timeout_s`` (a client that sends half a
+    body and waits must not hold a request open)."""
+    try:
+        async with asyncio.timeout(settings.body_timeout_s):
+            return await _read_body(receive, max_body_bytes(settings))
+    except TimeoutError:
+        raise BodyError(
+            408, f"the body did not arrive within {settings.body_timeout_s:g} s"
+        ) from None
+
+
+async def _read_body(receive: Callable[[], Awaitable[dict]], limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -181,44 +283,61 @@ def _executor() -> ThreadPoolExecutor:
 
 
 async def answer_score(
-    runtime: rt.Runtime, receive: Callable[[], Awaitable[dict]]
+    runtime: rt.Runtime, receive: Callable[[], Awaitable[dict]], allowed: Scope
 ) -> tuple[int, bytes] | None:
-    """Status and JSON body answering a ``POST /score`` (None: the client went away)."""
+    """Status and JSON body answering a ``POST /score`` whose token may act for ``allowed``
+    (None: the client went away)."""
     try:
         body = await read_body(receive, runtime.settings)
         loop = asyncio.get_running_loop()
         if len(body) <= INLINE_BYTES:
             # A few events cost less to score here than the hand-off to a thread and back.
-            events = parse_events(body, runtime.settings.max_batch_events)
+            events = parse_events(body, runtime.settings.max_batch_events, allowed)
             answers = runtime.score_if_idle(events)
             if answers is None:
                 answers = await loop.run_in_executor(_executor(), runtime.score, events)
             return 200, orjson.dumps(answers)
         # Parsing, scoring and encoding run off the event loop, which only moves bytes.
-        return 200, await loop.run_in_executor(_executor(), score_body, runtime, body)
+        return 200, await loop.run_in_executor(_executor(), score_body, runtime, body, allowed)
     except Disconnected:
         return None
     except BodyError as exc:
         return exc.status, orjson.dumps({"detail": exc.detail})
     except StateUnavailable as exc:
-        return 503, orjson.dumps({"detail": str(exc)})
+        _log_unavailable(exc)
+        return 503, orjson.dumps({"detail": PUBLIC_UNAVAILABLE})
+
+
+_last_unavailable_log = [0.0]
+
+
+def _log_unavailable(exc: StateUnavailable) -> None:
+    """Log why the state failed, at most every 10 s (an outage fails every request)."""
+    now = time.monotonic()
+    if now - _last_unavailable_log[0] >= 10:
+        _last_unavailable_log[0] = now
+        log.warning("answered 503: %s", exc)
 
 
 async def send_json(send: Callable[[dict], Awaitable[None]], status: int, body: bytes) -> None:
-    """Send a complete JSON response."""
+    """Send a complete JSON response (closing the connection after a 408: the rest of the
+    body may still come, and must not be read as the next request)."""
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    if status == 408:
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
-def score_body(runtime: rt.Runtime, body: bytes) -> bytes:
-    """Answer a ``/score`` body: parse, check its shape, score, encode."""
-    events = parse_events(body, runtime.settings.max_batch_events)
+def score_body(runtime: rt.Runtime, body: bytes, allowed: Scope) -> bytes:
+    """Answer a ``/score`` body: parse, check its shape and tenants, score, encode."""
+    events = parse_events(body, runtime.settings.max_batch_events, allowed)
     return orjson.dumps(runtime.score(events))
 
 
-def parse_events(body: bytes, max_events: int) -> list[dict[str, Any]]:
-    """Check the shape of a ``/score`` body: a JSON array of 1..max_events objects."""
+def parse_events(body: bytes, max_events: int, allowed: Scope = ADMIN) -> list[dict[str, Any]]:
+    """Check the shape of a ``/score`` body: a JSON array of 1..max_events objects naming only
+    tenants of ``allowed`` (else :class:`BodyError` 403 for the whole request)."""
     if not body.strip():
         raise BodyError(422, "empty body: send a JSON array of event objects")
     try:
@@ -234,16 +353,47 @@ def parse_events(body: bytes, max_events: int) -> list[dict[str, Any]]:
     for i, item in enumerate(data):
         if not isinstance(item, dict):
             raise BodyError(422, f"item {i} must be an event object, not {_kind(item)}")
+    if not allowed.admin:
+        outside = allowed.outside(named_tenants(data))
+        if outside:
+            shown = ", ".join(repr(t[:40]) for t in outside[:5])
+            more = f" and {len(outside) - 5} more" if len(outside) > 5 else ""
+            raise BodyError(403, f"this token may not act for tenant {shown}{more}")
     return data
+
+
+def named_tenants(events: list[dict[str, Any]]) -> set[str]:
+    """The tenant ids the events name, as the contract reads them (trimmed text)."""
+    named = set()
+    for item in events:
+        value = item.get("tenant_id")
+        if value is not None:
+            tenant = text_value(value)
+            if tenant is not None:
+                named.add(tenant)
+    return named
+
+
+async def route_scope(runtime: rt.Runtime | None, scope: dict) -> Scope | Any:
+    """The scope the gate found for this request or, with no gate in front (the app alone),
+    :func:`authorize` of it here."""
+    allowed = scope.get(SCOPE_KEY)
+    return allowed if allowed is not None else await authorize(runtime, scope)
 
 
 def _loads(body: bytes) -> Any:
     """orjson, and the standard library for what orjson refuses (integers beyond 64 bits, NaN
-    literals), so that such values reach the contract's per-event checks."""
+    literals), so that such values reach the contract's per-event checks. Nesting deeper than
+    :data:`MAX_DEPTH` is refused by both (never a ``RecursionError``)."""
     try:
         return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return json.loads(body)
+    except orjson.JSONDecodeError as exc:
+        if "depth" in str(exc) or "recursion" in str(exc).lower():
+            raise BodyError(422, f"body is nested deeper than {MAX_DEPTH} levels") from None
+        try:
+            return json.loads(body)
+        except RecursionError:
+            raise BodyError(422, f"body is nested deeper than {MAX_DEPTH} levels") from None
 
 
 def _kind(value: Any) -> str:
@@ -270,10 +420,12 @@ def build_app(runtime: Callable[[], rt.Runtime | None] = rt.current) -> Any:
     # The documented limit is the default; BOTFILTER_MAX_BATCH_EVENTS may change it (413).
     body_schema = request_schema(Settings.model_fields["max_batch_events"].default)
     errors = {
-        401: {"description": "Bearer token missing or wrong (when BOTFILTER_API_TOKEN is set)."},
+        401: {"description": "Bearer token missing, unknown or revoked (when tokens exist)."},
+        403: {"description": "The token may not act for a tenant the request names."},
+        408: {"description": "The body did not arrive in time."},
         413: {"description": "More events, or more bytes, than a request may carry."},
         422: {"description": "The body is not a JSON array of 1 or more event objects."},
-        503: {"description": "The model is not loaded yet."},
+        503: {"description": "The model is not loaded yet, or the shared state is unreachable."},
     }
 
     @app.post(
@@ -294,9 +446,11 @@ def build_app(runtime: Callable[[], rt.Runtime | None] = rt.current) -> Any:
         """Per event, in the order sent: ``bot_score``, ``is_bot``, ``reasons`` and
         ``model_version``; or, for an event that breaks the data contract, ``error``."""
         current = runtime()
-        if current is None:
-            return JSONResponse({"detail": "the model is not loaded yet"}, status_code=503)
-        answer = await answer_score(current, request.receive)
+        allowed = await route_scope(current, request.scope)
+        if not isinstance(allowed, Scope):
+            return allowed
+        assert current is not None  # route_scope answered 503 otherwise
+        answer = await answer_score(current, request.receive, allowed)
         if answer is None:
             return Response(status_code=499)  # nobody is listening any more
         status, body = answer
@@ -305,18 +459,26 @@ def build_app(runtime: Callable[[], rt.Runtime | None] = rt.current) -> Any:
     @app.post(
         "/reload",
         response_model=ReloadResult,
-        responses={401: errors[401], 503: errors[503]},
+        responses={401: errors[401], 403: {"description": "Not an admin token."}, 503: errors[503]},
         summary="Swap in the current @champion model",
     )
-    async def reload() -> Response:
+    async def reload(request: Request) -> Response:
         """Load the model the champion alias points to now; requests keep being answered."""
         current = runtime()
-        if current is None:
-            return JSONResponse({"detail": "the model is not loaded yet"}, status_code=503)
+        allowed = await route_scope(current, request.scope)
+        if not isinstance(allowed, Scope):
+            return allowed
+        assert current is not None  # route_scope answered 503 otherwise
         try:
             done = await run_in_threadpool(current.reload)
-        except BotfilterError as exc:  # e.g. the alias was removed: keep the current model
-            return JSONResponse({"detail": str(exc)}, status_code=503)
+        except Exception as exc:  # e.g. the alias was removed: keep the current model
+            # The reason names the registry (its URI may hold a password): the log has it.
+            log.warning("reload failed, keeping %s: %s", current.model.version, one_line(exc))
+            detail = (
+                f"the current @champion could not be loaded; {current.model.version} keeps "
+                "answering (the server log says why)"
+            )
+            return JSONResponse({"detail": detail}, status_code=503)
         return JSONResponse(ReloadResult(**done.__dict__).model_dump())
 
     return app

@@ -18,7 +18,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from botfilter.redact import one_line
 from botfilter.settings import Settings
+from botfilter.tokens import TokenCache, TokenStore
 from features.pipeline import Enrichers
 from scoring.model import BotModel
 from serving.batching import Coalescer
@@ -36,6 +38,7 @@ log = logging.getLogger("botfilter.serving")
 GENERATION_CHECK_S = 1.0
 SWITCH_INTERVAL_S = 0.0005
 FOLLOW_S = 0.05  # how often a worker replays what others logged, requests or not
+READY_CACHE_S = 1.0  # how long a readiness answer stands
 
 _CURRENT: Runtime | None = None
 
@@ -75,8 +78,10 @@ class Runtime:
         enrichers: Enrichers,
         state: WindowState,
         loader: Any = None,
+        auth: TokenCache | None = None,
     ) -> None:
         self.settings = settings
+        self.auth = auth if auth is not None else make_auth(settings)
         self.enrichers = enrichers
         self.state = state
         self._model = model
@@ -89,6 +94,7 @@ class Runtime:
         self._generation = state.generation()
         self._checked = time.monotonic()
         self._following = False
+        self._readiness: tuple[float, str | None] | None = None
 
     # -- model ---------------------------------------------------------------------------------
     @property
@@ -123,8 +129,13 @@ class Runtime:
                     self._model = new
                     self._generation = generation
                 log.info("model followed reload to %s", new.version)
-            except Exception:  # keep serving the old model; retry on a later request
-                log.exception("could not load the new champion; keeping %s", self._model.version)
+            except Exception as exc:  # keep serving the old model; retry on a later request
+                # One line, secrets masked: the reason may hold the registry's URI.
+                log.warning(
+                    "could not load the new champion; keeping %s: %s",
+                    self._model.version,
+                    one_line(repr(exc)),
+                )
             finally:
                 self._following = False
 
@@ -152,17 +163,37 @@ class Runtime:
         m.scoring_call(len(items), out.seconds)
         return out.items
 
-    def health(self) -> dict[str, Any]:
-        """Status for ``/readyz``."""
-        return {
-            "status": "ready",
-            "model_version": self._model.version,
-            "state": self.state.describe(),
-        }
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Whether this worker can answer ``/score`` now, and the ``/readyz`` body.
+
+        Not ready while the shared state cannot be reached (every ``/score`` would get 503): a
+        load balancer must stop sending traffic here. The answer is kept ``READY_CACHE_S``, so
+        a flood of probes costs one ping. The body names the kind of state, never its host
+        (``/readyz`` needs no token)."""
+        now = time.monotonic()
+        known = self._readiness
+        if known is None or now - known[0] >= READY_CACHE_S:
+            why = self.state.unready()
+            if why is not None and (known is None or known[1] is None):
+                log.warning("not ready: %s", why)
+            known = self._readiness = (now, why)
+        body = {"model_version": self._model.version, "state": self.state.kind}
+        if known[1] is not None:
+            return False, {"status": "not ready: the shared window state cannot be reached", **body}
+        return True, {"status": "ready", **body}
 
     def close(self) -> None:
-        """Release the state's connections."""
+        """Release the state's and the token store's connections."""
         self.state.close()
+        if self.auth.store is not None:
+            self.auth.store.close()
+
+
+def make_auth(settings: Settings) -> TokenCache:
+    """Token checks for a worker: the token table of the metrics store database, and
+    ``BOTFILTER_API_TOKEN`` as an admin token."""
+    static = settings.api_token.get_secret_value() if settings.api_token else None
+    return TokenCache(TokenStore.open(settings), static=static)
 
 
 def _load_champion(settings: Settings) -> BotModel:

@@ -15,8 +15,8 @@ nothing; missing history would, hence the lookups below:
   campaign-or-automation with ASN).
 
 An event that breaks the contract is answered in its place with an error (the contract's own
-reason), and never fails the others. A repeated ``event_id`` gets the stored answer and is not
-counted again.
+reason), and never fails the others. A repeated (``tenant_id``, ``event_id``) gets the stored
+answer and is not counted again.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ _COL = {name: i for i, name in enumerate(CONTEXT_COLUMNS)}
 # Stored rows are JSON arrays in CONTEXT_COLUMNS order; the tag changes with that order and with
 # the state's layout (which keys exist, what a stored event holds: bump STATE_LAYOUT when either
 # changes), so a deployment never misreads state written by another one.
-STATE_LAYOUT = 3
+STATE_LAYOUT = 4  # 4: events keyed by (tenant, event_id)
 ROW_FORMAT = hashlib.sha1(json.dumps([STATE_LAYOUT, CONTEXT_COLUMNS]).encode()).hexdigest()[:8]
 
 
@@ -73,6 +73,12 @@ class Outcome:
         now = time.perf_counter()
         self.seconds[stage] = self.seconds.get(stage, 0.0) + now - since
         return now
+
+
+def state_id(tenant: str, event_id: str) -> str:
+    """The state's key of an event: ``<len(tenant)>:<tenant>:<event_id>`` (the length keeps it
+    unambiguous), so that tenants never share an event, its answer or its deduplication."""
+    return f"{len(tenant)}:{tenant}:{event_id}"
 
 
 def rows_to_columns(rows: Sequence[tuple[Any, ...]]) -> dict[str, np.ndarray]:
@@ -201,10 +207,13 @@ class OnlineScorer:
         out: Outcome,
     ) -> None:
         t = time.perf_counter()
-        c_id = _COL["event_id"]
+        c_id, c_tenant = _COL["event_id"], _COL["tenant_id"]
+        # An event is (tenant, event_id): two tenants may use the same id. ``ids`` are the
+        # state's keys; a repeated key is answered as its first.
+        keyed = {pos: state_id(row[c_tenant], row[c_id]) for pos, row in clean.items()}
         unique: dict[str, tuple[Any, ...]] = {}
-        for row in clean.values():
-            unique.setdefault(row[c_id], row)  # a repeated id is answered as its first
+        for pos, row in clean.items():
+            unique.setdefault(keyed[pos], row)
         ids = list(unique)
         rows = list(unique.values())
         keys = self._keys(rows, self.ip.enrich(rows))
@@ -240,8 +249,8 @@ class OnlineScorer:
             first = np.fromiter((stored[ev[0]] is ev[5] for ev in fresh), bool, len(fresh))
             out.scored.update(channels[first].tolist())
             out.flagged.update(channels[first & scored.is_bot].tolist())
-        for pos, row in clean.items():
-            answers[pos] = results[row[c_id]]
+        for pos, key in keyed.items():
+            answers[pos] = results[key]
         out.duplicates = len(clean) - len(new)
 
     @staticmethod
@@ -255,22 +264,22 @@ class OnlineScorer:
     ) -> list[NewEvent]:
         """The new events to remember (as :class:`NewEvent` tuples), each with its answer."""
         k_id, k_score, k_bot, k_reasons, k_version = SCORE_COLUMNS
+        c_id = _COL["event_id"]
         fresh = []
         values = zip(
             new, scored.bot_score.tolist(), scored.is_bot.tolist(), scored.reasons, strict=True
         )
         for i, score, is_bot, reasons in values:
-            eid = ids[i]
             # Reasons as a tuple: see serving.state on tuples.
             answer = {
-                k_id: eid,
+                k_id: rows[i][c_id],
                 k_score: score,
                 k_bot: is_bot,
                 k_reasons: tuple(reasons),
                 k_version: version,
             }
             msg_key, bursts, t_ns = keys[i]
-            fresh.append((eid, t_ns, rows[i], msg_key, bursts, answer))
+            fresh.append((ids[i], t_ns, rows[i], msg_key, bursts, answer))
         return fresh  # type: ignore[return-value]
 
     def _keys(

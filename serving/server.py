@@ -21,9 +21,11 @@ SERVICE = "serving.service:BotfilterService"
 UNTRACED = ("/score", "/healthz", "/readyz")
 
 
-def check_ready(settings: Settings, workers: int) -> str:
-    """Validate the configuration and warm the model cache; returns the champion's version."""
-    from serving.runtime import _load_champion, make_runtime_state
+def check_ready(settings: Settings, workers: int) -> tuple[str, bool]:
+    """Validate the configuration and warm the model cache; returns the champion's version
+    and whether requests need a token (the token store is opened here, so an unreachable one
+    fails now, in one line)."""
+    from serving.runtime import _load_champion, make_auth, make_runtime_state
 
     if workers < 1:
         raise BotfilterError("--workers must be at least 1")
@@ -33,7 +35,13 @@ def check_ready(settings: Settings, workers: int) -> str:
         )
     model = _load_champion(settings)
     make_runtime_state(settings).close()
-    return model.version
+    auth = make_auth(settings)
+    try:
+        required = auth.required()
+    finally:
+        if auth.store is not None:
+            auth.store.close()
+    return model.version, required
 
 
 def bentoml_overrides(environ: dict[str, str], service: str, access_log: bool) -> dict[str, Any]:
@@ -64,7 +72,7 @@ def serve(
 
     from serving.service import BotfilterService
 
-    version = check_ready(settings, workers)
+    version, closed = check_ready(settings, workers)
     # Workers inherit the environment: pin the data home so they all resolve the same one.
     os.environ["BOTFILTER_HOME"] = str(Path(settings.home).resolve())
     # Workers share one listening socket, and by default the first one awake accepts every
@@ -79,6 +87,11 @@ def serve(
     BotfilterService.config["workers"] = workers
     BotfilterService.inject_config()
     print(f"botfilter: serving {version} on http://{host}:{port} with {workers} worker(s)")
+    if not closed:
+        print(
+            "botfilter: warning: no API token exists, so every caller may act for every tenant; "
+            "create one with `botfilter tokens create --tenant ID` (docs/api.md)"
+        )
     return serve_http(
         SERVICE,
         working_dir=os.getcwd(),

@@ -3,21 +3,41 @@
 BentoML is the server (workers, the HTTP stack, ``/metrics``, ``/docs.json``). The routes are a
 FastAPI app mounted into the service, because they need what BentoML's own API endpoints do not
 give: a per-event error instead of failing the whole body, 422 (not 400) for an invalid body, and
-401/413 decided before the body is read (:class:`serving.api.Gate`, a middleware on the whole
-server). Each worker builds its runtime (champion model, enrichers, window state) at start;
-settings come from ``BOTFILTER_*`` variables, which every worker inherits.
+401/403/413 decided before the body is read (:class:`serving.api.Gate`, a middleware on the whole
+server). Each worker builds its runtime (champion model, enrichers, window state, token checks)
+at start; settings come from ``BOTFILTER_*`` variables, which every worker inherits.
+
+The service is a :class:`GatedService`: the app a worker serves is BentoML's wrapped in
+:class:`serving.api.PathGuard`, which answers unknown paths before BentoML's own metrics
+middleware labels them (with the raw path), and the worker's uvicorn protocol times out
+request headers that never arrive (:mod:`serving.protocol`).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import bentoml
 
-from serving.api import Gate, build_app
+from serving.api import Gate, PathGuard, build_app
 
 app = build_app()
 
 
-@bentoml.service(name="botfilter", traffic={"timeout": 120})
+class GatedService(bentoml.Service):
+    """A BentoML service whose workers serve its app behind :class:`PathGuard`, with request
+    headers timed out."""
+
+    def to_asgi(self, is_main: bool = True) -> Any:
+        from botfilter.settings import get_settings
+        from serving.protocol import install
+
+        # Each worker calls this before it loads its uvicorn configuration.
+        install(get_settings().header_timeout_s)
+        return PathGuard(super().to_asgi(is_main))
+
+
+@bentoml.service(name="botfilter", traffic={"timeout": 120}, service_class=GatedService)
 @bentoml.asgi_app(app, path="/")
 class BotfilterService:
     """Online bot scoring of email/SMS opens and clicks."""

@@ -5,7 +5,8 @@ the same tenant sharing a burst key (the scorer's: /24-/48 prefix and ASN, which
 send groups) in the longest window. The API rebuilds that history for each request, so the state
 keeps:
 
-* one raw context row and one score per ``event_id`` (the score makes duplicates idempotent);
+* one raw context row and one score per event, keyed by the scorer's
+  ``serving.scorer.state_id`` of (tenant, ``event_id``) (the score makes duplicates idempotent);
 * per message, the ids of its events ordered by ``occurred_at`` (kept ``history_s``);
 * per burst key, the ids of its events ordered by ``occurred_at``, trimmed to ``burst_s`` before
   the newest event seen on the key (the longest window plus the lateness tolerated).
@@ -36,12 +37,20 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from botfilter.redact import one_line, redact
+
 NS = 1_000_000_000
 log = logging.getLogger("botfilter.serving")
 
 
 class StateUnavailable(RuntimeError):
-    """The shared state cannot be reached: the request cannot be answered causally."""
+    """The shared state cannot be reached: the request cannot be answered causally.
+
+    The message names the state and why (secrets masked), for logs and the command line; API
+    clients get :data:`PUBLIC_UNAVAILABLE` instead, which names no host."""
+
+
+PUBLIC_UNAVAILABLE = "the shared window state cannot be reached: retry later"
 
 
 class KeyRange(NamedTuple):
@@ -110,8 +119,13 @@ class WindowState(ABC):
         """Release connections."""
 
     def describe(self) -> str:
-        """Short label for health output and logs."""
+        """Short label for logs (never shown to API clients: it may name a host)."""
         return self.kind
+
+    def unready(self) -> str | None:
+        """Why the state cannot serve a request now (None: it can). Quick: a readiness probe
+        calls it."""
+        return None
 
 
 # --- in process -------------------------------------------------------------------------------
@@ -334,9 +348,25 @@ class RedisState(WindowState):
         self._read_lock = threading.Lock()
         self._stop = threading.Event()
         self._follower: threading.Thread | None = None
+        self._probe: Any = None
 
     def _unavailable(self, exc: Exception) -> StateUnavailable:
-        return StateUnavailable(f"window state in Redis at {_safe_url(self.url)}: {exc}")
+        return StateUnavailable(one_line(f"window state in Redis at {redact(self.url)}: {exc}"))
+
+    def unready(self) -> str | None:
+        """A ``PING`` on a connection of its own with a 1 s timeout: a probe must not wait on
+        the request path's connection or its 10 s timeout."""
+        from redis.exceptions import RedisError
+
+        if self._probe is None:
+            import redis
+
+            self._probe = redis.Redis.from_url(self.url, socket_timeout=1, socket_connect_timeout=1)
+        try:
+            self._probe.ping()
+        except (RedisError, OSError) as exc:
+            return str(self._unavailable(exc))
+        return None
 
     def ping(self) -> None:
         """Fail early, with the URL, when Redis cannot be reached."""
@@ -424,7 +454,7 @@ class RedisState(WindowState):
                     failing = False
                 except Exception as exc:  # the thread must outlive an outage: requests retry
                     if not failing:  # and report it too: once per outage is enough here
-                        log.warning("cannot follow the shared log: %s", exc)
+                        log.warning("cannot follow the shared log: %s", one_line(exc))
                     failing = True
                 finally:
                     self._read_lock.release()
@@ -493,9 +523,11 @@ class RedisState(WindowState):
             self._follower.join(timeout=5)
         self._conn.disconnect()
         self._redis.close()
+        if self._probe is not None:
+            self._probe.close()
 
     def describe(self) -> str:
-        return f"redis {_safe_url(self.url)} ({self.prefix}*)"
+        return f"redis {redact(self.url)} ({self.prefix}*)"
 
     def delete_all(self) -> int:
         """Delete this state's keys, the log and the model generation (tests and benchmarks);
@@ -512,17 +544,6 @@ def _new_event(
     if type(reasons) is list:
         score["reasons"] = tuple(reasons)
     return NewEvent(eid, t_ns, tuple(row), message_key, tuple(bursts), score)
-
-
-def _safe_url(url: str) -> str:
-    """The URL without a password, for messages."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
 
 
 def make_state(
@@ -553,5 +574,5 @@ def make_state(
             return state
         except StateUnavailable as exc:
             if time.monotonic() > deadline:
-                raise BotfilterError(f"cannot reach Redis: {exc}") from exc
+                raise BotfilterError(one_line(f"cannot reach Redis: {exc}")) from exc
             time.sleep(0.2)

@@ -45,12 +45,15 @@ def evaluate(
 
     from rich.console import Console
 
+    from botfilter.paths import check_out_file
     from botfilter.settings import get_settings
     from contract import load
     from scoring.registry import load_model
     from training.evaluate import print_report
     from training.train import evaluate_model, prepare
 
+    if out is not None:
+        check_out_file(out)
     console = Console()
     settings = get_settings()
     bot_model = load_model(settings, model)
@@ -86,10 +89,13 @@ def score(
     from rich.console import Console
 
     from botfilter.errors import BotfilterError
+    from botfilter.paths import check_out_file
     from botfilter.settings import get_settings
 
     if engine not in ("local", "spark"):
         raise BotfilterError(f"--engine {engine}: choose local or spark")
+    if engine == "local":  # (Spark writes Hadoop paths too, which it checks itself)
+        check_out_file(out)
     console = Console()
     settings = get_settings()
     if engine == "spark":

@@ -40,23 +40,30 @@ IP_FEATURES: tuple[tuple[str, str, str], ...] = (
         "stable key of the /24 (IPv4: address >> 8) or /48 (IPv6: top 48 bits"
         " tagged with bit 48); -1 = missing",
     ),
-    ("net_datacenter", "uint8", "in a datacenter/hosting range, or its ASN is a hosting ASN"),
+    (
+        "net_datacenter",
+        "uint8",
+        "in a datacenter/hosting range or a cloud provider's published customer range, or its"
+        " ASN is a hosting ASN (incl. Vultr, Alibaba Cloud, M247, Fly.io)",
+    ),
     (
         "net_cloud",
         "uint8",
         "in a cloud provider's published range (AWS, Google, Microsoft, Oracle,"
-        " DigitalOcean, Linode, Vultr, Cloudflare)",
+        " DigitalOcean, Linode, Vultr, Cloudflare) or a Vultr or Alibaba Cloud ASN",
     ),
     (
         "net_security_vendor",
         "uint8",
-        "email security gateway: Proofpoint/Mimecast/Barracuda ASN or"
-        " Microsoft Exchange Online Protection range",
+        "email security gateway: a mail-security vendor's ASN (Proofpoint, Mimecast, Barracuda,"
+        " Symantec, Trend Micro, Sophos, Cisco, Forcepoint, Hornetsecurity) or published range"
+        " (Microsoft Exchange Online/EOP, Cloudflare Email Security)",
     ),
     (
         "net_microsoft_eop",
         "uint8",
-        "in Microsoft Exchange Online Protection (Defender Safe Links) ranges",
+        "in Microsoft's Exchange Online and Exchange Online Protection (Defender Safe Links)"
+        " ranges, IPv4 and IPv6",
     ),
     (
         "net_apple_relay",
@@ -67,8 +74,8 @@ IP_FEATURES: tuple[tuple[str, str, str], ...] = (
     (
         "net_google_mail_proxy",
         "uint8",
-        "Google's own ASN 15169, where the Gmail image proxy fetches"
-        " from (GCP customer space, AS396982, is not)",
+        "Google's own ASN 15169 and Google's own service ranges (goog.json less cloud.json),"
+        " where the Gmail image proxy fetches from; never Google Cloud customer space",
     ),
     ("net_yahoo", "uint8", "a Yahoo Inc./Oath ASN (Yahoo Mail proxy)"),
     ("net_vpn", "uint8", "in a known VPN range"),
@@ -83,15 +90,26 @@ IP_FEATURES: tuple[tuple[str, str, str], ...] = (
 
 @dataclass(frozen=True)
 class FlagSource:
-    """Where a network flag comes from: network categories and/or vendor ASN groups."""
+    """Where a network flag comes from: network categories and/or vendor ASN groups (any of
+    them sets it), then ``require`` (the address must also be in one of these categories) and
+    ``exclude`` (never in any of these categories)."""
 
     networks: tuple[str, ...] = ()
     vendor_asns: tuple[str, ...] = ()
     datacenter_asns: bool = False
+    require: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
 
+
+# Cloud providers' published ranges where their customers' machines live.
+_CLOUD_CUSTOMERS = ("amazon", "google_cloud", "oracle", "digitalocean", "linode", "vultr")
 
 FLAG_SOURCES: dict[str, FlagSource] = {
-    "net_datacenter": FlagSource(networks=("datacenter",), datacenter_asns=True),
+    "net_datacenter": FlagSource(
+        networks=("datacenter", *_CLOUD_CUSTOMERS),
+        vendor_asns=("hosting",),
+        datacenter_asns=True,
+    ),
     "net_cloud": FlagSource(
         networks=(
             "amazon",
@@ -102,21 +120,29 @@ FLAG_SOURCES: dict[str, FlagSource] = {
             "linode",
             "vultr",
             "cloudflare",
-        )
+        ),
+        # Vultr's published list covers a tenth of its ASNs' space; Alibaba Cloud publishes none.
+        vendor_asns=("alibaba_cloud", "vultr"),
     ),
     "net_security_vendor": FlagSource(
-        networks=("microsoft_eop",), vendor_asns=("proofpoint", "mimecast", "barracuda")
+        networks=("microsoft_eop", "cloudflare_email_security"),
+        vendor_asns=("proofpoint", "mimecast", "barracuda", "mail_security"),
     ),
     "net_microsoft_eop": FlagSource(networks=("microsoft_eop",)),
     "net_apple_relay": FlagSource(networks=("apple_proxy",)),
     "net_google": FlagSource(networks=("google", "googlebot"), vendor_asns=("google_mail",)),
-    "net_google_mail_proxy": FlagSource(vendor_asns=("google_mail",)),
+    # The Gmail image proxy is Google's own service; a bot on Google Cloud must not look like it.
+    "net_google_mail_proxy": FlagSource(
+        vendor_asns=("google_mail",), require=("google_own",), exclude=("google_cloud",)
+    ),
     "net_yahoo": FlagSource(vendor_asns=("yahoo",)),
     "net_vpn": FlagSource(networks=("vpn",)),
     "net_crawler_range": FlagSource(networks=("googlebot", "bing", "openai")),
     "net_link_preview_range": FlagSource(networks=("facebook", "twitter", "telegram")),
 }
 FLAG_NAMES: tuple[str, ...] = tuple(FLAG_SOURCES)
+_FLAG_MASK = (1 << len(FLAG_NAMES)) - 1
+assert len(FLAG_NAMES) <= 16, "flags are returned as uint16"
 
 _pton = socket.inet_pton
 _AF_INET, _AF_INET6 = socket.AF_INET, socket.AF_INET6
@@ -355,10 +381,14 @@ class IpEnricher:
         # ASN-derived bits: a sorted array of ASNs per bit, applied per event (the event's own
         # asn can differ from the looked-up one).
         self._asn_bits: list[tuple[int, np.ndarray]] = []
-        for i, source in enumerate(FLAG_SOURCES.values()):
-            bit = 1 << i
+        # (flag bit, required-range bit or 0, excluded-range bit or 0): the require/exclude
+        # ranges get helper bits above the flags' own, applied after ASN bits are OR-ed in.
+        self._gates: list[tuple[int, int, int]] = []
+        helper = len(FLAG_SOURCES)
+
+        def add_ranges(bit: int, categories: tuple[str, ...]) -> None:
             parts: list[tuple[np.ndarray, ...]] = []
-            for category in source.networks:
+            for category in categories:
                 if category not in ref.networks:
                     raise BotfilterError(f"reference data lacks network category {category!r}")
                 if category not in cidr_cache:
@@ -373,6 +403,18 @@ class IpEnricher:
                     np.concatenate([p[2] for p in parts]),
                     np.concatenate([p[3] for p in parts]),
                 )
+
+        for i, source in enumerate(FLAG_SOURCES.values()):
+            bit = 1 << i
+            add_ranges(bit, source.networks)
+            gate = [bit, 0, 0]
+            for slot, categories in ((1, source.require), (2, source.exclude)):
+                if categories:
+                    gate[slot] = 1 << helper
+                    helper += 1
+                    add_ranges(gate[slot], categories)
+            if gate[1] or gate[2]:
+                self._gates.append((gate[0], gate[1], gate[2]))
             asns: set[int] = set()
             for group in source.vendor_asns:
                 if group not in ref.vendor_asns:
@@ -392,14 +434,14 @@ class IpEnricher:
                 ref.ipv4_end.astype(np.int64),
                 ref.ipv4_asn.astype(np.int64),
                 flag4_start,
-                flag4.astype(np.uint16),
+                flag4.astype(np.uint64),
             ),
             6: (
                 to_s16(ref.ipv6_start_hi, ref.ipv6_start_lo),
                 to_s16(ref.ipv6_end_hi, ref.ipv6_end_lo),
                 ref.ipv6_asn.astype(np.int64),
                 to_s16(*_split128(flag6_start)),
-                flag6.astype(np.uint16),
+                flag6.astype(np.uint64),
             ),
         }
 
@@ -411,10 +453,23 @@ class IpEnricher:
         return _range_value(starts, ends, asns, q), _range_value(flag_starts, None, flags, q)
 
     def _asn_flags(self, asn: np.ndarray) -> np.ndarray:
-        flags = np.zeros(len(asn), dtype=np.uint16)
+        flags = np.zeros(len(asn), dtype=np.uint64)
         for bit, members in self._asn_bits:
-            flags[_in_sorted(asn, members)] |= np.uint16(bit)
+            flags[_in_sorted(asn, members)] |= np.uint64(bit)
         return flags
+
+    def _gate_mask(self, range_flags: np.ndarray) -> np.ndarray:
+        """Per address, the flags it may carry (uint16): a gated flag is cleared where its
+        required ranges miss or its excluded ranges hit. Depends on the address only."""
+        mask = np.full(len(range_flags), _FLAG_MASK, dtype=np.uint16)
+        for bit, required, excluded in self._gates:
+            off = np.zeros(len(range_flags), dtype=bool)
+            if required:
+                off |= (range_flags & np.uint64(required)) == 0
+            if excluded:
+                off |= (range_flags & np.uint64(excluded)) != 0
+            mask[off] &= np.uint16(~bit & _FLAG_MASK)
+        return mask
 
     # -- public --------------------------------------------------------------------------------
 
@@ -434,7 +489,7 @@ class IpEnricher:
         # One extra trailing slot for missing values: factorize's -1 code indexes it.
         u_version = np.append(parsed.version, np.int8(0))
         u_asn = np.zeros(m + 1, dtype=np.int64)
-        u_flags = np.zeros(m + 1, dtype=np.uint16)
+        u_flags = np.zeros(m + 1, dtype=np.uint64)
         u_key = np.full(m + 1, MISSING_KEY, dtype=np.int64)
         u_prefix = np.full(m + 1, MISSING_KEY, dtype=np.int64)
 
@@ -454,7 +509,10 @@ class IpEnricher:
         if asn is None:
             # ASN flags depend on the address only: compute them on the distinct addresses.
             event_asn = u_asn[codes]
-            flags = (u_flags | self._asn_flags(u_asn))[codes]
+            both = u_flags | self._asn_flags(u_asn)
+            flags = ((both & np.uint64(_FLAG_MASK)).astype(np.uint16) & self._gate_mask(u_flags))[
+                codes
+            ]
         else:
             if isinstance(asn, np.ndarray) and asn.dtype.kind in "fiu":
                 given_arr = asn.astype(np.float64)  # numeric already (the online API's)
@@ -471,7 +529,11 @@ class IpEnricher:
             # The event's own asn can differ per row: ASN flags on the distinct final ASNs.
             a_codes, a_uniques = pd.factorize(event_asn)
             asn_flags = self._asn_flags(np.asarray(a_uniques, dtype=np.int64))
-            flags = u_flags[codes] | asn_flags[a_codes]
+            # Flags' own bits only (uint16: a quarter of the memory traffic per row), then the
+            # address-only gates, all gathered from the distinct values.
+            u16 = (u_flags & np.uint64(_FLAG_MASK)).astype(np.uint16)
+            a16 = (asn_flags & np.uint64(_FLAG_MASK)).astype(np.uint16)
+            flags = (u16[codes] | a16[a_codes]) & self._gate_mask(u_flags)[codes]
 
         out: dict[str, np.ndarray] = {
             "ip_version": u_version[codes],

@@ -26,6 +26,9 @@ NETWORK_CATEGORIES = (
     "googlebot",
     "microsoft",
     "microsoft_eop",
+    "google_own",
+    "google_cloud",
+    "cloudflare_email_security",
     "apple_proxy",
     "facebook",
     "bing",
@@ -42,7 +45,18 @@ NETWORK_CATEGORIES = (
 )
 T = TypeVar("T")
 
-VENDOR_KEYS = ("proofpoint", "mimecast", "barracuda", "google_mail", "yahoo", "microsoft")
+VENDOR_KEYS = (
+    "proofpoint",
+    "mimecast",
+    "barracuda",
+    "google_mail",
+    "yahoo",
+    "microsoft",
+    "mail_security",
+    "hosting",
+    "alibaba_cloud",
+    "vultr",
+)
 
 
 @dataclass(frozen=True, eq=False)

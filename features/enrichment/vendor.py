@@ -7,6 +7,16 @@ Source layout (``--source DIR``)::
     asn/asn-ipv4-num.csv.gz, asn-ipv6.csv.gz               CC BY 4.0 (RouteViews, DB-IP, NRO)
     user-agents/user-agents.json.gz                        BSD-2-Clause (intoli/user-agents)
 
+Curated lists kept in this repository (``--curated DIR``, default ``features/enrichment/sources``;
+facts each cited in its folder's SOURCE.txt, see its README.md)::
+
+    microsoft-exchange/ranges.txt         Exchange Online and EOP ranges (category microsoft_eop)
+    google/goog.txt, cloud.txt            Google's own ranges less Google Cloud customer ranges
+                                          (google_own) and the customer ranges (google_cloud)
+    cloudflare-email-security/ranges.txt  Cloudflare Email Security egress (cloudflare_email_security)
+    asn-groups/<name>.txt                 "group AS1 AS2 # org" lines: vendor ASN groups, and
+                                          <name> as the union of the file's groups
+
 Each folder also holds its ``SOURCE.txt`` and licence files, which are copied next to the data.
 The output is deterministic: the same input gives the same bytes (fixed zip/gzip timestamps,
 sorted keys), so a rebuild from unchanged sources leaves ``git status`` clean.
@@ -30,6 +40,7 @@ import pandas as pd
 from botfilter.errors import BotfilterError
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
+CURATED_DIR = Path(__file__).resolve().parent / "sources"
 
 ASN_FILE = "asn.npz"
 ORGS_FILE = "asn_orgs.json.gz"
@@ -56,11 +67,16 @@ PROVIDERS: dict[str, str] = {
     "vultr": "vultr",
 }
 
-# Exchange Online Protection egress ranges, as published by Microsoft ("Microsoft 365 URLs and
-# IP address ranges", Exchange Online, ID 1/2). Defender Safe Links and EOP scanners fetch from
-# here; the ipranges list only has Microsoft as a whole, so the subset is named explicitly and
-# checked against it at build time.
-MICROSOFT_EOP = ("40.107.0.0/16", "52.100.0.0/14", "104.47.0.0/17")
+# Curated range lists (folder/file in the curated directory) -> category. Microsoft's Exchange
+# Online and EOP ranges are where Defender Safe Links and EOP scanners fetch from; the ipranges
+# list has Microsoft only as a whole, so the subset is listed and checked against it.
+CURATED_NETWORKS: dict[str, str] = {
+    "microsoft-exchange/ranges.txt": "microsoft_eop",
+    "cloudflare-email-security/ranges.txt": "cloudflare_email_security",
+    "google/cloud.txt": "google_cloud",
+}
+GOOGLE_ALL = "google/goog.txt"
+ASN_GROUP_DIR = "asn-groups"
 
 # Security-gateway and mailbox-provider ASNs are selected by organisation name in the ASN table,
 # so a newer table picks up new ASNs of the same organisation.
@@ -82,6 +98,11 @@ LICENCE_FILES: dict[str, tuple[str, ...]] = {
     "datacenter": ("LICENSE",),
     "asn": ("DBIP-LICENSE", "NRO_LICENSE", "ROUTEVIEWS-LICENSE", "MODIFICATIONS"),
     "user-agents": ("LICENSE",),
+}
+# Licence files of the curated folder -> their name next to the data.
+CURATED_LICENCES: dict[str, str] = {
+    "LICENSE-CC0.txt": "LICENSE-curated.txt",
+    "google/LICENSE-googerteller.txt": "LICENSE-curated-google.txt",
 }
 
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -296,8 +317,44 @@ def pack_asn_arrays(arrays: dict[str, np.ndarray], warnings: list[str]) -> dict[
     return packed
 
 
-def find_vendor_asns(arrays: dict, orgs: list[str], warnings: list[str]) -> dict[str, list[int]]:
-    """Vendor -> ASNs, by organisation-name pattern over the ASN table (fixed ASNs verified)."""
+def read_asn_groups(path: Path) -> dict[str, list[int]]:
+    """Groups of a curated ASN file: lines ``group AS1 AS2 ... # comment``, in file order."""
+    groups: dict[str, list[int]] = {}
+    for lineno, line in enumerate(_require(path).read_text().splitlines(), start=1):
+        fields = line.split("#", 1)[0].split()
+        if not fields:
+            continue
+        name, asns = fields[0], fields[1:]
+        bad = [a for a in asns if re.fullmatch(r"(?i)AS\d+", a) is None]
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or not asns or bad:
+            raise BotfilterError(f"{path}:{lineno}: expected 'group AS1 AS2 ...', got {line!r}")
+        if name in groups:
+            raise BotfilterError(f"{path}:{lineno}: group {name!r} listed twice")
+        groups[name] = sorted({int(a[2:]) for a in asns})
+    return groups
+
+
+def curated_asn_groups(curated: Path) -> dict[str, list[int]]:
+    """Every curated ASN group, plus one group per file (its stem) with the union of its groups."""
+    base = curated / ASN_GROUP_DIR
+    if not base.is_dir():
+        raise BotfilterError(f"curated source folder missing: {base}")
+    out: dict[str, list[int]] = {}
+    for path in sorted(p for p in base.glob("*.txt") if p.name != "SOURCE.txt"):
+        groups = read_asn_groups(path)
+        clash = sorted((set(groups) | {path.stem}) & set(out))
+        if clash:
+            raise BotfilterError(f"{path}: ASN group(s) {clash} already defined elsewhere")
+        out.update(groups)
+        out[path.stem] = sorted({a for asns in groups.values() for a in asns})
+    return out
+
+
+def find_vendor_asns(
+    arrays: dict, orgs: list[str], warnings: list[str], curated: dict[str, list[int]] | None = None
+) -> dict[str, list[int]]:
+    """Vendor -> ASNs, by organisation-name pattern over the ASN table (fixed ASNs verified),
+    plus the curated groups (an ASN absent from the table is reported)."""
     asn_org: dict[int, str] = {}
     for fam in ("ipv4", "ipv6"):
         pairs = zip(arrays[f"{fam}_asn"].tolist(), arrays[f"{fam}_org"].tolist(), strict=True)
@@ -317,11 +374,41 @@ def find_vendor_asns(arrays: dict, orgs: list[str], warnings: list[str]) -> dict
             if not re.search(pattern, org, re.IGNORECASE):
                 warnings.append(f"{vendor}: ASN {asn} is {org!r}, expected {pattern!r}")
         result[vendor] = list(asns)
+    for group, asns in (curated or {}).items():
+        if group in result:
+            raise BotfilterError(f"curated ASN group {group!r} clashes with a built-in group")
+        missing = [a for a in asns if a not in asn_org]
+        if missing:
+            warnings.append(f"{group}: ASN(s) {missing} not in the ASN table")
+        result[group] = list(asns)
     return result
 
 
-def build_networks(source: Path, warnings: list[str], step: Step) -> dict[str, list[str]]:
-    """Category -> CIDR strings from ipranges/ and datacenter/, plus the Microsoft EOP subset."""
+def subtract_cidrs(cidrs: Iterable[str], minus: Iterable[str]) -> list[str]:
+    """The CIDRs covering ``cidrs`` less every address in ``minus`` (both families), sorted."""
+    out: list[str] = []
+    for version in (4, 6):
+        keep = [
+            ipaddress.ip_network(c) for c in cidrs if ipaddress.ip_network(c).version == version
+        ]
+        cut = [ipaddress.ip_network(c) for c in minus if ipaddress.ip_network(c).version == version]
+        pieces = list(ipaddress.collapse_addresses(keep))  # type: ignore[arg-type]
+        for hole in ipaddress.collapse_addresses(cut):  # type: ignore[arg-type]
+            nxt = []
+            for net in pieces:
+                if hole.subnet_of(net):  # type: ignore[arg-type]
+                    nxt.extend(net.address_exclude(hole))  # type: ignore[arg-type]
+                elif not net.subnet_of(hole):  # type: ignore[arg-type]
+                    nxt.append(net)
+            pieces = nxt
+        out += [str(n) for n in ipaddress.collapse_addresses(pieces)]  # type: ignore[arg-type]
+    return out
+
+
+def build_networks(
+    source: Path, warnings: list[str], step: Step, curated: Path = CURATED_DIR
+) -> dict[str, list[str]]:
+    """Category -> CIDR strings from ipranges/ and datacenter/, plus the curated lists."""
     networks: dict[str, list[str]] = {}
     for folder, category in PROVIDERS.items():
         base = source / "ipranges" / folder
@@ -340,12 +427,19 @@ def build_networks(source: Path, warnings: list[str], step: Step) -> dict[str, l
     networks["vpn"] = read_cidrs(dc / "vpn_ipv4.txt")
     step("read datacenter and VPN ranges")
 
+    for rel, category in CURATED_NETWORKS.items():
+        networks[category] = read_cidrs(curated / rel)
+    # Google's own services: all of Google less its cloud customers' ranges (Google's advice).
+    networks["google_own"] = subtract_cidrs(
+        read_cidrs(curated / GOOGLE_ALL), networks["google_cloud"]
+    )
+    step("read curated ranges")
+
     microsoft = [ipaddress.ip_network(c, strict=False) for c in networks["microsoft"]]
-    for cidr in MICROSOFT_EOP:
-        net = ipaddress.ip_network(cidr)
-        if not any(net.version == m.version and net.subnet_of(m) for m in microsoft):
+    for cidr in networks["microsoft_eop"]:
+        net = ipaddress.ip_network(cidr, strict=False)
+        if not any(net.version == m.version and net.subnet_of(m) for m in microsoft):  # type: ignore[arg-type]
             warnings.append(f"Microsoft EOP range {cidr} is not inside the ipranges/microsoft list")
-    networks["microsoft_eop"] = list(MICROSOFT_EOP)
     return networks
 
 
@@ -373,7 +467,7 @@ def _first_line(path: Path) -> str:
     return _require(path).read_text().strip()
 
 
-def attribution_text(source: Path) -> str:
+def attribution_text(source: Path, curated: Path = CURATED_DIR) -> str:
     """ATTRIBUTION.md naming each source, its version (from SOURCE.txt) and its licence."""
     parts = [
         "# Vendored enrichment data: sources and attribution",
@@ -397,9 +491,23 @@ def attribution_text(source: Path) -> str:
         "",
         _first_line(source / "ipranges" / "SOURCE.txt"),
         "",
-        "The Microsoft Exchange Online Protection subset (" + ", ".join(MICROSOFT_EOP) + ") is",
-        "Microsoft's published EOP range list, checked against the Microsoft ranges.",
         "Licence: LICENSE-ipranges.txt.",
+        "",
+        "## Curated ranges and ASN groups (networks.json.gz) — facts, CC0 1.0 arrangement",
+        "",
+        "Kept in features/enrichment/sources/; each folder's SOURCE.txt cites where its lines",
+        "come from. Licences: LICENSE-curated.txt (CC0 1.0), LICENSE-curated-google.txt (MIT,",
+        "the repository the Google lists were taken from).",
+        "",
+        *(
+            f"- {folder}: {_first_line(curated / folder / 'SOURCE.txt')}"
+            for folder in (
+                "microsoft-exchange",
+                "google",
+                "cloudflare-email-security",
+                ASN_GROUP_DIR,
+            )
+        ),
         "",
         "## Datacenter ASNs, datacenter and VPN ranges (networks.json.gz) — MIT",
         "",
@@ -417,9 +525,11 @@ def attribution_text(source: Path) -> str:
     return "\n".join(parts)
 
 
-def licence_copies(source: Path) -> dict[str, bytes]:
+def licence_copies(source: Path, curated: Path = CURATED_DIR) -> dict[str, bytes]:
     """Output file name -> licence text bytes, for every licence of every source."""
-    out: dict[str, bytes] = {}
+    out: dict[str, bytes] = {
+        target: _require(curated / name).read_bytes() for name, target in CURATED_LICENCES.items()
+    }
     for folder, names in LICENCE_FILES.items():
         for name in names:
             if folder == "asn":
@@ -435,13 +545,17 @@ def vendored_file_names() -> tuple[str, ...]:
     lic = ("LICENSE-ipranges.txt", "LICENSE-datacenter.txt", "LICENSE-user-agents.txt") + tuple(
         f"LICENSE-asn-{n}.txt" for n in ("DBIP", "NRO", "ROUTEVIEWS", "MODIFICATIONS")
     )
+    lic += tuple(CURATED_LICENCES.values())
     return (ASN_FILE, ORGS_FILE, NETWORKS_FILE, USER_AGENTS_FILE, ATTRIBUTION_FILE, *lic)
 
 
 def build_vendored_data(
-    source: Path, out_dir: Path = DATA_DIR, show_progress: bool = True
+    source: Path,
+    out_dir: Path = DATA_DIR,
+    show_progress: bool = True,
+    curated: Path = CURATED_DIR,
 ) -> VendorSummary:
-    """Rebuild every vendored file in ``out_dir`` from the source folder ``source``."""
+    """Rebuild every vendored file in ``out_dir`` from ``source`` and the ``curated`` lists."""
     from rich.progress import Progress
 
     source = Path(source)
@@ -450,22 +564,25 @@ def build_vendored_data(
     for folder in ("ipranges", "datacenter", "asn", "user-agents"):
         if not (source / folder).is_dir():
             raise BotfilterError(f"vendor source folder missing: {source / folder}")
+    curated = Path(curated)
+    if not curated.is_dir():
+        raise BotfilterError(f"curated source folder not found: {curated}")
     summary = VendorSummary(out_dir=Path(out_dir))
     warnings = summary.warnings
-    steps = 9
+    steps = 10
     with Progress(disable=not show_progress, transient=True) as progress:
         task = progress.add_task("vendor", total=steps)
 
         def step(label: str) -> None:
             progress.update(task, advance=1, description=label)
 
-        attribution = attribution_text(source)
-        licences = licence_copies(source)
+        attribution = attribution_text(source, curated)
+        licences = licence_copies(source, curated)
         step("read licences")
         arrays, orgs = build_asn_tables(source, warnings, step)
-        networks = build_networks(source, warnings, step)
+        networks = build_networks(source, warnings, step, curated)
         dc_asns = read_datacenter_asns(source / "datacenter" / "datacenter_asn.txt")
-        vendor_asns = find_vendor_asns(arrays, orgs, warnings)
+        vendor_asns = find_vendor_asns(arrays, orgs, warnings, curated_asn_groups(curated))
         step("matched vendor ASNs")
         user_agents = build_user_agents(source)
         step("read user agents")

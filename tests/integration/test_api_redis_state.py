@@ -192,3 +192,73 @@ def test_the_follower_outlives_an_outage_and_warns_once(states, monkeypatch, cap
     assert [r.getMessage() for r in caplog.records] == [
         f"cannot follow the shared log: window state in Redis at {b.url}: connection refused"
     ]
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A redis-server of this test's own on a free port, which the test may stop and start."""
+    import shutil
+    import socket
+    import subprocess
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    args += ["--requirepass", "s3cr3t-pw", "--dir", str(tmp_path)]
+
+    class Server:
+        url = f"redis://127.0.0.1:{port}/0?password=s3cr3t-pw"
+        proc: subprocess.Popen | None = None
+
+        def start(self) -> None:
+            self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+            import redis
+
+            client = redis.Redis.from_url(self.url)
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    client.ping()
+                    break
+                except redis.RedisError:
+                    assert time.monotonic() < deadline, "private redis-server did not start"
+                    time.sleep(0.05)
+            client.close()
+
+        def stop(self) -> None:
+            assert self.proc is not None
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    server = Server()
+    server.start()
+    yield server
+    if server.proc is not None and server.proc.poll() is None:
+        server.stop()
+
+
+def test_readiness_follows_redis_going_down_and_coming_back(private_redis) -> None:
+    state = RedisState(private_redis.url, 3600, 100, "bftest:ready:")
+    assert state.unready() is None
+    private_redis.stop()
+    why = state.unready()
+    assert why is not None and "s3cr3t-pw" not in why and "password=***" in why
+    with pytest.raises(StateUnavailable) as caught:
+        state.lookup(["x"], [KeyRange("m:a")])
+    assert "s3cr3t-pw" not in str(caught.value)
+    private_redis.start()
+    assert state.unready() is None
+    state.close()
+
+
+def test_a_wrong_redis_password_is_one_line_without_it(private_redis) -> None:
+    url = private_redis.url.replace("s3cr3t-pw", "not-the-pw")
+    with pytest.raises(BotfilterError) as caught:
+        make_state(url, 3600, 100, wait_s=0.3)
+    message = str(caught.value)
+    assert message.startswith("cannot reach Redis: ") and "\n" not in message
+    assert "not-the-pw" not in message and "s3cr3t-pw" not in message

@@ -27,6 +27,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.redis, pytest.mark.slow]
 
 TOKEN = "it-token"
 MAX_EVENTS = 400
+HEADER_TIMEOUT_S = 2
 BOTFILTER = str(Path(sys.executable).with_name("botfilter"))
 
 
@@ -71,6 +72,7 @@ def server(world, redis_url: str):
         "BOTFILTER_REDIS_URL": redis_url,
         "BOTFILTER_API_TOKEN": TOKEN,
         "BOTFILTER_MAX_BATCH_EVENTS": str(MAX_EVENTS),
+        "BOTFILTER_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
     }
     log = (world["root"] / "server.log").open("w")
     args = ["serve", "--port", str(port), "--workers", "2", "--no-access-log"]
@@ -299,3 +301,78 @@ def test_serve_refuses_to_start_without_a_champion(world) -> None:
         [BOTFILTER, "serve", "--workers", "2"], env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 2 and "needs BOTFILTER_REDIS_URL" in done.stderr
+
+
+def test_deep_nesting_is_an_immediate_422(server) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    for depth in (1025, 1100, 50_000):
+        started = time.monotonic()
+        body = b"[" * depth + b"]" * depth
+        resp = httpx.post(f"{server}/score", content=body, headers=headers, timeout=30)
+        assert time.monotonic() - started < 5
+        assert resp.status_code == 422
+        assert resp.json() == {"detail": "body is nested deeper than 1024 levels"}
+
+
+def test_random_paths_do_not_grow_the_metrics(server) -> None:
+    def scrape() -> str:
+        return httpx.get(f"{server}/metrics", timeout=30).text
+
+    with httpx.Client(base_url=server, timeout=30) as client:
+        for i in range(50):  # every label that can appear exists after these
+            assert client.get(f"/warm-{i}").status_code == 404
+        before = len(scrape())
+        for i in range(1000):
+            resp = client.get(f"/random-{uuid.uuid4().hex}/{i}")
+            assert resp.status_code == 404
+    after = scrape()
+    assert "random-" not in after and "warm-" not in after
+    assert 'botfilter_http_requests_total{code="404",endpoint="other"}' in after
+    assert len(after) - before < 2_000, (before, len(after))
+
+
+def test_half_sent_headers_are_closed_after_the_header_timeout(server) -> None:
+    port = int(server.rsplit(":", 1)[1])
+    for sent in (b"", b"POST /score HTTP/1.1\r\nHost: x\r\nAuthoriz"):
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(sent)
+            sock.settimeout(HEADER_TIMEOUT_S + 5)
+            started = time.monotonic()
+            data = b""
+            while chunk := sock.recv(4096):
+                data += chunk
+            closed = time.monotonic() - started
+        assert HEADER_TIMEOUT_S - 0.5 < closed < HEADER_TIMEOUT_S + 2
+        assert data.startswith(b"HTTP/1.1 408 ")
+
+
+def test_tenant_tokens_confine_requests_and_revocation_takes_effect(server, world, items) -> None:
+    done = subprocess.run(
+        [BOTFILTER, "tokens", "create", "--tenant", "t001", "--label", "it"],
+        env=world["env"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip()
+    fresh = [{**it, "event_id": f"tt-{i}"} for i, it in enumerate(items[200:203])]
+    assert {it["tenant_id"] for it in fresh} == {"t001"}
+    assert _post(server, fresh, token=token).status_code == 200
+    other = [{**fresh[0], "event_id": "tt-x", "tenant_id": "t002"}]
+    resp = _post(server, other, token=token)
+    assert resp.status_code == 403 and "t002" in resp.json()["detail"]
+    headers = {"Authorization": f"Bearer {token}"}
+    assert httpx.post(f"{server}/reload", headers=headers, timeout=30).status_code == 403
+    token_id = (
+        subprocess.run(
+            [BOTFILTER, "tokens", "list"], env=world["env"], capture_output=True, text=True
+        )
+        .stdout.splitlines()[1]
+        .split()[0]
+    )
+    _run(["tokens", "revoke", token_id], world["env"])
+    deadline = time.monotonic() + 15
+    while _post(server, fresh, token=token).status_code != 401:
+        assert time.monotonic() < deadline, "a revoked token still works after 15 s"
+        time.sleep(0.5)

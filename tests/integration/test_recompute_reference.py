@@ -275,7 +275,10 @@ def test_simulated_world_through_cli_matches_reference(
     monkeypatch.setenv("BOTFILTER_WINDOW_DAYS", "5")  # window starts mid-data
     runner = CliRunner()
     tenant = sorted(validated.messages["tenant_id"].unique())[0]
-    result = runner.invoke(app, ["settings", "set", "--tenant", tenant, "--email", "on"])
+    # the store has not seen the tenant yet: switched on before its first recompute
+    result = runner.invoke(
+        app, ["settings", "set", "--tenant", tenant, "--email", "on", "--create"]
+    )
     assert result.exit_code == 0, result.output
     out = tmp_path / "out"
     args = ["recompute", "--data", str(sim_dir), "--scores", str(scores_file)]

@@ -279,3 +279,54 @@ def test_score_command_path_writes_the_local_engines_file(
     assert run.events == len(local[1]) and run.bots == int(local[1]["is_bot"].sum())
     assert run.report.as_dict() == local[0].report.as_dict()
     _same_scores(local[1], read_scores(out))
+
+
+def test_tenants_sharing_message_and_event_ids_stay_apart(spark, tmp_path: Path) -> None:
+    """Issue 14 item 3: Spark validation and the event context key messages by (tenant_id,
+    message_id), as the local engine does; nothing is quarantined."""
+    from jobs.spark_engine import _with_context
+    from jobs.spark_io import load_tables
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "messages.csv").write_text(
+        "message_id,tenant_id,channel,campaign_id,contact_id,sent_at,delivered_at\n"
+        "m1,t1,email,c1,k1,2025-01-01T00:00:00Z,2025-01-01T00:00:01Z\n"
+        "m1,t2,sms,c1,k9,2025-01-01T00:00:00Z,2025-01-01T00:00:01Z\n"
+    )
+    (data / "events.csv").write_text(
+        "event_id,tenant_id,message_id,type,occurred_at\n"
+        "e1,t1,m1,open,2025-01-01T00:01:00Z\n"
+        "e1,t2,m1,click,2025-01-01T00:02:00Z\n"
+    )
+    tables = load_tables(spark, str(data))
+    try:
+        assert tables.quarantine.count() == 0
+        rows = _with_context(tables).select("tenant_id", "event_id", "channel", "contact_id")
+        assert sorted(tuple(r) for r in rows.collect()) == [
+            ("t1", "e1", "email", "k1"),
+            ("t2", "e1", "sms", "k9"),
+        ]
+        # the metrics match each tenant's event to its own score, as the local engine does
+        import contract
+        from jobs.metrics import Window, compute_partitions
+        from jobs.spark_engine import scores_from_pandas
+        from jobs.spark_metrics import compute_partitions_spark
+        from tests.unit.test_tenant_keys import tenant_scores
+
+        window = Window.ending("2025-01-20", 30)
+        exclusions = {("t1", "email"): True, ("t2", "sms"): True}
+        scored = scores_from_pandas(spark, tenant_scores())
+        _, parts = compute_partitions_spark(tables, scored, exclusions, window)
+        clean = contract.load(data)
+        local = compute_partitions(
+            clean.messages, clean.events, tenant_scores(), exclusions, window
+        )
+        for name in ("campaign_metrics", "dashboard_daily"):
+            got = parts.tables()[name].sort_values(["tenant_id", "channel"], ignore_index=True)
+            want = local.tables()[name].sort_values(["tenant_id", "channel"], ignore_index=True)
+            pd.testing.assert_frame_equal(got, want, check_dtype=False)
+        camp = local.tables()["campaign_metrics"].set_index("tenant_id")
+        assert camp.loc["t1", "bot_opens_excluded"] == 1 and camp.loc["t2", "clicks_total"] == 1
+    finally:
+        tables.unpersist()

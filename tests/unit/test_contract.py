@@ -99,6 +99,12 @@ MESSAGE_RULES = [
     ({"recipient_domain": "bob@example.com"}, "invalid recipient_domain"),
     ({"campaign_id": "c1", "automation_id": "a1"}, "both campaign_id and automation_id set"),
     ({"delivered_at": "2024-12-31T23:59:59Z"}, "delivered_at before sent_at"),
+    # issue 14 item 9: PostgreSQL cannot store a NUL; SQLite and PostgreSQL must agree
+    ({"tenant_id": "t\x001"}, "control character in tenant_id"),
+    ({"message_id": "m\n2"}, "control character in message_id"),
+    ({"campaign_id": "c\x1fd"}, "control character in campaign_id"),
+    ({"contact_id": "k\x7f"}, "control character in contact_id"),
+    ({"recipient_domain": "exa\x00mple.com"}, "control character in recipient_domain"),
 ]
 
 
@@ -146,9 +152,40 @@ def test_conflicting_duplicate_messages_are_all_quarantined_with_their_events() 
     assert reasons(result, "events") == ["quarantined message"]
 
 
-def test_same_message_id_in_two_tenants_is_a_conflict() -> None:
-    result = run([MESSAGE, {**MESSAGE, "tenant_id": "t2"}])
+def test_same_message_id_in_two_tenants_is_two_messages() -> None:
+    # issue 14 item 3: a message is (tenant_id, message_id); nothing is quarantined
+    other = {**MESSAGE, "tenant_id": "t2", "contact_id": "k9", "channel": "sms"}
+    theirs = {**EVENT, "tenant_id": "t2", "type": "click", "event_id": "e9"}
+    opened = {**EVENT, "type": "open", "event_id": "e2"}
+    result = run([MESSAGE, other], [EVENT, theirs, opened])
+    assert result.quarantine.empty
+    assert result.messages[["tenant_id", "contact_id"]].values.tolist() == [
+        ["t1", "k1"],
+        ["t2", "k9"],
+    ]
+    assert result.events["event_id"].tolist() == ["e1", "e9", "e2"]
+    # the event rules read the event's own tenant's message: an open on t2's SMS is refused
+    refused = run([MESSAGE, other], [{**opened, "tenant_id": "t2"}])
+    assert reasons(refused, "events") == ["open on sms message"]
+
+
+def test_conflict_within_one_tenant_leaves_the_other_tenant_alone() -> None:
+    clash = {**MESSAGE, "contact_id": "k9"}
+    result = run(
+        [MESSAGE, clash, {**MESSAGE, "tenant_id": "t2"}], [EVENT, {**EVENT, "tenant_id": "t2"}]
+    )
     assert reasons(result, "messages") == ["conflicting duplicate message_id"] * 2
+    assert result.messages["tenant_id"].tolist() == ["t2"]
+    assert reasons(result, "events") == ["quarantined message"]
+    assert result.events["tenant_id"].tolist() == ["t2"]
+
+
+def test_same_event_id_in_two_tenants_is_two_events() -> None:
+    theirs = {**MESSAGE, "tenant_id": "t2"}
+    result = run([MESSAGE, theirs], [EVENT, {**EVENT, "tenant_id": "t2"}])
+    assert result.quarantine.empty
+    assert result.report.tables["events"].duplicates == 0
+    assert result.events["tenant_id"].tolist() == ["t1", "t2"]
 
 
 def test_broken_copy_is_quarantined_and_good_copy_kept() -> None:
@@ -189,6 +226,8 @@ EVENT_RULES = [
     ({"tenant_id": "t2"}, "tenant mismatch with message"),
     ({"message_id": "m2", "type": "open"}, "open on sms message"),
     ({"occurred_at": "2024-12-31T23:59:59.999Z"}, "event before message sent"),
+    ({"event_id": "e\x001"}, "control character in event_id"),
+    ({"bot_kind": "crawler\r\nx"}, "control character in bot_kind"),
 ]
 
 
@@ -211,11 +250,21 @@ def test_events_of_a_quarantined_message_are_quarantined() -> None:
 
 def test_duplicate_event_ids_keep_the_first_and_are_counted() -> None:
     first = {**EVENT, "user_agent": "first"}
-    again = {**EVENT, "user_agent": "second"}
-    result = run(events=[first, {**EVENT, "event_id": "e2"}, again, dict(first)])
+    result = run(events=[first, {**EVENT, "event_id": "e2"}, dict(first), dict(first)])
     report = result.report.tables["events"]
     assert (report.read, report.kept, report.duplicates, report.quarantined_total) == (4, 2, 2, 0)
     assert result.events["user_agent"].tolist() == ["first", "Mozilla/5.0"]
+
+
+def test_conflicting_duplicate_event_ids_are_all_quarantined() -> None:
+    # issue 14 item 14: a repeated event_id with other values is not silently dropped
+    first = {**EVENT, "user_agent": "first"}
+    again = {**EVENT, "user_agent": "second"}
+    result = run(events=[first, {**EVENT, "event_id": "e2"}, again, dict(first)])
+    assert reasons(result, "events") == ["conflicting duplicate event_id"] * 3
+    assert result.quarantine["row_number"].tolist() == [0, 2, 3]
+    assert result.events["event_id"].tolist() == ["e2"]
+    assert_counts_add_up(result)
 
 
 def test_duplicate_event_after_a_broken_copy_is_kept() -> None:

@@ -182,10 +182,50 @@ def test_jsonl_record_keeps_the_original_timestamp_text(tmp_path: Path) -> None:
     assert json.loads(result.quarantine["record"].iloc[0]) == bad
 
 
-def test_empty_jsonl_is_an_empty_table(tmp_path: Path) -> None:
+@pytest.mark.parametrize("text", ["", "\n \n"])
+def test_empty_jsonl_is_refused_like_empty_csv_and_parquet(tmp_path: Path, text: str) -> None:
+    # issue 14 item 14: a 0-byte table is a broken export, whatever its format
     write_text(tmp_path / "messages.jsonl", jsonl([MESSAGE]))
-    write_text(tmp_path / "events.jsonl", "")
-    assert contract.load(tmp_path).events.empty
+    write_text(tmp_path / "events.jsonl", text)
+    assert one_line_error(tmp_path) == (
+        f"{tmp_path / 'events.jsonl'}: empty file, expected JSON Lines records (one object a line)"
+    )
+
+
+def test_jsonl_with_records_after_blank_lines_is_read(tmp_path: Path) -> None:
+    write_text(tmp_path / "messages.jsonl", "\n" * 3 + jsonl([MESSAGE]))
+    write_text(tmp_path / "events.jsonl", jsonl([EVENT]))
+    assert contract.load(tmp_path).messages["message_id"].tolist() == [MESSAGE["message_id"]]
+
+
+def test_extension_in_any_case_is_found(tmp_path: Path) -> None:
+    # issue 14 item 14: messages.PARQUET is a messages table
+    pq.write_table(pa.table({k: [v] for k, v in MESSAGE.items()}), tmp_path / "messages.PARQUET")
+    write_text(tmp_path / "events.JsonL", jsonl([EVENT]))
+    result = contract.load(tmp_path)
+    assert result.events["event_id"].tolist() == [EVENT["event_id"]]
+    assert result.report.tables["messages"].source == str(tmp_path / "messages.PARQUET")
+    write_text(tmp_path / "events.jsonl", jsonl([EVENT]))
+    if not (tmp_path / "events.JsonL").samefile(tmp_path / "events.jsonl"):
+        assert "table events given twice (events.JsonL and events.jsonl)" in one_line_error(
+            tmp_path
+        )
+
+
+def test_csv_field_over_128_kib_is_read(tmp_path: Path) -> None:
+    # issue 14 item 10: Python's csv module stops at 131072 characters by default; a row
+    # Arrow cannot read (the wrong number of fields) sends the file to that reader
+    long_agent = "Mozilla/5.0 " + "x" * 300_000
+    write_text(tmp_path / "messages.csv", MESSAGES_CSV)
+    write_text(
+        tmp_path / "events.csv",
+        EVENTS_HEADER
+        + f"e1,t1,007,click,2025-01-01T00:00:10Z,192.0.2.1,{long_agent},,1,false,GET,\n"
+        + "e2,t1,007,open\n",
+    )
+    result = contract.load(tmp_path)
+    assert result.events["user_agent"].tolist() == [long_agent]
+    assert quarantine_of(result, "events") == [(1, "wrong number of CSV fields")]
 
 
 # --------------------------------------------------------------------------- Parquet

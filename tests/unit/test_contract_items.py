@@ -451,8 +451,9 @@ def one(columns: tuple[str, ...], **change: Any) -> Any:
         ({"type": "CLICK"}, "type", "click"),
         ({"http_method": "get"}, "http_method", "GET"),
         ({"recipient_domain": "Example.COM"}, "recipient_domain", "example.com"),
-        ({"recipient_domain": "a\x0bb.com"}, "recipient_domain", "a\x0bb.com"),  # RE2's \s
         ({"ip": " 2001:DB8::1 "}, "ip", "2001:DB8::1"),
+        ({"user_agent": "a\x00b"}, "user_agent", "a\x00b"),  # free text: control chars kept
+        ({"url": "https://x/\x01"}, "url", "https://x/\x01"),
         ({"ip": "fe80::1%eth0"}, "ip", "fe80::1%eth0"),
     ],
 )
@@ -497,6 +498,8 @@ def test_normalised_values(change: dict[str, Any], column: str, value: Any) -> N
         ({"ip": "256.1.1.1"}, "invalid ip"),
         ({"http_method": "G ET"}, "invalid http_method"),
         ({"recipient_domain": {"a": 1}}, "invalid recipient_domain"),  # its JSON text has a space
+        ({"recipient_domain": "a\x0bb.com"}, "control character in recipient_domain"),
+        ({"tenant_id": "t\x001"}, "control character in tenant_id"),
         ({"automation_id": "a1"}, "both campaign_id and automation_id set"),
         ({"user_agent": "a\ud800"}, "invalid UTF-8 text"),
         ({"url": ["\udfff"], "type": "fax"}, "invalid UTF-8 text"),  # before any column's rule

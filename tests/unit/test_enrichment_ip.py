@@ -47,11 +47,13 @@ def test_registry_matches_output(enricher: IpEnricher) -> None:
 def test_reference_has_the_promised_categories() -> None:
     ref = load_reference()
     assert set(NETWORK_CATEGORIES) <= set(ref.networks)
-    assert ref.networks["microsoft_eop"] == ["40.107.0.0/16", "52.100.0.0/14", "104.47.0.0/17"]
+    eop_ranges = ref.networks["microsoft_eop"]
+    assert {"40.92.0.0/15", "40.107.0.0/16", "52.100.0.0/14", "104.47.0.0/17"} <= set(eop_ranges)
+    assert {"2a01:111:f400::/48", "2a01:111:f403::/48"} <= set(eop_ranges)
     microsoft = [ipaddress.ip_network(c) for c in ref.networks["microsoft"]]
-    for cidr in ref.networks["microsoft_eop"]:
+    for cidr in eop_ranges:
         eop = ipaddress.ip_network(cidr)
-        assert any(m.version == 4 and eop.subnet_of(m) for m in microsoft), cidr
+        assert any(m.version == eop.version and eop.subnet_of(m) for m in microsoft), cidr
     assert ref.vendor_asns["google_mail"] == (15169,)
     assert ref.vendor_asns["microsoft"] == (8075,)
     assert {36647, 26101, 10310} <= set(ref.vendor_asns["yahoo"])
@@ -183,3 +185,96 @@ def test_flag_segments_overlap_exactly() -> None:
     )
     assert starts.tolist() == [0, 10, 15, 21, 30, 36, 41]
     assert flags.tolist() == [0, 1, 3, 2, 3, 1, 0]
+
+
+# ---------------------------------------------------------------- issue 16: the real world
+
+
+def _corners(cidrs: list[str]) -> list[str]:
+    """First, middle and last address of every CIDR."""
+    out = []
+    for cidr in cidrs:
+        net = ipaddress.ip_network(cidr)
+        first = int(net.network_address)
+        for offset in (0, net.num_addresses // 2, net.num_addresses - 1):
+            out.append(str(ipaddress.ip_address(first + offset)))
+    return out
+
+
+def _asn_corners(ref, asns: tuple[int, ...]) -> list[str]:  # noqa: ANN001
+    """First and last address of every range (IPv4 and IPv6) the ASN table gives these ASNs."""
+    rows = np.flatnonzero(np.isin(ref.ipv4_asn, asns))
+    ends = np.concatenate([ref.ipv4_start[rows], ref.ipv4_end[rows]])
+    out = [str(ipaddress.IPv4Address(int(v))) for v in ends]
+    for i in np.flatnonzero(np.isin(ref.ipv6_asn, asns)):
+        for hi, lo in ((ref.ipv6_start_hi, ref.ipv6_start_lo), (ref.ipv6_end_hi, ref.ipv6_end_lo)):
+            out.append(str(ipaddress.IPv6Address((int(hi[i]) << 64) | int(lo[i]))))
+    assert out, asns
+    return out
+
+
+def test_gmail_proxy_flag_never_fires_on_google_cloud_customer_space(
+    enricher: IpEnricher,
+) -> None:
+    ref = load_reference()
+    cloud = ref.networks["google_cloud"]
+    assert len(cloud) > 600 and any(":" in c for c in cloud)
+    ips = np.array(_corners(cloud), dtype=object)
+    looked_up = enricher.enrich(ips)
+    assert looked_up["net_google_mail_proxy"].sum() == 0
+    assert looked_up["net_datacenter"].all() and looked_up["net_google"].all()
+    # Even when the event's own ASN claims Google's (AS15169).
+    claimed = enricher.enrich(ips, np.full(len(ips), 15169))
+    assert claimed["net_google_mail_proxy"].sum() == 0
+    # Google's own services (goog.json less cloud.json) in AS15169 keep it: the Gmail proxy.
+    for gmail_proxy in ("66.249.84.1", "66.102.8.1", "74.125.151.1"):
+        assert enrich_one(enricher, gmail_proxy)["net_google_mail_proxy"] == 1, gmail_proxy
+
+
+def test_all_exchange_online_and_eop_ranges_ipv4_and_ipv6(enricher: IpEnricher) -> None:
+    ips = np.array(_corners(load_reference().networks["microsoft_eop"]), dtype=object)
+    out = enricher.enrich(ips)
+    assert out["net_microsoft_eop"].all() and out["net_security_vendor"].all()
+    assert (out["ip_version"] == 6).sum() > 0
+    assert enrich_one(enricher, "40.92.33.7")["net_microsoft_eop"] == 1  # 40.92.0.0/15
+    assert enrich_one(enricher, "2a01:111:f403:c900::12")["net_microsoft_eop"] == 1
+
+
+def test_cloud_providers_published_ranges_are_data_centre(enricher: IpEnricher) -> None:
+    ref = load_reference()
+    for provider in ("amazon", "google_cloud", "oracle", "digitalocean", "linode", "vultr"):
+        out = enricher.enrich(np.array(_corners(ref.networks[provider]), dtype=object))
+        assert out["net_datacenter"].all(), provider
+        assert out["net_cloud"].all(), provider
+
+
+@pytest.mark.parametrize(
+    ("group", "flag"),
+    [
+        ("m247", "net_datacenter"),
+        ("fly_io", "net_datacenter"),
+        ("vultr", "net_datacenter"),
+        ("vultr", "net_cloud"),
+        ("alibaba_cloud", "net_datacenter"),
+        ("alibaba_cloud", "net_cloud"),
+        ("symantec", "net_security_vendor"),
+        ("trend_micro", "net_security_vendor"),
+        ("sophos", "net_security_vendor"),
+        ("cisco_secure_email", "net_security_vendor"),
+        ("forcepoint", "net_security_vendor"),
+        ("hornetsecurity", "net_security_vendor"),
+    ],
+)
+def test_hosting_and_mail_security_networks(enricher: IpEnricher, group: str, flag: str) -> None:
+    ref = load_reference()
+    out = enricher.enrich(np.array(_asn_corners(ref, ref.vendor_asns[group]), dtype=object))
+    assert out[flag].all(), group
+
+
+def test_cloudflare_email_security_ranges(enricher: IpEnricher) -> None:
+    ranges = load_reference().networks["cloudflare_email_security"]
+    assert "104.30.32.0/19" in ranges and "2405:8100:c400::/38" in ranges
+    out = enricher.enrich(np.array(_corners(ranges), dtype=object))
+    assert out["net_security_vendor"].all()
+    # The rest of Cloudflare (its CDN, WARP, 1.1.1.1) is not a security vendor.
+    assert enrich_one(enricher, "104.16.1.1")["net_security_vendor"] == 0

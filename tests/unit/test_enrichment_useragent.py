@@ -158,3 +158,59 @@ def test_family_vocabulary_is_documented() -> None:
     description = dict((n, d) for n, _, d in UA_FEATURES)["ua_family"]
     for name, code in FAMILY_CODES.items():
         assert re.search(rf"\b{code} {name.replace('_', ' ')}", description), name
+
+
+# Issue 16: real phones and in-app browsers that narrow patterns took for crawlers.
+PEOPLE = {
+    "android build id AP3A.240617.008": (
+        "Mozilla/5.0 (Linux; Android 15; CPH2557 Build/AP3A.240617.008; wv) AppleWebKit/537.36 "
+        "(KHTML, like Gecko) Version/4.0 Chrome/142.0.7444.142 Mobile Safari/537.36"
+    ),
+    "whatsapp in-app browser": (
+        "Mozilla/5.0 (Linux; Android 12; SM-G991B Build/SP1A.210812.016; wv) AppleWebKit/537.36 "
+        "(KHTML, like Gecko) Version/4.0 Chrome/120.0.6099.144 Mobile Safari/537.36 "
+        "WhatsApp/2.23.25.83"
+    ),
+    "sogou mobile browser": (
+        "Mozilla/5.0 (Linux; Android 13; SM-A135F) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/120.0.0.0 Mobile Safari/537.36 SogouMobileBrowser/5.38.9"
+    ),
+    "facebook in-app browser": (
+        "Mozilla/5.0 (Linux; Android 16; Pixel 10 Pro XL Build/CP1A.260305.018; wv) "
+        "AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/146.0.7680.174 Mobile "
+        "Safari/537.36 MetaIAB Facebook"
+    ),
+    "slack desktop app": (
+        "Mozilla/5.0 (Windows NT 10.0.18362; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Slack/4.4.2 Chrome/78.0.3904.130 Electron/7.2.1 Safari/537.36 WindowsStore/10.0.18362 "
+        "Sonic Slack_SSB/4.4.2"
+    ),
+    "outlook desktop": "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.8431; Pro)",
+    "outlook ios": "Outlook-iOS/709.2189947.prod.iphone (3.24.0)",
+    "firefox android fetch": "MozacFetch/49.0.20200702190156",
+}
+
+
+@pytest.mark.parametrize("ua", list(PEOPLE.values()), ids=list(PEOPLE))
+def test_people_are_not_crawlers(parser: UaParser, ua: str) -> None:
+    r = row(parser, ua)
+    assert (r["ua_crawler"], r["ua_link_preview"], r["ua_http_library"]) == (0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    "ua",
+    [
+        "Barracuda Sentinel (EE)",
+        "Mozilla/5.0 (compatible; AWS Security Scanner)",
+        "Mozilla/5.0 (compatible; Sogou web spider/4.0; +http://www.sogou.com/docs/help/webmasters.htm#07)",
+        "Mozilla/5.0 (compatible; YandexBot/3.0; +http://yandex.com/bots)",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/120 Safari/537.36 Yandex",
+    ],
+)
+def test_scanners_and_crawlers_are_recognised(parser: UaParser, ua: str) -> None:
+    assert row(parser, ua)["ua_crawler"] == 1
+
+
+def test_whatsapp_link_preview_is_the_leading_token_only(parser: UaParser) -> None:
+    assert row(parser, "WhatsApp/2.23.20.0 A")["ua_link_preview"] == 1
+    assert row(parser, PEOPLE["whatsapp in-app browser"])["ua_link_preview"] == 0

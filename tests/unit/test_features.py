@@ -156,3 +156,47 @@ def test_event_context_joins_on_tenant_and_message_id():
     assert ctx["contact_id"].tolist()[:3] == ["cb", "ca", "ca2"]
     assert pd.isna(ctx["channel"].iat[3])  # b has no m2: missing, as a left join
     assert message_rows(messages, events).tolist() == [1, 0, 2, -1]
+
+
+def test_same_message_id_in_two_tenants_gets_each_tenants_message(enrichers) -> None:
+    """Issue 14 item 3: a message is (tenant_id, message_id); one tenant's features never
+    depend on another tenant's messages or events."""
+    from contract.validate import validate_tables
+    from features.pipeline import event_context
+
+    def message(tenant: str, channel: str, sent: float) -> dict:
+        return {
+            "message_id": "m1",
+            "tenant_id": tenant,
+            "channel": channel,
+            "contact_id": "k1",
+            "sent_at": ts(sent).isoformat(),
+            "delivered_at": ts(sent + 1).isoformat(),
+            "link_count": 2,
+        }
+
+    def event(tenant: str, seconds: float) -> dict:
+        return {
+            "event_id": "e1",
+            "tenant_id": tenant,
+            "message_id": "m1",
+            "type": "click",
+            "occurred_at": ts(seconds).isoformat(),
+            "ip": "40.107.1.10",
+            "link_position": 0,
+        }
+
+    clean = validate_tables(
+        {
+            "messages": pd.DataFrame([message("t1", "email", 0), message("t2", "sms", 100)]),
+            "events": pd.DataFrame([event("t1", 10), event("t2", 150)]),
+        }
+    )
+    assert clean.quarantine.empty
+    ctx = event_context(clean.messages, clean.events)
+    assert ctx["channel"].tolist() == ["email", "sms"]
+    assert ctx["sent_at"].tolist() == [ts(0), ts(100)]
+    both = build_features(ctx, enrichers)
+    alone = build_features(ctx.iloc[[1]], enrichers)
+    pd.testing.assert_frame_equal(both.iloc[[1]], alone)
+    assert both["secs_since_send"].tolist() == [10.0, 50.0]

@@ -375,3 +375,24 @@ def test_reasons_and_timestamps() -> None:
     window = Window.ending("2024-03-31", 30)
     assert window.start == pd.Timestamp("2024-03-01T00:00Z")
     assert window.send_dates()[0] == date(2024, 3, 1) and window.last_date == date(2024, 3, 30)
+
+
+def test_recompute_scope_matches_events_to_their_own_tenants_message() -> None:
+    """Issue 14 item 3: t2's message x was sent before the window, t1's x inside it; t2's
+    event of x must not be counted (nor scored) because t1 has an x in the window."""
+    from jobs.recompute import Tables, _scope_events
+
+    m = messages(
+        [
+            ("x", "t1", "email", "c", None, "k", "a.com", "2024-03-10", "2024-03-10"),
+            ("x", "t2", "email", "c", None, "k", "a.com", "2024-01-10", "2024-01-10"),
+        ]
+    )
+    e = events(
+        [
+            ("e1", "x", "open", "2024-03-10 01:00", "t1"),
+            ("e2", "x", "open", "2024-03-10 02:00", "t2"),
+        ]
+    )
+    scope = _scope_events(Tables(m, e), Window.ending(AS_OF, 30), ["t1", "t2"])
+    assert scope["event_id"].tolist() == ["e1"]

@@ -79,7 +79,10 @@ def test_streamed_scores_equal_the_whole_directory(
     validated = contract.load(data)
     assert validated.report.quarantined_total >= 5 and validated.report.tables["events"].duplicates
     whole = tmp_path / f"whole{suffix}"
-    write_scores(score_validated(validated, settings, model=model), whole)
+    expected_scores = score_validated(validated, settings, model=model)
+    # as `botfilter score` writes them: event ids are unique within a tenant only
+    expected_scores.insert(1, "tenant_id", validated.events["tenant_id"].to_numpy(dtype=object))
+    write_scores(expected_scores, whole)
 
     streamed = tmp_path / f"streamed{suffix}"
     run = score_data_dir(
@@ -94,6 +97,8 @@ def test_streamed_scores_equal_the_whole_directory(
         expected.assign(reasons=expected["reasons"].map(list)),
     )
     assert run.bots == int(expected["is_bot"].sum()) and 0 < run.bots < run.events
+    read = pd.read_parquet if suffix == ".parquet" else pd.read_csv
+    assert read(streamed)["tenant_id"].tolist() == read(whole)["tenant_id"].tolist()
     assert not list(tmp_path.glob(".*partial"))
 
 

@@ -8,29 +8,23 @@ from __future__ import annotations
 
 import json
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
-import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from botfilter.errors import BotfilterError
 from botfilter.settings import Settings
+from botfilter.tokens import TokenCache, TokenStore
 from contract.schema import EVENTS, MESSAGE_CONTEXT, SCORE_COLUMNS
-from contract.validate import validate_event_items, validate_event_rows, validate_tables
-from features.definitions import FEATURE_NAMES, LONGEST_WINDOW_S
+from contract.validate import validate_event_items, validate_event_rows
+from features.definitions import LONGEST_WINDOW_S
 from features.pipeline import (
     CONTEXT_COLUMNS,
-    Enrichers,
-    build_features,
     context_arrays,
-    event_context,
 )
-from scoring.batch import score_context
 from scoring.model import BotModel
 from serving import api
-from serving.client import api_events
 from serving.metrics import with_bot_share
 from serving.models import (
     EXAMPLE_EVENTS,
@@ -43,27 +37,6 @@ from serving.runtime import Runtime, warm_up
 from serving.scorer import IpMemo, OnlineScorer, rows_to_columns
 from serving.server import UNTRACED, bentoml_overrides
 from serving.state import MemoryState
-from simulation.core import generate
-
-
-@pytest.fixture(scope="module")
-def world() -> dict:
-    tables = generate(tenants=1, days=2, seed=1)
-    validated = validate_tables(tables)
-    ctx = event_context(validated.messages, validated.events).reset_index(drop=True)
-    enrichers = Enrichers.load()
-    feats = build_features(ctx, enrichers)
-    y = (ctx["label"] == "bot").to_numpy().astype(int)
-    booster = lgb.train(
-        {"objective": "binary", "num_leaves": 15, "verbose": -1, "seed": 1, "num_threads": 1},
-        lgb.Dataset(feats[list(FEATURE_NAMES)].to_numpy(np.float64), y),
-        num_boost_round=15,
-    )
-    booster = lgb.Booster(model_str=booster.model_to_string())
-    model = BotModel(booster, list(FEATURE_NAMES), (1.0, 0.0), {"default": 0.5}, "test/1", 1)
-    batch = score_context(ctx, model, enrichers).set_index("event_id")
-    items = api_events(validated.messages, validated.events)
-    return {"model": model, "enrichers": enrichers, "batch": batch, "items": items, "ctx": ctx}
 
 
 def _state() -> MemoryState:
@@ -238,7 +211,7 @@ def test_models_come_from_the_contract() -> None:
 
 
 # --- HTTP layer ---------------------------------------------------------------------------------
-def _runtime(world, **settings) -> Runtime:
+def _runtime(world, store: TokenStore | None = None, **settings) -> Runtime:
     versions = iter(["test/2", "test/3"])
 
     def loader(_: Settings) -> BotModel:
@@ -246,7 +219,9 @@ def _runtime(world, **settings) -> Runtime:
         return BotModel(m.booster, m.feature_names, m.calibration, m.thresholds, next(versions), 1)
 
     s = Settings(max_batch_events=100, **settings)
-    return Runtime(s, world["model"], world["enrichers"], _state(), loader=loader)
+    static = s.api_token.get_secret_value() if s.api_token else None
+    auth = TokenCache(store, static=static)
+    return Runtime(s, world["model"], world["enrichers"], _state(), loader=loader, auth=auth)
 
 
 def _client(runtime: Runtime | None) -> TestClient:
@@ -327,16 +302,24 @@ def test_reload_swaps_the_model_between_requests(world) -> None:
     assert client.get("/readyz").json()["model_version"] == "test/2"
 
 
-def test_reload_failure_keeps_the_current_model(world) -> None:
+def test_reload_failure_keeps_the_current_model_and_hides_the_tracking_uri(world, caplog) -> None:
     runtime = _runtime(world)
+    uri = "postgresql://mlflow:hunter2@mlflow-db.internal:5432/mlflow"
 
     def no_champion(_: Settings) -> BotModel:
-        raise BotfilterError("no model at models:/botfilter@champion")
+        raise BotfilterError(f"no model at models:/botfilter@champion in {uri}")
 
     runtime._loader = no_champion
     client = _client(runtime)
-    resp = client.post("/reload")
-    assert resp.status_code == 503 and "no model" in resp.json()["detail"]
+    with caplog.at_level("WARNING", logger="botfilter.serving"):
+        resp = client.post("/reload")
+    assert resp.status_code == 503
+    assert resp.json() == {
+        "detail": "the current @champion could not be loaded; test/1 keeps answering "
+        "(the server log says why)"
+    }
+    logged = caplog.text
+    assert "mlflow-db.internal" in logged and "hunter2" not in logged  # operators see where
     assert client.post("/score", json=world["items"][:1]).json()[0]["model_version"] == "test/1"
 
 

@@ -1,0 +1,47 @@
+"""Checks on output paths, made before any work so that a bad ``--out`` fails in one line."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import BotfilterError
+
+
+def check_out_dir(path: Path, option: str = "--out") -> Path:
+    """``path`` can be a directory we write into: an existing directory, or creatable."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise BotfilterError(f"{option} {path}: is a file, not a directory")
+    _check_parent(path, option)
+    return path
+
+
+def check_out_file(path: Path, option: str = "--out") -> Path:
+    """``path`` can be a file we write: not a directory, and its parent creatable."""
+    path = Path(path)
+    if path.is_dir():
+        raise BotfilterError(f"{option} {path}: is a directory, give a file name")
+    _check_parent(path, option)
+    return path
+
+
+def check_apart(out: Path, data: Path, option: str = "--out", other: str = "--data") -> None:
+    """``out`` is neither ``data`` nor inside it nor around it (writing there would mix or
+    overwrite the input)."""
+    a, b = Path(out).resolve(), Path(data).resolve()
+    if a == b or b in a.parents or a in b.parents:
+        raise BotfilterError(
+            f"{option} {out}: must be apart from {other} {data} (not it, in it or around it)"
+        )
+
+
+def _check_parent(path: Path, option: str) -> None:
+    """The nearest existing ancestor of ``path`` is a writable directory."""
+    ancestor = path.absolute().parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise BotfilterError(f"{option} {path}: {ancestor} is a file, not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise BotfilterError(f"{option} {path}: cannot write in {ancestor}")

@@ -1,0 +1,34 @@
+"""Secrets out of text that people or API clients see.
+
+Connection URLs end up in error messages (a Redis URL with ``?password=``, a database URL with
+``user:password@``, a tracking URI with a token in its query). :func:`redact` masks the
+password of every ``scheme://user:password@`` and the value of every secret-looking query
+parameter in a piece of text; :func:`one_line` also flattens it to a single line for a status
+body or a CLI error.
+"""
+
+from __future__ import annotations
+
+import re
+
+# ``scheme://[user]:password@``: the password runs to the authority's last ``@`` (a password
+# may itself hold ``@``), never past the end of the authority.
+_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:@/\s?#]*):(?P<pw>[^/\s?#]*)@")
+# ``password=...`` and friends, in a query string or ``key=value`` text (up to a separator, a
+# blank, or the ``: `` that starts an error's reason).
+_SECRET_PARAM = re.compile(
+    r"(?i)(?P<key>\b(?:password|passwd|pwd|secret|client_secret|token|access_token|"
+    r"api_?key|auth|authorization)=)[^&#;,\s'\"]*?(?=[&#;,\s'\"]|:\s|$)"
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with URL passwords and secret query parameters replaced by ``***``."""
+    text = _USERINFO.sub(lambda m: f"{m['head']}:***@", text)
+    return _SECRET_PARAM.sub(lambda m: f"{m['key']}***", text)
+
+
+def one_line(text: object, limit: int = 300) -> str:
+    """:func:`redact` of ``str(text)`` on one line, at most ``limit`` characters."""
+    flat = " ".join(redact(str(text)).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."

@@ -1,0 +1,272 @@
+"""The CLI's one place for failures: one line on stderr, no traceback, no secret; and the
+options checked before any work (issue 14 items 11-14 and the single error handler)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from botfilter.cli import main
+from botfilter.errors import BotfilterError, mask_secrets, one_line_error
+
+MESSAGES_CSV = (
+    "message_id,tenant_id,channel,contact_id,sent_at,delivered_at\n"
+    "m1,t1,email,k1,2025-01-01T00:00:00Z,2025-01-01T00:00:01Z\n"
+)
+EVENTS_CSV = "event_id,tenant_id,message_id,type,occurred_at\ne1,t1,m1,open,2025-01-01T00:01:00Z\n"
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys, tmp_path):
+    """Run ``botfilter ARGS`` in process through its real entry point: (status, stdout, stderr)."""
+    for name in ("DATABASE_URL", "REDIS_URL", "DEBUG", "THREADS", "TRACKING_URI"):
+        monkeypatch.delenv(f"BOTFILTER_{name}", raising=False)
+    monkeypatch.setenv("BOTFILTER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MLFLOW_LOGGING_LEVEL", "WARNING")
+
+    def run(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["botfilter", *args])
+        with pytest.raises(SystemExit) as stop:
+            main()
+        out, err = capsys.readouterr()
+        return stop.value.code or 0, out, err
+
+    return run
+
+
+@pytest.fixture
+def data(tmp_path) -> Path:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "messages.csv").write_text(MESSAGES_CSV)
+    (folder / "events.csv").write_text(EVENTS_CSV)
+    return folder
+
+
+def one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("botfilter: error: ")
+    return lines[0].removeprefix("botfilter: error: ")
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        (
+            {"BOTFILTER_THREADS": "many"},
+            "invalid setting BOTFILTER_THREADS='many': Input should be a valid integer, "
+            "unable to parse string as an integer",
+        ),
+        (  # every invalid value named; the database URL (a secret) is never repeated
+            {
+                "BOTFILTER_WINDOW_DAYS": "0",
+                "BOTFILTER_DATABASE_URL": "postgresql://u:hunter2@h/db",
+                "BOTFILTER_DEBUG": "maybe",
+            },
+            "invalid setting BOTFILTER_WINDOW_DAYS='0': Input should be greater than 0; "
+            "BOTFILTER_DEBUG='maybe': Input should be a valid boolean, unable to interpret input",
+        ),
+    ],
+)
+def test_invalid_environment_value_is_one_line_naming_the_variable(
+    cli, monkeypatch, env: dict[str, str], line: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    status, _, err = cli("metrics", "show", "--tenant", "t1")
+    assert status == 2 and one_line(err) == line
+
+
+def test_invalid_option_is_named_as_the_option(cli, data) -> None:
+    status, _, err = cli("train", "--data", str(data), "--target-precision", "1.5")
+    assert status == 2
+    assert one_line(err) == "invalid setting --target-precision=1.5: Input should be less than 1"
+
+
+# --------------------------------------------------------------------------- internal errors
+
+
+def test_internal_failure_is_one_line_without_the_password(cli, monkeypatch) -> None:
+    # a real failure from deep inside (SQLAlchemy parses the port): type and first line only
+    monkeypatch.setenv("BOTFILTER_DATABASE_URL", "postgresql://bob:hunter2@127.0.0.1:x/db")
+    status, _, err = cli("metrics", "show", "--tenant", "t1")
+    assert status == 1
+    assert one_line(err) == (
+        "internal error (ValueError: invalid literal for int() with base 10: 'x'); "
+        "BOTFILTER_DEBUG=1 shows the traceback"
+    )
+    assert "hunter2" not in err and "Traceback" not in err
+
+
+def test_debug_shows_the_traceback(cli, monkeypatch) -> None:
+    monkeypatch.setenv("BOTFILTER_DATABASE_URL", "postgresql://bob:hunter2@127.0.0.1:x/db")
+    monkeypatch.setenv("BOTFILTER_DEBUG", "1")
+    status, _, err = cli("metrics", "show", "--tenant", "t1")
+    assert status == 1 and err.startswith("Traceback")
+    assert err.strip().splitlines()[-1].startswith("botfilter: error: internal error")
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("postgresql://u:pw@h:5432/db", "postgresql://u:***@h:5432/db"),
+        ("postgresql+psycopg://u:p%40w@h/db x", "postgresql+psycopg://u:***@h/db x"),
+        ("redis://:secret@h:6379/0", "redis://:***@h:6379/0"),
+        ("redis://h:6379/0?password=s3cr3t&db=1", "redis://h:6379/0?password=***&db=1"),
+        ("dbname=x user=u password='pw 2' host=h", "dbname=x user=u password='*** 2' host=h"),
+        ("token: abc.def", "token: ***"),
+        ("http://h:8080/path", "http://h:8080/path"),
+        ("postgresql://u@h/db", "postgresql://u@h/db"),
+    ],
+)
+def test_mask_secrets(text: str, masked: str) -> None:
+    assert mask_secrets(text) == masked
+
+
+def test_one_line_error_keeps_only_the_first_line() -> None:
+    exc = RuntimeError("(psycopg.DataError) bad\n[SQL: INSERT ...]\n[parameters: ('x',)]")
+    assert one_line_error(exc) == (
+        "internal error (RuntimeError: (psycopg.DataError) bad); "
+        "BOTFILTER_DEBUG=1 shows the traceback"
+    )
+    assert one_line_error(BotfilterError("a\n  b")) == "a b"
+
+
+# --------------------------------------------------------------------------- recompute options
+
+
+@pytest.mark.parametrize(
+    ("as_of", "why"),
+    [
+        ("9999-12-31", "out of range, must be in [2000-01-01, 2100-01-01)"),
+        ("0001-01-01", "out of range, must be in [2000-01-01, 2100-01-01)"),
+        ("99999999999999999999", "not a timestamp"),
+        ("-5", "out of range, must be in [2000-01-01, 2100-01-01)"),  # not 1969
+        ("2100-01-01", "out of range, must be in [2000-01-01, 2100-01-01)"),
+        ("next tuesday", "not a timestamp"),
+    ],
+)
+def test_as_of_out_of_range_is_refused_before_any_work(cli, data, tmp_path, as_of, why) -> None:
+    status, _, err = cli("recompute", "--data", str(data), "--as-of", as_of)
+    assert status == 2
+    assert one_line(err).startswith(f"--as-of {as_of!r}: {why}")
+    assert not (tmp_path / "home").exists()  # no store opened, no run recorded
+
+
+def test_recompute_out_on_a_file_is_refused_before_any_work(cli, data, tmp_path) -> None:
+    target = tmp_path / "metrics.parquet"
+    target.write_text("keep me")
+    status, _, err = cli("recompute", "--data", str(data), "--out", str(target))
+    assert status == 2
+    assert one_line(err) == f"--out {target}: is a file, not a directory"
+    assert not (tmp_path / "home").exists() and target.read_text() == "keep me"
+
+
+def test_recompute_refuses_out_on_a_file_from_python_too(data, tmp_path) -> None:
+    from botfilter.settings import Settings
+    from jobs.recompute import load_data, recompute
+    from jobs.store import Store
+
+    target = tmp_path / "file"
+    target.write_text("")
+    store = Store.open(Settings(home=tmp_path / "home"))
+    with pytest.raises(BotfilterError, match="is a file, not a directory"):
+        recompute(store, Settings(home=tmp_path / "home"), load_data(data), out=target)
+    assert store.job_runs().empty
+
+
+# --------------------------------------------------------------------------- validate, report
+
+
+def test_validate_out_on_a_file_is_refused(cli, data, tmp_path) -> None:
+    target = tmp_path / "clean"
+    target.write_text("")
+    status, _, err = cli("validate", "--data", str(data), "--out", str(target))
+    assert status == 2 and one_line(err) == f"--out {target}: is a file, not a directory"
+
+
+@pytest.mark.parametrize("where", [".", "clean", ".."])
+def test_validate_out_must_be_apart_from_data(cli, data, where) -> None:
+    out = data / where
+    before = sorted(p.name for p in data.iterdir())
+    status, _, err = cli("validate", "--data", str(data), "--out", str(out))
+    assert status == 2
+    assert one_line(err) == (
+        f"--out {out}: must be apart from --data {data} (not it, in it or around it)"
+    )
+    assert sorted(p.name for p in data.iterdir()) == before
+
+
+def test_validate_out_elsewhere_works(cli, data, tmp_path) -> None:
+    status, out, err = cli("validate", "--data", str(data), "--out", str(tmp_path / "clean"))
+    assert status == 0, err
+    assert pd.read_parquet(tmp_path / "clean" / "events.parquet")["event_id"].tolist() == ["e1"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("report", "--tenant", "t1"), ("score", "--data", "."), ("evaluate", "--data", ".")],
+    ids=["report", "score", "evaluate"],
+)
+def test_out_file_on_a_directory_is_refused(cli, tmp_path, command) -> None:
+    folder = tmp_path / "x.parquet"
+    folder.mkdir()
+    status, _, err = cli(*command, "--out", str(folder))
+    assert status == 2 and one_line(err) == f"--out {folder}: is a directory, give a file name"
+
+
+def test_report_charts_show_dollar_signs_as_text() -> None:
+    """Issue 14 item 11: matplotlib read ``$`` in a campaign id as mathtext and failed."""
+    from jobs.report import _png, breakdown_chart, ctr_chart
+
+    changes = pd.DataFrame(
+        {
+            "campaign_id": ["$5 off", "$x^{$"],
+            "channel": ["email", "sms"],
+            "ctr_all": [0.2, 0.1],
+            "ctr_human": [0.1, 0.05],
+        }
+    )
+    assert _png(ctr_chart, changes).startswith('<img alt="chart" src="data:image/png;base64,')
+    kinds = pd.DataFrame({"bot_kind": ["$\\frac"], "excluded": [1], "kept": [0], "total": [1]})
+    domains = kinds.rename(columns={"bot_kind": "recipient_domain"})
+    assert _png(breakdown_chart, kinds, domains).startswith("<img")
+
+
+# --------------------------------------------------------------------------- settings set
+
+
+@pytest.mark.parametrize(
+    ("tenant", "why"),
+    [
+        ("t1\nt2", "control characters are not allowed"),
+        ("t\x001", "control characters are not allowed"),
+        (" t1", "remove the surrounding whitespace"),
+        ("  ", "the tenant id is empty"),
+    ],
+)
+def test_settings_set_refuses_malformed_tenant_ids(cli, tenant, why) -> None:
+    status, _, err = cli("settings", "set", "--tenant", tenant, "--email", "on", "--create")
+    assert status == 2 and why in one_line(err)
+
+
+def test_settings_set_needs_a_known_tenant_or_create(cli, data) -> None:
+    status, _, err = cli("settings", "set", "--tenant", "t9", "--email", "on")
+    assert status == 2
+    assert one_line(err).startswith("unknown tenant 't9': the metrics store has no settings")
+    status, _, err = cli("settings", "set", "--tenant", "t9", "--email", "on", "--data", str(data))
+    assert (
+        status == 2
+        and one_line(err) == f"tenant 't9' has no messages in {data}: nothing to recompute"
+    )
+    status, out, err = cli("settings", "set", "--tenant", "t9", "--email", "on", "--create")
+    assert status == 0 and "t9: exclude bots from email on" in out
+    status, out, err = cli("settings", "set", "--tenant", "t9", "--email", "off")  # known now
+    assert status == 0, err

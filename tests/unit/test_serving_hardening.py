@@ -1,0 +1,306 @@
+"""The API against a hostile or careless caller (issue 14): deep JSON, secrets, readiness,
+metric labels, tenant isolation, slow clients and a failed reload."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from botfilter.errors import BotfilterError
+from botfilter.tokens import TokenStore
+from serving import api
+from serving.scorer import OnlineScorer
+from serving.state import RedisState, make_state
+from tests.unit.test_serving import _client, _runtime, _state
+
+SECRET = "hunter2"
+UNAVAILABLE = "the shared window state cannot be reached: retry later"
+# Nothing listens on port 1: connections are refused at once.
+DEAD_REDIS = f"redis://:{SECRET}@127.0.0.1:1/0?password={SECRET}"
+
+
+# --- item 4: deep nesting -------------------------------------------------------------------
+def _nested(depth: int, open_: bytes = b"[", close: bytes = b"]", core: bytes = b"") -> bytes:
+    return open_ * depth + core + close * depth
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _nested(1025),
+        _nested(1100),
+        _nested(100_000),
+        _nested(1000, b'[{"x":', b"}]", b"1"),  # 2,000 levels inside an event
+        _nested(1000, core=b"NaN"),  # what orjson refuses goes to the standard library
+        _nested(1023, b'[{"a":', b"}]", b"1e999999"),
+    ],
+    ids=["1025", "1100", "100k", "in-event", "nan-fallback", "big-number-fallback"],
+)
+def test_deeply_nested_json_is_an_immediate_422(world, body) -> None:
+    client = _client(_runtime(world))
+    started = time.perf_counter()
+    resp = client.post("/score", content=body)
+    assert time.perf_counter() - started < 2
+    assert resp.status_code == 422
+    assert resp.json() == {"detail": "body is nested deeper than 1024 levels"}
+
+
+def test_nesting_up_to_the_limit_is_read(world) -> None:
+    client = _client(_runtime(world))
+    resp = client.post("/score", content=_nested(1024))
+    assert resp.json() == {"detail": "item 0 must be an event object, not an array"}
+    event = {**world["items"][0], "event_id": "deep-extra"}
+    extra = _nested(500, b'{"x":', b"}", b"1").decode()
+    body = ("[" + __import__("json").dumps(event)[:-1] + ', "extra": ' + extra + "}]").encode()
+    resp = client.post("/score", content=body)
+    assert resp.status_code == 200 and resp.json()[0]["event_id"] == "deep-extra"
+
+
+def test_an_unforeseen_failure_is_one_line_without_secrets(world, caplog) -> None:
+    runtime = _runtime(world)
+
+    def broken(_items):
+        raise RuntimeError(f"cannot open redis://:{SECRET}@cache.internal/0")
+
+    runtime.score = broken  # type: ignore[method-assign]
+    runtime.score_if_idle = lambda _items: None  # type: ignore[method-assign]
+    client = TestClient(
+        api.Gate(api.build_app(lambda: runtime), runtime=lambda: runtime),
+        raise_server_exceptions=False,
+    )
+    with caplog.at_level("ERROR", logger="botfilter.serving"):
+        resp = client.post("/score", json=world["items"][:1])
+    assert resp.status_code == 500 and resp.json() == {
+        "detail": "internal error: the server log has the details"
+    }
+    assert "cache.internal" in caplog.text and SECRET not in caplog.text
+
+
+# --- items 5, 6, 16: Redis down, secrets ------------------------------------------------------
+def _dead_redis_runtime(world):
+    runtime = _runtime(world)
+    dead = RedisState(DEAD_REDIS, 35 * 86_400, 1_200, "botfilter:unit-dead:")
+    runtime.state = runtime.scorer.state = dead
+    return runtime
+
+
+def test_redis_outage_is_503_naming_no_host_and_no_password(world) -> None:
+    runtime = _dead_redis_runtime(world)
+    client = _client(runtime)
+    resp = client.post("/score", json=world["items"][:2])
+    assert resp.status_code == 503 and resp.json() == {"detail": UNAVAILABLE}
+    for text in (resp.text, client.get("/readyz").text, client.get("/healthz").text):
+        assert SECRET not in text and "127.0.0.1" not in text
+    runtime.close()
+
+
+def test_readyz_is_503_while_redis_is_down(world) -> None:
+    runtime = _dead_redis_runtime(world)
+    resp = _client(runtime).get("/readyz")
+    assert resp.status_code == 503
+    assert resp.json() == {
+        "status": "not ready: the shared window state cannot be reached",
+        "model_version": "test/1",
+        "state": "redis",
+    }
+    runtime.close()
+
+
+def test_serve_does_not_print_the_redis_password() -> None:
+    with pytest.raises(BotfilterError) as caught:
+        make_state(f"redis://127.0.0.1:1/0?password={SECRET}", 86_400, 1_200, wait_s=0.2)
+    message = str(caught.value)
+    assert message.startswith("cannot reach Redis: window state in Redis at redis://127.0.0.1:1")
+    assert SECRET not in message and "password=***" in message and "\n" not in message
+
+
+# --- item 7: metric labels --------------------------------------------------------------------
+def test_unknown_paths_are_answered_before_bentoml_and_share_one_label() -> None:
+    from prometheus_client import REGISTRY
+
+    seen: list[str] = []
+
+    async def bentoml_app(scope, receive, send) -> None:  # stands for BentoML's whole stack
+        seen.append(scope["path"])
+        await api.send_json(send, 200, b"{}")
+
+    client = TestClient(api.PathGuard(bentoml_app))
+    for i in range(300):
+        resp = client.get(f"/random-{i}/x?y={i}")
+        assert resp.status_code == 404 and resp.json() == {"detail": "not found"}
+    for path in ("/score", "/docs.json", "/metrics", "/static_content/index.css", "/readyz"):
+        assert client.get(path).status_code == 200
+    assert seen == ["/score", "/docs.json", "/metrics", "/static_content/index.css", "/readyz"]
+    endpoints = {
+        s.labels["endpoint"]
+        for m in REGISTRY.collect()
+        if m.name == "botfilter_http_requests"
+        for s in m.samples
+        if "endpoint" in s.labels
+    }
+    assert "other" in endpoints and not any("random" in e for e in endpoints)
+
+
+# --- item 8: tenant isolation -----------------------------------------------------------------
+def test_an_event_id_of_another_tenant_is_a_new_event(world) -> None:
+    items, model = world["items"], world["model"]
+    scorer = OnlineScorer(_state(), world["enrichers"])
+    mine = items[5]
+    first = scorer.score([mine], model)
+    # Another tenant's event, with the same id, that scores differently on its own.
+    theirs, alone = next(
+        (event, answer)
+        for it in items[6:]
+        for event in [{**it, "event_id": mine["event_id"], "tenant_id": "other-tenant"}]
+        for answer in [OnlineScorer(_state(), world["enrichers"]).score([event], model).items]
+        if answer[0]["bot_score"] != first.items[0]["bot_score"]
+    )
+    second = scorer.score([theirs], model)
+    assert second.duplicates == 0 and sum(second.scored.values()) == 1
+    assert second.items == alone
+    assert scorer.state.size()["events"] == 2
+    # Each tenant's repeat is still a duplicate, answered as before.
+    again = scorer.score([theirs, mine], model)
+    assert again.items == second.items + first.items and again.duplicates == 2
+
+
+def test_tokens_confine_requests_to_their_tenants(world, tmp_path) -> None:
+    store = TokenStore(f"sqlite:///{tmp_path / 'metrics.db'}")
+    mine, _ = store.create(["t001"])
+    theirs, _ = store.create(["t002"])
+    admin, _ = store.create([], admin=True)
+    runtime = _runtime(world, store=store)
+    client = _client(runtime)
+    items = world["items"][:3]
+    assert {it["tenant_id"] for it in items} == {"t001"}
+
+    def post(token: str | None, body, path: str = "/score"):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return client.post(path, json=body, headers=headers)
+
+    assert post(None, items).status_code == 401
+    assert post("bf_unknown", items).status_code == 401
+    resp = post(theirs, items)
+    assert resp.status_code == 403
+    assert resp.json() == {"detail": "this token may not act for tenant 't001'"}
+    mixed = [*items, {**items[0], "event_id": "x", "tenant_id": " t002 "}]
+    assert post(mine, mixed).json() == {"detail": "this token may not act for tenant 't002'"}
+    assert runtime.state.size()["events"] == 0  # nothing refused was remembered
+    assert post(mine, items).status_code == 200
+    # The contract trims identifiers: so does the scope check.
+    assert post(mine, [{**items[0], "tenant_id": " t001 "}]).status_code == 200
+    assert post(admin, mixed).status_code == 200
+    assert post(mine, None, "/reload").status_code == 403
+    assert post(admin, None, "/reload").status_code == 200
+    store.close()
+
+
+def test_burst_windows_of_one_tenant_ignore_another_tenants_events(world) -> None:
+    items, model = world["items"], world["model"]
+    target = items[60]
+    flood = [
+        {**target, "event_id": f"flood-{i}", "tenant_id": "intruder", "message_id": f"m-{i}"}
+        for i in range(40)
+    ]
+    scorer = OnlineScorer(_state(), world["enrichers"])
+    scorer.score(flood, model)
+    assert (
+        scorer.score([target], model).items
+        == OnlineScorer(_state(), world["enrichers"]).score([target], model).items
+    )
+
+
+# --- item 15: slow clients --------------------------------------------------------------------
+@pytest.fixture
+def live_server(world):
+    """The gate and app on a real uvicorn server with the header timeout protocol (0.5 s)."""
+    import uvicorn
+
+    from serving.protocol import HeaderTimeoutProtocol
+
+    runtime = _runtime(world, body_timeout_s=0.5)
+    app = api.Gate(api.build_app(lambda: runtime), runtime=lambda: runtime)
+    HeaderTimeoutProtocol.header_timeout_s = 0.5
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, http=HeaderTimeoutProtocol, lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    yield port
+    server.should_exit = True
+    thread.join(10)
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> tuple[bytes, float]:
+    """Everything the server sends until it closes, and when it closed (or the timeout)."""
+    started = time.monotonic()
+    sock.settimeout(seconds)
+    data = b""
+    try:
+        while chunk := sock.recv(4096):
+            data += chunk
+    except TimeoutError:
+        return data, float("inf")
+    return data, time.monotonic() - started
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [b"", b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: appl", b"GET /readyz HT"],
+    ids=["idle", "half-headers", "half-request-line"],
+)
+def test_headers_that_never_arrive_are_timed_out(live_server, sent) -> None:
+    with socket.create_connection(("127.0.0.1", live_server)) as sock:
+        sock.sendall(sent)
+        data, closed = _closed_within(sock, 5)
+    assert 0.3 < closed < 2.5
+    assert data.startswith(b"HTTP/1.1 408 ") and data.endswith(b"did not arrive in time")
+
+
+def test_a_body_that_never_arrives_is_timed_out(live_server, world) -> None:
+    head = b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    with socket.create_connection(("127.0.0.1", live_server)) as sock:
+        sock.sendall(head + b"Content-Length: 100\r\n\r\n[{")
+        data, closed = _closed_within(sock, 5)
+    assert closed < 2.5
+    assert b" 408 " in data.split(b"\r\n")[0] and b"did not arrive within 0.5 s" in data
+
+
+def test_whole_requests_still_go_through_on_a_kept_alive_connection(live_server) -> None:
+    import httpx
+
+    with httpx.Client(base_url=f"http://127.0.0.1:{live_server}") as client:
+        for _ in range(3):
+            assert client.get("/readyz").status_code == 200
+            time.sleep(0.3)  # idle between requests, within the header timeout each time
+
+
+def test_a_worker_following_a_failed_reload_logs_no_secret(world, caplog) -> None:
+    runtime = _runtime(world)
+
+    def no_champion(_settings):
+        raise BotfilterError(f"no model in postgresql://u:{SECRET}@registry.internal/mlflow")
+
+    runtime._loader = no_champion
+    runtime.state.bump_generation()  # another worker reloaded
+    runtime._checked = float("-inf")
+    with caplog.at_level("WARNING", logger="botfilter.serving"):
+        runtime._follow_generation()
+        deadline = time.monotonic() + 10
+        while runtime._following:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    assert "registry.internal" in caplog.text and SECRET not in caplog.text
+    assert runtime.model.version == "test/1"
