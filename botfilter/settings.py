@@ -44,6 +44,9 @@ class Settings(BaseSettings):
         30.0, gt=0, le=600, description="API: seconds a client has to send a request's body."
     )
     threads: int = Field(2, gt=0, description="Threads for LightGBM and numba kernels.")
+    score_workers: int = Field(
+        2, gt=0, description="Processes that score tenant parts side by side in `botfilter score`."
+    )
     spark_master: str = Field("local[2]", description="Spark master URL for --engine spark.")
     record_scores: bool = Field(
         True,

@@ -6,9 +6,14 @@ from pathlib import Path
 
 import typer
 
-settings_app = typer.Typer(help="Tenant settings (exclude bot interactions per channel).")
-metrics_app = typer.Typer(help="Look at the recomputed metrics.")
-scores_app = typer.Typer(help="Stored scores (recomputes' and the API's), keyed by model content.")
+settings_app = typer.Typer(
+    help="Tenant settings (exclude bot interactions per channel).", rich_markup_mode=None
+)
+metrics_app = typer.Typer(help="Look at the recomputed metrics.", rich_markup_mode=None)
+scores_app = typer.Typer(
+    help="Stored scores (recomputes' and the API's), keyed by model content.",
+    rich_markup_mode=None,
+)
 
 
 def recompute(

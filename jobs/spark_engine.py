@@ -214,15 +214,9 @@ def _score_groups(payload: Any, columns: list[str]):  # noqa: ANN202
 
 
 def _scores_schema() -> pa.Schema:
-    return pa.schema(
-        [
-            ("event_id", pa.string()),
-            ("bot_score", pa.float64()),
-            ("is_bot", pa.bool_()),
-            ("reasons", pa.list_(pa.string())),
-            ("model_version", pa.string()),
-        ]
-    )
+    from scoring.io import scores_arrow_schema
+
+    return scores_arrow_schema()
 
 
 def _context_frame(data: pa.Table, columns: list[str]) -> pd.DataFrame:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
+import multiprocessing
+import tempfile
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from botfilter.settings import Settings
+from contract.report import Report
 from features.pipeline import Enrichers, context_arrays, event_context, factorize, feature_block
 from scoring.model import BotModel, ScoredRows
 
@@ -87,3 +95,151 @@ def score_validated(
     model = model or load_model(settings, model_uri)
     ctx = event_context(validated.messages, validated.events)
     return score_context(ctx, model, Enrichers.load())
+
+
+@dataclass
+class ScoreRun:
+    """What :func:`score_data_dir` did: the merged validation counts and the scores written."""
+
+    report: Report
+    events: int = 0
+    bots: int = 0
+    model_version: str = "-"
+
+
+def score_data_dir(
+    data_dir: Path,
+    out: Path,
+    settings: Settings,
+    model_uri: str | None = None,
+    model: BotModel | None = None,
+    part_events: int | None = None,
+    on_part: Callable[[int], None] | None = None,
+    workers: int | None = None,
+) -> ScoreRun:
+    """Validate and score a data directory part by part (whole tenants), writing as it goes.
+
+    The scores are those of :func:`score_validated` on the whole directory, in the order of the
+    parts (the file's order when it is grouped by tenant); memory follows the largest part, not
+    the file. ``workers`` processes (default ``settings.score_workers``) score parts side by
+    side: validation and feature building hold the GIL, so threads could not share the cores.
+    ``on_part`` is called with each part's event count.
+    """
+    from contract.parts import PART_EVENTS, TenantParts, merge_reports
+    from scoring.io import ScoresWriter
+    from scoring.registry import load_model
+
+    writer = ScoresWriter(out)  # checks the extension before any work
+    parts = TenantParts(data_dir, part_events or PART_EVENTS)
+    workers = min(workers or settings.score_workers, len(parts))
+    pool = _start_workers(workers) if workers > 1 else None  # starts while the model loads
+    model = model or load_model(settings, model_uri)
+    reports: list[Report] = []
+    run = ScoreRun(report=Report({}))
+
+    def write(done: _PartScores) -> None:
+        writer.write(done.scores)
+        reports.append(done.report)
+        run.events += done.events
+        run.bots += done.bots
+        if done.events:
+            run.model_version = model.version
+        if on_part is not None:
+            on_part(done.events)
+
+    with writer:
+        if pool is None:
+            enrichers = Enrichers.load()
+            for i in range(len(parts)):
+                write(_score_part(parts.raw(i), model, enrichers))
+        else:
+            with tempfile.TemporaryDirectory(prefix="botfilter-score-") as tmp, pool:
+                shipped = _ship_model(model, Path(tmp), settings)
+                pending: deque[Future[_PartScores]] = deque()
+                for i in range(len(parts)):
+                    # This process reads the files once, in order, and hands each part's rows
+                    # to a worker; at most one part waits beyond those being scored.
+                    pending.append(pool.submit(_score_shipped_part, shipped, parts.raw(i)))
+                    if len(pending) > workers:
+                        write(pending.popleft().result())
+                while pending:
+                    write(pending.popleft().result())
+    run.report = merge_reports(reports)
+    return run
+
+
+@dataclass
+class _PartScores:
+    scores: pa.Table
+    report: Report
+    events: int
+    bots: int
+
+
+def _score_part(raws: dict, model: BotModel, enrichers: Enrichers) -> _PartScores:
+    from contract.validate import validate_raw
+    from scoring.io import scores_arrow_schema
+
+    validated = validate_raw(raws)
+    del raws
+    ctx = event_context(validated.messages, validated.events)
+    report = validated.report
+    del validated
+    scores = score_context(ctx, model, enrichers)
+    # rows are in the events' order; event ids are unique within a tenant only (PRODUCT.md)
+    scores.insert(1, "tenant_id", ctx["tenant_id"].to_numpy(dtype=object))
+    del ctx
+    table = pa.Table.from_pandas(scores, schema=scores_arrow_schema(True), preserve_index=False)
+    return _PartScores(table, report, len(scores), int(scores["is_bot"].sum()))
+
+
+# --- worker processes ---------------------------------------------------------------------------
+# Workers come from a fork server: a fresh process that imports the scoring stack once, then
+# forks a worker per slot. Forking the caller instead would be cheaper but is unsafe: LightGBM
+# terminates a child forked from a process that has used OpenMP (any process that trained or
+# predicted), and the caller may hold threads and database connections.
+_PRELOAD = ["contract.parts", "contract.validate", "features.pipeline", "scoring.batch", "lightgbm"]
+
+
+def _start_workers(workers: int) -> ProcessPoolExecutor:
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(_PRELOAD)
+    return ProcessPoolExecutor(workers, mp_context=context)
+
+
+@dataclass(frozen=True)
+class _ShippedModel:
+    """Where a worker finds the caller's model: its files and the compiled-trees cache."""
+
+    model_file: str
+    metadata_file: str
+    version: str
+    threads: int
+    compiled_cache: str | None
+
+
+def _ship_model(model: BotModel, tmp: Path, settings: Settings) -> _ShippedModel:
+    import json
+
+    model.booster.save_model(str(tmp / "model.lgb"))
+    (tmp / "metadata.json").write_text(json.dumps(model.metadata()))
+    compiled = model._compiled is not None or model._explainer is not None
+    cache = settings.models_dir / "compiled" if compiled else None  # load_model compiled there
+    return _ShippedModel(
+        str(tmp / "model.lgb"), str(tmp / "metadata.json"), model.version, model.threads,
+        str(cache) if cache else None,
+    )  # fmt: skip
+
+
+_WORKER: dict = {}  # per worker process: the model and enrichers, built on the first part
+
+
+def _score_shipped_part(shipped: _ShippedModel, raws: dict) -> _PartScores:
+    if _WORKER.get("shipped") != shipped:
+        model = BotModel.from_files(
+            Path(shipped.model_file), Path(shipped.metadata_file), shipped.version, shipped.threads
+        )
+        if shipped.compiled_cache:
+            model.compile(Path(shipped.compiled_cache))  # the caller's cache: loaded, not built
+        _WORKER.update(shipped=shipped, model=model, enrichers=Enrichers.load())
+    return _score_part(raws, _WORKER["model"], _WORKER["enrichers"])

@@ -3,23 +3,119 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 from botfilter.errors import BotfilterError
 from contract.schema import SCORE_COLUMNS
 
 
+class ScoresWriter:
+    """Writes a scores table part by part: Parquet row groups, or CSV rows appended.
+
+    The file holds exactly what :func:`write_scores` writes for the parts concatenated, so a
+    run never needs every score in memory at once.
+    """
+
+    def __init__(self, path: Path) -> None:
+        if path.suffix not in (".parquet", ".csv"):
+            raise BotfilterError(f"{path}: scores must be .parquet or .csv")
+        self.path = path
+        # Written beside the target and renamed at the end: a failed run leaves no half file.
+        self._tmp = path.with_name(f".{path.name}.partial")
+        self.rows = 0
+        self._parquet = None
+        self._started = False
+
+    def write(self, scores: pd.DataFrame | pa.Table) -> None:
+        """Append one part (the columns of :meth:`scoring.model.ScoredRows.table`)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not self._started:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.suffix == ".parquet":
+            table = (
+                scores
+                if isinstance(scores, pa.Table)
+                else pa.Table.from_pandas(
+                    scores,
+                    schema=scores_arrow_schema("tenant_id" in scores.columns),
+                    preserve_index=False,
+                )
+            )
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(self._tmp, table.schema)
+            self._parquet.write_table(table)
+        else:
+            frame = scores.to_pandas() if isinstance(scores, pa.Table) else scores
+            flat = frame.assign(reasons=frame["reasons"].map(";".join))
+            flat.to_csv(self._tmp, index=False, mode="a" if self._started else "w",
+                        header=not self._started)  # fmt: skip
+        self._started = True
+        self.rows += len(scores)
+
+    def close(self) -> None:
+        """Finish the file (an empty table if no part was written)."""
+        if not self._started:
+            self.write(pd.DataFrame({c: pd.Series(dtype=_DTYPES[c]) for c in SCORE_COLUMNS}))
+        if self._parquet is not None:
+            self._parquet.close()
+            self._parquet = None
+        self._tmp.replace(self.path)
+
+    def abort(self) -> None:
+        """Drop what was written (the target file is left as it was)."""
+        if self._parquet is not None:
+            self._parquet.close()
+            self._parquet = None
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> ScoresWriter:
+        return self
+
+    def __exit__(self, exc_type: type | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+_DTYPES = {
+    "event_id": object,
+    "bot_score": "float64",
+    "is_bot": bool,
+    "reasons": object,
+    "model_version": object,
+}
+
+
+def scores_arrow_schema(with_tenant: bool = False):  # noqa: ANN201 (pyarrow imported here)
+    """The Arrow schema of a scores table (the local and Spark writers share it); ``tenant_id``
+    second when the table carries it (``botfilter score`` writes it: event ids are unique
+    within a tenant only)."""
+    import pyarrow as pa
+
+    fields = [
+        ("event_id", pa.string()),
+        ("bot_score", pa.float64()),
+        ("is_bot", pa.bool_()),
+        ("reasons", pa.list_(pa.string())),
+        ("model_version", pa.string()),
+    ]
+    if with_tenant:
+        fields.insert(1, ("tenant_id", pa.string()))
+    return pa.schema(fields)
+
+
 def write_scores(scores: pd.DataFrame, path: Path) -> None:
     """Write a scores table as Parquet or CSV by extension."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".parquet":
-        scores.to_parquet(path, index=False)
-    elif path.suffix == ".csv":
-        flat = scores.assign(reasons=scores["reasons"].map(";".join))
-        flat.to_csv(path, index=False)
-    else:
-        raise BotfilterError(f"{path}: scores must be .parquet or .csv")
+    with ScoresWriter(path) as writer:
+        writer.write(scores)
 
 
 def read_scores(path: Path) -> pd.DataFrame:

@@ -21,6 +21,7 @@ def serve(
 tokens_app = typer.Typer(
     help="API tokens: each acts for some tenants, or for all (--admin). Stored hashed.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain click help: see botfilter/cli.py
 )
 
 

@@ -135,20 +135,27 @@ def score(
         )
         return
 
-    from contract import load
-    from scoring.batch import score_validated
-    from scoring.io import write_scores
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from scoring.batch import score_data_dir
 
     if out.suffix not in (".parquet", ".csv"):
         raise BotfilterError(f"{out}: the scores file must end in .parquet or .csv")
-    validated = load(data)
-    validated.report.print(console)
-    with console.status(f"scoring {len(validated.events):,} events"):
-        scores = score_validated(validated, settings, model)
-    # rows are in the events' order; event ids are unique within a tenant only (PRODUCT.md)
-    scores.insert(1, "tenant_id", validated.events["tenant_id"].to_numpy(dtype=object))
-    write_scores(scores, out)
-    version = scores["model_version"].iat[0] if len(scores) else "-"
+    # Part by part (whole tenants): memory follows the largest tenant, not the file.
+    with Progress(
+        TextColumn("scoring"),
+        BarColumn(),
+        TextColumn("{task.completed:,} events"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as progress:
+        task = progress.add_task("scoring", total=None)
+        run = score_data_dir(
+            data, out, settings, model, on_part=lambda n: progress.advance(task, n)
+        )
+    run.report.print(console)
     console.print(
-        f"scored {len(scores):,} events ({int(scores['is_bot'].sum()):,} bots) with {version} -> {out}"
+        f"scored {run.events:,} events ({run.bots:,} bots) with {run.model_version} -> {out}"
     )

@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from contract.schema import MESSAGE_CONTEXT
 from features.definitions import FEATURE_NAMES, FEATURES, LONGEST_WINDOW_S
-from features.pipeline import Enrichers, build_features, causal_order
+from features.pipeline import Enrichers, build_features, causal_order, event_context, message_rows
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +162,36 @@ def test_missing_ip_has_no_burst_features(ctx, enrichers):
     f = build_features(ctx, enrichers)
     assert f["ip_events_2s"].isna().all() and f["asn_msgs_600s"].isna().all()
     assert LONGEST_WINDOW_S == 600
+
+
+def test_event_context_joins_on_tenant_and_message_id():
+    """Two tenants may use the same message_id (PRODUCT.md): each event gets its own tenant's
+    message. (A join on message_id alone refused, or mixed up, such data.)"""
+    messages = pd.DataFrame(
+        {
+            "message_id": ["m1", "m1", "m2"],
+            "tenant_id": ["a", "b", "a"],
+            "channel": ["email", "sms", "email"],
+            "contact_id": ["ca", "cb", "ca2"],
+        }
+    )
+    for name in MESSAGE_CONTEXT:
+        if name not in messages:
+            messages[name] = None
+    events = pd.DataFrame(
+        {
+            "event_id": ["e1", "e2", "e3", "e4"],
+            "tenant_id": ["b", "a", "a", "b"],
+            "message_id": ["m1", "m1", "m2", "m2"],
+        },  # fmt: skip
+        index=[10, 11, 12, 13],
+    )
+    ctx = event_context(messages, events)
+    assert ctx.index.tolist() == [10, 11, 12, 13]
+    assert ctx["channel"].tolist()[:3] == ["sms", "email", "email"]
+    assert ctx["contact_id"].tolist()[:3] == ["cb", "ca", "ca2"]
+    assert pd.isna(ctx["channel"].iat[3])  # b has no m2: missing, as a left join
+    assert message_rows(messages, events).tolist() == [1, 0, 2, -1]
 
 
 def test_same_message_id_in_two_tenants_gets_each_tenants_message(enrichers) -> None:

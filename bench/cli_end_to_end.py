@@ -1,0 +1,328 @@
+"""Benchmark: the real ``botfilter`` commands, end to end (process start to file written).
+
+    .venv/bin/python bench/cli_end_to_end.py [--sizes 1m,2.65m] [--big 10m] [--repeat N]
+    .venv/bin/python bench/cli_end_to_end.py --startup-only
+
+Times, on simulated worlds of about 1M and 2.65M events, each command as a user runs it, in a
+child process: ``botfilter score``, ``botfilter recompute`` (first run on an empty metrics store,
+then a toggle run after ``settings set`` that reuses the stored scores) and ``botfilter
+validate``; with ``--big`` it also scores a larger file (10M events: copies of the 2.65M world
+under other tenant ids). Prints wall time, events/s, CPU seconds (all processes of the run) and
+the peak memory of the child including the processes it starts: the sum of their resident sets
+(RSS, polled every 20 ms, or the kernel's high-water mark of the largest if higher), which
+counts pages shared by forked workers once per worker, and the sum of their proportional sets
+(PSS: shared pages split between the processes), the footprint. Also the start-up time of
+commands that need no MLflow (median of repeated runs, as hyperfine would).
+
+Generated worlds, the trained model and the metrics store are cached under ``bench/out/``
+(git-ignored); delete it to start over. The machine's load average is printed with every
+figure: on a shared machine the figures are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out"
+HOME = OUT / "home"
+BOTFILTER = [str(Path(sys.executable).parent / "botfilter")]  # the console script users run
+# tenants x 30 days of the default simulator profile (about 24k events per tenant)
+WORLDS = {"1m": 42, "2.65m": 110}
+TRAIN_TENANTS = 6
+AS_OF = "2026-11-01T00:00:00Z"  # the simulator's default end: the whole 30-day window counts
+
+
+@dataclass
+class Run:
+    """One timed command."""
+
+    wall: float
+    peak_mib: float
+    pss_mib: float
+    cpu: float
+    stdout: str
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    found: list[int] = []
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                found += [int(c) for c in f.read().split()]
+        except OSError:
+            continue
+    return found
+
+
+def _status_kib(pid: int, path: str, field: str) -> int:
+    """One ``field:`` of /proc/PID/``path`` in KiB (0 once the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/{path}") as f:
+            for line in f:
+                if line.startswith(field):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _rss_kib(pid: int) -> int:
+    return _status_kib(pid, "status", "VmRSS:")
+
+
+def _pss_kib(pid: int) -> int:
+    return _status_kib(pid, "smaps_rollup", "Pss:")
+
+
+def _cpu_ticks(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime + stime of the process itself
+
+
+def _tree(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo += _children(p)
+    return found
+
+
+def timed(args: list[str], env: dict[str, str] | None = None, check: bool = True) -> Run:
+    """Run ``args`` as a child; wall time from start to exit and peak memory of its tree."""
+    started = time.perf_counter()
+    child = subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+        text=True,
+    )
+    streams: dict[str, str] = {}
+    readers = [
+        threading.Thread(target=lambda k=k, s=s: streams.__setitem__(k, s.read()), daemon=True)
+        for k, s in (("out", child.stdout), ("err", child.stderr))
+    ]
+    for reader in readers:
+        reader.start()
+    peak = [0, 0]  # RSS summed over the tree; PSS (shared pages split between processes)
+    ticks: dict[int, int] = {}  # last CPU ticks seen per process of the tree
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.is_set():
+            tree = _tree(child.pid)
+            peak[0] = max(peak[0], sum(_rss_kib(p) for p in tree))
+            peak[1] = max(peak[1], sum(_pss_kib(p) for p in tree))
+            for p in tree:
+                ticks[p] = max(ticks.get(p, 0), _cpu_ticks(p))
+            done.wait(0.02)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    # wait4 gives this child's own rusage: ru_maxrss is the high-water mark of the largest
+    # process of its tree (which polling can miss between two samples).
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - started
+    child.returncode = os.waitstatus_to_exitcode(status)
+    done.set()
+    for thread in (poller, *readers):
+        thread.join()
+    if check and child.returncode != 0:
+        tail = streams.get("err", "").strip()[-500:]
+        sys.exit(f"{' '.join(args[1:])} failed ({child.returncode}): {tail}")
+    # CPU: the child's own rusage; its descendants (a fork server's workers are not the
+    # child's children) as last sampled.
+    others = sum(t for p, t in ticks.items() if p != child.pid) / os.sysconf("SC_CLK_TCK")
+    cpu = usage.ru_utime + usage.ru_stime + others
+    rss = max(peak[0], usage.ru_maxrss) / 1024
+    return Run(wall, rss, peak[1] / 1024, cpu, streams.get("out", ""))
+
+
+def env() -> dict[str, str]:
+    """The benchmark's own data home (model registry, metrics store), never the user's."""
+    return {"BOTFILTER_HOME": str(HOME), "COLUMNS": "200"}
+
+
+def world(name: str, tenants: int, seed: int = 7) -> Path:
+    """A simulated world of ``tenants`` x 30 days, generated once and cached."""
+    path = OUT / "worlds" / name
+    if not (path / "events.parquet").exists():
+        print(f"simulating {name}: {tenants} tenants x 30 days (cached in {path})", flush=True)
+        cmd = ["simulate", "--out", str(path), "--tenants", str(tenants), "--days", "30"]
+        timed([*BOTFILTER, *cmd, "--seed", str(seed)], env())
+    return path
+
+
+def copies(source: Path, name: str, times: int) -> Path:
+    """``times`` copies of a world under other tenant ids, streamed into one set of files."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    path = OUT / "worlds" / name
+    if (path / "events.parquet").exists():
+        return path
+    print(f"writing {name}: {times} copies of {source.name} under new tenant ids", flush=True)
+    path.mkdir(parents=True, exist_ok=True)
+    for table in ("messages", "events", "segments", "settings"):
+        src = pq.ParquetFile(source / f"{table}.parquet")
+        with pq.ParquetWriter(path / f"{table}.parquet", src.schema_arrow) as writer:
+            for copy in range(times):
+                for g in range(src.num_row_groups):
+                    part = src.read_row_group(g)
+                    i = part.schema.get_field_index("tenant_id")
+                    tenant = pc.binary_join_element_wise(f"c{copy}-", part["tenant_id"], "")
+                    writer.write_table(part.set_column(i, "tenant_id", tenant.cast(pa.string())))
+    return path
+
+
+def count_events(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path / "events.parquet").metadata.num_rows
+
+
+def ensure_model() -> None:
+    """A champion in the benchmark's registry, trained once on a small world."""
+    marker = HOME / "bench-model-ready"
+    if marker.exists():
+        return
+    data = world("train", TRAIN_TENANTS, seed=1)
+    print("training the benchmark's champion (once)", flush=True)
+    timed([*BOTFILTER, "train", "--data", str(data)], env())
+    marker.write_text("ok\n")
+
+
+def load() -> str:
+    return "load {:.1f}/{:.1f}/{:.1f}".format(*os.getloadavg())
+
+
+def startup(repeat: int) -> list[tuple[str, float, float]]:
+    """Median and min wall time of commands that need no MLflow, each run ``repeat`` times."""
+    small = world("train", TRAIN_TENANTS, seed=1)
+    scratch = OUT / "scratch"
+    cases = {
+        "botfilter --help": ["--help"],
+        "botfilter settings --help": ["settings", "--help"],
+        "botfilter metrics show": ["metrics", "show", "--tenant", "nobody"],
+        "botfilter validate --help": ["validate", "--help"],
+        "botfilter score --help": ["score", "--help"],
+    }
+    rows = []
+    for label, cmd in cases.items():
+        # `metrics show` of an unknown tenant fails by design: its start-up is what counts
+        timed([*BOTFILTER, *cmd], env(), check=False)  # warm the file cache
+        walls = [timed([*BOTFILTER, *cmd], env(), check=False).wall for _ in range(repeat)]
+        rows.append((label, statistics.median(walls), min(walls)))
+    del small, scratch
+    return rows
+
+
+def bench_world(path: Path, label: str, commands: list[str]) -> list[tuple[str, ...]]:
+    """Time each command on one world; rows of (world, command, events, wall, events/s, MiB)."""
+    n = count_events(path)
+    scratch = OUT / "scratch" / label
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    rows = []
+
+    def row(command: str, run: Run) -> None:
+        rows.append(
+            (
+                label,
+                command,
+                f"{n:,}",
+                f"{run.wall:.1f}",
+                f"{n / run.wall:,.0f}",
+                f"{run.cpu:.1f}",
+                f"{run.peak_mib:,.0f}",
+                f"{run.pss_mib:,.0f}",
+                load(),
+            )  # fmt: skip
+        )
+        print("  ".join(rows[-1]), flush=True)
+
+    if "score" in commands:
+        out = scratch / "scores.parquet"
+        row("score", timed([*BOTFILTER, "score", "--data", str(path), "--out", str(out)], env()))
+    if "recompute" in commands:
+        # A fresh metrics store per world, so that the first run scores every event.
+        store = {**env(), "BOTFILTER_DATABASE_URL": f"sqlite:///{scratch / 'metrics.db'}"}
+        cmd = [*BOTFILTER, "recompute", "--data", str(path), "--as-of", AS_OF]
+        row("recompute (first)", timed(cmd, store))
+        import pyarrow.parquet as pq
+
+        tenant = pq.read_table(path / "messages.parquet", columns=["tenant_id"])[0][0].as_py()
+        timed([*BOTFILTER, "settings", "set", "--tenant", tenant, "--email", "on"], store)
+        row("recompute (toggle)", timed(cmd, store))
+    if "validate" in commands:
+        row("validate", timed([*BOTFILTER, "validate", "--data", str(path), "--out", str(scratch)]))
+    shutil.rmtree(scratch, ignore_errors=True)
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1m,2.65m", help=f"worlds among {', '.join(WORLDS)}")
+    parser.add_argument("--big", default="10m", help="also score this many copies ('' to skip)")
+    parser.add_argument("--commands", default="score,recompute,validate")
+    parser.add_argument("--repeat", type=int, default=5, help="start-up runs per command")
+    parser.add_argument("--startup-only", action="store_true")
+    args = parser.parse_args()
+    HOME.mkdir(parents=True, exist_ok=True)
+    ensure_model()
+
+    print(f"start-up (median / min of {args.repeat} runs), {load()}")
+    for label, median, best in startup(args.repeat):
+        print(f"  {label:<28} {median:.2f} s / {best:.2f} s")
+    if args.startup_only:
+        return 0
+
+    commands = args.commands.split(",")
+    header = (
+        "world",
+        "command",
+        "events",
+        "wall s",
+        "events/s",
+        "CPU s",
+        "peak RSS MiB",
+        "peak PSS MiB",
+        "load",
+    )
+    print("  ".join(header))
+    rows = []
+    for size in filter(None, args.sizes.split(",")):
+        rows += bench_world(world(size, WORLDS[size]), size, commands)
+    if args.big:
+        times = round(float(args.big.rstrip("m")) / 2.65)
+        big = copies(world("2.65m", WORLDS["2.65m"]), args.big, times)
+        rows += bench_world(big, args.big, ["score"])
+    print("\n| " + " | ".join(header) + " |\n|" + " --- |" * len(header))
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

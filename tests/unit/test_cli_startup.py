@@ -1,0 +1,41 @@
+"""Start-up of commands that need no MLflow: only what the command uses is imported."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+# rich help formatting (typer.rich_utils pulls rich.markdown, pygments, rich.traceback) cost
+# 1.3 of the 3 s `botfilter --help` took; the data stack is for the commands that use it.
+HEAVY = ("typer.rich_utils", "rich.markdown", "pandas", "pyarrow", "mlflow", "lightgbm", "numba")
+
+
+def _modules_after(*argv: str) -> set[str]:
+    code = (
+        "import json, sys\n"
+        f"sys.argv = ['botfilter', *{list(argv)!r}]\n"
+        "from botfilter.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(json.dumps(sorted(sys.modules)), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return set(json.loads(done.stderr.strip().splitlines()[-1]))
+
+
+def test_help_imports_nothing_heavy():
+    for argv in (["--help"], ["settings", "--help"], ["score", "--help"], ["validate", "--help"]):
+        loaded = _modules_after(*argv)
+        assert "botfilter.cli" in loaded
+        assert not [m for m in HEAVY if m in loaded], argv
+
+
+def test_usage_errors_are_one_plain_line():
+    done = subprocess.run(
+        [sys.executable, "-c", "from botfilter.cli import main; main()", "score", "--bogus"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert "No such option: --bogus" in done.stderr
+    assert "╭" not in done.stderr  # no rich box drawing

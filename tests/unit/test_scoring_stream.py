@@ -1,0 +1,156 @@
+"""Scoring a data directory part by part (whole tenants, Parquet read lazily) gives exactly the
+scores and counts of loading and scoring it whole."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import contract
+from contract.parts import iter_raw_parts, plan_parts
+from features.definitions import FEATURE_NAMES
+from features.pipeline import Enrichers, build_features, event_context
+from scoring.batch import score_data_dir, score_validated
+from scoring.io import read_scores, write_scores
+from scoring.model import BotModel
+from simulation.core import generate
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, BotModel]:
+    """Four tenants as Parquet in small row groups, with broken rows of every kind around."""
+    tables = generate(tenants=4, days=2, seed=4)
+    messages, events = tables["messages"], tables["events"]
+    bad_events = events.iloc[[0, 1, 2, 3]].copy()
+    bad_events["event_id"] = ["x-no-tenant", "x-unknown", "x-late-ts", events["event_id"].iat[5]]
+    bad_events.loc[bad_events.index[0], "tenant_id"] = None
+    bad_events.loc[bad_events.index[1], "message_id"] = "no-such-message"
+    bad_events.loc[bad_events.index[2], "occurred_at"] = pd.NaT
+    bad_events["tenant_id"] = bad_events["tenant_id"].astype(object)
+    # the last one repeats an event of the first tenant, at the end of the file
+    events = pd.concat(
+        [events.iloc[:100], bad_events.iloc[:3], events.iloc[100:], bad_events.iloc[3:]],
+        ignore_index=True,
+    )
+    events.loc[events.index[-1]] = events.iloc[5]  # an exact duplicate delivery
+    bad_message = messages.iloc[[0]].copy()
+    bad_message["message_id"], bad_message["tenant_id"] = "m-no-tenant", None
+    messages = pd.concat([messages, bad_message], ignore_index=True)
+
+    data = tmp_path_factory.mktemp("world")
+    pq.write_table(pa.Table.from_pandas(messages, preserve_index=False),
+                   data / "messages.parquet", row_group_size=500)  # fmt: skip
+    table = pa.Table.from_pandas(events, preserve_index=False)
+    # one User-Agent that is not UTF-8 (Parquet readers let it through; validation must not)
+    ua = table["user_agent"].combine_chunks().cast(pa.binary()).to_pylist()
+    ua[200] = b"Mozilla/5.0 \xff"
+    column = pa.array(ua, pa.binary()).view(pa.string())
+    table = table.set_column(table.schema.get_field_index("user_agent"), "user_agent", column)
+    pq.write_table(table, data / "events.parquet", row_group_size=700)
+    for name in ("segments", "settings"):
+        tables[name].to_parquet(data / f"{name}.parquet", index=False)
+
+    validated = contract.load(data)
+    ctx = event_context(validated.messages, validated.events).reset_index(drop=True)
+    feats = build_features(ctx, Enrichers.load())
+    booster = lgb.train(
+        {"objective": "binary", "num_leaves": 15, "verbose": -1, "seed": 1, "num_threads": 1},
+        lgb.Dataset(feats.to_numpy(np.float64), (ctx["label"] == "bot").to_numpy().astype(int)),
+        num_boost_round=10,
+    )
+    model = BotModel(booster, list(FEATURE_NAMES), (1.0, 0.0), {"default": 0.5}, "test/1", 1)
+    return data, model
+
+
+@pytest.mark.parametrize(
+    ("part_events", "workers"), [(1, 1), (600, 1), (600, 2), (10**9, 2), (1, 2)]
+)
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_streamed_scores_equal_the_whole_directory(
+    world, settings, tmp_path, part_events, workers, suffix
+):
+    data, model = world
+    validated = contract.load(data)
+    assert validated.report.quarantined_total >= 5 and validated.report.tables["events"].duplicates
+    whole = tmp_path / f"whole{suffix}"
+    expected_scores = score_validated(validated, settings, model=model)
+    # as `botfilter score` writes them: event ids are unique within a tenant only
+    expected_scores.insert(1, "tenant_id", validated.events["tenant_id"].to_numpy(dtype=object))
+    write_scores(expected_scores, whole)
+
+    streamed = tmp_path / f"streamed{suffix}"
+    run = score_data_dir(
+        data, streamed, settings, model=model, part_events=part_events, workers=workers
+    )
+    assert run.report.as_dict() == validated.report.as_dict()
+    expected, got = read_scores(whole), read_scores(streamed)
+    assert len(got) == len(validated.events) == run.events
+    # the simulator writes each tenant's rows together, so even the order is the file's
+    pd.testing.assert_frame_equal(
+        got.assign(reasons=got["reasons"].map(list)),
+        expected.assign(reasons=expected["reasons"].map(list)),
+    )
+    assert run.bots == int(expected["is_bot"].sum()) and 0 < run.bots < run.events
+    read = pd.read_parquet if suffix == ".parquet" else pd.read_csv
+    assert read(streamed)["tenant_id"].tolist() == read(whole)["tenant_id"].tolist()
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_rows_of_a_tenant_spread_over_the_file_still_score_the_same(world, settings, tmp_path):
+    data, model = world
+    shuffled = tmp_path / "shuffled"
+    shuffled.mkdir()
+    for name in ("messages", "events", "segments", "settings"):
+        table = pq.read_table(data / f"{name}.parquet")
+        order = np.random.default_rng(3).permutation(table.num_rows)
+        pq.write_table(
+            table.take(pa.array(order)), shuffled / f"{name}.parquet", row_group_size=300
+        )
+    validated = contract.load(shuffled)
+    expected = score_validated(validated, settings, model=model)
+    run = score_data_dir(shuffled, tmp_path / "s.parquet", settings, model=model, part_events=800)
+    got = read_scores(tmp_path / "s.parquet")
+    key = ["event_id", "bot_score"]
+    pd.testing.assert_frame_equal(
+        got.sort_values(key, ignore_index=True).assign(reasons=lambda f: f.reasons.map(list)),
+        expected.sort_values(key, ignore_index=True).assign(reasons=lambda f: f.reasons.map(list)),
+    )
+    assert run.report.as_dict() == validated.report.as_dict()
+
+
+def test_quarantine_row_numbers_are_the_file_rows(world):
+    data, _ = world
+    parts = list(iter_raw_parts(data, part_events=600))
+    assert len(parts) > 3
+    whole = contract.load(data).quarantine
+    from contract.validate import validate_raw
+
+    streamed = pd.concat([validate_raw(p).quarantine for p in parts], ignore_index=True)
+    key = ["table", "row_number"]
+    pd.testing.assert_frame_equal(
+        streamed.sort_values(key, ignore_index=True), whole.sort_values(key, ignore_index=True)
+    )
+    assert (streamed["reason"] == "invalid UTF-8 text").sum() == 1
+
+
+def test_plan_parts_packs_whole_tenants_in_order_of_their_first_event():
+    # tenant codes: 0 and 1 have events, 2 only messages; -1 is a row without a tenant
+    codes = {
+        "events": np.array([1, 1, 0, 1, 0, -1]),
+        "messages": np.array([0, 1, 2, -1, 1]),
+        "segments": np.array([], dtype=np.int64),
+    }
+    parts = plan_parts(codes, part_events=3)
+    assert [p.rows["events"].tolist() for p in parts] == [[0, 1, 3], [2, 4], [5]]
+    assert [p.rows["messages"].tolist() for p in parts] == [[1, 4], [0, 2], [3]]
+    assert [p.events for p in parts] == [3, 2, 1]
+    whole = plan_parts(codes, part_events=100)
+    assert [p.rows["events"].tolist() for p in whole] == [[0, 1, 2, 3, 4], [5]]
+    empty = plan_parts({"events": np.zeros(0, np.int64), "messages": np.zeros(0, np.int64)})
+    assert len(empty) == 1 and empty[0].events == 0
