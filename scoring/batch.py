@@ -186,9 +186,7 @@ def _score_part(raws: dict, model: BotModel, enrichers: Enrichers) -> _PartScore
     report = validated.report
     del validated
     scores = score_context(ctx, model, enrichers)
-    # rows are in the events' order; event ids are unique within a tenant only (PRODUCT.md)
-    scores.insert(1, "tenant_id", ctx["tenant_id"].to_numpy(dtype=object))
-    del ctx
+    del ctx  # score_context's rows carry tenant_id: event ids are unique within a tenant only
     table = pa.Table.from_pandas(scores, schema=scores_arrow_schema(True), preserve_index=False)
     return _PartScores(table, report, len(scores), int(scores["is_bot"].sum()))
 

@@ -119,7 +119,8 @@ def write_scores(scores: pd.DataFrame, path: Path) -> None:
 
 
 def read_scores(path: Path) -> pd.DataFrame:
-    """Read a scores table written by :func:`write_scores` (or by another system, same columns)."""
+    """Read a scores table written by :func:`write_scores` (or by another system, same columns),
+    with its ``tenant_id`` when it has one."""
     if not path.exists():
         raise BotfilterError(f"{path}: scores file not found")
     if path.suffix == ".parquet":
@@ -127,7 +128,7 @@ def read_scores(path: Path) -> pd.DataFrame:
     elif path.suffix == ".csv":
         df = pd.read_csv(
             path,
-            dtype={"event_id": str, "model_version": str, "reasons": str},
+            dtype={"event_id": str, "tenant_id": str, "model_version": str, "reasons": str},
             keep_default_na=False,
         )
         df["reasons"] = df["reasons"].map(lambda s: [r for r in s.split(";") if r])
@@ -141,4 +142,6 @@ def read_scores(path: Path) -> pd.DataFrame:
         if df["is_bot"].dtype == object
         else df["is_bot"].astype(bool)
     )
+    if "tenant_id" in df.columns:  # second, as the writers put it
+        return df[[SCORE_COLUMNS[0], "tenant_id", *SCORE_COLUMNS[1:]]]
     return df[list(SCORE_COLUMNS)]

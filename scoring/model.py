@@ -298,5 +298,6 @@ class ScoredRows:
         if tenant_ids is None:
             return pd.DataFrame(columns, columns=list(SCORE_COLUMNS))
         return pd.DataFrame(
-            columns | {"tenant_id": tenant_ids}, columns=[*SCORE_COLUMNS, "tenant_id"]
+            columns | {"tenant_id": tenant_ids},
+            columns=[SCORE_COLUMNS[0], "tenant_id", *SCORE_COLUMNS[1:]],  # as files have it
         )
