@@ -11,6 +11,7 @@ import typer
 from contract.commands import validate
 from features.commands import vendor
 from jobs.commands import metrics_app, recompute, report, run, settings_app
+from labelling.commands import label
 from serving.commands import serve
 from simulation.commands import simulate
 from training.commands import evaluate, score, train
@@ -25,7 +26,19 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-for command in (demo, simulate, validate, train, evaluate, score, recompute, run, report, serve):
+for command in (
+    demo,
+    simulate,
+    validate,
+    label,
+    train,
+    evaluate,
+    score,
+    recompute,
+    run,
+    report,
+    serve,
+):
     app.command()(command)
 app.command(name="vendor")(vendor)
 app.add_typer(settings_app, name="settings")
