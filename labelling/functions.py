@@ -26,6 +26,8 @@ HONEYPOT_WINDOW_S = 10.0
 AT_DELIVERY_S = 60.0
 # One address clicking several links of a message within this many seconds is fetching them all.
 FETCH_ALL_S = 10.0
+# A gateway's time-of-click check fetches the link this many seconds before the person's click.
+RESCAN_S = 3.0
 # A person reads minutes after delivery, not seconds.
 PERSON_AFTER_S = 300.0
 # Desktop browsers this many major versions behind the current one are scanner disguises; people
@@ -174,6 +176,46 @@ def fetches_every_link(ctx: pd.DataFrame, feats: pd.DataFrame) -> np.ndarray:
     return np.isin(group, fast.to_numpy()) & (group >= 0)
 
 
+def rescan_before_click(ctx: pd.DataFrame, feats: pd.DataFrame) -> np.ndarray:
+    # The same link of the message clicked again from another address within seconds: the
+    # first click was the gateway checking the link for the person who clicked next.
+    click = (ctx["type"] == "click").to_numpy()
+    out = np.zeros(len(ctx), dtype=bool)
+    idx = np.flatnonzero(click)
+    if idx.size < 2:
+        return out
+    sub = pd.DataFrame(
+        {
+            "tenant": ctx["tenant_id"].to_numpy()[idx],
+            "message": ctx["message_id"].to_numpy()[idx],
+            "pos": pd.to_numeric(ctx["link_position"], errors="coerce").to_numpy()[idx],
+            "t": _times_s(ctx)[idx],
+            "ip": ctx["ip"].to_numpy()[idx],
+            "row": idx,
+        }
+    ).sort_values(["tenant", "message", "pos", "t"], kind="stable")
+    same = (
+        (sub["tenant"].to_numpy()[1:] == sub["tenant"].to_numpy()[:-1])
+        & (sub["message"].to_numpy()[1:] == sub["message"].to_numpy()[:-1])
+        & (sub["pos"].to_numpy()[1:] == sub["pos"].to_numpy()[:-1])
+    )
+    dt = sub["t"].to_numpy()[1:] - sub["t"].to_numpy()[:-1]
+    ip = sub["ip"].to_numpy()
+    other = pd.notna(ip[1:]) & pd.notna(ip[:-1]) & (ip[1:] != ip[:-1])
+    first = same & other & (dt <= RESCAN_S)
+    out[sub["row"].to_numpy()[:-1][first]] = True
+    return out
+
+
+def sms_link_check(ctx: pd.DataFrame, feats: pd.DataFrame) -> np.ndarray:
+    # Android's message app checks a texted link from Google's network on receipt.
+    return (
+        (feats["is_sms"].to_numpy() == 1)
+        & _flag(feats, "net_google")
+        & (_secs(feats) < AT_DELIVERY_S)
+    )
+
+
 # --- human votes ----------------------------------------------------------------------------
 def _current_browser(feats: pd.DataFrame) -> np.ndarray:
     behind = feats["ua_versions_behind"].to_numpy()
@@ -266,6 +308,19 @@ LABELLING_FUNCTIONS: tuple[LabellingFunction, ...] = (
         BOT,
         f"the address clicked 2+ links of the message within {FETCH_ALL_S:g} s",
         SCANNER,
+    ),
+    _lf(
+        rescan_before_click,
+        BOT,
+        f"the same link clicked again from another address within {RESCAN_S:g} s "
+        "(time-of-click check)",
+        SCANNER,
+    ),
+    _lf(
+        sms_link_check,
+        BOT,
+        f"an SMS link fetched from Google's network within {AT_DELIVERY_S:g} s of delivery",
+        "link_preview",
     ),
     _lf(
         late_click_after_open,

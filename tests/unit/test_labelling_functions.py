@@ -218,3 +218,27 @@ def test_apply_all_shapes_and_checks_rows() -> None:
     assert votes[1, lf.LF_NAMES.index("mail_client_open")] == HUMAN
     with pytest.raises(ValueError, match="same rows"):
         lf.apply_all(ctx, feats.iloc[:1])
+
+
+def test_rescan_before_click_marks_the_check_not_the_person() -> None:
+    rows = [
+        {"message_id": "m", "ip": "40.107.0.1", "t": 100.0, "link_position": 1},  # the check
+        {"message_id": "m", "ip": "5.5.5.5", "t": 101.5, "link_position": 1},  # the person
+        {"message_id": "m", "ip": "5.5.5.5", "t": 200.0, "link_position": 1},  # a repeat click
+        {"message_id": "n", "ip": "40.107.0.1", "t": 100.0, "link_position": 0},
+        {"message_id": "n", "ip": "5.5.5.5", "t": 110.0, "link_position": 0},  # 10 s later
+        {"message_id": "k", "ip": "40.107.0.1", "t": 100.0, "link_position": 0},
+        {"message_id": "k", "ip": "5.5.5.5", "t": 101.0, "link_position": 2},  # another link
+    ]
+    assert _votes(lf.rescan_before_click, rows) == [BOT] + [ABSTAIN] * 6
+
+
+def test_sms_link_check() -> None:
+    check = {"is_sms": 1, "net_google": 1, "secs_since_delivery": 2}
+    rows = [
+        {"f": check},
+        {"f": {**check, "secs_since_delivery": 600}},
+        {"f": {**check, "is_sms": 0}},
+        {"f": {**check, "net_google": 0}},
+    ]
+    assert _votes(lf.sms_link_check, rows) == [BOT] + [ABSTAIN] * 3
