@@ -12,6 +12,7 @@ from contract.commands import validate
 from features.commands import vendor
 from jobs.commands import metrics_app, recompute, report, run, settings_app
 from labelling.commands import label
+from monitoring.commands import monitor
 from serving.commands import serve
 from simulation.commands import simulate
 from training.commands import evaluate, score, train
@@ -33,6 +34,7 @@ for command in (
     label,
     train,
     evaluate,
+    monitor,
     score,
     recompute,
     run,

@@ -290,6 +290,10 @@ def train(
         mlflow.log_dict(decision.as_dict(), "gate_decision.json")
         if prep.label_info:
             mlflow.log_dict(prep.label_info, "labels.json")
+        # What `botfilter monitor` compares live traffic with.
+        from monitoring.run import training_profile
+
+        mlflow.log_dict(training_profile(model, prep), "reference_profile.json")
         y = prep.y[te]
         ctx_te = prep.ctx.iloc[te]
         kind = (
