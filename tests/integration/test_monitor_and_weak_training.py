@@ -86,3 +86,25 @@ def test_evaluate_unlabelled_estimates_recall_per_tenant(setup):
         assert r["note"] in ("", "too few to tell", "no honeypot hits")
         if not r["note"]:
             assert r["ci_low"] <= r["recall"] <= r["ci_high"] and r["confirmed"] >= 30
+
+
+def test_the_worker_runs_the_monitor_once_a_day(setup):
+    from datetime import UTC, datetime, timedelta
+
+    from jobs.store import Store
+    from jobs.worker import run_cycle
+
+    settings = setup["settings"]
+    store = Store.open(settings)
+    latest = setup["home"] / "reports/monitor/latest.json"
+    latest.unlink(missing_ok=True)
+    now = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
+    first = run_cycle(store, settings, setup["root"] / "new", now=now)
+    assert first.status == "succeeded", first.errors
+    assert first.drift.startswith("1 alert(s): candidate new scanner: AS174"), first.drift
+    assert json.loads(latest.read_text())["candidate_scanners"][0]["asn"] == 174
+    assert "drift monitor: 1 alert(s)" in first.line()
+    later = run_cycle(store, settings, setup["root"] / "new", now=now + timedelta(hours=2))
+    assert later.drift == ""  # not a day yet
+    next_day = run_cycle(store, settings, setup["root"] / "new", now=now + timedelta(days=1))
+    assert next_day.drift.startswith("1 alert(s)")
