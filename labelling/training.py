@@ -11,7 +11,7 @@ import pandas as pd
 
 from botfilter.errors import BotfilterError
 from labelling.label import CLASSES, weak_labels
-from labelling.model import LabelModel
+from labelling.model import ABSTAIN, LabelModel
 
 WEAK = "weak"
 # Rows whose weak label is this unsure teach the model nothing but noise; they keep weight 0.
@@ -59,11 +59,15 @@ def apply_weak_labels(
     the weak labels, so the evaluation report and the gate read them like real labels.
     """
     info: dict[str, Any] = {"labels": str(labels)}
+    covered = np.ones(len(ctx), dtype=bool)
     if str(labels) == WEAK:
         weak = weak_labels(ctx, feats)
         proba = weak.proba
         kind = _bot_kind(weak.model, weak.votes)
         info["weak_report"] = weak.report()
+        # An event no function voted on gets the prior as its label: that is no evidence, and
+        # as a confident "human" it would teach the model to miss whatever the functions miss.
+        covered = (weak.votes != ABSTAIN).any(axis=1)
     else:
         table = read_labels(Path(labels))
         keyed = ctx[["tenant_id", "event_id"]].merge(
@@ -78,7 +82,7 @@ def apply_weak_labels(
         kind = np.where(proba >= 0.5, "weak", None)
     y = proba >= 0.5
     confidence = np.abs(2.0 * proba - 1.0)
-    weight = np.where(confidence >= MIN_CONFIDENCE, confidence, 0.0)
+    weight = np.where((confidence >= MIN_CONFIDENCE) & covered, confidence, 0.0)
     ctx = ctx.assign(label=np.where(y, "bot", "human").astype(object), bot_kind=kind)
     info["weak_bot_share"] = float(y.mean()) if len(y) else 0.0
     info["weak_events"] = int(len(y))

@@ -152,6 +152,10 @@ def fit_model(
 ) -> tuple[BotModel, dict[str, Any]]:
     """Fit booster, calibration and thresholds on the train/validation splits."""
     tr, va, te = split_by_send_time(prep.ctx)
+    if prep.weight is not None:
+        # A row of weight 0 carries no label (a weak label no function voted for): it neither
+        # trains, calibrates, sets thresholds nor counts in the evaluation.
+        tr, va, te = (idx[prep.weight[idx] > 0] for idx in (tr, va, te))
     if min(len(tr), len(va), len(te)) == 0 or prep.y[tr].all() or not prep.y[tr].any():
         raise BotfilterError("too little labelled data to split by time into train/validation/test")
     X = prep.features[list(FEATURE_NAMES)].to_numpy(dtype=np.float64)
