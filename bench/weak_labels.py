@@ -34,22 +34,6 @@ TARGETS = {"pr_auc": 0.98, "precision": 0.98, "recall": 0.95, "ctr_mae_pp": 0.5}
 FAMILY_RECALL = 0.9
 
 
-def hide_labels(src: Path, dst: Path) -> Path:
-    """A copy of a data directory whose events carry no label or bot_kind."""
-    import shutil
-
-    import pandas as pd
-
-    dst.mkdir(parents=True, exist_ok=True)
-    for f in src.glob("*.parquet"):
-        if f.name == "events.parquet":
-            events = pd.read_parquet(f)
-            events.drop(columns=["label", "bot_kind"]).to_parquet(dst / f.name, index=False)
-        else:
-            shutil.copy(f, dst / f.name)
-    return dst
-
-
 def against_truth(model, prep, idx: np.ndarray) -> dict[str, float]:  # noqa: ANN001
     """The model's figures against the hidden labels on rows ``idx``."""
     from training.train import evaluate_model
@@ -91,6 +75,7 @@ def main() -> None:
 
     from botfilter.settings import Settings
     from contract import load
+    from labelling.label import hide_labels
     from simulation import SimConfig, simulate
     from training.train import prepare, split_by_send_time, train
 

@@ -4,6 +4,7 @@ P(bot), and a report of each function's coverage, overlaps, conflicts and estima
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -173,3 +174,17 @@ def write_labels(table: pd.DataFrame, path) -> None:  # noqa: ANN001
             table.to_csv(path, index=False)
     except OSError as exc:
         raise BotfilterError(f"cannot write {path}: {exc}") from exc
+
+
+def hide_labels(src: Path, dst: Path) -> Path:
+    """A copy of a data directory whose events carry no label or bot_kind."""
+    import shutil
+
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in src.glob("*.parquet"):
+        if f.name == "events.parquet":
+            events = pd.read_parquet(f)
+            events.drop(columns=["label", "bot_kind"]).to_parquet(dst / f.name, index=False)
+        else:
+            shutil.copy(f, dst / f.name)
+    return dst

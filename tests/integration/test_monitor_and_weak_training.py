@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.weak_labels import hide_labels
 from botfilter.settings import Settings
+from labelling.label import hide_labels
 from simulation import SimConfig, simulate
 from tests.integration.test_cli_errors import run
 from training.train import train
