@@ -31,7 +31,8 @@ def setup(tmp_path_factory) -> dict[str, Path]:
 
 
 def test_monitor_is_quiet_on_a_world_drawn_like_the_training_one(setup):
-    proc = run(["monitor", "--data", str(setup["root"] / "quiet")], setup["home"])
+    model = ["--model", f"models:/{setup['first'].version}"]  # whatever is champion by now
+    proc = run(["monitor", "--data", str(setup["root"] / "quiet"), *model], setup["home"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((setup["home"] / "reports/monitor/latest.json").read_text())
     assert report["alerts"] == [] and report["candidate_scanners"] == []
@@ -43,6 +44,7 @@ def test_monitor_alerts_on_a_new_scanner_family_and_names_its_network(setup, tmp
 
     out, page = tmp_path / "drift.json", tmp_path / "drift.html"
     args = ["monitor", "--data", str(setup["root"] / "new"), "--out", str(out), "--html", str(page)]
+    args += ["--model", f"models:/{setup['first'].version}"]
     proc = run(args, setup["home"])
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "candidate new scanner: AS174 Cogent Communications" in proc.stdout
@@ -99,12 +101,18 @@ def test_the_worker_runs_the_monitor_once_a_day(setup):
     latest = setup["home"] / "reports/monitor/latest.json"
     latest.unlink(missing_ok=True)
     now = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
-    first = run_cycle(store, settings, setup["root"] / "new", now=now)
+    # The first model: a weak-label model trained on the new world may be champion by now.
+    uri = f"models:/{setup['first'].version}"
+    first = run_cycle(store, settings, setup["root"] / "new", now=now, model_uri=uri)
     assert first.status == "succeeded", first.errors
     assert first.drift.startswith("1 alert(s): candidate new scanner: AS174"), first.drift
     assert json.loads(latest.read_text())["candidate_scanners"][0]["asn"] == 174
     assert "drift monitor: 1 alert(s)" in first.line()
-    later = run_cycle(store, settings, setup["root"] / "new", now=now + timedelta(hours=2))
+    later = run_cycle(
+        store, settings, setup["root"] / "new", now=now + timedelta(hours=2), model_uri=uri
+    )
     assert later.drift == ""  # not a day yet
-    next_day = run_cycle(store, settings, setup["root"] / "new", now=now + timedelta(days=1))
+    next_day = run_cycle(
+        store, settings, setup["root"] / "new", now=now + timedelta(days=1), model_uri=uri
+    )
     assert next_day.drift.startswith("1 alert(s)")
