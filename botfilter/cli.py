@@ -13,6 +13,8 @@ import typer
 from contract.commands import validate
 from features.commands import vendor
 from jobs.commands import metrics_app, recompute, report, run, scores_app, settings_app
+from labelling.commands import label
+from monitoring.commands import monitor
 from serving.commands import serve, tokens_app
 from simulation.commands import simulate
 from training.commands import evaluate, score, train
@@ -30,7 +32,20 @@ app = typer.Typer(
     # and rich.traceback (1.3 s of the 3 s `botfilter --help` took on this machine).
     rich_markup_mode=None,
 )
-for command in (demo, simulate, validate, train, evaluate, score, recompute, run, report, serve):
+for command in (
+    demo,
+    simulate,
+    validate,
+    label,
+    train,
+    evaluate,
+    monitor,
+    score,
+    recompute,
+    run,
+    report,
+    serve,
+):
     app.command()(command)
 app.command(name="vendor")(vendor)
 app.add_typer(settings_app, name="settings")

@@ -123,7 +123,8 @@ def report(
     from jobs.report import write_report
     from jobs.store import Store
 
-    path = write_report(Store.open(get_settings()), tenant, out)
+    settings = get_settings()
+    path = write_report(Store.open(settings), tenant, out, home=settings.home)
     typer.echo(f"wrote {path}")
 
 
@@ -199,9 +200,17 @@ def metrics_show(
     from botfilter.settings import get_settings
     from jobs.report import load_tenant, show_table
     from jobs.store import Store
+    from labelling.estimates import load_estimates, rich_table
 
-    metrics = load_tenant(Store.open(get_settings()), tenant)
-    Console().print(show_table(metrics, module, limit))
+    settings = get_settings()
+    metrics = load_tenant(Store.open(settings), tenant)
+    console = Console()
+    console.print(show_table(metrics, module, limit))
+    estimate = load_estimates(settings.home, tenant)
+    if estimate is not None:
+        console.print(
+            rich_table(estimate["rows"], f"estimated scanner recall ({estimate['model_version']})")
+        )
 
 
 @scores_app.command("clear")

@@ -323,8 +323,11 @@ table.data th:first-child,table.data td:first-child{text-align:left}
 """
 
 
-def render_report(metrics: TenantMetrics) -> str:
-    """The report page as one HTML string (charts embedded as base64 PNGs)."""
+def render_report(metrics: TenantMetrics, extra_html: str = "") -> str:
+    """The report page as one HTML string (charts embedded as base64 PNGs).
+
+    ``extra_html`` is appended as is (sections built elsewhere, already escaped).
+    """
     if metrics.empty:
         raise BotfilterError(f"tenant {metrics.tenant!r} has no messages in its stored metrics")
     parts = metrics.partitions
@@ -369,6 +372,7 @@ def render_report(metrics: TenantMetrics) -> str:
             shown = frame.rename(columns={frame.columns[0]: label, "kept": "not excluded"})
             body.append(f"<div>{_html_table(shown)}</div>")
         body.append("</div>")
+    body.append(extra_html)
     page = "\n".join(body)
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
@@ -377,12 +381,20 @@ def render_report(metrics: TenantMetrics) -> str:
     )
 
 
-def write_report(store: Store, tenant: str, out: Path) -> Path:
-    """Write the tenant's report as one self-contained HTML file."""
+def write_report(store: Store, tenant: str, out: Path, home: Path | None = None) -> Path:
+    """Write the tenant's report as one self-contained HTML file.
+
+    With the data ``home``, the tenant's saved scanner-recall estimate gets a section too.
+    """
     from botfilter.paths import check_out_file
 
+    extra = ""
+    if home is not None:
+        from labelling.estimates import html_section, load_estimates
+
+        extra = html_section(load_estimates(home, tenant))
+    page = render_report(load_tenant(store, tenant), extra)
     out = check_out_file(out)
-    page = render_report(load_tenant(store, tenant))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     return out

@@ -11,7 +11,9 @@ A cycle:
 4. otherwise loads the directory through the contract and recomputes: every tenant and channel
    when the data changed or the hourly recompute is due, else only the queued (tenant, channel)
    pairs, with ``as_of`` = now;
-5. records itself as a ``cycle`` job run (each tenant's recompute has its own run).
+5. records itself as a ``cycle`` job run (each tenant's recompute has its own run);
+6. once a day, runs the drift monitor (``botfilter monitor``) on the directory against the
+   champion and keeps its report under the data home, where the API's gauges read it.
 
 Between cycles the loop polls the queue every few seconds, so a setting change is applied within
 seconds of being made, well inside the product's hour.
@@ -42,6 +44,8 @@ from jobs.store import LockTimeout, Store
 FINGERPRINT = "data_fingerprint"
 LAST_FULL = "last_full_recompute"
 FULL_EVERY = timedelta(hours=1)
+LAST_MONITOR = "last_drift_monitor"
+MONITOR_EVERY = timedelta(days=1)
 
 
 def parse_every(value: str) -> timedelta:
@@ -83,6 +87,7 @@ class CycleResult:
     errors: list[str] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)  # queued tenants not in the data
     seconds: float = 0.0
+    drift: str = ""  # the daily drift monitor's outcome, when it ran this cycle
 
     def line(self) -> str:
         """One line for the log."""
@@ -92,6 +97,8 @@ class CycleResult:
             text += f"; waiting for data of {', '.join(self.waiting)}"
         if self.errors:
             text += f"; errors: {' | '.join(self.errors)}"
+        if self.drift:
+            text += f"; drift monitor: {self.drift}"
         return text
 
 
@@ -131,10 +138,35 @@ def run_cycle(
             result = _cycle(
                 store, settings, Path(data_dir), now, scorer, model_version, model_uri, load
             )
+            # The monitor compares the champion's view with its training data: a cycle scoring
+            # with an injected scorer has no champion view to compare.
+            if scorer is None and result.status != "failed":
+                result.drift = _monitor_if_due(store, settings, Path(data_dir), now, model_uri)
     except LockTimeout:
         result = CycleResult("skipped", "another worker is running a cycle")
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _monitor_if_due(
+    store: Store, settings: Settings, data_dir: Path, now: datetime | None, model_uri: str | None
+) -> str:
+    """Run the drift monitor when the last run is a day old; its outcome in a few words."""
+    from monitoring.run import run_monitor, save_latest
+
+    now = now or datetime.now(UTC)
+    last = store.get_state(LAST_MONITOR)
+    if last is not None and now - datetime.fromisoformat(last) < MONITOR_EVERY:
+        return ""
+    try:
+        report = run_monitor(settings, data_dir, model_uri)
+    except BotfilterError as exc:
+        return f"not run: {exc}"
+    save_latest(settings.ensure_home(), report)
+    with store.write() as conn:
+        store.set_state(LAST_MONITOR, now.isoformat(), conn)
+    alerts = report["alerts"]
+    return f"{len(alerts)} alert(s)" + (f": {alerts[0]}" if alerts else "")
 
 
 def _cycle(

@@ -56,9 +56,12 @@ class BotfilterService:
         self.runtime.close()
 
     def __metrics__(self, content: str) -> str:
+        from botfilter.settings import get_settings
+        from monitoring.run import gauges
         from serving.metrics import with_bot_share
 
-        return with_bot_share(content)
+        # The drift gauges come from the latest `botfilter monitor` report under the data home.
+        return with_bot_share(content) + gauges(get_settings().home)
 
 
 BotfilterService.add_asgi_middleware(Gate)

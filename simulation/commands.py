@@ -14,7 +14,8 @@ def simulate(
     days: int = typer.Option(30, min=1, help="Days of sends to simulate."),
     seed: int = typer.Option(0, min=0, help="Random seed; the same seed gives identical files."),
     profile: str = typer.Option(
-        "default", help="Behaviour profile: 'default' or 'shifted' (see simulation/README.md)."
+        "default",
+        help="Behaviour profile: 'default', 'shifted' or 'new_scanner' (simulation/README.md).",
     ),
     end: str = typer.Option(
         "2026-11-01T00:00:00Z",

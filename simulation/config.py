@@ -757,6 +757,27 @@ class SimConfig:
     )
     crawler_head_share: float = knob(0.1, "HTTP-client crawler hits sent as HEAD.", "crawlers")
 
+    # --- a scanner family the default profile lacks (simulation/new_scanner.py) -------------
+    new_scanner_share: float = knob(
+        0.0,
+        "Corporate domains also protected by a new security vendor (0: the family is absent).",
+        "marketo_filters",
+    )
+    new_scanner_asns: tuple[int, ...] = knob(
+        (174,), "Networks the new vendor scans from (no vendored list flags them).", "scanner_guide"
+    )
+    new_scanner_scan_prob: float = knob(
+        0.9, "Chance the new vendor scans a message to a protected domain.", "marketo_filters"
+    )
+    new_scanner_fetch_all: float = knob(
+        0.6,
+        "Protected domains where it fetches every link (else only the first).",
+        "marketo_filters",
+    )
+    new_scanner_delay: tuple[float, float] = knob(
+        (5.0, 0.8), "New vendor's delay after delivery: median s, sigma.", "scanner_guide"
+    )
+
     # ------------------------------------------------------------------------------------------
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -934,5 +955,17 @@ STRESS_PROFILES: dict[str, Any] = {
     ),
 }
 
+
+def _new_scanner() -> dict[str, Any]:
+    """The default world plus a scanner family it lacks: a new vendor on an unflagged network
+    (tests that weak labels let a retrained model catch what the champion never saw)."""
+    return {"new_scanner_share": 0.35}
+
+
 # Profile name -> function returning the knobs that differ from the defaults.
-PROFILES: dict[str, Any] = {"default": dict, "shifted": _shifted, **STRESS_PROFILES}
+PROFILES: dict[str, Any] = {
+    "default": dict,
+    "shifted": _shifted,
+    "new_scanner": _new_scanner,
+    **STRESS_PROFILES,
+}

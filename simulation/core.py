@@ -16,6 +16,7 @@ from contract.schema import BOT_KINDS, EVENT_TYPES, TABLES
 from . import behaviour as bh
 from .config import SimConfig
 from .networks import Networks
+from .new_scanner import new_scanner_family
 from .world import DAY_MS, World, build_world, hex_ids, stream
 
 MAX_DAYS = 3660
@@ -178,6 +179,7 @@ def _generate(
         bh.link_previews(world, mv, stream(seed, "previews"), parts)
         step(6)
         bh.crawlers(world, mv, stream(seed, "crawlers"), parts)
+        new_scanner_family(world, mv, nets, stream(seed, "new_scanner"), parts)
         step(7)
         tables, event_channel = _tables(world, mv, parts.arrays(), seed)
         step(len(steps))

@@ -12,6 +12,14 @@ def train(
     target_precision: float | None = typer.Option(
         None, help="Precision the per-(channel, type) thresholds aim for (default 0.99)."
     ),
+    labels: str | None = typer.Option(
+        None,
+        help="'weak' to label the data with the labelling functions (botfilter label), or a "
+        "weak-label file; default: the events' own label column.",
+    ),
+    mix: Path | None = typer.Option(
+        None, help="A labelled (simulated) data directory whose events join the training data."
+    ),
 ) -> None:
     """Train LightGBM, log to MLflow, register, and promote through the gate."""
     from rich.console import Console
@@ -23,7 +31,7 @@ def train(
     console = Console()
     settings = get_settings(target_precision=target_precision)
     with console.status("training"):
-        result = run_train(settings, data, console)
+        result = run_train(settings, data, console, labels=labels, mix=mix)
     print_report(result.report, console)
     verdict = (
         "[green]promoted to @champion[/]" if result.decision.promote else "[red]not promoted[/]"
@@ -48,8 +56,15 @@ def evaluate(
     worlds: Path | None = typer.Option(
         None, help="With --suite: where the suite's worlds are simulated and reused."
     ),
+    unlabelled: bool = typer.Option(
+        False,
+        "--unlabelled",
+        help="No labels needed: estimate scanner recall per tenant and channel from "
+        "honeypot-confirmed events, and save it for the report and metrics show.",
+    ),
 ) -> None:
-    """Quality report against labels, with a UA-list baseline side by side (or the stress suite)."""
+    """Quality report against labels, with a UA-list baseline side by side (or the stress
+    suite, or without labels the scanner recall estimated from honeypots)."""
     import json
 
     from rich.console import Console
@@ -57,6 +72,14 @@ def evaluate(
     from botfilter.errors import BotfilterError
     from botfilter.paths import check_out_file
     from botfilter.settings import get_settings
+
+    if unlabelled:
+        from labelling.estimates import evaluate_unlabelled
+
+        if data is None or suite:
+            raise BotfilterError("--unlabelled needs --data DIR (and no --suite)")
+        evaluate_unlabelled(get_settings(), data, model, Console())
+        return
     from contract import load
     from scoring.registry import load_model
     from training.evaluate import print_report

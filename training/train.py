@@ -48,6 +48,8 @@ class Prepared:
     ctx: pd.DataFrame
     features: pd.DataFrame
     y: np.ndarray
+    weight: np.ndarray | None = None  # per-event training weight (weak labels' confidence)
+    label_info: dict[str, Any] = field(default_factory=dict)  # where the labels came from
 
 
 @dataclass
@@ -62,9 +64,21 @@ class TrainResult:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-def prepare(validated, enrichers: Enrichers | None = None) -> Prepared:
-    """Join, featurise and label the clean events of a validated data directory."""
+def prepare(
+    validated, enrichers: Enrichers | None = None, labels: str | Path | None = None
+) -> Prepared:
+    """Join, featurise and label the clean events of a validated data directory.
+
+    ``labels`` "weak" (or a weak-label file) labels them with ``labelling`` instead of the
+    events' own ``label`` column, which is then ignored.
+    """
     ev = validated.events
+    if labels is not None:
+        from labelling.training import apply_weak_labels
+
+        ctx = event_context(validated.messages, ev).reset_index(drop=True)
+        features = build_features(ctx, enrichers or Enrichers.load())
+        return Prepared(*apply_weak_labels(ctx, features, labels))
     if "label" not in ev.columns or ev["label"].isna().any():
         missing = int(ev["label"].isna().sum()) if "label" in ev.columns else len(ev)
         raise BotfilterError(
@@ -235,14 +249,25 @@ def fit_model(
 ) -> tuple[BotModel, dict[str, Any]]:
     """Fit booster, calibration and thresholds on the train/validation splits."""
     tr, va, te = split_by_send_time(prep.ctx)
+    if prep.weight is not None:
+        # A row of weight 0 carries no label (a weak label no function voted for): it neither
+        # trains, calibrates, sets thresholds nor counts in the evaluation.
+        tr, va, te = (idx[prep.weight[idx] > 0] for idx in (tr, va, te))
     if min(len(tr), len(va), len(te)) == 0 or prep.y[tr].all() or not prep.y[tr].any():
         raise BotfilterError("too little labelled data to split by time into train/validation/test")
     X = prep.features[list(MODEL_FEATURES)].to_numpy(dtype=np.float64)
     params = {**DEFAULT_PARAMS, "num_threads": settings.threads, **(params or {})}
+    w = prep.weight
     dtrain = lgb.Dataset(
-        X[tr], prep.y[tr].astype(int), feature_name=list(MODEL_FEATURES), free_raw_data=False
+        X[tr],
+        prep.y[tr].astype(int),
+        weight=None if w is None else w[tr],
+        feature_name=list(MODEL_FEATURES),
+        free_raw_data=False,
     )
-    dvalid = lgb.Dataset(X[va], prep.y[va].astype(int), reference=dtrain)
+    dvalid = lgb.Dataset(
+        X[va], prep.y[va].astype(int), weight=None if w is None else w[va], reference=dtrain
+    )
     booster = lgb.train(
         params,
         dtrain,
@@ -294,9 +319,18 @@ def _use_experiment(settings: Settings) -> None:
 
 
 def train(
-    settings: Settings, data_dir: Path, console=None, params: dict[str, Any] | None = None
+    settings: Settings,
+    data_dir: Path,
+    console=None,
+    params: dict[str, Any] | None = None,
+    labels: str | Path | None = None,
+    mix: Path | None = None,
 ) -> TrainResult:
-    """Train on a labelled data directory; log, register, and gate the champion alias."""
+    """Train on a labelled data directory; log, register, and gate the champion alias.
+
+    ``labels`` "weak" or a weak-label file trains on weak labels instead of the data's own;
+    ``mix`` adds a labelled (simulated) world's events to the training data.
+    """
     import mlflow
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
@@ -307,7 +341,11 @@ def train(
     say = console.print if console is not None else (lambda *a, **k: None)
     validated = load(data_dir)
     say(f"loaded {len(validated.events):,} events, {len(validated.messages):,} messages")
-    prep = prepare(validated)
+    prep = prepare(validated, labels=labels)
+    if mix is not None:
+        from labelling.training import mix_in
+
+        prep = mix_in(prep, prepare(load(mix)), mix)
     model, info = fit_model(prep, settings, params)
     te = info.pop("test_idx")
     how = info.pop("thresholds_how")
@@ -341,6 +379,8 @@ def train(
                 "best_iteration": info["best_iteration"],
                 "target_precision": settings.target_precision,
                 "data_dir": str(data_dir),
+                "labels": prep.label_info.get("labels", "data"),
+                "labels_mix": prep.label_info.get("mix", ""),
                 **{f"rows_{k}": v for k, v in info["split"].items()},
             }
         )
@@ -353,6 +393,12 @@ def train(
         mlflow.set_tags({f"threshold.{k.replace(':', '_')}": v["method"] for k, v in how.items()})
         mlflow.log_dict(report, "evaluation.json")
         mlflow.log_dict(decision.as_dict(), "gate_decision.json")
+        if prep.label_info:
+            mlflow.log_dict(prep.label_info, "labels.json")
+        # What `botfilter monitor` compares live traffic with.
+        from monitoring.run import training_profile
+
+        mlflow.log_dict(training_profile(model, prep), "reference_profile.json")
         y = prep.y[te]
         ctx_te = prep.ctx.iloc[te]
         kind = (

@@ -232,3 +232,43 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
         [exe, "metrics", "show", "--tenant", "nobody"], capture_output=True, text=True, env=env
     )
     assert missing.returncode == 2 and "no metrics stored for tenant 'nobody'" in missing.stderr
+
+
+def test_report_and_metrics_show_carry_the_tenants_own_recall_estimate(
+    store: Store, store_url: str, tmp_path: Path, world, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botfilter.cli import app
+    from labelling.estimates import save_estimates
+
+    data = write_dir(tmp_path / "data", world)
+    home = tmp_path / "home"
+    settings = Settings(home=home)
+    run_cycle(store, settings, data, now=NOW, scorer=LabelScorer(), model_version="labels")
+    rows = pd.DataFrame(
+        [
+            ("t1", "email", 120, 117, 117 / 120, 0.93, 0.99, ""),
+            ("t1", "sms", 0, 0, float("nan"), float("nan"), float("nan"), "no honeypot hits"),
+            ("t2", "email", 12, 3, 0.25, 0.09, 0.53, "too few to tell"),
+        ],
+        columns=[
+            "tenant_id",
+            "channel",
+            "confirmed",
+            "flagged",
+            "recall",
+            "ci_low",
+            "ci_high",
+            "note",
+        ],
+    )
+    save_estimates(home, rows, "botfilter/7")
+    page = write_report(store, "t1", tmp_path / "t1.html", home=home).read_text()
+    assert "Estimated scanner recall" in page and "97.5%" in page and "93.0% – 99.0%" in page
+    assert "<td>too few to tell</td>" not in page  # t2's row stays in t2's report
+    page2 = write_report(store, "t2", tmp_path / "t2.html", home=home).read_text()
+    assert "<td>too few to tell</td>" in page2 and "97.5%" not in page2
+    monkeypatch.setenv("BOTFILTER_HOME", str(home))
+    monkeypatch.setenv("BOTFILTER_DATABASE_URL", store_url)
+    result = CliRunner().invoke(app, ["metrics", "show", "--tenant", "t1"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "estimated scanner recall (botfilter/7)" in result.output and "97.5%" in result.output

@@ -1,0 +1,42 @@
+"""CLI: ``botfilter label``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def label(
+    data: Path = typer.Option(..., help="Data directory (messages, events); labels not needed."),
+    out: Path = typer.Option(..., help="Weak-label file (.parquet or .csv), one row per event."),
+    report: Path | None = typer.Option(
+        None, help="Where to save the labelling-function report (JSON); default OUT.report.json."
+    ),
+) -> None:
+    """Weak labels from honeypots and rules: each function's votes and the label model's P(bot)."""
+    import json
+
+    from rich.console import Console
+
+    from botfilter.errors import BotfilterError
+    from botfilter.settings import get_settings
+    from contract import load
+    from labelling.label import hidden_truth, label_directory, print_report, write_labels
+
+    get_settings()
+    if out.suffix not in (".parquet", ".csv"):
+        raise BotfilterError(f"{out}: the labels file must end in .parquet or .csv")
+    console = Console()
+    validated = load(data)
+    validated.report.print(console)
+    with console.status(f"labelling {len(validated.events):,} events"):
+        weak = label_directory(validated)
+    # A simulated world carries its own labels: the report then shows each function's true
+    # accuracy beside the estimate. The labels never reach the label model.
+    numbers = weak.report(hidden_truth(weak.ctx))
+    write_labels(weak.table(), out)
+    report = report or out.with_name(out.stem + ".report.json")
+    report.write_text(json.dumps(numbers, indent=2))
+    print_report(numbers, console)
+    console.print(f"weak labels -> {out}; report -> {report}")

@@ -1,0 +1,194 @@
+"""Accuracy estimates without labels: the share of honeypot-confirmed scanner events that the
+model flags is a recall estimate for scanners, per tenant and channel.
+
+A honeypot hit is a bot event (no person can see the link), and so are the same address's other
+events on that message within seconds (``labelling.functions.honeypot_same_address``). Where a
+tenant's messages carry honeypot links, those other events are a labelled sample of its scanner
+traffic. The hits themselves are left out of the sample: ``is_hidden_link`` is a model input, so
+the model flags them on sight and they would only flatter the estimate; the address's other
+events look to the model like any scan. The estimate covers scanners that follow links, not every kind of bot, and is shown
+with a Wilson interval and the count it rests on; below ``MIN_CONFIRMED`` it says so instead.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+import pandas as pd
+
+from labelling.functions import honeypot_same_address
+
+MIN_CONFIRMED = 30  # fewer confirmed events than this: too few to tell
+Z = 1.96  # 95% interval
+TOO_FEW = "too few to tell"
+NO_HONEYPOT = "no honeypot hits"
+COLUMNS = ("tenant_id", "channel", "confirmed", "flagged", "recall", "ci_low", "ci_high", "note")
+
+
+def wilson(k: int, n: int, z: float = Z) -> tuple[float, float]:
+    """Wilson score interval of a proportion k/n (nan, nan when n is 0)."""
+    if n == 0:
+        return math.nan, math.nan
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def confirmed_scanners(ctx: pd.DataFrame, feats: pd.DataFrame) -> np.ndarray:
+    """Events a honeypot confirms as bots: its address's other events seconds around the hit."""
+    return honeypot_same_address(ctx, feats)
+
+
+def honeypot_recall(
+    ctx: pd.DataFrame,
+    feats: pd.DataFrame,
+    is_bot: np.ndarray,
+    min_confirmed: int = MIN_CONFIRMED,
+) -> pd.DataFrame:
+    """One row per (tenant, channel): confirmed events, flagged ones, recall and its interval."""
+    confirmed = confirmed_scanners(ctx, feats)
+    frame = pd.DataFrame(
+        {
+            "tenant_id": ctx["tenant_id"].to_numpy(),
+            "channel": ctx["channel"].to_numpy(),
+            "confirmed": confirmed,
+            "flagged": confirmed & np.asarray(is_bot, dtype=bool),
+        }
+    )
+    counts = frame.groupby(["tenant_id", "channel"], sort=True)[["confirmed", "flagged"]].sum()
+    rows = []
+    for (tenant, channel), (n, k) in counts.iterrows():
+        n, k = int(n), int(k)
+        low, high = wilson(k, n)
+        note = NO_HONEYPOT if n == 0 else TOO_FEW if n < min_confirmed else ""
+        rows.append((tenant, channel, n, k, k / n if n else math.nan, low, high, note))
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def _tenant_file(home: Path, tenant: str) -> Path:
+    # One file per tenant: a report for one tenant never reads another's numbers.
+    return home / "reports" / "accuracy" / f"{quote(str(tenant), safe='')}.json"
+
+
+def save_estimates(home: Path, table: pd.DataFrame, model_version: str) -> list[Path]:
+    """Write each tenant's rows to its own JSON file under the data home."""
+    at = datetime.now(UTC).isoformat(timespec="seconds")
+    paths = []
+    for tenant, rows in table.groupby("tenant_id", sort=True):
+        path = _tenant_file(home, str(tenant))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        records = json.loads(rows.to_json(orient="records"))
+        doc = {"tenant_id": tenant, "model_version": model_version, "at": at, "rows": records}
+        path.write_text(json.dumps(doc, indent=2))
+        paths.append(path)
+    return paths
+
+
+def load_estimates(home: Path, tenant: str) -> dict[str, Any] | None:
+    """The tenant's latest saved estimates, or None."""
+    path = _tenant_file(home, tenant)
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _fmt(row: dict[str, Any]) -> tuple[str, str]:
+    """(recall, interval) cells: the words instead of numbers where the count is too small."""
+    if row["note"]:
+        return row["note"], "—"
+    return f"{row['recall']:.1%}", f"{row['ci_low']:.1%} – {row['ci_high']:.1%}"
+
+
+def rich_table(rows: list[dict[str, Any]], title: str):  # noqa: ANN201
+    """The estimates as a rich table."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("tenant", "channel", "confirmed", "flagged", "recall", "95% interval"):
+        table.add_column(col, justify="left" if col in ("tenant", "channel") else "right")
+    for r in rows:
+        recall, interval = _fmt(r)
+        table.add_row(
+            str(r["tenant_id"]),
+            r["channel"],
+            f"{r['confirmed']:,}",
+            f"{r['flagged']:,}",
+            recall,
+            interval,
+        )
+    return table
+
+
+EXPLAIN = (
+    "Scanner recall estimated without labels: of the events a honeypot link confirms as bots "
+    "(the same address's other events on the message within seconds of its hidden-link hit), "
+    "the share the model flags, with a 95% Wilson interval. It covers link-following scanners only; "
+    f"below {MIN_CONFIRMED} confirmed events it is too few to tell."
+)
+
+
+def html_section(doc: dict[str, Any] | None) -> str:
+    """An HTML section for the tenant report."""
+    import html
+
+    head = "<h2>Estimated scanner recall (honeypot-confirmed events)</h2>"
+    if doc is None:
+        return head + "<p>No estimate yet: run <code>botfilter evaluate --unlabelled</code>.</p>"
+    cells = []
+    for r in doc["rows"]:
+        recall, interval = _fmt(r)
+        cells.append(
+            "<tr>"
+            + "".join(
+                f"<td>{html.escape(str(v))}</td>"
+                for v in (
+                    r["channel"],
+                    f"{r['confirmed']:,}",
+                    f"{r['flagged']:,}",
+                    recall,
+                    interval,
+                )
+            )
+            + "</tr>"
+        )
+    return (
+        head
+        + f"<p>{html.escape(EXPLAIN)} Model {html.escape(doc['model_version'])}, {html.escape(doc['at'])}.</p>"
+        + '<table class="data"><tr><th>channel</th><th>confirmed</th><th>flagged</th>'
+        + "<th>recall</th><th>95% interval</th></tr>"
+        + "".join(cells)
+        + "</table>"
+    )
+
+
+def evaluate_unlabelled(settings, data: Path, model_uri: str | None, console) -> pd.DataFrame:  # noqa: ANN001
+    """Score a data directory with the model, estimate recall per tenant and channel, save it."""
+    from contract import load
+    from features.pipeline import Enrichers, build_features, event_context
+    from scoring.registry import load_model
+
+    bot_model = load_model(settings, model_uri)
+    validated = load(data)
+    ctx = event_context(validated.messages, validated.events).reset_index(drop=True)
+    feats = build_features(ctx, Enrichers.load())
+    proba = bot_model.predict_proba(feats)
+    is_bot = proba >= bot_model.threshold_for(ctx["channel"].to_numpy(), ctx["type"].to_numpy())
+    table = honeypot_recall(ctx, feats, is_bot)
+    console.print(
+        rich_table(table.to_dict("records"), f"scanner recall without labels, {bot_model.version}")
+    )
+    console.print(EXPLAIN)
+    paths = save_estimates(settings.ensure_home(), table, bot_model.version)
+    console.print(f"saved per tenant under {paths[0].parent if paths else settings.home}")
+    return table

@@ -1,0 +1,108 @@
+"""Training data from weak labels: the label model's P(bot) becomes each event's label, its
+confidence the event's weight, optionally mixed with a labelled (simulated) world."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from botfilter.errors import BotfilterError
+from labelling.label import CLASSES, weak_labels
+from labelling.model import ABSTAIN, LabelModel
+
+WEAK = "weak"
+# Rows whose weak label is this unsure teach the model nothing but noise; they keep weight 0.
+MIN_CONFIDENCE = 0.2
+
+
+def read_labels(path: Path) -> pd.DataFrame:
+    """A weak-label file (``botfilter label`` output, or any with the same three columns)."""
+    if not path.exists():
+        raise BotfilterError(f"--labels {path}: file not found (or say --labels weak)")
+    try:
+        if path.suffix == ".parquet":
+            table = pd.read_parquet(path)
+        elif path.suffix == ".csv":
+            table = pd.read_csv(path, dtype={"event_id": str, "tenant_id": str})
+        else:
+            raise BotfilterError(f"--labels {path}: must be .parquet or .csv (or 'weak')")
+    except (OSError, ValueError) as exc:
+        raise BotfilterError(f"--labels {path}: cannot read it: {exc}") from exc
+    need = ("event_id", "tenant_id", "label_bot_probability")
+    missing = [c for c in need if c not in table.columns]
+    if missing:
+        raise BotfilterError(f"--labels {path}: missing column {missing[0]}")
+    proba = pd.to_numeric(table["label_bot_probability"], errors="coerce")
+    if proba.isna().any() or not proba.between(0, 1).all():
+        raise BotfilterError(f"--labels {path}: label_bot_probability must be a number in [0, 1]")
+    return table.assign(label_bot_probability=proba)[list(need)]
+
+
+def _bot_kind(model: LabelModel, votes: np.ndarray) -> np.ndarray:
+    """The most likely kind of bot per event (empty for people)."""
+    post = model.predict_classes(votes)
+    h = model.human_classes
+    kind = np.asarray(CLASSES, dtype=object)[h + post[:, h:].argmax(axis=1)]
+    return np.where(post[:, h:].sum(axis=1) >= 0.5, kind, None)
+
+
+def apply_weak_labels(
+    ctx: pd.DataFrame, feats: pd.DataFrame, labels: str | Path
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray, dict[str, Any]]:
+    """(ctx, features, y, weight, info) with the weak labels in place of any given ones.
+
+    ``labels`` is ``"weak"`` (label here with the registered functions) or a weak-label file;
+    events the file does not label are left out. ``ctx`` gets ``label`` and ``bot_kind`` from
+    the weak labels, so the evaluation report and the gate read them like real labels.
+    """
+    info: dict[str, Any] = {"labels": str(labels)}
+    covered = np.ones(len(ctx), dtype=bool)
+    if str(labels) == WEAK:
+        weak = weak_labels(ctx, feats)
+        proba = weak.proba
+        kind = _bot_kind(weak.model, weak.votes)
+        info["weak_report"] = weak.report()
+        # An event no function voted on gets the prior as its label: that is no evidence, and
+        # as a confident "human" it would teach the model to miss whatever the functions miss.
+        covered = (weak.votes != ABSTAIN).any(axis=1)
+    else:
+        table = read_labels(Path(labels))
+        keyed = ctx[["tenant_id", "event_id"]].merge(
+            table, on=["tenant_id", "event_id"], how="left", validate="one_to_one"
+        )
+        found = keyed["label_bot_probability"].notna().to_numpy()
+        if not found.any():
+            raise BotfilterError(f"--labels {labels}: labels none of the data's events")
+        info["unlabelled_events_left_out"] = int((~found).sum())
+        ctx, feats = ctx[found].reset_index(drop=True), feats[found].reset_index(drop=True)
+        proba = keyed["label_bot_probability"].to_numpy(dtype=np.float64)[found]
+        kind = np.where(proba >= 0.5, "weak", None)
+    y = proba >= 0.5
+    confidence = np.abs(2.0 * proba - 1.0)
+    weight = np.where((confidence >= MIN_CONFIDENCE) & covered, confidence, 0.0)
+    ctx = ctx.assign(label=np.where(y, "bot", "human").astype(object), bot_kind=kind)
+    info["weak_bot_share"] = float(y.mean()) if len(y) else 0.0
+    info["weak_events"] = int(len(y))
+    return ctx, feats, y, weight, info
+
+
+def mix_in(prep, other, source: Path):  # noqa: ANN001, ANN201
+    """``prep`` with a labelled world's events added (weight 1 each); records the mix."""
+    from training.train import Prepared
+
+    n, m = len(prep.y), len(other.y)
+    w = prep.weight if prep.weight is not None else np.ones(n)
+    ow = other.weight if other.weight is not None else np.ones(m)
+    info = {**prep.label_info, "mix": str(source), "mix_events": int(m)}
+    if "labels" not in info:
+        info["labels"] = "data"
+    return Prepared(
+        pd.concat([prep.ctx, other.ctx], ignore_index=True),
+        pd.concat([prep.features, other.features], ignore_index=True),
+        np.concatenate([prep.y, other.y]),
+        np.concatenate([w, ow]),
+        info,
+    )

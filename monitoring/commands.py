@@ -1,0 +1,67 @@
+"""CLI: ``botfilter monitor``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from monitoring.drift import Thresholds
+
+_T = Thresholds()
+
+
+def monitor(
+    data: Path = typer.Option(..., help="Data directory of live traffic (no labels needed)."),
+    model: str | None = typer.Option(None, help="Model URI; default models:/botfilter@champion."),
+    out: Path | None = typer.Option(
+        None, help="JSON report; default reports/monitor/latest.json under the data home."
+    ),
+    html: Path | None = typer.Option(None, help="Also write the report as an HTML section."),
+    max_feature_psi: float = typer.Option(_T.feature_psi, help="Alert above this feature PSI."),
+    max_score_psi: float = typer.Option(_T.score_psi, help="Alert above this score PSI."),
+    max_network_change: float = typer.Option(
+        _T.network_share_change, help="Alert when a network's bot share moves more than this."
+    ),
+    min_candidate_recipients: int = typer.Option(
+        _T.candidate_min_recipients,
+        help="Alert on an unflagged network fanning out to this many recipients at delivery.",
+    ),
+) -> None:
+    """Compare live traffic with the champion's training data; exit 1 on an alert."""
+    import json
+
+    from rich.console import Console
+
+    from botfilter.settings import get_settings
+    from monitoring.run import html_section, run_monitor, save_latest
+
+    console = Console()
+    settings = get_settings()
+    th = Thresholds(
+        feature_psi=max_feature_psi,
+        score_psi=max_score_psi,
+        network_share_change=max_network_change,
+        candidate_min_recipients=min_candidate_recipients,
+    )
+    with console.status("monitoring"):
+        report = run_monitor(settings, data, model, th)
+    path = save_latest(settings.ensure_home(), report)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2, default=float))
+        path = out
+    if html is not None:
+        html.parent.mkdir(parents=True, exist_ok=True)
+        html.write_text(html_section(report), encoding="utf-8")
+    top = list(report["feature_psi"].items())[:5]
+    console.print(
+        f"{report['events']:,} events vs {report['model_version']}'s training data: bot share "
+        f"{report['bot_share']:.1%} (training {report['reference_bot_share']:.1%}), score PSI "
+        f"{report['score_psi']:.3f}; top feature PSI " + ", ".join(f"{k} {v:.3f}" for k, v in top)
+    )
+    for alert in report["alerts"]:
+        console.print(f"[red]ALERT[/] {alert}", markup=True, highlight=False)
+    console.print(f"report -> {path}")
+    if report["alerts"]:
+        raise typer.Exit(1)

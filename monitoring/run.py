@@ -1,0 +1,143 @@
+"""Running the monitor: the champion's reference profile, scoring a data directory, the JSON
+and HTML outputs, and the gauges the API exposes."""
+
+from __future__ import annotations
+
+import html
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from botfilter.errors import BotfilterError
+from monitoring.drift import Thresholds, monitor, reference_profile
+
+PROFILE = "reference_profile.json"
+LATEST = Path("reports") / "monitor" / "latest.json"
+
+
+def training_profile(model, prep) -> dict[str, Any]:  # noqa: ANN001
+    """The reference profile of a training run's data, scored by the model just trained."""
+    from features.pipeline import Enrichers
+
+    proba = model.predict_proba(prep.features)
+    ctx = prep.ctx
+    is_bot = proba >= model.threshold_for(ctx["channel"].to_numpy(), ctx["type"].to_numpy())
+    return reference_profile(prep.features, proba, is_bot, ctx, Enrichers.load())
+
+
+def load_reference(settings, model_version: str) -> dict[str, Any]:  # noqa: ANN001
+    """The reference profile logged by the run that produced ``name/version``."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    name, version = model_version.split("/", 1)
+    try:
+        run_id = MlflowClient().get_model_version(name, version).run_id
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/{PROFILE}")
+    except (MlflowException, OSError) as exc:
+        raise BotfilterError(
+            f"model {model_version} has no {PROFILE}: retrain it with this version "
+            "(`botfilter train`) to monitor against it"
+        ) from exc
+
+
+def run_monitor(
+    settings, data: Path, model_uri: str | None = None, th: Thresholds = Thresholds()
+) -> dict[str, Any]:  # noqa: ANN001
+    """Score ``data`` with the model and compare it with the model's training data."""
+    from contract import load
+    from features.pipeline import Enrichers, build_features, event_context
+    from scoring.registry import load_model
+
+    model = load_model(settings, model_uri)
+    reference = load_reference(settings, model.version)
+    validated = load(data)
+    ctx = event_context(validated.messages, validated.events).reset_index(drop=True)
+    if ctx.empty:
+        raise BotfilterError(f"{data}: no clean events to monitor")
+    enrichers = Enrichers.load()
+    feats = build_features(ctx, enrichers)
+    proba = model.predict_proba(feats)
+    is_bot = proba >= model.threshold_for(ctx["channel"].to_numpy(), ctx["type"].to_numpy())
+    report = monitor(ctx, feats, proba, np.asarray(is_bot), reference, enrichers, th)
+    report["model_version"] = model.version
+    report["data"] = str(data)
+    report["at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    return report
+
+
+def save_latest(home: Path, report: dict[str, Any]) -> Path:
+    """Keep the latest report under the data home, where the API's gauges read it."""
+    path = home / LATEST
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report, indent=2, default=float))
+    tmp.replace(path)  # atomic: a scrape never reads half a file
+    return path
+
+
+def html_section(report: dict[str, Any]) -> str:
+    """The drift report as an HTML section (self-contained, escaped)."""
+    esc = html.escape
+    alerts = report["alerts"]
+    parts = [
+        "<h2>Drift against the champion's training data</h2>",
+        f"<p>Model {esc(report['model_version'])}, {report['events']:,} events, "
+        f"{esc(report['at'])}. Bot share {report['bot_share']:.1%} "
+        f"(training {report['reference_bot_share']:.1%}); score PSI {report['score_psi']:.3f}.</p>",
+    ]
+    if alerts:
+        parts.append("<ul>" + "".join(f"<li>{esc(a)}</li>" for a in alerts) + "</ul>")
+    else:
+        parts.append("<p>No alert.</p>")
+    rows = "".join(
+        f"<tr><td>{esc(k)}</td><td>{v:.3f}</td></tr>"
+        for k, v in list(report["feature_psi"].items())[:15]
+    )
+    parts.append(f'<table class="data"><tr><th>feature</th><th>PSI</th></tr>{rows}</table>')
+    if report["candidate_scanners"]:
+        rows = "".join(
+            f"<tr><td>AS{c['asn']} {esc(c['network'])}</td><td>{c['unflagged_events']:,}</td>"
+            f"<td>{c['within_a_minute_share']:.0%}</td><td>{c['recipients_fanned_out']:,}</td></tr>"
+            for c in report["candidate_scanners"]
+        )
+        parts.append(
+            '<h3>Candidate new scanners</h3><table class="data"><tr><th>network</th>'
+            "<th>unflagged events</th><th>within a minute</th><th>recipients</th></tr>"
+            f"{rows}</table>"
+        )
+    return "\n".join(parts)
+
+
+def gauges(home: Path) -> str:
+    """Prometheus gauge lines from the latest monitor report ('' when there is none)."""
+    path = home / LATEST
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return ""
+    psi = max(report.get("feature_psi", {}).values(), default=0.0)
+    values = {
+        "botfilter_drift_alerts": (
+            len(report["alerts"]),
+            "Alerts of the latest drift monitor run.",
+        ),
+        "botfilter_drift_feature_psi_max": (psi, "Largest feature PSI against training data."),
+        "botfilter_drift_score_psi": (report["score_psi"], "Score distribution PSI."),
+        "botfilter_drift_candidate_scanners": (
+            len(report["candidate_scanners"]),
+            "Unflagged networks fanning out within seconds (candidate new scanners).",
+        ),
+        "botfilter_drift_report_timestamp_seconds": (
+            datetime.fromisoformat(report["at"]).timestamp(),
+            "When the latest drift monitor ran.",
+        ),
+    }
+    lines = []
+    for name, (value, help_text) in values.items():
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {float(value)!r}"]
+    return "\n".join(lines) + "\n"

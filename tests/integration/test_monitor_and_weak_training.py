@@ -1,0 +1,118 @@
+"""Drift monitoring, training on weak labels and the unlabelled accuracy estimate, end to end
+with real MLflow: a champion trained on a default world; a world drawn like it stays quiet; a
+world with an injected new scanner family raises an alert that names the family's network."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from botfilter.settings import Settings
+from labelling.label import hide_labels
+from simulation import SimConfig, simulate
+from tests.integration.test_cli_errors import run
+from training.train import train
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+SIZE = dict(tenants=3, days=10)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("monitor")
+    simulate(root / "train", seed=21, **SIZE)
+    simulate(root / "quiet", seed=22, **SIZE)
+    simulate(root / "new", seed=23, config=SimConfig.variant("new_scanner"), **SIZE)
+    home = root / "home"
+    settings = Settings(home=home, tracking_uri=f"sqlite:///{(home / 'mlflow.db').resolve()}")
+    first = train(settings, root / "train")
+    assert first.decision.promote
+    return {"root": root, "home": home, "settings": settings, "first": first}
+
+
+def test_monitor_is_quiet_on_a_world_drawn_like_the_training_one(setup):
+    model = ["--model", f"models:/{setup['first'].version}"]  # whatever is champion by now
+    proc = run(["monitor", "--data", str(setup["root"] / "quiet"), *model], setup["home"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((setup["home"] / "reports/monitor/latest.json").read_text())
+    assert report["alerts"] == [] and report["candidate_scanners"] == []
+    assert report["feature_psi"] and report["bot_share_by_day"] and report["networks"]
+
+
+def test_monitor_alerts_on_a_new_scanner_family_and_names_its_network(setup, tmp_path):
+    from monitoring.run import gauges
+
+    out, page = tmp_path / "drift.json", tmp_path / "drift.html"
+    args = ["monitor", "--data", str(setup["root"] / "new"), "--out", str(out), "--html", str(page)]
+    args += ["--model", f"models:/{setup['first'].version}"]
+    proc = run(args, setup["home"])
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "candidate new scanner: AS174 Cogent Communications" in proc.stdout
+    report = json.loads(out.read_text())
+    assert [c["asn"] for c in report["candidate_scanners"]] == [174]
+    assert "AS174 Cogent Communications" in page.read_text()
+    # The API's /metrics gauges read the latest report kept under the data home.
+    latest = json.loads((setup["home"] / "reports/monitor/latest.json").read_text())
+    assert latest["candidate_scanners"] == report["candidate_scanners"]
+    assert "botfilter_drift_candidate_scanners 1.0" in gauges(setup["home"])
+
+
+def test_monitor_without_a_reference_profile_fails_in_one_line(setup, tmp_path):
+    proc = run(["monitor", "--data", str(setup["root"] / "quiet")], tmp_path / "empty")
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and "no model at" in proc.stderr
+
+
+def test_training_on_weak_labels_mixed_with_a_world_is_recorded(setup):
+    from mlflow import MlflowClient
+
+    hidden = hide_labels(setup["root"] / "new", setup["root"] / "new_hidden")
+    result = train(setup["settings"], hidden, labels="weak", mix=setup["root"] / "train")
+    run_ = MlflowClient().get_run(result.run_id)
+    assert run_.data.params["labels"] == "weak"
+    assert run_.data.params["labels_mix"] == str(setup["root"] / "train")
+    names = {a.path for a in MlflowClient().list_artifacts(result.run_id)}
+    assert {"labels.json", "reference_profile.json"} <= names
+    assert result.report["pr_auc"] > 0.95  # against the weak labels of its test split
+
+
+def test_evaluate_unlabelled_estimates_recall_per_tenant(setup):
+    proc = run(["evaluate", "--data", str(setup["root"] / "quiet"), "--unlabelled"], setup["home"])
+    assert proc.returncode == 0, proc.stderr
+    assert "scanner recall without labels" in proc.stdout
+    files = sorted((setup["home"] / "reports/accuracy").glob("*.json"))
+    assert files
+    doc = json.loads(files[0].read_text())
+    assert {r["channel"] for r in doc["rows"]} <= {"email", "sms"}
+    for r in doc["rows"]:
+        assert r["note"] in ("", "too few to tell", "no honeypot hits")
+        if not r["note"]:
+            assert r["ci_low"] <= r["recall"] <= r["ci_high"] and r["confirmed"] >= 30
+
+
+def test_the_worker_runs_the_monitor_once_a_day(setup):
+    from datetime import UTC, datetime, timedelta
+
+    from jobs.store import Store
+    from jobs.worker import run_cycle
+
+    settings = setup["settings"]
+    store = Store.open(settings)
+    latest = setup["home"] / "reports/monitor/latest.json"
+    latest.unlink(missing_ok=True)
+    now = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
+    # The first model: a weak-label model trained on the new world may be champion by now.
+    uri = f"models:/{setup['first'].version}"
+    first = run_cycle(store, settings, setup["root"] / "new", now=now, model_uri=uri)
+    assert first.status == "succeeded", first.errors
+    assert first.drift.startswith("1 alert(s): candidate new scanner: AS174"), first.drift
+    assert json.loads(latest.read_text())["candidate_scanners"][0]["asn"] == 174
+    assert "drift monitor: 1 alert(s)" in first.line()
+    later = run_cycle(
+        store, settings, setup["root"] / "new", now=now + timedelta(hours=2), model_uri=uri
+    )
+    assert later.drift == ""  # not a day yet
+    next_day = run_cycle(
+        store, settings, setup["root"] / "new", now=now + timedelta(days=1), model_uri=uri
+    )
+    assert next_day.drift.startswith("1 alert(s)")

@@ -1,0 +1,77 @@
+"""Scanner recall estimated from honeypot-confirmed events: interval, counts, per-tenant files."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from labelling.estimates import (
+    NO_HONEYPOT,
+    TOO_FEW,
+    honeypot_recall,
+    html_section,
+    load_estimates,
+    save_estimates,
+    wilson,
+)
+from tests.unit.test_labelling_functions import _frames
+
+
+def test_wilson_matches_the_textbook_values() -> None:
+    low, high = wilson(8, 10)
+    assert (round(low, 4), round(high, 4)) == (0.4902, 0.9433)
+    low, high = wilson(0, 5)
+    assert low == 0.0 and round(high, 4) == 0.4345
+    assert all(math.isnan(x) for x in wilson(0, 0))
+
+
+def _scans(tenant_rows: dict[str, int]) -> list[dict]:
+    """Per tenant, that many messages each with a honeypot hit and one other event 2 s later."""
+    rows = []
+    for tenant, n in tenant_rows.items():
+        for i in range(n):
+            m, ip = f"{tenant}-m{i}", f"9.9.{i // 250}.{i % 250}"
+            rows.append({"tenant": tenant, "message_id": m, "ip": ip, "is_hidden_link": True})
+            rows.append({"tenant": tenant, "message_id": m, "ip": ip, "t": 2.0})
+    return rows
+
+
+def test_recall_counts_the_confirmed_events_and_says_when_too_few() -> None:
+    rows = _scans({"big": 40, "small": 5})
+    rows.append({"tenant": "quiet", "message_id": "q"})  # no honeypot at all
+    ctx, feats = _frames(rows)
+    ctx["tenant_id"] = [r["tenant"] for r in rows]
+    ctx["channel"] = "email"
+    # The model flags every hit, and 30 of big's 40 other events, and none of small's.
+    is_bot = ctx["is_hidden_link"].to_numpy().copy()
+    big_other = np.flatnonzero((ctx["tenant_id"] == "big").to_numpy() & ~is_bot)
+    is_bot[big_other[:30]] = True
+    table = honeypot_recall(ctx, feats, is_bot).set_index("tenant_id")
+    # The hits themselves are no evidence (the model sees is_hidden_link): only the 40 others.
+    assert table.loc["big", ["confirmed", "flagged"]].tolist() == [40, 30]
+    assert table.loc["big", "recall"] == pytest.approx(0.75)
+    low, high = wilson(30, 40)
+    assert table.loc["big", "ci_low"] == pytest.approx(low)
+    assert table.loc["big", "ci_high"] == pytest.approx(high)
+    assert table.loc["big", "note"] == ""
+    assert table.loc["small", "confirmed"] == 5 and table.loc["small", "note"] == TOO_FEW
+    assert table.loc["quiet", "confirmed"] == 0 and table.loc["quiet", "note"] == NO_HONEYPOT
+
+
+def test_each_tenant_reads_only_its_own_saved_estimate(tmp_path) -> None:
+    rows = _scans({"a/1": 35, "b": 35})
+    ctx, feats = _frames(rows)
+    ctx["tenant_id"] = [r["tenant"] for r in rows]
+    ctx["channel"] = "email"
+    table = honeypot_recall(ctx, feats, np.ones(len(ctx), dtype=bool))
+    paths = save_estimates(tmp_path, table, "botfilter/3")
+    assert len(paths) == 2 and all(p.parent == paths[0].parent for p in paths)
+    a = load_estimates(tmp_path, "a/1")
+    assert a["model_version"] == "botfilter/3"
+    assert [r["tenant_id"] for r in a["rows"]] == ["a/1"]
+    assert load_estimates(tmp_path, "nobody") is None
+    page = html_section(a)
+    assert "100.0%" in page and "35" in page
+    assert "evaluate --unlabelled" in html_section(None)
