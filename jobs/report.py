@@ -388,13 +388,13 @@ def write_report(store: Store, tenant: str, out: Path, home: Path | None = None)
     """
     from botfilter.paths import check_out_file
 
+    out = check_out_file(out)  # before any work
     extra = ""
     if home is not None:
         from labelling.estimates import html_section, load_estimates
 
         extra = html_section(load_estimates(home, tenant))
     page = render_report(load_tenant(store, tenant), extra)
-    out = check_out_file(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     return out

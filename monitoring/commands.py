@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from monitoring.drift import Thresholds
+from monitoring.thresholds import Thresholds
 
 _T = Thresholds()
 
@@ -33,8 +33,13 @@ def monitor(
 
     from rich.console import Console
 
+    from botfilter.paths import check_out_file
     from botfilter.settings import get_settings
     from monitoring.run import html_section, run_monitor, save_latest
+
+    for path in (out, html):
+        if path is not None:
+            check_out_file(path)  # before any work
 
     console = Console()
     settings = get_settings()

@@ -18,11 +18,13 @@ most here, the unflagged fan-out networks, is specific to this domain and neithe
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from monitoring.thresholds import Thresholds
 
 BINS = 10
 SCORE_EDGES = np.linspace(0.0, 1.0, 11)
@@ -33,19 +35,6 @@ AT_DELIVERY_S = 60.0
 # profile), not with how anything behaves.
 CONTENT_FEATURES = frozenset({"link_count"})
 FANOUT_KEY = "asn_contacts_60s"  # recipients reached from the same network in the last minute
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """When ``monitor`` alerts (and ``botfilter monitor`` exits non-zero)."""
-
-    feature_psi: float = 0.25  # the usual "significant shift" bar of PSI
-    score_psi: float = 0.2
-    network_share_change: float = 0.3  # absolute change in a network's bot share
-    network_min_events: int = 200  # in both reference and live data
-    candidate_min_recipients: int = 20  # unflagged fast fan-out reaching this many recipients
-    candidate_min_fast_share: float = 0.5  # ... and most of the network's unflagged events fast
-    candidate_fanout: int = 3  # an event counts as fan-out at this many recipients per minute
 
 
 def _shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
