@@ -57,6 +57,7 @@ BOT_FAMILIES = (
     "sms_preview",
     "share_preview",
     "crawler",
+    "new_vendor_scanner",  # the new_scanner profile's vendor (simulation/new_scanner.py)
 )
 FAMILIES = HUMAN_FAMILIES + BOT_FAMILIES
 # Office egress mode -> the family of a person reading or clicking through it.

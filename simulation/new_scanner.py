@@ -50,5 +50,12 @@ def new_scanner_family(
     gap = rng.uniform(*cfg.scanner_link_gap_ms, size=row.size).astype(np.int64)
     t = start[row] + bh._cumsum_by_group(gap, bh._group_rank(row))
     parts.add(
-        msg=msg, src=bh.SCANNER, etype=bh.CLICK, t=t, ip=ip[row], ua=dom_ua[dom[row]], pos=pos
+        msg=msg,
+        src=bh.SCANNER,
+        etype=bh.CLICK,
+        t=t,
+        ip=ip[row],
+        ua=dom_ua[dom[row]],
+        pos=pos,
+        fam=bh.fam("new_vendor_scanner"),
     )
