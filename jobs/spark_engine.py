@@ -404,19 +404,29 @@ def recompute_spark(
 
 
 def scores_from_pandas(spark: SparkSession, scores: pd.DataFrame) -> DataFrame:
-    """A checked scores table (``jobs.recompute.check_scores``) as a Spark DataFrame."""
+    """A checked scores table (``jobs.recompute.check_scores``) as a Spark DataFrame.
+
+    Scores loaded from the metrics store carry ``top_reason`` instead of the ``reasons`` lists
+    (``jobs.store.Store.load_scores``). The metrics read only the strongest reason, so such a
+    table crosses as one-element lists; like :func:`jobs.metrics.compute_partitions`, a
+    ``top_reason`` column wins over ``reasons`` when a table has both (stored + fresh scores).
+    """
     from jobs.metrics import parse_reasons
     from jobs.recompute import check_scores
 
-    frame = check_scores(scores)
+    if "top_reason" in scores.columns:
+        top = scores["top_reason"].to_numpy(dtype=object)
+        reasons = [[str(t)] if isinstance(t, str) and t else [] for t in top]
+        frame = check_scores(scores.drop(columns="reasons", errors="ignore").assign(reasons=None))
+    else:
+        frame = check_scores(scores)
+        reasons = [parse_reasons(r) for r in frame["reasons"]]
     table = pa.table(
         {
             "event_id": pa.array(frame["event_id"].tolist(), pa.string()),
             "bot_score": pa.array(frame["bot_score"].to_numpy(dtype=float), pa.float64()),
             "is_bot": pa.array(frame["is_bot"].to_numpy(dtype=bool), pa.bool_()),
-            "reasons": pa.array(
-                [parse_reasons(r) for r in frame["reasons"]], pa.list_(pa.string())
-            ),
+            "reasons": pa.array(reasons, pa.list_(pa.string())),
             "model_version": pa.array(frame["model_version"].tolist(), pa.string()),
         }
     )
