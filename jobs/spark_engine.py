@@ -241,8 +241,10 @@ def context_columns() -> list[str]:
 
 
 def _with_context(tables: SparkTables) -> DataFrame:
-    msg = ["message_id", *(c for c in MESSAGE_CONTEXT if c not in EVENTS.names)]
-    return tables.events.join(tables.messages.select(*msg), "message_id").select(*context_columns())
+    # A message is (tenant_id, message_id): two tenants may use the same id (PRODUCT.md).
+    keys = ["tenant_id", "message_id"]
+    msg = [*keys, *(c for c in MESSAGE_CONTEXT if c not in EVENTS.names)]
+    return tables.events.join(tables.messages.select(*msg), keys).select(*context_columns())
 
 
 def _chunked(ctx: DataFrame, chunk_seconds: int) -> DataFrame:
@@ -266,10 +268,10 @@ def _chunked(ctx: DataFrame, chunk_seconds: int) -> DataFrame:
         .withColumn(CORE, F.lit(False))
     )
     # Message history: every earlier event of each message with events in the chunk.
-    chunks_of = own.select("message_id", F.col(CHUNK).alias("_target")).distinct()
+    chunks_of = own.select("tenant_id", "message_id", F.col(CHUNK).alias("_target")).distinct()
     history = (
         ctx.withColumn("_own_chunk", chunk)
-        .join(chunks_of, "message_id")
+        .join(chunks_of, ["tenant_id", "message_id"])
         .where(F.col("_own_chunk") < F.col("_target"))
         .drop("_own_chunk")
         .withColumnRenamed("_target", CHUNK)

@@ -368,3 +368,42 @@ def test_score_command_path_writes_the_local_engines_file(
         assert run.events == len(local[1]) and run.bots == int(local[1]["is_bot"].sum())
         assert run.report.as_dict() == local[0].report.as_dict()
         _same_scores(local[1], read_scores(out))
+
+
+def test_events_find_their_message_by_tenant_and_message_id(spark) -> None:
+    """Two tenants may use the same message_id (PRODUCT.md): each event gets its own tenant's
+    message as context, never the other tenant's (nor both)."""
+    from contract import validate
+    from jobs.spark_engine import _with_context, spark_frames
+
+    def tenant(name: str, channel: str, kind: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        messages = pd.DataFrame(
+            {
+                "message_id": ["m1"],
+                "tenant_id": [name],
+                "channel": [channel],
+                "contact_id": [f"c-{name}"],
+                "sent_at": ["2026-01-01T00:00:00Z"],
+            }
+        )
+        events = pd.DataFrame(
+            {
+                "event_id": [f"e-{name}"],
+                "tenant_id": [name],
+                "message_id": ["m1"],
+                "type": [kind],
+                "occurred_at": ["2026-01-01T00:01:00Z"],
+            }
+        )
+        tables = validate.validate_tables({"messages": messages, "events": events})
+        return tables.messages, tables.events
+
+    (ma, ea), (mb, eb) = tenant("ta", "email", "open"), tenant("tb", "sms", "click")
+    tables = spark_frames(
+        spark, pd.concat([ma, mb], ignore_index=True), pd.concat([ea, eb], ignore_index=True)
+    )
+    ctx = _with_context(tables).toPandas().sort_values("event_id", ignore_index=True)
+    assert ctx[["event_id", "tenant_id", "channel", "contact_id"]].values.tolist() == [
+        ["e-ta", "ta", "email", "c-ta"],
+        ["e-tb", "tb", "sms", "c-tb"],
+    ]
