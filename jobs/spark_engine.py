@@ -94,9 +94,14 @@ def spark_session(
     (``SPARK_LOCAL_IP``) and run the Python workers with this interpreter; on a cluster those come
     from spark-submit. Shuffle partitions default to one per local core (200 on a cluster, Spark's).
     """
-    from pyspark import SparkConf
+    from pyspark import SparkConf, SparkContext
     from pyspark.sql import SparkSession
 
+    if "PYSPARK_GATEWAY_PORT" in os.environ:
+        # Under spark-submit the JVM is already up and holds the launcher's --master and --conf
+        # as system properties; SparkConf() reads them only once connected to it. (Without a
+        # launcher there is no JVM yet, and starting one here would fix its memory too early.)
+        SparkContext._ensure_initialized()
     launched = SparkConf()  # what spark-submit / spark-defaults.conf already set
     # Under spark-submit the launcher's master wins unless one is asked for explicitly.
     master = master or launched.get("spark.master", None) or settings.spark_master
