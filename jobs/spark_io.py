@@ -223,6 +223,36 @@ def _add_keys(columns: dict[str, str]):  # noqa: ANN202
     return run
 
 
+#: Characters trimmed from both ends of a key in Spark: a superset of what the contract's
+#: ``utf8_trim_whitespace`` trims (every control and Unicode space character). Two raw values the
+#: contract reads as the same key then get the same Spark key, so they meet in one group; values it
+#: reads as different keys may meet too, which is harmless (a group may hold extra rows).
+_TRIM = (
+    "[\\x{0000}-\\x{0020}\\x{007F}-\\x{00A0}\\p{Z}\\x{1680}\\x{180E}\\x{200B}-\\x{200F}"
+    "\\x{2028}-\\x{202F}\\x{205F}-\\x{2064}\\x{3000}\\x{FEFF}]"
+)
+
+
+def _native_keys(frames: list[tuple[DataFrame, str]]) -> bool:
+    """Whether these key columns can be keyed in the JVM: text, or integers (their digits, as
+    the contract's ``as_text`` writes them)."""
+    from pyspark.sql.types import IntegralType, StringType
+
+    return all(
+        isinstance(frame.schema[column].dataType, StringType | IntegralType)
+        for frame, column in frames
+    )
+
+
+def _native_key(column: str) -> Any:
+    """The key of a column in Spark SQL: its text with :data:`_TRIM` characters cut from the ends
+    (no Python round trip)."""
+    from pyspark.sql import functions as F
+
+    text = F.col(column).cast("string")
+    return F.regexp_replace(text, f"^{_TRIM}+|{_TRIM}+$", "")
+
+
 # --------------------------------------------------------------------------- reading
 
 
@@ -378,7 +408,7 @@ def load_tables(
 
     data_path = as_uri_or_path(data_path)
     files = find_tables(spark, data_path)
-    buckets = buckets or max(2 * int(spark.conf.get("spark.sql.shuffle.partitions")), 2)
+    buckets = buckets or int(spark.conf.get("spark.sql.shuffle.partitions"))
     raw: dict[str, DataFrame] = {}
     rejected: dict[str, list[tuple[int, str, str]]] = {}
     units: dict[str, Units] = {}
@@ -393,10 +423,24 @@ def load_tables(
         )
         _check_types(raw[name], name, path, units[name])
 
+    # Keys computed in the JVM when every column that is matched across tables allows it (the
+    # events find their messages by this key: both sides must be keyed the same way).
+    native = _native_keys(
+        [
+            (raw["messages"], "message_id"),
+            (raw["events"], "event_id"),
+            (raw["events"], "message_id"),
+        ]
+    )
+
     def keyed(name: str, keys: dict[str, str]) -> DataFrame:
         from pyspark.sql.types import StringType, StructField, StructType
 
         frame = raw[name]
+        if (native or name in ("segments", "settings")) and _native_keys(
+            [(frame, source) for source in keys.values()]
+        ):
+            return frame.select("*", *(_native_key(src).alias(key) for key, src in keys.items()))
         added = [StructField(key, StringType()) for key in keys]
         return frame.mapInArrow(_add_keys(keys), StructType([*frame.schema.fields, *added]))
 

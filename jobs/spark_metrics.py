@@ -5,9 +5,9 @@ Nothing here names a metric: counts, their event types, statuses and grains come
 from :data:`jobs.metrics.RATES`, and the status predicates are the spec's own callables applied to
 Spark ``Column`` objects (:func:`jobs.metrics.count_mask`). The steps are those of
 :func:`jobs.metrics.compute_partitions` (window, event status, per-message counts, partitions per
-module) and :func:`jobs.metrics.rollup` (sums over send dates, rates from the sums); the collected
-partition rows go through the same finishing code as the local engine's, so the store receives
-identical rows.
+module); the collected partition rows go through the same finishing code as the local engine's, so
+the store receives identical rows, and the tables are rolled up from them by
+:func:`jobs.metrics.rollup` on the driver (partition rows are few: tenants x channels x days x keys).
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ def compute_partitions_spark(
             frame = _event_rows(ev, module)
         else:  # a new grain in the spec needs its translation here
             raise NotImplementedError(f"metric grain {module.grain!r} has no Spark translation")
-        rows[table] = frame.persist(StorageLevel.MEMORY_AND_DISK)
+        rows[table] = frame  # collected once below: not worth caching
 
     summary = (
         msg.groupBy("tenant_id", "channel", "send_day")
@@ -245,42 +245,3 @@ def _event_rows(ev: DataFrame, module: M.Module) -> DataFrame:
         *(F.col(_mask(n)).alias(n) for n in module.counts),
     )
     return keyed.groupBy(*PART_KEYS, *module.keys).agg(*_sums(module.counts))
-
-
-def rollup_spark(rows: DataFrame, module: M.Module, comparison: bool = False) -> pd.DataFrame:
-    """One module table from computed partition rows of the window, summed in Spark.
-
-    Counts summed over send dates, open columns empty for SMS, ``bot_filter_applied`` when every
-    summed partition had it, rates from the sums (empty where the denominator is 0); collected
-    with the spec's dtypes (:func:`jobs.metrics.coerce`) in :func:`jobs.metrics.rollup`'s order.
-    """
-    from pyspark.sql import functions as F
-
-    frame = rows.where(F.col("in_window"))
-    if DAY_COLUMN in frame.columns:
-        frame = frame.withColumn("date", F.date_from_unix_date(F.col(DAY_COLUMN)))
-    keys = ["tenant_id", *module.keys, "channel"]
-    sms = F.col("channel") == F.lit(M.SMS)
-    out = frame.groupBy(*keys).agg(
-        *_sums(module.counts), F.bool_and("bot_filter_applied").alias("bot_filter_applied")
-    )
-    for name in module.counts:
-        if M.COUNTS[name].email_only:
-            out = out.withColumn(name, F.when(~sms, F.col(name)))
-    for name in module.rates:
-        rate = M.RATES[name]
-        num, den = F.col(rate.numerator), F.col(rate.denominator)
-        out = out.withColumn(name, F.when(den > 0, num.cast("double") / den.cast("double")))
-    columns = module.table_columns(comparison)
-    table = M.coerce(out.select(*columns).toPandas(), module)
-    table = table.sort_values(keys, kind="stable", ignore_index=True)
-    return table.reindex(columns=columns)
-
-
-def rollup_tables(
-    rows: Mapping[str, DataFrame], comparison: bool = False
-) -> dict[str, pd.DataFrame]:
-    """The window's four PRODUCT.md tables, rolled up in Spark."""
-    return {
-        name: rollup_spark(rows[name], M.MODULES[name], comparison) for name in M.PRODUCT_TABLES
-    }

@@ -236,49 +236,138 @@ def test_recompute_into_the_store_with_the_spark_engine(
     spark, local, settings: Settings, home: Path, model_uri: str
 ) -> None:
     """``jobs.recompute.recompute(scorer=..., engine=...)``: Spark scores what the store lacks and
-    aggregates; locks, runs and the store write stay shared."""
+    aggregates; locks, runs and the store write stay shared. Fresh store, rerun on the same store
+    (stored scores, which carry ``top_reason``, not ``reasons``), then after a setting toggle."""
     from jobs.metrics import compute_partitions
     from jobs.recompute import recompute
+    from jobs.settings import set_exclusion, tenant_setting
     from jobs.spark_engine import partitions_engine, spark_scorer
     from jobs.store import Store
 
     validated, scores = local
     as_of = validated.events["occurred_at"].max() + pd.Timedelta(seconds=1)
     version = scores["model_version"].iat[0]
-    results = {}
-    for name in ("local", "spark"):
-        run_settings = settings.model_copy(update={"home": home / f"store-{name}"})
-        store = Store.open(run_settings)
-        if name == "local":
-            options = {"scores": scores, "engine": compute_partitions}
-        else:
-            options = {
-                "scorer": spark_scorer(spark, settings, model_uri),
-                "model_version": version,
-                "engine": partitions_engine(spark),
-            }
-        results[name] = recompute(store, run_settings, validated, as_of=as_of, **options)
-    assert results["spark"].scores_source == "scored"
-    assert results["spark"].model_versions == (version,)
-    assert results["spark"].rows_written == results["local"].rows_written > 0
-    assert results["spark"].events_used == results["local"].events_used
-    for table, frame in results["local"].tables.items():
-        pd.testing.assert_frame_equal(results["spark"].tables[table], frame, obj=table)
+    tenant = sorted(validated.messages["tenant_id"].unique())[-1]
+    stores = {
+        name: (settings.model_copy(update={"home": home / f"store-{name}"}))
+        for name in ("local", "spark")
+    }
+    sources = {"fresh": ("file", "scored"), "rerun": ("file", "store"), "toggle": ("file", "store")}
+    applied: dict[str, bool] = {}
+    for step, (local_source, spark_source) in sources.items():
+        results = {}
+        for name, run_settings in stores.items():
+            store = Store.open(run_settings)
+            if step == "toggle":
+                set_exclusion(store, tenant, "sms", not tenant_setting(store, tenant)["sms"])
+            if name == "local":
+                options = {"scores": scores, "engine": compute_partitions}
+            else:
+                options = {
+                    "scorer": spark_scorer(spark, settings, model_uri),
+                    "model_version": version,
+                    "engine": partitions_engine(spark),
+                }
+            results[name] = recompute(store, run_settings, validated, as_of=as_of, **options)
+        assert results["local"].scores_source == local_source
+        assert results["spark"].scores_source == spark_source, step
+        assert results["spark"].model_versions == (version,)
+        assert results["spark"].rows_written == results["local"].rows_written > 0
+        assert results["spark"].events_used == results["local"].events_used
+        assert results["spark"].queue_applied == results["local"].queue_applied
+        for table, frame in results["local"].tables.items():
+            pd.testing.assert_frame_equal(results["spark"].tables[table], frame, obj=table)
+        campaigns = results["spark"].tables["campaign_metrics"]
+        sms = campaigns[(campaigns["tenant_id"] == tenant) & (campaigns["channel"] == "sms")]
+        assert len(sms) > 0
+        applied[step] = bool(sms["bot_filter_applied"].all())
+    # The toggle was applied (queued, recomputed): the tenant's SMS filter state flipped.
+    assert applied["toggle"] != applied["rerun"] == applied["fresh"]
+
+
+def _cli(args: list[str], env: dict[str, str]) -> str:
+    """Run the ``botfilter`` CLI in this process (the module's Spark session is reused)."""
+    from typer.testing import CliRunner
+
+    from botfilter.cli import app
+
+    result = CliRunner().invoke(app, args, env=env)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _tables(out: Path) -> dict[str, pd.DataFrame]:
+    from jobs import metrics as M
+
+    return {name: pd.read_parquet(out / f"{name}.parquet") for name in M.PRODUCT_TABLES}
+
+
+def test_recompute_command_reruns_and_toggles_like_the_local_engine(
+    world: Path, settings: Settings, model_uri: str, local, home: Path, spark
+) -> None:
+    """``botfilter recompute --engine spark`` equals ``--engine local`` on a fresh store, again
+    on the same store (stored scores reused: the steady state), and after a setting toggle."""
+    from jobs import metrics as M
+
+    validated, _ = local
+    as_of = (validated.events["occurred_at"].max() + pd.Timedelta(seconds=1)).isoformat()
+    tenant = sorted(validated.messages["tenant_id"].unique())[0]
+    env = {
+        "BOTFILTER_HOME": str(settings.home),
+        "BOTFILTER_TRACKING_URI": settings.mlflow_uri,
+        "BOTFILTER_THREADS": "1",
+    }
+    stores = {
+        e: {**env, "BOTFILTER_DATABASE_URL": f"sqlite:///{home}/cli-{e}.db"}
+        for e in ("local", "spark")
+    }
+    before: dict[str, pd.DataFrame] | None = None
+    for step in ("fresh", "rerun", "toggle"):
+        got = {}
+        for engine, engine_env in stores.items():
+            if step == "toggle":
+                on = (
+                    "off"
+                    if validated.settings.set_index("tenant_id").at[tenant, "exclude_bots_email"]
+                    else "on"
+                )
+                _cli(["settings", "set", "--tenant", tenant, "--email", on], engine_env)
+            out = home / f"cli-{engine}-{step}"
+            args = ["recompute", "--data", str(world), "--as-of", as_of, "--out", str(out)]
+            text = _cli([*args, "--model", model_uri, "--engine", engine], engine_env)
+            assert ("scores: store " in text) == (step != "fresh"), text
+            got[engine] = _tables(out)
+        for name, frame in got["local"].items():
+            assert len(frame) > 0, name
+            pd.testing.assert_frame_equal(got["spark"][name], frame, obj=f"{step}: {name}")
+        if step == "toggle":  # the toggle changed the tenant's email metrics, in both engines
+            campaigns = got["local"]["campaign_metrics"]
+            mine = campaigns[(campaigns["tenant_id"] == tenant) & (campaigns["channel"] == "email")]
+            old = before["campaign_metrics"]
+            old = old[(old["tenant_id"] == tenant) & (old["channel"] == "email")]
+            assert mine["bot_filter_applied"].all() != old["bot_filter_applied"].all()
+            assert not mine["opens_total"].equals(old["opens_total"])
+        before = got["local"]
+    assert set(before) == set(M.PRODUCT_TABLES)
 
 
 def test_score_command_path_writes_the_local_engines_file(
     spark, world: Path, settings: Settings, model_uri: str, local, home: Path
 ) -> None:
     """What ``botfilter score --engine spark`` runs: a plain directory, the model resolved on the
-    driver, the scores file written as the local engine writes it."""
+    driver, the scores file written as the local engine writes it; run again over its own output
+    (the rerun), the file is the same."""
     from jobs.spark_engine import run_score
     from scoring.io import read_scores
 
     out = home / "spark-scores.parquet"
-    run = run_score(settings, world, out, model_uri, "local[2]")
-    assert run.events == len(local[1]) and run.bots == int(local[1]["is_bot"].sum())
-    assert run.report.as_dict() == local[0].report.as_dict()
-    _same_scores(local[1], read_scores(out))
+    for _ in range(2):
+        run = run_score(settings, world, out, model_uri, "local[2]")
+        assert run.events == len(local[1]) and run.bots == int(local[1]["is_bot"].sum())
+        assert run.report.as_dict() == local[0].report.as_dict()
+        _same_scores(local[1], read_scores(out))
 
 
 def test_tenants_sharing_message_and_event_ids_stay_apart(spark, tmp_path: Path) -> None:
@@ -330,3 +419,42 @@ def test_tenants_sharing_message_and_event_ids_stay_apart(spark, tmp_path: Path)
         assert camp.loc["t1", "bot_opens_excluded"] == 1 and camp.loc["t2", "clicks_total"] == 1
     finally:
         tables.unpersist()
+
+
+def test_events_find_their_message_by_tenant_and_message_id(spark) -> None:
+    """Two tenants may use the same message_id (PRODUCT.md): each event gets its own tenant's
+    message as context, never the other tenant's (nor both)."""
+    from contract import validate
+    from jobs.spark_engine import _with_context, spark_frames
+
+    def tenant(name: str, channel: str, kind: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        messages = pd.DataFrame(
+            {
+                "message_id": ["m1"],
+                "tenant_id": [name],
+                "channel": [channel],
+                "contact_id": [f"c-{name}"],
+                "sent_at": ["2026-01-01T00:00:00Z"],
+            }
+        )
+        events = pd.DataFrame(
+            {
+                "event_id": [f"e-{name}"],
+                "tenant_id": [name],
+                "message_id": ["m1"],
+                "type": [kind],
+                "occurred_at": ["2026-01-01T00:01:00Z"],
+            }
+        )
+        tables = validate.validate_tables({"messages": messages, "events": events})
+        return tables.messages, tables.events
+
+    (ma, ea), (mb, eb) = tenant("ta", "email", "open"), tenant("tb", "sms", "click")
+    tables = spark_frames(
+        spark, pd.concat([ma, mb], ignore_index=True), pd.concat([ea, eb], ignore_index=True)
+    )
+    ctx = _with_context(tables).toPandas().sort_values("event_id", ignore_index=True)
+    assert ctx[["event_id", "tenant_id", "channel", "contact_id"]].values.tolist() == [
+        ["e-ta", "ta", "email", "c-ta"],
+        ["e-tb", "tb", "sms", "c-tb"],
+    ]
