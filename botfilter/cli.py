@@ -10,6 +10,7 @@ from typing import NoReturn
 
 import typer
 
+from console.commands import console
 from contract.commands import validate
 from features.commands import vendor
 from jobs.commands import metrics_app, recompute, report, run, settings_app
@@ -27,7 +28,19 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-for command in (demo, simulate, validate, train, evaluate, score, recompute, run, report, serve):
+for command in (
+    demo,
+    simulate,
+    validate,
+    train,
+    evaluate,
+    score,
+    recompute,
+    run,
+    report,
+    serve,
+    console,
+):
     app.command()(command)
 app.command(name="vendor")(vendor)
 app.add_typer(settings_app, name="settings")
