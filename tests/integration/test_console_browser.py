@@ -14,9 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from botfilter.tokens import TokenStore
-from console.app import create_app
-from tests.unit.console_world import build, cycle
+from tests.unit.console_world import console_env, cycle
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
 
@@ -40,14 +38,14 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A console server on a tiny store, in a thread; its URL, tokens and store."""
+    with console_env(tmp_path_factory.mktemp("browser")) as env:
+        yield from _serve(env)
+
+
+def _serve(env):
     import uvicorn
 
-    for key in [k for k in os.environ if k.startswith("BOTFILTER_")]:
-        os.environ.pop(key)
-    settings, store, data = build(tmp_path_factory.mktemp("browser"))
-    tokens = TokenStore(store.url)
-    t1, _ = tokens.create(["t1"])
-    app = create_app(settings, data_dir=data, store=store, tokens=tokens)
+    app = env["app"]
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -56,12 +54,11 @@ def server(tmp_path_factory):
     while not srv.started and time.monotonic() < deadline:
         time.sleep(0.05)
     assert srv.started, "the console server did not start"
-    yield {"url": f"http://127.0.0.1:{port}", "t1": t1, "store": store, "settings": settings,
-           "data": data}
-    srv.should_exit = True
-    thread.join(timeout=10)
-    store.close()
-    tokens.close()
+    try:
+        yield {**env, "url": f"http://127.0.0.1:{port}"}
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +107,12 @@ def test_log_in(page, server, shots) -> None:
 
 
 def test_other_tenant_is_404(page, server) -> None:
-    for path in ("/t/t2/settings", "/t/t2/campaigns", "/t/t3/dashboard", "/api/tenants/t2/settings"):
+    for path in (
+        "/t/t2/settings",
+        "/t/t2/campaigns",
+        "/t/t3/dashboard",
+        "/api/tenants/t2/settings",
+    ):
         resp = page.goto(server["url"] + path)
         assert resp.status in (401, 404), path  # the API wants a bearer token, the pages 404
         if path.startswith("/t/"):

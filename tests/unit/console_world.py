@@ -3,6 +3,9 @@ worker cycle with scores taken from the labels (reasons are real feature names).
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -65,3 +68,25 @@ def cycle(store: Store, settings: Settings, data: Path):
     return run_cycle(
         store, settings, data, now=NOW.to_pydatetime(), scorer=LabelScorer(), model_version="labels"
     )
+
+
+@contextlib.contextmanager
+def console_env(root: Path) -> Iterator[dict]:
+    """The tiny store, tokens for t1, t2 and an admin, and the console app; BOTFILTER_*
+    variables of the caller's environment are hidden meanwhile (then restored)."""
+    from botfilter.tokens import TokenStore
+    from console.app import create_app
+
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("BOTFILTER_")}
+    try:
+        settings, store, data = build(root)
+        tokens = TokenStore(store.url)
+        env = {"settings": settings, "store": store, "data": data}
+        for name, tenants in (("t1", ["t1"]), ("t2", ["t2"]), ("admin", [])):
+            env[name] = tokens.create(tenants, admin=not tenants)[0]
+        env["app"] = create_app(settings, data_dir=data, store=store, tokens=tokens)
+        yield env
+        store.close()
+        tokens.close()
+    finally:
+        os.environ.update(saved)

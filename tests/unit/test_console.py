@@ -4,41 +4,21 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from botfilter.tokens import TokenStore
 from console import service
-from console.app import create_app
 from console.reasons import phrase
-from tests.unit.console_world import build, cycle
+from tests.unit.console_world import console_env, cycle
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    for key in [k for k in os.environ if k.startswith("BOTFILTER_")]:
-        os.environ.pop(key)
-    settings, store, data = build(tmp_path_factory.mktemp("console"))
-    tokens = TokenStore(store.url)
-    t1, _ = tokens.create(["t1"])
-    t2, _ = tokens.create(["t2"])
-    admin, _ = tokens.create([], admin=True)
-    app = create_app(settings, data_dir=data, store=store, tokens=tokens, secret="test-secret")
-    yield {
-        "settings": settings,
-        "store": store,
-        "data": data,
-        "app": app,
-        "t1": t1,
-        "t2": t2,
-        "admin": admin,
-    }
-    store.close()
-    tokens.close()
+    with console_env(tmp_path_factory.mktemp("console")) as values:
+        yield values
 
 
 def api(env, token):
