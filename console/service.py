@@ -249,7 +249,9 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     for row in frame.to_dict("records"):
         clean = {}
         for k, v in row.items():
-            if isinstance(v, (pd.Timestamp, datetime, date)):
+            if isinstance(v, (pd.Timestamp, datetime)):
+                clean[k] = v.isoformat(timespec="seconds")
+            elif isinstance(v, date):
                 clean[k] = v.isoformat()
             elif v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
                 clean[k] = None
@@ -376,7 +378,12 @@ def bot_interactions(
             "user_agent_family": agents.fillna("").map(_ua_family).to_numpy(),
         }
     )
-    return out.sort_values(["occurred_at", "event_id"], ascending=[False, True], ignore_index=True)
+    out = out.sort_values(["occurred_at", "event_id"], ascending=[False, True], ignore_index=True)
+    # Seconds are what a person reads, in the API, the page and the CSV alike.
+    out["occurred_at"] = pd.to_datetime(out["occurred_at"], utc=True).dt.strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
+    return out
 
 
 def _networks(source: DataSource, events: pd.DataFrame) -> list[str]:
@@ -410,7 +417,7 @@ def _prefix(ip: str) -> str:
 def _iso(value: Any) -> str | None:
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return None
-    return pd.Timestamp(value).isoformat()
+    return pd.Timestamp(value).isoformat(timespec="seconds")
 
 
 def check_module(module: str) -> str:
