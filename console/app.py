@@ -76,7 +76,7 @@ def create_app(
     ctx = Console(store, Auth(tokens, static), service.DataSource(data_dir), settings.window_days)
     app = FastAPI(
         title="botfilter management API",
-        docs_url="/api/docs",
+        docs_url=None,  # FastAPI's Swagger page loads its assets from a CDN: ours is local
         openapi_url="/api/openapi.json",
         redoc_url=None,
     )
@@ -95,6 +95,14 @@ def create_app(
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
     app.include_router(api_router(ctx), prefix="/api")
+
+    docs = Jinja2Templates(directory=HERE / "templates")
+
+    @app.get("/api/docs", include_in_schema=False)
+    def api_docs(request: Request) -> HTMLResponse:
+        """The API reference, rendered here from the OpenAPI schema (nothing from a CDN)."""
+        return docs.TemplateResponse(request, "api_docs.html", {"spec": app.openapi()})
+
     app.include_router(page_router(ctx))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     return app

@@ -208,7 +208,9 @@ def test_pages_render(env) -> None:
     html = client.get("/t/t1/campaigns?sort=ctr_human&desc=0").text
     assert "CTR (without bots) ▲" in html
     assert "<svg" in client.get("/t/t1/dashboard").text
-    assert client.get("/api/docs").status_code == 200
+    docs = client.get("/api/docs")
+    assert docs.status_code == 200 and "/api/tenants/{tenant}/settings/preview" in docs.text
+    assert "cdn" not in docs.text.lower() and "<script" not in docs.text
     assert (
         "/api/tenants/{tenant}/settings/preview" in client.get("/api/openapi.json").json()["paths"]
     )
