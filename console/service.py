@@ -312,7 +312,8 @@ class DataSource:
         self._fingerprint: str | None = None
         self._data: Any = None
         self._ip: Any = None
-        self._ua: Any = None
+        self._index: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+        self._bots: dict[tuple[str, str], tuple[int, pd.DataFrame]] = {}
 
     def load(self) -> Any:
         """The validated tables (reloaded when a file changed)."""
@@ -327,7 +328,43 @@ class DataSource:
 
                 self._data = contract.load(self.data_dir)
                 self._fingerprint = fp
+                self._index = {}
             return self._data
+
+    def events_of(self, tenant: str, module: str, key: str) -> pd.DataFrame:
+        """The events of one campaign or automation (an index per tenant and module is built
+        once per load, so a drill-down does not scan every event)."""
+        data = self.load()
+        with self._lock:
+            index = self._index.get((tenant, module))
+            if index is None:
+                column = DRILL_KEYS[module]
+                m = data.messages
+                m = m.loc[(m["tenant_id"] == tenant) & m[column].notna(), ["message_id", column]]
+                e = data.events
+                mine = np.flatnonzero((e["tenant_id"] == tenant).to_numpy())
+                keys = e["message_id"].iloc[mine].map(m.set_index("message_id")[column])
+                found = keys.notna().to_numpy()
+                groups = pd.Series(mine[found]).groupby(keys.to_numpy()[found]).indices
+                index = {k: mine[found][v] for k, v in groups.items()}
+                self._index[(tenant, module)] = index
+        rows = index.get(key)
+        return data.events.iloc[rows if rows is not None else []]
+
+    def bot_scores(self, store: Store, tenant: str, version: str) -> pd.DataFrame:
+        """The tenant's stored bot scores of ``version`` by event id, with reasons (reloaded
+        when the store holds a different number of scores)."""
+        count = store.score_versions([tenant]).get(version, 0)
+        with self._lock:
+            hit = self._bots.get((tenant, version))
+            if hit is not None and hit[0] == count:
+                return hit[1]
+        scores = store.load_scores([tenant], version, reasons=True)
+        bots = scores.loc[scores["is_bot"], ["event_id", "bot_score", "reasons"]]
+        bots = bots.set_index("event_id")
+        with self._lock:
+            self._bots[(tenant, version)] = (count, bots)
+        return bots
 
     def enrichers(self) -> tuple[Any, Any]:
         """The vendored IP and User-Agent enrichers (loaded once)."""
@@ -370,21 +407,12 @@ def bot_interactions(
     words, network (ASN and /24) and user-agent family."""
     if module not in DRILL_KEYS:
         raise BotfilterError("bot interactions exist for campaigns and automations only")
-    data = source.load()
-    messages = data.messages
-    messages = messages[(messages["tenant_id"] == tenant) & (messages[DRILL_KEYS[module]] == key)]
-    events = data.events
-    events = events[
-        (events["tenant_id"] == tenant) & events["message_id"].isin(messages["message_id"])
-    ]
+    events = source.events_of(tenant, module, key)
     version = latest_model_version(store, tenant)
     empty = pd.DataFrame({c: pd.Series(dtype=object) for c in DRILL_COLUMNS})
     if version is None or events.empty:
         return empty
-    since = events["occurred_at"].min()
-    scores = store.load_scores([tenant], version, since=since, reasons=True)
-    joined = events.merge(scores, on="event_id", how="inner")
-    joined = joined[joined["is_bot"]]
+    joined = events.join(source.bot_scores(store, tenant, version), on="event_id", how="inner")
     if joined.empty:
         return empty
     network = _networks(source, joined)
