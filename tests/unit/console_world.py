@@ -45,8 +45,9 @@ class LabelScorer:
         )
 
 
-def build(root: Path, n: int = 900) -> tuple[Settings, Store, Path]:
-    """Settings with a private home, its store filled by one worker cycle, the data dir."""
+def build(root: Path, n: int = 900, url: str | None = None) -> tuple[Settings, Store, Path]:
+    """Settings with a private home, its store (``url``, else SQLite in the home) filled by one
+    worker cycle, the data dir."""
     world = random_world(7, NOW, n=n)
     rng = np.random.default_rng(7)
     events = world["events"]
@@ -57,7 +58,7 @@ def build(root: Path, n: int = 900) -> tuple[Settings, Store, Path]:
     for name, frame in world.items():
         frame.to_parquet(data / f"{name}.parquet", index=False)
     settings = Settings(home=root / "home")
-    store = Store.open(settings)
+    store = Store(url) if url else Store.open(settings)
     result = cycle(store, settings, data)
     assert result.status == "succeeded", result
     return settings, store, data
@@ -71,7 +72,7 @@ def cycle(store: Store, settings: Settings, data: Path):
 
 
 @contextlib.contextmanager
-def console_env(root: Path) -> Iterator[dict]:
+def console_env(root: Path, url: str | None = None) -> Iterator[dict]:
     """The tiny store, tokens for t1, t2 and an admin, and the console app; BOTFILTER_*
     variables of the caller's environment are hidden meanwhile (then restored)."""
     from botfilter.tokens import TokenStore
@@ -79,7 +80,7 @@ def console_env(root: Path) -> Iterator[dict]:
 
     saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("BOTFILTER_")}
     try:
-        settings, store, data = build(root)
+        settings, store, data = build(root, url=url)
         tokens = TokenStore(store.url)
         env = {"settings": settings, "store": store, "data": data}
         for name, tenants in (("t1", ["t1"]), ("t2", ["t2"]), ("admin", [])):
