@@ -121,6 +121,7 @@ def api_router(ctx: Console) -> APIRouter:
         found = ctx.auth.scope_of_token(token)
         if found is None:
             raise HTTPException(401, "a valid token is required", {"WWW-Authenticate": "Bearer"})
+        request.state.token_hash = hash_token(token or "")
         return found
 
     @router.get("/tenants")
@@ -134,12 +135,15 @@ def api_router(ctx: Console) -> APIRouter:
         return service.channel_settings(ctx.store, ctx.tenant(s, tenant))
 
     @router.put("/tenants/{tenant}/settings")
-    def put_settings(tenant: str, body: SettingsBody, s: Scope = Depends(scope)) -> dict[str, Any]:
+    def put_settings(
+        request: Request, tenant: str, body: SettingsBody, s: Scope = Depends(scope)
+    ) -> dict[str, Any]:
         """Change switches; each change is recorded and queues the 30-day recompute."""
         changes = {k: v for k, v in body.model_dump().items() if v is not None}
         if not changes:
             raise HTTPException(400, "nothing to change: give email and/or sms")
-        done = service.change_settings(ctx.store, ctx.tenant(s, tenant), changes, "api")
+        who = ctx.auth.who(request.state.token_hash)
+        done = service.change_settings(ctx.store, ctx.tenant(s, tenant), changes, who)
         return {"settings": service.channel_settings(ctx.store, tenant), "changes": done}
 
     @router.get("/tenants/{tenant}/settings/history")
@@ -307,7 +311,8 @@ def page_router(ctx: Console) -> APIRouter:
         for channel in ("email", "sms"):
             if f"{channel}_shown" in form:  # the form lists each toggle; unchecked means off
                 changes[channel] = form.get(channel) == "on"
-        service.change_settings(ctx.store, tenant, changes, "console")
+        who = ctx.auth.who(request.session.get("token_hash"))
+        service.change_settings(ctx.store, tenant, changes, who)
         return RedirectResponse(f"/t/{tenant}/settings", status_code=303)
 
     @router.get("/t/{tenant}/status")

@@ -12,7 +12,9 @@ import threading
 import time
 from pathlib import Path
 
-from botfilter.tokens import ADMIN, Scope, TokenStore, hash_token
+from sqlalchemy import select
+
+from botfilter.tokens import ADMIN, Scope, TokenStore, api_tokens, hash_token
 
 CACHE_TTL_S = 5.0  # a revoked token stops working within this time
 
@@ -47,6 +49,21 @@ class Auth:
                 self._cache.clear()
             self._cache[token_hash] = (now, scope)
         return scope
+
+    def who(self, token_hash: str | None) -> str:
+        """The author recorded in the settings history: ``token:<id>`` (ids are listed by
+        ``botfilter tokens list``), or ``env-admin`` for ``BOTFILTER_API_TOKEN``."""
+        if (
+            self._static is not None
+            and token_hash
+            and secrets.compare_digest(token_hash, self._static)
+        ):
+            return "env-admin"
+        with self.tokens.engine.connect() as conn:
+            token_id = conn.execute(
+                select(api_tokens.c.token_id).where(api_tokens.c.token_hash == token_hash)
+            ).scalar()
+        return f"token:{token_id}" if token_id else "unknown"
 
 
 def session_secret(home: Path) -> str:

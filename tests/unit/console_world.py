@@ -84,7 +84,8 @@ def console_env(root: Path, url: str | None = None) -> Iterator[dict]:
         tokens = TokenStore(store.url)
         env = {"settings": settings, "store": store, "data": data}
         for name, tenants in (("t1", ["t1"]), ("t2", ["t2"]), ("admin", [])):
-            env[name] = tokens.create(tenants, admin=not tenants)[0]
+            env[name], info = tokens.create(tenants, admin=not tenants)
+            env[f"{name}_id"] = info.token_id
         env["app"] = create_app(settings, data_dir=data, store=store, tokens=tokens)
         yield env
         store.close()

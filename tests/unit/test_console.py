@@ -115,8 +115,8 @@ def test_preview_equals_the_recompute_afterwards(env) -> None:
     assert all(s["started_at"] and s["done_at"] >= s["queued_at"] for s in status)
     history = client.get("/api/tenants/t3/settings/history").json()["history"]
     assert {(h["channel"], h["from"], h["to"], h["who"]) for h in history} == {
-        ("email", None, True, "api"),
-        ("sms", False, True, "api"),
+        ("email", None, True, f"token:{env['admin_id']}"),
+        ("sms", False, True, f"token:{env['admin_id']}"),
     }
     # the numbers the preview promised are the ones the store now shows, module by module
     after = client.get("/api/tenants/t3/settings/preview").json()
@@ -230,5 +230,19 @@ def test_toggle_through_the_page_queues_the_recompute(env) -> None:
         "sms": True,
     }
     history = api(env, env["t1"]).get("/api/tenants/t1/settings/history").json()["history"]
-    assert (history[0]["channel"], history[0]["to"], history[0]["who"]) == ("sms", True, "console")
+    who = f"token:{env['t1_id']}"
+    assert (history[0]["channel"], history[0]["to"], history[0]["who"]) == ("sms", True, who)
     assert "queued" in client.get("/t/t1/status").text
+
+
+def test_authors_of_changes(env) -> None:
+    from botfilter.tokens import TokenStore, hash_token
+    from console.auth import Auth
+
+    tokens = TokenStore(env["store"].url)
+    auth = Auth(tokens, static="env-admin-token")
+    assert auth.who(hash_token("env-admin-token")) == "env-admin"
+    assert auth.scope_of_token("env-admin-token").admin
+    assert auth.who(hash_token(env["t2"])) == f"token:{env['t2_id']}"
+    assert auth.who(hash_token("bf_unknown")) == "unknown"
+    tokens.close()
