@@ -10,6 +10,7 @@ from typing import NoReturn
 
 import typer
 
+from console.commands import console
 from contract.commands import validate
 from features.commands import vendor
 from jobs.commands import metrics_app, recompute, report, run, scores_app, settings_app
@@ -45,6 +46,7 @@ for command in (
     run,
     report,
     serve,
+    console,
 ):
     app.command()(command)
 app.command(name="vendor")(vendor)

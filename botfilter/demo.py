@@ -116,6 +116,31 @@ def demo(
     console.print(
         f"[bold green]demo complete[/]: HTML report {page}; try `botfilter metrics show --tenant {tenant}`"
     )
+    _console_hint(settings, tenant, live_dir, console)
+
+
+def _console_hint(settings, tenant: str, live_dir: Path, console) -> None:
+    """How to look at the demo's store in the console, with a new token for the demo tenant."""
+    import shlex
+
+    from rich.rule import Rule
+
+    from botfilter.tokens import TokenStore
+
+    tokens = TokenStore.open(settings)
+    try:
+        token, _ = tokens.create([tenant], label="botfilter demo")
+    finally:
+        tokens.close()
+    home = shlex.quote(str(settings.home.resolve()))
+    console.print(Rule("8. Look at it in the console"))
+    console.print(
+        f"BOTFILTER_HOME={home} botfilter console --data {shlex.quote(str(live_dir.resolve()))}\n"
+        f"then open http://127.0.0.1:8080/ and log in with this token for tenant {tenant} "
+        f"(shown once; revoke with `botfilter tokens revoke`):",
+        highlight=False,
+    )
+    console.print(token, highlight=False, soft_wrap=True)
 
 
 def _before_after(before, after):

@@ -28,3 +28,25 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert (tmp_path / "home" / "mlflow.db").exists() and (
         tmp_path / "home" / "metrics.db"
     ).exists()
+    _console_opens_on_the_demo_store(tmp_path / "home", out)
+
+
+def _console_opens_on_the_demo_store(home: Path, out: str) -> None:
+    """The demo's last words: the console command and a token that logs in to its tenant."""
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from botfilter.settings import Settings
+    from console.app import create_app
+
+    assert f"BOTFILTER_HOME={home.resolve()} botfilter console --data" in out
+    token = re.search(r"^(bf_\S+)$", out, re.M).group(1)
+    tenant = re.search(r"log in with this token for tenant (\S+)", out).group(1)
+    client = TestClient(create_app(Settings(home=home), data_dir=home / "demo" / "live"))
+    csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text).group(1)
+    assert client.post("/login", data={"token": token, "csrf": csrf}).status_code == 200
+    campaigns = client.get(f"/t/{tenant}/campaigns")
+    assert campaigns.status_code == 200 and "without bots" in campaigns.text
+    key = re.search(rf'href="/t/{tenant}/campaigns/([^"]+)"', campaigns.text).group(1)
+    assert client.get(f"/t/{tenant}/campaigns/{key}").status_code == 200

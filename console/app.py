@@ -1,0 +1,412 @@
+"""The console's web application: the management REST API (``/api``, OpenAPI at ``/api/docs``)
+and the server-rendered pages, both over :mod:`console.service`.
+
+Tenants are walls: every route names its tenant, and a tenant outside the caller's scope, or
+unknown to the store, answers 404 (the same answer, so a token cannot probe other tenants).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import secrets
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel
+from starlette.middleware.sessions import SessionMiddleware
+
+from botfilter.errors import BotfilterError
+from botfilter.settings import Settings
+from botfilter.tokens import Scope, TokenStore, hash_token
+from console import charts, service
+from console.auth import Auth, session_secret
+from jobs.settings import parse_switch
+from jobs.store import Store
+
+HERE = Path(__file__).parent
+SESSION_HOURS = 8
+
+
+class SettingsBody(BaseModel):
+    """Switches to change; a channel left out keeps its value."""
+
+    email: bool | None = None
+    sms: bool | None = None
+
+
+class Console:
+    """What the routes share: the store, the token check, the data directory."""
+
+    def __init__(self, store: Store, auth: Auth, data: service.DataSource, window_days: int):
+        self.store = store
+        self.auth = auth
+        self.data = data
+        self.window_days = window_days
+
+    def tenant(self, scope: Scope | None, tenant: str) -> str:
+        """``tenant`` when the caller may see it and the store knows it, else 404."""
+        if scope is None or not scope.allows(tenant) or tenant not in service.tenants(self.store):
+            raise HTTPException(404, "not found")
+        return tenant
+
+    def visible(self, scope: Scope) -> list[str]:
+        """The tenants the caller may see."""
+        return [t for t in service.tenants(self.store) if scope.allows(t)]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    data_dir: Path | None = None,
+    store: Store | None = None,
+    tokens: TokenStore | None = None,
+    secret: str | None = None,
+) -> FastAPI:
+    """The console app over the store named by ``settings`` (or the given ``store``)."""
+    store = store or Store.open(settings)
+    # Tokens live in the store's database (botfilter tokens writes them there too).
+    tokens = tokens or TokenStore(store.url, schema=store.schema)
+    static = settings.api_token.get_secret_value() if settings.api_token else None
+    ctx = Console(store, Auth(tokens, static), service.DataSource(data_dir), settings.window_days)
+    app = FastAPI(
+        title="botfilter management API",
+        docs_url=None,  # FastAPI's Swagger page loads its assets from a CDN: ours is local
+        openapi_url="/api/openapi.json",
+        redoc_url=None,
+    )
+    app.state.console = ctx
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=secret or session_secret(settings.ensure_home()),
+        session_cookie="botfilter_console",
+        max_age=SESSION_HOURS * 3600,
+        same_site="strict",
+        https_only=False,  # served on localhost; put TLS in front for anything else
+    )
+
+    @app.exception_handler(BotfilterError)
+    async def _user_error(request: Request, exc: BotfilterError) -> Response:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    app.include_router(api_router(ctx), prefix="/api")
+
+    docs = Jinja2Templates(directory=HERE / "templates")
+
+    @app.get("/api/docs", include_in_schema=False)
+    def api_docs(request: Request) -> HTMLResponse:
+        """The API reference, rendered here from the OpenAPI schema (nothing from a CDN)."""
+        return docs.TemplateResponse(request, "api_docs.html", {"spec": app.openapi()})
+
+    app.include_router(page_router(ctx))
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    return app
+
+
+# --- the API --------------------------------------------------------------------------------
+
+
+def api_router(ctx: Console) -> APIRouter:
+    """``/api/...``: JSON for the platform's app, authenticated by a bearer token."""
+    router = APIRouter()
+
+    def scope(request: Request) -> Scope:
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else None
+        found = ctx.auth.scope_of_token(token)
+        if found is None:
+            raise HTTPException(401, "a valid token is required", {"WWW-Authenticate": "Bearer"})
+        request.state.token_hash = hash_token(token or "")
+        return found
+
+    @router.get("/tenants")
+    def list_tenants(s: Scope = Depends(scope)) -> dict[str, Any]:
+        """The tenants this token may see."""
+        return {"tenants": ctx.visible(s)}
+
+    @router.get("/tenants/{tenant}/settings")
+    def get_settings(tenant: str, s: Scope = Depends(scope)) -> dict[str, Any]:
+        """ "Exclude bot interactions" per channel."""
+        return service.channel_settings(ctx.store, ctx.tenant(s, tenant))
+
+    @router.put("/tenants/{tenant}/settings")
+    def put_settings(
+        request: Request, tenant: str, body: SettingsBody, s: Scope = Depends(scope)
+    ) -> dict[str, Any]:
+        """Change switches; each change is recorded and queues the 30-day recompute."""
+        changes = {k: v for k, v in body.model_dump().items() if v is not None}
+        if not changes:
+            raise HTTPException(400, "nothing to change: give email and/or sms")
+        who = ctx.auth.who(request.state.token_hash)
+        done = service.change_settings(ctx.store, ctx.tenant(s, tenant), changes, who)
+        return {"settings": service.channel_settings(ctx.store, tenant), "changes": done}
+
+    @router.get("/tenants/{tenant}/settings/history")
+    def get_history(tenant: str, s: Scope = Depends(scope)) -> dict[str, Any]:
+        """Setting changes, newest first: who, when, channel, from, to."""
+        return {"history": service.history(ctx.store, ctx.tenant(s, tenant))}
+
+    @router.get("/tenants/{tenant}/settings/status")
+    def get_status(tenant: str, s: Scope = Depends(scope)) -> dict[str, Any]:
+        """Queued recomputes: queued -> running -> done, with times."""
+        return {"recomputes": service.status(ctx.store, ctx.tenant(s, tenant))}
+
+    @router.get("/tenants/{tenant}/settings/preview")
+    def get_preview(
+        tenant: str, email: str | None = None, sms: str | None = None, s: Scope = Depends(scope)
+    ) -> dict[str, Any]:
+        """Impact of switching (``?email=on&sms=off``) over the last 30 days, from stored data."""
+        return ctx_preview(ctx, ctx.tenant(s, tenant), email, sms)
+
+    @router.get("/tenants/{tenant}/metrics/{module}")
+    def get_metrics(tenant: str, module: str, s: Scope = Depends(scope)) -> dict[str, Any]:
+        """A module table (dashboard, campaigns, automations, segments), with and without bots."""
+        tenant = ctx.tenant(s, tenant)
+        frame = service.metrics(ctx.store, tenant, service.check_module(module))
+        return {"module": module, "rows": service.records(frame)}
+
+    @router.get("/tenants/{tenant}/{module}/{key}/bot-interactions", response_model=None)
+    def get_bots(
+        tenant: str, module: str, key: str, format: str = "json", s: Scope = Depends(scope)
+    ) -> dict[str, Any] | Response:
+        """Bot interactions of a campaign or automation (``?format=csv`` for CSV)."""
+        tenant = ctx.tenant(s, tenant)
+        frame = service.bot_interactions(ctx.store, ctx.data, tenant, module, key)
+        if format == "csv":
+            return csv_response(frame, f"{tenant}-{key}-bot-interactions.csv")
+        return {"rows": service.records(frame)}
+
+    return router
+
+
+def ctx_preview(ctx: Console, tenant: str, email: str | None, sms: str | None) -> dict[str, Any]:
+    """The preview of the switches given as on/off text."""
+    changes = {}
+    if email is not None:
+        changes["email"] = parse_switch(email, "email")
+    if sms is not None:
+        changes["sms"] = parse_switch(sms, "sms")
+    return service.preview(ctx.store, tenant, changes, ctx.window_days)
+
+
+def csv_response(frame: pd.DataFrame, name: str) -> Response:
+    """A frame as a CSV download."""
+    buf = io.StringIO()
+    frame.to_csv(buf, index=False, quoting=csv.QUOTE_MINIMAL, date_format="%Y-%m-%dT%H:%M:%S%z")
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+    return Response(
+        buf.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{safe}"'},
+    )
+
+
+# --- the pages ------------------------------------------------------------------------------
+
+
+def page_router(ctx: Console) -> APIRouter:
+    """Server-rendered pages, authenticated by the signed session; every form carries CSRF."""
+    router = APIRouter(include_in_schema=False)
+    templates = Jinja2Templates(directory=HERE / "templates")
+    templates.env.filters["pct"] = _pct
+    templates.env.filters["num"] = _num
+
+    def csrf_token(request: Request) -> str:
+        token = request.session.get("csrf")
+        if not token:
+            token = secrets.token_urlsafe(32)
+            request.session["csrf"] = token
+        return token
+
+    async def check_csrf(request: Request) -> dict[str, Any]:
+        form = dict(await request.form())
+        sent = str(form.get("csrf") or request.headers.get("x-csrf-token") or "")
+        expected = request.session.get("csrf") or ""
+        if not expected or not secrets.compare_digest(sent, expected):
+            raise HTTPException(403, "the form expired or did not come from this console")
+        return form
+
+    def viewer(request: Request) -> Scope | None:
+        return ctx.auth.scope_of_hash(request.session.get("token_hash"))
+
+    def render(request: Request, name: str, scope: Scope, **values: Any) -> HTMLResponse:
+        values.update(
+            request=request,
+            csrf=csrf_token(request),
+            tenants=ctx.visible(scope),
+            admin=scope.admin,
+            modules=("campaigns", "automations", "segments"),
+        )
+        return templates.TemplateResponse(request, name, values)
+
+    def page_scope(request: Request, tenant: str) -> tuple[Scope, str]:
+        scope = viewer(request)
+        if scope is None:
+            raise _LoginRequired()
+        return scope, ctx.tenant(scope, tenant)
+
+    @router.get("/login")
+    def login_form(request: Request, error: str | None = None) -> HTMLResponse:
+        return templates.TemplateResponse(
+            request, "login.html", {"csrf": csrf_token(request), "error": error}
+        )
+
+    @router.post("/login")
+    async def login(request: Request) -> Response:
+        form = await check_csrf(request)
+        token = str(form.get("token") or "").strip()
+        scope = ctx.auth.scope_of_token(token)
+        if scope is None:
+            return templates.TemplateResponse(
+                request,
+                "login.html",
+                {"csrf": csrf_token(request), "error": "That token is not valid."},
+                status_code=401,
+            )
+        request.session.clear()
+        request.session["token_hash"] = hash_token(token)
+        request.session["csrf"] = secrets.token_urlsafe(32)  # a new session, a new CSRF token
+        return RedirectResponse("/", status_code=303)
+
+    @router.post("/logout")
+    async def logout(request: Request) -> Response:
+        await check_csrf(request)
+        request.session.clear()
+        return RedirectResponse("/login", status_code=303)
+
+    @router.get("/")
+    def home(request: Request) -> Response:
+        scope = viewer(request)
+        if scope is None:
+            return RedirectResponse("/login", status_code=303)
+        visible = ctx.visible(scope)
+        if len(visible) == 1:
+            return RedirectResponse(f"/t/{visible[0]}/settings", status_code=303)
+        return render(request, "home.html", scope, tenant=None)
+
+    @router.get("/t/{tenant}/settings")
+    def settings_page(request: Request, tenant: str) -> Response:
+        scope, tenant = page_scope(request, tenant)
+        return render(
+            request,
+            "settings.html",
+            scope,
+            tenant=tenant,
+            switches=service.channel_settings(ctx.store, tenant),
+            history=service.history(ctx.store, tenant),
+            status=service.status(ctx.store, tenant),
+            page="settings",
+        )
+
+    @router.post("/t/{tenant}/settings")
+    async def settings_change(request: Request, tenant: str) -> Response:
+        scope, tenant = page_scope(request, tenant)
+        form = await check_csrf(request)
+        changes = {}
+        for channel in ("email", "sms"):
+            if f"{channel}_shown" in form:  # the form lists each toggle; unchecked means off
+                changes[channel] = form.get(channel) == "on"
+        who = ctx.auth.who(request.session.get("token_hash"))
+        service.change_settings(ctx.store, tenant, changes, who)
+        return RedirectResponse(f"/t/{tenant}/settings", status_code=303)
+
+    @router.get("/t/{tenant}/status")
+    def status_fragment(request: Request, tenant: str) -> Response:
+        scope, tenant = page_scope(request, tenant)
+        return templates.TemplateResponse(
+            request, "_status.html", {"status": service.status(ctx.store, tenant)}
+        )
+
+    @router.get("/t/{tenant}/preview")
+    def preview_fragment(
+        request: Request, tenant: str, email: str | None = None, sms: str | None = None
+    ) -> Response:
+        scope, tenant = page_scope(request, tenant)
+        result = ctx_preview(ctx, tenant, email, sms)
+        return templates.TemplateResponse(request, "_preview.html", {"p": result})
+
+    @router.get("/t/{tenant}/dashboard")
+    def dashboard(request: Request, tenant: str) -> Response:
+        scope, tenant = page_scope(request, tenant)
+        frame = service.metrics(ctx.store, tenant, "dashboard")
+        changes = [h for h in service.history(ctx.store, tenant)]
+        return render(
+            request,
+            "dashboard.html",
+            scope,
+            tenant=tenant,
+            page="dashboard",
+            charts={c: charts.daily_svg(frame, c, changes) for c in ("email", "sms")},
+            rows=service.records(frame.sort_values(["date", "channel"], ascending=[False, True]))
+            if not frame.empty
+            else [],
+        )
+
+    @router.get("/t/{tenant}/{module}")
+    def module_page(
+        request: Request, tenant: str, module: str, sort: str | None = None, desc: int = 1
+    ) -> Response:
+        scope, tenant = page_scope(request, tenant)
+        if module not in ("campaigns", "automations", "segments"):
+            raise HTTPException(404, "not found")
+        frame = service.metrics(ctx.store, tenant, module)
+        key = service.MODULES[service.MODULE_URLS[module]].keys[0]
+        sort = sort if sort in frame.columns else "delivered"
+        if not frame.empty:
+            frame = frame.sort_values(sort, ascending=not desc, na_position="last", kind="stable")
+        return render(
+            request,
+            "module.html",
+            scope,
+            tenant=tenant,
+            page=module,
+            module=module,
+            key=key,
+            sort=sort,
+            desc=desc,
+            drill=module in service.DRILL_KEYS,
+            rows=service.records(frame),
+        )
+
+    @router.get("/t/{tenant}/{module}/{key}")
+    def drill_page(request: Request, tenant: str, module: str, key: str) -> Response:
+        scope, tenant = page_scope(request, tenant)
+        if module not in service.DRILL_KEYS:
+            raise HTTPException(404, "not found")
+        frame = service.bot_interactions(ctx.store, ctx.data, tenant, module, key)
+        return render(
+            request,
+            "drill.html",
+            scope,
+            tenant=tenant,
+            page=module,
+            module=module,
+            key=key,
+            rows=service.records(frame),
+        )
+
+    @router.get("/t/{tenant}/{module}/{key}/bot-interactions.csv")
+    def drill_csv(request: Request, tenant: str, module: str, key: str) -> Response:
+        scope, tenant = page_scope(request, tenant)
+        frame = service.bot_interactions(ctx.store, ctx.data, tenant, module, key)
+        return csv_response(frame, f"{tenant}-{key}-bot-interactions.csv")
+
+    return router
+
+
+class _LoginRequired(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(303, "log in first", {"Location": "/login"})
+
+
+def _pct(value: Any) -> str:
+    return "–" if value is None else f"{100 * float(value):.1f}%"
+
+
+def _num(value: Any) -> str:
+    return "–" if value is None else f"{int(value):,}"

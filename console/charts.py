@@ -1,0 +1,75 @@
+"""The dashboard's daily chart as inline SVG, rendered on the server (no script, no CDN)."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+import pandas as pd
+
+WIDTH, HEIGHT, PAD = 720, 220, 36
+HUMAN, BOT, MARK = "#2f6fb0", "#e07b39", "#c0392b"
+
+
+def daily_counts(frame: pd.DataFrame, channel: str) -> pd.DataFrame:
+    """Per day of one channel: human and bot interactions (opens plus clicks)."""
+    sub = frame[frame["channel"] == channel] if not frame.empty else frame
+    if sub.empty:
+        return pd.DataFrame(columns=["date", "human", "bot"])
+    total = sub["opens_total_all"].fillna(0) + sub["clicks_total_all"].fillna(0)
+    human = sub["opens_total_human"].fillna(0) + sub["clicks_total_human"].fillna(0)
+    out = pd.DataFrame(
+        {"date": pd.to_datetime(sub["date"]).dt.date, "human": human, "bot": total - human}
+    )
+    return out.groupby("date", as_index=False).sum().sort_values("date")
+
+
+def daily_svg(frame: pd.DataFrame, channel: str, changes: list[dict[str, Any]]) -> str:
+    """Stacked bars (human below, bot above) per day, with a red marker on each day the
+    channel's filter setting changed, so filtered and unfiltered days are not compared unawares."""
+    days = daily_counts(frame, channel)
+    if days.empty:
+        return f'<p class="empty">No {escape(channel)} interactions in the store.</p>'
+    n = len(days)
+    top = max(float((days["human"] + days["bot"]).max()), 1.0)
+    step = (WIDTH - 2 * PAD) / n
+    bar = max(step * 0.8, 1.0)
+    scale = (HEIGHT - 2 * PAD) / top
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" '
+        f'role="img" aria-label="{escape(channel)} human and bot interactions per day">',
+        f'<text x="{PAD}" y="{PAD - 14}" font-size="12">{escape(channel)}: max {int(top):,}/day'
+        f' <tspan fill="{HUMAN}">■ human</tspan> <tspan fill="{BOT}">■ bot</tspan>'
+        f' <tspan fill="{MARK}">| setting changed</tspan></text>',
+    ]
+    index = {d: i for i, d in enumerate(days["date"])}
+    for i, row in enumerate(days.itertuples(index=False)):
+        x = PAD + i * step
+        h_human, h_bot = row.human * scale, row.bot * scale
+        base = HEIGHT - PAD
+        title = f"{row.date}: {int(row.human):,} human, {int(row.bot):,} bot"
+        parts.append(
+            f"<g><title>{escape(title)}</title>"
+            f'<rect x="{x:.1f}" y="{base - h_human:.1f}" width="{bar:.1f}" height="{h_human:.1f}" fill="{HUMAN}"/>'
+            f'<rect x="{x:.1f}" y="{base - h_human - h_bot:.1f}" width="{bar:.1f}" height="{h_bot:.1f}" fill="{BOT}"/></g>'
+        )
+    first, last = days["date"].iloc[0], days["date"].iloc[-1]
+    for change in changes:
+        if change["channel"] != channel or not change.get("changed_at"):
+            continue
+        day = pd.Timestamp(change["changed_at"]).date()
+        if day < first or day > last:
+            continue
+        i = index.get(day, sum(1 for d in index if d < day))
+        x = PAD + i * step
+        state = "on" if change["to"] else "off"
+        parts.append(
+            f'<line class="marker" x1="{x:.1f}" x2="{x:.1f}" y1="{PAD - 6}" y2="{HEIGHT - PAD}" '
+            f'stroke="{MARK}" stroke-width="2"><title>filter {state} on {day}</title></line>'
+        )
+    parts.append(
+        f'<text x="{PAD}" y="{HEIGHT - 10}" font-size="11">{first}</text>'
+        f'<text x="{WIDTH - PAD}" y="{HEIGHT - 10}" font-size="11" text-anchor="end">{last}</text>'
+    )
+    parts.append("</svg>")
+    return "".join(parts)

@@ -1,0 +1,248 @@
+"""The management API and pages on a tiny store, through starlette's TestClient."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from console import service
+from console.reasons import phrase
+from tests.unit.console_world import console_env, cycle
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    with console_env(tmp_path_factory.mktemp("console")) as values:
+        yield values
+
+
+def api(env, token):
+    client = TestClient(env["app"])
+    client.headers["Authorization"] = f"Bearer {token}"
+    return client
+
+
+def login(env, token) -> TestClient:
+    client = TestClient(env["app"])
+    page = client.get("/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    resp = client.post("/login", data={"token": token, "csrf": csrf}, follow_redirects=False)
+    assert resp.status_code == 303
+    return client
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+
+
+def test_api_needs_a_token(env) -> None:
+    client = TestClient(env["app"])
+    assert client.get("/api/tenants/t1/settings").status_code == 401
+    bad = api(env, "bf_not-a-token")
+    assert bad.get("/api/tenants/t1/settings").status_code == 401
+
+
+def test_tenant_isolation_and_admin(env) -> None:
+    t1 = api(env, env["t1"])
+    assert t1.get("/api/tenants").json() == {"tenants": ["t1"]}
+    assert t1.get("/api/tenants/t1/settings").json() == {"email": False, "sms": False}
+    for path in (
+        "settings",
+        "settings/history",
+        "settings/status",
+        "settings/preview?email=on",
+        "metrics/campaigns",
+        "campaigns/c1/bot-interactions",
+    ):
+        assert t1.get(f"/api/tenants/t2/{path}").status_code == 404, path
+    assert t1.put("/api/tenants/t2/settings", json={"email": True}).status_code == 404
+    # an unknown tenant answers exactly like a forbidden one
+    assert t1.get("/api/tenants/nobody/settings").status_code == 404
+    admin = api(env, env["admin"])
+    assert admin.get("/api/tenants").json() == {"tenants": ["t1", "t2", "t3"]}
+    assert admin.get("/api/tenants/t2/metrics/campaigns").status_code == 200
+    assert admin.get("/api/tenants/nobody/settings").status_code == 404
+
+
+def test_pages_are_tenant_walled(env) -> None:
+    client = login(env, env["t1"])
+    assert client.get("/t/t1/settings").status_code == 200
+    for page in ("settings", "dashboard", "campaigns", "campaigns/c1", "status"):
+        assert client.get(f"/t/t2/{page}").status_code == 404, page
+    anonymous = TestClient(env["app"])
+    resp = anonymous.get("/t/t1/settings", follow_redirects=False)
+    assert resp.status_code == 303 and resp.headers["location"] == "/login"
+
+
+def test_login_rejects_a_bad_token_and_forms_need_csrf(env) -> None:
+    client = TestClient(env["app"])
+    csrf = csrf_of(client.get("/login").text)
+    assert client.post("/login", data={"token": "bf_wrong", "csrf": csrf}).status_code == 401
+    # no CSRF token: refused even with a valid API token
+    assert client.post("/login", data={"token": env["t1"]}).status_code == 403
+    other = TestClient(env["app"])
+    assert other.post("/login", data={"token": env["t1"], "csrf": csrf}).status_code == 403
+    logged = login(env, env["t1"])
+    before = api(env, env["t1"]).get("/api/tenants/t1/settings").json()
+    resp = logged.post("/t/t1/settings", data={"email_shown": "1", "email": "on"})
+    assert resp.status_code == 403
+    resp = logged.post("/t/t1/settings", data={"email_shown": "1", "email": "on", "csrf": "x"})
+    assert resp.status_code == 403
+    assert api(env, env["t1"]).get("/api/tenants/t1/settings").json() == before
+
+
+def test_preview_equals_the_recompute_afterwards(env) -> None:
+    client = api(env, env["admin"])
+    preview = client.get("/api/tenants/t3/settings/preview?email=on&sms=on").json()
+    email = preview["channels"]["email"]
+    assert email["opens_excluded"] > 0 and email["clicks_excluded"] > 0
+    assert email["after"]["open_rate"] < email["before"]["open_rate"]
+    before_rows = client.get("/api/tenants/t3/metrics/campaigns").json()["rows"]
+    resp = client.put("/api/tenants/t3/settings", json={"email": True, "sms": True})
+    assert resp.status_code == 200 and len(resp.json()["changes"]) == 2
+    states = [
+        s["state"] for s in client.get("/api/tenants/t3/settings/status").json()["recomputes"]
+    ]
+    assert states == ["queued", "queued"]
+    assert cycle(env["store"], env["settings"], env["data"]).status == "succeeded"
+    status = client.get("/api/tenants/t3/settings/status").json()["recomputes"]
+    assert [s["state"] for s in status] == ["done", "done"]
+    assert all(s["started_at"] and s["done_at"] >= s["queued_at"] for s in status)
+    history = client.get("/api/tenants/t3/settings/history").json()["history"]
+    assert {(h["channel"], h["from"], h["to"], h["who"]) for h in history} == {
+        ("email", None, True, f"token:{env['admin_id']}"),
+        ("sms", False, True, f"token:{env['admin_id']}"),
+    }
+    # the numbers the preview promised are the ones the store now shows, module by module
+    after = client.get("/api/tenants/t3/settings/preview").json()
+    for module, channels in preview["modules"].items():
+        for channel, sides in channels.items():
+            assert after["modules"][module][channel]["before"] == sides["after"], (module, channel)
+    for channel in ("email", "sms"):
+        assert after["channels"][channel]["before"] == preview["channels"][channel]["after"]
+    rows = client.get("/api/tenants/t3/metrics/campaigns").json()["rows"]
+    assert len(rows) == len(before_rows) and all(r["bot_filter_applied"] for r in rows)
+    assert all(r["ctr"] == r["ctr_human"] for r in rows)
+
+
+def test_put_settings_rejects_bad_input_in_one_line(env) -> None:
+    client = api(env, env["t1"])
+    assert client.put("/api/tenants/t1/settings", json={}).status_code == 400
+    assert client.put("/api/tenants/t1/settings", json={"email": "maybe"}).status_code == 422
+    resp = client.get("/api/tenants/t1/settings/preview?email=perhaps")
+    assert resp.status_code == 400 and resp.json() == {
+        "detail": "email must be on or off, not 'perhaps'"
+    }
+    assert client.get("/api/tenants/t1/metrics/contacts").status_code == 400
+
+
+def test_metrics_have_both_sides_and_bot_share(env) -> None:
+    rows = api(env, env["t1"]).get("/api/tenants/t1/metrics/campaigns").json()["rows"]
+    assert rows and {r["tenant_id"] for r in rows} == {"t1"}
+    for r in rows:
+        all_events = (r["opens_total_all"] or 0) + r["clicks_total_all"]
+        human = (r["opens_total_human"] or 0) + r["clicks_total_human"]
+        if all_events:
+            assert r["bot_share"] == pytest.approx((all_events - human) / all_events)
+    daily = api(env, env["t1"]).get("/api/tenants/t1/metrics/dashboard").json()["rows"]
+    assert daily and "date" in daily[0]
+
+
+def test_bot_interactions_and_csv(env) -> None:
+    client = api(env, env["t1"])
+    rows = client.get("/api/tenants/t1/campaigns/c1/bot-interactions").json()["rows"]
+    assert len(rows) >= 3
+    assert {r["reasons"] for r in rows} == {
+        f"{phrase('secs_since_delivery')}; {phrase('click_without_open')}"
+    }
+    assert all(r["bot_score"] == 0.95 for r in rows)
+    families = {r["user_agent_family"] for r in rows}
+    assert families <= {"Chrome", "Python Requests", "Googlebot"} and len(families) > 1
+    # network: the vendored ASN table's answer and the /24 or /48 of each event's address
+    events = pd.read_parquet(env["data"] / "events.parquet").set_index("event_id")
+    expected = {
+        "8.8.8.8": "AS15169 8.8.8.0/24",
+        "40.94.12.7": "AS8075 40.94.12.0/24",
+        "203.0.113.9": "203.0.113.0/24",
+        "2001:db8::1": "2001:db8::/48",
+    }
+    every = [
+        r
+        for c in range(12)
+        for r in client.get(f"/api/tenants/t1/campaigns/c{c}/bot-interactions").json()["rows"]
+    ]
+    assert [r["network"] for r in every] == [
+        expected[events.at[r["event_id"], "ip"]] for r in every
+    ]
+    assert {r["network"] for r in every} == set(expected.values())
+    times = [r["occurred_at"] for r in rows]
+    assert times == sorted(times, reverse=True)
+    text = client.get("/api/tenants/t1/campaigns/c1/bot-interactions?format=csv").text
+    table = list(csv.DictReader(io.StringIO(text)))
+    assert [r["event_id"] for r in table] == [r["event_id"] for r in rows]
+    assert list(table[0]) == list(service.DRILL_COLUMNS)
+    # the page's CSV is the same file
+    page = login(env, env["t1"]).get("/t/t1/campaigns/c1/bot-interactions.csv")
+    assert page.text == text
+
+
+def test_pages_render(env) -> None:
+    client = login(env, env["t1"])
+    for page in (
+        "settings",
+        "dashboard",
+        "campaigns",
+        "automations",
+        "segments",
+        "campaigns/c1",
+        "status",
+        "preview?email=on",
+    ):
+        resp = client.get(f"/t/t1/{page}")
+        assert resp.status_code == 200, page
+    html = client.get("/t/t1/campaigns?sort=ctr_human&desc=0").text
+    assert "CTR (without bots) ▲" in html
+    assert "<svg" in client.get("/t/t1/dashboard").text
+    docs = client.get("/api/docs")
+    assert docs.status_code == 200 and "/api/tenants/{tenant}/settings/preview" in docs.text
+    assert "cdn" not in docs.text.lower() and "<script" not in docs.text
+    assert (
+        "/api/tenants/{tenant}/settings/preview" in client.get("/api/openapi.json").json()["paths"]
+    )
+
+
+def test_toggle_through_the_page_queues_the_recompute(env) -> None:
+    client = login(env, env["t1"])
+    csrf = csrf_of(client.get("/t/t1/settings").text)
+    resp = client.post(
+        "/t/t1/settings",
+        data={"csrf": csrf, "email_shown": "1", "sms_shown": "1", "sms": "on"},
+        follow_redirects=False,
+    )
+    assert resp.status_code == 303
+    assert api(env, env["t1"]).get("/api/tenants/t1/settings").json() == {
+        "email": False,
+        "sms": True,
+    }
+    history = api(env, env["t1"]).get("/api/tenants/t1/settings/history").json()["history"]
+    who = f"token:{env['t1_id']}"
+    assert (history[0]["channel"], history[0]["to"], history[0]["who"]) == ("sms", True, who)
+    assert "queued" in client.get("/t/t1/status").text
+
+
+def test_authors_of_changes(env) -> None:
+    from botfilter.tokens import TokenStore, hash_token
+    from console.auth import Auth
+
+    tokens = TokenStore(env["store"].url)
+    auth = Auth(tokens, static="env-admin-token")
+    assert auth.who(hash_token("env-admin-token")) == "env-admin"
+    assert auth.scope_of_token("env-admin-token").admin
+    assert auth.who(hash_token(env["t2"])) == f"token:{env['t2_id']}"
+    assert auth.who(hash_token("bf_unknown")) == "unknown"
+    tokens.close()
