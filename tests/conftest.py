@@ -9,6 +9,21 @@ import pytest
 
 from botfilter.settings import Settings
 
+# The MLflow variables as the session found them (set by the user, or not at all).
+_MLFLOW_ENV = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_env_as_found() -> None:
+    """mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI to the environment, which Settings
+    reads: a test (or a module fixture) that configured MLflow must not point later tests at
+    its registry (the worker test found another module's champion that way)."""
+    for key, value in _MLFLOW_ENV.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
 
 @pytest.fixture
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:

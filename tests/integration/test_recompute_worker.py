@@ -205,7 +205,9 @@ def test_cli_end_to_end(store_url: str, tmp_path: Path, monkeypatch: pytest.Monk
     # No model is registered, and a scores file serves its own run only (issue 14 item 2): the
     # worker cannot score, and says so; it never takes the file's scores for a model's.
     result = runner.invoke(app, ["run", "--data", str(data)])
-    assert result.exit_code != 0 and "no model registered yet" in str(result.exception)
+    assert result.exit_code != 0 and "no model registered yet" in str(result.exception), (
+        result.output
+    )
     args = ["recompute", "--data", str(data), "--scores", str(scores), "--tenant", "t1"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, (result.output, result.exception)
