@@ -82,8 +82,16 @@ def _datacentre(feats: pd.DataFrame) -> np.ndarray:
     return _flag(feats, "net_datacenter") | _flag(feats, "net_cloud")
 
 
+def _mail_proxy(feats: pd.DataFrame) -> np.ndarray:
+    # Gmail's and Yahoo's image proxies: on the providers' cloud networks (flagged data centre
+    # since the vendored ranges), but they fetch the pixel when a person opens the mail.
+    return _flag(feats, "ua_mail_proxy") & (
+        _flag(feats, "net_google_mail_proxy") | _flag(feats, "net_yahoo")
+    )
+
+
 def _bot_network(feats: pd.DataFrame) -> np.ndarray:
-    return _datacentre(feats) | _flag(feats, "net_security_vendor")
+    return (_datacentre(feats) & ~_mail_proxy(feats)) | _flag(feats, "net_security_vendor")
 
 
 # --- bot votes ------------------------------------------------------------------------------
@@ -156,7 +164,7 @@ def vendor_network_at_delivery(ctx: pd.DataFrame, feats: pd.DataFrame) -> np.nda
 
 
 def datacentre_at_delivery(ctx: pd.DataFrame, feats: pd.DataFrame) -> np.ndarray:
-    return _datacentre(feats) & (_secs(feats) < AT_DELIVERY_S)
+    return _datacentre(feats) & ~_mail_proxy(feats) & (_secs(feats) < AT_DELIVERY_S)
 
 
 def address_fans_out(ctx: pd.DataFrame, feats: pd.DataFrame) -> np.ndarray:
@@ -247,11 +255,7 @@ def mail_client_open(ctx: pd.DataFrame, feats: pd.DataFrame) -> np.ndarray:
 
 def mail_proxy_open(ctx: pd.DataFrame, feats: pd.DataFrame) -> np.ndarray:
     # Gmail's and Yahoo's image proxies fetch the pixel when the person opens the mail.
-    return (
-        (feats["is_click"].to_numpy() == 0)
-        & _flag(feats, "ua_mail_proxy")
-        & (_flag(feats, "net_google_mail_proxy") | _flag(feats, "net_yahoo"))
-    )
+    return (feats["is_click"].to_numpy() == 0) & _mail_proxy(feats)
 
 
 def sms_tap_from_phone(ctx: pd.DataFrame, feats: pd.DataFrame) -> np.ndarray:

@@ -7,8 +7,10 @@ it as ``reference_profile.json``. ``monitor`` compares a data directory's traffi
 - population stability (PSI) per feature, on the reference's bins;
 - PSI of the score distribution;
 - bot share per network (ASN, and the security-vendor flag) against the reference, and per day;
-- candidate new scanners: networks whose events are *not* flagged yet arrive within seconds of
-  delivery and fan out over many recipients, the signature of a scanner the model does not know.
+- candidate new scanners: networks whose events arrive within seconds of delivery and fan out
+  over many recipients, the signature of a scanner, and that the model does not flag or that
+  were absent from its training data (a new vendor it may catch on timing alone, but news for the
+  vendor lists all the same).
 
 A few lines of numpy rather than evidently or nannyml: both pull in large dependency trees
 (plotly, scipy/statsmodels stacks, their own pins of pandas/numpy) for PSI and histograms; the
@@ -91,24 +93,42 @@ def reference_profile(
 
 
 def candidate_scanners(
-    ctx: pd.DataFrame, feats: pd.DataFrame, is_bot: np.ndarray, asn: np.ndarray, th: Thresholds
+    ctx: pd.DataFrame,
+    feats: pd.DataFrame,
+    is_bot: np.ndarray,
+    asn: np.ndarray,
+    th: Thresholds,
+    known: frozenset[int] = frozenset(),
 ) -> list[dict[str, Any]]:
-    """Networks whose unflagged events come at delivery and fan out over many recipients."""
-    unflagged = ~np.asarray(is_bot, dtype=bool) & (asn > 0)
+    """Networks that fan out over many recipients within seconds of delivery and that the model
+    does not flag, or that were not in its training data at all (``known``: the reference's
+    networks). A model that generalises may well flag a new vendor on timing alone; the network is
+    still news for whoever curates the vendor lists, and the report says how much the model flags.
+    """
+    is_bot = np.asarray(is_bot, dtype=bool)
+    new = ~np.isin(asn, np.fromiter(known, dtype=np.int64, count=len(known)))
+    watched = (~is_bot | new) & (asn > 0)
     secs = feats["secs_since_delivery"].to_numpy(dtype=np.float64)
-    fast = unflagged & (secs < AT_DELIVERY_S)
+    fast = watched & (secs < AT_DELIVERY_S)
     fanout = fast & (feats[FANOUT_KEY].to_numpy() >= th.candidate_fanout)
     frame = pd.DataFrame(
         {
-            "asn": asn[unflagged],
-            "fast": fast[unflagged],
-            "fanout": fanout[unflagged],
-            "contact": ctx["contact_id"].to_numpy()[unflagged],
+            "asn": asn[watched],
+            "fast": fast[watched],
+            "fanout": fanout[watched],
+            "bot": is_bot[watched],
+            "new": new[watched],
+            "contact": ctx["contact_id"].to_numpy()[watched],
         }
     )
     if frame.empty:
         return []
-    stats = frame.groupby("asn").agg(events=("fast", "size"), fast=("fast", "sum"))
+    stats = frame.groupby("asn").agg(
+        events=("fast", "size"),
+        fast=("fast", "sum"),
+        flagged=("bot", "sum"),
+        new=("new", "all"),
+    )
     reach = frame[frame["fanout"]].groupby("asn")["contact"].nunique()
     stats["recipients"] = reach.reindex(stats.index, fill_value=0)
     stats["fast_share"] = stats["fast"] / stats["events"]
@@ -123,7 +143,10 @@ def candidate_scanners(
         {
             "asn": int(a),
             "network": ref.org_of(int(a)) or f"AS{int(a)}",
-            "unflagged_events": int(r["events"]),
+            "unflagged_events": int(r["events"] - r["flagged"]),
+            "events": int(r["events"]),
+            "model_flagged_share": float(r["flagged"] / r["events"]),
+            "new_since_training": bool(r["new"]),
             "within_a_minute_share": float(r["fast_share"]),
             "recipients_fanned_out": int(r["recipients"]),
         }
@@ -178,11 +201,17 @@ def monitor(
     networks.sort(key=lambda r: -r["events"])
     day = pd.to_datetime(ctx["occurred_at"], utc=True).dt.strftime("%Y-%m-%d").to_numpy()
     per_day = {d: v["bot_share"] for d, v in sorted(_share_by(day, np.asarray(is_bot)).items())}
-    candidates = candidate_scanners(ctx, feats, is_bot, asn, th)
+    known = frozenset(int(k) for k in reference["by_asn"])
+    candidates = candidate_scanners(ctx, feats, is_bot, asn, th, known)
     for c in candidates:
+        how = (
+            f"new since training, the model flags {c['model_flagged_share']:.0%} of it"
+            if c["new_since_training"]
+            else "unflagged"
+        )
         alerts.append(
-            f"candidate new scanner: AS{c['asn']} {c['network']} fans out unflagged to "
-            f"{c['recipients_fanned_out']} recipients within seconds of delivery"
+            f"candidate new scanner: AS{c['asn']} {c['network']} fans out to "
+            f"{c['recipients_fanned_out']} recipients within seconds of delivery ({how})"
         )
     return {
         "events": int(len(feats)),

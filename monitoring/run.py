@@ -102,12 +102,15 @@ def html_section(report: dict[str, Any]) -> str:
     if report["candidate_scanners"]:
         rows = "".join(
             f"<tr><td>AS{c['asn']} {esc(c['network'])}</td><td>{c['unflagged_events']:,}</td>"
+            f"<td>{c.get('model_flagged_share', 0.0):.0%}</td>"
+            f"<td>{'yes' if c.get('new_since_training') else 'no'}</td>"
             f"<td>{c['within_a_minute_share']:.0%}</td><td>{c['recipients_fanned_out']:,}</td></tr>"
             for c in report["candidate_scanners"]
         )
         parts.append(
             '<h3>Candidate new scanners</h3><table class="data"><tr><th>network</th>'
-            "<th>unflagged events</th><th>within a minute</th><th>recipients</th></tr>"
+            "<th>unflagged events</th><th>flagged by the model</th><th>new since training</th>"
+            "<th>within a minute</th><th>recipients</th></tr>"
             f"{rows}</table>"
         )
     return "\n".join(parts)
@@ -130,7 +133,8 @@ def gauges(home: Path) -> str:
         "botfilter_drift_score_psi": (report["score_psi"], "Score distribution PSI."),
         "botfilter_drift_candidate_scanners": (
             len(report["candidate_scanners"]),
-            "Unflagged networks fanning out within seconds (candidate new scanners).",
+            "Networks fanning out within seconds, unflagged or new since training "
+            "(candidate new scanners).",
         ),
         "botfilter_drift_report_timestamp_seconds": (
             datetime.fromisoformat(report["at"]).timestamp(),

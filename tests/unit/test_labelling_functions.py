@@ -126,12 +126,17 @@ def test_vendor_network_at_delivery() -> None:
 
 
 def test_datacentre_at_delivery() -> None:
+    proxy = {"ua_mail_proxy": 1, "net_google_mail_proxy": 1}
     rows = [
         {"f": {"net_datacenter": 1, "secs_since_delivery": 5}},
         {"f": {"net_cloud": 1, "secs_since_delivery": 5}},
         {"f": {"net_cloud": 1, "secs_since_delivery": 4000}},  # a virtual desktop, later
+        # Gmail's image proxy sits in Google's cloud ranges and fetches when a person opens.
+        {"f": {**proxy, "net_cloud": 1, "net_datacenter": 1, "secs_since_delivery": 5}},
+        # The proxy's User-Agent from any other cloud machine is still a bot at delivery.
+        {"f": {"ua_mail_proxy": 1, "net_cloud": 1, "secs_since_delivery": 5}},
     ]
-    assert _votes(lf.datacentre_at_delivery, rows) == [BOT, BOT, ABSTAIN]
+    assert _votes(lf.datacentre_at_delivery, rows) == [BOT, BOT, ABSTAIN, ABSTAIN, BOT]
 
 
 def test_address_fans_out() -> None:
@@ -176,8 +181,10 @@ def test_mail_client_open() -> None:
         {"type": "open", "f": {"secs_since_delivery": 5}},
         {"type": "open", "f": {"ip_contacts_60s": 2}},
         {"type": "click"},
+        # Gmail's image proxy in Google's cloud ranges: a person's open, not a data centre's.
+        {"type": "open", "f": {"ua_mail_proxy": 1, "net_google_mail_proxy": 1, "net_cloud": 1}},
     ]
-    assert _votes(lf.mail_client_open, rows) == [HUMAN] + [ABSTAIN] * 7
+    assert _votes(lf.mail_client_open, rows) == [HUMAN] + [ABSTAIN] * 7 + [HUMAN]
 
 
 def test_mail_proxy_open() -> None:

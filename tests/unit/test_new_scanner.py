@@ -15,13 +15,19 @@ TINY = dict(contacts_per_tenant=700)
 
 def _with_asn(world: dict[str, pd.DataFrame]) -> pd.DataFrame:
     ev = world["events"]
-    asn = Enrichers.load().ip.enrich(
+    ip = Enrichers.load().ip.enrich(
         ev["ip"].to_numpy(dtype=object), ev["asn"].to_numpy(dtype="float64", na_value=np.nan)
-    )["asn"]
+    )
+    flagged = np.zeros(len(ev), dtype=bool)
+    for name, values in ip.items():
+        if name.startswith("net_"):
+            flagged |= values > 0
     cols = ["message_id", "delivered_at", "link_count"]
     out = ev.merge(world["messages"][cols], on="message_id", how="left", validate="m:1")
     return out.assign(
-        net=asn, delay_s=(out["occurred_at"] - out["delivered_at"]).dt.total_seconds()
+        net=ip["asn"],
+        net_flagged=flagged,
+        delay_s=(out["occurred_at"] - out["delivered_at"]).dt.total_seconds(),
     )
 
 
@@ -44,6 +50,8 @@ def test_the_family_is_absent_by_default_and_injected_by_the_profile(worlds) -> 
     assert fam["delay_s"].median() < 30
     assert fam["user_agent"].str.contains("Windows NT 10.0.*Chrome/", regex=True).all()
     assert not set(asns) & set(load_reference().datacenter_asns)
+    # ... by any of the enrichment's network flags (data centre, cloud, vendor, VPN, ...).
+    assert not fam["net_flagged"].any()
     # Everything else is drawn as before: the rest of the world is the same.
     rest = new[~new["net"].isin(asns)].drop(columns=["event_id"]).reset_index(drop=True)
     assert len(rest) == len(base)
