@@ -344,8 +344,14 @@ def resolve_scores(
     # their own full context, and stored scores (the API's answers) are the model's already.
     fresh = fresh.loc[_covered(fresh, needed.loc[missing])]
     _store_new(store, fresh, needed, key)
-    source = "scored" if stored.empty else "store+scored"
-    return pd.concat([stored, fresh], ignore_index=True), source
+    if stored.empty:
+        return fresh, "scored"
+    # Stored rows carry only their top reason; the metrics read a top_reason column over reasons,
+    # so fresh rows need theirs too (else their bots count as "unknown" in bot_interactions).
+    from jobs.metrics import top_reasons
+
+    fresh = fresh.assign(top_reason=top_reasons(fresh["reasons"]))
+    return pd.concat([stored, fresh], ignore_index=True), "store+scored"
 
 
 def _covering_model(store: Store, needed: pd.DataFrame, tenants: Sequence[str]) -> str | None:

@@ -43,8 +43,10 @@ if TYPE_CHECKING:
     from jobs.spark_io import SparkTables
     from scoring.model import BotModel
 
+# tenant_id second, as the local engine's scores (an event id is unique within its tenant only).
 SCORES_DDL = (
-    "event_id string, bot_score double, is_bot boolean, reasons array<string>, model_version string"
+    "event_id string, tenant_id string, bot_score double, is_bot boolean, reasons array<string>, "
+    "model_version string"
 )
 SCHEMES = ("tenant", "chunk")
 CORE = "_core"
@@ -240,7 +242,7 @@ def _score_groups(payload: Any, columns: list[str]):  # noqa: ANN202
 def _scores_schema() -> pa.Schema:
     from scoring.io import scores_arrow_schema
 
-    return scores_arrow_schema()
+    return scores_arrow_schema(with_tenant=True)
 
 
 def _context_frame(data: pa.Table, columns: list[str]) -> pd.DataFrame:
@@ -317,7 +319,8 @@ def score_spark(
     chunk_seconds: int = 6 * 3600,
     payload: ModelPayload | None = None,
 ) -> DataFrame:
-    """The scores table (Spark DataFrame, columns of ``SCORE_COLUMNS``) for every clean event.
+    """The scores table (Spark DataFrame: ``SCORE_COLUMNS`` with ``tenant_id`` second, as the
+    local engine's) for every clean event.
 
     ``model`` / ``payload``: score with this model instead of resolving ``model_uri`` (default:
     the champion alias) on the driver. ``scheme``: ``tenant`` or ``chunk`` (``chunk_seconds``
@@ -344,7 +347,8 @@ def scores_to_pandas(scores: DataFrame) -> pd.DataFrame:
     """Collect a Spark scores table as the local engine's frame (reasons as lists)."""
     frame = scores.toPandas()
     frame["reasons"] = [list(r) if r is not None else [] for r in frame["reasons"]]
-    return frame[list(SCORE_COLUMNS)]
+    tenant = ["tenant_id"] if "tenant_id" in frame.columns else []
+    return frame[[SCORE_COLUMNS[0], *tenant, *SCORE_COLUMNS[1:]]]
 
 
 # --- recompute ------------------------------------------------------------------------------------
@@ -430,15 +434,20 @@ def scores_from_pandas(spark: SparkSession, scores: pd.DataFrame) -> DataFrame:
 
     Scores loaded from the metrics store carry ``top_reason`` instead of the ``reasons`` lists
     (``jobs.store.Store.load_scores``). The metrics read only the strongest reason, so such a
-    table crosses as one-element lists; like :func:`jobs.metrics.compute_partitions`, a
-    ``top_reason`` column wins over ``reasons`` when a table has both (stored + fresh scores).
+    table crosses as one-element lists. A table of stored and fresh scores has both columns,
+    each filled for its own rows only (``jobs.recompute.resolve_scores`` concatenates them):
+    a row's ``top_reason`` when it has one, else its ``reasons``.
     """
     from jobs.metrics import parse_reasons
     from jobs.recompute import check_scores
 
     if "top_reason" in scores.columns:
         top = scores["top_reason"].to_numpy(dtype=object)
-        reasons = [[str(t)] if isinstance(t, str) and t else [] for t in top]
+        listed = scores["reasons"] if "reasons" in scores.columns else [None] * len(scores)
+        reasons = [
+            [str(t)] if isinstance(t, str) and t else parse_reasons(r)[:1]
+            for t, r in zip(top, listed, strict=True)
+        ]
         frame = check_scores(scores.drop(columns="reasons", errors="ignore").assign(reasons=None))
     else:
         frame = check_scores(scores)
