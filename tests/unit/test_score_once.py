@@ -129,6 +129,15 @@ def test_recompute_after_api_traffic_rescores_nothing_the_api_answered(world, tm
     for name, table in again.tables.items():
         pd.testing.assert_frame_equal(table, result.tables[name], obj=name)
 
+    # bot_interactions too (by bot kind, from each event's top reason): fresh rows beside stored
+    # ones once lost their top reason and counted as "unknown"
+    def kinds(s: Store) -> pd.DataFrame:
+        rows = s.read_partitions("bot_interactions")
+        return rows.drop(columns=[c for c in rows.columns if c.endswith("_at")], errors="ignore")
+
+    assert again.rows_written == result.rows_written
+    pd.testing.assert_frame_equal(kinds(other), kinds(store))
+
 
 def test_recording_never_blocks_or_fails_a_request(world) -> None:
     """A store that hangs, then fails: answers come back at once, the queue stays bounded."""
