@@ -29,9 +29,10 @@ venv: $(STAMP) ## create or update .venv with the project and dev tools
 demo: $(STAMP) ## run the whole story end to end on a simulated world
 	$(BIN)/botfilter demo
 
-lint: $(STAMP) ## ruff check + ruff format --check
+lint: $(STAMP) ## ruff check + ruff format --check + mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(STAMP) ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .

@@ -478,8 +478,8 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 def ensure_champion(env: dict[str, str], out: Path) -> None:
     """Train and register a champion in the bench home unless it has one."""
-    from botfilter.errors import BotfilterError
-    from botfilter.settings import Settings
+    from core.errors import BotfilterError
+    from core.settings import Settings
     from scoring.registry import champion_uri, configure_mlflow, resolve_version
 
     settings = Settings(home=Path(env["BOTFILTER_HOME"]), model_name=MODEL_NAME)
@@ -515,7 +515,7 @@ def stage_summary(url: str) -> str:
     import httpx
     from prometheus_client.parser import text_string_to_metric_families
 
-    from serving.metrics import BATCH, STAGES
+    from serving.prometheus import BATCH, STAGES
 
     sums: dict[str, float] = {}
     counts: dict[str, float] = {}
@@ -544,7 +544,7 @@ def stage_cpu(items: list[dict], env: dict[str, str], mode: str, redis_url: str)
     import statistics
 
     import serving.scorer as scorer_module
-    from botfilter.settings import Settings
+    from core.settings import Settings
     from features.pipeline import Enrichers
     from scoring.registry import load_model
     from serving.scorer import OnlineScorer

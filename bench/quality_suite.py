@@ -32,12 +32,12 @@ def main() -> int:
 
     from rich.console import Console
 
-    from botfilter.settings import Settings, get_settings
     from contract import load
+    from core.settings import Settings, get_settings
     from scoring.registry import load_model
     from simulation import simulate
+    from training.fit import fit_model, prepare
     from training.suite import print_suite, run_suite
-    from training.train import fit_model, prepare
 
     console = Console()
     started = time.perf_counter()
@@ -52,15 +52,15 @@ def main() -> int:
             model, info = fit_model(prepare(load(train_dir)), settings)
         model.version = "suite"
         console.print(f"fitted on {train_dir}: thresholds {model.thresholds}")
-        for key, how in info["thresholds_how"].items():
+        for key, how in info.thresholds_how.items():
             console.print(f"  {key}: {how['cut']:.4f} ({how['method']})")
     results = run_suite(model, args.out, args.tenants, args.days, console=console)
     print_suite(results, console)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2, default=float))
+        args.json.write_text(json.dumps([r.to_dict() for r in results], indent=2, default=float))
     console.print(f"{time.perf_counter() - started:.0f} s")
-    return 1 if any(r["failures"] for r in results) else 0
+    return 1 if any(r.failures for r in results) else 0
 
 
 if __name__ == "__main__":

@@ -27,9 +27,15 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from botfilter.settings import Settings  # noqa: E402
-from jobs.recompute import load_data, read_scores_file, recompute  # noqa: E402
-from jobs.settings import set_exclusion  # noqa: E402
+from core.settings import Settings  # noqa: E402
+from jobs.exclusions import set_exclusion  # noqa: E402
+from jobs.recompute import (  # noqa: E402
+    RecomputeOptions,
+    Scorer,
+    load_data,
+    read_scores_file,
+    recompute,
+)
 from jobs.store import Store  # noqa: E402
 
 AS_OF = pd.Timestamp("2024-05-01T00:00:00Z")
@@ -148,20 +154,19 @@ def main() -> None:
         out = fn(*args)
         return out, time.perf_counter() - wall, time.process_time() - cpu
 
-    def run(pre: dict[str, tuple[float, float]], **options):
+    def run(pre: dict[str, tuple[float, float]], scorer: Scorer):
         """Load via the contract, recompute; wall and CPU seconds per stage."""
         validated, load_wall, load_cpu = timed(load_data, data_dir)
-        result = recompute(
-            store,
-            settings,
-            validated,
+        options = RecomputeOptions(
             as_of=AS_OF,
             tenants=[TENANT],
+            scorer=scorer,
+            model_version="bench/1",
             out=work / "out",
             progress=True,
             console=console,
-            **options,
         )
+        result = recompute(store, settings, validated, options)
         wall = {"contract load": load_wall, **{k: v[0] for k, v in pre.items()}, **result.timings}
         cpu = {"contract load": load_cpu, **{k: v[1] for k, v in pre.items()}, **result.cpu}
         return result, (wall, cpu)
@@ -173,7 +178,7 @@ def main() -> None:
         return scores
 
     _, runs["first run (scores read from a file by a stand-in scorer, stored)"] = run(
-        {"read scores file": (read_wall, read_cpu)}, scorer=from_file, model_version="bench/1"
+        {"read scores file": (read_wall, read_cpu)}, from_file
     )
 
     set_exclusion(store, TENANT, "email", True)
@@ -182,9 +187,7 @@ def main() -> None:
     def no_scoring(_tables):  # every event has a stored score of this version
         raise AssertionError("stored scores should have been reused")
 
-    second, runs["toggle run (settings change, stored scores)"] = run(
-        {}, scorer=no_scoring, model_version="bench/1"
-    )
+    second, runs["toggle run (settings change, stored scores)"] = run({}, no_scoring)
     assert second.scores_source == "store" and second.queue_applied == 2
 
     for title, (wall, cpu) in runs.items():

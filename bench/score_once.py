@@ -29,11 +29,11 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from botfilter.settings import Settings  # noqa: E402
 from contract.validate import validate_tables  # noqa: E402
+from core.settings import Settings  # noqa: E402
 from features.definitions import FEATURE_NAMES, LONGEST_WINDOW_S  # noqa: E402
 from features.pipeline import Enrichers, build_features, event_context  # noqa: E402
-from jobs.recompute import recompute  # noqa: E402
+from jobs.recompute import RecomputeOptions, recompute  # noqa: E402
 from jobs.store import Store  # noqa: E402
 from scoring.batch import score_context  # noqa: E402
 from scoring.model import BotModel  # noqa: E402
@@ -113,15 +113,10 @@ def main() -> None:
 
         with console.status(f"recompute after {share:.0%} API answers"):
             start = time.perf_counter()
-            result = recompute(
-                store,
-                settings,
-                data,
-                as_of=as_of,
-                scorer=scorer,
-                model_version=model.version,
-                model_id=model.model_id,
+            options = RecomputeOptions(
+                as_of=as_of, scorer=scorer, model_version=model.version, model_id=model.model_id
             )
+            result = recompute(store, settings, data, options)
             total = time.perf_counter() - start
         stored = sum(store.score_versions(sorted(data.messages["tenant_id"].unique())).values())
         scored[share] = stored - (int(n * share) if share < 1 else n)

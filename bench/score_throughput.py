@@ -32,12 +32,13 @@ def main() -> None:
     )
     args = ap.parse_args()
 
-    from botfilter.settings import Settings
     from contract import load
+    from core.settings import Settings
     from features.pipeline import Enrichers, build_features, event_context
     from scoring.batch import score_context
     from simulation import simulate
-    from training.train import fit_model, prepare
+    from training.fit import fit_model, prepare
+    from training.kind import fit_kind
 
     settings = Settings(home=args.out / "home", threads=args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -51,11 +52,15 @@ def main() -> None:
         simulate(big_dir, tenants=tenants, days=30, seed=202, progress=True)
 
     enrichers = Enrichers.load()
-    model, _ = fit_model(prepare(load(train_dir), enrichers), settings)
+    prep = prepare(load(train_dir), enrichers)
+    model, _ = fit_model(prep, settings)
+    model.kind = fit_kind(prep, settings)  # bot_kind of flagged events, as a trained model has
     model.version = "bench"
     with tempfile.TemporaryDirectory() as tmp:
         model.compile(Path(tmp))
-        compiled = model._compiled is not None
+        compiled = model._compiled is not None and (
+            model.kind is None or model.kind._compiled is not None
+        )
         explained = model._explainer is not None
 
         t0 = time.perf_counter()
@@ -87,6 +92,15 @@ def main() -> None:
         t0 = time.perf_counter()
         scores = model.score(ctx["event_id"], ctx["channel"], ctx["type"], feats, with_reasons=True)
         t_score = time.perf_counter() - t0
+        # The kind head alone, on the flagged events (included in both score lines above).
+        t_kind, bots = 0.0, np.flatnonzero(scores["is_bot"].to_numpy())
+        if model.kind is not None:
+            fmap = model.feature_map(list(feats.columns), model.kind.feature_names)
+            block, channel = feats.to_numpy().T, ctx["channel"].to_numpy(dtype=object)
+            t0 = time.perf_counter()
+            model.kind.predict_block(block, fmap, bots, channel)
+            t_kind = time.perf_counter() - t0
+            del block
         # The whole path again in one go, as `botfilter score` runs it after loading: tenants
         # in parts, one part's features built while the previous part is scored.
         del feats
@@ -107,6 +121,10 @@ def main() -> None:
     print(f"model raw score only   {t_model:6.2f} s  {n / t_model:12,.0f} rows/s (lleaves)")
     print(f"score, no reasons      {t_noreason:6.2f} s  {n / t_noreason:12,.0f} events/s")
     print(f"score + reasons        {t_score:6.2f} s  {n / t_score:12,.0f} events/s")
+    if t_kind:
+        print(
+            f"  of which kind head     {t_kind:6.2f} s  {len(bots) / t_kind:12,.0f} flagged events/s"
+        )
     print(
         f"features + scoring     {t_total:6.2f} s  {n / t_total:12,.0f} events/s  "
         f"(enrichment + features + scores with reasons, after load; median of {len(totals)}, "

@@ -9,7 +9,7 @@ partitions of the 30-day window. Spark runs in local mode once per core count (`
 ``local[2]``, ...), so the figures show how it scales with executor cores. Prints events/s per
 stage and end to end, and peak memory (this process; the Spark JVM and its Python workers).
 Start-up is timed apart and left out of the stages: for Spark the session, the Python workers and
-the model and enrichers loaded in each (:func:`jobs.spark_engine.warm_up`); for the local engine
+the model and enrichers loaded in each (:func:`jobs.spark.engine.warm_up`); for the local engine
 the enrichers. Then the ratios the targets are stated in: each Spark stage's events/s over the
 local engine's, and the speed-up from the first core count to the last. ``--event-log`` keeps
 Spark's event logs and prints the slowest stages of each run.
@@ -91,7 +91,7 @@ def train_world(out: Path) -> Path:
 def trained_model(out: Path, settings, cache: Path):  # noqa: ANN001, ANN201
     from contract import load
     from features.pipeline import Enrichers
-    from training.train import fit_model, prepare
+    from training.fit import fit_model, prepare
 
     model, _ = fit_model(prepare(load(train_world(out)), Enrichers.load()), settings)
     model.version = "bench"
@@ -159,8 +159,8 @@ def run_spark(
     scheme: str,
     event_log: Path | None = None,
 ) -> dict[str, float]:
-    from jobs.spark_engine import ModelPayload, recompute_spark, score_spark, spark_session, warm_up
-    from jobs.spark_io import load_tables
+    from jobs.spark.engine import ModelPayload, recompute_spark, score_spark, spark_session, warm_up
+    from jobs.spark.tables import load_tables
 
     as_of, exclusions = window_end(data), exclusions_of(data)
     extra = {}
@@ -204,7 +204,7 @@ def run_spark(
 
 def run_one(engine: str, args: argparse.Namespace) -> dict[str, float]:
     """One engine in this process: ``local`` or ``spark:N`` (local[N])."""
-    from botfilter.settings import Settings
+    from core.settings import Settings
 
     data = world(args.out, args.events)
     with tempfile.TemporaryDirectory() as tmp:

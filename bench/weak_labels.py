@@ -36,16 +36,16 @@ FAMILY_RECALL = 0.9
 
 def against_truth(model, prep, idx: np.ndarray) -> dict[str, float]:  # noqa: ANN001
     """The model's figures against the hidden labels on rows ``idx``."""
-    from training.train import evaluate_model
+    from training.evaluate import evaluate_model
 
-    report, _, is_bot = evaluate_model(model, prep, idx)
+    report = evaluate_model(model, prep, idx).report
     return {
-        "events": report["events"],
-        "pr_auc": report["pr_auc"],
-        "precision": report["overall"]["model"]["precision"],
-        "recall": report["overall"]["model"]["recall"],
-        "ctr_mae_pp": report["campaign_metric_error"]["model"]["ctr_mae_pp"],
-        "recall_by_bot_kind": {k: v["model"] for k, v in report["recall_by_bot_kind"].items()},
+        "events": report.events,
+        "pr_auc": report.pr_auc,
+        "precision": report.overall.model.precision,
+        "recall": report.overall.model.recall,
+        "ctr_mae_pp": report.campaign_metric_error.model.ctr_mae_pp,
+        "recall_by_bot_kind": {k: v.model for k, v in report.recall_by_bot_kind.items()},
     }
 
 
@@ -73,11 +73,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench/out/weak_labels.json"))
     args = ap.parse_args()
 
-    from botfilter.settings import Settings
     from contract import load
+    from core.settings import Settings
     from labelling.label import hide_labels
     from simulation import SimConfig, simulate
-    from training.train import prepare, split_by_send_time, train
+    from training.fit import prepare, split_by_send_time
+    from training.train import train
 
     started = time.perf_counter()
     result: dict = {"tenants": args.tenants, "days": args.days}

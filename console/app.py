@@ -21,16 +21,20 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
 from starlette.middleware.sessions import SessionMiddleware
 
-from botfilter.errors import BotfilterError
-from botfilter.settings import Settings
-from botfilter.tokens import Scope, TokenStore, hash_token
 from console import charts, service
 from console.auth import Auth, session_secret
-from jobs.settings import parse_switch
+from console.model import ModelInfo
+from core.errors import BotfilterError
+from core.settings import Settings
+from core.tokens import Scope, TokenStore, hash_token
+from jobs.exclusions import parse_switch
+from jobs.lists import storage as lists
+from jobs.lists.rules import Entry
 from jobs.store import Store
 
 HERE = Path(__file__).parent
 SESSION_HOURS = 8
+PAGE_ROWS = 500  # a drill-down page lists this many interactions, newest first
 
 
 class SettingsBody(BaseModel):
@@ -40,14 +44,46 @@ class SettingsBody(BaseModel):
     sms: bool | None = None
 
 
-class Console:
-    """What the routes share: the store, the token check, the data directory."""
+class ListEntryBody(BaseModel):
+    """A new list entry: ``list`` allow or block; ``kind`` ip, asn, user_agent or domain;
+    ``expires_at`` ISO-8601 (no offset = UTC) or none."""
 
-    def __init__(self, store: Store, auth: Auth, data: service.DataSource, window_days: int):
+    list: str
+    kind: str
+    value: str
+    note: str = ""
+    expires_at: str | None = None
+
+
+class ListChangeBody(BaseModel):
+    """An entry's new expiry (null: never) and, optionally, its note."""
+
+    expires_at: str | None = None
+    note: str | None = None
+
+
+class Console:
+    """What the routes share: the store, the token check, the stored window events."""
+
+    def __init__(
+        self,
+        store: Store,
+        auth: Auth,
+        data: service.EventSource,
+        window_days: int,
+        model: ModelInfo | None = None,
+    ):
         self.store = store
         self.auth = auth
         self.data = data
         self.window_days = window_days
+        self.model = model
+
+    def model_info(self) -> dict[str, Any]:
+        """The Model page's facts (admin only: the caller checks)."""
+        if self.model is None:
+            return {"champion": None, "latest": None, "estimates": {}}
+        return self.model.get(service.tenants(self.store))
 
     def tenant(self, scope: Scope | None, tenant: str) -> str:
         """``tenant`` when the caller may see it and the store knows it, else 404."""
@@ -59,21 +95,83 @@ class Console:
         """The tenants the caller may see."""
         return [t for t in service.tenants(self.store) if scope.allows(t)]
 
+    def new_entry(self, tenant: str, form: dict[str, Any], author: str) -> Entry:
+        """A checked entry from API or form fields; bad input is a 422 with one line."""
+        try:
+            return lists.build_entry(
+                tenant,
+                str(form.get("list") or ""),
+                str(form.get("kind") or ""),
+                str(form.get("value") or ""),
+                str(form.get("note") or ""),
+                author,
+                lists.parse_expiry(form.get("expires_at")),
+            )
+        except BotfilterError as exc:
+            raise HTTPException(422, str(exc)) from None
+
+    def dry_run(self, tenant: str, entry: Entry) -> dict[str, Any]:
+        """The dry run of adding ``entry`` to the tenant's in-force entries."""
+        now = pd.Timestamp.now(tz="UTC")
+        current = [e for e in lists.entries(self.store, [tenant]) if e.active(now)]
+        result = service.list_dry_run(
+            self.store, self.data, tenant, [*current, entry], self.window_days
+        )
+        result["entry"] = lists.as_dict(entry)
+        return result
+
+    def change_entry(
+        self, tenant: str, entry_id: int, who: str, expires_at: Any, note: str | None
+    ) -> dict[str, Any]:
+        """Set an entry's expiry (and note); 404 for another tenant's entry."""
+        try:
+            expiry = lists.parse_expiry(expires_at)
+            entry, queued = lists.change_entry(
+                self.store, tenant, entry_id, who, expires_at=expiry, note=note
+            )
+        except BotfilterError as exc:
+            raise HTTPException(422, str(exc)) from None
+        except LookupError:
+            raise HTTPException(404, "not found") from None
+        return {"entry": lists.as_dict(entry), "queue_ids": queued}
+
+    def delete_entry(self, tenant: str, entry_id: int, who: str) -> list[int]:
+        """Remove an entry; 404 for another tenant's entry."""
+        try:
+            return lists.delete_entry(self.store, tenant, entry_id, who)
+        except LookupError:
+            raise HTTPException(404, "not found") from None
+
+    def add_entry(self, entry: Entry) -> dict[str, Any]:
+        """Store an entry; an entry already listed is a 409."""
+        try:
+            stored, queued = lists.add_entry(self.store, entry)
+        except BotfilterError as exc:
+            raise HTTPException(409, str(exc)) from None
+        return {"entry": lists.as_dict(stored), "queue_ids": queued}
+
 
 def create_app(
     settings: Settings,
     *,
-    data_dir: Path | None = None,
     store: Store | None = None,
     tokens: TokenStore | None = None,
     secret: str | None = None,
 ) -> FastAPI:
-    """The console app over the store named by ``settings`` (or the given ``store``)."""
+    """The console app over the store named by ``settings`` (or the given ``store``). It reads
+    the store only: the drill-down and the list dry run read the window events the recompute
+    stored, so nothing needs warming up."""
     store = store or Store.open(settings)
     # Tokens live in the store's database (botfilter tokens writes them there too).
     tokens = tokens or TokenStore(store.url, schema=store.schema)
     static = settings.api_token.get_secret_value() if settings.api_token else None
-    ctx = Console(store, Auth(tokens, static), service.DataSource(data_dir), settings.window_days)
+    ctx = Console(
+        store,
+        Auth(tokens, static),
+        service.EventSource(),
+        settings.window_days,
+        ModelInfo(settings),
+    )
     app = FastAPI(
         title="botfilter management API",
         docs_url=None,  # FastAPI's Swagger page loads its assets from a CDN: ours is local
@@ -179,7 +277,68 @@ def api_router(ctx: Console) -> APIRouter:
         frame = service.bot_interactions(ctx.store, ctx.data, tenant, module, key)
         if format == "csv":
             return csv_response(frame, f"{tenant}-{key}-bot-interactions.csv")
-        return {"rows": service.records(frame)}
+        # Already plain JSON values: a JSONResponse skips FastAPI's per-value re-encoding.
+        return JSONResponse({"rows": service.records(frame)})
+
+    @router.get("/tenants/{tenant}/lists")
+    def get_lists(tenant: str, s: Scope = Depends(scope)) -> dict[str, Any]:
+        """The tenant's allow and block list entries (expired ones too, marked inactive)."""
+        tenant = ctx.tenant(s, tenant)
+        return {"entries": [lists.as_dict(e) for e in lists.entries(ctx.store, [tenant])]}
+
+    @router.get("/tenants/{tenant}/lists/audit")
+    def get_list_audit(tenant: str, s: Scope = Depends(scope)) -> dict[str, Any]:
+        """Every list change, newest first: who, when, what, before and after."""
+        return {"audit": lists.audit(ctx.store, ctx.tenant(s, tenant))}
+
+    @router.post("/tenants/{tenant}/lists/dry-run")
+    def post_list_dry_run(
+        request: Request, tenant: str, body: ListEntryBody, s: Scope = Depends(scope)
+    ) -> dict[str, Any]:
+        """What adding this entry would change over the recompute window (nothing saved):
+        verdicts flipped per channel and type, open rate and CTR before -> after."""
+        tenant = ctx.tenant(s, tenant)
+        author = ctx.auth.author(request.state.token_hash)
+        return ctx.dry_run(tenant, ctx.new_entry(tenant, body.model_dump(), author))
+
+    @router.post("/tenants/{tenant}/lists", status_code=201)
+    def post_list_entry(
+        request: Request, tenant: str, body: ListEntryBody, s: Scope = Depends(scope)
+    ) -> dict[str, Any]:
+        """Add an entry (audited; queues the recompute of the window for its channels)."""
+        tenant = ctx.tenant(s, tenant)
+        author = ctx.auth.author(request.state.token_hash)
+        return ctx.add_entry(ctx.new_entry(tenant, body.model_dump(), author))
+
+    @router.patch("/tenants/{tenant}/lists/{entry_id}")
+    def patch_list_entry(
+        request: Request,
+        tenant: str,
+        entry_id: int,
+        body: ListChangeBody,
+        s: Scope = Depends(scope),
+    ) -> dict[str, Any]:
+        """Change an entry's expiry (null: never) or note (audited; queues a recompute)."""
+        tenant = ctx.tenant(s, tenant)
+        who = ctx.auth.author(request.state.token_hash)
+        return ctx.change_entry(tenant, entry_id, who, body.expires_at, body.note)
+
+    @router.delete("/tenants/{tenant}/lists/{entry_id}")
+    def delete_list_entry(
+        request: Request, tenant: str, entry_id: int, s: Scope = Depends(scope)
+    ) -> dict[str, Any]:
+        """Remove an entry (audited; queues a recompute)."""
+        tenant = ctx.tenant(s, tenant)
+        who = ctx.auth.author(request.state.token_hash)
+        return {"deleted": entry_id, "queue_ids": ctx.delete_entry(tenant, entry_id, who)}
+
+    @router.get("/model")
+    def get_model(s: Scope = Depends(scope)) -> dict[str, Any]:
+        """Admin only: the champion, its evaluation, the gate's decision and the saved
+        per-tenant accuracy estimates."""
+        if not s.admin:
+            raise HTTPException(404, "not found")
+        return ctx.model_info()
 
     return router
 
@@ -347,6 +506,80 @@ def page_router(ctx: Console) -> APIRouter:
             else [],
         )
 
+    def lists_page_response(
+        request: Request, scope: Scope, tenant: str, error: str | None = None, status: int = 200
+    ) -> HTMLResponse:
+        now = pd.Timestamp.now(tz="UTC")
+        response = render(
+            request,
+            "lists.html",
+            scope,
+            tenant=tenant,
+            page="lists",
+            entries=[lists.as_dict(e, now) for e in lists.entries(ctx.store, [tenant])],
+            audit=lists.audit(ctx.store, tenant, limit=30),
+            kinds=KIND_LABELS,
+            error=error,
+        )
+        response.status_code = status
+        return response
+
+    @router.get("/t/{tenant}/lists")
+    def lists_page(request: Request, tenant: str) -> Response:
+        scope, tenant = page_scope(request, tenant)
+        return lists_page_response(request, scope, tenant)
+
+    @router.post("/t/{tenant}/lists/dry-run")
+    async def lists_dry_run(request: Request, tenant: str) -> Response:
+        scope, tenant = page_scope(request, tenant)
+        form = await check_csrf(request)
+        try:
+            entry = ctx.new_entry(tenant, form, "dry run")
+        except HTTPException as exc:
+            return HTMLResponse(f'<p class="error">{_esc(exc.detail)}</p>', status_code=422)
+        result = ctx.dry_run(tenant, entry)
+        return templates.TemplateResponse(request, "_dryrun.html", {"d": result})
+
+    @router.post("/t/{tenant}/lists")
+    async def lists_add(request: Request, tenant: str) -> Response:
+        scope, tenant = page_scope(request, tenant)
+        form = await check_csrf(request)
+        author = ctx.auth.author(request.session.get("token_hash"))
+        try:
+            ctx.add_entry(ctx.new_entry(tenant, form, author))
+        except HTTPException as exc:
+            return lists_page_response(request, scope, tenant, str(exc.detail), exc.status_code)
+        return RedirectResponse(f"/t/{tenant}/lists", status_code=303)
+
+    @router.post("/t/{tenant}/lists/{entry_id}/expiry")
+    async def lists_expiry(request: Request, tenant: str, entry_id: int) -> Response:
+        scope, tenant = page_scope(request, tenant)
+        form = await check_csrf(request)
+        who = ctx.auth.author(request.session.get("token_hash"))
+        try:
+            ctx.change_entry(tenant, entry_id, who, form.get("expires_at"), None)
+        except HTTPException as exc:
+            if exc.status_code == 404:
+                raise
+            return lists_page_response(request, scope, tenant, str(exc.detail), exc.status_code)
+        return RedirectResponse(f"/t/{tenant}/lists", status_code=303)
+
+    @router.post("/t/{tenant}/lists/{entry_id}/delete")
+    async def lists_delete(request: Request, tenant: str, entry_id: int) -> Response:
+        scope, tenant = page_scope(request, tenant)
+        await check_csrf(request)
+        ctx.delete_entry(tenant, entry_id, ctx.auth.author(request.session.get("token_hash")))
+        return RedirectResponse(f"/t/{tenant}/lists", status_code=303)
+
+    @router.get("/model")
+    def model_page(request: Request) -> Response:
+        scope = viewer(request)
+        if scope is None:
+            raise _LoginRequired()
+        if not scope.admin:
+            raise HTTPException(404, "not found")
+        return render(request, "model.html", scope, tenant=None, page="model", m=ctx.model_info())
+
     @router.get("/t/{tenant}/{module}")
     def module_page(
         request: Request, tenant: str, module: str, sort: str | None = None, desc: int = 1
@@ -356,7 +589,7 @@ def page_router(ctx: Console) -> APIRouter:
             raise HTTPException(404, "not found")
         frame = service.metrics(ctx.store, tenant, module)
         key = service.MODULES[service.MODULE_URLS[module]].keys[0]
-        sort = sort if sort in frame.columns else "delivered"
+        sort = sort if sort is not None and sort in frame.columns else "delivered"
         if not frame.empty:
             frame = frame.sort_values(sort, ascending=not desc, na_position="last", kind="stable")
         return render(
@@ -387,7 +620,8 @@ def page_router(ctx: Console) -> APIRouter:
             page=module,
             module=module,
             key=key,
-            rows=service.records(frame),
+            total=len(frame),
+            rows=service.records(frame.head(PAGE_ROWS)),  # newest first; the CSV has all
         )
 
     @router.get("/t/{tenant}/{module}/{key}/bot-interactions.csv")
@@ -397,6 +631,20 @@ def page_router(ctx: Console) -> APIRouter:
         return csv_response(frame, f"{tenant}-{key}-bot-interactions.csv")
 
     return router
+
+
+KIND_LABELS = {
+    "ip": "IP address or CIDR",
+    "asn": "ASN",
+    "user_agent": "User-Agent contains",
+    "domain": "recipient domain",
+}
+
+
+def _esc(text: Any) -> str:
+    import html
+
+    return html.escape(str(text))
 
 
 class _LoginRequired(HTTPException):

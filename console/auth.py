@@ -1,6 +1,6 @@
 """Who is calling: a token (API: ``Authorization: Bearer``; pages: the signed session) -> scope.
 
-Tokens are those of ``botfilter tokens`` (:mod:`botfilter.tokens`) plus the optional
+Tokens are those of ``botfilter tokens`` (:mod:`core.tokens`) plus the optional
 ``BOTFILTER_API_TOKEN`` admin token. The session keeps the token's SHA-256, never the token.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from botfilter.tokens import ADMIN, Scope, TokenStore, api_tokens, hash_token
+from core.tokens import ADMIN, Scope, TokenStore, api_tokens, hash_token
 
 CACHE_TTL_S = 5.0  # a revoked token stops working within this time
 
@@ -64,6 +64,17 @@ class Auth:
                 select(api_tokens.c.token_id).where(api_tokens.c.token_hash == token_hash)
             ).scalar()
         return f"token:{token_id}" if token_id else "unknown"
+
+    def author(self, token_hash: str | None) -> str:
+        """The author of a list entry: the token's label with its id (``who`` without one)."""
+        who = self.who(token_hash)
+        if not who.startswith("token:"):
+            return who
+        with self.tokens.engine.connect() as conn:
+            label = conn.execute(
+                select(api_tokens.c.label).where(api_tokens.c.token_hash == token_hash)
+            ).scalar()
+        return f"{label} ({who})" if label else who
 
 
 def session_secret(home: Path) -> str:

@@ -43,11 +43,12 @@ def daily_svg(frame: pd.DataFrame, channel: str, changes: list[dict[str, Any]]) 
         f' <tspan fill="{MARK}">| setting changed</tspan></text>',
     ]
     index = {d: i for i, d in enumerate(days["date"])}
-    for i, row in enumerate(days.itertuples(index=False)):
+    columns = zip(days["date"].tolist(), days["human"].tolist(), days["bot"].tolist(), strict=True)
+    for i, (date, human, bot) in enumerate(columns):
         x = PAD + i * step
-        h_human, h_bot = row.human * scale, row.bot * scale
+        h_human, h_bot = human * scale, bot * scale
         base = HEIGHT - PAD
-        title = f"{row.date}: {int(row.human):,} human, {int(row.bot):,} bot"
+        title = f"{date}: {int(human):,} human, {int(bot):,} bot"
         parts.append(
             f"<g><title>{escape(title)}</title>"
             f'<rect x="{x:.1f}" y="{base - h_human:.1f}" width="{bar:.1f}" height="{h_human:.1f}" fill="{HUMAN}"/>'

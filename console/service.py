@@ -1,8 +1,9 @@
 """What the console's API and pages read and change, as plain functions over the metrics store.
 
 Every function takes the tenant it answers for; the web layer checks the caller's scope before
-calling. Reads come from the store (settings, history, queue, job runs, metric partitions and
-stored scores); nothing here recomputes metrics.
+calling. Reads come from the store (settings, history, queue, job runs, metric partitions, stored
+scores and the window events the recompute stores); nothing here reads the data directory or
+recomputes metrics.
 """
 
 from __future__ import annotations
@@ -10,19 +11,28 @@ from __future__ import annotations
 import math
 import threading
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import func, select
+from ua_parser import parse
 
-from botfilter.errors import BotfilterError
 from console.reasons import phrases
 from contract.schema import CHANNELS
+from core.errors import BotfilterError
+from jobs.exclusions import set_exclusions, tenant_setting
 from jobs.metrics import MODULES, PRODUCT_TABLES, parse_reasons
-from jobs.settings import set_exclusions, tenant_setting
-from jobs.store import PARTITION_TABLES, Store, job_runs, metric_partitions, recompute_queue
+from jobs.store import (
+    PARTITION_TABLES,
+    Store,
+    job_runs,
+    metric_partitions,
+    recompute_queue,
+    settings_history,
+    tenant_settings,
+)
+from jobs.store.window_events import MATCHES
 
 #: Module tables the console shows, by the name used in URLs.
 MODULE_URLS: dict[str, str] = {
@@ -36,8 +46,6 @@ SIDES = ("opens_total", "opens_unique", "clicks_total", "clicks_unique")
 
 def tenants(store: Store) -> list[str]:
     """Every tenant the store knows (settings, history or metrics), sorted."""
-    from jobs.store import settings_history, tenant_settings
-
     seen: set[str] = set()
     with store.read() as conn:
         for table in (tenant_settings, settings_history, metric_partitions):
@@ -139,6 +147,7 @@ def status(store: Store, tenant: str, limit: int = 10) -> list[dict[str, Any]]:
 def _side(frame: pd.DataFrame, filters: dict[str, bool] | None) -> dict[str, Any]:
     """Totals of partition rows: as stored (``filters`` None) or as a recompute with ``filters``
     would count them (the partitions keep both the all-events and the human-only counts)."""
+    sums: dict[str, Any]
     if frame.empty:
         sums = {c: 0 for c in ("delivered", *SIDES, "bot_opens_excluded", "bot_clicks_excluded")}
     elif filters is None:
@@ -186,15 +195,19 @@ def _channel_sums(conn: Any, table: str, tenant: str, since: date) -> pd.DataFra
 def window_start(store: Store, tenant: str, window_days: int) -> date | None:
     """First send date the next recompute rewrites: ``window_days`` before the tenant's latest
     stored as-of time (the worker recomputes every hour, so that is close to now)."""
+    as_of = stored_as_of(store, tenant)
+    return None if as_of is None else (as_of - timedelta(days=window_days)).date()
+
+
+def stored_as_of(store: Store, tenant: str) -> pd.Timestamp | None:
+    """The latest as-of time of the tenant's stored partitions."""
     with store.read() as conn:
         as_of = conn.execute(
             select(func.max(metric_partitions.c.as_of)).where(
                 metric_partitions.c.tenant_id == tenant
             )
         ).scalar()
-    if as_of is None:
-        return None
-    return (pd.Timestamp(as_of) - timedelta(days=window_days)).date()
+    return None if as_of is None else pd.Timestamp(as_of)
 
 
 def preview(
@@ -271,18 +284,18 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """A frame as JSON-ready rows (dates as ISO text, missing and NaN as null)."""
     out = []
     for row in frame.to_dict("records"):
-        clean = {}
+        clean: dict[str, Any] = {}
         for k, v in row.items():
             if isinstance(v, (pd.Timestamp, datetime)):
-                clean[k] = v.isoformat(timespec="seconds")
+                clean[str(k)] = v.isoformat(timespec="seconds")
             elif isinstance(v, date):
-                clean[k] = v.isoformat()
+                clean[str(k)] = v.isoformat()
             elif v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
-                clean[k] = None
+                clean[str(k)] = None
             elif isinstance(v, np.generic):
-                clean[k] = v.item()
+                clean[str(k)] = v.item()
             else:
-                clean[k] = v
+                clean[str(k)] = v
         out.append(clean)
     return out
 
@@ -303,84 +316,68 @@ DRILL_COLUMNS = (
 )
 
 
-class DataSource:
-    """The worker's data directory, loaded through the contract once per change of its files."""
+class EventSource:
+    """The window events the recompute stored (:mod:`jobs.store.window_events`): a campaign's
+    or automation's for the drill-down, a tenant's for the list dry run (kept until the
+    store's batches change)."""
 
-    def __init__(self, data_dir: Path | None) -> None:
-        self.data_dir = Path(data_dir) if data_dir is not None else None
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._fingerprint: str | None = None
-        self._data: Any = None
-        self._ip: Any = None
-        self._index: dict[tuple[str, str], dict[str, np.ndarray]] = {}
-        self._bots: dict[tuple[str, str], tuple[int, pd.DataFrame]] = {}
+        self._window: dict[str, tuple[tuple[Any, ...], Any]] = {}
 
-    def load(self) -> Any:
-        """The validated tables (reloaded when a file changed)."""
-        from jobs.worker import data_fingerprint
+    def events_of(self, store: Store, tenant: str, module: str, key: str) -> pd.DataFrame:
+        """The stored events of one campaign or automation (``module`` is also the stored
+        batches' module name), with their model verdicts."""
+        return store.window_events(tenant, module, key)
 
-        if self.data_dir is None:
-            raise BotfilterError("the console was started without --data: no event details")
+    def window(
+        self, store: Store, tenant: str, since: date | None
+    ) -> tuple[pd.DataFrame, np.ndarray, dict[str, int]]:
+        """What a dry run counts, as the metrics do: the stored events of delivered messages
+        (only the columns entries match and the integer ``message_code`` of each message), their model
+        verdicts, and delivered messages per channel since ``since``."""
+        key = (*store.window_events_content(tenant), since)
         with self._lock:
-            fp = data_fingerprint(self.data_dir)
-            if fp != self._fingerprint:
-                import contract
-
-                self._data = contract.load(self.data_dir)
-                self._fingerprint = fp
-                self._index = {}
-            return self._data
-
-    def events_of(self, tenant: str, module: str, key: str) -> pd.DataFrame:
-        """The events of one campaign or automation (an index per tenant and module is built
-        once per load, so a drill-down does not scan every event)."""
-        data = self.load()
-        with self._lock:
-            index = self._index.get((tenant, module))
-            if index is None:
-                column = DRILL_KEYS[module]
-                m = data.messages
-                m = m.loc[(m["tenant_id"] == tenant) & m[column].notna(), ["message_id", column]]
-                e = data.events
-                mine = np.flatnonzero((e["tenant_id"] == tenant).to_numpy())
-                keys = e["message_id"].iloc[mine].map(m.set_index("message_id")[column])
-                found = keys.notna().to_numpy()
-                groups = pd.Series(mine[found]).groupby(keys.to_numpy()[found]).indices
-                index = {k: mine[found][v] for k, v in groups.items()}
-                self._index[(tenant, module)] = index
-        rows = index.get(key)
-        return data.events.iloc[rows if rows is not None else []]
-
-    def bot_scores(self, store: Store, tenant: str, version: str) -> pd.DataFrame:
-        """The tenant's stored bot scores of ``version`` by event id, with reasons (reloaded
-        when the store holds a different number of scores)."""
-        count = store.score_versions([tenant]).get(version, 0)
-        with self._lock:
-            hit = self._bots.get((tenant, version))
-            if hit is not None and hit[0] == count:
+            hit = self._window.get(tenant)
+            if hit is not None and hit[0] == key:
                 return hit[1]
-        scores = store.load_scores([tenant], version, reasons=True)
-        bots = scores.loc[scores["is_bot"], ["event_id", "bot_score", "reasons"]]
-        bots = bots.set_index("event_id")
+        stored = store.window_events(tenant, columns=MATCHES)
+        if "delivered" in stored.columns:
+            stored = stored.loc[stored["delivered"].to_numpy(dtype=bool)].reset_index(drop=True)
+        events = pd.DataFrame({"tenant_id": tenant}, index=stored.index)
+        for col in (
+            "message_code",
+            "channel",
+            "type",
+            "ip",
+            "asn",
+            "user_agent",
+            "recipient_domain",
+        ):
+            if col in stored.columns:
+                events[col] = stored[col]
+        # Categories: a dry run's matching and filtering then work on integer codes.
+        for col in ("tenant_id", "type", "channel", "ip", "user_agent", "recipient_domain"):
+            if col in events.columns:
+                events[col] = events[col].astype("category")
+        is_bot = stored["is_bot"].to_numpy(dtype=bool) if len(stored) else np.zeros(0, dtype=bool)
+        found = (events, is_bot, delivered_since(store, tenant, since))
         with self._lock:
-            self._bots[(tenant, version)] = (count, bots)
-        return bots
+            self._window[tenant] = (key, found)
+        return found
 
-    def enrichers(self) -> tuple[Any, Any]:
-        """The vendored IP and User-Agent enrichers (loaded once)."""
-        with self._lock:
-            if self._ip is None:
-                from features.enrichment.ip import IpEnricher
-                from features.enrichment.reference import load_reference
 
-                ref = load_reference()
-                self._ip = IpEnricher(ref)
-            return self._ip, None
+def delivered_since(store: Store, tenant: str, since: date | None) -> dict[str, int]:
+    """Delivered messages per channel in the stored partitions of send dates from ``since``."""
+    t = metric_partitions
+    stmt = select(t.c.channel, func.sum(t.c.delivered)).where(t.c.tenant_id == tenant)
+    if since is not None:
+        stmt = stmt.where(t.c.send_date >= since)
+    with store.read() as conn:
+        return {str(c): int(n or 0) for c, n in conn.execute(stmt.group_by(t.c.channel))}
 
 
 def _ua_family(ua: str) -> str:
-    from ua_parser import parse
-
     try:
         result = parse(ua or "")
     except Exception:  # a malformed string is shown as unknown, never an error page
@@ -400,34 +397,76 @@ def latest_model_version(store: Store, tenant: str) -> str | None:
         ).scalar()
 
 
+def scores_model(store: Store, tenant: str) -> str | None:
+    """The model whose stored scores describe the tenant: that of its latest partitions when
+    scores of it are stored, else the model with the most stored scores."""
+    stored = store.score_versions([tenant])
+    latest = latest_model_version(store, tenant)
+    if latest in stored or not stored:
+        return latest if latest in stored else None
+    return max(sorted(stored), key=lambda m: stored[m])
+
+
+def list_dry_run(
+    store: Store,
+    source: EventSource,
+    tenant: str,
+    proposed: list[Any],
+    window_days: int = 30,
+) -> dict[str, Any]:
+    """What replacing the tenant's in-force list entries by ``proposed`` would change over the
+    recompute window, from the stored window events (see :mod:`jobs.lists.dryrun`)."""
+    from jobs.lists.apply import default_asn_lookup
+    from jobs.lists.dryrun import dry_run
+    from jobs.lists.storage import entries
+
+    now = pd.Timestamp.now(tz="UTC")
+    current = [e for e in entries(store, [tenant]) if e.active(now)]
+    since = window_start(store, tenant, window_days)
+    model = scores_model(store, tenant)
+    events, is_bot, delivered = source.window(store, tenant, since)
+    lookup = default_asn_lookup() if any(e.kind == "asn" for e in [*current, *proposed]) else None
+    result = dry_run(
+        events, is_bot, delivered, current, proposed, tenant_setting(store, tenant), now, lookup
+    )
+    result.update(tenant_id=tenant, since=None if since is None else since.isoformat(), model=model)
+    return result
+
+
 def bot_interactions(
-    store: Store, source: DataSource, tenant: str, module: str, key: str
+    store: Store, source: EventSource, tenant: str, module: str, key: str
 ) -> pd.DataFrame:
     """Bot events of one campaign or automation, newest first: time, kind, score, reasons in
     words, network (ASN and /24) and user-agent family."""
     if module not in DRILL_KEYS:
         raise BotfilterError("bot interactions exist for campaigns and automations only")
-    events = source.events_of(tenant, module, key)
-    version = latest_model_version(store, tenant)
+    events = source.events_of(store, tenant, module, key)
     empty = pd.DataFrame({c: pd.Series(dtype=object) for c in DRILL_COLUMNS})
-    if version is None or events.empty:
+    if events.empty:
         return empty
-    joined = events.join(source.bot_scores(store, tenant, version), on="event_id", how="inner")
+    joined = _effective_bots(store, tenant, events)
     if joined.empty:
         return empty
-    network = _networks(source, joined)
+    # Stored text columns come back as categories: plain objects before filling gaps.
+    joined = joined.astype(
+        {c: object for c in ("network", "user_agent", "bot_kind") if c in joined}
+    )
+    network = joined["network"].fillna("unknown").to_numpy() if "network" in joined else "unknown"
     agents = joined["user_agent"] if "user_agent" in joined else pd.Series("", index=joined.index)
     out = pd.DataFrame(
         {
             "occurred_at": joined["occurred_at"].to_numpy(),
             "event_id": joined["event_id"].to_numpy(),
             "message_id": joined["message_id"].to_numpy(),
-            "type": joined["type"].to_numpy(),
+            "type": joined["type"].to_numpy(dtype=object),
             "kind": joined["bot_kind"].fillna("").to_numpy() if "bot_kind" in joined else "",
             "bot_score": joined["bot_score"].round(4).to_numpy(),
-            "reasons": [phrases(parse_reasons(r)) for r in joined["reasons"]],
+            "reasons": _per_distinct(
+                joined["reasons"].map(lambda r: tuple(parse_reasons(r))),
+                lambda r: phrases(list(r)),
+            ),
             "network": network,
-            "user_agent_family": agents.fillna("").map(_ua_family).to_numpy(),
+            "user_agent_family": _per_distinct(agents.fillna("").astype(str), _ua_family),
         }
     )
     out = out.sort_values(["occurred_at", "event_id"], ascending=[False, True], ignore_index=True)
@@ -438,32 +477,41 @@ def bot_interactions(
     return out
 
 
-def _networks(source: DataSource, events: pd.DataFrame) -> list[str]:
-    """``AS<n> <prefix>`` per event (the prefix alone when no ASN is known; ``unknown``
-    without an address)."""
-    if "ip" not in events:
-        return ["unknown"] * len(events)
-    ips = events["ip"].fillna("").astype(str)
-    ip_enricher, _ = source.enrichers()
-    asn = events.get("asn")
-    asns = np.asarray(ip_enricher.enrich(ips, asn)["asn"]).tolist()
-    out = []
-    for a, ip in zip(asns, ips, strict=True):
-        prefix = _prefix(ip) if ip else "unknown"
-        out.append(f"AS{int(a)} {prefix}" if a and a > 0 else prefix)
-    return out
+def _effective_bots(store: Store, tenant: str, events: pd.DataFrame) -> pd.DataFrame:
+    """``events`` (stored, with the model's verdicts) that count as bots, with ``bot_score``
+    and ``reasons``: the tenant's in-force list entries applied, as the recompute applies
+    them."""
+    from jobs.lists.apply import default_asn_lookup
+    from jobs.lists.rules import apply_to_scores, override_reasons
+    from jobs.lists.storage import entries
+
+    scored = events["bot_score"].notna().to_numpy()
+    now = pd.Timestamp.now(tz="UTC")
+    live = [e for e in entries(store, [tenant]) if e.active(now)]
+    if not live:
+        return events.loc[events["is_bot"].to_numpy(dtype=bool) & scored]
+    lookup = default_asn_lookup() if any(e.kind == "asn" for e in live) else None
+    forced = override_reasons(events, live, now, lookup)
+    verdicts = pd.DataFrame(
+        {
+            "bot_score": events["bot_score"].to_numpy(),
+            "is_bot": events["is_bot"].to_numpy(dtype=bool),
+            "reasons": [
+                r if isinstance(r, list | tuple | np.ndarray) else [] for r in events["reasons"]
+            ],
+        },
+        index=events.index,
+    )
+    verdicts = apply_to_scores(verdicts, forced)
+    keep = verdicts["is_bot"].to_numpy(dtype=bool) & scored
+    rest = events.drop(columns=["bot_score", "reasons"]).loc[keep]
+    return rest.join(verdicts.loc[keep, ["bot_score", "reasons"]])
 
 
-def _prefix(ip: str) -> str:
-    """The /24 of an IPv4 address or /48 of an IPv6 one."""
-    import ipaddress
-
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return ip
-    bits = 24 if addr.version == 4 else 48
-    return str(ipaddress.ip_network(f"{addr}/{bits}", strict=False))
+def _per_distinct(values: pd.Series, convert: Any) -> np.ndarray:
+    """``convert`` applied once per distinct value (hashable), spread back over the rows."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    return np.asarray([convert(u) for u in uniques], dtype=object)[codes]
 
 
 def _iso(value: Any) -> str | None:
@@ -479,4 +527,4 @@ def check_module(module: str) -> str:
     return module
 
 
-__all__ = ["MODULES", "DataSource"]
+__all__ = ["MODULES", "EventSource"]

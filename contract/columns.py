@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -197,8 +198,6 @@ def value_text(value: Any) -> str | None:
 def json_default(value: Any) -> Any:
     """JSON for the non-JSON values a row can hold (timestamps, dates, decimals, bytes...)."""
     if isinstance(value, np.datetime64):
-        import pandas as pd
-
         return pd.Timestamp(value).isoformat()
     if hasattr(value, "isoformat"):
         return value.isoformat()
@@ -444,9 +443,9 @@ def parse_timestamp(arr: pa.Array | pa.ChunkedArray, name: str) -> Parsed:
     arr = _decode_dictionary(arr)
     t = arr.type
     n = len(arr)
-    ns = np.zeros(n, dtype=np.int64)
-    ok = np.zeros(n, dtype=bool)
-    unparseable = np.zeros(n, dtype=bool)
+    ns: np.ndarray = np.zeros(n, dtype=np.int64)
+    ok: np.ndarray = np.zeros(n, dtype=bool)
+    unparseable: np.ndarray = np.zeros(n, dtype=bool)
     if pa.types.is_timestamp(t) or pa.types.is_date(t):
         missing = to_numpy_bool(pc.is_null(arr))
         ns, ok, out_of_range = _native_ns(arr, missing)

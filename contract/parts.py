@@ -25,8 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from botfilter.errors import BotfilterError
-from contract.io import (
+from contract.counts import Report, TableReport
+from contract.readers import (
     RawTable,
     _one_line,
     _set_aside_invalid_text,
@@ -34,8 +34,8 @@ from contract.io import (
     find_table_files,
     read_table_file,
 )
-from contract.report import Report, TableReport
 from contract.schema import TABLES
+from core.errors import BotfilterError
 
 # Events per part: large enough that per-part fixed costs vanish, small enough that a part's
 # frames (about 1.5 KB per event while validated and scored, 0.8 KB read) stay a few hundred MB
@@ -82,10 +82,13 @@ class _ParquetRows:
 
     def take(self, part: int, rows: np.ndarray) -> RawTable:
         """Part ``part``'s rows (``rows``: their positions, increasing), as
-        :func:`contract.io.read_table_file` would give them (text that is not UTF-8 set aside)."""
-        while self._read_to <= self._last[part]:
-            batch = self._read(lambda: next(self._batches))
-            owners = self._part_of[self._read_to : self._read_to + batch.num_rows]
+        :func:`contract.readers.read_table_file` would give them (text that is not UTF-8 set aside)."""
+        batches, part_of, last = self._batches, self._part_of, self._last
+        if batches is None or part_of is None or last is None:
+            raise RuntimeError("_ParquetRows.assign() must come before take()")
+        while self._read_to <= last[part]:
+            batch = self._read(lambda: next(batches))
+            owners = part_of[self._read_to : self._read_to + batch.num_rows]
             self._read_to += batch.num_rows
             for owner in np.unique(owners):
                 self._waiting.setdefault(int(owner), []).append(
@@ -196,7 +199,7 @@ class TenantParts:
         return len(self.parts)
 
     def raw(self, i: int) -> dict[str, RawTable]:
-        """The raw tables of part ``i``, as :func:`contract.io.read_data_dir` would give them.
+        """The raw tables of part ``i``, as :func:`contract.readers.read_data_dir` would give them.
 
         Parts are read in one pass over the files: take them in order, each once.
         """

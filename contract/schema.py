@@ -124,7 +124,7 @@ MESSAGE_CONTEXT = (
 )
 
 # The scores table of PRODUCT.md.
-SCORE_COLUMNS = ("event_id", "bot_score", "is_bot", "reasons", "model_version")
+SCORE_COLUMNS = ("event_id", "bot_score", "is_bot", "reasons", "model_version", "bot_kind")
 
 # The quarantine table written by `botfilter validate` (one row per refused input row).
 QUARANTINE_COLUMNS = ("table", "row_number", "record", "reason")

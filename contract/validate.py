@@ -77,7 +77,7 @@ undelivered messages (the metrics leave them out), ``recipient_domain`` on SMS, 
 
 Duplicates are looked for only among rows that pass every rule, so a broken copy is quarantined
 and a good copy is kept. For every table ``read == kept + quarantined + duplicates``
-(:class:`contract.report.TableReport` raises otherwise).
+(:class:`contract.counts.TableReport` raises otherwise).
 
 Entry points: :func:`contract.load` (read a data directory, then :func:`validate_raw`),
 :func:`validate_tables` (pandas frames by table name), :func:`validate_event_rows` (the
@@ -106,7 +106,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from botfilter.errors import BotfilterError
 from contract.columns import (
     UTC_NS,
     Parsed,
@@ -130,7 +129,8 @@ from contract.columns import (
     to_numpy_bool,
     upper_text,
 )
-from contract.io import (
+from contract.counts import Report, TableReport
+from contract.readers import (
     REASON_JSON_OBJECT,
     REASON_UTF8,
     RawTable,
@@ -142,7 +142,6 @@ from contract.io import (
     unencodable,
     write_parquet,
 )
-from contract.report import Report, TableReport
 from contract.schema import (
     EVENTS,
     MESSAGE_CONTEXT,
@@ -155,6 +154,7 @@ from contract.schema import (
     Column,
     TableSchema,
 )
+from core.errors import BotfilterError
 
 REASON_UNKNOWN_MESSAGE = "unknown message"
 REASON_QUARANTINED_MESSAGE = "quarantined message"
@@ -509,8 +509,8 @@ def _event_message_rules(
 
 def _codes(*keys: pd.Series | np.ndarray) -> np.ndarray:
     """One integer code per distinct combination of ``keys`` (-1 where any key is null)."""
-    codes, _ = pd.factorize(np.asarray(keys[0], dtype=object))
-    codes = codes.astype(np.int64)
+    first, _ = pd.factorize(np.asarray(keys[0], dtype=object))
+    codes: np.ndarray = first.astype(np.int64)
     for key in keys[1:]:
         more, uniques = pd.factorize(np.asarray(key, dtype=object))
         combined = np.where((codes < 0) | (more < 0), -1, codes * (len(uniques) + 1) + more)
@@ -672,7 +672,9 @@ def _result(
         read=raw.rows_read,
         kept=int(keep.sum()),
         duplicates=int(drop.sum()),
-        quarantined=quarantine["reason"].value_counts(sort=False).to_dict(),
+        quarantined={
+            str(k): int(v) for k, v in quarantine["reason"].value_counts(sort=False).items()
+        },
     )
     return _TableResult(clean, quarantine, report)
 
@@ -759,7 +761,7 @@ def _settings(raw: RawTable) -> _TableResult:
 
 
 def validate_raw(raws: dict[str, RawTable]) -> Validated:
-    """Validate tables as read by :mod:`contract.io` (absent optional tables are empty)."""
+    """Validate tables as read by :mod:`contract.readers` (absent optional tables are empty)."""
     for name in REQUIRED_TABLES:
         if name not in raws:
             raise BotfilterError(f"missing required table: {name}")
@@ -979,7 +981,7 @@ def _items_column_wise(
 
 
 def _items_table(objects: list[dict[str, Any]], names: Sequence[str]) -> pa.Table:
-    """The items' ``names`` columns as :func:`contract.io.column_from_values` types each one.
+    """The items' ``names`` columns as :func:`contract.readers.column_from_values` types each one.
 
     Arrow reads the objects in one pass; a column it cannot type alike (mixed or nested
     values, floats: ``column_from_values`` reads NaN as missing and refuses booleans among

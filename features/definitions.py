@@ -200,7 +200,7 @@ NOT_MODEL_INPUTS: tuple[str, ...] = ("net_security_vendor",)
 MODEL_FEATURES: tuple[str, ...] = tuple(n for n in FEATURE_NAMES if n not in NOT_MODEL_INPUTS)
 
 
-def feature_schema() -> list[dict[str, str]]:
+def feature_schema() -> list[dict[str, str | bool]]:
     """The feature list as plain records, for MLflow logging and the API docs."""
     return [
         {

@@ -1,7 +1,9 @@
 """Pure feature computation over an event-context frame (events joined with their message).
 
-``build_features`` is the only place features are computed. The batch job, training, the online
-API (history + new events) and the Spark engine (one tenant per partition) all call it.
+``feature_block`` is the only place features are computed, as a (features x rows) block;
+``build_features`` wraps it as a frame. The batch job, the online API (history + new events) and
+the Spark engine (one tenant per partition, through the batch job's ``score_context``) call
+``feature_block``; training, labelling and monitoring call ``build_features``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ _NAT = np.iinfo(np.int64).min
 # Below this many rows the burst kernels run inline: a thread hand-off costs more than it saves.
 PARALLEL_FROM = 50_000
 _DICT_FACTORIZE_UP_TO = 64
-# Columns build_features reads: the event's own fields plus its message context.
+# Columns feature_block reads: the event's own fields plus its message context.
 CONTEXT_COLUMNS: tuple[str, ...] = tuple(
     dict.fromkeys(
         [c for c in EVENTS.names if c not in ("label", "bot_kind", "url")] + list(MESSAGE_CONTEXT)
@@ -155,7 +157,8 @@ def _ns(series: pd.Series) -> np.ndarray:
             else series.dt.tz_localize("UTC")
         )
         return values.dt.as_unit("ns").array.asi8.copy()
-    return pd.to_datetime(series, utc=True).dt.as_unit("ns").array.asi8.copy()
+    # pandas-stubs omit DatetimeArray.asi8, the int64 view that costs no conversion.
+    return pd.to_datetime(series, utc=True).dt.as_unit("ns").array.asi8.copy()  # type: ignore[attr-defined]
 
 
 def _float(series: pd.Series) -> np.ndarray:
@@ -279,16 +282,22 @@ def _burst(
 
 
 def feature_block(
-    cols: Mapping[str, np.ndarray], enrichers: Enrichers, ip: Mapping[str, np.ndarray] | None = None
+    cols: Mapping[str, np.ndarray],
+    enrichers: Enrichers,
+    ip: Mapping[str, np.ndarray] | None = None,
+    *,
+    fill: float = np.nan,
 ) -> np.ndarray:
     """Every feature of ``FEATURE_NAMES`` for each row, as a float32 (features x rows) block.
 
     ``cols`` is the form :func:`context_arrays` returns. Causal, as :func:`build_features`.
     Large inputs run the burst kernels on a second thread while this one parses User-Agents.
+    The block starts as ``fill`` (NaN, missing): a feature some path leaves unwritten reads as
+    missing, never as leftover memory; the unit tests pass a sentinel to prove none does.
     """
     n = len(cols["event_id"])
     # One (features x rows) block: each feature is one contiguous row of it.
-    block = np.empty((len(FEATURE_NAMES), n), dtype=np.float32)
+    block = np.full((len(FEATURE_NAMES), n), fill, dtype=np.float32)
     if n == 0:
         return block
     t, sent, deliv = cols["occurred_at"], cols["sent_at"], cols["delivered_at"]

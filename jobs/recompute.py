@@ -13,17 +13,27 @@ import contextlib
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Hashable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from botfilter.errors import BotfilterError
-from botfilter.settings import Settings
+import contract
+from contract.columns import TS_MAX, TS_MIN
 from contract.schema import CHANNELS, SCORE_COLUMNS
+from contract.tables import CleanTables, Tables
+from core.errors import BotfilterError
+from core.paths import check_out_dir
+from core.redact import redact
+from core.settings import Settings
+from features.definitions import LONGEST_WINDOW_S
+from jobs.exclusions import sync_from_data
+from jobs.lists.apply import apply_lists, default_asn_lookup
 from jobs.metrics import (
     PRODUCT_TABLES,
     MissingScores,
@@ -32,23 +42,66 @@ from jobs.metrics import (
     compute_partitions,
     event_positions,
     to_utc,
+    top_reasons,
 )
-from jobs.settings import sync_from_data
 from jobs.store import Store
+from jobs.store.window_events import build as build_window_events
 
-Scorer = Callable[[Any], pd.DataFrame]
-#: Computes partitions: ``compute_partitions`` (pandas) or a Spark engine with its signature.
-Engine = Callable[..., Partitions]
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from contract.validate import Validated
+    from scoring.registry import ModelRef
 
 
-@dataclass
-class Tables:
-    """The clean tables a recompute reads (a :class:`contract.Validated` has the same fields)."""
+class Scorer(Protocol):
+    """Scores clean tables: a scores table (``SCORE_COLUMNS``, ``tenant_id`` optional) with a row
+    for every event of ``tables.events``, as :func:`scoring.batch.score_validated` returns it."""
 
-    messages: pd.DataFrame
-    events: pd.DataFrame
-    segments: pd.DataFrame | None = None
-    settings: pd.DataFrame | None = None
+    def __call__(self, tables: CleanTables[pd.DataFrame], /) -> pd.DataFrame: ...
+
+
+class Engine(Protocol):
+    """Computes the partitions: :func:`jobs.metrics.compute_partitions` (pandas) or
+    :func:`jobs.spark.engine.partitions_engine` (Spark), same inputs, same result."""
+
+    def __call__(
+        self,
+        messages: pd.DataFrame,
+        events: pd.DataFrame,
+        scores: pd.DataFrame,
+        exclusions: Mapping[tuple[str, str], bool],
+        window: Window,
+        segments: pd.DataFrame | None = ...,
+        tenants: Sequence[str] | None = ...,
+        channels: Sequence[str] = ...,
+    ) -> Partitions: ...
+
+
+@dataclass(frozen=True)
+class RecomputeOptions:
+    """What one :func:`recompute` covers, where its scores come from and what else it does.
+
+    The defaults: every tenant in the data, both channels, the window ending now, stored scores
+    of the champion (scoring what they miss), the pandas engine, nothing written but the store.
+    """
+
+    as_of: pd.Timestamp | str | None = None  # end of the window; None: now
+    tenants: Sequence[str] | None = None  # None: every tenant with messages in the data
+    channels: Sequence[str] = CHANNELS
+    #: A scores file's table: used for this run only, never stored (see :func:`resolve_scores`).
+    scores: pd.DataFrame | None = None
+    #: Scores what the store lacks, instead of the model of ``model_uri``.
+    scorer: Scorer | None = None
+    #: Label and content id of the model in use; with a ``scorer``, the key of its stored scores.
+    model_version: str | None = None
+    model_id: str | None = None
+    model_uri: str | None = None  # None: the champion alias
+    out: Path | None = None  # also write the four product tables there as Parquet
+    progress: bool = False  # show the stages as a rich progress bar
+    console: Console | None = None  # where the progress bar goes (None: rich's default)
+    lock_timeout: float | None = None  # seconds to wait for the tenants' locks; None: forever
+    engine: Engine = compute_partitions
 
 
 @dataclass
@@ -73,11 +126,14 @@ class RecomputeResult:
 class Stages:
     """Times named stages and, when ``progress`` is on, shows them as a rich progress bar."""
 
-    def __init__(self, names: Sequence[str], progress: bool = False, console: Any = None):
+    def __init__(
+        self, names: Sequence[str], progress: bool = False, console: Console | None = None
+    ):
         self.timings: dict[str, float] = {}
         self.cpu: dict[str, float] = {}  # this process's CPU seconds per stage
         self._bar = None
         if progress:
+            # Lazy: 0.13 s of import that the worker, which shows no bar, never pays.
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
             self._bar = Progress(
@@ -116,7 +172,8 @@ class Stages:
 # --- scores -----------------------------------------------------------------------------------
 
 
-_SCORE_TEXT = {"tenant_id": str, "event_id": str, "model_version": str}  # "007" stays "007"
+# Ids read as text: "007" stays "007". Keyed by Hashable, as pandas-stubs' dtype mappings are.
+_SCORE_TEXT: dict[Hashable, type[str]] = {"tenant_id": str, "event_id": str, "model_version": str}
 
 
 def read_scores_file(path: Path) -> pd.DataFrame:
@@ -126,8 +183,6 @@ def read_scores_file(path: Path) -> pd.DataFrame:
         raise BotfilterError(f"scores file not found: {path}")
     try:
         if path.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
             # List columns (reasons) stay Arrow-backed: no million small Python lists.
             frame = pq.read_table(path).to_pandas(
                 types_mapper=lambda t: pd.ArrowDtype(t) if _is_list(t) else None
@@ -145,21 +200,22 @@ def read_scores_file(path: Path) -> pd.DataFrame:
     return check_scores(frame, str(path))
 
 
-def _is_list(arrow_type: Any) -> bool:
-    import pyarrow as pa
-
+def _is_list(arrow_type: pa.DataType) -> bool:
     return pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type)
 
 
 def check_scores(frame: pd.DataFrame, source: str = "scores") -> pd.DataFrame:
     """The scores table with its columns typed (and ``tenant_id`` when it has one); a clear
     one-line error for what cannot be used."""
+    if "bot_kind" not in frame.columns:  # scores from before the kind head, or another system
+        frame = frame.assign(bot_kind="")
     missing = [c for c in SCORE_COLUMNS if c not in frame.columns]
     if missing:
         raise BotfilterError(f"{source}: missing column {missing[0]} (needs {SCORE_COLUMNS})")
     keep = [*SCORE_COLUMNS, *(["tenant_id"] if "tenant_id" in frame.columns else [])]
     out = frame[keep].copy()
     out["event_id"] = out["event_id"].astype(str)
+    out["bot_kind"] = out["bot_kind"].fillna("").astype(str)
     out["model_version"] = out["model_version"].astype(str)
     if "tenant_id" in out.columns:
         if out["tenant_id"].isna().any():
@@ -205,8 +261,9 @@ def with_tenants(scores: pd.DataFrame, events: pd.DataFrame, source: str) -> pd.
         return scores
     ids = pd.Index(events["event_id"].to_numpy(dtype=object))
     if ids.is_unique:  # the common case: one lookup, no pairs to deduplicate
-        pos = ids.get_indexer(scores["event_id"].to_numpy(dtype=object))
-        owner = np.append(events["tenant_id"].to_numpy(dtype=object), None)
+        pos = ids.get_indexer(pd.Index(scores["event_id"].to_numpy(dtype=object)))
+        none = np.array([None], dtype=object)
+        owner = np.concatenate([events["tenant_id"].to_numpy(dtype=object), none])
         out = scores.assign(tenant_id=owner[pos])  # -1, no such event: the appended None
         out.attrs.update(scores.attrs)
         return out
@@ -221,13 +278,15 @@ def with_tenants(scores: pd.DataFrame, events: pd.DataFrame, source: str) -> pd.
                 f"{source}: event_id {eid!r} is an event of tenants {', '.join(tenants)}: "
                 "a scores table covering several tenants needs a tenant_id column"
             )
-    owner = owners.drop_duplicates("event_id").set_index("event_id")["tenant_id"]
-    out = scores.assign(tenant_id=scores["event_id"].map(owner))
+    owner_of = owners.drop_duplicates("event_id").set_index("event_id")["tenant_id"]
+    out = scores.assign(tenant_id=scores["event_id"].map(owner_of))
     out.attrs.update(scores.attrs)
     return out
 
 
-def _scope_events(data: Any, window: Window, tenants: Sequence[str]) -> pd.DataFrame:
+def _scope_events(
+    data: CleanTables[pd.DataFrame], window: Window, tenants: Sequence[str]
+) -> pd.DataFrame:
     """Events a recompute of ``tenants`` may count: of window messages, before as_of."""
     m = data.messages
     sent = m["sent_at"]
@@ -243,9 +302,11 @@ def _message_keys(frame: pd.DataFrame) -> pd.MultiIndex:
     return pd.MultiIndex.from_arrays([frame["tenant_id"], frame["message_id"]])
 
 
-def _champion(settings: Settings, model_uri: str | None) -> Any:
+def _champion(settings: Settings, model_uri: str | None) -> ModelRef:
     """The model that scoring would use (the champion by default), as a
     :class:`scoring.registry.ModelRef`: its label, content id and local files."""
+    # Lazy: scoring.registry imports MLflow (1.5 s), which a recompute from a scores file or
+    # from stored scores alone never needs.
     from scoring.registry import configure_mlflow, resolve_model
 
     uri = settings.mlflow_uri
@@ -256,8 +317,10 @@ def _champion(settings: Settings, model_uri: str | None) -> Any:
     return resolve_model(settings, model_uri)
 
 
-def _score_with_model(settings: Settings, model_uri: str | None, ref: Any = None) -> Scorer:
-    def score(tables: Tables) -> pd.DataFrame:
+def _score_with_model(settings: Settings, model_uri: str | None, ref: ModelRef | None) -> Scorer:
+    def score(tables: CleanTables[pd.DataFrame], /) -> pd.DataFrame:
+        # Lazy: scoring.batch and the registry import LightGBM and MLflow (1.3-1.5 s), needed
+        # only when some event has no stored score.
         from scoring.batch import score_validated
         from scoring.registry import load_ref
 
@@ -277,53 +340,49 @@ def _covered(wanted: pd.DataFrame, table: pd.DataFrame) -> np.ndarray:
 def resolve_scores(
     store: Store,
     settings: Settings,
-    data: Any,
+    data: CleanTables[pd.DataFrame],
     window: Window,
     tenants: Sequence[str],
-    scores: pd.DataFrame | None = None,
-    scorer: Scorer | None = None,
-    model_version: str | None = None,
-    model_uri: str | None = None,
-    model_id: str | None = None,
+    options: RecomputeOptions,
 ) -> tuple[pd.DataFrame, str]:
     """Scores covering the events a recompute counts (with ``tenant_id``), and their source.
 
-    With ``scores`` (a scores file): those, for this run only. They are never stored: their
-    ``model_version`` is only what the file says, and must not pass for a registered model's.
-    Otherwise stored scores of the model in use, keyed by its content id (``model_id``; a
-    caller that brings its own ``scorer`` and ``model_version`` only is keyed by that label),
+    With ``options.scores`` (a scores file): those, for this run only. They are never stored:
+    their ``model_version`` is only what the file says, and must not pass for a registered
+    model's. Otherwise stored scores of the model in use, keyed by its content id (``model_id``;
+    a caller that brings its own ``scorer`` and ``model_version`` only is keyed by that label),
     are reused, whoever made them (an earlier recompute, or the online API), and only events
     without one are scored, with the preceding burst-window context so their features are
     complete; the new scores are stored.
     """
     needed = _scope_events(data, window, tenants)
+    scores, scorer = options.scores, options.scorer
+    model_version, model_id = options.model_version, options.model_id
     if scores is not None:
         if not scores.attrs.get("checked"):
             scores = check_scores(scores)
-        ours = data.events.loc[data.events["tenant_id"].isin(tenants)]
-        return with_tenants(scores, ours, "scores file"), "file"
+        own_events = data.events.loc[data.events["tenant_id"].isin(tenants)]
+        return with_tenants(scores, own_events, "scores file"), "file"
 
     ref = None
     if model_version is None and model_id is None:
         try:
-            ref = _champion(settings, model_uri)
+            ref = _champion(settings, options.model_uri)
         except BotfilterError as no_model:
             # No model to score with: stored scores of one model may still cover everything.
             covering = _covering_model(store, needed, tenants)
             if covering is None:
                 raise
-            stored = store.load_scores(tenants, covering, window.stored_start)
+            stored = store.load_scores(tenants, covering, window.stored_start, reasons=True)
             return stored, f"store (no model: {str(no_model).splitlines()[0][:120]})"
         model_version, model_id = ref.version, ref.model_id
     if scorer is None:
-        scorer = _score_with_model(settings, model_uri, ref)
+        scorer = _score_with_model(settings, options.model_uri, ref)
     key = model_id or str(model_version)
-    stored = store.load_scores(tenants, key, window.stored_start)
+    stored = store.load_scores(tenants, key, window.stored_start, reasons=True)
     missing = ~_covered(needed, stored)
     if not missing.any():
         return stored, "store"
-
-    from features.definitions import LONGEST_WINDOW_S
 
     first = needed.loc[missing, "occurred_at"].min()
     context_from = first - pd.Timedelta(seconds=LONGEST_WINDOW_S)
@@ -346,10 +405,8 @@ def resolve_scores(
     _store_new(store, fresh, needed, key)
     if stored.empty:
         return fresh, "scored"
-    # Stored rows carry only their top reason; the metrics read a top_reason column over reasons,
-    # so fresh rows need theirs too (else their bots count as "unknown" in bot_interactions).
-    from jobs.metrics import top_reasons
-
+    # Stored rows carry a top_reason column, which the metrics read over reasons, so fresh rows
+    # need theirs too (else their bots count as "unknown" in bot_interactions).
     fresh = fresh.assign(top_reason=top_reasons(fresh["reasons"]))
     return pd.concat([stored, fresh], ignore_index=True), "store+scored"
 
@@ -372,7 +429,10 @@ def _store_new(store: Store, scores: pd.DataFrame, needed: pd.DataFrame, model_i
         needed[["tenant_id", "event_id", "occurred_at"]], on=["tenant_id", "event_id"]
     )
     return store.save_scores(
-        ours[list(SCORE_COLUMNS)], ours["tenant_id"], ours["occurred_at"], model_id=model_id
+        ours[list(SCORE_COLUMNS)],
+        ours["tenant_id"].to_numpy(dtype=object),
+        ours["occurred_at"],
+        model_id=model_id,
     )
 
 
@@ -384,41 +444,25 @@ STAGES = ("settings", "locks", "scores", "metrics", "store write", "parquet")
 def recompute(
     store: Store,
     settings: Settings,
-    data: Any,
-    *,
-    as_of: pd.Timestamp | str | None = None,
-    tenants: Sequence[str] | None = None,
-    channels: Sequence[str] = CHANNELS,
-    scores: pd.DataFrame | None = None,
-    scorer: Scorer | None = None,
-    model_version: str | None = None,
-    model_uri: str | None = None,
-    model_id: str | None = None,
-    out: Path | None = None,
-    progress: bool = False,
-    console: Any = None,
-    lock_timeout: float | None = None,
-    engine: Engine = compute_partitions,
+    data: CleanTables[pd.DataFrame],
+    options: RecomputeOptions | None = None,
 ) -> RecomputeResult:
-    """Recompute the window ending at ``as_of`` (default now) into the store.
+    """Recompute the window ending at ``options.as_of`` (default now) into the store.
 
-    ``data`` has clean ``messages``, ``events``, ``segments`` and ``settings`` frames (a
-    :class:`contract.Validated` or :class:`Tables`). Settings come from the store (after taking
-    newer rows of ``data.settings``). ``out``: also write the four tables as Parquet there.
-    ``engine`` computes the partitions (same signature and result as
-    :func:`jobs.metrics.compute_partitions`); locks, runs, scores and the write stay here.
+    ``data``: the clean tables (a :class:`contract.Validated` or :class:`Tables`). Settings come
+    from the store (after taking newer rows of ``data.settings``). ``options.engine`` computes
+    the partitions; locks, runs, scores and the write stay here.
     """
-    if out is not None:  # before the store is written or the run recorded
-        from botfilter.paths import check_out_dir
-
-        check_out_dir(out)
-    window = Window.ending(as_of, settings.window_days)
-    channels = tuple(dict.fromkeys(channels))
+    options = options or RecomputeOptions()
+    if options.out is not None:  # before the store is written or the run recorded
+        check_out_dir(options.out)
+    window = Window.ending(options.as_of, settings.window_days)
+    channels = tuple(dict.fromkeys(options.channels))
     bad = [c for c in channels if c not in CHANNELS]
     if bad or not channels:
         raise BotfilterError(f"unknown channel {bad[0] if bad else ''!r}: use {CHANNELS}")
     present = set(data.messages["tenant_id"].unique())
-    scope = sorted(set(tenants)) if tenants else sorted(present)
+    scope = sorted(set(options.tenants)) if options.tenants else sorted(present)
     unknown = [t for t in scope if t not in present]
     if unknown:
         raise BotfilterError(f"tenant {unknown[0]!r} has no messages in the data")
@@ -426,49 +470,44 @@ def recompute(
         raise BotfilterError("the data has no messages: nothing to recompute")
 
     batch = uuid.uuid4().hex
-    with Stages(STAGES if out else STAGES[:-1], progress, console) as stages:
+    names = STAGES if options.out else STAGES[:-1]
+    with Stages(names, options.progress, options.console) as stages:
         with stages.stage("settings"):
-            sync_from_data(store, getattr(data, "settings", None))
+            sync_from_data(store, data.settings)
         with contextlib.ExitStack() as held:
             with stages.stage("locks"):
-                held.enter_context(store.locks([f"tenant:{t}" for t in scope], lock_timeout))
+                locks = [f"tenant:{t}" for t in scope]
+                held.enter_context(store.locks(locks, options.lock_timeout))
             run_ids = {
                 t: store.start_run("recompute", t, channels, window.end, window.start, batch)
                 for t in scope
             }
-            result = _run(
-                store,
-                settings,
-                data,
-                window,
-                scope,
-                channels,
-                run_ids,
-                stages,
-                scores=scores,
-                scorer=scorer,
-                model_version=model_version,
-                model_uri=model_uri,
-                model_id=model_id,
-                out=out,
-                engine=engine,
-            )
+            scoped = _Scope(window, scope, channels, run_ids)
+            result = _run(store, settings, data, scoped, stages, options)
     result.timings, result.cpu = stages.timings, stages.cpu
     return result
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """What a recompute covers, once checked: its window, tenants, channels and job runs."""
+
+    window: Window
+    tenants: list[str]
+    channels: tuple[str, ...]
+    run_ids: dict[str, str]
 
 
 def _run(
     store: Store,
     settings: Settings,
-    data: Any,
-    window: Window,
-    scope: list[str],
-    channels: tuple[str, ...],
-    run_ids: dict[str, str],
+    data: CleanTables[pd.DataFrame],
+    scope: _Scope,
     stages: Stages,
-    **options: Any,
+    options: RecomputeOptions,
 ) -> RecomputeResult:
     """The part of a recompute that runs under the tenants' locks."""
+    window, channels, run_ids = scope.window, scope.channels, scope.run_ids
     open_runs = dict(run_ids)
     try:
         with store.read() as conn:
@@ -476,37 +515,32 @@ def _run(
             pending = store.pending(conn)
         upto = int(pending["id"].max()) if len(pending) else 0
         with stages.stage("scores"):
-            scores, source = resolve_scores(
-                store,
-                settings,
-                data,
-                window,
-                scope,
-                scores=options["scores"],
-                scorer=options["scorer"],
-                model_version=options["model_version"],
-                model_uri=options["model_uri"],
-                model_id=options["model_id"],
-            )
+            scores, source = resolve_scores(store, settings, data, window, scope.tenants, options)
+            model_scores = scores  # the console applies the lists in force when it reads
+            scores = apply_lists(store, data, scores, scope.tenants)  # tenant allow/block lists
         with stages.stage("metrics"):
-            parts = options["engine"](
+            parts = options.engine(
                 data.messages,
                 data.events,
                 scores,
                 exclusions,
                 window,
-                segments=getattr(data, "segments", None),
-                tenants=scope,
+                segments=data.segments,
+                tenants=scope.tenants,
                 channels=channels,
             )
         with stages.stage("store write"):
-            written, applied = _write(store, parts, window, channels, run_ids, source, upto)
+            events = build_window_events(
+                data.messages, data.events, model_scores, window.stored_start, window.end,
+                scope.tenants, default_asn_lookup(),
+            )  # fmt: skip
+            written, applied = _write(store, parts, window, channels, run_ids, source, upto, events)
         open_runs.clear()
         tables = parts.tables()
         files: dict[str, Path] = {}
-        if options["out"] is not None:
+        if options.out is not None:
             with stages.stage("parquet"):
-                files = write_tables(tables, options["out"])
+                files = write_tables(tables, options.out)
     except BaseException as exc:
         message = _one_line(exc)
         for run_id in open_runs.values():
@@ -517,7 +551,7 @@ def _run(
         raise
     return RecomputeResult(
         window=window,
-        tenants=tuple(scope),
+        tenants=tuple(scope.tenants),
         channels=channels,
         tables=tables,
         run_ids=run_ids,
@@ -538,8 +572,11 @@ def _write(
     run_ids: dict[str, str],
     source: str,
     upto: int,
+    events: pd.DataFrame,
 ) -> tuple[int, int]:
-    """Each tenant's partitions, queue entries and job run: one transaction per tenant."""
+    """Each tenant's partitions, window events (:mod:`jobs.store.window_events`), queue entries
+    and job run: one transaction per tenant."""
+    events_of = dict(tuple(events.groupby("tenant_id", sort=False)))
     stored = {name: parts.stored(name) for name in parts.frames}
     by_tenant = {
         name: dict(tuple(f.groupby("tenant_id", sort=False))) for name, f in stored.items()
@@ -562,6 +599,8 @@ def _write(
             rows = store.replace_partitions(
                 conn, tenant, channels, window.first_date, window.last_date, frames, summary
             )
+            mine = events_of.get(tenant, events.iloc[:0])
+            store.replace_window_events(conn, tenant, channels, mine, run_id)
             done = store.complete_queue(conn, tenant, channels, upto, run_id)
             store.finish_run(
                 run_id,
@@ -584,17 +623,12 @@ def _write(
 def _one_line(exc: BaseException) -> str:
     """The first line of a failure, for the job run (database errors put the statement and its
     parameters on later lines), with passwords masked."""
-    from botfilter.redact import redact
-
     text = f"{type(exc).__name__}: {exc}".strip()
     return redact(text.splitlines()[0][:500]) if text else type(exc).__name__
 
 
 def write_tables(tables: dict[str, pd.DataFrame], out: Path) -> dict[str, Path]:
     """Write ``NAME.parquet`` for each table; each file appears whole or not at all."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = {}
@@ -608,10 +642,8 @@ def write_tables(tables: dict[str, pd.DataFrame], out: Path) -> dict[str, Path]:
     return files
 
 
-def load_data(data_dir: Path) -> Any:
+def load_data(data_dir: Path) -> Validated:
     """A data directory through the contract (clean typed tables, quarantine, report)."""
-    import contract
-
     return contract.load(Path(data_dir))
 
 
@@ -619,18 +651,19 @@ def recompute_data_dir(
     store: Store,
     settings: Settings,
     data_dir: Path,
+    options: RecomputeOptions | None = None,
     *,
     scores_file: Path | None = None,
-    **options: Any,
-) -> tuple[Any, RecomputeResult]:
-    """Load ``data_dir`` via the contract, then :func:`recompute`; returns both."""
-    if options.get("out") is not None:  # a bad --out fails before the data is even read
-        from botfilter.paths import check_out_dir
-
-        check_out_dir(options["out"])
+) -> tuple[Validated, RecomputeResult]:
+    """Load ``data_dir`` via the contract, then :func:`recompute` (with the scores of
+    ``scores_file``, when given); returns both."""
+    options = options or RecomputeOptions()
+    if options.out is not None:  # a bad --out fails before the data is even read
+        check_out_dir(options.out)
     validated = load_data(data_dir)
-    scores = read_scores_file(scores_file) if scores_file is not None else None
-    return validated, recompute(store, settings, validated, scores=scores, **options)
+    if scores_file is not None:
+        options = replace(options, scores=read_scores_file(scores_file))
+    return validated, recompute(store, settings, validated, options)
 
 
 def parse_as_of(value: str | None) -> pd.Timestamp | None:
@@ -638,8 +671,6 @@ def parse_as_of(value: str | None) -> pd.Timestamp | None:
     the years the data contract accepts ([2000, 2100)); anything else is a one-line error."""
     if value is None:
         return None
-    from contract.columns import TS_MAX, TS_MIN
-
     text = value.strip()
     hint = "use ISO-8601 such as 2025-01-31T00:00:00Z, or epoch milliseconds"
     try:

@@ -29,17 +29,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from botfilter.errors import BotfilterError
-from botfilter.redact import redact
-from botfilter.settings import Settings
 from contract.schema import CHANNELS, TABLES
-from jobs.recompute import RecomputeResult, Scorer, load_data, recompute
-from jobs.settings import sync_from_data
+from contract.tables import CleanTables
+from core.errors import BotfilterError
+from core.redact import redact
+from core.settings import Settings
+from jobs.exclusions import sync_from_data
+from jobs.recompute import RecomputeOptions, RecomputeResult, Scorer, load_data, recompute
 from jobs.store import LockTimeout, Store
+from monitoring.run import run_monitor, save_latest
 
 FINGERPRINT = "data_fingerprint"
 LAST_FULL = "last_full_recompute"
@@ -73,6 +74,19 @@ def data_fingerprint(data_dir: Path) -> str:
         stat = path.stat()
         parts.append(f"{rel.as_posix()}\t{stat.st_size}\t{stat.st_mtime_ns}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CycleOptions:
+    """How every cycle of a worker loads and scores. The defaults: the contract's loader, and
+    stored scores of the champion (``model_uri`` None) scoring what they miss."""
+
+    #: Scores what the store lacks instead of the model (then the drift monitor does not run:
+    #: there is no champion view to compare).
+    scorer: Scorer | None = None
+    model_version: str | None = None  # the label keying the ``scorer``'s stored scores
+    model_uri: str | None = None  # the model to score with and to monitor; None: the champion
+    load: Callable[[Path], CleanTables[pd.DataFrame]] = load_data
 
 
 @dataclass
@@ -110,9 +124,10 @@ def _targets(
     wanted: dict[str, set[str]] = {t: set(CHANNELS) for t in tenants} if full else {}
     waiting = sorted(set(pending["tenant_id"]) - present)
     if not full:
-        for row in pending.itertuples(index=False):
-            if row.tenant_id in present:
-                wanted.setdefault(row.tenant_id, set()).add(row.channel)
+        queued = zip(pending["tenant_id"].astype(str), pending["channel"].astype(str), strict=True)
+        for tenant, channel in queued:
+            if tenant in present:
+                wanted.setdefault(tenant, set()).add(channel)
     groups: dict[tuple[str, ...], list[str]] = {}
     for tenant, chans in sorted(wanted.items()):
         key = tuple(c for c in CHANNELS if c in chans)
@@ -124,24 +139,22 @@ def run_cycle(
     store: Store,
     settings: Settings,
     data_dir: Path,
+    options: CycleOptions | None = None,
     *,
     now: datetime | None = None,
-    scorer: Scorer | None = None,
-    model_version: str | None = None,
-    model_uri: str | None = None,
-    load: Callable[[Path], Any] = load_data,
 ) -> CycleResult:
-    """One cycle of the worker (see the module docstring)."""
+    """One cycle of the worker (see the module docstring) at ``now`` (default: the clock)."""
+    options = options or CycleOptions()
     start = time.perf_counter()
     try:
         with store.locks(["worker"], timeout=0):
-            result = _cycle(
-                store, settings, Path(data_dir), now, scorer, model_version, model_uri, load
-            )
+            result = _cycle(store, settings, Path(data_dir), now, options)
             # The monitor compares the champion's view with its training data: a cycle scoring
             # with an injected scorer has no champion view to compare.
-            if scorer is None and result.status != "failed":
-                result.drift = _monitor_if_due(store, settings, Path(data_dir), now, model_uri)
+            if options.scorer is None and result.status != "failed":
+                result.drift = _monitor_if_due(
+                    store, settings, Path(data_dir), now, options.model_uri
+                )
     except LockTimeout:
         result = CycleResult("skipped", "another worker is running a cycle")
     result.seconds = time.perf_counter() - start
@@ -152,8 +165,6 @@ def _monitor_if_due(
     store: Store, settings: Settings, data_dir: Path, now: datetime | None, model_uri: str | None
 ) -> str:
     """Run the drift monitor when the last run is a day old; its outcome in a few words."""
-    from monitoring.run import run_monitor, save_latest
-
     now = now or datetime.now(UTC)
     last = store.get_state(LAST_MONITOR)
     if last is not None and now - datetime.fromisoformat(last) < MONITOR_EVERY:
@@ -174,10 +185,7 @@ def _cycle(
     settings: Settings,
     data_dir: Path,
     now: datetime | None,
-    scorer: Scorer | None,
-    model_version: str | None,
-    model_uri: str | None,
-    load: Callable[[Path], Any],
+    options: CycleOptions,
 ) -> CycleResult:
     now = now or datetime.now(UTC)
     fingerprint = data_fingerprint(data_dir)
@@ -192,23 +200,21 @@ def _cycle(
     result = CycleResult("succeeded", reason, run_id)
     events_in = rows_out = 0
     try:
-        data = load(data_dir)
+        data = options.load(data_dir)
         sync_from_data(store, data.settings)
         tenants = sorted(data.messages["tenant_id"].unique())
         groups, result.waiting = _targets(store.pending(), tenants, changed or due)
         for channels, group in groups.items():
             try:
-                done = recompute(
-                    store,
-                    settings,
-                    data,
+                run = RecomputeOptions(
                     as_of=pd.Timestamp(now),
                     tenants=group,
                     channels=channels,
-                    scorer=scorer,
-                    model_version=model_version,
-                    model_uri=model_uri,
+                    scorer=options.scorer,
+                    model_version=options.model_version,
+                    model_uri=options.model_uri,
                 )
+                done = recompute(store, settings, data, run)
             except BotfilterError as exc:
                 result.errors.append(f"{','.join(group)}: {exc}")
                 continue
@@ -242,21 +248,23 @@ def run_worker(
     settings: Settings,
     data_dir: Path,
     every: timedelta | None = None,
+    options: CycleOptions | None = None,
     *,
+    now: datetime | None = None,
     poll: float = 5.0,
     stop: threading.Event | None = None,
     on_cycle: Callable[[CycleResult], None] | None = None,
-    **options: Any,
 ) -> list[CycleResult]:
     """Run one cycle (``every`` unset: cron style), or loop until ``stop`` is set.
 
-    While waiting for the next cycle, a newly queued setting change starts one early.
+    While waiting for the next cycle, a newly queued setting change starts one early. ``now``
+    fixes every cycle's clock (tests); by default each cycle reads the clock.
     """
     stop = stop or threading.Event()
     results = []
     while True:
         seen = store.last_queue_id()
-        result = run_cycle(store, settings, data_dir, **options)
+        result = run_cycle(store, settings, data_dir, options, now=now)
         results.append(result)
         if on_cycle is not None:
             on_cycle(result)

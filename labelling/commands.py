@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
+
+from contract import load
+from core.errors import BotfilterError
 
 
 def label(
@@ -15,13 +19,10 @@ def label(
     ),
 ) -> None:
     """Weak labels from honeypots and rules: each function's votes and the label model's P(bot)."""
-    import json
-
+    # Imported on use: rich, pydantic-settings and labelling.label add 0.5 s to `--help`.
     from rich.console import Console
 
-    from botfilter.errors import BotfilterError
-    from botfilter.settings import get_settings
-    from contract import load
+    from core.settings import get_settings
     from labelling.label import hidden_truth, label_directory, print_report, write_labels
 
     get_settings()

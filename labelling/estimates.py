@@ -12,17 +12,22 @@ with a Wilson interval and the count it rests on; below ``MIN_CONFIRMED`` it say
 
 from __future__ import annotations
 
+import html
 import json
 import math
+from collections.abc import Hashable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
 
 from labelling.functions import honeypot_same_address
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 MIN_CONFIRMED = 30  # fewer confirmed events than this: too few to tell
 Z = 1.96  # 95% interval
@@ -65,8 +70,10 @@ def honeypot_recall(
     )
     counts = frame.groupby(["tenant_id", "channel"], sort=True)[["confirmed", "flagged"]].sum()
     rows = []
-    for (tenant, channel), (n, k) in counts.iterrows():
-        n, k = int(n), int(k)
+    for (tenant, channel), confirmed_n, flagged_n in zip(
+        counts.index, counts["confirmed"], counts["flagged"], strict=True
+    ):
+        n, k = int(confirmed_n), int(flagged_n)
         low, high = wilson(k, n)
         note = NO_HONEYPOT if n == 0 else TOO_FEW if n < min_confirmed else ""
         rows.append((tenant, channel, n, k, k / n if n else math.nan, low, high, note))
@@ -103,15 +110,17 @@ def load_estimates(home: Path, tenant: str) -> dict[str, Any] | None:
         return None
 
 
-def _fmt(row: dict[str, Any]) -> tuple[str, str]:
+def _fmt(row: Mapping[Hashable, Any]) -> tuple[str, str]:
     """(recall, interval) cells: the words instead of numbers where the count is too small."""
     if row["note"]:
         return row["note"], "—"
     return f"{row['recall']:.1%}", f"{row['ci_low']:.1%} – {row['ci_high']:.1%}"
 
 
-def rich_table(rows: list[dict[str, Any]], title: str):  # noqa: ANN201
+def rich_table(rows: Sequence[Mapping[Hashable, Any]], title: str) -> Table:
     """The estimates as a rich table."""
+    # Imported on print only: the HTML report (jobs.dashboard) imports this module and never
+    # prints, so rich.table (0.08 s) stays out of it.
     from rich.table import Table
 
     table = Table(title=title)
@@ -140,8 +149,6 @@ EXPLAIN = (
 
 def html_section(doc: dict[str, Any] | None) -> str:
     """An HTML section for the tenant report."""
-    import html
-
     head = "<h2>Estimated scanner recall (honeypot-confirmed events)</h2>"
     if doc is None:
         return head + "<p>No estimate yet: run <code>botfilter evaluate --unlabelled</code>.</p>"
@@ -174,6 +181,9 @@ def html_section(doc: dict[str, Any] | None) -> str:
 
 def evaluate_unlabelled(settings, data: Path, model_uri: str | None, console) -> pd.DataFrame:  # noqa: ANN001
     """Score a data directory with the model, estimate recall per tenant and channel, save it."""
+    # Here, not at the top: `metrics show` and `report` import this module for the saved
+    # estimates, and MLflow/LightGBM (scoring.registry) plus the feature pipeline cost them
+    # about 1.7 s of start-up (python -X importtime).
     from contract import load
     from features.pipeline import Enrichers, build_features, event_context
     from scoring.registry import load_model

@@ -3,14 +3,18 @@ P(bot), and a report of each function's coverage, overlaps, conflicts and estima
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from rich.table import Table
 
 from contract.schema import BOT_KINDS
+from core.errors import BotfilterError
+from features.pipeline import Enrichers, build_features, event_context
 from labelling.functions import HUMAN_KINDS, LABELLING_FUNCTIONS, LF_NAMES, apply_all, targets
 from labelling.model import ABSTAIN, LabelModel
 
@@ -107,8 +111,6 @@ def lf_report(
 
 def print_report(report: dict[str, Any], console) -> None:  # noqa: ANN001
     """The report as a rich table."""
-    from rich.table import Table
-
     truth = any("true_accuracy" in r for r in report["functions"])
     table = Table(title="labelling functions")
     for col in ("function", "vote", "events", "cover", "overlap", "conflict", "est. acc"):
@@ -146,8 +148,6 @@ def print_report(report: dict[str, Any], console) -> None:  # noqa: ANN001
 
 def label_directory(validated, enrichers=None) -> WeakLabels:  # noqa: ANN001
     """Weak labels of a validated data directory's clean events (labels, if any, are ignored)."""
-    from features.pipeline import Enrichers, build_features, event_context
-
     ctx = event_context(validated.messages, validated.events).reset_index(drop=True)
     feats = build_features(ctx, enrichers or Enrichers.load())
     return weak_labels(ctx, feats)
@@ -162,8 +162,6 @@ def hidden_truth(ctx: pd.DataFrame) -> np.ndarray | None:
 
 def write_labels(table: pd.DataFrame, path) -> None:  # noqa: ANN001
     """Write the weak-label table as Parquet or CSV by extension."""
-    from botfilter.errors import BotfilterError
-
     if path.suffix not in (".parquet", ".csv"):
         raise BotfilterError(f"{path}: the labels file must end in .parquet or .csv")
     try:
@@ -178,8 +176,6 @@ def write_labels(table: pd.DataFrame, path) -> None:  # noqa: ANN001
 
 def hide_labels(src: Path, dst: Path) -> Path:
     """A copy of a data directory whose events carry no label or bot_kind."""
-    import shutil
-
     dst.mkdir(parents=True, exist_ok=True)
     for f in src.glob("*.parquet"):
         if f.name == "events.parquet":

@@ -1,5 +1,5 @@
 """Training data from weak labels: the label model's P(bot) becomes each event's label, its
-confidence the event's weight, optionally mixed with a labelled (simulated) world."""
+confidence the event's weight (``training.fit`` mixes in a labelled world when asked)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from botfilter.errors import BotfilterError
+from core.errors import BotfilterError
 from labelling.label import CLASSES, weak_labels
 from labelling.model import ABSTAIN, LabelModel
 
 WEAK = "weak"
 # Rows whose weak label is this unsure teach the model nothing but noise; they keep weight 0.
 MIN_CONFIDENCE = 0.2
+# ``None`` as an array: what ``np.where`` makes of a bare ``None`` (the typed form numpy accepts).
+_NULL = np.array(None, dtype=object)
 
 
 def read_labels(path: Path) -> pd.DataFrame:
@@ -46,7 +48,7 @@ def _bot_kind(model: LabelModel, votes: np.ndarray) -> np.ndarray:
     post = model.predict_classes(votes)
     h = model.human_classes
     kind = np.asarray(CLASSES, dtype=object)[h + post[:, h:].argmax(axis=1)]
-    return np.where(post[:, h:].sum(axis=1) >= 0.5, kind, None)
+    return np.where(post[:, h:].sum(axis=1) >= 0.5, kind, _NULL)
 
 
 def apply_weak_labels(
@@ -79,7 +81,7 @@ def apply_weak_labels(
         info["unlabelled_events_left_out"] = int((~found).sum())
         ctx, feats = ctx[found].reset_index(drop=True), feats[found].reset_index(drop=True)
         proba = keyed["label_bot_probability"].to_numpy(dtype=np.float64)[found]
-        kind = np.where(proba >= 0.5, "weak", None)
+        kind = np.where(proba >= 0.5, "weak", _NULL)
     y = proba >= 0.5
     confidence = np.abs(2.0 * proba - 1.0)
     weight = np.where((confidence >= MIN_CONFIDENCE) & covered, confidence, 0.0)
@@ -87,22 +89,3 @@ def apply_weak_labels(
     info["weak_bot_share"] = float(y.mean()) if len(y) else 0.0
     info["weak_events"] = int(len(y))
     return ctx, feats, y, weight, info
-
-
-def mix_in(prep, other, source: Path):  # noqa: ANN001, ANN201
-    """``prep`` with a labelled world's events added (weight 1 each); records the mix."""
-    from training.train import Prepared
-
-    n, m = len(prep.y), len(other.y)
-    w = prep.weight if prep.weight is not None else np.ones(n)
-    ow = other.weight if other.weight is not None else np.ones(m)
-    info = {**prep.label_info, "mix": str(source), "mix_events": int(m)}
-    if "labels" not in info:
-        info["labels"] = "data"
-    return Prepared(
-        pd.concat([prep.ctx, other.ctx], ignore_index=True),
-        pd.concat([prep.features, other.features], ignore_index=True),
-        np.concatenate([prep.y, other.y]),
-        np.concatenate([w, ow]),
-        info,
-    )

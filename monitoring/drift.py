@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.enrichment.reference import load_reference
+from features.pipeline import context_arrays
 from monitoring.thresholds import Thresholds
 
 BINS = 10
@@ -56,7 +58,6 @@ def psi(expected: np.ndarray, actual: np.ndarray) -> float:
 
 
 def _networks(ctx: pd.DataFrame, feats: pd.DataFrame, enrichers) -> np.ndarray:  # noqa: ANN001
-    from features.pipeline import context_arrays
 
     cols = context_arrays(ctx)
     return enrichers.ip.enrich(cols["ip"], cols["asn"])["asn"]
@@ -65,7 +66,9 @@ def _networks(ctx: pd.DataFrame, feats: pd.DataFrame, enrichers) -> np.ndarray: 
 def _share_by(keys: np.ndarray, is_bot: np.ndarray) -> dict[str, dict[str, float]]:
     frame = pd.DataFrame({"k": keys.astype(str), "bot": is_bot.astype(bool)})
     g = frame.groupby("k")["bot"].agg(["size", "mean"])
-    return {k: {"events": int(r["size"]), "bot_share": float(r["mean"])} for k, r in g.iterrows()}
+    return {
+        str(k): {"events": int(r["size"]), "bot_share": float(r["mean"])} for k, r in g.iterrows()
+    }
 
 
 def reference_profile(
@@ -136,7 +139,6 @@ def candidate_scanners(
         (stats["recipients"] >= th.candidate_min_recipients)
         & (stats["fast_share"] >= th.candidate_min_fast_share)
     ].sort_values("recipients", ascending=False)
-    from features.enrichment.reference import load_reference
 
     ref = load_reference()
     return [
@@ -150,7 +152,7 @@ def candidate_scanners(
             "within_a_minute_share": float(r["fast_share"]),
             "recipients_fanned_out": int(r["recipients"]),
         }
-        for a, r in hits.iterrows()
+        for a, (_, r) in zip(hits.index.to_numpy(dtype=np.int64), hits.iterrows(), strict=True)
     ]
 
 
@@ -169,8 +171,8 @@ def monitor(
     for name, ref in reference["features"].items():
         if name not in feats:
             continue
-        live = _shares(feats[name].to_numpy(dtype=np.float64), np.asarray(ref["edges"]))
-        feature_psi[name] = psi(ref["shares"], live)
+        shares = _shares(feats[name].to_numpy(dtype=np.float64), np.asarray(ref["edges"]))
+        feature_psi[name] = psi(ref["shares"], shares)
     for name, value in sorted(feature_psi.items(), key=lambda kv: -kv[1]):
         if value > th.feature_psi and name not in CONTENT_FEATURES:
             alerts.append(f"feature {name}: PSI {value:.3f} > {th.feature_psi}")
@@ -181,13 +183,12 @@ def monitor(
 
     asn = _networks(ctx, feats, enrichers)
     live_asn = _share_by(asn, np.asarray(is_bot))
-    from features.enrichment.reference import load_reference
 
     ref_data = load_reference()
     networks = []
     for key, live in live_asn.items():
         before = reference["by_asn"].get(key)
-        row = {"asn": int(key), "network": ref_data.org_of(int(key)), **live}
+        row: dict[str, Any] = {"asn": int(key), "network": ref_data.org_of(int(key)), **live}
         if before is not None:
             row["reference_bot_share"] = before["bot_share"]
             row["change"] = live["bot_share"] - before["bot_share"]

@@ -9,10 +9,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import numpy as np
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
-from botfilter.errors import BotfilterError
+from contract import load
+from core.errors import BotfilterError
+from features.pipeline import Enrichers, build_features, event_context
 from monitoring.drift import Thresholds, monitor, reference_profile
+from scoring.registry import load_model
 
 PROFILE = "reference_profile.json"
 LATEST = Path("reports") / "monitor" / "latest.json"
@@ -20,8 +26,6 @@ LATEST = Path("reports") / "monitor" / "latest.json"
 
 def training_profile(model, prep) -> dict[str, Any]:  # noqa: ANN001
     """The reference profile of a training run's data, scored by the model just trained."""
-    from features.pipeline import Enrichers
-
     proba = model.predict_proba(prep.features)
     ctx = prep.ctx
     is_bot = proba >= model.threshold_for(ctx["channel"].to_numpy(), ctx["type"].to_numpy())
@@ -30,10 +34,6 @@ def training_profile(model, prep) -> dict[str, Any]:  # noqa: ANN001
 
 def load_reference(settings, model_version: str) -> dict[str, Any]:  # noqa: ANN001
     """The reference profile logged by the run that produced ``name/version``."""
-    import mlflow
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
     name, version = model_version.split("/", 1)
     try:
         run_id = MlflowClient().get_model_version(name, version).run_id
@@ -49,10 +49,6 @@ def run_monitor(
     settings, data: Path, model_uri: str | None = None, th: Thresholds = Thresholds()
 ) -> dict[str, Any]:  # noqa: ANN001
     """Score ``data`` with the model and compare it with the model's training data."""
-    from contract import load
-    from features.pipeline import Enrichers, build_features, event_context
-    from scoring.registry import load_model
-
     model = load_model(settings, model_uri)
     reference = load_reference(settings, model.version)
     validated = load(data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import tempfile
 from collections import deque
@@ -14,10 +15,15 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from botfilter.settings import Settings
-from contract.report import Report
+from contract.counts import Report
+from contract.parts import PART_EVENTS as READ_PART_EVENTS
+from contract.parts import TenantParts, merge_reports
+from contract.validate import validate_raw
+from core.settings import Settings
 from features.pipeline import Enrichers, context_arrays, event_context, factorize, feature_block
 from scoring.model import BotModel, ScoredRows
+from scoring.registry import load_model
+from scoring.scores_file import ScoresWriter, scores_arrow_schema
 
 # Tenants are packed into parts of about this many events. Features never look across tenants,
 # so parts are independent: while one part is scored (compiled code, no GIL), the next part's
@@ -61,13 +67,16 @@ def score_context(
     cols = context_arrays(ctx)
     n = len(ctx)
     parts = tenant_parts(cols["tenant_id"], part_events) if n else []
-    out = ScoredRows(np.empty(n), np.empty(n, dtype=bool), np.empty(n, dtype=object))
+    out = ScoredRows(
+        np.empty(n), np.empty(n, dtype=bool), np.empty(n, dtype=object), np.empty(n, dtype=object)
+    )
 
     def collect(rows: np.ndarray, future: Future[ScoredRows]) -> None:
         scored = future.result()
         out.bot_score[rows] = scored.bot_score
         out.is_bot[rows] = scored.is_bot
         out.reasons[rows] = scored.reasons
+        out.bot_kind[rows] = scored.bot_kind
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="score-part") as scorer:
         pending: tuple[np.ndarray, Future[ScoredRows]] | None = None
@@ -90,8 +99,6 @@ def score_validated(
     validated, settings: Settings, model_uri: str | None = None, model: BotModel | None = None
 ) -> pd.DataFrame:
     """Score every clean event of a validated data directory with the champion (or ``model_uri``)."""
-    from scoring.registry import load_model
-
     model = model or load_model(settings, model_uri)
     ctx = event_context(validated.messages, validated.events)
     return score_context(ctx, model, Enrichers.load())
@@ -125,12 +132,8 @@ def score_data_dir(
     side: validation and feature building hold the GIL, so threads could not share the cores.
     ``on_part`` is called with each part's event count.
     """
-    from contract.parts import PART_EVENTS, TenantParts, merge_reports
-    from scoring.io import ScoresWriter
-    from scoring.registry import load_model
-
     writer = ScoresWriter(out)  # checks the extension before any work
-    parts = TenantParts(data_dir, part_events or PART_EVENTS)
+    parts = TenantParts(data_dir, part_events or READ_PART_EVENTS)
     workers = min(workers or settings.score_workers, len(parts))
     pool = _start_workers(workers) if workers > 1 else None  # starts while the model loads
     model = model or load_model(settings, model_uri)
@@ -177,9 +180,6 @@ class _PartScores:
 
 
 def _score_part(raws: dict, model: BotModel, enrichers: Enrichers) -> _PartScores:
-    from contract.validate import validate_raw
-    from scoring.io import scores_arrow_schema
-
     validated = validate_raw(raws)
     del raws
     ctx = event_context(validated.messages, validated.events)
@@ -217,8 +217,6 @@ class _ShippedModel:
 
 
 def _ship_model(model: BotModel, tmp: Path, settings: Settings) -> _ShippedModel:
-    import json
-
     model.booster.save_model(str(tmp / "model.lgb"))
     (tmp / "metadata.json").write_text(json.dumps(model.metadata()))
     compiled = model._compiled is not None or model._explainer is not None

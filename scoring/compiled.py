@@ -22,10 +22,14 @@ import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from scoring.explain import FlatTrees
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 log = logging.getLogger(__name__)
 # Bump when the generated code changes: the cache key includes it.
@@ -98,6 +102,25 @@ void score_rows(const float *block, int64_t ld, int64_t lo, int64_t hi, double a
     }}
 }}
 """
+
+
+def compile_trees(booster: lgb.Booster, cache_dir: Path, name: str, what: str) -> Any | None:
+    """``booster``'s trees compiled by lleaves for raw scores, cached as ``name``.so under
+    ``cache_dir`` (``name`` carries the model's content id). None without a compiler: the
+    caller predicts with LightGBM, same answers, slower."""
+    try:
+        # Imported only to compile: lleaves and llvmlite stay out of uncompiled loads.
+        import lleaves
+
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        model_txt = cache_dir / f"{name}.txt"
+        booster.save_model(str(model_txt))
+        compiled = lleaves.Model(model_file=str(model_txt))
+        compiled.compile(cache=str(cache_dir / f"{name}.so"), raw_score=True)
+        return compiled
+    except Exception as exc:  # a missing compiler must not stop scoring
+        log.warning("compiled %s unavailable (%s); using LightGBM predict", what, exc)
+        return None
 
 
 def _float_threshold(threshold: float) -> str:

@@ -61,7 +61,14 @@ class FlatTrees:
 def flatten(booster: lgb.Booster) -> FlatTrees:
     """Turn a binary LightGBM booster into flat arrays the numba walker understands."""
     dump = booster.dump_model()
-    feats, thr, left, right, dleft, miss, val, roots = [], [], [], [], [], [], [], []
+    feats: list[int] = []
+    thr: list[float] = []
+    left: list[int] = []
+    right: list[int] = []
+    dleft: list[bool] = []
+    miss: list[int] = []
+    val: list[float] = []
+    roots: list[int] = []
 
     def add(node: dict) -> int:
         idx = len(feats)

@@ -19,7 +19,10 @@ import numpy as np
 import pandas as pd
 
 from contract.schema import SCORE_COLUMNS
+from features.definitions import FEATURE_NAMES
+from scoring.compiled import compile_explainer, compile_trees
 from scoring.explain import FlatTrees, flatten, reason_lists, score_block
+from scoring.kind import KindHead, bot_kinds
 
 log = logging.getLogger(__name__)
 METADATA_FILE = "botfilter_model.json"
@@ -56,9 +59,12 @@ class BotModel:
     thresholds: dict[str, float]  # threshold_key -> threshold; "default" as fallback
     version: str = "unregistered"
     threads: int = 2
+    kind: KindHead | None = None  # which kind of bot; None in models registered before it
     _compiled: Any = field(default=None, repr=False)
     _trees: FlatTrees | None = field(default=None, repr=False)
-    _fmaps: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict, repr=False)
+    _fmaps: dict[tuple[tuple[str, ...], tuple[str, ...]], np.ndarray] = field(
+        default_factory=dict, repr=False
+    )
     _explainer: Any = field(default=None, repr=False)  # compiled for FEATURE_NAMES' layout
     _cuts: tuple[Any, dict[str, float]] = field(default=(None, {}), repr=False)
     _model_id: str | None = field(default=None, repr=False)
@@ -81,20 +87,22 @@ class BotModel:
 
     # --- persistence -------------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
-        """Everything besides the trees, as logged next to the model in MLflow."""
-        return {
+        """Everything besides the bot trees, as logged next to the model in MLflow (the kind
+        head's trees included: whatever ships the metadata ships the head)."""
+        meta: dict[str, Any] = {
             "feature_names": self.feature_names,
             "calibration": list(self.calibration),
             "thresholds": self.thresholds,
         }
+        if self.kind is not None:
+            meta["kind"] = self.kind.metadata()
+        return meta
 
     @classmethod
-    def from_files(
-        cls, model_file: Path, metadata_file: Path, version: str, threads: int = 2
+    def from_metadata(
+        cls, booster: lgb.Booster, meta: dict[str, Any], version: str, threads: int = 2
     ) -> BotModel:
-        """Load from a LightGBM text model and the metadata JSON written at training time."""
-        meta = json.loads(Path(metadata_file).read_text())
-        booster = lgb.Booster(model_file=str(model_file))
+        """A model from its trees and the metadata :meth:`metadata` wrote."""
         a, b = meta["calibration"]
         return cls(
             booster,
@@ -103,7 +111,16 @@ class BotModel:
             dict(meta["thresholds"]),
             version,
             threads,
+            KindHead.from_metadata(meta.get("kind"), threads),
         )
+
+    @classmethod
+    def from_files(
+        cls, model_file: Path, metadata_file: Path, version: str, threads: int = 2
+    ) -> BotModel:
+        """Load from a LightGBM text model and the metadata JSON written at training time."""
+        meta = json.loads(Path(metadata_file).read_text())
+        return cls.from_metadata(lgb.Booster(model_file=str(model_file)), meta, version, threads)
 
     def compile(self, cache_dir: Path | None) -> None:
         """Compile the trees: lleaves for raw scores, C for scores with reasons (both cached).
@@ -112,25 +129,13 @@ class BotModel:
         """
         if cache_dir is None:
             return
-        try:
-            import lleaves
-
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            # Keyed by content, never by label: another registry's botfilter/1 is another model.
-            safe = self.model_id.replace(":", "-")
-            model_txt = cache_dir / f"{safe}.txt"
-            self.booster.save_model(str(model_txt))
-            compiled = lleaves.Model(model_file=str(model_txt))
-            compiled.compile(cache=str(cache_dir / f"{safe}.so"), raw_score=True)
-            self._compiled = compiled
-        except Exception as exc:  # a missing compiler must not stop scoring
-            log.warning("compiled trees unavailable (%s); using LightGBM predict", exc)
-            self._compiled = None
+        # Keyed by content, never by label: another registry's botfilter/1 is another model.
+        safe = self.model_id.replace(":", "-")
+        self._compiled = compile_trees(self.booster, cache_dir, safe, "trees")
+        if self.kind is not None:
+            self.kind.compile(cache_dir, safe)
         self._explainer = None
         try:
-            from features.definitions import FEATURE_NAMES
-            from scoring.compiled import compile_explainer
-
             fmap = self.feature_map(list(FEATURE_NAMES))
             self._explainer = compile_explainer(self.trees, fmap, len(FEATURE_NAMES), cache_dir)
         except Exception as exc:  # the walker gives the same answers, only slower
@@ -152,7 +157,9 @@ class BotModel:
             return np.zeros(0)
         if self._compiled is not None:
             return np.asarray(self._compiled.predict(X, n_jobs=self.threads), dtype=np.float64)
-        return self.booster.predict(X, raw_score=True, num_threads=self.threads)
+        return np.asarray(
+            self.booster.predict(X, raw_score=True, num_threads=self.threads), dtype=np.float64
+        )
 
     def calibrate(self, raw: np.ndarray) -> np.ndarray:
         """Calibrated bot probabilities from raw scores."""
@@ -198,16 +205,18 @@ class BotModel:
             self._trees = flatten(self.booster)
         return self._trees
 
-    def feature_map(self, columns: list[str]) -> np.ndarray:
-        """For each model feature, its position in ``columns``; an error names any missing."""
-        key = tuple(columns)
+    def feature_map(self, columns: list[str], wanted: list[str] | None = None) -> np.ndarray:
+        """For each model feature (or each of ``wanted``), its position in ``columns``; an error
+        names any missing."""
+        wanted = self.feature_names if wanted is None else wanted
+        key = (tuple(columns), tuple(wanted))
         cached = self._fmaps.get(key)
         if cached is None:
             where = {name: j for j, name in enumerate(columns)}
-            missing = [f for f in self.feature_names if f not in where]
+            missing = [f for f in wanted if f not in where]
             if missing:
                 raise ValueError(f"features missing for the model: {', '.join(missing)}")
-            cached = np.asarray([where[f] for f in self.feature_names], dtype=np.int64)
+            cached = np.asarray([where[f] for f in wanted], dtype=np.int64)
             self._fmaps[key] = cached
         return cached
 
@@ -227,8 +236,6 @@ class BotModel:
         are given for the scored columns. With reasons, one walk of the trees gives the score and
         the reasons; without, the compiled trees score row-major chunks.
         """
-        from features.definitions import FEATURE_NAMES
-
         names_default = names is None or list(names) == list(FEATURE_NAMES)
         names = list(FEATURE_NAMES) if names is None else names
         fmap = self.feature_map(names)
@@ -252,7 +259,13 @@ class BotModel:
                 proba[lo : lo + _CHUNK] = self.calibrate(self.raw_score(chunk))
             reasons = np.empty(n, dtype=object)
             reasons.fill([])  # one shared empty list: rows' reasons are read-only
-        return ScoredRows(proba, proba >= cut, reasons)
+        is_bot = proba >= cut
+        kind_map = fmap
+        if self.kind is not None and self.kind.feature_names != self.feature_names:
+            kind_map = self.feature_map(names, self.kind.feature_names)
+        return ScoredRows(
+            proba, is_bot, reasons, bot_kinds(self.kind, is_bot, reasons, block, kind_map, channel)
+        )
 
     def score(
         self,
@@ -282,6 +295,7 @@ class ScoredRows:
     bot_score: np.ndarray  # calibrated probability, float64
     is_bot: np.ndarray  # bool, bot_score >= the row's (channel, type) threshold
     reasons: np.ndarray  # object array of lists of feature names
+    bot_kind: np.ndarray  # object array: a BOT_KINDS name for bots, "" for people
 
     def table(
         self, event_ids: np.ndarray, model_version: str, tenant_ids: np.ndarray | None = None
@@ -294,6 +308,7 @@ class ScoredRows:
             "is_bot": self.is_bot,
             "reasons": self.reasons,
             "model_version": model_version,
+            "bot_kind": self.bot_kind,
         }
         if tenant_ids is None:
             return pd.DataFrame(columns, columns=list(SCORE_COLUMNS))

@@ -13,8 +13,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from botfilter.errors import BotfilterError
-from botfilter.settings import Settings
+from core.errors import BotfilterError
+from core.settings import Settings
 from scoring.model import METADATA_FILE, MODEL_FILE, BotModel, content_id
 
 _COMPLETE = ".complete"
@@ -27,6 +27,8 @@ def champion_uri(settings: Settings) -> str:
 
 def configure_mlflow(settings: Settings) -> None:
     """Point MLflow at the configured tracking/registry store."""
+    # mlflow (about 4 s to import) is imported only where a registry is asked: the `botfilter
+    # score` worker processes load a resolved ModelRef (load_ref) and never import it.
     import mlflow
 
     if settings.mlflow_uri.startswith("sqlite:///"):
@@ -48,6 +50,7 @@ class ModelRef:
 def _registered(settings: Settings, uri: str) -> tuple[str, str]:
     """(label, identity) of a model URI: identity names the registry and the exact registered
     artifact (run id, creation time, source), so a rebuilt store gives a new identity."""
+    # mlflow is imported on use: see configure_mlflow.
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -87,6 +90,7 @@ def resolve_model(settings: Settings, uri: str | None = None) -> ModelRef:
     The download is cached under a key of the registry's URI and the registered version's
     identity; its content id is computed once, from the files, when it is downloaded.
     """
+    # mlflow is imported on use: see configure_mlflow.
     import mlflow
 
     configure_mlflow(settings)

@@ -3,7 +3,7 @@
 :func:`build_app` makes the FastAPI app that the BentoML service mounts (BentoML merges its
 OpenAPI into ``/docs.json``; the app's own spec is at ``/openapi.json``). :class:`Gate` is an ASGI
 middleware on the whole BentoML server: it answers ``/healthz`` and ``/readyz``, and for the
-protected routes checks the bearer token, its scope (``botfilter.tokens``: admin, or a set of
+protected routes checks the bearer token, its scope (``core.tokens``: admin, or a set of
 tenants) and the declared body size *before* any body is read, and counts requests and latency.
 Any failure it did not foresee is one line to the client (500, no secrets) and the details go to
 the log. It also answers ``POST /score`` itself, with the same code as the
@@ -18,19 +18,23 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
+from pathlib import Path
 from typing import Any
 
+import _bentoml_impl.server as impl_server
+import bentoml._internal.server as server
 import orjson
-from fastapi import Request
-from fastapi.responses import Response
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
-from botfilter.redact import one_line
-from botfilter.settings import Settings
-from botfilter.tokens import ADMIN, Scope
 from contract.columns import text_value
+from core.redact import one_line
+from core.settings import Settings
+from core.tokens import ADMIN, Scope
 from serving import runtime as rt
 from serving.models import (
     EXAMPLE_EVENTS,
@@ -39,6 +43,7 @@ from serving.models import (
     request_schema,
     response_model,
 )
+from serving.prometheus import metrics
 from serving.state import PUBLIC_UNAVAILABLE, StateUnavailable
 
 log = logging.getLogger("botfilter.serving")
@@ -63,8 +68,6 @@ def max_body_bytes(settings: Settings) -> int:
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Any:
-    from starlette.responses import JSONResponse
-
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -114,8 +117,6 @@ class Gate:
             if not status["started"]:
                 await send_json(send_wrapper, 500, orjson.dumps({"detail": INTERNAL_ERROR}))
         finally:
-            from serving.metrics import metrics
-
             metrics().request(path, status["code"], time.perf_counter() - started)
 
     async def _health(self, path: str, scope: dict, receive: Callable, send: Callable) -> None:
@@ -128,8 +129,10 @@ class Gate:
             await _json(503, Health(status="starting").model_dump())(scope, receive, send)
             return
         # The probe may wait up to a second on Redis: never on the event loop.
-        ready, body = await asyncio.get_running_loop().run_in_executor(_executor(), runtime.health)
-        await _json(200 if ready else 503, body)(scope, receive, send)
+        ready, report = await asyncio.get_running_loop().run_in_executor(
+            _executor(), runtime.health
+        )
+        await _json(200 if ready else 503, report)(scope, receive, send)
 
 
 # Every path the server answers, besides static files: anything else is 404 from PathGuard.
@@ -141,12 +144,7 @@ KNOWN_PATHS = frozenset(
 @cache
 def static_paths() -> frozenset[str]:
     """The files BentoML's documentation page serves (``/static_content/...``, ``/assets/...``)."""
-    from pathlib import Path
-
-    import _bentoml_impl.server as impl_server
-    import bentoml._internal.server as server
-
-    found = set()
+    found: set[str] = set()
     for prefix, root in (
         ("/static_content/", Path(server.__file__).parent / "static_content"),
         ("/assets/", Path(impl_server.__file__).parent / "assets"),
@@ -171,7 +169,6 @@ class PathGuard:
         if scope["type"] != "http" or scope["path"] in self.known:
             await self.app(scope, receive, send)
             return
-        from serving.metrics import metrics
 
         started = time.perf_counter()
         await send_json(send, 404, b'{"detail":"not found"}')
@@ -186,7 +183,7 @@ def _unauthorized() -> Any:
     )
 
 
-def bearer(scope: dict) -> str | None:
+def bearer(scope: MutableMapping[str, Any]) -> str | None:
     """The bearer token of a request, or None."""
     for name, value in scope.get("headers") or ():
         if name == b"authorization":
@@ -196,7 +193,7 @@ def bearer(scope: dict) -> str | None:
     return None
 
 
-async def authorize(runtime: rt.Runtime | None, scope: dict) -> Scope | Any:
+async def authorize(runtime: rt.Runtime | None, scope: MutableMapping[str, Any]) -> Scope | Any:
     """What the request's token may do, or the response refusing it (503, 401, 403, 413),
     decided from the headers alone, before any body is read."""
     if runtime is None:
@@ -246,7 +243,9 @@ class Disconnected(Exception):
     """The client went away before sending the whole body."""
 
 
-async def read_body(receive: Callable[[], Awaitable[dict]], settings: Settings) -> bytes:
+async def read_body(
+    receive: Callable[[], Awaitable[MutableMapping[str, Any]]], settings: Settings
+) -> bytes:
     """The ``/score`` body, or :class:`BodyError`: 413 as soon as it exceeds the byte limit,
     408 when it is not complete within ``settings.body_timeout_s`` (a client that sends half a
     body and waits must not hold a request open)."""
@@ -259,7 +258,9 @@ async def read_body(receive: Callable[[], Awaitable[dict]], settings: Settings) 
         ) from None
 
 
-async def _read_body(receive: Callable[[], Awaitable[dict]], limit: int) -> bytes:
+async def _read_body(
+    receive: Callable[[], Awaitable[MutableMapping[str, Any]]], limit: int
+) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -283,7 +284,7 @@ def _executor() -> ThreadPoolExecutor:
 
 
 async def answer_score(
-    runtime: rt.Runtime, receive: Callable[[], Awaitable[dict]], allowed: Scope
+    runtime: rt.Runtime, receive: Callable[[], Awaitable[MutableMapping[str, Any]]], allowed: Scope
 ) -> tuple[int, bytes] | None:
     """Status and JSON body answering a ``POST /score`` whose token may act for ``allowed``
     (None: the client went away)."""
@@ -296,7 +297,7 @@ async def answer_score(
             answers = runtime.score_if_idle(events)
             if answers is None:
                 answers = await loop.run_in_executor(_executor(), runtime.score, events)
-            return 200, orjson.dumps(answers)
+            return 200, encode_answers(answers)
         # Parsing, scoring and encoding run off the event loop, which only moves bytes.
         return 200, await loop.run_in_executor(_executor(), score_body, runtime, body, allowed)
     except Disconnected:
@@ -332,7 +333,28 @@ async def send_json(send: Callable[[dict], Awaitable[None]], status: int, body: 
 def score_body(runtime: rt.Runtime, body: bytes, allowed: Scope) -> bytes:
     """Answer a ``/score`` body: parse, check its shape and tenants, score, encode."""
     events = parse_events(body, runtime.settings.max_batch_events, allowed)
-    return orjson.dumps(runtime.score(events))
+    return encode_answers(runtime.score(events))
+
+
+def encode_answers(answers: list[dict[str, Any]]) -> bytes:
+    """The answers as JSON. A refused item may echo text holding a lone surrogate (the standard
+    library's JSON reader, our fallback, lets ``"\\ud800"`` through); it is sent as U+FFFD
+    rather than failing the whole request."""
+    try:
+        return orjson.dumps(answers)
+    except orjson.JSONEncodeError:
+        return orjson.dumps(_as_text(answers))
+
+
+def _as_text(value: Any) -> Any:
+    """``value`` with every lone surrogate in its strings replaced by U+FFFD."""
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, dict):
+        return {_as_text(k): _as_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_text(v) for v in value]
+    return value
 
 
 def parse_events(body: bytes, max_events: int, allowed: Scope = ADMIN) -> list[dict[str, Any]]:
@@ -374,7 +396,7 @@ def named_tenants(events: list[dict[str, Any]]) -> set[str]:
     return named
 
 
-async def route_scope(runtime: rt.Runtime | None, scope: dict) -> Scope | Any:
+async def route_scope(runtime: rt.Runtime | None, scope: MutableMapping[str, Any]) -> Scope | Any:
     """The scope the gate found for this request or, with no gate in front (the app alone),
     :func:`authorize` of it here."""
     allowed = scope.get(SCOPE_KEY)
@@ -406,10 +428,6 @@ def build_app(runtime: Callable[[], rt.Runtime | None] = rt.current) -> Any:
     """The FastAPI app with ``POST /score`` and ``POST /reload`` (mounted into BentoML).
 
     ``runtime`` gives the process's runtime (None until the service has started)."""
-    from fastapi import FastAPI
-    from fastapi.responses import JSONResponse
-    from starlette.concurrency import run_in_threadpool
-
     app = FastAPI(
         title="botfilter",
         version="1",
@@ -419,7 +437,7 @@ def build_app(runtime: Callable[[], rt.Runtime | None] = rt.current) -> Any:
     )
     # The documented limit is the default; BOTFILTER_MAX_BATCH_EVENTS may change it (413).
     body_schema = request_schema(Settings.model_fields["max_batch_events"].default)
-    errors = {
+    errors: dict[int | str, dict[str, Any]] = {
         401: {"description": "Bearer token missing, unknown or revoked (when tokens exist)."},
         403: {"description": "The token may not act for a tenant the request names."},
         408: {"description": "The body did not arrive in time."},

@@ -67,7 +67,7 @@ def _annotation(col: Column) -> Any:
 def event_model() -> type[BaseModel]:
     """One event of a ``POST /score`` request, with its message context."""
     fields = {c.name: _annotation(c) for c in event_columns()}
-    return create_model(  # type: ignore[call-overload]
+    return create_model(
         "Event",
         __config__=ConfigDict(extra="allow", coerce_numbers_to_str=True),
         __doc__="An open or click with its message context; extra fields are ignored.",
@@ -82,6 +82,11 @@ _SCORE_TYPES: dict[str, tuple[Any, str]] = {
     "is_bot": (bool, "The verdict at the threshold of the event's channel and type."),
     "reasons": (list[str], "Up to 3 features that pushed the score most, strongest first."),
     "model_version": (str, "Registered model that scored the event (name/version)."),
+    "bot_kind": (
+        str,
+        "Which kind of bot (security_scanner, privacy_prefetch, link_preview, crawler); "
+        "empty for people.",
+    ),
 }
 
 
@@ -90,10 +95,10 @@ def score_model() -> type[BaseModel]:
     """One scored event: the columns of the scores table."""
     if set(_SCORE_TYPES) != set(SCORE_COLUMNS):
         raise RuntimeError("serving.models._SCORE_TYPES is out of step with SCORE_COLUMNS")
-    fields = {
+    fields: dict[str, Any] = {
         n: (_SCORE_TYPES[n][0], Field(..., description=_SCORE_TYPES[n][1])) for n in SCORE_COLUMNS
     }
-    return create_model("Score", __doc__="The answer for one event.", **fields)  # type: ignore[call-overload]
+    return create_model("Score", __doc__="The answer for one event.", **fields)
 
 
 # A bare ``Mozilla/5.0`` HEAD click 5 s after delivery, after an open of the same message: the
@@ -138,6 +143,7 @@ class ItemError(BaseModel):
 def request_model(max_events: int) -> type[RootModel]:
     """The body of ``POST /score``: 1 to ``max_events`` events."""
     item = event_model()
+    # The item model is built at run time from the contract: no static type for mypy to see.
     return RootModel[Annotated[list[item], Field(min_length=1, max_length=max_events)]]  # type: ignore[valid-type]
 
 
@@ -154,7 +160,8 @@ def request_schema(max_events: int) -> dict[str, Any]:
 @cache
 def response_model() -> type[RootModel]:
     """The answer of ``POST /score``: one item per event, in the order sent."""
-    return RootModel[list[score_model() | ItemError]]  # type: ignore[misc]
+    # The score model is built at run time from the contract: no static type for mypy to see.
+    return RootModel[list[score_model() | ItemError]]  # type: ignore[misc,return-value]
 
 
 class Health(BaseModel):

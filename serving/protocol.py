@@ -19,6 +19,7 @@ import asyncio
 import logging
 from typing import Any
 
+from uvicorn import config as uvicorn_config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger("botfilter.serving")
@@ -48,6 +49,8 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
             self._header_timer.cancel()
             self._header_timer = None
 
+    # asyncio.Protocol takes any BaseTransport; uvicorn's protocol (which we extend) narrows it
+    # to Transport, and so must we.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm()
@@ -76,9 +79,7 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
 def install(header_timeout_s: float) -> None:
     """Make uvicorn's ``auto`` and ``httptools`` protocols :class:`HeaderTimeoutProtocol`
     with ``header_timeout_s``, for every server configuration loaded afterwards."""
-    from uvicorn import config
-
     HeaderTimeoutProtocol.header_timeout_s = header_timeout_s
     name = f"{__name__}:{HeaderTimeoutProtocol.__name__}"
-    config.HTTP_PROTOCOLS["auto"] = name
-    config.HTTP_PROTOCOLS["httptools"] = name
+    uvicorn_config.HTTP_PROTOCOLS["auto"] = name
+    uvicorn_config.HTTP_PROTOCOLS["httptools"] = name

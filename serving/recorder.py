@@ -22,6 +22,8 @@ from typing import Any
 
 import pandas as pd
 
+from jobs.store import Store
+
 log = logging.getLogger("botfilter.serving")
 
 #: One queued request: its items, its answers (same order) and the model that answered.
@@ -144,11 +146,12 @@ def answers_frame(batch: Sequence[Entry]) -> pd.DataFrame:
                     answer["is_bot"],
                     list(answer["reasons"]),
                     answer["model_version"],
+                    answer.get("bot_kind", ""),
                     item.get("occurred_at"),
                     key,
                 )
             )
-    names = ["tenant_id", "event_id", "bot_score", "is_bot", "reasons", "model_version"]
+    names = ["tenant_id", "event_id", "bot_score", "is_bot", "reasons", "model_version", "bot_kind"]
     frame = pd.DataFrame(rows, columns=[*names, "occurred_at", "model_id"])
     frame["occurred_at"] = _times(frame["occurred_at"])
     return frame
@@ -178,8 +181,6 @@ def store_opener(settings: Any) -> Callable[[], Any]:
     """Opens the configured score store (the metrics store) on first use, in the writer."""
 
     def open_store() -> Any:
-        from jobs.store import Store
-
         return Store.open(settings)
 
     return open_store

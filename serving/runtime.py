@@ -18,14 +18,16 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from botfilter.redact import one_line
-from botfilter.settings import Settings
-from botfilter.tokens import TokenCache, TokenStore
+from core.redact import one_line
+from core.settings import Settings
+from core.tokens import TokenCache, TokenStore
 from features.pipeline import Enrichers
+from jobs.lists.apply import ListCache, apply_to_answers
 from scoring.model import BotModel
+from scoring.registry import load_model
 from serving.batching import Coalescer
-from serving.metrics import metrics
 from serving.models import EXAMPLE_EVENTS
+from serving.prometheus import metrics
 from serving.recorder import ScoreRecorder, store_opener
 from serving.scorer import (
     ROW_FORMAT,
@@ -97,6 +99,7 @@ class Runtime:
         self._following = False
         self._readiness: tuple[float, str | None] | None = None
         self.recorder: ScoreRecorder | None = None  # score once: answers go to the store
+        self.lists: ListCache | None = None  # tenant allow/block lists, applied to answers
 
     # -- model ---------------------------------------------------------------------------------
     @property
@@ -161,12 +164,22 @@ class Runtime:
     def _score_merged(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         model = self._model  # the answers and their record name the same model
         out = self.scorer.score(items, model)
-        if self.recorder is not None:
+        if self.recorder is not None:  # the model's answers: the lists apply at recompute too
             self.recorder.record(items, out.items, model)
+        if self.lists is not None:
+            # Only well-formed ids: a refused item may carry anything (it gets its error).
+            tenants = {
+                t for i in items if isinstance(i, dict) and isinstance(t := i.get("tenant_id"), str)
+            }
+            out.items = apply_to_answers(items, out.items, self.lists.of(tenants), self._asn)
         m = metrics()
         m.outcome(out.scored, out.flagged, out.duplicates, out.errors)
         m.scoring_call(len(items), out.seconds)
         return out.items
+
+    def _asn(self, ips: Any, asns: Any) -> Any:
+        """ASNs of the request's events, as the features resolve them."""
+        return self.enrichers.ip.enrich(ips, asns)["asn"]
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Whether this worker can answer ``/score`` now, and the ``/readyz`` body.
@@ -205,8 +218,6 @@ def make_auth(settings: Settings) -> TokenCache:
 
 
 def _load_champion(settings: Settings) -> BotModel:
-    from scoring.registry import load_model
-
     return load_model(settings)
 
 
@@ -241,6 +252,8 @@ def start(settings: Settings) -> Runtime:
     runtime = Runtime(settings, model, enrichers, make_runtime_state(settings))
     if settings.record_scores:
         runtime.recorder = ScoreRecorder(store_opener(settings))
+    runtime.lists = ListCache(store_opener(settings))
+    runtime.lists.of(set())  # read the lists now, not on the first request
     runtime.state.follow(FOLLOW_S)
     set_current(runtime)
     # Everything loaded so far lives as long as the process: keep it out of every future

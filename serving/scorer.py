@@ -44,7 +44,7 @@ from features.pipeline import (
     feature_block,
 )
 from scoring.model import BotModel, ScoredRows
-from serving.state import KeyRange, NewEvent, WindowState
+from serving.state import KeyRangeTuple, NewEventTuple, WindowState
 
 NS = 1_000_000_000
 _NAT = np.iinfo(np.int64).min
@@ -138,7 +138,7 @@ class IpMemo:
                 self._slot.clear()
                 missing = list(dict.fromkeys(keys))
             self._add(missing)
-            slots = [get(k) for k in keys]  # type: ignore[misc]
+            slots = [self._slot[k] for k in keys]  # every key has a slot now
         at = np.array(slots, dtype=np.intp)
         return {name: column[at] for name, column in self._columns.items()}
 
@@ -261,15 +261,20 @@ class OnlineScorer:
         new: list[int],
         scored: ScoredRows,
         version: str,
-    ) -> list[NewEvent]:
+    ) -> list[NewEventTuple]:
         """The new events to remember (as :class:`NewEvent` tuples), each with its answer."""
-        k_id, k_score, k_bot, k_reasons, k_version = SCORE_COLUMNS
+        k_id, k_score, k_bot, k_reasons, k_version, k_kind = SCORE_COLUMNS
         c_id = _COL["event_id"]
         fresh = []
         values = zip(
-            new, scored.bot_score.tolist(), scored.is_bot.tolist(), scored.reasons, strict=True
+            new,
+            scored.bot_score.tolist(),
+            scored.is_bot.tolist(),
+            scored.reasons,
+            scored.bot_kind.tolist(),
+            strict=True,
         )
-        for i, score, is_bot, reasons in values:
+        for i, score, is_bot, reasons, kind in values:
             # Reasons as a tuple: see serving.state on tuples.
             answer = {
                 k_id: rows[i][c_id],
@@ -277,10 +282,11 @@ class OnlineScorer:
                 k_bot: is_bot,
                 k_reasons: tuple(reasons),
                 k_version: version,
+                k_kind: kind,
             }
             msg_key, bursts, t_ns = keys[i]
             fresh.append((ids[i], t_ns, rows[i], msg_key, bursts, answer))
-        return fresh  # type: ignore[return-value]
+        return fresh
 
     def _keys(
         self, rows: list[tuple[Any, ...]], ip: Mapping[str, np.ndarray]
@@ -300,7 +306,8 @@ class OnlineScorer:
             ip["ip_version"].tolist(), ip["prefix_key"].tolist(), ip["asn"].tolist(), strict=True
         )
         for r, (version, prefix_key, asn) in zip(rows, enriched, strict=True):
-            # Inline burst_key/message_key: this loop runs for every event of every request.
+            # Keys are built inline, no call per key: this loop runs for every event of every
+            # request (the formats are in the docstring above).
             t = r[c_tenant]
             prefixes = tenant_keys.get(t)
             if prefixes is None:
@@ -308,14 +315,14 @@ class OnlineScorer:
                     tenant_keys.clear()
                 prefixes = tenant_keys[t] = (f"m:{len(t)}:{t}:", f"k:{len(t)}:{t}:")
             mk, tk = prefixes
-            bursts = (f"{tk}prefix:{prefix_key}",) if version else ()
+            bursts: tuple[str, ...] = (f"{tk}prefix:{prefix_key}",) if version else ()
             if asn:
                 bursts += (f"{tk}asn:{asn}",)
             out.append((mk + r[c_message], bursts, r[c_time]))
         return out
 
     @staticmethod
-    def _ranges(keys: list[tuple[str, tuple[str, ...], int]]) -> list[KeyRange]:
+    def _ranges(keys: list[tuple[str, tuple[str, ...], int]]) -> list[KeyRangeTuple]:
         """History to fetch: each message up to its newest new event; each burst key over the
         longest window before its earliest new event, up to its newest one."""
         window = LONGEST_WINDOW_S * NS
@@ -334,8 +341,8 @@ class OnlineScorer:
                 elif t > lo_hi[1]:
                     lo_hi[1] = t
         # Plain tuples: the state unpacks them like KeyRange, and thousands are built per request.
-        ranges: list[KeyRange] = [(k, None, hi) for k, hi in msg_hi.items()]  # type: ignore[misc]
-        ranges += [(k, lo - window, hi) for k, (lo, hi) in span.items()]  # type: ignore[misc]
+        ranges: list[KeyRangeTuple] = [(k, None, hi) for k, hi in msg_hi.items()]
+        ranges += [(k, lo - window, hi) for k, (lo, hi) in span.items()]
         return ranges
 
 

@@ -13,8 +13,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from botfilter.errors import BotfilterError
-from botfilter.settings import Settings
+from _bentoml_impl.server.serving import serve_http
+
+from core.errors import BotfilterError
+from core.settings import Settings
+from serving.runtime import _load_champion, make_auth, make_runtime_state
 
 SERVICE = "serving.service:BotfilterService"
 # Routes left out of OpenTelemetry tracing unless the operator configures an exporter.
@@ -25,8 +28,6 @@ def check_ready(settings: Settings, workers: int) -> tuple[str, bool]:
     """Validate the configuration and warm the model cache; returns the champion's version
     and whether requests need a token (the token store is opened here, so an unreachable one
     fails now, in one line)."""
-    from serving.runtime import _load_champion, make_auth, make_runtime_state
-
     if workers < 1:
         raise BotfilterError("--workers must be at least 1")
     if workers > 1 and not settings.redis_url:
@@ -68,9 +69,9 @@ def serve(
 ) -> Any:
     """Run the API on ``host:port`` with ``workers`` processes (blocks unless ``blocking=False``,
     then returns BentoML's server handle)."""
-    from _bentoml_impl.server.serving import serve_http
-
-    from serving.service import BotfilterService
+    # Importing the service module builds the app, so only when serving (no side effects at
+    # import).
+    from serving.service import bento_service
 
     version, closed = check_ready(settings, workers)
     # Workers inherit the environment: pin the data home so they all resolve the same one.
@@ -82,10 +83,10 @@ def serve(
     os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
     # Worker processes re-import the service, so BentoML settings for them go through the
     # environment (merged into any overrides the operator set).
-    overrides = bentoml_overrides(dict(os.environ), BotfilterService.name, access_log)
+    overrides = bentoml_overrides(dict(os.environ), bento_service.name, access_log)
     os.environ["BENTOML_CONFIG_OVERRIDES"] = json.dumps(overrides)
-    BotfilterService.config["workers"] = workers
-    BotfilterService.inject_config()
+    bento_service.config["workers"] = workers
+    bento_service.inject_config()
     print(f"botfilter: serving {version} on http://{host}:{port} with {workers} worker(s)")
     if not closed:
         print(

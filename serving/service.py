@@ -15,11 +15,16 @@ request headers that never arrive (:mod:`serving.protocol`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import bentoml
 
+from core.settings import get_settings
+from monitoring.run import gauges
+from serving import runtime
 from serving.api import Gate, PathGuard, build_app
+from serving.prometheus import with_bot_share
+from serving.protocol import install
 
 app = build_app()
 
@@ -29,9 +34,6 @@ class GatedService(bentoml.Service):
     headers timed out."""
 
     def to_asgi(self, is_main: bool = True) -> Any:
-        from botfilter.settings import get_settings
-        from serving.protocol import install
-
         # Each worker calls this before it loads its uvicorn configuration.
         install(get_settings().header_timeout_s)
         return PathGuard(super().to_asgi(is_main))
@@ -43,25 +45,18 @@ class BotfilterService:
     """Online bot scoring of email/SMS opens and clicks."""
 
     def __init__(self) -> None:
-        from botfilter.settings import get_settings
-        from serving import runtime
-
         self.runtime = runtime.start(get_settings())
 
     @bentoml.on_shutdown
     def _close(self) -> None:
-        from serving import runtime
-
         runtime.set_current(None)
         self.runtime.close()
 
     def __metrics__(self, content: str) -> str:
-        from botfilter.settings import get_settings
-        from monitoring.run import gauges
-        from serving.metrics import with_bot_share
-
         # The drift gauges come from the latest `botfilter monitor` report under the data home.
         return with_bot_share(content) + gauges(get_settings().home)
 
 
-BotfilterService.add_asgi_middleware(Gate)
+# The decorators turned the class into a bentoml.Service; mypy keeps a decorated class's own type.
+bento_service = cast("bentoml.Service[BotfilterService]", BotfilterService)
+bento_service.add_asgi_middleware(Gate)

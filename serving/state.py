@@ -37,7 +37,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from botfilter.redact import one_line, redact
+from core.errors import BotfilterError
+from core.redact import one_line, redact
 
 NS = 1_000_000_000
 log = logging.getLogger("botfilter.serving")
@@ -76,6 +77,11 @@ class NewEvent(NamedTuple):
     score: dict[str, Any]
 
 
+# What the state reads (by unpacking): a KeyRange / NewEvent, or a plain tuple in its order.
+KeyRangeTuple = tuple[str, int | None, int | None]
+NewEventTuple = tuple[str, int, tuple[Any, ...], str, tuple[str, ...], dict[str, Any]]
+
+
 @dataclass(frozen=True)
 class Lookup:
     """What the state knows for one request."""
@@ -97,11 +103,11 @@ class WindowState(ABC):
         self.burst_s = burst_s
 
     @abstractmethod
-    def lookup(self, event_ids: Sequence[str], ranges: Sequence[KeyRange]) -> Lookup:
+    def lookup(self, event_ids: Sequence[str], ranges: Sequence[KeyRangeTuple]) -> Lookup:
         """Stored scores of ``event_ids`` and the rows of every event in ``ranges``."""
 
     @abstractmethod
-    def put(self, events: Sequence[NewEvent]) -> dict[str, dict[str, Any]]:
+    def put(self, events: Sequence[NewEventTuple]) -> dict[str, dict[str, Any]]:
         """Remember ``events``; return the stored score per id (the first writer's wins)."""
 
     @abstractmethod
@@ -192,7 +198,7 @@ class MemoryState(WindowState):
         self._newest = -(2**63)
         self._generation = 0
 
-    def lookup(self, event_ids: Sequence[str], ranges: Sequence[KeyRange]) -> Lookup:
+    def lookup(self, event_ids: Sequence[str], ranges: Sequence[KeyRangeTuple]) -> Lookup:
         with self._lock:
             scores = {e: self._scores[e] for e in event_ids if e in self._scores}
             rows: dict[str, tuple[Any, ...]] = {}
@@ -206,7 +212,7 @@ class MemoryState(WindowState):
                             rows[eid] = self._rows[eid]
             return Lookup(scores, rows)
 
-    def put(self, events: Sequence[NewEvent]) -> dict[str, dict[str, Any]]:
+    def put(self, events: Sequence[NewEventTuple]) -> dict[str, dict[str, Any]]:
         stored: dict[str, dict[str, Any]] = {}
         messages: dict[str, list[tuple[int, str]]] = {}
         bursts: dict[str, list[tuple[int, str]]] = {}
@@ -246,19 +252,17 @@ class MemoryState(WindowState):
         while self._message_log and self._message_log[0][0] < horizon:
             _, key = self._message_log.popleft()
             items = self._messages.get(key)
-            cut = _cut(items, horizon) if items is not None else 0
-            if cut:
-                for _, eid in items[:cut]:  # type: ignore[index]
+            if items is not None and (cut := _cut(items, horizon)):
+                for _, eid in items[:cut]:
                     self._rows.pop(eid, None)
                     self._scores.pop(eid, None)
-                self._keep(self._messages, key, items[cut:])  # type: ignore[index]
+                self._keep(self._messages, key, items[cut:])
         horizon = self._newest - self.burst_s * NS
         while self._burst_log and self._burst_log[0][0] < horizon:
             _, key = self._burst_log.popleft()
             items = self._bursts.get(key)
-            cut = _cut(items, horizon) if items is not None else 0
-            if cut:
-                self._keep(self._bursts, key, items[cut:])  # type: ignore[index]
+            if items is not None and (cut := _cut(items, horizon)):
+                self._keep(self._bursts, key, items[cut:])
 
     @staticmethod
     def _keep(index: dict[str, Items], key: str, items: Items) -> None:
@@ -331,6 +335,8 @@ class RedisState(WindowState):
         prefix: str = "botfilter:",
     ) -> None:
         super().__init__(history_s, burst_s)
+        # redis is imported on use in this class only: an API without BOTFILTER_REDIS_URL (the
+        # in-memory state) and `botfilter serve --help` never load it (0.5 s, -X importtime).
         import redis
 
         self.url = url
@@ -462,11 +468,11 @@ class RedisState(WindowState):
         self._follower = threading.Thread(target=run, name="botfilter-log-follower", daemon=True)
         self._follower.start()
 
-    def lookup(self, event_ids: Sequence[str], ranges: Sequence[KeyRange]) -> Lookup:
+    def lookup(self, event_ids: Sequence[str], ranges: Sequence[KeyRangeTuple]) -> Lookup:
         self.catch_up()
         return self._mirror.lookup(event_ids, ranges)
 
-    def put(self, events: Sequence[NewEvent]) -> dict[str, dict[str, Any]]:
+    def put(self, events: Sequence[NewEventTuple]) -> dict[str, dict[str, Any]]:
         from redis.exceptions import NoScriptError, RedisError
 
         stored: dict[str, dict[str, Any]] = {}
@@ -557,7 +563,6 @@ def make_state(
     the shared log), else in process."""
     if not redis_url:
         return MemoryState(history_s, burst_s)
-    from botfilter.errors import BotfilterError
 
     state = RedisState(redis_url, history_s, burst_s, prefix)
     deadline = time.monotonic() + wait_s

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
+
+from core.errors import BotfilterError
 
 
 def simulate(
@@ -26,11 +28,11 @@ def simulate(
     ),
 ) -> None:
     """Write a labelled synthetic data directory (email and SMS, bots and people)."""
+    # Imported on use: rich and simulation.core (pandas, numba) add 1 s to `botfilter --help`.
     from rich.console import Console
     from rich.table import Table
 
-    from botfilter.errors import BotfilterError
-    from botfilter.settings import get_settings
+    from core.settings import get_settings
 
     from .config import SimConfig
     from .core import simulate as run
@@ -41,8 +43,6 @@ def simulate(
     except ValueError as exc:
         raise BotfilterError(f"--end {end!r} is not an ISO-8601 timestamp") from exc
     if end_at.tzinfo is None:
-        from datetime import UTC
-
         end_at = end_at.replace(tzinfo=UTC)
     overrides: dict[str, object] = {"end": end_at}
     if contacts is not None:

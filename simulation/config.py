@@ -14,9 +14,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
-from botfilter.errors import BotfilterError
+from core.errors import BotfilterError
 
 # Public sources, referenced by key from the knobs below.
 SOURCES: dict[str, str] = {
@@ -113,7 +114,7 @@ def knob(default: Any, doc: str, source: str, **kw: Any) -> Any:
         raise KeyError(source)
     meta = {"doc": doc, "source": source}
     if isinstance(default, dict | list):
-        return field(default_factory=lambda d=default: _copy(d), metadata=meta, **kw)
+        return field(default_factory=partial(_copy, default), metadata=meta, **kw)
     return field(default=default, metadata=meta, **kw)
 
 

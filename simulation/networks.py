@@ -14,10 +14,11 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+import crawleruseragents
 import numpy as np
 import pandas as pd
 
-from botfilter.errors import BotfilterError
+from core.errors import BotfilterError
 from features.enrichment.reference import Reference
 
 _U64 = np.uint64
@@ -99,7 +100,8 @@ def format_ipv4(ints: np.ndarray) -> np.ndarray:
     parts = [
         pd.Series(((a >> _U64(s)) & _U64(255)).astype(np.int64)).astype(str) for s in (24, 16, 8, 0)
     ]
-    return parts[0].str.cat(parts[1:], sep=".").to_numpy(dtype=object)
+    # pandas-stubs reject a list of Series as ``others``, which str.cat documents and takes.
+    return parts[0].str.cat(parts[1:], sep=".").to_numpy(dtype=object)  # type: ignore[arg-type]
 
 
 def format_ipv6(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
@@ -114,8 +116,8 @@ def format_ipv6(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
         [(hi[:, None] >> shifts) & _U64(0xFFFF), (lo[:, None] >> shifts) & _U64(0xFFFF)], axis=1
     ).astype(np.int64)
     zero = groups == 0
-    run = np.zeros(n, dtype=np.int64)
-    longest = np.zeros(n, dtype=np.int64)
+    run: np.ndarray = np.zeros(n, dtype=np.int64)
+    longest: np.ndarray = np.zeros(n, dtype=np.int64)
     for col in range(8):  # 8 groups, vectorised over addresses
         run = np.where(zero[:, col], run + 1, 0)
         longest = np.maximum(longest, run)
@@ -124,7 +126,8 @@ def format_ipv6(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
     hexes = _hextets()
     if simple.any():
         cols = [pd.Series(hexes[groups[simple, c]]) for c in range(8)]
-        out[simple] = cols[0].str.cat(cols[1:], sep=":").to_numpy(dtype=object)
+        # pandas-stubs reject a list of Series as ``others``, which str.cat documents and takes.
+        out[simple] = cols[0].str.cat(cols[1:], sep=":").to_numpy(dtype=object)  # type: ignore[arg-type]
     for i in np.flatnonzero(~simple):  # rare: addresses with '::'
         out[i] = str(ipaddress.IPv6Address((int(hi[i]) << 64) | int(lo[i])))
     return out
@@ -178,7 +181,7 @@ class Networks:
         if n == 0:
             return np.empty(0, dtype=object), np.empty(0, dtype=np.int64)
         if not ranges.has_v6:
-            v6 = np.zeros(n, dtype=bool)
+            v6: np.ndarray = np.zeros(n, dtype=bool)
         elif not ranges.has_v4:
             v6 = np.ones(n, dtype=bool)
         else:
@@ -369,8 +372,6 @@ def outdated_chrome_uas(rng: np.random.Generator, n: int) -> np.ndarray:
 @functools.lru_cache(maxsize=1)
 def crawler_user_agents() -> dict[str, tuple[str, ...]]:
     """Crawler UA instances from the crawler-user-agents package: googlebot, bingbot, other."""
-    import crawleruseragents
-
     out: dict[str, list[str]] = {"googlebot": [], "bingbot": [], "other": []}
     for entry in crawleruseragents.CRAWLER_USER_AGENTS_DATA:
         pattern = entry.get("pattern", "")

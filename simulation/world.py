@@ -13,7 +13,14 @@ import numpy as np
 import pandas as pd
 
 from .config import GATEWAYS, SimConfig
-from .networks import IpTable, Networks, StringTable, apple_mail_ua, outdated_chrome_uas
+from .networks import (
+    IpTable,
+    Networks,
+    StringTable,
+    apple_mail_ua,
+    crawler_user_agents,
+    outdated_chrome_uas,
+)
 
 MS = 1000
 DAY_MS = 86_400_000
@@ -386,7 +393,9 @@ def jittered(cfg: SimConfig, rng: np.random.Generator) -> SimConfig:
 def _names(rng: np.random.Generator, n: int, with_suffix: bool) -> np.ndarray:
     """Distinct made-up organisation names (``harborpine-logistics`` style)."""
     a = np.asarray(_WORDS, dtype=object)
-    out, seen, i = [], set(), 0
+    out: list[str] = []
+    seen: set[str] = set()
+    i = 0
     while len(out) < n:  # per name (hundreds), not per event
         first, second = a[rng.integers(len(a))], a[rng.integers(len(a))]
         name = f"{first}{second}"
@@ -465,7 +474,6 @@ def _shared_pools(
     add_uas("desktop", *nets.browser_uas(r".", "desktop"))
     add_uas("win_chrome", *nets.browser_uas(r"Windows NT 10\.0.*Chrome/", "desktop"))
     p["ua_http"] = uas.add(list(cfg.http_clients))
-    from .networks import crawler_user_agents
 
     crawlers = crawler_user_agents()
     for key in ("googlebot", "bingbot", "other"):
@@ -534,9 +542,9 @@ def _domains(
 
     scanner_ips = np.zeros((n, 3), dtype=np.int64)
     scanner_ua = np.full(n, UA_NONE, dtype=np.int64)
-    isolation = np.zeros(n, dtype=bool)
-    isolation_ip = np.zeros(n, dtype=np.int64)
-    isolation_same_ip = np.zeros(n, dtype=bool)
+    isolation: np.ndarray = np.zeros(n, dtype=bool)
+    isolation_ip: np.ndarray = np.zeros(n, dtype=np.int64)
+    isolation_same_ip: np.ndarray = np.zeros(n, dtype=bool)
     styles = np.zeros(n, dtype=np.int64)
     for g in gw_names:
         m = np.flatnonzero(gateway == gw_names.index(g))
@@ -916,11 +924,11 @@ def _messages(
             count = rng.poisson(rate * days, size=eligible.size)
             who = np.repeat(eligible, count)
             # Triggers follow people's waking hours: a day, then a local hour biased to daytime.
-            day = rng.integers(0, days, size=who.size)
+            days_in = rng.integers(0, days, size=who.size)
             local_h = np.clip(rng.normal(14.0, 4.0, size=who.size), 6.0, 23.9)
             when = (
                 start_ms
-                + day * DAY_MS
+                + days_in * DAY_MS
                 + (((local_h - t_offset[t]) % 24) * 3_600_000).astype(np.int64)
             )
             parts_c.append(who)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import sqlalchemy as sa
 
-from botfilter.settings import Settings
+from core.settings import Settings
+from jobs.metrics import Partitions
+from jobs.worker import CycleResult
+from tests import frames, worlds
 
 # The MLflow variables as the session found them (set by the user, or not at all).
 _MLFLOW_ENV = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
@@ -43,7 +52,99 @@ def pg_url() -> str:
     )
 
 
+@contextlib.contextmanager
+def _fresh_schema(base: str) -> Iterator[str]:
+    """A URL of ``base`` whose search_path is a new schema, dropped afterwards."""
+    schema = f"bf_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_schema(pg_url: str) -> Callable[[], contextlib.AbstractContextManager[str]]:
+    """Opens a PostgreSQL URL on a fresh schema (dropped on exit), for tests of any scope."""
+    return functools.partial(_fresh_schema, pg_url)
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """Redis URL for integration tests (CI starts the server)."""
     return os.environ.get("BOTFILTER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+# --- shared builders, handed out as fixtures so that no test module imports another -----------
+
+
+@pytest.fixture(scope="session")
+def messages() -> Callable[[list[tuple]], pd.DataFrame]:
+    """Builds a messages frame from (id, tenant, channel, campaign, automation, contact, domain,
+    sent, delivered) rows."""
+    return frames.messages
+
+
+@pytest.fixture(scope="session")
+def events() -> Callable[[list[tuple]], pd.DataFrame]:
+    """Builds an events frame from (event_id, message_id, type, occurred_at[, tenant]) rows."""
+    return frames.events
+
+
+@pytest.fixture(scope="session")
+def scores() -> Callable[..., pd.DataFrame]:
+    """Builds a scores table from {event_id: is_bot} (and optional reasons)."""
+    return frames.scores
+
+
+@pytest.fixture(scope="session")
+def tenant_scores() -> Callable[[], pd.DataFrame]:
+    """Builds scores of event e1 in two tenants (a bot in t1, a person in t2)."""
+    return frames.tenant_scores
+
+
+@pytest.fixture(scope="session")
+def computed_partitions() -> Callable[..., Partitions]:
+    """Builds one tenant's partitions of two emails and an SMS."""
+    return frames.computed
+
+
+@pytest.fixture(scope="session")
+def write_partitions() -> Callable[..., int]:
+    """Stores one tenant's computed partitions (only the given channels)."""
+    return frames.write
+
+
+@pytest.fixture(scope="session")
+def random_world() -> Callable[..., dict[str, pd.DataFrame]]:
+    """Builds a random labelled world full of edge cases (seed, as_of, n)."""
+    return worlds.random_world
+
+
+@pytest.fixture(scope="session")
+def label_scores() -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """Builds a scores table straight from the events' labels."""
+    return worlds.label_scores
+
+
+@pytest.fixture(scope="session")
+def console_env() -> Callable[..., contextlib.AbstractContextManager[dict]]:
+    """Opens the console's tiny store, tokens and app (a context manager over a root dir)."""
+    return worlds.console_env
+
+
+@pytest.fixture(scope="session")
+def console_cycle() -> Callable[..., CycleResult]:
+    """Runs one worker cycle on the console's tiny store at its clock."""
+    return worlds.cycle
+
+
+@pytest.fixture(scope="session")
+def console_now() -> pd.Timestamp:
+    """The console world's clock (its worker cycles run at this hour)."""
+    return worlds.NOW

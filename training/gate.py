@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from training.report import EvaluationReport
+
 
 @dataclass(frozen=True)
 class GateThresholds:
@@ -27,53 +29,62 @@ GATE = GateThresholds()
 
 
 @dataclass(frozen=True)
+class GateNumbers:
+    """The few numbers of an evaluation report the gate looks at."""
+
+    pr_auc: float
+    precision: float
+    recall: float
+    human_fpr: float
+    ctr_mae_pp: float
+
+    @classmethod
+    def of(cls, report: EvaluationReport) -> GateNumbers:
+        return cls(
+            pr_auc=report.pr_auc,
+            precision=report.overall.model.precision,
+            recall=report.overall.model.recall,
+            human_fpr=report.human_fpr.model,
+            ctr_mae_pp=report.campaign_metric_error.model.ctr_mae_pp,
+        )
+
+
+@dataclass(frozen=True)
 class GateDecision:
     """The gate's verdict and the numbers it was made on."""
 
     promote: bool
-    reasons: list[str]
-    candidate: dict[str, float]
-    champion: dict[str, float] | None
+    reasons: tuple[str, ...]
+    candidate: GateNumbers
+    champion: GateNumbers | None
 
     def as_dict(self) -> dict[str, Any]:
+        """Plain JSON (logged as ``gate_decision.json``)."""
         return asdict(self)
 
 
-def gate_numbers(report: dict[str, Any]) -> dict[str, float]:
-    """The few numbers of an evaluation report the gate looks at."""
-    return {
-        "pr_auc": report["pr_auc"],
-        "precision": report["overall"]["model"]["precision"],
-        "recall": report["overall"]["model"]["recall"],
-        "human_fpr": report["human_fpr"]["model"],
-        "ctr_mae_pp": report["campaign_metric_error"]["model"]["ctr_mae_pp"],
-    }
-
-
 def decide(
-    candidate: dict[str, float], champion: dict[str, float] | None, gate: GateThresholds = GATE
+    candidate: GateNumbers, champion: GateNumbers | None, gate: GateThresholds = GATE
 ) -> GateDecision:
-    """Apply the gate: absolute floors, then no regression against the champion."""
+    """Apply the gate: absolute floors, then no regression against the champion (whose numbers
+    must come from the same evaluation data as the candidate's)."""
+    c = candidate
     fails: list[str] = []
-    if not candidate["pr_auc"] >= gate.min_pr_auc:
-        fails.append(f"pr_auc {candidate['pr_auc']:.4f} < {gate.min_pr_auc}")
-    if not candidate["precision"] >= gate.min_precision:
-        fails.append(f"precision {candidate['precision']:.4f} < {gate.min_precision}")
-    if not candidate["recall"] >= gate.min_recall:
-        fails.append(f"recall {candidate['recall']:.4f} < {gate.min_recall}")
-    if not candidate["human_fpr"] <= gate.max_human_fpr:
-        fails.append(f"human_fpr {candidate['human_fpr']:.4f} > {gate.max_human_fpr}")
+    if not c.pr_auc >= gate.min_pr_auc:
+        fails.append(f"pr_auc {c.pr_auc:.4f} < {gate.min_pr_auc}")
+    if not c.precision >= gate.min_precision:
+        fails.append(f"precision {c.precision:.4f} < {gate.min_precision}")
+    if not c.recall >= gate.min_recall:
+        fails.append(f"recall {c.recall:.4f} < {gate.min_recall}")
+    if not c.human_fpr <= gate.max_human_fpr:
+        fails.append(f"human_fpr {c.human_fpr:.4f} > {gate.max_human_fpr}")
     if champion is not None:
-        if candidate["pr_auc"] < champion["pr_auc"] - gate.max_pr_auc_drop:
-            fails.append(
-                f"pr_auc {candidate['pr_auc']:.4f} below champion {champion['pr_auc']:.4f}"
-            )
-        if candidate["ctr_mae_pp"] > champion["ctr_mae_pp"] + gate.max_ctr_mae_increase_pp:
-            fails.append(
-                f"ctr_mae_pp {candidate['ctr_mae_pp']:.3f} above champion {champion['ctr_mae_pp']:.3f}"
-            )
-    ok = ["no champion yet"] if champion is None else ["at least as good as the champion"]
-    return GateDecision(not fails, fails or ok, candidate, champion)
+        if c.pr_auc < champion.pr_auc - gate.max_pr_auc_drop:
+            fails.append(f"pr_auc {c.pr_auc:.4f} below champion {champion.pr_auc:.4f}")
+        if c.ctr_mae_pp > champion.ctr_mae_pp + gate.max_ctr_mae_increase_pp:
+            fails.append(f"ctr_mae_pp {c.ctr_mae_pp:.3f} above champion {champion.ctr_mae_pp:.3f}")
+    ok = "no champion yet" if champion is None else "at least as good as the champion"
+    return GateDecision(not fails, tuple(fails) or (ok,), candidate, champion)
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pandas as pd
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import precision_recall_curve
 
 
-def _plt():
+def _plt() -> ModuleType:
+    """pyplot on the file-only backend. Imported here, not at the top: pyplot costs 1.5 s and
+    `botfilter promote` imports this module (through training.tracking) without drawing; and
+    the backend must be chosen before pyplot is imported, which is no side effect for import."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -19,8 +25,6 @@ def _plt():
 
 def pr_curve(y: np.ndarray, proba: np.ndarray, groups: pd.Series, path: Path) -> Path:
     """Precision-recall curves, overall and per channel x type."""
-    from sklearn.metrics import precision_recall_curve
-
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 5))
     for name, idx in [("all", np.arange(len(y)))] + sorted(groups.groupby(groups).indices.items()):
@@ -41,8 +45,6 @@ def pr_curve(y: np.ndarray, proba: np.ndarray, groups: pd.Series, path: Path) ->
 
 def calibration(y: np.ndarray, proba: np.ndarray, path: Path) -> Path:
     """Reliability diagram: mean predicted probability against observed bot share."""
-    from sklearn.calibration import calibration_curve
-
     plt = _plt()
     frac, mean = calibration_curve(y, proba, n_bins=15, strategy="quantile")
     fig, ax = plt.subplots(figsize=(5, 5))

@@ -28,6 +28,20 @@ document.addEventListener("DOMContentLoaded", () => {
     });
     dialog.addEventListener("cancel", cancel);  // Escape closes the dialog too
   }
+  const lists = document.getElementById("list-form");
+  if (lists) {
+    document.getElementById("dry-run").addEventListener("click", async () => {
+      const out = document.getElementById("dryrun-result");
+      if (!lists.reportValidity()) return;
+      out.textContent = "Computing the dry run…";
+      const resp = await fetch(lists.dataset.dryrun, {
+        method: "POST",
+        body: new FormData(lists),  // carries the CSRF token
+        credentials: "same-origin",
+      });
+      out.innerHTML = resp.ok || resp.status === 422 ? await resp.text() : "The dry run is not available.";
+    });
+  }
   const status = document.getElementById("status");
   if (status && status.dataset.poll) {
     setInterval(async () => {

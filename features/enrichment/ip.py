@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from botfilter.errors import BotfilterError
+from core.errors import BotfilterError
 
 from .reference import Reference
 
@@ -199,6 +199,7 @@ def _packed(value: object) -> bytes:
     the IPv4 address it carries because that is the requester's network.
     """
     try:
+        # Any object is tried: inet_pton's TypeError on a non-str is the cheap "not text" test.
         return _pton(_AF_INET, value)  # type: ignore[arg-type]
     except (OSError, TypeError, ValueError, UnicodeError):
         pass
@@ -290,10 +291,10 @@ def cidr_ranges(cidrs: Iterable[str]) -> tuple[np.ndarray, np.ndarray, np.ndarra
             value = int(ipaddress.IPv6Address(addr_list[i]))
         except ValueError as exc:
             raise BotfilterError(f"bad IPv6 CIDR in reference networks: {exc}") from exc
-        plen = int(plens[i])
-        if not 0 <= plen <= 128:
-            raise BotfilterError(f"bad IPv6 prefix length in reference networks: /{plen}")
-        host6 = (1 << (128 - plen)) - 1
+        plen6 = int(plens[i])
+        if not 0 <= plen6 <= 128:
+            raise BotfilterError(f"bad IPv6 prefix length in reference networks: /{plen6}")
+        host6 = (1 << (128 - plen6)) - 1
         s6.append(value & ~host6)
         e6.append((value & ~host6) | host6)
     return s4, e4, np.array(s6, dtype=object), np.array(e6, dtype=object)

@@ -16,7 +16,7 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 
-from botfilter.errors import BotfilterError
+from core.errors import BotfilterError
 
 from .vendor import ASN_FILE, DATA_DIR, NETWORKS_FILE, ORGS_FILE, USER_AGENTS_FILE, read_json_gz
 

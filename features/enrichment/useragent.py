@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from .ip import distinct
 from .reference import Reference
+
+if TYPE_CHECKING:
+    from ua_parser.core import Matcher, UserAgent
 
 # The feature columns produced by UaParser.parse, defined once: (name, dtype, description).
 UA_FEATURES: tuple[tuple[str, str, str], ...] = (
@@ -222,7 +225,9 @@ class UaParser:
     """Parses User-Agent strings into the UA_FEATURES columns, each distinct UA once."""
 
     def __init__(self, reference: Reference, cache_size: int = 200_000) -> None:
-        # Heavy third-party imports and regex compilation happen here, not at module import.
+        # Heavy third-party imports and regex compilation happen here, not at module import:
+        # ua_parser and the crawler lists cost about 0.2 s (-X importtime), which importers that
+        # never parse a User-Agent (features.definitions, for the column names) do not pay.
         import crawleruseragents
         from ua_parser import BestAvailableResolver, load_lazy_builtins
         from ua_parser.core import Domain
@@ -238,7 +243,9 @@ class UaParser:
         def resolver(patterns: list[str], flags: str = "") -> Any:
             kept = [_REWRITTEN_PATTERNS.get(p, p) for p in patterns]
             kept = [p for p in kept if p not in DROPPED_CRAWLER_PATTERNS]
-            matchers = [UserAgentMatcher(flags + p, family="crawler") for p in kept]
+            matchers: list[Matcher[UserAgent]] = [
+                UserAgentMatcher(flags + p, family="crawler") for p in kept
+            ]
             return BestAvailableResolver((matchers, [], []))
 
         cua = [entry["pattern"] for entry in crawleruseragents.CRAWLER_USER_AGENTS_DATA]

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from botfilter.errors import BotfilterError
+from core.errors import BotfilterError
 from serving.state import KeyRange, NewEvent, RedisState, StateUnavailable, make_state
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis]

@@ -196,7 +196,7 @@ def test_a_broken_event_is_answered_in_place(server, items) -> None:
 def test_reload_swaps_the_champion_without_failed_requests(server, world, items) -> None:
     from mlflow import MlflowClient
 
-    from botfilter.settings import Settings
+    from core.settings import Settings
     from scoring.registry import configure_mlflow
 
     env = world["env"]

@@ -1,7 +1,5 @@
 """User errors of the model commands: one clear line on stderr and a non-zero exit."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,12 +9,6 @@ from simulation import simulate
 pytestmark = pytest.mark.integration
 
 
-def run(args: list[str], home: Path) -> subprocess.CompletedProcess:
-    exe = Path(sys.executable).with_name("botfilter")
-    env = {"BOTFILTER_HOME": str(home), "PATH": "/usr/bin:/bin"}
-    return subprocess.run([str(exe), *args], env=env, capture_output=True, text=True, timeout=300)
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cli") / "data"
@@ -24,8 +16,8 @@ def data(tmp_path_factory) -> Path:
     return out
 
 
-def test_score_without_champion_fails_with_one_line(data, tmp_path):
-    proc = run(
+def test_score_without_champion_fails_with_one_line(cli, data, tmp_path):
+    proc = cli(
         ["score", "--data", str(data), "--out", str(tmp_path / "s.parquet")], tmp_path / "home"
     )
     assert proc.returncode == 2
@@ -37,17 +29,17 @@ def test_score_without_champion_fails_with_one_line(data, tmp_path):
     )
 
 
-def test_score_rejects_unknown_extension_and_engine(data, tmp_path):
-    proc = run(["score", "--data", str(data), "--out", str(tmp_path / "s.txt")], tmp_path / "home")
+def test_score_rejects_unknown_extension_and_engine(cli, data, tmp_path):
+    proc = cli(["score", "--data", str(data), "--out", str(tmp_path / "s.txt")], tmp_path / "home")
     assert proc.returncode == 2 and "must end in .parquet or .csv" in proc.stderr
-    proc = run(
+    proc = cli(
         ["score", "--data", str(data), "--out", str(tmp_path / "s.csv"), "--engine", "dask"],
         tmp_path / "home",
     )
     assert proc.returncode == 2 and "choose local or spark" in proc.stderr
 
 
-def test_train_needs_labels(data, tmp_path):
+def test_train_needs_labels(cli, data, tmp_path):
     import pandas as pd
 
     unlabelled = tmp_path / "unlabelled"
@@ -57,7 +49,7 @@ def test_train_needs_labels(data, tmp_path):
     pd.read_parquet(data / "events.parquet").drop(columns=["label", "bot_kind"]).to_parquet(
         unlabelled / "events.parquet"
     )
-    proc = run(["train", "--data", str(unlabelled)], tmp_path / "home")
+    proc = cli(["train", "--data", str(unlabelled)], tmp_path / "home")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert "training needs a label" in proc.stderr

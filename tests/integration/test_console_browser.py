@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.console_world import console_env, cycle
-
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = "/usr/bin/chromium"
@@ -36,7 +34,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(console_env, tmp_path_factory):
     """A console server on a tiny store, in a thread; its URL, tokens and store."""
     with console_env(tmp_path_factory.mktemp("browser")) as env:
         yield from _serve(env)
@@ -119,7 +117,7 @@ def test_other_tenant_is_404(page, server) -> None:
             assert resp.status == 404
 
 
-def test_toggle_with_preview_then_recompute(page, server, shots) -> None:
+def test_toggle_with_preview_then_recompute(console_cycle, page, server, shots) -> None:
     page.goto(server["url"] + "/t/t1/campaigns")
     before = _shown_open_rates(page)
     page.goto(server["url"] + "/t/t1/settings")
@@ -134,7 +132,7 @@ def test_toggle_with_preview_then_recompute(page, server, shots) -> None:
     page.wait_for_url("**/t/t1/settings")
     assert page.is_checked("#toggle-email")
     assert page.locator("#status td.state").first.inner_text() == "queued"
-    assert cycle(server["store"], server["settings"], server["data"]).status == "succeeded"
+    assert console_cycle(server["store"], server["settings"], server["data"]).status == "succeeded"
     # the status refreshes itself (polling), without a reload
     page.locator("#status td.state.done").first.wait_for(timeout=10_000)
     page.screenshot(path=str(shots / "settings-done.png"), full_page=True)
@@ -177,6 +175,44 @@ def test_pages_and_csv_export(page, server, shots) -> None:
     assert all(float(r["bot_score"]) == 0.95 and r["reasons"] for r in rows)
     first = page.locator("#bots tbody tr").first.locator("td").all_inner_texts()
     assert first[4] == rows[0]["reasons"] and first[5] == rows[0]["network"]
+
+
+def test_list_entry_with_its_dry_run(page, server, shots) -> None:
+    page.goto(server["url"] + "/t/t1/lists")
+    assert page.locator("p.empty").first.inner_text() == "No entries yet."
+    page.select_option("#entry-list", "block")
+    page.select_option("#entry-kind", "ip")
+    page.fill("#entry-value", "8.8.8.0/24")
+    page.fill("#entry-note", "a resolver, not a person")
+    page.click("#dry-run")
+    result = page.locator("#dryrun")
+    result.wait_for()
+    changed = int(result.get_attribute("data-changed"))
+    assert changed > 0
+    to_bot = result.locator("tr[data-channel=email] td.to-bot").inner_text()
+    assert to_bot != "0 / 0"
+    page.screenshot(path=str(shots / "lists-dry-run.png"), full_page=True)
+    assert page.locator("#entries").count() == 0  # a dry run saves nothing
+    page.click("#save-entry")
+    page.wait_for_url("**/t/t1/lists")
+    row = page.locator("#entries tbody tr").first
+    assert "8.8.8.0/24" in row.inner_text() and "block" in row.inner_text()
+    assert page.locator("#list-audit tbody tr").first.locator("td").nth(2).inner_text() == "add"
+    page.screenshot(path=str(shots / "lists.png"), full_page=True)
+
+
+def test_model_page_for_admin(browser, server, shots) -> None:
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    pg = context.new_page()
+    try:
+        pg.goto(server["url"] + "/login")
+        pg.fill("input[name=token]", server["admin"])
+        pg.click("button[type=submit]")
+        pg.goto(server["url"] + "/model")
+        assert pg.locator("h1").inner_text() == "Model"
+        pg.screenshot(path=str(shots / "model.png"), full_page=True)
+    finally:
+        context.close()
 
 
 def test_no_browser_console_errors(page) -> None:

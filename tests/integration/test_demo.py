@@ -37,13 +37,13 @@ def _console_opens_on_the_demo_store(home: Path, out: str) -> None:
 
     from fastapi.testclient import TestClient
 
-    from botfilter.settings import Settings
     from console.app import create_app
+    from core.settings import Settings
 
-    assert f"BOTFILTER_HOME={home.resolve()} botfilter console --data" in out
+    assert f"BOTFILTER_HOME={home.resolve()} botfilter console\n" in out
     token = re.search(r"^(bf_\S+)$", out, re.M).group(1)
     tenant = re.search(r"log in with this token for tenant (\S+)", out).group(1)
-    client = TestClient(create_app(Settings(home=home), data_dir=home / "demo" / "live"))
+    client = TestClient(create_app(Settings(home=home)))
     csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text).group(1)
     assert client.post("/login", data={"token": token, "csrf": csrf}).status_code == 200
     campaigns = client.get(f"/t/{tenant}/campaigns")

@@ -6,14 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from botfilter.settings import Settings
 from contract.validate import validate_tables
+from core.settings import Settings
 from features.pipeline import Enrichers, event_context
-from jobs.recompute import recompute
+from jobs.recompute import RecomputeOptions, recompute
 from jobs.store import Store
 from scoring.batch import score_context
 from simulation import generate
-from training.train import fit_model, prepare
+from training.fit import fit_model, prepare
 
 pytestmark = pytest.mark.integration
 
@@ -38,10 +38,9 @@ def test_new_events_scored_with_full_message_history(tmp_path: Path) -> None:
         {"messages": world.messages, "events": events[events["occurred_at"] < cut]}
     )
     store = Store(f"sqlite:///{tmp_path / 'metrics.db'}")
-    recompute(store, settings, early, as_of=as_of, scorer=scorer, model_version=model.version)
-    second = recompute(
-        store, settings, world, as_of=as_of, scorer=scorer, model_version=model.version
-    )
+    options = RecomputeOptions(as_of=as_of, scorer=scorer, model_version=model.version)
+    recompute(store, settings, early, options)
+    second = recompute(store, settings, world, options)
     assert second.scores_source == "store+scored"
 
     tenants = sorted(world.messages["tenant_id"].unique())

@@ -9,7 +9,6 @@ import pytest
 
 from labelling.functions import LF_NAMES
 from simulation import simulate
-from tests.integration.test_cli_errors import run
 
 pytestmark = pytest.mark.integration
 
@@ -21,9 +20,9 @@ def data(tmp_path_factory) -> Path:
     return out
 
 
-def test_label_writes_votes_probabilities_and_report(data, tmp_path):
+def test_label_writes_votes_probabilities_and_report(cli, data, tmp_path):
     out = tmp_path / "weak.parquet"
-    proc = run(["label", "--data", str(data), "--out", str(out)], tmp_path / "home")
+    proc = cli(["label", "--data", str(data), "--out", str(out)], tmp_path / "home")
     assert proc.returncode == 0, proc.stderr
     table = pd.read_parquet(out)
     events = pd.read_parquet(data / "events.parquet")
@@ -50,8 +49,8 @@ def test_label_writes_votes_probabilities_and_report(data, tmp_path):
     assert "labelling functions" in proc.stdout
 
 
-def test_label_rejects_a_bad_extension_in_one_line(data, tmp_path):
-    proc = run(["label", "--data", str(data), "--out", str(tmp_path / "w.txt")], tmp_path / "h")
+def test_label_rejects_a_bad_extension_in_one_line(cli, data, tmp_path):
+    proc = cli(["label", "--data", str(data), "--out", str(tmp_path / "w.txt")], tmp_path / "h")
     assert proc.returncode == 2
     assert (
         proc.stderr.strip()

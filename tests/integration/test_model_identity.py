@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from botfilter.settings import Settings
 from contract.validate import validate_tables
+from core.settings import Settings
 from features.definitions import FEATURE_NAMES
-from jobs.recompute import recompute
+from jobs.recompute import RecomputeOptions, recompute
 from jobs.store import Store
 from scoring.batch import score_validated
 from scoring.model import METADATA_FILE, BotModel
@@ -126,11 +126,12 @@ def test_stored_scores_of_another_registry_are_not_reused(two_registries, tmp_pa
     world = validate_tables(generate(tenants=1, days=2, seed=5))
     as_of = pd.to_datetime(world.events["occurred_at"]).max().ceil("D")
     store = Store(f"sqlite:///{first.home / 'metrics.db'}")
-    one = recompute(store, first, world, as_of=as_of)
+    options = RecomputeOptions(as_of=as_of)
+    one = recompute(store, first, world, options)
     assert one.scores_source == "scored"
-    two = recompute(store, second, world, as_of=as_of)
+    two = recompute(store, second, world, options)
     assert two.scores_source == "scored"  # the first registry's botfilter/1 scores stay unused
-    again = recompute(store, second, world, as_of=as_of)
+    again = recompute(store, second, world, options)
     assert again.scores_source == "store"
     tenants = sorted(world.messages["tenant_id"].unique())
     stored_b = store.load_scores(tenants, load_model(second, compile=False).model_id)

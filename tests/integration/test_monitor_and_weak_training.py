@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from botfilter.settings import Settings
+from core.settings import Settings
 from labelling.label import hide_labels
 from simulation import SimConfig, simulate
-from tests.integration.test_cli_errors import run
 from training.train import train
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -30,22 +29,22 @@ def setup(tmp_path_factory) -> dict[str, Path]:
     return {"root": root, "home": home, "settings": settings, "first": first}
 
 
-def test_monitor_is_quiet_on_a_world_drawn_like_the_training_one(setup):
+def test_monitor_is_quiet_on_a_world_drawn_like_the_training_one(cli, setup):
     model = ["--model", f"models:/{setup['first'].version}"]  # whatever is champion by now
-    proc = run(["monitor", "--data", str(setup["root"] / "quiet"), *model], setup["home"])
+    proc = cli(["monitor", "--data", str(setup["root"] / "quiet"), *model], setup["home"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((setup["home"] / "reports/monitor/latest.json").read_text())
     assert report["alerts"] == [] and report["candidate_scanners"] == []
     assert report["feature_psi"] and report["bot_share_by_day"] and report["networks"]
 
 
-def test_monitor_alerts_on_a_new_scanner_family_and_names_its_network(setup, tmp_path):
+def test_monitor_alerts_on_a_new_scanner_family_and_names_its_network(cli, setup, tmp_path):
     from monitoring.run import gauges
 
     out, page = tmp_path / "drift.json", tmp_path / "drift.html"
     args = ["monitor", "--data", str(setup["root"] / "new"), "--out", str(out), "--html", str(page)]
     args += ["--model", f"models:/{setup['first'].version}"]
-    proc = run(args, setup["home"])
+    proc = cli(args, setup["home"])
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "candidate new scanner: AS174 Cogent Communications" in proc.stdout
     report = json.loads(out.read_text())
@@ -57,8 +56,8 @@ def test_monitor_alerts_on_a_new_scanner_family_and_names_its_network(setup, tmp
     assert "botfilter_drift_candidate_scanners 1.0" in gauges(setup["home"])
 
 
-def test_monitor_without_a_reference_profile_fails_in_one_line(setup, tmp_path):
-    proc = run(["monitor", "--data", str(setup["root"] / "quiet")], tmp_path / "empty")
+def test_monitor_without_a_reference_profile_fails_in_one_line(cli, setup, tmp_path):
+    proc = cli(["monitor", "--data", str(setup["root"] / "quiet")], tmp_path / "empty")
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "no model at" in proc.stderr
 
@@ -73,11 +72,11 @@ def test_training_on_weak_labels_mixed_with_a_world_is_recorded(setup):
     assert run_.data.params["labels_mix"] == str(setup["root"] / "train")
     names = {a.path for a in MlflowClient().list_artifacts(result.run_id)}
     assert {"labels.json", "reference_profile.json"} <= names
-    assert result.report["pr_auc"] > 0.95  # against the weak labels of its test split
+    assert result.report.pr_auc > 0.95  # against the weak labels of its test split
 
 
-def test_evaluate_unlabelled_estimates_recall_per_tenant(setup):
-    proc = run(["evaluate", "--data", str(setup["root"] / "quiet"), "--unlabelled"], setup["home"])
+def test_evaluate_unlabelled_estimates_recall_per_tenant(cli, setup):
+    proc = cli(["evaluate", "--data", str(setup["root"] / "quiet"), "--unlabelled"], setup["home"])
     assert proc.returncode == 0, proc.stderr
     assert "scanner recall without labels" in proc.stdout
     files = sorted((setup["home"] / "reports/accuracy").glob("*.json"))
@@ -94,7 +93,7 @@ def test_the_worker_runs_the_monitor_once_a_day(setup):
     from datetime import UTC, datetime, timedelta
 
     from jobs.store import Store
-    from jobs.worker import run_cycle
+    from jobs.worker import CycleOptions, run_cycle
 
     settings = setup["settings"]
     store = Store.open(settings)
@@ -103,16 +102,13 @@ def test_the_worker_runs_the_monitor_once_a_day(setup):
     now = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
     # The first model: a weak-label model trained on the new world may be champion by now.
     uri = f"models:/{setup['first'].version}"
-    first = run_cycle(store, settings, setup["root"] / "new", now=now, model_uri=uri)
+    options, data = CycleOptions(model_uri=uri), setup["root"] / "new"
+    first = run_cycle(store, settings, data, options, now=now)
     assert first.status == "succeeded", first.errors
     assert first.drift.startswith("1 alert(s): candidate new scanner: AS174"), first.drift
     assert json.loads(latest.read_text())["candidate_scanners"][0]["asn"] == 174
     assert "drift monitor: 1 alert(s)" in first.line()
-    later = run_cycle(
-        store, settings, setup["root"] / "new", now=now + timedelta(hours=2), model_uri=uri
-    )
+    later = run_cycle(store, settings, data, options, now=now + timedelta(hours=2))
     assert later.drift == ""  # not a day yet
-    next_day = run_cycle(
-        store, settings, setup["root"] / "new", now=now + timedelta(days=1), model_uri=uri
-    )
+    next_day = run_cycle(store, settings, data, options, now=now + timedelta(days=1))
     assert next_day.drift.startswith("1 alert(s)")

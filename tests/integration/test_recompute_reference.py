@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - the store fixtures are imported from test_store_backends
 """Done-when check: the recompute's four tables equal an independent, straightforward pandas
 computation of the PRODUCT.md definitions (written here, not reusing jobs.metrics), on labelled
 data: a random world full of edge cases and the simulator's world through the CLI and contract.
@@ -13,11 +12,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from botfilter.settings import Settings
-from jobs.recompute import Tables, recompute
-from jobs.settings import set_exclusion
+from core.settings import Settings
+from jobs.exclusions import set_exclusion
+from jobs.recompute import RecomputeOptions, Tables, recompute
 from jobs.store import Store
-from tests.integration.test_store_backends import store, store_url  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
 
@@ -145,85 +143,12 @@ def assert_same(got: dict[str, pd.DataFrame], want: dict[str, pd.DataFrame]) -> 
             np.testing.assert_allclose(gv, wv, rtol=1e-12, equal_nan=True, err_msg=f"{name}.{col}")
 
 
-# --- a random world full of edge cases -------------------------------------------------------
-
-
-def random_world(seed: int, as_of: pd.Timestamp, n: int = 2500) -> dict[str, pd.DataFrame]:
-    """Labelled messages/events/segments: SMS, undelivered, events after as_of, messages before
-    and after the window, clicks without opens, overlapping and duplicated segment rows."""
-    rng = np.random.default_rng(seed)
-    tenants = np.array(["t1", "t2", "t3"])
-    t = tenants[rng.integers(0, 3, n)]
-    channel = np.where(rng.random(n) < 0.7, "email", "sms")
-    kind = rng.choice(["campaign", "automation", "none"], n, p=[0.6, 0.3, 0.1])
-    ids = np.array([f"m{i:05d}" for i in range(n)])
-    sent = as_of - pd.to_timedelta(rng.uniform(-2, 36, n), unit="D")
-    delivered = sent + pd.to_timedelta(rng.exponential(120, n), unit="s")
-    delivered = delivered.where(rng.random(n) > 0.12)  # ~12% undelivered
-    domains = np.array(["gmail.com", "corp.example", "outlook.com", "bank.example"])
-    messages = pd.DataFrame(
-        {
-            "message_id": ids,
-            "tenant_id": t,
-            "channel": channel,
-            "campaign_id": np.where(
-                kind == "campaign", [f"c{i}" for i in rng.integers(0, 12, n)], None
-            ),
-            "automation_id": np.where(
-                kind == "automation", [f"a{i}" for i in rng.integers(0, 5, n)], None
-            ),
-            "contact_id": [f"k{i}" for i in rng.integers(0, 300, n)],
-            "recipient_domain": np.where(channel == "email", domains[rng.integers(0, 4, n)], None),
-            "sent_at": sent,
-            "delivered_at": delivered,
-        }
-    )
-    per = rng.poisson(1.3, n)
-    owner = np.repeat(np.arange(n), per)
-    k = len(owner)
-    etype = np.where(rng.random(k) < 0.55, "open", "click")
-    etype = np.where(channel[owner] == "sms", "click", etype)
-    occurred = sent[owner] + pd.to_timedelta(rng.exponential(1.5, k), unit="D")
-    bot = rng.random(k) < 0.4
-    events = pd.DataFrame(
-        {
-            "event_id": [f"e{i:06d}" for i in range(k)],
-            "tenant_id": t[owner],
-            "message_id": ids[owner],
-            "type": etype,
-            "occurred_at": occurred,
-            "label": np.where(bot, "bot", "human"),
-            "bot_kind": np.where(bot, rng.choice(["security_scanner", "link_preview"], k), None),
-        }
-    )
-    seg_rows = [
-        (tenant, f"s{s}", f"k{c}")
-        for tenant in tenants
-        for s in range(4)
-        for c in rng.choice(300, 60, replace=True)  # repeats: duplicated membership rows
-    ]
-    segments = pd.DataFrame(seg_rows, columns=["tenant_id", "segment_id", "contact_id"])
-    return {"messages": messages, "events": events, "segments": segments}
-
-
-def label_scores(events: pd.DataFrame) -> pd.DataFrame:
-    """A scores table straight from the labels."""
-    bot = events["label"] == "bot"
-    return pd.DataFrame(
-        {
-            "event_id": events["event_id"],
-            "bot_score": np.where(bot, 0.95, 0.05),
-            "is_bot": bot,
-            "reasons": [["label"] if b else [] for b in bot],
-            "model_version": "labels",
-        }
-    )
-
-
 @pytest.mark.parametrize(
     "as_of", ["2024-05-01T00:00:00Z", "2024-05-01T13:45:10Z"], ids=["midnight", "mid-day"]
 )
-def test_random_world_matches_reference(store: Store, tmp_path: Path, as_of: str) -> None:
+def test_random_world_matches_reference(
+    random_world, label_scores, store: Store, tmp_path: Path, as_of: str
+) -> None:
     as_of_ts = pd.Timestamp(as_of)
     world = random_world(7, as_of_ts)
     settings = Settings(home=tmp_path / "home")
@@ -232,7 +157,8 @@ def test_random_world_matches_reference(store: Store, tmp_path: Path, as_of: str
     set_exclusion(store, "t3", "email", True)
     set_exclusion(store, "t3", "sms", True)
     data = Tables(world["messages"], world["events"], world["segments"])
-    result = recompute(store, settings, data, as_of=as_of_ts, scores=label_scores(world["events"]))
+    options = RecomputeOptions(as_of=as_of_ts, scores=label_scores(world["events"]))
+    result = recompute(store, settings, data, options)
     exclusions = store.exclusions()
     is_bot = world["events"].set_index("event_id")["label"].eq("bot")
     want = reference_tables(
@@ -260,7 +186,7 @@ def sim_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_simulated_world_through_cli_matches_reference(
-    sim_dir: Path, store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    label_scores, sim_dir: Path, store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import contract
     from botfilter.cli import app

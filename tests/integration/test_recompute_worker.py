@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - the store fixtures are imported from test_store_backends
 """The worker loop, the CLI commands and the reports, on a data directory loaded via the contract."""
 
 from __future__ import annotations
@@ -7,21 +6,19 @@ import re
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from botfilter.settings import Settings
-from jobs.report import load_tenant, render_report, show_table, write_report
-from jobs.settings import set_exclusion
+from core.settings import Settings
+from jobs.dashboard import load_tenant, render_report, show_table, write_report
+from jobs.exclusions import set_exclusion
 from jobs.store import Store
-from jobs.worker import data_fingerprint, run_cycle, run_worker
-from tests.integration.test_recompute_reference import label_scores, random_world
-from tests.integration.test_store_backends import store, store_url  # noqa: F401 - fixtures
+from jobs.worker import CycleOptions, data_fingerprint, run_cycle, run_worker
 
 pytestmark = pytest.mark.integration
 
@@ -38,26 +35,28 @@ def write_dir(path: Path, world: dict[str, pd.DataFrame]) -> Path:
 class LabelScorer:
     """Scores from the labels, remembering how many events each call was given."""
 
-    def __init__(self) -> None:
+    def __init__(self, label_scores: Callable[[pd.DataFrame], pd.DataFrame]) -> None:
+        self.label_scores = label_scores
         self.calls: list[int] = []
 
     def __call__(self, tables) -> pd.DataFrame:
         self.calls.append(len(tables.events))
-        return label_scores(tables.events)
+        return self.label_scores(tables.events)
 
 
 @pytest.fixture
-def world() -> dict[str, pd.DataFrame]:
+def world(random_world) -> dict[str, pd.DataFrame]:
     return random_world(5, pd.Timestamp(NOW), n=1200)
 
 
-def test_worker_cycles(store: Store, tmp_path: Path, world) -> None:
+def test_worker_cycles(label_scores, store: Store, tmp_path: Path, world) -> None:
     data = write_dir(tmp_path / "data", world)
     settings = Settings(home=tmp_path / "home")
-    scorer = LabelScorer()
+    scorer = LabelScorer(label_scores)
+    options = CycleOptions(scorer=scorer, model_version="labels")
 
     def cycle(now=NOW):
-        return run_cycle(store, settings, data, now=now, scorer=scorer, model_version="labels")
+        return run_cycle(store, settings, data, options, now=now)
 
     first = cycle()
     assert (first.status, first.reason) == ("succeeded", "new data"), first.errors
@@ -109,32 +108,41 @@ def test_worker_cycles(store: Store, tmp_path: Path, world) -> None:
     assert (runs["finished_at"] >= runs["started_at"]).all()
 
 
-def test_queued_tenant_without_data_waits(store: Store, tmp_path: Path, world) -> None:
+def test_queued_tenant_without_data_waits(
+    label_scores, store: Store, tmp_path: Path, world
+) -> None:
     data = write_dir(tmp_path / "data", world)
     settings = Settings(home=tmp_path / "home")
     set_exclusion(store, "ghost", "sms", True)
-    result = run_cycle(store, settings, data, now=NOW, scorer=LabelScorer(), model_version="labels")
+    result = run_cycle(
+        store,
+        settings,
+        data,
+        CycleOptions(scorer=LabelScorer(label_scores), model_version="labels"),
+        now=NOW,
+    )
     assert result.status == "succeeded" and result.waiting == ["ghost"]
     assert store.pending()["tenant_id"].tolist() == ["ghost"]
     assert "waiting for data of ghost" in result.line()
 
 
-def test_loop_applies_a_setting_change_within_seconds(store: Store, tmp_path: Path, world) -> None:
+def test_loop_applies_a_setting_change_within_seconds(
+    label_scores, store: Store, tmp_path: Path, world
+) -> None:
     data = write_dir(tmp_path / "data", world)
     settings = Settings(home=tmp_path / "home")
     stop = threading.Event()
     cycles = []
     thread = threading.Thread(
         target=run_worker,
-        args=(store, settings, data, timedelta(hours=1)),
-        kwargs={
-            "poll": 0.1,
-            "stop": stop,
-            "on_cycle": cycles.append,
-            "now": NOW,
-            "scorer": LabelScorer(),
-            "model_version": "labels",
-        },
+        args=(
+            store,
+            settings,
+            data,
+            timedelta(hours=1),
+            CycleOptions(scorer=LabelScorer(label_scores), model_version="labels"),
+        ),
+        kwargs={"poll": 0.1, "stop": stop, "on_cycle": cycles.append, "now": NOW},
     )
     thread.start()
     try:
@@ -163,11 +171,17 @@ def test_fingerprint_sees_new_partition_files(tmp_path: Path) -> None:
     assert data_fingerprint(tmp_path) != first
 
 
-def test_reports(store: Store, tmp_path: Path, world) -> None:
+def test_reports(label_scores, store: Store, tmp_path: Path, world) -> None:
     data = write_dir(tmp_path / "data", world)
     settings = Settings(home=tmp_path / "home")
     set_exclusion(store, "t1", "email", True)
-    run_cycle(store, settings, data, now=NOW, scorer=LabelScorer(), model_version="labels")
+    run_cycle(
+        store,
+        settings,
+        data,
+        CycleOptions(scorer=LabelScorer(label_scores), model_version="labels"),
+        now=NOW,
+    )
     metrics = load_tenant(store, "t1")
     from rich.console import Console
 
@@ -184,7 +198,9 @@ def test_reports(store: Store, tmp_path: Path, world) -> None:
     assert out.stat().st_size > 20_000 and "<script" not in out.read_text()
 
 
-def test_cli_end_to_end(store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_end_to_end(
+    random_world, label_scores, store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from botfilter.cli import app
 
     # The worker's window ends now: data of the last weeks.
@@ -215,8 +231,10 @@ def test_cli_end_to_end(store_url: str, tmp_path: Path, monkeypatch: pytest.Monk
     result = runner.invoke(app, ["metrics", "show", "--tenant", "t1", "--module", "dashboard"])
     assert result.exit_code == 0 and "with bots → without bots" in result.output
     result = runner.invoke(app, ["report", "--tenant", "t1", "--out", str(tmp_path / "r.html")])
-    assert result.exit_code == 0 and (tmp_path / "r.html").exists()
-    assert np.isfinite((tmp_path / "r.html").stat().st_size)
+    assert result.exit_code == 0, (result.output, result.exception)
+    page = (tmp_path / "r.html").read_text()
+    assert "<h1>Bot interactions — tenant t1</h1>" in page and "tenant t2" not in page
+    assert page.count("data:image/png;base64,") == 3  # the three charts, inlined
 
 
 def test_cli_errors_are_one_line(tmp_path: Path) -> None:
@@ -237,7 +255,12 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
 
 
 def test_report_and_metrics_show_carry_the_tenants_own_recall_estimate(
-    store: Store, store_url: str, tmp_path: Path, world, monkeypatch: pytest.MonkeyPatch
+    label_scores,
+    store: Store,
+    store_url: str,
+    tmp_path: Path,
+    world,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from botfilter.cli import app
     from labelling.estimates import save_estimates
@@ -245,7 +268,13 @@ def test_report_and_metrics_show_carry_the_tenants_own_recall_estimate(
     data = write_dir(tmp_path / "data", world)
     home = tmp_path / "home"
     settings = Settings(home=home)
-    run_cycle(store, settings, data, now=NOW, scorer=LabelScorer(), model_version="labels")
+    run_cycle(
+        store,
+        settings,
+        data,
+        CycleOptions(scorer=LabelScorer(label_scores), model_version="labels"),
+        now=NOW,
+    )
     rows = pd.DataFrame(
         [
             ("t1", "email", 120, 117, 117 / 120, 0.93, 0.99, ""),

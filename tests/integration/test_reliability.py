@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - the store fixtures are imported from test_store_backends
 """Reliability of the recompute on SQLite and PostgreSQL: killed mid-write, failing mid-write,
 byte-identical reruns, concurrent runs for one tenant, on/off/on toggles, tenant isolation."""
 
@@ -16,13 +15,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from botfilter.settings import Settings
+from core.settings import Settings
+from jobs.exclusions import set_exclusion
 from jobs.metrics import MODULES
-from jobs.recompute import RecomputeResult, Tables, recompute
-from jobs.settings import set_exclusion
+from jobs.recompute import RecomputeOptions, RecomputeResult, Tables, recompute
 from jobs.store import Store
-from tests.integration.test_recompute_reference import label_scores, random_world
-from tests.integration.test_store_backends import store, store_url  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
 
@@ -31,16 +28,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def world() -> dict[str, pd.DataFrame]:
-    return random_world(3, AS_OF, n=1500)
+def world(random_world, label_scores) -> dict[str, pd.DataFrame]:
+    """The random world and the scores from its labels."""
+    world = random_world(3, AS_OF, n=1500)
+    return {**world, "scores": label_scores(world["events"])}
 
 
 def run(store: Store, tmp_path: Path, world, **options) -> RecomputeResult:
     data = Tables(world["messages"], world["events"], world["segments"])
     settings = Settings(home=tmp_path / "home")
-    return recompute(
-        store, settings, data, as_of=AS_OF, scores=label_scores(world["events"]), **options
-    )
+    options = RecomputeOptions(as_of=AS_OF, scores=world["scores"], **options)
+    return recompute(store, settings, data, options)
 
 
 def dump(store: Store, tenant: str | None = None) -> dict[str, pd.DataFrame]:
@@ -61,26 +59,27 @@ CHILD = textwrap.dedent(
     import sys, time
     from pathlib import Path
     import pandas as pd
-    import jobs.store as js
-    from botfilter.settings import Settings
-    from jobs.recompute import Tables, recompute
-    from tests.integration.test_recompute_reference import label_scores, random_world
+    import jobs.store.partitions as jp
+    from core.settings import Settings
+    from jobs.recompute import RecomputeOptions, Tables, recompute
+    from jobs.store import Store
 
-    url, flag, home = sys.argv[1:4]
-    world = random_world(3, pd.Timestamp("2024-05-01T00:00:00Z"), n=1500)
-    insert = js.Store._insert
+    url, flag, home, world = sys.argv[1:5]
+    world = {n: pd.read_parquet(Path(world) / f"{n}.parquet")
+             for n in ("messages", "events", "segments", "scores")}
+    insert = jp.insert_frame
 
-    def insert_then_hang(self, conn, table, frame):
-        n = insert(self, conn, table, frame)
+    def insert_then_hang(conn, table, frame):
+        n = insert(conn, table, frame)
         if table.name == "part_segment_metrics":  # mid-transaction: some tables rewritten
             Path(flag).write_text("inside the write transaction")
             time.sleep(120)
         return n
 
-    js.Store._insert = insert_then_hang
+    jp.insert_frame = insert_then_hang  # the partition write's row inserts
     data = Tables(world["messages"], world["events"], world["segments"])
-    recompute(js.Store(url), Settings(home=Path(home)), data,
-              as_of=pd.Timestamp("2024-05-01T00:00:00Z"), scores=label_scores(world["events"]))
+    options = RecomputeOptions(as_of=pd.Timestamp("2024-05-01T00:00:00Z"), scores=world["scores"])
+    recompute(Store(url), Settings(home=Path(home)), data, options)
     """
 )
 
@@ -92,8 +91,12 @@ def test_killed_mid_write_keeps_previous_metrics_and_rerun_completes(
     before = dump(store)
     set_exclusion(store, "t1", "email", True)
     flag = tmp_path / "flag"
+    saved = tmp_path / "world"  # the child recomputes the same world, read from these files
+    saved.mkdir()
+    for name, frame in world.items():
+        frame.to_parquet(saved / f"{name}.parquet", index=False)
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, store_url, str(flag), str(tmp_path / "home")],
+        [sys.executable, "-c", CHILD, store_url, str(flag), str(tmp_path / "home"), str(saved)],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stderr=subprocess.PIPE,

@@ -3,7 +3,7 @@
 One master and two workers on 127.0.0.1, started with the pyspark distribution's own
 ``spark-class``; the project and its dependencies packed with ``venv-pack`` and shipped with
 ``--archives``; ``score`` and ``recompute`` (fresh store, then a rerun on the same store) run through
-``spark-submit jobs/spark_submit.py``. Results equal the local engine's. Everything the test starts
+``spark-submit botfilter/spark_submit.py``. Results equal the local engine's. Everything the test starts
 is stopped at the end, failed or not.
 """
 
@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from botfilter.settings import Settings
+from core.settings import Settings
 
 # Builds and packs a venv, starts three JVMs and submits three applications: minutes, not seconds.
 pytestmark = [
@@ -196,7 +196,7 @@ def model_uri(base: Path, world: Path, env: dict[str, str]) -> str:
 def _submit(
     cluster: str, packed: tuple[Path, Path], env: dict[str, str], base: Path, args: list[str]
 ) -> str:
-    """docs/spark.md step 2: spark-submit jobs/spark_submit.py with the packed environment."""
+    """docs/spark.md step 2: spark-submit botfilter/spark_submit.py with the packed environment."""
     archive, driver_python = packed
     cmd = [
         str(SPARK_HOME / "bin" / "spark-submit"),
@@ -206,7 +206,7 @@ def _submit(
         *("--conf", f"spark.pyspark.driver.python={driver_python}"),
         *("--conf", "spark.executor.cores=1", "--conf", "spark.executor.memory=1g"),
         *("--conf", "spark.sql.shuffle.partitions=4"),
-        str(ROOT / "jobs" / "spark_submit.py"),
+        str(ROOT / "botfilter" / "spark_submit.py"),
         *args,
     ]
     done = subprocess.run(
@@ -229,7 +229,7 @@ def test_score_and_recompute_on_a_standalone_cluster(
     import contract
     from jobs import metrics as M
     from scoring.batch import score_validated
-    from scoring.io import read_scores
+    from scoring.scores_file import read_scores
 
     settings = Settings(home=Path(env["BOTFILTER_HOME"]), threads=1)
     validated = contract.load(world)

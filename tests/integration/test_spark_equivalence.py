@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from botfilter.settings import Settings
+from core.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark, pytest.mark.slow]
 
@@ -62,7 +62,7 @@ def model_uri(settings: Settings, world: Path) -> str:
 
 @pytest.fixture(scope="module")
 def spark(settings: Settings):
-    from jobs.spark_engine import spark_session
+    from jobs.spark.engine import spark_session
 
     session = spark_session(settings, "local[2]", shuffle_partitions=2)
     yield session
@@ -80,14 +80,14 @@ def local(world: Path, settings: Settings, model_uri: str):
 
 @pytest.fixture(scope="module")
 def tables(spark, world: Path):
-    from jobs.spark_io import load_tables
+    from jobs.spark.tables import load_tables
 
     # A URI goes through Hadoop's file systems, as s3a:// or abfss:// would.
     return load_tables(spark, world.resolve().as_uri())
 
 
 def _clean(tables, name: str) -> pd.DataFrame:
-    from jobs.spark_io import arrow_to_clean_pandas
+    from jobs.spark.tables import arrow_to_clean_pandas
 
     frame = arrow_to_clean_pandas(name, getattr(tables, name).toArrow())
     return frame.sort_values(KEYS[name], ignore_index=True)
@@ -118,7 +118,7 @@ def test_clean_tables_equal_the_contract(local, tables) -> None:
 @pytest.fixture(scope="module")
 def spark_scores(spark, tables, settings: Settings, model_uri: str):
     """Scores of the Spark engine (one group per tenant), kept for the metrics test."""
-    from jobs.spark_engine import score_spark
+    from jobs.spark.engine import score_spark
 
     scores = score_spark(spark, tables, settings, model_uri).cache()
     yield scores
@@ -126,7 +126,7 @@ def spark_scores(spark, tables, settings: Settings, model_uri: str):
 
 
 def test_scores_equal_by_tenant(spark_scores, local) -> None:
-    from jobs.spark_engine import scores_to_pandas
+    from jobs.spark.engine import scores_to_pandas
 
     _same_scores(local[1], scores_to_pandas(spark_scores))
 
@@ -134,7 +134,7 @@ def test_scores_equal_by_tenant(spark_scores, local) -> None:
 def test_scores_equal_by_time_chunk(
     spark, tables, settings: Settings, model_uri: str, local
 ) -> None:
-    from jobs.spark_engine import score_spark, scores_to_pandas
+    from jobs.spark.engine import score_spark, scores_to_pandas
 
     # Hour-long chunks: many chunks per tenant, each needing burst and message-history context.
     scores = score_spark(spark, tables, settings, model_uri, scheme="chunk", chunk_seconds=3600)
@@ -143,7 +143,7 @@ def test_scores_equal_by_time_chunk(
 
 def test_metrics_equal(spark, tables, spark_scores, settings: Settings, local) -> None:
     from jobs import metrics as M
-    from jobs.spark_engine import recompute_spark
+    from jobs.spark.engine import recompute_spark
 
     validated, scores = local
     sent = validated.messages["sent_at"]
@@ -216,7 +216,7 @@ def dirty(home: Path, world: Path) -> Path:
 
 def test_dirty_data_validates_like_the_contract(spark, dirty: Path) -> None:
     import contract
-    from jobs.spark_io import load_tables
+    from jobs.spark.tables import load_tables
 
     expected = contract.load(dirty)
     got = load_tables(spark, dirty)
@@ -235,13 +235,13 @@ def test_dirty_data_validates_like_the_contract(spark, dirty: Path) -> None:
 def test_recompute_into_the_store_with_the_spark_engine(
     spark, local, settings: Settings, home: Path, model_uri: str
 ) -> None:
-    """``jobs.recompute.recompute(scorer=..., engine=...)``: Spark scores what the store lacks and
+    """``jobs.recompute.recompute`` with a Spark ``scorer`` and ``engine``: Spark scores what the store lacks and
     aggregates; locks, runs and the store write stay shared. Fresh store, rerun on the same store
     (stored scores, which carry ``top_reason``, not ``reasons``), then after a setting toggle."""
+    from jobs.exclusions import set_exclusion, tenant_setting
     from jobs.metrics import compute_partitions
-    from jobs.recompute import recompute
-    from jobs.settings import set_exclusion, tenant_setting
-    from jobs.spark_engine import partitions_engine, spark_scorer
+    from jobs.recompute import RecomputeOptions, recompute
+    from jobs.spark.engine import partitions_engine, spark_scorer
     from jobs.store import Store
 
     validated, scores = local
@@ -261,14 +261,15 @@ def test_recompute_into_the_store_with_the_spark_engine(
             if step == "toggle":
                 set_exclusion(store, tenant, "sms", not tenant_setting(store, tenant)["sms"])
             if name == "local":
-                options = {"scores": scores, "engine": compute_partitions}
+                options = RecomputeOptions(as_of=as_of, scores=scores, engine=compute_partitions)
             else:
-                options = {
-                    "scorer": spark_scorer(spark, settings, model_uri),
-                    "model_version": version,
-                    "engine": partitions_engine(spark),
-                }
-            results[name] = recompute(store, run_settings, validated, as_of=as_of, **options)
+                options = RecomputeOptions(
+                    as_of=as_of,
+                    scorer=spark_scorer(spark, settings, model_uri),
+                    model_version=version,
+                    engine=partitions_engine(spark),
+                )
+            results[name] = recompute(store, run_settings, validated, options)
         assert results["local"].scores_source == local_source
         assert results["spark"].scores_source == spark_source, step
         assert results["spark"].model_versions == (version,)
@@ -359,8 +360,8 @@ def test_score_command_path_writes_the_local_engines_file(
     """What ``botfilter score --engine spark`` runs: a plain directory, the model resolved on the
     driver, the scores file written as the local engine writes it; run again over its own output
     (the rerun), the file is the same."""
-    from jobs.spark_engine import run_score
-    from scoring.io import read_scores
+    from jobs.spark.engine import run_score
+    from scoring.scores_file import read_scores
 
     out = home / "spark-scores.parquet"
     for _ in range(2):
@@ -370,11 +371,13 @@ def test_score_command_path_writes_the_local_engines_file(
         _same_scores(local[1], read_scores(out))
 
 
-def test_tenants_sharing_message_and_event_ids_stay_apart(spark, tmp_path: Path) -> None:
+def test_tenants_sharing_message_and_event_ids_stay_apart(
+    tenant_scores, spark, tmp_path: Path
+) -> None:
     """Issue 14 item 3: Spark validation and the event context key messages by (tenant_id,
     message_id), as the local engine does; nothing is quarantined."""
-    from jobs.spark_engine import _with_context
-    from jobs.spark_io import load_tables
+    from jobs.spark.engine import _with_context
+    from jobs.spark.tables import load_tables
 
     data = tmp_path / "data"
     data.mkdir()
@@ -399,9 +402,8 @@ def test_tenants_sharing_message_and_event_ids_stay_apart(spark, tmp_path: Path)
         # the metrics match each tenant's event to its own score, as the local engine does
         import contract
         from jobs.metrics import Window, compute_partitions
-        from jobs.spark_engine import scores_from_pandas
-        from jobs.spark_metrics import compute_partitions_spark
-        from tests.unit.test_tenant_keys import tenant_scores
+        from jobs.spark.engine import scores_from_pandas
+        from jobs.spark.metrics import compute_partitions_spark
 
         window = Window.ending("2025-01-20", 30)
         exclusions = {("t1", "email"): True, ("t2", "sms"): True}
@@ -425,7 +427,7 @@ def test_events_find_their_message_by_tenant_and_message_id(spark) -> None:
     """Two tenants may use the same message_id (PRODUCT.md): each event gets its own tenant's
     message as context, never the other tenant's (nor both)."""
     from contract import validate
-    from jobs.spark_engine import _with_context, spark_frames
+    from jobs.spark.engine import _with_context, spark_frames
 
     def tenant(name: str, channel: str, kind: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         messages = pd.DataFrame(

@@ -1,54 +1,22 @@
 """The metrics store on SQLite and PostgreSQL: the same tests against both back ends.
 
 Each PostgreSQL test gets a fresh schema (``search_path`` in the URL), dropped afterwards.
-Other integration modules import the ``store_url`` and ``store`` fixtures from here.
+The ``store_url`` and ``store`` fixtures live in tests/integration/conftest.py.
 """
 
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 
+from jobs.exclusions import set_exclusion
 from jobs.metrics import MODULES, rollup
-from jobs.settings import set_exclusion
 from jobs.store import LockTimeout, Store
-from tests.unit.test_store import computed, write
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A store URL: a SQLite file in tmp_path, or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'metrics.db'}"
-        return
-    base = request.getfixturevalue("pg_url")
-    schema = f"bf_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        admin.dispose()
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    s = Store(store_url)
-    yield s
-    s.close()
 
 
 def dump(store: Store) -> dict[str, pd.DataFrame]:
@@ -56,17 +24,19 @@ def dump(store: Store) -> dict[str, pd.DataFrame]:
     return {name: store.read_partitions(name) for name in MODULES}
 
 
-def test_schema_is_isolated_and_reopenable(store: Store, store_url: str) -> None:
-    write(store, computed("t1"))
+def test_schema_is_isolated_and_reopenable(
+    computed_partitions, write_partitions, store: Store, store_url: str
+) -> None:
+    write_partitions(store, computed_partitions("t1"))
     again = Store(store_url)  # opening an existing store keeps its data and views
     assert len(again.read_partitions("campaign_metrics")) == 3
     assert not again.read_view("campaign_metrics").empty
     again.close()
 
 
-def test_views_equal_rollup(store: Store) -> None:
-    write(store, computed("t1"))
-    write(store, computed("t2", email_on=False), "t2")
+def test_views_equal_rollup(computed_partitions, write_partitions, store: Store) -> None:
+    write_partitions(store, computed_partitions("t1"))
+    write_partitions(store, computed_partitions("t2", email_on=False), "t2")
     for name, module in MODULES.items():
         expected = rollup(store.read_partitions(name), module, comparison=True)
         pd.testing.assert_frame_equal(store.read_view(name), expected)
@@ -92,17 +62,19 @@ def test_scores_bulk_round_trip(store: Store) -> None:
     assert list(loaded["reasons"].iloc[1]) == ["a", "b"]
 
 
-def test_failed_write_leaves_previous_numbers(store: Store) -> None:
-    write(store, computed("t1"))
+def test_failed_write_leaves_previous_numbers(
+    computed_partitions, write_partitions, store: Store
+) -> None:
+    write_partitions(store, computed_partitions("t1"))
     before = dump(store)
     with pytest.raises(RuntimeError, match="injected"), store.write() as conn:
         store.replace_partitions(
             conn,
             "t1",
             ("email", "sms"),
-            *_dates(),
-            {name: computed("t1", False).stored(name) for name in MODULES},
-            _summary(computed("t1", False)),
+            *_dates(computed_partitions("t1")),
+            {name: computed_partitions("t1", False).stored(name) for name in MODULES},
+            _summary(computed_partitions("t1", False)),
         )
         raise RuntimeError("injected after the rows were written")
     after = dump(store)
@@ -110,10 +82,12 @@ def test_failed_write_leaves_previous_numbers(store: Store) -> None:
         pd.testing.assert_frame_equal(after[name], before[name])
 
 
-def test_reader_sees_old_or_new_never_a_mix(store: Store) -> None:
+def test_reader_sees_old_or_new_never_a_mix(
+    computed_partitions, write_partitions, store: Store
+) -> None:
     """A reader rolling up inside one snapshot while a writer flips the filter back and forth."""
-    on, off = computed("t1", True), computed("t1", False)
-    write(store, on)
+    on, off = computed_partitions("t1", True), computed_partitions("t1", False)
+    write_partitions(store, on)
     states = {}
     for label, parts in (("on", on), ("off", off)):
         states[label] = int(
@@ -134,7 +108,7 @@ def test_reader_sees_old_or_new_never_a_mix(store: Store) -> None:
     thread = threading.Thread(target=reader)
     thread.start()
     for i in range(8):
-        write(store, off if i % 2 == 0 else on)
+        write_partitions(store, off if i % 2 == 0 else on)
     stop.set()
     thread.join()
     assert states["on"] != states["off"]
@@ -174,8 +148,7 @@ def test_settings_on_both_backends(store: Store) -> None:
     assert len(store.pending()) == 2
 
 
-def _dates():
-    parts = computed("t1")
+def _dates(parts) -> tuple:
     return parts.window.first_date, parts.window.last_date
 
 

@@ -11,8 +11,6 @@ from pathlib import Path
 import pytest
 
 from jobs.store import Store
-from tests.integration.test_store_backends import store_url  # noqa: F401 (fixture)
-from tests.unit.test_tenant_keys import tenant_scores
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +43,7 @@ def lines(rows: list[dict]) -> str:
     return "".join(json.dumps(r) + "\n" for r in rows)
 
 
-def test_shared_ids_and_nul_identifiers(store_url: str, tmp_path: Path) -> None:  # noqa: F811
+def test_shared_ids_and_nul_identifiers(tenant_scores, store_url: str, tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
     (data / "messages.jsonl").write_text(

@@ -5,14 +5,13 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from botfilter.tokens import ADMIN, Scope, TokenCache, TokenStore, hash_token
+from core.tokens import ADMIN, Scope, TokenCache, TokenStore, hash_token
 from jobs.store import Store
-from tests.integration.test_store_backends import store_url  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.integration
 
 
-def test_tokens_live_beside_the_metrics_tables(store_url: str) -> None:  # noqa: F811
+def test_tokens_live_beside_the_metrics_tables(store_url: str) -> None:
     metrics = Store(store_url)  # the metrics store's own tables first, as in a deployment
     tokens = TokenStore(store_url)
     scoped, info = tokens.create(["t1", "t2"], label="ingest")

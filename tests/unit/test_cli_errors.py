@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from botfilter.cli import main
-from botfilter.errors import BotfilterError, one_line_error
-from botfilter.redact import redact
+from core.errors import BotfilterError, one_line_error
+from core.redact import redact
 
 MESSAGES_CSV = (
     "message_id,tenant_id,channel,contact_id,sent_at,delivered_at\n"
@@ -171,15 +171,16 @@ def test_recompute_out_on_a_file_is_refused_before_any_work(cli, data, tmp_path)
 
 
 def test_recompute_refuses_out_on_a_file_from_python_too(data, tmp_path) -> None:
-    from botfilter.settings import Settings
-    from jobs.recompute import load_data, recompute
+    from core.settings import Settings
+    from jobs.recompute import RecomputeOptions, load_data, recompute
     from jobs.store import Store
 
     target = tmp_path / "file"
     target.write_text("")
     store = Store.open(Settings(home=tmp_path / "home"))
     with pytest.raises(BotfilterError, match="is a file, not a directory"):
-        recompute(store, Settings(home=tmp_path / "home"), load_data(data), out=target)
+        options = RecomputeOptions(out=target)
+        recompute(store, Settings(home=tmp_path / "home"), load_data(data), options)
     assert store.job_runs().empty
 
 
@@ -225,7 +226,7 @@ def test_out_file_on_a_directory_is_refused(cli, tmp_path, command) -> None:
 
 def test_report_charts_show_dollar_signs_as_text() -> None:
     """Issue 14 item 11: matplotlib read ``$`` in a campaign id as mathtext and failed."""
-    from jobs.report import _png, breakdown_chart, ctr_chart
+    from jobs.dashboard import _png, breakdown_chart, ctr_chart
 
     changes = pd.DataFrame(
         {

@@ -24,7 +24,13 @@ def _modules_after(*argv: str) -> set[str]:
 
 
 def test_help_imports_nothing_heavy():
-    for argv in (["--help"], ["settings", "--help"], ["score", "--help"], ["validate", "--help"]):
+    for argv in (
+        ["--help"],
+        ["settings", "--help"],
+        ["score", "--help"],
+        ["validate", "--help"],
+        ["promote", "--help"],
+    ):
         loaded = _modules_after(*argv)
         assert "botfilter.cli" in loaded
         assert not [m for m in HEAVY if m in loaded], argv
@@ -39,3 +45,28 @@ def test_usage_errors_are_one_plain_line():
     assert done.returncode == 2
     assert "No such option: --bogus" in done.stderr
     assert "╭" not in done.stderr  # no rich box drawing
+
+
+def test_commands_without_a_model_import_neither_mlflow_nor_lightgbm(tmp_path):
+    """`metrics show` and `settings set` read the store only: MLflow and LightGBM (with sklearn)
+    cost them ~1.7 s of start-up when labelling.estimates imported the model registry at its top."""
+    import os
+
+    env_home = str(tmp_path / "home")
+    for argv in (
+        ["metrics", "show", "--tenant", "t1"],
+        ["settings", "set", "--tenant", "t1", "--email", "on"],
+    ):
+        code = (
+            "import json, os, sys\n"
+            f"os.environ['BOTFILTER_HOME'] = {env_home!r}\n"
+            f"sys.argv = ['botfilter', *{argv!r}]\n"
+            "from botfilter.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(json.dumps(sorted(sys.modules)), file=sys.stderr)\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ)
+        )
+        loaded = set(json.loads(done.stderr.strip().splitlines()[-1]))
+        assert not [m for m in ("mlflow", "lightgbm", "sklearn") if m in loaded], argv

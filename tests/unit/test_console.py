@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import re
@@ -12,12 +13,21 @@ from fastapi.testclient import TestClient
 
 from console import service
 from console.reasons import phrase
-from tests.unit.console_world import console_env, cycle
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    with console_env(tmp_path_factory.mktemp("console")) as values:
+@pytest.fixture(
+    scope="module",
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=[pytest.mark.integration, pytest.mark.postgres]),
+    ],
+)
+def env(request: pytest.FixtureRequest, console_env, pg_schema, tmp_path_factory):
+    """The console world on a SQLite store, and (integration tier) on a PostgreSQL schema."""
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(pg_schema()) if request.param == "postgres" else None
+        values = stack.enter_context(console_env(tmp_path_factory.mktemp("console"), url=url))
+        assert values["store"].dialect == ("postgresql" if url else "sqlite")
         yield values
 
 
@@ -96,7 +106,7 @@ def test_login_rejects_a_bad_token_and_forms_need_csrf(env) -> None:
     assert api(env, env["t1"]).get("/api/tenants/t1/settings").json() == before
 
 
-def test_preview_equals_the_recompute_afterwards(env) -> None:
+def test_preview_equals_the_recompute_afterwards(console_cycle, env) -> None:
     client = api(env, env["admin"])
     preview = client.get("/api/tenants/t3/settings/preview?email=on&sms=on").json()
     email = preview["channels"]["email"]
@@ -109,7 +119,7 @@ def test_preview_equals_the_recompute_afterwards(env) -> None:
         s["state"] for s in client.get("/api/tenants/t3/settings/status").json()["recomputes"]
     ]
     assert states == ["queued", "queued"]
-    assert cycle(env["store"], env["settings"], env["data"]).status == "succeeded"
+    assert console_cycle(env["store"], env["settings"], env["data"]).status == "succeeded"
     status = client.get("/api/tenants/t3/settings/status").json()["recomputes"]
     assert [s["state"] for s in status] == ["done", "done"]
     assert all(s["started_at"] and s["done_at"] >= s["queued_at"] for s in status)
@@ -191,6 +201,56 @@ def test_bot_interactions_and_csv(env) -> None:
     assert page.text == text
 
 
+def test_drill_down_equals_the_data_directory(env, console_now) -> None:
+    """Every campaign's and automation's drill-down, read from the stored window events, is
+    exactly the bot events the data directory and the stored scores give for the window."""
+    import contract
+
+    data = contract.load(env["data"])
+    m = data.messages.loc[data.messages["tenant_id"] == "t1"]
+    start = (console_now - pd.Timedelta(days=30)).floor("D")
+    m = m.loc[(m["sent_at"] >= start) & (m["sent_at"] < console_now)]
+    e = data.events.loc[data.events["tenant_id"] == "t1"]
+    e = e.loc[e["occurred_at"] < console_now].merge(m, on="message_id")
+    scores = env["store"].load_scores(["t1"], "labels").set_index("event_id")
+    e = e.loc[e["event_id"].map(scores["is_bot"]).fillna(False).astype(bool)]
+    client = api(env, env["t1"])
+    compared = 0
+    for module, column in service.DRILL_KEYS.items():
+        for key in sorted(m[column].dropna().unique()):
+            rows = client.get(f"/api/tenants/t1/{module}/{key}/bot-interactions").json()["rows"]
+            mine = e.loc[e[column] == key].sort_values(
+                ["occurred_at", "event_id"], ascending=[False, True]
+            )
+            assert [r["event_id"] for r in rows] == mine["event_id"].tolist(), (module, key)
+            assert [r["message_id"] for r in rows] == mine["message_id"].tolist()
+            assert [r["type"] for r in rows] == mine["type"].tolist()
+            assert [r["bot_score"] for r in rows] == scores.loc[
+                mine["event_id"], "bot_score"
+            ].round(4).tolist()
+            stamps = mine["occurred_at"].dt.strftime("%Y-%m-%dT%H:%M:%SZ").tolist()
+            assert [r["occurred_at"] for r in rows] == stamps
+            compared += len(rows)
+    assert compared > 20
+
+
+def test_an_old_store_gets_the_window_events_table(tmp_path) -> None:
+    from sqlalchemy import inspect
+
+    from jobs.store import Store
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    store = Store(url)
+    with store.write() as conn:
+        conn.exec_driver_sql("DROP TABLE window_events")
+    store.close()
+    again = Store(url)
+    with again.read() as conn:
+        assert "window_events" in inspect(conn).get_table_names()
+    assert again.window_events("t1").empty
+    again.close()
+
+
 def test_pages_render(env) -> None:
     client = login(env, env["t1"])
     for page in (
@@ -236,8 +296,8 @@ def test_toggle_through_the_page_queues_the_recompute(env) -> None:
 
 
 def test_authors_of_changes(env) -> None:
-    from botfilter.tokens import TokenStore, hash_token
     from console.auth import Auth
+    from core.tokens import TokenStore, hash_token
 
     tokens = TokenStore(env["store"].url)
     auth = Auth(tokens, static="env-admin-token")

@@ -3,52 +3,22 @@
 from __future__ import annotations
 
 import json
-import random
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
-from botfilter.errors import BotfilterError
-from contract.report import CountMismatch, TableReport
+import contract
+from contract.counts import CountMismatch, TableReport
 from contract.schema import EVENTS, MESSAGE_CONTEXT, MESSAGES, SEGMENTS, SETTINGS
 from contract.validate import Validated, validate_event_rows, validate_tables
-
-MESSAGE = {
-    "message_id": "m1",
-    "tenant_id": "t1",
-    "channel": "email",
-    "campaign_id": "c1",
-    "automation_id": None,
-    "contact_id": "k1",
-    "recipient_domain": "example.com",
-    "sent_at": "2025-01-01T00:00:00Z",
-    "delivered_at": "2025-01-01T00:00:05Z",
-    "link_count": 3,
-}
-SMS_MESSAGE = {
-    **MESSAGE,
-    "message_id": "m2",
-    "channel": "sms",
-    "recipient_domain": None,
-    "link_count": 1,
-}
-EVENT = {
-    "event_id": "e1",
-    "tenant_id": "t1",
-    "message_id": "m1",
-    "type": "click",
-    "occurred_at": "2025-01-01T00:01:00Z",
-    "ip": "192.0.2.1",
-    "user_agent": "Mozilla/5.0",
-    "url": "https://shop.example/a",
-    "link_position": 1,
-    "is_hidden_link": False,
-    "http_method": "GET",
-    "asn": 64500,
-}
+from core.errors import BotfilterError
 
 
 def frame(rows: list[dict[str, Any]], like: dict[str, Any]) -> pd.DataFrame:
@@ -57,17 +27,24 @@ def frame(rows: list[dict[str, Any]], like: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns).astype(object)
 
 
-def run(
-    messages: list[dict[str, Any]] | None = None,
-    events: list[dict[str, Any]] | None = None,
-    **others: pd.DataFrame,
-) -> Validated:
-    tables = {
-        "messages": frame([MESSAGE, SMS_MESSAGE] if messages is None else messages, MESSAGE),
-        "events": frame([] if events is None else events, EVENT),
-        **others,
-    }
-    return validate_tables(tables)
+@pytest.fixture
+def run(message_row, sms_message_row, event_row) -> Callable[..., Validated]:
+    """Validates message and event rows (default: the email and the SMS, no events)."""
+
+    def validate(
+        messages: list[dict[str, Any]] | None = None,
+        events: list[dict[str, Any]] | None = None,
+        **others: pd.DataFrame,
+    ) -> Validated:
+        default = [message_row, sms_message_row]
+        tables = {
+            "messages": frame(default if messages is None else messages, message_row),
+            "events": frame([] if events is None else events, event_row),
+            **others,
+        }
+        return validate_tables(tables)
+
+    return validate
 
 
 def reasons(result: Validated, table: str) -> list[str]:
@@ -109,40 +86,46 @@ MESSAGE_RULES = [
 
 
 @pytest.mark.parametrize(("change", "reason"), MESSAGE_RULES)
-def test_message_rule(change: dict[str, Any], reason: str) -> None:
-    result = run([MESSAGE, {**SMS_MESSAGE, **change}])
+def test_message_rule(
+    run, message_row, sms_message_row, change: dict[str, Any], reason: str
+) -> None:
+    result = run([message_row, {**sms_message_row, **change}])
     assert reasons(result, "messages") == [reason]
     assert result.messages["message_id"].tolist() == ["m1"]
     row = result.quarantine.iloc[0]
     assert row["row_number"] == 1
     record = json.loads(row["record"])
-    assert record["channel"] == change.get("channel", SMS_MESSAGE["channel"])
+    assert record["channel"] == change.get("channel", sms_message_row["channel"])
     for key, value in change.items():  # the original value, not the parsed one
         assert record[key] in (value, str(value))
     assert_counts_add_up(result)
 
 
-def test_first_failing_rule_in_schema_order_names_the_row() -> None:
-    result = run([{**MESSAGE, "channel": "fax", "sent_at": "never", "link_count": -2}])
+def test_first_failing_rule_in_schema_order_names_the_row(run, message_row) -> None:
+    result = run([{**message_row, "channel": "fax", "sent_at": "never", "link_count": -2}])
     assert reasons(result, "messages") == ["unknown channel: fax"]
 
 
-def test_long_unknown_value_is_shortened_in_the_reason() -> None:
-    result = run([{**MESSAGE, "channel": "x" * 500}])
+def test_long_unknown_value_is_shortened_in_the_reason(run, message_row) -> None:
+    result = run([{**message_row, "channel": "x" * 500}])
     assert reasons(result, "messages") == ["unknown channel: " + "x" * 40]
 
 
-def test_identical_duplicate_messages_are_kept_once_and_counted() -> None:
-    result = run([MESSAGE, dict(MESSAGE), SMS_MESSAGE], [EVENT])
+def test_identical_duplicate_messages_are_kept_once_and_counted(
+    run, message_row, sms_message_row, event_row
+) -> None:
+    result = run([message_row, dict(message_row), sms_message_row], [event_row])
     report = result.report.tables["messages"]
     assert (report.read, report.kept, report.duplicates, report.quarantined_total) == (3, 2, 1, 0)
     assert result.messages["message_id"].tolist() == ["m1", "m2"]
     assert result.events["event_id"].tolist() == ["e1"]
 
 
-def test_conflicting_duplicate_messages_are_all_quarantined_with_their_events() -> None:
-    other = {**MESSAGE, "contact_id": "k9"}
-    result = run([MESSAGE, SMS_MESSAGE, other], [EVENT])
+def test_conflicting_duplicate_messages_are_all_quarantined_with_their_events(
+    run, message_row, sms_message_row, event_row
+) -> None:
+    other = {**message_row, "contact_id": "k9"}
+    result = run([message_row, sms_message_row, other], [event_row])
     assert reasons(result, "messages") == ["conflicting duplicate message_id"] * 2
     assert result.quarantine.loc[result.quarantine.table == "messages", "row_number"].tolist() == [
         0,
@@ -152,12 +135,12 @@ def test_conflicting_duplicate_messages_are_all_quarantined_with_their_events() 
     assert reasons(result, "events") == ["quarantined message"]
 
 
-def test_same_message_id_in_two_tenants_is_two_messages() -> None:
+def test_same_message_id_in_two_tenants_is_two_messages(run, message_row, event_row) -> None:
     # issue 14 item 3: a message is (tenant_id, message_id); nothing is quarantined
-    other = {**MESSAGE, "tenant_id": "t2", "contact_id": "k9", "channel": "sms"}
-    theirs = {**EVENT, "tenant_id": "t2", "type": "click", "event_id": "e9"}
-    opened = {**EVENT, "type": "open", "event_id": "e2"}
-    result = run([MESSAGE, other], [EVENT, theirs, opened])
+    other = {**message_row, "tenant_id": "t2", "contact_id": "k9", "channel": "sms"}
+    theirs = {**event_row, "tenant_id": "t2", "type": "click", "event_id": "e9"}
+    opened = {**event_row, "type": "open", "event_id": "e2"}
+    result = run([message_row, other], [event_row, theirs, opened])
     assert result.quarantine.empty
     assert result.messages[["tenant_id", "contact_id"]].values.tolist() == [
         ["t1", "k1"],
@@ -165,14 +148,17 @@ def test_same_message_id_in_two_tenants_is_two_messages() -> None:
     ]
     assert result.events["event_id"].tolist() == ["e1", "e9", "e2"]
     # the event rules read the event's own tenant's message: an open on t2's SMS is refused
-    refused = run([MESSAGE, other], [{**opened, "tenant_id": "t2"}])
+    refused = run([message_row, other], [{**opened, "tenant_id": "t2"}])
     assert reasons(refused, "events") == ["open on sms message"]
 
 
-def test_conflict_within_one_tenant_leaves_the_other_tenant_alone() -> None:
-    clash = {**MESSAGE, "contact_id": "k9"}
+def test_conflict_within_one_tenant_leaves_the_other_tenant_alone(
+    run, message_row, event_row
+) -> None:
+    clash = {**message_row, "contact_id": "k9"}
     result = run(
-        [MESSAGE, clash, {**MESSAGE, "tenant_id": "t2"}], [EVENT, {**EVENT, "tenant_id": "t2"}]
+        [message_row, clash, {**message_row, "tenant_id": "t2"}],
+        [event_row, {**event_row, "tenant_id": "t2"}],
     )
     assert reasons(result, "messages") == ["conflicting duplicate message_id"] * 2
     assert result.messages["tenant_id"].tolist() == ["t2"]
@@ -180,16 +166,16 @@ def test_conflict_within_one_tenant_leaves_the_other_tenant_alone() -> None:
     assert result.events["tenant_id"].tolist() == ["t2"]
 
 
-def test_same_event_id_in_two_tenants_is_two_events() -> None:
-    theirs = {**MESSAGE, "tenant_id": "t2"}
-    result = run([MESSAGE, theirs], [EVENT, {**EVENT, "tenant_id": "t2"}])
+def test_same_event_id_in_two_tenants_is_two_events(run, message_row, event_row) -> None:
+    theirs = {**message_row, "tenant_id": "t2"}
+    result = run([message_row, theirs], [event_row, {**event_row, "tenant_id": "t2"}])
     assert result.quarantine.empty
     assert result.report.tables["events"].duplicates == 0
     assert result.events["tenant_id"].tolist() == ["t1", "t2"]
 
 
-def test_broken_copy_is_quarantined_and_good_copy_kept() -> None:
-    result = run([{**MESSAGE, "channel": "fax"}, MESSAGE], [EVENT])
+def test_broken_copy_is_quarantined_and_good_copy_kept(run, message_row, event_row) -> None:
+    result = run([{**message_row, "channel": "fax"}, message_row], [event_row])
     assert reasons(result, "messages") == ["unknown channel: fax"]
     assert result.messages["message_id"].tolist() == ["m1"]
     assert result.events["event_id"].tolist() == ["e1"]
@@ -232,9 +218,9 @@ EVENT_RULES = [
 
 
 @pytest.mark.parametrize(("change", "reason"), EVENT_RULES)
-def test_event_rule(change: dict[str, Any], reason: str) -> None:
-    good = {**EVENT, "event_id": "e0"}
-    bad = {**EVENT, "event_id": "e1", "label": None, **change}
+def test_event_rule(run, event_row, change: dict[str, Any], reason: str) -> None:
+    good = {**event_row, "event_id": "e0"}
+    bad = {**event_row, "event_id": "e1", "label": None, **change}
     result = run(events=[good, bad])
     assert reasons(result, "events") == [reason]
     assert result.events["event_id"].tolist() == ["e0"]
@@ -242,48 +228,55 @@ def test_event_rule(change: dict[str, Any], reason: str) -> None:
     assert_counts_add_up(result)
 
 
-def test_events_of_a_quarantined_message_are_quarantined() -> None:
-    result = run([{**MESSAGE, "channel": "fax"}, SMS_MESSAGE], [EVENT, {**EVENT, "event_id": "e2"}])
+def test_events_of_a_quarantined_message_are_quarantined(
+    run, message_row, sms_message_row, event_row
+) -> None:
+    result = run(
+        [{**message_row, "channel": "fax"}, sms_message_row],
+        [event_row, {**event_row, "event_id": "e2"}],
+    )
     assert reasons(result, "events") == ["quarantined message", "quarantined message"]
     assert result.events.empty
 
 
-def test_duplicate_event_ids_keep_the_first_and_are_counted() -> None:
-    first = {**EVENT, "user_agent": "first"}
-    result = run(events=[first, {**EVENT, "event_id": "e2"}, dict(first), dict(first)])
+def test_duplicate_event_ids_keep_the_first_and_are_counted(run, event_row) -> None:
+    first = {**event_row, "user_agent": "first"}
+    result = run(events=[first, {**event_row, "event_id": "e2"}, dict(first), dict(first)])
     report = result.report.tables["events"]
     assert (report.read, report.kept, report.duplicates, report.quarantined_total) == (4, 2, 2, 0)
     assert result.events["user_agent"].tolist() == ["first", "Mozilla/5.0"]
 
 
-def test_conflicting_duplicate_event_ids_are_all_quarantined() -> None:
+def test_conflicting_duplicate_event_ids_are_all_quarantined(run, event_row) -> None:
     # issue 14 item 14: a repeated event_id with other values is not silently dropped
-    first = {**EVENT, "user_agent": "first"}
-    again = {**EVENT, "user_agent": "second"}
-    result = run(events=[first, {**EVENT, "event_id": "e2"}, again, dict(first)])
+    first = {**event_row, "user_agent": "first"}
+    again = {**event_row, "user_agent": "second"}
+    result = run(events=[first, {**event_row, "event_id": "e2"}, again, dict(first)])
     assert reasons(result, "events") == ["conflicting duplicate event_id"] * 3
     assert result.quarantine["row_number"].tolist() == [0, 2, 3]
     assert result.events["event_id"].tolist() == ["e2"]
     assert_counts_add_up(result)
 
 
-def test_duplicate_event_after_a_broken_copy_is_kept() -> None:
-    result = run(events=[{**EVENT, "ip": "nope"}, EVENT])
+def test_duplicate_event_after_a_broken_copy_is_kept(run, event_row) -> None:
+    result = run(events=[{**event_row, "ip": "nope"}, event_row])
     assert reasons(result, "events") == ["invalid ip"]
     assert result.events["event_id"].tolist() == ["e1"]
     assert result.report.tables["events"].duplicates == 0
 
 
-def test_link_position_is_only_bounded_below_when_link_count_is_unknown() -> None:
-    message = {**MESSAGE, "link_count": None}
-    result = run([message], [{**EVENT, "link_position": 40}])
+def test_link_position_is_only_bounded_below_when_link_count_is_unknown(
+    run, message_row, event_row
+) -> None:
+    message = {**message_row, "link_count": None}
+    result = run([message], [{**event_row, "link_position": 40}])
     assert result.events["link_position"].tolist() == [40]
 
 
 # --------------------------------------------------------------------------- other tables
 
 
-def test_segments_rules_and_duplicates() -> None:
+def test_segments_rules_and_duplicates(run) -> None:
     rows = [
         {"tenant_id": "t1", "segment_id": "s1", "contact_id": "k1"},
         {"tenant_id": "t1", "segment_id": "s1", "contact_id": "k1"},
@@ -297,7 +290,7 @@ def test_segments_rules_and_duplicates() -> None:
     assert result.segments["contact_id"].tolist() == ["k1", "k2"]
 
 
-def test_settings_rules_and_conflicts() -> None:
+def test_settings_rules_and_conflicts(run) -> None:
     rows = [
         {"tenant_id": "t1", "exclude_bots_email": "yes", "exclude_bots_sms": "0",
          "updated_at": "2025-01-01T00:00:00Z"},
@@ -345,26 +338,26 @@ VALID_IPS = [
 ]
 
 
-def test_valid_ips_are_kept_as_given() -> None:
-    events = [{**EVENT, "event_id": f"e{i}", "ip": ip} for i, ip in enumerate(VALID_IPS)]
+def test_valid_ips_are_kept_as_given(run, event_row) -> None:
+    events = [{**event_row, "event_id": f"e{i}", "ip": ip} for i, ip in enumerate(VALID_IPS)]
     result = run(events=events)
     assert reasons(result, "events") == []
     assert result.events["ip"].tolist() == VALID_IPS
 
 
-def test_odd_user_agents_are_kept_byte_for_byte() -> None:
+def test_odd_user_agents_are_kept_byte_for_byte(run, event_row) -> None:
     agents = [
         "Mozilla/5.0 " + "x" * 20_000,
         'Браузер/1.0 (測試; 🤖) "quoted", comma; semicolon',
         "  leading and trailing spaces  ",
         "tab\there\\backslash",
     ]
-    events = [{**EVENT, "event_id": f"e{i}", "user_agent": ua} for i, ua in enumerate(agents)]
+    events = [{**event_row, "event_id": f"e{i}", "user_agent": ua} for i, ua in enumerate(agents)]
     result = run(events=events)
     assert result.events["user_agent"].tolist() == agents
 
 
-def test_timestamps_of_every_accepted_form_become_utc() -> None:
+def test_timestamps_of_every_accepted_form_become_utc(run, event_row) -> None:
     forms = {
         "2025-01-01T10:00:00+05:30": "2025-01-01T04:30:00",
         "2025-01-01T10:00:00-0800": "2025-01-01T18:00:00",
@@ -379,7 +372,9 @@ def test_timestamps_of_every_accepted_form_become_utc() -> None:
         "1735725600000.0": "2025-01-01T10:00:00",  # ... as pandas writes a float column
         1735725600123: "2025-01-01T10:00:00.123",  # epoch milliseconds as a number
     }
-    events = [{**EVENT, "event_id": f"e{i}", "occurred_at": value} for i, value in enumerate(forms)]
+    events = [
+        {**event_row, "event_id": f"e{i}", "occurred_at": value} for i, value in enumerate(forms)
+    ]
     result = run(events=events)
     assert reasons(result, "events") == []
     assert result.events["occurred_at"].tolist() == [
@@ -387,10 +382,10 @@ def test_timestamps_of_every_accepted_form_become_utc() -> None:
     ]
 
 
-def test_native_timestamps_naive_means_utc() -> None:
-    events = pd.DataFrame([EVENT, {**EVENT, "event_id": "e2"}])
+def test_native_timestamps_naive_means_utc(message_row, event_row) -> None:
+    events = pd.DataFrame([event_row, {**event_row, "event_id": "e2"}])
     events["occurred_at"] = pd.to_datetime(["2025-01-01 00:01", "2025-01-01 00:02"])
-    messages = pd.DataFrame([MESSAGE])
+    messages = pd.DataFrame([message_row])
     messages["sent_at"] = pd.Timestamp("2025-01-01T05:30", tz="Asia/Kolkata")
     result = validate_tables({"messages": messages, "events": events})
     assert result.messages["sent_at"].tolist() == [pd.Timestamp("2025-01-01", tz="UTC")]
@@ -400,15 +395,15 @@ def test_native_timestamps_naive_means_utc() -> None:
     ]
 
 
-def test_empty_strings_are_missing_values() -> None:
+def test_empty_strings_are_missing_values(run, message_row, event_row) -> None:
     message = {
-        **MESSAGE,
+        **message_row,
         "campaign_id": "",
         "automation_id": "a1",
         "delivered_at": "",
         "link_count": "",
     }
-    event = {**EVENT, "ip": "", "user_agent": "", "url": " ", "link_position": "", "asn": ""}
+    event = {**event_row, "ip": "", "user_agent": "", "url": " ", "link_position": "", "asn": ""}
     result = run([message], [event])
     assert reasons(result, "messages") + reasons(result, "events") == []
     m, e = result.messages.iloc[0], result.events.iloc[0]
@@ -417,9 +412,9 @@ def test_empty_strings_are_missing_values() -> None:
     assert e["link_position"] is pd.NA and e["asn"] is pd.NA
 
 
-def test_missing_optional_columns_become_empty_columns() -> None:
-    messages = pd.DataFrame([{k: MESSAGE[k] for k in MESSAGES.required}])
-    events = pd.DataFrame([{k: EVENT[k] for k in EVENTS.required}])
+def test_missing_optional_columns_become_empty_columns(message_row, event_row) -> None:
+    messages = pd.DataFrame([{k: message_row[k] for k in MESSAGES.required}])
+    events = pd.DataFrame([{k: event_row[k] for k in EVENTS.required}])
     result = validate_tables({"messages": messages, "events": events})
     assert list(result.messages.columns) == MESSAGES.names
     assert list(result.events.columns) == EVENTS.names
@@ -427,19 +422,20 @@ def test_missing_optional_columns_become_empty_columns() -> None:
     assert result.events["is_hidden_link"].isna().all()
 
 
-def test_identifiers_stay_text_and_numbers_become_digits() -> None:
+def test_identifiers_stay_text_and_numbers_become_digits(run, message_row, event_row) -> None:
     result = run(
-        [{**MESSAGE, "message_id": "007", "contact_id": 42}], [{**EVENT, "message_id": "007"}]
+        [{**message_row, "message_id": "007", "contact_id": 42}],
+        [{**event_row, "message_id": "007"}],
     )
     assert result.messages["message_id"].tolist() == ["007"]
     assert result.messages["contact_id"].tolist() == ["42"]
     assert result.events["message_id"].tolist() == ["007"]
 
 
-def test_normalised_values() -> None:
+def test_normalised_values(run, message_row, event_row) -> None:
     result = run(
-        [{**MESSAGE, "channel": " EMAIL ", "recipient_domain": "Example.COM"}],
-        [{**EVENT, "type": "Click", "http_method": "head", "label": "BOT", "asn": "AS13335",
+        [{**message_row, "channel": " EMAIL ", "recipient_domain": "Example.COM"}],
+        [{**event_row, "type": "Click", "http_method": "head", "label": "BOT", "asn": "AS13335",
           "is_hidden_link": "Yes", "link_position": "2"}],
     )  # fmt: skip
     m, e = result.messages.iloc[0], result.events.iloc[0]
@@ -448,18 +444,18 @@ def test_normalised_values() -> None:
     assert (e["is_hidden_link"], e["link_position"]) == (True, 2)
 
 
-def test_integers_written_as_floats_by_pandas_are_accepted() -> None:
-    events = [{**EVENT, "event_id": f"e{i}", "link_position": v, "asn": v} for i, v in
+def test_integers_written_as_floats_by_pandas_are_accepted(run, event_row) -> None:
+    events = [{**event_row, "event_id": f"e{i}", "link_position": v, "asn": v} for i, v in
               enumerate(["2.0", "0.00", 1.0])]  # fmt: skip
     result = run(events=events)
     assert result.events["link_position"].tolist() == [2, 0, 1]
     assert str(result.events["asn"].dtype) == "Int64"
 
 
-def test_extra_columns_are_kept() -> None:
+def test_extra_columns_are_kept(message_row, event_row) -> None:
     tables = {
-        "messages": frame([MESSAGE], MESSAGE).assign(subject="Hello"),
-        "events": frame([EVENT], EVENT).assign(country="NZ"),
+        "messages": frame([message_row], message_row).assign(subject="Hello"),
+        "events": frame([event_row], event_row).assign(country="NZ"),
     }
     result = validate_tables(tables)
     assert list(result.messages.columns) == [*MESSAGES.names, "subject"]
@@ -469,8 +465,8 @@ def test_extra_columns_are_kept() -> None:
 # --------------------------------------------------------------------------- shapes and counts
 
 
-def test_clean_dtypes() -> None:
-    result = run([MESSAGE], [EVENT])
+def test_clean_dtypes(run, message_row, event_row) -> None:
+    result = run([message_row], [event_row])
     dtypes = {**result.messages.dtypes.astype(str), **result.events.dtypes.astype(str)}
     assert dtypes["message_id"] == dtypes["user_agent"] == dtypes["channel"] == "object"
     assert (
@@ -488,24 +484,24 @@ def test_clean_dtypes() -> None:
     assert list(result.quarantine.columns) == ["table", "row_number", "record", "reason"]
 
 
-def test_row_order_is_kept() -> None:
-    events = [{**EVENT, "event_id": f"e{i}"} for i in (5, 3, 9, 1)]
-    events.insert(2, {**EVENT, "event_id": "bad", "type": "x"})
+def test_row_order_is_kept(run, event_row) -> None:
+    events = [{**event_row, "event_id": f"e{i}"} for i in (5, 3, 9, 1)]
+    events.insert(2, {**event_row, "event_id": "bad", "type": "x"})
     result = run(events=events)
     assert result.events["event_id"].tolist() == ["e5", "e3", "e9", "e1"]
     assert result.events.index.tolist() == [0, 1, 2, 3]
 
 
-def test_quarantine_record_is_the_original_row() -> None:
-    bad = {**EVENT, "ip": "x", "occurred_at": "2025-01-01T10:00:00+05:30", "asn": "AS1"}
+def test_quarantine_record_is_the_original_row(run, event_row) -> None:
+    bad = {**event_row, "ip": "x", "occurred_at": "2025-01-01T10:00:00+05:30", "asn": "AS1"}
     result = run(events=[bad])
     assert json.loads(result.quarantine.iloc[0]["record"]) == bad
 
 
-def test_report_counts_and_printing() -> None:
+def test_report_counts_and_printing(run, message_row, sms_message_row, event_row) -> None:
     result = run(
-        [MESSAGE, MESSAGE, {**SMS_MESSAGE, "channel": "fax"}],
-        [EVENT, EVENT, {**EVENT, "event_id": "e2", "message_id": "m2"}],
+        [message_row, message_row, {**sms_message_row, "channel": "fax"}],
+        [event_row, event_row, {**event_row, "event_id": "e2", "message_id": "m2"}],
     )
     assert result.report.as_dict()["events"] == {
         "table": "events",
@@ -527,29 +523,31 @@ def test_counts_that_do_not_add_up_raise() -> None:
         TableReport("events", "events.csv", read=5, kept=3, duplicates=0, quarantined={"x": 1})
 
 
-def test_required_tables_and_columns() -> None:
+def test_required_tables_and_columns(message_row, event_row) -> None:
     with pytest.raises(BotfilterError, match="missing required table: events"):
-        validate_tables({"messages": frame([MESSAGE], MESSAGE)})
-    events = frame([EVENT], EVENT).drop(columns=["occurred_at", "type"])
+        validate_tables({"messages": frame([message_row], message_row)})
+    events = frame([event_row], event_row).drop(columns=["occurred_at", "type"])
     with pytest.raises(
         BotfilterError, match="^events: missing required columns: type, occurred_at$"
     ):
-        validate_tables({"messages": frame([MESSAGE], MESSAGE), "events": events})
+        validate_tables({"messages": frame([message_row], message_row), "events": events})
 
 
-def test_unusable_column_type_fails_with_the_column_name() -> None:
-    events = frame([EVENT], EVENT)
+def test_unusable_column_type_fails_with_the_column_name(message_row, event_row) -> None:
+    events = frame([event_row], event_row)
     events["occurred_at"] = [{"nested": 1}]
-    result = validate_tables({"messages": frame([MESSAGE], MESSAGE), "events": events})
+    result = validate_tables({"messages": frame([message_row], message_row), "events": events})
     assert reasons(result, "events") == ["unparseable timestamp: occurred_at"]
 
 
-def test_write_then_load_round_trips(tmp_path) -> None:
+def test_write_then_load_round_trips(
+    run, message_row, sms_message_row, event_row, tmp_path
+) -> None:
     import contract
 
     result = run(
-        [MESSAGE, SMS_MESSAGE],
-        [EVENT, {**EVENT, "event_id": "e2", "type": "nope"}],
+        [message_row, sms_message_row],
+        [event_row, {**event_row, "event_id": "e2", "type": "nope"}],
         segments=pd.DataFrame([{"tenant_id": "t1", "segment_id": "s1", "contact_id": "k1"}]),
     )
     paths = result.write(tmp_path)
@@ -571,12 +569,7 @@ def test_write_then_load_round_trips(tmp_path) -> None:
 # --------------------------------------------------------------------------- the API path
 
 
-def api_row(**change: Any) -> dict[str, Any]:
-    context = {name: MESSAGE[name] for name in MESSAGE_CONTEXT}
-    return {**context, **EVENT, **change}
-
-
-def test_event_rows_with_message_context() -> None:
+def test_event_rows_with_message_context(api_row) -> None:
     rows = [
         api_row(event_id="ok"),
         api_row(event_id="sms-open", channel="sms", type="open"),
@@ -605,26 +598,26 @@ def test_event_rows_with_message_context() -> None:
     assert clean["occurred_at"].iloc[1] == pd.Timestamp("2025-01-01T00:01:00", tz="UTC")
 
 
-def test_event_rows_need_the_context_columns() -> None:
+def test_event_rows_need_the_context_columns(api_row) -> None:
     rows = pd.DataFrame([api_row()]).drop(columns=["channel", "sent_at"])
     with pytest.raises(BotfilterError, match="missing required columns: channel, sent_at"):
         validate_event_rows(rows)
 
 
-def test_event_rows_without_failures_give_an_empty_reason_series() -> None:
+def test_event_rows_without_failures_give_an_empty_reason_series(api_row) -> None:
     clean, why = validate_event_rows(pd.DataFrame([api_row()]))
     assert len(clean) == 1 and why.empty and why.dtype == object
 
 
-def test_one_rule_code_for_both_paths() -> None:
+def test_one_rule_code_for_both_paths(run, event_row, api_row) -> None:
     """The batch path and the API path give the same reason for the same broken event."""
     broken = {"occurred_at": "2024-12-31T00:00:00Z"}
-    batch = run(events=[{**EVENT, **broken}])
+    batch = run(events=[{**event_row, **broken}])
     _, why = validate_event_rows(pd.DataFrame([api_row(**broken)]))
     assert reasons(batch, "events") == why.tolist() == ["event before message sent"]
 
 
-def test_large_batch_is_vectorised() -> None:
+def test_large_batch_is_vectorised(api_row) -> None:
     n = 20_000
     rows = pd.DataFrame([api_row()] * n)
     rows["event_id"] = [f"e{i}" for i in range(n)]
@@ -648,7 +641,7 @@ def test_padding_and_blanks_are_found_in_any_chunk() -> None:
     assert blank_to_null(clean) is clean  # nothing to trim: no copy
 
 
-def test_nested_context_values_are_judged_as_their_json_text() -> None:
+def test_nested_context_values_are_judged_as_their_json_text(api_row) -> None:
     """A JSON array or object in a message-context column is judged as its JSON text (as in a
     JSON Lines file, and as in the events' own columns); it used to fail the whole batch."""
     rows = pd.DataFrame(
@@ -673,7 +666,7 @@ def test_nested_context_values_are_judged_as_their_json_text() -> None:
     }
 
 
-def test_text_that_cannot_be_utf8_is_refused_by_row() -> None:
+def test_text_that_cannot_be_utf8_is_refused_by_row(api_row) -> None:
     """Python's JSON decoder lets lone surrogates through; such a row is refused, not a crash."""
     rows = pd.DataFrame([api_row(user_agent="\ud800"), api_row(), api_row(extra=["\udfff"])])
     clean, why = validate_event_rows(rows)
@@ -681,7 +674,7 @@ def test_text_that_cannot_be_utf8_is_refused_by_row() -> None:
     assert why.to_dict() == {0: "invalid UTF-8 text", 2: "invalid UTF-8 text"}
 
 
-def test_signed_numbers_as_text() -> None:
+def test_signed_numbers_as_text(api_row) -> None:
     rows = pd.DataFrame(
         [api_row(link_position="+2", occurred_at="+1735689660000.0"), api_row(link_position="-0")]
     )
@@ -708,7 +701,7 @@ def test_signed_numbers_as_text() -> None:
     ],
 )
 def test_a_value_is_judged_alike_whatever_its_neighbours(
-    column: str, value: Any, others: list[Any]
+    api_row, column: str, value: Any, others: list[Any]
 ) -> None:
     """Arrow types a column by all its values; one value's verdict must not depend on them."""
     alone = validate_event_rows(frame([api_row(**{column: value})], api_row()))
@@ -722,38 +715,6 @@ def test_a_value_is_judged_alike_whatever_its_neighbours(
         pd.testing.assert_series_equal(got, alone[0].loc[0], check_dtype=False)
 
 
-def random_ipv6(rnd: random.Random) -> str:
-    """A string that looks like an IPv6 address, valid or not."""
-    groups = [
-        "".join(rnd.choice("0123456789abcdefABCDEF") for _ in range(rnd.randrange(0, 6)))
-        for _ in range(rnd.randrange(1, 10))
-    ]
-    text = ":".join(groups)
-    if rnd.random() < 0.3:
-        text = text.replace(":", "::", 1)
-    if rnd.random() < 0.2:
-        text += ":" + ".".join(str(rnd.randrange(0, 300)) for _ in range(4))
-    return text
-
-
-def test_ipv6_pattern_accepts_only_what_python_accepts() -> None:
-    """parse_ip gives few non-IPv4 values straight to ipaddress and many to its IPv6 pattern
-    first: the pattern must accept nothing ipaddress refuses for both to agree."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from contract.columns import _IPV6_REGEX_FROM, IPV6_RE, _python_ip, parse_ip
-
-    rnd = random.Random(2)
-    candidates = list(dict.fromkeys(random_ipv6(rnd) for _ in range(3000)))
-    hits = pc.match_substring_regex(pa.array(candidates), IPV6_RE).to_pylist()
-    assert sum(hits) > 100
-    assert [t for t, hit in zip(candidates, hits, strict=True) if hit and not _python_ip(t)] == []
-    for some in (candidates[: _IPV6_REGEX_FROM * 2], candidates[: _IPV6_REGEX_FROM // 2]):
-        expected = [t if _python_ip(t) else None for t in some]
-        assert parse_ip(pa.array(some)).values.to_pylist() == expected
-
-
 def test_python_strips_exactly_the_whitespace_arrow_trims() -> None:
     """The one-value parsers strip with ``str.strip``, the column parsers with Arrow."""
     import pyarrow as pa
@@ -764,3 +725,34 @@ def test_python_strips_exactly_the_whitespace_arrow_trims() -> None:
     arrow = {c for c, t in zip(chars, trimmed, strict=True) if t == ""}
     assert arrow == {c for c in chars if not c.strip()}
     assert len(arrow) == 29
+
+
+def as_text(rows: pd.DataFrame) -> pd.DataFrame:
+    """Every value as text, missing ones as empty strings (a CSV export in Parquet)."""
+    return rows.astype(object).where(rows.notna(), "").astype(str)
+
+
+def test_chunked_parquet_gives_the_same_verdicts_as_frames(
+    message_row, sms_message_row, event_row, tmp_path: Path
+) -> None:
+    """Many small row groups (sliced Arrow chunks) take the same paths as one array."""
+    events = [
+        {**event_row, "event_id": f"e{i}", **change} for i, (change, _) in enumerate(EVENT_RULES)
+    ]
+    events += [{**event_row, "event_id": f"ok{i}", "user_agent": f" ua {i} "} for i in range(7)]
+    frames = {name: as_text(pd.DataFrame(rows)) for name, rows in
+              (("messages", [message_row, sms_message_row]), ("events", events))}  # fmt: skip
+    for name, rows in frames.items():
+        pq.write_table(
+            pa.Table.from_pandas(rows, preserve_index=False),
+            tmp_path / f"{name}.parquet",
+            row_group_size=3,
+        )
+    from_files = contract.load(tmp_path)
+    in_memory = validate_tables(frames)
+    pd.testing.assert_frame_equal(from_files.events, in_memory.events)
+    expected = [reason for _, reason in EVENT_RULES]
+    assert from_files.quarantine["reason"].tolist() == in_memory.quarantine["reason"].tolist()
+    q = from_files.quarantine
+    assert list(zip(q["row_number"], q["reason"], strict=True)) == list(enumerate(expected))
+    assert from_files.events["user_agent"].tolist() == [f" ua {i} " for i in range(7)]

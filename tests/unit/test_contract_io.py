@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import contract
-from botfilter.errors import BotfilterError
+from core.errors import BotfilterError
 
 MESSAGES_CSV = (
     "message_id,tenant_id,channel,campaign_id,automation_id,contact_id,recipient_domain,"
@@ -332,36 +332,6 @@ def test_column_of_unusable_type_fails_naming_it(tmp_path: Path) -> None:
     message = one_line_error(tmp_path)
     assert message.startswith(f"{tmp_path / 'events.parquet'}: column asn is stored as list<")
     assert message.endswith(">, which cannot hold int values")
-
-
-def as_text(rows: pd.DataFrame) -> pd.DataFrame:
-    """Every value as text, missing ones as empty strings (a CSV export in Parquet)."""
-    return rows.astype(object).where(rows.notna(), "").astype(str)
-
-
-def test_chunked_parquet_gives_the_same_verdicts_as_frames(tmp_path: Path) -> None:
-    """Many small row groups (sliced Arrow chunks) take the same paths as one array."""
-    from tests.unit.test_contract import EVENT, EVENT_RULES, MESSAGE, SMS_MESSAGE
-
-    events = [{**EVENT, "event_id": f"e{i}", **change} for i, (change, _) in enumerate(EVENT_RULES)]
-    events += [{**EVENT, "event_id": f"ok{i}", "user_agent": f" ua {i} "} for i in range(7)]
-    frames = {name: as_text(pd.DataFrame(rows)) for name, rows in
-              (("messages", [MESSAGE, SMS_MESSAGE]), ("events", events))}  # fmt: skip
-    for name, rows in frames.items():
-        pq.write_table(
-            pa.Table.from_pandas(rows, preserve_index=False),
-            tmp_path / f"{name}.parquet",
-            row_group_size=3,
-        )
-    from_files = contract.load(tmp_path)
-    from contract.validate import validate_tables
-
-    in_memory = validate_tables(frames)
-    pd.testing.assert_frame_equal(from_files.events, in_memory.events)
-    expected = [reason for _, reason in EVENT_RULES]
-    assert from_files.quarantine["reason"].tolist() == in_memory.quarantine["reason"].tolist()
-    assert quarantine_of(from_files, "events") == list(enumerate(expected))
-    assert from_files.events["user_agent"].tolist() == [f" ua {i} " for i in range(7)]
 
 
 def test_events_without_any_message_are_unknown(tmp_path: Path) -> None:

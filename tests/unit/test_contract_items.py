@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import string
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,6 @@ from contract.validate import (
     validate_event_rows,
 )
 from features.pipeline import CONTEXT_COLUMNS
-from tests.unit.test_contract import api_row, random_ipv6
 
 ALL = (*EVENTS.names, *(n for n in MESSAGE_CONTEXT if n not in EVENTS.names))
 T0 = 1_735_689_600_000  # 2025-01-01T00:00:00Z in ms
@@ -391,19 +391,27 @@ def test_validate_event_items_switches_paths_without_changing_answers() -> None:
 # --------------------------------------------------------------------------- exact cases
 
 
-BASE = api_row()
 NS = 1_000_000_000
 SENT_NS = T0 * 1_000_000
 
 
-def one(columns: tuple[str, ...], **change: Any) -> Any:
-    """The clean values or the reason of BASE changed by ``change`` (every path agreeing)."""
-    item = {**BASE, **change}
-    got = assert_all_agree([item], columns)
-    clean, reasons = got
-    if reasons:
-        return reasons[0][1]
-    return tuple(v for _, v in clean[0])
+@pytest.fixture
+def base(api_row) -> dict[str, Any]:
+    """The valid click e1 with its message context, sent at T0 with 3 links."""
+    return api_row()
+
+
+@pytest.fixture
+def one(base) -> Callable[..., Any]:
+    """The clean values or the reason of ``base`` changed by keywords (every path agreeing)."""
+
+    def judge(columns: tuple[str, ...], **change: Any) -> Any:
+        clean, reasons = assert_all_agree([{**base, **change}], columns)
+        if reasons:
+            return reasons[0][1]
+        return tuple(v for _, v in clean[0])
+
+    return judge
 
 
 @pytest.mark.parametrize(
@@ -457,7 +465,7 @@ def one(columns: tuple[str, ...], **change: Any) -> Any:
         ({"ip": "fe80::1%eth0"}, "ip", "fe80::1%eth0"),
     ],
 )
-def test_normalised_values(change: dict[str, Any], column: str, value: Any) -> None:
+def test_normalised_values(one, change: dict[str, Any], column: str, value: Any) -> None:
     got = one(ALL, **change)
     assert isinstance(got, tuple), got
     assert got[ALL.index(column)] == value
@@ -505,12 +513,12 @@ def test_normalised_values(change: dict[str, Any], column: str, value: Any) -> N
         ({"url": ["\udfff"], "type": "fax"}, "invalid UTF-8 text"),  # before any column's rule
     ],
 )
-def test_reasons(change: dict[str, Any], reason: str) -> None:
+def test_reasons(one, change: dict[str, Any], reason: str) -> None:
     assert one(CONTEXT_COLUMNS, **change) == reason
 
 
-def test_items_that_are_not_objects_and_missing_keys() -> None:
-    items = [5, None, "x", [BASE], {k: v for k, v in BASE.items() if k != "channel"}, BASE]
+def test_items_that_are_not_objects_and_missing_keys(base) -> None:
+    items = [5, None, "x", [base], {k: v for k, v in base.items() if k != "channel"}, base]
     clean, reasons = validate_event_items(items, ("event_id", "sent_at"))
     assert clean == {5: ("e1", SENT_NS)}
     assert reasons == {
@@ -522,11 +530,11 @@ def test_items_that_are_not_objects_and_missing_keys() -> None:
     }
 
 
-def test_columns_are_checked_and_kept_in_their_order() -> None:
-    clean, _ = validate_event_items([BASE], ("link_count", "event_id"))
+def test_columns_are_checked_and_kept_in_their_order(base) -> None:
+    clean, _ = validate_event_items([base], ("link_count", "event_id"))
     assert clean == {0: (3, "e1")}
     with pytest.raises(ValueError, match="not an events or message-context column: nope"):
-        validate_event_items([BASE], ("event_id", "nope"))
+        validate_event_items([base], ("event_id", "nope"))
 
 
 @pytest.mark.parametrize(
@@ -542,23 +550,55 @@ def test_columns_are_checked_and_kept_in_their_order() -> None:
 )
 @pytest.mark.parametrize("name", ["event_id", "link_position", "occurred_at", "is_hidden_link"])
 def test_a_value_is_judged_alike_whatever_its_neighbours(
-    name: str, value: Any, others: list[Any]
+    base, name: str, value: Any, others: list[Any]
 ) -> None:
     """Arrow types a column by all its values; the verdict of one value must not depend on them."""
-    mixed = [{**BASE, name: other} for other in others] + [{**BASE, name: value}]
+    mixed = [{**base, name: other} for other in others] + [{**base, name: value}]
     clean, reasons = exact(_items_column_wise(mixed, ALL))
-    alone_clean, alone_reasons = exact(_items_row_wise([{**BASE, name: value}], ALL))
+    alone_clean, alone_reasons = exact(_items_row_wise([{**base, name: value}], ALL))
     last = len(others)
     assert (clean.get(last), reasons.get(last)) == (alone_clean.get(0), alone_reasons.get(0))
 
 
-def test_random_strings_everywhere() -> None:
+def test_random_strings_everywhere(base) -> None:
     rnd = random.Random(9)
     alphabet = string.printable + "éİßſ\u00a0\u3000😀"
     items = []
     for i in range(300):
-        item = dict(BASE, event_id=f"e{i}")
+        item = dict(base, event_id=f"e{i}")
         for name in rnd.sample(ALL, 3):
             item[name] = "".join(rnd.choice(alphabet) for _ in range(rnd.randrange(0, 12)))
         items.append(item)
     assert_all_agree(items)
+
+
+def random_ipv6(rnd: random.Random) -> str:
+    """A string that looks like an IPv6 address, valid or not."""
+    groups = [
+        "".join(rnd.choice("0123456789abcdefABCDEF") for _ in range(rnd.randrange(0, 6)))
+        for _ in range(rnd.randrange(1, 10))
+    ]
+    text = ":".join(groups)
+    if rnd.random() < 0.3:
+        text = text.replace(":", "::", 1)
+    if rnd.random() < 0.2:
+        text += ":" + ".".join(str(rnd.randrange(0, 300)) for _ in range(4))
+    return text
+
+
+def test_ipv6_pattern_accepts_only_what_python_accepts() -> None:
+    """parse_ip gives few non-IPv4 values straight to ipaddress and many to its IPv6 pattern
+    first: the pattern must accept nothing ipaddress refuses for both to agree."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from contract.columns import _IPV6_REGEX_FROM, IPV6_RE, _python_ip, parse_ip
+
+    rnd = random.Random(2)
+    candidates = list(dict.fromkeys(random_ipv6(rnd) for _ in range(3000)))
+    hits = pc.match_substring_regex(pa.array(candidates), IPV6_RE).to_pylist()
+    assert sum(hits) > 100
+    assert [t for t, hit in zip(candidates, hits, strict=True) if hit and not _python_ip(t)] == []
+    for some in (candidates[: _IPV6_REGEX_FROM * 2], candidates[: _IPV6_REGEX_FROM // 2]):
+        expected = [t if _python_ip(t) else None for t in some]
+        assert parse_ip(pa.array(some)).values.to_pylist() == expected

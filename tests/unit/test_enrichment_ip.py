@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from botfilter.errors import BotfilterError
+from core.errors import BotfilterError
 from features.enrichment.ip import (
     FLAG_NAMES,
     IP_FEATURES,
@@ -100,6 +100,7 @@ def test_yahoo_and_unflagged_resolver(enricher: IpEnricher) -> None:
     "bad", [None, "", "garbage", "256.1.1.1", "1.2.3", "01.2.3.4", "1.2.3.4.5", "::g", 12345]
 )
 def test_invalid_or_missing(enricher: IpEnricher, bad: object) -> None:
+    # Not a str on purpose: what a client's JSON may carry in the ip field.
     row = enrich_one(enricher, bad)  # type: ignore[arg-type]
     assert (row["ip_version"], row["asn"], row["ip_key"], row["prefix_key"]) == (0, 0, -1, -1)
     assert flags_set(row) == set()

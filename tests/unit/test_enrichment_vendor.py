@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from botfilter.cli import app
-from botfilter.errors import BotfilterError
+from core.errors import BotfilterError
 from features.enrichment.ip import IpEnricher
 from features.enrichment.reference import load_reference
 from features.enrichment.vendor import (

@@ -16,7 +16,6 @@ from labelling.estimates import (
     save_estimates,
     wilson,
 )
-from tests.unit.test_labelling_functions import _frames
 
 
 def test_wilson_matches_the_textbook_values() -> None:
@@ -38,10 +37,10 @@ def _scans(tenant_rows: dict[str, int]) -> list[dict]:
     return rows
 
 
-def test_recall_counts_the_confirmed_events_and_says_when_too_few() -> None:
+def test_recall_counts_the_confirmed_events_and_says_when_too_few(event_frames) -> None:
     rows = _scans({"big": 40, "small": 5})
     rows.append({"tenant": "quiet", "message_id": "q"})  # no honeypot at all
-    ctx, feats = _frames(rows)
+    ctx, feats = event_frames(rows)
     ctx["tenant_id"] = [r["tenant"] for r in rows]
     ctx["channel"] = "email"
     # The model flags every hit, and 30 of big's 40 other events, and none of small's.
@@ -60,9 +59,9 @@ def test_recall_counts_the_confirmed_events_and_says_when_too_few() -> None:
     assert table.loc["quiet", "confirmed"] == 0 and table.loc["quiet", "note"] == NO_HONEYPOT
 
 
-def test_each_tenant_reads_only_its_own_saved_estimate(tmp_path) -> None:
+def test_each_tenant_reads_only_its_own_saved_estimate(event_frames, tmp_path) -> None:
     rows = _scans({"a/1": 35, "b": 35})
-    ctx, feats = _frames(rows)
+    ctx, feats = event_frames(rows)
     ctx["tenant_id"] = [r["tenant"] for r in rows]
     ctx["channel"] = "email"
     table = honeypot_recall(ctx, feats, np.ones(len(ctx), dtype=bool))

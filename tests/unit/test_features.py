@@ -5,8 +5,18 @@ import pandas as pd
 import pytest
 
 from contract.schema import MESSAGE_CONTEXT
+from contract.validate import validate_tables
 from features.definitions import FEATURE_NAMES, FEATURES, LONGEST_WINDOW_S
-from features.pipeline import Enrichers, build_features, causal_order, event_context, message_rows
+from features.pipeline import (
+    Enrichers,
+    build_features,
+    causal_order,
+    context_arrays,
+    event_context,
+    feature_block,
+    message_rows,
+)
+from simulation.core import generate
 
 
 @pytest.fixture(scope="module")
@@ -236,3 +246,19 @@ def test_same_message_id_in_two_tenants_gets_each_tenants_message(enrichers) -> 
     alone = build_features(ctx.iloc[[1]], enrichers)
     pd.testing.assert_frame_equal(both.iloc[[1]], alone)
     assert both["secs_since_send"].tolist() == [10.0, 50.0]
+
+
+def test_every_declared_feature_is_written_for_every_row(ctx, enrichers) -> None:
+    """feature_block starts from ``fill``: a declared feature that no path writes, or that one
+    path writes for some rows only, would keep the sentinel (NaN by default: missing)."""
+    sentinel = np.float32(-3.0e38)  # no feature takes this value
+    tables = validate_tables(generate(tenants=2, days=1, seed=5))
+    world = event_context(tables.messages, tables.events)
+    assert (world["channel"] == "sms").any() and world["asn"].isna().any()
+    for frame in (ctx, world):
+        block = feature_block(context_arrays(frame), enrichers, fill=sentinel)
+        assert block.shape == (len(FEATURE_NAMES), len(frame))
+        unwritten = [
+            name for name, row in zip(FEATURE_NAMES, block, strict=True) if (row == sentinel).any()
+        ]
+        assert unwritten == []

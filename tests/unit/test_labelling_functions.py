@@ -2,60 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
-import pandas as pd
 import pytest
 
-from features.definitions import FEATURE_NAMES
 from labelling import functions as lf
 from labelling.model import ABSTAIN, BOT, HUMAN
 
-T0 = pd.Timestamp("2026-10-01T10:00:00Z")
+
+@pytest.fixture
+def votes(event_frames) -> Callable[..., list[int]]:
+    """The votes of labelling function ``fn`` on the events built from ``rows``."""
+
+    def vote(fn, rows: list[dict]) -> list[int]:  # noqa: ANN001
+        (entry,) = [x for x in lf.LABELLING_FUNCTIONS if x.fn is fn]
+        ctx, feats = event_frames(rows)
+        return entry(ctx, feats).tolist()
+
+    return vote
 
 
-def _frames(rows: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Context and features of a few events; each row gives its context and feature overrides.
-
-    Unset features are 0, except a plain person's defaults: delivered an hour ago, a current
-    mobile-less browser (family 1, 1 version behind), nothing in any burst window.
-    """
-    ctx, feats = [], []
-    for i, row in enumerate(rows):
-        c = {
-            "event_id": f"e{i}",
-            "tenant_id": "t1",
-            "message_id": row.get("message_id", f"m{i}"),
-            "ip": row.get("ip", f"10.0.0.{i}"),
-            "type": row.get("type", "click"),
-            "occurred_at": T0 + pd.Timedelta(seconds=row.get("t", 0.0)),
-            "link_position": row.get("link_position", 0),
-            "is_hidden_link": row.get("is_hidden_link", False),
-        }
-        f = dict.fromkeys(FEATURE_NAMES, 0.0)
-        f.update(
-            secs_since_delivery=3600.0,
-            ua_family=1.0,
-            ua_versions_behind=1.0,
-            http_method=0.0,
-            is_click=1.0 if c["type"] == "click" else 0.0,
-        )
-        f.update(row.get("f", {}))
-        ctx.append(c)
-        feats.append(f)
-    return pd.DataFrame(ctx), pd.DataFrame(feats)
+def test_honeypot_hit(votes) -> None:
+    assert votes(lf.honeypot_hit, [{"is_hidden_link": True}, {}]) == [BOT, ABSTAIN]
 
 
-def _votes(fn, rows: list[dict]) -> list[int]:  # noqa: ANN001
-    (entry,) = [x for x in lf.LABELLING_FUNCTIONS if x.fn is fn]
-    ctx, feats = _frames(rows)
-    return entry(ctx, feats).tolist()
-
-
-def test_honeypot_hit() -> None:
-    assert _votes(lf.honeypot_hit, [{"is_hidden_link": True}, {}]) == [BOT, ABSTAIN]
-
-
-def test_honeypot_same_address_looks_both_ways_within_the_window() -> None:
+def test_honeypot_same_address_looks_both_ways_within_the_window(votes) -> None:
     rows = [
         {"message_id": "m", "ip": "1.1.1.1", "t": 0.0},  # 3 s before the hit: bot
         {"message_id": "m", "ip": "1.1.1.1", "t": 3.0, "is_hidden_link": True},  # the hit itself
@@ -64,19 +36,19 @@ def test_honeypot_same_address_looks_both_ways_within_the_window() -> None:
         {"message_id": "m", "ip": "2.2.2.2", "t": 4.0},  # another address
         {"message_id": "other", "ip": "1.1.1.1", "t": 4.0},  # another message
     ]
-    assert _votes(lf.honeypot_same_address, rows) == [BOT, ABSTAIN, BOT, ABSTAIN, ABSTAIN, ABSTAIN]
+    assert votes(lf.honeypot_same_address, rows) == [BOT, ABSTAIN, BOT, ABSTAIN, ABSTAIN, ABSTAIN]
 
 
-def test_apple_relay_bare_ua() -> None:
+def test_apple_relay_bare_ua(votes) -> None:
     rows = [
         {"f": {"net_apple_relay": 1, "ua_bare_mozilla": 1}},
         {"f": {"net_apple_relay": 1}},  # Safari through Private Relay: a person
         {"f": {"ua_bare_mozilla": 1}},
     ]
-    assert _votes(lf.apple_relay_bare_ua, rows) == [BOT, ABSTAIN, ABSTAIN]
+    assert votes(lf.apple_relay_bare_ua, rows) == [BOT, ABSTAIN, ABSTAIN]
 
 
-def test_crawler_user_agent_spares_the_gmail_image_proxy() -> None:
+def test_crawler_user_agent_spares_the_gmail_image_proxy(votes) -> None:
     rows = [
         {"f": {"ua_crawler": 1}},
         {"f": {"ua_headless": 1}},
@@ -84,48 +56,48 @@ def test_crawler_user_agent_spares_the_gmail_image_proxy() -> None:
         {"f": {"ua_crawler": 1, "ua_mail_proxy": 1}},
         {},
     ]
-    assert _votes(lf.crawler_user_agent, rows) == [BOT, BOT, BOT, ABSTAIN, ABSTAIN]
+    assert votes(lf.crawler_user_agent, rows) == [BOT, BOT, BOT, ABSTAIN, ABSTAIN]
 
 
-def test_preview_user_agent() -> None:
-    assert _votes(lf.preview_user_agent, [{"f": {"ua_link_preview": 1}}, {}]) == [BOT, ABSTAIN]
+def test_preview_user_agent(votes) -> None:
+    assert votes(lf.preview_user_agent, [{"f": {"ua_link_preview": 1}}, {}]) == [BOT, ABSTAIN]
 
 
-def test_crawler_or_preview_network() -> None:
+def test_crawler_or_preview_network(votes) -> None:
     rows = [{"f": {"net_crawler_range": 1}}, {"f": {"net_link_preview_range": 1}}, {}]
-    assert _votes(lf.crawler_or_preview_network, rows) == [BOT, BOT, ABSTAIN]
+    assert votes(lf.crawler_or_preview_network, rows) == [BOT, BOT, ABSTAIN]
 
 
-def test_head_request() -> None:
+def test_head_request(votes) -> None:
     rows = [{"f": {"http_method": 1}}, {"f": {"http_method": 0}}, {"f": {"http_method": -1}}]
-    assert _votes(lf.head_request, rows) == [BOT, ABSTAIN, ABSTAIN]
+    assert votes(lf.head_request, rows) == [BOT, ABSTAIN, ABSTAIN]
 
 
-def test_empty_user_agent() -> None:
-    assert _votes(lf.empty_user_agent, [{"f": {"ua_empty": 1}}, {}]) == [BOT, ABSTAIN]
+def test_empty_user_agent(votes) -> None:
+    assert votes(lf.empty_user_agent, [{"f": {"ua_empty": 1}}, {}]) == [BOT, ABSTAIN]
 
 
-def test_outdated_browser_on_desktops_only() -> None:
+def test_outdated_browser_on_desktops_only(votes) -> None:
     rows = [
         {"f": {"ua_versions_behind": 40}},
         {"f": {"ua_versions_behind": 40, "ua_is_mobile": 1}},  # an old phone keeps its browser
         {"f": {"ua_versions_behind": 10}},
         {"f": {"ua_versions_behind": np.nan}},
     ]
-    assert _votes(lf.outdated_browser, rows) == [BOT, ABSTAIN, ABSTAIN, ABSTAIN]
+    assert votes(lf.outdated_browser, rows) == [BOT, ABSTAIN, ABSTAIN, ABSTAIN]
 
 
-def test_vendor_network_at_delivery() -> None:
+def test_vendor_network_at_delivery(votes) -> None:
     rows = [
         {"f": {"net_security_vendor": 1, "secs_since_delivery": 3}},
         {"f": {"net_security_vendor": 1, "secs_since_delivery": 900}},  # browser isolation
         {"f": {"secs_since_delivery": 3}},
         {"f": {"net_security_vendor": 1, "secs_since_delivery": np.nan}},
     ]
-    assert _votes(lf.vendor_network_at_delivery, rows) == [BOT, ABSTAIN, ABSTAIN, ABSTAIN]
+    assert votes(lf.vendor_network_at_delivery, rows) == [BOT, ABSTAIN, ABSTAIN, ABSTAIN]
 
 
-def test_datacentre_at_delivery() -> None:
+def test_datacentre_at_delivery(votes) -> None:
     proxy = {"ua_mail_proxy": 1, "net_google_mail_proxy": 1}
     rows = [
         {"f": {"net_datacenter": 1, "secs_since_delivery": 5}},
@@ -136,15 +108,15 @@ def test_datacentre_at_delivery() -> None:
         # The proxy's User-Agent from any other cloud machine is still a bot at delivery.
         {"f": {"ua_mail_proxy": 1, "net_cloud": 1, "secs_since_delivery": 5}},
     ]
-    assert _votes(lf.datacentre_at_delivery, rows) == [BOT, BOT, ABSTAIN, ABSTAIN, BOT]
+    assert votes(lf.datacentre_at_delivery, rows) == [BOT, BOT, ABSTAIN, ABSTAIN, BOT]
 
 
-def test_address_fans_out() -> None:
+def test_address_fans_out(votes) -> None:
     rows = [{"f": {"ip_contacts_10s": 3}}, {"f": {"ip_contacts_10s": 2}}]
-    assert _votes(lf.address_fans_out, rows) == [BOT, ABSTAIN]
+    assert votes(lf.address_fans_out, rows) == [BOT, ABSTAIN]
 
 
-def test_fetches_every_link_needs_two_links_within_seconds() -> None:
+def test_fetches_every_link_needs_two_links_within_seconds(votes) -> None:
     rows = [
         {"message_id": "a", "ip": "1.1.1.1", "t": 0, "link_position": 0},
         {"message_id": "a", "ip": "1.1.1.1", "t": 1.5, "link_position": 1},
@@ -154,10 +126,10 @@ def test_fetches_every_link_needs_two_links_within_seconds() -> None:
         {"message_id": "c", "ip": "1.1.1.1", "t": 300, "link_position": 1},  # minutes apart
         {"message_id": "a", "ip": "1.1.1.1", "t": 1, "type": "open"},  # opens never count
     ]
-    assert _votes(lf.fetches_every_link, rows) == [BOT, BOT] + [ABSTAIN] * 5
+    assert votes(lf.fetches_every_link, rows) == [BOT, BOT] + [ABSTAIN] * 5
 
 
-def test_late_click_after_open() -> None:
+def test_late_click_after_open(votes) -> None:
     person = {"msg_prior_opens": 1, "secs_since_delivery": 1800}
     rows = [
         {"f": person},
@@ -168,10 +140,10 @@ def test_late_click_after_open() -> None:
         {"f": {**person, "ip_contacts_600s": 4}},  # the address reached others
         {"type": "open", "f": person},
     ]
-    assert _votes(lf.late_click_after_open, rows) == [HUMAN] + [ABSTAIN] * 6
+    assert votes(lf.late_click_after_open, rows) == [HUMAN] + [ABSTAIN] * 6
 
 
-def test_mail_client_open() -> None:
+def test_mail_client_open(votes) -> None:
     rows = [
         {"type": "open"},
         {"type": "open", "f": {"ua_bare_mozilla": 1}},
@@ -184,20 +156,20 @@ def test_mail_client_open() -> None:
         # Gmail's image proxy in Google's cloud ranges: a person's open, not a data centre's.
         {"type": "open", "f": {"ua_mail_proxy": 1, "net_google_mail_proxy": 1, "net_cloud": 1}},
     ]
-    assert _votes(lf.mail_client_open, rows) == [HUMAN] + [ABSTAIN] * 7 + [HUMAN]
+    assert votes(lf.mail_client_open, rows) == [HUMAN] + [ABSTAIN] * 7 + [HUMAN]
 
 
-def test_mail_proxy_open() -> None:
+def test_mail_proxy_open(votes) -> None:
     rows = [
         {"type": "open", "f": {"ua_mail_proxy": 1, "net_google_mail_proxy": 1}},
         {"type": "open", "f": {"ua_mail_proxy": 1, "net_yahoo": 1}},
         {"type": "open", "f": {"ua_mail_proxy": 1}},  # the token from anywhere else
         {"type": "click", "f": {"ua_mail_proxy": 1, "net_yahoo": 1}},
     ]
-    assert _votes(lf.mail_proxy_open, rows) == [HUMAN, HUMAN, ABSTAIN, ABSTAIN]
+    assert votes(lf.mail_proxy_open, rows) == [HUMAN, HUMAN, ABSTAIN, ABSTAIN]
 
 
-def test_sms_tap_from_phone() -> None:
+def test_sms_tap_from_phone(votes) -> None:
     phone = {"is_sms": 1, "ua_is_mobile": 1, "secs_since_delivery": 600}
     rows = [
         {"f": phone},
@@ -206,7 +178,7 @@ def test_sms_tap_from_phone() -> None:
         {"f": {**phone, "secs_since_delivery": 5}},
         {"f": {**phone, "is_sms": 0}},
     ]
-    assert _votes(lf.sms_tap_from_phone, rows) == [HUMAN] + [ABSTAIN] * 4
+    assert votes(lf.sms_tap_from_phone, rows) == [HUMAN] + [ABSTAIN] * 4
 
 
 def test_every_registered_function_is_tested_and_named_once() -> None:
@@ -217,8 +189,8 @@ def test_every_registered_function_is_tested_and_named_once() -> None:
         assert any(t.startswith(name) for t in tested), name
 
 
-def test_apply_all_shapes_and_checks_rows() -> None:
-    ctx, feats = _frames([{"is_hidden_link": True}, {"type": "open"}])
+def test_apply_all_shapes_and_checks_rows(event_frames) -> None:
+    ctx, feats = event_frames([{"is_hidden_link": True}, {"type": "open"}])
     votes = lf.apply_all(ctx, feats)
     assert votes.shape == (2, len(lf.LABELLING_FUNCTIONS))
     assert votes[0, lf.LF_NAMES.index("honeypot_hit")] == BOT
@@ -227,7 +199,7 @@ def test_apply_all_shapes_and_checks_rows() -> None:
         lf.apply_all(ctx, feats.iloc[:1])
 
 
-def test_rescan_before_click_marks_the_check_not_the_person() -> None:
+def test_rescan_before_click_marks_the_check_not_the_person(votes) -> None:
     rows = [
         {"message_id": "m", "ip": "40.107.0.1", "t": 100.0, "link_position": 1},  # the check
         {"message_id": "m", "ip": "5.5.5.5", "t": 101.5, "link_position": 1},  # the person
@@ -237,10 +209,10 @@ def test_rescan_before_click_marks_the_check_not_the_person() -> None:
         {"message_id": "k", "ip": "40.107.0.1", "t": 100.0, "link_position": 0},
         {"message_id": "k", "ip": "5.5.5.5", "t": 101.0, "link_position": 2},  # another link
     ]
-    assert _votes(lf.rescan_before_click, rows) == [BOT] + [ABSTAIN] * 6
+    assert votes(lf.rescan_before_click, rows) == [BOT] + [ABSTAIN] * 6
 
 
-def test_sms_link_check() -> None:
+def test_sms_link_check(votes) -> None:
     check = {"is_sms": 1, "net_google": 1, "secs_since_delivery": 2}
     rows = [
         {"f": check},
@@ -248,4 +220,4 @@ def test_sms_link_check() -> None:
         {"f": {**check, "is_sms": 0}},
         {"f": {**check, "net_google": 0}},
     ]
-    assert _votes(lf.sms_link_check, rows) == [BOT] + [ABSTAIN] * 3
+    assert votes(lf.sms_link_check, rows) == [BOT] + [ABSTAIN] * 3

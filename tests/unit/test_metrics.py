@@ -29,44 +29,8 @@ AS_OF = "2024-03-31T00:00:00Z"
 MSG_COLS = list(MESSAGE_COLUMNS)
 
 
-def ts(values: list[str | None]) -> pd.Series:
-    return pd.Series(
-        [pd.Timestamp(v, tz="UTC") if v else pd.NaT for v in values], dtype="datetime64[ns, UTC]"
-    )
-
-
-def messages(rows: list[tuple]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=MSG_COLS)
-    frame["sent_at"] = ts(list(frame["sent_at"]))
-    frame["delivered_at"] = ts(list(frame["delivered_at"]))
-    return frame.astype({c: object for c in MSG_COLS[:7]})
-
-
-def events(rows: list[tuple]) -> pd.DataFrame:
-    """(event_id, message_id, type, occurred_at[, tenant]) rows."""
-    rows = [r if len(r) == 5 else (*r, "t1") for r in rows]
-    frame = pd.DataFrame(
-        rows, columns=["event_id", "message_id", "type", "occurred_at", "tenant_id"]
-    )
-    frame["occurred_at"] = ts(list(frame["occurred_at"]))
-    return frame
-
-
-def scores(bots: dict[str, bool], reasons: dict[str, list[str]] | None = None) -> pd.DataFrame:
-    reasons = reasons or {}
-    return pd.DataFrame(
-        {
-            "event_id": list(bots),
-            "bot_score": [0.9 if b else 0.1 for b in bots.values()],
-            "is_bot": list(bots.values()),
-            "reasons": [reasons.get(k, []) for k in bots],
-            "model_version": "m/1",
-        }
-    )
-
-
 @pytest.fixture
-def world() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def world(messages, events, scores) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     m = messages(
         [
             # id, tenant, channel, campaign, automation, contact, domain, sent, delivered
@@ -312,7 +276,7 @@ def test_missing_score_is_a_clear_error(world) -> None:
     compute_partitions(m, e, s.loc[s["event_id"] != "e5"], {}, Window.ending(AS_OF, 30))
 
 
-def test_same_message_id_in_two_tenants() -> None:
+def test_same_message_id_in_two_tenants(messages, events, scores) -> None:
     m = messages(
         [
             ("x", "t1", "email", "c", None, "k", "a.com", "2024-03-10", "2024-03-10"),
@@ -325,7 +289,7 @@ def test_same_message_id_in_two_tenants() -> None:
     assert camp.loc["t1", "opens_total"] == 0 and camp.loc["t2", "opens_total"] == 1
 
 
-def test_empty_inputs_give_empty_tables() -> None:
+def test_empty_inputs_give_empty_tables(messages, events, scores) -> None:
     m = messages([])
     e = events([])
     parts = compute_partitions(m, e, scores({}), {}, Window.ending(AS_OF, 30), tenants=["t1"])
@@ -377,7 +341,7 @@ def test_reasons_and_timestamps() -> None:
     assert window.send_dates()[0] == date(2024, 3, 1) and window.last_date == date(2024, 3, 30)
 
 
-def test_recompute_scope_matches_events_to_their_own_tenants_message() -> None:
+def test_recompute_scope_matches_events_to_their_own_tenants_message(messages, events) -> None:
     """Issue 14 item 3: t2's message x was sent before the window, t1's x inside it; t2's
     event of x must not be counted (nor scored) because t1 has an x in the window."""
     from jobs.recompute import Tables, _scope_events

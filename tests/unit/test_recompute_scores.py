@@ -8,16 +8,18 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from botfilter.errors import BotfilterError
-from botfilter.settings import Settings
+from core.errors import BotfilterError
+from core.settings import Settings
+from jobs.exclusions import set_exclusions
 from jobs.metrics import MissingScores, Window, compute_partitions
-from jobs.recompute import Tables, check_scores, read_scores_file, recompute
-from jobs.settings import set_exclusions
+from jobs.recompute import RecomputeOptions, Tables, check_scores, read_scores_file, recompute
 from jobs.store import Store
-from tests.unit.test_metrics import AS_OF, events, messages
+
+AS_OF = "2024-03-31T00:00:00Z"  # the window of these March 2024 frames ends here
 
 
-def two_tenants() -> Tables:
+@pytest.fixture
+def two_tenants(messages, events) -> Tables:
     """Tenants t1 and t2, one delivered email each, both with an open event named e1."""
     m = messages(
         [
@@ -72,18 +74,18 @@ def store(tmp_path: Path) -> Store:
     return Store(f"sqlite:///{tmp_path / 'metrics.db'}")
 
 
-def test_file_scores_serve_their_run_only(store: Store, tmp_path: Path) -> None:
+def test_file_scores_serve_their_run_only(two_tenants, store: Store, tmp_path: Path) -> None:
     """An all-bot file labelled botfilter/1 must not be reused by later champion runs."""
-    data = two_tenants()
+    data = two_tenants
     settings = Settings(home=tmp_path / "home")
     set_exclusions(store, "t1", {"email": True, "sms": True}, source="test")
     bots = score_rows([("t1", "e1", 0.99, True)])
-    run = dict(as_of=AS_OF, tenants=["t1"])
-    first = recompute(store, settings, data, scores=bots, **run)
+    first = recompute(store, settings, data, RecomputeOptions(AS_OF, ["t1"], scores=bots))
     assert first.scores_source == "file" and opens(first)["t1"] == 0
     assert store.load_scores(["t1"], "botfilter/1").empty  # nothing of the file was stored
     scorer = Scorer()
-    later = recompute(store, settings, data, scorer=scorer, model_version="botfilter/1", **run)
+    run = RecomputeOptions(AS_OF, ["t1"], scorer=scorer, model_version="botfilter/1")
+    later = recompute(store, settings, data, run)
     assert later.scores_source == "scored" and opens(later)["t1"] == 1
     assert ("t1", "e1") in scorer.scored
 
@@ -100,13 +102,16 @@ def test_bot_below_half_is_refused(tmp_path: Path) -> None:
     assert ok["is_bot"].tolist() == [True, False]
 
 
-def test_file_scores_match_events_by_tenant_and_event(store: Store, tmp_path: Path) -> None:
+def test_file_scores_match_events_by_tenant_and_event(
+    two_tenants, store: Store, tmp_path: Path
+) -> None:
     """e1 is a bot in t1 and a person in t2: each tenant's event takes its own score."""
-    data = two_tenants()
+    data = two_tenants
     for t in ("t1", "t2"):
         set_exclusions(store, t, {"email": True, "sms": True}, source="test")
     scores = score_rows([("t1", "e1", 0.9, True), ("t2", "e1", 0.1, False)])
-    result = recompute(store, Settings(home=tmp_path / "home"), data, as_of=AS_OF, scores=scores)
+    options = RecomputeOptions(as_of=AS_OF, scores=scores)
+    result = recompute(store, Settings(home=tmp_path / "home"), data, options)
     assert opens(result) == {"t1": 0, "t2": 1}
     # the same id twice is fine across tenants, not within one
     check_scores(scores)
@@ -114,20 +119,21 @@ def test_file_scores_match_events_by_tenant_and_event(store: Store, tmp_path: Pa
         check_scores(score_rows([("t1", "e1", 0.9, True), ("t1", "e1", 0.1, False)]))
 
 
-def test_file_without_tenant_id_for_shared_ids_is_refused(store: Store, tmp_path: Path) -> None:
-    data = two_tenants()
+def test_file_without_tenant_id_for_shared_ids_is_refused(
+    two_tenants, store: Store, tmp_path: Path
+) -> None:
+    data = two_tenants
+    settings = Settings(home=tmp_path / "home")
     scores = score_rows([("t1", "e1", 0.9, True)]).drop(columns="tenant_id")
     with pytest.raises(BotfilterError, match="needs a tenant_id column"):
-        recompute(store, Settings(home=tmp_path / "home"), data, as_of=AS_OF, scores=scores)
+        recompute(store, settings, data, RecomputeOptions(as_of=AS_OF, scores=scores))
     # one tenant's file needs none: its ids are that tenant's
-    one = recompute(
-        store, Settings(home=tmp_path / "home"), data, as_of=AS_OF, scores=scores, tenants=["t1"]
-    )
+    one = recompute(store, settings, data, RecomputeOptions(AS_OF, ["t1"], scores=scores))
     assert one.scores_source == "file"
 
 
-def test_partitions_take_each_tenants_own_score() -> None:
-    data = two_tenants()
+def test_partitions_take_each_tenants_own_score(two_tenants) -> None:
+    data = two_tenants
     scores = score_rows([("t2", "e1", 0.1, False), ("t1", "e1", 0.9, True)])
     parts = compute_partitions(
         data.messages,
@@ -145,14 +151,16 @@ def test_partitions_take_each_tenants_own_score() -> None:
         )
 
 
-def test_clear_stored_scores_of_a_tenant(store: Store, tmp_path: Path) -> None:
-    data = two_tenants()
+def test_clear_stored_scores_of_a_tenant(two_tenants, store: Store, tmp_path: Path) -> None:
+    data = two_tenants
     settings = Settings(home=tmp_path / "home")
     scorer = Scorer()
-    run = dict(as_of=AS_OF, scorer=scorer, model_version="botfilter/1", model_id="sha256:c")
-    recompute(store, settings, data, **run)
+    run = RecomputeOptions(
+        as_of=AS_OF, scorer=scorer, model_version="botfilter/1", model_id="sha256:c"
+    )
+    recompute(store, settings, data, run)
     assert store.clear_scores("t1") == 1
-    assert recompute(store, settings, data, **run).scores_source == "store+scored"
+    assert recompute(store, settings, data, run).scores_source == "store+scored"
     assert ("t1", "e1") in scorer.scored[2:]  # asked again for t1's event (t2's is context)
 
 

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from botfilter.settings import Settings
 from contract.validate import validate_tables
+from core.settings import Settings
 from features.definitions import FEATURE_NAMES, LONGEST_WINDOW_S
 from features.pipeline import Enrichers, build_features, event_context
-from jobs.recompute import Tables, recompute
+from jobs.recompute import RecomputeOptions, Tables, recompute
 from jobs.store import Store
 from scoring.batch import score_context
 from scoring.model import BotModel
@@ -76,15 +76,10 @@ def serve(world: dict, store: Store, items: list[dict], settings: Settings) -> S
 
 def run(world: dict, store: Store, settings: Settings, **options):
     model = world["model"]
-    return recompute(
-        store,
-        settings,
-        world["data"],
-        as_of=world["as_of"],
-        model_version=model.version,
-        model_id=model.model_id,
-        **options,
+    options = RecomputeOptions(
+        as_of=world["as_of"], model_version=model.version, model_id=model.model_id, **options
     )
+    return recompute(store, settings, world["data"], options)
 
 
 def test_recompute_after_api_traffic_rescores_nothing_the_api_answered(world, tmp_path) -> None:

@@ -1,6 +1,7 @@
 """The compiled explainer gives exactly the tree walker's scores and reasons."""
 
 import shutil
+from collections.abc import Callable
 
 import lightgbm as lgb
 import numpy as np
@@ -8,13 +9,14 @@ import pytest
 
 from scoring.compiled import _float_threshold, c_source, compile_explainer
 from scoring.explain import flatten, score_block
-from tests.unit.test_scoring_model import train_booster
 
 pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
 
 
-def _booster(zero_as_missing: bool) -> lgb.Booster:
-    return train_booster(zero_as_missing, n=800, rounds=25)
+@pytest.fixture(scope="module")
+def booster_for(train_booster) -> Callable[[bool], lgb.Booster]:
+    """The test booster trained with or without zero_as_missing (800 rows, 25 rounds)."""
+    return lambda zero_as_missing: train_booster(zero_as_missing, n=800, rounds=25)
 
 
 def _block(n: int) -> np.ndarray:
@@ -30,8 +32,8 @@ def _block(n: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("zero_as_missing", [False, True])
-def test_compiled_matches_walker_and_lightgbm(tmp_path, zero_as_missing):
-    booster = _booster(zero_as_missing)
+def test_compiled_matches_walker_and_lightgbm(booster_for, tmp_path, zero_as_missing):
+    booster = booster_for(zero_as_missing)
     trees = flatten(booster)
     fmap = np.array([5, 0, 3, 1], np.int64)
     block = _block(3000)
@@ -52,8 +54,8 @@ def test_compiled_matches_walker_and_lightgbm(tmp_path, zero_as_missing):
     )
 
 
-def test_library_is_cached_by_content(tmp_path):
-    trees = flatten(_booster(False))
+def test_library_is_cached_by_content(booster_for, tmp_path):
+    trees = flatten(booster_for(False))
     fmap = np.arange(4, dtype=np.int64)
     compile_explainer(trees, fmap, 4, tmp_path)
     compile_explainer(trees, fmap, 4, tmp_path)
@@ -89,9 +91,9 @@ def test_float_threshold_keeps_every_comparison():
         assert np.array_equal(values <= t, want), (thr, literal)
 
 
-def test_compiled_matches_walker_at_the_thresholds(tmp_path):
+def test_compiled_matches_walker_at_the_thresholds(booster_for, tmp_path):
     """Rows that sit on every split's threshold and its float neighbours go the walker's way."""
-    booster = _booster(False)
+    booster = booster_for(False)
     trees = flatten(booster)
     internal = trees.feature >= 0
     rows = []

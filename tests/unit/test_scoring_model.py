@@ -7,7 +7,7 @@ import pytest
 
 from scoring.explain import contributions, flatten, top_reasons
 from scoring.model import BotModel
-from training.train import (
+from training.fit import (
     MIN_CUT,
     choose_thresholds,
     pick_cut,
@@ -16,28 +16,8 @@ from training.train import (
 )
 
 
-def train_booster(zero_as_missing: bool = False, n: int = 600, rounds: int = 20) -> lgb.Booster:
-    """A small booster whose features have NaN (c) and zeros (d), named a-d."""
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(n, 4))
-    X[rng.random(n) < 0.1, 2] = np.nan
-    X[: n // 12, 3] = 0.0
-    y = ((X[:, 0] + np.nan_to_num(X[:, 2]) > 0.3) | (X[:, 3] == 0)).astype(int)
-    params = {
-        "objective": "binary",
-        "num_leaves": 7,
-        "verbose": -1,
-        "seed": 1,
-        "min_data_in_leaf": 5,
-        "zero_as_missing": zero_as_missing,
-    }
-    return lgb.train(
-        params, lgb.Dataset(X, y, feature_name=["a", "b", "c", "d"]), num_boost_round=rounds
-    )
-
-
 @pytest.fixture(scope="module")
-def booster() -> lgb.Booster:
+def booster(train_booster) -> lgb.Booster:
     return train_booster()
 
 
@@ -78,11 +58,20 @@ def test_score_table_columns_and_thresholds(booster):
     out = model.score(
         pd.Series(["e1", "e2"]), pd.Series(["email", "sms"]), pd.Series(["click", "click"]), feats
     )
-    assert list(out.columns) == ["event_id", "bot_score", "is_bot", "reasons", "model_version"]
+    assert list(out.columns) == [
+        "event_id",
+        "bot_score",
+        "is_bot",
+        "reasons",
+        "model_version",
+        "bot_kind",
+    ]
     p = float(out["bot_score"].iat[0])
     assert 0.5 < p < 0.999  # same score, different per-(channel, type) thresholds
     assert out["is_bot"].tolist() == [False, True]
     assert out["reasons"].iat[1][0] in {"a", "c"}
+    # No kind head, and reasons that name no kind: the fallback kind for the bot only.
+    assert out["bot_kind"].tolist() == ["", "security_scanner"]
 
 
 def test_threshold_for_precision_exact():

@@ -17,8 +17,8 @@ from contract.parts import iter_raw_parts, plan_parts
 from features.definitions import FEATURE_NAMES
 from features.pipeline import Enrichers, build_features, event_context
 from scoring.batch import score_data_dir, score_validated
-from scoring.io import read_scores, write_scores
 from scoring.model import BotModel
+from scoring.scores_file import read_scores, write_scores
 from simulation.core import generate
 
 

@@ -7,25 +7,27 @@ answer is ``scoring.batch.score_context`` on the whole world, as ``botfilter sco
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from botfilter.errors import BotfilterError
-from botfilter.settings import Settings
-from botfilter.tokens import TokenCache, TokenStore
 from contract.schema import EVENTS, MESSAGE_CONTEXT, SCORE_COLUMNS
 from contract.validate import validate_event_items, validate_event_rows
+from core.errors import BotfilterError
+from core.settings import Settings
+from core.tokens import TokenCache
 from features.definitions import LONGEST_WINDOW_S
 from features.pipeline import (
     CONTEXT_COLUMNS,
+    build_features,
     context_arrays,
 )
+from scoring.batch import score_context
 from scoring.model import BotModel
 from serving import api
-from serving.metrics import with_bot_share
 from serving.models import (
     EXAMPLE_EVENTS,
     TRAINING_ONLY,
@@ -33,14 +35,11 @@ from serving.models import (
     request_schema,
     score_model,
 )
+from serving.prometheus import with_bot_share
 from serving.runtime import Runtime, warm_up
 from serving.scorer import IpMemo, OnlineScorer, rows_to_columns
 from serving.server import UNTRACED, bentoml_overrides
-from serving.state import MemoryState
-
-
-def _state() -> MemoryState:
-    return MemoryState(history_s=35 * 86_400, burst_s=2 * LONGEST_WINDOW_S)
+from training.kind import fit_kind
 
 
 def _assert_same(answers: list[dict], batch: pd.DataFrame) -> None:
@@ -60,8 +59,8 @@ def test_world_is_big_enough_to_mean_something(world) -> None:
     assert (world["ctx"]["channel"] == "email").any()
 
 
-def test_random_micro_batches_match_batch_scoring(world) -> None:
-    scorer = OnlineScorer(_state(), world["enrichers"])
+def test_random_micro_batches_match_batch_scoring(memory_state, world) -> None:
+    scorer = OnlineScorer(memory_state(), world["enrichers"])
     items, answers = world["items"], []
     rng = np.random.default_rng(7)
     i = 0
@@ -73,8 +72,8 @@ def test_random_micro_batches_match_batch_scoring(world) -> None:
     _assert_same(answers, world["batch"])
 
 
-def test_duplicates_get_the_stored_answer_and_are_not_counted_again(world) -> None:
-    scorer = OnlineScorer(_state(), world["enrichers"])
+def test_duplicates_get_the_stored_answer_and_are_not_counted_again(memory_state, world) -> None:
+    scorer = OnlineScorer(memory_state(), world["enrichers"])
     items, model = world["items"], world["model"]
     first = scorer.score(items[:40], model)
     assert sum(first.scored.values()) == 40 and first.duplicates == 0
@@ -87,7 +86,7 @@ def test_duplicates_get_the_stored_answer_and_are_not_counted_again(world) -> No
     assert scorer.state.size()["events"] == len(items)
 
 
-def test_a_late_event_within_the_window_sees_its_full_history(world) -> None:
+def test_a_late_event_within_the_window_sees_its_full_history(memory_state, world) -> None:
     items, batch = world["items"], world["batch"]
     times = pd.to_datetime([it["occurred_at"] for it in items], utc=True)
     # A late event: one with history (others of its message before it), sent 50 events late,
@@ -105,7 +104,7 @@ def test_a_late_event_within_the_window_sees_its_full_history(world) -> None:
         and any(items[j]["ip"] == items[i]["ip"] for j in range(i - 30, i))
     )
     order = items[:late] + items[late + 1 : late + 51] + [items[late]]
-    scorer = OnlineScorer(_state(), world["enrichers"])
+    scorer = OnlineScorer(memory_state(), world["enrichers"])
     answers = []
     for k in range(0, len(order), 7):
         answers += scorer.score(order[k : k + 7], world["model"]).items
@@ -113,7 +112,9 @@ def test_a_late_event_within_the_window_sees_its_full_history(world) -> None:
     _assert_same(answers[:late] + [answers[-1]], batch)
 
 
-def test_contract_breaking_events_are_answered_in_place_and_never_fail_the_others(world) -> None:
+def test_contract_breaking_events_are_answered_in_place_and_never_fail_the_others(
+    memory_state, world
+) -> None:
     items, model = world["items"], world["model"]
     good = items[:6]
     broken = [
@@ -125,7 +126,7 @@ def test_contract_breaking_events_are_answered_in_place_and_never_fail_the_other
     ]
     mixed = [good[0], broken[0], good[1], broken[1], broken[2], good[2], broken[3], broken[4]]
     mixed += good[3:]
-    out = OnlineScorer(_state(), world["enrichers"]).score(mixed, model).items
+    out = OnlineScorer(memory_state(), world["enrichers"]).score(mixed, model).items
     errors = {a["event_id"]: a["error"] for a in out if "error" in a}
     assert errors == {
         "bad-ip": "invalid ip",
@@ -135,14 +136,14 @@ def test_contract_breaking_events_are_answered_in_place_and_never_fail_the_other
         "bad-time": "unparseable timestamp: occurred_at",
     }
     assert [a["event_id"] for a in out] == [it["event_id"] for it in mixed]
-    alone = OnlineScorer(_state(), world["enrichers"]).score(good, model).items
+    alone = OnlineScorer(memory_state(), world["enrichers"]).score(good, model).items
     assert [a for a in out if "error" not in a] == alone
 
 
-def test_json_arrays_in_context_columns_are_judged_as_text_not_a_crash(world) -> None:
+def test_json_arrays_in_context_columns_are_judged_as_text_not_a_crash(memory_state, world) -> None:
     odd = {**world["items"][0], "event_id": "odd", "campaign_id": [], "automation_id": None}
     also = {**world["items"][1], "event_id": "odd2", "recipient_domain": {"a": 1}}
-    out = OnlineScorer(_state(), world["enrichers"]).score([odd, also], world["model"]).items
+    out = OnlineScorer(memory_state(), world["enrichers"]).score([odd, also], world["model"]).items
     assert out[0]["event_id"] == "odd" and 0 <= out[0]["bot_score"] <= 1
     assert out[1] == {"event_id": "odd2", "error": "invalid recipient_domain"}
 
@@ -211,27 +212,9 @@ def test_models_come_from_the_contract() -> None:
 
 
 # --- HTTP layer ---------------------------------------------------------------------------------
-def _runtime(world, store: TokenStore | None = None, **settings) -> Runtime:
-    versions = iter(["test/2", "test/3"])
-
-    def loader(_: Settings) -> BotModel:
-        m = world["model"]
-        return BotModel(m.booster, m.feature_names, m.calibration, m.thresholds, next(versions), 1)
-
-    s = Settings(max_batch_events=100, **settings)
-    static = s.api_token.get_secret_value() if s.api_token else None
-    auth = TokenCache(store, static=static)
-    return Runtime(s, world["model"], world["enrichers"], _state(), loader=loader, auth=auth)
-
-
-def _client(runtime: Runtime | None) -> TestClient:
-    app = api.Gate(api.build_app(lambda: runtime), runtime=lambda: runtime)
-    return TestClient(app)
-
-
-def test_http_scores_in_order_and_reports_health(world) -> None:
-    runtime = _runtime(world)
-    client = _client(runtime)
+def test_http_scores_in_order_and_reports_health(make_runtime, make_client, world) -> None:
+    runtime = make_runtime(world)
+    client = make_client(runtime)
     items = world["items"]
     answers = []
     for k in range(0, 150, 50):
@@ -251,9 +234,9 @@ def test_http_scores_in_order_and_reports_health(world) -> None:
     }
 
 
-def test_http_refuses_bad_requests_with_clear_statuses(world) -> None:
-    runtime = _runtime(world, api_token=SecretStr("s3cret"))
-    client = _client(runtime)
+def test_http_refuses_bad_requests_with_clear_statuses(make_runtime, make_client, world) -> None:
+    runtime = make_runtime(world, api_token=SecretStr("s3cret"))
+    client = make_client(runtime)
     ok = {"Authorization": "Bearer s3cret"}
     item = world["items"][0]
     # 401 comes before the body is even looked at.
@@ -279,16 +262,16 @@ def test_http_refuses_bad_requests_with_clear_statuses(world) -> None:
     assert client.post("/score", json=[item], headers=ok).status_code == 200
 
 
-def test_http_503_until_the_runtime_exists() -> None:
-    client = _client(None)
+def test_http_503_until_the_runtime_exists(make_client) -> None:
+    client = make_client(None)
     assert client.get("/readyz").status_code == 503
     assert client.get("/healthz").status_code == 200
     assert client.post("/score", json=[{}]).status_code == 503
 
 
-def test_reload_swaps_the_model_between_requests(world) -> None:
-    runtime = _runtime(world)
-    client = _client(runtime)
+def test_reload_swaps_the_model_between_requests(make_runtime, make_client, world) -> None:
+    runtime = make_runtime(world)
+    client = make_client(runtime)
     items = world["items"]
     assert client.post("/score", json=items[:2]).json()[0]["model_version"] == "test/1"
     resp = client.post("/reload")
@@ -302,15 +285,17 @@ def test_reload_swaps_the_model_between_requests(world) -> None:
     assert client.get("/readyz").json()["model_version"] == "test/2"
 
 
-def test_reload_failure_keeps_the_current_model_and_hides_the_tracking_uri(world, caplog) -> None:
-    runtime = _runtime(world)
+def test_reload_failure_keeps_the_current_model_and_hides_the_tracking_uri(
+    make_runtime, make_client, world, caplog
+) -> None:
+    runtime = make_runtime(world)
     uri = "postgresql://mlflow:hunter2@mlflow-db.internal:5432/mlflow"
 
     def no_champion(_: Settings) -> BotModel:
         raise BotfilterError(f"no model at models:/botfilter@champion in {uri}")
 
     runtime._loader = no_champion
-    client = _client(runtime)
+    client = make_client(runtime)
     with caplog.at_level("WARNING", logger="botfilter.serving"):
         resp = client.post("/reload")
     assert resp.status_code == 503
@@ -323,10 +308,12 @@ def test_reload_failure_keeps_the_current_model_and_hides_the_tracking_uri(world
     assert client.post("/score", json=world["items"][:1]).json()[0]["model_version"] == "test/1"
 
 
-def test_the_mounted_app_alone_answers_score_as_the_gate_does(world) -> None:
+def test_the_mounted_app_alone_answers_score_as_the_gate_does(
+    make_runtime, make_client, world
+) -> None:
     items = world["items"][:5]
-    bare = TestClient(api.build_app(lambda: _runtime(world)))
-    gated = _client(_runtime(world))
+    bare = TestClient(api.build_app(lambda: make_runtime(world)))
+    gated = make_client(make_runtime(world))
     assert bare.post("/score", json=items).json() == gated.post("/score", json=items).json()
     resp = bare.post("/score", content=b"[1]")
     assert (resp.status_code, resp.json()) == (
@@ -335,8 +322,10 @@ def test_the_mounted_app_alone_answers_score_as_the_gate_does(world) -> None:
     )
 
 
-def test_example_events_are_valid_and_warm_up_scores_them(world, caplog) -> None:
-    out = OnlineScorer(_state(), world["enrichers"]).score(list(EXAMPLE_EVENTS), world["model"])
+def test_example_events_are_valid_and_warm_up_scores_them(memory_state, world, caplog) -> None:
+    out = OnlineScorer(memory_state(), world["enrichers"]).score(
+        list(EXAMPLE_EVENTS), world["model"]
+    )
     assert [a["event_id"] for a in out.items] == ["example-open", "example-click"]
     assert out.errors == 0 and sum(out.scored.values()) == 2
     with caplog.at_level("WARNING", logger="botfilter.serving"):
@@ -386,3 +375,29 @@ def test_bot_share_is_derived_from_summed_counters() -> None:
     assert 'botfilter_bot_share{channel="email"} 0.25\n' in out
     assert 'botfilter_bot_share{channel="sms"} 0.0\n' in out
     assert with_bot_share("") == ""
+
+
+def test_http_answers_carry_the_bot_kind_of_batch_scoring(world, memory_state, make_client) -> None:
+    ctx = world["ctx"]
+    feats = build_features(ctx, world["enrichers"])
+    prep = SimpleNamespace(ctx=ctx, features=feats, y=(ctx["label"] == "bot").to_numpy(),
+                           weight=None)  # fmt: skip
+    m = world["model"]
+    head = fit_kind(prep, Settings(threads=1))
+    assert head is not None
+    model = BotModel(m.booster, m.feature_names, m.calibration, m.thresholds, "test/1", 1, head)
+    batch = score_context(ctx, model, world["enrichers"]).set_index("event_id")
+    runtime = Runtime(Settings(max_batch_events=100), model, world["enrichers"], memory_state(),
+                      auth=TokenCache(None))  # fmt: skip
+    client = make_client(runtime)
+    answers = []
+    for k in range(0, 300, 100):
+        answers += client.post("/score", json=world["items"][k : k + 100]).json()
+    got = pd.DataFrame(answers).set_index("event_id")
+    joined = batch.join(got, rsuffix="_api", how="inner")
+    assert len(joined) == 300
+    assert joined["bot_kind"].tolist() == joined["bot_kind_api"].tolist()
+    assert (joined["bot_kind_api"] == "").tolist() == (~joined["is_bot_api"]).tolist()
+    assert set(joined["bot_kind_api"]) - {""} <= set(head.classes)
+    spec = client.get("/openapi.json").json()["components"]["schemas"]["Score"]
+    assert "bot_kind" in spec["required"] and spec["properties"]["bot_kind"]["type"] == "string"

@@ -18,7 +18,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from serving import api
-from tests.unit.test_serving import _client, _runtime
 
 MAX_EVENTS = 100  # the test runtime's BOTFILTER_MAX_BATCH_EVENTS
 LIMIT = 1024
@@ -116,8 +115,8 @@ def blank(draw) -> tuple[bytes, int, str | None]:
 
 
 @pytest.fixture(scope="module")
-def fuzz_client(world):
-    return _client(_runtime(world))
+def fuzz_client(make_runtime, make_client, world):
+    return make_client(make_runtime(world))
 
 
 def test_score_answers_every_generated_body_with_the_exact_status(world, fuzz_client) -> None:

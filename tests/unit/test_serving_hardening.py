@@ -3,6 +3,7 @@ metric labels, tenant isolation, slow clients and a failed reload."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -10,12 +11,12 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from botfilter.errors import BotfilterError
-from botfilter.tokens import TokenStore
+from core.errors import BotfilterError
+from core.tokens import TokenStore
 from serving import api
+from serving.runtime import Runtime
 from serving.scorer import OnlineScorer
 from serving.state import RedisState, make_state
-from tests.unit.test_serving import _client, _runtime, _state
 
 SECRET = "hunter2"
 UNAVAILABLE = "the shared window state cannot be reached: retry later"
@@ -40,8 +41,8 @@ def _nested(depth: int, open_: bytes = b"[", close: bytes = b"]", core: bytes = 
     ],
     ids=["1025", "1100", "100k", "in-event", "nan-fallback", "big-number-fallback"],
 )
-def test_deeply_nested_json_is_an_immediate_422(world, body) -> None:
-    client = _client(_runtime(world))
+def test_deeply_nested_json_is_an_immediate_422(make_runtime, make_client, world, body) -> None:
+    client = make_client(make_runtime(world))
     started = time.perf_counter()
     resp = client.post("/score", content=body)
     assert time.perf_counter() - started < 2
@@ -49,8 +50,8 @@ def test_deeply_nested_json_is_an_immediate_422(world, body) -> None:
     assert resp.json() == {"detail": "body is nested deeper than 1024 levels"}
 
 
-def test_nesting_up_to_the_limit_is_read(world) -> None:
-    client = _client(_runtime(world))
+def test_nesting_up_to_the_limit_is_read(make_runtime, make_client, world) -> None:
+    client = make_client(make_runtime(world))
     resp = client.post("/score", content=_nested(1024))
     assert resp.json() == {"detail": "item 0 must be an event object, not an array"}
     event = {**world["items"][0], "event_id": "deep-extra"}
@@ -60,12 +61,13 @@ def test_nesting_up_to_the_limit_is_read(world) -> None:
     assert resp.status_code == 200 and resp.json()[0]["event_id"] == "deep-extra"
 
 
-def test_an_unforeseen_failure_is_one_line_without_secrets(world, caplog) -> None:
-    runtime = _runtime(world)
+def test_an_unforeseen_failure_is_one_line_without_secrets(make_runtime, world, caplog) -> None:
+    runtime = make_runtime(world)
 
     def broken(_items):
         raise RuntimeError(f"cannot open redis://:{SECRET}@cache.internal/0")
 
+    # Replaced on this one instance, to fail the way a broken dependency would.
     runtime.score = broken  # type: ignore[method-assign]
     runtime.score_if_idle = lambda _items: None  # type: ignore[method-assign]
     client = TestClient(
@@ -81,16 +83,20 @@ def test_an_unforeseen_failure_is_one_line_without_secrets(world, caplog) -> Non
 
 
 # --- items 5, 6, 16: Redis down, secrets ------------------------------------------------------
-def _dead_redis_runtime(world):
-    runtime = _runtime(world)
+@pytest.fixture
+def dead_redis_runtime(make_runtime, world) -> Runtime:
+    """A runtime whose window state is a Redis nobody listens on."""
+    runtime = make_runtime(world)
     dead = RedisState(DEAD_REDIS, 35 * 86_400, 1_200, "botfilter:unit-dead:")
     runtime.state = runtime.scorer.state = dead
     return runtime
 
 
-def test_redis_outage_is_503_naming_no_host_and_no_password(world) -> None:
-    runtime = _dead_redis_runtime(world)
-    client = _client(runtime)
+def test_redis_outage_is_503_naming_no_host_and_no_password(
+    dead_redis_runtime, make_client, world
+) -> None:
+    runtime = dead_redis_runtime
+    client = make_client(runtime)
     resp = client.post("/score", json=world["items"][:2])
     assert resp.status_code == 503 and resp.json() == {"detail": UNAVAILABLE}
     for text in (resp.text, client.get("/readyz").text, client.get("/healthz").text):
@@ -98,9 +104,9 @@ def test_redis_outage_is_503_naming_no_host_and_no_password(world) -> None:
     runtime.close()
 
 
-def test_readyz_is_503_while_redis_is_down(world) -> None:
-    runtime = _dead_redis_runtime(world)
-    resp = _client(runtime).get("/readyz")
+def test_readyz_is_503_while_redis_is_down(dead_redis_runtime, make_client, world) -> None:
+    runtime = dead_redis_runtime
+    resp = make_client(runtime).get("/readyz")
     assert resp.status_code == 503
     assert resp.json() == {
         "status": "not ready: the shared window state cannot be reached",
@@ -146,9 +152,9 @@ def test_unknown_paths_are_answered_before_bentoml_and_share_one_label() -> None
 
 
 # --- item 8: tenant isolation -----------------------------------------------------------------
-def test_an_event_id_of_another_tenant_is_a_new_event(world) -> None:
+def test_an_event_id_of_another_tenant_is_a_new_event(memory_state, world) -> None:
     items, model = world["items"], world["model"]
-    scorer = OnlineScorer(_state(), world["enrichers"])
+    scorer = OnlineScorer(memory_state(), world["enrichers"])
     mine = items[5]
     first = scorer.score([mine], model)
     # Another tenant's event, with the same id, that scores differently on its own.
@@ -156,7 +162,7 @@ def test_an_event_id_of_another_tenant_is_a_new_event(world) -> None:
         (event, answer)
         for it in items[6:]
         for event in [{**it, "event_id": mine["event_id"], "tenant_id": "other-tenant"}]
-        for answer in [OnlineScorer(_state(), world["enrichers"]).score([event], model).items]
+        for answer in [OnlineScorer(memory_state(), world["enrichers"]).score([event], model).items]
         if answer[0]["bot_score"] != first.items[0]["bot_score"]
     )
     second = scorer.score([theirs], model)
@@ -168,13 +174,15 @@ def test_an_event_id_of_another_tenant_is_a_new_event(world) -> None:
     assert again.items == second.items + first.items and again.duplicates == 2
 
 
-def test_tokens_confine_requests_to_their_tenants(world, tmp_path) -> None:
+def test_tokens_confine_requests_to_their_tenants(
+    make_runtime, make_client, world, tmp_path
+) -> None:
     store = TokenStore(f"sqlite:///{tmp_path / 'metrics.db'}")
     mine, _ = store.create(["t001"])
     theirs, _ = store.create(["t002"])
     admin, _ = store.create([], admin=True)
-    runtime = _runtime(world, store=store)
-    client = _client(runtime)
+    runtime = make_runtime(world, store=store)
+    client = make_client(runtime)
     items = world["items"][:3]
     assert {it["tenant_id"] for it in items} == {"t001"}
 
@@ -199,30 +207,30 @@ def test_tokens_confine_requests_to_their_tenants(world, tmp_path) -> None:
     store.close()
 
 
-def test_burst_windows_of_one_tenant_ignore_another_tenants_events(world) -> None:
+def test_burst_windows_of_one_tenant_ignore_another_tenants_events(memory_state, world) -> None:
     items, model = world["items"], world["model"]
     target = items[60]
     flood = [
         {**target, "event_id": f"flood-{i}", "tenant_id": "intruder", "message_id": f"m-{i}"}
         for i in range(40)
     ]
-    scorer = OnlineScorer(_state(), world["enrichers"])
+    scorer = OnlineScorer(memory_state(), world["enrichers"])
     scorer.score(flood, model)
     assert (
         scorer.score([target], model).items
-        == OnlineScorer(_state(), world["enrichers"]).score([target], model).items
+        == OnlineScorer(memory_state(), world["enrichers"]).score([target], model).items
     )
 
 
 # --- item 15: slow clients --------------------------------------------------------------------
 @pytest.fixture
-def live_server(world):
+def live_server(make_runtime, world):
     """The gate and app on a real uvicorn server with the header timeout protocol (0.5 s)."""
     import uvicorn
 
     from serving.protocol import HeaderTimeoutProtocol
 
-    runtime = _runtime(world, body_timeout_s=0.5)
+    runtime = make_runtime(world, body_timeout_s=0.5)
     app = api.Gate(api.build_app(lambda: runtime), runtime=lambda: runtime)
     HeaderTimeoutProtocol.header_timeout_s = 0.5
     with socket.socket() as s:
@@ -287,8 +295,8 @@ def test_whole_requests_still_go_through_on_a_kept_alive_connection(live_server)
             time.sleep(0.3)  # idle between requests, within the header timeout each time
 
 
-def test_a_worker_following_a_failed_reload_logs_no_secret(world, caplog) -> None:
-    runtime = _runtime(world)
+def test_a_worker_following_a_failed_reload_logs_no_secret(make_runtime, world, caplog) -> None:
+    runtime = make_runtime(world)
 
     def no_champion(_settings):
         raise BotfilterError(f"no model in postgresql://u:{SECRET}@registry.internal/mlflow")
@@ -304,3 +312,17 @@ def test_a_worker_following_a_failed_reload_logs_no_secret(world, caplog) -> Non
             time.sleep(0.01)
     assert "registry.internal" in caplog.text and SECRET not in caplog.text
     assert runtime.model.version == "test/1"
+
+
+def test_a_refused_event_echoing_a_lone_surrogate_is_answered(make_runtime, make_client, world):
+    """orjson refuses the big integer, the standard library then accepts the lone surrogate, and
+    the refused item's answer could not be encoded: a 500 before the fix (found by
+    test_serving_fuzz). Now 200, the item refused, the surrogate shown as U+FFFD."""
+    client = make_client(make_runtime(world))
+    event = {**world["items"][0], "event_id": "@ID@", "link_count": "@N@"}
+    text = json.dumps([event]).replace('"@ID@"', '"\\ud800"').replace('"@N@"', "1" * 30)
+    resp = client.post("/score", content=text.encode())
+    assert resp.status_code == 200
+    (answer,) = resp.json()
+    assert answer["event_id"] == "\ufffd"
+    assert answer["error"]

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from botfilter.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 
 
 def test_env_prefix_and_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

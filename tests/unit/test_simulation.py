@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from botfilter.errors import BotfilterError
 from contract.schema import BOT_KINDS, CHANNELS, EVENT_TYPES, LABELS, TABLES
+from core.errors import BotfilterError
 from simulation import SimConfig, generate, simulate
 from simulation.config import SOURCES
 

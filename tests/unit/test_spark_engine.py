@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from contract import validate
-from jobs.spark_engine import ModelPayload, _local_cores, _worker_model, context_columns
-from jobs.spark_io import arrow_to_clean_pandas, as_uri_or_path, clean_ddl, clean_to_arrow
+from jobs.spark.engine import ModelPayload, _local_cores, _worker_model, context_columns
+from jobs.spark.tables import arrow_to_clean_pandas, as_uri_or_path, clean_ddl, clean_to_arrow
 from scoring.model import BotModel
 
 

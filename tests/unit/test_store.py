@@ -10,19 +10,18 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from botfilter.errors import BotfilterError
-from jobs.metrics import MODULES, Window, compute_partitions, rollup
-from jobs.recompute import check_scores, parse_as_of
-from jobs.settings import (
+from core.errors import BotfilterError
+from jobs.exclusions import (
     parse_switch,
     set_exclusion,
     set_exclusions,
     sync_from_data,
     tenant_setting,
 )
+from jobs.metrics import MODULES, rollup
+from jobs.recompute import check_scores, parse_as_of
 from jobs.store import LockTimeout, Store, normalise_url, view_sql
 from jobs.worker import parse_every
-from tests.unit.test_metrics import events, messages, scores
 
 
 @pytest.fixture
@@ -30,49 +29,6 @@ def store(tmp_path: Path) -> Store:
     s = Store(f"sqlite:///{tmp_path / 'metrics.db'}")
     yield s
     s.close()
-
-
-def computed(tenant: str = "t1", email_on: bool = True):
-    m = messages(
-        [
-            ("m1", tenant, "email", "c1", None, "k1", "a.com", "2024-03-10", "2024-03-10 00:01"),
-            ("m2", tenant, "email", "c1", None, "k2", "b.com", "2024-03-11", "2024-03-11 00:01"),
-            ("s1", tenant, "sms", "c2", None, "k2", None, "2024-03-11", "2024-03-11 00:01"),
-        ]
-    )
-    e = events(
-        [
-            ("e1", "m1", "open", "2024-03-10 00:02", tenant),
-            ("e2", "m1", "click", "2024-03-10 00:03", tenant),
-            ("e3", "m2", "click", "2024-03-11 05:00", tenant),
-            ("e4", "s1", "click", "2024-03-11 00:02", tenant),
-        ]
-    )
-    s = scores({"e1": True, "e2": False, "e3": True, "e4": True})
-    window = Window.ending("2024-03-31", 30)
-    return compute_partitions(m, e, s, {(tenant, "email"): email_on}, window, tenants=[tenant])
-
-
-def write(store: Store, parts, tenant: str = "t1", channels=("email", "sms")) -> int:
-    """Store one tenant's computed partitions (only the given channels)."""
-    summary = parts.summary.assign(
-        window_start=parts.window.start,
-        as_of=parts.window.end,
-        computed_at=datetime.now(UTC),
-        run_id="r1",
-        model_version="m/1",
-    )
-    stored = {name: parts.stored(name) for name in parts.frames}
-    with store.write() as conn:
-        return store.replace_partitions(
-            conn,
-            tenant,
-            channels,
-            parts.window.first_date,
-            parts.window.last_date,
-            {n: f.loc[f["channel"].isin(channels)] for n, f in stored.items()},
-            summary.loc[summary["channel"].isin(channels)],
-        )
 
 
 def test_normalise_url() -> None:
@@ -143,14 +99,16 @@ def test_data_settings_newer_win(store: Store) -> None:
     assert sync_from_data(store, newer) == []  # nothing newer the second time
 
 
-def test_partitions_replace_only_their_tenant_channels_and_dates(store: Store) -> None:
-    write(store, computed("t1"))
-    write(store, computed("t2"), "t2")
+def test_partitions_replace_only_their_tenant_channels_and_dates(
+    computed_partitions, write_partitions, store: Store
+) -> None:
+    write_partitions(store, computed_partitions("t1"))
+    write_partitions(store, computed_partitions("t2"), "t2")
     with pytest.raises(ValueError, match="rows outside t1"):
-        write(store, computed("t2"), "t1")
+        write_partitions(store, computed_partitions("t2"), "t1")
     before_t2 = store.read_partitions("campaign_metrics", "t2")
     # t1 recomputed with the email filter off, email only
-    write(store, computed("t1", email_on=False), "t1", channels=("email",))
+    write_partitions(store, computed_partitions("t1", email_on=False), "t1", channels=("email",))
     t1 = store.read_partitions("campaign_metrics", "t1")
     assert not t1.loc[t1["channel"] == "email", "bot_filter_applied"].any()
     pd.testing.assert_frame_equal(store.read_partitions("campaign_metrics", "t2"), before_t2)
@@ -161,9 +119,9 @@ def test_partitions_replace_only_their_tenant_channels_and_dates(store: Store) -
     assert store.read_partitions("campaign_metrics", "t1", since=date(2024, 3, 11)).shape[0] == 2
 
 
-def test_views_equal_the_pandas_rollup(store: Store) -> None:
-    write(store, computed("t1"))
-    write(store, computed("t2", email_on=False), "t2")
+def test_views_equal_the_pandas_rollup(computed_partitions, write_partitions, store: Store) -> None:
+    write_partitions(store, computed_partitions("t1"))
+    write_partitions(store, computed_partitions("t2", email_on=False), "t2")
     for name, module in MODULES.items():
         view = store.read_view(name)
         expected = rollup(store.read_partitions(name), module, comparison=True)

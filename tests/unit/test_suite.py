@@ -1,14 +1,17 @@
 """The stress suite's judgement and the evaluation report's per-family breakdown, on tiny frames."""
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 
 from training.evaluate import UA_LIST_FLAGS, evaluation_report
 from training.gate import SUITE
+from training.report import EvaluationReport, FamilyRate, Quality
 from training.suite import SUITE_WORLDS, suite_failures
 
 
-def _report(is_bot: list[bool]) -> dict:
+def _report(is_bot: list[bool]) -> EvaluationReport:
     # Six email clicks: two scanner bots, four people (two behind isolation, two at home).
     ctx = pd.DataFrame(
         {
@@ -29,16 +32,18 @@ def _report(is_bot: list[bool]) -> dict:
 
 def test_report_has_fpr_per_family_of_people_and_recall_per_bot_family():
     r = _report([True, True, True, False, False, False])
-    assert r["fpr_by_family"] == {
-        "isolation": {"model": 0.5, "n": 2},
-        "person": {"model": 0.0, "n": 2},
+    assert r.fpr_by_family == {
+        "isolation": FamilyRate(model=0.5, n=2),
+        "person": FamilyRate(model=0.0, n=2),
     }
-    assert r["recall_by_family"] == {"scanner": {"model": 1.0, "n": 2}}
+    assert r.recall_by_family == {"scanner": FamilyRate(model=1.0, n=2)}
 
 
 def test_suite_failures_name_each_missed_target():
     r = _report([True, True, True, False, False, False])
-    r["fpr_by_family"]["isolation"]["n"] = SUITE.min_family_events  # enough people to judge
+    # enough people to judge
+    isolation = FamilyRate(model=0.5, n=SUITE.min_family_events)
+    r = replace(r, fpr_by_family={**(r.fpr_by_family or {}), "isolation": isolation})
     fails = suite_failures(r)
     assert any(f.startswith("FPR isolation 50.00%") for f in fails)
     assert any(f.startswith("email precision 0.6667") for f in fails)
@@ -50,8 +55,13 @@ def test_suite_passes_a_perfect_model_and_ignores_tiny_families():
     r = _report([True, True, False, False, False, False])
     assert suite_failures(r) == []
     r = _report([True, True, True, False, False, False])
-    r["campaign_metric_error"]["model"]["ctr_mae_pp"] = 0.0
-    r["by_channel"]["email"]["model"]["precision"] = 1.0
+    err = r.campaign_metric_error
+    email = r.by_channel["email"]
+    r = replace(
+        r,
+        campaign_metric_error=replace(err, model=replace(err.model, ctr_mae_pp=0.0)),
+        by_channel={"email": Quality(replace(email.model, precision=1.0), email.ua_list)},
+    )
     assert suite_failures(r) == []  # 2 isolated people are too few to judge a 2% rate
 
 

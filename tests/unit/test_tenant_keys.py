@@ -8,16 +8,18 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from botfilter.errors import BotfilterError
-from botfilter.settings import Settings
+from core.errors import BotfilterError
+from core.settings import Settings
+from jobs.exclusions import set_exclusions
 from jobs.metrics import Window, compute_partitions
-from jobs.recompute import Tables, check_scores, recompute
-from jobs.settings import set_exclusions
+from jobs.recompute import RecomputeOptions, Tables, check_scores, recompute
 from jobs.store import Store
-from tests.unit.test_metrics import AS_OF, events, messages
+
+AS_OF = "2024-03-31T00:00:00Z"  # the window of these March 2024 frames ends here
 
 
-def two_tenants() -> Tables:
+@pytest.fixture
+def two_tenants(messages, events) -> Tables:
     """t1 and t2 both have message m1 and event e1 (an open): t1's is a bot, t2's a person."""
     m = messages(
         [
@@ -30,26 +32,13 @@ def two_tenants() -> Tables:
     return Tables(m, e)
 
 
-def tenant_scores() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "tenant_id": ["t1", "t2"],
-            "event_id": ["e1", "e1"],
-            "bot_score": [0.95, 0.05],
-            "is_bot": [True, False],
-            "reasons": [["ua_is_crawler"], []],
-            "model_version": "labels",
-        }
-    )
-
-
 def opens(tables: dict[str, pd.DataFrame]) -> dict[str, int]:
     camp = tables["campaign_metrics"].set_index("tenant_id")
     return {t: int(camp.loc[t, "opens_total"]) for t in ("t1", "t2")}
 
 
-def test_scores_are_matched_on_tenant_and_event() -> None:
-    data = two_tenants()
+def test_scores_are_matched_on_tenant_and_event(two_tenants, tenant_scores) -> None:
+    data = two_tenants
     exclusions = {("t1", "email"): True, ("t2", "email"): True}
     parts = compute_partitions(
         data.messages, data.events, tenant_scores(), exclusions, Window.ending(AS_OF, 30)
@@ -57,14 +46,14 @@ def test_scores_are_matched_on_tenant_and_event() -> None:
     assert opens(parts.tables()) == {"t1": 0, "t2": 1}
 
 
-def test_scores_without_tenant_cannot_name_two_events() -> None:
-    data = two_tenants()
+def test_scores_without_tenant_cannot_name_two_events(two_tenants, tenant_scores) -> None:
+    data = two_tenants
     ambiguous = tenant_scores().drop(columns="tenant_id")
     with pytest.raises(BotfilterError, match="event_id 'e1' is scored more than once"):
         compute_partitions(data.messages, data.events, ambiguous, {}, Window.ending(AS_OF, 30))
 
 
-def test_check_scores_keys_by_tenant_when_given() -> None:
+def test_check_scores_keys_by_tenant_when_given(tenant_scores) -> None:
     checked = check_scores(tenant_scores())
     assert checked[["tenant_id", "event_id"]].values.tolist() == [["t1", "e1"], ["t2", "e1"]]
     with pytest.raises(BotfilterError, match="event_id 'e1' of tenant 't1' is scored more"):
@@ -73,28 +62,31 @@ def test_check_scores_keys_by_tenant_when_given() -> None:
         check_scores(tenant_scores().drop(columns="tenant_id"))
 
 
-def test_recompute_keeps_tenants_sharing_ids_apart(tmp_path: Path) -> None:
+def test_recompute_keeps_tenants_sharing_ids_apart(
+    two_tenants, tenant_scores, tmp_path: Path
+) -> None:
     """From a scores file: each tenant its own (a file's scores serve its run only, so the
     stored-score side is tested in test_store and test_recompute_scores)."""
     settings = Settings(home=tmp_path / "home")
     store = Store.open(settings)
-    data = two_tenants()
+    data = two_tenants
     set_exclusions(store, "t1", {"email": True})
     set_exclusions(store, "t2", {"email": True})
-    first = recompute(store, settings, data, as_of=AS_OF, scores=check_scores(tenant_scores()))
+    options = RecomputeOptions(as_of=AS_OF, scores=check_scores(tenant_scores()))
+    first = recompute(store, settings, data, options)
     assert opens(first.tables) == {"t1": 0, "t2": 1}
     without = tenant_scores().drop(columns="tenant_id")
     with pytest.raises(BotfilterError, match="is scored more than once"):
-        recompute(store, settings, data, as_of=AS_OF, scores=without)
+        recompute(store, settings, data, RecomputeOptions(as_of=AS_OF, scores=without))
     one = check_scores(without.iloc[:1])  # e1 once, but both tenants have an event e1
     with pytest.raises(BotfilterError, match="needs a tenant_id column"):
-        recompute(store, settings, data, as_of=AS_OF, scores=one)
+        recompute(store, settings, data, RecomputeOptions(as_of=AS_OF, scores=one))
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
-def test_scores_file_keeps_tenant_ids_as_text(tmp_path: Path, suffix: str) -> None:
+def test_scores_file_keeps_tenant_ids_as_text(tenant_scores, tmp_path: Path, suffix: str) -> None:
     from jobs.recompute import read_scores_file
-    from scoring.io import write_scores
+    from scoring.scores_file import write_scores
 
     path = tmp_path / f"scores{suffix}"
     write_scores(tenant_scores().assign(tenant_id=["007", "7"]), path)

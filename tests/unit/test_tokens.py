@@ -7,9 +7,9 @@ import sqlite3
 import pytest
 from typer.testing import CliRunner
 
-from botfilter.errors import BotfilterError
-from botfilter.redact import one_line, redact
-from botfilter.tokens import ADMIN, Scope, TokenCache, TokenStore, hash_token
+from core.errors import BotfilterError
+from core.redact import one_line, redact
+from core.tokens import ADMIN, Scope, TokenCache, TokenStore, hash_token
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from botfilter.settings import Settings
+from core.settings import Settings
 from features.definitions import FEATURE_NAMES
-from training.train import Prepared, fit_model
+from training.fit import Prepared, fit_model
 
 
 def _prepared(n: int = 3000, seed: int = 0) -> Prepared:
@@ -36,9 +36,9 @@ def _prepared(n: int = 3000, seed: int = 0) -> Prepared:
 def test_unlabelled_rows_neither_set_thresholds_nor_count_in_the_test(tmp_path) -> None:
     prep = _prepared()
     model, info = fit_model(prep, Settings(home=tmp_path))
-    te = info["test_idx"]
+    te = info.test_idx
     assert len(te) and (prep.weight[te] > 0).all()
-    assert sum(info["split"].values()) == int((prep.weight > 0).sum())
+    assert sum(info.split.values()) == int((prep.weight > 0).sum())
     # The labelled bots are separable: with the unlabelled rows out, the cut sits low enough
     # to catch nearly all of them (with them in, bot-like "humans" pushed it up).
     feats = prep.features.iloc[te]

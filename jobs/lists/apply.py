@@ -1,0 +1,163 @@
+"""Where the lists meet the scores: the batch recompute's scores frame and the API's answers.
+
+Both go through :func:`jobs.lists.rules.override_reasons` and :func:`apply_to_scores` (one
+definition of the rule); this module only gathers each side's event columns.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from contract.tables import CleanTables
+from jobs.lists.rules import AsnLookup, Entry, apply_to_scores, override_reasons
+from jobs.lists.storage import entries as stored_entries
+from jobs.metrics import event_positions
+from jobs.store import Store
+
+log = logging.getLogger("botfilter.serving")
+
+COLUMNS = ("ip", "asn", "user_agent")
+_lookup: AsnLookup | None = None
+_lookup_lock = threading.Lock()
+
+
+def default_asn_lookup() -> AsnLookup:
+    """ASN from IP with the vendored reference (built once per process, on first need)."""
+    global _lookup
+    with _lookup_lock:
+        if _lookup is None:
+            from features.enrichment.ip import IpEnricher
+            from features.enrichment.reference import load_reference
+
+            enricher = IpEnricher(load_reference())
+            _lookup = lambda ips, asns: enricher.enrich(ips, asns)["asn"]  # noqa: E731
+        return _lookup
+
+
+def event_frame(
+    data: CleanTables[pd.DataFrame], scores: pd.DataFrame, entries: Sequence[Entry]
+) -> pd.DataFrame:
+    """The columns the entries need, for each scores row (by tenant_id and event_id; a row
+    without its event gets missing values and so matches nothing)."""
+    kinds = {e.kind for e in entries}
+    e = data.events
+    pos = event_positions(e, scores)
+    found = pos >= 0
+    out = pd.DataFrame({"tenant_id": scores["tenant_id"].to_numpy(dtype=object)})
+    for col in COLUMNS:
+        if col in e.columns:
+            values = np.full(len(scores), None, dtype=object)
+            values[found] = e[col].to_numpy(dtype=object)[pos[found]]
+            out[col] = values
+    if "domain" in kinds and "recipient_domain" in data.messages.columns:
+        m = data.messages
+        keys = pd.MultiIndex.from_arrays([m["tenant_id"], m["message_id"]])
+        msg = np.full(len(scores), -1, dtype=np.int64)
+        wanted = pd.MultiIndex.from_arrays(
+            [
+                scores["tenant_id"].to_numpy(dtype=object)[found],
+                e["message_id"].to_numpy(dtype=object)[pos[found]],
+            ]
+        )
+        msg[found] = keys.get_indexer(wanted)
+        domains = np.append(m["recipient_domain"].to_numpy(dtype=object), np.array([None]))
+        out["recipient_domain"] = domains[msg]
+    return out
+
+
+def apply_lists(
+    store: Store,
+    data: CleanTables[pd.DataFrame],
+    scores: pd.DataFrame,
+    tenants: Sequence[str],
+    at: pd.Timestamp | None = None,
+    asn_lookup: AsnLookup | None = None,
+) -> pd.DataFrame:
+    """The recompute's ``scores`` (with ``tenant_id``) with the tenants' lists applied."""
+    now = pd.Timestamp.now(tz="UTC") if at is None else at
+    live = [e for e in stored_entries(store, list(tenants)) if e.active(now)]
+    if not live or scores.empty:
+        return scores
+    if asn_lookup is None and any(e.kind == "asn" for e in live):
+        asn_lookup = default_asn_lookup()
+    reasons = override_reasons(event_frame(data, scores, live), live, now, asn_lookup)
+    return apply_to_scores(scores, reasons)
+
+
+class ListCache:
+    """The API's view of the lists: every tenant's entries, reread at most every ``ttl_s``.
+
+    A change made in the console reaches the API within ``ttl_s`` seconds; a store that cannot
+    be read keeps the last entries known (scoring never fails on the lists)."""
+
+    def __init__(self, open_store: Callable[[], Store], ttl_s: float = 5.0) -> None:
+        self._open_store = open_store
+        self.ttl_s = ttl_s
+        self._store: Store | None = None
+        self._entries: dict[str, list[Entry]] = {}
+        self._read_at = -float("inf")
+        self._lock = threading.Lock()
+
+    def of(self, tenants: set[str]) -> list[Entry]:
+        """The in-force entries of these tenants."""
+        now = time.monotonic()
+        if now - self._read_at >= self.ttl_s and self._lock.acquire(blocking=False):
+            try:
+                self._refresh()
+            finally:
+                self._read_at = time.monotonic()
+                self._lock.release()
+        at = pd.Timestamp.now(tz="UTC")
+        return [e for t in tenants for e in self._entries.get(t, ()) if e.active(at)]
+
+    def _refresh(self) -> None:
+        try:
+            if self._store is None:
+                self._store = self._open_store()
+            found: dict[str, list[Entry]] = {}
+            for entry in stored_entries(self._store):
+                found.setdefault(entry.tenant_id, []).append(entry)
+            self._entries = found
+        except Exception as exc:  # keep the last known lists; the next request retries
+            log.warning("cannot read the lists: %s", exc)
+
+
+def apply_to_answers(
+    items: Sequence[dict[str, Any]],
+    answers: list[dict[str, Any]],
+    entries: Sequence[Entry],
+    asn_lookup: AsnLookup | None = None,
+) -> list[dict[str, Any]]:
+    """The API's answers (one per item, same order) with the lists applied: a forced answer is
+    a new dict (answers may be shared with the window state, which keeps the model's)."""
+    if not entries:
+        return answers
+    rows = [i for i, a in enumerate(answers) if "error" not in a and isinstance(items[i], dict)]
+    if not rows:
+        return answers
+    frame = pd.DataFrame(
+        {
+            col: [items[i].get(col) for i in rows]
+            for col in ("tenant_id", *COLUMNS, "recipient_domain")
+        }
+    )
+    reasons = override_reasons(frame, entries, None, asn_lookup)
+    forced = [k for k, r in enumerate(reasons) if r is not None]
+    if not forced:
+        return answers
+    picked = [answers[rows[k]] for k in forced]
+    scores = pd.DataFrame(
+        {"is_bot": [bool(a["is_bot"]) for a in picked], "reasons": [a["reasons"] for a in picked]}
+    )
+    scores = apply_to_scores(scores, reasons[forced])
+    out = list(answers)
+    for k, is_bot, listed in zip(forced, scores["is_bot"], scores["reasons"], strict=True):
+        out[rows[k]] = {**answers[rows[k]], "is_bot": bool(is_bot), "reasons": list(listed)}
+    return out

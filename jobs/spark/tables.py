@@ -1,0 +1,549 @@
+"""Reading a data directory into Spark and validating it with the contract's own code.
+
+Validation is distributed, and exact: every rule of :mod:`contract.validate` needs either one row,
+or the rows sharing one key. The rows are shuffled so that each group handed to
+:func:`contract.validate.validate_raw` holds every row its rules look at:
+
+- ``messages`` by ``message_id`` (row rules, conflicting/identical duplicates of one id);
+- ``events`` by ``event_id`` (row rules, duplicate deliveries), each bucket together with *every*
+  raw ``messages`` row (good or broken) of the message ids its events name, so the rules against the
+  message (unknown / quarantined message, tenant mismatch, open on SMS, before sent, link range)
+  see what the local engine sees;
+- ``segments`` and ``settings`` by ``tenant_id`` (their duplicate keys contain the tenant).
+
+Keys are normalised with the contract's own text parser before hashing (``" m1"`` and ``"m1"`` are
+the same message), groups are sorted by source row number so "first occurrence" means the same
+row, and quarantine row numbers are the source rows: ``_metadata.row_index`` for Parquet (offset by
+the rows of the preceding part files, in path order), the reader's own numbers for CSV/JSON Lines.
+
+Parquet (local or any Hadoop-compatible path: ``s3a://``, ``abfss://``, ``gs://``, ``hdfs://``) is
+read by Spark. CSV and JSON Lines are read on the driver with :mod:`contract.readers` (they are local
+files by definition here) and handed to the same distributed validation.
+
+Clean tables keep the schema columns; timestamps travel as int64 nanoseconds since the epoch
+(UTC), so nothing is rounded to Spark's microseconds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import to_arrow_schema
+from pyspark.sql.types import IntegralType, StringType, StructField, StructType
+
+from contract.columns import UnsupportedType, parse_text
+from contract.counts import Report, TableReport
+from contract.readers import (
+    RawTable,
+    check_required_columns,
+    empty_raw,
+    find_table_files,
+    read_table_file,
+)
+from contract.schema import FILE_FORMATS, REQUIRED_TABLES, TABLES
+from contract.validate import validate_raw
+from core.errors import BotfilterError
+
+ROW = "_row"  # 0-based source record number
+RECORD = "_record"  # original record text, when the driver-side reader had to go row by row
+BUCKET = "_bucket"
+KEY_EVENT, KEY_MESSAGE, KEY_TENANT = "_key_event", "_key_message", "_key_tenant"
+QUARANTINE = ("_q_table", "_q_row", "_q_record", "_q_reason")
+_INTERNAL = (ROW, RECORD, BUCKET, KEY_EVENT, KEY_MESSAGE, KEY_TENANT)
+#: Arrow types of clean columns inside Spark (timestamps as ns since the epoch, UTC).
+_CLEAN_ARROW = {
+    "str": pa.string(),
+    "int": pa.int64(),
+    "bool": pa.bool_(),
+    "float": pa.float64(),
+    "timestamp": pa.int64(),
+}
+_SPARK_TYPE = {"str": "string", "int": "bigint", "bool": "boolean", "float": "double"}
+UTC_NS = pa.timestamp("ns", tz="UTC")
+
+
+@dataclass
+class SparkTables:
+    """Clean tables of one data directory as Spark DataFrames, the quarantine and the counts."""
+
+    messages: DataFrame
+    events: DataFrame
+    segments: DataFrame
+    settings: DataFrame
+    quarantine: DataFrame  # table, row_number, record, reason
+    report: Report | None  # None: the tables came validated (engine.spark_frames)
+    cached: list[DataFrame] = field(default_factory=list)  # what the tables are views of
+
+    def unpersist(self) -> None:
+        """Release the cached validation results."""
+        for frame in self.cached:
+            frame.unpersist()
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+def clean_ddl(table: str) -> str:
+    """Spark DDL of a clean table (timestamps as ``bigint`` nanoseconds)."""
+    return ", ".join(
+        f"`{c.name}` {_SPARK_TYPE.get(c.kind, 'bigint')}" for c in TABLES[table].columns
+    )
+
+
+def timestamp_columns(table: str) -> list[str]:
+    """Schema columns of ``table`` that hold timestamps."""
+    return [c.name for c in TABLES[table].columns if c.kind == "timestamp"]
+
+
+def _validated_ddl(table: str) -> str:
+    q = "`_q_table` string, `_q_row` bigint, `_q_record` string, `_q_reason` string"
+    return f"{clean_ddl(table)}, {q}"
+
+
+def arrow_to_clean_pandas(
+    table: str, data: pa.Table, columns: list[str] | None = None
+) -> pd.DataFrame:
+    """A clean Spark batch back to the contract's pandas dtypes (Int64, boolean, UTC ns)."""
+    kinds = {c.name: c.kind for c in TABLES[table].columns}
+    arrays = {}
+    for name in columns or data.column_names:
+        arr = data.column(name)
+        if kinds.get(name) == "timestamp":
+            arr = arr.cast(UTC_NS)
+        arrays[name] = arr
+    mapper = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}.get
+    return pa.table(arrays).to_pandas(types_mapper=mapper)  # text: object arrays of str/None
+
+
+def _clean_arrow(table: str, frame: pd.DataFrame) -> dict[str, pa.Array]:
+    """The schema columns of a clean pandas table as Arrow arrays of the Spark-side types."""
+    out = {}
+    for column in TABLES[table].columns:
+        arr = pa.Array.from_pandas(frame[column.name])
+        if column.kind == "timestamp":
+            arr = arr.cast(UTC_NS)
+        out[column.name] = arr.cast(_CLEAN_ARROW[column.kind])
+    return out
+
+
+def clean_to_arrow(table: str, frame: pd.DataFrame) -> pa.Table:
+    """A contract-clean pandas table as the Arrow table of its Spark-side clean schema."""
+    return pa.table(_clean_arrow(table, frame))
+
+
+def _output(table: str, clean: pd.DataFrame, quarantine: pd.DataFrame) -> pa.Table:
+    """Clean rows then quarantine rows of one validated group, in the validation UDF schema."""
+    n, q = len(clean), len(quarantine)
+    columns = _clean_arrow(table, clean)
+    arrays = {name: pa.concat_arrays([arr, pa.nulls(q, arr.type)]) for name, arr in columns.items()}
+    arrays["_q_table"] = pa.array([None] * n + [table] * q, pa.string())
+    rows = quarantine["row_number"].to_numpy(dtype=np.int64)
+    arrays["_q_row"] = pa.concat_arrays([pa.nulls(n, pa.int64()), pa.array(rows, pa.int64())])
+    arrays["_q_record"] = pa.array([None] * n + quarantine["record"].tolist(), pa.string())
+    arrays["_q_reason"] = pa.array([None] * n + quarantine["reason"].tolist(), pa.string())
+    return pa.table(arrays)
+
+
+# --------------------------------------------------------------------------- raw groups
+
+
+def _raw(table: str, source: str, data: pa.Table, units: Units) -> RawTable:
+    """A :class:`contract.readers.RawTable` from one Spark group, in source row order."""
+    data = data.take(pc.sort_indices(data.column(ROW)))
+    rows = data.column(ROW).to_numpy().astype(np.int64)
+    records = data.column(RECORD).to_pylist() if RECORD in data.column_names else None
+    keep = [c for c in data.column_names if c not in _INTERNAL]
+    data = data.select(keep)
+    for name, unit, utc in units:  # the stored Parquet type (Spark has micros, or int64 nanos)
+        if name in data.column_names:
+            i = data.column_names.index(name)
+            stored = pa.timestamp(unit, tz="UTC" if utc else None)
+            column = data.column(i)
+            if pa.types.is_timestamp(column.type):
+                column = column.cast(pa.timestamp(column.type.unit, tz=stored.tz))
+            data = data.set_column(i, name, column.cast(stored, safe=False))
+    return RawTable(table, source, data, rows, records)
+
+
+def _validate_one(table: str, source: str, units: Units):  # noqa: ANN202
+    """UDF: validate one group of a table that needs no other table."""
+
+    def run(data: pa.Table) -> pa.Table:
+        raws = {name: empty_raw(name) for name in REQUIRED_TABLES}
+        raws[table] = _raw(table, source, data, units)
+        result = validate_raw(raws)
+        quarantine = result.quarantine.loc[result.quarantine["table"] == table]
+        return _output(table, result.tables[table], quarantine)
+
+    return run
+
+
+def _validate_events(sources: dict[str, str], units: dict[str, Units]):  # noqa: ANN202
+    """UDF: validate one bucket of events against every raw row of the messages they name."""
+
+    def run(events: pa.Table, messages: pa.Table) -> pa.Table:
+        raws = {
+            "messages": _raw("messages", sources["messages"], messages, units["messages"]),
+            "events": _raw("events", sources["events"], events, units["events"]),
+        }
+        result = validate_raw(raws)
+        quarantine = result.quarantine.loc[result.quarantine["table"] == "events"]
+        return _output("events", result.events, quarantine)
+
+    return run
+
+
+def _add_keys(columns: dict[str, str]):  # noqa: ANN202
+    """mapInArrow: normalised key columns (the contract's text parsing) for hashing."""
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            arrays = list(batch.columns)
+            names = list(batch.schema.names)
+            for key, source in columns.items():
+                try:
+                    values = parse_text(batch.column(source)).values
+                except UnsupportedType:  # validation reports the column; any bucket will do
+                    values = pa.nulls(batch.num_rows, pa.string())
+                arrays.append(values.cast(pa.string()))
+                names.append(key)
+            yield pa.RecordBatch.from_arrays(arrays, names=names)
+
+    return run
+
+
+#: Characters trimmed from both ends of a key in Spark: a superset of what the contract's
+#: ``utf8_trim_whitespace`` trims (every control and Unicode space character). Two raw values the
+#: contract reads as the same key then get the same Spark key, so they meet in one group; values it
+#: reads as different keys may meet too, which is harmless (a group may hold extra rows).
+_TRIM = (
+    "[\\x{0000}-\\x{0020}\\x{007F}-\\x{00A0}\\p{Z}\\x{1680}\\x{180E}\\x{200B}-\\x{200F}"
+    "\\x{2028}-\\x{202F}\\x{205F}-\\x{2064}\\x{3000}\\x{FEFF}]"
+)
+
+
+def _native_keys(frames: list[tuple[DataFrame, str]]) -> bool:
+    """Whether these key columns can be keyed in the JVM: text, or integers (their digits, as
+    the contract's ``as_text`` writes them)."""
+    return all(
+        isinstance(frame.schema[column].dataType, StringType | IntegralType)
+        for frame, column in frames
+    )
+
+
+def _native_key(column: str) -> Column:
+    """The key of a column in Spark SQL: its text with :data:`_TRIM` characters cut from the ends
+    (no Python round trip)."""
+    text = F.col(column).cast("string")
+    return F.regexp_replace(text, f"^{_TRIM}+|{_TRIM}+$", "")
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def as_uri_or_path(path: str | Path) -> str:
+    """The path as given, with a URI's ``//`` restored if a ``pathlib.Path`` collapsed it
+    (``Path("s3a://bucket/x")`` prints as ``s3a:/bucket/x``)."""
+    text = str(path)
+    found = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]+):(/[^/].*)$", text)
+    if found and not Path(text).exists():
+        scheme, rest = found.groups()
+        # file:///tmp/x became file:/tmp/x (empty authority); s3a://bucket/x became s3a:/bucket/x
+        return f"{scheme}://{rest}" if scheme.lower() == "file" else f"{scheme}:/{rest}"
+    return text
+
+
+def _is_local(path: str) -> bool:
+    """A plain path (read like the local engine does); any URI, ``file://`` too, goes through
+    Hadoop's file systems and must be Parquet."""
+    return "://" not in path
+
+
+def _jvm(spark: SparkSession) -> Any:
+    """The driver's JVM gateway (py4j: untyped), None only once the session has stopped."""
+    jvm = spark.sparkContext._jvm
+    if jvm is None:
+        raise BotfilterError("the Spark session has stopped")
+    return jvm
+
+
+def _hadoop_exists(spark: SparkSession, path: str) -> bool:
+    jvm = _jvm(spark)
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    return bool(fs.exists(hpath))
+
+
+def find_tables(spark: SparkSession, data_path: str) -> dict[str, str]:
+    """The file (or Parquet directory) of each table under ``data_path``."""
+    if _is_local(data_path):
+        return {name: str(p) for name, p in find_table_files(Path(data_path)).items()}
+    base = data_path.rstrip("/")
+    found: dict[str, str] = {}
+    for name in TABLES:
+        path = f"{base}/{name}.parquet"
+        if _hadoop_exists(spark, path):
+            found[name] = path
+        elif name in REQUIRED_TABLES:
+            others = [f"{base}/{name}{ext}" for ext in FILE_FORMATS[1:]]
+            if any(_hadoop_exists(spark, p) for p in others):
+                raise BotfilterError(
+                    f"{base}: table {name} is not Parquet; remote data must be NAME.parquet"
+                )
+            raise BotfilterError(f"{base}: no {name} table (expected {name}.parquet)")
+    return found
+
+
+Units = tuple[tuple[str, str, bool], ...]  # Parquet timestamps: (column, unit, UTC-adjusted)
+_UNITS = {"MILLIS": "ms", "MICROS": "us", "NANOS": "ns"}
+
+
+def _timestamp_units(spark: SparkSession, frame: DataFrame) -> Units:
+    """The stored unit of each top-level Parquet timestamp column (from the first file's footer).
+
+    Spark reads them as microseconds (NANOS as int64, see ``nanosAsLong``); putting back the
+    stored type makes every value, and the quarantine's record text, what the local reader sees.
+    """
+    files = sorted(frame.inputFiles())
+    if not files:
+        return ()
+    jvm = _jvm(spark)
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    hfile = jvm.org.apache.parquet.hadoop.util.HadoopInputFile.fromPath(
+        jvm.org.apache.hadoop.fs.Path(files[0]), conf
+    )
+    reader = jvm.org.apache.parquet.hadoop.ParquetFileReader.open(hfile)
+    try:
+        schema = reader.getFooter().getFileMetaData().getSchema()
+    finally:
+        reader.close()
+    units = []
+    for column in schema.getFields():
+        logical = column.getLogicalTypeAnnotation() if column.isPrimitive() else None
+        found = re.match(r"TIMESTAMP\((\w+),(\w+)\)", str(logical.toString())) if logical else None
+        if found and found.group(1) in _UNITS:
+            units.append((str(column.getName()), _UNITS[found.group(1)], found.group(2) == "true"))
+    return tuple(units)
+
+
+def _read_parquet(spark: SparkSession, path: str, table: str) -> DataFrame:
+    """A Parquet table (file or directory of parts) with its source row numbers."""
+    try:
+        frame = spark.read.parquet(path)
+    except Exception as exc:  # Spark's AnalysisException: unreadable, not Parquet, ...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BotfilterError(f"{path}: cannot read file: {first}") from exc
+    check_required_columns(frame.columns, TABLES[table], path)
+    files = sorted(frame.inputFiles())
+    meta = frame.select(
+        "*",
+        F.col("_metadata.file_path").alias("_file"),
+        F.col("_metadata.row_index").alias("_index"),
+    )
+    if len(files) <= 1:
+        rows = meta.withColumn(ROW, F.col("_index"))
+    else:
+        counts: dict[str, int] = dict(meta.groupBy("_file").count().collect())
+        offsets, start = [], 0
+        for file in sorted(counts):
+            offsets.append((file, start))
+            start += counts[file]
+        offset = spark.createDataFrame(offsets, "_file string, _offset bigint")
+        rows = (
+            meta.join(F.broadcast(offset), "_file")
+            .withColumn(ROW, F.col("_offset") + F.col("_index"))
+            .drop("_offset")
+        )
+    return rows.drop("_file", "_index")
+
+
+def _read_local_text(
+    spark: SparkSession, path: str, table: str
+) -> tuple[DataFrame, list[tuple[int, str, str]]]:
+    """CSV / JSON Lines read on the driver by the contract's reader, then parallelised."""
+    raw = read_table_file(Path(path), table)
+    data = raw.data.append_column(ROW, pa.array(raw.row_number_array(), pa.int64()))
+    if raw.records is not None:
+        data = data.append_column(RECORD, pa.array(raw.records, pa.string()))
+    return spark.createDataFrame(data), raw.rejected
+
+
+def _check_types(frame: DataFrame, table: str, source: str, units: Units) -> None:
+    """Fail like the local engine does for a column whose type cannot hold its kind."""
+    schema = to_arrow_schema(frame.schema, timezone="UTC")
+    empty = schema.empty_table()
+    raws = {name: empty_raw(name) for name in REQUIRED_TABLES}
+    raws[table] = _raw(table, source, empty, units)
+    validate_raw(raws)
+
+
+def load_tables(
+    spark: SparkSession, data_path: str | Path, buckets: int | None = None
+) -> SparkTables:
+    """Read and validate a data directory with Spark (see the module docstring)."""
+    data_path = as_uri_or_path(data_path)
+    files = find_tables(spark, data_path)
+    buckets = buckets or int(spark.conf.get("spark.sql.shuffle.partitions") or 200)
+    raw: dict[str, DataFrame] = {}
+    rejected: dict[str, list[tuple[int, str, str]]] = {}
+    units: dict[str, Units] = {}
+    for name, path in files.items():
+        if path.lower().endswith(".parquet"):
+            raw[name] = _read_parquet(spark, path, name)
+            rejected[name] = []
+        else:
+            raw[name], rejected[name] = _read_local_text(spark, path, name)
+        units[name] = (
+            _timestamp_units(spark, raw[name]) if path.lower().endswith(".parquet") else ()
+        )
+        _check_types(raw[name], name, path, units[name])
+
+    # Keys computed in the JVM when every column that is matched across tables allows it (the
+    # events find their messages by this key: both sides must be keyed the same way).
+    native = _native_keys(
+        [
+            (raw["messages"], "message_id"),
+            (raw["events"], "event_id"),
+            (raw["events"], "message_id"),
+        ]
+    )
+
+    def keyed(name: str, keys: dict[str, str]) -> DataFrame:
+        frame = raw[name]
+        if (native or name in ("segments", "settings")) and _native_keys(
+            [(frame, source) for source in keys.values()]
+        ):
+            return frame.select("*", *(_native_key(src).alias(key) for key, src in keys.items()))
+        added = [StructField(key, StringType()) for key in keys]
+        return frame.mapInArrow(_add_keys(keys), StructType([*frame.schema.fields, *added]))
+
+    def bucket(frame: DataFrame, key: str) -> DataFrame:
+        return frame.withColumn(BUCKET, F.pmod(F.xxhash64(key), F.lit(buckets)))
+
+    parts: dict[str, DataFrame] = {}
+    # Keyed inputs are read twice (own validation, and the rows events need): key them once.
+    keyed_inputs = []
+    messages = bucket(keyed("messages", {KEY_MESSAGE: "message_id"}), KEY_MESSAGE)
+    messages = messages.persist(StorageLevel.MEMORY_AND_DISK)
+    keyed_inputs.append(messages)
+    parts["messages"] = messages.groupBy(BUCKET).applyInArrow(
+        _validate_one("messages", files["messages"], units["messages"]),
+        _validated_ddl("messages"),
+    )
+    events = bucket(keyed("events", {KEY_EVENT: "event_id", KEY_MESSAGE: "message_id"}), KEY_EVENT)
+    events = events.persist(StorageLevel.MEMORY_AND_DISK)
+    keyed_inputs.append(events)
+    # Fresh column names: the events' bucket ids must not look like a self-join to Spark.
+    wanted = (
+        events.where(F.col(KEY_MESSAGE).isNotNull())
+        .select(F.col(BUCKET).alias("_to"), F.col(KEY_MESSAGE).alias("_wanted"))
+        .distinct()
+    )
+    their_messages = (
+        messages.drop(BUCKET)
+        .join(wanted, F.col(KEY_MESSAGE) == F.col("_wanted"))
+        .drop("_wanted")
+        .withColumnRenamed("_to", BUCKET)
+    )
+    parts["events"] = (
+        events.groupBy(BUCKET)
+        .cogroup(their_messages.groupBy(BUCKET))
+        .applyInArrow(
+            _validate_events(
+                {"messages": files["messages"], "events": files["events"]},
+                {"messages": units["messages"], "events": units["events"]},
+            ),
+            _validated_ddl("events"),
+        )
+    )
+    for name in ("segments", "settings"):
+        if name in raw:
+            frame = bucket(keyed(name, {KEY_TENANT: "tenant_id"}), KEY_TENANT)
+            parts[name] = frame.groupBy(BUCKET).applyInArrow(
+                _validate_one(name, files[name], units[name]), _validated_ddl(name)
+            )
+
+    # One cached frame per table: clean rows and quarantine rows of each validated group.
+    validated = {name: part.persist(StorageLevel.MEMORY_AND_DISK) for name, part in parts.items()}
+    clean: dict[str, DataFrame] = {}
+    quarantines: list[DataFrame] = []
+    for name in TABLES:
+        if name in validated:
+            frame = validated[name]
+            clean[name] = frame.where(F.col("_q_reason").isNull()).select(*TABLES[name].names)
+            quarantines.append(
+                frame.where(F.col("_q_reason").isNotNull()).select(
+                    F.col("_q_table").alias("table"),
+                    F.col("_q_row").alias("row_number"),
+                    F.col("_q_record").alias("record"),
+                    F.col("_q_reason").alias("reason"),
+                )
+            )
+        else:
+            clean[name] = spark.createDataFrame([], clean_ddl(name))
+    quarantine = _union(spark, quarantines)
+    extra = [(t, r[0], r[1], r[2]) for t, rows in rejected.items() for r in rows]
+    if extra:
+        quarantine = quarantine.unionByName(
+            spark.createDataFrame(
+                extra, "table string, row_number bigint, record string, reason string"
+            )
+        )
+    reports = {}
+    for name in TABLES:
+        reports[name] = _table_report(
+            name, files.get(name, name), validated.get(name), raw.get(name), rejected.get(name, [])
+        )
+    for frame in keyed_inputs:  # the validated tables are cached and counted by now
+        frame.unpersist()
+    return SparkTables(
+        messages=clean["messages"],
+        events=clean["events"],
+        segments=clean["segments"],
+        settings=clean["settings"],
+        quarantine=quarantine,
+        report=Report(reports),
+        cached=list(validated.values()),
+    )
+
+
+def _union(spark: SparkSession, frames: list[DataFrame]) -> DataFrame:
+    if not frames:
+        return spark.createDataFrame(
+            [], "table string, row_number bigint, record string, reason string"
+        )
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.unionByName(frame)
+    return out
+
+
+def _table_report(
+    name: str,
+    source: str,
+    validated: DataFrame | None,
+    raw: DataFrame | None,
+    rejected: list[tuple[int, str, str]],
+) -> TableReport:
+    """Counts of one table: read = kept + quarantined + duplicates, as the contract reports."""
+    if validated is None or raw is None:
+        return TableReport(name, source, 0, 0, 0, {})
+    read = raw.count() + len(rejected)
+    counts = validated.groupBy("_q_reason").count().collect()
+    kept = sum(c["count"] for c in counts if c["_q_reason"] is None)
+    quarantined: dict[str, int] = {c["_q_reason"]: c["count"] for c in counts if c["_q_reason"]}
+    for _, _, reason in rejected:
+        quarantined[reason] = quarantined.get(reason, 0) + 1
+    duplicates = read - kept - sum(quarantined.values())
+    return TableReport(name, source, read, kept, duplicates, quarantined)

@@ -1,0 +1,47 @@
+"""Row plumbing shared by the store's concerns: frames in and out of tables, upserts, the clock."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import pandas as pd
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+
+def now() -> datetime:
+    """The current time, UTC."""
+    return datetime.now(UTC)
+
+
+def records(frame: pd.DataFrame, columns: Sequence[str]) -> list[dict[str, Any]]:
+    """Rows as dicts of plain Python values, missing as None."""
+    out = frame[list(columns)].astype(object)
+    # pandas-stubs: where's `other` omits None, which pandas takes (object columns keep it).
+    out = out.where(pd.notna(out), None)  # type: ignore[call-overload]
+    return cast(list[dict[str, Any]], out.to_dict("records"))  # the keys are ``columns``
+
+
+def insert_frame(conn: Connection, table: Table, frame: pd.DataFrame) -> int:
+    """Insert a frame's rows (columns named like the table's); returns how many."""
+    if frame.empty:
+        return 0
+    conn.execute(table.insert(), records(frame, [c.name for c in table.columns]))
+    return len(frame)
+
+
+def upsert(conn: Connection, table: Table, values: dict[str, Any], keys: list[str]) -> None:
+    """Insert or update one row by its key."""
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(table).values(**values)
+    rest = {k: stmt.excluded[k] for k in values if k not in keys}
+    conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=rest))
+
+
+def select_frame(conn: Connection, stmt: Any, table: Table) -> pd.DataFrame:
+    """The rows of ``stmt`` (a select of ``table``) as a frame with the table's columns."""
+    rows = conn.execute(stmt).fetchall()
+    return pd.DataFrame(rows, columns=[col.name for col in table.columns])

@@ -1,0 +1,59 @@
+"""Tenant lists on a PostgreSQL metrics store: tables in the store's schema, the audit and the
+queued recomputes in one transaction, tenant walls."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from core.errors import BotfilterError
+from jobs.lists import storage as lists
+from jobs.store import Store
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+
+
+@pytest.fixture
+def pg_store(pg_url: str):
+    schema = f"bf_lists_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(pg_url)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    store = Store(pg_url, schema=schema)
+    try:
+        yield store
+    finally:
+        store.close()
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
+
+
+def test_lists_on_postgres(pg_store: Store) -> None:
+    entry = lists.build_entry("t1", "block", "ip", "203.0.113.7/24", "scanner", "ops")
+    stored, queued = lists.add_entry(pg_store, entry)
+    assert stored.value == "203.0.113.0/24" and len(queued) == 2
+    assert pg_store.queue()["channel"].tolist() == ["email", "sms"]
+    with pytest.raises(BotfilterError, match="already on the block list"):
+        lists.add_entry(pg_store, entry)
+    assert len(pg_store.queue()) == 2  # the refused add queued nothing
+    with pytest.raises(LookupError):
+        lists.delete_entry(pg_store, "t2", stored.id, "intruder")
+    assert [e.id for e in lists.entries(pg_store, ["t1"])] == [stored.id]
+    assert lists.entries(pg_store, ["t2"]) == []
+    lists.delete_entry(pg_store, "t1", stored.id, "ops")
+    assert [a["action"] for a in lists.audit(pg_store, "t1")] == ["delete", "add"]
+    assert lists.audit(pg_store, "t2") == []
+    with pg_store.read() as conn:
+        where = (
+            conn.execute(
+                sa.text(
+                    "SELECT table_schema FROM information_schema.tables WHERE table_name = 'list_entries'"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert where == [pg_store.schema]

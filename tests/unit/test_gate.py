@@ -1,0 +1,92 @@
+"""The promotion gate's decisions, one row per case, against the thresholds in training/gate.py."""
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from training.gate import GATE, GateDecision, GateNumbers, decide
+
+# A candidate exactly at every floor passes them all (the floors are inclusive).
+AT_FLOORS = GateNumbers(
+    pr_auc=GATE.min_pr_auc,
+    precision=GATE.min_precision,
+    recall=GATE.min_recall,
+    human_fpr=GATE.max_human_fpr,
+    ctr_mae_pp=0.5,
+)
+GOOD = GateNumbers(pr_auc=0.99, precision=0.99, recall=0.97, human_fpr=0.01, ctr_mae_pp=0.2)
+NAN = float("nan")
+
+
+@pytest.mark.parametrize(
+    ("candidate", "champion", "promote", "reasons"),
+    [
+        # no champion: only the floors
+        (AT_FLOORS, None, True, ("no champion yet",)),
+        (replace(AT_FLOORS, pr_auc=0.9499), None, False, ("pr_auc 0.9499 < 0.95",)),
+        (replace(AT_FLOORS, precision=0.9499), None, False, ("precision 0.9499 < 0.95",)),
+        (replace(AT_FLOORS, recall=0.8499), None, False, ("recall 0.8499 < 0.85",)),
+        (replace(AT_FLOORS, human_fpr=0.0301), None, False, ("human_fpr 0.0301 > 0.03",)),
+        # nothing flagged: precision is NaN, which is no pass
+        (replace(GOOD, precision=NAN), None, False, ("precision nan < 0.95",)),
+        (
+            replace(AT_FLOORS, pr_auc=0.5, recall=0.5),
+            None,
+            False,
+            ("pr_auc 0.5000 < 0.95", "recall 0.5000 < 0.85"),
+        ),
+        # against a champion on the same rows
+        (GOOD, AT_FLOORS, True, ("at least as good as the champion",)),
+        (GOOD, GOOD, True, ("at least as good as the champion",)),  # a tie is no regression
+        (replace(GOOD, pr_auc=0.9899), GOOD, False, ("pr_auc 0.9899 below champion 0.9900",)),
+        (
+            replace(GOOD, ctr_mae_pp=GOOD.ctr_mae_pp + GATE.max_ctr_mae_increase_pp),
+            GOOD,
+            True,
+            ("at least as good as the champion",),
+        ),
+        (
+            replace(GOOD, ctr_mae_pp=0.26),
+            GOOD,
+            False,
+            ("ctr_mae_pp 0.260 above champion 0.200",),
+        ),
+        # the floors hold whatever the champion scores
+        (
+            replace(GOOD, human_fpr=0.05),
+            replace(GOOD, human_fpr=0.08),
+            False,
+            ("human_fpr 0.0500 > 0.03",),
+        ),
+        (
+            replace(AT_FLOORS, recall=0.8, ctr_mae_pp=0.9),
+            GOOD,
+            False,
+            (
+                "recall 0.8000 < 0.85",
+                "pr_auc 0.9500 below champion 0.9900",
+                "ctr_mae_pp 0.900 above champion 0.200",
+            ),
+        ),
+    ],
+)
+def test_decide(candidate, champion, promote, reasons):
+    decision = decide(candidate, champion, GATE)
+    assert decision == GateDecision(promote, reasons, candidate, champion)
+
+
+def test_decision_json_keeps_its_shape():
+    doc = json.loads(json.dumps(decide(GOOD, None).as_dict()))
+    assert doc == {
+        "promote": True,
+        "reasons": ["no champion yet"],
+        "candidate": {
+            "pr_auc": 0.99,
+            "precision": 0.99,
+            "recall": 0.97,
+            "human_fpr": 0.01,
+            "ctr_mae_pp": 0.2,
+        },
+        "champion": None,
+    }
