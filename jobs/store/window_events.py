@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -64,39 +64,52 @@ def build(
     ``end`` (what the recompute counts), with its message's channel, module, key, delivery and
     recipient domain, its score (``scores``: the model's, with ``tenant_id``) and its network
     (``asn_lookup`` resolves ASNs from addresses; without it only given ASNs are shown)."""
-    m = messages.loc[
-        messages["tenant_id"].isin(list(tenants))
-        & (messages["sent_at"] >= start)
-        & (messages["sent_at"] < end)
-    ].reset_index(drop=True)
-    e = events.loc[events["tenant_id"].isin(list(tenants)) & (events["occurred_at"] < end)]
-    found_at = _message_positions(m, e)
-    e = e.loc[found_at >= 0].reset_index(drop=True)
+    # Positions, not filtered copies: the frames carry columns the console never reads, and
+    # copying them twice cost a second of a 1M-event recompute.
+    wanted = list(tenants)
+    sent = messages["sent_at"]
+    mi = np.flatnonzero(messages["tenant_id"].isin(wanted) & (sent >= start) & (sent < end))
+    ei = np.flatnonzero(events["tenant_id"].isin(wanted) & (events["occurred_at"] < end))
+
+    def message_column(name: str) -> np.ndarray:
+        return messages[name].to_numpy(dtype=object)[mi]
+
+    def event_column(name: str) -> np.ndarray:
+        return events[name].to_numpy(dtype=object)[ei]
+
+    found_at = _message_positions(
+        message_column("tenant_id"),
+        message_column("message_id"),
+        event_column("tenant_id"),
+        event_column("message_id"),
+    )
+    ei = ei[found_at >= 0]
     code: np.ndarray = found_at[found_at >= 0]
-    module = np.full(len(m), OTHER, dtype=object)
-    key = np.full(len(m), "", dtype=object)
+    rows = mi[code]  # each event's message row in ``messages``
+    module = np.full(len(rows), OTHER, dtype=object)
+    key = np.full(len(rows), "", dtype=object)
     for name, column in MODULE_KEYS.items():
-        if column in m.columns:
-            has = m[column].notna().to_numpy()
+        if column in messages.columns:
+            values = messages[column].to_numpy(dtype=object)[rows]
+            has = pd.notna(values)
             module[has] = name
-            key[has] = m[column].to_numpy(dtype=object)[has]
+            key[has] = values[has]
     out = pd.DataFrame(
         {
-            "tenant_id": e["tenant_id"].to_numpy(dtype=object),
-            "channel": m["channel"].to_numpy(dtype=object)[code],
-            "module": module[code],
-            "key": key[code],
-            "event_id": e["event_id"].to_numpy(dtype=object),
-            "message_id": e["message_id"].to_numpy(dtype=object),
+            "tenant_id": event_column("tenant_id"),
+            "channel": messages["channel"].to_numpy(dtype=object)[rows],
+            "module": module,
+            "key": key,
+            "event_id": event_column("event_id"),
+            "message_id": event_column("message_id"),
             # One integer per message of the recompute: a dry run counts messages by it.
             "message_code": code.astype(np.int32),
-            "type": e["type"].to_numpy(dtype=object),
-            # the Series (same 0..n-1 index): to_numpy() would box each tz-aware time
-            "occurred_at": e["occurred_at"],
+            "type": event_column("type"),
+            "occurred_at": events["occurred_at"].array.take(ei),
             "delivered": (
-                m["delivered_at"].notna().to_numpy()[code]
-                if "delivered_at" in m.columns
-                else np.ones(len(e), dtype=bool)
+                messages["delivered_at"].notna().to_numpy()[rows]
+                if "delivered_at" in messages.columns
+                else np.ones(len(ei), dtype=bool)
             ),
         }
     )
@@ -105,41 +118,55 @@ def build(
     out["bot_score"] = np.append(scores["bot_score"].to_numpy(np.float64), np.nan)[pos]
     out["is_bot"] = np.append(scores["is_bot"].to_numpy(dtype=bool), False)[pos] & found
     # The model's reasons, for its bots only (a person's are never shown).
-    reasons = np.full(len(out), None, dtype=object)
+    bots = out["is_bot"].to_numpy()
     if "reasons" in scores.columns:
-        bots = np.flatnonzero(out["is_bot"].to_numpy())
-        listed = scores["reasons"].to_numpy(dtype=object)[pos[bots]]
-        reasons[bots] = [
-            r if isinstance(r, list | np.ndarray) else parse_reasons(r) for r in listed
-        ]
-    out["reasons"] = reasons
+        reasons = _reason_lists(scores["reasons"]).take(pa.array(pos, mask=~bots))
+        out["reasons"] = pd.arrays.ArrowExtensionArray(reasons)
+    else:
+        out["reasons"] = np.full(len(out), None, dtype=object)
     # Bot kind: the scores' own (the model's), else the events' label; absent: none.
     if "bot_kind" in scores.columns:
         kinds = scores["bot_kind"].to_numpy(dtype=object)
         out["bot_kind"] = np.append(kinds, np.array([None], dtype=object))[pos]
-    elif "bot_kind" in e.columns:
-        out["bot_kind"] = e["bot_kind"].to_numpy(dtype=object)
+    elif "bot_kind" in events.columns:
+        out["bot_kind"] = event_column("bot_kind")
     for column in MATCH_COLUMNS:
-        if column in e.columns:
-            out[column] = e[column].to_numpy()
-    if "recipient_domain" in m.columns:
-        out["recipient_domain"] = m["recipient_domain"].to_numpy(dtype=object)[code]
+        if column in events.columns:
+            out[column] = events[column].array.take(ei)
+    if "recipient_domain" in messages.columns:
+        out["recipient_domain"] = messages["recipient_domain"].to_numpy(dtype=object)[rows]
     out["network"] = networks(out, asn_lookup)
     return out
 
 
-def _message_positions(messages: pd.DataFrame, events: pd.DataFrame) -> np.ndarray:
-    """For each event, the row of its message (tenant_id, message_id) in ``messages``, or -1
-    (by id and a check of the tenant when ids are unique: pairs cost several times more)."""
-    ids = pd.Index(messages["message_id"].to_numpy(dtype=object))
+def _reason_lists(values: pd.Series) -> pa.Array:
+    """Scores' reasons as one Arrow list array (Arrow-backed scores are taken as they are:
+    boxing a million lists in Python cost a second)."""
+    if isinstance(values.dtype, pd.ArrowDtype):
+        arrow = pa.array(values.array)  # a ChunkedArray, through __arrow_array__
+        if isinstance(arrow, pa.ChunkedArray):
+            arrow = arrow.combine_chunks()
+        return arrow.cast(pa.list_(pa.string()))
+    lists = [
+        r if isinstance(r, list | np.ndarray) else parse_reasons(r)
+        for r in values.to_numpy(dtype=object)
+    ]
+    return pa.array(lists, pa.list_(pa.string()))
+
+
+def _message_positions(
+    m_tenants: np.ndarray, m_ids: np.ndarray, e_tenants: np.ndarray, e_ids: np.ndarray
+) -> np.ndarray:
+    """For each event (``e_tenants``, ``e_ids``), the position of its message among (``m_tenants``,
+    ``m_ids``), or -1 (by id and a check of the tenant when ids are unique: pairs cost several
+    times more)."""
+    ids = pd.Index(m_ids)
     if not ids.is_unique:
-        keys = pd.MultiIndex.from_arrays([messages["tenant_id"], messages["message_id"]])
-        wanted = pd.MultiIndex.from_arrays([events["tenant_id"], events["message_id"]])
-        return np.asarray(keys.get_indexer(wanted))
-    pos = np.asarray(ids.get_indexer(pd.Index(events["message_id"].to_numpy(dtype=object))))
-    owners = messages["tenant_id"].to_numpy(dtype=object)
+        keys = pd.MultiIndex.from_arrays([m_tenants, m_ids])
+        return np.asarray(keys.get_indexer(pd.MultiIndex.from_arrays([e_tenants, e_ids])))
+    pos = np.asarray(ids.get_indexer(pd.Index(e_ids)))
     found = np.flatnonzero(pos >= 0)
-    pos[found[owners[pos[found]] != events["tenant_id"].to_numpy(dtype=object)[found]]] = -1
+    pos[found[m_tenants[pos[found]] != e_tenants[found]]] = -1
     return pos
 
 
@@ -148,16 +175,19 @@ def networks(events: pd.DataFrame, asn_lookup: AsnLookup | None) -> np.ndarray:
     without an address)."""
     if "ip" not in events or events.empty:
         return np.full(len(events), "unknown", dtype=object)
-    ips = events["ip"].fillna("").astype(str).to_numpy(dtype=object)
     given = (
         pd.to_numeric(events["asn"], errors="coerce").to_numpy(dtype=np.float64)
         if "asn" in events
         else np.full(len(events), np.nan)
     )
     # One lookup and one label per distinct (address, given ASN): bots come from few networks.
-    codes, pairs = pd.MultiIndex.from_arrays([ips, given]).factorize()
-    ip_u = np.asarray([p[0] for p in pairs], dtype=object)
-    asn_u = np.asarray([p[1] for p in pairs], dtype=np.float64)
+    # Pairs as one integer code: a MultiIndex of 1M pairs cost 4 s of a 1M-event recompute.
+    ip_codes, ip_values = pd.factorize(events["ip"].to_numpy(dtype=object))
+    asn_codes, asn_values = pd.factorize(given)
+    width = len(asn_values) + 1
+    codes, pairs = pd.factorize((ip_codes.astype(np.int64) + 1) * width + (asn_codes + 1))
+    ip_u = np.append(np.array([""], dtype=object), ip_values.astype(str))[pairs // width]
+    asn_u = np.append([np.nan], asn_values.astype(np.float64))[pairs % width]
     if asn_lookup is not None:
         asns = np.asarray(asn_lookup(ip_u, asn_u), dtype=np.float64)
     else:
@@ -168,23 +198,26 @@ def networks(events: pd.DataFrame, asn_lookup: AsnLookup | None) -> np.ndarray:
     if known.any():
         asn_text = pd.Series(asns[known].astype(np.int64)).astype(str).to_numpy(dtype=object)
         labels[known] = "AS" + asn_text + " " + prefix[known]
-    return labels[codes]
+    return np.asarray(labels[codes], dtype=object)
 
 
 # A canonical dotted-quad IPv4 address (what ipaddress accepts: no leading zeros).
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-_IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+_IPV4 = rf"^{_OCTET}(?:\.{_OCTET}){{3}}$"
 
 
 def _prefixes(ips: np.ndarray) -> np.ndarray:
-    """:func:`_prefix` of each address (``unknown`` for none). IPv4 by string operations:
-    ``ipaddress`` per address cost 60 s of a 1M-message recompute (1.9M distinct addresses)."""
-    text = pd.Series(ips, dtype=object).fillna("").astype(str)
-    out = np.empty(len(text), dtype=object)
-    v4 = text.str.fullmatch(_IPV4).to_numpy(dtype=bool)
-    out[v4] = (text[v4].str.rsplit(".", n=1).str[0] + ".0/24").to_numpy(dtype=object)
+    """:func:`_prefix` of each address (``unknown`` for none). IPv4 by Arrow's string kernels:
+    ``ipaddress`` per address cost 60 s of a 1M-message recompute (1.9M distinct addresses),
+    and pandas' string methods 2.7 s."""
+    text = pa.array(ips, pa.string(), from_pandas=True).fill_null("")
+    v4 = pc.match_substring_regex(text, _IPV4).to_numpy(zero_copy_only=False)
+    out = np.asarray(
+        pc.replace_substring_regex(text, r"\.\d+$", ".0/24").to_numpy(zero_copy_only=False),
+        dtype=object,
+    )
     for i in np.flatnonzero(~v4):
-        ip = str(text.iat[i])
+        ip = str(ips[i]) if ips[i] is not None else ""
         out[i] = _prefix(ip) if ip else "unknown"
     return out
 
@@ -206,7 +239,9 @@ def _arrow(frame: pd.DataFrame) -> pa.Table:
         if name in ("tenant_id", "channel", "module", "key"):
             continue  # the row's key says them
         values = frame[name]
-        if name == "reasons":
+        if name == "reasons" and isinstance(values.dtype, pd.ArrowDtype):
+            array = pa.array(values.array)
+        elif name == "reasons":
             array = pa.array(
                 [None if r is None else list(r) for r in values], pa.list_(pa.string())
             )
@@ -255,16 +290,24 @@ def replace(
     if len(frame) and not (frame["tenant_id"] == tenant).all():
         raise ValueError(f"window events: rows of another tenant than {tenant}")
     conn.execute(delete(t).where(t.c.tenant_id == tenant, t.c.channel.in_(list(channels))))
-    mine = frame.loc[frame["channel"].isin(list(channels))]
-    mine = mine.sort_values(["channel", "module", "key"], kind="stable", ignore_index=True)
-    table = _arrow(mine)
-    bots = mine["is_bot"].to_numpy(dtype=bool)
-    groups = mine.groupby(["channel", "module", "key"], sort=True).indices
+    # Rows of one (channel, module, key) made contiguous by a stable sort of integer group
+    # codes, and the frame converted to Arrow once: sorting the frame itself copied it.
+    keep = np.flatnonzero(frame["channel"].isin(list(channels)).to_numpy())
+    group: np.ndarray = np.zeros(len(keep), dtype=np.int64)
+    for name in ("channel", "module", "key"):
+        codes, uniques = pd.factorize(frame[name].to_numpy(dtype=object)[keep])
+        group = group * len(uniques) + codes
+    codes, _ = pd.factorize(group)
+    order = keep[np.argsort(codes, kind="stable")]
+    starts = np.concatenate([[0], np.cumsum(np.bincount(codes))])
+    table = _arrow(frame).take(pa.array(order))
+    bots = frame["is_bot"].to_numpy(dtype=bool)[order]
+    names = [frame[c].to_numpy(dtype=object)[order] for c in ("channel", "module", "key")]
     rows = []
-    for group, at in groups.items():
-        channel, module, key = cast(tuple[str, str, str], group)
-        first, n = int(at[0]), len(at)  # rows of a group are contiguous once sorted
+    for first, stop in zip(starts[:-1], starts[1:], strict=True):
+        first, n = int(first), int(stop - first)
         data, matches = _encode(table.slice(first, n))
+        channel, module, key = (str(v[first]) for v in names)
         rows.append(
             {
                 "tenant_id": tenant,
@@ -280,7 +323,7 @@ def replace(
         )
     if rows:
         conn.execute(t.insert(), rows)
-    return len(mine)
+    return len(order)
 
 
 def read(

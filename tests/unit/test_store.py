@@ -282,3 +282,53 @@ def test_option_parsers() -> None:
     assert parse_as_of(None) is None
     with pytest.raises(BotfilterError, match="timestamp"):
         parse_as_of("next tuesday")
+
+
+def test_window_event_networks_label_each_address_and_given_asn() -> None:
+    """One label per (address, given ASN) pair: the same address with two given ASNs keeps
+    both, a missing address is 'unknown', and what is not a canonical address stays as given."""
+    from jobs.store.window_events import networks
+
+    events = pd.DataFrame(
+        {
+            "ip": [
+                "1.2.3.4",
+                None,
+                "2001:db8::1",
+                "01.2.3.4",
+                "1.2.3.4",
+                "10.0.0.9",
+                "1.2.3.4",
+                "10.0.0.9",
+            ],
+            "asn": pd.array([15169, None, None, None, None, 7, 64500, 7], dtype="Int64"),
+        }
+    )
+    assert list(networks(events, None)) == [
+        "AS15169 1.2.3.0/24",
+        "unknown",
+        "2001:db8::/48",
+        "01.2.3.4",
+        "1.2.3.0/24",
+        "AS7 10.0.0.0/24",
+        "AS64500 1.2.3.0/24",
+        "AS7 10.0.0.0/24",
+    ]
+    seen: list[tuple[str, float]] = []
+
+    def lookup(ips, asns):  # noqa: ANN001, ANN202
+        seen.extend(zip(ips, asns, strict=True))
+        return [a if a == a else 99 for a in asns]
+
+    labels = networks(events, lookup)
+    assert len(seen) == 7  # one lookup per distinct pair
+    assert list(labels) == [
+        "AS15169 1.2.3.0/24",
+        "AS99 unknown",
+        "AS99 2001:db8::/48",
+        "AS99 01.2.3.4",
+        "AS99 1.2.3.0/24",
+        "AS7 10.0.0.0/24",
+        "AS64500 1.2.3.0/24",
+        "AS7 10.0.0.0/24",
+    ]
