@@ -54,6 +54,14 @@ def tenant_parts(tenant_id: np.ndarray, part_events: int = PART_EVENTS) -> list[
     return parts
 
 
+def _rows_index(rows: np.ndarray) -> np.ndarray | slice:
+    """``rows`` as a slice when they are one ascending run (a frame grouped by tenant, as
+    exports and the parts of ``botfilter score`` are): a view instead of a copy of every column."""
+    if len(rows) and rows[-1] - rows[0] + 1 == len(rows) and bool((np.diff(rows) == 1).all()):
+        return slice(int(rows[0]), int(rows[-1]) + 1)
+    return rows
+
+
 def score_context(
     ctx: pd.DataFrame,
     model: BotModel,
@@ -83,7 +91,7 @@ def score_context(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="score-part") as scorer:
         pending: tuple[np.ndarray, Future[ScoredRows]] | None = None
         for rows in parts:
-            sub = {name: values[rows] for name, values in cols.items()}
+            sub = {name: values[_rows_index(rows)] for name, values in cols.items()}
             block = feature_block(sub, enrichers)
             if pending is not None:
                 collect(*pending)  # at most one part waits, so memory stays bounded

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
+import numba
 import numpy as np
 
 from contract.schema import BOT_KINDS
@@ -125,9 +126,21 @@ class KindHead:
         out = np.empty(len(cols), dtype=object)
         for lo in range(0, len(cols), _CHUNK):
             part = cols[lo : lo + _CHUNK]
-            X = np.ascontiguousarray(block[np.ix_(fmap, part)].T, dtype=np.float64)
+            X = np.empty((len(part), len(fmap)), dtype=np.float64)
+            _gather(block, np.asarray(fmap, dtype=np.int64), part.astype(np.int64), X)
             out[lo : lo + _CHUNK] = self.predict(X, channel[part])
         return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _gather(block: np.ndarray, fmap: np.ndarray, cols: np.ndarray, out: np.ndarray) -> None:
+    """``out[i, j] = block[fmap[j], cols[i]]``: the rows x features matrix of some columns of a
+    (features x rows) block in one pass (numpy's ``block[np.ix_(fmap, cols)].T`` then a float64
+    copy took a fifth of the CPU of batch scoring, and held the GIL)."""
+    for i in range(cols.shape[0]):
+        c = cols[i]
+        for j in range(fmap.shape[0]):
+            out[i, j] = block[fmap[j], c]
 
 
 def bot_kinds(

@@ -226,3 +226,15 @@ def test_a_kind_never_seen_on_a_channel_is_never_given_there(model) -> None:
     ]
     back = KindHead.from_metadata(sms_crawlers_only.metadata(), 1)
     assert back is not None and back.channel_kinds == {"sms": ["crawler"]}
+
+
+def test_gather_takes_the_head_features_of_some_columns_as_rows() -> None:
+    """The kind head's matrix: out[i, j] = block[fmap[j], cols[i]], float64, NaN kept."""
+    from scoring.kind import _gather
+
+    block = np.arange(12, dtype=np.float32).reshape(3, 4)  # 3 features x 4 events
+    block[1, 2] = np.nan
+    out = np.full((2, 2), -1.0)
+    _gather(block, np.array([2, 1]), np.array([0, 2]), out)
+    assert out.dtype == np.float64
+    np.testing.assert_array_equal(out, [[8.0, 4.0], [10.0, np.nan]])

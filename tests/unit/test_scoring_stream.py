@@ -154,3 +154,12 @@ def test_plan_parts_packs_whole_tenants_in_order_of_their_first_event():
     assert [p.rows["events"].tolist() for p in whole] == [[0, 1, 2, 3, 4], [5]]
     empty = plan_parts({"events": np.zeros(0, np.int64), "messages": np.zeros(0, np.int64)})
     assert len(empty) == 1 and empty[0].events == 0
+
+
+def test_rows_index_is_a_slice_for_one_ascending_run_only() -> None:
+    from scoring.batch import _rows_index
+
+    assert _rows_index(np.array([3, 4, 5])) == slice(3, 6)
+    for rows in ([3, 5, 4], [3, 5], [4, 3, 5], []):
+        got = _rows_index(np.array(rows, dtype=np.int64))
+        assert isinstance(got, np.ndarray) and got.tolist() == rows
