@@ -178,6 +178,7 @@ def score_data_dir(
                     # This process reads the files once, in order, and hands each part's rows
                     # to a worker; at most one part waits beyond those being scored.
                     shared = _share(parts.raw(i), Path(tmp) / f"part-{i}")
+                    pa.default_memory_pool().release_unused()  # the part's Arrow buffers
                     pending.append(pool.submit(_score_shipped_part, shipped, shared))
                     if len(pending) > workers:
                         write(pending.popleft().result())
@@ -295,4 +296,8 @@ def _score_shipped_part(shipped: _ShippedModel, shared: dict[str, _SharedTable])
             model.compile(Path(shipped.compiled_cache))  # the caller's cache: loaded, not built
         _warm_worker()
         _WORKER.update(shipped=shipped, model=model)
-    return _score_part(_unshare(shared), _WORKER["model"], _WORKER["enrichers"])
+    scored = _score_part(_unshare(shared), _WORKER["model"], _WORKER["enrichers"])
+    # What Arrow's allocator kept of this part would sit beside the next part's pandas frames,
+    # which numpy allocates elsewhere: hand it back.
+    pa.default_memory_pool().release_unused()
+    return scored
