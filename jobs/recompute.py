@@ -41,6 +41,7 @@ from jobs.metrics import (
     Window,
     compute_partitions,
     event_positions,
+    key_positions,
     to_utc,
     top_reasons,
 )
@@ -293,13 +294,15 @@ def _scope_events(
     keep = m["tenant_id"].isin(tenants) & (sent >= window.stored_start) & (sent < window.end)
     e = data.events
     sel = e["tenant_id"].isin(tenants) & (e["occurred_at"] < window.end)
-    sel &= _message_keys(e).isin(_message_keys(m.loc[keep]))  # a message is (tenant, id)
+    kept = np.flatnonzero(keep.to_numpy())
+    found = key_positions(  # a message is (tenant, id): ids are unique within a tenant only
+        m["tenant_id"].to_numpy(dtype=object)[kept],
+        m["message_id"].to_numpy(dtype=object)[kept],
+        e["tenant_id"].to_numpy(dtype=object),
+        e["message_id"].to_numpy(dtype=object),
+    )
+    sel &= found >= 0
     return e.loc[sel, ["event_id", "tenant_id", "message_id", "occurred_at"]]
-
-
-def _message_keys(frame: pd.DataFrame) -> pd.MultiIndex:
-    """(tenant_id, message_id) of each row: message ids are unique within a tenant only."""
-    return pd.MultiIndex.from_arrays([frame["tenant_id"], frame["message_id"]])
 
 
 def _champion(settings: Settings, model_uri: str | None) -> ModelRef:

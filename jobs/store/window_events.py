@@ -26,7 +26,7 @@ import pyarrow.feather as feather
 from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Connection
 
-from jobs.metrics.compute import event_positions, parse_reasons
+from jobs.metrics.compute import event_positions, key_positions, parse_reasons
 from jobs.store.schema import window_events
 
 #: Module of a batch, by the message column that names its key (``other``: neither).
@@ -77,7 +77,7 @@ def build(
     def event_column(name: str) -> np.ndarray:
         return events[name].to_numpy(dtype=object)[ei]
 
-    found_at = _message_positions(
+    found_at = key_positions(
         message_column("tenant_id"),
         message_column("message_id"),
         event_column("tenant_id"),
@@ -152,22 +152,6 @@ def _reason_lists(values: pd.Series) -> pa.Array:
         for r in values.to_numpy(dtype=object)
     ]
     return pa.array(lists, pa.list_(pa.string()))
-
-
-def _message_positions(
-    m_tenants: np.ndarray, m_ids: np.ndarray, e_tenants: np.ndarray, e_ids: np.ndarray
-) -> np.ndarray:
-    """For each event (``e_tenants``, ``e_ids``), the position of its message among (``m_tenants``,
-    ``m_ids``), or -1 (by id and a check of the tenant when ids are unique: pairs cost several
-    times more)."""
-    ids = pd.Index(m_ids)
-    if not ids.is_unique:
-        keys = pd.MultiIndex.from_arrays([m_tenants, m_ids])
-        return np.asarray(keys.get_indexer(pd.MultiIndex.from_arrays([e_tenants, e_ids])))
-    pos = np.asarray(ids.get_indexer(pd.Index(e_ids)))
-    found = np.flatnonzero(pos >= 0)
-    pos[found[m_tenants[pos[found]] != e_tenants[found]]] = -1
-    return pos
 
 
 def networks(events: pd.DataFrame, asn_lookup: AsnLookup | None) -> np.ndarray:

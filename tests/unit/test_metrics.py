@@ -360,3 +360,20 @@ def test_recompute_scope_matches_events_to_their_own_tenants_message(messages, e
     )
     scope = _scope_events(Tables(m, e), Window.ending(AS_OF, 30), ["t1", "t2"])
     assert scope["event_id"].tolist() == ["e1"]
+
+
+def test_key_positions_match_tenant_and_id() -> None:
+    """Unique ids: by id, then a tenant check; an id in two tenants: by the pair."""
+    from jobs.metrics import key_positions
+
+    def arr(*values: str) -> np.ndarray:
+        return np.array(values, dtype=object)
+
+    got = key_positions(
+        arr("t1", "t1"), arr("m1", "m2"), arr("t1", "t2", "t1"), arr("m2", "m1", "m3")
+    )
+    assert got.tolist() == [1, -1, -1]
+    got = key_positions(
+        arr("t1", "t2", "t2"), arr("m1", "m1", "m2"), arr("t2", "t1", "t1"), arr("m1", "m1", "m2")
+    )
+    assert got.tolist() == [1, 0, -1]
