@@ -155,7 +155,9 @@ def plan_parts(
     first = np.full(n_codes, np.iinfo(np.int64).max)
     np.minimum.at(first, events[events >= 0], np.arange(len(events))[events >= 0])
     order = np.lexsort((np.arange(n_codes), first))
-    part_of = np.empty(n_codes + 1, dtype=np.int64)  # the last slot: rows without a tenant
+    # int32 where rows are counted in millions (a part number, a row position): the plan lives
+    # for the whole run in the process that reads the files.
+    part_of = np.empty(n_codes + 1, dtype=np.int32)  # the last slot: rows without a tenant
     part, filled, open_ = 0, 0, False
     for code in order:
         part_of[code], open_ = part, True
@@ -172,6 +174,8 @@ def plan_parts(
         if assignments is not None:
             assignments[name] = assigned
         by_part = np.argsort(assigned, kind="stable")
+        if len(by_part) < np.iinfo(np.int32).max:
+            by_part = by_part.astype(np.int32)
         bounds = np.searchsorted(assigned[by_part], np.arange(n_parts + 1))
         for p in range(n_parts):
             parts_rows[p][name] = by_part[bounds[p] : bounds[p + 1]]
@@ -213,7 +217,10 @@ class TenantParts:
         if not self.streamed:
             return {name: read_table_file(path, name) for name, path in self.files.items()}
         rows = self.parts[i].rows
-        return {name: source.take(i, rows[name]) for name, source in self._sources.items()}
+        return {
+            name: source.take(i, rows[name].astype(np.int64))
+            for name, source in self._sources.items()
+        }
 
 
 def iter_raw_parts(data_dir: Path, part_events: int = PART_EVENTS) -> Iterator[dict[str, RawTable]]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import json
 import multiprocessing
 import os
@@ -178,7 +181,7 @@ def score_data_dir(
                     # This process reads the files once, in order, and hands each part's rows
                     # to a worker; at most one part waits beyond those being scored.
                     shared = _share(parts.raw(i), Path(tmp) / f"part-{i}")
-                    pa.default_memory_pool().release_unused()  # the part's Arrow buffers
+                    _give_back_memory()  # the part's Arrow buffers
                     pending.append(pool.submit(_score_shipped_part, shipped, shared))
                     if len(pending) > workers:
                         write(pending.popleft().result())
@@ -297,7 +300,24 @@ def _score_shipped_part(shipped: _ShippedModel, shared: dict[str, _SharedTable])
         _warm_worker()
         _WORKER.update(shipped=shipped, model=model)
     scored = _score_part(_unshare(shared), _WORKER["model"], _WORKER["enrichers"])
-    # What Arrow's allocator kept of this part would sit beside the next part's pandas frames,
-    # which numpy allocates elsewhere: hand it back.
-    pa.default_memory_pool().release_unused()
+    _give_back_memory()
     return scored
+
+
+def _give_back_memory() -> None:
+    """Hand freed memory back to the system: Arrow's allocator (mimalloc) and glibc's heap
+    keep what a part freed, and the next part's frames, allocated by the other one, sat beside
+    it (a worker grew by ~70 MiB per part on the 2.65M-event world)."""
+    pa.default_memory_pool().release_unused()
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None  # glibc only (not musl, macOS)
+    except OSError:
+        return None
