@@ -61,6 +61,7 @@ from core.errors import BotfilterError
 ROW = "_row"  # 0-based source record number
 RECORD = "_record"  # original record text, when the driver-side reader had to go row by row
 BUCKET = "_bucket"
+BUCKETS_PER_PARTITION = 4  # groups handed to Python per shuffle partition (memory per call)
 KEY_EVENT, KEY_MESSAGE, KEY_TENANT = "_key_event", "_key_message", "_key_tenant"
 QUARANTINE = ("_table", "_q_row", "_q_record", "_q_reason")
 _INTERNAL = (ROW, RECORD, BUCKET, KEY_EVENT, KEY_MESSAGE, KEY_TENANT)
@@ -431,7 +432,8 @@ def load_tables(
     """Read and validate a data directory with Spark (see the module docstring)."""
     data_path = as_uri_or_path(data_path)
     files = find_tables(spark, data_path)
-    buckets = buckets or int(spark.conf.get("spark.sql.shuffle.partitions") or 200)
+    partitions = int(spark.conf.get("spark.sql.shuffle.partitions") or 200)
+    labels = _bucket_labels(spark, partitions, buckets)
     raw: dict[str, DataFrame] = {}
     rejected: dict[str, list[tuple[int, str, str]]] = {}
     units: dict[str, Units] = {}
@@ -466,21 +468,25 @@ def load_tables(
         return frame.mapInArrow(_add_keys(keys), StructType([*frame.schema.fields, *added]))
 
     def bucket(frame: DataFrame, key: str) -> DataFrame:
-        return frame.withColumn(BUCKET, F.pmod(F.xxhash64(key), F.lit(buckets)))
+        spread = F.pmod(F.xxhash64(key), F.lit(len(labels)))
+        # bigint ids, as hashed when they were picked
+        ids = F.array(*(F.lit(label).cast("bigint") for label in labels))
+        return frame.withColumn(BUCKET, F.element_at(ids, (spread + 1).cast("int")))
 
     sources = {"messages": files["messages"], "events": files["events"]}
     pair_units = {"messages": units["messages"], "events": units["events"]}
     messages = keyed("messages", {KEY_MESSAGE: "message_id"})
     events = keyed("events", {KEY_EVENT: "event_id", KEY_MESSAGE: "message_id"})
     # One Python pass validates both tables: events go to the bucket of the message they name,
-    # which holds every raw row of that message id. The few event keys whose copies name more
-    # than one message key ("split") are validated apart, by event key, with their messages.
+    # which holds every raw row of that message id. The few event keys whose rows fall in more
+    # than one bucket ("split") are validated apart, by event key, with their messages.
+    events = bucket(events, KEY_MESSAGE)
     split = _split_event_keys(spark, events)
-    whole = events if split is None else events.join(split, _split_match(events), "left_anti")
+    whole = events if split is None else events.join(split, _split_match(), "left_anti")
     pair = (
         bucket(messages, KEY_MESSAGE)
         .groupBy(BUCKET)
-        .cogroup(bucket(whole, KEY_MESSAGE).groupBy(BUCKET))
+        .cogroup(whole.groupBy(BUCKET))
         .applyInArrow(
             _validate_pair(sources, pair_units, ("messages", "events")),
             _validated_ddl("messages", "events"),
@@ -489,7 +495,7 @@ def load_tables(
     parts: dict[str, DataFrame] = {"pair": pair}
     holders: dict[str, list[str]] = {"messages": ["pair"], "events": ["pair"]}
     if split is not None:
-        apart = bucket(events.join(split, _split_match(events), "left_semi"), KEY_EVENT)
+        apart = bucket(events.drop(BUCKET).join(split, _split_match(), "left_semi"), KEY_EVENT)
         # Fresh column names: the events' bucket ids must not look like a self-join to Spark.
         wanted = (
             apart.where(F.col(KEY_MESSAGE).isNotNull())
@@ -571,33 +577,49 @@ def load_tables(
     )
 
 
+def _bucket_labels(spark: SparkSession, partitions: int, buckets: int | None) -> list[int]:
+    """Bucket ids spread evenly over the shuffle partitions: :data:`BUCKETS_PER_PARTITION` for
+    each (or ``buckets`` in all, as evenly as they go).
+
+    Spark puts group ``b`` in partition ``pmod(murmur3(b), partitions)``: with the ids 0..n-1,
+    two may share a partition while another stays empty (one core then validated everything).
+    The ids are picked by that same hash, so each partition gets its share."""
+    buckets = buckets or partitions * BUCKETS_PER_PARTITION
+    per = -(-buckets // partitions)
+    found: dict[int, list[int]] = {}
+    start = 0
+    while sum(min(len(v), per) for v in found.values()) < min(buckets, partitions * per):
+        ids = spark.range(start, start + 64 * partitions * per).select(
+            "id", F.pmod(F.hash("id"), F.lit(partitions)).alias("part")
+        )
+        for row in ids.collect():
+            found.setdefault(int(row["part"]), []).append(int(row["id"]))
+        start += 64 * partitions * per
+    rounds = [ids[:per] for _, ids in sorted(found.items())]
+    labels = [ids[i] for i in range(per) for ids in rounds if i < len(ids)]
+    return labels[:buckets]
+
+
 def _split_event_keys(spark: SparkSession, events: DataFrame) -> DataFrame | None:
-    """Event keys whose rows name more than one message key (or some none), as a one-column
-    frame ``_split``; None when there are none (the usual case). One job over three columns."""
-    named = F.col(KEY_MESSAGE)
+    """Hashes of the event keys whose rows lie in more than one bucket, as a one-column frame
+    ``_split`` (None when there are none, the usual case): one job over two integers a row.
+
+    A hash shared by two event keys can only send more rows apart, which is exact too: every
+    row of an event key goes the same way."""
     found = (
-        events.groupBy(KEY_EVENT)
-        .agg(
-            F.min(named).alias("_lo"),
-            F.max(named).alias("_hi"),
-            F.count(named).alias("_named"),
-            F.count(F.lit(1)).alias("_rows"),
-        )
-        .where(
-            (F.col("_lo") != F.col("_hi"))
-            | ((F.col("_named") > 0) & (F.col("_named") < F.col("_rows")))
-        )
-        .select(KEY_EVENT)
+        events.groupBy(F.xxhash64(KEY_EVENT).alias("_split"))
+        .agg(F.min(BUCKET).alias("_lo"), F.max(BUCKET).alias("_hi"))
+        .where(F.col("_lo") != F.col("_hi"))
+        .select("_split")
         .collect()
     )
     if not found:
         return None
-    return spark.createDataFrame([(row[0],) for row in found], "_split string")
+    return spark.createDataFrame([(row[0],) for row in found], "_split bigint")
 
 
-def _split_match(events: DataFrame) -> Column:
-    # Null-safe: rows without an event key form one key too, as in a group-by.
-    return events[KEY_EVENT].eqNullSafe(F.col("_split"))
+def _split_match() -> Column:
+    return F.xxhash64(F.col(KEY_EVENT)) == F.col("_split")
 
 
 def _counts(
