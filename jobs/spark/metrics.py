@@ -98,19 +98,19 @@ def compute_partitions_spark(
         F.col("delivered_at").isNotNull().alias("_delivered"),
         F.expr(f"delivered_at div {day}").alias("_delivered_day"),
     )
-    m = m.persist(StorageLevel.MEMORY_AND_DISK)
+    # Partitioned by message once: the events' join and the per-message join below then find
+    # it in place (the events are shuffled to it, the window messages are not shuffled again).
+    m = m.repartition("message_id", "tenant_id").persist(StorageLevel.MEMORY_AND_DISK)
 
     # Events of delivered window messages, before as_of, with their score and status masks.
     # Event ids are unique within a tenant only: scores carrying tenant_id match on both.
+    # Scores first, messages second: the events come out partitioned by message, as the
+    # per-message and per-message-day counts below need them (no shuffle of their own).
     keys = ["tenant_id", "event_id"] if "tenant_id" in scores.columns else ["event_id"]
     base = ["send_day", "in_window", "bot_filter_applied", "channel", "recipient_domain"]
     ev = (
         tables.events.select(
             "event_id", "tenant_id", "message_id", "type", "occurred_at", "bot_kind"
-        )
-        .join(
-            m.where("_delivered").select("message_id", "tenant_id", *base),
-            ["message_id", "tenant_id"],
         )
         .where(F.col("occurred_at") < F.lit(window.end.value))
         .join(
@@ -119,6 +119,10 @@ def compute_partitions_spark(
             ),
             keys,
             "left",
+        )
+        .join(
+            m.where("_delivered").select("message_id", "tenant_id", *base),
+            ["message_id", "tenant_id"],
         )
     )
     masks = [
