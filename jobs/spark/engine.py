@@ -88,6 +88,7 @@ SPARK_DEFAULTS: dict[str, str] = {
     "spark.python.worker.reuse": "true",  # keeps each worker's model and enrichers loaded
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.adaptive.enabled": "true",
+    "spark.sql.inMemoryColumnarStorage.compressed": "false",
 }
 
 
