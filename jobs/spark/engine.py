@@ -9,7 +9,8 @@
   executor, with the model loaded once on the driver from the MLflow registry and broadcast as
   booster text + metadata. Two schemes, both exact (see docs/spark.md):
 
-  ``tenant``  one group per tenant: features never look across tenants.
+  ``tenant``  one group per tenant: features never look across tenants. The tenant's events
+              and messages are cogrouped and joined in the worker (one shuffle of each).
   ``chunk``   one group per (tenant, time chunk ``[T0, T1)``), holding the chunk's events plus
               context rows: the tenant's events in ``[T0 - LONGEST_WINDOW_S, T0)`` and every
               earlier event of the messages with events in the chunk. Only the chunk's own rows

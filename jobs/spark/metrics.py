@@ -115,7 +115,12 @@ def compute_partitions_spark(
         .where(F.col("occurred_at") < F.lit(window.end.value))
         .join(
             scores.select(
-                *keys, "is_bot", "reasons", "model_version", F.col("bot_kind").alias("scored_kind")
+                *keys,
+                "is_bot",
+                # the strongest reason is all the metrics read (bot kind of last resort)
+                F.try_element_at(F.col("reasons"), F.lit(1)).alias(_TOP_REASON),
+                "model_version",
+                F.col("bot_kind").alias("scored_kind"),
             ),
             keys,
             "left",
@@ -127,7 +132,7 @@ def compute_partitions_spark(
     )
     masks = [
         count_mask(c, F.col("type"), F.col("is_bot"), F.col("bot_filter_applied"))
-        .cast("long")
+        .cast("tinyint")  # 0/1: one byte a row in the cache; every sum of them is a bigint
         .alias(_mask(name))
         for name, c in COUNTS.items()
         if c.grain != "delivered"
@@ -209,6 +214,7 @@ def compute_partitions_spark(
 
 _SUMMARY, _TOTALS = "_summary", "_totals"  # the two results beside the modules' rows
 _PART, _TOTAL, _MISSING, _EXAMPLE = "_part", "_total", "_missing", "_example"
+_TOP_REASON = "_top_reason"
 
 
 def _dated(rows: DataFrame) -> DataFrame:
@@ -286,10 +292,7 @@ def _event_rows(ev: DataFrame, module: Module) -> DataFrame:
     for name in module.counts:
         if COUNTS[name].status == "bot":
             is_bot_row = is_bot_row | (F.col(_mask(name)) == 1)
-    top = F.when(
-        F.size(F.col("reasons")) > 0,
-        F.concat(F.lit("reason:"), F.try_element_at(F.col("reasons"), F.lit(1))),
-    )
+    top = F.concat(F.lit("reason:"), F.col(_TOP_REASON))  # null without a reason
     keyed = ev.where(is_bot_row).select(
         *PART_KEYS,
         F.coalesce(F.col("recipient_domain"), F.lit(NO_DOMAIN)).alias("recipient_domain"),

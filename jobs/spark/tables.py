@@ -38,7 +38,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -198,11 +197,13 @@ def _outputs(result: Validated, tables: tuple[str, ...]) -> pa.Table:
 
 def _raw(table: str, source: str, data: pa.Table, units: Units) -> RawTable:
     """A :class:`contract.readers.RawTable` from one Spark group, in source row order."""
-    data = data.take(pc.sort_indices(data.column(ROW)))
-    rows = data.column(ROW).to_numpy().astype(np.int64)
+    rows = np.asarray(data.column(ROW).to_numpy(), dtype=np.int64)
     records = data.column(RECORD).to_pylist() if RECORD in data.column_names else None
-    keep = [c for c in data.column_names if c not in _INTERNAL]
-    data = data.select(keep)
+    data = data.select([c for c in data.column_names if c not in _INTERNAL])
+    if len(rows) > 1 and not bool((rows[1:] > rows[:-1]).all()):  # often in order already
+        order = np.argsort(rows, kind="stable")
+        data, rows = data.take(order), rows[order]
+        records = [records[i] for i in order] if records is not None else None
     for name, unit, utc in units:  # the stored Parquet type (Spark has micros, or int64 nanos)
         if name in data.column_names:
             i = data.column_names.index(name)
