@@ -463,3 +463,25 @@ def test_events_find_their_message_by_tenant_and_message_id(spark) -> None:
         ["e-ta", "ta", "email", "c-ta"],
         ["e-tb", "tb", "sms", "c-tb"],
     ]
+
+
+def test_validation_groups_fill_every_shuffle_partition(spark) -> None:
+    """The group ids are placed by Spark's own partition hash: each partition gets its share.
+    (The ids 0..n-1 had put every group in one of two partitions: one core validated all.)"""
+    from collections import Counter
+
+    from pyspark.sql import functions as F
+
+    from jobs.spark.tables import BUCKETS_PER_PARTITION, _bucket_labels
+
+    for partitions in (2, 3, 7):
+        labels = _bucket_labels(spark, partitions, None)
+        assert len(set(labels)) == len(labels) == partitions * BUCKETS_PER_PARTITION
+        placed = (
+            spark.createDataFrame([(label,) for label in labels], "id bigint")
+            .select(F.pmod(F.hash("id"), F.lit(partitions)))
+            .collect()
+        )
+        assert Counter(row[0] for row in placed) == dict.fromkeys(
+            range(partitions), BUCKETS_PER_PARTITION
+        )
