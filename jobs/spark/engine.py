@@ -9,7 +9,8 @@
   executor, with the model loaded once on the driver from the MLflow registry and broadcast as
   booster text + metadata. Two schemes, both exact (see docs/spark.md):
 
-  ``tenant``  one group per tenant: features never look across tenants.
+  ``tenant``  one group per tenant: features never look across tenants. The tenant's events
+              and messages are cogrouped and joined in the worker (one shuffle of each).
   ``chunk``   one group per (tenant, time chunk ``[T0, T1)``), holding the chunk's events plus
               context rows: the tenant's events in ``[T0 - LONGEST_WINDOW_S, T0)`` and every
               earlier event of the messages with events in the chunk. Only the chunk's own rows
@@ -88,6 +89,7 @@ SPARK_DEFAULTS: dict[str, str] = {
     "spark.python.worker.reuse": "true",  # keeps each worker's model and enrichers loaded
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.adaptive.enabled": "true",
+    "spark.sql.inMemoryColumnarStorage.compressed": "false",
 }
 
 
@@ -232,18 +234,34 @@ def warm_up(spark: SparkSession, payload: ModelPayload) -> int:
     return tasks
 
 
+def _score_table(data: pa.Table, payload: ModelPayload, columns: list[str]) -> pa.Table:
+    """Score one group's context rows; the scores of its own rows (all, or those marked core)."""
+    from scoring.batch import score_context
+
+    ctx = _context_frame(data, columns)
+    scores = score_context(ctx, _worker_model(payload), _worker_enrichers())
+    if CORE in data.column_names:
+        scores = scores.loc[data.column(CORE).to_numpy(zero_copy_only=False)]
+    return pa.Table.from_pandas(scores, schema=_scores_schema(), preserve_index=False)
+
+
 def _score_groups(payload: Broadcast[ModelPayload], columns: list[str]):  # noqa: ANN202
-    """applyInArrow: score one group's context frame, return the scores of its own rows."""
+    """applyInArrow: score one group of event-context rows."""
 
     def run(data: pa.Table) -> pa.Table:
-        from scoring.batch import score_context
+        return _score_table(data, payload.value, columns)
 
-        value = payload.value
-        ctx = _context_frame(data, columns)
-        scores = score_context(ctx, _worker_model(value), _worker_enrichers())
-        if CORE in data.column_names:
-            scores = scores.loc[data.column(CORE).to_numpy(zero_copy_only=False)]
-        return pa.Table.from_pandas(scores, schema=_scores_schema(), preserve_index=False)
+    return run
+
+
+def _score_tenants(payload: Broadcast[ModelPayload], columns: list[str]):  # noqa: ANN202
+    """cogroup applyInArrow: one tenant's events and messages, joined here as
+    :func:`_with_context` joins them (inner, on tenant and message id), then scored."""
+
+    def run(events: pa.Table, messages: pa.Table) -> pa.Table:
+        keys = ["tenant_id", "message_id"]
+        data = events.join(messages, keys, join_type="inner", use_threads=False)
+        return _score_table(data.select(columns), payload.value, columns)
 
     return run
 
@@ -265,11 +283,16 @@ def context_columns() -> list[str]:
     return [*EVENTS.names, *(c for c in MESSAGE_CONTEXT if c not in EVENTS.names)]
 
 
+def _message_context() -> list[str]:
+    """The message columns an event's context takes: its keys, then what the event lacks."""
+    return ["tenant_id", "message_id", *(c for c in MESSAGE_CONTEXT if c not in EVENTS.names)]
+
+
 def _with_context(tables: CleanTables[DataFrame]) -> DataFrame:
     # A message is (tenant_id, message_id): two tenants may use the same id (PRODUCT.md).
     keys = ["tenant_id", "message_id"]
-    msg = [*keys, *(c for c in MESSAGE_CONTEXT if c not in EVENTS.names)]
-    return tables.events.join(tables.messages.select(*msg), keys).select(*context_columns())
+    messages = tables.messages.select(*_message_context())
+    return tables.events.join(messages, keys).select(*context_columns())
 
 
 def _chunked(ctx: DataFrame, chunk_seconds: int) -> DataFrame:
@@ -333,12 +356,14 @@ def score_spark(
     if payload is None:
         payload = ModelPayload.of(model) if model else load_model_payload(settings, model_uri)
     shipped = spark.sparkContext.broadcast(payload)
-    ctx = _with_context(tables)
     columns = context_columns()
     if scheme == "tenant":
-        groups = ctx.groupBy("tenant_id")
-    else:
-        groups = _chunked(ctx, chunk_seconds).groupBy("tenant_id", CHUNK)
+        # Events and messages meet per tenant in Python: one shuffle of each by tenant, where
+        # a join first would shuffle both by message, then the joined rows again by tenant.
+        events = tables.events.select(*EVENTS.names).groupBy("tenant_id")
+        messages = tables.messages.select(*_message_context()).groupBy("tenant_id")
+        return events.cogroup(messages).applyInArrow(_score_tenants(shipped, columns), SCORES_DDL)
+    groups = _chunked(_with_context(tables), chunk_seconds).groupBy("tenant_id", CHUNK)
     return groups.applyInArrow(_score_groups(shipped, columns), SCORES_DDL)
 
 

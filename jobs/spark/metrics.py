@@ -21,6 +21,7 @@ import pandas as pd
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import BooleanType, DataType, IntegralType
 
 from contract.schema import CHANNELS, MESSAGE_CONTEXT
 from jobs.metrics.compute import MissingScores, Partitions, coerce, summary_grid
@@ -97,51 +98,46 @@ def compute_partitions_spark(
         F.col("delivered_at").isNotNull().alias("_delivered"),
         F.expr(f"delivered_at div {day}").alias("_delivered_day"),
     )
-    m = m.persist(StorageLevel.MEMORY_AND_DISK)
+    # Partitioned by message once: the events' join and the per-message join below then find
+    # it in place (the events are shuffled to it, the window messages are not shuffled again).
+    m = m.repartition("message_id", "tenant_id").persist(StorageLevel.MEMORY_AND_DISK)
 
     # Events of delivered window messages, before as_of, with their score and status masks.
     # Event ids are unique within a tenant only: scores carrying tenant_id match on both.
+    # Scores first, messages second: the events come out partitioned by message, as the
+    # per-message and per-message-day counts below need them (no shuffle of their own).
     keys = ["tenant_id", "event_id"] if "tenant_id" in scores.columns else ["event_id"]
     base = ["send_day", "in_window", "bot_filter_applied", "channel", "recipient_domain"]
     ev = (
         tables.events.select(
             "event_id", "tenant_id", "message_id", "type", "occurred_at", "bot_kind"
         )
-        .join(
-            m.where("_delivered").select("message_id", "tenant_id", *base),
-            ["message_id", "tenant_id"],
-        )
         .where(F.col("occurred_at") < F.lit(window.end.value))
         .join(
             scores.select(
-                *keys, "is_bot", "reasons", "model_version", F.col("bot_kind").alias("scored_kind")
+                *keys,
+                "is_bot",
+                # the strongest reason is all the metrics read (bot kind of last resort)
+                F.try_element_at(F.col("reasons"), F.lit(1)).alias(_TOP_REASON),
+                "model_version",
+                F.col("bot_kind").alias("scored_kind"),
             ),
             keys,
             "left",
         )
+        .join(
+            m.where("_delivered").select("message_id", "tenant_id", *base),
+            ["message_id", "tenant_id"],
+        )
     )
     masks = [
         count_mask(c, F.col("type"), F.col("is_bot"), F.col("bot_filter_applied"))
-        .cast("long")
+        .cast("tinyint")  # 0/1: one byte a row in the cache; every sum of them is a bigint
         .alias(_mask(name))
         for name, c in COUNTS.items()
         if c.grain != "delivered"
     ]
     ev = ev.select("*", *masks).persist(StorageLevel.MEMORY_AND_DISK)
-    # One pass for the checks and totals: events used, unscored ones, model versions.
-    unscored = F.col("is_bot").isNull()
-    totals = ev.agg(
-        F.count(F.lit(1)).alias("n"),
-        F.sum(unscored.cast("long")).alias("missing"),
-        F.min(F.when(unscored, F.col("event_id"))).alias("example"),
-        F.collect_set("model_version").alias("versions"),
-    ).collect()[0]  # an aggregate: one row
-    if totals["missing"]:
-        raise MissingScores(
-            f"{totals['missing']} events have no score (e.g. event_id {totals['example']!r}); "
-            "score them or pass a scores file covering them"
-        )
-
     per_message = ev.groupBy("message_id", "tenant_id").agg(
         *(_reduce(n) for n in MESSAGE_COUNTS[1:]), F.count(F.lit(1)).alias("_events")
     )
@@ -174,26 +170,39 @@ def compute_partitions_spark(
             frame = _event_rows(ev, module)
         else:  # a new grain in the spec needs its translation here
             raise NotImplementedError(f"metric grain {module.grain!r} has no Spark translation")
-        rows[table] = frame  # collected once below: not worth caching
+        rows[table] = _dated(frame).select(*module.computed_columns)
 
-    summary = (
-        msg.groupBy("tenant_id", "channel", "send_day")
-        .agg(
-            F.count(F.lit(1)).alias("messages"),
-            F.sum("delivered").cast("long").alias("delivered"),
-            F.sum("_events").cast("long").alias("events"),
-        )
-        .toPandas()
+    summary = msg.groupBy("tenant_id", "channel", "send_day").agg(
+        F.count(F.lit(1)).alias("messages"),
+        F.sum("delivered").cast("long").alias("delivered"),
+        F.sum("_events").cast("long").alias("events"),
     )
-    present = sorted(set(summary["tenant_id"]))  # every window message is in the summary
-    events_used = int(totals["n"])
-    versions = tuple(sorted(totals["versions"] or ()))
-    frames = {name: _collect(frame, MODULES[name]) for name, frame in rows.items()}
+    # The checks and totals: events used, unscored ones (and one of them), model versions.
+    unscored = F.col("is_bot").isNull()
+    totals = ev.groupBy("model_version").agg(
+        F.count(F.lit(1)).alias(_TOTAL),
+        F.sum(unscored.cast("long")).alias(_MISSING),
+        F.min(F.when(unscored, F.col("event_id"))).alias(_EXAMPLE),
+    )
+    # Every result in one job (the rows are few: tenants x channels x days x keys), its shuffle
+    # stages running side by side instead of one small job after another.
+    got = _collect_all({**rows, _SUMMARY: summary, _TOTALS: totals})
+    missing = int(got[_TOTALS][_MISSING].sum())
+    if missing:
+        example = got[_TOTALS][_EXAMPLE].dropna().min()
+        raise MissingScores(
+            f"{missing} events have no score (e.g. event_id {example!r}); "
+            "score them or pass a scores file covering them"
+        )
+    present = sorted(set(got[_SUMMARY]["tenant_id"]))  # every window message is in the summary
+    events_used = int(got[_TOTALS][_TOTAL].sum())
+    versions = tuple(sorted(v for v in got[_TOTALS]["model_version"] if isinstance(v, str)))
+    frames = {name: _typed(got[name], MODULES[name]) for name in rows}
     partitions = Partitions(
         window=window,
         frames=frames,
-        summary=summary_grid(summary, window, tenants or present, channels, exclusions),
-        events_used=int(events_used),
+        summary=summary_grid(got[_SUMMARY], window, tenants or present, channels, exclusions),
+        events_used=events_used,
         model_versions=versions,
         tenants=tuple(tenants) if tenants is not None else tuple(present),
         channels=tuple(channels),
@@ -203,13 +212,53 @@ def compute_partitions_spark(
     return rows, partitions
 
 
-def _collect(rows: DataFrame, module: Module) -> pd.DataFrame:
-    """Computed rows on the driver, typed (:func:`jobs.metrics.coerce`) and ordered as the local
-    engine returns them."""
+_SUMMARY, _TOTALS = "_summary", "_totals"  # the two results beside the modules' rows
+_PART, _TOTAL, _MISSING, _EXAMPLE = "_part", "_total", "_missing", "_example"
+_TOP_REASON = "_top_reason"
+
+
+def _dated(rows: DataFrame) -> DataFrame:
+    """Day numbers as dates (``send_day`` -> ``send_date``, ``day`` -> ``date``)."""
     for day, name in (("send_day", "send_date"), (DAY_COLUMN, "date")):
         if day in rows.columns:
             rows = rows.withColumn(name, F.date_from_unix_date(F.col(day))).drop(day)
-    frame = rows.select(*module.computed_columns).toPandas()
+    return rows
+
+
+def _collect_all(parts: dict[str, DataFrame]) -> dict[str, pd.DataFrame]:
+    """Collect several small results in one Spark job: one union, each part's columns filled
+    with zeros / false / nulls elsewhere, split again on the driver (each part keeps its own
+    columns, in its order)."""
+    wide: dict[str, DataType] = {}
+    for frame in parts.values():
+        for field in frame.schema.fields:
+            wide.setdefault(field.name, field.dataType)
+
+    def filler(kind: DataType) -> Column:
+        if isinstance(kind, IntegralType):
+            return F.lit(0).cast(kind)  # zeros: integer columns stay int64 in pandas
+        if isinstance(kind, BooleanType):
+            return F.lit(False)
+        return F.lit(None).cast(kind)
+
+    union: DataFrame | None = None
+    for name, frame in parts.items():
+        cols = [F.lit(name).alias(_PART)] + [
+            F.col(c) if c in frame.columns else filler(kind).alias(c) for c, kind in wide.items()
+        ]
+        branch = frame.select(*cols)
+        union = branch if union is None else union.unionByName(branch)
+    assert union is not None
+    everything = union.toPandas()
+    return {
+        name: everything.loc[everything[_PART] == name, frame.columns].reset_index(drop=True)
+        for name, frame in parts.items()
+    }
+
+
+def _typed(frame: pd.DataFrame, module: Module) -> pd.DataFrame:
+    """Computed rows typed (:func:`jobs.metrics.coerce`) and ordered as the local engine
+    returns them."""
     frame = coerce(frame, module)
     order = [*PARTITION_KEY, *module.keys, "in_window"]
     return frame.sort_values(order, kind="stable", ignore_index=True)
@@ -243,10 +292,7 @@ def _event_rows(ev: DataFrame, module: Module) -> DataFrame:
     for name in module.counts:
         if COUNTS[name].status == "bot":
             is_bot_row = is_bot_row | (F.col(_mask(name)) == 1)
-    top = F.when(
-        F.size(F.col("reasons")) > 0,
-        F.concat(F.lit("reason:"), F.try_element_at(F.col("reasons"), F.lit(1))),
-    )
+    top = F.concat(F.lit("reason:"), F.col(_TOP_REASON))  # null without a reason
     keyed = ev.where(is_bot_row).select(
         *PART_KEYS,
         F.coalesce(F.col("recipient_domain"), F.lit(NO_DOMAIN)).alias("recipient_domain"),

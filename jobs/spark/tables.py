@@ -4,11 +4,14 @@ Validation is distributed, and exact: every rule of :mod:`contract.validate` nee
 or the rows sharing one key. The rows are shuffled so that each group handed to
 :func:`contract.validate.validate_raw` holds every row its rules look at:
 
-- ``messages`` by ``message_id`` (row rules, conflicting/identical duplicates of one id);
-- ``events`` by ``event_id`` (row rules, duplicate deliveries), each bucket together with *every*
-  raw ``messages`` row (good or broken) of the message ids its events name, so the rules against the
-  message (unknown / quarantined message, tenant mismatch, open on SMS, before sent, link range)
-  see what the local engine sees;
+- ``messages`` and ``events`` together, by ``message_id``: each bucket holds every raw row of its
+  message ids (row rules, conflicting/identical duplicates of one id) and every event naming them
+  (row rules, and the rules against the message: unknown / quarantined message, tenant mismatch,
+  open on SMS, before sent, link range), so one Python pass validates both tables. Duplicate
+  deliveries look at the rows of one ``event_id``; they meet in that bucket as long as they name
+  one message. The event ids whose rows name several messages (or some none), found first by
+  one job over three columns, are validated apart, grouped by ``event_id``, each group with every
+  raw ``messages`` row of the message ids it names;
 - ``segments`` and ``settings`` by ``tenant_id`` (their duplicate keys contain the tenant).
 
 Keys are normalised with the contract's own text parser before hashing (``" m1"`` and ``"m1"`` are
@@ -35,7 +38,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -52,14 +54,15 @@ from contract.readers import (
     read_table_file,
 )
 from contract.schema import FILE_FORMATS, REQUIRED_TABLES, TABLES
-from contract.validate import validate_raw
+from contract.validate import Validated, validate_raw
 from core.errors import BotfilterError
 
 ROW = "_row"  # 0-based source record number
 RECORD = "_record"  # original record text, when the driver-side reader had to go row by row
 BUCKET = "_bucket"
+BUCKETS_PER_PARTITION = 4  # groups handed to Python per shuffle partition (memory per call)
 KEY_EVENT, KEY_MESSAGE, KEY_TENANT = "_key_event", "_key_message", "_key_tenant"
-QUARANTINE = ("_q_table", "_q_row", "_q_record", "_q_reason")
+QUARANTINE = ("_table", "_q_row", "_q_record", "_q_reason")
 _INTERNAL = (ROW, RECORD, BUCKET, KEY_EVENT, KEY_MESSAGE, KEY_TENANT)
 #: Arrow types of clean columns inside Spark (timestamps as ns since the epoch, UTC).
 _CLEAN_ARROW = {
@@ -70,6 +73,12 @@ _CLEAN_ARROW = {
     "timestamp": pa.int64(),
 }
 _SPARK_TYPE = {"str": "string", "int": "bigint", "bool": "boolean", "float": "double"}
+_ARROW_OF_SPARK = {
+    "string": pa.string(),
+    "bigint": pa.int64(),
+    "boolean": pa.bool_(),
+    "double": pa.float64(),
+}
 UTC_NS = pa.timestamp("ns", tz="UTC")
 
 
@@ -106,9 +115,22 @@ def timestamp_columns(table: str) -> list[str]:
     return [c.name for c in TABLES[table].columns if c.kind == "timestamp"]
 
 
-def _validated_ddl(table: str) -> str:
-    q = "`_q_table` string, `_q_row` bigint, `_q_record` string, `_q_reason` string"
-    return f"{clean_ddl(table)}, {q}"
+def _wide_columns(*tables: str) -> dict[str, str]:
+    """Clean columns of one or more tables (a shared name has one type): the output of a
+    validation UDF, which may hold rows of several tables."""
+    out: dict[str, str] = {}
+    for table in tables:
+        for column in TABLES[table].columns:
+            out.setdefault(column.name, _SPARK_TYPE.get(column.kind, "bigint"))
+    return out
+
+
+def _validated_ddl(*tables: str) -> str:
+    """Schema of a validation UDF's output: the tables' clean columns, then ``_table`` (every
+    row) and the quarantine columns (quarantined rows only)."""
+    clean = ", ".join(f"`{name}` {kind}" for name, kind in _wide_columns(*tables).items())
+    q = "`_table` string, `_q_row` bigint, `_q_record` string, `_q_reason` string"
+    return f"{clean}, {q}"
 
 
 def arrow_to_clean_pandas(
@@ -142,12 +164,19 @@ def clean_to_arrow(table: str, frame: pd.DataFrame) -> pa.Table:
     return pa.table(_clean_arrow(table, frame))
 
 
-def _output(table: str, clean: pd.DataFrame, quarantine: pd.DataFrame) -> pa.Table:
-    """Clean rows then quarantine rows of one validated group, in the validation UDF schema."""
+def _output(
+    table: str, clean: pd.DataFrame, quarantine: pd.DataFrame, wide: tuple[str, ...]
+) -> pa.Table:
+    """Clean rows then quarantine rows of one validated group, in the schema of a validation
+    UDF over the tables ``wide`` (columns of the other tables are null)."""
     n, q = len(clean), len(quarantine)
     columns = _clean_arrow(table, clean)
     arrays = {name: pa.concat_arrays([arr, pa.nulls(q, arr.type)]) for name, arr in columns.items()}
-    arrays["_q_table"] = pa.array([None] * n + [table] * q, pa.string())
+    for name, kind in _wide_columns(*wide).items():
+        if name not in arrays:
+            arrays[name] = pa.nulls(n + q, _ARROW_OF_SPARK[kind])
+    arrays = {name: arrays[name] for name in _wide_columns(*wide)}
+    arrays["_table"] = pa.array([table] * (n + q), pa.string())
     rows = quarantine["row_number"].to_numpy(dtype=np.int64)
     arrays["_q_row"] = pa.concat_arrays([pa.nulls(n, pa.int64()), pa.array(rows, pa.int64())])
     arrays["_q_record"] = pa.array([None] * n + quarantine["record"].tolist(), pa.string())
@@ -155,16 +184,26 @@ def _output(table: str, clean: pd.DataFrame, quarantine: pd.DataFrame) -> pa.Tab
     return pa.table(arrays)
 
 
+def _outputs(result: Validated, tables: tuple[str, ...]) -> pa.Table:
+    """The clean and quarantined rows of ``tables`` from one validated group."""
+    q = result.quarantine
+    return pa.concat_tables(
+        [_output(name, result.tables[name], q.loc[q["table"] == name], tables) for name in tables]
+    )
+
+
 # --------------------------------------------------------------------------- raw groups
 
 
 def _raw(table: str, source: str, data: pa.Table, units: Units) -> RawTable:
     """A :class:`contract.readers.RawTable` from one Spark group, in source row order."""
-    data = data.take(pc.sort_indices(data.column(ROW)))
-    rows = data.column(ROW).to_numpy().astype(np.int64)
+    rows = np.asarray(data.column(ROW).to_numpy(), dtype=np.int64)
     records = data.column(RECORD).to_pylist() if RECORD in data.column_names else None
-    keep = [c for c in data.column_names if c not in _INTERNAL]
-    data = data.select(keep)
+    data = data.select([c for c in data.column_names if c not in _INTERNAL])
+    if len(rows) > 1 and not bool((rows[1:] > rows[:-1]).all()):  # often in order already
+        order = np.argsort(rows, kind="stable")
+        data, rows = data.take(order), rows[order]
+        records = [records[i] for i in order] if records is not None else None
     for name, unit, utc in units:  # the stored Parquet type (Spark has micros, or int64 nanos)
         if name in data.column_names:
             i = data.column_names.index(name)
@@ -182,24 +221,21 @@ def _validate_one(table: str, source: str, units: Units):  # noqa: ANN202
     def run(data: pa.Table) -> pa.Table:
         raws = {name: empty_raw(name) for name in REQUIRED_TABLES}
         raws[table] = _raw(table, source, data, units)
-        result = validate_raw(raws)
-        quarantine = result.quarantine.loc[result.quarantine["table"] == table]
-        return _output(table, result.tables[table], quarantine)
+        return _outputs(validate_raw(raws), (table,))
 
     return run
 
 
-def _validate_events(sources: dict[str, str], units: dict[str, Units]):  # noqa: ANN202
-    """UDF: validate one bucket of events against every raw row of the messages they name."""
+def _validate_pair(sources: dict[str, str], units: dict[str, Units], tables: tuple[str, ...]):  # noqa: ANN202
+    """UDF: validate one group of events with every raw row of the messages they name; returns
+    the rows of ``tables`` (both, when the group holds every row of its message ids too)."""
 
-    def run(events: pa.Table, messages: pa.Table) -> pa.Table:
+    def run(messages: pa.Table, events: pa.Table) -> pa.Table:
         raws = {
             "messages": _raw("messages", sources["messages"], messages, units["messages"]),
             "events": _raw("events", sources["events"], events, units["events"]),
         }
-        result = validate_raw(raws)
-        quarantine = result.quarantine.loc[result.quarantine["table"] == "events"]
-        return _output("events", result.events, quarantine)
+        return _outputs(validate_raw(raws), tables)
 
     return run
 
@@ -244,9 +280,12 @@ def _native_keys(frames: list[tuple[DataFrame, str]]) -> bool:
 
 def _native_key(column: str) -> Column:
     """The key of a column in Spark SQL: its text with :data:`_TRIM` characters cut from the ends
-    (no Python round trip)."""
+    (no Python round trip). The regular expression runs only on values whose first or last
+    character is one of them (few): a match tried at every position of every id is costly."""
     text = F.col(column).cast("string")
-    return F.regexp_replace(text, f"^{_TRIM}+|{_TRIM}+$", "")
+    ends = F.concat(F.substring(text, 1, 1), F.substring(text, -1, 1))
+    trimmed = F.regexp_replace(text, f"^{_TRIM}+|{_TRIM}+$", "")
+    return F.when(ends.rlike(_TRIM), trimmed).otherwise(text)
 
 
 # --------------------------------------------------------------------------- reading
@@ -394,7 +433,8 @@ def load_tables(
     """Read and validate a data directory with Spark (see the module docstring)."""
     data_path = as_uri_or_path(data_path)
     files = find_tables(spark, data_path)
-    buckets = buckets or int(spark.conf.get("spark.sql.shuffle.partitions") or 200)
+    partitions = int(spark.conf.get("spark.sql.shuffle.partitions") or 200)
+    labels = _bucket_labels(spark, partitions, buckets)
     raw: dict[str, DataFrame] = {}
     rejected: dict[str, list[tuple[int, str, str]]] = {}
     units: dict[str, Units] = {}
@@ -429,69 +469,86 @@ def load_tables(
         return frame.mapInArrow(_add_keys(keys), StructType([*frame.schema.fields, *added]))
 
     def bucket(frame: DataFrame, key: str) -> DataFrame:
-        return frame.withColumn(BUCKET, F.pmod(F.xxhash64(key), F.lit(buckets)))
+        spread = F.pmod(F.xxhash64(key), F.lit(len(labels)))
+        # bigint ids, as hashed when they were picked
+        ids = F.array(*(F.lit(label).cast("bigint") for label in labels))
+        return frame.withColumn(BUCKET, F.element_at(ids, (spread + 1).cast("int")))
 
-    parts: dict[str, DataFrame] = {}
-    # Keyed inputs are read twice (own validation, and the rows events need): key them once.
-    keyed_inputs = []
-    messages = bucket(keyed("messages", {KEY_MESSAGE: "message_id"}), KEY_MESSAGE)
-    messages = messages.persist(StorageLevel.MEMORY_AND_DISK)
-    keyed_inputs.append(messages)
-    parts["messages"] = messages.groupBy(BUCKET).applyInArrow(
-        _validate_one("messages", files["messages"], units["messages"]),
-        _validated_ddl("messages"),
-    )
-    events = bucket(keyed("events", {KEY_EVENT: "event_id", KEY_MESSAGE: "message_id"}), KEY_EVENT)
-    events = events.persist(StorageLevel.MEMORY_AND_DISK)
-    keyed_inputs.append(events)
-    # Fresh column names: the events' bucket ids must not look like a self-join to Spark.
-    wanted = (
-        events.where(F.col(KEY_MESSAGE).isNotNull())
-        .select(F.col(BUCKET).alias("_to"), F.col(KEY_MESSAGE).alias("_wanted"))
-        .distinct()
-    )
-    their_messages = (
-        messages.drop(BUCKET)
-        .join(wanted, F.col(KEY_MESSAGE) == F.col("_wanted"))
-        .drop("_wanted")
-        .withColumnRenamed("_to", BUCKET)
-    )
-    parts["events"] = (
-        events.groupBy(BUCKET)
-        .cogroup(their_messages.groupBy(BUCKET))
+    sources = {"messages": files["messages"], "events": files["events"]}
+    pair_units = {"messages": units["messages"], "events": units["events"]}
+    messages = keyed("messages", {KEY_MESSAGE: "message_id"})
+    events = keyed("events", {KEY_EVENT: "event_id", KEY_MESSAGE: "message_id"})
+    # One Python pass validates both tables: events go to the bucket of the message they name,
+    # which holds every raw row of that message id. The few event keys whose rows fall in more
+    # than one bucket ("split") are validated apart, by event key, with their messages.
+    events = bucket(events, KEY_MESSAGE)
+    split = _split_event_keys(spark, events)
+    whole = events if split is None else events.join(split, _split_match(), "left_anti")
+    pair = (
+        bucket(messages, KEY_MESSAGE)
+        .groupBy(BUCKET)
+        .cogroup(whole.groupBy(BUCKET))
         .applyInArrow(
-            _validate_events(
-                {"messages": files["messages"], "events": files["events"]},
-                {"messages": units["messages"], "events": units["events"]},
-            ),
-            _validated_ddl("events"),
+            _validate_pair(sources, pair_units, ("messages", "events")),
+            _validated_ddl("messages", "events"),
         )
     )
+    parts: dict[str, DataFrame] = {"pair": pair}
+    holders: dict[str, list[str]] = {"messages": ["pair"], "events": ["pair"]}
+    if split is not None:
+        apart = bucket(events.drop(BUCKET).join(split, _split_match(), "left_semi"), KEY_EVENT)
+        # Fresh column names: the events' bucket ids must not look like a self-join to Spark.
+        wanted = (
+            apart.where(F.col(KEY_MESSAGE).isNotNull())
+            .select(F.col(BUCKET).alias("_to"), F.col(KEY_MESSAGE).alias("_wanted"))
+            .distinct()
+        )
+        their_messages = (
+            messages.join(wanted, F.col(KEY_MESSAGE) == F.col("_wanted"))
+            .drop("_wanted")
+            .withColumnRenamed("_to", BUCKET)
+        )
+        parts["apart"] = (
+            their_messages.groupBy(BUCKET)
+            .cogroup(apart.groupBy(BUCKET))
+            .applyInArrow(
+                _validate_pair(sources, pair_units, ("events",)), _validated_ddl("events")
+            )
+        )
+        holders["events"].append("apart")
     for name in ("segments", "settings"):
         if name in raw:
             frame = bucket(keyed(name, {KEY_TENANT: "tenant_id"}), KEY_TENANT)
             parts[name] = frame.groupBy(BUCKET).applyInArrow(
                 _validate_one(name, files[name], units[name]), _validated_ddl(name)
             )
+            holders[name] = [name]
 
-    # One cached frame per table: clean rows and quarantine rows of each validated group.
-    validated = {name: part.persist(StorageLevel.MEMORY_AND_DISK) for name, part in parts.items()}
+    # The validated parts are cached: clean and quarantine rows of every group.
+    validated = {key: part.persist(StorageLevel.MEMORY_AND_DISK) for key, part in parts.items()}
     clean: dict[str, DataFrame] = {}
-    quarantines: list[DataFrame] = []
     for name in TABLES:
-        if name in validated:
-            frame = validated[name]
-            clean[name] = frame.where(F.col("_q_reason").isNull()).select(*TABLES[name].names)
-            quarantines.append(
-                frame.where(F.col("_q_reason").isNotNull()).select(
-                    F.col("_q_table").alias("table"),
-                    F.col("_q_row").alias("row_number"),
-                    F.col("_q_record").alias("record"),
-                    F.col("_q_reason").alias("reason"),
-                )
-            )
+        if name in holders:
+            frames = [
+                validated[key]
+                .where((F.col("_table") == name) & F.col("_q_reason").isNull())
+                .select(*TABLES[name].names)
+                for key in holders[name]
+            ]
+            clean[name] = frames[0]
+            for frame in frames[1:]:
+                clean[name] = clean[name].unionByName(frame)
         else:
             clean[name] = spark.createDataFrame([], clean_ddl(name))
+    quarantines = [
+        frame.where(F.col("_q_reason").isNotNull()).select(
+            F.col("_table").alias("table"),
+            F.col("_q_row").alias("row_number"),
+            F.col("_q_record").alias("record"),
+            F.col("_q_reason").alias("reason"),
+        )
+        for frame in validated.values()
+    ]
     quarantine = _union(spark, quarantines)
     extra = [(t, r[0], r[1], r[2]) for t, rows in rejected.items() for r in rows]
     if extra:
@@ -500,13 +557,16 @@ def load_tables(
                 extra, "table string, row_number bigint, record string, reason string"
             )
         )
-    reports = {}
-    for name in TABLES:
-        reports[name] = _table_report(
-            name, files.get(name, name), validated.get(name), raw.get(name), rejected.get(name, [])
+    counts = _counts(raw, list(validated.values()))  # one job; it fills the cache too
+    reports = {
+        name: _table_report(
+            name,
+            files.get(name, name),
+            counts.get(name, {}) if name in raw else None,
+            rejected.get(name, []),
         )
-    for frame in keyed_inputs:  # the validated tables are cached and counted by now
-        frame.unpersist()
+        for name in TABLES
+    }
     return SparkTables(
         messages=clean["messages"],
         events=clean["events"],
@@ -516,6 +576,69 @@ def load_tables(
         report=Report(reports),
         cached=list(validated.values()),
     )
+
+
+def _bucket_labels(spark: SparkSession, partitions: int, buckets: int | None) -> list[int]:
+    """Bucket ids spread evenly over the shuffle partitions: :data:`BUCKETS_PER_PARTITION` for
+    each (or ``buckets`` in all, as evenly as they go).
+
+    Spark puts group ``b`` in partition ``pmod(murmur3(b), partitions)``: with the ids 0..n-1,
+    two may share a partition while another stays empty (one core then validated everything).
+    The ids are picked by that same hash, so each partition gets its share."""
+    buckets = buckets or partitions * BUCKETS_PER_PARTITION
+    per = -(-buckets // partitions)
+    found: dict[int, list[int]] = {}
+    start = 0
+    while sum(min(len(v), per) for v in found.values()) < min(buckets, partitions * per):
+        ids = spark.range(start, start + 64 * partitions * per).select(
+            "id", F.pmod(F.hash("id"), F.lit(partitions)).alias("part")
+        )
+        for row in ids.collect():
+            found.setdefault(int(row["part"]), []).append(int(row["id"]))
+        start += 64 * partitions * per
+    rounds = [ids[:per] for _, ids in sorted(found.items())]
+    labels = [ids[i] for i in range(per) for ids in rounds if i < len(ids)]
+    return labels[:buckets]
+
+
+def _split_event_keys(spark: SparkSession, events: DataFrame) -> DataFrame | None:
+    """Hashes of the event keys whose rows lie in more than one bucket, as a one-column frame
+    ``_split`` (None when there are none, the usual case): one job over two integers a row.
+
+    A hash shared by two event keys can only send more rows apart, which is exact too: every
+    row of an event key goes the same way."""
+    found = (
+        events.groupBy(F.xxhash64(KEY_EVENT).alias("_split"))
+        .agg(F.min(BUCKET).alias("_lo"), F.max(BUCKET).alias("_hi"))
+        .where(F.col("_lo") != F.col("_hi"))
+        .select("_split")
+        .collect()
+    )
+    if not found:
+        return None
+    return spark.createDataFrame([(row[0],) for row in found], "_split bigint")
+
+
+def _split_match() -> Column:
+    return F.xxhash64(F.col(KEY_EVENT)) == F.col("_split")
+
+
+def _counts(
+    raw: dict[str, DataFrame], validated: list[DataFrame]
+) -> dict[str, dict[str | None, int]]:
+    """Per table: rows read (key ``"_read"``) and validated rows by quarantine reason (None:
+    kept), in one job."""
+    rows = [
+        frame.select(F.lit(name).alias("_table"), F.lit("_read").alias("_q_reason"))
+        for name, frame in raw.items()
+    ] + [frame.select("_table", "_q_reason") for frame in validated]
+    union = rows[0]
+    for frame in rows[1:]:
+        union = union.unionByName(frame)
+    out: dict[str, dict[str | None, int]] = {}
+    for row in union.groupBy("_table", "_q_reason").count().collect():
+        out.setdefault(row["_table"], {})[row["_q_reason"]] = int(row["count"])
+    return out
 
 
 def _union(spark: SparkSession, frames: list[DataFrame]) -> DataFrame:
@@ -532,17 +655,15 @@ def _union(spark: SparkSession, frames: list[DataFrame]) -> DataFrame:
 def _table_report(
     name: str,
     source: str,
-    validated: DataFrame | None,
-    raw: DataFrame | None,
+    counts: dict[str | None, int] | None,
     rejected: list[tuple[int, str, str]],
 ) -> TableReport:
     """Counts of one table: read = kept + quarantined + duplicates, as the contract reports."""
-    if validated is None or raw is None:
+    if counts is None:
         return TableReport(name, source, 0, 0, 0, {})
-    read = raw.count() + len(rejected)
-    counts = validated.groupBy("_q_reason").count().collect()
-    kept = sum(c["count"] for c in counts if c["_q_reason"] is None)
-    quarantined: dict[str, int] = {c["_q_reason"]: c["count"] for c in counts if c["_q_reason"]}
+    read = counts.get("_read", 0) + len(rejected)
+    kept = counts.get(None, 0)
+    quarantined = {r: c for r, c in counts.items() if r is not None and r != "_read"}
     for _, _, reason in rejected:
         quarantined[reason] = quarantined.get(reason, 0) + 1
     duplicates = read - kept - sum(quarantined.values())
