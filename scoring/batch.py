@@ -27,7 +27,7 @@ from contract.validate import validate_raw
 from core.settings import Settings
 from features.pipeline import Enrichers, context_arrays, event_context, factorize, feature_block
 from scoring.model import BotModel, ScoredRows
-from scoring.registry import load_model
+from scoring.registry import ModelRef, load_model, model_files, resolve_model
 from scoring.scores_file import ScoresWriter, scores_arrow_schema
 
 # Tenants are packed into parts of about this many events. Features never look across tenants,
@@ -149,10 +149,15 @@ def score_data_dir(
     parts = TenantParts(data_dir, part_events or READ_PART_EVENTS)
     workers = min(workers or settings.score_workers, len(parts))
     pool = _start_workers(workers) if workers > 1 else None
-    # The workers build their enrichers while this process loads the model (MLflow, ~1.5 s):
+    # The workers build their enrichers while this process resolves the model (MLflow, ~1.5 s):
     # both were on the way to the first part's scores.
     warming = [pool.submit(_warm_worker) for _ in range(workers)] if pool is not None else []
-    model = model or load_model(settings, model_uri)
+    if model is None and pool is None:
+        model = load_model(settings, model_uri)
+    # With workers, this process never reads the booster (LightGBM, with the sklearn and scipy it
+    # imports, cost it about 2 s of CPU): it resolves the model and the workers load its files.
+    ref = resolve_model(settings, model_uri) if model is None else None
+    version = model.version if model is not None else ref.version if ref is not None else "-"
     reports: list[Report] = []
     run = ScoreRun(report=Report({}))
 
@@ -162,20 +167,28 @@ def score_data_dir(
         run.events += done.events
         run.bots += done.bots
         if done.events:
-            run.model_version = model.version
+            run.model_version = version
         if on_part is not None:
             on_part(done.events)
 
     with writer:
         if pool is None:
+            assert model is not None  # loaded above when there are no workers
             enrichers = Enrichers.load()
             for i in range(len(parts)):
                 write(_score_part(parts.raw(i), model, enrichers))
         else:
             with tempfile.TemporaryDirectory(prefix="botfilter-score-", dir=_SHM) as tmp, pool:
-                shipped = _ship_model(model, Path(tmp), settings)
+                if ref is not None:
+                    shipped = _ship_ref(ref, settings)
+                else:
+                    assert model is not None
+                    shipped = _ship_model(model, Path(tmp), settings)
                 for warm in warming:
                     warm.result()  # a worker that failed to start fails here, not mid-way
+                # One worker loads the model first, compiling it into the cache when the cache
+                # lacks it: the others then load the compiled code instead of building it too.
+                pool.submit(_load_shipped, shipped).result()
                 pending: deque[Future[_PartScores]] = deque()
                 for i in range(len(parts)):
                     # This process reads the files once, in order, and hands each part's rows
@@ -234,6 +247,16 @@ class _ShippedModel:
     version: str
     threads: int
     compiled_cache: str | None
+    model_id: str | None = None  # the registry's content id; None: computed from the files
+
+
+def _ship_ref(ref: ModelRef, settings: Settings) -> _ShippedModel:
+    """A resolved registry model as the workers load it (:func:`scoring.registry.load_ref`)."""
+    model_file, meta_file = model_files(ref)
+    cache = settings.models_dir / "compiled"
+    return _ShippedModel(
+        str(model_file), str(meta_file), ref.version, settings.threads, str(cache), ref.model_id
+    )
 
 
 def _ship_model(model: BotModel, tmp: Path, settings: Settings) -> _ShippedModel:
@@ -290,15 +313,22 @@ def _warm_worker() -> None:
         _WORKER["enrichers"] = enrichers
 
 
-def _score_shipped_part(shipped: _ShippedModel, shared: dict[str, _SharedTable]) -> _PartScores:
+def _load_shipped(shipped: _ShippedModel) -> None:
+    """This worker's model (and enrichers), loaded once per shipped model."""
     if _WORKER.get("shipped") != shipped:
         model = BotModel.from_files(
             Path(shipped.model_file), Path(shipped.metadata_file), shipped.version, shipped.threads
         )
+        if shipped.model_id is not None:
+            model.model_id = shipped.model_id
         if shipped.compiled_cache:
-            model.compile(Path(shipped.compiled_cache))  # the caller's cache: loaded, not built
+            model.compile(Path(shipped.compiled_cache))
         _warm_worker()
         _WORKER.update(shipped=shipped, model=model)
+
+
+def _score_shipped_part(shipped: _ShippedModel, shared: dict[str, _SharedTable]) -> _PartScores:
+    _load_shipped(shipped)
     scored = _score_part(_unshare(shared), _WORKER["model"], _WORKER["enrichers"])
     _give_back_memory()
     return scored

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-import lightgbm as lgb
 import numba
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:  # LightGBM (and the sklearn and scipy it imports) only where a booster is read
+    import lightgbm as lgb
 
 _MISSING = {"None": 0, "Zero": 1, "NaN": 2}
 

@@ -11,14 +11,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numba
 import numpy as np
 
 from contract.schema import BOT_KINDS
 from scoring.compiled import compile_trees
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,8 @@ class KindHead:
         """The head of a model's metadata; None for a model without one."""
         if not meta:
             return None
+        import lightgbm as lgb  # on use: see scoring.model
+
         booster = lgb.Booster(model_str=meta["booster"])
         channels = {ch: list(k) for ch, k in meta.get("channel_kinds", {}).items()}
         return cls(booster, list(meta["classes"]), channels, threads)

@@ -12,9 +12,8 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
@@ -23,6 +22,9 @@ from features.definitions import FEATURE_NAMES
 from scoring.compiled import compile_explainer, compile_trees
 from scoring.explain import FlatTrees, flatten, reason_lists, score_block
 from scoring.kind import KindHead, bot_kinds
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 log = logging.getLogger(__name__)
 METADATA_FILE = "botfilter_model.json"
@@ -120,6 +122,10 @@ class BotModel:
     ) -> BotModel:
         """Load from a LightGBM text model and the metadata JSON written at training time."""
         meta = json.loads(Path(metadata_file).read_text())
+        # LightGBM imports sklearn and scipy (about 2 s of CPU): only a process that reads a
+        # booster pays it, not `botfilter score`'s main process, which ships files to workers.
+        import lightgbm as lgb
+
         return cls.from_metadata(lgb.Booster(model_file=str(model_file)), meta, version, threads)
 
     def compile(self, cache_dir: Path | None) -> None:

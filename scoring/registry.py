@@ -121,9 +121,14 @@ def _model_files(path: Path, uri: str) -> tuple[Path, Path]:
     return model_files[0], meta_files[0]
 
 
+def model_files(ref: ModelRef) -> tuple[Path, Path]:
+    """The LightGBM model file and the metadata file of a resolved reference."""
+    return _model_files(ref.path, ref.uri)
+
+
 def load_ref(settings: Settings, ref: ModelRef, compile: bool = True) -> BotModel:
     """The model of a resolved reference, compiled (and cached by content id) when asked."""
-    model_file, meta_file = _model_files(ref.path, ref.uri)
+    model_file, meta_file = model_files(ref)
     model = BotModel.from_files(model_file, meta_file, ref.version, settings.threads)
     model.model_id = ref.model_id
     if compile:

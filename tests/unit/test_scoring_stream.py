@@ -163,3 +163,35 @@ def test_rows_index_is_a_slice_for_one_ascending_run_only() -> None:
     for rows in ([3, 5, 4], [3, 5], [4, 3, 5], []):
         got = _rows_index(np.array(rows, dtype=np.int64))
         assert isinstance(got, np.ndarray) and got.tolist() == rows
+
+
+def test_workers_load_a_resolved_model_that_this_process_never_reads(
+    world, settings, tmp_path, monkeypatch
+):
+    """`botfilter score` with workers: the caller resolves the model's files (no LightGBM in it)
+    and the workers load and compile them; the scores equal those of the loaded model."""
+    import json
+
+    from scoring.model import METADATA_FILE, MODEL_FILE, BotModel
+
+    data, model = world
+    saved = tmp_path / "model-dir"
+    saved.mkdir()
+    model.booster.save_model(str(saved / MODEL_FILE))
+    (saved / METADATA_FILE).write_text(json.dumps(model.metadata()))
+
+    by_model, by_uri = tmp_path / "by-model.parquet", tmp_path / "by-uri.parquet"
+    score_data_dir(data, by_model, settings, model=model, part_events=600, workers=2)
+
+    def never(*_args: object) -> BotModel:
+        raise AssertionError("the caller read the booster")
+
+    monkeypatch.setattr(BotModel, "from_files", classmethod(never))  # this process only
+    run = score_data_dir(data, by_uri, settings, model_uri=str(saved), part_events=600, workers=2)
+    assert run.model_version == "model-dir"
+    expected, got = read_scores(by_model), read_scores(by_uri)
+    assert (got["model_version"] == "model-dir").all()
+    pd.testing.assert_frame_equal(
+        got.drop(columns="model_version").assign(reasons=got["reasons"].map(list)),
+        expected.drop(columns="model_version").assign(reasons=expected["reasons"].map(list)),
+    )
