@@ -152,12 +152,14 @@ def score_data_dir(
     # The workers build their enrichers while this process resolves the model (MLflow, ~1.5 s):
     # both were on the way to the first part's scores.
     warming = [pool.submit(_warm_worker) for _ in range(workers)] if pool is not None else []
-    if model is None and pool is None:
-        model = load_model(settings, model_uri)
     # With workers, this process never reads the booster (LightGBM, with the sklearn and scipy it
     # imports, cost it about 2 s of CPU): it resolves the model and the workers load its files.
-    ref = resolve_model(settings, model_uri) if model is None else None
-    version = model.version if model is not None else ref.version if ref is not None else "-"
+    ref: ModelRef | None = None
+    if model is None and pool is None:
+        model = load_model(settings, model_uri)
+    elif model is None:
+        ref = resolve_model(settings, model_uri)
+    version = ref.version if ref is not None else model.version if model is not None else "-"
     reports: list[Report] = []
     run = ScoreRun(report=Report({}))
 
@@ -178,7 +180,7 @@ def score_data_dir(
             for i in range(len(parts)):
                 write(_score_part(parts.raw(i), model, enrichers))
         else:
-            with tempfile.TemporaryDirectory(prefix="botfilter-score-", dir=_SHM) as tmp, pool:
+            with tempfile.TemporaryDirectory(prefix="botfilter-score-", dir=_shm()) as tmp, pool:
                 if ref is not None:
                     shipped = _ship_ref(ref, settings)
                 else:
@@ -272,7 +274,8 @@ def _ship_model(model: BotModel, tmp: Path, settings: Settings) -> _ShippedModel
 
 # Parts travel to the workers as Arrow IPC files in memory (tmpfs), which a worker maps: through
 # the pool's pipe they were pickled, written, read and unpickled (a sixth of the CPU of a run).
-_SHM = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+def _shm() -> str | None:
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
 
 @dataclass(frozen=True)

@@ -234,28 +234,25 @@ def event_positions(table: pd.DataFrame, wanted: pd.DataFrame, tenants: bool = T
     """For each row of ``wanted``, the position of its event in ``table`` (-1 when none).
 
     An event is (tenant_id, event_id). Ids are nearly always unique across tenants, so one
-    lookup by id and a check of the tenant do (a MultiIndex of pairs costs six times more
-    on a million rows); pairs are matched only when an id repeats. ``tenants=False`` matches
+    lookup by id and a check of the tenant do (:func:`key_positions`); pairs are matched only
+    when an id repeats. ``tenants=False`` matches
     by ``event_id`` alone (a table without ``tenant_id``).
     """
-    index = pd.Index(table["event_id"].to_numpy(dtype=object))
     ids = wanted["event_id"].to_numpy(dtype=object)
     if not tenants:
+        index = pd.Index(table["event_id"].to_numpy(dtype=object))
         if not index.is_unique:
             raise BotfilterError(
                 f"event_id {index[index.duplicated()][0]!r} is scored more than once and the "
                 "scores have no tenant_id to tell its tenants apart"
             )
         return index.get_indexer(pd.Index(ids))
-    tenant = wanted["tenant_id"].to_numpy(dtype=object)
-    owners = table["tenant_id"].to_numpy(dtype=object)
-    if not index.is_unique:
-        pairs = pd.MultiIndex.from_arrays([owners, index])
-        return pairs.get_indexer(pd.MultiIndex.from_arrays([tenant, ids]))
-    pos = index.get_indexer(pd.Index(ids))
-    found = np.flatnonzero(pos >= 0)
-    pos[found[owners[pos[found]] != tenant[found]]] = -1
-    return pos
+    return key_positions(
+        table["tenant_id"].to_numpy(dtype=object),
+        table["event_id"].to_numpy(dtype=object),
+        wanted["tenant_id"].to_numpy(dtype=object),
+        ids,
+    )
 
 
 def score_positions(scores: pd.DataFrame, events: pd.DataFrame) -> np.ndarray:

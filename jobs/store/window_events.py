@@ -77,13 +77,11 @@ def build(
     def event_column(name: str) -> np.ndarray:
         return events[name].to_numpy(dtype=object)[ei]
 
+    e_tenant, e_message = event_column("tenant_id"), event_column("message_id")
     found_at = key_positions(
-        message_column("tenant_id"),
-        message_column("message_id"),
-        event_column("tenant_id"),
-        event_column("message_id"),
+        message_column("tenant_id"), message_column("message_id"), e_tenant, e_message
     )
-    ei = ei[found_at >= 0]
+    ei, e_tenant, e_message = (a[found_at >= 0] for a in (ei, e_tenant, e_message))
     code: np.ndarray = found_at[found_at >= 0]
     rows = mi[code]  # each event's message row in ``messages``
     module = np.full(len(rows), OTHER, dtype=object)
@@ -96,12 +94,12 @@ def build(
             key[has] = values[has]
     out = pd.DataFrame(
         {
-            "tenant_id": event_column("tenant_id"),
+            "tenant_id": e_tenant,
             "channel": messages["channel"].to_numpy(dtype=object)[rows],
             "module": module,
             "key": key,
             "event_id": event_column("event_id"),
-            "message_id": event_column("message_id"),
+            "message_id": e_message,
             # One integer per message of the recompute: a dry run counts messages by it.
             "message_code": code.astype(np.int32),
             "type": event_column("type"),
