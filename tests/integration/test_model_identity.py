@@ -138,3 +138,39 @@ def test_stored_scores_of_another_registry_are_not_reused(two_registries, tmp_pa
     want = score_validated(world, second).set_index("event_id")["bot_score"]
     got = stored_b.set_index("event_id")["bot_score"].reindex(want.index)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
+def test_an_unchanged_registry_is_not_asked_again_and_a_moved_alias_is_seen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The alias lookup is remembered by the registry's bytes: a second resolution of an
+    unchanged store does not open MLflow, and promoting another version is seen at once."""
+    import scoring.registry as registry
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    settings = Settings(home=tmp_path / "home", tracking_uri=f"sqlite:///{tmp_path / 'r.db'}")
+    for seed in (1, 2):
+        (tmp_path / str(seed)).mkdir()
+    register_model(settings, 1, tmp_path / "1")
+    asked: list[str] = []
+    real = registry._registered
+
+    def counted(s: Settings, uri: str) -> tuple[str, str]:
+        asked.append(uri)
+        return real(s, uri)
+
+    monkeypatch.setattr(registry, "_registered", counted)
+    first = registry.resolve_model(settings)
+    again = registry.resolve_model(settings)
+    assert (first, len(asked)) == (again, 1)
+    assert first.version == "botfilter/1"
+    register_model(settings, 2, tmp_path / "2")  # version 2 becomes the champion
+    moved = registry.resolve_model(settings)
+    assert moved.version == "botfilter/2" and moved.model_id != first.model_id
+    assert len(asked) == 2
+    other = Settings(home=settings.home, tracking_uri=f"sqlite:///{tmp_path / 'other.db'}")
+    (tmp_path / "3").mkdir()
+    register_model(other, 3, tmp_path / "3")
+    assert registry.resolve_model(other).model_id not in (first.model_id, moved.model_id)
+    assert registry.resolve_model(settings) == moved  # each registry keeps its own answer
+    assert len(asked) == 3
