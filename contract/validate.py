@@ -547,13 +547,14 @@ def _pair_codes(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 def _duplicates(
     codes: np.ndarray,
     verdicts: _Verdicts,
-    identity: dict[str, pd.Series] | None = None,
+    identity: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None,
     conflict_reason: str | None = None,
 ) -> np.ndarray:
     """Mask of the rows to drop as repeats of an earlier row with the same key code.
 
-    Only rows still passing count. With ``identity``, a key whose rows differ in any of those
-    columns is a conflict: all its rows are flagged with ``conflict_reason`` instead.
+    Only rows still passing count. With ``identity`` (the typed columns at given rows), a key
+    whose rows differ in any of those columns is a conflict: all its rows are flagged with
+    ``conflict_reason`` instead.
     """
     drop = np.zeros(len(verdicts.ok), dtype=bool)
     candidates = np.flatnonzero(verdicts.ok & (codes >= 0))
@@ -566,9 +567,7 @@ def _duplicates(
     repeated = counts[keys] > 1
     positions, keys = candidates[repeated], keys[repeated]
     if identity is not None:
-        rows = pd.DataFrame(
-            {name: col.iloc[positions].to_numpy() for name, col in identity.items()}
-        )
+        rows = pd.DataFrame(identity(positions))
         hashes = pd.util.hash_pandas_object(rows, index=False).to_numpy()
         variants = pd.Series(hashes).groupby(keys).transform("nunique").to_numpy()
         conflict = variants > 1
@@ -585,13 +584,41 @@ def _duplicates(
 # --------------------------------------------------------------------------- clean frames
 
 
-def _clean_frame(typed: dict[str, pd.Series], raw: RawTable, keep: np.ndarray) -> pd.DataFrame:
-    """The kept rows: typed schema columns, then the extra input columns as read."""
+def _at(typed: dict[str, pd.Series]) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """The typed columns' values at given rows (the ``identity`` of :func:`_duplicates`)."""
+    return lambda rows: {name: col.iloc[rows].to_numpy() for name, col in typed.items()}
+
+
+def _typed_at(
+    schema: TableSchema, values: dict[str, pa.Array]
+) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """As :func:`_at`, typing only the rows asked for."""
+
+    def at(rows: np.ndarray) -> dict[str, np.ndarray]:
+        typed = _typed_columns(schema, _take(values, rows))
+        return {name: col.to_numpy() for name, col in typed.items()}
+
+    return at
+
+
+def _take(values: dict[str, pa.Array], rows: np.ndarray) -> dict[str, pa.Array]:
+    index = pa.array(rows, type=pa.int64())
+    return {name: contiguous(arr).take(index) for name, arr in values.items()}
+
+
+def _clean_frame(
+    typed: dict[str, pd.Series], raw: RawTable, keep: np.ndarray, rows: np.ndarray | None = None
+) -> pd.DataFrame:
+    """The kept rows: typed schema columns, then the extra input columns as read.
+
+    With ``rows`` (kept rows, ascending), ``typed`` holds those rows only and so does the frame.
+    """
     out = dict(typed)
     for name in raw.data.column_names:
         if name not in out:
-            out[name] = raw.data[name].to_pandas()
-    if not keep.all():
+            column = raw.data[name]
+            out[name] = (column if rows is None else contiguous(column).take(rows)).to_pandas()
+    if rows is None and not keep.all():
         # column by column: filtering a whole frame consolidates its blocks (a full copy)
         out = {name: pd.Series(col.array[keep], copy=False) for name, col in out.items()}
     return pd.DataFrame(out, copy=False)
@@ -618,6 +645,8 @@ class Validated:
     settings: pd.DataFrame
     quarantine: pd.DataFrame
     report: Report
+    # Each clean event's row in ``messages`` (-1: none) when validation already knows it.
+    event_messages: np.ndarray | None = None
 
     @property
     def tables(self) -> dict[str, pd.DataFrame]:
@@ -648,9 +677,12 @@ def _result(
     typed: dict[str, pd.Series],
     verdicts: _Verdicts,
     drop: np.ndarray,
+    rows: np.ndarray | None = None,
 ) -> _TableResult:
+    """The clean rows (only ``rows`` of them when given: see :func:`_clean_frame`), the
+    quarantine and the counts, which always count every row."""
     keep = verdicts.ok & ~drop
-    clean = _clean_frame(typed, raw, keep)
+    clean = _clean_frame(typed, raw, keep, rows)
     bad = np.flatnonzero(~verdicts.ok)
     rejected = raw.rejected
     quarantine = pd.DataFrame(
@@ -688,20 +720,24 @@ def _aligned(values: pa.Array | pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
 
 
 def _messages_and_events(
-    raw_messages: RawTable, raw_events: RawTable
-) -> tuple[_TableResult, _TableResult]:
+    raw_messages: RawTable, raw_events: RawTable, referenced_only: bool = False
+) -> tuple[_TableResult, _TableResult, np.ndarray | None]:
     """Both tables at once: events are checked against the messages that are kept.
 
     Arrow work (parsing, hashing ids) releases the GIL, so it runs in worker threads beside the
     GIL-bound building of Python strings: events are parsed while message objects are built,
-    and ids are hashed while event objects are built.
+    and ids are hashed while event objects are built. With ``referenced_only`` the clean
+    messages are those a clean event names (every message is still checked and counted), and
+    the third result is each clean event's row among them (-1: none).
     """
     m_verdicts = _Verdicts(raw_messages.data.num_rows)
     e_verdicts = _Verdicts(raw_events.data.num_rows)
     with ThreadPoolExecutor(max_workers=2) as pool:
         m_values = _parse_columns(MESSAGES, raw_messages, MESSAGES.names, m_verdicts)
         e_parsing = pool.submit(_parse_columns, EVENTS, raw_events, EVENTS.names, e_verdicts)
-        message = _typed_columns(MESSAGES, m_values)
+        # Python objects for every message cost more than the rest of validating them; most
+        # messages have no event, so a caller that only wants the events' context skips them.
+        message = None if referenced_only else _typed_columns(MESSAGES, m_values)
         e_values = e_parsing.result()
         # one code space for the ids of both tables: a message is (tenant_id, message_id)
         id_hashing = pool.submit(_arrow_codes, m_values["message_id"], e_values["message_id"])
@@ -716,7 +752,8 @@ def _messages_and_events(
     n_messages = raw_messages.data.num_rows
     codes = _pair_codes(tenants, ids)
     m_codes, e_codes = codes[:n_messages], codes[n_messages:]
-    m_drop = _duplicates(m_codes, m_verdicts, message, "conflicting duplicate message_id")
+    m_identity = _typed_at(MESSAGES, m_values) if message is None else _at(message)
+    m_drop = _duplicates(m_codes, m_verdicts, m_identity, "conflicting duplicate message_id")
     kept = m_verdicts.ok & ~m_drop
     row_of_code = np.full(int(codes.max(initial=-1)) + 2, -1, dtype=np.int64)
     row_of_code[m_codes[kept]] = np.flatnonzero(kept)
@@ -737,11 +774,19 @@ def _messages_and_events(
     _event_message_rules(e_values, context, e_verdicts)
     # a duplicate delivery is a repeated (tenant_id, event_id); one with other values conflicts
     event_codes = _pair_codes(tenants[n_messages:], event_ids)
-    e_drop = _duplicates(event_codes, e_verdicts, event, "conflicting duplicate event_id")
-    return (
-        _result(MESSAGES, raw_messages, message, m_verdicts, m_drop),
-        _result(EVENTS, raw_events, event, e_verdicts, e_drop),
-    )
+    e_drop = _duplicates(event_codes, e_verdicts, _at(event), "conflicting duplicate event_id")
+    events = _result(EVENTS, raw_events, event, e_verdicts, e_drop)
+    if message is not None:
+        return _result(MESSAGES, raw_messages, message, m_verdicts, m_drop), events, None
+    named = rows[e_verdicts.ok & ~e_drop]  # a kept event's message is kept (or -1)
+    used = np.zeros(n_messages + 1, dtype=bool)  # the spare last slot takes the -1s
+    used[named] = True
+    wanted = np.flatnonzero(used[:n_messages])
+    position = np.cumsum(used) - 1
+    position[-1] = -1
+    message = _typed_columns(MESSAGES, _take(m_values, wanted))
+    messages = _result(MESSAGES, raw_messages, message, m_verdicts, m_drop, wanted)
+    return messages, events, position[named]
 
 
 def _segments(raw: RawTable) -> _TableResult:
@@ -755,13 +800,18 @@ def _settings(raw: RawTable) -> _TableResult:
     verdicts = _Verdicts(raw.data.num_rows)
     typed = _check_columns(SETTINGS, raw, SETTINGS.names, verdicts)
     drop = _duplicates(
-        _codes(typed["tenant_id"]), verdicts, typed, "conflicting duplicate tenant_id"
+        _codes(typed["tenant_id"]), verdicts, _at(typed), "conflicting duplicate tenant_id"
     )
     return _result(SETTINGS, raw, typed, verdicts, drop)
 
 
-def validate_raw(raws: dict[str, RawTable]) -> Validated:
-    """Validate tables as read by :mod:`contract.readers` (absent optional tables are empty)."""
+def validate_raw(raws: dict[str, RawTable], referenced_only: bool = False) -> Validated:
+    """Validate tables as read by :mod:`contract.readers` (absent optional tables are empty).
+
+    ``referenced_only``: the clean messages are only those a clean event names (scoring needs
+    no others; the counts and the quarantine still cover every message), and
+    ``event_messages`` says which one each event names.
+    """
     for name in REQUIRED_TABLES:
         if name not in raws:
             raise BotfilterError(f"missing required table: {name}")
@@ -770,7 +820,9 @@ def validate_raw(raws: dict[str, RawTable]) -> Validated:
         raise BotfilterError(f"unknown table(s): {', '.join(unknown)}")
     for name, raw in raws.items():
         check_required_columns(raw.data.column_names, TABLES[name], raw.source)
-    messages, events = _messages_and_events(raws["messages"], raws["events"])
+    messages, events, event_messages = _messages_and_events(
+        raws["messages"], raws["events"], referenced_only
+    )
     results = {
         "messages": messages,
         "events": events,
@@ -787,6 +839,7 @@ def validate_raw(raws: dict[str, RawTable]) -> Validated:
         settings=results["settings"].clean,
         quarantine=quarantine,
         report=report,
+        event_messages=event_messages,
     )
 
 

@@ -71,16 +71,23 @@ class Enrichers:
         return UaParser(self.reference)
 
 
-def event_context(messages: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
+def event_context(
+    messages: pd.DataFrame, events: pd.DataFrame, rows: np.ndarray | None = None
+) -> pd.DataFrame:
     """Join clean events with their message's context columns, keeping the events' row order.
 
     A message is (tenant_id, message_id): two tenants may use the same id. The contract has
-    already made that key unique among the clean messages, so the join is a positional lookup on integer codes rather than a
-    pandas merge (whose ``validate=`` re-hashed every message key: 30% of ``botfilter score``).
-    An event without its message gets missing values, as a left join would.
+    already made that key unique among the clean messages, so the join is a positional lookup
+    on integer codes rather than a pandas merge (whose ``validate=`` re-hashed every message
+    key: 30% of ``botfilter score``). An event without its message gets missing values, as a
+    left join would. ``rows`` is :func:`message_rows` when the caller has it (validation
+    does: ``Validated.event_messages``).
     """
     msg_cols = [c for c in MESSAGE_CONTEXT if c not in ("tenant_id", "message_id")]
-    rows = message_rows(messages, events)
+    if rows is None:
+        rows = message_rows(messages, events)
+    elif len(rows) != len(events):
+        raise ValueError(f"event_context: {len(rows)} message rows for {len(events)} events")
     ctx = events.copy(deep=False)
     for name in msg_cols:
         ctx[name] = pd.Series(

@@ -215,9 +215,9 @@ class _PartScores:
 
 
 def _score_part(raws: dict, model: BotModel, enrichers: Enrichers) -> _PartScores:
-    validated = validate_raw(raws)
+    validated = validate_raw(raws, referenced_only=True)
     del raws
-    ctx = event_context(validated.messages, validated.events)
+    ctx = event_context(validated.messages, validated.events, validated.event_messages)
     report = validated.report
     del validated
     scores = score_context(ctx, model, enrichers)

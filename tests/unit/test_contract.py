@@ -756,3 +756,52 @@ def test_chunked_parquet_gives_the_same_verdicts_as_frames(
     q = from_files.quarantine
     assert list(zip(q["row_number"], q["reason"], strict=True)) == list(enumerate(expected))
     assert from_files.events["user_agent"].tolist() == [f" ua {i} " for i in range(7)]
+
+
+def test_referenced_only_keeps_the_events_context_and_every_count(
+    message_row, sms_message_row, event_row
+) -> None:
+    """``validate_raw(referenced_only=True)`` (what ``botfilter score`` runs) types only the
+    messages a clean event names, yet every count, quarantined row and clean event is the full
+    validation's, and so is each event's context."""
+    from contract.readers import raw_from_pandas
+    from contract.validate import validate_raw
+    from features.pipeline import event_context
+
+    lonely = {**message_row, "message_id": "m7"}  # no event names it
+    broken = {**message_row, "message_id": "m8", "sent_at": "not a time"}
+    clash = [
+        {**message_row, "message_id": "m3"},
+        {**message_row, "message_id": "m3", "contact_id": "k9"},
+    ]
+    theirs = {**message_row, "tenant_id": "t2", "contact_id": "k5"}  # t2's own m1
+    messages = [lonely, message_row, sms_message_row, dict(message_row), broken, *clash, theirs]
+    events = [
+        event_row,
+        {**event_row, "event_id": "e2", "message_id": "m2", "type": "click", "link_position": 0},
+        {**event_row, "event_id": "e3", "message_id": "m3"},  # its message is quarantined
+        {**event_row, "event_id": "e4", "message_id": "m404"},  # unknown message
+        {**event_row, "event_id": "e5", "tenant_id": "t2"},
+        {**event_row, "event_id": "e6"},
+    ]
+    raws = {
+        "messages": raw_from_pandas("messages", frame(messages, message_row).assign(subject="Hi")),
+        "events": raw_from_pandas("events", frame(events, event_row)),
+    }
+    full = validate_raw(raws)
+    part = validate_raw(raws, referenced_only=True)
+    assert part.report.as_dict() == full.report.as_dict()
+    pd.testing.assert_frame_equal(part.quarantine, full.quarantine)
+    pd.testing.assert_frame_equal(part.events, full.events)
+    assert part.messages[["tenant_id", "message_id"]].values.tolist() == [
+        ["t1", "m1"],
+        ["t1", "m2"],
+        ["t2", "m1"],
+    ]
+    named = full.messages[full.messages["message_id"] != "m7"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(part.messages, named)
+    assert part.event_messages is not None and part.event_messages.tolist() == [0, 1, 2, 0]
+    assert full.event_messages is None
+    got = event_context(part.messages, part.events, part.event_messages)
+    pd.testing.assert_frame_equal(got, event_context(full.messages, full.events))
+    assert got["contact_id"].tolist() == ["k1", "k1", "k5", "k1"]
