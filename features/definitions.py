@@ -171,6 +171,17 @@ def _burst_specs() -> tuple[FeatureSpec, ...]:
     for w in WINDOWS_S:
         specs.append(
             FeatureSpec(
+                f"ipua_contacts_{w}s",
+                "float32",
+                f"Distinct recipients with events from the same IP and User-Agent in the last {w}s "
+                "(tenant): a scanner checks everyone with one User-Agent, while people behind one "
+                "egress (browser isolation, a cloud desktop) each bring their own browser.",
+                "burst",
+            )
+        )
+    for w in WINDOWS_S:
+        specs.append(
+            FeatureSpec(
                 f"send_asn_events_{w}s",
                 "float32",
                 f"Events of the same campaign/automation from the same ASN in the last {w}s.",

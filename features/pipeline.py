@@ -370,6 +370,14 @@ def feature_block(
 
     # Enrichment
     ua = enrichers.ua.parse(cols["user_agent"])
+    # One (address, User-Agent) pair: distinct codes of both, so the pair fits an int64.
+    ip_code, _ = _codes(ip["ip_key"])
+    pair = ip_code * (int(ua["ua_key"].max(initial=-1)) + 2) + (ua["ua_key"] + 1)
+    pair_job = (pair[order], no_ip, {"contacts": "ipua_contacts_{w}s"}, None)
+    if pool is not None:
+        pending.append(pool.submit(_burst, block, c, *pair_job))
+    else:
+        _burst(block, c, *pair_job)
     for name, values in (*ip.items(), *ua.items()):
         if name in _ROW:
             block[_ROW[name]] = values

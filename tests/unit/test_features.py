@@ -147,6 +147,37 @@ def test_behaviour_features_exact_values(ctx, enrichers):
     assert np.isnan(f6["prefix_secs_since_other_msg"].iat[-1])
 
 
+def test_address_and_user_agent_spread_exact_values(ctx, enrichers):
+    """One egress, two kinds of traffic: a scanner checks three recipients with one User-Agent,
+    while two people behind the same address click with their own browsers."""
+    chrome, edge = ctx["user_agent"].iat[0], "Mozilla/5.0 (Windows NT 10.0) Edg/120.0.0.0"
+    rows = [  # event_id, contact, t, user agent
+        ("s1", "c1", 0.0, chrome),
+        ("s2", "c2", 1.0, chrome),
+        ("s3", "c3", 1.5, chrome),
+        ("p1", "c4", 30.0, edge),
+        ("p2", "c5", 40.0, "Mozilla/5.0 (Macintosh) Firefox/121.0"),
+        ("p3", "c4", 700.0, edge),
+    ]
+    one = ctx.iloc[[1]]
+    events = pd.concat(
+        [
+            one.assign(
+                event_id=e, contact_id=c, message_id=f"m-{c}", occurred_at=ts(t), user_agent=ua
+            )
+            for e, c, t, ua in rows
+        ],
+        ignore_index=True,
+    )
+    f = build_features(events, enrichers).set_axis(events["event_id"])
+    assert f["ipua_contacts_2s"].tolist() == [1, 2, 3, 1, 1, 1]
+    assert f["ipua_contacts_60s"].tolist() == [1, 2, 3, 1, 1, 1]
+    assert f["ipua_contacts_600s"].tolist() == [1, 2, 3, 1, 1, 1]  # p1 left the window at 630 s
+    assert f["ip_contacts_60s"].tolist() == [1, 2, 3, 4, 5, 1]
+    no_ip = build_features(events.assign(ip=None), enrichers)
+    assert no_ip["ipua_contacts_600s"].isna().all()
+
+
 def test_causal_order_breaks_ties_by_event_id():
     df = pd.DataFrame(
         {
