@@ -43,7 +43,7 @@ import pyarrow.csv as pcsv
 import pyarrow.json as pj
 
 from contract.columns import json_default, value_text
-from contract.schema import FILE_FORMATS, REQUIRED_TABLES, TABLES, TableSchema
+from contract.schema import TABLES, TableSchema, find_table_files
 from core.errors import BotfilterError
 
 REASON_CSV_FIELDS = "wrong number of CSV fields"
@@ -81,26 +81,6 @@ class RawTable:
         if self.row_numbers is None:
             return np.arange(self.data.num_rows, dtype=np.int64)
         return self.row_numbers
-
-
-def find_table_files(data_dir: Path) -> dict[str, Path]:
-    """The file of each table present in ``data_dir`` (messages and events are required)."""
-    if not data_dir.is_dir():
-        raise BotfilterError(f"data directory not found: {data_dir}")
-    found: dict[str, Path] = {}
-    # extensions in any case (messages.PARQUET); the table name as written
-    entries = sorted(p for p in data_dir.iterdir() if p.suffix.lower() in FILE_FORMATS)
-    for name in TABLES:
-        paths = [p for p in entries if p.stem == name and p.is_file()]
-        if len(paths) > 1:
-            names = " and ".join(p.name for p in paths)
-            raise BotfilterError(f"{data_dir}: table {name} given twice ({names}); keep one")
-        if paths:
-            found[name] = paths[0]
-        elif name in REQUIRED_TABLES:
-            expected = ", ".join(f"{name}{ext}" for ext in FILE_FORMATS)
-            raise BotfilterError(f"{data_dir}: no {name} table (expected one of {expected})")
-    return found
 
 
 def read_data_dir(data_dir: Path) -> dict[str, RawTable]:

@@ -7,7 +7,10 @@ API's request model and the Spark engine) reads it from here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
+
+from core.errors import BotfilterError
 
 Kind = Literal["str", "timestamp", "int", "bool", "float"]
 
@@ -128,3 +131,23 @@ SCORE_COLUMNS = ("event_id", "bot_score", "is_bot", "reasons", "model_version", 
 
 # The quarantine table written by `botfilter validate` (one row per refused input row).
 QUARANTINE_COLUMNS = ("table", "row_number", "record", "reason")
+
+
+def find_table_files(data_dir: Path) -> dict[str, Path]:
+    """The file of each table present in ``data_dir`` (messages and events are required)."""
+    if not data_dir.is_dir():
+        raise BotfilterError(f"data directory not found: {data_dir}")
+    found: dict[str, Path] = {}
+    # extensions in any case (messages.PARQUET); the table name as written
+    entries = sorted(p for p in data_dir.iterdir() if p.suffix.lower() in FILE_FORMATS)
+    for name in TABLES:
+        paths = [p for p in entries if p.stem == name and p.is_file()]
+        if len(paths) > 1:
+            names = " and ".join(p.name for p in paths)
+            raise BotfilterError(f"{data_dir}: table {name} given twice ({names}); keep one")
+        if paths:
+            found[name] = paths[0]
+        elif name in REQUIRED_TABLES:
+            expected = ", ".join(f"{name}{ext}" for ext in FILE_FORMATS)
+            raise BotfilterError(f"{data_dir}: no {name} table (expected one of {expected})")
+    return found

@@ -73,12 +73,20 @@ def score(
         )
         return
 
+    if out.suffix not in (".parquet", ".csv"):
+        raise BotfilterError(f"{out}: the scores file must end in .parquet or .csv")
+    from contract.schema import find_table_files
+    from scoring.workers import start_workers
+
+    find_table_files(data)  # a wrong --data fails now, before any process starts
+
+    # Started first: the workers' imports run beside this process's own (about a second).
+    workers = settings.score_workers
+    pool = start_workers(workers) if workers > 1 else None
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from scoring.batch import score_data_dir
 
-    if out.suffix not in (".parquet", ".csv"):
-        raise BotfilterError(f"{out}: the scores file must end in .parquet or .csv")
     # Part by part (whole tenants): memory follows the largest tenant, not the file.
     with Progress(
         TextColumn("scoring"),
@@ -91,7 +99,13 @@ def score(
     ) as progress:
         task = progress.add_task("scoring", total=None)
         run = score_data_dir(
-            data, out, settings, model, on_part=lambda n: progress.advance(task, n)
+            data,
+            out,
+            settings,
+            model,
+            on_part=lambda n: progress.advance(task, n),
+            workers=workers,
+            pool=pool,
         )
     run.report.print(console)
     console.print(

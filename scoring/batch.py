@@ -6,7 +6,6 @@ import ctypes
 import ctypes.util
 import functools
 import json
-import multiprocessing
 import os
 import tempfile
 from collections import deque
@@ -29,6 +28,7 @@ from features.pipeline import Enrichers, context_arrays, event_context, factoriz
 from scoring.model import BotModel, ScoredRows
 from scoring.registry import ModelRef, load_model, model_files, resolve_model
 from scoring.scores_file import ScoresWriter, scores_arrow_schema
+from scoring.workers import start_workers
 
 # Tenants are packed into parts of about this many events. Features never look across tenants,
 # so parts are independent: while one part is scored (compiled code, no GIL), the next part's
@@ -136,6 +136,7 @@ def score_data_dir(
     part_events: int | None = None,
     on_part: Callable[[int], None] | None = None,
     workers: int | None = None,
+    pool: ProcessPoolExecutor | None = None,
 ) -> ScoreRun:
     """Validate and score a data directory part by part (whole tenants), writing as it goes.
 
@@ -143,12 +144,20 @@ def score_data_dir(
     parts (the file's order when it is grouped by tenant); memory follows the largest part, not
     the file. ``workers`` processes (default ``settings.score_workers``) score parts side by
     side: validation and feature building hold the GIL, so threads could not share the cores.
-    ``on_part`` is called with each part's event count.
+    ``on_part`` is called with each part's event count. ``pool``: ``workers`` processes already started
+    by :func:`scoring.workers.start_workers` (this call shuts them down when it is done).
     """
-    writer = ScoresWriter(out)  # checks the extension before any work
-    parts = TenantParts(data_dir, part_events or READ_PART_EVENTS)
-    workers = min(workers or settings.score_workers, len(parts))
-    pool = _start_workers(workers) if workers > 1 else None
+    try:
+        writer = ScoresWriter(out)  # checks the extension before any work
+        parts = TenantParts(data_dir, part_events or READ_PART_EVENTS)
+    except BaseException:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+        raise
+    workers = workers or settings.score_workers  # the size of a given pool
+    if pool is None:
+        workers = min(workers, len(parts))
+        pool = start_workers(workers) if workers > 1 else None
     # The workers build their enrichers while this process resolves the model (MLflow, ~1.5 s):
     # both were on the way to the first part's scores.
     warming = [pool.submit(_warm_worker) for _ in range(workers)] if pool is not None else []
@@ -226,18 +235,7 @@ def _score_part(raws: dict, model: BotModel, enrichers: Enrichers) -> _PartScore
     return _PartScores(table, report, len(scores), int(scores["is_bot"].sum()))
 
 
-# --- worker processes ---------------------------------------------------------------------------
-# Workers come from a fork server: a fresh process that imports the scoring stack once, then
-# forks a worker per slot. Forking the caller instead would be cheaper but is unsafe: LightGBM
-# terminates a child forked from a process that has used OpenMP (any process that trained or
-# predicted), and the caller may hold threads and database connections.
-_PRELOAD = ["contract.parts", "contract.validate", "features.pipeline", "scoring.batch", "lightgbm"]
-
-
-def _start_workers(workers: int) -> ProcessPoolExecutor:
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(_PRELOAD)
-    return ProcessPoolExecutor(workers, mp_context=context)
+# --- worker processes (started by scoring.workers) ----------------------------------------------
 
 
 @dataclass(frozen=True)

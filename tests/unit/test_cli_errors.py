@@ -272,3 +272,32 @@ def test_settings_set_needs_a_known_tenant_or_create(cli, data) -> None:
     assert status == 0 and "t9: exclude bots from email on" in out
     status, out, err = cli("settings", "set", "--tenant", "t9", "--email", "off")  # known now
     assert status == 0, err
+
+
+def test_score_starts_its_workers_only_for_a_data_directory(
+    cli, data, tmp_path, monkeypatch
+) -> None:
+    """The worker pool starts before the scoring stack is imported (its imports then overlap
+    the command's), but never for a --data that is not a data directory."""
+    import scoring.batch
+    import scoring.workers
+
+    started: list[int] = []
+    given: list[object] = []
+
+    def start(workers: int) -> None:
+        started.append(workers)
+        return None  # run in this process: the pool's own start is not what is tested
+
+    def score(*args: object, pool: object = None, **kwargs: object) -> object:
+        given.append(pool)
+        raise BotfilterError("stop here")
+
+    monkeypatch.setattr(scoring.workers, "start_workers", start)
+    monkeypatch.setattr(scoring.batch, "score_data_dir", score)
+    status, _, err = cli("score", "--data", str(tmp_path / "nowhere"), "--out", "x.parquet")
+    assert status == 2 and "data directory not found" in one_line(err)
+    assert started == [] and given == []
+    status, _, err = cli("score", "--data", str(data), "--out", str(tmp_path / "s.parquet"))
+    assert status == 2 and one_line(err) == "stop here"
+    assert started == [2] and given == [None]
