@@ -18,7 +18,7 @@ from contract import load
 from core.errors import BotfilterError
 from features.pipeline import Enrichers, build_features, event_context
 from monitoring.drift import Thresholds, monitor, reference_profile
-from scoring.registry import load_model
+from scoring.registry import configure_mlflow, load_model
 
 PROFILE = "reference_profile.json"
 LATEST = Path("reports") / "monitor" / "latest.json"
@@ -35,6 +35,7 @@ def training_profile(model, prep) -> dict[str, Any]:  # noqa: ANN001
 def load_reference(settings, model_version: str) -> dict[str, Any]:  # noqa: ANN001
     """The reference profile logged by the run that produced ``name/version``."""
     name, version = model_version.split("/", 1)
+    configure_mlflow(settings)  # resolving the model may not have opened the registry
     try:
         run_id = MlflowClient().get_model_version(name, version).run_id
         return mlflow.artifacts.load_dict(f"runs:/{run_id}/{PROFILE}")

@@ -21,6 +21,7 @@ from core.settings import Settings
 from features.definitions import feature_schema
 from monitoring.run import training_profile
 from scoring.model import METADATA_FILE, BotModel
+from scoring.registry import configure_mlflow
 from training import plots
 from training.evaluate import Evaluation, flat_metrics
 from training.fit import FitInfo, Prepared
@@ -56,6 +57,7 @@ class LoggedRun:
 def use_experiment(settings: Settings) -> None:
     """Select the experiment; with the embedded store its artifacts go under the data home
     (MLflow's default would be ./mlruns in whatever directory the command runs from)."""
+    configure_mlflow(settings)  # resolving the champion may not have opened the registry
     embedded = settings.mlflow_uri == f"sqlite:///{(settings.home / 'mlflow.db').resolve()}"
     if embedded and mlflow.get_experiment_by_name(EXPERIMENT) is None:
         settings.artifact_root.mkdir(parents=True, exist_ok=True)

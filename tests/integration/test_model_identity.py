@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from contract.validate import validate_tables
+from core.errors import BotfilterError
 from core.settings import Settings
 from features.definitions import FEATURE_NAMES
 from jobs.recompute import RecomputeOptions, recompute
@@ -174,3 +175,28 @@ def test_an_unchanged_registry_is_not_asked_again_and_a_moved_alias_is_seen(
     assert registry.resolve_model(other).model_id not in (first.model_id, moved.model_id)
     assert registry.resolve_model(settings) == moved  # each registry keeps its own answer
     assert len(asked) == 3
+
+
+def test_registry_users_point_mlflow_at_their_own_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A remembered alias opens no registry, so what reads MLflow next must point it at the
+    store itself (monitor's reference profile, the training run): it once found another store."""
+    from monitoring.run import load_reference
+    from scoring.registry import resolve_model
+    from training.tracking import use_experiment
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    settings = Settings(home=tmp_path / "home", tracking_uri=f"sqlite:///{tmp_path / 'r.db'}")
+    (tmp_path / "m").mkdir()
+    register_model(settings, 4, tmp_path / "m")
+    version = resolve_model(settings).version  # remembered from here on
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    mlflow.set_tracking_uri(elsewhere)  # as a fresh process that has not opened the store
+    assert resolve_model(settings).version == version
+    with pytest.raises(BotfilterError, match="no reference_profile.json"):
+        load_reference(settings, version)  # the run is found (it has no profile: not logged here)
+    assert mlflow.get_tracking_uri() == settings.mlflow_uri
+    mlflow.set_tracking_uri(elsewhere)
+    use_experiment(settings)
+    assert mlflow.get_tracking_uri() == settings.mlflow_uri
