@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from core.settings import Settings
-from features.definitions import MODEL_FEATURES
+from features.definitions import FEATURE_NAMES, MODEL_FEATURES
 from jobs.metrics import MODULES, Window, compute_partitions, rollup
 from scoring.kind import KindHead, kind_from_reasons
 from scoring.model import BotModel
@@ -25,7 +25,7 @@ BOT_COL, KIND_COL = "secs_since_delivery", "ua_crawler"
 
 
 def _frame(delay: list[float], crawler: list[float]) -> pd.DataFrame:
-    feats = pd.DataFrame(0.0, index=range(len(delay)), columns=list(MODEL_FEATURES))
+    feats = pd.DataFrame(0.0, index=range(len(delay)), columns=list(FEATURE_NAMES))
     feats[BOT_COL] = delay
     feats[KIND_COL] = crawler
     return feats
@@ -44,7 +44,7 @@ def prep() -> SimpleNamespace:
 
 @pytest.fixture(scope="module")
 def model(prep) -> BotModel:
-    X = prep.features.to_numpy(dtype=np.float64)
+    X = prep.features[list(MODEL_FEATURES)].to_numpy(dtype=np.float64)
     params = {"objective": "binary", "num_leaves": 3, "min_data_in_leaf": 5, "verbose": -1}
     booster = lgb.train(
         params, lgb.Dataset(X, prep.y.astype(int), feature_name=list(MODEL_FEATURES)), 10
