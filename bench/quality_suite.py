@@ -1,7 +1,7 @@
 """Stress suite: train on the default world, judge on worlds it never saw (issue 16).
 
     .venv/bin/python bench/quality_suite.py [--train-tenants 8] [--tenants 3] [--days 30]
-        [--model URI] [--out bench/out/suite] [--json FILE]
+        [--model URI] [--out bench/out/suite] [--json FILE] [--email-click-cut 0.9]
 
 Without --model, a model is fitted (no MLflow) on the README's training world (8 tenants x 30
 days, seed 1, default profile) as `botfilter train` fits it. Each suite world (other seeds and
@@ -28,6 +28,12 @@ def main() -> int:
     ap.add_argument("--model", default=None, help="model URI instead of fitting one")
     ap.add_argument("--out", type=Path, default=Path("bench/out/suite"))
     ap.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
+    ap.add_argument(
+        "--email-click-cut",
+        type=float,
+        default=None,
+        help="judge with this email-click threshold instead of the fitted one (a what-if)",
+    )
     args = ap.parse_args()
 
     from rich.console import Console
@@ -54,6 +60,9 @@ def main() -> int:
         console.print(f"fitted on {train_dir}: thresholds {model.thresholds}")
         for key, how in info.thresholds_how.items():
             console.print(f"  {key}: {how['cut']:.4f} ({how['method']})")
+    if args.email_click_cut is not None:
+        model.thresholds = {**model.thresholds, "email:click": args.email_click_cut}
+        console.print(f"what-if: email-click threshold {args.email_click_cut}")
     results = run_suite(model, args.out, args.tenants, args.days, console=console)
     print_suite(results, console)
     if args.json:
