@@ -150,14 +150,28 @@ def score_data_dir(
     try:
         writer = ScoresWriter(out)  # checks the extension before any work
         parts = TenantParts(data_dir, part_events or READ_PART_EVENTS)
-    except BaseException:
+        workers = workers or settings.score_workers  # the size of a given pool
+        if pool is None:
+            workers = min(workers, len(parts))
+            pool = start_workers(workers) if workers > 1 else None
+        return _score_parts(writer, parts, settings, model_uri, model, on_part, workers, pool)
+    finally:
+        # On every way out: a pool left to the interpreter's exit prints a traceback there.
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-        raise
-    workers = workers or settings.score_workers  # the size of a given pool
-    if pool is None:
-        workers = min(workers, len(parts))
-        pool = start_workers(workers) if workers > 1 else None
+
+
+def _score_parts(
+    writer: ScoresWriter,
+    parts: TenantParts,
+    settings: Settings,
+    model_uri: str | None,
+    model: BotModel | None,
+    on_part: Callable[[int], None] | None,
+    workers: int,
+    pool: ProcessPoolExecutor | None,
+) -> ScoreRun:
+    """The body of :func:`score_data_dir`, which owns ``pool``."""
     # The workers build their enrichers while this process resolves the model (MLflow, ~1.5 s):
     # both were on the way to the first part's scores.
     warming = [pool.submit(_warm_worker) for _ in range(workers)] if pool is not None else []
@@ -189,7 +203,7 @@ def score_data_dir(
             for i in range(len(parts)):
                 write(_score_part(parts.raw(i), model, enrichers))
         else:
-            with tempfile.TemporaryDirectory(prefix="botfilter-score-", dir=_shm()) as tmp, pool:
+            with tempfile.TemporaryDirectory(prefix="botfilter-score-", dir=_shm()) as tmp:
                 if ref is not None:
                     shipped = _ship_ref(ref, settings)
                 else:

@@ -53,3 +53,22 @@ def test_train_needs_labels(cli, data, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert "training needs a label" in proc.stderr
+
+
+def test_score_shuts_its_workers_down_when_it_fails(data, tmp_path):
+    """A pool left running when scoring fails (here: no champion) printed a traceback at the
+    interpreter's exit after the one-line error."""
+    import os
+
+    from core.errors import BotfilterError
+    from core.settings import Settings
+    from scoring.batch import score_data_dir
+    from scoring.workers import start_workers
+
+    pool = start_workers(2)
+    assert pool.submit(os.getpid).result(timeout=120) > 0  # the workers are up
+    settings = Settings(home=tmp_path / "home", tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")
+    with pytest.raises(BotfilterError, match="no model at"):
+        score_data_dir(data, tmp_path / "s.parquet", settings, workers=2, pool=pool)
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        pool.submit(os.getpid)
