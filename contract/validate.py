@@ -602,8 +602,7 @@ def _typed_at(
 
 
 def _take(values: dict[str, pa.Array], rows: np.ndarray) -> dict[str, pa.Array]:
-    index = pa.array(rows, type=pa.int64())
-    return {name: contiguous(arr).take(index) for name, arr in values.items()}
+    return {name: _aligned(arr, rows) for name, arr in values.items()}
 
 
 def _clean_frame(
@@ -617,7 +616,7 @@ def _clean_frame(
     for name in raw.data.column_names:
         if name not in out:
             column = raw.data[name]
-            out[name] = (column if rows is None else contiguous(column).take(rows)).to_pandas()
+            out[name] = (column if rows is None else _aligned(column, rows)).to_pandas()
     if rows is None and not keep.all():
         # column by column: filtering a whole frame consolidates its blocks (a full copy)
         out = {name: pd.Series(col.array[keep], copy=False) for name, col in out.items()}

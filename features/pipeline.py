@@ -9,7 +9,7 @@ the Spark engine (one tenant per partition, through the batch job's ``score_cont
 from __future__ import annotations
 
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
@@ -342,10 +342,16 @@ def feature_block(
         for key, missing, name in jobs
     ]
     pool = _pool() if n >= PARALLEL_FROM else None
-    pending = [pool.submit(_burst, block, c, *job) for job in bursts] if pool else []
-    if pool is None:
-        for job in bursts:
+    pending: list[Future[None]] = []
+
+    def burst(job: tuple) -> None:  # on the pool's threads for large inputs, else right here
+        if pool is not None:
+            pending.append(pool.submit(_burst, block, c, *job))
+        else:
             _burst(block, c, *job)
+
+    for job in bursts:
+        burst(job)
 
     # Timing
     with np.errstate(invalid="ignore"):
@@ -373,11 +379,7 @@ def feature_block(
     # One (address, User-Agent) pair: distinct codes of both, so the pair fits an int64.
     ip_code, _ = _codes(ip["ip_key"])
     pair = ip_code * (int(ua["ua_key"].max(initial=-1)) + 2) + (ua["ua_key"] + 1)
-    pair_job = (pair[order], no_ip, {"contacts": "ipua_contacts_{w}s"}, None)
-    if pool is not None:
-        pending.append(pool.submit(_burst, block, c, *pair_job))
-    else:
-        _burst(block, c, *pair_job)
+    burst((pair[order], no_ip, {"contacts": "ipua_contacts_{w}s"}, None))
     for name, values in (*ip.items(), *ua.items()):
         if name in _ROW:
             block[_ROW[name]] = values

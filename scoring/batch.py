@@ -144,8 +144,9 @@ def score_data_dir(
     parts (the file's order when it is grouped by tenant); memory follows the largest part, not
     the file. ``workers`` processes (default ``settings.score_workers``) score parts side by
     side: validation and feature building hold the GIL, so threads could not share the cores.
-    ``on_part`` is called with each part's event count. ``pool``: ``workers`` processes already started
-    by :func:`scoring.workers.start_workers` (this call shuts them down when it is done).
+    ``on_part`` is called with each part's event count. ``pool``: ``workers`` processes
+    already started by :func:`scoring.workers.start_workers` (this call shuts them down when
+    it is done).
     """
     try:
         writer = ScoresWriter(out)  # checks the extension before any work

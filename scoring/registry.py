@@ -91,12 +91,11 @@ def _store_fingerprint(mlflow_uri: str) -> str | None:
     db = Path(mlflow_uri[len("sqlite:///") :])
     if Path(f"{db}-journal").exists():
         return None
-    digest = hashlib.sha256()
+    wal = Path(f"{db}-wal")  # WAL mode keeps recent writes beside the file: content too
     try:
-        # WAL mode keeps recent writes beside the file: they are part of the content.
-        for path in (db, Path(f"{db}-wal")):
-            if path.exists() or path == db:
-                digest.update(path.read_bytes())
+        digest = hashlib.sha256(db.read_bytes())
+        if wal.exists():
+            digest.update(wal.read_bytes())
     except OSError:
         return None
     return digest.hexdigest()
