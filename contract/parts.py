@@ -17,7 +17,7 @@ Row numbers in the quarantine stay those of the input file.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,12 +53,20 @@ class _ParquetRows:
     is taken: when the file is grouped by tenant that is at most about one part.
     """
 
-    def __init__(self, path: Path, table: str) -> None:
+    def __init__(self, path: Path, table: str, contract_only: bool = False) -> None:
         self.path = path
         self.table = table
         self.file = self._read(lambda: pq.ParquetFile(path))
         self.num_rows = self.file.metadata.num_rows
-        check_required_columns(self.file.schema_arrow.names, TABLES[table], str(path))
+        names = self.file.schema_arrow.names
+        check_required_columns(names, TABLES[table], str(path))
+        # None: every column. With contract_only, extra columns are never decoded.
+        self.columns = [n for n in names if n in TABLES[table].names] if contract_only else None
+        self.schema = (
+            pa.schema([self.file.schema_arrow.field(n) for n in self.columns])
+            if self.columns is not None
+            else self.file.schema_arrow
+        )
         self._batches: Iterator[pa.RecordBatch] | None = None
         self._read_to = 0  # rows read so far
         self._waiting: dict[int, list[pa.RecordBatch]] = {}
@@ -79,7 +87,9 @@ class _ParquetRows:
         self._part_of = part_of
         self._last = np.full(n_parts, -1, dtype=np.int64)
         np.maximum.at(self._last, part_of, np.arange(len(part_of)))
-        self._batches = iter(self.file.iter_batches(batch_size=_BATCH_ROWS, use_threads=False))
+        self._batches = iter(
+            self.file.iter_batches(batch_size=_BATCH_ROWS, columns=self.columns, use_threads=False)
+        )
 
     def take(self, part: int, rows: np.ndarray) -> RawTable:
         """Part ``part``'s rows (``rows``: their positions, increasing), as
@@ -96,7 +106,7 @@ class _ParquetRows:
                     batch.filter(pa.array(owners == owner))
                 )
         pieces = self._waiting.pop(part, [])
-        schema = self.file.schema_arrow
+        schema = self.schema
         data = pa.Table.from_batches(pieces, schema) if pieces else schema.empty_table()
         raw = RawTable(self.table, str(self.path), data, row_numbers=rows)
         try:
@@ -184,16 +194,26 @@ def plan_parts(
 
 
 class TenantParts:
-    """The parts of one data directory (planned on creation); take their raw tables in order."""
+    """The parts of one data directory (planned on creation); take their raw tables in order.
 
-    def __init__(self, data_dir: Path, part_events: int = PART_EVENTS) -> None:
+    ``contract_only``: read only the contract's columns. Extra columns are "kept and ignored"
+    (PRODUCT.md); a caller that writes no clean tables (``botfilter score``) need not decode
+    them: the simulator's label columns were a fifth of the events file.
+    """
+
+    def __init__(
+        self, data_dir: Path, part_events: int = PART_EVENTS, contract_only: bool = False
+    ) -> None:
         self.files = find_table_files(data_dir)
+        self.contract_only = contract_only
         self.streamed = all(path.suffix.lower() == ".parquet" for path in self.files.values())
         self._sources: dict[str, _ParquetRows] = {}
         self.parts: list[Part] = [Part({}, 0)]  # CSV / JSON Lines: one part, the whole files
         self._next = 0
         if self.streamed:
-            self._sources = {name: _ParquetRows(path, name) for name, path in self.files.items()}
+            self._sources = {
+                name: _ParquetRows(path, name, contract_only) for name, path in self.files.items()
+            }
             tenants = {name: source.tenant_ids() for name, source in self._sources.items()}
             assigned: dict[str, np.ndarray] = {}
             self.parts = plan_parts(_codes(tenants), part_events, assigned)
@@ -216,12 +236,23 @@ class TenantParts:
             raise ValueError(f"parts are read in order: expected part {self._next}, got {i}")
         self._next += 1
         if not self.streamed:
-            return {name: read_table_file(path, name) for name, path in self.files.items()}
+            raws = {name: read_table_file(path, name) for name, path in self.files.items()}
+            return (
+                {name: _contract_columns(raw) for name, raw in raws.items()}
+                if self.contract_only
+                else raws
+            )
         rows = self.parts[i].rows
         return {
             name: source.take(i, rows[name].astype(np.int64))
             for name, source in self._sources.items()
         }
+
+
+def _contract_columns(raw: RawTable) -> RawTable:
+    """``raw`` without its extra columns."""
+    keep = [n for n in raw.data.column_names if n in TABLES[raw.name].names]
+    return replace(raw, data=raw.data.select(keep))
 
 
 def iter_raw_parts(data_dir: Path, part_events: int = PART_EVENTS) -> Iterator[dict[str, RawTable]]:

@@ -150,7 +150,7 @@ def score_data_dir(
     """
     try:
         writer = ScoresWriter(out)  # checks the extension before any work
-        parts = TenantParts(data_dir, part_events or READ_PART_EVENTS)
+        parts = TenantParts(data_dir, part_events or READ_PART_EVENTS, contract_only=True)
         workers = workers or settings.score_workers  # the size of a given pool
         if pool is None:
             workers = min(workers, len(parts))

@@ -16,7 +16,7 @@ import contract
 from contract.parts import iter_raw_parts, plan_parts
 from features.definitions import FEATURE_NAMES
 from features.pipeline import Enrichers, build_features, event_context
-from scoring.batch import score_data_dir, score_validated
+from scoring.batch import ScoreRun, score_data_dir, score_validated
 from scoring.model import BotModel
 from scoring.scores_file import read_scores, write_scores
 from simulation.core import generate
@@ -194,4 +194,45 @@ def test_workers_load_a_resolved_model_that_this_process_never_reads(
     pd.testing.assert_frame_equal(
         got.drop(columns="model_version").assign(reasons=got["reasons"].map(list)),
         expected.drop(columns="model_version").assign(reasons=expected["reasons"].map(list)),
+    )
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_score_ignores_extra_columns_even_broken_ones(world, settings, tmp_path, suffix):
+    """PRODUCT.md: extra columns are kept and ignored. `score` writes no clean tables, so it
+    never reads them: text that is not UTF-8 in an extra column does not quarantine the event,
+    and the scores and counts equal those of the directory without that column."""
+    import shutil
+
+    from contract.parts import TenantParts
+
+    data, model = world
+    broken = tmp_path / "broken"
+    shutil.copytree(data, broken)
+    table = pq.read_table(data / "events.parquet")
+    notes = [b"fine"] * table.num_rows
+    notes[300] = b"not \xff UTF-8"
+    column = pa.array(notes, pa.binary()).view(pa.string())
+    pq.write_table(table.append_column("note", column), broken / "events.parquet",
+                   row_group_size=700)  # fmt: skip
+
+    parts = TenantParts(broken, 600, contract_only=True)
+    assert "note" not in parts.raw(0)["events"].data.column_names
+    # label is the contract's (an invalid one is quarantined); the simulator's family is not
+    names = parts.raw(1)["events"].data.column_names
+    assert "label" in names and "family" not in names
+
+    plain, extra = tmp_path / f"plain{suffix}", tmp_path / f"extra{suffix}"
+    run_plain = score_data_dir(data, plain, settings, model=model, part_events=600, workers=1)
+    run_extra = score_data_dir(broken, extra, settings, model=model, part_events=600, workers=1)
+
+    def counts(run: ScoreRun) -> dict:
+        return {name: {**t, "source": None} for name, t in run.report.as_dict().items()}
+
+    assert counts(run_extra) == counts(run_plain)
+    assert run_extra.events == run_plain.events
+    got, expected = read_scores(extra), read_scores(plain)
+    pd.testing.assert_frame_equal(
+        got.assign(reasons=got["reasons"].map(list)),
+        expected.assign(reasons=expected["reasons"].map(list)),
     )
