@@ -188,7 +188,7 @@ def _score_parts(
     run = ScoreRun(report=Report({}))
 
     def write(done: _PartScores) -> None:
-        writer.write(done.scores)
+        writer.write(done.scores if isinstance(done.scores, pa.Table) else _read_ipc(done.scores))
         reports.append(done.report)
         run.events += done.events
         run.bots += done.bots
@@ -221,7 +221,8 @@ def _score_parts(
                     # to a worker; at most one part waits beyond those being scored.
                     shared = _share(parts.raw(i), Path(tmp) / f"part-{i}")
                     _give_back_memory()  # the part's Arrow buffers
-                    pending.append(pool.submit(_score_shipped_part, shipped, shared))
+                    scores_path = str(Path(tmp) / f"scores-{i}.arrow")
+                    pending.append(pool.submit(_score_shipped_part, shipped, shared, scores_path))
                     if len(pending) > workers:
                         write(pending.popleft().result())
                 while pending:
@@ -232,7 +233,7 @@ def _score_parts(
 
 @dataclass
 class _PartScores:
-    scores: pa.Table
+    scores: pa.Table | str  # str: an Arrow IPC file a worker wrote (see _share)
     report: Report
     events: int
     bots: int
@@ -303,19 +304,25 @@ def _share(raws: dict[str, RawTable], stem: Path) -> dict[str, _SharedTable]:
     shared = {}
     for name, raw in raws.items():
         path = f"{stem}-{name}.arrow"
-        with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, raw.data.schema) as writer:
-            writer.write_table(raw.data)
+        _write_ipc(raw.data, path)
         shared[name] = _SharedTable(replace(raw, data=raw.data.schema.empty_table()), path)
     return shared
 
 
+def _write_ipc(table: pa.Table, path: str) -> None:
+    with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+
+
+def _read_ipc(path: str) -> pa.Table:
+    """The table of :func:`_write_ipc`'s file, which is removed."""
+    table = pa.ipc.open_file(pa.memory_map(path)).read_all()  # maps, copies nothing
+    os.unlink(path)  # the mapping stays valid; the memory goes with the last reference
+    return table
+
+
 def _unshare(shared: dict[str, _SharedTable]) -> dict[str, RawTable]:
-    raws = {}
-    for name, item in shared.items():
-        data = pa.ipc.open_file(pa.memory_map(item.path)).read_all()  # maps, copies nothing
-        os.unlink(item.path)  # the mapping stays valid; the memory goes with the last reference
-        raws[name] = replace(item.raw, data=data)
-    return raws
+    return {name: replace(item.raw, data=_read_ipc(item.path)) for name, item in shared.items()}
 
 
 _WORKER: dict = {}  # per worker process: the enrichers, then the model of the first part
@@ -343,9 +350,15 @@ def _load_shipped(shipped: _ShippedModel) -> None:
         _WORKER.update(shipped=shipped, model=model)
 
 
-def _score_shipped_part(shipped: _ShippedModel, shared: dict[str, _SharedTable]) -> _PartScores:
+def _score_shipped_part(
+    shipped: _ShippedModel, shared: dict[str, _SharedTable], scores_path: str
+) -> _PartScores:
+    """Score a shared part; the scores go back the way the part came, as a file in memory."""
     _load_shipped(shipped)
     scored = _score_part(_unshare(shared), _WORKER["model"], _WORKER["enrichers"])
+    assert isinstance(scored.scores, pa.Table)
+    _write_ipc(scored.scores, scores_path)
+    scored.scores = scores_path
     _give_back_memory()
     return scored
 
