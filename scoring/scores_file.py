@@ -50,7 +50,9 @@ class ScoresWriter:
                 )
             )
             if self._parquet is None:
-                self._parquet = pq.ParquetWriter(self._tmp, table.schema)
+                self._parquet = pq.ParquetWriter(
+                    self._tmp, table.schema, use_dictionary=_dictionary_columns(table.schema)
+                )
             self._parquet.write_table(table)
         else:
             frame = scores.to_pandas() if isinstance(scores, pa.Table) else scores
@@ -94,6 +96,17 @@ _DTYPES: dict[str, type | str] = {
     "model_version": object,
     "bot_kind": object,
 }
+
+
+def _dictionary_columns(schema: pa.Schema) -> list[str]:
+    """Columns worth dictionary-encoding in Parquet: all but ``event_id``, whose values are
+    (nearly) all distinct. Trying a dictionary for it and giving up took a third of the writing
+    time, and made the file larger (measured on 2.5M scores: 1.20 -> 0.76 CPU s, 65 -> 62 MB)."""
+    return [
+        f"{field.name}.list.element" if pa.types.is_list(field.type) else field.name
+        for field in schema
+        if field.name != "event_id"
+    ]
 
 
 def scores_arrow_schema(with_tenant: bool = False):  # noqa: ANN201 (pyarrow imported here)

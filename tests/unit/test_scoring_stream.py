@@ -236,3 +236,31 @@ def test_score_ignores_extra_columns_even_broken_ones(world, settings, tmp_path,
         got.assign(reasons=got["reasons"].map(list)),
         expected.assign(reasons=expected["reasons"].map(list)),
     )
+
+
+def test_scores_parquet_keeps_event_ids_out_of_dictionaries(tmp_path):
+    """Event ids are all distinct: the writer must not try a dictionary for them (a third of
+    the writing time); the repeated columns keep theirs, and the file reads back the same."""
+    scores = pd.DataFrame(
+        {
+            "event_id": [f"e{i}" for i in range(1000)],
+            "tenant_id": ["t1"] * 1000,
+            "bot_score": np.linspace(0, 1, 1000),
+            "is_bot": [False, True] * 500,
+            "reasons": [["ua_crawler", "latency"], []] * 500,
+            "model_version": "botfilter/1",
+            "bot_kind": ["", "crawler"] * 500,
+        }
+    )
+    path = tmp_path / "scores.parquet"
+    write_scores(scores, path)
+    meta = pq.ParquetFile(path).metadata.row_group(0)
+    encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(7)}
+    assert "RLE_DICTIONARY" not in encodings["event_id"]
+    for column in ("tenant_id", "reasons.list.element", "model_version", "bot_kind"):
+        assert "RLE_DICTIONARY" in encodings[column], column
+    got = read_scores(path)
+    pd.testing.assert_frame_equal(
+        got.assign(reasons=got["reasons"].map(list)),
+        scores.assign(reasons=scores["reasons"].map(list)),
+    )
