@@ -10,7 +10,13 @@ import os
 import tempfile
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -215,7 +221,7 @@ def _score_parts(
                 # One worker loads the model first, compiling it into the cache when the cache
                 # lacks it: the others then load the compiled code instead of building it too.
                 pool.submit(_load_shipped, shipped).result()
-                pending: deque[Future[_PartScores]] = deque()
+                pending: deque[Future[_PartScores]] = deque()  # in the parts' order
                 for i in range(len(parts)):
                     # This process reads the files once, in order, and hands each part's rows
                     # to a worker; at most one part waits beyond those being scored.
@@ -223,12 +229,32 @@ def _score_parts(
                     _give_back_memory()  # the part's Arrow buffers
                     scores_path = str(Path(tmp) / f"scores-{i}.arrow")
                     pending.append(pool.submit(_score_shipped_part, shipped, shared, scores_path))
-                    if len(pending) > workers:
-                        write(pending.popleft().result())
+                    _write_done(pending, workers, write)
                 while pending:
                     write(pending.popleft().result())
     run.report = merge_reports(reports)
     return run
+
+
+def _write_done(
+    pending: deque[Future[_PartScores]], workers: int, write: Callable[[_PartScores], None]
+) -> None:
+    """Wait until at most ``workers`` + 1 parts are unfinished, then write the finished ones
+    at the head of ``pending`` (the file keeps the parts' order).
+
+    Waiting for the oldest part instead left a worker idle whenever a younger part finished
+    first: it had nothing queued while this process waited. A finished part waits as its
+    scores only (its input is gone), and at most ``4 * workers`` of them.
+    """
+    while True:
+        running = [f for f in pending if not f.done()]
+        if len(running) <= workers and len(pending) <= 4 * workers:
+            break
+        wait(running or [pending[0]], return_when=FIRST_COMPLETED)
+        while pending and pending[0].done():
+            write(pending.popleft().result())
+    while pending and pending[0].done():
+        write(pending.popleft().result())
 
 
 @dataclass

@@ -13,16 +13,29 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from concurrent.futures import ProcessPoolExecutor
 
 PRELOAD = ("contract.parts", "contract.validate", "features.pipeline", "scoring.batch", "lightgbm")
 
 
 def start_workers(workers: int) -> ProcessPoolExecutor:
-    """A pool of ``workers`` processes whose start is under way when this returns."""
+    """A pool of ``workers`` processes whose start is under way when this returns.
+
+    The processes are launched from a thread: launching one waits until the fork server has
+    imported ``PRELOAD`` (it forks only then), which kept the caller from its own imports for
+    those seconds.
+    """
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(PRELOAD))
     pool = ProcessPoolExecutor(workers, mp_context=context)
-    for _ in range(workers):
-        pool.submit(os.getpid)  # a pool starts its processes on demand: ask for all of them
+
+    def launch() -> None:
+        try:
+            for _ in range(workers):
+                pool.submit(os.getpid)  # a pool starts its processes on demand: ask for all
+        except RuntimeError:
+            pass  # the caller shut the pool down first (it failed early): nothing to start
+
+    threading.Thread(target=launch, name="start-workers", daemon=True).start()
     return pool

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -70,3 +71,31 @@ def test_commands_without_a_model_import_neither_mlflow_nor_lightgbm(tmp_path):
         )
         loaded = set(json.loads(done.stderr.strip().splitlines()[-1]))
         assert not [m for m in ("mlflow", "lightgbm", "sklearn") if m in loaded], argv
+
+
+def test_starting_the_workers_does_not_wait_for_their_imports(tmp_path):
+    """`botfilter score` starts its worker pool first so that the fork server's imports run
+    beside the command's own. Launching a process waits until the fork server has imported
+    its preload list, which kept the command from its imports for those seconds: the launch
+    now happens in a thread, and start_workers returns at once."""
+    (tmp_path / "slow_preload.py").write_text("import time\ntime.sleep(2)\n")
+    code = (
+        "import os, time\n"
+        "from scoring import workers\n"
+        "if __name__ == '__main__':\n"
+        "    workers.PRELOAD = (*workers.PRELOAD, 'slow_preload')\n"
+        "    t = time.perf_counter()\n"
+        "    pool = workers.start_workers(2)\n"
+        "    took = time.perf_counter() - t\n"
+        "    answered = pool.submit(os.getpid).result(timeout=120) > 0\n"
+        "    pool.shutdown()\n"
+        "    print(took, answered)\n"
+    )
+    script = tmp_path / "start.py"  # a file: the fork server re-imports the main module
+    script.write_text(code)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, check=True, env=env
+    )
+    took, answered = done.stdout.split()
+    assert float(took) < 1.0 and answered == "True", done.stderr

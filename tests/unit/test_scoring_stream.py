@@ -264,3 +264,23 @@ def test_scores_parquet_keeps_event_ids_out_of_dictionaries(tmp_path):
         got.assign(reasons=got["reasons"].map(list)),
         scores.assign(reasons=scores["reasons"].map(list)),
     )
+
+
+def test_a_younger_part_that_finishes_first_frees_its_worker():
+    """The caller hands a worker the next part as soon as any part finishes, not only the
+    oldest (waiting for the oldest left a worker idle); the file keeps the parts' order."""
+    import threading
+    from collections import deque
+    from concurrent.futures import Future
+
+    from scoring.batch import _write_done
+
+    f0, f1 = Future(), Future()
+    written: list[str] = []
+    threading.Timer(0.05, f1.set_result, ["p1"]).start()
+    _write_done(deque([f0, f1]), 1, written.append)  # returns once f1 is done
+    assert f1.done() and not f0.done() and written == []  # p0 first: p1 waits
+    f0.set_result("p0")
+    pending = deque([f0, f1])
+    _write_done(pending, 1, written.append)
+    assert written == ["p0", "p1"] and not pending
