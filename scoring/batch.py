@@ -31,7 +31,7 @@ from contract.readers import RawTable
 from contract.validate import validate_raw
 from core.settings import Settings
 from features.pipeline import Enrichers, context_arrays, event_context, factorize, feature_block
-from scoring.model import BotModel, ScoredRows
+from scoring.model import BotModel, ScoredRows, import_lightgbm_lean
 from scoring.registry import ModelRef, load_model, model_files, resolve_model
 from scoring.scores_file import ScoresWriter, scores_arrow_schema
 from scoring.workers import start_workers
@@ -365,6 +365,7 @@ def _warm_worker() -> None:
 def _load_shipped(shipped: _ShippedModel) -> None:
     """This worker's model (and enrichers), loaded once per shipped model."""
     if _WORKER.get("shipped") != shipped:
+        import_lightgbm_lean()  # a worker only scores
         model = BotModel.from_files(
             Path(shipped.model_file), Path(shipped.metadata_file), shipped.version, shipped.threads
         )

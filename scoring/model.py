@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,22 @@ _CHUNK = 16_384  # rows per compiled-tree call when no reasons are asked for
 # is_bot is never true below this calibrated score (PRODUCT.md): a model registered with a lower
 # cut is held to it when scoring.
 MIN_CUT = 0.5
+
+
+def import_lightgbm_lean() -> None:
+    """Import LightGBM without scikit-learn, for a process that only scores.
+
+    lightgbm imports scikit-learn (and with it scipy.stats) whenever it is installed, for its
+    scikit-learn estimators: 1.2 s of CPU, against 0.04 s for the Booster alone. A scoring
+    worker needs the Booster only. Its scikit-learn API stays off for the process.
+    """
+    if "lightgbm" in sys.modules or "sklearn" in sys.modules:
+        return
+    sys.modules["sklearn"] = None  # type: ignore[assignment]  # import sklearn -> ImportError
+    try:
+        import lightgbm  # noqa: F401
+    finally:
+        del sys.modules["sklearn"]
 
 
 def content_id(model_text: bytes, metadata: bytes) -> str:

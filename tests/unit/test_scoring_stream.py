@@ -284,3 +284,19 @@ def test_a_younger_part_that_finishes_first_frees_its_worker():
     pending = deque([f0, f1])
     _write_done(pending, 1, written.append)
     assert written == ["p0", "p1"] and not pending
+
+
+def test_workers_score_without_scikit_learn(world, settings, tmp_path):
+    """A worker needs LightGBM's Booster only: importing lightgbm plainly pulled in
+    scikit-learn and scipy.stats (1.2 s of CPU in the fork server on every run)."""
+    from scoring.batch import _load_shipped, _ship_model
+    from scoring.workers import start_workers
+
+    _, model = world
+    pool = start_workers(1)
+    try:
+        pool.submit(_load_shipped, _ship_model(model, tmp_path, settings)).result(timeout=300)
+        loaded = "[m in __import__('sys').modules for m in ('lightgbm', 'sklearn', 'scipy.stats')]"
+        assert pool.submit(eval, loaded).result(timeout=60) == [True, False, False]
+    finally:
+        pool.shutdown()
