@@ -288,9 +288,12 @@ def cidr_ranges(cidrs: Iterable[str]) -> tuple[np.ndarray, np.ndarray, np.ndarra
     e6: list[int] = []
     for i in np.flatnonzero(is6):
         try:
-            value = int(ipaddress.IPv6Address(addr_list[i]))
-        except ValueError as exc:
-            raise BotfilterError(f"bad IPv6 CIDR in reference networks: {exc}") from exc
+            # inet_pton: a fifth of the cost of ipaddress (21k IPv6 networks are vendored)
+            value = int.from_bytes(_pton(_AF_INET6, addr_list[i]), "big")
+        except (OSError, ValueError) as exc:
+            raise BotfilterError(
+                f"bad IPv6 CIDR in reference networks: {addr_list[i]!r} ({exc})"
+            ) from exc
         plen6 = int(plens[i])
         if not 0 <= plen6 <= 128:
             raise BotfilterError(f"bad IPv6 prefix length in reference networks: /{plen6}")
