@@ -101,10 +101,8 @@ class _ParquetRows:
             batch = self._read(lambda: next(batches))
             owners = part_of[self._read_to : self._read_to + batch.num_rows]
             self._read_to += batch.num_rows
-            for owner in np.unique(owners):
-                self._waiting.setdefault(int(owner), []).append(
-                    batch.filter(pa.array(owners == owner))
-                )
+            for owner, piece in _pieces(batch, owners):
+                self._waiting.setdefault(owner, []).append(piece)
         pieces = self._waiting.pop(part, [])
         schema = self.schema
         data = pa.Table.from_batches(pieces, schema) if pieces else schema.empty_table()
@@ -121,6 +119,25 @@ class _ParquetRows:
                 rejected=[(int(rows[p]), text, why) for p, text, why in local_raw.rejected],
             )
         return raw
+
+
+def _pieces(batch: pa.RecordBatch, owners: np.ndarray) -> list[tuple[int, pa.RecordBatch]]:
+    """The rows of ``batch`` per part (``owners``: the part of each row), in row order.
+
+    A file grouped by tenant gives each part one run of rows per batch: those are zero-copy
+    slices (filtering copied every row read, a tenth of the reading process's CPU)."""
+    if len(owners) == 0:
+        return []
+    cuts = np.flatnonzero(owners[1:] != owners[:-1]) + 1
+    starts = np.concatenate(([0], cuts))
+    run_owners = owners[starts]
+    if len(np.unique(run_owners)) == len(run_owners):  # each part one run
+        ends = np.append(cuts, len(owners))
+        return [
+            (int(o), batch.slice(int(a), int(b - a)))
+            for o, a, b in zip(run_owners, starts, ends, strict=True)
+        ]
+    return [(int(o), batch.filter(pa.array(owners == o))) for o in np.unique(owners)]
 
 
 @dataclass

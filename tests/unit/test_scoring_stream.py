@@ -300,3 +300,20 @@ def test_workers_score_without_scikit_learn(world, settings, tmp_path):
         assert pool.submit(eval, loaded).result(timeout=60) == [True, False, False]
     finally:
         pool.shutdown()
+
+
+def test_pieces_of_a_batch_are_its_rows_per_part_in_order():
+    from contract.parts import _pieces
+
+    batch = pa.RecordBatch.from_pydict({"x": [10, 11, 12, 13, 14, 15]})
+
+    def rows(owners: list[int]) -> list[tuple[int, list[int]]]:
+        got = _pieces(batch, np.array(owners, dtype=np.int32))
+        return [(owner, piece.column(0).to_pylist()) for owner, piece in got]
+
+    # grouped: one run per part, taken as slices of the batch
+    assert rows([0, 0, 1, 1, 1, 2]) == [(0, [10, 11]), (1, [12, 13, 14]), (2, [15])]
+    assert rows([3] * 6) == [(3, [10, 11, 12, 13, 14, 15])]
+    # a part in two runs: filtered, each part's rows still in order
+    assert rows([0, 1, 0, 1, 2, 2]) == [(0, [10, 12]), (1, [11, 13]), (2, [14, 15])]
+    assert _pieces(batch.slice(0, 0), np.zeros(0, dtype=np.int32)) == []
