@@ -317,3 +317,21 @@ def test_pieces_of_a_batch_are_its_rows_per_part_in_order():
     # a part in two runs: filtered, each part's rows still in order
     assert rows([0, 1, 0, 1, 2, 2]) == [(0, [10, 12]), (1, [11, 13]), (2, [14, 15])]
     assert _pieces(batch.slice(0, 0), np.zeros(0, dtype=np.int32)) == []
+
+
+def test_tenant_codes_are_one_space_across_tables_and_encodings():
+    """Tenant ids arrive dictionary-encoded (as Parquet stores them) or as plain text (another
+    type, CSV): one code per tenant across tables, -1 for a missing one."""
+    from contract.parts import _codes
+
+    stored = pa.DictionaryArray.from_arrays(pa.array([0, 1, None, 0], pa.int32()), ["b", "a"])
+    codes = _codes(
+        {
+            "events": pa.chunked_array([stored]),
+            "messages": pa.chunked_array([["a", "c", None], ["b"]]),
+            "segments": pa.chunked_array([], pa.string()),
+        }
+    )
+    assert codes["events"].tolist() == [0, 1, -1, 0]
+    assert codes["messages"].tolist() == [1, 2, -1, 0]
+    assert codes["segments"].tolist() == []
