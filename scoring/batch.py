@@ -216,6 +216,8 @@ def _score_parts(
                 else:
                     assert model is not None
                     shipped = _ship_model(model, Path(tmp), settings)
+                # The first part is read while the workers warm up and load the model.
+                shared = [_share(parts.raw(0), Path(tmp) / "part-0")] if len(parts) else []
                 for warm in warming:
                     warm.result()  # a worker that failed to start fails here, not mid-way
                 # One worker loads the model first, compiling it into the cache when the cache
@@ -225,10 +227,10 @@ def _score_parts(
                 for i in range(len(parts)):
                     # This process reads the files once, in order, and hands each part's rows
                     # to a worker; at most one part waits beyond those being scored.
-                    shared = _share(parts.raw(i), Path(tmp) / f"part-{i}")
+                    part = shared.pop() if i == 0 else _share(parts.raw(i), Path(tmp) / f"part-{i}")
                     _give_back_memory()  # the part's Arrow buffers
                     scores_path = str(Path(tmp) / f"scores-{i}.arrow")
-                    pending.append(pool.submit(_score_shipped_part, shipped, shared, scores_path))
+                    pending.append(pool.submit(_score_shipped_part, shipped, part, scores_path))
                     _write_done(pending, workers, write)
                 while pending:
                     write(pending.popleft().result())
