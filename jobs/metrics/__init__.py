@@ -1,8 +1,8 @@
 """The metric definitions of PRODUCT.md, once: a declarative spec plus pure pandas functions.
 
-:mod:`jobs.metrics.spec` holds the declarative part (statuses, counts, rates, modules, window),
-which :mod:`jobs.spark.metrics` compiles for Spark; :mod:`jobs.metrics.compute` runs it with
-pandas/numpy. Both are re-exported here: ``from jobs import metrics as M`` sees every name.
+:mod:`jobs.metrics.spec` holds the declarative part (statuses, counts, rates, modules, window);
+:mod:`jobs.metrics.compute` runs it with pandas/numpy, in the local engine and, tenant by tenant,
+on Spark executors (:mod:`jobs.spark.metrics`). Both are re-exported here: ``from jobs import metrics as M`` sees every name.
 
 How the numbers are built (every engine follows these steps; see jobs/README.md):
 
@@ -27,7 +27,7 @@ How the numbers are built (every engine follows these steps; see jobs/README.md)
    with the filter on.
 
 Status and type predicates are written with ``&``, ``~`` and ``isin`` only, so the same callables
-build pandas/numpy masks and Spark ``Column`` expressions.
+build pandas/numpy masks and column expressions of other engines (Spark ``Column``).
 """
 
 from jobs.metrics.compute import (

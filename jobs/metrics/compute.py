@@ -59,7 +59,15 @@ class Partitions:
 
 
 class MissingScores(BotfilterError):
-    """Events that need a score have none."""
+    """Events that need a score have none: ``missing`` of them, ``example`` one's event_id."""
+
+    def __init__(self, missing: int, example: object) -> None:
+        super().__init__(
+            f"{missing} events have no score (e.g. event_id {example!r}); "
+            "score them or pass a scores file covering them"
+        )
+        self.missing = missing
+        self.example = example
 
 
 def _utc_ns(series: pd.Series) -> np.ndarray:
@@ -315,10 +323,7 @@ def compute_partitions(
     missing = score_pos < 0
     if missing.any():
         example = ev["event_id"].to_numpy(dtype=object)[missing][0]
-        raise MissingScores(
-            f"{int(missing.sum())} events have no score (e.g. event_id {example!r}); "
-            "score them or pass a scores file covering them"
-        )
+        raise MissingScores(int(missing.sum()), example)
     is_bot = scores["is_bot"].to_numpy(dtype=bool)[score_pos]
     # Categorical: ``isin`` on codes, not on millions of strings (once per count).
     etype = pd.Series(pd.Categorical(ev["type"].to_numpy(dtype=object), categories=EVENT_TYPES))

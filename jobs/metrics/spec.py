@@ -1,8 +1,8 @@
 """The declarative half of the metric spec: statuses, counts, rates, module tables, the window.
 
 Nothing here computes a table. :mod:`jobs.metrics.compute` runs these definitions with
-pandas/numpy and :mod:`jobs.spark.metrics` compiles the same objects into Spark columns, so both
-engines count by one definition.
+pandas/numpy, for both engines (the Spark engine runs it per tenant on executors), so every
+engine counts by one definition.
 """
 
 from __future__ import annotations

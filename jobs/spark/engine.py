@@ -15,8 +15,8 @@
               context rows: the tenant's events in ``[T0 - LONGEST_WINDOW_S, T0)`` and every
               earlier event of the messages with events in the chunk. Only the chunk's own rows
               are kept. This splits big tenants across executors.
-- Metrics: :mod:`jobs.spark.metrics` translates the spec of :mod:`jobs.metrics` into Spark column
-  expressions.
+- Metrics: :mod:`jobs.spark.metrics` cogroups each tenant's window messages, segments, events and
+  scores and runs :func:`jobs.metrics.compute_partitions` on them, as the local engine does.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
-from pyspark import SparkConf, SparkContext, StorageLevel
+from pyspark import SparkConf, SparkContext
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -414,8 +414,8 @@ def recompute_spark(
     scheme: str = "tenant",
 ) -> SparkRecompute:
     """Recompute the window ending at ``as_of`` with Spark: scores (a pandas scores table, a Spark
-    one, or computed in Spark), then the metric partitions and the four tables, aggregated in
-    Spark. ``scores_source`` of the result is ``file``, ``given`` or ``scored``.
+    one, or computed in Spark), then the metric partitions, computed per tenant on executors
+    (:mod:`jobs.spark.metrics`), and the four tables rolled up from them. ``scores_source`` of the result is ``file``, ``given`` or ``scored``.
 
     ``exclusions`` default to the data's settings table (the CLI passes the metrics store's).
     """
@@ -431,19 +431,12 @@ def recompute_spark(
         source = "file"
     else:  # scores already in Spark (e.g. from score_spark)
         scored, source = scores, "given"
-    scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        rows, partitions = compute_partitions_spark(
-            tables, scored, exclusions, window, tenants=tenants, channels=channels
-        )
-        # The partition rows are on the driver already (small: tenants x channels x days x
-        # keys): rolling them up there with the local engine's code saves four Spark jobs.
-        result = SparkRecompute(partitions, partitions.tables(), source)
-        for frame in rows.values():
-            frame.unpersist()
-    finally:
-        scored.unpersist()
-    return result
+    partitions = compute_partitions_spark(
+        tables, scored, exclusions, window, tenants=tenants, channels=channels
+    )
+    # The partition rows are on the driver already (small: tenants x channels x days x keys):
+    # the local engine's rollup makes the tables there.
+    return SparkRecompute(partitions, partitions.tables(), source)
 
 
 def scores_from_pandas(spark: SparkSession, scores: pd.DataFrame) -> DataFrame:
@@ -576,7 +569,7 @@ def spark_frames(
 
 def partitions_engine(spark: SparkSession) -> Engine:
     """A drop-in for :func:`jobs.metrics.compute_partitions` (``RecomputeOptions.engine`` of
-    ``jobs.recompute``) that aggregates in Spark. Takes the same pandas inputs; Spark-native
+    ``jobs.recompute``) that computes in Spark, per tenant. Takes the same pandas inputs; Spark-native
     callers use :func:`jobs.spark.metrics.compute_partitions_spark` with Spark tables directly."""
 
     def compute(
@@ -590,12 +583,9 @@ def partitions_engine(spark: SparkSession) -> Engine:
         channels: Sequence[str] = CHANNELS,
     ) -> Partitions:
         tables = spark_frames(spark, messages, events, segments)
-        rows, parts = compute_partitions_spark(
+        return compute_partitions_spark(
             tables, scores_from_pandas(spark, scores), exclusions, window, tenants, channels
         )
-        for frame in rows.values():
-            frame.unpersist()
-        return parts
 
     return compute
 

@@ -1,63 +1,46 @@
-"""The metric spec of :mod:`jobs.metrics.spec`, translated into Spark column expressions.
+"""Metric partitions in Spark, computed per tenant by the local engine's own code.
 
-Nothing here names a metric: counts, their event types, statuses and grains come from
-:data:`jobs.metrics.spec.COUNTS`, the tables and their keys from
-:data:`jobs.metrics.spec.MODULES`, the rates from :data:`jobs.metrics.spec.RATES`, and the status
-predicates are the spec's own callables applied to Spark ``Column`` objects
-(:func:`jobs.metrics.spec.count_mask`). The steps are those of
-:func:`jobs.metrics.compute.compute_partitions` (window, event status, per-message counts,
-partitions per module); the collected partition rows go through the same finishing code as the
-local engine's, so the store receives identical rows, and the tables are rolled up from them by
-:func:`jobs.metrics.compute.rollup` on the driver (partition rows are few: tenants x channels x
-days x keys).
+Metrics never look across tenants, so each tenant's partition rows are exactly what
+:func:`jobs.metrics.compute_partitions` returns for that tenant's rows alone. Spark only moves the
+rows: one cogroup by ``tenant_id`` brings each tenant's window messages and segment memberships
+(one side) and its events before ``as_of`` and their scores (the other side) to one Python call,
+which runs ``compute_partitions`` on them as pandas frames (a tenant's data must fit one
+executor, as for scoring). The partition rows come back to the driver (they are few: channels x
+days x keys per tenant), are put together in the local engine's order, and the summary grid and
+the tables are built from them with the local engine's ``summary_grid`` and ``rollup``.
+
+A counted event without a score raises :class:`jobs.metrics.MissingScores` with the count over
+every tenant, as the local engine does.
 """
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import BooleanType, DataType, IntegralType
 
-from contract.schema import CHANNELS, MESSAGE_CONTEXT
-from jobs.metrics.compute import MissingScores, Partitions, coerce, summary_grid
-from jobs.metrics.spec import (
-    COUNTS,
-    DAY_NS,
-    MESSAGE_COUNTS,
-    MODULES,
-    NO_DOMAIN,
-    PARTITION_KEY,
-    UNKNOWN_KIND,
-    Module,
-    Window,
-    count_mask,
-)
+from contract.schema import CHANNELS
+from contract.validate import empty_table
+from core.errors import BotfilterError
+from jobs.metrics.compute import MissingScores, Partitions, compute_partitions, summary_grid
+from jobs.metrics.spec import EVENT_COLUMNS, MESSAGE_COLUMNS, PARTITION_KEY, Window
 
 if TYPE_CHECKING:
     from jobs.spark.tables import SparkTables
 
-PART_KEYS = ["tenant_id", "channel", "send_day", "in_window", "bot_filter_applied"]
-DAY_COLUMN = "day"  # the dashboard's activity day before it becomes ``date`` (as the local engine)
-
-
-def _mask(name: str) -> str:
-    return f"_m_{name}"
-
-
-def _reduce(name: str) -> Column:
-    """Per-message value of a count: events are summed, ``messages`` grains are 0/1."""
-    count = COUNTS[name]
-    col = F.col(_mask(name))
-    return (F.sum(col) if count.grain == "events" else F.max(col)).alias(name)
-
-
-def _sums(names: Sequence[str]) -> list[Column]:
-    return [F.sum(F.col(n)).cast("long").alias(n) for n in names]
+SIDE = "_side"  # which table a row of a cogroup side comes from
+MESSAGE, SEGMENT, EVENT, SCORE = "message", "segment", "event", "score"
+SCORED_KIND = "_scored_kind"  # the scores' bot_kind, beside the events' own label
+SEGMENT_COLUMNS = ("tenant_id", "segment_id", "contact_id")
+SCORE_FIELDS = ("event_id", "tenant_id", "is_bot", "top_reason", "model_version", "bot_kind")
+RESULT_DDL = "tenant_id string, _missing bigint, _example string, _rows binary"
+COUNTS = ("messages", "delivered", "events")  # the summary's counts per partition
 
 
 def compute_partitions_spark(
@@ -67,241 +50,184 @@ def compute_partitions_spark(
     window: Window,
     tenants: Sequence[str] | None = None,
     channels: Sequence[str] = CHANNELS,
-) -> tuple[dict[str, DataFrame], Partitions]:
-    """Partition rows of every module, computed in Spark.
-
-    Returns the cached Spark frames of computed rows (``send_day``/``day`` as day numbers) and the
-    :class:`jobs.metrics.Partitions` the local engine would return for the same inputs. Raises
-    :class:`jobs.metrics.MissingScores` when a counted event has no score.
-    """
-    spark = scores.sparkSession
-    day = DAY_NS
+) -> Partitions:
+    """The :class:`jobs.metrics.Partitions` the local engine would return for the same inputs,
+    computed tenant by tenant on executors. Raises :class:`jobs.metrics.MissingScores` when a
+    counted event has no score."""
     sent = F.col("sent_at")
-    m = tables.messages.where(
+    messages = tables.messages.where(
         (sent >= F.lit(window.stored_start.value))
         & (sent < F.lit(window.end.value))
         & F.col("channel").isin(list(channels))
     )
+    events = tables.events.where(F.col("occurred_at") < F.lit(window.end.value))
+    segments = tables.segments
+    if "tenant_id" not in scores.columns:
+        scores = _scores_with_tenants(scores, events)
     if tenants is not None:
-        m = m.where(F.col("tenant_id").isin(list(tenants)))
-    settings = spark.createDataFrame(
-        [(t, c, bool(v)) for (t, c), v in exclusions.items()],
-        "tenant_id string, channel string, _filter boolean",
+        wanted = F.col("tenant_id").isin(list(tenants))
+        messages, events, segments, scores = (
+            frame.where(wanted) for frame in (messages, events, segments, scores)
+        )
+    message_columns = [c for c in MESSAGE_COLUMNS if c in tables.messages.columns]
+    left = messages.select(*message_columns, F.lit(MESSAGE).alias(SIDE)).unionByName(
+        segments.select(*SEGMENT_COLUMNS, F.lit(SEGMENT).alias(SIDE)), allowMissingColumns=True
     )
-    # The message's own columns (keys of the modules), without its times: days replace them.
-    own = [c for c in MESSAGE_CONTEXT if c not in ("sent_at", "delivered_at", "link_count")]
-    m = m.join(F.broadcast(settings), ["tenant_id", "channel"], "left").select(
-        *own,
-        F.expr(f"sent_at div {day}").alias("send_day"),
-        (sent >= F.lit(window.start.value)).alias("in_window"),
-        F.coalesce(F.col("_filter"), F.lit(False)).alias("bot_filter_applied"),
-        F.col("delivered_at").isNotNull().alias("_delivered"),
-        F.expr(f"delivered_at div {day}").alias("_delivered_day"),
+    right = events.select(*EVENT_COLUMNS, F.lit(EVENT).alias(SIDE)).unionByName(
+        scores.select(
+            "event_id",
+            "tenant_id",
+            "is_bot",
+            # the strongest reason is all the metrics read of the reasons (bot kind of last resort)
+            F.try_element_at(F.col("reasons"), F.lit(1)).alias("top_reason"),
+            "model_version",
+            F.col("bot_kind").alias(SCORED_KIND),
+            F.lit(SCORE).alias(SIDE),
+        ),
+        allowMissingColumns=True,
     )
-    # Partitioned by message once: the events' join and the per-message join below then find
-    # it in place (the events are shuffled to it, the window messages are not shuffled again).
-    m = m.repartition("message_id", "tenant_id").persist(StorageLevel.MEMORY_AND_DISK)
+    run = _tenant_partitions(dict(exclusions), window, tuple(channels), message_columns)
+    got = (
+        left.groupBy("tenant_id")
+        .cogroup(right.groupBy("tenant_id"))
+        .applyInArrow(run, RESULT_DDL)
+        .toArrow()
+    )
+    return _assemble(got, exclusions, window, tenants, channels)
 
-    # Events of delivered window messages, before as_of, with their score and status masks.
-    # Event ids are unique within a tenant only: scores carrying tenant_id match on both.
-    # Scores first, messages second: the events come out partitioned by message, as the
-    # per-message and per-message-day counts below need them (no shuffle of their own).
-    keys = ["tenant_id", "event_id"] if "tenant_id" in scores.columns else ["event_id"]
-    base = ["send_day", "in_window", "bot_filter_applied", "channel", "recipient_domain"]
-    ev = (
-        tables.events.select(
-            "event_id", "tenant_id", "message_id", "type", "occurred_at", "bot_kind"
-        )
-        .where(F.col("occurred_at") < F.lit(window.end.value))
-        .join(
-            scores.select(
-                *keys,
-                "is_bot",
-                # the strongest reason is all the metrics read (bot kind of last resort)
-                F.try_element_at(F.col("reasons"), F.lit(1)).alias(_TOP_REASON),
-                "model_version",
-                F.col("bot_kind").alias("scored_kind"),
-            ),
-            keys,
-            "left",
-        )
-        .join(
-            m.where("_delivered").select("message_id", "tenant_id", *base),
-            ["message_id", "tenant_id"],
-        )
-    )
-    masks = [
-        count_mask(c, F.col("type"), F.col("is_bot"), F.col("bot_filter_applied"))
-        .cast("tinyint")  # 0/1: one byte a row in the cache; every sum of them is a bigint
-        .alias(_mask(name))
-        for name, c in COUNTS.items()
-        if c.grain != "delivered"
-    ]
-    ev = ev.select("*", *masks).persist(StorageLevel.MEMORY_AND_DISK)
-    per_message = ev.groupBy("message_id", "tenant_id").agg(
-        *(_reduce(n) for n in MESSAGE_COUNTS[1:]), F.count(F.lit(1)).alias("_events")
-    )
-    counts = [*MESSAGE_COUNTS[1:], "_events"]
-    msg = (
-        m.join(per_message, ["message_id", "tenant_id"], "left")
-        .fillna(0, subset=counts)
-        .withColumn("delivered", F.col("_delivered").cast("long"))
-    )
-    msg = msg.persist(StorageLevel.MEMORY_AND_DISK)
 
-    rows: dict[str, DataFrame] = {}
-    for table, module in MODULES.items():
-        keys = list(module.keys)
-        if module.grain == "message":
-            source = msg
-            for k in keys:  # a message without the key belongs to no group (local: dropna)
-                source = source.where(F.col(k).isNotNull())
-            frame = source.groupBy(*PART_KEYS, *keys).agg(*_sums(module.counts))
-        elif module.grain == "segment":
-            members = tables.segments.select("tenant_id", *keys, "contact_id").distinct()
-            frame = (
-                msg.join(members, ["tenant_id", "contact_id"])
-                .groupBy(*PART_KEYS, *keys)
-                .agg(*_sums(module.counts))
+def _scores_with_tenants(scores: DataFrame, events: DataFrame) -> DataFrame:
+    """Scores without ``tenant_id`` match events by ``event_id`` alone (the local engine's
+    rule): each score goes to every tenant that has an event of its id. Such scores must not
+    repeat an id, as the local engine requires."""
+    repeated = scores.groupBy("event_id").count().where(F.col("count") > 1).limit(1).collect()
+    if repeated:
+        raise BotfilterError(
+            f"event_id {repeated[0]['event_id']!r} is scored more than once and the "
+            "scores have no tenant_id to tell its tenants apart"
+        )
+    owners = events.select("event_id", "tenant_id").distinct()
+    return scores.join(owners, "event_id")
+
+
+def _tenant_partitions(
+    exclusions: dict[tuple[str, str], bool],
+    window: Window,
+    channels: tuple[str, ...],
+    message_columns: list[str],
+):  # noqa: ANN202
+    """cogroup applyInArrow: one tenant's partition rows by :func:`compute_partitions`, pickled
+    (frames of several schemas in one column); or the count of its unscored events."""
+
+    def run(left: pa.Table, right: pa.Table) -> pa.Table:
+        from jobs.spark.tables import arrow_to_clean_pandas
+
+        messages = _side(left, MESSAGE)
+        if messages.num_rows == 0:  # no window message: nothing of this tenant counts
+            return pa.table({}, schema=_result_schema())
+        tenant = messages.column("tenant_id")[0].as_py()
+        segments = _side(left, SEGMENT)
+        events = _side(right, EVENT)
+        scored = _side(right, SCORE)
+        scores = pa.table(
+            {
+                name: scored.column(SCORED_KIND if name == "bot_kind" else name)
+                for name in SCORE_FIELDS
+            }
+        )
+        try:
+            parts = compute_partitions(
+                arrow_to_clean_pandas("messages", messages, message_columns),
+                arrow_to_clean_pandas("events", events, list(EVENT_COLUMNS)),
+                scores.to_pandas(),
+                exclusions,
+                window,
+                segments=arrow_to_clean_pandas("segments", segments, list(SEGMENT_COLUMNS)),
+                tenants=[tenant],
+                channels=channels,
             )
-        elif module.grain == "day":
-            frame = _day_rows(msg, ev, module)
-        elif module.grain == "event":
-            frame = _event_rows(ev, module)
-        else:  # a new grain in the spec needs its translation here
-            raise NotImplementedError(f"metric grain {module.grain!r} has no Spark translation")
-        rows[table] = _dated(frame).select(*module.computed_columns)
+        except MissingScores as exc:
+            return _result(tenant, exc.missing, str(exc.example), None)
+        found = (parts.frames, parts.summary, parts.events_used, parts.model_versions)
+        return _result(tenant, 0, None, pickle.dumps(found, protocol=pickle.HIGHEST_PROTOCOL))
 
-    summary = msg.groupBy("tenant_id", "channel", "send_day").agg(
-        F.count(F.lit(1)).alias("messages"),
-        F.sum("delivered").cast("long").alias("delivered"),
-        F.sum("_events").cast("long").alias("events"),
+    return run
+
+
+def _side(table: pa.Table, side: str) -> pa.Table:
+    return table.filter(pc.equal(table.column(SIDE), side))
+
+
+def _result_schema() -> pa.Schema:
+    return pa.schema(
+        [
+            ("tenant_id", pa.string()),
+            ("_missing", pa.int64()),
+            ("_example", pa.string()),
+            ("_rows", pa.binary()),
+        ]
     )
-    # The checks and totals: events used, unscored ones (and one of them), model versions.
-    unscored = F.col("is_bot").isNull()
-    totals = ev.groupBy("model_version").agg(
-        F.count(F.lit(1)).alias(_TOTAL),
-        F.sum(unscored.cast("long")).alias(_MISSING),
-        F.min(F.when(unscored, F.col("event_id"))).alias(_EXAMPLE),
+
+
+def _result(tenant: str, missing: int, example: str | None, rows: bytes | None) -> pa.Table:
+    return pa.table(
+        {"tenant_id": [tenant], "_missing": [missing], "_example": [example], "_rows": [rows]},
+        schema=_result_schema(),
     )
-    # Every result in one job (the rows are few: tenants x channels x days x keys), its shuffle
-    # stages running side by side instead of one small job after another.
-    got = _collect_all({**rows, _SUMMARY: summary, _TOTALS: totals})
-    missing = int(got[_TOTALS][_MISSING].sum())
+
+
+def _assemble(
+    got: pa.Table,
+    exclusions: Mapping[tuple[str, str], bool],
+    window: Window,
+    tenants: Sequence[str] | None,
+    channels: Sequence[str],
+) -> Partitions:
+    """One :class:`Partitions` from the tenants' results, in the local engine's row order
+    (every module's rows are sorted by tenant first)."""
+    results = sorted(got.to_pylist(), key=lambda r: r["tenant_id"])
+    missing = sum(int(r["_missing"]) for r in results)
     if missing:
-        example = got[_TOTALS][_EXAMPLE].dropna().min()
-        raise MissingScores(
-            f"{missing} events have no score (e.g. event_id {example!r}); "
-            "score them or pass a scores file covering them"
-        )
-    present = sorted(set(got[_SUMMARY]["tenant_id"]))  # every window message is in the summary
-    events_used = int(got[_TOTALS][_TOTAL].sum())
-    versions = tuple(sorted(v for v in got[_TOTALS]["model_version"] if isinstance(v, str)))
-    frames = {name: _typed(got[name], MODULES[name]) for name in rows}
-    partitions = Partitions(
+        example = min(r["_example"] for r in results if r["_missing"])
+        raise MissingScores(missing, example)
+    present = [r["tenant_id"] for r in results]
+    scope = tuple(tenants) if tenants is not None else tuple(present)
+    found: list[tuple[dict[str, pd.DataFrame], pd.DataFrame, int, tuple[str, ...]]] = [
+        pickle.loads(r["_rows"]) for r in results
+    ]
+    if not found:  # no window message at all: the local engine's empty result
+        return _empty(exclusions, window, scope, channels)
+    frames = {
+        name: pd.concat([f[0][name] for f in found], ignore_index=True) for name in found[0][0]
+    }
+    counts = pd.concat([f[1][[*PARTITION_KEY, *COUNTS]] for f in found], ignore_index=True)
+    versions: set[Any] = set().union(*(f[3] for f in found))
+    return Partitions(
         window=window,
         frames=frames,
-        summary=summary_grid(got[_SUMMARY], window, tenants or present, channels, exclusions),
-        events_used=events_used,
-        model_versions=versions,
-        tenants=tuple(tenants) if tenants is not None else tuple(present),
+        summary=summary_grid(counts, window, scope, channels, exclusions),
+        events_used=sum(f[2] for f in found),
+        model_versions=tuple(sorted(versions)),
+        tenants=scope,
         channels=tuple(channels),
     )
-    for frame in (m, ev, msg):
-        frame.unpersist()
-    return rows, partitions
 
 
-_SUMMARY, _TOTALS = "_summary", "_totals"  # the two results beside the modules' rows
-_PART, _TOTAL, _MISSING, _EXAMPLE = "_part", "_total", "_missing", "_example"
-_TOP_REASON = "_top_reason"
-
-
-def _dated(rows: DataFrame) -> DataFrame:
-    """Day numbers as dates (``send_day`` -> ``send_date``, ``day`` -> ``date``)."""
-    for day, name in (("send_day", "send_date"), (DAY_COLUMN, "date")):
-        if day in rows.columns:
-            rows = rows.withColumn(name, F.date_from_unix_date(F.col(day))).drop(day)
-    return rows
-
-
-def _collect_all(parts: dict[str, DataFrame]) -> dict[str, pd.DataFrame]:
-    """Collect several small results in one Spark job: one union, each part's columns filled
-    with zeros / false / nulls elsewhere, split again on the driver (each part keeps its own
-    columns, in its order)."""
-    wide: dict[str, DataType] = {}
-    for frame in parts.values():
-        for field in frame.schema.fields:
-            wide.setdefault(field.name, field.dataType)
-
-    def filler(kind: DataType) -> Column:
-        if isinstance(kind, IntegralType):
-            return F.lit(0).cast(kind)  # zeros: integer columns stay int64 in pandas
-        if isinstance(kind, BooleanType):
-            return F.lit(False)
-        return F.lit(None).cast(kind)
-
-    union: DataFrame | None = None
-    for name, frame in parts.items():
-        cols = [F.lit(name).alias(_PART)] + [
-            F.col(c) if c in frame.columns else filler(kind).alias(c) for c, kind in wide.items()
-        ]
-        branch = frame.select(*cols)
-        union = branch if union is None else union.unionByName(branch)
-    assert union is not None
-    everything = union.toPandas()
-    return {
-        name: everything.loc[everything[_PART] == name, frame.columns].reset_index(drop=True)
-        for name, frame in parts.items()
-    }
-
-
-def _typed(frame: pd.DataFrame, module: Module) -> pd.DataFrame:
-    """Computed rows typed (:func:`jobs.metrics.coerce`) and ordered as the local engine
-    returns them."""
-    frame = coerce(frame, module)
-    order = [*PARTITION_KEY, *module.keys, "in_window"]
-    return frame.sort_values(order, kind="stable", ignore_index=True)
-
-
-def _day_rows(msg: DataFrame, ev: DataFrame, module: Module) -> DataFrame:
-    """Dashboard rows: delivered by delivery day, events by event day (uniques per message-day)."""
-    day = DAY_NS
-    others = [n for n in module.counts if n != "delivered"]
-    delivered = msg.where("_delivered").select(
-        *PART_KEYS,
-        F.col("_delivered_day").alias(DAY_COLUMN),
-        F.lit(1).cast("long").alias("delivered"),
-        *(F.lit(0).cast("long").alias(n) for n in others),
+def _empty(
+    exclusions: Mapping[tuple[str, str], bool],
+    window: Window,
+    tenants: Sequence[str],
+    channels: Sequence[str],
+) -> Partitions:
+    """What :func:`compute_partitions` returns when no message is in the window."""
+    scores = pd.DataFrame({"event_id": [], "tenant_id": [], "is_bot": []})
+    return compute_partitions(
+        empty_table("messages"),
+        empty_table("events"),
+        scores.astype({"event_id": object, "tenant_id": object, "is_bot": bool}),
+        exclusions,
+        window,
+        segments=empty_table("segments"),
+        tenants=tenants,
+        channels=channels,
     )
-    activity = (
-        ev.withColumn(DAY_COLUMN, F.expr(f"occurred_at div {day}"))
-        .groupBy("message_id", "tenant_id", *PART_KEYS[1:], DAY_COLUMN)
-        .agg(*(_reduce(n) for n in others))
-        .select(*PART_KEYS, DAY_COLUMN, F.lit(0).cast("long").alias("delivered"), *others)
-    )
-    return (
-        delivered.unionByName(activity).groupBy(*PART_KEYS, DAY_COLUMN).agg(*_sums(module.counts))
-    )
-
-
-def _event_rows(ev: DataFrame, module: Module) -> DataFrame:
-    """Bot events by recipient domain and bot kind (the scores' kind, else the label's, else
-    the top reason)."""
-    is_bot_row = F.lit(False)
-    for name in module.counts:
-        if COUNTS[name].status == "bot":
-            is_bot_row = is_bot_row | (F.col(_mask(name)) == 1)
-    top = F.concat(F.lit("reason:"), F.col(_TOP_REASON))  # null without a reason
-    keyed = ev.where(is_bot_row).select(
-        *PART_KEYS,
-        F.coalesce(F.col("recipient_domain"), F.lit(NO_DOMAIN)).alias("recipient_domain"),
-        F.coalesce(
-            F.when(F.col("scored_kind") != "", F.col("scored_kind")),
-            F.col("bot_kind"),
-            top,
-            F.lit(UNKNOWN_KIND),
-        ).alias("bot_kind"),
-        *(F.col(_mask(n)).alias(n) for n in module.counts),
-    )
-    return keyed.groupBy(*PART_KEYS, *module.keys).agg(*_sums(module.counts))

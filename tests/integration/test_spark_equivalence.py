@@ -411,7 +411,7 @@ def test_tenants_sharing_message_and_event_ids_stay_apart(
         window = Window.ending("2025-01-20", 30)
         exclusions = {("t1", "email"): True, ("t2", "sms"): True}
         scored = scores_from_pandas(spark, tenant_scores())
-        _, parts = compute_partitions_spark(tables, scored, exclusions, window)
+        parts = compute_partitions_spark(tables, scored, exclusions, window)
         clean = contract.load(data)
         local = compute_partitions(
             clean.messages, clean.events, tenant_scores(), exclusions, window
@@ -485,3 +485,28 @@ def test_validation_groups_fill_every_shuffle_partition(spark) -> None:
         assert Counter(row[0] for row in placed) == dict.fromkeys(
             range(partitions), BUCKETS_PER_PARTITION
         )
+
+
+def test_unscored_events_of_several_tenants_are_counted_together(spark, local) -> None:
+    """Metrics run tenant by tenant on executors, but unscored events raise MissingScores with
+    their count over every tenant, as the local engine's does."""
+    from jobs import metrics as M
+    from jobs.spark.engine import scores_from_pandas, spark_frames
+    from jobs.spark.metrics import compute_partitions_spark
+
+    validated, scores = local
+    messages, events = validated.messages, validated.events
+    window = M.Window.ending(events["occurred_at"].max() + pd.Timedelta(seconds=1), 30)
+    sent = messages.loc[messages["delivered_at"].notna() & (messages["sent_at"] >= window.start)]
+    counted = events.merge(sent[["tenant_id", "message_id"]])
+    first = counted.groupby("tenant_id")["event_id"].first()
+    assert len(first) >= 2
+    dropped = list(first.iloc[:2].items())  # one counted event of each of two tenants
+    keys = pd.MultiIndex.from_frame(scores[["tenant_id", "event_id"]])
+    partial = scores[~keys.isin(dropped)]
+    with pytest.raises(M.MissingScores, match="^2 events have no score"):
+        M.compute_partitions(messages, events, partial, {}, window, validated.segments)
+    tables = spark_frames(spark, messages, events, validated.segments)
+    with pytest.raises(M.MissingScores, match="^2 events have no score") as got:
+        compute_partitions_spark(tables, scores_from_pandas(spark, partial), {}, window)
+    assert got.value.example in {event for _, event in dropped}
