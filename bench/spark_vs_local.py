@@ -1,18 +1,21 @@
 """Benchmark: the local engine against the Spark engine on the same events, side by side.
 
     .venv/bin/python bench/spark_vs_local.py [--events 1000000] [--cores 1,2] [--scheme tenant]
-        [--event-log DIR]
+        [--event-log DIR] [--conf KEY=VALUE ...]
 
 Both engines run the same job on the same simulated data directory with the same model: read and
 validate the tables, score every event (features + model + reasons), and aggregate the metric
 partitions of the 30-day window. Spark runs in local mode once per core count (``local[1]``,
 ``local[2]``, ...), so the figures show how it scales with executor cores. Prints events/s per
-stage and end to end, and peak memory (this process; the Spark JVM and its Python workers).
+stage and end to end, the CPU seconds each stage used (this process and every process under it:
+the Spark JVM and its Python workers; a stage whose CPU seconds are near its wall time ran on
+one core) and peak memory (the same processes).
 Start-up is timed apart and left out of the stages: for Spark the session, the Python workers and
 the model and enrichers loaded in each (:func:`jobs.spark.engine.warm_up`); for the local engine
 the enrichers. Then the ratios the targets are stated in: each Spark stage's events/s over the
 local engine's, and the speed-up from the first core count to the last. ``--event-log`` keeps
-Spark's event logs and prints the slowest stages of each run.
+Spark's event logs and prints the slowest stages of each run; ``--conf KEY=VALUE`` (repeatable)
+sets a Spark setting of the session.
 The model is trained on a separate small world (no MLflow needed) and compiled
 with lleaves, as production scoring does, on the driver and on every executor.
 """
@@ -36,18 +39,8 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _tree_peaks(root: int) -> tuple[float, float]:
-    """Peak RSS (VmHWM, MB) of process ``root`` and the sum over its descendants."""
-
-    def hwm(pid: int) -> float:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return 0.0
-
+def _descendants(root: int) -> list[int]:
+    """Every live process under ``root``."""
     parents: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -61,7 +54,36 @@ def _tree_peaks(root: int) -> tuple[float, float]:
         kids = [c for c, p in parents.items() if p == pid]
         below += kids
         frontier += kids
-    return hwm(root), sum(hwm(pid) for pid in below)
+    return below
+
+
+def _tree_peaks(root: int) -> tuple[float, float]:
+    """Peak RSS (VmHWM, MB) of process ``root`` and the sum over its descendants."""
+
+    def hwm(pid: int) -> float:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return 0.0
+
+    return hwm(root), sum(hwm(pid) for pid in _descendants(root))
+
+
+def tree_cpu() -> float:
+    """CPU seconds (user + system) used so far by this process and every process under it,
+    reaped children included (a live worker's own time, a finished one's in its parent's)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in [os.getpid(), *_descendants(os.getpid())]:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile: its time is in its parent's once reaped
+            continue
+        total += sum(int(f) for f in fields[11:15]) / ticks  # utime stime cutime cstime
+    return total
 
 
 def world(out: Path, events: int) -> Path:
@@ -126,11 +148,11 @@ def run_local(data: Path, model, settings) -> dict[str, float]:  # noqa: ANN001
     as_of, exclusions = window_end(data), exclusions_of(data)
     t = time.perf_counter()
     Enrichers.load()  # the start-up cost both engines pay once per process (cached after)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), tree_cpu()
     validated = contract.load(data)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), tree_cpu()
     scores = score_validated(validated, settings, model=model)
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), tree_cpu()
     parts = compute_partitions(
         validated.messages,
         validated.events,
@@ -140,15 +162,22 @@ def run_local(data: Path, model, settings) -> dict[str, float]:  # noqa: ANN001
         segments=validated.segments,
     )
     parts.tables()
-    t3 = time.perf_counter()
+    t3, c3 = time.perf_counter(), tree_cpu()
     return {
         "events": len(validated.events),
         "start-up": t0 - t,
-        "load + validate": t1 - t0,
-        "score": t2 - t1,
-        "metrics": t3 - t2,
-        "total": t3 - t0,
+        **_stages((t0, t1, t2, t3), (c0, c1, c2, c3)),
     }
+
+
+def _stages(wall: tuple[float, ...], cpu: tuple[float, ...]) -> dict[str, float]:
+    """Wall and CPU seconds of each stage from the times at its bounds."""
+    out: dict[str, float] = {}
+    for i, stage in enumerate(STAGES[:-1]):
+        out[stage] = wall[i + 1] - wall[i]
+        out[f"cpu {stage}"] = cpu[i + 1] - cpu[i]
+    out["total"], out["cpu total"] = wall[-1] - wall[0], cpu[-1] - cpu[0]
+    return out
 
 
 def run_spark(
@@ -158,15 +187,16 @@ def run_spark(
     cores: int,
     scheme: str,
     event_log: Path | None = None,
+    conf: dict[str, str] | None = None,
 ) -> dict[str, float]:
     from jobs.spark.engine import ModelPayload, recompute_spark, score_spark, spark_session, warm_up
     from jobs.spark.tables import load_tables
 
     as_of, exclusions = window_end(data), exclusions_of(data)
-    extra = {}
+    extra = dict(conf or {})
     if event_log is not None:
         event_log.mkdir(parents=True, exist_ok=True)
-        extra = {
+        extra |= {
             "spark.eventLog.enabled": "true",
             "spark.eventLog.dir": event_log.as_uri(),
             "spark.eventLog.compress": "false",
@@ -177,14 +207,14 @@ def run_spark(
         payload = ModelPayload.of(model)
         # Fixed cost, paid once per cluster: JVM, Python workers, model and enrichers on each.
         warm_up(spark, payload)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), tree_cpu()
         tables = load_tables(spark, data)  # validation runs here (counts for the report)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), tree_cpu()
         scores = score_spark(spark, tables, settings, payload=payload, scheme=scheme).cache()
         n = scores.count()
-        t2 = time.perf_counter()
+        t2, c2 = time.perf_counter(), tree_cpu()
         recompute_spark(spark, tables, settings, as_of=as_of, scores=scores, exclusions=exclusions)
-        t3 = time.perf_counter()
+        t3, c3 = time.perf_counter(), tree_cpu()
         jvm_mb, workers_mb = _tree_peaks(spark.sparkContext._gateway.proc.pid)
         tables.unpersist()
         scores.unpersist()
@@ -193,10 +223,7 @@ def run_spark(
     return {
         "events": n,
         "start-up": t0 - t,
-        "load + validate": t1 - t0,
-        "score": t2 - t1,
-        "metrics": t3 - t2,
-        "total": t3 - t0,
+        **_stages((t0, t1, t2, t3), (c0, c1, c2, c3)),
         "jvm MB": jvm_mb,
         "workers MB": workers_mb,
     }
@@ -218,7 +245,8 @@ def run_one(engine: str, args: argparse.Namespace) -> dict[str, float]:
         spark_settings = settings.model_copy(update={"threads": 1})
         cores = int(engine.split(":")[1])
         log = args.event_log / f"local-{cores}" if args.event_log else None
-        result = run_spark(data, model, spark_settings, cores, args.scheme, log)
+        conf = dict(item.split("=", 1) for item in args.conf)
+        result = run_spark(data, model, spark_settings, cores, args.scheme, log, conf)
         result["peak MB"] = peak_mb() + result.pop("jvm MB") + result.pop("workers MB")
         return result
 
@@ -233,8 +261,18 @@ def main() -> None:
     ap.add_argument(
         "--event-log", type=Path, help="write Spark event logs here and print the slowest stages"
     )
+    ap.add_argument(
+        "--conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Spark setting for the session (repeatable)",
+    )
     ap.add_argument("--only", help=argparse.SUPPRESS)  # internal: one engine, JSON on stdout
     args = ap.parse_args()
+    bad = [item for item in args.conf if "=" not in item]
+    if bad:
+        ap.error(f"--conf {bad[0]}: expected KEY=VALUE")
 
     args.out.mkdir(parents=True, exist_ok=True)
     if args.only:
@@ -249,6 +287,7 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--only", engine, "--events", str(args.events)]
         cmd += ["--scheme", args.scheme, "--out", str(args.out)]
         cmd += ["--event-log", str(args.event_log)] if args.event_log else []
+        cmd += [f"--conf={item}" for item in args.conf]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             sys.exit(f"{engine} failed:\n{done.stderr[-3000:]}")
@@ -275,6 +314,10 @@ def report(results: dict[str, dict[str, float]], data: Path, args: argparse.Name
     for name, r in results.items():
         cells = "".join(f"{r[s]:8.1f} s {n / r[s]:9,.0f}/s" for s in STAGES)
         print(f"{name:<18}{r['start-up']:8.1f} s{cells}{r['peak MB']:>7,.0f} MB")
+    print(f"{'CPU seconds':<18}{'':>10}" + "".join(f"{s:>22}" for s in STAGES))
+    for name, r in results.items():
+        cells = "".join(f"{r[f'cpu {s}']:8.1f} s {r[f'cpu {s}'] / r[s]:6.2f} cores" for s in STAGES)
+        print(f"{name:<18}{'':>10}{cells}")
     spark_runs = [k for k in results if k.startswith("spark")]
     if "local" in results:
         for name in spark_runs:
@@ -288,6 +331,8 @@ def report(results: dict[str, dict[str, float]], data: Path, args: argparse.Name
     print("peak memory: the engine's process; for Spark plus its JVM and Python workers")
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"load average at the end (1/5/15 min): {load}  (other work on the machine skews this)")
+    if args.conf:
+        print(f"Spark settings given: {', '.join(args.conf)}")
 
 
 def slowest_stages(log: Path, top: int = 12) -> list[tuple[float, int, str]]:

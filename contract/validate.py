@@ -665,7 +665,7 @@ class Validated:
 
 @dataclass
 class _TableResult:
-    clean: pd.DataFrame
+    clean: pd.DataFrame | pa.Table
     quarantine: pd.DataFrame
     report: TableReport
 
@@ -673,15 +673,23 @@ class _TableResult:
 def _result(
     schema: TableSchema,
     raw: RawTable,
-    typed: dict[str, pd.Series],
+    typed: dict[str, pd.Series] | dict[str, pa.Array],
     verdicts: _Verdicts,
     drop: np.ndarray,
     rows: np.ndarray | None = None,
 ) -> _TableResult:
     """The clean rows (only ``rows`` of them when given: see :func:`_clean_frame`), the
-    quarantine and the counts, which always count every row."""
+    quarantine and the counts, which always count every row.
+
+    ``typed`` as parsed Arrow arrays (every row): the clean rows are an Arrow table of the
+    schema columns (:func:`validate_raw_arrow`)."""
     keep = verdicts.ok & ~drop
-    clean = _clean_frame(typed, raw, keep, rows)
+    clean: pd.DataFrame | pa.Table
+    if all(isinstance(v, pa.Array | pa.ChunkedArray) for v in typed.values()) and typed:
+        kept = np.flatnonzero(keep)
+        clean = pa.table({name: _aligned(arr, kept) for name, arr in typed.items()})
+    else:
+        clean = _clean_frame(typed, raw, keep, rows)
     bad = np.flatnonzero(~verdicts.ok)
     rejected = raw.rejected
     quarantine = pd.DataFrame(
@@ -719,7 +727,7 @@ def _aligned(values: pa.Array | pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
 
 
 def _messages_and_events(
-    raw_messages: RawTable, raw_events: RawTable, referenced_only: bool = False
+    raw_messages: RawTable, raw_events: RawTable, referenced_only: bool = False, arrow: bool = False
 ) -> tuple[_TableResult, _TableResult, np.ndarray | None]:
     """Both tables at once: events are checked against the messages that are kept.
 
@@ -727,7 +735,9 @@ def _messages_and_events(
     GIL-bound building of Python strings: events are parsed while message objects are built,
     and ids are hashed while event objects are built. With ``referenced_only`` the clean
     messages are those a clean event names (every message is still checked and counted), and
-    the third result is each clean event's row among them (-1: none).
+    the third result is each clean event's row among them (-1: none). With ``arrow`` the clean
+    tables are Arrow tables of the parsed columns, and Python objects are built only for the
+    rows that the duplicate checks compare.
     """
     m_verdicts = _Verdicts(raw_messages.data.num_rows)
     e_verdicts = _Verdicts(raw_events.data.num_rows)
@@ -736,13 +746,13 @@ def _messages_and_events(
         e_parsing = pool.submit(_parse_columns, EVENTS, raw_events, EVENTS.names, e_verdicts)
         # Python objects for every message cost more than the rest of validating them; most
         # messages have no event, so a caller that only wants the events' context skips them.
-        message = None if referenced_only else _typed_columns(MESSAGES, m_values)
+        message = None if referenced_only or arrow else _typed_columns(MESSAGES, m_values)
         e_values = e_parsing.result()
         # one code space for the ids of both tables: a message is (tenant_id, message_id)
         id_hashing = pool.submit(_arrow_codes, m_values["message_id"], e_values["message_id"])
         tenant_hashing = pool.submit(_arrow_codes, m_values["tenant_id"], e_values["tenant_id"])
         event_id_hashing = pool.submit(_arrow_codes, e_values["event_id"])
-        event = _typed_columns(EVENTS, e_values)
+        event = None if arrow else _typed_columns(EVENTS, e_values)
         ids = id_hashing.result()
         tenants = tenant_hashing.result()
         event_ids = event_id_hashing.result()
@@ -773,7 +783,15 @@ def _messages_and_events(
     _event_message_rules(e_values, context, e_verdicts)
     # a duplicate delivery is a repeated (tenant_id, event_id); one with other values conflicts
     event_codes = _pair_codes(tenants[n_messages:], event_ids)
-    e_drop = _duplicates(event_codes, e_verdicts, _at(event), "conflicting duplicate event_id")
+    e_identity = _typed_at(EVENTS, e_values) if event is None else _at(event)
+    e_drop = _duplicates(event_codes, e_verdicts, e_identity, "conflicting duplicate event_id")
+    if arrow:
+        return (
+            _result(MESSAGES, raw_messages, m_values, m_verdicts, m_drop),
+            _result(EVENTS, raw_events, e_values, e_verdicts, e_drop),
+            None,
+        )
+    assert event is not None
     events = _result(EVENTS, raw_events, event, e_verdicts, e_drop)
     if message is not None:
         return _result(MESSAGES, raw_messages, message, m_verdicts, m_drop), events, None
@@ -788,20 +806,22 @@ def _messages_and_events(
     return messages, events, position[named]
 
 
-def _segments(raw: RawTable) -> _TableResult:
+def _segments(raw: RawTable, arrow: bool = False) -> _TableResult:
     verdicts = _Verdicts(raw.data.num_rows)
-    typed = _check_columns(SEGMENTS, raw, SEGMENTS.names, verdicts)
+    values = _parse_columns(SEGMENTS, raw, SEGMENTS.names, verdicts)
+    typed = _typed_columns(SEGMENTS, values)
     drop = _duplicates(_codes(*(typed[name] for name in SEGMENTS.names)), verdicts)
-    return _result(SEGMENTS, raw, typed, verdicts, drop)
+    return _result(SEGMENTS, raw, values if arrow else typed, verdicts, drop)
 
 
-def _settings(raw: RawTable) -> _TableResult:
+def _settings(raw: RawTable, arrow: bool = False) -> _TableResult:
     verdicts = _Verdicts(raw.data.num_rows)
-    typed = _check_columns(SETTINGS, raw, SETTINGS.names, verdicts)
+    values = _parse_columns(SETTINGS, raw, SETTINGS.names, verdicts)
+    typed = _typed_columns(SETTINGS, values)
     drop = _duplicates(
         _codes(typed["tenant_id"]), verdicts, _at(typed), "conflicting duplicate tenant_id"
     )
-    return _result(SETTINGS, raw, typed, verdicts, drop)
+    return _result(SETTINGS, raw, values if arrow else typed, verdicts, drop)
 
 
 def validate_raw(raws: dict[str, RawTable], referenced_only: bool = False) -> Validated:
@@ -811,26 +831,8 @@ def validate_raw(raws: dict[str, RawTable], referenced_only: bool = False) -> Va
     no others; the counts and the quarantine still cover every message), and
     ``event_messages`` says which one each event names.
     """
-    for name in REQUIRED_TABLES:
-        if name not in raws:
-            raise BotfilterError(f"missing required table: {name}")
-    unknown = sorted(set(raws) - set(TABLES))
-    if unknown:
-        raise BotfilterError(f"unknown table(s): {', '.join(unknown)}")
-    for name, raw in raws.items():
-        check_required_columns(raw.data.column_names, TABLES[name], raw.source)
-    messages, events, event_messages = _messages_and_events(
-        raws["messages"], raws["events"], referenced_only
-    )
-    results = {
-        "messages": messages,
-        "events": events,
-        "segments": _segments(raws.get("segments") or empty_raw("segments")),
-        "settings": _settings(raws.get("settings") or empty_raw("settings")),
-    }
-    quarantine = pd.concat([r.quarantine for r in results.values()], ignore_index=True)
-    report = Report({name: r.report for name, r in results.items()})
-    report.check()
+    results, event_messages = _validate(raws, referenced_only, arrow=False)
+    quarantine, report = _quarantine_and_report(results)
     return Validated(
         messages=results["messages"].clean,
         events=results["events"].clean,
@@ -840,6 +842,55 @@ def validate_raw(raws: dict[str, RawTable], referenced_only: bool = False) -> Va
         report=report,
         event_messages=event_messages,
     )
+
+
+@dataclass
+class ValidatedArrow:
+    """:func:`validate_raw_arrow`'s result: the clean tables as Arrow tables of the schema
+    columns (parsed types: text, int64, bool, timestamps in ns UTC), the quarantine, the counts."""
+
+    tables: dict[str, pa.Table]
+    quarantine: pd.DataFrame
+    report: Report
+
+
+def validate_raw_arrow(raws: dict[str, RawTable]) -> ValidatedArrow:
+    """:func:`validate_raw` with the clean tables kept in Arrow: the same rows and values,
+    without building a Python object per clean value (for callers that hand Arrow on, such as
+    the Spark engine's validation groups). Extra input columns are left out."""
+    results, _ = _validate(raws, referenced_only=False, arrow=True)
+    quarantine, report = _quarantine_and_report(results)
+    return ValidatedArrow({n: r.clean for n, r in results.items()}, quarantine, report)
+
+
+def _validate(
+    raws: dict[str, RawTable], referenced_only: bool, arrow: bool
+) -> tuple[dict[str, _TableResult], np.ndarray | None]:
+    for name in REQUIRED_TABLES:
+        if name not in raws:
+            raise BotfilterError(f"missing required table: {name}")
+    unknown = sorted(set(raws) - set(TABLES))
+    if unknown:
+        raise BotfilterError(f"unknown table(s): {', '.join(unknown)}")
+    for name, raw in raws.items():
+        check_required_columns(raw.data.column_names, TABLES[name], raw.source)
+    messages, events, event_messages = _messages_and_events(
+        raws["messages"], raws["events"], referenced_only, arrow
+    )
+    results = {
+        "messages": messages,
+        "events": events,
+        "segments": _segments(raws.get("segments") or empty_raw("segments"), arrow),
+        "settings": _settings(raws.get("settings") or empty_raw("settings"), arrow),
+    }
+    return results, event_messages
+
+
+def _quarantine_and_report(results: dict[str, _TableResult]) -> tuple[pd.DataFrame, Report]:
+    quarantine = pd.concat([r.quarantine for r in results.values()], ignore_index=True)
+    report = Report({name: r.report for name, r in results.items()})
+    report.check()
+    return quarantine, report
 
 
 def validate_tables(raw: dict[str, pd.DataFrame]) -> Validated:

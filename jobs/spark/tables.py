@@ -54,7 +54,7 @@ from contract.readers import (
     read_table_file,
 )
 from contract.schema import FILE_FORMATS, REQUIRED_TABLES, TABLES
-from contract.validate import Validated, validate_raw
+from contract.validate import ValidatedArrow, validate_raw, validate_raw_arrow
 from core.errors import BotfilterError
 
 ROW = "_row"  # 0-based source record number
@@ -148,11 +148,18 @@ def arrow_to_clean_pandas(
     return pa.table(arrays).to_pandas(types_mapper=mapper)  # text: object arrays of str/None
 
 
-def _clean_arrow(table: str, frame: pd.DataFrame) -> dict[str, pa.Array]:
-    """The schema columns of a clean pandas table as Arrow arrays of the Spark-side types."""
+def _spark_types(table: str, columns: dict[str, Any]) -> dict[str, pa.Array]:
+    """The schema columns of a clean table (Arrow arrays, or pandas columns in the contract's
+    dtypes) as Arrow arrays of the Spark-side types."""
     out = {}
     for column in TABLES[table].columns:
-        arr = pa.Array.from_pandas(frame[column.name])
+        values = columns[column.name]
+        if isinstance(values, pa.ChunkedArray):
+            arr = values.combine_chunks()
+        elif isinstance(values, pa.Array):
+            arr = values
+        else:
+            arr = pa.Array.from_pandas(values)
         if column.kind == "timestamp":
             arr = arr.cast(UTC_NS)
         out[column.name] = arr.cast(_CLEAN_ARROW[column.kind])
@@ -161,30 +168,33 @@ def _clean_arrow(table: str, frame: pd.DataFrame) -> dict[str, pa.Array]:
 
 def clean_to_arrow(table: str, frame: pd.DataFrame) -> pa.Table:
     """A contract-clean pandas table as the Arrow table of its Spark-side clean schema."""
-    return pa.table(_clean_arrow(table, frame))
+    return pa.table(_spark_types(table, {name: frame[name] for name in TABLES[table].names}))
 
 
 def _output(
-    table: str, clean: pd.DataFrame, quarantine: pd.DataFrame, wide: tuple[str, ...]
+    table: str, clean: pa.Table, quarantine: pd.DataFrame, wide: tuple[str, ...]
 ) -> pa.Table:
     """Clean rows then quarantine rows of one validated group, in the schema of a validation
     UDF over the tables ``wide`` (columns of the other tables are null)."""
-    n, q = len(clean), len(quarantine)
-    columns = _clean_arrow(table, clean)
+    n, q = clean.num_rows, len(quarantine)
+    columns = _spark_types(table, {name: clean.column(name) for name in clean.column_names})
     arrays = {name: pa.concat_arrays([arr, pa.nulls(q, arr.type)]) for name, arr in columns.items()}
     for name, kind in _wide_columns(*wide).items():
         if name not in arrays:
             arrays[name] = pa.nulls(n + q, _ARROW_OF_SPARK[kind])
     arrays = {name: arrays[name] for name in _wide_columns(*wide)}
-    arrays["_table"] = pa.array([table] * (n + q), pa.string())
-    rows = quarantine["row_number"].to_numpy(dtype=np.int64)
-    arrays["_q_row"] = pa.concat_arrays([pa.nulls(n, pa.int64()), pa.array(rows, pa.int64())])
-    arrays["_q_record"] = pa.array([None] * n + quarantine["record"].tolist(), pa.string())
-    arrays["_q_reason"] = pa.array([None] * n + quarantine["reason"].tolist(), pa.string())
+    arrays["_table"] = pa.repeat(pa.scalar(table, pa.string()), n + q)
+
+    def after_clean(values: Any, kind: pa.DataType) -> pa.Array:
+        return pa.concat_arrays([pa.nulls(n, kind), pa.array(values, kind)])
+
+    arrays["_q_row"] = after_clean(quarantine["row_number"].to_numpy(dtype=np.int64), pa.int64())
+    arrays["_q_record"] = after_clean(quarantine["record"].tolist(), pa.string())
+    arrays["_q_reason"] = after_clean(quarantine["reason"].tolist(), pa.string())
     return pa.table(arrays)
 
 
-def _outputs(result: Validated, tables: tuple[str, ...]) -> pa.Table:
+def _outputs(result: ValidatedArrow, tables: tuple[str, ...]) -> pa.Table:
     """The clean and quarantined rows of ``tables`` from one validated group."""
     q = result.quarantine
     return pa.concat_tables(
@@ -221,7 +231,7 @@ def _validate_one(table: str, source: str, units: Units):  # noqa: ANN202
     def run(data: pa.Table) -> pa.Table:
         raws = {name: empty_raw(name) for name in REQUIRED_TABLES}
         raws[table] = _raw(table, source, data, units)
-        return _outputs(validate_raw(raws), (table,))
+        return _outputs(validate_raw_arrow(raws), (table,))
 
     return run
 
@@ -235,7 +245,7 @@ def _validate_pair(sources: dict[str, str], units: dict[str, Units], tables: tup
             "messages": _raw("messages", sources["messages"], messages, units["messages"]),
             "events": _raw("events", sources["events"], events, units["events"]),
         }
-        return _outputs(validate_raw(raws), tables)
+        return _outputs(validate_raw_arrow(raws), tables)
 
     return run
 

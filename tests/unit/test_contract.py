@@ -16,7 +16,7 @@ from rich.console import Console
 
 import contract
 from contract.counts import CountMismatch, TableReport
-from contract.schema import EVENTS, MESSAGE_CONTEXT, MESSAGES, SEGMENTS, SETTINGS
+from contract.schema import EVENTS, MESSAGE_CONTEXT, MESSAGES, SEGMENTS, SETTINGS, TABLES
 from contract.validate import Validated, validate_event_rows, validate_tables
 from core.errors import BotfilterError
 
@@ -805,3 +805,51 @@ def test_referenced_only_keeps_the_events_context_and_every_count(
     got = event_context(part.messages, part.events, part.event_messages)
     pd.testing.assert_frame_equal(got, event_context(full.messages, full.events))
     assert got["contact_id"].tolist() == ["k1", "k1", "k5", "k1"]
+
+
+def test_arrow_validation_keeps_the_same_rows_values_and_counts(
+    message_row, sms_message_row, event_row
+) -> None:
+    """``validate_raw_arrow`` (the Spark engine's validation groups) hands the clean tables back
+    as Arrow: the same rows and values as ``validate_raw``'s pandas tables (duplicates, nulls,
+    conflicts, quarantine and counts included)."""
+    import pyarrow as pa
+
+    from contract.readers import raw_from_pandas
+    from contract.validate import validate_raw, validate_raw_arrow
+
+    broken = {**message_row, "message_id": "m8", "sent_at": "not a time"}
+    clash = [
+        {**message_row, "message_id": "m3"},
+        {**message_row, "message_id": "m3", "contact_id": "k9"},
+    ]
+    undelivered = {**message_row, "message_id": "m4", "delivered_at": None, "link_count": None}
+    messages = [message_row, sms_message_row, dict(message_row), broken, *clash, undelivered]
+    events = [
+        event_row,
+        dict(event_row),  # a duplicate delivery
+        {**event_row, "event_id": "e2", "message_id": "m2", "type": "click", "link_position": 0},
+        {**event_row, "event_id": "e3", "message_id": "m3"},  # its message is quarantined
+        {**event_row, "event_id": "e4", "message_id": "m404"},  # unknown message
+        {**event_row, "event_id": "e5"},
+        {**event_row, "event_id": "e5", "type": "click"},  # conflicting duplicate
+        {**event_row, "event_id": "e6", "asn": None, "is_hidden_link": None, "ip": None},
+    ]
+    raws = {
+        "messages": raw_from_pandas("messages", frame(messages, message_row)),
+        "events": raw_from_pandas("events", frame(events, event_row)),
+    }
+    want = validate_raw(raws)
+    got = validate_raw_arrow(raws)
+    assert got.report.as_dict() == want.report.as_dict()
+    pd.testing.assert_frame_equal(got.quarantine, want.quarantine)
+    assert len(want.quarantine) >= 4
+    for name, table in got.tables.items():
+        assert isinstance(table, pa.Table)
+        assert table.column_names == TABLES[name].names
+        expected = pa.Table.from_pandas(want.tables[name][TABLES[name].names], preserve_index=False)
+        assert table.num_rows == expected.num_rows
+        for column in TABLES[name].names:
+            assert table.column(column).to_pylist() == expected.column(column).to_pylist(), column
+    assert got.tables["events"].column("event_id").to_pylist() == ["e1", "e2", "e5", "e6"]
+    assert got.tables["events"].column("asn").null_count == 1
