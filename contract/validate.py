@@ -686,8 +686,11 @@ def _result(
     keep = verdicts.ok & ~drop
     clean: pd.DataFrame | pa.Table
     if all(isinstance(v, pa.Array | pa.ChunkedArray) for v in typed.values()) and typed:
-        kept = np.flatnonzero(keep)
-        clean = pa.table({name: _aligned(arr, kept) for name, arr in typed.items()})
+        if keep.all():  # the usual case: no copy of every column
+            clean = pa.table(dict(typed))
+        else:
+            kept = np.flatnonzero(keep)
+            clean = pa.table({name: _aligned(arr, kept) for name, arr in typed.items()})
     else:
         clean = _clean_frame(typed, raw, keep, rows)
     bad = np.flatnonzero(~verdicts.ok)
