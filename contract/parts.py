@@ -61,7 +61,7 @@ class _ParquetRows:
         names = self.file.schema_arrow.names
         check_required_columns(names, TABLES[table], str(path))
         # None: every column. With contract_only, extra columns are never decoded.
-        self.columns = [n for n in names if n in TABLES[table].names] if contract_only else None
+        self.columns = _contract_names(names, table) if contract_only else None
         self.schema = (
             pa.schema([self.file.schema_arrow.field(n) for n in self.columns])
             if self.columns is not None
@@ -271,10 +271,14 @@ class TenantParts:
         }
 
 
+def _contract_names(names: list[str], table: str) -> list[str]:
+    """The contract's columns among ``names``, in their order."""
+    return [n for n in names if n in TABLES[table].names]
+
+
 def _contract_columns(raw: RawTable) -> RawTable:
     """``raw`` without its extra columns."""
-    keep = [n for n in raw.data.column_names if n in TABLES[raw.name].names]
-    return replace(raw, data=raw.data.select(keep))
+    return replace(raw, data=raw.data.select(_contract_names(raw.data.column_names, raw.name)))
 
 
 def iter_raw_parts(data_dir: Path, part_events: int = PART_EVENTS) -> Iterator[dict[str, RawTable]]:

@@ -216,8 +216,12 @@ def _score_parts(
                 else:
                     assert model is not None
                     shipped = _ship_model(model, Path(tmp), settings)
+
+                def shared_part(i: int) -> dict[str, _SharedTable]:
+                    return _share(parts.raw(i), Path(tmp) / f"part-{i}")
+
                 # The first part is read while the workers warm up and load the model.
-                shared = [_share(parts.raw(0), Path(tmp) / "part-0")] if len(parts) else []
+                first = shared_part(0) if len(parts) else None
                 for warm in warming:
                     warm.result()  # a worker that failed to start fails here, not mid-way
                 # One worker loads the model first, compiling it into the cache when the cache
@@ -227,7 +231,7 @@ def _score_parts(
                 for i in range(len(parts)):
                     # This process reads the files once, in order, and hands each part's rows
                     # to a worker; at most one part waits beyond those being scored.
-                    part = shared.pop() if i == 0 else _share(parts.raw(i), Path(tmp) / f"part-{i}")
+                    part = first if i == 0 and first is not None else shared_part(i)
                     _give_back_memory()  # the part's Arrow buffers
                     scores_path = str(Path(tmp) / f"scores-{i}.arrow")
                     pending.append(pool.submit(_score_shipped_part, shipped, part, scores_path))
@@ -241,22 +245,20 @@ def _score_parts(
 def _write_done(
     pending: deque[Future[_PartScores]], workers: int, write: Callable[[_PartScores], None]
 ) -> None:
-    """Wait until at most ``workers`` + 1 parts are unfinished, then write the finished ones
-    at the head of ``pending`` (the file keeps the parts' order).
+    """Write the finished parts at the head of ``pending`` until at most ``workers`` parts are
+    unfinished (the file keeps the parts' order).
 
     Waiting for the oldest part instead left a worker idle whenever a younger part finished
     first: it had nothing queued while this process waited. A finished part waits as its
     scores only (its input is gone), and at most ``4 * workers`` of them.
     """
     while True:
-        running = [f for f in pending if not f.done()]
-        if len(running) <= workers and len(pending) <= 4 * workers:
-            break
-        wait(running or [pending[0]], return_when=FIRST_COMPLETED)
         while pending and pending[0].done():
             write(pending.popleft().result())
-    while pending and pending[0].done():
-        write(pending.popleft().result())
+        running = [f for f in pending if not f.done()]
+        if len(running) <= workers and len(pending) <= 4 * workers:
+            return
+        wait(running, return_when=FIRST_COMPLETED)  # the head is unfinished: running is not empty
 
 
 @dataclass
@@ -385,11 +387,10 @@ def _score_shipped_part(
     """Score a shared part; the scores go back the way the part came, as a file in memory."""
     _load_shipped(shipped)
     scored = _score_part(_unshare(shared), _WORKER["model"], _WORKER["enrichers"])
-    assert isinstance(scored.scores, pa.Table)
+    assert isinstance(scored.scores, pa.Table)  # _score_part's scores are a table
     _write_ipc(scored.scores, scores_path)
-    scored.scores = scores_path
     _give_back_memory()
-    return scored
+    return replace(scored, scores=scores_path)
 
 
 def _give_back_memory() -> None:
