@@ -56,4 +56,5 @@ def test_lists_on_postgres(pg_store: Store) -> None:
             .scalars()
             .all()
         )
-    assert where == [pg_store.schema]
+    # other tests' schemas in the shared database may hold their own list_entries
+    assert pg_store.schema in where and "public" not in where

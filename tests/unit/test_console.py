@@ -306,3 +306,46 @@ def test_authors_of_changes(env) -> None:
     assert auth.who(hash_token(env["t2"])) == f"token:{env['t2_id']}"
     assert auth.who(hash_token("bf_unknown")) == "unknown"
     tokens.close()
+
+
+def _daily(dates: list[str]) -> pd.DataFrame:
+    n = len(dates)
+    return pd.DataFrame(
+        {
+            "date": dates,
+            "channel": ["email"] * n,
+            "opens_total_all": [10] * n,
+            "clicks_total_all": [2] * n,
+            "opens_total_human": [6] * n,
+            "clicks_total_human": [1] * n,
+        }
+    )
+
+
+def test_chart_marks_a_change_made_after_the_last_counted_day() -> None:
+    """CI at 01:55 UTC: the filter was switched today, before today's first interaction, and
+    the dashboard drew no marker (the change fell after the chart's last day)."""
+    from console.charts import daily_svg
+
+    change = {"channel": "email", "to": True, "changed_at": "2026-12-03T01:55:00+00:00"}
+    svg = daily_svg(_daily(["2026-12-01", "2026-12-02"]), "email", [change])
+    assert svg.count('class="marker"') == 1
+    assert "filter on on 2026-12-03" in svg
+    assert svg.count("<g><title>") == 3  # the change's day is on the axis, with no bars
+    assert "2026-12-03: 0 human, 0 bot" in svg
+
+
+def test_chart_days_without_interactions_keep_their_place() -> None:
+    from console.charts import daily_svg
+
+    svg = daily_svg(_daily(["2026-12-01", "2026-12-04"]), "email", [])
+    titles = re.findall(r"<g><title>([^<]*)</title>", svg)
+    assert titles == [
+        "2026-12-01: 7 human, 5 bot",
+        "2026-12-02: 0 human, 0 bot",
+        "2026-12-03: 0 human, 0 bot",
+        "2026-12-04: 7 human, 5 bot",
+    ]
+    before = {"channel": "email", "to": False, "changed_at": "2026-11-30T23:00:00+00:00"}
+    other = {"channel": "sms", "to": True, "changed_at": "2026-12-02T10:00:00+00:00"}
+    assert 'class="marker"' not in daily_svg(_daily(["2026-12-01"]), "email", [before, other])
