@@ -156,8 +156,8 @@ def recompute(
             engine=partitions_engine(spark),
             scorer=spark_scorer(spark, settings, model),
         )
-    validated, result = recompute_data_dir(store, settings, data, options, scores_file=scores)
-    validated.report.print(console)
+    report, result = recompute_data_dir(store, settings, data, options, scores_file=scores)
+    report.print(console)
     w = result.window
     console.print(
         f"Recomputed {', '.join(result.tenants)} ({'+'.join(result.channels)}) for sends in "

@@ -25,8 +25,11 @@ import pyarrow.parquet as pq
 
 import contract
 from contract.columns import TS_MAX, TS_MIN
+from contract.counts import Report
+from contract.parts import TenantParts, merge_reports
 from contract.schema import CHANNELS, SCORE_COLUMNS
 from contract.tables import CleanTables, Tables
+from contract.validate import validate_raw
 from core.errors import BotfilterError
 from core.paths import check_out_dir
 from core.redact import redact
@@ -35,6 +38,7 @@ from features.definitions import LONGEST_WINDOW_S
 from jobs.exclusions import sync_from_data
 from jobs.lists.apply import apply_lists, default_asn_lookup
 from jobs.metrics import (
+    MODULES,
     PRODUCT_TABLES,
     MissingScores,
     Partitions,
@@ -103,6 +107,8 @@ class RecomputeOptions:
     console: Console | None = None  # where the progress bar goes (None: rich's default)
     lock_timeout: float | None = None  # seconds to wait for the tenants' locks; None: forever
     engine: Engine = compute_partitions
+    #: The job runs' batch id; None: a new one. A recompute in parts gives every part the same.
+    batch: str | None = None
 
 
 @dataclass
@@ -472,7 +478,7 @@ def recompute(
     if not scope:
         raise BotfilterError("the data has no messages: nothing to recompute")
 
-    batch = uuid.uuid4().hex
+    batch = options.batch or uuid.uuid4().hex
     names = STAGES if options.out else STAGES[:-1]
     with Stages(names, options.progress, options.console) as stages:
         with stages.stage("settings"):
@@ -650,6 +656,11 @@ def load_data(data_dir: Path) -> Validated:
     return contract.load(Path(data_dir))
 
 
+# Events per part of a recompute in parts: a part's clean frames, scores and metric work take
+# about 2.5 KB an event, and each part pays a few fixed costs (settings, locks, store reads).
+RECOMPUTE_PART_EVENTS = 250_000
+
+
 def recompute_data_dir(
     store: Store,
     settings: Settings,
@@ -657,16 +668,171 @@ def recompute_data_dir(
     options: RecomputeOptions | None = None,
     *,
     scores_file: Path | None = None,
-) -> tuple[Validated, RecomputeResult]:
-    """Load ``data_dir`` via the contract, then :func:`recompute` (with the scores of
-    ``scores_file``, when given); returns both."""
+    part_events: int = RECOMPUTE_PART_EVENTS,
+) -> tuple[Report, RecomputeResult]:
+    """Validate ``data_dir`` and :func:`recompute` it (with the scores of ``scores_file``, when
+    given); returns the validation counts and the result.
+
+    Every tenant of a directory, recomputed with the local engine from stored scores or a
+    scorer's, goes part by part (whole tenants, about ``part_events`` events each: see
+    :func:`recompute_in_parts`), so memory follows the largest part, not the directory. A
+    tenant subset, a scores file or another engine reads the whole directory at once (they
+    check the data as one before any tenant is written).
+    """
     options = options or RecomputeOptions()
     if options.out is not None:  # a bad --out fails before the data is even read
         check_out_dir(options.out)
+    if _in_parts(options) and scores_file is None:
+        return recompute_in_parts(store, settings, TenantParts(data_dir, part_events), options)
     validated = load_data(data_dir)
     if scores_file is not None:
         options = replace(options, scores=read_scores_file(scores_file))
-    return validated, recompute(store, settings, validated, options)
+    return validated.report, recompute(store, settings, validated, options)
+
+
+def _in_parts(options: RecomputeOptions) -> bool:
+    return (
+        options.tenants is None and options.scores is None and options.engine is compute_partitions
+    )
+
+
+def recompute_in_parts(
+    store: Store, settings: Settings, parts: TenantParts, options: RecomputeOptions
+) -> tuple[Report, RecomputeResult]:
+    """:func:`recompute` of every tenant of ``parts``, one part (whole tenants) at a time.
+
+    Each tenant's metrics, window events, job run and queue entries are those of one
+    :func:`recompute` of the whole directory (metrics never look across tenants, nor does the
+    contract: ``tests/unit/test_recompute_parts.py``): the window is fixed once, the champion
+    resolved and loaded once, the job runs share one batch id. Each part takes its tenants'
+    locks and writes them, tenant by tenant, as the whole-directory recompute does.
+    """
+    window_end = to_utc(options.as_of) if options.as_of is not None else pd.Timestamp.now(tz="UTC")
+    out = options.out
+    batch = options.batch or uuid.uuid4().hex
+    part_options = replace(options, as_of=window_end, out=None, progress=False, batch=batch)
+    part_options = _with_champion(settings, part_options)
+    reports: list[Report] = []
+    results: list[RecomputeResult] = []
+    with _PartsProgress(sum(p.events for p in parts.parts), options) as progress:
+        for i in range(len(parts)):
+            validated = validate_raw(parts.raw(i))
+            reports.append(validated.report)
+            if validated.messages.empty:  # rows without a tenant, or tenants with no clean message
+                progress.advance(parts.parts[i].events)
+                continue
+            results.append(recompute(store, settings, validated, part_options))
+            del validated
+            progress.advance(parts.parts[i].events)
+    if not results:
+        raise BotfilterError("the data has no messages: nothing to recompute")
+    result = _merged(results)
+    if out is not None:
+        result.files = write_tables(result.tables, out)
+    return merge_reports(reports), result
+
+
+def _with_champion(settings: Settings, options: RecomputeOptions) -> RecomputeOptions:
+    """``options`` with the champion (or ``options.model_uri``) resolved once, and a scorer
+    that loads it once, for every part; as they were when no model is registered (a part then
+    uses stored scores that cover it, as a whole-directory recompute does), or when they name
+    their model already."""
+    if options.model_version is not None or options.model_id is not None:
+        return options
+    try:
+        ref = _champion(settings, options.model_uri)
+    except BotfilterError:
+        return options
+    return replace(
+        options,
+        model_version=ref.version,
+        model_id=ref.model_id,
+        scorer=options.scorer or _score_with_loaded(settings, ref),
+    )
+
+
+def _score_with_loaded(settings: Settings, ref: ModelRef) -> Scorer:
+    """:func:`_score_with_model` for ``ref``, loading the model and the enrichers on first use
+    and keeping them for the next parts."""
+    kept: dict[str, object] = {}
+
+    def score(tables: CleanTables[pd.DataFrame], /) -> pd.DataFrame:
+        from features.pipeline import Enrichers, event_context
+        from scoring.batch import score_context
+        from scoring.model import BotModel
+        from scoring.registry import load_ref
+
+        if not kept:
+            kept.update(model=load_ref(settings, ref), enrichers=Enrichers.load())
+        model, enrichers = kept["model"], kept["enrichers"]
+        assert isinstance(model, BotModel) and isinstance(enrichers, Enrichers)
+        return score_context(event_context(tables.messages, tables.events), model, enrichers)
+
+    return score
+
+
+def _merged(results: list[RecomputeResult]) -> RecomputeResult:
+    """One result of the parts' results (tables sorted as one recompute sorts them)."""
+    first = results[0]
+    tables = {}
+    for name in first.tables:
+        whole = pd.concat([r.tables[name] for r in results], ignore_index=True)
+        keys = ["tenant_id", *MODULES[name].keys, "channel"]
+        tables[name] = whole.sort_values(keys, kind="stable").reset_index(drop=True)
+    sources = dict.fromkeys(r.scores_source for r in results)
+    timings: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    for r in results:
+        for k, v in r.timings.items():
+            timings[k] = timings.get(k, 0.0) + v
+        for k, v in r.cpu.items():
+            cpu[k] = cpu.get(k, 0.0) + v
+    return RecomputeResult(
+        window=first.window,
+        tenants=tuple(sorted(t for r in results for t in r.tenants)),
+        channels=first.channels,
+        tables=tables,
+        run_ids={t: run for r in results for t, run in r.run_ids.items()},
+        events_used=sum(r.events_used for r in results),
+        rows_written=sum(r.rows_written for r in results),
+        queue_applied=sum(r.queue_applied for r in results),
+        scores_source=" + ".join(sources) if len(sources) > 1 else first.scores_source,
+        model_versions=tuple(dict.fromkeys(v for r in results for v in r.model_versions)),
+        timings=timings,
+        cpu=cpu,
+    )
+
+
+class _PartsProgress:
+    """A rich progress bar over the events of the parts done (when ``options.progress``)."""
+
+    def __init__(self, events: int, options: RecomputeOptions) -> None:
+        self._bar = None
+        if options.progress:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(
+                TextColumn("[bold]recompute"),
+                BarColumn(),
+                TextColumn("{task.completed:,}/{task.total:,} events"),
+                TimeElapsedColumn(),
+                console=options.console,
+                transient=True,
+            )
+            self._task = self._bar.add_task("recompute", total=events)
+
+    def __enter__(self) -> _PartsProgress:
+        if self._bar is not None:
+            self._bar.start()
+        return self
+
+    def advance(self, events: int) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task, events)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
 
 
 def parse_as_of(value: str | None) -> pd.Timestamp | None:

@@ -133,6 +133,12 @@ def label_scores() -> Callable[[pd.DataFrame], pd.DataFrame]:
 
 
 @pytest.fixture(scope="session")
+def label_scorer() -> Callable[..., pd.DataFrame]:
+    """A recompute scorer that scores events from their labels (model_version ``labels``)."""
+    return worlds.LabelScorer()
+
+
+@pytest.fixture(scope="session")
 def console_env() -> Callable[..., contextlib.AbstractContextManager[dict]]:
     """Opens the console's tiny store, tokens and app (a context manager over a root dir)."""
     return worlds.console_env
