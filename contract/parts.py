@@ -94,9 +94,8 @@ class _ParquetRows:
             self.file.iter_batches(batch_size=_BATCH_ROWS, columns=self.columns, use_threads=False)
         )
 
-    def take(self, part: int, rows: np.ndarray) -> RawTable:
-        """Part ``part``'s rows (``rows``: their positions, increasing), as
-        :func:`contract.readers.read_table_file` would give them (text that is not UTF-8 set aside)."""
+    def _read_through(self, part: int) -> list[pa.RecordBatch]:
+        """Read on to the last row of ``part`` (later parts' rows wait); ``part``'s pieces."""
         batches, part_of, last = self._batches, self._part_of, self._last
         if batches is None or part_of is None or last is None:
             raise RuntimeError("_ParquetRows.assign() must come before take()")
@@ -106,7 +105,16 @@ class _ParquetRows:
             self._read_to += batch.num_rows
             for owner, piece in _pieces(batch, owners):
                 self._waiting.setdefault(owner, []).append(piece)
-        pieces = self._waiting.pop(part, [])
+        return self._waiting.pop(part, [])
+
+    def drop(self, part: int) -> None:
+        """Pass over part ``part``'s rows (read, never assembled nor checked)."""
+        self._read_through(part)
+
+    def take(self, part: int, rows: np.ndarray) -> RawTable:
+        """Part ``part``'s rows (``rows``: their positions, increasing), as
+        :func:`contract.readers.read_table_file` would give them (text that is not UTF-8 set aside)."""
+        pieces = self._read_through(part)
         schema = self.schema
         data = pa.Table.from_batches(pieces, schema) if pieces else schema.empty_table()
         raw = RawTable(self.table, str(self.path), data, row_numbers=rows)
@@ -151,9 +159,12 @@ class Part:
     events: int
 
 
-def _codes(tenants: dict[str, pa.ChunkedArray]) -> dict[str, np.ndarray]:
-    """One tenant code space across tables (-1: no tenant)."""
-    lookup: dict[str, int] = {}
+def _codes(
+    tenants: dict[str, pa.ChunkedArray], lookup: dict[str, int] | None = None
+) -> dict[str, np.ndarray]:
+    """One tenant code space across tables (-1: no tenant); ``lookup`` receives each tenant's
+    code."""
+    lookup = {} if lookup is None else lookup
     out: dict[str, np.ndarray] = {}
     for name, column in tenants.items():
         pieces = [np.zeros(0, dtype=np.int64)]
@@ -231,6 +242,7 @@ class TenantParts:
         self.streamed = all(path.suffix.lower() == ".parquet" for path in self.files.values())
         self._sources: dict[str, _ParquetRows] = {}
         self.parts: list[Part] = [Part({}, 0)]  # CSV / JSON Lines: one part, the whole files
+        self._tenants: list[list[str]] | None = None
         self._next = 0
         if self.streamed:
             self._sources = {
@@ -238,7 +250,10 @@ class TenantParts:
             }
             tenants = {name: source.tenant_ids() for name, source in self._sources.items()}
             assigned: dict[str, np.ndarray] = {}
-            self.parts = plan_parts(_codes(tenants), part_events, assigned)
+            lookup: dict[str, int] = {}
+            codes = _codes(tenants, lookup)
+            self.parts = plan_parts(codes, part_events, assigned)
+            self._tenants = _tenants_with_messages(codes, assigned, lookup, len(self.parts))
             for name, source in self._sources.items():
                 source.assign(assigned[name], len(self.parts))
             del tenants
@@ -249,14 +264,33 @@ class TenantParts:
     def __len__(self) -> int:
         return len(self.parts)
 
+    @property
+    def fresh(self) -> bool:
+        """No part has been taken or passed over yet."""
+        return self._next == 0
+
+    def tenants(self, i: int) -> list[str] | None:
+        """The tenants with message rows in part ``i`` (clean or not), as planned; None when
+        unknown before reading (CSV and JSON Lines: one part, read whole)."""
+        return None if self._tenants is None else self._tenants[i]
+
+    def skip(self, i: int) -> None:
+        """Pass over part ``i`` (the next in order) without assembling or checking its rows."""
+        self._step(i)
+        for source in self._sources.values():
+            source.drop(i)
+
+    def _step(self, i: int) -> None:
+        if i != self._next:
+            raise ValueError(f"parts are read in order: expected part {self._next}, got {i}")
+        self._next += 1
+
     def raw(self, i: int) -> dict[str, RawTable]:
         """The raw tables of part ``i``, as :func:`contract.readers.read_data_dir` would give them.
 
         Parts are read in one pass over the files: take them in order, each once.
         """
-        if i != self._next:
-            raise ValueError(f"parts are read in order: expected part {self._next}, got {i}")
-        self._next += 1
+        self._step(i)
         if not self.streamed:
             raws = {name: read_table_file(path, name) for name, path in self.files.items()}
             return (
@@ -269,6 +303,23 @@ class TenantParts:
             name: source.take(i, rows[name].astype(np.int64))
             for name, source in self._sources.items()
         }
+
+
+def _tenants_with_messages(
+    codes: dict[str, np.ndarray],
+    assigned: dict[str, np.ndarray],
+    lookup: dict[str, int],
+    n_parts: int,
+) -> list[list[str]]:
+    """Per part, the tenants (in code order) that have rows in the messages table."""
+    names = list(lookup)  # in code order
+    out: list[list[str]] = [[] for _ in range(n_parts)]
+    m_codes = codes.get("messages", np.zeros(0, dtype=np.int64))
+    has = m_codes >= 0
+    pairs = np.unique(np.stack([assigned["messages"][has], m_codes[has]]), axis=1)
+    for part, code in pairs.T.tolist():
+        out[part].append(names[code])
+    return out
 
 
 def _contract_names(names: list[str], table: str) -> list[str]:

@@ -707,29 +707,50 @@ def recompute_in_parts(
     resolved and loaded once, the job runs share one batch id. Each part takes its tenants'
     locks and writes them, tenant by tenant, as the whole-directory recompute does.
     """
+    reports, results = recompute_parts(store, settings, parts, options)
+    if not results:
+        raise BotfilterError("the data has no messages: nothing to recompute")
+    result = _merged(results)
+    if options.out is not None:
+        result.files = write_tables(result.tables, options.out)
+    return merge_reports(reports), result
+
+
+def recompute_parts(
+    store: Store, settings: Settings, parts: TenantParts, options: RecomputeOptions
+) -> tuple[list[Report], list[RecomputeResult]]:
+    """The parts' validation counts and recomputes (see :func:`recompute_in_parts`).
+
+    With ``options.tenants``, only the parts that hold those tenants are validated (the others
+    are passed over), and a tenant without a clean message is left out rather than an error
+    (the worker counts it as waiting for data): the counts then cover the parts read only.
+    """
     window_end = to_utc(options.as_of) if options.as_of is not None else pd.Timestamp.now(tz="UTC")
-    out = options.out
     batch = options.batch or uuid.uuid4().hex
     part_options = replace(options, as_of=window_end, out=None, progress=False, batch=batch)
     part_options = _with_champion(settings, part_options)
+    wanted = None if options.tenants is None else set(options.tenants)
     reports: list[Report] = []
     results: list[RecomputeResult] = []
     with _PartsProgress(sum(p.events for p in parts.parts), options) as progress:
         for i in range(len(parts)):
-            validated = validate_raw(parts.raw(i))
-            reports.append(validated.report)
-            if validated.messages.empty:  # rows without a tenant, or tenants with no clean message
+            planned = parts.tenants(i)
+            if wanted is not None and planned is not None and not wanted.intersection(planned):
+                parts.skip(i)
                 progress.advance(parts.parts[i].events)
                 continue
-            results.append(recompute(store, settings, validated, part_options))
+            validated = validate_raw(parts.raw(i))
+            reports.append(validated.report)
+            present = set(validated.messages["tenant_id"].unique())
+            scope = present if wanted is None else present & wanted
+            if scope:  # else: rows without a tenant, or tenants with no clean message
+                part_scope = replace(
+                    part_options, tenants=None if wanted is None else sorted(scope)
+                )
+                results.append(recompute(store, settings, validated, part_scope))
             del validated
             progress.advance(parts.parts[i].events)
-    if not results:
-        raise BotfilterError("the data has no messages: nothing to recompute")
-    result = _merged(results)
-    if out is not None:
-        result.files = write_tables(result.tables, out)
-    return merge_reports(reports), result
+    return reports, results
 
 
 def _with_champion(settings: Settings, options: RecomputeOptions) -> RecomputeOptions:

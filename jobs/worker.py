@@ -8,9 +8,11 @@ A cycle:
    ``settings``), so a replaced ``events.parquet`` or a new part file shows up;
 3. does nothing when the fingerprint is unchanged, no setting change is queued and the last full
    recompute is less than an hour old (the window moves with time);
-4. otherwise loads the directory through the contract and recomputes: every tenant and channel
-   when the data changed or the hourly recompute is due, else only the queued (tenant, channel)
-   pairs, with ``as_of`` = now;
+4. otherwise recomputes, with ``as_of`` = now: every tenant and channel when the data changed or
+   the hourly recompute is due, else only the queued (tenant, channel) pairs. Parquet tables are
+   read through the contract in parts of whole tenants (``jobs.recompute.recompute_parts``):
+   only the parts holding those tenants are validated, and memory follows the largest part;
+   CSV and JSON Lines tables are loaded whole;
 5. records itself as a ``cycle`` job run (each tenant's recompute has its own run);
 6. once a day, runs the drift monitor (``botfilter monitor``) on the directory against the
    champion and keeps its report under the data home, where the API's gauges read it.
@@ -32,13 +34,21 @@ from pathlib import Path
 
 import pandas as pd
 
+from contract.parts import TenantParts
 from contract.schema import CHANNELS, TABLES
 from contract.tables import CleanTables
 from core.errors import BotfilterError
 from core.redact import redact
 from core.settings import Settings
 from jobs.exclusions import sync_from_data
-from jobs.recompute import RecomputeOptions, RecomputeResult, Scorer, load_data, recompute
+from jobs.recompute import (
+    RecomputeOptions,
+    RecomputeResult,
+    Scorer,
+    load_data,
+    recompute,
+    recompute_parts,
+)
 from jobs.store import LockTimeout, Store
 from monitoring.run import run_monitor, save_latest
 
@@ -135,6 +145,13 @@ def _targets(
     return groups, waiting
 
 
+def _planned_tenants(parts: TenantParts | None) -> list[str] | None:
+    """The tenants with messages in a directory read in parts, as planned (None: unknown)."""
+    if parts is None or parts.tenants(0) is None:
+        return None
+    return sorted({t for i in range(len(parts)) for t in parts.tenants(i) or []})
+
+
 def run_cycle(
     store: Store,
     settings: Settings,
@@ -200,28 +217,41 @@ def _cycle(
     result = CycleResult("succeeded", reason, run_id)
     events_in = rows_out = 0
     try:
-        data = options.load(data_dir)
-        sync_from_data(store, data.settings)
-        tenants = sorted(data.messages["tenant_id"].unique())
-        groups, result.waiting = _targets(store.pending(), tenants, changed or due)
+        parts = TenantParts(data_dir) if options.load is load_data else None
+        planned = _planned_tenants(parts)
+        data = None
+        if planned is None:  # CSV or JSON Lines (read whole anyway), or another loader
+            data = options.load(data_dir)
+            sync_from_data(store, data.settings)
+            planned = sorted(data.messages["tenant_id"].unique())
+        groups, result.waiting = _targets(store.pending(), planned, changed or due)
         for channels, group in groups.items():
+            run = RecomputeOptions(
+                as_of=pd.Timestamp(now),
+                tenants=group,
+                channels=channels,
+                scorer=options.scorer,
+                model_version=options.model_version,
+                model_uri=options.model_uri,
+            )
             try:
-                run = RecomputeOptions(
-                    as_of=pd.Timestamp(now),
-                    tenants=group,
-                    channels=channels,
-                    scorer=options.scorer,
-                    model_version=options.model_version,
-                    model_uri=options.model_uri,
-                )
-                done = recompute(store, settings, data, run)
+                if data is not None:
+                    done = [recompute(store, settings, data, run)]
+                else:
+                    # Part by part: only the parts holding these tenants are validated, and
+                    # memory follows the largest part. The files are read once per group.
+                    parts = parts if parts is not None and parts.fresh else TenantParts(data_dir)
+                    _, done = recompute_parts(store, settings, parts, run)
             except BotfilterError as exc:
                 result.errors.append(f"{','.join(group)}: {exc}")
                 continue
-            result.results.append(done)
-            result.recomputed += [(t, channels) for t in group]
-            events_in += done.events_used
-            rows_out += done.rows_written
+            covered = {t for d in done for t in d.tenants}
+            # no clean message (every one quarantined): waiting for data, as if absent
+            result.waiting += [t for t in group if t not in covered]
+            result.recomputed += [(t, channels) for t in group if t in covered]
+            result.results += done
+            events_in += sum(d.events_used for d in done)
+            rows_out += sum(d.rows_written for d in done)
         if result.errors:
             result.status = "failed"
         else:

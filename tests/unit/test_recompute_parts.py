@@ -115,3 +115,87 @@ def test_parts_are_read_one_at_a_time(tmp_path, data_dir, label_scorer, monkeypa
     )
     recompute_data_dir(store, settings, data_dir, subset, part_events=900)
     assert seen == [("t1", "t2", "t3")]
+
+
+def test_a_tenant_subset_validates_only_its_part(
+    tmp_path, data_dir, label_scorer, monkeypatch
+) -> None:
+    """The worker's queued recompute of one tenant validates that tenant's part only, and
+    stores what a recompute of the whole directory for that tenant stores."""
+    import jobs.recompute as module
+    from contract.parts import TenantParts
+    from jobs.recompute import recompute_parts
+
+    validated_tenants: list[list[str]] = []
+    real = module.validate_raw
+
+    def spy(raws, referenced_only=False):  # noqa: ANN001, ANN202
+        out = real(raws, referenced_only)
+        validated_tenants.append(sorted(out.messages["tenant_id"].unique()))
+        return out
+
+    monkeypatch.setattr(module, "validate_raw", spy)
+    options = RecomputeOptions(
+        as_of=AS_OF, scorer=label_scorer, model_version="labels", tenants=["t2"]
+    )
+    settings_a, parts_store = _store(tmp_path / "parts")
+    parts = TenantParts(data_dir, 900)
+    # parts come in the order of their tenants' first event
+    assert sorted(parts.tenants(i) for i in range(len(parts))) == [["t1"], ["t2"], ["t3"]]
+    _, results = recompute_parts(parts_store, settings_a, parts, options)
+    assert validated_tenants == [["t2"]]
+    assert [r.tenants for r in results] == [("t2",)]
+    monkeypatch.setattr(module, "validate_raw", real)
+    settings_b, whole_store = _store(tmp_path / "whole")
+    whole = recompute(whole_store, settings_b, load_data(data_dir), options)
+    assert results[0].events_used == whole.events_used
+    for name in whole.tables:
+        pd.testing.assert_frame_equal(results[0].tables[name], whole.tables[name])
+        pd.testing.assert_frame_equal(
+            parts_store.read_view(name, "t2"), whole_store.read_view(name, "t2")
+        )
+    assert parts_store.read_view("dashboard_daily", "t1").empty
+
+
+def test_skipped_parts_leave_the_next_parts_as_read_in_full(data_dir) -> None:
+    from contract.parts import TenantParts
+
+    read = TenantParts(data_dir, 900)
+    read.raw(0)
+    expected = read.raw(1)
+    skipping = TenantParts(data_dir, 900)
+    assert skipping.fresh
+    skipping.skip(0)
+    assert not skipping.fresh
+    got = skipping.raw(1)
+    for name, raw in expected.items():
+        assert got[name].data.equals(raw.data)
+        assert got[name].row_number_array().tolist() == raw.row_number_array().tolist()
+    with pytest.raises(ValueError, match="expected part 2, got 1"):
+        skipping.skip(1)
+
+
+def test_a_worker_cycle_counts_a_tenant_without_clean_messages_as_waiting(
+    tmp_path, data_dir, label_scorer
+) -> None:
+    """As when the whole directory was loaded: a queued tenant whose every message is
+    quarantined waits for data; the cycle does not fail."""
+    from jobs.exclusions import set_exclusion
+    from jobs.worker import CycleOptions, run_cycle
+
+    messages = pd.read_parquet(data_dir / "messages.parquet")
+    broken = messages["tenant_id"] == "t3"
+    messages.loc[broken, "channel"] = "fax"  # not a channel: every t3 message is quarantined
+    messages.to_parquet(data_dir / "messages.parquet", index=False)
+    settings, store = _store(tmp_path / "home")
+    options = CycleOptions(scorer=label_scorer, model_version="labels")
+    now = AS_OF.to_pydatetime()
+    first = run_cycle(store, settings, data_dir, options, now=now)
+    assert first.status == "succeeded", first.line()
+    assert sorted({t for t, _ in first.recomputed}) == ["t1", "t2"]
+    set_exclusion(store, "t3", "email", True)
+    set_exclusion(store, "t1", "sms", True)
+    queued = run_cycle(store, settings, data_dir, options, now=now)
+    assert queued.status == "succeeded", queued.line()
+    assert queued.recomputed == [("t1", ("sms",))]
+    assert queued.waiting == ["t3"]
