@@ -314,7 +314,7 @@ def _tenants_with_messages(
     """Per part, the tenants (in code order) that have rows in the messages table."""
     names = list(lookup)  # in code order
     out: list[list[str]] = [[] for _ in range(n_parts)]
-    m_codes = codes.get("messages", np.zeros(0, dtype=np.int64))
+    m_codes = codes["messages"]
     has = m_codes >= 0
     pairs = np.unique(np.stack([assigned["messages"][has], m_codes[has]]), axis=1)
     for part, code in pairs.T.tolist():

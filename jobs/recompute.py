@@ -13,6 +13,7 @@ import contextlib
 import os
 import time
 import uuid
+from collections import Counter
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -56,6 +57,8 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from contract.validate import Validated
+    from features.pipeline import Enrichers
+    from scoring.model import BotModel
     from scoring.registry import ModelRef
 
 
@@ -327,16 +330,25 @@ def _champion(settings: Settings, model_uri: str | None) -> ModelRef:
 
 
 def _score_with_model(settings: Settings, model_uri: str | None, ref: ModelRef | None) -> Scorer:
+    """Scores with the model of ``ref`` (else of ``model_uri``), loaded with the enrichers on
+    first use and kept: a recompute in parts scores part after part with one load."""
+    loaded: tuple[BotModel, Enrichers] | None = None
+
     def score(tables: CleanTables[pd.DataFrame], /) -> pd.DataFrame:
         # Lazy: scoring.batch and the registry import LightGBM and MLflow (1.3-1.5 s), needed
         # only when some event has no stored score.
+        from features.pipeline import Enrichers
         from scoring.batch import score_validated
-        from scoring.registry import load_ref
+        from scoring.registry import load_model, load_ref
 
-        # The resolved reference, not the alias again: the scores are those of the model
-        # whose content id keys them, even if the champion moves meanwhile.
-        model = load_ref(settings, ref) if ref is not None else None
-        return score_validated(tables, settings, model_uri, model=model)
+        nonlocal loaded
+        if loaded is None:
+            # The resolved reference, not the alias again: the scores are those of the model
+            # whose content id keys them, even if the champion moves meanwhile.
+            model = load_ref(settings, ref) if ref is not None else load_model(settings, model_uri)
+            loaded = (model, Enrichers.load())
+        model, enrichers = loaded
+        return score_validated(tables, settings, model=model, enrichers=enrichers)
 
     return score
 
@@ -726,7 +738,7 @@ def recompute_parts(
     are passed over), and a tenant without a clean message is left out rather than an error
     (the worker counts it as waiting for data): the counts then cover the parts read only.
     """
-    window_end = to_utc(options.as_of) if options.as_of is not None else pd.Timestamp.now(tz="UTC")
+    window_end = Window.ending(options.as_of, settings.window_days).end  # one window, every part
     batch = options.batch or uuid.uuid4().hex
     part_options = replace(options, as_of=window_end, out=None, progress=False, batch=batch)
     part_options = _with_champion(settings, part_options)
@@ -769,28 +781,8 @@ def _with_champion(settings: Settings, options: RecomputeOptions) -> RecomputeOp
         options,
         model_version=ref.version,
         model_id=ref.model_id,
-        scorer=options.scorer or _score_with_loaded(settings, ref),
+        scorer=options.scorer or _score_with_model(settings, options.model_uri, ref),
     )
-
-
-def _score_with_loaded(settings: Settings, ref: ModelRef) -> Scorer:
-    """:func:`_score_with_model` for ``ref``, loading the model and the enrichers on first use
-    and keeping them for the next parts."""
-    kept: dict[str, object] = {}
-
-    def score(tables: CleanTables[pd.DataFrame], /) -> pd.DataFrame:
-        from features.pipeline import Enrichers, event_context
-        from scoring.batch import score_context
-        from scoring.model import BotModel
-        from scoring.registry import load_ref
-
-        if not kept:
-            kept.update(model=load_ref(settings, ref), enrichers=Enrichers.load())
-        model, enrichers = kept["model"], kept["enrichers"]
-        assert isinstance(model, BotModel) and isinstance(enrichers, Enrichers)
-        return score_context(event_context(tables.messages, tables.events), model, enrichers)
-
-    return score
 
 
 def _merged(results: list[RecomputeResult]) -> RecomputeResult:
@@ -802,13 +794,11 @@ def _merged(results: list[RecomputeResult]) -> RecomputeResult:
         keys = ["tenant_id", *MODULES[name].keys, "channel"]
         tables[name] = whole.sort_values(keys, kind="stable").reset_index(drop=True)
     sources = dict.fromkeys(r.scores_source for r in results)
-    timings: dict[str, float] = {}
-    cpu: dict[str, float] = {}
-    for r in results:
-        for k, v in r.timings.items():
-            timings[k] = timings.get(k, 0.0) + v
-        for k, v in r.cpu.items():
-            cpu[k] = cpu.get(k, 0.0) + v
+    timings: Counter[str] = Counter()
+    cpu: Counter[str] = Counter()
+    for r in results:  # update adds and, unlike +, keeps stages that took no time
+        timings.update(r.timings)
+        cpu.update(r.cpu)
     return RecomputeResult(
         window=first.window,
         tenants=tuple(sorted(t for r in results for t in r.tenants)),
@@ -820,8 +810,8 @@ def _merged(results: list[RecomputeResult]) -> RecomputeResult:
         queue_applied=sum(r.queue_applied for r in results),
         scores_source=" + ".join(sources) if len(sources) > 1 else first.scores_source,
         model_versions=tuple(dict.fromkeys(v for r in results for v in r.model_versions)),
-        timings=timings,
-        cpu=cpu,
+        timings=dict(timings),
+        cpu=dict(cpu),
     )
 
 

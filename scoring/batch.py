@@ -115,12 +115,16 @@ def score_context(
 
 
 def score_validated(
-    validated, settings: Settings, model_uri: str | None = None, model: BotModel | None = None
+    validated,
+    settings: Settings,
+    model_uri: str | None = None,
+    model: BotModel | None = None,
+    enrichers: Enrichers | None = None,
 ) -> pd.DataFrame:
     """Score every clean event of a validated data directory with the champion (or ``model_uri``)."""
     model = model or load_model(settings, model_uri)
     ctx = event_context(validated.messages, validated.events)
-    return score_context(ctx, model, Enrichers.load())
+    return score_context(ctx, model, enrichers or Enrichers.load())
 
 
 @dataclass
