@@ -316,8 +316,11 @@ def _tenants_with_messages(
     out: list[list[str]] = [[] for _ in range(n_parts)]
     m_codes = codes["messages"]
     has = m_codes >= 0
-    pairs = np.unique(np.stack([assigned["messages"][has], m_codes[has]]), axis=1)
-    for part, code in pairs.T.tolist():
+    # A (part, tenant) table marked row by row: linear, where np.unique(axis=1) sorted 2-column
+    # rows as opaque bytes (2.4 s of a 27 s `botfilter score` on 3.84M messages).
+    seen = np.zeros((n_parts, len(names)), dtype=bool)
+    seen[assigned["messages"][has], m_codes[has]] = True
+    for part, code in zip(*np.nonzero(seen), strict=True):
         out[part].append(names[code])
     return out
 

@@ -335,3 +335,15 @@ def test_tenant_codes_are_one_space_across_tables_and_encodings():
     assert codes["events"].tolist() == [0, 1, -1, 0]
     assert codes["messages"].tolist() == [1, 2, -1, 0]
     assert codes["segments"].tolist() == []
+
+
+def test_tenants_with_messages_per_part_in_code_order():
+    """Each part lists the tenants its message rows belong to, once each and in code order;
+    rows without a tenant (-1) name none, and a part without message rows lists nothing."""
+    from contract.parts import _tenants_with_messages
+
+    lookup = {"t0": 0, "t1": 1, "t2": 2, "t3": 3}
+    codes = {"messages": np.array([2, 0, -1, 2, 1, 0, 3], dtype=np.int64)}
+    assigned = {"messages": np.array([1, 0, 2, 1, 0, 0, 1], dtype=np.int32)}
+    got = _tenants_with_messages(codes, assigned, lookup, 4)
+    assert got == [["t0", "t1"], ["t2", "t3"], [], []]
