@@ -15,6 +15,8 @@ event would repeat it a million times, and reading one costs microseconds.
 from __future__ import annotations
 
 import ipaddress
+import socket
+import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -198,10 +200,46 @@ def _prefixes(ips: np.ndarray) -> np.ndarray:
         pc.replace_substring_regex(text, r"\.\d+$", ".0/24").to_numpy(zero_copy_only=False),
         dtype=object,
     )
-    for i in np.flatnonzero(~v4):
-        ip = str(ips[i]) if ips[i] is not None else ""
-        out[i] = _prefix(ip) if ip else "unknown"
+    rest = np.flatnonzero(~v4)
+    out[rest] = _v6_prefixes([str(ips[i]) if ips[i] is not None else "" for i in rest])
     return out
+
+
+def _v6_prefixes(texts: list[str]) -> list[str]:
+    """:func:`_prefix` of addresses that are not canonical IPv4 (``unknown`` for ""). Plain
+    IPv6 is parsed by ``inet_pton`` and its /48 written from the first three groups, once per
+    /48: ``ipaddress`` per address cost 4.5 s of a 2.65M-event recompute. Anything inet_pton
+    refuses (zone ids, surrounding space, not an address) goes through :func:`_prefix`."""
+    out = ["unknown"] * len(texts)
+    groups = np.zeros((len(texts), 3), dtype=np.int64)
+    parsed = np.zeros(len(texts), dtype=bool)
+    for i, text in enumerate(texts):
+        if not text:
+            continue
+        try:
+            packed = socket.inet_pton(socket.AF_INET6, text)
+        except (OSError, ValueError, UnicodeError):
+            out[i] = _prefix(text)
+            continue
+        groups[i] = struct.unpack_from(">3H", packed)
+        parsed[i] = True
+    rows = np.flatnonzero(parsed)
+    if rows.size:
+        uniq, inverse = np.unique(groups[rows], axis=0, return_inverse=True)
+        labels = [_v6_48(*map(int, g)) for g in uniq]
+        for i, u in zip(rows.tolist(), inverse.ravel().tolist(), strict=True):
+            out[i] = labels[u]
+    return out
+
+
+def _v6_48(a: int, b: int, c: int) -> str:
+    """The /48 whose first groups are ``a:b:c``, as ``ipaddress`` writes it: the remaining five
+    zero groups (and zero groups just before them) fold into ``::``; a lone leading zero group
+    is the shorter run and stays."""
+    kept = [a, b, c]
+    while kept and kept[-1] == 0:
+        kept.pop()
+    return ":".join(f"{g:x}" for g in kept) + "::/48"
 
 
 def _prefix(ip: str) -> str:

@@ -284,6 +284,25 @@ def test_option_parsers() -> None:
         parse_as_of("next tuesday")
 
 
+def test_ipv6_prefixes_are_written_as_ipaddress_writes_them() -> None:
+    """The /48 labels written from inet_pton's groups equal ``ipaddress``'s, zero groups and
+    IPv4-mapped or -compatible addresses included; what inet_pton refuses still goes through
+    ``ipaddress`` (zone ids, surrounding space) or stays as given."""
+    import ipaddress
+    import random
+
+    from jobs.store.window_events import _prefix, _v6_prefixes
+
+    rng = random.Random(5)
+    texts = ["::", "::1", "0:1::", "0:0:1::5", "0:1:0:1::", "2001:DB8:0:0:1::", "1:2:3:4:5:6:7:8"]
+    texts += ["::ffff:1.2.3.4", "::1.2.3.4", "fe80::1%eth0", " 2001:db8::1", "x", "01.2.3.4"]
+    for _ in range(2000):
+        groups = [rng.choice([0, 0, 1, 0xFFFF, rng.randrange(1 << 16)]) for _ in range(8)]
+        texts.append(str(ipaddress.IPv6Address(b"".join(g.to_bytes(2, "big") for g in groups))))
+    assert _v6_prefixes(texts) == [_prefix(t) for t in texts]
+    assert _v6_prefixes(["", "0:1::"]) == ["unknown", "0:1::/48"]
+
+
 def test_window_event_networks_label_each_address_and_given_asn() -> None:
     """One label per (address, given ASN) pair: the same address with two given ASNs keeps
     both, a missing address is 'unknown', and what is not a canonical address stays as given."""
