@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
@@ -19,10 +20,22 @@ def now() -> datetime:
 
 def records(frame: pd.DataFrame, columns: Sequence[str]) -> list[dict[str, Any]]:
     """Rows as dicts of plain Python values, missing as None."""
-    out = frame[list(columns)].astype(object)
+    names = list(columns)
+    values = [_objects(frame[name]) for name in names]
+    return [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]
+
+
+def _objects(column: pd.Series) -> list[Any]:
+    """A column's values as ``astype(object)`` gives them, missing as None. A timestamp column
+    builds one Timestamp per distinct value: per row they were most of the time of writing a
+    recompute's partitions (a few days and one computed_at over 191k rows)."""
+    if isinstance(column.dtype, pd.DatetimeTZDtype) or column.dtype.kind == "M":
+        codes, uniques = pd.factorize(column)
+        table = np.array([*uniques.astype(object), None], dtype=object)
+        return cast(list[Any], table[codes].tolist())  # code -1 (missing): the None at the end
+    out = column.astype(object)
     # pandas-stubs: where's `other` omits None, which pandas takes (object columns keep it).
-    out = out.where(pd.notna(out), None)  # type: ignore[call-overload]
-    return cast(list[dict[str, Any]], out.to_dict("records"))  # the keys are ``columns``
+    return cast(list[Any], out.where(pd.notna(out), None).tolist())  # type: ignore[call-overload]
 
 
 def insert_frame(conn: Connection, table: Table, frame: pd.DataFrame) -> int:

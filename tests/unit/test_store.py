@@ -7,6 +7,7 @@ import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -351,3 +352,37 @@ def test_window_event_networks_label_each_address_and_given_asn() -> None:
         "AS64500 1.2.3.0/24",
         "AS7 10.0.0.0/24",
     ]
+
+
+def test_records_are_plain_values_with_none_for_missing() -> None:
+    """Each row a dict of Python values as ``astype(object)`` gives them: a timestamp stays a
+    Timestamp (with its zone), missing values of any dtype are None."""
+    from jobs.store.rows import records
+
+    day = pd.Timestamp("2026-01-02")
+    at = pd.Timestamp("2026-01-02T03:04:05Z")
+    frame = pd.DataFrame(
+        {
+            "n": [1, 2],
+            "x": [0.5, np.nan],
+            "s": ["a", None],
+            "day": [day, pd.NaT],
+            "at": [at, at],
+            "k": pd.array([None, 7], dtype="Int64"),
+            "extra": [9, 9],
+        }
+    )
+    rows = records(frame, ["n", "x", "s", "day", "at", "k"])
+    assert rows == [
+        {"n": 1, "x": 0.5, "s": "a", "day": day, "at": at, "k": None},
+        {"n": 2, "x": None, "s": None, "day": None, "at": at, "k": 7},
+    ]
+    assert [type(v) for v in rows[1].values()][:5] == [
+        int,
+        type(None),
+        type(None),
+        type(None),
+        pd.Timestamp,
+    ]
+    assert [type(v) for v in rows[0].values()][:5] == [int, float, str, pd.Timestamp, pd.Timestamp]
+    assert records(frame.iloc[:0], ["n", "day"]) == []
