@@ -16,6 +16,7 @@ Row numbers in the quarantine stay those of the input file.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -358,3 +359,48 @@ def merge_reports(reports: list[Report]) -> Report:
     merged = Report(tables)
     merged.check()
     return merged
+
+
+# --- parts handed to worker processes -----------------------------------------------------------
+
+
+def shm_dir() -> str | None:
+    """Where parts wait for a worker: memory (/dev/shm) when writable, else the default temp."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
+@dataclass(frozen=True)
+class SharedTable:
+    """A raw table whose Arrow data waits in ``path`` (``raw.data`` is empty)."""
+
+    raw: RawTable
+    path: str
+
+
+def share_raw(raws: dict[str, RawTable], stem: Path) -> dict[str, SharedTable]:
+    """A part's raw tables as Arrow IPC files named from ``stem``, for another process: it maps
+    them (:func:`unshare_raw`) instead of unpickling a copy."""
+    shared = {}
+    for name, raw in raws.items():
+        path = f"{stem}-{name}.arrow"
+        write_ipc(raw.data, path)
+        shared[name] = SharedTable(replace(raw, data=raw.data.schema.empty_table()), path)
+    return shared
+
+
+def write_ipc(table: pa.Table, path: str) -> None:
+    """``table`` as an Arrow IPC file at ``path``."""
+    with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+
+
+def read_ipc(path: str) -> pa.Table:
+    """The table of :func:`write_ipc`'s file, which is removed."""
+    table = pa.ipc.open_file(pa.memory_map(path)).read_all()  # maps, copies nothing
+    os.unlink(path)  # the mapping stays valid; the memory goes with the last reference
+    return table
+
+
+def unshare_raw(shared: dict[str, SharedTable]) -> dict[str, RawTable]:
+    """The raw tables of :func:`share_raw` (their files are removed)."""
+    return {name: replace(item.raw, data=read_ipc(item.path)) for name, item in shared.items()}

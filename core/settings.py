@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     score_workers: int = Field(
         2, gt=0, description="Processes that score tenant parts side by side in `botfilter score`."
     )
+    recompute_workers: int = Field(
+        2,
+        gt=0,
+        description="Processes that recompute tenant parts side by side in `botfilter recompute "
+        "--data DIR` (1: part after part in the command's own process).",
+    )
     spark_master: str = Field("local[2]", description="Spark master URL for --engine spark.")
     record_scores: bool = Field(
         True,

@@ -10,14 +10,17 @@ applied queue entries and finished job run in one transaction.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import tempfile
 import time
 import uuid
 from collections import Counter
 from collections.abc import Hashable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 import numpy as np
 import pandas as pd
@@ -27,7 +30,7 @@ import pyarrow.parquet as pq
 import contract
 from contract.columns import TS_MAX, TS_MIN
 from contract.counts import Report
-from contract.parts import TenantParts, merge_reports
+from contract.parts import SharedTable, TenantParts, merge_reports, share_raw, shm_dir, unshare_raw
 from contract.schema import CHANNELS, SCORE_COLUMNS
 from contract.tables import CleanTables, Tables
 from contract.validate import validate_raw
@@ -696,7 +699,8 @@ def recompute_data_dir(
     if options.out is not None:  # a bad --out fails before the data is even read
         check_out_dir(options.out)
     if _in_parts(options) and scores_file is None:
-        return recompute_in_parts(store, settings, TenantParts(data_dir, part_events), options)
+        parts = TenantParts(data_dir, part_events)
+        return recompute_in_parts(store, settings, parts, options, settings.recompute_workers)
     validated = load_data(data_dir)
     if scores_file is not None:
         options = replace(options, scores=read_scores_file(scores_file))
@@ -710,7 +714,11 @@ def _in_parts(options: RecomputeOptions) -> bool:
 
 
 def recompute_in_parts(
-    store: Store, settings: Settings, parts: TenantParts, options: RecomputeOptions
+    store: Store,
+    settings: Settings,
+    parts: TenantParts,
+    options: RecomputeOptions,
+    workers: int = 1,
 ) -> tuple[Report, RecomputeResult]:
     """:func:`recompute` of every tenant of ``parts``, one part (whole tenants) at a time.
 
@@ -718,9 +726,11 @@ def recompute_in_parts(
     :func:`recompute` of the whole directory (metrics never look across tenants, nor does the
     contract: ``tests/unit/test_recompute_parts.py``): the window is fixed once, the champion
     resolved and loaded once, the job runs share one batch id. Each part takes its tenants'
-    locks and writes them, tenant by tenant, as the whole-directory recompute does.
+    locks and writes them, tenant by tenant, as the whole-directory recompute does. With
+    ``workers`` > 1, that many processes recompute parts side by side (see
+    :func:`recompute_parts`).
     """
-    reports, results = recompute_parts(store, settings, parts, options)
+    reports, results = recompute_parts(store, settings, parts, options, workers)
     if not results:
         raise BotfilterError("the data has no messages: nothing to recompute")
     result = _merged(results)
@@ -730,59 +740,164 @@ def recompute_in_parts(
 
 
 def recompute_parts(
-    store: Store, settings: Settings, parts: TenantParts, options: RecomputeOptions
+    store: Store,
+    settings: Settings,
+    parts: TenantParts,
+    options: RecomputeOptions,
+    workers: int = 1,
 ) -> tuple[list[Report], list[RecomputeResult]]:
     """The parts' validation counts and recomputes (see :func:`recompute_in_parts`).
 
     With ``options.tenants``, only the parts that hold those tenants are validated (the others
     are passed over), and a tenant without a clean message is left out rather than an error
     (the worker counts it as waiting for data): the counts then cover the parts read only.
+
+    With ``workers`` > 1 (and the model's own scorer: a caller's ``scorer`` may not cross to
+    another process), this process reads the files once, in order, and hands each part to one
+    of ``workers`` processes, which validate, score what the store lacks and write the part's
+    tenants as this process would (parts hold different tenants, so they share no lock nor
+    row). The results come back in the parts' order.
     """
     window_end = Window.ending(options.as_of, settings.window_days).end  # one window, every part
     batch = options.batch or uuid.uuid4().hex
     part_options = replace(options, as_of=window_end, out=None, progress=False, batch=batch)
-    part_options = _with_champion(settings, part_options)
-    wanted = None if options.tenants is None else set(options.tenants)
-    reports: list[Report] = []
-    results: list[RecomputeResult] = []
+    part_options, ref = _with_champion(settings, part_options)
+    wanted = None if options.tenants is None else frozenset(options.tenants)
+    parallel = workers > 1 and len(parts) > 1 and part_options.scorer is None
+    if part_options.scorer is None and ref is not None and not parallel:
+        part_options = replace(part_options, scorer=_score_with_model(settings, None, ref))
     with _PartsProgress(sum(p.events for p in parts.parts), options) as progress:
+        if parallel:
+            job = _PartJob(
+                store.url, store.schema, store.lock_timeout, settings,
+                replace(part_options, console=None), ref, wanted,
+            )  # fmt: skip
+            return _parts_in_workers(parts, job, workers, progress)
+        reports: list[Report] = []
+        results: list[RecomputeResult] = []
         for i in range(len(parts)):
-            planned = parts.tenants(i)
-            if wanted is not None and planned is not None and not wanted.intersection(planned):
-                parts.skip(i)
+            if _passed_over(parts, i, wanted):
                 progress.advance(parts.parts[i].events)
                 continue
             validated = validate_raw(parts.raw(i))
             reports.append(validated.report)
-            present = set(validated.messages["tenant_id"].unique())
-            scope = present if wanted is None else present & wanted
-            if scope:  # else: rows without a tenant, or tenants with no clean message
-                part_scope = replace(
-                    part_options, tenants=None if wanted is None else sorted(scope)
-                )
-                results.append(recompute(store, settings, validated, part_scope))
+            result = _recompute_part(store, settings, validated, part_options, wanted)
+            if result is not None:
+                results.append(result)
             del validated
             progress.advance(parts.parts[i].events)
     return reports, results
 
 
-def _with_champion(settings: Settings, options: RecomputeOptions) -> RecomputeOptions:
-    """``options`` with the champion (or ``options.model_uri``) resolved once, and a scorer
-    that loads it once, for every part; as they were when no model is registered (a part then
-    uses stored scores that cover it, as a whole-directory recompute does), or when they name
-    their model already."""
+def _passed_over(parts: TenantParts, i: int, wanted: frozenset[str] | None) -> bool:
+    """Skip part ``i`` when its planned tenants are known and none is wanted."""
+    planned = parts.tenants(i)
+    if wanted is not None and planned is not None and not wanted.intersection(planned):
+        parts.skip(i)
+        return True
+    return False
+
+
+def _recompute_part(
+    store: Store,
+    settings: Settings,
+    validated: Validated,
+    options: RecomputeOptions,
+    wanted: frozenset[str] | None,
+) -> RecomputeResult | None:
+    """:func:`recompute` of one validated part's (wanted) tenants; None when it has none (rows
+    without a tenant, or tenants with no clean message)."""
+    present = set(validated.messages["tenant_id"].unique())
+    scope = present if wanted is None else present & wanted
+    if not scope:
+        return None
+    part_scope = replace(options, tenants=None if wanted is None else sorted(scope))
+    return recompute(store, settings, validated, part_scope)
+
+
+@dataclass(frozen=True)
+class _PartJob:
+    """What a worker process needs to recompute a part as this process would: where the store
+    is (it opens its own), the settings, the parts' options and the resolved model."""
+
+    store_url: str
+    store_schema: str | None
+    lock_timeout: float
+    settings: Settings
+    options: RecomputeOptions  # no scorer, no console: they stay in this process
+    ref: ModelRef | None
+    wanted: frozenset[str] | None
+
+
+# Imported once by the workers' fork server, beside this process's own start.
+_WORKER_PRELOAD = ("contract.parts", "contract.validate", "jobs.recompute")
+# Per worker process: its store and its scorer, kept from part to part.
+_WORKER: dict[str, object] = {}
+
+
+def _recompute_shared(
+    job: _PartJob, shared: dict[str, SharedTable]
+) -> tuple[Report, RecomputeResult | None]:
+    """In a worker: validate and recompute one part handed over by :func:`share_raw`."""
+    key = (job.store_url, job.store_schema)
+    if _WORKER.get("store_key") != key:
+        _WORKER["store"] = Store(
+            job.store_url, schema=job.store_schema, lock_timeout=job.lock_timeout
+        )
+        _WORKER["store_key"] = key
+    options = job.options
+    if job.ref is not None:
+        if _WORKER.get("ref") != job.ref:  # the model and enrichers load once per process
+            _WORKER["scorer"] = _score_with_model(job.settings, None, job.ref)
+            _WORKER["ref"] = job.ref
+        options = replace(options, scorer=cast(Scorer, _WORKER["scorer"]))
+    validated = validate_raw(unshare_raw(shared))
+    store = cast(Store, _WORKER["store"])
+    return validated.report, _recompute_part(store, job.settings, validated, options, job.wanted)
+
+
+def _parts_in_workers(
+    parts: TenantParts, job: _PartJob, workers: int, progress: _PartsProgress
+) -> tuple[list[Report], list[RecomputeResult]]:
+    """Hand the parts to ``workers`` processes, at most one part waiting beyond those being
+    recomputed; the results in the parts' order."""
+    from scoring.workers import start_workers  # the standard library only
+
+    pool = start_workers(workers, _WORKER_PRELOAD)
+    futures: list[Future[tuple[Report, RecomputeResult | None]]] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="botfilter-recompute-", dir=shm_dir()) as tmp:
+            for i in range(len(parts)):
+                if _passed_over(parts, i, job.wanted):
+                    progress.advance(parts.parts[i].events)
+                    continue
+                shared = share_raw(parts.raw(i), Path(tmp) / f"part-{i}")
+                future = pool.submit(_recompute_shared, job, shared)
+                future.add_done_callback(functools.partial(progress.done, parts.parts[i].events))
+                futures.append(future)
+                while sum(not f.done() for f in futures) > workers:
+                    wait([f for f in futures if not f.done()], return_when=FIRST_COMPLETED)
+            done = [f.result() for f in futures]  # the first failure, in order, is raised
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    reports = [report for report, _ in done]
+    return reports, [result for _, result in done if result is not None]
+
+
+def _with_champion(
+    settings: Settings, options: RecomputeOptions
+) -> tuple[RecomputeOptions, ModelRef | None]:
+    """``options`` with the champion (or ``options.model_uri``) resolved once for every part,
+    and the model's reference (its scorer loads it once, here or in each worker); as they were
+    when no model is registered (a part then uses stored scores that cover it, as a
+    whole-directory recompute does), or when they name their model already."""
     if options.model_version is not None or options.model_id is not None:
-        return options
+        return options, None
     try:
         ref = _champion(settings, options.model_uri)
     except BotfilterError:
-        return options
-    return replace(
-        options,
-        model_version=ref.version,
-        model_id=ref.model_id,
-        scorer=options.scorer or _score_with_model(settings, options.model_uri, ref),
-    )
+        return options, None
+    return replace(options, model_version=ref.version, model_id=ref.model_id), ref
 
 
 def _merged(results: list[RecomputeResult]) -> RecomputeResult:
@@ -841,6 +956,10 @@ class _PartsProgress:
     def advance(self, events: int) -> None:
         if self._bar is not None:
             self._bar.advance(self._task, events)
+
+    def done(self, events: int, _: object) -> None:
+        """:meth:`advance`, as a future's done callback (rich's bar takes a lock)."""
+        self.advance(events)
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:

@@ -6,7 +6,6 @@ import ctypes
 import ctypes.util
 import functools
 import json
-import os
 import tempfile
 from collections import deque
 from collections.abc import Callable
@@ -26,8 +25,16 @@ import pyarrow as pa
 
 from contract.counts import Report
 from contract.parts import PART_EVENTS as READ_PART_EVENTS
-from contract.parts import TenantParts, merge_reports
-from contract.readers import RawTable
+from contract.parts import (
+    SharedTable,
+    TenantParts,
+    merge_reports,
+    read_ipc,
+    share_raw,
+    shm_dir,
+    unshare_raw,
+    write_ipc,
+)
 from contract.validate import validate_raw
 from core.settings import Settings
 from features.pipeline import Enrichers, context_arrays, event_context, factorize, feature_block
@@ -198,7 +205,7 @@ def _score_parts(
     run = ScoreRun(report=Report({}))
 
     def write(done: _PartScores) -> None:
-        writer.write(done.scores if isinstance(done.scores, pa.Table) else _read_ipc(done.scores))
+        writer.write(done.scores if isinstance(done.scores, pa.Table) else read_ipc(done.scores))
         reports.append(done.report)
         run.events += done.events
         run.bots += done.bots
@@ -214,15 +221,15 @@ def _score_parts(
             for i in range(len(parts)):
                 write(_score_part(parts.raw(i), model, enrichers))
         else:
-            with tempfile.TemporaryDirectory(prefix="botfilter-score-", dir=_shm()) as tmp:
+            with tempfile.TemporaryDirectory(prefix="botfilter-score-", dir=shm_dir()) as tmp:
                 if ref is not None:
                     shipped = _ship_ref(ref, settings)
                 else:
                     assert model is not None
                     shipped = _ship_model(model, Path(tmp), settings)
 
-                def shared_part(i: int) -> dict[str, _SharedTable]:
-                    return _share(parts.raw(i), Path(tmp) / f"part-{i}")
+                def shared_part(i: int) -> dict[str, SharedTable]:
+                    return share_raw(parts.raw(i), Path(tmp) / f"part-{i}")
 
                 # The first part is read while the workers warm up and load the model.
                 first = shared_part(0) if len(parts) else None
@@ -267,7 +274,7 @@ def _write_done(
 
 @dataclass
 class _PartScores:
-    scores: pa.Table | str  # str: an Arrow IPC file a worker wrote (see _share)
+    scores: pa.Table | str  # str: an Arrow IPC file a worker wrote (see share_raw)
     report: Report
     events: int
     bots: int
@@ -322,43 +329,6 @@ def _ship_model(model: BotModel, tmp: Path, settings: Settings) -> _ShippedModel
 
 # Parts travel to the workers as Arrow IPC files in memory (tmpfs), which a worker maps: through
 # the pool's pipe they were pickled, written, read and unpickled (a sixth of the CPU of a run).
-def _shm() -> str | None:
-    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-
-
-@dataclass(frozen=True)
-class _SharedTable:
-    """A raw table whose Arrow data waits in ``path`` (``raw.data`` is empty)."""
-
-    raw: RawTable
-    path: str
-
-
-def _share(raws: dict[str, RawTable], stem: Path) -> dict[str, _SharedTable]:
-    shared = {}
-    for name, raw in raws.items():
-        path = f"{stem}-{name}.arrow"
-        _write_ipc(raw.data, path)
-        shared[name] = _SharedTable(replace(raw, data=raw.data.schema.empty_table()), path)
-    return shared
-
-
-def _write_ipc(table: pa.Table, path: str) -> None:
-    with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-
-
-def _read_ipc(path: str) -> pa.Table:
-    """The table of :func:`_write_ipc`'s file, which is removed."""
-    table = pa.ipc.open_file(pa.memory_map(path)).read_all()  # maps, copies nothing
-    os.unlink(path)  # the mapping stays valid; the memory goes with the last reference
-    return table
-
-
-def _unshare(shared: dict[str, _SharedTable]) -> dict[str, RawTable]:
-    return {name: replace(item.raw, data=_read_ipc(item.path)) for name, item in shared.items()}
-
-
 _WORKER: dict = {}  # per worker process: the enrichers, then the model of the first part
 
 
@@ -386,13 +356,13 @@ def _load_shipped(shipped: _ShippedModel) -> None:
 
 
 def _score_shipped_part(
-    shipped: _ShippedModel, shared: dict[str, _SharedTable], scores_path: str
+    shipped: _ShippedModel, shared: dict[str, SharedTable], scores_path: str
 ) -> _PartScores:
     """Score a shared part; the scores go back the way the part came, as a file in memory."""
     _load_shipped(shipped)
-    scored = _score_part(_unshare(shared), _WORKER["model"], _WORKER["enrichers"])
+    scored = _score_part(unshare_raw(shared), _WORKER["model"], _WORKER["enrichers"])
     assert isinstance(scored.scores, pa.Table)  # _score_part's scores are a table
-    _write_ipc(scored.scores, scores_path)
+    write_ipc(scored.scores, scores_path)
     _give_back_memory()
     return replace(scored, scores=scores_path)
 

@@ -21,15 +21,16 @@ from concurrent.futures import ProcessPoolExecutor
 PRELOAD = ("contract.parts", "contract.validate", "features.pipeline", "scoring.batch")
 
 
-def start_workers(workers: int) -> ProcessPoolExecutor:
-    """A pool of ``workers`` processes whose start is under way when this returns.
+def start_workers(workers: int, preload: tuple[str, ...] = PRELOAD) -> ProcessPoolExecutor:
+    """A pool of ``workers`` processes whose start is under way when this returns; the fork
+    server imports ``preload`` once, before forking them.
 
     The processes are launched from a thread: launching one waits until the fork server has
     imported ``PRELOAD`` (it forks only then), which kept the caller from its own imports for
     those seconds.
     """
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(list(PRELOAD))
+    context.set_forkserver_preload(list(preload))
     pool = ProcessPoolExecutor(workers, mp_context=context)
 
     def launch() -> None:

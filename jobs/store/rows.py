@@ -38,7 +38,8 @@ def _objects(column: pd.Series) -> list[Any]:
     missing = pd.isna(values)
     if missing.any():
         values[missing] = None
-    return cast(list[Any], values.tolist())
+    out: list[Any] = values.tolist()
+    return out
 
 
 def insert_frame(conn: Connection, table: Table, frame: pd.DataFrame) -> int:
