@@ -29,6 +29,11 @@ def start_workers(workers: int, preload: tuple[str, ...] = PRELOAD) -> ProcessPo
     imported ``PRELOAD`` (it forks only then), which kept the caller from its own imports for
     those seconds.
     """
+    # The fork server runs `python -c`, which puts the current directory first on sys.path, and
+    # Python 3.11's fork server ignores the caller's sys.path: a `core/` or `features/` folder
+    # where the command was typed would shadow botfilter's own packages in every worker. Its
+    # children inherit the environment; PYTHONSAFEPATH (3.11+) leaves the directory out.
+    os.environ["PYTHONSAFEPATH"] = "1"
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(preload))
     pool = ProcessPoolExecutor(workers, mp_context=context)

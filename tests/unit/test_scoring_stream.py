@@ -347,3 +347,27 @@ def test_tenants_with_messages_per_part_in_code_order():
     assigned = {"messages": np.array([1, 0, 2, 1, 0, 0, 1], dtype=np.int32)}
     got = _tenants_with_messages(codes, assigned, lookup, 4)
     assert got == [["t0", "t1"], ["t2", "t3"], [], []]
+
+
+def test_workers_import_botfilter_not_the_packages_where_the_command_runs(tmp_path):
+    """A folder named like one of botfilter's packages in the current directory (here
+    `contract/`) must not shadow it in the workers: the fork server's `python -c` put the
+    directory first on its sys.path."""
+    import subprocess
+    import sys
+
+    (tmp_path / "contract").mkdir()
+    (tmp_path / "contract" / "__init__.py").write_text("SHADOW = True\n")
+    code = (
+        "from scoring.workers import start_workers\n"
+        "pool = start_workers(1, ('contract.parts',))\n"
+        "print(pool.submit(eval, '__import__(\"contract\").__file__').result(timeout=120))\n"
+        "pool.shutdown()\n"
+    )
+    # scoring.workers (the standard library only) comes from botfilter: no `scoring/` here
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=180
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert Path(run.stdout.strip()).parent.parent != tmp_path
+    assert Path(run.stdout.strip()).name == "__init__.py"
