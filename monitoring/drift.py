@@ -20,7 +20,7 @@ most here, the unflagged fan-out networks, is specific to this domain and neithe
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -43,11 +43,7 @@ FANOUT_KEY = "asn_contacts_60s"  # recipients reached from the same network in t
 
 def _shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Share of values per bin of ``edges`` (inner edges; open-ended outer bins) plus a NaN bin."""
-    finite = np.isfinite(values)
-    idx = np.searchsorted(edges, values[finite], side="right")
-    counts = np.bincount(idx, minlength=len(edges) + 1).astype(np.float64)
-    counts = np.append(counts, (~finite).sum())
-    return counts / max(len(values), 1)
+    return _bins(values, edges) / max(len(values), 1)
 
 
 def psi(expected: np.ndarray, actual: np.ndarray) -> float:
@@ -64,11 +60,7 @@ def _networks(ctx: pd.DataFrame, feats: pd.DataFrame, enrichers) -> np.ndarray: 
 
 
 def _share_by(keys: np.ndarray, is_bot: np.ndarray) -> dict[str, dict[str, float]]:
-    frame = pd.DataFrame({"k": keys.astype(str), "bot": is_bot.astype(bool)})
-    g = frame.groupby("k")["bot"].agg(["size", "mean"])
-    return {
-        str(k): {"events": int(r["size"]), "bot_share": float(r["mean"])} for k, r in g.iterrows()
-    }
+    return _shares_of(_keyed(keys, is_bot))
 
 
 def reference_profile(
@@ -95,45 +87,123 @@ def reference_profile(
     }
 
 
-def candidate_scanners(
+@dataclass
+class LiveCounts:
+    """What :func:`monitor` needs of scored events, as counts that add up over parts of whole
+    tenants (features never look across tenants): a window is monitored part by part, in the
+    memory of its largest part, with the report of the whole."""
+
+    events: int
+    bots: int
+    feature_bins: dict[str, np.ndarray]  # per feature: events per reference bin, then NaN
+    score_bins: np.ndarray
+    by_asn: dict[str, np.ndarray]  # key -> [events, bots]
+    by_vendor_flag: dict[str, np.ndarray]
+    by_day: dict[str, np.ndarray]
+    networks: pd.DataFrame  # watched events per ASN: events, fast, flagged, new (by ASN)
+    fanout: pd.DataFrame  # distinct (asn, contact) of the watched fast fan-out events
+
+    def __add__(self, other: LiveCounts) -> LiveCounts:
+        keys = ["asn", "contact"]
+        networks = pd.concat([self.networks, other.networks]).groupby(level=0)
+        return LiveCounts(
+            self.events + other.events,
+            self.bots + other.bots,
+            {k: v + other.feature_bins[k] for k, v in self.feature_bins.items()},
+            self.score_bins + other.score_bins,
+            _add_keyed(self.by_asn, other.by_asn),
+            _add_keyed(self.by_vendor_flag, other.by_vendor_flag),
+            _add_keyed(self.by_day, other.by_day),
+            networks.agg({"events": "sum", "fast": "sum", "flagged": "sum", "new": "all"}),
+            pd.concat([self.fanout, other.fanout]).drop_duplicates(keys, ignore_index=True),
+        )
+
+
+def _add_keyed(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    none = np.zeros(2, dtype=np.int64)
+    return {k: a.get(k, none) + b.get(k, none) for k in a.keys() | b.keys()}
+
+
+def _bins(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Events per bin of ``edges`` (as :func:`_shares`), then the NaN bin."""
+    finite = np.isfinite(values)
+    idx = np.searchsorted(edges, values[finite], side="right")
+    return np.append(np.bincount(idx, minlength=len(edges) + 1), (~finite).sum())
+
+
+def _keyed(keys: np.ndarray, is_bot: np.ndarray) -> dict[str, np.ndarray]:
+    """Per key (as text): [events, bots]."""
+    frame = pd.DataFrame({"k": keys.astype(str), "bot": is_bot.astype(np.int64)})
+    g = frame.groupby("k")["bot"].agg(["size", "sum"])
+    return {
+        str(k): np.array([int(n), int(b)])
+        for k, n, b in zip(g.index, g["size"], g["sum"], strict=True)
+    }
+
+
+def _shares_of(keyed: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """As :func:`_share_by` gives them: keys in text order, events and bot share."""
+    return {
+        k: {"events": int(keyed[k][0]), "bot_share": float(keyed[k][1] / keyed[k][0])}
+        for k in sorted(keyed)
+    }
+
+
+def count_live(
     ctx: pd.DataFrame,
     feats: pd.DataFrame,
+    proba: np.ndarray,
     is_bot: np.ndarray,
-    asn: np.ndarray,
-    th: Thresholds,
-    known: frozenset[int] = frozenset(),
-) -> list[dict[str, Any]]:
-    """Networks that fan out over many recipients within seconds of delivery and that the model
-    does not flag, or that were not in its training data at all (``known``: the reference's
-    networks). A model that generalises may well flag a new vendor on timing alone; the network is
-    still news for whoever curates the vendor lists, and the report says how much the model flags.
-    """
+    reference: dict[str, Any],
+    enrichers,  # noqa: ANN001
+    th: Thresholds = Thresholds(),
+) -> LiveCounts:
+    """The counts of one part's scored events (``ctx`` and ``feats`` row-aligned)."""
     is_bot = np.asarray(is_bot, dtype=bool)
-    new = ~np.isin(asn, np.fromiter(known, dtype=np.int64, count=len(known)))
+    bins = {
+        name: _bins(feats[name].to_numpy(dtype=np.float64), np.asarray(ref["edges"]))
+        for name, ref in reference["features"].items()
+        if name in feats
+    }
+    asn = _networks(ctx, feats, enrichers)
+    day = pd.to_datetime(ctx["occurred_at"], utc=True).dt.strftime("%Y-%m-%d").to_numpy()
+    known = np.fromiter((int(k) for k in reference["by_asn"]), dtype=np.int64)
+    new = ~np.isin(asn, known)
     watched = (~is_bot | new) & (asn > 0)
     secs = feats["secs_since_delivery"].to_numpy(dtype=np.float64)
     fast = watched & (secs < AT_DELIVERY_S)
     fanout = fast & (feats[FANOUT_KEY].to_numpy() >= th.candidate_fanout)
     frame = pd.DataFrame(
-        {
-            "asn": asn[watched],
-            "fast": fast[watched],
-            "fanout": fanout[watched],
-            "bot": is_bot[watched],
-            "new": new[watched],
-            "contact": ctx["contact_id"].to_numpy()[watched],
-        }
+        {"asn": asn[watched], "fast": fast[watched], "bot": is_bot[watched], "new": new[watched]}
     )
-    if frame.empty:
+    networks = frame.groupby("asn").agg(
+        events=("fast", "size"), fast=("fast", "sum"), flagged=("bot", "sum"), new=("new", "all")
+    )
+    pairs = pd.DataFrame({"asn": asn[fanout], "contact": ctx["contact_id"].to_numpy()[fanout]})
+    return LiveCounts(
+        events=int(len(feats)),
+        bots=int(is_bot.sum()),
+        feature_bins=bins,
+        score_bins=_bins(np.asarray(proba, dtype=np.float64), SCORE_EDGES[1:-1]),
+        by_asn=_keyed(asn, is_bot),
+        by_vendor_flag=_keyed(feats["net_security_vendor"].to_numpy() > 0, is_bot),
+        by_day=_keyed(day, is_bot),
+        networks=networks,
+        fanout=pairs.drop_duplicates(ignore_index=True),
+    )
+
+
+def candidate_scanners(counts: LiveCounts, th: Thresholds) -> list[dict[str, Any]]:
+    """Networks that fan out over many recipients within seconds of delivery and that the model
+    does not flag, or that were not in its training data at all (the reference's networks). A
+    model that generalises may well flag a new vendor on timing alone; the network is still news
+    for whoever curates the vendor lists, and the report says how much the model flags.
+    """
+    stats = counts.networks.sort_index()
+    if stats.empty:
         return []
-    stats = frame.groupby("asn").agg(
-        events=("fast", "size"),
-        fast=("fast", "sum"),
-        flagged=("bot", "sum"),
-        new=("new", "all"),
-    )
-    reach = frame[frame["fanout"]].groupby("asn")["contact"].nunique()
-    stats["recipients"] = reach.reindex(stats.index, fill_value=0)
+    reach = counts.fanout.groupby("asn")["contact"].nunique()
+    stats = stats.assign(recipients=reach.reindex(stats.index, fill_value=0))
     stats["fast_share"] = stats["fast"] / stats["events"]
     hits = stats[
         (stats["recipients"] >= th.candidate_min_recipients)
@@ -156,37 +226,26 @@ def candidate_scanners(
     ]
 
 
-def monitor(
-    ctx: pd.DataFrame,
-    feats: pd.DataFrame,
-    proba: np.ndarray,
-    is_bot: np.ndarray,
-    reference: dict[str, Any],
-    enrichers,  # noqa: ANN001
-    th: Thresholds = Thresholds(),
+def report(
+    counts: LiveCounts, reference: dict[str, Any], th: Thresholds = Thresholds()
 ) -> dict[str, Any]:
     """The drift report (JSON-friendly), with ``alerts`` naming what crossed a threshold."""
     alerts: list[str] = []
-    feature_psi = {}
-    for name, ref in reference["features"].items():
-        if name not in feats:
-            continue
-        shares = _shares(feats[name].to_numpy(dtype=np.float64), np.asarray(ref["edges"]))
-        feature_psi[name] = psi(ref["shares"], shares)
+    total = max(counts.events, 1)
+    feature_psi = {
+        name: psi(reference["features"][name]["shares"], bins / total)
+        for name, bins in counts.feature_bins.items()
+    }
     for name, value in sorted(feature_psi.items(), key=lambda kv: -kv[1]):
         if value > th.feature_psi and name not in CONTENT_FEATURES:
             alerts.append(f"feature {name}: PSI {value:.3f} > {th.feature_psi}")
-    score_live = _shares(np.asarray(proba, dtype=np.float64), SCORE_EDGES[1:-1])
-    score_psi = psi(reference["score"], score_live)
+    score_psi = psi(reference["score"], counts.score_bins / total)
     if score_psi > th.score_psi:
         alerts.append(f"score distribution: PSI {score_psi:.3f} > {th.score_psi}")
 
-    asn = _networks(ctx, feats, enrichers)
-    live_asn = _share_by(asn, np.asarray(is_bot))
-
     ref_data = load_reference()
     networks = []
-    for key, live in live_asn.items():
+    for key, live in _shares_of(counts.by_asn).items():
         before = reference["by_asn"].get(key)
         row: dict[str, Any] = {"asn": int(key), "network": ref_data.org_of(int(key)), **live}
         if before is not None:
@@ -200,10 +259,8 @@ def monitor(
                 )
         networks.append(row)
     networks.sort(key=lambda r: -r["events"])
-    day = pd.to_datetime(ctx["occurred_at"], utc=True).dt.strftime("%Y-%m-%d").to_numpy()
-    per_day = {d: v["bot_share"] for d, v in sorted(_share_by(day, np.asarray(is_bot)).items())}
-    known = frozenset(int(k) for k in reference["by_asn"])
-    candidates = candidate_scanners(ctx, feats, is_bot, asn, th, known)
+    per_day = {d: v["bot_share"] for d, v in _shares_of(counts.by_day).items()}
+    candidates = candidate_scanners(counts, th)
     for c in candidates:
         how = (
             f"new since training, the model flags {c['model_flagged_share']:.0%} of it"
@@ -215,16 +272,14 @@ def monitor(
             f"{c['recipients_fanned_out']} recipients within seconds of delivery ({how})"
         )
     return {
-        "events": int(len(feats)),
+        "events": counts.events,
         "thresholds": asdict(th),
         "alerts": alerts,
         "feature_psi": dict(sorted(feature_psi.items(), key=lambda kv: -kv[1])),
         "score_psi": score_psi,
-        "bot_share": float(np.mean(is_bot)) if len(is_bot) else 0.0,
+        "bot_share": counts.bots / counts.events if counts.events else 0.0,
         "reference_bot_share": reference["bot_share"],
-        "by_vendor_flag": _share_by(
-            feats["net_security_vendor"].to_numpy() > 0, np.asarray(is_bot)
-        ),
+        "by_vendor_flag": _shares_of(counts.by_vendor_flag),
         "reference_by_vendor_flag": reference["by_vendor_flag"],
         "networks": networks[:50],
         "bot_share_by_day": per_day,
