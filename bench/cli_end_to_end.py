@@ -5,8 +5,8 @@
 
 Times, on simulated worlds of about 1M and 2.65M events, each command as a user runs it, in a
 child process: ``botfilter score``, ``botfilter recompute`` (first run on an empty metrics store,
-then a toggle run after ``settings set`` that reuses the stored scores) and ``botfilter
-validate``; with ``--big`` it also scores a larger file (10M events: copies of the 2.65M world
+then a toggle run after ``settings set`` that reuses the stored scores), ``botfilter monitor``
+(drift against the champion's training data) and ``botfilter validate``; with ``--big`` it also scores a larger file (10M events: copies of the 2.65M world
 under other tenant ids). Prints wall time, events/s, CPU seconds (all processes of the run) and
 the peak memory of the child including the processes it starts: the sum of their resident sets
 (RSS, polled every 20 ms, or the kernel's high-water mark of the largest if higher), which
@@ -275,6 +275,9 @@ def bench_world(path: Path, label: str, commands: list[str]) -> list[tuple[str, 
         tenant = pq.read_table(path / "messages.parquet", columns=["tenant_id"])[0][0].as_py()
         timed([*BOTFILTER, "settings", "set", "--tenant", tenant, "--email", "on"], store)
         row("recompute (toggle)", timed(cmd, store))
+    if "monitor" in commands:  # exits 1 on an alert, which is an answer, not a failure
+        report = ["monitor", "--data", str(path), "--out", str(scratch / "monitor.json")]
+        row("monitor", timed([*BOTFILTER, *report], env(), check=False))
     if "validate" in commands:
         row("validate", timed([*BOTFILTER, "validate", "--data", str(path), "--out", str(scratch)]))
     shutil.rmtree(scratch, ignore_errors=True)
@@ -285,7 +288,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1m,2.65m", help=f"worlds among {', '.join(WORLDS)}")
     parser.add_argument("--big", default="10m", help="also score this many copies ('' to skip)")
-    parser.add_argument("--commands", default="score,recompute,validate")
+    parser.add_argument("--commands", default="score,recompute,monitor,validate")
     parser.add_argument("--repeat", type=int, default=5, help="start-up runs per command")
     parser.add_argument("--startup-only", action="store_true")
     args = parser.parse_args()

@@ -763,7 +763,8 @@ def recompute_parts(
     part_options = replace(options, as_of=window_end, out=None, progress=False, batch=batch)
     part_options, ref = _with_champion(settings, part_options)
     wanted = None if options.tenants is None else frozenset(options.tenants)
-    parallel = workers > 1 and len(parts) > 1 and part_options.scorer is None
+    todo = sum(1 for i in range(len(parts)) if _wanted_in(parts.tenants(i), wanted))
+    parallel = workers > 1 and todo > 1 and part_options.scorer is None
     if part_options.scorer is None and ref is not None and not parallel:
         part_options = replace(part_options, scorer=_score_with_model(settings, None, ref))
     with _PartsProgress(sum(p.events for p in parts.parts), options) as progress:
@@ -789,13 +790,17 @@ def recompute_parts(
     return reports, results
 
 
+def _wanted_in(planned: list[str] | None, wanted: frozenset[str] | None) -> bool:
+    """Whether a part with these planned tenants (None: unknown) may hold a wanted one."""
+    return wanted is None or planned is None or not wanted.isdisjoint(planned)
+
+
 def _passed_over(parts: TenantParts, i: int, wanted: frozenset[str] | None) -> bool:
     """Skip part ``i`` when its planned tenants are known and none is wanted."""
-    planned = parts.tenants(i)
-    if wanted is not None and planned is not None and not wanted.intersection(planned):
-        parts.skip(i)
-        return True
-    return False
+    if _wanted_in(parts.tenants(i), wanted):
+        return False
+    parts.skip(i)
+    return True
 
 
 def _recompute_part(

@@ -239,9 +239,11 @@ def _cycle(
                     done = [recompute(store, settings, data, run)]
                 else:
                     # Part by part: only the parts holding these tenants are validated, and
-                    # memory follows the largest part. The files are read once per group.
+                    # memory follows the largest part; two or more such parts go to worker
+                    # processes, as in `botfilter recompute`. The files are read once per group.
                     parts = parts if parts is not None and parts.fresh else TenantParts(data_dir)
-                    _, done = recompute_parts(store, settings, parts, run)
+                    workers = settings.recompute_workers
+                    _, done = recompute_parts(store, settings, parts, run, workers)
             except BotfilterError as exc:
                 result.errors.append(f"{','.join(group)}: {exc}")
                 continue

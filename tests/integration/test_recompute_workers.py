@@ -96,3 +96,22 @@ def test_a_failure_in_a_worker_reaches_the_caller(tmp_path: Path, data_dir: Path
     runs = store.job_runs(kind="recompute")
     assert "t2" not in set(runs["tenant_id"])
     assert set(runs["status"]) <= {"succeeded"}
+
+
+def test_one_part_to_do_stays_in_this_process(tmp_path: Path, data_dir: Path) -> None:
+    """A worker cycle's queued tenant lies in one part: no pool is started for it (its start
+    would cost more than the part), while two wanted parts go to the workers."""
+    from contract.parts import TenantParts
+    from jobs.recompute import recompute_parts
+
+    home = tmp_path / "home"
+    register_model(Settings(home=home), 3, tmp_path)
+    settings = Settings(home=home, recompute_workers=2)
+    store = Store.open(settings)
+    for wanted, in_workers in ((["t2"], False), (["t1", "t3"], True)):
+        options = RecomputeOptions(as_of=AS_OF, tenants=wanted)
+        _, done = recompute_parts(store, settings, TenantParts(data_dir, 900), options, 2)
+        assert sorted(t for d in done for t in d.tenants) == wanted
+        runs = store.job_runs(kind="recompute")
+        pids = set(runs.loc[runs["tenant_id"].isin(wanted), "pid"])
+        assert (os.getpid() not in pids) is in_workers
