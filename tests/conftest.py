@@ -27,7 +27,12 @@ def _mlflow_env_as_found() -> None:
     """mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI to the environment, which Settings
     reads: a test (or a module fixture) that configured MLflow must not point later tests at
     its registry (the worker test found another module's champion that way)."""
-    for key, value in _MLFLOW_ENV.items():
+    _put_back(_MLFLOW_ENV)
+
+
+def _put_back(values: dict[str, str | None]) -> None:
+    """Set these environment variables as given (None: unset)."""
+    for key, value in values.items():
         if value is None:
             os.environ.pop(key, None)
         else:
@@ -154,3 +159,34 @@ def console_cycle() -> Callable[..., CycleResult]:
 def console_now() -> pd.Timestamp:
     """The console world's clock (its worker cycles run at this hour)."""
     return worlds.NOW
+
+
+@pytest.fixture(scope="session")
+def register_model() -> Callable[[Settings, int, Path], None]:
+    """Registers a small LightGBM model (different per seed) as the champion of a settings'
+    registry, as ``botfilter train`` logs it. Use with ``mlflow_restored``."""
+    from tests import models  # MLflow and LightGBM, for the tests that ask only
+
+    return models.register_model
+
+
+@pytest.fixture(scope="module")
+def mlflow_restored() -> Iterator[None]:
+    """mlflow.set_tracking_uri also sets MLFLOW_TRACKING_URI in the environment, and MLflow
+    keeps the URIs in the process: put back what was there after the module, so later tests do
+    not find its registries' champions."""
+    import mlflow
+
+    saved = {k: os.environ.get(k) for k in _MLFLOW_ENV}
+    yield
+    mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"])
+    mlflow.set_registry_uri(saved["MLFLOW_REGISTRY_URI"])
+    _put_back(saved)
+
+
+@pytest.fixture
+def parts_world(tmp_path: Path) -> Callable[[pd.Timestamp], Path]:
+    """Builds a Parquet data directory of three tenants (about 1,000 events each: three parts
+    of 900) with a settings table, a broken event and a repeated one (see
+    ``worlds.parts_world``)."""
+    return functools.partial(worlds.parts_world, tmp_path / "data")

@@ -164,3 +164,24 @@ def console_env(root: Path, url: str | None = None) -> Iterator[dict]:
         tokens.close()
     finally:
         os.environ.update(saved)
+
+
+def parts_world(data: Path, as_of: pd.Timestamp) -> Path:
+    """A Parquet data directory at ``data``: three tenants of about 1,000 events, a settings
+    table that turns the email filter on for t1, a broken event and a repeated one."""
+    world = random_world(11, as_of, n=2400)
+    events = world["events"]
+    broken = events.iloc[:1].assign(event_id="bad", type="swipe")
+    world["events"] = pd.concat([events, broken, events.iloc[5:6]], ignore_index=True)
+    world["settings"] = pd.DataFrame(
+        {
+            "tenant_id": ["t1", "t2"],
+            "exclude_bots_email": [True, False],
+            "exclude_bots_sms": [False, True],
+            "updated_at": [as_of - pd.Timedelta(days=1)] * 2,
+        }
+    )
+    data.mkdir(parents=True)
+    for name, frame in world.items():
+        frame.to_parquet(data / f"{name}.parquet", index=False)
+    return data

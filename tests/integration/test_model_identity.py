@@ -6,12 +6,8 @@ the data home, and so the model caches and the score store, is shared.
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
-import lightgbm as lgb
 import mlflow
 import numpy as np
 import pandas as pd
@@ -20,7 +16,6 @@ import pytest
 from contract.validate import validate_tables
 from core.errors import BotfilterError
 from core.settings import Settings
-from features.definitions import FEATURE_NAMES
 from jobs.recompute import RecomputeOptions, recompute
 from jobs.store import Store
 from scoring.batch import score_validated
@@ -28,64 +23,13 @@ from scoring.model import METADATA_FILE, BotModel
 from scoring.registry import champion_uri, configure_mlflow, load_model
 from simulation import generate
 
-pytestmark = pytest.mark.integration
-
-
-def register_model(settings: Settings, seed: int, tmp: Path) -> None:
-    """Register a small LightGBM model (different per seed) as the champion in ``settings``'
-    registry, as ``botfilter train`` logs it (model.lgb + the metadata file)."""
-    rng = np.random.default_rng(seed)
-    names = list(FEATURE_NAMES)
-    X = rng.normal(size=(400, len(names)))
-    y = (X[:, seed % len(names)] > 0).astype(int)
-    booster = lgb.train(
-        {"objective": "binary", "num_leaves": 7, "verbose": -1, "seed": seed},
-        lgb.Dataset(X, y, feature_name=names),
-        num_boost_round=5,
-    )
-    meta = tmp / METADATA_FILE
-    meta.write_text(
-        json.dumps({"feature_names": names, "calibration": [1.0, 0.0], "thresholds": {}})
-    )
-    configure_mlflow(settings)
-    settings.artifact_root.mkdir(parents=True, exist_ok=True)
-    name = f"identity-{seed}"
-    experiment = mlflow.get_experiment_by_name(name)
-    experiment_id = (
-        experiment.experiment_id
-        if experiment
-        else mlflow.create_experiment(name, artifact_location=settings.artifact_root.as_uri())
-    )
-    with mlflow.start_run(experiment_id=experiment_id):
-        info = mlflow.lightgbm.log_model(
-            booster,
-            name="model",
-            registered_model_name=settings.model_name,
-            extra_files=[str(meta)],
-            pip_requirements=[f"lightgbm=={lgb.__version__}"],
-        )
-    mlflow.MlflowClient().set_registered_model_alias(
-        settings.model_name, settings.champion_alias, str(info.registered_model_version)
-    )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def restore_mlflow() -> Iterator[None]:
-    """mlflow.set_tracking_uri also sets MLFLOW_TRACKING_URI in the environment: put back
-    what was there, so later tests do not find these registries' champions."""
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    yield
-    mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"])
-    mlflow.set_registry_uri(saved["MLFLOW_REGISTRY_URI"])
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("mlflow_restored")]
 
 
 @pytest.fixture(scope="module")
-def two_registries(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Settings]:
+def two_registries(
+    tmp_path_factory: pytest.TempPathFactory, register_model
+) -> tuple[Settings, Settings]:
     """Two settings that share a data home and point at two registries, each with its own
     ``botfilter/1`` (models of seeds 1 and 2)."""
     tmp = tmp_path_factory.mktemp("registries")
@@ -142,7 +86,7 @@ def test_stored_scores_of_another_registry_are_not_reused(two_registries, tmp_pa
 
 
 def test_an_unchanged_registry_is_not_asked_again_and_a_moved_alias_is_seen(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, register_model
 ) -> None:
     """The alias lookup is remembered by the registry's bytes: a second resolution of an
     unchanged store does not open MLflow, and promoting another version is seen at once."""
@@ -178,7 +122,7 @@ def test_an_unchanged_registry_is_not_asked_again_and_a_moved_alias_is_seen(
 
 
 def test_registry_users_point_mlflow_at_their_own_store(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, register_model
 ) -> None:
     """A remembered alias opens no registry, so what reads MLflow next must point it at the
     store itself (monitor's reference profile, the training run): it once found another store."""

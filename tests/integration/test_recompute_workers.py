@@ -15,14 +15,21 @@ from core.errors import BotfilterError
 from core.settings import Settings
 from jobs.recompute import RecomputeOptions, recompute_data_dir
 from jobs.store import Store
-from tests.integration.test_model_identity import register_model, restore_mlflow  # noqa: F401
-from tests.unit import test_recompute_parts as parts_tests
 
-AS_OF = parts_tests.AS_OF
-data_dir = parts_tests.data_dir  # three tenants of about 1,000 events: three parts of 900
-_window_events = parts_tests._window_events
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("mlflow_restored")]
 
-pytestmark = pytest.mark.integration
+AS_OF = pd.Timestamp("2024-03-31T00:00:00Z")
+
+
+@pytest.fixture
+def data_dir(parts_world) -> Path:
+    """Three tenants of about 1,000 events: three parts of 900."""
+    return parts_world(AS_OF)
+
+
+def _window_events(store: Store, tenant: str) -> pd.DataFrame:
+    """The tenant's stored window events, without the per-recompute message numbering."""
+    return store.window_events(tenant).drop(columns="message_code")
 
 
 def _run(settings: Settings, store: Store, data: Path) -> tuple[str, dict[str, pd.DataFrame]]:
@@ -32,7 +39,9 @@ def _run(settings: Settings, store: Store, data: Path) -> tuple[str, dict[str, p
     return result.scores_source, result.tables
 
 
-def test_workers_recompute_parts_as_one_process_does(tmp_path: Path, data_dir: Path) -> None:
+def test_workers_recompute_parts_as_one_process_does(
+    tmp_path: Path, data_dir: Path, register_model
+) -> None:
     home = tmp_path / "home"
     register_model(Settings(home=home), 3, tmp_path)
     stores: dict[int, Store] = {}
@@ -83,7 +92,9 @@ def _model_id(store: Store) -> str:
     return str(ids.iloc[0])
 
 
-def test_a_failure_in_a_worker_reaches_the_caller(tmp_path: Path, data_dir: Path) -> None:
+def test_a_failure_in_a_worker_reaches_the_caller(
+    tmp_path: Path, data_dir: Path, register_model
+) -> None:
     """A tenant locked by another run: the worker's part fails with the lock's one-line error
     and the command fails with it; the parts before it are written, as without workers."""
     home = tmp_path / "home"
@@ -98,7 +109,9 @@ def test_a_failure_in_a_worker_reaches_the_caller(tmp_path: Path, data_dir: Path
     assert set(runs["status"]) <= {"succeeded"}
 
 
-def test_one_part_to_do_stays_in_this_process(tmp_path: Path, data_dir: Path) -> None:
+def test_one_part_to_do_stays_in_this_process(
+    tmp_path: Path, data_dir: Path, register_model
+) -> None:
     """A worker cycle's queued tenant lies in one part: no pool is started for it (its start
     would cost more than the part), while two wanted parts go to the workers."""
     from contract.parts import TenantParts

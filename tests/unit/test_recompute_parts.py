@@ -22,26 +22,10 @@ AS_OF = pd.Timestamp("2024-03-31T00:00:00Z")
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path, random_world) -> Path:
+def data_dir(parts_world) -> Path:
     """Three tenants (about 1,000 events each), a settings table that turns the email filter
     on for t1, a broken event and a repeated one (quarantine and duplicate counts)."""
-    world = random_world(11, AS_OF, n=2400)
-    events = world["events"]
-    broken = events.iloc[:1].assign(event_id="bad", type="swipe")
-    world["events"] = pd.concat([events, broken, events.iloc[5:6]], ignore_index=True)
-    world["settings"] = pd.DataFrame(
-        {
-            "tenant_id": ["t1", "t2"],
-            "exclude_bots_email": [True, False],
-            "exclude_bots_sms": [False, True],
-            "updated_at": [AS_OF - pd.Timedelta(days=1)] * 2,
-        }
-    )
-    data = tmp_path / "data"
-    data.mkdir()
-    for name, frame in world.items():
-        frame.to_parquet(data / f"{name}.parquet", index=False)
-    return data
+    return parts_world(AS_OF)
 
 
 def _store(root: Path) -> tuple[Settings, Store]:
