@@ -362,6 +362,8 @@ def merge_reports(reports: list[Report]) -> Report:
 
 
 # --- parts handed to worker processes -----------------------------------------------------------
+# Parts travel to the workers as Arrow IPC files in memory (tmpfs), which a worker maps: through
+# the pool's pipe they were pickled, written, read and unpickled (a sixth of the CPU of a run).
 
 
 def shm_dir() -> str | None:

@@ -20,7 +20,7 @@ from collections.abc import Hashable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
@@ -836,28 +836,27 @@ class _PartJob:
 
 # Imported once by the workers' fork server, beside this process's own start.
 _WORKER_PRELOAD = ("contract.parts", "contract.validate", "jobs.recompute")
-# Per worker process: its store and its scorer, kept from part to part.
-_WORKER: dict[str, object] = {}
+# Per worker process: the scorer of each model, which loads it and the enrichers once.
+_WORKER_SCORERS: dict[ModelRef, Scorer] = {}
+
+
+@functools.lru_cache(maxsize=1)
+def _worker_store(url: str, schema: str | None, lock_timeout: float) -> Store:
+    """Per worker process: its own connection to the command's store, kept from part to part."""
+    return Store(url, schema=schema, lock_timeout=lock_timeout)
 
 
 def _recompute_shared(
     job: _PartJob, shared: dict[str, SharedTable]
 ) -> tuple[Report, RecomputeResult | None]:
     """In a worker: validate and recompute one part handed over by :func:`share_raw`."""
-    key = (job.store_url, job.store_schema)
-    if _WORKER.get("store_key") != key:
-        _WORKER["store"] = Store(
-            job.store_url, schema=job.store_schema, lock_timeout=job.lock_timeout
-        )
-        _WORKER["store_key"] = key
+    store = _worker_store(job.store_url, job.store_schema, job.lock_timeout)
     options = job.options
     if job.ref is not None:
-        if _WORKER.get("ref") != job.ref:  # the model and enrichers load once per process
-            _WORKER["scorer"] = _score_with_model(job.settings, None, job.ref)
-            _WORKER["ref"] = job.ref
-        options = replace(options, scorer=cast(Scorer, _WORKER["scorer"]))
+        if job.ref not in _WORKER_SCORERS:
+            _WORKER_SCORERS[job.ref] = _score_with_model(job.settings, None, job.ref)
+        options = replace(options, scorer=_WORKER_SCORERS[job.ref])
     validated = validate_raw(unshare_raw(shared))
-    store = cast(Store, _WORKER["store"])
     return validated.report, _recompute_part(store, job.settings, validated, options, job.wanted)
 
 

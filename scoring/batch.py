@@ -327,8 +327,6 @@ def _ship_model(model: BotModel, tmp: Path, settings: Settings) -> _ShippedModel
     )  # fmt: skip
 
 
-# Parts travel to the workers as Arrow IPC files in memory (tmpfs), which a worker maps: through
-# the pool's pipe they were pickled, written, read and unpickled (a sixth of the CPU of a run).
 _WORKER: dict = {}  # per worker process: the enrichers, then the model of the first part
 
 
