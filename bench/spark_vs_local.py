@@ -1,15 +1,16 @@
 """Benchmark: the local engine against the Spark engine on the same events, side by side.
 
     .venv/bin/python bench/spark_vs_local.py [--events 1000000] [--cores 1,2] [--scheme tenant]
-        [--event-log DIR] [--conf KEY=VALUE ...]
+        [--no-pin] [--event-log DIR] [--conf KEY=VALUE ...]
 
 Both engines run the same job on the same simulated data directory with the same model: read and
 validate the tables, score every event (features + model + reasons), and aggregate the metric
 partitions of the 30-day window. Spark runs in local mode once per core count (``local[1]``,
-``local[2]``, ...), so the figures show how it scales with executor cores. Prints events/s per
-stage and end to end, the CPU seconds each stage used (this process and every process under it:
-the Spark JVM and its Python workers; a stage whose CPU seconds are near its wall time ran on
-one core) and peak memory (the same processes).
+``local[2]``, ...), each pinned to exactly N CPUs unless ``--no-pin`` (the JVM's own threads
+would otherwise give ``local[1]`` more than one core), so the figures show how it scales with
+cores. Prints events/s per stage and end to end, the CPU seconds each stage used (this process
+and every process under it: the Spark JVM and its Python workers; a stage whose CPU seconds are
+near its wall time ran on one core) and peak memory (the same processes).
 Start-up is timed apart and left out of the stages: for Spark the session, the Python workers and
 the model and enrichers loaded in each (:func:`jobs.spark.engine.warm_up`); for the local engine
 the enrichers. Then the ratios the targets are stated in: each Spark stage's events/s over the
@@ -229,6 +230,16 @@ def run_spark(
     }
 
 
+def pin_to(cores: int) -> None:
+    """Run this process, and every process it starts (the JVM, the Python workers), on ``cores``
+    CPUs: ``local[1]`` alone uses about 1.4 cores (the JVM's garbage collector and shuffle
+    threads), so without this "one core to two" would compare 1.4 cores with 2."""
+    available = sorted(os.sched_getaffinity(0))
+    if cores > len(available):
+        sys.exit(f"--pin: local[{cores}] wants {cores} CPUs, this process may use {len(available)}")
+    os.sched_setaffinity(0, available[:cores])
+
+
 def run_one(engine: str, args: argparse.Namespace) -> dict[str, float]:
     """One engine in this process: ``local`` or ``spark:N`` (local[N])."""
     from core.settings import Settings
@@ -244,6 +255,8 @@ def run_one(engine: str, args: argparse.Namespace) -> dict[str, float]:
         # One thread per task on executors: Spark parallelises across tasks instead.
         spark_settings = settings.model_copy(update={"threads": 1})
         cores = int(engine.split(":")[1])
+        if args.pin:
+            pin_to(cores)
         log = args.event_log / f"local-{cores}" if args.event_log else None
         conf = dict(item.split("=", 1) for item in args.conf)
         result = run_spark(data, model, spark_settings, cores, args.scheme, log, conf)
@@ -258,6 +271,12 @@ def main() -> None:
     ap.add_argument("--scheme", default="tenant", choices=("tenant", "chunk"))
     ap.add_argument("--out", type=Path, default=Path("bench/out"))
     ap.add_argument("--skip-local", action="store_true")
+    ap.add_argument(
+        "--pin",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run Spark local[N] on exactly N CPUs (default; the local engine keeps them all)",
+    )
     ap.add_argument(
         "--event-log", type=Path, help="write Spark event logs here and print the slowest stages"
     )
@@ -286,6 +305,7 @@ def main() -> None:
         # A fresh process per engine: its own JVM, workers, caches and peak memory.
         cmd = [sys.executable, __file__, "--only", engine, "--events", str(args.events)]
         cmd += ["--scheme", args.scheme, "--out", str(args.out)]
+        cmd += [] if args.pin else ["--no-pin"]
         cmd += ["--event-log", str(args.event_log)] if args.event_log else []
         cmd += [f"--conf={item}" for item in args.conf]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -331,6 +351,11 @@ def report(results: dict[str, dict[str, float]], data: Path, args: argparse.Name
     print("peak memory: the engine's process; for Spark plus its JVM and Python workers")
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"load average at the end (1/5/15 min): {load}  (other work on the machine skews this)")
+    print(
+        "Spark local[N] ran on exactly N CPUs (sched_setaffinity)"
+        if args.pin
+        else "Spark local[N] was not pinned: its JVM threads could use every CPU (--no-pin)"
+    )
     if args.conf:
         print(f"Spark settings given: {', '.join(args.conf)}")
 

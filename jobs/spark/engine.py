@@ -398,7 +398,8 @@ def score_spark(
         # Events and messages meet per tenant in Python: one shuffle of each by tenant, where
         # a join first would shuffle both by message, then the joined rows again by tenant.
         events = tables.events.select(*EVENTS.names).groupBy("tenant_id")
-        messages = tables.messages.select(*_message_context()).groupBy("tenant_id")
+        named = tables.messages if tables.named_messages is None else tables.named_messages
+        messages = named.select(*_message_context()).groupBy("tenant_id")
         return events.cogroup(messages).applyInArrow(_score_tenants(shipped, columns), SCORES_DDL)
     groups = _chunked(_with_context(tables), chunk_seconds).groupBy("tenant_id", CHUNK)
     return groups.applyInArrow(_score_groups(shipped, columns), SCORES_DDL)

@@ -63,6 +63,7 @@ BUCKET = "_bucket"
 BUCKETS_PER_PARTITION = 4  # groups handed to Python per shuffle partition (memory per call)
 KEY_EVENT, KEY_MESSAGE, KEY_TENANT = "_key_event", "_key_message", "_key_tenant"
 QUARANTINE = ("_table", "_q_row", "_q_record", "_q_reason")
+NAMED = "_named"  # a clean message that a clean event of its validation group names
 _INTERNAL = (ROW, RECORD, BUCKET, KEY_EVENT, KEY_MESSAGE, KEY_TENANT)
 #: Arrow types of clean columns inside Spark (timestamps as ns since the epoch, UTC).
 _CLEAN_ARROW = {
@@ -93,6 +94,9 @@ class SparkTables:
     quarantine: DataFrame  # table, row_number, record, reason
     report: Report | None  # None: the tables came validated (engine.spark_frames)
     cached: list[DataFrame] = field(default_factory=list)  # what the tables are views of
+    # The clean messages that a clean event names, the only ones scoring needs (None: unknown,
+    # take every message); most messages have no event.
+    named_messages: DataFrame | None = None
 
     def unpersist(self) -> None:
         """Release the cached validation results."""
@@ -127,10 +131,10 @@ def _wide_columns(*tables: str) -> dict[str, str]:
 
 def _validated_ddl(*tables: str) -> str:
     """Schema of a validation UDF's output: the tables' clean columns, then ``_table`` (every
-    row) and the quarantine columns (quarantined rows only)."""
+    row), the quarantine columns (quarantined rows only) and :data:`NAMED` (clean messages)."""
     clean = ", ".join(f"`{name}` {kind}" for name, kind in _wide_columns(*tables).items())
     q = "`_table` string, `_q_row` bigint, `_q_record` string, `_q_reason` string"
-    return f"{clean}, {q}"
+    return f"{clean}, {q}, `{NAMED}` boolean"
 
 
 def arrow_to_clean_pandas(
@@ -172,10 +176,15 @@ def clean_to_arrow(table: str, frame: pd.DataFrame) -> pa.Table:
 
 
 def _output(
-    table: str, clean: pa.Table, quarantine: pd.DataFrame, wide: tuple[str, ...]
+    table: str,
+    clean: pa.Table,
+    quarantine: pd.DataFrame,
+    wide: tuple[str, ...],
+    named: pa.Array | None = None,
 ) -> pa.Table:
     """Clean rows then quarantine rows of one validated group, in the schema of a validation
-    UDF over the tables ``wide`` (columns of the other tables are null)."""
+    UDF over the tables ``wide`` (columns of the other tables are null); ``named``: per clean
+    row, whether a clean event of the group names it (messages)."""
     n, q = clean.num_rows, len(quarantine)
     columns = _spark_types(table, {name: clean.column(name) for name in clean.column_names})
     arrays = {name: pa.concat_arrays([arr, pa.nulls(q, arr.type)]) for name, arr in columns.items()}
@@ -191,14 +200,38 @@ def _output(
     arrays["_q_row"] = after_clean(quarantine["row_number"].to_numpy(dtype=np.int64), pa.int64())
     arrays["_q_record"] = after_clean(quarantine["record"].tolist(), pa.string())
     arrays["_q_reason"] = after_clean(quarantine["reason"].tolist(), pa.string())
+    flags = pa.nulls(n, pa.bool_()) if named is None else named
+    arrays[NAMED] = pa.concat_arrays([flags, pa.nulls(q, pa.bool_())])
     return pa.table(arrays)
+
+
+def _named_messages(messages: pa.Table, events: pa.Table) -> pa.Array:
+    """Per clean message: does a clean event of the same group name it (tenant and message id)."""
+    keys = ["tenant_id", "message_id"]
+    rows = messages.select(keys).append_column("_at", pa.array(np.arange(messages.num_rows)))
+    found = rows.join(events.select(keys), keys, join_type="left semi", use_threads=False)
+    named = np.zeros(messages.num_rows, dtype=bool)
+    named[found.column("_at").to_numpy()] = True
+    return pa.array(named)
 
 
 def _outputs(result: ValidatedArrow, tables: tuple[str, ...]) -> pa.Table:
     """The clean and quarantined rows of ``tables`` from one validated group."""
     q = result.quarantine
+    named = None
+    if "messages" in tables and "events" in tables:
+        named = _named_messages(result.tables["messages"], result.tables["events"])
     return pa.concat_tables(
-        [_output(name, result.tables[name], q.loc[q["table"] == name], tables) for name in tables]
+        [
+            _output(
+                name,
+                result.tables[name],
+                q.loc[q["table"] == name],
+                tables,
+                named if name == "messages" else None,
+            )
+            for name in tables
+        ]
     )
 
 
@@ -550,6 +583,15 @@ def load_tables(
                 clean[name] = clean[name].unionByName(frame)
         else:
             clean[name] = spark.createDataFrame([], clean_ddl(name))
+    # Without split event keys, every clean event was validated beside its messages, so a group
+    # knows which of its clean messages one names; a split event's message may lie elsewhere.
+    named = None
+    if split is None:
+        named = (
+            validated["pair"]
+            .where((F.col("_table") == "messages") & F.col("_q_reason").isNull() & F.col(NAMED))
+            .select(*TABLES["messages"].names)
+        )
     quarantines = [
         frame.where(F.col("_q_reason").isNotNull()).select(
             F.col("_table").alias("table"),
@@ -585,6 +627,7 @@ def load_tables(
         quarantine=quarantine,
         report=Report(reports),
         cached=list(validated.values()),
+        named_messages=named,
     )
 
 

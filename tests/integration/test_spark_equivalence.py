@@ -115,6 +115,22 @@ def test_clean_tables_equal_the_contract(local, tables) -> None:
     assert tables.report.as_dict()["events"]["kept"] == len(validated.events)
 
 
+def test_named_messages_are_those_a_clean_event_names(local, tables) -> None:
+    """What scoring shuffles by tenant: every message a clean event names, and no other."""
+    from jobs.spark.tables import arrow_to_clean_pandas
+
+    validated, _ = local
+    keys = ["tenant_id", "message_id"]
+    named = validated.events[keys].drop_duplicates()
+    expected = validated.messages.merge(named, on=keys)
+    assert tables.named_messages is not None
+    got = arrow_to_clean_pandas("messages", tables.named_messages.toArrow())
+    got = got.sort_values(keys, ignore_index=True)
+    expected = expected[list(got.columns)].sort_values(keys, ignore_index=True)
+    assert 0 < len(got) < len(validated.messages)
+    pd.testing.assert_frame_equal(got, expected)
+
+
 @pytest.fixture(scope="module")
 def spark_scores(spark, tables, settings: Settings, model_uri: str):
     """Scores of the Spark engine (one group per tenant), kept for the metrics test."""

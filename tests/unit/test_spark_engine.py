@@ -11,7 +11,13 @@ import pytest
 
 from contract import validate
 from jobs.spark.engine import ModelPayload, _local_cores, _worker_model, context_columns
-from jobs.spark.tables import arrow_to_clean_pandas, as_uri_or_path, clean_ddl, clean_to_arrow
+from jobs.spark.tables import (
+    _named_messages,
+    arrow_to_clean_pandas,
+    as_uri_or_path,
+    clean_ddl,
+    clean_to_arrow,
+)
 from scoring.model import BotModel
 
 
@@ -101,3 +107,19 @@ def test_model_payload_rebuilds_the_same_model() -> None:
 )
 def test_uris_survive_pathlib(given: object, expected: str) -> None:
     assert as_uri_or_path(given) == expected
+
+
+def test_named_messages_match_tenant_and_message_id() -> None:
+    """A message counts as named only by an event of its own tenant (ids repeat across tenants)."""
+    import pyarrow as pa
+
+    messages = pa.table(
+        {
+            "tenant_id": ["t", "t", "u", "u"],
+            "message_id": ["m1", "m2", "m1", "m3"],
+            "x": [1, 2, 3, 4],
+        }
+    )
+    events = pa.table({"tenant_id": ["t", "u", "t"], "message_id": ["m1", "m3", "m1"]})
+    assert _named_messages(messages, events).to_pylist() == [True, False, False, True]
+    assert _named_messages(messages, events.slice(0, 0)).to_pylist() == [False] * 4
