@@ -609,7 +609,7 @@ def load_tables(
                 extra, "table string, row_number bigint, record string, reason string"
             )
         )
-    counts = _counts(raw, list(validated.values()))  # one job; it fills the cache too
+    counts = _counts(raw, list(validated.values()))  # its first job fills the cache
     reports = {
         name: _table_report(
             name,
@@ -680,17 +680,44 @@ def _counts(
     raw: dict[str, DataFrame], validated: list[DataFrame]
 ) -> dict[str, dict[str | None, int]]:
     """Per table: rows read (key ``"_read"``) and validated rows by quarantine reason (None:
-    kept), in one job."""
+    kept).
+
+    Two jobs: one global aggregate of conditional counts (rows read, rows kept), which fills
+    the cache; then the quarantined rows by reason, from the cache. Grouping every row by its
+    table and reason (text keys, a hash map lookup a row) cost a tenth of validation."""
+    names = list(TABLES)
     rows = [
-        frame.select(F.lit(name).alias("_table"), F.lit("_read").alias("_q_reason"))
+        frame.select(F.lit(names.index(name)).alias("_t"), F.lit(True).alias("_read"))
         for name, frame in raw.items()
-    ] + [frame.select("_table", "_q_reason") for frame in validated]
+    ] + [
+        frame.where(F.col("_q_reason").isNull()).select(
+            F.array_position(F.array(*map(F.lit, names)), F.col("_table")).cast("int") - 1,
+            F.lit(False),
+        )
+        for frame in validated
+    ]
     union = rows[0]
     for frame in rows[1:]:
-        union = union.unionByName(frame)
+        union = union.union(frame)
+    tallies = [
+        F.count_if((F.col("_t") == i) & (F.col("_read") == read)).alias(f"{i}_{read}")
+        for i in range(len(names))
+        for read in (True, False)
+    ]
+    totals = union.agg(*tallies).collect()[0]
     out: dict[str, dict[str | None, int]] = {}
-    for row in union.groupBy("_table", "_q_reason").count().collect():
-        out.setdefault(row["_table"], {})[row["_q_reason"]] = int(row["count"])
+    for i, name in enumerate(names):
+        if name in raw:
+            out[name] = {"_read": int(totals[f"{i}_True"])}
+            if totals[f"{i}_False"]:
+                out[name][None] = int(totals[f"{i}_False"])
+    quarantined = [frame.where(F.col("_q_reason").isNotNull()) for frame in validated]
+    if quarantined:
+        reasons = quarantined[0].select("_table", "_q_reason")
+        for frame in quarantined[1:]:
+            reasons = reasons.union(frame.select("_table", "_q_reason"))
+        for row in reasons.groupBy("_table", "_q_reason").count().collect():
+            out.setdefault(row["_table"], {})[row["_q_reason"]] = int(row["count"])
     return out
 
 
