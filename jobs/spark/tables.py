@@ -334,12 +334,24 @@ def _native_keys(frames: list[tuple[DataFrame, str]]) -> bool:
 
 def _native_key(column: str) -> Column:
     """The key of a column in Spark SQL: its text with :data:`_TRIM` characters cut from the ends
-    (no Python round trip). The regular expression runs only on values whose first or last
-    character is one of them (few): a match tried at every position of every id is costly."""
+    (no Python round trip). The regular expression runs only on values that may start or end with
+    one of them (few): a match tried at every position of every id is costly. The test is a
+    cheap superset: the first character's code point is a control, in U+007F-U+00A0 or at least
+    U+1680 (where every other one lies), or the last byte is a control, DEL or a UTF-8
+    continuation byte (the last byte of any multibyte character). Character-based ``substring``
+    at the end had to count every character of every id first (twice the cost of this)."""
     text = F.col(column).cast("string")
-    ends = F.concat(F.substring(text, 1, 1), F.substring(text, -1, 1))
+    first = F.ascii(text)
+    last = F.hex(F.substring(text.cast("binary"), -1, 1))  # two upper-case hex digits
+    may_trim = (
+        (first <= 0x20)
+        | first.between(0x7F, 0xA0)
+        | (first >= 0x1680)
+        | (last <= F.lit("20"))
+        | (last >= F.lit("7F"))
+    )
     trimmed = F.regexp_replace(text, f"^{_TRIM}+|{_TRIM}+$", "")
-    return F.when(ends.rlike(_TRIM), trimmed).otherwise(text)
+    return F.when(may_trim, trimmed).otherwise(text)
 
 
 # --------------------------------------------------------------------------- reading

@@ -526,3 +526,23 @@ def test_unscored_events_of_several_tenants_are_counted_together(spark, local) -
     with pytest.raises(M.MissingScores, match="^2 events have no score") as got:
         compute_partitions_spark(tables, scores_from_pandas(spark, partial), {}, window)
     assert got.value.example in {event for _, event in dropped}
+
+
+def test_native_keys_trim_whatever_the_full_expression_trims(spark) -> None:
+    """The cheap test in front of the trimming expression never lets an end character through:
+    every value gets the key the expression applied to all values gives."""
+    from pyspark.sql import functions as F
+
+    from jobs.spark.tables import _TRIM, _native_key
+
+    values = [
+        "a", "ab", " a", "a ", "\ta\n", "a\x00", "\x7fa", "a\u00a0", "\u00a0a", "\u3000a\ufeff",
+        "\u200ba", "a\u2028", "a\u1680", "\u180ea", "é", "aé", "éa", "日本", "a\u205f", "", "  ",
+        "a\u2064", "x\x1f",
+    ]  # fmt: skip
+    frame = spark.createDataFrame([(v,) for v in values], "v string")
+    full = F.regexp_replace(F.col("v"), f"^{_TRIM}+|{_TRIM}+$", "")
+    rows = frame.select("v", _native_key("v").alias("got"), full.alias("want")).collect()
+    assert [(r["v"], r["got"]) for r in rows] == [(r["v"], r["want"]) for r in rows]
+    trimmed = {r["v"]: r["got"] for r in rows}
+    assert trimmed["\u3000a\ufeff"] == "a" and trimmed["a\u00a0"] == "a" and trimmed["aé"] == "aé"
