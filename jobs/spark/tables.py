@@ -129,12 +129,20 @@ def _wide_columns(*tables: str) -> dict[str, str]:
     return out
 
 
+def _validated_columns(*tables: str) -> dict[str, str]:
+    """Columns of a validation UDF's output and their Spark types: the tables' clean columns,
+    then ``_table`` (every row), the quarantine columns (quarantined rows only) and
+    :data:`NAMED` (clean messages)."""
+    return {
+        **_wide_columns(*tables),
+        **dict(zip(QUARANTINE, ("string", "bigint", "string", "string"), strict=True)),
+        NAMED: "boolean",
+    }
+
+
 def _validated_ddl(*tables: str) -> str:
-    """Schema of a validation UDF's output: the tables' clean columns, then ``_table`` (every
-    row), the quarantine columns (quarantined rows only) and :data:`NAMED` (clean messages)."""
-    clean = ", ".join(f"`{name}` {kind}" for name, kind in _wide_columns(*tables).items())
-    q = "`_table` string, `_q_row` bigint, `_q_record` string, `_q_reason` string"
-    return f"{clean}, {q}, `{NAMED}` boolean"
+    """Schema of a validation UDF's output (:func:`_validated_columns`) as Spark DDL."""
+    return ", ".join(f"`{name}` {kind}" for name, kind in _validated_columns(*tables).items())
 
 
 def arrow_to_clean_pandas(
@@ -189,14 +197,7 @@ def _output(
     n, q = clean.num_rows, len(quarantine)
     columns = _spark_types(table, {name: clean.column(name) for name in clean.column_names})
     schema = pa.schema(
-        [
-            *((name, _ARROW_OF_SPARK[kind]) for name, kind in _wide_columns(*wide).items()),
-            ("_table", pa.string()),
-            ("_q_row", pa.int64()),
-            ("_q_record", pa.string()),
-            ("_q_reason", pa.string()),
-            (NAMED, pa.bool_()),
-        ]
+        [(name, _ARROW_OF_SPARK[kind]) for name, kind in _validated_columns(*wide).items()]
     )
 
     def part(rows: int, given: dict[str, Any]) -> pa.Table:
@@ -708,32 +709,30 @@ def _counts(
     Two jobs: one global aggregate of conditional counts (rows read, rows kept), which fills
     the cache; then the quarantined rows by reason, from the cache. Grouping every row by its
     table and reason (text keys, a hash map lookup a row) cost a tenth of validation."""
-    names = list(TABLES)
     rows = [
-        frame.select(F.lit(names.index(name)).alias("_t"), F.lit(True).alias("_read"))
+        frame.select(F.lit(name).alias("_table"), F.lit(True).alias("_read"))
         for name, frame in raw.items()
     ] + [
-        frame.where(F.col("_q_reason").isNull()).select(
-            F.array_position(F.array(*map(F.lit, names)), F.col("_table")).cast("int") - 1,
-            F.lit(False),
-        )
+        frame.where(F.col("_q_reason").isNull()).select("_table", F.lit(False))
         for frame in validated
     ]
     union = rows[0]
     for frame in rows[1:]:
         union = union.union(frame)
+    read = F.col("_read")
     tallies = [
-        F.count_if((F.col("_t") == i) & (F.col("_read") == read)).alias(f"{i}_{read}")
-        for i in range(len(names))
-        for read in (True, False)
+        F.count_if((F.col("_table") == name) & (read if kind == "_read" else ~read)).alias(
+            f"{name}{kind}"
+        )
+        for name in raw
+        for kind in ("_read", "_kept")
     ]
     totals = union.agg(*tallies).collect()[0]
     out: dict[str, dict[str | None, int]] = {}
-    for i, name in enumerate(names):
-        if name in raw:
-            out[name] = {"_read": int(totals[f"{i}_True"])}
-            if totals[f"{i}_False"]:
-                out[name][None] = int(totals[f"{i}_False"])
+    for name in raw:
+        out[name] = {"_read": int(totals[f"{name}_read"])}
+        if totals[f"{name}_kept"]:
+            out[name][None] = int(totals[f"{name}_kept"])
     quarantined = [frame.where(F.col("_q_reason").isNotNull()) for frame in validated]
     if quarantined:
         reasons = quarantined[0].select("_table", "_q_reason")
