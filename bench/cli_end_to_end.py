@@ -170,14 +170,17 @@ def timed(
     return Run(wall, rss, peak[1] / 1024, cpu, streams.get("out", ""))
 
 
-def measured(runs: int, run: Callable[[bool], Run]) -> Run:
-    """``run`` once with the memory poller, then ``runs`` times without: the median of those
-    (wall, and the CPU of that run) with the first run's peak memory."""
-    first = run(True)
+def combined(first: Run, timings: list[Run]) -> Run:
+    """The median of ``timings`` (wall, and the CPU of that run) with the peak memory of
+    ``first``, the run with the memory poller."""
     print(f"    (memory run: {first.wall:.1f} s)", flush=True)
-    timings = sorted((run(False) for _ in range(runs)), key=lambda r: r.wall)
-    middle = timings[(len(timings) - 1) // 2]
+    middle = sorted(timings, key=lambda r: r.wall)[(len(timings) - 1) // 2]
     return Run(middle.wall, first.peak_mib, first.pss_mib, middle.cpu, middle.stdout)
+
+
+def measured(runs: int, run: Callable[[bool], Run]) -> Run:
+    """``run`` once with the memory poller, then ``runs`` times without (:func:`combined`)."""
+    return combined(run(True), [run(False) for _ in range(runs)])
 
 
 def env() -> dict[str, str]:
@@ -295,19 +298,21 @@ def bench_world(
         import pyarrow.parquet as pq
 
         tenant = pq.read_table(path / "messages.parquet", columns=["tenant_id"])[0][0].as_py()
-        first: list[Run] = []
-        toggle: list[Run] = []
+        cmd = [*BOTFILTER, "recompute", "--data", str(path), "--as-of", AS_OF]
+        toggle = [*BOTFILTER, "settings", "set", "--tenant", tenant, "--email", "on"]
+        # A first run and a toggle run on a fresh metrics store each time (the first run then
+        # scores every event), the memory poller on the first pair only.
+        pairs: list[tuple[Run, Run]] = []
         for i in range(1 + runs):
-            # A fresh metrics store each time, so that the first run scores every event.
             db = scratch / f"metrics-{i}.db"
             store = {**env(), "BOTFILTER_DATABASE_URL": f"sqlite:///{db}"}
-            cmd = [*BOTFILTER, "recompute", "--data", str(path), "--as-of", AS_OF]
-            first.append(timed(cmd, store, memory=i == 0))
-            timed([*BOTFILTER, "settings", "set", "--tenant", tenant, "--email", "on"], store)
-            toggle.append(timed(cmd, store, memory=i == 0))
+            fresh = timed(cmd, store, memory=i == 0)
+            timed(toggle, store)
+            pairs.append((fresh, timed(cmd, store, memory=i == 0)))
             db.unlink(missing_ok=True)
-        row("recompute (first)", measured(runs, lambda mem: first.pop(0)))
-        row("recompute (toggle)", measured(runs, lambda mem: toggle.pop(0)))
+        firsts, toggles = (list(runs_) for runs_ in zip(*pairs, strict=True))
+        row("recompute (first)", combined(firsts[0], firsts[1:]))
+        row("recompute (toggle)", combined(toggles[0], toggles[1:]))
     if "monitor" in commands:  # exits 1 on an alert, which is an answer, not a failure
         cmd = [*BOTFILTER, "monitor", "--data", str(path), "--out", str(scratch / "monitor.json")]
         row("monitor", measured(runs, lambda mem: timed(cmd, env(), check=False, memory=mem)))
