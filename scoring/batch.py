@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from contract.counts import Report
 from contract.parts import PART_EVENTS as READ_PART_EVENTS
@@ -40,7 +41,7 @@ from core.settings import Settings
 from features.pipeline import Enrichers, context_arrays, event_context, factorize, feature_block
 from scoring.model import BotModel, ScoredRows, import_lightgbm_lean
 from scoring.registry import ModelRef, load_model, model_files, resolve_model
-from scoring.scores_file import ScoresWriter, scores_arrow_schema
+from scoring.scores_file import ScoresWriter
 from scoring.workers import start_workers
 
 # Tenants are packed into parts of about this many events. Features never look across tenants,
@@ -90,11 +91,31 @@ def score_context(
     Identical to building the features of the whole frame and scoring them in one call (a
     tested invariant): the frame is only cut between tenants.
     """
+    cols, out = _score_rows(ctx, model, enrichers, with_reasons, part_events)
+    # tenant_id too: an event id is unique only within its tenant (PRODUCT.md).
+    return out.table(cols["event_id"], model.version, cols["tenant_id"])
+
+
+def score_context_arrow(ctx: pd.DataFrame, model: BotModel, enrichers: Enrichers) -> pa.Table:
+    """:func:`score_context` as the Arrow table a scores file holds (``tenant_id`` second),
+    built from the scored arrays without a pandas frame in between."""
+    cols, out = _score_rows(ctx, model, enrichers, True, PART_EVENTS)
+    return out.arrow_table(cols["event_id"], model.version, cols["tenant_id"])
+
+
+def _score_rows(
+    ctx: pd.DataFrame, model: BotModel, enrichers: Enrichers, with_reasons: bool, part_events: int
+) -> tuple[dict[str, np.ndarray], ScoredRows]:
+    """The context's columns and their scores (the body of :func:`score_context`)."""
     cols = context_arrays(ctx)
     n = len(ctx)
     parts = tenant_parts(cols["tenant_id"], part_events) if n else []
     out = ScoredRows(
-        np.empty(n), np.empty(n, dtype=bool), np.empty(n, dtype=object), np.empty(n, dtype=object)
+        np.empty(n),
+        np.empty(n, dtype=bool),
+        np.empty(n, dtype=object),
+        np.empty(n, dtype=object),
+        np.empty(n, dtype=np.int64),
     )
 
     def collect(rows: np.ndarray, future: Future[ScoredRows]) -> None:
@@ -103,6 +124,7 @@ def score_context(
         out.is_bot[rows] = scored.is_bot
         out.reasons[rows] = scored.reasons
         out.bot_kind[rows] = scored.bot_kind
+        out.reason_codes[rows] = scored.reason_codes
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="score-part") as scorer:
         pending: tuple[np.ndarray, Future[ScoredRows]] | None = None
@@ -117,8 +139,7 @@ def score_context(
             pending = (rows, future)
         if pending is not None:
             collect(*pending)
-    # tenant_id too: an event id is unique only within its tenant (PRODUCT.md).
-    return out.table(cols["event_id"], model.version, cols["tenant_id"])
+    return cols, out
 
 
 def score_validated(
@@ -286,10 +307,9 @@ def _score_part(raws: dict, model: BotModel, enrichers: Enrichers) -> _PartScore
     ctx = event_context(validated.messages, validated.events, validated.event_messages)
     report = validated.report
     del validated
-    scores = score_context(ctx, model, enrichers)
-    del ctx  # score_context's rows carry tenant_id: event ids are unique within a tenant only
-    table = pa.Table.from_pandas(scores, schema=scores_arrow_schema(True), preserve_index=False)
-    return _PartScores(table, report, len(scores), int(scores["is_bot"].sum()))
+    table = score_context_arrow(ctx, model, enrichers)
+    del ctx  # the rows carry tenant_id: event ids are unique within a tenant only
+    return _PartScores(table, report, table.num_rows, pc.sum(table["is_bot"]).as_py() or 0)
 
 
 # --- worker processes (started by scoring.workers) ----------------------------------------------

@@ -216,16 +216,30 @@ def score_block(
     )
 
 
+def reason_codes(idx: np.ndarray, n_names: int) -> np.ndarray:
+    """Rows of feature indices (-1 = none) as one int64 per row: the indices as digits in base
+    ``n_names + 1``. Equal rows get equal codes, 0 is "no reason", and the code depends only on
+    the row (so parts scored apart share one numbering)."""
+    n, k = idx.shape
+    width = n_names + 1
+    code = np.zeros(n, np.int64)
+    for m in range(k):
+        code = code * width + (idx[:, m] + 1)
+    return code
+
+
 def reason_lists(idx: np.ndarray, names: list[str]) -> np.ndarray:
     """Rows of feature indices (-1 = none) as an object array of name lists; equal rows share
     one list (few distinct triples exist), so a million rows cost a hash pass, not a million
     lists."""
-    n, k = idx.shape
+    return lists_of_codes(reason_codes(idx, len(names)), idx.shape[1], names)
+
+
+def lists_of_codes(codes: np.ndarray, k: int, names: list[str]) -> np.ndarray:
+    """The name lists of :func:`reason_codes`' codes (``k`` indices each), equal codes sharing
+    one list."""
     width = len(names) + 1
-    code = np.zeros(n, np.int64)
-    for m in range(k):
-        code = code * width + (idx[:, m] + 1)
-    inverse, uniq = pd.factorize(code)
+    inverse, uniq = pd.factorize(codes)
     lists = np.empty(len(uniq), dtype=object)
     for j, c in enumerate(uniq.tolist()):  # element-wise: numpy would broadcast equal-length lists
         digits = []

@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from contract.schema import SCORE_COLUMNS
 from features.definitions import FEATURE_NAMES
 from scoring.compiled import compile_explainer, compile_trees
-from scoring.explain import FlatTrees, flatten, reason_lists, score_block
+from scoring.explain import FlatTrees, flatten, lists_of_codes, reason_codes, score_block
 from scoring.kind import KindHead, bot_kinds
+from scoring.scores_file import scores_arrow_schema
 
 if TYPE_CHECKING:
     import lightgbm as lgb
@@ -273,7 +275,8 @@ class BotModel:
                 proba, idx = self._explainer(block, self.calibration, cut, threads=self.threads)
             else:
                 proba, idx = score_block(self.trees, block, fmap, self.calibration, cut)
-            reasons = reason_lists(idx, self.feature_names)
+            codes = reason_codes(idx, len(self.feature_names))
+            reasons = lists_of_codes(codes, idx.shape[1], self.feature_names)
         else:
             proba = np.empty(n, dtype=np.float64)
             for lo in range(0, n, _CHUNK):
@@ -282,13 +285,13 @@ class BotModel:
                 proba[lo : lo + _CHUNK] = self.calibrate(self.raw_score(chunk))
             reasons = np.empty(n, dtype=object)
             reasons.fill([])  # one shared empty list: rows' reasons are read-only
+            codes = np.zeros(n, dtype=np.int64)  # code 0: no reason
         is_bot = proba >= cut
         kind_map = fmap
         if self.kind is not None and self.kind.feature_names != self.feature_names:
             kind_map = self.feature_map(names, self.kind.feature_names)
-        return ScoredRows(
-            proba, is_bot, reasons, bot_kinds(self.kind, is_bot, reasons, block, kind_map, channel)
-        )
+        kinds = bot_kinds(self.kind, is_bot, reasons, block, kind_map, channel)
+        return ScoredRows(proba, is_bot, reasons, kinds, codes)
 
     def score(
         self,
@@ -319,6 +322,9 @@ class ScoredRows:
     is_bot: np.ndarray  # bool, bot_score >= the row's (channel, type) threshold
     reasons: np.ndarray  # object array of lists of feature names
     bot_kind: np.ndarray  # object array: a BOT_KINDS name for bots, "" for people
+    # int64, equal for equal reasons (scoring.explain.reason_codes): Arrow converts each
+    # distinct list once
+    reason_codes: np.ndarray
 
     def table(
         self, event_ids: np.ndarray, model_version: str, tenant_ids: np.ndarray | None = None
@@ -339,3 +345,50 @@ class ScoredRows:
             columns | {"tenant_id": tenant_ids},
             columns=[SCORE_COLUMNS[0], "tenant_id", *SCORE_COLUMNS[1:]],  # as files have it
         )
+
+    def arrow_table(
+        self, event_ids: np.ndarray, model_version: str, tenant_ids: np.ndarray | None = None
+    ) -> pa.Table:
+        """:meth:`table` as Arrow, in the schema of a scores file, without the pandas frame.
+
+        Converting the frame built every row's Python objects anew (the version string, the
+        reasons lists): a tenth of a scoring worker's CPU. Repeated values are converted once
+        here and repeated by Arrow.
+        """
+        schema = scores_arrow_schema(tenant_ids is not None)
+        n = len(self.bot_score)
+        columns = {
+            "event_id": pa.array(event_ids, pa.string(), from_pandas=True),
+            "bot_score": pa.array(self.bot_score, pa.float64()),
+            "is_bot": pa.array(self.is_bot, pa.bool_()),
+            "reasons": _distinct_once(
+                self.reasons, self.reason_codes, schema.field("reasons").type
+            ),
+            "model_version": pa.repeat(pa.scalar(model_version, pa.string()), n),
+            "bot_kind": pa.array(self.bot_kind, pa.string()),
+        }
+        if tenant_ids is not None:
+            columns["tenant_id"] = _runs_once(tenant_ids, pa.string())
+        return pa.Table.from_arrays([columns[name] for name in schema.names], schema=schema)
+
+
+def _distinct_once(values: np.ndarray, codes: np.ndarray, type_: pa.DataType) -> pa.Array:
+    """``values`` as Arrow, converting one row per distinct ``codes`` (equal codes: equal
+    values) and repeating it by Arrow's take."""
+    inverse, uniques = pd.factorize(codes)
+    first = np.empty(len(uniques), dtype=np.int64)
+    first[inverse[::-1]] = np.arange(len(codes) - 1, -1, -1)  # the last write is the first row
+    distinct = pa.array(list(values[first]), type_, from_pandas=True)
+    return distinct.take(pa.array(inverse.astype(np.int32, copy=False)))
+
+
+def _runs_once(values: np.ndarray, type_: pa.DataType) -> pa.Array:
+    """An object array as Arrow; when it is a few runs of equal values (a part's tenants), each
+    run's value is converted once."""
+    n = len(values)
+    starts = np.flatnonzero(values[1:] != values[:-1]) + 1 if n else np.zeros(0, np.int64)
+    if n == 0 or len(starts) > n // 8:
+        return pa.array(values, type_, from_pandas=True)
+    starts = np.concatenate(([0], starts))
+    run = np.repeat(np.arange(len(starts), dtype=np.int32), np.diff(np.append(starts, n)))
+    return pa.array(values[starts], type_, from_pandas=True).take(pa.array(run))

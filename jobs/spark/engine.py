@@ -51,7 +51,7 @@ from jobs.spark.tables import (
     clean_to_arrow,
     load_tables,
 )
-from scoring.scores_file import scores_arrow_schema, write_scores
+from scoring.scores_file import write_scores
 
 # The imports left inside functions are measured (tests/unit/test_cli_startup.py's method, on
 # top of what every Spark command loads): LightGBM and scoring.model 4.3 s, features.pipeline
@@ -273,13 +273,13 @@ def _example_context() -> pa.Table:
 
 def _score_table(data: pa.Table, payload: ModelPayload, columns: list[str]) -> pa.Table:
     """Score one group's context rows; the scores of its own rows (all, or those marked core)."""
-    from scoring.batch import score_context
+    from scoring.batch import score_context_arrow
 
     ctx = _context_frame(data, columns)
-    scores = score_context(ctx, _worker_model(payload), _worker_enrichers())
+    scores = score_context_arrow(ctx, _worker_model(payload), _worker_enrichers())
     if CORE in data.column_names:
-        scores = scores.loc[data.column(CORE).to_numpy(zero_copy_only=False)]
-    return pa.Table.from_pandas(scores, schema=_scores_schema(), preserve_index=False)
+        scores = scores.filter(data.column(CORE))
+    return scores
 
 
 def _score_groups(payload: Broadcast[ModelPayload], columns: list[str]):  # noqa: ANN202
@@ -301,10 +301,6 @@ def _score_tenants(payload: Broadcast[ModelPayload], columns: list[str]):  # noq
         return _score_table(data.select(columns), payload.value, columns)
 
     return run
-
-
-def _scores_schema() -> pa.Schema:
-    return scores_arrow_schema(with_tenant=True)
 
 
 def _context_frame(data: pa.Table, columns: list[str]) -> pd.DataFrame:

@@ -3,10 +3,12 @@
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from scoring.explain import contributions, flatten, top_reasons
-from scoring.model import BotModel
+from scoring.model import BotModel, ScoredRows
+from scoring.scores_file import scores_arrow_schema
 from training.fit import (
     MIN_CUT,
     choose_thresholds,
@@ -176,3 +178,46 @@ def test_model_never_flags_below_half_even_with_a_lower_registered_cut(booster):
         assert (cuts == 0.5).all()
     model.thresholds = {"default": 0.7}
     assert model.threshold_for(np.array(["sms"]), np.array(["click"]))[0] == 0.7
+
+
+def _scored_rows(reasons: list[list[str]], kinds: list[str]) -> ScoredRows:
+    """Rows whose equal reasons share one list, as score_block builds them."""
+    shared: dict[tuple[str, ...], list[str]] = {}
+    lists = np.empty(len(reasons), dtype=object)
+    lists[:] = [shared.setdefault(tuple(r), r) for r in reasons]
+    codes = pd.factorize(np.array(["|".join(r) for r in reasons], dtype=object))[0]
+    n = len(reasons)
+    return ScoredRows(
+        np.linspace(0.0, 1.0, n),
+        np.arange(n) % 2 == 1,
+        lists,
+        np.array(kinds, dtype=object),
+        codes.astype(np.int64),
+    )
+
+
+@pytest.mark.parametrize("tenants", [["t1"] * 9 + ["t2"] * 9, ["t1", "t2", "t3"] * 6])
+def test_arrow_table_is_the_frame_converted(tenants):
+    """The scores file's Arrow table, built without the frame (a run of tenants and tenants
+    interleaved; reasons repeated, empty and distinct) is exactly the frame's conversion."""
+    reasons = [["a", "b"], [], ["a", "b"], ["c"], ["a", "b", "d"], []] * 3
+    kinds = ["", "security_scanner", "", "crawler", "", "link_preview"] * 3
+    scored = _scored_rows(reasons, kinds)
+    ids = np.array([f"e{i}" for i in range(18)], dtype=object)
+    tenant_ids = np.array(tenants, dtype=object)
+    for tenant in (tenant_ids, None):
+        frame = scored.table(ids, "bf/3", tenant)
+        expected = pa.Table.from_pandas(
+            frame, schema=scores_arrow_schema(tenant is not None), preserve_index=False
+        )
+        got = scored.arrow_table(ids, "bf/3", tenant)
+        assert got.equals(expected)
+        assert got.column("reasons").to_pylist() == reasons
+        assert got.column("model_version").to_pylist() == ["bf/3"] * 18
+
+
+def test_arrow_table_of_no_rows():
+    empty = _scored_rows([], [])
+    got = empty.arrow_table(np.empty(0, dtype=object), "bf/3", np.empty(0, dtype=object))
+    assert got.num_rows == 0
+    assert got.schema == scores_arrow_schema(True)
