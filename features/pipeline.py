@@ -90,9 +90,14 @@ def event_context(
         raise ValueError(f"event_context: {len(rows)} message rows for {len(events)} events")
     ctx = events.copy(deep=False)
     for name in msg_cols:
-        ctx[name] = pd.Series(
-            messages[name].array.take(rows, allow_fill=True), index=events.index, copy=False
-        )
+        column = messages[name]
+        if isinstance(column.dtype, np.dtype):
+            # A NumPy-backed column is taken as its array: pandas' wrapper of it (``.array``)
+            # recomputed which of the taken values are missing when the Series was built.
+            taken = pd.api.extensions.take(column.to_numpy(copy=False), rows, allow_fill=True)
+        else:
+            taken = column.array.take(rows, allow_fill=True)
+        ctx[name] = pd.Series(taken, index=events.index, copy=False)
     ctx.index = events.index
     return ctx
 

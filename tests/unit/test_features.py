@@ -235,6 +235,27 @@ def test_event_context_joins_on_tenant_and_message_id():
     assert message_rows(messages, events).tolist() == [1, 0, 2, -1]
 
 
+def test_event_context_keeps_each_columns_dtype_and_its_missing_value():
+    """Object, timestamp and nullable integer columns keep their dtypes through the join; an
+    event without its message reads the dtype's own missing value."""
+    messages = pd.DataFrame({"message_id": ["m1"], "tenant_id": ["a"]})
+    for name in MESSAGE_CONTEXT:
+        if name not in messages:
+            messages[name] = None
+    messages["sent_at"] = pd.Series([ts(5)])
+    messages["link_count"] = pd.Series([3], dtype="Int64")
+    messages["channel"] = pd.Series(["email"], dtype=object)
+    events = pd.DataFrame(
+        {"event_id": ["e1", "e2"], "tenant_id": ["a", "a"], "message_id": ["m1", "zz"]}
+    )
+    ctx = event_context(messages, events)
+    for name in ("sent_at", "link_count", "channel"):
+        assert ctx[name].dtype == messages[name].dtype
+    assert ctx["sent_at"].iat[0] == ts(5) and ctx["sent_at"].iat[1] is pd.NaT
+    assert ctx["link_count"].iat[0] == 3 and ctx["link_count"].iat[1] is pd.NA
+    assert ctx["channel"].iat[0] == "email" and np.isnan(ctx["channel"].iat[1])
+
+
 def test_same_message_id_in_two_tenants_gets_each_tenants_message(enrichers) -> None:
     """Issue 14 item 3: a message is (tenant_id, message_id); one tenant's features never
     depend on another tenant's messages or events."""
