@@ -51,7 +51,10 @@ class ScoresWriter:
             )
             if self._parquet is None:
                 self._parquet = pq.ParquetWriter(
-                    self._tmp, table.schema, use_dictionary=_dictionary_columns(table.schema)
+                    self._tmp,
+                    table.schema,
+                    use_dictionary=_dictionary_columns(table.schema),
+                    write_statistics=_statistics_columns(table.schema),
                 )
             self._parquet.write_table(table)
         else:
@@ -167,3 +170,10 @@ def read_scores(path: Path) -> pd.DataFrame:
     if "tenant_id" in df.columns:  # second, as the writers put it
         return df[[SCORE_COLUMNS[0], "tenant_id", *SCORE_COLUMNS[1:]]]
     return df[list(SCORE_COLUMNS)]
+
+
+def _statistics_columns(schema: pa.Schema) -> list[str]:
+    """Columns whose row groups get min/max statistics: all but ``event_id`` (random ids: no
+    reader can skip a row group by them) and ``reasons`` (lists). Their string statistics were
+    a tenth of the writing time."""
+    return [field.name for field in schema if field.name not in ("event_id", "reasons")]

@@ -259,6 +259,17 @@ def test_scores_parquet_keeps_event_ids_out_of_dictionaries(tmp_path):
     assert "RLE_DICTIONARY" not in encodings["event_id"]
     for column in ("tenant_id", "reasons.list.element", "model_version", "bot_kind"):
         assert "RLE_DICTIONARY" in encodings[column], column
+    # Min/max statistics where a reader can skip row groups by them, not for the ids or lists.
+    stats = {meta.column(i).path_in_schema: meta.column(i).is_stats_set for i in range(7)}
+    assert stats == {
+        "event_id": False,
+        "tenant_id": True,
+        "bot_score": True,
+        "is_bot": True,
+        "reasons.list.element": False,
+        "model_version": True,
+        "bot_kind": True,
+    }
     got = read_scores(path)
     pd.testing.assert_frame_equal(
         got.assign(reasons=got["reasons"].map(list)),
