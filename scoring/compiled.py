@@ -32,9 +32,12 @@ if TYPE_CHECKING:
     import lightgbm as lgb
 
 log = logging.getLogger(__name__)
-# Bump when the generated code changes: the cache key includes it.
-CODEGEN_VERSION = 3
-_CFLAGS = ["-O2", "-fPIC", "-shared", "-ffp-contract=off", "-fno-fast-math"]
+# Bump when the generated code or its flags change: the cache key includes it.
+CODEGEN_VERSION = 4
+# -O3 walks the trees 9% faster than -O2 (1.72 -> 1.56 us per row, the same scores and reasons
+# bit for bit) for a second more of compiling, once per model version. Never fast-math: the
+# sums must be LightGBM's, in its order.
+_CFLAGS = ["-O3", "-fPIC", "-shared", "-ffp-contract=off", "-fno-fast-math"]
 # Trees walked over a whole chunk of rows before the next ones, each block one function that
 # calls its trees directly so the compiler inlines them. Measured on 200 trees of 31 leaves,
 # double comparisons (rows/s per core): 8 -> 829k, 16 -> 991k, 32 -> 1,011k, 50 -> 1,042k,
