@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from contract.schema import EVENTS, MESSAGE_CONTEXT, MESSAGES
@@ -602,3 +603,20 @@ def test_ipv6_pattern_accepts_only_what_python_accepts() -> None:
     for some in (candidates[: _IPV6_REGEX_FROM * 2], candidates[: _IPV6_REGEX_FROM // 2]):
         expected = [t if _python_ip(t) else None for t in some]
         assert parse_ip(pa.array(some)).values.to_pylist() == expected
+
+
+def test_few_distinct_settles_clear_columns_at_a_glance_and_the_rest_on_the_sample():
+    """Ids are many, a handful of values are few, and a column whose first rows are neither
+    is judged on the longer sample, whichever way that goes."""
+    from contract.columns import few_distinct
+
+    ids = pa.array([f"e{i}" for i in range(30_000)])
+    assert few_distinct(ids) is False
+    assert few_distinct(pa.array(["open", "click", "open"] * 10_000)) is True
+    # First 2,048 rows: 1,024 distinct (in between); first 20,000: 1,024 distinct -> few.
+    repeating = pa.array([f"u{i % 1024}" for i in range(30_000)])
+    assert few_distinct(repeating) is True
+    # First 2,048 rows: half repeats (in between); first 20,000: 19,000 distinct -> many.
+    widening = pa.array([f"v{i % 1024}" for i in range(2_048)] + [f"w{i}" for i in range(28_000)])
+    assert few_distinct(widening) is False
+    assert few_distinct(pa.array(["a"] * 999)) is False  # too small to be worth a dictionary
