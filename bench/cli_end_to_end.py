@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/cli_end_to_end.py [--sizes 1m,2.65m] [--big 10m] [--repeat N]
     .venv/bin/python bench/cli_end_to_end.py --startup-only
+    .venv/bin/python bench/cli_end_to_end.py --sizes 2.65m --big '' --commands score --against 9566961
 
 Times, on simulated worlds of about 1M and 2.65M events, each command as a user runs it, in a
 child process: ``botfilter score``, ``botfilter recompute`` (first run on an empty metrics store,
@@ -20,6 +21,12 @@ second walks its page tables under its memory-map lock, which slowed the command
 first with the memory poller (that run also warms the caches: the file cache, and the compiled
 model on a new champion's first score), then ``--runs`` times with only a cheap CPU-time poll; the
 table shows the median of those.
+
+``--against REF`` also runs each command from a git worktree of REF (same environment, same
+data home and model), alternating with this checkout's runs, and prints both rows and their
+ratio: the machine's speed varies from day to day by more than most changes move the figures
+(the 2.65M score took 13.1 s one day and 21 s the next, same code), so a change is judged
+against its base measured on the same machine in the same minutes.
 
 Generated worlds, the trained model and the metrics store are cached under ``bench/out/``
 (git-ignored); delete it to start over. The machine's load average is printed with every
@@ -188,6 +195,51 @@ def env() -> dict[str, str]:
     return {"BOTFILTER_HOME": str(HOME), "COLUMNS": "200"}
 
 
+@dataclass(frozen=True)
+class Variant:
+    """Which code runs the commands: this checkout, or a worktree of another commit."""
+
+    name: str  # "" for this checkout
+    argv: tuple[str, ...]  # what stands for `botfilter`
+    extra_env: tuple[tuple[str, str], ...] = ()
+
+    def cmd(self, *args: str) -> list[str]:
+        return [*self.argv, *args]
+
+    def env(self, more: dict[str, str] | None = None) -> dict[str, str]:
+        return {**env(), **dict(self.extra_env), **(more or {})}
+
+
+HEAD = Variant("", tuple(BOTFILTER))
+
+
+def against(ref: str) -> Variant:
+    """A variant running ``ref``'s code: a worktree of it under bench/out/against/, imported
+    ahead of this checkout (PYTHONSAFEPATH keeps the working directory off ``sys.path``)."""
+    sha = subprocess.run(
+        ["git", "rev-parse", "--short", f"{ref}^{{commit}}"],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if sha.returncode != 0:
+        sys.exit(f"--against: not a commit: {ref}")
+    short = sha.stdout.strip()
+    tree = OUT / "against" / short
+    if not (tree / "botfilter" / "cli.py").exists():
+        shutil.rmtree(tree, ignore_errors=True)
+        subprocess.run(["git", "worktree", "prune"], cwd=ROOT, check=False)
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(tree), short],
+            cwd=ROOT, capture_output=True, check=True,
+        )  # fmt: skip
+    run = "import sys; sys.argv[0] = 'botfilter'; from botfilter.cli import main; sys.exit(main())"
+    pythonpath = str(tree)
+    return Variant(
+        f"@{short}",
+        (sys.executable, "-c", run),
+        (("PYTHONPATH", pythonpath), ("PYTHONSAFEPATH", "1")),
+    )
+
+
 def world(name: str, tenants: int, seed: int = 7) -> Path:
     """A simulated world of ``tenants`` x 30 days, generated once and cached."""
     path = OUT / "worlds" / name
@@ -264,10 +316,15 @@ def startup(repeat: int) -> list[tuple[str, float, float]]:
 
 
 def bench_world(
-    path: Path, label: str, commands: list[str], runs: int = 1
+    path: Path,
+    label: str,
+    commands: list[str],
+    runs: int = 1,
+    variants: tuple[Variant, ...] = (HEAD,),
 ) -> list[tuple[str, ...]]:
     """Time each command on one world (:func:`measured`: one memory run, then ``runs`` timed
-    runs); rows of (world, command, events, wall, events/s, CPU, MiB)."""
+    runs; with several ``variants``, their runs alternate); rows of (world, command, events,
+    wall, events/s, CPU, MiB)."""
     n = count_events(path)
     scratch = OUT / "scratch" / label
     shutil.rmtree(scratch, ignore_errors=True)
@@ -290,37 +347,80 @@ def bench_world(
         )
         print("  ".join(rows[-1]), flush=True)
 
+    def each(command: str, run: Callable[[Variant, bool], Run]) -> None:
+        """``run`` for every variant: memory runs first, then the timed runs alternating."""
+        firsts = [run(v, True) for v in variants]
+        timings: list[list[Run]] = [[] for _ in variants]
+        for _ in range(runs):
+            for i, v in enumerate(variants):
+                timings[i].append(run(v, False))
+        results = [combined(f, t) for f, t in zip(firsts, timings, strict=True)]
+        for v, result in zip(variants, results, strict=True):
+            row(f"{command}{v.name}", result)
+        if len(variants) > 1:
+            _ratios(command, variants, results)
+
     if "score" in commands:
         out = scratch / "scores.parquet"
-        cmd = [*BOTFILTER, "score", "--data", str(path), "--out", str(out)]
-        row("score", measured(runs, lambda mem: timed(cmd, env(), memory=mem)))
+        each(
+            "score",
+            lambda v, mem: timed(
+                v.cmd("score", "--data", str(path), "--out", str(out)), v.env(), memory=mem
+            ),
+        )
     if "recompute" in commands:
         import pyarrow.parquet as pq
 
         tenant = pq.read_table(path / "messages.parquet", columns=["tenant_id"])[0][0].as_py()
-        cmd = [*BOTFILTER, "recompute", "--data", str(path), "--as-of", AS_OF]
-        toggle = [*BOTFILTER, "settings", "set", "--tenant", tenant, "--email", "on"]
         # A first run and a toggle run on a fresh metrics store each time (the first run then
         # scores every event), the memory poller on the first pair only.
-        pairs: list[tuple[Run, Run]] = []
+        pairs: list[list[tuple[Run, Run]]] = [[] for _ in variants]
         for i in range(1 + runs):
-            db = scratch / f"metrics-{i}.db"
-            store = {**env(), "BOTFILTER_DATABASE_URL": f"sqlite:///{db}"}
-            fresh = timed(cmd, store, memory=i == 0)
-            timed(toggle, store)
-            pairs.append((fresh, timed(cmd, store, memory=i == 0)))
-            db.unlink(missing_ok=True)
-        firsts, toggles = (list(runs_) for runs_ in zip(*pairs, strict=True))
-        row("recompute (first)", combined(firsts[0], firsts[1:]))
-        row("recompute (toggle)", combined(toggles[0], toggles[1:]))
+            for k, v in enumerate(variants):
+                db = scratch / f"metrics-{i}-{k}.db"
+                store = v.env({"BOTFILTER_DATABASE_URL": f"sqlite:///{db}"})
+                cmd = v.cmd("recompute", "--data", str(path), "--as-of", AS_OF)
+                fresh = timed(cmd, store, memory=i == 0)
+                timed(v.cmd("settings", "set", "--tenant", tenant, "--email", "on"), store)
+                pairs[k].append((fresh, timed(cmd, store, memory=i == 0)))
+                db.unlink(missing_ok=True)
+        for name, pick in (("recompute (first)", 0), ("recompute (toggle)", 1)):
+            results = [combined(p[0][pick], [q[pick] for q in p[1:]]) for p in pairs]
+            for v, result in zip(variants, results, strict=True):
+                row(f"{name}{v.name}", result)
+            if len(variants) > 1:
+                _ratios(name, variants, results)
     if "monitor" in commands:  # exits 1 on an alert, which is an answer, not a failure
-        cmd = [*BOTFILTER, "monitor", "--data", str(path), "--out", str(scratch / "monitor.json")]
-        row("monitor", measured(runs, lambda mem: timed(cmd, env(), check=False, memory=mem)))
+        report = str(scratch / "monitor.json")
+        each(
+            "monitor",
+            lambda v, mem: timed(
+                v.cmd("monitor", "--data", str(path), "--out", report),
+                v.env(),
+                check=False,
+                memory=mem,
+            ),  # fmt: skip
+        )
     if "validate" in commands:
-        cmd = [*BOTFILTER, "validate", "--data", str(path), "--out", str(scratch)]
-        row("validate", measured(runs, lambda mem: timed(cmd, memory=mem)))
+        each(
+            "validate",
+            lambda v, mem: timed(
+                v.cmd("validate", "--data", str(path), "--out", str(scratch)), v.env(), memory=mem
+            ),
+        )
     shutil.rmtree(scratch, ignore_errors=True)
     return rows
+
+
+def _ratios(command: str, variants: tuple[Variant, ...], results: list[Run]) -> None:
+    """How this checkout compares with each other variant, measured in the same minutes."""
+    head = results[0]
+    for v, other in zip(variants[1:], results[1:], strict=True):
+        print(
+            f"    {command}: this checkout / {v.name[1:]}: wall {head.wall / other.wall:.3f}, "
+            f"CPU {head.cpu / other.cpu:.3f} (below 1: faster)",
+            flush=True,
+        )
 
 
 def main() -> int:
@@ -333,11 +433,18 @@ def main() -> int:
         "--runs", type=int, default=1, help="timed runs per command after its memory run"
     )
     parser.add_argument("--startup-only", action="store_true")
+    parser.add_argument(
+        "--against",
+        default="",
+        metavar="REF",
+        help="also run every command from a worktree of this commit, alternating, and compare",
+    )
     args = parser.parse_args()
     if args.runs < 1:
         parser.error("--runs must be at least 1")
     HOME.mkdir(parents=True, exist_ok=True)
     ensure_model()
+    variants = (HEAD, against(args.against)) if args.against else (HEAD,)
 
     print(f"start-up (median / min of {args.repeat} runs), {load()}")
     for label, median, best in startup(args.repeat):
@@ -360,11 +467,11 @@ def main() -> int:
     print("  ".join(header))
     rows = []
     for size in filter(None, args.sizes.split(",")):
-        rows += bench_world(world(size, WORLDS[size]), size, commands, args.runs)
+        rows += bench_world(world(size, WORLDS[size]), size, commands, args.runs, variants)
     if args.big:
         times = round(float(args.big.rstrip("m")) / 2.65)
         big = copies(world("2.65m", WORLDS["2.65m"]), args.big, times)
-        rows += bench_world(big, args.big, ["score"], args.runs)
+        rows += bench_world(big, args.big, ["score"], args.runs, variants)
     print("\n| " + " | ".join(header) + " |\n|" + " --- |" * len(header))
     for r in rows:
         print("| " + " | ".join(r) + " |")
