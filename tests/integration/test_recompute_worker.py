@@ -230,6 +230,9 @@ def test_cli_end_to_end(
     assert "1 queued changes applied" in result.output
     result = runner.invoke(app, ["metrics", "show", "--tenant", "t1", "--module", "dashboard"])
     assert result.exit_code == 0 and "with bots → without bots" in result.output
+    assert "dashboard of tenant t1" in result.output
+    result = runner.invoke(app, ["metrics", "show", "--tenant", "t1", "--module", "funnels"])
+    assert result.exit_code != 0 and "unknown module 'funnels'" in str(result.exception)
     result = runner.invoke(app, ["report", "--tenant", "t1", "--out", str(tmp_path / "r.html")])
     assert result.exit_code == 0, (result.output, result.exception)
     page = (tmp_path / "r.html").read_text()
