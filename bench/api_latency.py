@@ -41,6 +41,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import orjson
+from _machine import machine_speed  # a sibling module: bench/ is first on sys.path
 
 BOTFILTER = str(Path(sys.executable).with_name("botfilter"))
 MODEL_NAME = "botfilter_bench"
@@ -388,19 +389,6 @@ def save_timeline(phases: list[Phase], stem: Path) -> str:
     fig.savefig(stem.with_suffix(".png"), dpi=90)
     plt.close(fig)
     return f"{stem}.csv, {stem}.png"
-
-
-def machine_speed() -> str:
-    """A fixed pure-Python loop's time (median of 5): this machine's speed drifts by tens of
-    percent within minutes, so runs are compared with it alongside."""
-    import statistics
-
-    times = []
-    for _ in range(5):
-        t = time.perf_counter()
-        sum(range(2_000_000))
-        times.append(time.perf_counter() - t)
-    return f"reference loop {statistics.median(times) * 1e3:.1f} ms"
 
 
 def free_port() -> int:

@@ -47,6 +47,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from _machine import machine_speed  # a sibling module: bench/ is first on sys.path
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
 HOME = OUT / "home"
@@ -446,6 +448,7 @@ def main() -> int:
     ensure_model()
     variants = (HEAD, against(args.against)) if args.against else (HEAD,)
 
+    print(f"machine: {machine_speed()} (pure Python; 20-22 ms on the fastest machine seen here)")
     print(f"start-up (median / min of {args.repeat} runs), {load()}")
     for label, median, best in startup(args.repeat):
         print(f"  {label:<28} {median:.2f} s / {best:.2f} s")
@@ -472,6 +475,7 @@ def main() -> int:
         times = round(float(args.big.rstrip("m")) / 2.65)
         big = copies(world("2.65m", WORLDS["2.65m"]), args.big, times)
         rows += bench_world(big, args.big, ["score"], args.runs, variants)
+    print(f"machine at the end: {machine_speed()}")
     print("\n| " + " | ".join(header) + " |\n|" + " --- |" * len(header))
     for r in rows:
         print("| " + " | ".join(r) + " |")
