@@ -384,11 +384,8 @@ def _distinct_once(values: np.ndarray, codes: np.ndarray, type_: pa.DataType) ->
 
 def _runs_once(values: np.ndarray, type_: pa.DataType) -> pa.Array:
     """An object array as Arrow; when it is a few runs of equal values (a part's tenants), each
-    run's value is converted once."""
-    n = len(values)
-    starts = np.flatnonzero(values[1:] != values[:-1]) + 1 if n else np.zeros(0, np.int64)
-    if n == 0 or len(starts) > n // 8:
+    run's value is converted once (:func:`_distinct_once`, a run's number as its code)."""
+    change = values[1:] != values[:-1]
+    if len(values) == 0 or int(change.sum()) > len(values) // 8:
         return pa.array(values, type_, from_pandas=True)
-    starts = np.concatenate(([0], starts))
-    run = np.repeat(np.arange(len(starts), dtype=np.int32), np.diff(np.append(starts, n)))
-    return pa.array(values[starts], type_, from_pandas=True).take(pa.array(run))
+    return _distinct_once(values, np.concatenate(([0], np.cumsum(change))), type_)
