@@ -234,12 +234,8 @@ def against(ref: str) -> Variant:
             cwd=ROOT, capture_output=True, check=True,
         )  # fmt: skip
     run = "import sys; sys.argv[0] = 'botfilter'; from botfilter.cli import main; sys.exit(main())"
-    pythonpath = str(tree)
-    return Variant(
-        f"@{short}",
-        (sys.executable, "-c", run),
-        (("PYTHONPATH", pythonpath), ("PYTHONSAFEPATH", "1")),
-    )
+    imports = (("PYTHONPATH", str(tree)), ("PYTHONSAFEPATH", "1"))
+    return Variant(f"@{short}", (sys.executable, "-c", run), imports)
 
 
 def world(name: str, tenants: int, seed: int = 7) -> Path:
@@ -349,6 +345,13 @@ def bench_world(
         )
         print("  ".join(rows[-1]), flush=True)
 
+    def report(command: str, results: list[Run]) -> None:
+        """One row per variant, then how this checkout compares with the others."""
+        for v, result in zip(variants, results, strict=True):
+            row(f"{command}{v.name}", result)
+        if len(variants) > 1:
+            _ratios(command, variants, results)
+
     def each(command: str, run: Callable[[Variant, bool], Run]) -> None:
         """``run`` for every variant: memory runs first, then the timed runs alternating."""
         firsts = [run(v, True) for v in variants]
@@ -356,11 +359,7 @@ def bench_world(
         for _ in range(runs):
             for i, v in enumerate(variants):
                 timings[i].append(run(v, False))
-        results = [combined(f, t) for f, t in zip(firsts, timings, strict=True)]
-        for v, result in zip(variants, results, strict=True):
-            row(f"{command}{v.name}", result)
-        if len(variants) > 1:
-            _ratios(command, variants, results)
+        report(command, [combined(f, t) for f, t in zip(firsts, timings, strict=True)])
 
     if "score" in commands:
         out = scratch / "scores.parquet"
@@ -387,11 +386,7 @@ def bench_world(
                 pairs[k].append((fresh, timed(cmd, store, memory=i == 0)))
                 db.unlink(missing_ok=True)
         for name, pick in (("recompute (first)", 0), ("recompute (toggle)", 1)):
-            results = [combined(p[0][pick], [q[pick] for q in p[1:]]) for p in pairs]
-            for v, result in zip(variants, results, strict=True):
-                row(f"{name}{v.name}", result)
-            if len(variants) > 1:
-                _ratios(name, variants, results)
+            report(name, [combined(p[0][pick], [q[pick] for q in p[1:]]) for p in pairs])
     if "monitor" in commands:  # exits 1 on an alert, which is an answer, not a failure
         report = str(scratch / "monitor.json")
         each(
