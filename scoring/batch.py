@@ -6,6 +6,7 @@ import ctypes
 import ctypes.util
 import functools
 import json
+import os
 import tempfile
 from collections import deque
 from collections.abc import Callable
@@ -48,6 +49,9 @@ from scoring.workers import start_workers
 # so parts are independent: while one part is scored (compiled code, no GIL), the next part's
 # features are built, and the two stages share the cores instead of taking turns.
 PART_EVENTS = 150_000
+# Resident bytes a scoring process keeps between parts before it hands freed memory back (see
+# _give_back_memory): a worker's own ~400 MiB (modules, enrichers, model) and room to reuse.
+KEEP_RESIDENT = 640 << 20
 
 
 def tenant_parts(tenant_id: np.ndarray, part_events: int = PART_EVENTS) -> list[np.ndarray]:
@@ -385,14 +389,34 @@ def _score_shipped_part(
     return replace(scored, scores=scores_path)
 
 
-def _give_back_memory() -> None:
-    """Hand freed memory back to the system: Arrow's allocator (mimalloc) and glibc's heap
-    keep what a part freed, and the next part's frames, allocated by the other one, sat beside
-    it (a worker grew by ~70 MiB per part on the 2.65M-event world)."""
+def _give_back_memory(keep: int = KEEP_RESIDENT) -> None:
+    """Hand freed memory back to the system once this process holds more than ``keep`` bytes.
+
+    Arrow's allocator (mimalloc) and glibc's heap keep what a part freed, and the next part's
+    frames, allocated by the other one, sat beside it (a worker grew by ~70 MiB per part on the
+    2.65M-event world), so memory must go back. But handing it all back after every part made
+    the next part fault every page in again: 1.46M page faults for `botfilter score` on that
+    world, 7.2 s of system CPU. Keeping up to ``keep`` resident between parts reuses it: 0.63M
+    faults, 4.3 s, and the command 10% faster in wall and CPU (four alternating runs each),
+    while memory stays bounded by ``keep`` plus a part.
+    """
+    resident = _resident_bytes()
+    if resident is not None and resident <= keep:
+        return
     pa.default_memory_pool().release_unused()
     libc = _libc()
     if libc is not None:
         libc.malloc_trim(0)
+
+
+def _resident_bytes() -> int | None:
+    """This process's resident set; None where /proc is missing (memory is then always handed
+    back)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 @functools.cache

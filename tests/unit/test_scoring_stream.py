@@ -297,6 +297,34 @@ def test_a_younger_part_that_finishes_first_frees_its_worker():
     assert written == ["p0", "p1"] and not pending
 
 
+def test_memory_goes_back_only_above_what_a_process_keeps(monkeypatch):
+    """Freed memory is handed back (malloc_trim, Arrow's unused pages) only once the process's
+    resident set exceeds what it keeps between parts: trimming after every part made each part
+    fault all its pages in again."""
+    import scoring.batch as batch
+
+    resident = batch._resident_bytes()
+    with open("/proc/self/status") as status:
+        vm_rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    assert resident is not None and abs(resident - vm_rss * 1024) < 64 << 20
+
+    trims: list[int] = []
+
+    class Libc:
+        def malloc_trim(self, pad: int) -> int:
+            trims.append(pad)
+            return 1
+
+    monkeypatch.setattr(batch, "_libc", Libc)
+    batch._give_back_memory(keep=resident + (1 << 30))
+    assert trims == []
+    batch._give_back_memory(keep=resident // 2)
+    assert trims == [0]
+    monkeypatch.setattr(batch, "_resident_bytes", lambda: None)  # no /proc: always hand back
+    batch._give_back_memory(keep=1 << 40)
+    assert trims == [0, 0]
+
+
 def test_workers_score_without_scikit_learn(world, settings, tmp_path):
     """A worker needs LightGBM's Booster only: importing lightgbm plainly pulled in
     scikit-learn and scipy.stats (1.2 s of CPU in the fork server on every run)."""
