@@ -445,6 +445,26 @@ def feature_block(
     return block
 
 
+def warm_up(enrichers: Enrichers) -> None:
+    """Run :func:`feature_block` once on a fixed two-row context (an open, then a click, of one
+    message), so that this process has loaded every compiled kernel (numba's cache: about
+    0.6 CPU s) and the enrichers' tables before its first real rows. The values are fixed and
+    tell nothing of any tenant; below ``PARALLEL_FROM`` rows no thread is started, so a fork
+    server may call it before forking its workers, which then inherit all of it."""
+    cols: dict[str, np.ndarray] = {}
+    for name in CONTEXT_COLUMNS:
+        if name in TIMESTAMP_COLUMNS:
+            cols[name] = np.array([1_700_000_000 * NS, 1_700_000_060 * NS], dtype=np.int64)
+        elif name in FLOAT_COLUMNS or name == "is_hidden_link":
+            cols[name] = np.array([1.0, np.nan])
+        else:
+            cols[name] = np.array(["x", None], dtype=object)
+    cols["type"] = np.array(["open", "click"], dtype=object)
+    cols["ip"] = np.array(["192.0.2.1", "2001:db8::1"], dtype=object)  # documentation ranges
+    cols["user_agent"] = np.array(["Mozilla/5.0", None], dtype=object)
+    feature_block(cols, enrichers)
+
+
 @lru_cache(maxsize=1)
 def _pool() -> ThreadPoolExecutor:
     # The burst kernels release the GIL; two threads match this machine's cores and the default

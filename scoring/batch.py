@@ -39,7 +39,14 @@ from contract.parts import (
 )
 from contract.validate import validate_raw
 from core.settings import Settings
-from features.pipeline import Enrichers, context_arrays, event_context, factorize, feature_block
+from features.pipeline import (
+    Enrichers,
+    context_arrays,
+    event_context,
+    factorize,
+    feature_block,
+    warm_up,
+)
 from scoring.model import BotModel, ScoredRows, import_lightgbm_lean
 from scoring.registry import ModelRef, load_model, model_files, resolve_model
 from scoring.scores_file import ScoresWriter
@@ -217,7 +224,7 @@ def _score_parts(
     """The body of :func:`score_data_dir`, which owns ``pool``."""
     # The workers build their enrichers while this process resolves the model (MLflow, ~1.5 s):
     # both were on the way to the first part's scores.
-    warming = [pool.submit(_warm_worker) for _ in range(workers)] if pool is not None else []
+    warming = [pool.submit(warm_worker) for _ in range(workers)] if pool is not None else []
     # With workers, this process never reads the booster (LightGBM, with the sklearn and scipy it
     # imports, cost it about 2 s of CPU): it resolves the model and the workers load its files.
     ref: ModelRef | None = None
@@ -354,11 +361,14 @@ def _ship_model(model: BotModel, tmp: Path, settings: Settings) -> _ShippedModel
 _WORKER: dict = {}  # per worker process: the enrichers, then the model of the first part
 
 
-def _warm_worker() -> None:
-    """Build this worker's enrichers (IP ranges, User-Agent patterns: about a second)."""
+def warm_worker() -> None:
+    """Build this process's enrichers (IP ranges, User-Agent patterns: about a second) and load
+    the compiled feature kernels (about 0.6 s), once: the fork server does it before forking
+    the workers (:mod:`scoring.warm`), which then find them done."""
     if "enrichers" not in _WORKER:
         enrichers = Enrichers.load()
         _ = enrichers.ip, enrichers.ua  # cached properties: built here, not at the first part
+        warm_up(enrichers)
         _WORKER["enrichers"] = enrichers
 
 
@@ -373,7 +383,7 @@ def _load_shipped(shipped: _ShippedModel) -> None:
             model.model_id = shipped.model_id
         if shipped.compiled_cache:
             model.compile(Path(shipped.compiled_cache))
-        _warm_worker()
+        warm_worker()
         _WORKER.update(shipped=shipped, model=model)
 
 

@@ -17,8 +17,15 @@ import threading
 from concurrent.futures import ProcessPoolExecutor
 
 # Not LightGBM: each worker imports it without scikit-learn (scoring.model.import_lightgbm_lean),
-# 0.04 s, where the fork server's plain import cost 1.2 s.
-PRELOAD = ("contract.parts", "contract.validate", "features.pipeline", "scoring.batch")
+# 0.04 s, where the fork server's plain import cost 1.2 s. scoring.warm builds the enrichers and
+# loads the compiled kernels in the fork server, once for every worker.
+PRELOAD = (
+    "contract.parts",
+    "contract.validate",
+    "features.pipeline",
+    "scoring.batch",
+    "scoring.warm",
+)
 
 
 def start_workers(workers: int, preload: tuple[str, ...] = PRELOAD) -> ProcessPoolExecutor:

@@ -341,6 +341,57 @@ def test_workers_score_without_scikit_learn(world, settings, tmp_path):
         pool.shutdown()
 
 
+def test_workers_start_with_the_enrichers_and_kernels_of_the_fork_server():
+    """The fork server builds the enrichers and loads the compiled kernels once (scoring.warm);
+    a worker forked from it has them before it is asked anything (each built its own: about
+    1.4 CPU s per worker)."""
+    from scoring.workers import start_workers
+
+    pool = start_workers(1)
+    try:
+        warmed = (
+            "('enrichers' in __import__('scoring.batch').batch._WORKER, "
+            "min(len(f.signatures) for n, f in vars(__import__('features.kernels').kernels).items()"
+            " if hasattr(f, 'signatures') and not n.startswith('_')))"
+        )
+        has_enrichers, fewest_signatures = pool.submit(eval, warmed).result(timeout=300)
+        assert has_enrichers and fewest_signatures >= 1
+    finally:
+        pool.shutdown()
+
+
+def test_warm_up_loads_every_kernel_a_real_context_uses():
+    """After warm_up's two fixed rows, features of a simulated world (with the bursts on the
+    pool's threads, as large parts run them) load no further kernel signature: the workers' first part compiles or
+    loads nothing. Run in a fresh interpreter: this one has run other tests' kernels."""
+    import subprocess
+    import sys
+
+    code = (
+        "from features import kernels, pipeline\n"
+        "from features.pipeline import Enrichers, build_features, event_context, warm_up\n"
+        "from contract.validate import validate_tables\n"
+        "from simulation.core import generate\n"
+        "def signatures():\n"
+        "    return {n: list(f.signatures) for n, f in vars(kernels).items()"
+        " if hasattr(f, 'signatures')}\n"
+        "assert not any(signatures().values())\n"
+        "enrichers = Enrichers.load()\n"
+        "warm_up(enrichers)\n"
+        "warm = signatures()\n"
+        "v = validate_tables(generate(tenants=3, days=8, seed=5))\n"
+        "ctx = event_context(v.messages, v.events)\n"
+        "pipeline.PARALLEL_FROM = 1_000  # the bursts on the pool's threads, as in large parts\n"
+        "build_features(ctx, enrichers)\n"
+        "build_features(ctx.iloc[:500], enrichers)\n"
+        "public = [s for n, s in warm.items() if not n.startswith('_')]  # _ ones are inlined\n"
+        "print(signatures() == warm, len(public) >= 5 and all(public))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["True", "True"]
+
+
 def test_pieces_of_a_batch_are_its_rows_per_part_in_order():
     from contract.parts import _pieces
 
