@@ -406,9 +406,9 @@ def _give_back_memory(keep: int = KEEP_RESIDENT) -> None:
     frames, allocated by the other one, sat beside it (a worker grew by ~70 MiB per part on the
     2.65M-event world), so memory must go back. But handing it all back after every part made
     the next part fault every page in again: 1.46M page faults for `botfilter score` on that
-    world, 7.2 s of system CPU. Keeping up to ``keep`` resident between parts reuses it: 0.63M
-    faults, 4.3 s, and the command 10% faster in wall and CPU (four alternating runs each),
-    while memory stays bounded by ``keep`` plus a part.
+    world, 6.6 s of system CPU. Keeping up to ``keep`` resident between parts reuses it: 0.61M
+    faults, 4.2 s, and the command's CPU x0.91, wall x0.94 (four runs each, alternating), while
+    memory stays bounded by ``keep`` plus a part.
     """
     resident = _resident_bytes()
     if resident is not None and resident <= keep:
