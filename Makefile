@@ -3,6 +3,7 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PACKAGES := botfilter core contract simulation features training scoring serving jobs labelling monitoring console
 export PYTHONHASHSEED := 0
 
 .DEFAULT_GOAL := help
@@ -22,6 +23,10 @@ $(STAMP): pyproject.toml Makefile | $(BIN)/python
 	@# PYTHONDONTWRITEBYTECODE): 35% of a 1M-event `botfilter score`. Some packages ship files
 	@# that do not compile (templates, Python 2 tests), hence `|| true`.
 	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib > /dev/null || true
+	@# The project's own packages too, as `pip install .` would: an editable install has none,
+	@# so where .pyc files are not written every command compiled ours again (0.18 s of
+	@# `botfilter metrics show`). A source edited later is compiled in memory, never run stale.
+	$(BIN)/python -m compileall -q -j 0 $(PACKAGES) > /dev/null
 	touch $(STAMP)
 
 venv: $(STAMP) ## create or update .venv with the project and dev tools

@@ -59,6 +59,17 @@ def test_every_package_of_ours_has_a_layer() -> None:
     assert packages == set(LAYERS)
 
 
+def test_the_venv_compiles_every_package_of_ours() -> None:
+    # `make venv` compiles them (an editable install has no bytecode): one left out is compiled
+    # again by every command where .pyc files are not written.
+    line = next(
+        line
+        for line in (ROOT / "Makefile").read_text(encoding="utf-8").splitlines()
+        if line.startswith("PACKAGES :=")
+    )
+    assert set(line.split(":=")[1].split()) == set(LAYERS)
+
+
 def test_the_ground_package_imports_nothing_of_ours() -> None:
     assert imported_packages("core") == {}
 
