@@ -222,9 +222,6 @@ def _score_parts(
     pool: ProcessPoolExecutor | None,
 ) -> ScoreRun:
     """The body of :func:`score_data_dir`, which owns ``pool``."""
-    # The workers build their enrichers while this process resolves the model (MLflow, ~1.5 s):
-    # both were on the way to the first part's scores.
-    warming = [pool.submit(warm_worker) for _ in range(workers)] if pool is not None else []
     # With workers, this process never reads the booster (LightGBM, with the sklearn and scipy it
     # imports, cost it about 2 s of CPU): it resolves the model and the workers load its files.
     ref: ModelRef | None = None
@@ -263,12 +260,13 @@ def _score_parts(
                 def shared_part(i: int) -> dict[str, SharedTable]:
                     return share_raw(parts.raw(i), Path(tmp) / f"part-{i}")
 
-                # The first part is read while the workers warm up and load the model.
+                # The first part is read before anything is asked of the pool: until the fork
+                # server has warmed up (scoring.warm, ~2 s) and forked the workers, a submit
+                # waits, and this process would wait with it instead of reading.
                 first = shared_part(0) if len(parts) else None
-                for warm in warming:
-                    warm.result()  # a worker that failed to start fails here, not mid-way
                 # One worker loads the model first, compiling it into the cache when the cache
                 # lacks it: the others then load the compiled code instead of building it too.
+                # A worker that failed to start fails here, not mid-way.
                 pool.submit(_load_shipped, shipped).result()
                 pending: deque[Future[_PartScores]] = deque()  # in the parts' order
                 for i in range(len(parts)):
@@ -362,10 +360,12 @@ _WORKER: dict = {}  # per worker process: the enrichers, then the model of the f
 
 
 def warm_worker() -> None:
-    """Build this process's enrichers (IP ranges, User-Agent patterns: about a second) and load
-    the compiled feature kernels (about 0.6 s), once: the fork server does it before forking
-    the workers (:mod:`scoring.warm`), which then find them done."""
+    """Import LightGBM (without scikit-learn), build this process's enrichers (IP ranges,
+    User-Agent patterns: about a second) and load the compiled feature kernels (about 0.6 s),
+    once: the fork server does it before forking the workers (:mod:`scoring.warm`), which then
+    find them done."""
     if "enrichers" not in _WORKER:
+        import_lightgbm_lean()  # a worker only scores: every worker needs it for its model
         enrichers = Enrichers.load()
         _ = enrichers.ip, enrichers.ua  # cached properties: built here, not at the first part
         warm_up(enrichers)
@@ -375,7 +375,7 @@ def warm_worker() -> None:
 def _load_shipped(shipped: _ShippedModel) -> None:
     """This worker's model (and enrichers), loaded once per shipped model."""
     if _WORKER.get("shipped") != shipped:
-        import_lightgbm_lean()  # a worker only scores
+        warm_worker()  # done by the fork server unless its warm-up failed
         model = BotModel.from_files(
             Path(shipped.model_file), Path(shipped.metadata_file), shipped.version, shipped.threads
         )
@@ -383,7 +383,6 @@ def _load_shipped(shipped: _ShippedModel) -> None:
             model.model_id = shipped.model_id
         if shipped.compiled_cache:
             model.compile(Path(shipped.compiled_cache))
-        warm_worker()
         _WORKER.update(shipped=shipped, model=model)
 
 

@@ -16,9 +16,10 @@ import os
 import threading
 from concurrent.futures import ProcessPoolExecutor
 
-# Not LightGBM: each worker imports it without scikit-learn (scoring.model.import_lightgbm_lean),
-# 0.04 s, where the fork server's plain import cost 1.2 s. scoring.warm builds the enrichers and
-# loads the compiled kernels in the fork server, once for every worker.
+# Not LightGBM here: its plain import brings scikit-learn (1.2 s). scoring.warm imports it without
+# (scoring.model.import_lightgbm_lean), builds the enrichers and loads the compiled kernels in the
+# fork server, once for every worker. Importing it starts no OpenMP thread, so forking after it is
+# safe; the workers are the first to predict.
 PRELOAD = (
     "contract.parts",
     "contract.validate",

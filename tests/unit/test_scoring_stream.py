@@ -342,8 +342,8 @@ def test_workers_score_without_scikit_learn(world, settings, tmp_path):
 
 
 def test_workers_start_with_the_enrichers_and_kernels_of_the_fork_server():
-    """The fork server builds the enrichers and loads the compiled kernels once (scoring.warm);
-    a worker forked from it has them before it is asked anything (each built its own: about
+    """The fork server imports LightGBM, builds the enrichers and loads the compiled kernels once
+    (scoring.warm); a worker forked from it has them before it is asked anything (each built its own: about
     1.4 CPU s per worker)."""
     from scoring.workers import start_workers
 
@@ -352,10 +352,15 @@ def test_workers_start_with_the_enrichers_and_kernels_of_the_fork_server():
         warmed = (
             "('enrichers' in __import__('scoring.batch').batch._WORKER, "
             "min(len(f.signatures) for n, f in vars(__import__('features.kernels').kernels).items()"
-            " if hasattr(f, 'signatures') and not n.startswith('_')))"
+            " if hasattr(f, 'signatures') and not n.startswith('_')), "
+            "'lightgbm' in __import__('sys').modules, 'sklearn' in __import__('sys').modules)"
         )
-        has_enrichers, fewest_signatures = pool.submit(eval, warmed).result(timeout=300)
+        has_enrichers, fewest_signatures, lightgbm, sklearn = pool.submit(eval, warmed).result(
+            timeout=300
+        )
         assert has_enrichers and fewest_signatures >= 1
+        # LightGBM is imported once for every worker, and without scikit-learn (1.2 s more)
+        assert (lightgbm, sklearn) == (True, False)
     finally:
         pool.shutdown()
 
