@@ -40,6 +40,7 @@ def main() -> int:
     from contract.validate import validate_raw
     from core.settings import Settings
     from features.pipeline import Enrichers, context_arrays, event_context, feature_block
+    from scoring.batch import SCORED_COLUMNS
     from scoring.registry import load_model
 
     print(f"machine: {machine_speed()}")
@@ -54,7 +55,7 @@ def main() -> int:
         laps: list[float] = [time.process_time()]
         raws = parts.raw(i)
         laps.append(time.process_time())
-        validated = validate_raw(raws, referenced_only=True)
+        validated = validate_raw(raws, referenced_only=True, columns=SCORED_COLUMNS)
         laps.append(time.process_time())
         ctx = event_context(validated.messages, validated.events, validated.event_messages)
         cols = context_arrays(ctx)

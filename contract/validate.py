@@ -93,7 +93,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -606,14 +606,19 @@ def _take(values: dict[str, pa.Array], rows: np.ndarray) -> dict[str, pa.Array]:
 
 
 def _clean_frame(
-    typed: dict[str, pd.Series], raw: RawTable, keep: np.ndarray, rows: np.ndarray | None = None
+    typed: dict[str, pd.Series],
+    raw: RawTable,
+    keep: np.ndarray,
+    rows: np.ndarray | None = None,
+    only: bool = False,
 ) -> pd.DataFrame:
     """The kept rows: typed schema columns, then the extra input columns as read.
 
     With ``rows`` (kept rows, ascending), ``typed`` holds those rows only and so does the frame.
+    ``only``: ``typed`` holds the columns the caller asked for, and the frame has no other.
     """
     out = dict(typed)
-    for name in raw.data.column_names:
+    for name in [] if only else raw.data.column_names:
         if name not in out:
             column = raw.data[name]
             out[name] = (column if rows is None else _aligned(column, rows)).to_pandas()
@@ -677,9 +682,11 @@ def _result(
     verdicts: _Verdicts,
     drop: np.ndarray,
     rows: np.ndarray | None = None,
+    only: bool = False,
 ) -> _TableResult:
-    """The clean rows (only ``rows`` of them when given: see :func:`_clean_frame`), the
-    quarantine and the counts, which always count every row.
+    """The clean rows (only ``rows`` of them when given, and only ``typed``'s columns with
+    ``only``: see :func:`_clean_frame`), the quarantine and the counts, which always count
+    every row.
 
     ``typed`` as parsed Arrow arrays (every row): the clean rows are an Arrow table of the
     schema columns (:func:`validate_raw_arrow`)."""
@@ -692,7 +699,7 @@ def _result(
             kept = np.flatnonzero(keep)
             clean = pa.table({name: _aligned(arr, kept) for name, arr in typed.items()})
     else:
-        clean = _clean_frame(typed, raw, keep, rows)
+        clean = _clean_frame(typed, raw, keep, rows, only)
     bad = np.flatnonzero(~verdicts.ok)
     rejected = raw.rejected
     quarantine = pd.DataFrame(
@@ -730,7 +737,11 @@ def _aligned(values: pa.Array | pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
 
 
 def _messages_and_events(
-    raw_messages: RawTable, raw_events: RawTable, referenced_only: bool = False, arrow: bool = False
+    raw_messages: RawTable,
+    raw_events: RawTable,
+    referenced_only: bool = False,
+    arrow: bool = False,
+    columns: Mapping[str, Collection[str]] | None = None,
 ) -> tuple[_TableResult, _TableResult, np.ndarray | None]:
     """Both tables at once: events are checked against the messages that are kept.
 
@@ -740,8 +751,10 @@ def _messages_and_events(
     messages are those a clean event names (every message is still checked and counted), and
     the third result is each clean event's row among them (-1: none). With ``arrow`` the clean
     tables are Arrow tables of the parsed columns, and Python objects are built only for the
-    rows that the duplicate checks compare.
+    rows that the duplicate checks compare. ``columns``: see :func:`validate_raw`.
     """
+    m_only = _picked(MESSAGES, columns)
+    e_only = _picked(EVENTS, columns)
     m_verdicts = _Verdicts(raw_messages.data.num_rows)
     e_verdicts = _Verdicts(raw_events.data.num_rows)
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -749,13 +762,17 @@ def _messages_and_events(
         e_parsing = pool.submit(_parse_columns, EVENTS, raw_events, EVENTS.names, e_verdicts)
         # Python objects for every message cost more than the rest of validating them; most
         # messages have no event, so a caller that only wants the events' context skips them.
-        message = None if referenced_only or arrow else _typed_columns(MESSAGES, m_values)
+        message = (
+            None
+            if referenced_only or arrow
+            else _typed_columns(MESSAGES, _select(m_values, m_only))
+        )
         e_values = e_parsing.result()
         # one code space for the ids of both tables: a message is (tenant_id, message_id)
         id_hashing = pool.submit(_arrow_codes, m_values["message_id"], e_values["message_id"])
         tenant_hashing = pool.submit(_arrow_codes, m_values["tenant_id"], e_values["tenant_id"])
         event_id_hashing = pool.submit(_arrow_codes, e_values["event_id"])
-        event = None if arrow else _typed_columns(EVENTS, e_values)
+        event = None if arrow else _typed_columns(EVENTS, _select(e_values, e_only))
         ids = id_hashing.result()
         tenants = tenant_hashing.result()
         event_ids = event_id_hashing.result()
@@ -764,7 +781,8 @@ def _messages_and_events(
     n_messages = raw_messages.data.num_rows
     codes = _pair_codes(tenants, ids)
     m_codes, e_codes = codes[:n_messages], codes[n_messages:]
-    m_identity = _typed_at(MESSAGES, m_values) if message is None else _at(message)
+    # the duplicate checks compare every column, also those the caller does not keep
+    m_identity = _typed_at(MESSAGES, m_values) if message is None or m_only else _at(message)
     m_drop = _duplicates(m_codes, m_verdicts, m_identity, "conflicting duplicate message_id")
     kept = m_verdicts.ok & ~m_drop
     row_of_code = np.full(int(codes.max(initial=-1)) + 2, -1, dtype=np.int64)
@@ -786,7 +804,7 @@ def _messages_and_events(
     _event_message_rules(e_values, context, e_verdicts)
     # a duplicate delivery is a repeated (tenant_id, event_id); one with other values conflicts
     event_codes = _pair_codes(tenants[n_messages:], event_ids)
-    e_identity = _typed_at(EVENTS, e_values) if event is None else _at(event)
+    e_identity = _typed_at(EVENTS, e_values) if event is None or e_only else _at(event)
     e_drop = _duplicates(event_codes, e_verdicts, e_identity, "conflicting duplicate event_id")
     if arrow:
         return (
@@ -795,18 +813,41 @@ def _messages_and_events(
             None,
         )
     assert event is not None
-    events = _result(EVENTS, raw_events, event, e_verdicts, e_drop)
+    events = _result(EVENTS, raw_events, event, e_verdicts, e_drop, only=e_only is not None)
     if message is not None:
-        return _result(MESSAGES, raw_messages, message, m_verdicts, m_drop), events, None
+        messages = _result(
+            MESSAGES, raw_messages, message, m_verdicts, m_drop, only=m_only is not None
+        )
+        return messages, events, None
     named = rows[e_verdicts.ok & ~e_drop]  # a kept event's message is kept (or -1)
     used = np.zeros(n_messages + 1, dtype=bool)  # the spare last slot takes the -1s
     used[named] = True
     wanted = np.flatnonzero(used[:n_messages])
     position = np.cumsum(used) - 1
     position[-1] = -1
-    message = _typed_columns(MESSAGES, _take(m_values, wanted))
-    messages = _result(MESSAGES, raw_messages, message, m_verdicts, m_drop, wanted)
+    message = _typed_columns(MESSAGES, _take(_select(m_values, m_only), wanted))
+    messages = _result(
+        MESSAGES, raw_messages, message, m_verdicts, m_drop, wanted, only=m_only is not None
+    )
     return messages, events, position[named]
+
+
+def _picked(
+    schema: TableSchema, columns: Mapping[str, Collection[str]] | None
+) -> tuple[str, ...] | None:
+    """The schema's columns among those ``columns`` asks for (schema order); None: all."""
+    if columns is None or schema.name not in columns:
+        return None
+    wanted = set(columns[schema.name])
+    unknown = sorted(wanted - set(schema.names))
+    if unknown:
+        raise ValueError(f"{schema.name}: no such columns: {', '.join(unknown)}")
+    return tuple(name for name in schema.names if name in wanted)
+
+
+def _select(values: dict[str, pa.Array], names: tuple[str, ...] | None) -> dict[str, pa.Array]:
+    """``values`` of the columns ``names`` (None: all)."""
+    return values if names is None else {name: values[name] for name in names}
 
 
 def _segments(raw: RawTable, arrow: bool = False) -> _TableResult:
@@ -827,14 +868,20 @@ def _settings(raw: RawTable, arrow: bool = False) -> _TableResult:
     return _result(SETTINGS, raw, values if arrow else typed, verdicts, drop)
 
 
-def validate_raw(raws: dict[str, RawTable], referenced_only: bool = False) -> Validated:
+def validate_raw(
+    raws: dict[str, RawTable],
+    referenced_only: bool = False,
+    columns: Mapping[str, Collection[str]] | None = None,
+) -> Validated:
     """Validate tables as read by :mod:`contract.readers` (absent optional tables are empty).
 
     ``referenced_only``: the clean messages are only those a clean event names (scoring needs
     no others; the counts and the quarantine still cover every message), and
-    ``event_messages`` says which one each event names.
+    ``event_messages`` says which one each event names. ``columns``: for ``messages`` and
+    ``events``, the only columns their clean frames hold (Python objects for the others cost
+    CPU for nothing); the rules, the duplicate checks and the counts still read every column.
     """
-    results, event_messages = _validate(raws, referenced_only, arrow=False)
+    results, event_messages = _validate(raws, referenced_only, arrow=False, columns=columns)
     quarantine, report = _quarantine_and_report(results)
     return Validated(
         messages=results["messages"].clean,
@@ -867,7 +914,10 @@ def validate_raw_arrow(raws: dict[str, RawTable]) -> ValidatedArrow:
 
 
 def _validate(
-    raws: dict[str, RawTable], referenced_only: bool, arrow: bool
+    raws: dict[str, RawTable],
+    referenced_only: bool,
+    arrow: bool,
+    columns: Mapping[str, Collection[str]] | None = None,
 ) -> tuple[dict[str, _TableResult], np.ndarray | None]:
     for name in REQUIRED_TABLES:
         if name not in raws:
@@ -878,7 +928,7 @@ def _validate(
     for name, raw in raws.items():
         check_required_columns(raw.data.column_names, TABLES[name], raw.source)
     messages, events, event_messages = _messages_and_events(
-        raws["messages"], raws["events"], referenced_only, arrow
+        raws["messages"], raws["events"], referenced_only, arrow, columns
     )
     results = {
         "messages": messages,

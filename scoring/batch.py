@@ -37,9 +37,11 @@ from contract.parts import (
     unshare_raw,
     write_ipc,
 )
+from contract.schema import EVENTS, MESSAGE_CONTEXT
 from contract.validate import validate_raw
 from core.settings import Settings
 from features.pipeline import (
+    CONTEXT_COLUMNS,
     Enrichers,
     context_arrays,
     event_context,
@@ -59,6 +61,13 @@ PART_EVENTS = 150_000
 # Resident bytes a scoring process keeps between parts before it hands freed memory back (see
 # _give_back_memory): a worker's own ~400 MiB (modules, enrichers, model) and room to reuse.
 KEEP_RESIDENT = 640 << 20
+# What scoring reads of a part's clean tables: the events' context columns, and of each message
+# only its context (validation says which message an event names). Validation builds Python
+# objects of no other column (url and the training labels of events, the messages' own ids).
+SCORED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "events": tuple(c for c in EVENTS.names if c in CONTEXT_COLUMNS),
+    "messages": tuple(c for c in MESSAGE_CONTEXT if c not in ("tenant_id", "message_id")),
+}
 
 
 def tenant_parts(tenant_id: np.ndarray, part_events: int = PART_EVENTS) -> list[np.ndarray]:
@@ -311,7 +320,7 @@ class _PartScores:
 
 
 def _score_part(raws: dict, model: BotModel, enrichers: Enrichers) -> _PartScores:
-    validated = validate_raw(raws, referenced_only=True)
+    validated = validate_raw(raws, referenced_only=True, columns=SCORED_COLUMNS)
     del raws
     ctx = event_context(validated.messages, validated.events, validated.event_messages)
     report = validated.report

@@ -807,6 +807,57 @@ def test_referenced_only_keeps_the_events_context_and_every_count(
     assert got["contact_id"].tolist() == ["k1", "k1", "k5", "k1"]
 
 
+def test_validation_of_some_columns_still_checks_every_column(
+    message_row, sms_message_row, event_row
+) -> None:
+    """``validate_raw(columns=...)`` (``botfilter score`` keeps only what it scores) holds only
+    those columns in the clean frames, yet its duplicate checks still compare every column: two
+    deliveries of one event that differ in ``url`` alone, which is not kept, still conflict."""
+    from contract.readers import raw_from_pandas
+    from contract.validate import validate_raw
+
+    messages = [message_row, sms_message_row, {**message_row, "message_id": "m7"}]
+    events = [
+        event_row,
+        dict(event_row),  # a duplicate delivery: dropped
+        {
+            **event_row,
+            "event_id": "e2",
+            "message_id": "m2",
+            "link_position": 0,
+            "url": "https://a.example/x",
+        },
+        {
+            **event_row,
+            "event_id": "e2",
+            "message_id": "m2",
+            "link_position": 0,
+            "url": "https://a.example/y",
+        },
+        {**event_row, "event_id": "e3", "label": "bot", "bot_kind": "crawler"},
+    ]
+    raws = {
+        "messages": raw_from_pandas("messages", frame(messages, message_row).assign(subject="Hi")),
+        "events": raw_from_pandas("events", frame(events, event_row)),
+    }
+    keep_events = ["occurred_at", "event_id", "tenant_id", "message_id", "ip"]
+    keep_messages = ["channel", "contact_id"]
+    columns = {"events": keep_events, "messages": keep_messages}
+    full = validate_raw(raws, referenced_only=True)
+    some = validate_raw(raws, referenced_only=True, columns=columns)
+    assert some.report.as_dict() == full.report.as_dict()
+    pd.testing.assert_frame_equal(some.quarantine, full.quarantine)
+    assert some.quarantine["reason"].tolist() == ["conflicting duplicate event_id"] * 2
+    assert list(some.events.columns) == ["event_id", "tenant_id", "message_id", "occurred_at", "ip"]
+    pd.testing.assert_frame_equal(some.events, full.events[list(some.events.columns)])
+    assert list(some.messages.columns) == ["channel", "contact_id"]
+    pd.testing.assert_frame_equal(some.messages, full.messages[["channel", "contact_id"]])
+    assert some.event_messages is not None and full.event_messages is not None
+    assert some.event_messages.tolist() == full.event_messages.tolist()
+    with pytest.raises(ValueError, match="events: no such columns: nope"):
+        validate_raw(raws, columns={"events": ["event_id", "nope"]})
+
+
 def test_arrow_validation_keeps_the_same_rows_values_and_counts(
     message_row, sms_message_row, event_row
 ) -> None:
