@@ -850,12 +850,22 @@ def _select(values: dict[str, pa.Array], names: tuple[str, ...] | None) -> dict[
     return values if names is None else {name: values[name] for name in names}
 
 
-def _segments(raw: RawTable, arrow: bool = False) -> _TableResult:
+def _segments(
+    raw: RawTable, arrow: bool = False, columns: Mapping[str, Collection[str]] | None = None
+) -> _TableResult:
     verdicts = _Verdicts(raw.data.num_rows)
     values = _parse_columns(SEGMENTS, raw, SEGMENTS.names, verdicts)
-    typed = _typed_columns(SEGMENTS, values)
-    drop = _duplicates(_codes(*(typed[name] for name in SEGMENTS.names)), verdicts)
-    return _result(SEGMENTS, raw, values if arrow else typed, verdicts, drop)
+    # A repeated row is a repeat of all three ids: codes hashed by Arrow, whatever is kept (the
+    # Python objects of every row and pandas' hashing of them cost three times as much).
+    codes = _arrow_codes(values[SEGMENTS.names[0]])
+    for name in SEGMENTS.names[1:]:
+        codes = _pair_codes(codes, _arrow_codes(values[name]))
+    drop = _duplicates(codes, verdicts)
+    if arrow:
+        return _result(SEGMENTS, raw, values, verdicts, drop)
+    only = _picked(SEGMENTS, columns)
+    typed = _typed_columns(SEGMENTS, _select(values, only))
+    return _result(SEGMENTS, raw, typed, verdicts, drop, only=only is not None)
 
 
 def _settings(raw: RawTable, arrow: bool = False) -> _TableResult:
@@ -877,8 +887,8 @@ def validate_raw(
 
     ``referenced_only``: the clean messages are only those a clean event names (scoring needs
     no others; the counts and the quarantine still cover every message), and
-    ``event_messages`` says which one each event names. ``columns``: for ``messages`` and
-    ``events``, the only columns their clean frames hold (Python objects for the others cost
+    ``event_messages`` says which one each event names. ``columns``: for ``messages``,
+    ``events`` and ``segments``, the only columns their clean frames hold (Python objects for the others cost
     CPU for nothing); the rules, the duplicate checks and the counts still read every column.
     """
     results, event_messages = _validate(raws, referenced_only, arrow=False, columns=columns)
@@ -933,7 +943,7 @@ def _validate(
     results = {
         "messages": messages,
         "events": events,
-        "segments": _segments(raws.get("segments") or empty_raw("segments"), arrow),
+        "segments": _segments(raws.get("segments") or empty_raw("segments"), arrow, columns),
         "settings": _settings(raws.get("settings") or empty_raw("settings"), arrow),
     }
     return results, event_messages

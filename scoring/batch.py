@@ -63,10 +63,12 @@ PART_EVENTS = 150_000
 KEEP_RESIDENT = 640 << 20
 # What scoring reads of a part's clean tables: the events' context columns, and of each message
 # only its context (validation says which message an event names). Validation builds Python
-# objects of no other column (url and the training labels of events, the messages' own ids).
+# objects of no other column (url and the training labels of events, the messages' own ids,
+# segments).
 SCORED_COLUMNS: dict[str, tuple[str, ...]] = {
     "events": tuple(c for c in EVENTS.names if c in CONTEXT_COLUMNS),
     "messages": tuple(c for c in MESSAGE_CONTEXT if c not in ("tenant_id", "message_id")),
+    "segments": (),  # validated and counted, never scored
 }
 
 

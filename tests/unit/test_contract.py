@@ -290,6 +290,42 @@ def test_segments_rules_and_duplicates(run) -> None:
     assert result.segments["contact_id"].tolist() == ["k1", "k2"]
 
 
+def test_segments_repeat_only_when_all_three_ids_do_and_scoring_keeps_none(
+    message_row, event_row
+) -> None:
+    """A segment row repeats another only if tenant, segment and contact all match; with
+    ``columns={"segments": ()}`` (``botfilter score``) the counts are the same and the clean
+    frame holds no column."""
+    from contract.readers import raw_from_pandas
+    from contract.validate import validate_raw
+
+    rows = [
+        ("t1", "s1", "k1"),
+        ("t1", "s1", "k1"),  # the one repeat
+        ("t1", "s2", "k1"),
+        ("t2", "s1", "k1"),
+        ("t1", "s1", "k2"),
+        ("t2", "s2", "k2"),
+        ("t1", None, "k1"),
+        ("t1", None, "k1"),  # quarantined twice, never a repeat
+    ]
+    segments = pd.DataFrame(rows, columns=["tenant_id", "segment_id", "contact_id"])
+    raws = {
+        "messages": raw_from_pandas("messages", frame([message_row], message_row)),
+        "events": raw_from_pandas("events", frame([event_row], event_row)),
+        "segments": raw_from_pandas("segments", segments),
+    }
+    full = validate_raw(raws)
+    report = full.report.tables["segments"]
+    assert (report.read, report.kept, report.duplicates) == (8, 5, 1)
+    kept = full.segments[["tenant_id", "segment_id", "contact_id"]].values.tolist()
+    assert kept == [list(r) for r in rows[:1] + rows[2:6]]
+    none = validate_raw(raws, columns={"segments": ()})
+    assert none.report.as_dict() == full.report.as_dict()
+    pd.testing.assert_frame_equal(none.quarantine, full.quarantine)
+    assert list(none.segments.columns) == []
+
+
 def test_settings_rules_and_conflicts(run) -> None:
     rows = [
         {"tenant_id": "t1", "exclude_bots_email": "yes", "exclude_bots_sms": "0",
