@@ -37,9 +37,10 @@ def main() -> int:
     os.environ["BOTFILTER_HOME"] = str(args.home)
 
     from contract.parts import TenantParts
-    from contract.validate import validate_raw
+    from contract.validate import validate_raw_arrow
     from core.settings import Settings
-    from features.pipeline import Enrichers, context_arrays, event_context, feature_block
+    from features.coded import as_objects
+    from features.pipeline import Enrichers, context_arrays_arrow, feature_block
     from scoring.batch import SCORED_COLUMNS
     from scoring.registry import load_model
 
@@ -55,16 +56,19 @@ def main() -> int:
         laps: list[float] = [time.process_time()]
         raws = parts.raw(i)
         laps.append(time.process_time())
-        validated = validate_raw(raws, referenced_only=True, columns=SCORED_COLUMNS)
+        validated = validate_raw_arrow(raws, referenced_only=True, columns=SCORED_COLUMNS)
         laps.append(time.process_time())
-        ctx = event_context(validated.messages, validated.events, validated.event_messages)
-        cols = context_arrays(ctx)
+        tables, rows = validated.tables, validated.event_messages
+        assert rows is not None
+        cols = context_arrays_arrow(tables["events"], tables["messages"], rows)
         laps.append(time.process_time())
         block = feature_block(cols, enrichers)
         laps.append(time.process_time())
-        scored = model.score_block(block, cols["channel"], cols["type"])
+        channel, event_type = as_objects(cols["channel"]), as_objects(cols["type"])
+        scored = model.score_block(block, channel, event_type)
         laps.append(time.process_time())
-        table = scored.arrow_table(cols["event_id"], model.version, cols["tenant_id"])
+        tenants = as_objects(cols["tenant_id"])
+        table = scored.arrow_table(cols["event_id"], model.version, tenants)
         laps.append(time.process_time())
         if i > 0:  # part 0 warms up
             events += table.num_rows

@@ -693,7 +693,7 @@ def _result(
     keep = verdicts.ok & ~drop
     clean: pd.DataFrame | pa.Table
     if all(isinstance(v, pa.Array | pa.ChunkedArray) for v in typed.values()) and typed:
-        if keep.all():  # the usual case: no copy of every column
+        if rows is not None or keep.all():  # rows: typed holds those kept rows only
             clean = pa.table(dict(typed))
         else:
             kept = np.flatnonzero(keep)
@@ -806,14 +806,17 @@ def _messages_and_events(
     event_codes = _pair_codes(tenants[n_messages:], event_ids)
     e_identity = _typed_at(EVENTS, e_values) if event is None or e_only else _at(event)
     e_drop = _duplicates(event_codes, e_verdicts, e_identity, "conflicting duplicate event_id")
-    if arrow:
+    if arrow and not referenced_only:
         return (
             _result(MESSAGES, raw_messages, m_values, m_verdicts, m_drop),
             _result(EVENTS, raw_events, e_values, e_verdicts, e_drop),
             None,
         )
-    assert event is not None
-    events = _result(EVENTS, raw_events, event, e_verdicts, e_drop, only=e_only is not None)
+    if arrow:
+        events = _result(EVENTS, raw_events, e_values, e_verdicts, e_drop)
+    else:
+        assert event is not None
+        events = _result(EVENTS, raw_events, event, e_verdicts, e_drop, only=e_only is not None)
     if message is not None:
         messages = _result(
             MESSAGES, raw_messages, message, m_verdicts, m_drop, only=m_only is not None
@@ -825,9 +828,10 @@ def _messages_and_events(
     wanted = np.flatnonzero(used[:n_messages])
     position = np.cumsum(used) - 1
     position[-1] = -1
-    message = _typed_columns(MESSAGES, _take(_select(m_values, m_only), wanted))
+    picked = _take(_select(m_values, m_only), wanted)
+    message_values = picked if arrow else _typed_columns(MESSAGES, picked)
     messages = _result(
-        MESSAGES, raw_messages, message, m_verdicts, m_drop, wanted, only=m_only is not None
+        MESSAGES, raw_messages, message_values, m_verdicts, m_drop, wanted, only=m_only is not None
     )
     return messages, events, position[named]
 
@@ -912,15 +916,23 @@ class ValidatedArrow:
     tables: dict[str, pa.Table]
     quarantine: pd.DataFrame
     report: Report
+    # As Validated.event_messages: each clean event's row in the messages table (-1: none).
+    event_messages: np.ndarray | None = None
 
 
-def validate_raw_arrow(raws: dict[str, RawTable]) -> ValidatedArrow:
+def validate_raw_arrow(
+    raws: dict[str, RawTable],
+    referenced_only: bool = False,
+    columns: Mapping[str, Collection[str]] | None = None,
+) -> ValidatedArrow:
     """:func:`validate_raw` with the clean tables kept in Arrow: the same rows and values,
     without building a Python object per clean value (for callers that hand Arrow on, such as
-    the Spark engine's validation groups). Extra input columns are left out."""
-    results, _ = _validate(raws, referenced_only=False, arrow=True)
+    the Spark engine's validation groups and ``botfilter score``). Extra input columns are left
+    out. ``referenced_only`` and ``columns`` (of ``messages`` only) as in :func:`validate_raw`."""
+    results, event_messages = _validate(raws, referenced_only, arrow=True, columns=columns)
     quarantine, report = _quarantine_and_report(results)
-    return ValidatedArrow({n: r.clean for n, r in results.items()}, quarantine, report)
+    tables = {n: r.clean for n, r in results.items()}
+    return ValidatedArrow(tables, quarantine, report, event_messages)
 
 
 def _validate(

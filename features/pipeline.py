@@ -15,9 +15,12 @@ from functools import cached_property, lru_cache
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from contract.schema import EVENTS, MESSAGE_CONTEXT, MESSAGES
 from features import kernels
+from features.coded import Coded, as_objects
 from features.definitions import (
     BURST_KEYS,
     FEATURE_NAMES,
@@ -131,12 +134,15 @@ def _objects(series: pd.Series) -> np.ndarray:
     return series.to_numpy(dtype=object)
 
 
-def factorize(values: np.ndarray) -> tuple[np.ndarray, list]:
+def factorize(values: np.ndarray | Coded) -> tuple[np.ndarray, list]:
     """(int64 codes, distinct values) with code -1 for missing (None, NaN), as pd.factorize.
 
     Online requests hold a handful of rows, where pd.factorize's fixed cost dominates: those
-    go through a dict. Codes only ever name groups, so the two numberings are interchangeable.
+    go through a dict. Codes only ever name groups, so the two numberings are interchangeable
+    (a :class:`Coded` column's are its own, and may name values no row holds).
     """
+    if isinstance(values, Coded):
+        return values.codes.copy(), list(values.uniques())
     if len(values) > _DICT_FACTORIZE_UP_TO:
         codes, uniques = pd.factorize(values, use_na_sentinel=True)
         return codes.astype(np.int64, copy=False), list(uniques)
@@ -150,9 +156,12 @@ def factorize(values: np.ndarray) -> tuple[np.ndarray, list]:
     return codes, list(seen)
 
 
-def _codes(values: np.ndarray) -> tuple[np.ndarray, int]:
-    codes, uniques = factorize(values)
-    n = len(uniques)
+def _codes(values: np.ndarray | Coded) -> tuple[np.ndarray, int]:
+    if isinstance(values, Coded):  # the codes as they are: no distinct value is needed
+        codes, n = values.codes.copy(), values.n_codes
+    else:
+        codes, uniques = factorize(values)
+        n = len(uniques)
     codes[codes < 0] = n  # missing values share one code of their own
     return codes, n + 1
 
@@ -200,6 +209,50 @@ def context_arrays(ctx: pd.DataFrame) -> dict[str, np.ndarray]:
     return cols
 
 
+def context_arrays_arrow(
+    events: pa.Table, messages: pa.Table, rows: np.ndarray
+) -> dict[str, np.ndarray | Coded | pa.Array]:
+    """:func:`context_arrays` of clean Arrow tables (:func:`contract.validate_raw_arrow`): each
+    event joined with its message's context, ``rows`` being each event's row in ``messages``
+    (-1: none, whose context is missing, as in :func:`event_context`).
+
+    Numbers and timestamps come as :func:`context_arrays` gives them; text as
+    :class:`~features.coded.Coded` (Arrow hashes it; no Python object per row), and
+    ``event_id`` as Arrow text, which :func:`feature_block` reads only where timestamps tie.
+    """
+    if len(rows) != events.num_rows:
+        raise ValueError(
+            f"context_arrays_arrow: {len(rows)} message rows for {events.num_rows} events"
+        )
+    cols: dict[str, np.ndarray | Coded | pa.Array] = {}
+    for name in CONTEXT_COLUMNS:
+        own = name in EVENTS.names
+        table = events if own else messages
+        column = table[name] if name in table.column_names else pa.nulls(table.num_rows)
+        if name == "event_id":
+            cols[name] = (
+                pa.concat_arrays(column.chunks) if column.num_chunks else pa.array([], pa.string())
+            )
+            continue
+        values: np.ndarray | Coded
+        if name in TIMESTAMP_COLUMNS:
+            as_ns = pc.cast(column, pa.timestamp("ns", tz="UTC")).cast(pa.int64())
+            values = pc.fill_null(as_ns, _NAT).to_numpy(zero_copy_only=False).astype(np.int64)
+            missing = np.array([_NAT], dtype=np.int64)
+        elif name in FLOAT_COLUMNS or name == "is_hidden_link":
+            values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64)
+            missing = np.array([np.nan])
+        else:
+            values = Coded.encode(column.cast(pa.string()))
+        if not own:  # the message's value at each event's row; -1 reads the spare last slot
+            if isinstance(values, Coded):
+                values = Coded(np.append(values.codes, -1)[rows], values.dictionary)
+            else:
+                values = np.append(values, missing)[rows]
+        cols[name] = values
+    return cols
+
+
 def _causal_order(tenant: np.ndarray, t: np.ndarray, event_id: np.ndarray) -> np.ndarray:
     # Two stable passes (time, then the few tenant codes) beat a lexsort on large frames.
     by_time = np.argsort(t, kind="stable")
@@ -213,7 +266,7 @@ def _causal_order(tenant: np.ndarray, t: np.ndarray, event_id: np.ndarray) -> np
         tie[1:] |= same
         tie[:-1] |= same
         tied = order[tie]
-        ids = event_id[tied].tolist()
+        ids = _texts_at(event_id, tied)
         # Python's sort compares str in C; pandas' sorted factorize of objects is several times
         # slower. Equal ids keep their row order either way (both sorts are stable).
         by_id = sorted(range(len(ids)), key=ids.__getitem__)
@@ -221,6 +274,43 @@ def _causal_order(tenant: np.ndarray, t: np.ndarray, event_id: np.ndarray) -> np
         rank[tied[by_id]] = np.arange(len(ids))
         order = np.lexsort((rank, t, tenant))
     return order
+
+
+def _texts_at(values: np.ndarray | pa.Array, rows: np.ndarray) -> list:
+    """The values at ``rows`` as a list (Arrow text builds only those rows' strings)."""
+    if isinstance(values, pa.Array):
+        return values.take(pa.array(rows)).to_pylist()
+    return values[rows].tolist()
+
+
+def _equals(values: np.ndarray | Coded, value: str) -> np.ndarray:
+    """Per row, whether the column holds ``value``."""
+    if isinstance(values, Coded):
+        return values.equals(value)
+    return np.asarray(values == value, dtype=bool)
+
+
+def _missing(values: np.ndarray | Coded) -> np.ndarray:
+    if isinstance(values, Coded):
+        return values.missing()
+    return np.asarray(pd.isna(values), dtype=bool)
+
+
+def _either(first: np.ndarray | Coded, second: np.ndarray | Coded) -> tuple[np.ndarray, int]:
+    """Codes of ``first`` where it is set, else of ``second`` (equal texts share a code,
+    whichever column holds them; missing in both: the last code), and how many codes."""
+    if not (isinstance(first, Coded) and isinstance(second, Coded)):
+        either = np.where(_missing(first), as_objects(second), as_objects(first))
+        return _codes(either)
+    # one code space for the two dictionaries (campaigns and automations: few per part)
+    joint: dict[str, int] = {}
+    maps = [
+        np.array([joint.setdefault(v, len(joint)) for v in col.uniques()] + [-1], dtype=np.int64)
+        for col in (first, second)
+    ]
+    codes = np.where(first.codes >= 0, maps[0][first.codes], maps[1][second.codes])
+    codes[codes < 0] = len(joint)
+    return codes, len(joint) + 1
 
 
 def causal_order(ctx: pd.DataFrame) -> np.ndarray:
@@ -313,8 +403,7 @@ def feature_block(
     if n == 0:
         return block
     t, sent, deliv = cols["occurred_at"], cols["sent_at"], cols["delivered_at"]
-    type_ = cols["type"]
-    is_click = (type_ == "click").astype(np.int8)
+    is_click = _equals(cols["type"], "click").astype(np.int8)
     link_count = cols["link_count"]
     link_pos = np.where(is_click == 1, cols["link_position"], np.nan)
 
@@ -329,12 +418,12 @@ def feature_block(
         ip = enrichers.ip.enrich(cols["ip"], cols["asn"])
     no_ip = ip["ip_version"] == 0
     no_asn = ip["asn"] == 0
-    send = np.where(pd.isna(cols["campaign_id"]), cols["automation_id"], cols["campaign_id"])
-    send_code, _ = _codes(send)
+    send_code, n_send = _either(cols["campaign_id"], cols["automation_id"])
+    no_send = send_code == n_send - 1
     send_asn = send_code * (int(ip["asn"].max()) + 1) + ip["asn"].astype(np.int64)
     keys = {"ip": ip["ip_key"], "prefix": ip["prefix_key"], "asn": ip["asn"]}
     jobs = [(keys[k], no_asn if k == "asn" else no_ip, k) for k in BURST_KEYS]
-    jobs.append((send_asn, no_asn | pd.isna(send), "send"))
+    jobs.append((send_asn, no_asn | no_send, "send"))
     bursts = [
         (
             key.astype(np.int64)[order],
@@ -364,7 +453,7 @@ def feature_block(
         block[_ROW["secs_since_send"]] = np.where(sent == _NAT, np.nan, (t - sent) / NS)
 
     # The event itself
-    block[_ROW["is_sms"]] = cols["channel"] == "sms"
+    block[_ROW["is_sms"]] = _equals(cols["channel"], "sms")
     block[_ROW["is_click"]] = is_click
     codes, uniques = factorize(cols["http_method"])
     upper = [str(u).upper() for u in uniques]

@@ -38,12 +38,14 @@ from contract.parts import (
     write_ipc,
 )
 from contract.schema import EVENTS, MESSAGE_CONTEXT
-from contract.validate import validate_raw
+from contract.validate import validate_raw_arrow
 from core.settings import Settings
+from features.coded import Coded, as_objects, rows_of
 from features.pipeline import (
     CONTEXT_COLUMNS,
     Enrichers,
     context_arrays,
+    context_arrays_arrow,
     event_context,
     factorize,
     feature_block,
@@ -72,12 +74,13 @@ SCORED_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
-def tenant_parts(tenant_id: np.ndarray, part_events: int = PART_EVENTS) -> list[np.ndarray]:
+def tenant_parts(tenant_id: np.ndarray | Coded, part_events: int = PART_EVENTS) -> list[np.ndarray]:
     """Row positions grouped into parts of whole tenants, each about ``part_events`` rows.
 
     A tenant larger than ``part_events`` is a part of its own; rows keep their relative order.
     """
-    codes, uniques = factorize(np.asarray(tenant_id, dtype=object))
+    plain = tenant_id if isinstance(tenant_id, Coded) else np.asarray(tenant_id, dtype=object)
+    codes, uniques = factorize(plain)
     codes[codes < 0] = len(uniques)  # a missing tenant is one tenant of its own
     order = np.argsort(codes, kind="stable")
     sizes = np.bincount(codes, minlength=len(uniques) + 1)
@@ -119,10 +122,16 @@ def score_context(
 
 
 def score_context_arrow(ctx: pd.DataFrame, model: BotModel, enrichers: Enrichers) -> pa.Table:
-    """:func:`score_context` as the Arrow table a scores file holds (``tenant_id`` second),
+    """:func:`score_context` as the Arrow table a scores file holds (``tenant_id`` second)."""
+    return score_arrays_arrow(context_arrays(ctx), model, enrichers)
+
+
+def score_arrays_arrow(cols: dict, model: BotModel, enrichers: Enrichers) -> pa.Table:
+    """The scores of context columns (:func:`features.pipeline.context_arrays` or
+    ``context_arrays_arrow``) as the Arrow table a scores file holds (``tenant_id`` second),
     built from the scored arrays without a pandas frame in between."""
-    cols, out = _score_rows(ctx, model, enrichers, True, PART_EVENTS)
-    return out.arrow_table(cols["event_id"], model.version, cols["tenant_id"])
+    out = _score_cols(cols, model, enrichers, True, PART_EVENTS)
+    return out.arrow_table(cols["event_id"], model.version, as_objects(cols["tenant_id"]))
 
 
 def _score_rows(
@@ -130,7 +139,14 @@ def _score_rows(
 ) -> tuple[dict[str, np.ndarray], ScoredRows]:
     """The context's columns and their scores (the body of :func:`score_context`)."""
     cols = context_arrays(ctx)
-    n = len(ctx)
+    return cols, _score_cols(cols, model, enrichers, with_reasons, part_events)
+
+
+def _score_cols(
+    cols: dict, model: BotModel, enrichers: Enrichers, with_reasons: bool, part_events: int
+) -> ScoredRows:
+    """Scores of context columns in their row order, part by part (whole tenants)."""
+    n = len(cols["event_id"])
     parts = tenant_parts(cols["tenant_id"], part_events) if n else []
     out = ScoredRows(
         np.empty(n),
@@ -151,17 +167,18 @@ def _score_rows(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="score-part") as scorer:
         pending: tuple[np.ndarray, Future[ScoredRows]] | None = None
         for rows in parts:
-            sub = {name: values[_rows_index(rows)] for name, values in cols.items()}
+            sub = {name: rows_of(values, _rows_index(rows)) for name, values in cols.items()}
             block = feature_block(sub, enrichers)
             if pending is not None:
                 collect(*pending)  # at most one part waits, so memory stays bounded
+            channel, event_type = as_objects(sub["channel"]), as_objects(sub["type"])
             future = scorer.submit(
-                model.score_block, block, sub["channel"], sub["type"], with_reasons=with_reasons
+                model.score_block, block, channel, event_type, with_reasons=with_reasons
             )
             pending = (rows, future)
         if pending is not None:
             collect(*pending)
-    return cols, out
+    return out
 
 
 def score_validated(
@@ -322,13 +339,16 @@ class _PartScores:
 
 
 def _score_part(raws: dict, model: BotModel, enrichers: Enrichers) -> _PartScores:
-    validated = validate_raw(raws, referenced_only=True, columns=SCORED_COLUMNS)
+    # Arrow from the files to the features: text reaches them as codes (features.coded)
+    validated = validate_raw_arrow(raws, referenced_only=True, columns=SCORED_COLUMNS)
     del raws
-    ctx = event_context(validated.messages, validated.events, validated.event_messages)
+    assert validated.event_messages is not None  # given with referenced_only
+    tables = validated.tables
+    cols = context_arrays_arrow(tables["events"], tables["messages"], validated.event_messages)
     report = validated.report
-    del validated
-    table = score_context_arrow(ctx, model, enrichers)
-    del ctx  # the rows carry tenant_id: event ids are unique within a tenant only
+    del validated, tables
+    table = score_arrays_arrow(cols, model, enrichers)
+    del cols  # the rows carry tenant_id: event ids are unique within a tenant only
     return _PartScores(table, report, table.num_rows, pc.sum(table["is_bot"]).as_py() or 0)
 
 

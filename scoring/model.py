@@ -347,7 +347,10 @@ class ScoredRows:
         )
 
     def arrow_table(
-        self, event_ids: np.ndarray, model_version: str, tenant_ids: np.ndarray | None = None
+        self,
+        event_ids: np.ndarray | pa.Array,
+        model_version: str,
+        tenant_ids: np.ndarray | None = None,
     ) -> pa.Table:
         """:meth:`table` as Arrow, in the schema of a scores file, without the pandas frame.
 
@@ -358,7 +361,9 @@ class ScoredRows:
         schema = scores_arrow_schema(tenant_ids is not None)
         n = len(self.bot_score)
         columns = {
-            "event_id": pa.array(event_ids, pa.string(), from_pandas=True),
+            "event_id": event_ids.cast(pa.string())
+            if isinstance(event_ids, pa.Array)
+            else pa.array(event_ids, pa.string(), from_pandas=True),
             "bot_score": pa.array(self.bot_score, pa.float64()),
             "is_bot": pa.array(self.is_bot, pa.bool_()),
             "reasons": _distinct_once(

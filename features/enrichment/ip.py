@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import BotfilterError
+from features.coded import Coded
 
 from .reference import Reference
 
@@ -364,8 +365,11 @@ def _in_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
     return sorted_set[pos] == values
 
 
-def distinct(values: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(codes, distinct values) of a column, code -1 for missing; a categorical is used as is."""
+def distinct(values: pd.Series | np.ndarray | Coded) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, distinct values) of a column, code -1 for missing; a categorical or
+    :class:`~features.coded.Coded` column is used as is."""
+    if isinstance(values, Coded):
+        return values.codes, values.uniques()
     if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
         return values.cat.codes.to_numpy(), values.cat.categories.to_numpy(dtype=object)
     array = values.to_numpy(dtype=object) if isinstance(values, pd.Series) else np.asarray(values)
@@ -478,7 +482,7 @@ class IpEnricher:
     # -- public --------------------------------------------------------------------------------
 
     def enrich(
-        self, ips: pd.Series | np.ndarray, asn: pd.Series | np.ndarray | None = None
+        self, ips: pd.Series | np.ndarray | Coded, asn: pd.Series | np.ndarray | None = None
     ) -> dict[str, np.ndarray]:
         """Enrich IP strings (and optional ingestion-resolved ASNs) into the IP_FEATURES columns.
 

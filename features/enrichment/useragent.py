@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from features.coded import Coded
+
 from .ip import distinct
 from .reference import Reference
 
@@ -330,7 +332,7 @@ class UaParser:
             bool(stripped) and self._cd_crawlers(stripped, self._ua_domain).user_agent is not None
         )
 
-    def parse(self, uas: pd.Series | np.ndarray) -> dict[str, np.ndarray]:
+    def parse(self, uas: pd.Series | np.ndarray | Coded) -> dict[str, np.ndarray]:
         """UA_FEATURES columns for a column of User-Agent strings (missing values allowed)."""
         codes, uniques = distinct(uas)
         # The extra trailing row is what factorize's -1 (missing) code indexes.

@@ -314,3 +314,100 @@ def test_every_declared_feature_is_written_for_every_row(ctx, enrichers) -> None
             name for name, row in zip(FEATURE_NAMES, block, strict=True) if (row == sentinel).any()
         ]
         assert unwritten == []
+
+
+def test_arrow_text_as_codes_gives_the_features_of_python_objects(enrichers) -> None:
+    """``botfilter score`` hands validated Arrow text to the features as codes
+    (``context_arrays_arrow``); the online API and training hand object arrays. The feature
+    blocks are identical, with missing addresses and User-Agents, tied timestamps (broken by
+    event_id), one message id in two tenants, and an automation id that is another message's
+    campaign id (one send, whichever column names it)."""
+    import pyarrow as pa
+
+    from contract.readers import raw_from_pandas
+    from contract.validate import validate_raw, validate_raw_arrow
+    from features.coded import Coded
+    from features.pipeline import context_arrays_arrow
+
+    world = generate(tenants=3, days=3, seed=11)
+    messages, events = world["messages"].copy(), world["events"].copy()
+    events.loc[events.index[::7], "ip"] = None
+    events.loc[events.index[::11], "user_agent"] = None
+    tenant = events["tenant_id"].iloc[0]
+    keys = events[["tenant_id", "message_id"]].apply(tuple, axis=1)
+    twice = events.index[keys.duplicated(keep=False) & (events["tenant_id"] == tenant)]
+    first, second = twice[0], events.index[keys == keys[twice[0]]][1]
+    events.loc[second, "occurred_at"] = events.loc[first, "occurred_at"]  # a tie
+    campaigns = messages.index[messages["campaign_id"].notna()]
+    automations = messages.index[messages["automation_id"].notna()]
+    assert len(campaigns) and len(automations)
+    messages.loc[automations[0], "automation_id"] = messages.loc[campaigns[0], "campaign_id"]
+    other = messages.index[messages["tenant_id"] != tenant][0]
+    old = messages.loc[other, "message_id"]
+    shared = messages.loc[messages["tenant_id"] == tenant, "message_id"].iloc[0]
+    messages.loc[other, "message_id"] = shared  # another tenant's message, the same id
+    theirs = (events["tenant_id"] == messages.loc[other, "tenant_id"]) & (
+        events["message_id"] == old
+    )
+    events.loc[theirs, "message_id"] = shared
+    raws = {name: raw_from_pandas(name, frame) for name, frame in world.items()}
+    raws["messages"] = raw_from_pandas("messages", messages)
+    raws["events"] = raw_from_pandas("events", events)
+
+    plain = validate_raw(raws, referenced_only=True)
+    assert plain.quarantine.empty, plain.quarantine["reason"].value_counts()
+    objects = context_arrays(event_context(plain.messages, plain.events, plain.event_messages))
+    arrow = validate_raw_arrow(raws, referenced_only=True)
+    assert arrow.event_messages is not None
+    assert arrow.event_messages.tolist() == plain.event_messages.tolist()
+    coded = context_arrays_arrow(
+        arrow.tables["events"], arrow.tables["messages"], arrow.event_messages
+    )
+    assert isinstance(coded["ip"], Coded) and isinstance(coded["event_id"], pa.Array)
+    assert coded["ip"].missing().sum() == pd.isna(objects["ip"]).sum() > 0
+    for name, values in coded.items():
+        if isinstance(values, np.ndarray):
+            np.testing.assert_array_equal(values, objects[name], err_msg=name)
+    got = feature_block(coded, enrichers)
+    want = feature_block(objects, enrichers)
+    for name, row_got, row_want in zip(FEATURE_NAMES, got, want, strict=True):
+        np.testing.assert_array_equal(row_got, row_want, err_msg=name)
+
+
+def test_a_send_is_one_group_whichever_column_names_it() -> None:
+    """A send is a campaign or an automation: an automation id equal to a campaign id is the
+    same send, as text and as codes (``Coded`` holds one dictionary per column)."""
+    import pyarrow as pa
+
+    from features.coded import Coded
+    from features.pipeline import _either
+
+    campaign = ["a", None, "b", None, "c"]
+    automation = [None, "a", None, None, None]
+    for first, second in (
+        (np.array(campaign, dtype=object), np.array(automation, dtype=object)),
+        (Coded.encode(pa.array(campaign)), Coded.encode(pa.array(automation))),
+    ):
+        codes, n = _either(first, second)
+        assert codes[0] == codes[1] and len({codes[0], codes[2], codes[4]}) == 3
+        assert codes[3] == n - 1 and (codes[[0, 1, 2, 4]] < n - 1).all()
+
+
+def test_coded_text_keeps_rows_missing_values_and_equality() -> None:
+    """``Coded`` (Arrow text as codes): rows picked by positions or a slice, missing values,
+    comparison with a constant and the objects it stands for, as an object column gives them."""
+    import pyarrow as pa
+
+    from features.coded import Coded, as_objects, rows_of
+
+    text = ["click", None, "open", "click", None]
+    coded = Coded.encode(pa.chunked_array([text[:2], text[2:]]))
+    objects = np.array(text, dtype=object)
+    assert as_objects(coded).tolist() == text
+    assert coded.equals("click").tolist() == [True, False, False, True, False]
+    assert coded.missing().tolist() == [False, True, False, False, True]
+    assert coded.arrow().to_pylist() == text
+    for rows in (np.array([4, 0, 3]), slice(1, 4)):
+        assert as_objects(rows_of(coded, rows)).tolist() == objects[rows].tolist()
+        assert rows_of(pa.array(text), rows).to_pylist() == objects[rows].tolist()
+        assert rows_of(objects, rows).tolist() == objects[rows].tolist()
