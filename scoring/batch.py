@@ -19,6 +19,7 @@ from concurrent.futures import (
 )
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -39,7 +40,6 @@ from contract.parts import (
 )
 from contract.schema import EVENTS, MESSAGE_CONTEXT
 from contract.validate import validate_raw_arrow
-from core.settings import Settings
 from features.coded import Coded, as_objects, rows_of
 from features.pipeline import (
     CONTEXT_COLUMNS,
@@ -55,6 +55,9 @@ from scoring.model import BotModel, ScoredRows, import_lightgbm_lean
 from scoring.registry import ModelRef, load_model, model_files, resolve_model
 from scoring.scores_file import ScoresWriter
 from scoring.workers import start_workers
+
+if TYPE_CHECKING:  # annotations only: the workers' fork server never imports pydantic (0.15 s)
+    from core.settings import Settings
 
 # Tenants are packed into parts of about this many events. Features never look across tenants,
 # so parts are independent: while one part is scored (compiled code, no GIL), the next part's

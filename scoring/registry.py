@@ -14,10 +14,13 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.errors import BotfilterError
-from core.settings import Settings
 from scoring.model import METADATA_FILE, MODEL_FILE, BotModel, content_id
+
+if TYPE_CHECKING:  # annotations only: the workers' fork server never imports pydantic (0.15 s)
+    from core.settings import Settings
 
 _COMPLETE = ".complete"
 

@@ -99,3 +99,20 @@ def test_starting_the_workers_does_not_wait_for_their_imports(tmp_path):
     )
     took, answered = done.stdout.split()
     assert float(took) < 1.0 and answered == "True", done.stderr
+
+
+def test_the_workers_preload_imports_no_settings_mlflow_or_scikit_learn():
+    """The fork server's imports are on the way to the first scored part: it imports what a
+    worker runs, not the command's settings (pydantic, 0.15 s), MLflow or scikit-learn."""
+    from scoring.workers import PRELOAD
+
+    modules = [m for m in PRELOAD if m != "scoring.warm"]  # scoring.warm warms: not here
+    code = (
+        "import json, sys\n"
+        f"for name in {modules!r}:\n    __import__(name)\n"
+        "print(json.dumps(sorted(sys.modules)), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(json.loads(done.stderr.strip().splitlines()[-1]))
+    assert "scoring.batch" in loaded
+    assert not [m for m in ("pydantic", "core.settings", "mlflow", "sklearn") if m in loaded]
