@@ -156,6 +156,15 @@ def test_plan_parts_packs_whole_tenants_in_order_of_their_first_event():
     assert len(empty) == 1 and empty[0].events == 0
 
 
+def test_the_last_parts_are_quarter_parts() -> None:
+    """Parts run side by side and the run ends with the last: the last two parts' worth of
+    events go in quarter parts (whole tenants still), so no worker finishes a full part alone."""
+    events = np.repeat(np.arange(10), 10)  # ten tenants of ten events, in order
+    parts = plan_parts({"events": events, "messages": np.arange(10)}, part_events=30)
+    assert [p.events for p in parts] == [30, 20, 10, 10, 10, 10, 10]
+    assert np.concatenate([p.rows["events"] for p in parts]).tolist() == list(range(100))
+
+
 def test_rows_index_is_a_slice_for_one_ascending_run_only() -> None:
     from scoring.batch import _rows_index
 
