@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared as a column, never as a value: no __eq__/__hash__
 class Coded:
     """A text column as ``codes`` into ``dictionary`` (-1: missing). Codes name groups only: two
     rows share a code exactly when they hold the same text; some codes may name no row."""
