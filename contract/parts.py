@@ -59,7 +59,9 @@ class _ParquetRows:
     is taken: when the file is grouped by tenant that is at most about one part.
     """
 
-    def __init__(self, path: Path, table: str, contract_only: bool = False) -> None:
+    def __init__(
+        self, path: Path, table: str, contract_only: bool = False, dictionaries: bool = False
+    ) -> None:
         self.path = path
         self.table = table
         self.file = self._read(lambda: pq.ParquetFile(path))
@@ -73,11 +75,40 @@ class _ParquetRows:
             if self.columns is not None
             else self.file.schema_arrow
         )
+        # Text columns read as dictionaries: a few values repeated (tenants, event types, User-Agents,
+        # links) are decoded once per row group instead of once per row, and a part holds
+        # each value once, so it is written to and read from memory once for the workers.
+        self.coded: list[str] = []
+        if dictionaries:
+            self.coded = coded = self._few_valued()
+            if coded:
+                self.file = self._read(lambda: pq.ParquetFile(path, read_dictionary=coded))
+                self.schema = pa.schema(
+                    [self.file.schema_arrow.field(n) for n in self.schema.names]
+                )
         self._batches: Iterator[pa.RecordBatch] | None = None
         self._read_to = 0  # rows read so far
         self._waiting: dict[int, list[pa.RecordBatch]] = {}
         self._part_of: np.ndarray | None = None
         self._last: np.ndarray | None = None
+
+    def _few_valued(self) -> list[str]:
+        """The text columns to read as dictionaries: those whose first batch repeats a few
+        values a lot (a column stored without a dictionary, or with many values, would make
+        the reader hash every value)."""
+        text = [f.name for f in self.schema if pa.types.is_string(f.type)]
+        if not text or self.num_rows == 0:
+            return []
+        file = self._read(lambda: pq.ParquetFile(self.path, read_dictionary=text))
+        batches = file.iter_batches(batch_size=_BATCH_ROWS, columns=text, use_threads=False)
+        head = self._read(lambda: next(batches, None))
+        if head is None:
+            return []
+        return [
+            name
+            for name, column in zip(head.schema.names, head.columns, strict=True)
+            if pa.types.is_dictionary(column.type) and len(column.dictionary) * 8 <= len(column)
+        ]
 
     def tenant_ids(self) -> pa.ChunkedArray:
         """The tenant_id column, dictionary-encoded as stored (tenants are few: no string is
@@ -119,14 +150,18 @@ class _ParquetRows:
 
     def take(self, part: int, rows: np.ndarray) -> RawTable:
         """Part ``part``'s rows (``rows``: their positions, increasing), as
-        :func:`contract.readers.read_table_file` would give them (text that is not UTF-8 set aside)."""
+        :func:`contract.readers.read_table_file` would give them (text that is not UTF-8 set aside),
+        except that the columns of :attr:`coded` may be dictionaries (see :func:`decoded`)."""
         pieces = self._read_through(part)
         schema = self.schema
         data = pa.Table.from_batches(pieces, schema) if pieces else schema.empty_table()
+        if self.coded:
+            data = data.unify_dictionaries()
         raw = RawTable(self.table, str(self.path), data, row_numbers=rows)
         try:
             data.validate(full=True)  # Parquet readers let invalid UTF-8 through
         except pa.ArrowInvalid:
+            data = decoded(data)
             local_raw = _set_aside_invalid_text(RawTable(self.table, str(self.path), data))
             raw = RawTable(
                 self.table,
@@ -246,7 +281,11 @@ class TenantParts:
     """
 
     def __init__(
-        self, data_dir: Path, part_events: int = PART_EVENTS, contract_only: bool = False
+        self,
+        data_dir: Path,
+        part_events: int = PART_EVENTS,
+        contract_only: bool = False,
+        dictionaries: bool = False,
     ) -> None:
         self.files = find_table_files(data_dir)
         self.contract_only = contract_only
@@ -257,7 +296,8 @@ class TenantParts:
         self._next = 0
         if self.streamed:
             self._sources = {
-                name: _ParquetRows(path, name, contract_only) for name, path in self.files.items()
+                name: _ParquetRows(path, name, contract_only, dictionaries)
+                for name, path in self.files.items()
             }
             tenants = {name: source.tenant_ids() for name, source in self._sources.items()}
             assigned: dict[str, np.ndarray] = {}
@@ -299,9 +339,19 @@ class TenantParts:
     def raw(self, i: int) -> dict[str, RawTable]:
         """The raw tables of part ``i``, as :func:`contract.readers.read_data_dir` would give them.
 
-        Parts are read in one pass over the files: take them in order, each once.
+        Parts are read in one pass over the files: take them in order, each once (by this
+        method or :meth:`share`).
         """
         self._step(i)
+        return {name: _decoded_raw(raw) for name, raw in self._read_part(i).items()}
+
+    def share(self, i: int, stem: Path) -> dict[str, SharedTable]:
+        """Part ``i``'s raw tables handed to a worker process (:func:`share_raw`), its text
+        read as dictionaries (``dictionaries``) staying so until :func:`unshare_raw`."""
+        self._step(i)
+        return share_raw(self._read_part(i), stem)
+
+    def _read_part(self, i: int) -> dict[str, RawTable]:
         if not self.streamed:
             raws = {name: read_table_file(path, name) for name, path in self.files.items()}
             return (
@@ -414,5 +464,24 @@ def read_ipc(path: str) -> pa.Table:
 
 
 def unshare_raw(shared: dict[str, SharedTable]) -> dict[str, RawTable]:
-    """The raw tables of :func:`share_raw` (their files are removed)."""
-    return {name: replace(item.raw, data=read_ipc(item.path)) for name, item in shared.items()}
+    """The raw tables of :func:`share_raw` (their files are removed), text as text."""
+    return {
+        name: replace(item.raw, data=decoded(read_ipc(item.path))) for name, item in shared.items()
+    }
+
+
+def _decoded_raw(raw: RawTable) -> RawTable:
+    data = decoded(raw.data)
+    return raw if data is raw.data else replace(raw, data=data)
+
+
+def decoded(table: pa.Table) -> pa.Table:
+    """``table`` with its dictionary columns as plain values."""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_dictionary(field.type):
+            column = table.column(i)
+            plain = pa.chunked_array(
+                [chunk.dictionary_decode() for chunk in column.chunks], field.type.value_type
+            )
+            table = table.set_column(i, field.with_type(field.type.value_type), plain)
+    return table

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 import contract
 from contract.columns import TS_MAX, TS_MIN
 from contract.counts import Report
-from contract.parts import SharedTable, TenantParts, merge_reports, share_raw, shm_dir, unshare_raw
+from contract.parts import SharedTable, TenantParts, merge_reports, shm_dir, unshare_raw
 from contract.schema import CHANNELS, SCORE_COLUMNS
 from contract.tables import CleanTables, Tables
 from contract.validate import validate_raw
@@ -699,7 +699,7 @@ def recompute_data_dir(
     if options.out is not None:  # a bad --out fails before the data is even read
         check_out_dir(options.out)
     if _in_parts(options) and scores_file is None:
-        parts = TenantParts(data_dir, part_events)
+        parts = TenantParts(data_dir, part_events, dictionaries=True)
         return recompute_in_parts(store, settings, parts, options, settings.recompute_workers)
     validated = load_data(data_dir)
     if scores_file is not None:
@@ -875,7 +875,7 @@ def _parts_in_workers(
                 if _passed_over(parts, i, job.wanted):
                     progress.advance(parts.parts[i].events)
                     continue
-                shared = share_raw(parts.raw(i), Path(tmp) / f"part-{i}")
+                shared = parts.share(i, Path(tmp) / f"part-{i}")
                 future = pool.submit(_recompute_shared, job, shared)
                 future.add_done_callback(functools.partial(progress.done, parts.parts[i].events))
                 futures.append(future)

@@ -33,7 +33,6 @@ from contract.parts import (
     TenantParts,
     merge_reports,
     read_ipc,
-    share_raw,
     shm_dir,
     unshare_raw,
     write_ipc,
@@ -230,7 +229,9 @@ def score_data_dir(
     """
     try:
         writer = ScoresWriter(out)  # checks the extension before any work
-        parts = TenantParts(data_dir, part_events or READ_PART_EVENTS, contract_only=True)
+        parts = TenantParts(
+            data_dir, part_events or READ_PART_EVENTS, contract_only=True, dictionaries=True
+        )
         workers = workers or settings.score_workers  # the size of a given pool
         if pool is None:
             workers = min(workers, len(parts))
@@ -289,7 +290,7 @@ def _score_parts(
                     shipped = _ship_model(model, Path(tmp), settings)
 
                 def shared_part(i: int) -> dict[str, SharedTable]:
-                    return share_raw(parts.raw(i), Path(tmp) / f"part-{i}")
+                    return parts.share(i, Path(tmp) / f"part-{i}")
 
                 # The first part is read before anything is asked of the pool: until the fork
                 # server has warmed up (scoring.warm, ~2 s) and forked the workers, a submit

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import contract
-from contract.parts import iter_raw_parts, plan_parts
+from contract.parts import TenantParts, iter_raw_parts, plan_parts, unshare_raw
 from features.definitions import FEATURE_NAMES
 from features.pipeline import Enrichers, build_features, event_context
 from scoring.batch import ScoreRun, score_data_dir, score_validated
@@ -475,3 +475,43 @@ def test_workers_import_botfilter_not_the_packages_where_the_command_runs(tmp_pa
     assert run.returncode == 0, run.stderr[-2000:]
     assert Path(run.stdout.strip()).parent.parent != tmp_path
     assert Path(run.stdout.strip()).name == "__init__.py"
+
+
+def test_parts_shared_as_dictionaries_come_back_as_the_plain_parts(world, tmp_path):
+    """A worker's part is the part read as plain text: its few-valued text travels as
+    dictionaries (read so from Parquet), which the worker decodes; the row that is not UTF-8 is
+    set aside the same way."""
+    source, _ = world
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("messages", "segments", "settings"):
+        (data / f"{name}.parquet").write_bytes((source / f"{name}.parquet").read_bytes())
+    # a second row that is not UTF-8, in a column read as a dictionary
+    table = pq.read_table(source / "events.parquet")
+    kind = table["type"].combine_chunks().cast(pa.binary()).to_pylist()
+    kind[900] = b"cl\xffick"
+    column = pa.array(kind, pa.binary()).view(pa.string())
+    table = table.set_column(table.schema.get_field_index("type"), "type", column)
+    pq.write_table(table, data / "events.parquet", row_group_size=700)
+
+    plain = TenantParts(data, part_events=600, contract_only=True)
+    coded = TenantParts(data, part_events=600, contract_only=True, dictionaries=True)
+    events = coded._sources["events"].coded
+    assert {"tenant_id", "type", "http_method"} <= set(events) and "event_id" not in events
+    assert "channel" in coded._sources["messages"].coded
+    assert len(coded) == len(plain) > 3
+    rejected = 0
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    for i in range(len(plain)):
+        expected = plain.raw(i)
+        got = unshare_raw(coded.share(i, shared / f"part-{i}"))
+        assert got.keys() == expected.keys()
+        for name, raw in expected.items():
+            assert got[name].data.equals(raw.data), (i, name)
+            assert got[name].data.schema == raw.data.schema
+            np.testing.assert_array_equal(got[name].row_number_array(), raw.row_number_array())
+            assert got[name].rejected == raw.rejected
+            rejected += len(raw.rejected)
+    assert rejected == 2  # the User-Agent and the event type that are not UTF-8
+    assert not list(shared.iterdir())  # the worker's side removed the files
