@@ -214,3 +214,22 @@ def test_scanners_and_crawlers_are_recognised(parser: UaParser, ua: str) -> None
 def test_whatsapp_link_preview_is_the_leading_token_only(parser: UaParser) -> None:
     assert row(parser, "WhatsApp/2.23.20.0 A")["ua_link_preview"] == 1
     assert row(parser, PEOPLE["whatsapp in-app browser"])["ua_link_preview"] == 0
+
+
+def test_building_the_parser_compiles_no_python_regex_per_crawler_pattern(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The crawler lists (about 1,500 patterns) go to ua-parser-rs as text: the eager matchers
+    compiled each with Python's re first, 0.23 s of every worker's start."""
+    compiled: list[str] = []
+    compile_ = re.compile
+
+    def counting(pattern, flags=0):  # noqa: ANN001, ANN202
+        compiled.append(pattern)
+        return compile_(pattern, flags)
+
+    reference = load_reference()
+    monkeypatch.setattr(re, "compile", counting)
+    built = UaParser(reference)
+    assert len(compiled) < 100
+    assert row(built, GOOGLEBOT)["ua_crawler"] == 1  # the patterns still match
