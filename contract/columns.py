@@ -21,6 +21,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -120,6 +121,26 @@ def to_numpy_bool(arr: pa.Array | pa.ChunkedArray, null: bool = False) -> np.nda
     if arr.null_count:  # (fill_null costs a call even when there is nothing to fill)
         arr = pc.fill_null(arr, null)
     return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def plain(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """``arr`` with dictionary values as plain values (as it is otherwise)."""
+    if not pa.types.is_dictionary(arr.type):
+        return arr
+    chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
+    values = [chunk.dictionary_decode() for chunk in chunks]
+    if isinstance(arr, pa.ChunkedArray):
+        return pa.chunked_array(values, arr.type.value_type)
+    return values[0]
+
+
+def decoded(table: pa.Table, keep: Collection[str] = ()) -> pa.Table:
+    """``table`` with its dictionary columns, except those named in ``keep``, as plain values."""
+    for i, column in enumerate(table.schema):
+        if pa.types.is_dictionary(column.type) and column.name not in keep:
+            value_type = column.type.value_type
+            table = table.set_column(i, column.with_type(value_type), plain(table.column(i)))
+    return table
 
 
 def contiguous(arr: pa.Array | pa.ChunkedArray) -> pa.Array:

@@ -17,7 +17,7 @@ Row numbers in the quarantine stay those of the input file.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from contract.columns import decoded
 from contract.counts import Report, TableReport
 from contract.readers import (
     RawTable,
@@ -463,25 +464,18 @@ def read_ipc(path: str) -> pa.Table:
     return table
 
 
-def unshare_raw(shared: dict[str, SharedTable]) -> dict[str, RawTable]:
-    """The raw tables of :func:`share_raw` (their files are removed), text as text."""
+def unshare_raw(
+    shared: dict[str, SharedTable], keep: Mapping[str, Collection[str]] | None = None
+) -> dict[str, RawTable]:
+    """The raw tables of :func:`share_raw` (their files are removed), text as text except the
+    dictionary columns that ``keep`` names per table (see :data:`contract.validate.CODED`)."""
+    keep = keep or {}
     return {
-        name: replace(item.raw, data=decoded(read_ipc(item.path))) for name, item in shared.items()
+        name: replace(item.raw, data=decoded(read_ipc(item.path), keep.get(name, ())))
+        for name, item in shared.items()
     }
 
 
 def _decoded_raw(raw: RawTable) -> RawTable:
     data = decoded(raw.data)
     return raw if data is raw.data else replace(raw, data=data)
-
-
-def decoded(table: pa.Table) -> pa.Table:
-    """``table`` with its dictionary columns as plain values."""
-    for i, field in enumerate(table.schema):
-        if pa.types.is_dictionary(field.type):
-            column = table.column(i)
-            plain = pa.chunked_array(
-                [chunk.dictionary_decode() for chunk in column.chunks], field.type.value_type
-            )
-            table = table.set_column(i, field.with_type(field.type.value_type), plain)
-    return table

@@ -124,6 +124,7 @@ from contract.columns import (
     parse_ip,
     parse_text,
     parse_timestamp,
+    plain,
     text_value,
     timestamp_value,
     to_numpy_bool,
@@ -229,6 +230,14 @@ _RULES: dict[str, _Rules] = {
     ),
 }
 _PLAIN = _Rules()
+# Text columns that validate_raw_arrow takes as dictionaries (contract.parts reads a few-valued
+# text column so): each distinct value is parsed once and the clean table keeps the dictionary,
+# which features.coded takes as codes without hashing the rows again. Only columns that no
+# identifier check or cross-column test compares as text.
+CODED: dict[str, tuple[str, ...]] = {
+    "events": ("user_agent", "url"),
+    "messages": ("campaign_id", "automation_id", "recipient_domain"),
+}
 
 
 def _may_hold_controls(arr: pa.Array | pa.ChunkedArray) -> bool:
@@ -260,6 +269,8 @@ _ARROW_TYPES = {"str": pa.string(), "timestamp": UTC_NS, "int": pa.int64(), "boo
 
 
 def _parse_column(column: Column, arr: pa.Array | pa.ChunkedArray) -> Parsed:
+    if pa.types.is_dictionary(arr.type):
+        return _parse_distinct(column, arr)
     name = column.name
     rules = _RULES.get(name, _PLAIN)
     if pa.types.is_null(arr.type) and column.kind in _ARROW_TYPES:  # every parser: all missing
@@ -296,6 +307,30 @@ def _parse_column(column: Column, arr: pa.Array | pa.ChunkedArray) -> Parsed:
         parsed.add(out, rules.out_of_range)
         return parsed
     raise UnsupportedType(column.kind)
+
+
+def _parse_distinct(column: Column, arr: pa.Array | pa.ChunkedArray) -> Parsed:
+    """:func:`_parse_column` of a dictionary column: each distinct value is parsed once and the
+    rows keep their codes. The values come back as a dictionary of distinct parsed values
+    (trimming can make two values one), a missing value as a null row."""
+    arr = contiguous(arr)
+    n = len(arr.dictionary)
+    # every value once, and a last slot for the rows without one
+    parsed = _parse_column(
+        column, pa.concat_arrays([arr.dictionary, pa.nulls(1, arr.type.value_type)])
+    )
+    rows = pc.fill_null(arr.indices, n).to_numpy(zero_copy_only=False)
+    distinct = pc.dictionary_encode(contiguous(parsed.values))
+    codes = distinct.indices.take(pa.array(rows))  # null where the parsed value is
+    values = pa.DictionaryArray.from_arrays(codes, distinct.dictionary)
+    return Parsed(
+        values,
+        parsed.missing[rows],
+        [
+            (mask[rows], reason if isinstance(reason, str) else reason[rows])
+            for mask, reason in parsed.problems
+        ],
+    )
 
 
 def _value_parser(column: Column) -> Callable[[Any], tuple[Any, str | None]]:
@@ -422,6 +457,7 @@ _SMALL = 50_000  # rows; below this one table conversion beats per-column tuning
 
 def _typed_columns(schema: TableSchema, values: dict[str, pa.Array]) -> dict[str, pd.Series]:
     """Parsed columns in their clean pandas dtypes, for every row."""
+    values = {name: plain(arr) for name, arr in values.items()}
     if values and len(next(iter(values.values()))) < _SMALL:
         # small batches (the online API): fixed per-call costs dominate, convert in one go
         frame = pa.table(values).to_pandas(types_mapper=_NULLABLE.get)

@@ -30,10 +30,16 @@ class Coded:
 
     @classmethod
     def encode(cls, values: pa.Array | pa.ChunkedArray) -> Coded:
-        """Arrow text as codes (Arrow hashes it: no Python object per row)."""
+        """Arrow text as codes (Arrow hashes it: no Python object per row); a dictionary
+        array's codes are its indices."""
         if isinstance(values, pa.ChunkedArray):
             values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
-        if not pa.types.is_dictionary(values.type):
+        if pa.types.is_dictionary(values.type):
+            # (codes name texts: a dictionary repeating a value, or holding a null, is redone)
+            dictionary = values.dictionary
+            if dictionary.null_count or pc.count_distinct(dictionary).as_py() != len(dictionary):
+                values = pc.dictionary_encode(values.dictionary_decode())
+        else:
             values = pc.dictionary_encode(values)
         codes = pc.fill_null(values.indices, -1).to_numpy(zero_copy_only=False)
         return cls(codes.astype(np.int64, copy=False), values.dictionary.cast(pa.string()))

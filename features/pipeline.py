@@ -243,7 +243,9 @@ def context_arrays_arrow(
             values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64)
             missing = np.array([np.nan])
         else:
-            values = Coded.encode(column.cast(pa.string()))
+            # a dictionary (validation's CODED columns) is taken as codes as it is
+            coded = pa.types.is_dictionary(column.type)
+            values = Coded.encode(column if coded else column.cast(pa.string()))
         if not own:  # the message's value at each event's row; -1 reads the spare last slot
             if isinstance(values, Coded):
                 values = Coded(np.append(values.codes, -1)[rows], values.dictionary)

@@ -38,7 +38,7 @@ from contract.parts import (
     write_ipc,
 )
 from contract.schema import EVENTS, MESSAGE_CONTEXT
-from contract.validate import validate_raw_arrow
+from contract.validate import CODED, validate_raw_arrow
 from features.coded import Coded, as_objects, rows_of
 from features.pipeline import (
     CONTEXT_COLUMNS,
@@ -431,7 +431,8 @@ def _score_shipped_part(
 ) -> _PartScores:
     """Score a shared part; the scores go back the way the part came, as a file in memory."""
     _load_shipped(shipped)
-    scored = _score_part(unshare_raw(shared), _WORKER["model"], _WORKER["enrichers"])
+    raws = unshare_raw(shared, keep=CODED)  # validation takes those as dictionaries
+    scored = _score_part(raws, _WORKER["model"], _WORKER["enrichers"])
     assert isinstance(scored.scores, pa.Table)  # _score_part's scores are a table
     write_ipc(scored.scores, scores_path)
     _give_back_memory()

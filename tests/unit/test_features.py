@@ -1,5 +1,7 @@
 """Feature pipeline: exact values on a tiny frame, causality, and micro-batch invariance."""
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -411,3 +413,67 @@ def test_coded_text_keeps_rows_missing_values_and_equality() -> None:
         assert as_objects(rows_of(coded, rows)).tolist() == objects[rows].tolist()
         assert rows_of(pa.array(text), rows).to_pylist() == objects[rows].tolist()
         assert rows_of(objects, rows).tolist() == objects[rows].tolist()
+
+
+def test_text_read_as_dictionaries_validates_and_scores_as_plain_text(enrichers) -> None:
+    """`botfilter score`'s workers take a few-valued text column as the dictionary Parquet gave
+    (contract.validate.CODED): each distinct value is parsed once and the codes reach the
+    features. Counts, quarantine, clean rows and features equal the plain text's, with values
+    that trimming makes one, blanks, a send with both a campaign and an automation, a bad
+    recipient domain and a User-Agent kept byte for byte."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from contract.columns import decoded
+    from contract.readers import raw_from_pandas
+    from contract.validate import CODED, REASON_BOTH_SOURCES, validate_raw_arrow
+    from features.pipeline import context_arrays_arrow
+
+    world = generate(tenants=2, days=3, seed=5)
+    messages, events = world["messages"].copy(), world["events"].copy()
+    campaigns = messages.index[messages["campaign_id"].notna()]
+    automations = messages.index[messages["automation_id"].notna()]
+    name = messages.loc[campaigns[0], "campaign_id"]
+    messages.loc[campaigns[1], "campaign_id"] = f"  {name} "  # one send once trimmed
+    messages.loc[campaigns[2], "campaign_id"] = "   "  # blank: no campaign
+    messages.loc[automations[0], "campaign_id"] = name  # both: quarantined
+    messages.loc[campaigns[3], "recipient_domain"] = "not a domain"
+    events.loc[events.index[::5], "user_agent"] = events["user_agent"].iloc[0] + " "
+    events.loc[events.index[::13], "user_agent"] = None
+    again = events.iloc[[3, 4]].copy()  # an exact repeat, and one with another User-Agent
+    again.loc[again.index[1], "user_agent"] = "curl/8.0"
+    events = pd.concat([events, again], ignore_index=True)
+    raws = {table: raw_from_pandas(table, frame) for table, frame in world.items()}
+    raws["messages"] = raw_from_pandas("messages", messages)
+    raws["events"] = raw_from_pandas("events", events)
+    coded_raws = dict(raws)
+    for table, names in CODED.items():
+        data = raws[table].data
+        for column in names:
+            i = data.schema.get_field_index(column)
+            data = data.set_column(i, column, pc.dictionary_encode(data[column]))
+        coded_raws[table] = replace(raws[table], data=data)
+    assert pa.types.is_dictionary(coded_raws["events"].data.schema.field("user_agent").type)
+
+    plain = validate_raw_arrow(raws, referenced_only=True)
+    coded = validate_raw_arrow(coded_raws, referenced_only=True)
+    assert coded.report.as_dict() == plain.report.as_dict()
+    reasons = set(plain.quarantine["reason"])
+    wanted = {"conflicting duplicate event_id", "invalid recipient_domain", REASON_BOTH_SOURCES}
+    assert wanted <= reasons, reasons
+    assert plain.report.tables["events"].duplicates == 1
+    pd.testing.assert_frame_equal(coded.quarantine, plain.quarantine)
+    assert coded.event_messages is not None and plain.event_messages is not None
+    assert coded.event_messages.tolist() == plain.event_messages.tolist()
+    for table in ("messages", "events"):
+        assert decoded(coded.tables[table]).equals(plain.tables[table]), table
+    assert pa.types.is_dictionary(coded.tables["messages"].schema.field("campaign_id").type)
+
+    def block(result):  # noqa: ANN001, ANN202
+        tables = result.tables
+        cols = context_arrays_arrow(tables["events"], tables["messages"], result.event_messages)
+        return feature_block(cols, enrichers)
+
+    got, want = block(coded), block(plain)
+    for feature, row_got, row_want in zip(FEATURE_NAMES, got, want, strict=True):
+        np.testing.assert_array_equal(row_got, row_want, err_msg=feature)
