@@ -8,8 +8,9 @@ first ``--parts`` parts of a data directory as ``botfilter score`` cuts them (wh
 data home (``bench/cli_end_to_end.py`` trains it and simulates the worlds). Prints, per stage,
 CPU microseconds per event (``time.process_time``: the stages' helper threads count), its share,
 events/s of the whole, peak memory and the machine's reference loop. The first part is a
-warm-up (compiled kernels, lazy tables) and is not counted. Reading is done by the command's
-main process and the other stages by its workers; here all run in one process.
+warm-up (compiled kernels, lazy tables) and is not counted. Reading (the part handed over
+through memory, as the command does) is done by the command's main process and the worker;
+the other stages by its workers; here all run in one process.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,8 +39,8 @@ def main() -> int:
         raise SystemExit(f"{args.data}: no events.parquet (bench/cli_end_to_end.py simulates it)")
     os.environ["BOTFILTER_HOME"] = str(args.home)
 
-    from contract.parts import TenantParts
-    from contract.validate import validate_raw_arrow
+    from contract.parts import TenantParts, shm_dir, unshare_raw
+    from contract.validate import CODED, validate_raw_arrow
     from core.settings import Settings
     from features.coded import as_objects
     from features.pipeline import Enrichers, context_arrays_arrow, feature_block
@@ -49,12 +52,14 @@ def main() -> int:
     model.threads = 1  # a worker's own share: the command runs one worker per core
     enrichers = Enrichers.load()
     _ = enrichers.ip, enrichers.ua
-    parts = TenantParts(args.data, contract_only=True)
+    parts = TenantParts(args.data, contract_only=True, dictionaries=True)
+    tmp = tempfile.mkdtemp(prefix="score-stages-", dir=shm_dir())
     spent = dict.fromkeys(STAGES, 0.0)
     events = 0
     for i in range(min(len(parts), args.parts + 1)):
         laps: list[float] = [time.process_time()]
-        raws = parts.raw(i)
+        # as the command hands a part over: few-valued text as dictionaries, through memory
+        raws = unshare_raw(parts.share(i, Path(tmp) / f"part-{i}"), keep=CODED)
         laps.append(time.process_time())
         validated = validate_raw_arrow(raws, referenced_only=True, columns=SCORED_COLUMNS)
         laps.append(time.process_time())
@@ -74,6 +79,7 @@ def main() -> int:
             events += table.num_rows
             for stage, start, end in zip(STAGES, laps[:-1], laps[1:], strict=True):
                 spent[stage] += end - start
+    shutil.rmtree(tmp, ignore_errors=True)
     total = sum(spent.values())
     if not events:
         raise SystemExit("no events scored: give --parts 1 or more on a directory with events")
