@@ -231,12 +231,12 @@ _RULES: dict[str, _Rules] = {
 }
 _PLAIN = _Rules()
 # Text columns that validate_raw_arrow takes as dictionaries (contract.parts reads a few-valued
-# text column so): each distinct value is parsed once and the clean table keeps the dictionary,
-# which features.coded takes as codes without hashing the rows again. Only columns that no
-# identifier check or cross-column test compares as text.
+# text column so): each distinct value is parsed once, tenants are coded from the dictionaries
+# (_arrow_codes), and the clean table keeps the dictionary, which features.coded takes as codes
+# without hashing the rows again. Not the ids of messages and events (nearly all distinct).
 CODED: dict[str, tuple[str, ...]] = {
-    "events": ("user_agent", "url"),
-    "messages": ("campaign_id", "automation_id", "recipient_domain"),
+    "events": ("tenant_id", "type", "user_agent", "url", "http_method", "label", "bot_kind"),
+    "messages": ("tenant_id", "channel", "campaign_id", "automation_id", "recipient_domain"),
 }
 
 
@@ -564,7 +564,12 @@ def _arrow_codes(*columns: pa.Array | pa.ChunkedArray) -> np.ndarray:
     chunks = [c for col in columns for c in getattr(col, "chunks", [col]) if len(c)]
     if not chunks:
         return np.zeros(0, dtype=np.int64)
-    encoded = pc.dictionary_encode(pa.chunked_array(chunks, type=pa.string()))
+    if all(pa.types.is_dictionary(c.type) for c in chunks):
+        # codes from the dictionaries: only their values are hashed (the parsed dictionaries
+        # of _parse_distinct hold each value once and no null)
+        encoded = pa.chunked_array(chunks).unify_dictionaries()
+    else:
+        encoded = pc.dictionary_encode(pa.chunked_array([plain(c) for c in chunks], pa.string()))
     parts = [pc.fill_null(c.indices, -1).to_numpy(zero_copy_only=False) for c in encoded.chunks]
     return np.concatenate(parts).astype(np.int64)
 
