@@ -125,13 +125,7 @@ def to_numpy_bool(arr: pa.Array | pa.ChunkedArray, null: bool = False) -> np.nda
 
 def plain(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """``arr`` with dictionary values as plain values (as it is otherwise)."""
-    if not pa.types.is_dictionary(arr.type):
-        return arr
-    chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
-    values = [chunk.dictionary_decode() for chunk in chunks]
-    if isinstance(arr, pa.ChunkedArray):
-        return pa.chunked_array(values, arr.type.value_type)
-    return values[0]
+    return arr.cast(arr.type.value_type) if pa.types.is_dictionary(arr.type) else arr
 
 
 def decoded(table: pa.Table, keep: Collection[str] = ()) -> pa.Table:

@@ -94,21 +94,20 @@ class _ParquetRows:
         self._last: np.ndarray | None = None
 
     def _few_valued(self) -> list[str]:
-        """The text columns to read as dictionaries: those whose first batch repeats a few
-        values a lot (a column stored without a dictionary, or with many values, would make
-        the reader hash every value)."""
+        """The text columns to read as dictionaries: those whose first batch holds an eighth
+        as many distinct values as rows or fewer (with many values, as for addresses or
+        contacts, reading a dictionary costs more than the plain text)."""
         text = [f.name for f in self.schema if pa.types.is_string(f.type)]
         if not text or self.num_rows == 0:
             return []
-        file = self._read(lambda: pq.ParquetFile(self.path, read_dictionary=text))
-        batches = file.iter_batches(batch_size=_BATCH_ROWS, columns=text, use_threads=False)
+        batches = self.file.iter_batches(batch_size=_BATCH_ROWS, columns=text, use_threads=False)
         head = self._read(lambda: next(batches, None))
         if head is None:
             return []
         return [
             name
-            for name, column in zip(head.schema.names, head.columns, strict=True)
-            if pa.types.is_dictionary(column.type) and len(column.dictionary) * 8 <= len(column)
+            for name, column in zip(text, head.columns, strict=True)
+            if pc.count_distinct(column).as_py() * 8 <= len(column)
         ]
 
     def tenant_ids(self) -> pa.ChunkedArray:
@@ -337,14 +336,15 @@ class TenantParts:
             raise ValueError(f"parts are read in order: expected part {self._next}, got {i}")
         self._next += 1
 
-    def raw(self, i: int) -> dict[str, RawTable]:
-        """The raw tables of part ``i``, as :func:`contract.readers.read_data_dir` would give them.
+    def raw(self, i: int, keep: Mapping[str, Collection[str]] | None = None) -> dict[str, RawTable]:
+        """The raw tables of part ``i``, as :func:`contract.readers.read_data_dir` would give them,
+        except the dictionary columns that ``keep`` names per table (as :func:`unshare_raw`).
 
         Parts are read in one pass over the files: take them in order, each once (by this
         method or :meth:`share`).
         """
         self._step(i)
-        return {name: _decoded_raw(raw) for name, raw in self._read_part(i).items()}
+        return _decoded_raws(self._read_part(i), keep)
 
     def share(self, i: int, stem: Path) -> dict[str, SharedTable]:
         """Part ``i``'s raw tables handed to a worker process (:func:`share_raw`), its text
@@ -469,13 +469,15 @@ def unshare_raw(
 ) -> dict[str, RawTable]:
     """The raw tables of :func:`share_raw` (their files are removed), text as text except the
     dictionary columns that ``keep`` names per table (see :data:`contract.validate.CODED`)."""
+    return _decoded_raws(
+        {name: replace(item.raw, data=read_ipc(item.path)) for name, item in shared.items()}, keep
+    )
+
+
+def _decoded_raws(
+    raws: dict[str, RawTable], keep: Mapping[str, Collection[str]] | None
+) -> dict[str, RawTable]:
     keep = keep or {}
     return {
-        name: replace(item.raw, data=decoded(read_ipc(item.path), keep.get(name, ())))
-        for name, item in shared.items()
+        name: replace(raw, data=decoded(raw.data, keep.get(name, ()))) for name, raw in raws.items()
     }
-
-
-def _decoded_raw(raw: RawTable) -> RawTable:
-    data = decoded(raw.data)
-    return raw if data is raw.data else replace(raw, data=data)

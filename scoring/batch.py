@@ -280,7 +280,7 @@ def _score_parts(
             assert model is not None  # loaded above when there are no workers
             enrichers = Enrichers.load()
             for i in range(len(parts)):
-                write(_score_part(parts.raw(i), model, enrichers))
+                write(_score_part(parts.raw(i, keep=CODED), model, enrichers))
         else:
             with tempfile.TemporaryDirectory(prefix="botfilter-score-", dir=shm_dir()) as tmp:
                 if ref is not None:
