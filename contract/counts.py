@@ -23,6 +23,10 @@ class TableReport:
     kept: int
     duplicates: int
     quarantined: dict[str, int] = field(default_factory=dict)  # reason -> rows
+    # events: the message_id of each row quarantined as "unknown message". Validated apart, a
+    # part of the tenants cannot tell it from "tenant mismatch with message" (only another
+    # tenant keeps that message): contract.parts.TenantParts.settle decides it afterwards.
+    unknown_messages: list[str] = field(default_factory=list, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.check()

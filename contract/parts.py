@@ -2,8 +2,11 @@
 
 Every rule of the contract looks at one row, or at rows of one tenant (a message is
 (tenant_id, message_id), an event belongs to a message of its tenant, a duplicate is a repeated
-(tenant_id, event_id)), so validating each part on its own finds what validating the whole
-directory finds. Rows without a tenant are a part of their own (they are quarantined anyway).
+(tenant_id, event_id)), so validating each part on its own keeps and quarantines the rows that
+validating the whole directory does. One reason looks further: an event whose message only
+another tenant keeps is a "tenant mismatch with message", not an "unknown message", and that
+tenant may sit in another part; :meth:`TenantParts.settle` names those rows after the parts.
+Rows without a tenant are a part of their own (they are quarantined anyway).
 
 Parquet tables are read lazily: only the tenant_id columns up front, then each file once, in
 order, in batches whose rows wait for their part. When the files are grouped by tenant (as
@@ -26,13 +29,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from contract.columns import decoded
+from contract.columns import decoded, parse_text, to_numpy_bool
 from contract.counts import Report, TableReport
 from contract.readers import (
     RawTable,
     _one_line,
     _set_aside_invalid_text,
     check_required_columns,
+    empty_raw,
     find_table_files,
     read_table_file,
 )
@@ -157,20 +161,47 @@ class _ParquetRows:
         data = pa.Table.from_batches(pieces, schema) if pieces else schema.empty_table()
         if self.coded:
             data = data.unify_dictionaries()
-        raw = RawTable(self.table, str(self.path), data, row_numbers=rows)
+        return self._raw(data, rows)
+
+    def _raw(self, data: pa.Table, rows: np.ndarray) -> RawTable:
+        """``data`` (the file's rows ``rows``) as a raw table; rows whose text is not UTF-8
+        are set aside as :func:`contract.readers.read_table_file` sets them aside."""
         try:
             data.validate(full=True)  # Parquet readers let invalid UTF-8 through
         except pa.ArrowInvalid:
             data = decoded(data)
             local_raw = _set_aside_invalid_text(RawTable(self.table, str(self.path), data))
-            raw = RawTable(
+            return RawTable(
                 self.table,
                 str(self.path),
                 local_raw.data,
                 row_numbers=rows[local_raw.row_number_array()],
                 rejected=[(int(rows[p]), text, why) for p, text, why in local_raw.rejected],
             )
-        return raw
+        return RawTable(self.table, str(self.path), data, row_numbers=rows)
+
+    def named(self, ids: pa.Array) -> RawTable:
+        """The rows (every column read, as plain text) whose ``message_id``, parsed as the
+        contract parses it, is one of ``ids``: one more pass over the file, batch by batch."""
+        file = self._read(lambda: pq.ParquetFile(self.path))
+        batches = file.iter_batches(batch_size=_BATCH_ROWS, columns=self.columns, use_threads=False)
+        pieces: list[pa.Table] = []
+        rows: list[np.ndarray] = []
+        start = 0
+        while (batch := self._read(lambda: next(batches, None))) is not None:
+            raw = self._raw(pa.Table.from_batches([batch]), np.arange(start, start + len(batch)))
+            start += len(batch)
+            parsed = parse_text(raw.data["message_id"]).values
+            hits = np.flatnonzero(to_numpy_bool(pc.is_in(parsed, value_set=ids)))
+            if len(hits):
+                pieces.append(raw.data.take(hits))
+                rows.append(raw.row_number_array()[hits])
+        if not pieces:
+            empty = file.schema_arrow.empty_table()
+            data = empty if self.columns is None else empty.select(self.columns)
+            return RawTable(self.table, str(self.path), data, row_numbers=np.zeros(0, np.int64))
+        data = pa.concat_tables(pieces)
+        return RawTable(self.table, str(self.path), data, row_numbers=np.concatenate(rows))
 
 
 def _pieces(batch: pa.RecordBatch, owners: np.ndarray) -> list[tuple[int, pa.RecordBatch]]:
@@ -352,6 +383,37 @@ class TenantParts:
         self._step(i)
         return share_raw(self._read_part(i), stem)
 
+    def settle(self, report: Report) -> Report:
+        """``report`` (the parts' counts added up) with the events that name a message only
+        another tenant keeps counted as "tenant mismatch with message", as validating the whole
+        directory counts them: their own part, which holds no other tenant, said "unknown
+        message". Only the messages naming those ids are read again and checked."""
+        events = report.tables.get("events")
+        if events is None or not events.unknown_messages or not self.streamed or len(self) < 2:
+            return report
+        # Imported here: the validator is only needed on this rare path (and imports pandas).
+        from contract.validate import (
+            REASON_TENANT_MISMATCH,
+            REASON_UNKNOWN_MESSAGE,
+            validate_raw,
+        )
+
+        ids = pa.array(sorted(set(events.unknown_messages)), pa.string())
+        candidates = self._sources["messages"].named(ids)
+        kept = validate_raw({"messages": candidates, "events": empty_raw("events")}).messages
+        elsewhere = set(kept["message_id"])
+        moved = sum(1 for message_id in events.unknown_messages if message_id in elsewhere)
+        if not moved:
+            return report
+        quarantined = dict(events.quarantined)
+        quarantined[REASON_UNKNOWN_MESSAGE] -= moved
+        if not quarantined[REASON_UNKNOWN_MESSAGE]:
+            del quarantined[REASON_UNKNOWN_MESSAGE]
+        quarantined[REASON_TENANT_MISMATCH] = quarantined.get(REASON_TENANT_MISMATCH, 0) + moved
+        unknown = [m for m in events.unknown_messages if m not in elsewhere]
+        settled = replace(events, quarantined=quarantined, unknown_messages=unknown)
+        return replace(report, tables={**report.tables, "events": settled})
+
     def _read_part(self, i: int) -> dict[str, RawTable]:
         if not self.streamed:
             raws = {name: read_table_file(path, name) for name, path in self.files.items()}
@@ -417,6 +479,7 @@ def merge_reports(reports: list[Report]) -> Report:
             total.duplicates += t.duplicates
             for reason, rows in t.quarantined.items():
                 total.quarantined[reason] = total.quarantined.get(reason, 0) + rows
+            total.unknown_messages += t.unknown_messages
     merged = Report(tables)
     merged.check()
     return merged

@@ -838,6 +838,7 @@ def _messages_and_events(
     elsewhere = np.zeros(int(ids.max(initial=-1)) + 2, dtype=bool)
     elsewhere[m_ids[kept]] = True
     e_verdicts.flag(lost & elsewhere[e_ids], REASON_TENANT_MISMATCH)
+    unknown = np.flatnonzero(lost & e_verdicts.ok)  # the rows the next flag names
     e_verdicts.flag(lost, REASON_UNKNOWN_MESSAGE)
 
     needed = dict.fromkeys(rule.right for rule in _EVENT_MESSAGE_RULES)
@@ -847,17 +848,15 @@ def _messages_and_events(
     event_codes = _pair_codes(tenants[n_messages:], event_ids)
     e_identity = _typed_at(EVENTS, e_values) if event is None or e_only else _at(event)
     e_drop = _duplicates(event_codes, e_verdicts, e_identity, "conflicting duplicate event_id")
-    if arrow and not referenced_only:
-        return (
-            _result(MESSAGES, raw_messages, m_values, m_verdicts, m_drop),
-            _result(EVENTS, raw_events, e_values, e_verdicts, e_drop),
-            None,
-        )
     if arrow:
         events = _result(EVENTS, raw_events, e_values, e_verdicts, e_drop)
     else:
         assert event is not None
         events = _result(EVENTS, raw_events, event, e_verdicts, e_drop, only=e_only is not None)
+    if len(unknown):
+        events.report.unknown_messages = e_values["message_id"].take(unknown).to_pylist()
+    if arrow and not referenced_only:
+        return _result(MESSAGES, raw_messages, m_values, m_verdicts, m_drop), events, None
     if message is not None:
         messages = _result(
             MESSAGES, raw_messages, message, m_verdicts, m_drop, only=m_only is not None

@@ -736,7 +736,7 @@ def recompute_in_parts(
     result = _merged(results)
     if options.out is not None:
         result.files = write_tables(result.tables, options.out)
-    return merge_reports(reports), result
+    return parts.settle(merge_reports(reports)), result
 
 
 def recompute_parts(

@@ -316,7 +316,7 @@ def _score_parts(
                     _write_done(pending, workers, write)
                 while pending:
                     write(pending.popleft().result())
-    run.report = merge_reports(reports)
+    run.report = parts.settle(merge_reports(reports))
     return run
 
 

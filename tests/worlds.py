@@ -168,11 +168,14 @@ def console_env(root: Path, url: str | None = None) -> Iterator[dict]:
 
 def parts_world(data: Path, as_of: pd.Timestamp) -> Path:
     """A Parquet data directory at ``data``: three tenants of about 1,000 events, a settings
-    table that turns the email filter on for t1, a broken event and a repeated one."""
+    table that turns the email filter on for t1, a broken event, a repeated one, and an event
+    of t2 naming a message that only t1 has (its tenants fall in different parts)."""
     world = random_world(11, as_of, n=2400)
     events = world["events"]
     broken = events.iloc[:1].assign(event_id="bad", type="swipe")
-    world["events"] = pd.concat([events, broken, events.iloc[5:6]], ignore_index=True)
+    t1 = events.loc[events["tenant_id"] == "t1"].iloc[:1]
+    mismatch = t1.assign(event_id="other-tenants-message", tenant_id="t2")
+    world["events"] = pd.concat([events, broken, events.iloc[5:6], mismatch], ignore_index=True)
     world["settings"] = pd.DataFrame(
         {
             "tenant_id": ["t1", "t2"],

@@ -27,13 +27,22 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, BotModel]:
     """Four tenants as Parquet in small row groups, with broken rows of every kind around."""
     tables = generate(tenants=4, days=2, seed=4)
     messages, events = tables["messages"], tables["events"]
-    bad_events = events.iloc[[0, 1, 2, 3]].copy()
-    bad_events["event_id"] = ["x-no-tenant", "x-unknown", "x-late-ts", events["event_id"].iat[5]]
+    bad_events = events.iloc[[0, 1, 2, 6, 7, 3]].copy()
+    bad_events["event_id"] = [
+        "x-no-tenant", "x-unknown", "x-late-ts", "x-other-tenant", "x-quarantined-elsewhere",
+        events["event_id"].iat[5],
+    ]  # fmt: skip
     bad_events.loc[bad_events.index[0], "tenant_id"] = None
     bad_events.loc[bad_events.index[1], "message_id"] = "no-such-message"
     bad_events.loc[bad_events.index[2], "occurred_at"] = pd.NaT
+    # a message that only another tenant has (kept there: "tenant mismatch with message"; only
+    # quarantined there: "unknown message"), whose tenants fall in different parts
+    others = sorted(set(messages["tenant_id"]) - {events["tenant_id"].iat[6]})
+    bad_events.loc[bad_events.index[3], "tenant_id"] = others[-1]
+    bad_events.loc[bad_events.index[4], "message_id"] = "m-no-tenant"
     bad_events["tenant_id"] = bad_events["tenant_id"].astype(object)
-    # the last one repeats an event of the first tenant, at the end of the file
+    # the last three come at the end of the file (the tenants' order of first appearance stays
+    # the file's); the last one repeats an event of the first tenant
     events = pd.concat(
         [events.iloc[:100], bad_events.iloc[:3], events.iloc[100:], bad_events.iloc[3:]],
         ignore_index=True,
@@ -89,6 +98,8 @@ def test_streamed_scores_equal_the_whole_directory(
         data, streamed, settings, model=model, part_events=part_events, workers=workers
     )
     assert run.report.as_dict() == validated.report.as_dict()
+    reasons = run.report.tables["events"].quarantined
+    assert reasons["tenant mismatch with message"] == 1 and reasons["unknown message"] == 2
     expected, got = read_scores(whole), read_scores(streamed)
     assert len(got) == len(validated.events) == run.events
     # the simulator writes each tenant's rows together, so even the order is the file's
@@ -122,6 +133,8 @@ def test_rows_of_a_tenant_spread_over_the_file_still_score_the_same(world, setti
         expected.sort_values(key, ignore_index=True).assign(reasons=lambda f: f.reasons.map(list)),
     )
     assert run.report.as_dict() == validated.report.as_dict()
+    reasons = run.report.tables["events"].quarantined
+    assert reasons["tenant mismatch with message"] == 1 and reasons["unknown message"] == 2
 
 
 def test_quarantine_row_numbers_are_the_file_rows(world):
@@ -132,6 +145,9 @@ def test_quarantine_row_numbers_are_the_file_rows(world):
     from contract.validate import validate_raw
 
     streamed = pd.concat([validate_raw(p).quarantine for p in parts], ignore_index=True)
+    # a part holds no other tenant: an event naming another tenant's message is an unknown one
+    # there (TenantParts.settle corrects the counts, which is all the parts' callers report)
+    whole["reason"] = whole["reason"].replace("tenant mismatch with message", "unknown message")
     key = ["table", "row_number"]
     pd.testing.assert_frame_equal(
         streamed.sort_values(key, ignore_index=True), whole.sort_values(key, ignore_index=True)
