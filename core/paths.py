@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from .errors import BotfilterError
@@ -37,11 +38,18 @@ def check_apart(out: Path, data: Path, option: str = "--out", other: str = "--da
 
 
 def _check_parent(path: Path, option: str) -> None:
-    """The nearest existing ancestor of ``path`` is a writable directory."""
+    """The nearest existing ancestor of ``path`` is a directory we can create files in."""
     ancestor = path.absolute().parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise BotfilterError(f"{option} {path}: {ancestor} is a file, not a directory")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise BotfilterError(f"{option} {path}: cannot write in {ancestor}")
+    # Tried, not asked: os.access says yes to root everywhere, also where the file system
+    # refuses (/proc, a read-only mount), and the command then failed after all its work.
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".botfilter-probe-", dir=ancestor)
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise BotfilterError(f"{option} {path}: cannot write in {ancestor} ({why})") from exc
+    os.close(fd)
+    os.unlink(probe)

@@ -187,6 +187,20 @@ def test_recompute_refuses_out_on_a_file_from_python_too(data, tmp_path) -> None
 # --------------------------------------------------------------------------- validate, report
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+@pytest.mark.parametrize("command", ["validate", "recompute", "score"])
+def test_out_where_the_file_system_refuses_is_refused_before_any_work(
+    cli, data, tmp_path, command
+) -> None:
+    """/proc takes no new file, also from root, whom os.access lets write anywhere: the
+    commands failed after all their work with an internal error."""
+    out = "/proc/botfilter-out/x.parquet" if command == "score" else "/proc/botfilter-out"
+    status, _, err = cli(command, "--data", str(data), "--out", out)
+    assert status == 2
+    assert one_line(err).startswith(f"--out {out}: cannot write in /proc (")
+    assert not (tmp_path / "home").exists()  # no store opened, no model resolved
+
+
 def test_validate_out_on_a_file_is_refused(cli, data, tmp_path) -> None:
     target = tmp_path / "clean"
     target.write_text("")
