@@ -15,10 +15,15 @@ import re
 # may itself hold ``@``), never past the end of the authority.
 _USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:@/\s?#]*):(?P<pw>[^/\s?#]*)@")
 # ``password=...``, ``token: ...`` and friends, in a query string, a DSN or keyword arguments,
-# quoted or not (up to a separator, a blank or a closing quote).
+# quoted or not (up to a separator, a blank or a closing quote). ``NAME:`` not as the last part
+# of a path (``/etc/passwd: is a file`` lost the words after it); ``NAME=`` anywhere.
+_SECRET_NAMES = (
+    r"(?:password|passwd|pwd|secret|client_secret|token|access[_-]?token|api[_-]?key|auth|"
+    r"authorization)"
+)
 _SECRET_PARAM = re.compile(
-    r"(?i)(?P<key>\b(?:password|passwd|pwd|secret|client_secret|token|access[_-]?token|"
-    r"api[_-]?key|auth|authorization)\s*[=:]\s*['\"]?)[^\s&#;,'\")]+"
+    rf"(?i)(?P<key>(?:\b{_SECRET_NAMES}\s*=|(?<![/\\])\b{_SECRET_NAMES}\s*:)\s*['\"]?)"
+    r"[^\s&#;,'\")]+"
 )
 
 

@@ -119,6 +119,10 @@ def test_cli_creates_lists_and_revokes(settings, monkeypatch) -> None:
         ("at http://mlflow/?token=abc; key=1", "at http://mlflow/?token=***; key=1"),
         ("postgresql://u:pw@db/x and redis://h", "postgresql://u:***@db/x and redis://h"),
         ("no secret here", "no secret here"),
+        ("dsn: password: s3cret", "dsn: password: ***"),
+        ("--out /etc/passwd: is a file", "--out /etc/passwd: is a file"),
+        ("https://hooks.example/v1/token=abc/x", "https://hooks.example/v1/token=***"),
+        (r"C:\vault\token: is a file", r"C:\vault\token: is a file"),
     ],
 )
 def test_redact_masks_url_passwords_and_secret_parameters(text, shown) -> None:
