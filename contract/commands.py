@@ -20,13 +20,27 @@ def validate(
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from contract.parts import TenantParts
     from contract.readers import find_table_files, read_table_file
+    from contract.schema import TABLES
     from contract.validate import validate_raw_arrow
 
     console = Console(stderr=True)
     files = find_table_files(data)
     check_out_dir(out)
     check_apart(out, data)  # the clean tables have the input's names: they would replace it
+    parts = TenantParts(data)  # Parquet: planned on the tenant ids; CSV, JSON Lines: one part
+    if len(parts) > 1:
+        from contract.streamed import validate_parts
+        from core.progress import events_bar
+
+        # Part by part (whole tenants): memory follows the largest part, not the directory.
+        with events_bar("validating", console, total=True) as progress:
+            task = progress.add_task("validating", total=sum(p.events for p in parts.parts))
+            report = validate_parts(parts, out, lambda n: progress.advance(task, n))
+        report.print(Console())
+        typer.echo(f"wrote {', '.join(sorted(TABLES))} and quarantine to {out}")
+        return
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),

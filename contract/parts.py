@@ -389,19 +389,11 @@ class TenantParts:
         directory counts them: their own part, which holds no other tenant, said "unknown
         message". Only the messages naming those ids are read again and checked."""
         events = report.tables.get("events")
-        if events is None or not events.unknown_messages or not self.streamed or len(self) < 2:
+        if events is None or not events.unknown_messages:
             return report
-        # Imported here: the validator is only needed on this rare path (and imports pandas).
-        from contract.validate import (
-            REASON_TENANT_MISMATCH,
-            REASON_UNKNOWN_MESSAGE,
-            validate_raw,
-        )
+        from contract.validate import REASON_TENANT_MISMATCH, REASON_UNKNOWN_MESSAGE
 
-        ids = pa.array(sorted(set(events.unknown_messages)), pa.string())
-        candidates = self._sources["messages"].named(ids)
-        kept = validate_raw({"messages": candidates, "events": empty_raw("events")}).messages
-        elsewhere = set(kept["message_id"])
+        elsewhere = self.kept_elsewhere(events.unknown_messages)
         moved = sum(1 for message_id in events.unknown_messages if message_id in elsewhere)
         if not moved:
             return report
@@ -413,6 +405,20 @@ class TenantParts:
         unknown = [m for m in events.unknown_messages if m not in elsewhere]
         settled = replace(events, quarantined=quarantined, unknown_messages=unknown)
         return replace(report, tables={**report.tables, "events": settled})
+
+    def kept_elsewhere(self, ids: Collection[str]) -> set[str]:
+        """Which of the message ids ``ids`` (that parts found no kept message of their own
+        tenant for) a message of another tenant keeps; only the messages naming them are read
+        again and checked. Nothing is read when every tenant was validated in one part."""
+        if not ids or not self.streamed or len(self) < 2:
+            return set()
+        # Imported here: the validator is only needed on this rare path (and imports pandas).
+        from contract.validate import validate_raw
+
+        wanted = pa.array(sorted(set(ids)), pa.string())
+        candidates = self._sources["messages"].named(wanted)
+        kept = validate_raw({"messages": candidates, "events": empty_raw("events")}).messages
+        return set(kept["message_id"])
 
     def _read_part(self, i: int) -> dict[str, RawTable]:
         if not self.streamed:

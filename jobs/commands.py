@@ -83,20 +83,11 @@ def score(
     # Started first: the workers' imports run beside this process's own (about a second).
     workers = settings.score_workers
     pool = start_workers(workers) if workers > 1 else None
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
+    from core.progress import events_bar
     from scoring.batch import score_data_dir
 
     # Part by part (whole tenants): memory follows the largest tenant, not the file.
-    with Progress(
-        TextColumn("scoring"),
-        BarColumn(),
-        TextColumn("{task.completed:,} events"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    ) as progress:
+    with events_bar("scoring", console) as progress:
         task = progress.add_task("scoring", total=None)
         run = score_data_dir(
             data,

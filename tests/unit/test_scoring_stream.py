@@ -531,3 +531,30 @@ def test_parts_shared_as_dictionaries_come_back_as_the_plain_parts(world, tmp_pa
             rejected += len(raw.rejected)
     assert rejected == 2  # the User-Agent and the event type that are not UTF-8
     assert not list(shared.iterdir())  # the worker's side removed the files
+
+
+@pytest.mark.parametrize("part_events", [1, 600])
+def test_validate_in_parts_writes_the_whole_directorys_files(world, tmp_path, part_events):
+    """`botfilter validate` on Parquet, part by part: the same clean files (the simulator writes
+    each tenant's rows together), the same quarantine (order, reasons: an event naming another
+    tenant's message included) and the same counts as validating the directory whole."""
+    from contract.readers import read_data_dir
+    from contract.streamed import validate_parts
+    from contract.validate import validate_raw_arrow
+
+    data, _ = world
+    whole = validate_raw_arrow(read_data_dir(data), extras=True)
+    whole.write(tmp_path / "whole")
+    parts = TenantParts(data, part_events)
+    assert len(parts) > 3
+    report = validate_parts(parts, tmp_path / "parts")
+    assert report.as_dict() == whole.report.as_dict()
+    assert report.tables["events"].quarantined["tenant mismatch with message"] == 1
+    for name in ("messages", "events", "segments", "settings", "quarantine"):
+        expected = pq.read_table(tmp_path / "whole" / f"{name}.parquet")
+        got = pq.read_table(tmp_path / "parts" / f"{name}.parquet")
+        assert got.replace_schema_metadata().equals(expected.replace_schema_metadata()), name
+    assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == [
+        "events.parquet", "messages.parquet", "quarantine.parquet", "segments.parquet",
+        "settings.parquet",
+    ]  # fmt: skip

@@ -1,0 +1,84 @@
+"""``botfilter validate`` part by part: the clean files and the quarantine written as the parts
+are validated, so that memory follows the largest part (whole tenants), not the directory.
+
+Each part is validated as :func:`contract.validate.validate_raw_arrow` validates a whole
+directory, and its clean rows are appended to the clean files. The files hold the rows in the
+order of the parts: tenant by tenant, which is the input's order when the input is grouped by
+tenant (as exports and the simulator write it). The quarantine is sorted as the whole
+directory's (table, then row of the input file), and its reasons and the counts are those of
+the whole directory (:meth:`contract.parts.TenantParts.settle`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from contract.counts import Report
+from contract.parts import TenantParts, merge_reports
+from contract.readers import write_parquet
+from contract.schema import TABLES
+from contract.validate import REASON_TENANT_MISMATCH, REASON_UNKNOWN_MESSAGE, validate_raw_arrow
+
+
+def validate_parts(
+    parts: TenantParts, out: Path, on_part: Callable[[int], None] | None = None
+) -> Report:
+    """Validate ``parts`` into ``out`` (``NAME.parquet`` per clean table, ``quarantine.parquet``);
+    each file appears whole or not at all. ``on_part`` gets each part's event count."""
+    out.mkdir(parents=True, exist_ok=True)
+    partial = {name: out / f".{name}.parquet.partial" for name in [*TABLES, "quarantine"]}
+    writers: dict[str, pq.ParquetWriter] = {}
+    reports: list[Report] = []
+    quarantines: list[pd.DataFrame] = []
+    unknown: list[str] = []  # the message ids of the "unknown message" rows, in their order
+    try:
+        for i in range(len(parts)):
+            validated = validate_raw_arrow(parts.raw(i), extras=True)
+            for name, table in validated.tables.items():
+                if name not in writers:
+                    writers[name] = pq.ParquetWriter(partial[name], table.schema)
+                elif not table.schema.equals(writers[name].schema):
+                    table = table.cast(writers[name].schema)  # a part's all-null extra column
+                writers[name].write_table(table)
+            reports.append(validated.report)
+            quarantines.append(validated.quarantine)
+            unknown += validated.report.tables["events"].unknown_messages
+            if on_part is not None:
+                on_part(parts.parts[i].events)
+        for writer in writers.values():
+            writer.close()
+        writers.clear()
+        report = parts.settle(merge_reports(reports))
+        quarantine = _settled(pd.concat(quarantines, ignore_index=True), unknown, parts)
+        write_parquet(quarantine, partial["quarantine"])
+        for name, path in partial.items():
+            path.replace(out / f"{name}.parquet")
+    finally:
+        for writer in writers.values():
+            writer.close()
+        for path in partial.values():
+            path.unlink(missing_ok=True)
+    return report
+
+
+def _settled(quarantine: pd.DataFrame, unknown: list[str], parts: TenantParts) -> pd.DataFrame:
+    """The parts' quarantine as the whole directory's: the rows of a message that only another
+    tenant keeps say so, and the rows come by table, then by row of the input file."""
+    rows = np.flatnonzero(
+        (quarantine["table"] == "events").to_numpy()
+        & (quarantine["reason"] == REASON_UNKNOWN_MESSAGE).to_numpy()
+    )
+    if len(rows) != len(unknown):  # each part lists its rows' ids in their order
+        raise RuntimeError(f"{len(rows)} unknown-message rows, {len(unknown)} message ids")
+    if len(rows):
+        elsewhere = parts.kept_elsewhere(unknown)
+        moved = rows[np.array([m in elsewhere for m in unknown], dtype=bool)]
+        quarantine.loc[moved, "reason"] = REASON_TENANT_MISMATCH
+    rank = quarantine["table"].map({name: k for k, name in enumerate(TABLES)})
+    order = np.lexsort((quarantine["row_number"].to_numpy(), rank.to_numpy()))
+    return quarantine.iloc[order].reset_index(drop=True)
