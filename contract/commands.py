@@ -31,13 +31,23 @@ def validate(
     check_apart(out, data)  # the clean tables have the input's names: they would replace it
     parts = TenantParts(data)  # Parquet: planned on the tenant ids; CSV, JSON Lines: one part
     if len(parts) > 1:
-        from contract.streamed import validate_parts
+        from contract.streamed import PRELOAD, validate_parts
         from core.progress import events_bar
+        from core.settings import get_settings
+        from core.workers import start_pool
 
         # Part by part (whole tenants): memory follows the largest part, not the directory.
-        with events_bar("validating", console, total=True) as progress:
-            task = progress.add_task("validating", total=sum(p.events for p in parts.parts))
-            report = validate_parts(parts, out, lambda n: progress.advance(task, n))
+        workers = min(get_settings().validate_workers, len(parts))
+        pool = start_pool(workers, PRELOAD) if workers > 1 else None
+        try:
+            with events_bar("validating", console, total=True) as progress:
+                task = progress.add_task("validating", total=sum(p.events for p in parts.parts))
+                report = validate_parts(
+                    parts, out, lambda n: progress.advance(task, n), pool, workers
+                )
+        finally:
+            if pool is not None:  # on every way out: a pool left to the exit prints there
+                pool.shutdown(cancel_futures=True)
         report.print(Console())
         typer.echo(f"wrote {', '.join(sorted(TABLES))} and quarantine to {out}")
         return

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
         description="Processes that recompute tenant parts side by side in `botfilter recompute "
         "--data DIR` (1: part after part in the command's own process).",
     )
+    validate_workers: int = Field(
+        2,
+        gt=0,
+        description="Processes that validate tenant parts side by side in `botfilter validate` "
+        "of a Parquet directory (1: part after part in the command's own process).",
+    )
     spark_master: str = Field("local[2]", description="Spark master URL for --engine spark.")
     record_scores: bool = Field(
         True,

@@ -533,21 +533,28 @@ def test_parts_shared_as_dictionaries_come_back_as_the_plain_parts(world, tmp_pa
     assert not list(shared.iterdir())  # the worker's side removed the files
 
 
-@pytest.mark.parametrize("part_events", [1, 600])
-def test_validate_in_parts_writes_the_whole_directorys_files(world, tmp_path, part_events):
-    """`botfilter validate` on Parquet, part by part: the same clean files (the simulator writes
-    each tenant's rows together), the same quarantine (order, reasons: an event naming another
-    tenant's message included) and the same counts as validating the directory whole."""
+@pytest.mark.parametrize(("part_events", "workers"), [(1, 1), (600, 1), (600, 2)])
+def test_validate_in_parts_writes_the_whole_directorys_files(world, tmp_path, part_events, workers):
+    """`botfilter validate` on Parquet, part by part (in worker processes too): the same clean
+    files (the simulator writes each tenant's rows together), the same quarantine (order,
+    reasons: an event naming another tenant's message included) and the same counts as
+    validating the directory whole."""
     from contract.readers import read_data_dir
-    from contract.streamed import validate_parts
+    from contract.streamed import PRELOAD, validate_parts
     from contract.validate import validate_raw_arrow
+    from core.workers import start_pool
 
     data, _ = world
     whole = validate_raw_arrow(read_data_dir(data), extras=True)
     whole.write(tmp_path / "whole")
     parts = TenantParts(data, part_events)
     assert len(parts) > 3
-    report = validate_parts(parts, tmp_path / "parts")
+    pool = start_pool(workers, PRELOAD) if workers > 1 else None
+    try:
+        report = validate_parts(parts, tmp_path / "parts", pool=pool, workers=workers)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     assert report.as_dict() == whole.report.as_dict()
     assert report.tables["events"].quarantined["tenant mismatch with message"] == 1
     for name in ("messages", "events", "segments", "settings", "quarantine"):
