@@ -13,7 +13,7 @@ import typer
 
 from console.commands import console
 from contract.commands import validate
-from core.errors import BotfilterError, one_line_error
+from core.errors import BotfilterError, is_user_error, one_line_error
 from features.commands import vendor
 from jobs.commands import metrics_app, recompute, report, run, score, scores_app, settings_app
 from labelling.commands import label
@@ -76,12 +76,13 @@ def main() -> None:
 
 
 def fail(exc: Exception) -> NoReturn:
-    """Print ``exc`` as one line without secrets and exit: 2 for a user error, 1 for an
-    internal failure. With ``BOTFILTER_DEBUG=1`` the traceback comes first."""
+    """Print ``exc`` as one line without secrets and exit: 2 for a user error (the machine
+    refusing a file included), 1 for an internal failure. With ``BOTFILTER_DEBUG=1`` the
+    traceback comes first."""
     if _debug():
         traceback.print_exception(exc, file=sys.stderr)
     print(f"botfilter: error: {one_line_error(exc)}", file=sys.stderr)
-    sys.exit(2 if isinstance(exc, BotfilterError) else 1)
+    sys.exit(2 if is_user_error(exc) else 1)
 
 
 def _debug() -> bool:

@@ -315,3 +315,21 @@ def test_score_starts_its_workers_only_for_a_data_directory(
     status, _, err = cli("score", "--data", str(data), "--out", str(tmp_path / "s.parquet"))
     assert status == 2 and one_line(err) == "stop here"
     assert started == [2] and given == [None]
+
+
+def test_the_machine_refusing_a_file_mid_run_is_the_users_to_fix(cli, monkeypatch, data) -> None:
+    """A disk that fills up after the checks: the file and why, exit 2 (it said "internal
+    error (OSError: [Errno 28] ...)" and asked for a traceback)."""
+    import errno
+
+    import contract.validate
+
+    def full(self, out_dir):  # noqa: ANN001, ANN202
+        raise OSError(errno.ENOSPC, "No space left on device", str(out_dir / "events.parquet"))
+
+    monkeypatch.setattr(contract.validate.ValidatedArrow, "write", full)
+    out = data.parent / "clean"
+    status, _, err = cli("validate", "--data", str(data), "--out", str(out))
+    assert status == 2
+    assert one_line(err) == f"{out / 'events.parquet'}: No space left on device"
+    assert one_line_error(OSError(errno.EINVAL, "Invalid argument")).startswith("internal error")
