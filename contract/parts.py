@@ -325,6 +325,7 @@ class TenantParts:
         self.parts: list[Part] = [Part({}, 0)]  # CSV / JSON Lines: one part, the whole files
         self._tenants: list[list[str]] | None = None
         self._next = 0
+        self._elsewhere: tuple[frozenset[str], set[str]] | None = None  # kept_elsewhere's last
         if self.streamed:
             self._sources = {
                 name: _ParquetRows(path, name, contract_only, dictionaries)
@@ -412,13 +413,16 @@ class TenantParts:
         again and checked. Nothing is read when every tenant was validated in one part."""
         if not ids or not self.streamed or len(self) < 2:
             return set()
+        wanted = frozenset(ids)
+        if self._elsewhere is not None and self._elsewhere[0] == wanted:
+            return self._elsewhere[1]  # the counts and the quarantine ask for the same ids
         # Imported here: the validator is only needed on this rare path (and imports pandas).
         from contract.validate import validate_raw
 
-        wanted = pa.array(sorted(set(ids)), pa.string())
-        candidates = self._sources["messages"].named(wanted)
+        candidates = self._sources["messages"].named(pa.array(sorted(wanted), pa.string()))
         kept = validate_raw({"messages": candidates, "events": empty_raw("events")}).messages
-        return set(kept["message_id"])
+        self._elsewhere = (wanted, set(kept["message_id"]))
+        return self._elsewhere[1]
 
     def _read_part(self, i: int) -> dict[str, RawTable]:
         if not self.streamed:
