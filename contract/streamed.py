@@ -75,20 +75,20 @@ def validate_parts(
     workers: int = 1,
 ) -> Report:
     """Validate ``parts`` into ``out`` (``NAME.parquet`` per clean table, ``quarantine.parquet``);
-    each file appears whole or not at all. ``on_part`` gets each part's event count. With
+    each file appears whole or not at all. ``on_part`` gets each part's events read. With
     ``pool`` (``workers`` processes from :func:`core.workers.start_pool` with :data:`PRELOAD`),
     the parts are validated side by side and written in their order."""
-    out.mkdir(parents=True, exist_ok=True)
     partial = {name: out / f".{name}.parquet.partial" for name in [*TABLES, "quarantine"]}
     writers: dict[str, pq.ParquetWriter] = {}
     reports: list[Report] = []
     quarantines: list[pd.DataFrame] = []
     unknown: list[str] = []  # the message ids of the "unknown message" rows, in their order
 
-    def write(i: int, part: _Part) -> None:
+    def write(part: _Part) -> None:
         for name, table in part.tables.items():
             table = read_ipc(table) if isinstance(table, str) else table
             if name not in writers:
+                out.mkdir(parents=True, exist_ok=True)  # once a part is read and checked
                 writers[name] = pq.ParquetWriter(partial[name], table.schema)
             elif not table.schema.equals(writers[name].schema):
                 table = table.cast(writers[name].schema)  # a part's all-null extra column
@@ -97,25 +97,23 @@ def validate_parts(
         quarantines.append(part.quarantine)
         unknown.extend(part.report.tables["events"].unknown_messages)
         if on_part is not None:
-            on_part(parts.parts[i].events)
+            on_part(part.report.tables["events"].read)
 
     try:
         if pool is None:
             for i in range(len(parts)):
-                write(i, _validate(parts.raw(i)))
+                write(_validate(parts.raw(i)))
         else:
             with tempfile.TemporaryDirectory(prefix="botfilter-validate-", dir=shm_dir()) as tmp:
-                pending: deque[tuple[int, Future[_Part]]] = deque()
+                pending: deque[Future[_Part]] = deque()
                 for i in range(len(parts)):
                     shared = parts.share(i, Path(tmp) / f"part-{i}")
                     stem = str(Path(tmp) / f"clean-{i}")
-                    pending.append((i, pool.submit(_validate_shared, shared, stem)))
+                    pending.append(pool.submit(_validate_shared, shared, stem))
                     while len(pending) > workers:  # at most one part waits beyond those busy
-                        done, future = pending.popleft()
-                        write(done, future.result())
+                        write(pending.popleft().result())
                 while pending:
-                    done, future = pending.popleft()
-                    write(done, future.result())
+                    write(pending.popleft().result())
         for writer in writers.values():
             writer.close()
         writers.clear()

@@ -960,20 +960,6 @@ class ValidatedArrow:
     # As Validated.event_messages: each clean event's row in the messages table (-1: none).
     event_messages: np.ndarray | None = None
 
-    def write(self, out_dir: Path) -> dict[str, Path]:
-        """Write ``NAME.parquet`` for each clean table and ``quarantine.parquet``, as
-        :meth:`Validated.write` does."""
-        import pyarrow.parquet as pq  # on use, as in contract.readers
-
-        out_dir.mkdir(parents=True, exist_ok=True)
-        written: dict[str, Path] = {}
-        for name, table in self.tables.items():
-            written[name] = out_dir / f"{name}.parquet"
-            pq.write_table(table, written[name])
-        written["quarantine"] = out_dir / "quarantine.parquet"
-        write_parquet(self.quarantine, written["quarantine"])
-        return written
-
 
 def validate_raw_arrow(
     raws: dict[str, RawTable],

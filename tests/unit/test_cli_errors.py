@@ -322,13 +322,14 @@ def test_the_machine_refusing_a_file_mid_run_is_the_users_to_fix(cli, monkeypatc
     error (OSError: [Errno 28] ...)" and asked for a traceback)."""
     import errno
 
-    import contract.validate
+    import contract.streamed
 
-    def full(self, out_dir):  # noqa: ANN001, ANN202
-        raise OSError(errno.ENOSPC, "No space left on device", str(out_dir / "events.parquet"))
-
-    monkeypatch.setattr(contract.validate.ValidatedArrow, "write", full)
     out = data.parent / "clean"
+
+    def full(*_):  # noqa: ANN002, ANN202
+        raise OSError(errno.ENOSPC, "No space left on device", str(out / "events.parquet"))
+
+    monkeypatch.setattr(contract.streamed, "write_parquet", full)
     status, _, err = cli("validate", "--data", str(data), "--out", str(out))
     assert status == 2
     assert one_line(err) == f"{out / 'events.parquet'}: No space left on device"
