@@ -325,7 +325,6 @@ class TenantParts:
         self.parts: list[Part] = [Part({}, 0)]  # CSV / JSON Lines: one part, the whole files
         self._tenants: list[list[str]] | None = None
         self._next = 0
-        self._elsewhere: tuple[frozenset[str], set[str]] | None = None  # kept_elsewhere's last
         if self.streamed:
             self._sources = {
                 name: _ParquetRows(path, name, contract_only, dictionaries)
@@ -384,17 +383,19 @@ class TenantParts:
         self._step(i)
         return share_raw(self._read_part(i), stem)
 
-    def settle(self, report: Report) -> Report:
+    def settle(self, report: Report, elsewhere: set[str] | None = None) -> Report:
         """``report`` (the parts' counts added up) with the events that name a message only
         another tenant keeps counted as "tenant mismatch with message", as validating the whole
         directory counts them: their own part, which holds no other tenant, said "unknown
-        message". Only the messages naming those ids are read again and checked."""
+        message". ``elsewhere``: :meth:`kept_elsewhere` of the report's unknown message ids, when
+        the caller has it already (else only the messages naming them are read and checked)."""
         events = report.tables.get("events")
         if events is None or not events.unknown_messages:
             return report
         from contract.validate import REASON_TENANT_MISMATCH, REASON_UNKNOWN_MESSAGE
 
-        elsewhere = self.kept_elsewhere(events.unknown_messages)
+        if elsewhere is None:
+            elsewhere = self.kept_elsewhere(events.unknown_messages)
         moved = sum(1 for message_id in events.unknown_messages if message_id in elsewhere)
         if not moved:
             return report
@@ -413,16 +414,12 @@ class TenantParts:
         again and checked. Nothing is read when every tenant was validated in one part."""
         if not ids or not self.streamed or len(self) < 2:
             return set()
-        wanted = frozenset(ids)
-        if self._elsewhere is not None and self._elsewhere[0] == wanted:
-            return self._elsewhere[1]  # the counts and the quarantine ask for the same ids
         # Imported here: the validator is only needed on this rare path (and imports pandas).
         from contract.validate import validate_raw
 
-        candidates = self._sources["messages"].named(pa.array(sorted(wanted), pa.string()))
+        candidates = self._sources["messages"].named(pa.array(sorted(set(ids)), pa.string()))
         kept = validate_raw({"messages": candidates, "events": empty_raw("events")}).messages
-        self._elsewhere = (wanted, set(kept["message_id"]))
-        return self._elsewhere[1]
+        return set(kept["message_id"])
 
     def _read_part(self, i: int) -> dict[str, RawTable]:
         if not self.streamed:

@@ -117,8 +117,9 @@ def validate_parts(
         for writer in writers.values():
             writer.close()
         writers.clear()
-        report = parts.settle(merge_reports(reports))
-        quarantine = _settled(pd.concat(quarantines, ignore_index=True), unknown, parts)
+        elsewhere = parts.kept_elsewhere(unknown)  # read once for the counts and the rows
+        report = parts.settle(merge_reports(reports), elsewhere)
+        quarantine = _settled(pd.concat(quarantines, ignore_index=True), unknown, elsewhere)
         write_parquet(quarantine, partial["quarantine"])
         for name, path in partial.items():
             path.replace(out / f"{name}.parquet")
@@ -130,7 +131,7 @@ def validate_parts(
     return report
 
 
-def _settled(quarantine: pd.DataFrame, unknown: list[str], parts: TenantParts) -> pd.DataFrame:
+def _settled(quarantine: pd.DataFrame, unknown: list[str], elsewhere: set[str]) -> pd.DataFrame:
     """The parts' quarantine as the whole directory's: the rows of a message that only another
     tenant keeps say so, and the rows come by table, then by row of the input file."""
     rows = np.flatnonzero(
@@ -140,7 +141,6 @@ def _settled(quarantine: pd.DataFrame, unknown: list[str], parts: TenantParts) -
     if len(rows) != len(unknown):  # each part lists its rows' ids in their order
         raise RuntimeError(f"{len(rows)} unknown-message rows, {len(unknown)} message ids")
     if len(rows):
-        elsewhere = parts.kept_elsewhere(unknown)
         moved = rows[np.array([m in elsewhere for m in unknown], dtype=bool)]
         quarantine.loc[moved, "reason"] = REASON_TENANT_MISMATCH
     rank = quarantine["table"].map({name: k for k, name in enumerate(TABLES)})
