@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/score_stages.py [--data bench/out/worlds/2.65m] [--parts 14]
 
-Runs the stages of ``scoring.batch._score_part`` one after the other in this process, on the
+Runs the stages of ``scoring.batch.score_part`` one after the other in this process, on the
 first ``--parts`` parts of a data directory as ``botfilter score`` cuts them (whole tenants,
 ``contract.parts.PART_EVENTS`` events each), with the champion of the end-to-end benchmark's
 data home (``bench/cli_end_to_end.py`` trains it and simulates the worlds). Prints, per stage,

@@ -27,7 +27,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -213,6 +212,8 @@ def value_text(value: Any) -> str | None:
 def json_default(value: Any) -> Any:
     """JSON for the non-JSON values a row can hold (timestamps, dates, decimals, bytes...)."""
     if isinstance(value, np.datetime64):
+        import pandas as pd  # on use: reading Parquet parts never needs pandas
+
         return pd.Timestamp(value).isoformat()
     if hasattr(value, "isoformat"):
         return value.isoformat()

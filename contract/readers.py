@@ -33,10 +33,9 @@ import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
@@ -45,6 +44,9 @@ import pyarrow.json as pj
 from contract.columns import json_default, value_text
 from contract.schema import TABLES, TableSchema, find_table_files
 from core.errors import BotfilterError
+
+if TYPE_CHECKING:  # frames come from callers: reading files into Arrow never imports pandas
+    import pandas as pd
 
 REASON_CSV_FIELDS = "wrong number of CSV fields"
 REASON_JSON = "unparseable JSON line"
@@ -522,7 +524,7 @@ def records_json(raw: RawTable, positions: np.ndarray) -> list[str]:
             zone = "%z" if column.type.tz else ""
             text = pc.strftime(column, format=f"%Y-%m-%dT%H:%M:%S{zone}", locale="C")
             table = table.set_column(i, table.field(i).name, text)
-    rows = table.to_pandas(types_mapper=_RECORD_TYPES.get)
+    rows = table.to_pandas(types_mapper=_record_types().get)
     text = rows.to_json(orient="records", lines=True, force_ascii=False, default_handler=str)
     # the encoder escapes newlines inside values, and every "/" as "\/" (valid but noisy)
     return text.replace("\\/", "/").split("\n")[: len(positions)]
@@ -545,7 +547,11 @@ def _original_lines(path: Path, positions: np.ndarray) -> list[str]:
     return [wanted[int(p)] for p in positions]
 
 
-_RECORD_TYPES = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+def _record_types() -> dict[pa.DataType, Any]:
+    """pandas dtypes that keep a quarantined record's integers and booleans as written."""
+    import pandas as pd
+
+    return {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
 
 
 def write_parquet(frame: pd.DataFrame, path: Path) -> None:

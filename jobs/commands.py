@@ -84,7 +84,7 @@ def score(
     workers = settings.score_workers
     pool = start_workers(workers) if workers > 1 else None
     from core.progress import events_bar
-    from scoring.batch import score_data_dir
+    from scoring.stream import score_data_dir
 
     # Part by part (whole tenants): memory follows the largest tenant, not the file.
     with events_bar("scoring", console) as progress:

@@ -7,7 +7,6 @@ compiled trees (lleaves) when available, else from LightGBM itself.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import sys
@@ -23,6 +22,7 @@ from contract.schema import SCORE_COLUMNS
 from features.definitions import FEATURE_NAMES
 from scoring.compiled import compile_explainer, compile_trees
 from scoring.explain import FlatTrees, flatten, lists_of_codes, reason_codes, score_block
+from scoring.files import content_id
 from scoring.kind import KindHead, bot_kinds
 from scoring.scores_file import scores_arrow_schema
 
@@ -30,8 +30,6 @@ if TYPE_CHECKING:
     import lightgbm as lgb
 
 log = logging.getLogger(__name__)
-METADATA_FILE = "botfilter_model.json"
-MODEL_FILE = "model.lgb"  # the LightGBM text model that mlflow.lightgbm logs
 _CHUNK = 16_384  # rows per compiled-tree call when no reasons are asked for
 
 
@@ -54,15 +52,6 @@ def import_lightgbm_lean() -> None:
         import lightgbm  # noqa: F401
     finally:
         del sys.modules["sklearn"]
-
-
-def content_id(model_text: bytes, metadata: bytes) -> str:
-    """The id of a model's content (``sha256:<hex>``): trees and metadata, whatever its label."""
-    h = hashlib.sha256()
-    for part in (model_text, metadata):
-        h.update(len(part).to_bytes(8, "little"))
-        h.update(part)
-    return f"sha256:{h.hexdigest()[:32]}"
 
 
 def threshold_key(channel: str, event_type: str) -> str:

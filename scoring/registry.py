@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.errors import BotfilterError
-from scoring.model import METADATA_FILE, MODEL_FILE, BotModel, content_id
+from scoring.files import METADATA_FILE, MODEL_FILE, content_id
 
 if TYPE_CHECKING:  # annotations only: the workers' fork server never imports pydantic (0.15 s)
     from core.settings import Settings
+    from scoring.model import BotModel
 
 _COMPLETE = ".complete"
 
@@ -178,6 +179,10 @@ def model_files(ref: ModelRef) -> tuple[Path, Path]:
 
 def load_ref(settings: Settings, ref: ModelRef, compile: bool = True) -> BotModel:
     """The model of a resolved reference, compiled (and cached by content id) when asked."""
+    # Imported on use: resolving a model (as `botfilter score`'s main process does for its
+    # workers) never imports the scoring stack (numba, pandas, scipy: 0.4 CPU s).
+    from scoring.model import BotModel
+
     model_file, meta_file = model_files(ref)
     model = BotModel.from_files(model_file, meta_file, ref.version, settings.threads)
     model.model_id = ref.model_id

@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
 import pyarrow as pa
 
 from contract.schema import SCORE_COLUMNS
 from core.errors import BotfilterError
 
 if TYPE_CHECKING:
+    # pandas only where a frame is read or made: `botfilter score`'s main process writes the
+    # workers' Arrow tables and never imports it.
+    import pandas as pd
     import pyarrow.parquet as pq
 
 
@@ -68,6 +70,8 @@ class ScoresWriter:
     def close(self) -> None:
         """Finish the file (an empty table if no part was written)."""
         if not self._started:
+            import pandas as pd
+
             self.write(pd.DataFrame({c: pd.Series(dtype=_DTYPES[c]) for c in SCORE_COLUMNS}))
         if self._parquet is not None:
             self._parquet.close()
@@ -140,6 +144,8 @@ def read_scores(path: Path) -> pd.DataFrame:
     with its ``tenant_id`` when it has one."""
     if not path.exists():
         raise BotfilterError(f"{path}: scores file not found")
+    import pandas as pd
+
     if path.suffix == ".parquet":
         df = pd.read_parquet(path)
     elif path.suffix == ".csv":

@@ -12,7 +12,7 @@ import numpy as np
 
 from core.settings import Settings
 from features.definitions import FEATURE_NAMES
-from scoring.model import METADATA_FILE
+from scoring.files import METADATA_FILE
 from scoring.registry import configure_mlflow
 
 

@@ -20,7 +20,8 @@ from mlflow.models import infer_signature
 from core.settings import Settings
 from features.definitions import feature_schema
 from monitoring.run import training_profile
-from scoring.model import METADATA_FILE, BotModel
+from scoring.files import METADATA_FILE
+from scoring.model import BotModel
 from scoring.registry import configure_mlflow
 from training import plots
 from training.evaluate import Evaluation, flat_metrics

@@ -62,7 +62,7 @@ def test_score_shuts_its_workers_down_when_it_fails(data, tmp_path):
 
     from core.errors import BotfilterError
     from core.settings import Settings
-    from scoring.batch import score_data_dir
+    from scoring.stream import score_data_dir
     from scoring.workers import start_workers
 
     pool = start_workers(2)

@@ -19,7 +19,8 @@ from core.settings import Settings
 from jobs.recompute import RecomputeOptions, recompute
 from jobs.store import Store
 from scoring.batch import score_validated
-from scoring.model import METADATA_FILE, BotModel
+from scoring.files import METADATA_FILE
+from scoring.model import BotModel
 from scoring.registry import champion_uri, configure_mlflow, load_model
 from simulation import generate
 

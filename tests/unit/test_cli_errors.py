@@ -293,7 +293,7 @@ def test_score_starts_its_workers_only_for_a_data_directory(
 ) -> None:
     """The worker pool starts before the scoring stack is imported (its imports then overlap
     the command's), but never for a --data that is not a data directory."""
-    import scoring.batch
+    import scoring.stream
     import scoring.workers
 
     started: list[int] = []
@@ -308,7 +308,7 @@ def test_score_starts_its_workers_only_for_a_data_directory(
         raise BotfilterError("stop here")
 
     monkeypatch.setattr(scoring.workers, "start_workers", start)
-    monkeypatch.setattr(scoring.batch, "score_data_dir", score)
+    monkeypatch.setattr(scoring.stream, "score_data_dir", score)
     status, _, err = cli("score", "--data", str(tmp_path / "nowhere"), "--out", "x.parquet")
     assert status == 2 and "data directory not found" in one_line(err)
     assert started == [] and given == []

@@ -16,9 +16,10 @@ import contract
 from contract.parts import TenantParts, iter_raw_parts, plan_parts, unshare_raw
 from features.definitions import FEATURE_NAMES
 from features.pipeline import Enrichers, build_features, event_context
-from scoring.batch import ScoreRun, score_data_dir, score_validated
+from scoring.batch import score_validated
 from scoring.model import BotModel
 from scoring.scores_file import read_scores, write_scores
+from scoring.stream import ScoreRun, score_data_dir
 from simulation.core import generate
 
 
@@ -197,7 +198,8 @@ def test_workers_load_a_resolved_model_that_this_process_never_reads(
     and the workers load and compile them; the scores equal those of the loaded model."""
     import json
 
-    from scoring.model import METADATA_FILE, MODEL_FILE, BotModel
+    from scoring.files import METADATA_FILE, MODEL_FILE
+    from scoring.model import BotModel
 
     data, model = world
     saved = tmp_path / "model-dir"
@@ -309,7 +311,7 @@ def test_a_younger_part_that_finishes_first_frees_its_worker():
     from collections import deque
     from concurrent.futures import Future
 
-    from scoring.batch import _write_done
+    from scoring.stream import _write_done
 
     f0, f1 = Future(), Future()
     written: list[str] = []
@@ -326,9 +328,9 @@ def test_memory_goes_back_only_above_what_a_process_keeps(monkeypatch):
     """Freed memory is handed back (malloc_trim, Arrow's unused pages) only once the process's
     resident set exceeds what it keeps between parts: trimming after every part made each part
     fault all its pages in again."""
-    import scoring.batch as batch
+    import scoring.stream as stream
 
-    resident = batch._resident_bytes()
+    resident = stream._resident_bytes()
     with open("/proc/self/status") as status:
         vm_rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
     assert resident is not None and abs(resident - vm_rss * 1024) < 64 << 20
@@ -340,26 +342,27 @@ def test_memory_goes_back_only_above_what_a_process_keeps(monkeypatch):
             trims.append(pad)
             return 1
 
-    monkeypatch.setattr(batch, "_libc", Libc)
-    batch._give_back_memory(keep=resident + (1 << 30))
+    monkeypatch.setattr(stream, "_libc", Libc)
+    stream.give_back_memory(keep=resident + (1 << 30))
     assert trims == []
-    batch._give_back_memory(keep=resident // 2)
+    stream.give_back_memory(keep=resident // 2)
     assert trims == [0]
-    monkeypatch.setattr(batch, "_resident_bytes", lambda: None)  # no /proc: always hand back
-    batch._give_back_memory(keep=1 << 40)
+    monkeypatch.setattr(stream, "_resident_bytes", lambda: None)  # no /proc: always hand back
+    stream.give_back_memory(keep=1 << 40)
     assert trims == [0, 0]
 
 
 def test_workers_score_without_scikit_learn(world, settings, tmp_path):
     """A worker needs LightGBM's Booster only: importing lightgbm plainly pulled in
     scikit-learn and scipy.stats (1.2 s of CPU in the fork server on every run)."""
-    from scoring.batch import _load_shipped, _ship_model
+    from scoring.batch import load_shipped
+    from scoring.stream import ship_model
     from scoring.workers import start_workers
 
     _, model = world
     pool = start_workers(1)
     try:
-        pool.submit(_load_shipped, _ship_model(model, tmp_path, settings)).result(timeout=300)
+        pool.submit(load_shipped, ship_model(model, tmp_path, settings)).result(timeout=300)
         loaded = "[m in __import__('sys').modules for m in ('lightgbm', 'sklearn', 'scipy.stats')]"
         assert pool.submit(eval, loaded).result(timeout=60) == [True, False, False]
     finally:
