@@ -150,14 +150,22 @@ def _cut(items: Items, t_ns: int) -> int:
     return 0 if not items or items[0][0] >= t_ns else bisect.bisect_left(items, (t_ns, ""))
 
 
+def _tenant_of(key: str) -> str:
+    """The tenant of a state key (``m:`` / ``k:<len(tenant)>:<tenant>:...``, see
+    ``serving.scorer.Scorer._keys``)."""
+    size, _, rest = key[2:].partition(":")
+    return rest[: int(size)]
+
+
 def _merge(
     new: dict[str, list[tuple[int, str]]],
     index: dict[str, Items],
-    log: deque[tuple[int, str]],
+    logs: dict[str, deque[tuple[int, str]]],
     keep_ns: int | None,
 ) -> None:
-    """Add each key's new (time, id) pairs to its sorted pairs in ``index`` and log the write;
-    with ``keep_ns``, drop the pairs older than that before the key's newest one."""
+    """Add each key's new (time, id) pairs to its sorted pairs in ``index`` and log the write in
+    its tenant's log; with ``keep_ns``, drop the pairs older than that before the key's newest
+    one."""
     for key, added in new.items():
         if len(added) > 1:
             added.sort()
@@ -171,6 +179,10 @@ def _merge(
         if keep_ns is not None and items[-1][0] - items[0][0] > keep_ns:
             items = items[_cut(items, items[-1][0] - keep_ns) :]
         index[key] = items
+        tenant = _tenant_of(key)
+        log = logs.get(tenant)
+        if log is None:
+            log = logs[tenant] = deque()
         log.append((added[-1][0], key))
 
 
@@ -179,7 +191,9 @@ class MemoryState(WindowState):
 
     Each key maps to a tuple of (time, id) pairs kept sorted. Expiry is incremental: every write
     logs (time, key) for the keys it touched, and pops the log entries that fell out of
-    retention, trimming their keys, so no sweep ever walks all keys. Keys hold tuples, not
+    retention, trimming their keys, so no sweep ever walks all keys. Retention runs per tenant,
+    from the newest event *that tenant* sent: one tenant's clock (a client whose timestamps run
+    ahead) never expires another tenant's history or deduplication. Keys hold tuples, not
     lists, and rows are tuples too: the garbage collector stops tracking all of them, so a full
     collection does not walk the whole history (a pause that would grow with it).
     """
@@ -193,9 +207,10 @@ class MemoryState(WindowState):
         self._scores: dict[str, dict[str, Any]] = {}
         self._messages: dict[str, Items] = {}
         self._bursts: dict[str, Items] = {}
-        self._message_log: deque[tuple[int, str]] = deque()
-        self._burst_log: deque[tuple[int, str]] = deque()
-        self._newest = -(2**63)
+        # Per tenant: its logs of writes and the newest occurred_at it sent.
+        self._message_log: dict[str, deque[tuple[int, str]]] = {}
+        self._burst_log: dict[str, deque[tuple[int, str]]] = {}
+        self._newest: dict[str, int] = {}
         self._generation = 0
 
     def lookup(self, event_ids: Sequence[str], ranges: Sequence[KeyRangeTuple]) -> Lookup:
@@ -218,6 +233,7 @@ class MemoryState(WindowState):
         bursts: dict[str, list[tuple[int, str]]] = {}
         with self._lock:
             scores, rows, newest = self._scores, self._rows, self._newest
+            touched: set[str] = set()
             for eid, t_ns, row, message_key, burst_keys, score in events:
                 known = scores.get(eid)
                 if known is not None:
@@ -237,29 +253,35 @@ class MemoryState(WindowState):
                         bursts[key] = [item]
                     else:
                         added.append(item)
-                if t_ns > newest:
-                    newest = t_ns
-            self._newest = newest
+                tenant = _tenant_of(message_key)
+                touched.add(tenant)
+                if t_ns > newest.get(tenant, -(2**63)):
+                    newest[tenant] = t_ns
             _merge(messages, self._messages, self._message_log, None)
             # Burst keys relative to the key's newest event, as in Redis: late events keep theirs.
             _merge(bursts, self._bursts, self._burst_log, self.burst_s * NS)
-            self._expire()
+            for tenant in touched:
+                self._expire(tenant)
         return stored
 
-    def _expire(self) -> None:
-        """Trim the keys whose logged writes fell out of retention; drop emptied keys."""
-        horizon = self._newest - self.history_s * NS
-        while self._message_log and self._message_log[0][0] < horizon:
-            _, key = self._message_log.popleft()
+    def _expire(self, tenant: str) -> None:
+        """Trim ``tenant``'s keys whose logged writes fell out of its retention; drop emptied
+        keys."""
+        newest = self._newest[tenant]
+        horizon = newest - self.history_s * NS
+        log = self._message_log.get(tenant)
+        while log and log[0][0] < horizon:
+            _, key = log.popleft()
             items = self._messages.get(key)
             if items is not None and (cut := _cut(items, horizon)):
                 for _, eid in items[:cut]:
                     self._rows.pop(eid, None)
                     self._scores.pop(eid, None)
                 self._keep(self._messages, key, items[cut:])
-        horizon = self._newest - self.burst_s * NS
-        while self._burst_log and self._burst_log[0][0] < horizon:
-            _, key = self._burst_log.popleft()
+        horizon = newest - self.burst_s * NS
+        log = self._burst_log.get(tenant)
+        while log and log[0][0] < horizon:
+            _, key = log.popleft()
             items = self._bursts.get(key)
             if items is not None and (cut := _cut(items, horizon)):
                 self._keep(self._bursts, key, items[cut:])

@@ -16,7 +16,7 @@ S = 1_000_000_000
 T0 = 1_800_000_000 * S
 
 
-def ev(eid: str, t_s: float, msg: str = "m:a", bursts=("k:ip",), score=None) -> NewEvent:
+def ev(eid: str, t_s: float, msg: str = "m:1:t:a", bursts=("k:1:t:ip",), score=None) -> NewEvent:
     t = T0 + int(t_s * S)
     return NewEvent(eid, t, (eid, t), msg, bursts, score or {"event_id": eid, "t": t_s})
 
@@ -40,9 +40,9 @@ def test_workers_share_history_by_time_range(states) -> None:
     a, b = states
     a.put([ev("e3", 30), ev("e1", 10)])
     b.put([ev("e2", 20)])  # another worker, arriving late
-    got = b.lookup([], [KeyRange("k:ip", T0 + 15 * S, T0 + 30 * S)])
+    got = b.lookup([], [KeyRange("k:1:t:ip", T0 + 15 * S, T0 + 30 * S)])
     assert list(got.rows) == ["e2", "e3"]
-    got = a.lookup(["e1", "e9"], [KeyRange("m:a", None, T0 + 20 * S)])
+    got = a.lookup(["e1", "e9"], [KeyRange("m:1:t:a", None, T0 + 20 * S)])
     assert list(got.rows) == ["e1", "e2"] and got.rows["e2"] == ("e2", T0 + 20 * S)
     assert got.scores == {"e1": {"event_id": "e1", "t": 10}}
 
@@ -54,7 +54,7 @@ def test_a_duplicate_gets_the_first_writers_answer_everywhere(states, redis_url,
     assert b.put([ev("x", 1, score={"bot_score": 0.75})]) == {"x": {"bot_score": 0.25}}
     late = RedisState(redis_url, 3600, 100, prefix)  # and a worker started afterwards
     for state in (a, b, late):
-        got = state.lookup(["x"], [KeyRange("k:ip"), KeyRange("m:a")])
+        got = state.lookup(["x"], [KeyRange("k:1:t:ip"), KeyRange("m:1:t:a")])
         assert list(got.rows) == ["x"] and got.scores == {"x": {"bot_score": 0.25}}
         assert state.put([ev("x", 1, score={"bot_score": 0.5})]) == {"x": {"bot_score": 0.25}}
     late.close()
@@ -65,8 +65,8 @@ def test_burst_keys_are_trimmed_and_everything_expires(states, redis_url, prefix
     a.put([ev("old", 0), ev("mid", 50)])
     b.put([ev("new", 120)])
     for state in (a, b):
-        assert list(state.lookup([], [KeyRange("k:ip")]).rows) == ["mid", "new"]
-        assert list(state.lookup([], [KeyRange("m:a")]).rows) == ["old", "mid", "new"]
+        assert list(state.lookup([], [KeyRange("k:1:t:ip")]).rows) == ["mid", "new"]
+        assert list(state.lookup([], [KeyRange("m:1:t:a")]).rows) == ["old", "mid", "new"]
     assert 3500 < a._redis.ttl(f"{prefix}log") <= 3600
     assert a._redis.keys(f"{prefix}*") == [f"{prefix}log".encode()]  # one key in all
 
@@ -80,7 +80,7 @@ def test_a_new_worker_replays_the_log(states, redis_url, prefix) -> None:
     late.READ = 1  # one log entry per read: the replay pages through the log
     try:
         assert late.catch_up() == 6
-        got = late.lookup(["b0"], [KeyRange("m:a", None, T0 + 3 * S)])
+        got = late.lookup(["b0"], [KeyRange("m:1:t:a", None, T0 + 3 * S)])
         assert list(got.rows) == ["a0", "a1", "a2", "b0", "a3"]  # up to 3 s, inclusive
         assert got.rows["a1"] == ("a1", T0 + 1 * S)
         assert got.scores == {"b0": {"reasons": ("x", "y")}}
@@ -132,7 +132,7 @@ def test_a_write_whose_answer_was_lost_is_replayed(states, monkeypatch) -> None:
     with pytest.raises(StateUnavailable, match="connection reset"):
         a.put([ev("e1", 1)])
     monkeypatch.setattr(a, "_command", command)
-    got = a.lookup(["e1"], [KeyRange("m:a")])
+    got = a.lookup(["e1"], [KeyRange("m:1:t:a")])
     assert list(got.rows) == ["e1"] and got.scores == {"e1": {"event_id": "e1", "t": 1}}
     assert a.put([ev("e1", 1, score={"other": 1})]) == {"e1": {"event_id": "e1", "t": 1}}
 
@@ -248,7 +248,7 @@ def test_readiness_follows_redis_going_down_and_coming_back(private_redis) -> No
     why = state.unready()
     assert why is not None and "s3cr3t-pw" not in why and "password=***" in why
     with pytest.raises(StateUnavailable) as caught:
-        state.lookup(["x"], [KeyRange("m:a")])
+        state.lookup(["x"], [KeyRange("m:1:t:a")])
     assert "s3cr3t-pw" not in str(caught.value)
     private_redis.start()
     assert state.unready() is None

@@ -10,7 +10,9 @@ S = 1_000_000_000
 T0 = 1_800_000_000 * S
 
 
-def ev(eid: str, t_s: float, msg: str = "m:a", bursts: tuple[str, ...] = ("k:ip",), score=None):
+def ev(
+    eid: str, t_s: float, msg: str = "m:1:t:a", bursts: tuple[str, ...] = ("k:1:t:ip",), score=None
+):
     t = T0 + int(t_s * S)
     return NewEvent(eid, t, (eid, t), msg, bursts, score or {"event_id": eid, "bot_score": t_s})
 
@@ -19,9 +21,9 @@ def test_lookup_by_time_range_not_arrival_order() -> None:
     state = MemoryState(history_s=3600, burst_s=1200)
     state.put([ev("c", 30), ev("a", 10)])
     state.put([ev("b", 20)])  # arrives late: still found by its time
-    got = state.lookup([], [KeyRange("k:ip", T0 + 15 * S, T0 + 30 * S)])
+    got = state.lookup([], [KeyRange("k:1:t:ip", T0 + 15 * S, T0 + 30 * S)])
     assert list(got.rows) == ["b", "c"]
-    got = state.lookup([], [KeyRange("m:a", None, T0 + 20 * S)])
+    got = state.lookup([], [KeyRange("m:1:t:a", None, T0 + 20 * S)])
     assert list(got.rows) == ["a", "b"]
     assert got.rows["b"] == ("b", T0 + 20 * S)
 
@@ -29,7 +31,7 @@ def test_lookup_by_time_range_not_arrival_order() -> None:
 def test_equal_times_are_ordered_by_event_id_and_bounds_are_inclusive() -> None:
     state = MemoryState(3600, 1200)
     state.put([ev("z", 5), ev("y", 5), ev("x", 4)])
-    got = state.lookup([], [KeyRange("k:ip", T0 + 5 * S, T0 + 5 * S)])
+    got = state.lookup([], [KeyRange("k:1:t:ip", T0 + 5 * S, T0 + 5 * S)])
     assert list(got.rows) == ["y", "z"]
 
 
@@ -40,7 +42,7 @@ def test_duplicate_ids_keep_the_first_answer_and_count_once() -> None:
     assert first == {"a": {"bot_score": 0.25}}
     assert again == {"a": {"bot_score": 0.25}}
     assert state.size() == {"events": 1, "messages": 1, "burst_keys": 1}
-    found = state.lookup(["a", "b"], [KeyRange("k:ip")])
+    found = state.lookup(["a", "b"], [KeyRange("k:1:t:ip")])
     assert found.scores == {"a": {"bot_score": 0.25}}
     assert list(found.rows) == ["a"]
 
@@ -49,17 +51,37 @@ def test_burst_keys_keep_only_the_burst_retention_before_their_newest_event() ->
     state = MemoryState(history_s=10_000, burst_s=100)
     state.put([ev("old", 0), ev("mid", 50)])
     state.put([ev("new", 120)])  # 120 - 100 = 20: "old" leaves the burst key
-    assert list(state.lookup([], [KeyRange("k:ip")]).rows) == ["mid", "new"]
+    assert list(state.lookup([], [KeyRange("k:1:t:ip")]).rows) == ["mid", "new"]
     # ...but stays in its message's history, which is kept much longer.
-    assert list(state.lookup([], [KeyRange("m:a")]).rows) == ["old", "mid", "new"]
+    assert list(state.lookup([], [KeyRange("m:1:t:a")]).rows) == ["old", "mid", "new"]
 
 
 def test_history_retention_prunes_rows_scores_and_empty_keys() -> None:
     state = MemoryState(history_s=100, burst_s=50)
-    state.put([ev("a", 0, msg="m:1", bursts=("k:x",))])
-    state.put([ev("b", 500, msg="m:2", bursts=("k:y",))])
+    state.put([ev("a", 0, msg="m:1:t:1", bursts=("k:1:t:x",))])
+    state.put([ev("b", 500, msg="m:1:t:2", bursts=("k:1:t:y",))])
     assert state.size() == {"events": 1, "messages": 1, "burst_keys": 1}
-    assert state.lookup(["a"], [KeyRange("m:1"), KeyRange("k:x")]).scores == {}
+    assert state.lookup(["a"], [KeyRange("m:1:t:1"), KeyRange("k:1:t:x")]).scores == {}
+
+
+def test_one_tenants_clock_never_expires_another_tenants_history() -> None:
+    """Retention runs from each tenant's own newest event: an event another tenant dates 100
+    days ahead (a client clock running ahead, or on purpose) used to expire every other tenant's
+    history and deduplication, so their next answers changed."""
+    state = MemoryState(history_s=3600, burst_s=1200)
+    state.put([ev("1:t:e1", 0, score={"bot_score": 0.25}), ev("1:t:e2", 10)])
+    ahead = ev("1:u:x", 100 * 86_400, msg="m:1:u:a", bursts=("k:1:u:ip",))
+    state.put([ahead])
+    assert state.put([ev("1:t:e1", 0, score={"bot_score": 0.75})]) == {
+        "1:t:e1": {"bot_score": 0.25}
+    }
+    got = state.lookup(["1:t:e1"], [KeyRange("m:1:t:a"), KeyRange("k:1:t:ip")])
+    assert got.scores == {"1:t:e1": {"bot_score": 0.25}}
+    assert list(got.rows) == ["1:t:e1", "1:t:e2"]
+    # the tenant's own clock still expires its own history
+    state.put([ev("1:t:e3", 5_000, msg="m:1:t:b")])
+    assert state.lookup(["1:t:e1"], [KeyRange("m:1:t:a")]).scores == {}
+    assert state.size() == {"events": 2, "messages": 2, "burst_keys": 2}
 
 
 def test_generation_counter_for_reloads() -> None:
@@ -71,7 +93,7 @@ def test_generation_counter_for_reloads() -> None:
 
 def test_the_history_is_left_out_of_garbage_collection() -> None:
     state = MemoryState(3600, 1200)
-    state.put([ev("a", 1), ev("b", 2, msg="m:b", bursts=("k:ip", "k:asn"))])
+    state.put([ev("a", 1), ev("b", 2, msg="m:1:t:b", bursts=("k:1:t:ip", "k:1:t:asn"))])
     state.put([ev("c", 0.5)])  # late: merged into the existing keys
     # A pass may visit a key's tuple before the pairs in it; the next one untracks it.
     gc.collect()
