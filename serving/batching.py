@@ -102,7 +102,17 @@ class Coalescer(Generic[T, R]):
             answers = self._fn(merged)
             if len(answers) != len(merged):
                 raise RuntimeError(f"{len(answers)} answers for {len(merged)} items")
-        except BaseException as exc:  # every merged request fails with the batch
+        except Exception as exc:
+            if len(batch) > 1:
+                # One request's failure must not become its neighbours': each request is run
+                # again alone, so only the one that fails gets the error. (The window state
+                # keeps the answers a first run gave, so the others' answers are the same.)
+                for job in batch:
+                    self._run([job])
+                return
+            batch[0].error, batch[0].done = exc, True
+            return
+        except BaseException as exc:  # interrupted: every merged request fails with the batch
             for job in batch:
                 job.error, job.done = exc, True
             return

@@ -26,8 +26,12 @@ from jobs.store import Store
 
 log = logging.getLogger("botfilter.serving")
 
-#: One queued request: its items, its answers (same order) and the model that answered.
-Entry = tuple[Sequence[dict[str, Any]], Sequence[dict[str, Any]], Any]
+#: Of each event of a request: the contract's clean (tenant_id, occurred_at in ns), or None
+#: where it refused the event (its answer is an error).
+TenantTime = tuple[str, int] | None
+#: One queued request: its events' tenant and time, its answers (same order) and the model
+#: that answered.
+Entry = tuple[Sequence[TenantTime], Sequence[dict[str, Any]], Any]
 
 
 class ScoreRecorder:
@@ -57,9 +61,10 @@ class ScoreRecorder:
 
     # -- the request path ----------------------------------------------------------------------
     def record(
-        self, items: Sequence[dict[str, Any]], answers: Sequence[dict[str, Any]], model: Any
+        self, events: Sequence[TenantTime], answers: Sequence[dict[str, Any]], model: Any
     ) -> None:
-        """Queue one request's answers (never blocks, never raises)."""
+        """Queue one request's answers (never blocks, never raises); ``events``: each answered
+        event's clean tenant and time (``serving.scorer.Outcome.tenant_times``)."""
         try:
             n = len(answers)
             with self._lock:
@@ -67,7 +72,7 @@ class ScoreRecorder:
                     self.dropped += n
                     return
                 self._pending += n
-            self._queue.put((items, answers, model))
+            self._queue.put((events, answers, model))
         except Exception:  # recording must never cost a request its answer
             pass
 
@@ -133,48 +138,29 @@ def answers_frame(batch: Sequence[Entry]) -> pd.DataFrame:
     """The scored answers of queued requests as a scores table with ``tenant_id``,
     ``occurred_at`` and ``model_id`` (the answering model's content id)."""
     rows = []
-    for items, answers, model in batch:
+    for events, answers, model in batch:
         key = model.model_id
-        for item, answer in zip(items, answers, strict=True):
-            if "bot_score" not in answer:  # a contract error: nothing was scored
+        for event, answer in zip(events, answers, strict=True):
+            if event is None or "bot_score" not in answer:  # refused: nothing was scored
                 continue
+            tenant, t_ns = event
             rows.append(
                 (
-                    str(item.get("tenant_id")),
+                    tenant,
                     answer["event_id"],
                     answer["bot_score"],
                     answer["is_bot"],
                     list(answer["reasons"]),
                     answer["model_version"],
                     answer.get("bot_kind", ""),
-                    item.get("occurred_at"),
+                    t_ns,
                     key,
                 )
             )
     names = ["tenant_id", "event_id", "bot_score", "is_bot", "reasons", "model_version", "bot_kind"]
     frame = pd.DataFrame(rows, columns=[*names, "occurred_at", "model_id"])
-    frame["occurred_at"] = _times(frame["occurred_at"])
+    frame["occurred_at"] = pd.to_datetime(frame["occurred_at"].astype("int64"), unit="ns", utc=True)
     return frame
-
-
-def _times(values: pd.Series) -> pd.Series:
-    """Event times as the API accepted them (ISO-8601 or epoch milliseconds); NaT where unsure
-    (a batch with one keeps no time range, so it is never skipped by a load)."""
-    out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
-    try:
-        numbers = pd.to_numeric(values, errors="coerce")
-        number = numbers.notna().to_numpy()
-        # Each form on its own rows: pandas' unit conversion of a NaN can raise
-        # FloatingPointError, depending on the thread's numpy error state.
-        if number.any():
-            ms = pd.to_datetime(numbers[number], unit="ms", utc=True, errors="coerce")
-            out[number] = ms
-        if not number.all():
-            text = values[~number].astype(str)
-            out[~number] = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
-    except (ValueError, OverflowError, ArithmeticError):
-        pass  # no time range for this batch: it is simply never skipped
-    return out
 
 
 def store_opener(settings: Any) -> Callable[[], Any]:

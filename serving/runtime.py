@@ -22,7 +22,7 @@ from core.redact import one_line
 from core.settings import Settings
 from core.tokens import TokenCache, TokenStore
 from features.pipeline import Enrichers
-from jobs.lists.apply import ListCache, apply_to_answers
+from jobs.lists.apply import ANSWER_FIELDS, ListCache, apply_to_answers
 from scoring.model import BotModel
 from scoring.registry import load_model
 from serving.batching import Coalescer
@@ -164,14 +164,16 @@ class Runtime:
     def _score_merged(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         model = self._model  # the answers and their record name the same model
         out = self.scorer.score(items, model)
+        # Every step after scoring reads the contract's clean values, never the raw items: a
+        # refused item may carry anything, and a kept one text the contract trimmed (a padded
+        # tenant id) or made of an object (a user agent sent as JSON).
         if self.recorder is not None:  # the model's answers: the lists apply at recompute too
-            self.recorder.record(items, out.items, model)
+            self.recorder.record(out.tenant_times(), out.items, model)
         if self.lists is not None:
-            # Only well-formed ids: a refused item may carry anything (it gets its error).
-            tenants = {
-                t for i in items if isinstance(i, dict) and isinstance(t := i.get("tenant_id"), str)
-            }
-            out.items = apply_to_answers(items, out.items, self.lists.of(tenants), self._asn)
+            entries = self.lists.of(out.tenants())
+            if entries:
+                cleaned = out.cleaned(ANSWER_FIELDS)
+                out.items = apply_to_answers(cleaned, out.items, entries, self._asn)
         m = metrics()
         m.outcome(out.scored, out.flagged, out.duplicates, out.errors)
         m.scoring_call(len(items), out.seconds)

@@ -67,6 +67,33 @@ class Outcome:
     errors: int = 0
     history_rows: int = 0
     seconds: dict[str, float] = field(default_factory=dict)  # stage -> wall time
+    # The contract's clean row of each well-formed item (CONTEXT_COLUMNS order), by position:
+    # what every later step reads (the lists, the score store), never the raw item, which may
+    # hold anything the contract turned into text or trimmed.
+    clean: dict[int, tuple[Any, ...]] = field(default_factory=dict)
+
+    def cleaned(self, names: Sequence[str]) -> list[dict[str, Any] | None]:
+        """Each item's clean values of ``names``; None for an item the contract refused."""
+        at = [_COL[name] for name in names]
+        rows = self.clean
+        return [
+            {name: rows[pos][i] for name, i in zip(names, at, strict=True)} if pos in rows else None
+            for pos in range(len(self.items))
+        ]
+
+    def tenants(self) -> set[str]:
+        """The clean tenant ids of the well-formed items."""
+        c_tenant = _COL["tenant_id"]
+        return {row[c_tenant] for row in self.clean.values()}
+
+    def tenant_times(self) -> list[tuple[str, int] | None]:
+        """Each item's clean (tenant, occurred_at in ns); None for a refused item."""
+        c_tenant, c_time = _COL["tenant_id"], _COL["occurred_at"]
+        rows = self.clean
+        return [
+            (rows[pos][c_tenant], rows[pos][c_time]) if pos in rows else None
+            for pos in range(len(self.items))
+        ]
 
     def lap(self, stage: str, since: float) -> float:
         """Add the time since ``since`` to ``stage``; returns now."""
@@ -187,6 +214,7 @@ class OnlineScorer:
         out = Outcome(items=[])
         t = time.perf_counter()
         clean, reasons = validate_event_items(items, CONTEXT_COLUMNS)
+        out.clean = clean
         for pos, reason in reasons.items():
             answers[pos] = {"event_id": _event_id_of(items[pos]), "error": reason}
         out.lap("contract", t)

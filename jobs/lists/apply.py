@@ -24,6 +24,8 @@ from jobs.store import Store
 log = logging.getLogger("botfilter.serving")
 
 COLUMNS = ("ip", "asn", "user_agent")
+#: What the list step reads of each answered API event (its clean values).
+ANSWER_FIELDS = ("tenant_id", *COLUMNS, "recipient_domain")
 _lookup: AsnLookup | None = None
 _lookup_lock = threading.Lock()
 
@@ -130,24 +132,27 @@ class ListCache:
 
 
 def apply_to_answers(
-    items: Sequence[dict[str, Any]],
+    items: Sequence[dict[str, Any] | None],
     answers: list[dict[str, Any]],
     entries: Sequence[Entry],
     asn_lookup: AsnLookup | None = None,
 ) -> list[dict[str, Any]]:
     """The API's answers (one per item, same order) with the lists applied: a forced answer is
-    a new dict (answers may be shared with the window state, which keeps the model's)."""
+    a new dict (answers may be shared with the window state, which keeps the model's).
+
+    ``items``: each event's :data:`ANSWER_FIELDS` as the contract cleaned them (None for a
+    refused event), never the request's raw values."""
     if not entries:
         return answers
-    rows = [i for i, a in enumerate(answers) if "error" not in a and isinstance(items[i], dict)]
-    if not rows:
+    kept = [
+        (i, item)
+        for i, (item, answer) in enumerate(zip(items, answers, strict=True))
+        if item is not None and "error" not in answer
+    ]
+    if not kept:
         return answers
-    frame = pd.DataFrame(
-        {
-            col: [items[i].get(col) for i in rows]
-            for col in ("tenant_id", *COLUMNS, "recipient_domain")
-        }
-    )
+    rows = [i for i, _ in kept]
+    frame = pd.DataFrame({col: [item[col] for _, item in kept] for col in ANSWER_FIELDS})
     reasons = override_reasons(frame, entries, None, asn_lookup)
     forced = [k for k, r in enumerate(reasons) if r is not None]
     if not forced:

@@ -173,6 +173,35 @@ def test_api_answers_carry_the_override_reason(world, tmp_path) -> None:
     assert apply_to_answers(items, plain, []) is plain
 
 
+def test_api_lists_and_the_score_store_read_the_contracts_clean_values(world, tmp_path) -> None:
+    """The list step and the score store read each event as the contract cleaned it. A user
+    agent sent as a JSON object (the contract makes it text) made the list step raise, and the
+    whole micro-batch, other tenants' requests included, got a 500; a padded tenant id passed
+    the token's scope (trimmed) but skipped the tenant's block list and was stored padded."""
+    target = next(dict(i) for i in world["items"] if i.get("ip"))
+    tenant = target["tenant_id"]
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    lists.add_entry(store, _entry(tenant, "block", "user_agent", '{"x": 1}'))
+    lists.add_entry(store, _entry(tenant, "block", "ip", target["ip"]))
+    runtime = Runtime(Settings(), world["model"], world["enrichers"], MemoryState(86_400, 3600))
+    runtime.lists = ListCache(lambda: store)
+    recorded: list = []
+
+    class Recorder:
+        def record(self, events, answers, model) -> None:
+            recorded.extend(events)
+
+    runtime.recorder = Recorder()  # type: ignore[assignment]
+    padded = {**target, "event_id": "padded", "tenant_id": f" {tenant} "}
+    as_object = {**target, "event_id": "ua-object", "ip": None, "user_agent": {"x": 1}}
+    answers = runtime.score([padded, as_object, {"tenant_id": tenant, "event_id": "bad"}])
+    assert [a["event_id"] for a in answers] == ["padded", "ua-object", "bad"]
+    assert answers[0]["is_bot"] is True and answers[0]["reasons"][0] == "tenant_blocklist"
+    assert answers[1]["is_bot"] is True and answers[1]["reasons"][0] == "tenant_blocklist"
+    assert "error" in answers[2]
+    assert [e if e is None else e[0] for e in recorded] == [tenant, tenant, None]
+
+
 # --- the console: storage, audit, queue, API, dry run, recompute ----------------------------
 
 
