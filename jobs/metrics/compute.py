@@ -125,14 +125,16 @@ def key_positions(
 
 
 def parse_reasons(value: Any) -> list[str]:
-    """Reasons as a list of names, from a list, an array, JSON text or comma-separated text."""
+    """Reasons as a list of names, from a list, an array, JSON text or text separated by ``;``
+    (as ``botfilter score`` writes a CSV scores file), ``,`` or ``|``."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return []
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("["):
             return [str(v) for v in json.loads(text)]
-        return [p.strip() for p in text.replace("|", ",").split(",") if p.strip()]
+        parts = text.replace("|", ",").replace(";", ",").split(",")
+        return [p.strip() for p in parts if p.strip()]
     return [str(v) for v in value]
 
 
@@ -151,7 +153,7 @@ def top_reasons(values: Any) -> np.ndarray:
         )
         return out
     items = np.asarray(values, dtype=object)
-    if any(isinstance(v, str) for v in items):
+    if any(isinstance(v, (str, float)) for v in items):  # text, or a CSV's empty cells (NaN)
         return np.array([(r[0] if r else None) for r in map(parse_reasons, items)], dtype=object)
     return np.array([None if v is None or len(v) == 0 else str(v[0]) for v in items], object)
 

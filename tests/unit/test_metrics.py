@@ -22,6 +22,7 @@ from jobs.metrics import (
     rollup,
     status_mask,
     to_utc,
+    top_reasons,
     window_rows,
 )
 
@@ -334,6 +335,11 @@ def test_reasons_and_timestamps() -> None:
     assert parse_reasons(np.array(["x"])) == ["x"]
     assert parse_reasons(None) == []
     assert first_reason([["a"], [], "b,c", float("nan")]) == ["a", None, "b", None]
+    # a CSV scores file as `botfilter score` writes it (";"), and one whose reasons are all
+    # empty (read as NaN: top_reasons raised TypeError, so recompute failed)
+    assert parse_reasons("ua_is_crawler;dc_asn") == ["ua_is_crawler", "dc_asn"]
+    assert top_reasons(pd.Series([float("nan"), float("nan")])).tolist() == [None, None]
+    assert top_reasons(pd.Series(["x;y", float("nan")])).tolist() == ["x", None]
     assert to_utc("2024-03-01T10:00") == pd.Timestamp("2024-03-01T10:00Z")
     assert to_utc("2024-03-01T12:00+02:00") == pd.Timestamp("2024-03-01T10:00Z")
     window = Window.ending("2024-03-31", 30)
