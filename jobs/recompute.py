@@ -275,9 +275,14 @@ def with_tenants(scores: pd.DataFrame, events: pd.DataFrame, source: str) -> pd.
     ids = pd.Index(events["event_id"].to_numpy(dtype=object))
     if ids.is_unique:  # the common case: one lookup, no pairs to deduplicate
         pos = ids.get_indexer(pd.Index(scores["event_id"].to_numpy(dtype=object)))
-        none = np.array([None], dtype=object)
-        owner = np.concatenate([events["tenant_id"].to_numpy(dtype=object), none])
-        out = scores.assign(tenant_id=owner[pos])  # -1, no such event: the appended None
+        # A score of no event in ``events`` (another tenant's, a quarantined one) serves no
+        # count: it is left out, so that every row has a tenant (the Spark engine checks the
+        # table again, and refused the rows without one).
+        known = pos >= 0
+        out = scores.loc[known].assign(
+            tenant_id=events["tenant_id"].to_numpy(dtype=object)[pos[known]]
+        )
+        out = out.reset_index(drop=True)
         out.attrs.update(scores.attrs)
         return out
     owners = events[["event_id", "tenant_id"]].drop_duplicates()
@@ -293,6 +298,7 @@ def with_tenants(scores: pd.DataFrame, events: pd.DataFrame, source: str) -> pd.
             )
     owner_of = owners.drop_duplicates("event_id").set_index("event_id")["tenant_id"]
     out = scores.assign(tenant_id=scores["event_id"].map(owner_of))
+    out = out.loc[out["tenant_id"].notna()].reset_index(drop=True)  # as above
     out.attrs.update(scores.attrs)
     return out
 

@@ -132,6 +132,22 @@ def test_file_without_tenant_id_for_shared_ids_is_refused(
     assert one.scores_source == "file"
 
 
+def test_a_file_without_tenant_id_keeps_only_the_scores_of_known_events() -> None:
+    """Scores of no event in scope (another tenant's, a quarantined one) are left out, so every
+    row gets a tenant: the Spark engine checks the table again, and refused such a file with
+    "tenant_id is empty on some rows", which the file never had, while the local engine ran."""
+    from jobs.recompute import with_tenants
+
+    events = pd.DataFrame({"event_id": ["e1", "e2"], "tenant_id": ["t1", "t1"]})
+    scores = score_rows([("t1", "e1", 0.9, True), ("t2", "x", 0.1, False)])
+    got = with_tenants(check_scores(scores.drop(columns="tenant_id")), events, "scores")
+    assert got[["event_id", "tenant_id"]].values.tolist() == [["e1", "t1"]]
+    check_scores(got)  # what the Spark engine does with it
+    shared = pd.concat([events, pd.DataFrame({"event_id": ["e9"], "tenant_id": ["t1"]})] * 2)
+    got = with_tenants(check_scores(scores.drop(columns="tenant_id")), shared, "scores")
+    assert got[["event_id", "tenant_id"]].values.tolist() == [["e1", "t1"]]
+
+
 def test_partitions_take_each_tenants_own_score(two_tenants) -> None:
     data = two_tenants
     scores = score_rows([("t2", "e1", 0.1, False), ("t1", "e1", 0.9, True)])
