@@ -192,6 +192,15 @@ def create_app(
     async def _user_error(request: Request, exc: BotfilterError) -> Response:
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
+    @app.middleware("http")
+    async def _no_control_characters(request: Request, call_next: Any) -> Response:
+        # No tenant, campaign, automation or segment id holds a control character (the
+        # contract quarantines such rows), so a path with one (%00...) names nothing: 404,
+        # before any query (PostgreSQL refuses NUL in text, which surfaced as a 500).
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in request.url.path):
+            return JSONResponse({"detail": "not found"}, status_code=404)
+        return await call_next(request)
+
     app.include_router(api_router(ctx), prefix="/api")
 
     docs = Jinja2Templates(directory=HERE / "templates")
@@ -410,9 +419,10 @@ def page_router(ctx: Console) -> APIRouter:
         return scope, ctx.tenant(scope, tenant)
 
     @router.get("/login")
-    def login_form(request: Request, error: str | None = None) -> HTMLResponse:
+    def login_form(request: Request) -> HTMLResponse:
+        # No error text from the URL: a link could otherwise put any words in the alert box.
         return templates.TemplateResponse(
-            request, "login.html", {"csrf": csrf_token(request), "error": error}
+            request, "login.html", {"csrf": csrf_token(request), "error": None}
         )
 
     @router.post("/login")

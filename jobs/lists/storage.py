@@ -74,8 +74,24 @@ def entries(store: Store, tenants: list[str] | None = None) -> list[Entry]:
         return [_entry(r) for r in conn.execute(stmt)]
 
 
+# Entry ids are the store's 64-bit row ids: a larger number names no entry (SQLite and
+# PostgreSQL refuse to compare one, which surfaced as a 500).
+_MAX_ID = 2**63 - 1
+
+
+def check_note(note: str) -> str:
+    """A note as stored: trimmed, at most 500 characters, no control characters but tab and
+    newline (PostgreSQL refuses NUL in text, which surfaced as a 500)."""
+    text = str(note or "").strip()[:500]
+    if any(ord(ch) < 32 and ch not in "\t\n\r" or ord(ch) == 127 for ch in text):
+        raise BotfilterError("note: control characters are not allowed")
+    return text
+
+
 def get_entry(store: Store, tenant: str, entry_id: int, conn: Connection | None = None) -> Entry:
     """One entry of ``tenant``; another tenant's entry is as unknown as a missing one."""
+    if not 0 < entry_id <= _MAX_ID:
+        raise LookupError(f"no list entry {entry_id} for tenant {tenant}")
     stmt = select(list_entries).where(
         list_entries.c.id == entry_id, list_entries.c.tenant_id == tenant
     )
@@ -132,7 +148,7 @@ def build_entry(
         list=check_list(list_name),
         kind=kind,
         value=normalise(kind, value),
-        note=str(note or "").strip()[:500],
+        note=check_note(note),
         author=author[:100],
         expires_at=expires_at,
     )
@@ -172,11 +188,11 @@ def change_entry(
     note: str | None = None,
 ) -> tuple[Entry, list[int]]:
     """Set an entry's expiry (None: never) and optionally its note; audited, queues."""
+    values: dict[str, Any] = {"expires_at": expires_at}
+    if note is not None:
+        values["note"] = check_note(note)
     with store.write() as conn:
         before = get_entry(store, tenant, entry_id, conn)
-        values: dict[str, Any] = {"expires_at": expires_at}
-        if note is not None:
-            values["note"] = note.strip()[:500]
         conn.execute(update(list_entries).where(list_entries.c.id == entry_id).values(**values))
         after = get_entry(store, tenant, entry_id, conn)
         queued = _audit(store, conn, "change", who, before, after)

@@ -58,3 +58,20 @@ def test_lists_on_postgres(pg_store: Store) -> None:
         )
     # other tests' schemas in the shared database may hold their own list_entries
     assert pg_store.schema in where and "public" not in where
+
+
+def test_ids_out_of_range_and_control_characters_are_user_errors_on_postgres(
+    pg_store: Store,
+) -> None:
+    """PostgreSQL refuses NUL in text and numbers past 64 bits: a note with NUL and an entry id
+    of 2**63 were 500s in the console. They are now a one-line error and an unknown entry."""
+    with pytest.raises(BotfilterError, match="control characters"):
+        lists.build_entry("t1", "block", "ip", "203.0.113.7", "a\x00b", "ops")
+    stored, _ = lists.add_entry(pg_store, lists.build_entry("t1", "block", "ip", "203.0.113.7"))
+    with pytest.raises(BotfilterError, match="control characters"):
+        lists.change_entry(pg_store, "t1", stored.id, "ops", expires_at=None, note="a\x00b")
+    for huge in (2**63, 10**30):
+        with pytest.raises(LookupError):
+            lists.get_entry(pg_store, "t1", huge)
+        with pytest.raises(LookupError):
+            lists.delete_entry(pg_store, "t1", huge, "ops")

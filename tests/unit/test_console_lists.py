@@ -271,6 +271,23 @@ def test_api_walls_validation_and_author(env) -> None:
     assert "/api/tenants/{tenant}/lists" in TestClient(env["app"]).get("/api/openapi.json").text
 
 
+def test_api_answers_odd_ids_and_text_with_one_line_not_a_500(env) -> None:
+    """An entry id past 64 bits was a 500 (SQLite: OverflowError; PostgreSQL too), and so were
+    a NUL in a path or in a note on PostgreSQL: an unknown entry or key is a 404, a note with
+    a control character a 422."""
+    t1 = api(env, env["t1"])
+    for huge in ("99999999999999999999999", str(2**63)):
+        assert t1.delete(f"/api/tenants/t1/lists/{huge}").status_code == 404
+        assert t1.patch(f"/api/tenants/t1/lists/{huge}", json={}).status_code == 404
+    assert t1.get("/api/tenants/t1/campaigns/%00/bot-interactions").status_code == 404
+    body = {"list": "block", "kind": "ip", "value": "192.0.2.77", "note": "a\u0000b"}
+    bad = t1.post("/api/tenants/t1/lists", json=body)
+    assert bad.status_code == 422 and "control characters" in bad.json()["detail"]
+    # the login page's alert never shows text a link brought
+    page = TestClient(env["app"]).get("/login?error=Call+0800+now")
+    assert page.status_code == 200 and "0800" not in page.text
+
+
 def _blocked_counts(env, ip: str) -> dict[str, int]:
     """Counted window events (delivered messages sent since the window's first day, before
     the recompute's as-of) from ``ip`` that the stored scores call people, by channel, read
