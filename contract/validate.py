@@ -59,10 +59,10 @@ Rules and their reasons
       tenant has a message with that id, else ``unknown message``
     - an open of an SMS message .......................... ``open on sms message``
     - ``occurred_at`` before the message's ``sent_at`` ... ``event before message sent``
-    - a repeated (``tenant_id``, ``event_id``) with identical values (a duplicate delivery): the
-      first occurrence that passes every rule is kept, later ones are counted as duplicates
-      (not quarantined); repeated with different values in any schema column -> every row of
-      it ................................................. ``conflicting duplicate event_id``.
+    - a repeated (``tenant_id``, ``event_id``) is a duplicate delivery of one event, which
+      counts once: the first occurrence that passes every rule is kept, later ones with
+      identical values are counted as duplicates (not quarantined), later ones with different
+      values in any schema column -> ...................... ``conflicting duplicate event_id``.
       The same ``event_id`` in two tenants is two events.
   segments
     - a repeated (tenant_id, segment_id, contact_id) is kept once, the others are duplicates.
@@ -590,12 +590,14 @@ def _duplicates(
     verdicts: _Verdicts,
     identity: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None,
     conflict_reason: str | None = None,
+    keep_first: bool = False,
 ) -> np.ndarray:
     """Mask of the rows to drop as repeats of an earlier row with the same key code.
 
     Only rows still passing count. With ``identity`` (the typed columns at given rows), a key
     whose rows differ in any of those columns is a conflict: all its rows are flagged with
-    ``conflict_reason`` instead.
+    ``conflict_reason`` instead; with ``keep_first``, only the rows that differ from the key's
+    first row are (the first is kept, and its identical repeats are duplicates).
     """
     drop = np.zeros(len(verdicts.ok), dtype=bool)
     candidates = np.flatnonzero(verdicts.ok & (codes >= 0))
@@ -610,8 +612,10 @@ def _duplicates(
     if identity is not None:
         rows = pd.DataFrame(identity(positions))
         hashes = pd.util.hash_pandas_object(rows, index=False).to_numpy()
-        variants = pd.Series(hashes).groupby(keys).transform("nunique").to_numpy()
-        conflict = variants > 1
+        if keep_first:
+            conflict = hashes != pd.Series(hashes).groupby(keys).transform("first").to_numpy()
+        else:
+            conflict = pd.Series(hashes).groupby(keys).transform("nunique").to_numpy() > 1
         if conflict.any():
             mask = np.zeros_like(drop)
             mask[positions[conflict]] = True
@@ -848,7 +852,12 @@ def _messages_and_events(
     # a duplicate delivery is a repeated (tenant_id, event_id); one with other values conflicts
     event_codes = _pair_codes(tenants[n_messages:], event_ids)
     e_identity = _typed_at(EVENTS, e_values) if event is None or e_only else _at(event)
-    e_drop = _duplicates(event_codes, e_verdicts, e_identity, "conflicting duplicate event_id")
+    # PRODUCT.md: a repeated (tenant_id, event_id) is a duplicate delivery of the same event,
+    # and counts once: the first delivery is kept even when a later one differs (which is
+    # quarantined, never silently dropped).
+    e_drop = _duplicates(
+        event_codes, e_verdicts, e_identity, "conflicting duplicate event_id", keep_first=True
+    )
     if arrow:
         events = _result(EVENTS, raw_events, e_values, e_verdicts, e_drop)
     else:

@@ -247,14 +247,20 @@ def test_duplicate_event_ids_keep_the_first_and_are_counted(run, event_row) -> N
     assert result.events["user_agent"].tolist() == ["first", "Mozilla/5.0"]
 
 
-def test_conflicting_duplicate_event_ids_are_all_quarantined(run, event_row) -> None:
-    # issue 14 item 14: a repeated event_id with other values is not silently dropped
+def test_a_duplicate_delivery_with_other_values_counts_once(run, event_row) -> None:
+    """PRODUCT.md: a repeated (tenant_id, event_id) is a duplicate delivery of the same event,
+    and duplicate event_ids count once. The first delivery is kept; a later one with other
+    values is quarantined (issue 14 item 14: never silently dropped), an identical one is a
+    duplicate. Every row of the id used to be quarantined, so the event counted zero times."""
     first = {**event_row, "user_agent": "first"}
     again = {**event_row, "user_agent": "second"}
     result = run(events=[first, {**event_row, "event_id": "e2"}, again, dict(first)])
-    assert reasons(result, "events") == ["conflicting duplicate event_id"] * 3
-    assert result.quarantine["row_number"].tolist() == [0, 2, 3]
-    assert result.events["event_id"].tolist() == ["e2"]
+    assert reasons(result, "events") == ["conflicting duplicate event_id"]
+    assert result.quarantine["row_number"].tolist() == [2]
+    assert result.events["event_id"].tolist() == ["e1", "e2"]
+    assert result.events["user_agent"].tolist() == ["first", "Mozilla/5.0"]
+    report = result.report.tables["events"]
+    assert (report.read, report.kept, report.duplicates, report.quarantined_total) == (4, 2, 1, 1)
     assert_counts_add_up(result)
 
 
@@ -883,7 +889,7 @@ def test_validation_of_some_columns_still_checks_every_column(
     some = validate_raw(raws, referenced_only=True, columns=columns)
     assert some.report.as_dict() == full.report.as_dict()
     pd.testing.assert_frame_equal(some.quarantine, full.quarantine)
-    assert some.quarantine["reason"].tolist() == ["conflicting duplicate event_id"] * 2
+    assert some.quarantine["reason"].tolist() == ["conflicting duplicate event_id"]
     assert list(some.events.columns) == ["event_id", "tenant_id", "message_id", "occurred_at", "ip"]
     pd.testing.assert_frame_equal(some.events, full.events[list(some.events.columns)])
     assert list(some.messages.columns) == ["channel", "contact_id"]
