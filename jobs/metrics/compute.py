@@ -61,10 +61,13 @@ class Partitions:
 class MissingScores(BotfilterError):
     """Events that need a score have none: ``missing`` of them, ``example`` one's event_id."""
 
-    def __init__(self, missing: int, example: object) -> None:
+    def __init__(self, missing: int, example: object, since: pd.Timestamp | None = None) -> None:
+        # The store keeps the window's first send date whole, so a scores file must cover the
+        # events of messages sent since that day's start, not only since as_of - 30 days.
+        covering = f" (events of messages sent since {since:%Y-%m-%d} 00:00 UTC)" if since else ""
         super().__init__(
             f"{missing} events have no score (e.g. event_id {example!r}); "
-            "score them or pass a scores file covering them"
+            f"score them or pass a scores file covering them{covering}"
         )
         self.missing = missing
         self.example = example
@@ -325,7 +328,7 @@ def compute_partitions(
     missing = score_pos < 0
     if missing.any():
         example = ev["event_id"].to_numpy(dtype=object)[missing][0]
-        raise MissingScores(int(missing.sum()), example)
+        raise MissingScores(int(missing.sum()), example, window.stored_start)
     is_bot = scores["is_bot"].to_numpy(dtype=bool)[score_pos]
     # Categorical: ``isin`` on codes, not on millions of strings (once per count).
     etype = pd.Series(pd.Categorical(ev["type"].to_numpy(dtype=object), categories=EVENT_TYPES))

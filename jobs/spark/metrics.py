@@ -189,7 +189,7 @@ def _assemble(
     missing = sum(int(r["_missing"]) for r in results)
     if missing:
         example = min(r["_example"] for r in results if r["_missing"])
-        raise MissingScores(missing, example)
+        raise MissingScores(missing, example, window.stored_start)
     present = [r["tenant_id"] for r in results]
     scope = tuple(tenants) if tenants is not None else tuple(present)
     found: list[tuple[dict[str, pd.DataFrame], pd.DataFrame, int, tuple[str, ...]]] = [

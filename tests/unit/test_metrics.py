@@ -271,8 +271,10 @@ def test_bot_interactions_by_kind_and_domain(world) -> None:
 
 def test_missing_score_is_a_clear_error(world) -> None:
     m, e, s = world
-    with pytest.raises(MissingScores, match="1 events have no score.*e4"):
-        compute_partitions(m, e, s.loc[s["event_id"] != "e4"], {}, Window.ending(AS_OF, 30))
+    # it says which events a scores file must cover: since the window's first UTC day
+    late = "2024-03-31T12:00:00Z"
+    with pytest.raises(MissingScores, match="1 events have no score.*e4.*since 2024-03-01 00:00"):
+        compute_partitions(m, e, s.loc[s["event_id"] != "e4"], {}, Window.ending(late, 30))
     # an event that does not count needs no score
     compute_partitions(m, e, s.loc[s["event_id"] != "e5"], {}, Window.ending(AS_OF, 30))
 
