@@ -235,7 +235,9 @@ def _codes(
     tenants: dict[str, pa.ChunkedArray], lookup: dict[str, int] | None = None
 ) -> dict[str, np.ndarray]:
     """One tenant code space across tables (-1: no tenant); ``lookup`` receives each tenant's
-    code."""
+    code. Tenants are the ids as the contract reads them (``" t1 "`` is ``t1``): parts are
+    whole tenants as validation will see them, or one tenant's rows would be split between
+    parts, each recomputed as the whole tenant, the last one's numbers winning."""
     lookup = {} if lookup is None else lookup
     out: dict[str, np.ndarray] = {}
     for name, column in tenants.items():
@@ -243,7 +245,7 @@ def _codes(
         for chunk in column.chunks:
             if not pa.types.is_dictionary(chunk.type):
                 chunk = pc.dictionary_encode(chunk.cast(pa.string()))
-            values = chunk.dictionary.cast(pa.string()).to_pylist()
+            values = parse_text(chunk.dictionary.cast(pa.string())).values.to_pylist()
             # the last slot is what a null index (no tenant) picks
             mapping = [-1 if v is None else lookup.setdefault(v, len(lookup)) for v in values]
             codes = np.array([*mapping, -1], dtype=np.int64)

@@ -169,9 +169,14 @@ def console_env(root: Path, url: str | None = None) -> Iterator[dict]:
 def parts_world(data: Path, as_of: pd.Timestamp) -> Path:
     """A Parquet data directory at ``data``: three tenants of about 1,000 events, a settings
     table that turns the email filter on for t1, a broken event, a repeated one, and an event
-    of t2 naming a message that only t1 has (its tenants fall in different parts)."""
+    of t2 naming a message that only t1 has (its tenants fall in different parts). A tenth of
+    t3's messages and their events say ``"t3 "``, which the contract reads as ``t3``: parts
+    must keep them with t3's other rows."""
     world = random_world(11, as_of, n=2400)
-    events = world["events"]
+    messages, events = world["messages"], world["events"]
+    padded = messages.loc[messages["tenant_id"] == "t3", "message_id"].iloc[::10]
+    messages.loc[messages["message_id"].isin(padded), "tenant_id"] = "t3 "
+    events.loc[events["message_id"].isin(padded), "tenant_id"] = "t3 "
     broken = events.iloc[:1].assign(event_id="bad", type="swipe")
     t1 = events.loc[events["tenant_id"] == "t1"].iloc[:1]
     mismatch = t1.assign(event_id="other-tenants-message", tenant_id="t2")
