@@ -12,6 +12,7 @@ import io
 import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
@@ -377,12 +378,20 @@ def csv_response(frame: pd.DataFrame, name: str) -> Response:
 # --- the pages ------------------------------------------------------------------------------
 
 
+def _segment(value: object) -> str:
+    """``value`` as one URL path segment: every reserved character escaped (``%``, ``?``,
+    ``#`` and ``/`` too). A tenant id is data: written raw into a link, ``T%41`` opened the page
+    of tenant ``TA``, and a form on it changed TA's settings."""
+    return quote(str(value), safe="")
+
+
 def page_router(ctx: Console) -> APIRouter:
     """Server-rendered pages, authenticated by the signed session; every form carries CSRF."""
     router = APIRouter(include_in_schema=False)
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.filters["pct"] = _pct
     templates.env.filters["num"] = _num
+    templates.env.filters["seg"] = _segment
 
     def csrf_token(request: Request) -> str:
         token = request.session.get("csrf")
@@ -455,7 +464,7 @@ def page_router(ctx: Console) -> APIRouter:
             return RedirectResponse("/login", status_code=303)
         visible = ctx.visible(scope)
         if len(visible) == 1:
-            return RedirectResponse(f"/t/{visible[0]}/settings", status_code=303)
+            return RedirectResponse(f"/t/{_segment(visible[0])}/settings", status_code=303)
         return render(request, "home.html", scope, tenant=None)
 
     @router.get("/t/{tenant}/settings")
@@ -482,7 +491,7 @@ def page_router(ctx: Console) -> APIRouter:
                 changes[channel] = form.get(channel) == "on"
         who = ctx.auth.who(request.session.get("token_hash"))
         service.change_settings(ctx.store, tenant, changes, who)
-        return RedirectResponse(f"/t/{tenant}/settings", status_code=303)
+        return RedirectResponse(f"/t/{_segment(tenant)}/settings", status_code=303)
 
     @router.get("/t/{tenant}/status")
     def status_fragment(request: Request, tenant: str) -> Response:
@@ -559,7 +568,7 @@ def page_router(ctx: Console) -> APIRouter:
             ctx.add_entry(ctx.new_entry(tenant, form, author))
         except HTTPException as exc:
             return lists_page_response(request, scope, tenant, str(exc.detail), exc.status_code)
-        return RedirectResponse(f"/t/{tenant}/lists", status_code=303)
+        return RedirectResponse(f"/t/{_segment(tenant)}/lists", status_code=303)
 
     @router.post("/t/{tenant}/lists/{entry_id}/expiry")
     async def lists_expiry(request: Request, tenant: str, entry_id: int) -> Response:
@@ -572,14 +581,14 @@ def page_router(ctx: Console) -> APIRouter:
             if exc.status_code == 404:
                 raise
             return lists_page_response(request, scope, tenant, str(exc.detail), exc.status_code)
-        return RedirectResponse(f"/t/{tenant}/lists", status_code=303)
+        return RedirectResponse(f"/t/{_segment(tenant)}/lists", status_code=303)
 
     @router.post("/t/{tenant}/lists/{entry_id}/delete")
     async def lists_delete(request: Request, tenant: str, entry_id: int) -> Response:
         scope, tenant = page_scope(request, tenant)
         await check_csrf(request)
         ctx.delete_entry(tenant, entry_id, ctx.auth.author(request.session.get("token_hash")))
-        return RedirectResponse(f"/t/{tenant}/lists", status_code=303)
+        return RedirectResponse(f"/t/{_segment(tenant)}/lists", status_code=303)
 
     @router.get("/model")
     def model_page(request: Request) -> Response:

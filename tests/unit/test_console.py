@@ -349,3 +349,29 @@ def test_chart_days_without_interactions_keep_their_place() -> None:
     before = {"channel": "email", "to": False, "changed_at": "2026-11-30T23:00:00+00:00"}
     other = {"channel": "sms", "to": True, "changed_at": "2026-12-02T10:00:00+00:00"}
     assert 'class="marker"' not in daily_svg(_daily(["2026-12-01"]), "email", [before, other])
+
+
+def test_links_forms_and_redirects_escape_the_tenant_id(console_env, tmp_path) -> None:
+    """A tenant id is written into page links as one escaped path segment. Raw, tenant
+    ``T%41``'s link opened tenant ``TA``'s page on a real server, and its settings form switched
+    TA's filter; ``x?y``'s link named tenant ``x``. (Starlette's test client decodes a path
+    twice, so ``%`` itself cannot be shown through it: ``?`` stands in.)"""
+    from jobs.exclusions import set_exclusions
+
+    with console_env(tmp_path) as env:
+        for tenant in ("x?y", "x", "T%41"):
+            set_exclusions(env["store"], tenant, {"email": False, "sms": False}, source="test")
+        client = login(env, env["admin"])
+        home = client.get("/").text
+        assert 'href="/t/x%3Fy/settings"' in home and 'href="/t/T%2541/settings"' in home
+        page = client.get("/t/x%3Fy/settings").text
+        assert "Settings · x?y" in page and 'action="/t/x%3Fy/settings"' in page
+        resp = client.post(
+            "/t/x%3Fy/settings",
+            data={"csrf": csrf_of(page), "email_shown": "1", "sms_shown": "1", "email": "on"},
+            follow_redirects=False,
+        )
+        assert resp.status_code == 303 and resp.headers["location"] == "/t/x%3Fy/settings"
+        admin = api(env, env["admin"])
+        assert admin.get("/api/tenants/x%3Fy/settings").json() == {"email": True, "sms": False}
+        assert admin.get("/api/tenants/x/settings").json() == {"email": False, "sms": False}
