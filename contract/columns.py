@@ -403,11 +403,13 @@ def parse_int(arr: pa.Array | pa.ChunkedArray, name: str) -> Parsed:
     bad = np.zeros(n, dtype=bool)
     if pa.types.is_integer(t):
         if pa.types.is_uint64(t):
-            big = to_numpy_bool(pc.greater(arr, 2**63 - 1))
+            # compared as uint64: a plain 2**63 - 1 is an int64 scalar, and Arrow then casts
+            # the column to int64, which fails on the very values looked for
+            big = to_numpy_bool(pc.greater(arr, pa.scalar(2**63 - 1, pa.uint64())))
             bad |= big
             arr = null_where(arr, big)
         values = contiguous(arr).cast(pa.int64())
-        missing = to_numpy_bool(pc.is_null(values))
+        missing = to_numpy_bool(pc.is_null(values)) & ~bad
     elif pa.types.is_floating(t):
         missing = to_numpy_bool(pc.is_nan(contiguous(arr)), null=True)
         values, bad = _float_to_int(arr)

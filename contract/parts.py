@@ -117,6 +117,16 @@ class _ParquetRows:
     def tenant_ids(self) -> pa.ChunkedArray:
         """The tenant_id column, dictionary-encoded as stored (tenants are few: no string is
         built per row; a tenth of the time of reading it as text and encoding it)."""
+        stored = self.file.schema_arrow.field("tenant_id").type
+        if (
+            pa.types.is_nested(stored)
+            or pa.types.is_dictionary(stored)
+            and pa.types.is_nested(stored.value_type)
+        ):
+            # as validation says it of any column (it would be the first to read it)
+            raise BotfilterError(
+                f"{self.path}: column tenant_id is stored as {stored}, which cannot hold str values"
+            )
         file = self._read(lambda: pq.ParquetFile(self.path, read_dictionary=["tenant_id"]))
         return self._read(lambda: file.read(columns=["tenant_id"]))["tenant_id"]
 
@@ -245,7 +255,7 @@ def _codes(
         for chunk in column.chunks:
             if not pa.types.is_dictionary(chunk.type):
                 chunk = pc.dictionary_encode(chunk.cast(pa.string()))
-            values = parse_text(chunk.dictionary.cast(pa.string())).values.to_pylist()
+            values = parse_text(_valid_text(chunk.dictionary)).values.to_pylist()
             # the last slot is what a null index (no tenant) picks
             mapping = [-1 if v is None else lookup.setdefault(v, len(lookup)) for v in values]
             codes = np.array([*mapping, -1], dtype=np.int64)
@@ -253,6 +263,26 @@ def _codes(
             pieces.append(codes[indices])
         out[name] = np.concatenate(pieces)
     return out
+
+
+def _valid_text(values: pa.Array) -> pa.Array:
+    """``values`` as text, the ones that are not UTF-8 as nulls (their rows have no tenant to
+    plan by; the reader sets them aside as ``invalid UTF-8 text``)."""
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        try:
+            values.validate(full=True)
+            return values.cast(pa.string())
+        except pa.ArrowInvalid:
+            values = values.cast(pa.binary())
+    elif not (pa.types.is_binary(values.type) or pa.types.is_large_binary(values.type)):
+        return values.cast(pa.string())
+    text = []
+    for raw in values.to_pylist():
+        try:
+            text.append(None if raw is None else bytes(raw).decode("utf-8"))
+        except UnicodeDecodeError:
+            text.append(None)
+    return pa.array(text, pa.string())
 
 
 def plan_parts(

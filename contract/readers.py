@@ -524,7 +524,9 @@ def records_json(raw: RawTable, positions: np.ndarray) -> list[str]:
             zone = "%z" if column.type.tz else ""
             text = pc.strftime(column, format=f"%Y-%m-%dT%H:%M:%S{zone}", locale="C")
             table = table.set_column(i, table.field(i).name, text)
-    rows = table.to_pandas(types_mapper=_record_types().get)
+    # Without the schema's pandas metadata: pandas would follow the types it names, which a
+    # file rewritten by other tools may no longer hold (an Int64 column now text).
+    rows = table.replace_schema_metadata(None).to_pandas(types_mapper=_record_types().get)
     text = rows.to_json(orient="records", lines=True, force_ascii=False, default_handler=str)
     # the encoder escapes newlines inside values, and every "/" as "\/" (valid but noisy)
     return text.replace("\\/", "/").split("\n")[: len(positions)]
