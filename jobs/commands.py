@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from core.errors import BotfilterError
-from core.paths import check_out_dir, check_out_file
+from core.paths import check_apart, check_out_dir, check_out_file
 
 # Every other import sits in the command that needs it: this module is imported by every
 # `botfilter` run, `--help` included (tests/unit/test_cli_startup.py), and after
@@ -60,6 +60,9 @@ def score(
     check_engine(engine)
     if engine == "local":  # (Spark writes Hadoop paths too, which it checks itself)
         check_out_file(out)
+        # Inside --data, the scores file could take a table's name and replace it (an audit:
+        # --out DATA/events.parquet), or be read as a second table on the next run.
+        check_apart(out, data)
     console = Console()
     settings = get_settings()
     if engine == "spark":
@@ -125,6 +128,7 @@ def recompute(
     when = parse_as_of(as_of)  # every option is checked before the store is opened
     if out is not None:
         check_out_dir(out)
+        check_apart(out, data)  # the metric tables would sit among the input tables
     console = Console()
     settings = get_settings()
     store = Store.open(settings)

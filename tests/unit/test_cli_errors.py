@@ -220,6 +220,24 @@ def test_validate_out_must_be_apart_from_data(cli, data, where) -> None:
     assert sorted(p.name for p in data.iterdir()) == before
 
 
+@pytest.mark.parametrize(
+    ("command", "name"),
+    [("score", "events.parquet"), ("score", "scores.csv"), ("recompute", "metrics")],
+)
+def test_score_and_recompute_out_must_be_apart_from_data(cli, data, command, name) -> None:
+    """`botfilter score --out DATA/events.parquet` replaced the events table with the scores
+    (an audit), and any file or directory written inside --data sits among its tables."""
+    out = data / name
+    before = {p.name: p.stat().st_mtime_ns for p in data.iterdir()}
+    extra = ["--as-of", "2024-03-31T00:00:00Z"] if command == "recompute" else []
+    status, _, err = cli(command, "--data", str(data), "--out", str(out), *extra)
+    assert status == 2
+    assert one_line(err) == (
+        f"--out {out}: must be apart from --data {data} (not it, in it or around it)"
+    )
+    assert {p.name: p.stat().st_mtime_ns for p in data.iterdir()} == before
+
+
 def test_validate_out_elsewhere_works(cli, data, tmp_path) -> None:
     status, out, err = cli("validate", "--data", str(data), "--out", str(tmp_path / "clean"))
     assert status == 0, err
