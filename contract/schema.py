@@ -141,6 +141,14 @@ def find_table_files(data_dir: Path) -> dict[str, Path]:
     # extensions in any case (messages.PARQUET); the table name as written
     entries = sorted(p for p in data_dir.iterdir() if p.suffix.lower() in FILE_FORMATS)
     for name in TABLES:
+        folders = [p for p in entries if p.stem == name and not p.is_file()]
+        if folders:
+            # Not "no such table": a directory of Parquet parts is read by --engine spark only
+            # (from a URI), and an optional table would otherwise be taken for absent silently.
+            raise BotfilterError(
+                f"{folders[0]}: is a directory, not a file (give one file per table; "
+                "--engine spark reads a directory of Parquet parts from a URI: file://...)"
+            )
         paths = [p for p in entries if p.stem == name and p.is_file()]
         if len(paths) > 1:
             names = " and ".join(p.name for p in paths)

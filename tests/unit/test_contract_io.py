@@ -323,6 +323,14 @@ def test_directory_errors(tmp_path: Path) -> None:
     assert one_line_error(tmp_path) == (
         f"{tmp_path}: table messages given twice (messages.csv and messages.jsonl); keep one"
     )
+    # a directory of Parquet parts (Spark's layout): said so, not "no events table", and an
+    # optional table is not taken for absent
+    (tmp_path / "messages.csv").unlink()
+    for name in ("events", "segments"):
+        folder = tmp_path / f"{name}.parquet"
+        folder.mkdir()
+        assert one_line_error(tmp_path).startswith(f"{folder}: is a directory, not a file")
+        folder.rmdir()
 
 
 def test_column_of_unusable_type_fails_naming_it(tmp_path: Path) -> None:
