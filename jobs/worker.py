@@ -110,6 +110,8 @@ class CycleResult:
     results: list[RecomputeResult] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)  # queued tenants not in the data
+    # tenants another run holds (a `botfilter recompute --tenant`): left for the next cycle
+    busy: list[str] = field(default_factory=list)
     seconds: float = 0.0
     drift: str = ""  # the daily drift monitor's outcome, when it ran this cycle
 
@@ -119,6 +121,8 @@ class CycleResult:
         text = f"{self.status}: {self.reason}; recomputed {done} in {self.seconds:.1f}s"
         if self.waiting:
             text += f"; waiting for data of {', '.join(self.waiting)}"
+        if self.busy:
+            text += f"; left for the next cycle (another run holds them): {', '.join(self.busy)}"
         if self.errors:
             text += f"; errors: {' | '.join(self.errors)}"
         if self.drift:
@@ -143,6 +147,20 @@ def _targets(
         key = tuple(c for c in CHANNELS if c in chans)
         groups.setdefault(key, []).append(tenant)
     return groups, waiting
+
+
+def _held_elsewhere(store: Store, groups: dict[tuple[str, ...], list[str]]) -> set[str]:
+    """The tenants of ``groups`` whose lock another run holds now. A recompute takes every
+    tenant's lock of its scope, so one such tenant made the whole group wait (up to the store's
+    lock timeout, 15 minutes) and then fail, other tenants' queued changes with it."""
+    held: set[str] = set()
+    for tenant in sorted({t for group in groups.values() for t in group}):
+        try:
+            with store.locks([f"tenant:{tenant}"], timeout=0):
+                pass
+        except LockTimeout:
+            held.add(tenant)
+    return held
 
 
 def _planned_tenants(parts: TenantParts | None) -> list[str] | None:
@@ -225,6 +243,12 @@ def _cycle(
             sync_from_data(store, data.settings)
             planned = sorted(data.messages["tenant_id"].unique())
         groups, result.waiting = _targets(store.pending(), planned, changed or due)
+        held = _held_elsewhere(store, groups)
+        if held:  # their queued changes stay pending: the next cycle takes them
+            result.busy = sorted(held)
+            groups = {
+                k: kept for k, g in groups.items() if (kept := [t for t in g if t not in held])
+            }
         for channels, group in groups.items():
             run = RecomputeOptions(
                 as_of=pd.Timestamp(now),
@@ -270,7 +294,12 @@ def _cycle(
         rows_in=events_in,
         rows_out=rows_out,
         error=" | ".join(result.errors) or None,
-        detail={"reason": reason, "recomputed": result.recomputed, "waiting": result.waiting},
+        detail={
+            "reason": reason,
+            "recomputed": result.recomputed,
+            "waiting": result.waiting,
+            "busy": result.busy,
+        },
     )
     return result
 

@@ -187,3 +187,31 @@ def test_a_worker_cycle_counts_a_tenant_without_clean_messages_as_waiting(
     assert queued.status == "succeeded", queued.line()
     assert queued.recomputed == [("t1", ("sms",))]
     assert queued.waiting == ["t3"]
+
+
+def test_a_tenant_another_run_holds_is_left_for_the_next_cycle(
+    tmp_path, data_dir, label_scorer
+) -> None:
+    """A recompute takes the locks of every tenant of its scope: one tenant held by another run
+    (a `botfilter recompute --tenant t3`) made the worker wait for it up to the store's lock
+    timeout, then fail every tenant queued beside it. Now the held tenant waits for the next
+    cycle and the others are recomputed."""
+    from jobs.exclusions import set_exclusion
+    from jobs.worker import CycleOptions, run_cycle
+
+    settings, store = _store(tmp_path / "home")
+    store.lock_timeout = 5.0  # were it waited for, the cycle would fail after 5 s
+    options = CycleOptions(scorer=label_scorer, model_version="labels")
+    now = AS_OF.to_pydatetime()
+    assert run_cycle(store, settings, data_dir, options, now=now).status == "succeeded"
+    set_exclusion(store, "t1", "email", False)
+    set_exclusion(store, "t3", "email", True)
+    with store.locks(["tenant:t3"]):
+        held = run_cycle(store, settings, data_dir, options, now=now)
+    assert held.status == "succeeded", held.line()
+    assert held.recomputed == [("t1", ("email",))] and held.busy == ["t3"]
+    assert "another run holds them): t3" in held.line()
+    assert sorted(store.pending()["tenant_id"]) == ["t3"]
+    later = run_cycle(store, settings, data_dir, options, now=now)
+    assert later.recomputed == [("t3", ("email",))] and later.busy == []
+    assert store.pending().empty
