@@ -321,10 +321,18 @@ def _message_context() -> list[str]:
     return ["tenant_id", "message_id", *(c for c in MESSAGE_CONTEXT if c not in EVENTS.names)]
 
 
+def _apart(frame: DataFrame, columns: list[str]) -> DataFrame:
+    """``frame``'s ``columns`` under new column identities. The clean events and messages are
+    views of the same cached validation result, and with an event id that names two messages
+    (two tenants sharing one: nothing wrong) both sides come from the same union, which Spark
+    refused to join or cogroup ("Column tenant_id#81, message_id#80 are ambiguous")."""
+    return frame.select(*columns).toDF(*columns)
+
+
 def _with_context(tables: CleanTables[DataFrame]) -> DataFrame:
     # A message is (tenant_id, message_id): two tenants may use the same id (PRODUCT.md).
     keys = ["tenant_id", "message_id"]
-    messages = tables.messages.select(*_message_context())
+    messages = _apart(tables.messages, _message_context())
     return tables.events.join(messages, keys).select(*context_columns())
 
 
@@ -395,7 +403,7 @@ def score_spark(
         # a join first would shuffle both by message, then the joined rows again by tenant.
         events = tables.events.select(*EVENTS.names).groupBy("tenant_id")
         named = tables.messages if tables.named_messages is None else tables.named_messages
-        messages = named.select(*_message_context()).groupBy("tenant_id")
+        messages = _apart(named, _message_context()).groupBy("tenant_id")
         return events.cogroup(messages).applyInArrow(_score_tenants(shipped, columns), SCORES_DDL)
     groups = _chunked(_with_context(tables), chunk_seconds).groupBy("tenant_id", CHUNK)
     return groups.applyInArrow(_score_groups(shipped, columns), SCORES_DDL)

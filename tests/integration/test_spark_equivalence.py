@@ -442,6 +442,38 @@ def test_tenants_sharing_message_and_event_ids_stay_apart(
         tables.unpersist()
 
 
+@pytest.mark.parametrize("scheme", ["tenant", "chunk"])
+def test_an_event_id_two_tenants_share_for_different_messages_scores(
+    spark, settings: Settings, model_uri: str, tmp_path: Path, scheme: str
+) -> None:
+    """Two tenants may use one event id, here for messages of different ids: validation then
+    checks that id apart, and scoring joined (or cogrouped) two views of one cached result,
+    which Spark refused as ambiguous ("internal error (AnalysisException ...)", an audit)."""
+    import contract
+    from jobs.spark.engine import score_spark, scores_to_pandas
+    from scoring.batch import score_validated
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "messages.csv").write_text(
+        "message_id,tenant_id,channel,campaign_id,contact_id,sent_at,delivered_at\n"
+        "m1,t1,email,c1,k1,2025-01-01T00:00:00Z,2025-01-01T00:00:01Z\n"
+        "m2,t2,email,c1,k9,2025-01-01T00:00:00Z,2025-01-01T00:00:01Z\n"
+    )
+    (data / "events.csv").write_text(
+        "event_id,tenant_id,message_id,type,occurred_at\n"
+        "e1,t1,m1,open,2025-01-01T00:01:00Z\n"
+        "e1,t2,m2,click,2025-01-01T00:02:00Z\n"
+    )
+    got = scores_to_pandas(score_spark(spark, data, settings, model_uri, scheme=scheme))
+    want = score_validated(contract.load(data), settings, model_uri)
+    key = ["tenant_id", "event_id"]
+    got, want = (f.sort_values(key, ignore_index=True) for f in (got, want))
+    assert got[key].values.tolist() == [["t1", "e1"], ["t2", "e1"]]
+    assert np.abs(got["bot_score"] - want["bot_score"]).max() <= 1e-12
+    assert got["is_bot"].tolist() == want["is_bot"].tolist()
+
+
 def test_events_find_their_message_by_tenant_and_message_id(spark) -> None:
     """Two tenants may use the same message_id (PRODUCT.md): each event gets its own tenant's
     message as context, never the other tenant's (nor both)."""
