@@ -60,7 +60,8 @@ def apply_weak_labels(
     events the file does not label are left out. ``ctx`` gets ``label`` and ``bot_kind`` from
     the weak labels, so the evaluation report and the gate read them like real labels.
     """
-    info: dict[str, Any] = {"labels": str(labels)}
+    # a file's path absolute: `botfilter promote` rereads it from wherever it is typed
+    info: dict[str, Any] = {"labels": WEAK if str(labels) == WEAK else str(Path(labels).resolve())}
     covered = np.ones(len(ctx), dtype=bool)
     if str(labels) == WEAK:
         weak = weak_labels(ctx, feats)

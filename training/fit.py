@@ -113,7 +113,7 @@ def mix_in(prep: Prepared, other: Prepared, source: Path) -> Prepared:
     n, m = len(prep.y), len(other.y)
     w = prep.weight if prep.weight is not None else np.ones(n)
     ow = other.weight if other.weight is not None else np.ones(m)
-    info = {**prep.label_info, "mix": str(source), "mix_events": int(m)}
+    info = {**prep.label_info, "mix": str(Path(source).resolve()), "mix_events": int(m)}
     if "labels" not in info:
         info["labels"] = "data"
     return Prepared(

@@ -87,7 +87,8 @@ def log_run(
             {
                 "best_iteration": info.best_iteration,
                 "target_precision": settings.target_precision,
-                "data_dir": str(data_dir),
+                # absolute: `botfilter promote` rereads it from wherever it is typed
+                "data_dir": str(Path(data_dir).resolve()),
                 "labels": prep.label_info.get("labels", "data"),
                 "labels_mix": prep.label_info.get("mix", ""),
                 **{f"rows_{k}": v for k, v in info.split.items()},

@@ -2,6 +2,7 @@
 own, a version that fails it leaves the champion alias where it is, one that passes moves it."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,9 +26,17 @@ def registry(tmp_path_factory) -> Settings:
     simulate(root / "world", tenants=1, days=4, seed=1)
     home = root / "home"
     settings = Settings(home=home, tracking_uri=f"sqlite:///{(home / 'mlflow.db').resolve()}")
-    assert train(settings, root / "world").decision.promote
-    assert not train(settings, root / "world", params={"min_data_in_leaf": 10**9}).decision.promote
-    assert train(settings, root / "world").decision.promote
+    # Trained with a relative --data, and promoted (below) from another directory: the run
+    # must log where its data is, not how it was typed ("its test data world is gone").
+    here = os.getcwd()
+    os.chdir(root)
+    try:
+        world = Path("world")
+        assert train(settings, world).decision.promote
+        assert not train(settings, world, params={"min_data_in_leaf": 10**9}).decision.promote
+        assert train(settings, world).decision.promote
+    finally:
+        os.chdir(here)
     return settings
 
 
@@ -50,6 +59,7 @@ def _promote(settings: Settings, version: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(exe), "promote", "--version", version],
         env=env,
+        cwd="/",
         capture_output=True,
         text=True,
         timeout=300,
