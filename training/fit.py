@@ -297,8 +297,17 @@ def fit_model(
     """Fit booster, calibration and thresholds on the train/validation splits."""
     rows = split_rows(prep)
     tr, va, te = rows.train, rows.valid, rows.test
-    if min(len(tr), len(va), len(te)) == 0 or prep.y[tr].all() or not prep.y[tr].any():
+    if min(len(tr), len(va), len(te)) == 0:
         raise BotfilterError("too little labelled data to split by time into train/validation/test")
+    # Calibration and thresholds are fitted on the validation split: it needs both classes too
+    # (an all-human validation split was an internal error of the calibration's solver).
+    for name, part in (("train", tr), ("validation", va)):
+        if prep.y[part].all() or not prep.y[part].any():
+            only = "bots" if prep.y[part].all() else "people"
+            raise BotfilterError(
+                f"the {name} split (by send time) holds only {only}: training needs labelled "
+                "bots and people in both the train and the validation split"
+            )
     X = prep.features[list(MODEL_FEATURES)].to_numpy(dtype=np.float64)
     params = {**DEFAULT_PARAMS, "num_threads": settings.threads, **(params or {})}
     w = prep.weight

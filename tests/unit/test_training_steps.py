@@ -169,3 +169,19 @@ def test_mix_in_adds_a_labelled_world_at_full_weight():
     plain = mix_in(_prepared(1), world, Path("/data/world"))
     assert plain.label_info == {"mix": "/data/world", "mix_events": 2, "labels": "data"}
     assert plain.weight.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_a_split_with_one_class_is_one_line(tmp_path):
+    """The calibration and thresholds are fitted on the validation split: an all-human one
+    (bots only early in the data) was an internal error of the calibration's solver."""
+    from core.errors import BotfilterError
+    from core.settings import Settings
+    from training.fit import fit_model
+
+    prep = _prepared(20)
+    prep.y[:14:2] = False  # the train split has both classes; validation (14-16) bots only
+    with pytest.raises(BotfilterError, match="the validation split .* holds only bots"):
+        fit_model(prep, Settings(home=tmp_path))
+    prep.y[14:] = False
+    with pytest.raises(BotfilterError, match="the validation split .* holds only people"):
+        fit_model(prep, Settings(home=tmp_path))
