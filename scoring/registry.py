@@ -70,6 +70,11 @@ def _registered(settings: Settings, uri: str) -> tuple[str, str]:
             name, alias = ref.split("@", 1)
             mv = client.get_model_version_by_alias(name, alias)
         else:
+            if "/" not in ref:  # models:/NAME alone (or a logged model's id): no version named
+                raise BotfilterError(
+                    f"model URI {uri!r}: name a registered version, models:/NAME@ALIAS or "
+                    "models:/NAME/NUMBER"
+                )
             name, version = ref.split("/", 1)
             if not version.isdigit():
                 raise BotfilterError(f"model URI {uri!r}: use an alias (@champion) or a number")
@@ -156,7 +161,12 @@ def resolve_model(settings: Settings, uri: str | None = None) -> ModelRef:
         import mlflow
 
         configure_mlflow(settings)
-        mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp))
+        try:
+            mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp))
+        except Exception as exc:  # MLflow's own errors, OSError for a path that is not there
+            shutil.rmtree(tmp, ignore_errors=True)
+            why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BotfilterError(f"cannot fetch the model at {uri}: {why}") from exc
         model_file, meta_file = _model_files(tmp, uri)
         (tmp / _COMPLETE).write_text(content_id(model_file.read_bytes(), meta_file.read_bytes()))
         shutil.rmtree(local, ignore_errors=True)

@@ -145,3 +145,24 @@ def test_registry_users_point_mlflow_at_their_own_store(
     mlflow.set_tracking_uri(elsewhere)
     use_experiment(settings)
     assert mlflow.get_tracking_uri() == settings.mlflow_uri
+
+
+@pytest.mark.parametrize(
+    ("uri", "said"),
+    [
+        ("models:/botfilter", "name a registered version, models:/NAME@ALIAS"),
+        ("models:/", "name a registered version"),
+        ("runs:/deadbeef/model", "cannot fetch the model at runs:/deadbeef/model: "),
+        ("/nowhere/model", "cannot fetch the model at /nowhere/model: "),
+    ],
+)
+def test_a_model_uri_that_names_no_model_is_one_line(tmp_path, uri: str, said: str) -> None:
+    """`--model` URIs that name no version, or nothing that exists, were internal errors
+    (ValueError from splitting the URI, MLflow's own exceptions from the download; an audit)."""
+    from core.errors import BotfilterError
+    from scoring.registry import resolve_model
+
+    settings = Settings(home=tmp_path / "home", tracking_uri=f"sqlite:///{tmp_path / 'r.db'}")
+    with pytest.raises(BotfilterError) as info:
+        resolve_model(settings, uri)
+    assert said in str(info.value) and "\n" not in str(info.value)
