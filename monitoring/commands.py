@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
+from core.errors import BotfilterError
 from core.paths import check_out_file
 from monitoring.thresholds import Thresholds
+
+if TYPE_CHECKING:  # annotations only: pydantic-settings is imported on use (start-up)
+    from core.settings import Settings
 
 _T = Thresholds()
 
@@ -40,6 +46,7 @@ def monitor(
     for path in (out, html):
         if path is not None:
             check_out_file(path)  # before any work
+    _check_thresholds(max_feature_psi, max_score_psi, max_network_change, min_candidate_recipients)
 
     console = Console()
     settings = get_settings()
@@ -51,11 +58,14 @@ def monitor(
     )
     with console.status("monitoring"):
         report = run_monitor(settings, data, model, th)
-    path = save_latest(settings.ensure_home(), report)
+    # The latest report is the champion's: the API's drift gauges and the console read it.
+    # Another model's report goes to --out only.
+    latest = save_latest(settings.ensure_home(), report) if _champion(settings, model) else None
+    where = latest
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2, default=float))
-        path = out
+        where = out
     if html is not None:
         html.parent.mkdir(parents=True, exist_ok=True)
         html.write_text(html_section(report), encoding="utf-8")
@@ -67,6 +77,35 @@ def monitor(
     )
     for alert in report["alerts"]:
         console.print(f"[red]ALERT[/] {alert}", markup=True, highlight=False)
-    console.print(f"report -> {path}")
+    if where is not None:
+        console.print(f"report -> {where}")
+    else:
+        console.print("report not saved: --model names a model other than the champion (--out)")
     if report["alerts"]:
         raise typer.Exit(1)
+
+
+def _check_thresholds(
+    feature_psi: float, score_psi: float, network: float, recipients: int
+) -> None:
+    """One line for a threshold no alert can mean anything with (NaN silenced alerts, a
+    negative PSI raised one for every feature; an audit)."""
+    for option, value in (("--max-feature-psi", feature_psi), ("--max-score-psi", score_psi)):
+        if not math.isfinite(value) or value <= 0:
+            raise BotfilterError(f"{option} {value}: give a PSI above 0 (0.25 is the usual bar)")
+    if not math.isfinite(network) or not 0 < network <= 1:
+        raise BotfilterError(f"--max-network-change {network}: give a share change in (0, 1]")
+    if recipients < 1:
+        raise BotfilterError(f"--min-candidate-recipients {recipients}: give 1 or more")
+
+
+def _champion(settings: Settings, model: str | None) -> bool:
+    """Whether ``model`` (None: the champion) is the champion now."""
+    if model is None:
+        return True
+    from scoring.registry import resolve_model
+
+    try:
+        return resolve_model(settings).model_id == resolve_model(settings, model).model_id
+    except BotfilterError:  # no champion to compare with
+        return False

@@ -112,3 +112,31 @@ def test_the_worker_runs_the_monitor_once_a_day(setup):
     assert later.drift == ""  # not a day yet
     next_day = run_cycle(store, settings, data, options, now=now + timedelta(days=1))
     assert next_day.drift.startswith("1 alert(s)")
+
+
+def test_monitoring_another_model_leaves_the_champions_latest_report(cli, setup, tmp_path):
+    """The latest report feeds the API's drift gauges and the console as the champion's: a
+    monitor run with --model naming another version overwrote it (an audit)."""
+    refused = train(setup["settings"], setup["root"] / "train", params={"min_data_in_leaf": 10**9})
+    assert not refused.decision.promote  # registered, not the champion
+    latest = setup["home"] / "reports/monitor/latest.json"
+    proc = cli(["monitor", "--data", str(setup["root"] / "quiet")], setup["home"])
+    assert proc.returncode in (0, 1), proc.stderr
+    before = latest.read_bytes()
+    out = tmp_path / "other.json"
+    args = ["monitor", "--data", str(setup["root"] / "quiet"), "--out", str(out)]
+    proc = cli([*args, "--model", f"models:/{refused.version}"], setup["home"])
+    assert proc.returncode in (0, 1), proc.stderr
+    assert latest.read_bytes() == before
+    assert json.loads(out.read_text())["model_version"] == refused.version
+    proc = cli(
+        [
+            "monitor",
+            "--data",
+            str(setup["root"] / "quiet"),
+            "--model",
+            f"models:/{refused.version}",
+        ],
+        setup["home"],
+    )
+    assert "report not saved" in proc.stdout and latest.read_bytes() == before

@@ -352,3 +352,22 @@ def test_the_machine_refusing_a_file_mid_run_is_the_users_to_fix(cli, monkeypatc
     assert status == 2
     assert one_line(err) == f"{out / 'events.parquet'}: No space left on device"
     assert one_line_error(OSError(errno.EINVAL, "Invalid argument")).startswith("internal error")
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "said"),
+    [
+        ("--max-feature-psi", "nan", "give a PSI above 0"),
+        ("--max-feature-psi", "-1", "give a PSI above 0"),
+        ("--max-score-psi", "inf", "give a PSI above 0"),
+        ("--max-network-change", "1.5", "give a share change in (0, 1]"),
+        ("--min-candidate-recipients", "-5", "give 1 or more"),
+    ],
+)
+def test_monitor_thresholds_that_mean_nothing_are_refused(cli, data, option, value, said) -> None:
+    """NaN silenced a feature's alert, a negative PSI raised one for every feature, and a
+    negative recipient count named fan-outs to 0 recipients (an audit): refused before any
+    work."""
+    status, _, err = cli("monitor", "--data", str(data), option, value)
+    line = one_line(err)
+    assert status == 2 and line.startswith(f"{option} ") and said in line, line
