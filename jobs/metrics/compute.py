@@ -135,7 +135,16 @@ def parse_reasons(value: Any) -> list[str]:
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("["):
-            return [str(v) for v in json.loads(text)]
+            try:
+                listed = json.loads(text)
+            except json.JSONDecodeError:
+                listed = None
+            if not isinstance(listed, list):
+                # e.g. numpy's "['a' 'b']", written by a frame's to_csv: say so, in one line
+                raise BotfilterError(
+                    f"reasons {text[:60]!r}: not a JSON list; give names separated by ';'"
+                )
+            return [str(v) for v in listed]
         parts = text.replace("|", ",").replace(";", ",").split(",")
         return [p.strip() for p in parts if p.strip()]
     return [str(v) for v in value]

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.errors import BotfilterError
 from jobs.metrics import (
     COUNTS,
     MESSAGE_COLUMNS,
@@ -342,6 +343,9 @@ def test_reasons_and_timestamps() -> None:
     assert parse_reasons("ua_is_crawler;dc_asn") == ["ua_is_crawler", "dc_asn"]
     assert top_reasons(pd.Series([float("nan"), float("nan")])).tolist() == [None, None]
     assert top_reasons(pd.Series(["x;y", float("nan")])).tolist() == ["x", None]
+    # numpy's text of an array (a frame's to_csv) is no JSON: one line, not an internal error
+    with pytest.raises(BotfilterError, match="not a JSON list"):
+        parse_reasons("['ua_length' 'ua_family']")
     assert to_utc("2024-03-01T10:00") == pd.Timestamp("2024-03-01T10:00Z")
     assert to_utc("2024-03-01T12:00+02:00") == pd.Timestamp("2024-03-01T10:00Z")
     window = Window.ending("2024-03-31", 30)
