@@ -40,7 +40,19 @@ def read_labels(path: Path) -> pd.DataFrame:
     proba = pd.to_numeric(table["label_bot_probability"], errors="coerce")
     if proba.isna().any() or not proba.between(0, 1).all():
         raise BotfilterError(f"--labels {path}: label_bot_probability must be a number in [0, 1]")
-    return table.assign(label_bot_probability=proba)[list(need)]
+    # Identifiers are text (PRODUCT.md), however the file stored them; one label per event.
+    ids = {c: table[c].astype("string").astype(object) for c in ("event_id", "tenant_id")}
+    out = pd.DataFrame({**ids, "label_bot_probability": proba})
+    if out[["event_id", "tenant_id"]].isna().any().any():
+        raise BotfilterError(f"--labels {path}: event_id and tenant_id must be set on every row")
+    repeated = out.duplicated(["tenant_id", "event_id"])
+    if repeated.any():
+        first = out.loc[repeated].iloc[0]
+        raise BotfilterError(
+            f"--labels {path}: event {first['event_id']!r} of tenant {first['tenant_id']!r} "
+            "is labelled more than once"
+        )
+    return out
 
 
 def _bot_kind(model: LabelModel, votes: np.ndarray) -> np.ndarray:

@@ -45,3 +45,26 @@ def test_unlabelled_rows_neither_set_thresholds_nor_count_in_the_test(tmp_path) 
     proba = model.predict_proba(feats)
     flagged = proba >= model.thresholds["email:click"]
     assert flagged[prep.y[te]].mean() > 0.95
+
+
+def test_a_label_file_with_numeric_ids_or_repeats_is_read_or_refused_in_one_line(tmp_path):
+    """Integer ids (a Parquet file keeps them so) and an event labelled twice were internal
+    errors of the merge (an audit): ids are read as text, a repeat is one line."""
+    import pytest
+
+    from core.errors import BotfilterError
+    from labelling.training import read_labels
+
+    path = tmp_path / "labels.parquet"
+    pd.DataFrame(
+        {"event_id": [7, 8], "tenant_id": ["t1", "t1"], "label_bot_probability": [0.9, 0.1]}
+    ).to_parquet(path)
+    got = read_labels(path)
+    assert got["event_id"].tolist() == ["7", "8"] and got["tenant_id"].tolist() == ["t1", "t1"]
+    pd.DataFrame(
+        {"event_id": ["e1", "e1"], "tenant_id": ["t1", "t1"], "label_bot_probability": [0.9, 0.1]}
+    ).to_parquet(path)
+    with pytest.raises(
+        BotfilterError, match="event 'e1' of tenant 't1' is labelled more than once"
+    ):
+        read_labels(path)
