@@ -34,11 +34,18 @@ def training_profile(model, prep) -> dict[str, Any]:  # noqa: ANN001
 
 
 def load_reference(settings, model_version: str) -> dict[str, Any]:  # noqa: ANN001
-    """The reference profile logged by the run that produced ``name/version``."""
-    name, version = model_version.split("/", 1)
+    """The reference profile logged by the run that produced ``name/version`` (or the run a
+    ``runs:/RUN_ID/PATH`` label names)."""
     configure_mlflow(settings)  # resolving the model may not have opened the registry
     try:
-        run_id = MlflowClient().get_model_version(name, version).run_id
+        run_id: str | None
+        if model_version.startswith("runs:/"):
+            run_id = model_version[len("runs:/") :].split("/", 1)[0]
+        elif "/" in model_version:
+            name, version = model_version.split("/", 1)
+            run_id = MlflowClient().get_model_version(name, version).run_id
+        else:  # a model from a file or directory: no run logged its training profile
+            raise OSError(f"{model_version} is not a registered version or a run")
         return mlflow.artifacts.load_dict(f"runs:/{run_id}/{PROFILE}")
     except (MlflowException, OSError) as exc:
         raise BotfilterError(

@@ -60,6 +60,9 @@ def _registered(settings: Settings, uri: str) -> tuple[str, str]:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    if uri.startswith("runs:/"):
+        # The run names the model (the path in it alone, "model", named every run's alike).
+        return uri.rstrip("/"), uri
     if not uri.startswith("models:/"):
         return uri.rstrip("/").rsplit("/", 1)[-1][:40], uri
     ref = uri[len("models:/") :]

@@ -166,3 +166,18 @@ def test_a_model_uri_that_names_no_model_is_one_line(tmp_path, uri: str, said: s
     with pytest.raises(BotfilterError) as info:
         resolve_model(settings, uri)
     assert said in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_run_uri_is_its_own_label_and_a_model_file_has_no_profile(tmp_path) -> None:
+    """Rows scored with runs:/RUN/model were stamped "model", as every run's would be; and
+    monitoring a model without a registered version was an internal error (a ValueError
+    splitting its label; an audit)."""
+    from core.errors import BotfilterError
+    from monitoring.run import load_reference
+    from scoring.registry import resolve_version
+
+    settings = Settings(home=tmp_path / "home", tracking_uri=f"sqlite:///{tmp_path / 'r.db'}")
+    assert resolve_version(settings, "runs:/0123abcd/model") == "runs:/0123abcd/model"
+    for label in ("model", "runs:/0123abcd/model"):
+        with pytest.raises(BotfilterError, match="has no"):
+            load_reference(settings, label)
