@@ -27,6 +27,7 @@ from console.auth import Auth, session_secret
 from console.model import ModelInfo
 from core.errors import BotfilterError
 from core.settings import Settings
+from core.text import has_controls
 from core.tokens import Scope, TokenStore, hash_token
 from jobs.exclusions import parse_switch
 from jobs.lists import storage as lists
@@ -198,7 +199,7 @@ def create_app(
         # No tenant, campaign, automation or segment id holds a control character (the
         # contract quarantines such rows), so a path with one (%00...) names nothing: 404,
         # before any query (PostgreSQL refuses NUL in text, which surfaced as a 500).
-        if any(ord(ch) < 32 or ord(ch) == 127 for ch in request.url.path):
+        if has_controls(request.url.path):
             return JSONResponse({"detail": "not found"}, status_code=404)
         return await call_next(request)
 

@@ -8,7 +8,6 @@ a row newer than what the store holds wins.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from sqlalchemy import select
 
 from contract.schema import CHANNELS
 from core.errors import BotfilterError
+from core.text import has_controls
 from jobs.store import Store, metric_partitions, settings_history, tenant_settings
 
 SWITCH = {"on": True, "off": False, "true": True, "false": False, "yes": True, "no": False}
@@ -51,11 +51,8 @@ def check_tenant_id(tenant: str) -> None:
         raise BotfilterError("the tenant id is empty")
     if tenant != tenant.strip():
         raise BotfilterError(f"tenant id {tenant!r}: remove the surrounding whitespace")
-    if _CONTROLS.search(tenant):
+    if has_controls(tenant):
         raise BotfilterError(f"tenant id {tenant!r}: control characters are not allowed")
-
-
-_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def known_tenant(store: Store, tenant: str) -> bool:

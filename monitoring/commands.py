@@ -60,7 +60,8 @@ def monitor(
         report = run_monitor(settings, data, model, th)
     # The latest report is the champion's: the API's drift gauges and the console read it.
     # Another model's report goes to --out only.
-    latest = save_latest(settings.ensure_home(), report) if _champion(settings, model) else None
+    champion = model is None or _champion_version(settings) == report["model_version"]
+    latest = save_latest(settings.ensure_home(), report) if champion else None
     where = latest
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -99,13 +100,11 @@ def _check_thresholds(
         raise BotfilterError(f"--min-candidate-recipients {recipients}: give 1 or more")
 
 
-def _champion(settings: Settings, model: str | None) -> bool:
-    """Whether ``model`` (None: the champion) is the champion now."""
-    if model is None:
-        return True
+def _champion_version(settings: Settings) -> str | None:
+    """The champion's version label (None: no champion); the report names its model's."""
     from scoring.registry import resolve_model
 
     try:
-        return resolve_model(settings).model_id == resolve_model(settings, model).model_id
-    except BotfilterError:  # no champion to compare with
-        return False
+        return resolve_model(settings).version
+    except BotfilterError:
+        return None

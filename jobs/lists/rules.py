@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import BotfilterError
+from core.text import has_controls
 from jobs.metrics import parse_reasons
 
 LISTS = ("allow", "block")
@@ -37,7 +38,6 @@ MAX_REASONS = 3  # PRODUCT.md: up to 3 reasons per event
 AsnLookup = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9-]{1,63}$")
-_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def normalise(kind: str, value: str) -> str:
     text = str(value).strip()
     if not text:
         raise BotfilterError(f"the {kind} value is empty")
-    if _CONTROLS.search(text):
+    if has_controls(text):
         raise BotfilterError(f"{kind} {text!r}: control characters are not allowed")
     if kind == "ip":
         try:

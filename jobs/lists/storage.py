@@ -21,6 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from core.errors import BotfilterError
+from core.text import has_controls
 from jobs.lists.rules import Entry, channels_of, check_list, normalise
 from jobs.store import Store
 from jobs.store.schema import list_audit, list_entries
@@ -83,7 +84,7 @@ def check_note(note: str) -> str:
     """A note as stored: trimmed, at most 500 characters, no control characters but tab and
     newline (PostgreSQL refuses NUL in text, which surfaced as a 500)."""
     text = str(note or "").strip()[:500]
-    if any(ord(ch) < 32 and ch not in "\t\n\r" or ord(ch) == 127 for ch in text):
+    if has_controls(text, allow="\t\n\r"):
         raise BotfilterError("note: control characters are not allowed")
     return text
 
