@@ -33,6 +33,8 @@ from contract.columns import decoded, parse_text, to_numpy_bool
 from contract.counts import Report, TableReport
 from contract.readers import (
     RawTable,
+    _is_text_type,
+    _is_utf8,
     _one_line,
     _set_aside_invalid_text,
     check_required_columns,
@@ -268,7 +270,7 @@ def _codes(
 def _valid_text(values: pa.Array) -> pa.Array:
     """``values`` as text, the ones that are not UTF-8 as nulls (their rows have no tenant to
     plan by; the reader sets them aside as ``invalid UTF-8 text``)."""
-    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+    if _is_text_type(values.type):
         try:
             values.validate(full=True)
             return values.cast(pa.string())
@@ -276,12 +278,8 @@ def _valid_text(values: pa.Array) -> pa.Array:
             values = values.cast(pa.binary())
     elif not (pa.types.is_binary(values.type) or pa.types.is_large_binary(values.type)):
         return values.cast(pa.string())
-    text = []
-    for raw in values.to_pylist():
-        try:
-            text.append(None if raw is None else bytes(raw).decode("utf-8"))
-        except UnicodeDecodeError:
-            text.append(None)
+    raws = values.to_pylist()
+    text = [raw.decode("utf-8") if raw is not None and _is_utf8(raw) else None for raw in raws]
     return pa.array(text, pa.string())
 
 
