@@ -63,23 +63,25 @@ def _pr_auc(y: np.ndarray, proba: np.ndarray) -> float:
 
 
 def campaign_rates(ctx: pd.DataFrame, counted: np.ndarray) -> pd.DataFrame:
-    """Per-campaign open rate and CTR (PRODUCT.md definitions) counting only ``counted`` events."""
+    """Per-campaign open rate and CTR (PRODUCT.md definitions) counting only ``counted`` events.
+
+    Campaigns and messages are (tenant_id, id): two tenants may use the same ids."""
+    campaign = ["tenant_id", "campaign_id"]
+    message = ["tenant_id", "message_id"]
     ev = ctx.loc[
         counted & ctx["campaign_id"].notna().to_numpy() & ctx["delivered_at"].notna().to_numpy(),
-        ["campaign_id", "message_id", "type"],
+        [*campaign, "message_id", "type"],
     ]
     msgs = ctx[ctx["campaign_id"].notna() & ctx["delivered_at"].notna()][
-        ["campaign_id", "message_id", "channel"]
-    ].drop_duplicates("message_id")
-    delivered = msgs.groupby("campaign_id").size()
-    opened = (
-        ev.drop_duplicates("message_id").groupby("campaign_id").size()
-    )  # a click implies an open
-    clicked = ev[ev["type"] == "click"].drop_duplicates("message_id").groupby("campaign_id").size()
+        [*campaign, "message_id", "channel"]
+    ].drop_duplicates(message)
+    delivered = msgs.groupby(campaign).size()
+    opened = ev.drop_duplicates(message).groupby(campaign).size()  # a click implies an open
+    clicked = ev[ev["type"] == "click"].drop_duplicates(message).groupby(campaign).size()
     out = pd.DataFrame({"delivered": delivered})
     out["open_rate"] = opened.reindex(out.index, fill_value=0) / out["delivered"]
     out["ctr"] = clicked.reindex(out.index, fill_value=0) / out["delivered"]
-    channel = msgs.drop_duplicates("campaign_id").set_index("campaign_id")["channel"]
+    channel = msgs.drop_duplicates(campaign).set_index(campaign)["channel"]
     out.loc[channel.reindex(out.index) == "sms", "open_rate"] = np.nan
     return out
 

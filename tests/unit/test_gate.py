@@ -90,3 +90,29 @@ def test_decision_json_keeps_its_shape():
         },
         "champion": None,
     }
+
+
+def test_campaign_rates_keep_tenants_that_share_ids_apart() -> None:
+    """The gate's CTR error is per campaign of a tenant: two tenants reusing campaign and
+    message ids are two campaigns (they were one, their messages counted once)."""
+    import numpy as np
+    import pandas as pd
+
+    from training.evaluate import campaign_rates
+
+    sent = pd.Timestamp("2024-03-01T00:00:00Z")
+    ctx = pd.DataFrame(
+        {
+            "tenant_id": ["a", "a", "b", "b", "b"],
+            "campaign_id": ["c1"] * 5,
+            "message_id": ["m1", "m2", "m1", "m2", "m2"],
+            "channel": ["email"] * 5,
+            "delivered_at": [sent] * 5,
+            "type": ["click", "open", "open", "open", "click"],
+        }
+    )
+    got = campaign_rates(ctx, np.ones(5, dtype=bool))
+    assert got.index.tolist() == [("a", "c1"), ("b", "c1")]
+    assert got["delivered"].tolist() == [2, 2]
+    assert got["ctr"].tolist() == [0.5, 0.5]
+    assert got["open_rate"].tolist() == [1.0, 1.0]
