@@ -63,6 +63,22 @@ def _share_by(keys: np.ndarray, is_bot: np.ndarray) -> dict[str, dict[str, float
     return _shares_of(_keyed(keys, is_bot))
 
 
+def feature_edges(values: np.ndarray) -> np.ndarray:
+    """Inner bin edges of a feature: its deciles, and where a value holds more than half a
+    decile's share (a flag that is mostly 0, a count that is mostly 0), the next value above
+    it too, so that the value has a bin of its own. With deciles alone, a flag set on 1% of
+    events had one bin for 0 and 1, and no shift of it could show."""
+    finite = np.sort(values[np.isfinite(values)])
+    if not finite.size:
+        return np.zeros(0, dtype=np.float64)
+    edges = np.unique(np.quantile(finite, np.linspace(0, 1, BINS + 1)[1:-1]))
+    lo = np.searchsorted(finite, edges, side="left")
+    hi = np.searchsorted(finite, edges, side="right")
+    heavy = (hi - lo) > finite.size / (2 * BINS)
+    above = finite[hi[heavy & (hi < finite.size)]]
+    return np.unique(np.concatenate([edges, above]).astype(np.float64))
+
+
 def reference_profile(
     feats: pd.DataFrame, proba: np.ndarray, is_bot: np.ndarray, ctx: pd.DataFrame, enrichers
 ) -> dict[str, Any]:  # noqa: ANN001
@@ -70,9 +86,7 @@ def reference_profile(
     features = {}
     for name in feats.columns:
         values = feats[name].to_numpy(dtype=np.float64)
-        finite = values[np.isfinite(values)]
-        qs = np.quantile(finite, np.linspace(0, 1, BINS + 1)[1:-1]) if finite.size else []
-        edges = np.unique(np.asarray(qs, dtype=np.float64))
+        edges = feature_edges(values)
         features[name] = {"edges": edges.tolist(), "shares": _shares(values, edges).tolist()}
     asn = _networks(ctx, feats, enrichers)
     return {
@@ -101,10 +115,10 @@ class LiveCounts:
     by_vendor_flag: dict[str, np.ndarray]
     by_day: dict[str, np.ndarray]
     networks: pd.DataFrame  # watched events per ASN: events, fast, flagged, new (by ASN)
-    fanout: pd.DataFrame  # distinct (asn, contact) of the watched fast fan-out events
+    fanout: pd.DataFrame  # distinct (asn, tenant, contact) of the watched fast fan-out events
 
     def __add__(self, other: LiveCounts) -> LiveCounts:
-        keys = ["asn", "contact"]
+        keys = ["asn", "tenant", "contact"]
         networks = pd.concat([self.networks, other.networks]).groupby(level=0)
         return LiveCounts(
             self.events + other.events,
@@ -179,7 +193,14 @@ def count_live(
     networks = frame.groupby("asn").agg(
         events=("fast", "size"), fast=("fast", "sum"), flagged=("bot", "sum"), new=("new", "all")
     )
-    pairs = pd.DataFrame({"asn": asn[fanout], "contact": ctx["contact_id"].to_numpy()[fanout]})
+    # a recipient is (tenant, contact): two tenants' contact ids are different people
+    pairs = pd.DataFrame(
+        {
+            "asn": asn[fanout],
+            "tenant": ctx["tenant_id"].to_numpy()[fanout],
+            "contact": ctx["contact_id"].to_numpy()[fanout],
+        }
+    )
     return LiveCounts(
         events=int(len(feats)),
         bots=int(is_bot.sum()),
@@ -202,7 +223,7 @@ def candidate_scanners(counts: LiveCounts, th: Thresholds) -> list[dict[str, Any
     stats = counts.networks.sort_index()
     if stats.empty:
         return []
-    reach = counts.fanout.groupby("asn")["contact"].nunique()
+    reach = counts.fanout.drop_duplicates(["asn", "tenant", "contact"]).groupby("asn").size()
     stats = stats.assign(recipients=reach.reindex(stats.index, fill_value=0))
     stats["fast_share"] = stats["fast"] / stats["events"]
     hits = stats[

@@ -73,22 +73,57 @@ def test_a_recipient_reached_in_two_parts_counts_once() -> None:
     """Recipients of a candidate network are distinct (asn, contact) pairs over all parts; the
     network's events add up and it stays new only if every part found it new."""
 
-    def counts(pairs: list[tuple[int, str]], new: bool) -> LiveCounts:
+    def counts(pairs: list[tuple[int, str, str]], new: bool) -> LiveCounts:
         networks = pd.DataFrame(
             {"events": [len(pairs)], "fast": [len(pairs)], "flagged": [0], "new": [new]},
             index=pd.Index([64500], name="asn"),
         )
-        fanout = pd.DataFrame(pairs, columns=["asn", "contact"])
+        fanout = pd.DataFrame(pairs, columns=["asn", "tenant", "contact"])
         zero = np.zeros(2, dtype=np.int64)
         return LiveCounts(len(pairs), 0, {}, zero, {}, {}, {}, networks, fanout)
 
-    one = counts([(64500, "c1"), (64500, "c2")], new=True)
-    two = counts([(64500, "c2"), (64500, "c3")], new=False)
+    one = counts([(64500, "t1", "c1"), (64500, "t1", "c2")], new=True)
+    two = counts([(64500, "t1", "c2"), (64500, "t1", "c3")], new=False)
     merged = one + two
-    assert merged.fanout.groupby("asn")["contact"].nunique().to_dict() == {64500: 3}
+    assert len(merged.fanout) == 3
     assert merged.networks.loc[64500].to_dict() == {
         "events": 4,
         "fast": 4,
         "flagged": 0,
         "new": False,
     }
+
+
+def test_two_tenants_contacts_with_one_id_are_two_recipients(enrichers) -> None:
+    """A candidate network's recipients are (tenant, contact): a tenant added twice under
+    another id reaches twice the recipients (the audit: 29 stayed 29 where 58 were reached)."""
+    world = generate(3, 3, seed=4)
+    twice = {
+        name: pd.concat([f, f.assign(tenant_id=f["tenant_id"] + "-copy")], ignore_index=True)
+        if "tenant_id" in f
+        else f
+        for name, f in world.items()
+    }
+    reference = reference_profile(*_reordered(_scored(world, enrichers)), enrichers)
+    one = report(count_live(*_scored(world, enrichers), reference, enrichers, LOW), reference, LOW)
+    two = report(count_live(*_scored(twice, enrichers), reference, enrichers, LOW), reference, LOW)
+    reach = {c["asn"]: c["recipients_fanned_out"] for c in one["candidate_scanners"]}
+    doubled = {c["asn"]: c["recipients_fanned_out"] for c in two["candidate_scanners"]}
+    assert reach and set(reach) <= set(doubled)
+    assert {asn: doubled[asn] for asn in reach} == {asn: 2 * n for asn, n in reach.items()}
+
+
+def test_a_rare_flag_has_bins_of_its_own() -> None:
+    """A flag set on 1% of the reference: 0 and 1 fall in different bins, so a world of
+    only 1s drifts (its PSI was 0: deciles alone gave one bin for both)."""
+    from monitoring.drift import _shares, feature_edges, psi
+
+    reference = np.array([0.0] * 99 + [1.0])
+    edges = feature_edges(reference)
+    assert edges.tolist() == [0.0, 1.0]
+    assert psi(_shares(reference, edges), _shares(np.ones(50), edges)) > 5
+    counts = np.array([0.0] * 90 + [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0])
+    edges = feature_edges(counts)
+    assert edges[0] == 0.0 and edges[-1] == 1.0 and len(edges) == 3  # 0 alone, then from 1
+    smooth = np.arange(1000, dtype=np.float64)
+    assert len(feature_edges(smooth)) == 9  # no value holds a heavy share: the deciles
