@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from core.errors import BotfilterError
@@ -138,11 +139,15 @@ def show_table(metrics: TenantMetrics, module: str, limit: int = 50) -> Table:
     name = module_table(module)
     frame = metrics.tables[name]
     key = MODULES[name].keys[0]
-    if key != "date":
+    if key == "date":  # the newest days first: a limit drops the oldest
+        frame = frame.sort_values([key, "channel"], ascending=[False, True], kind="stable")
+    else:
         frame = frame.sort_values(["delivered", key], ascending=[False, True], kind="stable")
     frame = frame.head(limit)
+    # Ids are data, shown as written: never read as rich markup ("[/x]" failed the command,
+    # "[link=...]" made a link of a campaign id).
     table = Table(
-        title=f"{module} of tenant {metrics.tenant}: with bots → without bots",
+        title=f"{module} of tenant {escape(metrics.tenant)}: with bots → without bots",
         title_justify="left",
         caption="excl.: share of opens and clicks the filter leaves out "
         "(filter off: the share of bots it would leave out)",
@@ -150,7 +155,7 @@ def show_table(metrics: TenantMetrics, module: str, limit: int = 50) -> Table:
         pad_edge=False,
         padding=(0, 1, 0, 0),  # fits an 80-column terminal
     )
-    labels = [str(v) for v in frame[key]]
+    labels = [escape(str(v)) for v in frame[key]]
     table.add_column(key.replace("_", " "), no_wrap=True)
     table.add_column("channel", no_wrap=True)
     for header in ("delivered", "opens", "open rate", "clicks", "CTR", "excl."):
@@ -161,7 +166,7 @@ def show_table(metrics: TenantMetrics, module: str, limit: int = 50) -> Table:
         share = _pct(excluded.iloc[i]) if on else f"off ({_pct(shares.iloc[i])})"
         table.add_row(
             labels[i],
-            str(row.channel),
+            escape(str(row.channel)),
             _num(row.delivered),
             _arrow(_num(row.opens_total_all), _num(row.opens_total_human)),
             _arrow(_pct(row.open_rate_all), _pct(row.open_rate_human), "%"),

@@ -1,0 +1,57 @@
+"""`botfilter metrics show`'s table: ids shown as written, the newest days first."""
+
+from __future__ import annotations
+
+import pandas as pd
+from rich.console import Console
+
+from jobs.dashboard import TenantMetrics, show_table
+
+
+def _rows(key: str, values: list, delivered: list[int]) -> pd.DataFrame:
+    n = len(values)
+    return pd.DataFrame(
+        {
+            key: values,
+            "channel": ["email"] * n,
+            "delivered": delivered,
+            "opens_total_all": [4] * n,
+            "opens_total_human": [2] * n,
+            "open_rate_all": [0.5] * n,
+            "open_rate_human": [0.25] * n,
+            "clicks_total_all": [2] * n,
+            "clicks_total_human": [1] * n,
+            "ctr_all": [0.2] * n,
+            "ctr_human": [0.1] * n,
+            "bot_filter_applied": [True] * n,
+            "bot_opens_excluded": [2] * n,
+            "bot_clicks_excluded": [1] * n,
+        }
+    )
+
+
+def _text(metrics: TenantMetrics, module: str, limit: int = 50) -> str:
+    console = Console(record=True, width=300, color_system=None)
+    console.print(show_table(metrics, module, limit))
+    return console.export_text()
+
+
+def test_ids_that_look_like_markup_are_shown_as_written() -> None:
+    ids = ["[/x]", "[bold red]SALE[/bold red] [link=https://evil.example]click[/link]"]
+    metrics = TenantMetrics(
+        "t[b]1", {"campaign_metrics": _rows("campaign_id", ids, [10, 9])}, pd.DataFrame(), {}
+    )
+    text = _text(metrics, "campaigns")
+    assert "tenant t[b]1:" in text
+    for campaign in ids:
+        assert campaign in text
+
+
+def test_dashboard_shows_the_newest_days_first() -> None:
+    days = [pd.Timestamp("2024-03-01") + pd.Timedelta(days=d) for d in range(5)]
+    frame = _rows("date", [d.date() for d in days], [10] * 5)
+    metrics = TenantMetrics("t1", {"dashboard_daily": frame}, pd.DataFrame(), {})
+    text = _text(metrics, "dashboard", limit=2)
+    assert "2024-03-05" in text and "2024-03-04" in text
+    assert "2024-03-01" not in text and "2024-03-03" not in text
+    assert text.index("2024-03-05") < text.index("2024-03-04")
