@@ -12,6 +12,7 @@ with a Wilson interval and the count it rests on; below ``MIN_CONFIRMED`` it say
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import math
@@ -33,6 +34,7 @@ MIN_CONFIRMED = 30  # fewer confirmed events than this: too few to tell
 Z = 1.96  # 95% interval
 TOO_FEW = "too few to tell"
 NO_HONEYPOT = "no honeypot hits"
+_NAME_MAX = 150  # characters of a tenant's file name before it is cut and hashed
 COLUMNS = ("tenant_id", "channel", "confirmed", "flagged", "recall", "ci_low", "ci_high", "note")
 
 
@@ -81,8 +83,13 @@ def honeypot_recall(
 
 
 def _tenant_file(home: Path, tenant: str) -> Path:
-    # One file per tenant: a report for one tenant never reads another's numbers.
-    return home / "reports" / "accuracy" / f"{quote(str(tenant), safe='')}.json"
+    """One file per tenant: a report for one tenant never reads another's numbers. A long id
+    is cut and completed by its SHA-256 (file names stop at 255 bytes); such names are longer
+    than any uncut one, so the two kinds never meet."""
+    name = quote(str(tenant), safe="")
+    if len(name) > _NAME_MAX:
+        name = f"{name[:100]}~{hashlib.sha256(str(tenant).encode()).hexdigest()}"
+    return home / "reports" / "accuracy" / f"{name}.json"
 
 
 def save_estimates(home: Path, table: pd.DataFrame, model_version: str) -> list[Path]:
@@ -102,12 +109,11 @@ def save_estimates(home: Path, table: pd.DataFrame, model_version: str) -> list[
 def load_estimates(home: Path, tenant: str) -> dict[str, Any] | None:
     """The tenant's latest saved estimates, or None."""
     path = _tenant_file(home, tenant)
-    if not path.exists():
-        return None
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):  # none saved yet, or unreadable
         return None
+    return doc if isinstance(doc, dict) and doc.get("tenant_id") == tenant else None
 
 
 def _fmt(row: Mapping[Hashable, Any]) -> tuple[str, str]:

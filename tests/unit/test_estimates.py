@@ -74,3 +74,20 @@ def test_each_tenant_reads_only_its_own_saved_estimate(event_frames, tmp_path) -
     page = html_section(a)
     assert "100.0%" in page and "35" in page
     assert "evaluate --unlabelled" in html_section(None)
+
+
+def test_a_tenant_with_a_long_id_saves_and_reads_its_estimates(event_frames, tmp_path) -> None:
+    """File names stop at 255 bytes: a 300-character id failed evaluate --unlabelled, and
+    every later `report` and `metrics show` of any such tenant, with ENAMETOOLONG."""
+    long_a, long_b = "x" * 300, "x" * 299 + "y"  # alike where the file name is cut
+    rows = _scans({long_a: 35, long_b: 35})
+    ctx, feats = event_frames(rows)
+    ctx["tenant_id"] = [r["tenant"] for r in rows]
+    ctx["channel"] = "email"
+    table = honeypot_recall(ctx, feats, np.ones(len(ctx), dtype=bool))
+    paths = save_estimates(tmp_path, table, "botfilter/3")
+    assert len({p.name for p in paths}) == 2
+    for tenant in (long_a, long_b):
+        got = load_estimates(tmp_path, tenant)
+        assert got is not None and [r["tenant_id"] for r in got["rows"]] == [tenant]
+    assert load_estimates(tmp_path, "z" * 400) is None
