@@ -144,9 +144,10 @@ def status(store: Store, tenant: str, limit: int = 10) -> list[dict[str, Any]]:
 # --- impact preview -------------------------------------------------------------------------
 
 
-def _side(frame: pd.DataFrame, filters: dict[str, bool] | None) -> dict[str, Any]:
-    """Totals of partition rows: as stored (``filters`` None) or as a recompute with ``filters``
-    would count them (the partitions keep both the all-events and the human-only counts)."""
+def _side(frame: pd.DataFrame, filters: dict[str, bool] | None, channel: str) -> dict[str, Any]:
+    """Totals of one channel's partition rows: as stored (``filters`` None) or as a recompute
+    with ``filters`` would count them (the partitions keep both the all-events and the
+    human-only counts). Opens and the open rate are empty (None) for SMS, as in PRODUCT.md."""
     sums: dict[str, Any]
     if frame.empty:
         sums = {c: 0 for c in ("delivered", *SIDES, "bot_opens_excluded", "bot_clicks_excluded")}
@@ -165,7 +166,12 @@ def _side(frame: pd.DataFrame, filters: dict[str, bool] | None) -> dict[str, Any
     delivered = sums["delivered"]
     sums["open_rate"] = sums["opens_unique"] / delivered if delivered else None
     sums["ctr"] = sums["clicks_unique"] / delivered if delivered else None
+    if channel == "sms":
+        sums.update(dict.fromkeys(_OPEN_COLUMNS))
     return sums
+
+
+_OPEN_COLUMNS = ("opens_total", "opens_unique", "bot_opens_excluded", "open_rate")
 
 
 PREVIEW_COLUMNS = (
@@ -234,11 +240,13 @@ def preview(
     totals = parts["channel_totals"]
     for channel in CHANNELS:
         sub = totals[totals["channel"] == channel]
-        before, later = _side(sub, None), _side(sub, after)
+        before, later = _side(sub, None, channel), _side(sub, after, channel)
         channels[channel] = {
             "before": before,
             "after": later,
-            "opens_excluded": later["bot_opens_excluded"] - before["bot_opens_excluded"],
+            "opens_excluded": None
+            if channel == "sms"
+            else later["bot_opens_excluded"] - before["bot_opens_excluded"],
             "clicks_excluded": later["bot_clicks_excluded"] - before["bot_clicks_excluded"],
         }
     modules = {}
@@ -246,8 +254,8 @@ def preview(
         frame = parts[table]
         modules[url] = {
             channel: {
-                "before": _side(frame[frame["channel"] == channel], None),
-                "after": _side(frame[frame["channel"] == channel], after),
+                "before": _side(frame[frame["channel"] == channel], None, channel),
+                "after": _side(frame[frame["channel"] == channel], after, channel),
             }
             for channel in CHANNELS
         }

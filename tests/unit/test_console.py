@@ -112,6 +112,14 @@ def test_preview_equals_the_recompute_afterwards(console_cycle, env) -> None:
     email = preview["channels"]["email"]
     assert email["opens_excluded"] > 0 and email["clicks_excluded"] > 0
     assert email["after"]["open_rate"] < email["before"]["open_rate"]
+    # SMS has no opens: empty, as the metrics say, not 0 and a 0% open rate
+    sms = preview["channels"]["sms"]
+    assert sms["before"]["delivered"] > 0 and sms["opens_excluded"] is None
+    for side in ("before", "after"):
+        assert sms[side]["opens_unique"] is None and sms[side]["open_rate"] is None
+        assert sms[side]["ctr"] is not None
+        for module in preview["modules"].values():
+            assert module["sms"][side]["open_rate"] is None
     before_rows = client.get("/api/tenants/t3/metrics/campaigns").json()["rows"]
     resp = client.put("/api/tenants/t3/settings", json={"email": True, "sms": True})
     assert resp.status_code == 200 and len(resp.json()["changes"]) == 2
