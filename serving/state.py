@@ -223,8 +223,11 @@ class MemoryState(WindowState):
                     items = self._bursts.get(key)
                 if items:
                     for eid in _between(items, lo_ns, hi_ns):
-                        if eid not in rows:
-                            rows[eid] = self._rows[eid]
+                        # A key's log entry may wait behind a newer one (writes out of time
+                        # order), so it can still name an event whose message's history
+                        # expired it: that event is out of retention, not in the window.
+                        if eid not in rows and (row := self._rows.get(eid)) is not None:
+                            rows[eid] = row
             return Lookup(scores, rows)
 
     def put(self, events: Sequence[NewEventTuple]) -> dict[str, dict[str, Any]]:

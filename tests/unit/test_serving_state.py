@@ -84,6 +84,24 @@ def test_one_tenants_clock_never_expires_another_tenants_history() -> None:
     assert state.size() == {"events": 2, "messages": 2, "burst_keys": 2}
 
 
+def test_a_key_naming_an_expired_event_is_read_without_it() -> None:
+    """One write of events 50 days apart: the old ones' message expires them at once, while a
+    burst key of one of them waits in the log behind the newer event's key. Looking it up
+    raised KeyError (a 500 for that tenant from then on; with Redis, after restarts too)."""
+    day = 86_400
+    state = MemoryState(history_s=40 * day, burst_s=1200)
+    state.put(
+        [
+            ev("1:t:e1", 0, msg="m:1:t:a", bursts=()),
+            ev("1:t:e2", 50 * day, msg="m:1:t:b", bursts=("k:1:t:p",)),
+            ev("1:t:e3", 1, msg="m:1:t:a", bursts=("k:1:t:x",)),
+        ]
+    )
+    got = state.lookup(["1:t:e3"], [KeyRange("k:1:t:x", T0 - 600 * S, T0 + 10 * S)])
+    assert got.rows == {} and got.scores == {}
+    assert list(state.lookup([], [KeyRange("k:1:t:p")]).rows) == ["1:t:e2"]
+
+
 def test_generation_counter_for_reloads() -> None:
     state = MemoryState(100, 50)
     assert state.generation() == 0
