@@ -104,25 +104,35 @@ class ScoreRecorder:
         try:
             if self._store is None:
                 self._store = self._open_store()
-            written = 0
-            for model_id, frame in answers_frame(batch).groupby("model_id", sort=False):
-                written += self._store.save_scores(
-                    frame, frame["tenant_id"], frame["occurred_at"], model_id=model_id
-                )
+            frame = answers_frame(batch)
+            written, refused = 0, 0
+            # Tenant by tenant: rows the store refuses for one tenant (an id too long for its
+            # index) cost that tenant's answers only, not every tenant's in the flush.
+            for (model_id, _), rows in frame.groupby(["model_id", "tenant_id"], sort=False):
+                try:
+                    written += self._store.save_scores(
+                        rows, rows["tenant_id"], rows["occurred_at"], model_id=model_id
+                    )
+                except Exception as exc:
+                    refused += len(rows)
+                    self._warn(exc)
             self.recorded += written
-            self.dropped += size - written  # answers with an error are not scores
-            if self._failing:
+            self.dropped += refused
+            if self._failing and not refused:
                 log.info("score recorder: writing to the store again")
-            self._failing = False
+                self._failing = False
         except Exception as exc:  # the store is down or refuses: drop, say so once per streak
             self.dropped += size
-            if not self._failing:
-                log.warning("score recorder: cannot write to the store (%s)", type(exc).__name__)
-                log.debug("score recorder: the failure", exc_info=True)
-            self._failing = True
+            self._warn(exc)
         finally:
             with self._lock:
                 self._pending -= size
+
+    def _warn(self, exc: Exception) -> None:
+        if not self._failing:
+            log.warning("score recorder: cannot write to the store (%s)", type(exc).__name__)
+            log.debug("score recorder: the failure", exc_info=True)
+        self._failing = True
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued and stop the writer (waits at most ``timeout`` seconds)."""

@@ -168,7 +168,7 @@ class Runtime:
         # refused item may carry anything, and a kept one text the contract trimmed (a padded
         # tenant id) or made of an object (a user agent sent as JSON).
         if self.recorder is not None:  # the model's answers: the lists apply at recompute too
-            self.recorder.record(out.tenant_times(), out.items, model)
+            self.recorder.record(out.recorded_times(), out.items, model)
         if self.lists is not None:
             entries = self.lists.of(out.tenants())
             if entries:

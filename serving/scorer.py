@@ -71,6 +71,10 @@ class Outcome:
     # what every later step reads (the lists, the score store), never the raw item, which may
     # hold anything the contract turned into text or trimmed.
     clean: dict[int, tuple[Any, ...]] = field(default_factory=dict)
+    # The positions whose answer this request computed and stored first (an event's first
+    # position in the request): every other answer came from the window state, as an earlier
+    # request (perhaps of an earlier model, or another worker) gave and recorded it.
+    answered_here: set[int] = field(default_factory=set)
 
     def cleaned(self, names: Sequence[str]) -> list[dict[str, Any] | None]:
         """Each item's clean values of ``names``; None for an item the contract refused."""
@@ -85,6 +89,13 @@ class Outcome:
         """The clean tenant ids of the well-formed items."""
         c_tenant = _COL["tenant_id"]
         return {row[c_tenant] for row in self.clean.values()}
+
+    def recorded_times(self) -> list[tuple[str, int] | None]:
+        """:meth:`tenant_times` of the answers this request computed first; None for the
+        others, which the score store has already (a retry stored again was a second row, and
+        after a reload it was the old model's answer stored under the new model's id)."""
+        times = self.tenant_times()
+        return [tt if pos in self.answered_here else None for pos, tt in enumerate(times)]
 
     def tenant_times(self) -> list[tuple[str, int] | None]:
         """Each item's clean (tenant, occurred_at in ns); None for a refused item."""
@@ -277,6 +288,11 @@ class OnlineScorer:
             first = np.fromiter((stored[ev[0]] is ev[5] for ev in fresh), bool, len(fresh))
             out.scored.update(channels[first].tolist())
             out.flagged.update(channels[first & scored.is_bot].tolist())
+            here = {ev[0] for ev, mine in zip(fresh, first.tolist(), strict=True) if mine}
+            for pos, key in keyed.items():
+                if key in here:
+                    out.answered_here.add(pos)
+                    here.discard(key)  # a repeat in the request is answered, not recorded
         for pos, key in keyed.items():
             answers[pos] = results[key]
         out.duplicates = len(clean) - len(new)

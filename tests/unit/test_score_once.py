@@ -3,6 +3,7 @@ recompute after API traffic takes them and scores only the events the API never 
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 
@@ -145,10 +146,12 @@ def test_recording_never_blocks_or_fails_a_request(world) -> None:
 
     recorder = ScoreRecorder(lambda: Hanging(), max_pending=300, flush_events=100, flush_s=0.01)
     items = world["items"][:100]
-    answers = [{"event_id": i["event_id"], "error": "x"} for i in items]
+    answer = {"bot_score": 0.5, "is_bot": False, "reasons": (), "model_version": "test/1"}
+    answers = [{"event_id": i["event_id"], **answer} for i in items]
+    events = [("t1", pd.Timestamp("2024-03-01T00:00:00Z").value)] * len(items)
     start = time.perf_counter()
     for _ in range(50):
-        recorder.record([None] * len(items), answers, world["model"])
+        recorder.record(events, answers, world["model"])
     assert time.perf_counter() - start < 0.5
     assert recorder.dropped >= 50 * 100 - 300 - 100  # all but what is queued or being written
     release.set()
@@ -179,3 +182,55 @@ def test_answers_frame_skips_errors_and_keeps_the_clean_tenant_and_time(world) -
         pd.Timestamp("2024-03-01T00:00:00Z"),
     ]
     assert set(frame["model_id"]) == {model.model_id}
+
+
+def test_one_tenants_refused_rows_leave_other_tenants_answers_recorded(world, tmp_path) -> None:
+    """A store that refuses one tenant's rows (PostgreSQL: an id too long for its index) used
+    to drop every tenant's answers of the flush."""
+    store = Store(f"sqlite:///{tmp_path / 'metrics.db'}")
+
+    class Picky:
+        def save_scores(self, frame, tenants, times, model_id):
+            if (tenants == "x" * 12_000).any():
+                raise RuntimeError("index row requires 12824 bytes")
+            return store.save_scores(frame, tenants, times, model_id=model_id)
+
+    recorder = ScoreRecorder(lambda: Picky(), flush_s=60)
+    answer = {"bot_score": 0.5, "is_bot": False, "reasons": (), "model_version": "test/1"}
+    at = pd.Timestamp("2024-03-01T00:00:00Z").value
+    tenants = ["good1", "x" * 12_000, "good2"]
+    recorder.record(
+        [(t, at) for t in tenants],
+        [{"event_id": f"e{i}", **answer} for i in range(3)],
+        world["model"],
+    )
+    recorder.close()
+    assert (recorder.recorded, recorder.dropped) == (2, 1)
+    kept = store.load_scores(["good1", "good2"], world["model"].model_id)
+    assert sorted(kept["tenant_id"]) == ["good1", "good2"]
+
+
+def test_a_retry_after_a_reload_records_nothing(world, tmp_path) -> None:
+    """Events sent again after the model changed are answered from the window state, as first
+    answered: recording those answers again stored the old model's under the new model's id
+    (a recompute with the new champion then reused them), and every retry added a row."""
+    settings = Settings(home=tmp_path / "home")
+    store = Store(f"sqlite:///{tmp_path / 'metrics.db'}")
+    first, newer = world["model"], copy.copy(world["model"])
+    newer.version, newer.calibration = "test/2", (1.0, 0.25)  # another content id
+    assert newer.model_id != first.model_id
+    state = MemoryState(history_s=35 * 86_400, burst_s=2 * LONGEST_WINDOW_S)
+    runtime = Runtime(settings, first, world["enrichers"], state)
+    runtime.recorder = recorder = ScoreRecorder(lambda: store, flush_s=0.05)
+    items = world["items"][:600]
+    for lo in range(0, len(items), 200):
+        runtime.score(items[lo : lo + 200])
+    runtime._model = newer  # what /reload does once the champion moved
+    for lo in range(0, len(items), 200):
+        again = runtime.score(items[lo : lo + 200])
+        assert {a["model_version"] for a in again} == {"test/1"}
+    runtime.score(items[:10] + items[:10])  # repeats within a request, answered as the first
+    runtime.close()
+    tenants = sorted({i["tenant_id"] for i in items})
+    assert store.score_versions(tenants) == {first.model_id: len(items)}
+    assert (recorder.recorded, recorder.dropped) == (len(items), 0)
