@@ -373,7 +373,11 @@ def _read_jsonl_rows(path: Path, schema: TableSchema) -> RawTable:
             except ValueError:
                 rejected.append((number, json.dumps(text, ensure_ascii=False), REASON_JSON))
             else:
-                if isinstance(obj, dict):
+                if "\\u" in text and _lone_surrogates(obj):
+                    # "\ud800" alone decodes to no character: not text, as bytes that are not
+                    # UTF-8 are not (it failed the whole run further on)
+                    rejected.append((number, text, REASON_UTF8))
+                elif isinstance(obj, dict):
                     objects.append(obj)
                     records.append(text)
                     numbers.append(number)
@@ -389,6 +393,16 @@ def _read_jsonl_rows(path: Path, schema: TableSchema) -> RawTable:
         return empty
     data = pa.table({name: column_from_values([o.get(name) for o in objects]) for name in names})
     return RawTable(schema.name, str(path), data, np.asarray(numbers, np.int64), records, rejected)
+
+
+def _lone_surrogates(obj: Any) -> bool:
+    """Does a parsed JSON value hold a string with a lone surrogate (a ``\\udXXX`` escape
+    that makes no character)?"""
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def column_from_values(values: list[Any]) -> pa.Array:

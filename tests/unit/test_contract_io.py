@@ -360,6 +360,20 @@ def test_jsonl_line_that_is_not_utf8_is_quarantined(tmp_path: Path) -> None:
     assert "\ufffd" in json.loads(result.quarantine["record"].iloc[0])
 
 
+def test_jsonl_line_with_a_lone_surrogate_is_quarantined(tmp_path: Path) -> None:
+    """``"\\ud800"`` alone is valid JSON that decodes to no character: it failed the whole
+    run (internal error, UnicodeEncodeError) instead of quarantining its line."""
+    write_text(tmp_path / "messages.jsonl", jsonl([MESSAGE]))
+    bad = json.dumps({**EVENT, "event_id": "e2"}).replace('"e2"', '"e2\\ud800"')
+    good = json.dumps({**EVENT, "event_id": "e3", "user_agent": "caf\u00e9 \ud83d\ude00"})
+    write_text(tmp_path / "events.jsonl", jsonl([EVENT]) + bad + "\n" + good + "\n")
+    result = contract.load(tmp_path)
+    assert result.events["event_id"].tolist() == ["e1", "e3"]
+    assert result.events["user_agent"].tolist()[1] == "café \U0001f600"  # a pair is text
+    assert quarantine_of(result, "events") == [(1, "invalid UTF-8 text")]
+    assert "\\ud800" in result.quarantine["record"].iloc[0]
+
+
 def test_parquet_rows_with_text_that_is_not_utf8_are_quarantined(tmp_path: Path) -> None:
     write_text(tmp_path / "messages.jsonl", jsonl([MESSAGE]))
     ids = pa.Array.from_buffers(
