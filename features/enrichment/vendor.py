@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import BotfilterError
+from core.redact import one_line
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 CURATED_DIR = Path(__file__).resolve().parent / "sources"
@@ -186,6 +187,9 @@ def read_cidrs(path: Path, optional: bool = False) -> list[str]:
     return out
 
 
+MAX_ASN = 0xFFFFFFFF  # 32-bit AS numbers: a larger one broke every enrichment at load
+
+
 def read_datacenter_asns(path: Path) -> list[int]:
     """ASNs of lines like ``AS45090 # Tencent cloud``, sorted and unique."""
     asns: set[int] = set()
@@ -194,23 +198,32 @@ def read_datacenter_asns(path: Path) -> list[int]:
         if not text:
             continue
         match = re.fullmatch(r"(?i)AS(\d+)", text)
-        if match is None:
+        if match is None or int(match.group(1)) > MAX_ASN:
             raise BotfilterError(f"{path}:{lineno}: not an ASN: {text!r}")
         asns.add(int(match.group(1)))
     return sorted(asns)
 
 
 def _read_asn_csv(path: Path) -> pd.DataFrame:
+    """An ASN table: ``start,end,asn,org`` rows. One that is not gzip, cut short, empty or of
+    fewer columns is refused: written out, it left every address without its ASN (and so
+    without the Gmail-proxy, mail-security and hosting flags), with exit 0."""
     try:
         frame = pd.read_csv(
-            _require(path),
-            header=None,
-            names=["start", "end", "asn", "org"],
-            dtype={"start": str, "end": str, "asn": "int64", "org": str},
-            keep_default_na=False,
+            _require(path), header=None, dtype=str, keep_default_na=False, na_filter=False
         )
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise BotfilterError(f"{path}: cannot read ASN table: {exc}") from exc
+    except pd.errors.EmptyDataError:
+        raise BotfilterError(f"{path}: the ASN table has no rows") from None
+    except (ValueError, pd.errors.ParserError, OSError, EOFError) as exc:
+        # (a truncated gzip is EOFError; not gzip at all, gzip.BadGzipFile, an OSError)
+        raise BotfilterError(f"{path}: cannot read ASN table: {one_line(exc)}") from exc
+    if frame.shape[1] != 4:
+        raise BotfilterError(f"{path}:1: expected start,end,asn,org")
+    frame.columns = ["start", "end", "asn", "org"]
+    try:
+        frame["asn"] = frame["asn"].astype("int64")
+    except (ValueError, OverflowError) as exc:
+        raise BotfilterError(f"{path}: cannot read ASN table: {one_line(exc)}") from exc
     return frame
 
 
@@ -326,7 +339,7 @@ def read_asn_groups(path: Path) -> dict[str, list[int]]:
         if not fields:
             continue
         name, asns = fields[0], fields[1:]
-        bad = [a for a in asns if re.fullmatch(r"(?i)AS\d+", a) is None]
+        bad = [a for a in asns if re.fullmatch(r"(?i)AS\d+", a) is None or int(a[2:]) > MAX_ASN]
         if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or not asns or bad:
             raise BotfilterError(f"{path}:{lineno}: expected 'group AS1 AS2 ...', got {line!r}")
         if name in groups:

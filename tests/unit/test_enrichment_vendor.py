@@ -272,3 +272,40 @@ def test_cli_vendor(source: Path, curated: Path, tmp_path: Path) -> None:
     missing = CliRunner().invoke(app, [*args, "--curated", str(tmp_path / "none")])
     assert missing.exit_code != 0
     assert "curated source folder not found" in str(missing.exception)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "the ASN table has no rows"),
+        (b"1,2,13335\n", r"asn-ipv4-num.csv.gz:1: expected start,end,asn,org"),
+        (None, "cannot read ASN table: Compressed file ended"),  # cut short
+        (b"not gzip", "cannot read ASN table: Not a gzipped file"),
+    ],
+)
+def test_a_broken_asn_table_is_refused_in_one_line(
+    source: Path, curated: Path, tmp_path: Path, content: bytes | None, message: str
+) -> None:
+    """Empty or three columns: every address lost its ASN, exit 0. Cut short or not gzip:
+    'Aborted!' or an internal error."""
+    path = source / "asn" / "asn-ipv4-num.csv.gz"
+    if content is None:
+        path.write_bytes(path.read_bytes()[:-12])
+    elif content == b"not gzip":
+        path.write_bytes(content)
+    else:
+        with gzip.open(path, "wb") as fh:
+            fh.write(content)
+    with pytest.raises(BotfilterError, match=message):
+        build_vendored_data(source, tmp_path / "out", show_progress=False, curated=curated)
+
+
+def test_an_asn_past_32_bits_is_refused(source: Path, curated: Path, tmp_path: Path) -> None:
+    """It was written out and broke every enrichment at load (OverflowError)."""
+    (source / "datacenter" / "datacenter_asn.txt").write_text("AS64500\nAS99999999999999999999\n")
+    with pytest.raises(BotfilterError, match=r"datacenter_asn.txt:2: not an ASN"):
+        build_vendored_data(source, tmp_path / "out", show_progress=False, curated=curated)
+    with pytest.raises(BotfilterError, match=r"groups.txt:1: expected"):
+        path = tmp_path / "groups.txt"
+        path.write_text("big AS4294967296\n")
+        read_asn_groups(path)
