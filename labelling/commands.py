@@ -9,6 +9,7 @@ import typer
 
 from contract import load
 from core.errors import BotfilterError
+from core.paths import check_out_file
 
 
 def label(
@@ -28,6 +29,10 @@ def label(
     get_settings()
     if out.suffix not in (".parquet", ".csv"):
         raise BotfilterError(f"{out}: the labels file must end in .parquet or .csv")
+    # Before any work: a --report that is a directory (or under a missing folder that cannot
+    # be made) failed after the labels were written, as an internal error.
+    check_out_file(out)
+    report = check_out_file(report or out.with_name(out.stem + ".report.json"), "--report")
     console = Console()
     validated = load(data)
     validated.report.print(console)
@@ -37,7 +42,6 @@ def label(
     # accuracy beside the estimate. The labels never reach the label model.
     numbers = weak.report(hidden_truth(weak.ctx))
     write_labels(weak.table(), out)
-    report = report or out.with_name(out.stem + ".report.json")
     report.write_text(json.dumps(numbers, indent=2))
     print_report(numbers, console)
     console.print(f"weak labels -> {out}; report -> {report}")

@@ -43,9 +43,9 @@ def monitor(
     from core.settings import get_settings
     from monitoring.run import html_section, run_monitor, save_latest
 
-    for path in (out, html):
+    for path, option in ((out, "--out"), (html, "--html")):
         if path is not None:
-            check_out_file(path)  # before any work
+            check_out_file(path, option)  # before any work
     _check_thresholds(max_feature_psi, max_score_psi, max_network_change, min_candidate_recipients)
 
     console = Console()

@@ -371,3 +371,23 @@ def test_monitor_thresholds_that_mean_nothing_are_refused(cli, data, option, val
     status, _, err = cli("monitor", "--data", str(data), option, value)
     line = one_line(err)
     assert status == 2 and line.startswith(f"{option} ") and said in line, line
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("label", "--out", "{tmp}/l.parquet", "--report", "{tmp}"), "--report {tmp}"),
+        (("monitor", "--html", "{tmp}"), "--html {tmp}"),
+    ],
+    ids=["label --report", "monitor --html"],
+)
+def test_other_output_options_on_a_directory_are_named_before_any_work(
+    cli, data, tmp_path, args, said
+) -> None:
+    """label wrote its labels, then failed on --report (internal error); monitor named --html
+    as --out."""
+    argv = [a.format(tmp=tmp_path) for a in args]
+    status, _, err = cli(argv[0], "--data", str(data), *argv[1:])
+    assert status == 2
+    assert one_line(err) == f"{said.format(tmp=tmp_path)}: is a directory, give a file name"
+    assert not (tmp_path / "l.parquet").exists()
