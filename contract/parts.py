@@ -20,7 +20,7 @@ Row numbers in the quarantine stay those of the input file.
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -94,7 +94,8 @@ class _ParquetRows:
                     [self.file.schema_arrow.field(n) for n in self.schema.names]
                 )
         self._batches: Iterator[pa.RecordBatch] | None = None
-        self._read_to = 0  # rows read so far
+        self._read_to = 0  # rows read so far (the file's row number of the next row)
+        self._base = 0  # the file's row number of ``_part_of[0]``
         self._waiting: dict[int, list[pa.RecordBatch]] = {}
         self._part_of: np.ndarray | None = None
         self._last: np.ndarray | None = None
@@ -140,11 +141,30 @@ class _ParquetRows:
 
     def assign(self, part_of: np.ndarray, n_parts: int) -> None:
         """The part of each row (as planned), before the first :meth:`take`."""
-        self._part_of = part_of
+        self._span(part_of, n_parts, 0, None)
+
+    def assign_span(
+        self, part_of: np.ndarray, n_parts: int, start: int, groups: Sequence[int]
+    ) -> None:
+        """Like :meth:`assign`, for a reader of only some parts: it reads row groups
+        ``groups`` (consecutive; their first row is row ``start`` of the file), ``part_of``
+        giving the part of each of their rows, -1 for rows of other readers' parts (dropped)."""
+        self._span(part_of, n_parts, start, list(groups))
+
+    def _span(
+        self, part_of: np.ndarray, n_parts: int, start: int, groups: list[int] | None
+    ) -> None:
+        self._part_of, self._base, self._read_to = part_of, start, start
         self._last = np.full(n_parts, -1, dtype=np.int64)
-        np.maximum.at(self._last, part_of, np.arange(len(part_of)))
+        mine = part_of >= 0
+        np.maximum.at(self._last, part_of[mine], start + np.flatnonzero(mine))
+        if groups == []:
+            self._batches = iter(())
+            return
         self._batches = iter(
-            self.file.iter_batches(batch_size=_BATCH_ROWS, columns=self.columns, use_threads=False)
+            self.file.iter_batches(
+                batch_size=_BATCH_ROWS, row_groups=groups, columns=self.columns, use_threads=False
+            )
         )
 
     def _read_through(self, part: int) -> list[pa.RecordBatch]:
@@ -154,10 +174,12 @@ class _ParquetRows:
             raise RuntimeError("_ParquetRows.assign() must come before take()")
         while self._read_to <= last[part]:
             batch = self._read(lambda: next(batches))
-            owners = part_of[self._read_to : self._read_to + batch.num_rows]
+            at = self._read_to - self._base
+            owners = part_of[at : at + batch.num_rows]
             self._read_to += batch.num_rows
             for owner, piece in _pieces(batch, owners):
-                self._waiting.setdefault(owner, []).append(piece)
+                if owner >= 0:  # -1: another reader's rows (assign_span)
+                    self._waiting.setdefault(owner, []).append(piece)
         return self._waiting.pop(part, [])
 
     def drop(self, part: int) -> None:
@@ -241,6 +263,11 @@ class Part:
 
     rows: dict[str, np.ndarray]
     events: int
+
+    @property
+    def rows_count(self) -> int:
+        """Rows of every table."""
+        return sum(len(r) for r in self.rows.values())
 
 
 def _codes(
@@ -377,6 +404,11 @@ class TenantParts:
         return len(self.parts)
 
     @property
+    def sources(self) -> Mapping[str, _ParquetRows]:
+        """The Parquet readers of each table (none for CSV and JSON Lines)."""
+        return self._sources
+
+    @property
     def fresh(self) -> bool:
         """No part has been taken or passed over yet."""
         return self._next == 0
@@ -451,6 +483,87 @@ class TenantParts:
         kept = validate_raw({"messages": candidates, "events": empty_raw("events")}).messages
         return set(kept["message_id"])
 
+    def spans(self, readers: int, slack: float = 1.5) -> list[Span] | None:
+        """The parts as runs of consecutive parts, each with the row groups holding its rows,
+        for readers that work apart (Spark tasks): as many runs as ``readers`` when that makes
+        the readers decode at most ``slack`` times the rows between them (each decodes every
+        row of its row groups up to its last one), else fewer; one run reads the files once,
+        like :meth:`raw`. None for CSV or JSON Lines.
+
+        Files grouped by tenant allow a run per reader once each holds a few row groups. Runs
+        are cut so that the one decoding the most rows decodes as few as possible: a reader
+        starting inside a row group decodes its start too."""
+        if not self.streamed or not self._sources:
+            return None
+        bounds = {name: _row_group_bounds(src.file) for name, src in self._sources.items()}
+        total = max(sum(src.num_rows for src in self._sources.values()), 1)
+        for runs in range(max(1, min(readers, len(self.parts))), 0, -1):
+            cuts = self._cuts(runs, bounds)
+            spans = [self._run(a, b, bounds) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+            decoded = sum(t.decoded for span in spans for t in span.tables.values())
+            if runs == 1 or decoded <= slack * total:
+                return spans
+        raise AssertionError("unreachable: one run always reads the files once")
+
+    def _cuts(self, runs: int, bounds: dict[str, np.ndarray]) -> list[int]:
+        """The first part of each of ``runs`` runs, then the number of parts: each cut where
+        the larger of the run before it and an equal share of the rest decodes least."""
+        n = len(self.parts)
+        ends = {
+            name: np.array(
+                [(r[0], r[-1]) if len(r) else (-1, -1) for r in (p.rows[name] for p in self.parts)],
+                dtype=np.int64,
+            ).reshape(n, 2)
+            for name in self._sources
+        }
+
+        done = np.concatenate(([0], np.cumsum([p.rows_count for p in self.parts])))
+
+        def work(a: int, b: int) -> float:
+            """Rows decoded, plus their own rows twice over: validating a row costs about
+            twice decoding it (``bench/score_stages.py``: read 0.66, validate 1.22 us)."""
+            rows = 2.0 * float(done[b] - done[a])
+            for name, pairs in ends.items():
+                own = pairs[a:b][pairs[a:b, 0] >= 0]
+                if len(own):
+                    edges = bounds[name]
+                    start = edges[np.searchsorted(edges, own[:, 0].min(), side="right") - 1]
+                    rows += int(own[:, 1].max()) + 1 - int(start)
+            return rows
+
+        cuts = [0]
+        for r in range(1, runs):
+            left = runs - r  # runs from this cut on
+            cuts.append(
+                min(
+                    range(cuts[-1] + 1, n - left + 1),
+                    key=lambda p: (max(work(cuts[-1], p), work(p, n) / left), p),
+                )
+            )
+        return [*cuts, n]
+
+    def _run(self, a: int, b: int, bounds: dict[str, np.ndarray]) -> Span:
+        """Parts ``a`` to ``b - 1`` as one run."""
+        tables: dict[str, TableSpan] = {}
+        for name, source in self._sources.items():
+            assert source._part_of is not None  # assigned on creation
+            own = [self.parts[p].rows[name] for p in range(a, b) if len(self.parts[p].rows[name])]
+            if not own:
+                tables[name] = TableSpan(str(source.path), (), 0, np.zeros(0, np.int32), 0)
+                continue
+            edges = bounds[name]
+            lo, hi = min(int(r[0]) for r in own), max(int(r[-1]) for r in own)
+            g0 = int(np.searchsorted(edges, lo, side="right")) - 1
+            g1 = int(np.searchsorted(edges, hi, side="right")) - 1
+            start = int(edges[g0])
+            # to the end of the last group: a batch read may pass the run's last row
+            part_of = source._part_of[start : int(edges[g1 + 1])].astype(np.int32) - a
+            part_of[(part_of < 0) | (part_of >= b - a)] = -1
+            tables[name] = TableSpan(
+                str(source.path), tuple(range(g0, g1 + 1)), start, part_of, hi + 1 - start
+            )
+        return Span(a, b - a, tables, self.contract_only)
+
     def _read_part(self, i: int) -> dict[str, RawTable]:
         if not self.streamed:
             raws = {name: read_table_file(path, name) for name, path in self.files.items()}
@@ -464,6 +577,57 @@ class TenantParts:
             name: source.take(i, rows[name].astype(np.int64))
             for name, source in self._sources.items()
         }
+
+
+@dataclass(frozen=True)
+class TableSpan:
+    """What one reader of some consecutive parts reads of one Parquet table: the row groups
+    ``groups`` (consecutive, the first starting at the file's row ``start``) and, for each of
+    their rows, its part among the reader's (-1: another reader's row, read and dropped)."""
+
+    path: str
+    groups: tuple[int, ...]
+    start: int
+    part_of: np.ndarray
+    decoded: int  # rows read up to the last of the reader's own
+
+
+@dataclass(frozen=True)
+class Span:
+    """Consecutive parts of a plan that one reader (a Spark task) reads on its own, from the
+    row groups that hold their rows, without reading the files from the start."""
+
+    first: int  # the plan's number of the span's first part
+    count: int
+    tables: dict[str, TableSpan]
+    contract_only: bool = True
+
+    def raws(self) -> Iterator[dict[str, RawTable]]:
+        """The raw tables of each of the span's parts in turn, as :meth:`TenantParts.raw`
+        gives them."""
+        sources: dict[str, _ParquetRows] = {}
+        rows: dict[str, list[np.ndarray]] = {}
+        for name, table in self.tables.items():
+            source = _ParquetRows(Path(table.path), name, self.contract_only)
+            source.assign_span(table.part_of, self.count, table.start, table.groups)
+            sources[name] = source
+            order = np.argsort(table.part_of, kind="stable")
+            bounds = np.searchsorted(table.part_of[order], np.arange(self.count + 1))
+            rows[name] = [
+                table.start + order[bounds[k] : bounds[k + 1]].astype(np.int64)
+                for k in range(self.count)
+            ]
+        for k in range(self.count):
+            yield _decoded_raws(
+                {name: source.take(k, rows[name][k]) for name, source in sources.items()}, None
+            )
+
+
+def _row_group_bounds(file: pq.ParquetFile) -> np.ndarray:
+    """The first row of each row group, and the file's row count last."""
+    meta = file.metadata
+    sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+    return np.concatenate(([0], np.cumsum(sizes, dtype=np.int64)))
 
 
 def _tenants_with_messages(

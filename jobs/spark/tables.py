@@ -1,5 +1,9 @@
 """Reading a data directory into Spark and validating it with the contract's own code.
 
+Local Parquet grouped by tenant (exports, the simulator) is validated by tasks that each read
+whole tenants from their own row groups, as ``botfilter validate`` does, and write the clean
+rows as Parquet that Spark then reads (:func:`_load_by_parts`). Anything else is grouped by key:
+
 Validation is distributed, and exact: every rule of :mod:`contract.validate` needs either one row,
 or the rows sharing one key. The rows are shuffled so that each group handed to
 :func:`contract.validate.validate_raw` holds every row its rules look at:
@@ -29,16 +33,23 @@ Clean tables keep the schema columns; timestamps travel as int64 nanoseconds sin
 
 from __future__ import annotations
 
+import atexit
 import re
-from collections.abc import Iterator
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 from pyspark import StorageLevel
+from pyspark.core.broadcast import Broadcast
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import to_arrow_schema
@@ -46,6 +57,7 @@ from pyspark.sql.types import IntegralType, StringType, StructField, StructType
 
 from contract.columns import UnsupportedType, parse_text
 from contract.counts import Report, TableReport
+from contract.parts import PART_EVENTS, Span, TenantParts
 from contract.readers import (
     RawTable,
     check_required_columns,
@@ -54,7 +66,13 @@ from contract.readers import (
     read_table_file,
 )
 from contract.schema import FILE_FORMATS, REQUIRED_TABLES, TABLES
-from contract.validate import ValidatedArrow, validate_raw, validate_raw_arrow
+from contract.validate import (
+    REASON_TENANT_MISMATCH,
+    REASON_UNKNOWN_MESSAGE,
+    ValidatedArrow,
+    validate_raw,
+    validate_raw_arrow,
+)
 from core.errors import BotfilterError
 
 ROW = "_row"  # 0-based source record number
@@ -64,6 +82,9 @@ BUCKETS_PER_PARTITION = 4  # groups handed to Python per shuffle partition (memo
 KEY_EVENT, KEY_MESSAGE, KEY_TENANT = "_key_event", "_key_message", "_key_tenant"
 QUARANTINE = ("_table", "_q_row", "_q_record", "_q_reason")
 NAMED = "_named"  # a clean message that a clean event of its validation group names
+# Rows (all tables) from which data that only one task could read whole tenants from is
+# grouped by key instead, so that every core works.
+SERIAL_ROWS = 1_000_000
 _INTERNAL = (ROW, RECORD, BUCKET, KEY_EVENT, KEY_MESSAGE, KEY_TENANT)
 #: Arrow types of clean columns inside Spark (timestamps as ns since the epoch, UTC).
 _CLEAN_ARROW = {
@@ -97,11 +118,14 @@ class SparkTables:
     # The clean messages that a clean event names, the only ones scoring needs (None: unknown,
     # take every message); most messages have no event.
     named_messages: DataFrame | None = None
+    scratch: Path | None = None  # the clean tables' files, when tasks wrote them
 
     def unpersist(self) -> None:
-        """Release the cached validation results."""
+        """Release the cached validation results (and remove the clean tables' files)."""
         for frame in self.cached:
             frame.unpersist()
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- schemas
@@ -412,6 +436,7 @@ def find_tables(spark: SparkSession, data_path: str) -> dict[str, str]:
 
 
 Units = tuple[tuple[str, str, bool], ...]  # Parquet timestamps: (column, unit, UTC-adjusted)
+Rejected = dict[str, list[tuple[int, str, str]]]  # per table: rows its reader could not split
 _UNITS = {"MILLIS": "ms", "MICROS": "us", "NANOS": "ns"}
 
 
@@ -495,10 +520,24 @@ def _check_types(frame: DataFrame, table: str, source: str, units: Units) -> Non
 
 
 def load_tables(
-    spark: SparkSession, data_path: str | Path, buckets: int | None = None
+    spark: SparkSession,
+    data_path: str | Path,
+    buckets: int | None = None,
+    by_parts: bool | None = None,
+    part_events: int = PART_EVENTS,
 ) -> SparkTables:
-    """Read and validate a data directory with Spark (see the module docstring)."""
+    """Read and validate a data directory with Spark (see the module docstring).
+
+    ``by_parts``: None has tasks read whole tenants where the files allow it (local Parquet
+    grouped by tenant, :func:`_load_by_parts`), True requires it, False (or ``buckets``)
+    groups rows by key. ``part_events``: events per part the tasks validate at a time."""
     data_path = as_uri_or_path(data_path)
+    if by_parts is not False and buckets is None:
+        loaded = _load_by_parts(spark, data_path, part_events)
+        if loaded is not None:
+            return loaded
+    if by_parts:
+        raise ValueError(f"{data_path}: not local Parquet grouped by tenant")
     files = find_tables(spark, data_path)
     partitions = int(spark.conf.get("spark.sql.shuffle.partitions") or 200)
     labels = _bucket_labels(spark, partitions, buckets)
@@ -634,11 +673,25 @@ def load_tables(
             )
         )
     counts = _counts(raw, list(validated.values()))  # its first job fills the cache
+    return _tables(clean, quarantine, (files, set(raw), counts, rejected), validated, named)
+
+
+def _tables(
+    clean: dict[str, DataFrame],
+    quarantine: DataFrame,
+    read: tuple[dict[str, str], set[str], dict[str, dict[str | None, int]], Rejected],
+    cached: dict[str, DataFrame],
+    named: DataFrame | None,
+    scratch: Path | None = None,
+) -> SparkTables:
+    """The validated tables and their report; ``read``: each table's source, the tables read,
+    their counts and the rows their readers could not split."""
+    files, present, counts, rejected = read
     reports = {
         name: _table_report(
             name,
             files.get(name, name),
-            counts.get(name, {}) if name in raw else None,
+            counts.get(name, {}) if name in present else None,
             rejected.get(name, []),
         )
         for name in TABLES
@@ -650,9 +703,216 @@ def load_tables(
         settings=clean["settings"],
         quarantine=quarantine,
         report=Report(reports),
-        cached=list(validated.values()),
+        cached=list(cached.values()),
         named_messages=named,
+        scratch=scratch,
     )
+
+
+def _local_path(data_path: str) -> Path | None:
+    """The local directory a plain path or ``file:`` URI names (None: another file system)."""
+    if _is_local(data_path):
+        return Path(data_path)
+    if data_path.lower().startswith("file://"):
+        return Path(url2pathname(urlparse(data_path).path))
+    return None
+
+
+def _load_by_parts(
+    spark: SparkSession, data_path: str, part_events: int = PART_EVENTS
+) -> SparkTables | None:
+    """Validation in tasks that each read whole tenants from the files, as ``botfilter
+    validate`` does (:class:`contract.parts.TenantParts`), when every table is a local Parquet
+    file grouped by tenant; None otherwise (the caller groups rows by key instead).
+
+    Each task reads the row groups holding its parts' rows (:meth:`TenantParts.spans`),
+    validates each part with the contract and writes its clean rows as Parquet to a scratch
+    directory beside the data's reach (the same machine, or a mount every executor shares, as
+    the data itself); Spark then reads them as it reads any table. Only the quarantine and the
+    counts go from Python to the JVM: handing it every clean row as Arrow and caching them cost
+    twice the validation itself (a JVM row per wide row). An event naming a message that only
+    another tenant keeps is relabelled afterwards, as the local engine's parts are
+    (:meth:`TenantParts.settle`)."""
+    local = _local_path(data_path)
+    if local is None or not local.is_dir():
+        return None
+    plan = TenantParts(local, part_events, contract_only=True)
+    readers = max(1, spark.sparkContext.defaultParallelism)
+    spans = plan.spans(readers)
+    rows = sum(source.num_rows for source in plan.sources.values())
+    if spans is None or (len(spans) < readers and rows > SERIAL_ROWS):
+        return None  # not Parquet, or fewer readers than cores on data worth spreading
+    files = {name: str(path) for name, path in plan.files.items()}
+    # Types are checked on the driver, so a bad column is the local engine's one line.
+    sources = plan.sources
+    for name, source in sources.items():
+        raws = {table: empty_raw(table) for table in REQUIRED_TABLES}
+        raws[name] = RawTable(name, files[name], source.schema.empty_table())
+        validate_raw(raws)
+    tables = tuple(name for name in TABLES if name in sources)
+    scratch = Path(tempfile.mkdtemp(prefix="botfilter-validated-"))
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    shared = spark.sparkContext.broadcast(spans)
+    try:
+        results = (
+            spark.range(len(spans), numPartitions=len(spans))
+            .mapInArrow(_validate_spans(shared, tables, str(scratch)), _SPAN_RESULT_DDL)
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
+        counts = _span_counts(results, {name: source.num_rows for name, source in sources.items()})
+    finally:
+        shared.unpersist()
+    reason = F.col("_q_reason")
+    if counts.get("events", {}).get(REASON_UNKNOWN_MESSAGE):
+        unknown = (F.col("_table") == "events") & (reason == REASON_UNKNOWN_MESSAGE)
+        ids = [row[0] for row in results.where(unknown).select("message_id").distinct().collect()]
+        elsewhere = sorted(plan.kept_elsewhere(ids))
+        if elsewhere:
+            moved = unknown & F.col("message_id").isin(elsewhere)
+            n_moved = results.where(moved).count()
+            events = counts["events"]
+            events[REASON_UNKNOWN_MESSAGE] -= n_moved
+            if not events[REASON_UNKNOWN_MESSAGE]:
+                del events[REASON_UNKNOWN_MESSAGE]
+            events[REASON_TENANT_MISMATCH] = events.get(REASON_TENANT_MISMATCH, 0) + n_moved
+            reason = F.when(moved, F.lit(REASON_TENANT_MISMATCH)).otherwise(reason)
+    written = {name: scratch / name for name in tables if (scratch / name).is_dir()}
+    clean = {
+        name: spark.read.schema(clean_ddl(name) + _extra_ddl(name))
+        .parquet(str(written[name]))
+        .select(*TABLES[name].names)
+        if name in written
+        else spark.createDataFrame([], clean_ddl(name))
+        for name in TABLES
+    }
+    named = (
+        spark.read.schema(clean_ddl("messages") + _extra_ddl("messages"))
+        .parquet(str(written["messages"]))
+        .where(F.col(NAMED))
+        .select(*TABLES["messages"].names)
+        if "messages" in written
+        else clean["messages"]
+    )
+    quarantine = results.where(reason.isNotNull()).select(
+        F.col("_table").alias("table"),
+        F.col("_q_row").alias("row_number"),
+        F.col("_q_record").alias("record"),
+        reason.alias("reason"),
+    )
+    # parts hold whole tenants: each knows which of its messages a clean event names
+    none: Rejected = {}  # Parquet: rows are set aside by the tasks, as the quarantine says
+    read = (files, set(sources), counts, none)
+    return _tables(clean, quarantine, read, {"parts": results}, named, scratch)
+
+
+# What a task hands to Spark: a row per quarantined row (and, on unknown-message events, the
+# message id), and a row per table and part with its kept rows (``_kept``).
+_SPAN_RESULT_DDL = (
+    "_table string, _q_row bigint, _q_record string, _q_reason string, message_id string, "
+    "_kept bigint"
+)
+
+
+def _extra_ddl(table: str) -> str:
+    """The columns a clean table's scratch files hold beyond the contract's."""
+    return f", `{NAMED}` boolean" if table == "messages" else ""
+
+
+def _span_counts(results: DataFrame, read: dict[str, int]) -> dict[str, dict[str | None, int]]:
+    """Per table: rows read (``"_read"``, from the files' metadata), kept (None) and
+    quarantined by reason, from the tasks' results (one job, which fills their cache)."""
+    out: dict[str, dict[str | None, int]] = {name: {"_read": n} for name, n in read.items()}
+    tallies = (
+        results.groupBy("_table", "_q_reason")
+        .agg(F.sum("_kept").alias("kept"), F.count(F.lit(1)).alias("rows"))
+        .collect()
+    )
+    for row in tallies:
+        counted = out.setdefault(row["_table"], {})
+        if row["_q_reason"] is None:
+            if row["kept"]:
+                counted[None] = int(row["kept"])
+        else:
+            counted[row["_q_reason"]] = int(row["rows"])
+    return out
+
+
+def _validate_spans(shared: Broadcast[list[Span]], tables: tuple[str, ...], scratch: str):  # noqa: ANN202
+    """mapInArrow over span numbers: validate each part of the span, write its clean rows of
+    ``tables`` to ``scratch``/TABLE/ (Spark's clean types; messages say whether a clean event
+    of theirs names them) and return its quarantine and counts (:data:`_SPAN_RESULT_DDL`)."""
+    schema = _span_result_schema()
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        spans = shared.value
+        for batch in batches:
+            for i in batch.column(0).to_pylist():
+                span = spans[i]
+                for k, raws in enumerate(span.raws()):
+                    for name in REQUIRED_TABLES:
+                        raws.setdefault(name, empty_raw(name))
+                    result = validate_raw_arrow(raws)
+                    _write_clean(result, tables, Path(scratch), span.first + k)
+                    yield from _span_result(result, tables, schema).to_batches()
+
+    return run
+
+
+def _span_result_schema() -> pa.Schema:
+    types = [part.split(" ") for part in _SPAN_RESULT_DDL.split(", ")]
+    return pa.schema([(name, _ARROW_OF_SPARK[kind]) for name, kind in types])
+
+
+def _write_clean(result: ValidatedArrow, tables: tuple[str, ...], scratch: Path, part: int) -> None:
+    """A part's clean rows, one Parquet file per table (none for a table without rows)."""
+    for name in tables:
+        clean = result.tables[name]
+        if not clean.num_rows:
+            continue
+        columns = _spark_types(name, {c: clean.column(c) for c in clean.column_names})
+        if name == "messages":
+            columns[NAMED] = _named_messages(clean, result.tables["events"])
+        folder = scratch / name
+        folder.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table(columns), folder / f"part-{part:06d}.parquet")
+
+
+def _span_result(result: ValidatedArrow, tables: tuple[str, ...], schema: pa.Schema) -> pa.Table:
+    """A part's quarantine rows (the unknown messages' ids on their events) and kept counts."""
+    q = result.quarantine
+    ids = result.report.tables["events"].unknown_messages
+    message_id: list[str | None] = [None] * len(q)
+    if ids:
+        unknown = np.flatnonzero(
+            (q["table"] == "events").to_numpy() & (q["reason"] == REASON_UNKNOWN_MESSAGE).to_numpy()
+        )
+        if len(unknown) != len(ids):
+            raise RuntimeError(f"{len(ids)} unknown message ids for {len(unknown)} rows")
+        for row, message in zip(unknown, ids, strict=True):
+            message_id[row] = message
+    quarantined = pa.table(
+        {
+            "_table": pa.array(q["table"].tolist(), pa.string()),
+            "_q_row": pa.array(q["row_number"].to_numpy(dtype=np.int64), pa.int64()),
+            "_q_record": pa.array(q["record"].tolist(), pa.string()),
+            "_q_reason": pa.array(q["reason"].tolist(), pa.string()),
+            "message_id": pa.array(message_id, pa.string()),
+            "_kept": pa.nulls(len(q), pa.int64()),
+        },
+        schema=schema,
+    )
+    kept = pa.table(
+        {
+            "_table": pa.array(list(tables), pa.string()),
+            "_q_row": pa.nulls(len(tables), pa.int64()),
+            "_q_record": pa.nulls(len(tables), pa.string()),
+            "_q_reason": pa.nulls(len(tables), pa.string()),
+            "message_id": pa.nulls(len(tables), pa.string()),
+            "_kept": pa.array([result.tables[n].num_rows for n in tables], pa.int64()),
+        },
+        schema=schema,
+    )
+    return pa.concat_tables([quarantined, kept])
 
 
 def _bucket_labels(spark: SparkSession, partitions: int, buckets: int | None) -> list[int]:
@@ -701,7 +961,7 @@ def _split_match() -> Column:
 
 
 def _counts(
-    raw: dict[str, DataFrame], validated: list[DataFrame]
+    raw: Mapping[str, DataFrame | int], validated: list[DataFrame]
 ) -> dict[str, dict[str | None, int]]:
     """Per table: rows read (key ``"_read"``) and validated rows by quarantine reason (None:
     kept).
@@ -712,8 +972,9 @@ def _counts(
     rows = [
         frame.select(F.lit(name).alias("_table"), F.lit(True).alias("_read"))
         for name, frame in raw.items()
+        if isinstance(frame, DataFrame)
     ] + [
-        frame.where(F.col("_q_reason").isNull()).select("_table", F.lit(False))
+        frame.where(F.col("_q_reason").isNull()).select("_table", F.lit(False).alias("_read"))
         for frame in validated
     ]
     union = rows[0]
@@ -729,8 +990,8 @@ def _counts(
     ]
     totals = union.agg(*tallies).collect()[0]
     out: dict[str, dict[str | None, int]] = {}
-    for name in raw:
-        out[name] = {"_read": int(totals[f"{name}_read"])}
+    for name, given in raw.items():
+        out[name] = {"_read": given if isinstance(given, int) else int(totals[f"{name}_read"])}
         if totals[f"{name}_kept"]:
             out[name][None] = int(totals[f"{name}_kept"])
     quarantined = [frame.where(F.col("_q_reason").isNotNull()) for frame in validated]

@@ -578,3 +578,39 @@ def test_native_keys_trim_whatever_the_full_expression_trims(spark) -> None:
     assert [(r["v"], r["got"]) for r in rows] == [(r["v"], r["want"]) for r in rows]
     trimmed = {r["v"]: r["got"] for r in rows}
     assert trimmed["\u3000a\ufeff"] == "a" and trimmed["a\u00a0"] == "a" and trimmed["aé"] == "aé"
+
+
+@pytest.mark.parametrize("by_parts", [True, False])
+def test_parquet_grouped_by_tenant_validates_like_the_contract(
+    spark, parts_world, by_parts: bool
+) -> None:
+    """Tasks that read whole tenants from their own row groups (two runs of parts here), and
+    the grouping by key, both give the contract's counts, quarantine and clean rows: a broken
+    event, a repeated one, padded tenant ids, and an event of t2 naming a message only t1 has
+    (another task's tenant: "tenant mismatch with message", not "unknown message")."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import contract
+    from jobs.spark.tables import load_tables
+
+    data = parts_world(pd.Timestamp("2024-03-31T00:00:00Z"))
+    for path in data.glob("*.parquet"):
+        frame = pd.read_parquet(path).sort_values("tenant_id", kind="stable", ignore_index=True)
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        pq.write_table(table, path, row_group_size=256)
+    expected = contract.load(data)
+    assert expected.report.tables["events"].quarantined["tenant mismatch with message"] == 1
+    got = load_tables(spark, data, by_parts=by_parts, part_events=900)
+    assert got.report.as_dict() == expected.report.as_dict()
+    quarantine = got.quarantine.toPandas().sort_values(["table", "row_number"], ignore_index=True)
+    want = expected.quarantine.sort_values(["table", "row_number"], ignore_index=True)
+    pd.testing.assert_frame_equal(quarantine, want, check_dtype=False)
+    for name in KEYS:
+        frame = _clean(got, name)
+        clean = getattr(expected, name)[list(frame.columns)]
+        pd.testing.assert_frame_equal(frame, clean.sort_values(KEYS[name], ignore_index=True))
+    if got.named_messages is not None:
+        named = set(got.named_messages.toPandas()["message_id"])
+        assert named == set(expected.events["message_id"])
+    got.unpersist()
