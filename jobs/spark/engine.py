@@ -26,7 +26,7 @@ import hashlib
 import os
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,11 +45,13 @@ from features.definitions import LONGEST_WINDOW_S
 from jobs.metrics import Partitions, Window, parse_reasons
 from jobs.spark.metrics import compute_partitions_spark
 from jobs.spark.tables import (
+    NAMED,
     SparkTables,
     arrow_to_clean_pandas,
     as_uri_or_path,
     clean_to_arrow,
     load_tables,
+    part_files,
 )
 from scoring.scores_file import write_scores
 
@@ -303,6 +305,30 @@ def _score_tenants(payload: Broadcast[ModelPayload], columns: list[str]):  # noq
     return run
 
 
+def _score_part_files(  # noqa: ANN202
+    payload: Broadcast[ModelPayload], columns: list[str], files: list[tuple[str, str]]
+):
+    """mapInArrow over part numbers: one validated part's clean events and the messages they
+    name, read from the files validation wrote, joined and scored as :func:`_score_tenants`
+    joins and scores one tenant."""
+    import pyarrow.parquet as pq
+
+    message_columns = _message_context()
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            for i in batch.column(0).to_pylist():
+                events_file, messages_file = files[i]
+                events = pq.read_table(events_file, columns=list(EVENTS.names))
+                messages = pq.read_table(messages_file, columns=[*message_columns, NAMED])
+                named = messages.filter(messages.column(NAMED)).select(message_columns)
+                keys = ["tenant_id", "message_id"]
+                data = events.join(named, keys, join_type="inner", use_threads=False)
+                yield from _score_table(data.select(columns), payload.value, columns).to_batches()
+
+    return run
+
+
 def _context_frame(data: pa.Table, columns: list[str]) -> pd.DataFrame:
     """The event-context frame of :func:`features.pipeline.event_context`, with its dtypes."""
     events = arrow_to_clean_pandas("events", data, [c for c in columns if c in EVENTS.names])
@@ -398,6 +424,14 @@ def score_spark(
         payload = ModelPayload.of(model) if model else load_model_payload(settings, model_uri)
     shipped = spark.sparkContext.broadcast(payload)
     columns = context_columns()
+    files = part_files(tables)
+    if scheme == "tenant" and files:
+        # Validation wrote each part of whole tenants to its own files: a task scores a part
+        # where it lies, and no row is shuffled (features never look across tenants). Spark
+        # balances the parts over the cores.
+        return spark.range(len(files), numPartitions=len(files)).mapInArrow(
+            _score_part_files(shipped, columns, files), SCORES_DDL
+        )
     if scheme == "tenant":
         # Events and messages meet per tenant in Python: one shuffle of each by tenant, where
         # a join first would shuffle both by message, then the joined rows again by tenant.

@@ -736,7 +736,10 @@ def _load_by_parts(
     local = _local_path(data_path)
     if local is None or not local.is_dir():
         return None
-    plan = TenantParts(local, part_events, contract_only=True)
+    try:
+        plan = TenantParts(local, part_events, contract_only=True)
+    except BotfilterError:  # a directory of Parquet parts, or what the other design reports
+        return None
     readers = max(1, spark.sparkContext.defaultParallelism)
     spans = plan.spans(readers)
     rows = sum(source.num_rows for source in plan.sources.values())
@@ -803,6 +806,16 @@ def _load_by_parts(
     none: Rejected = {}  # Parquet: rows are set aside by the tasks, as the quarantine says
     read = (files, set(sources), counts, none)
     return _tables(clean, quarantine, read, {"parts": results}, named, scratch)
+
+
+def part_files(tables: SparkTables) -> list[tuple[str, str]]:
+    """(clean events file, clean messages file) of each part whose validation kept events,
+    when tasks validated whole tenants and wrote them (else none): each part holds whole
+    tenants, and its messages file says which of them a clean event names (:data:`NAMED`)."""
+    if tables.scratch is None:
+        return []
+    events = sorted((tables.scratch / "events").glob("part-*.parquet"))
+    return [(str(path), str(tables.scratch / "messages" / path.name)) for path in events]
 
 
 # What a task hands to Spark: a row per quarantined row (and, on unknown-message events, the

@@ -80,10 +80,12 @@ def local(world: Path, settings: Settings, model_uri: str):
 
 @pytest.fixture(scope="module")
 def tables(spark, world: Path):
-    from jobs.spark.tables import load_tables
+    from jobs.spark.tables import load_tables, part_files
 
-    # A URI goes through Hadoop's file systems, as s3a:// or abfss:// would.
-    return load_tables(spark, world.resolve().as_uri())
+    # A file: URI is read as a local path; s3a:// or abfss:// would go through Hadoop's.
+    tables = load_tables(spark, world.resolve().as_uri())
+    assert part_files(tables)  # validated in parts of whole tenants
+    return tables
 
 
 def _clean(tables, name: str) -> pd.DataFrame:
@@ -142,9 +144,25 @@ def spark_scores(spark, tables, settings: Settings, model_uri: str):
 
 
 def test_scores_equal_by_tenant(spark_scores, local) -> None:
+    """The world is local Parquet grouped by tenant: each validated part is scored from the
+    files its validation wrote."""
     from jobs.spark.engine import scores_to_pandas
 
     _same_scores(local[1], scores_to_pandas(spark_scores))
+
+
+def test_scores_equal_by_tenant_when_rows_were_grouped_by_key(
+    spark, world: Path, settings: Settings, model_uri: str, local
+) -> None:
+    """Tables validated by key (no part files): events and messages meet per tenant in a
+    cogroup."""
+    from jobs.spark.engine import score_spark, scores_to_pandas
+    from jobs.spark.tables import load_tables, part_files
+
+    tables = load_tables(spark, world, by_parts=False)
+    assert part_files(tables) == []
+    _same_scores(local[1], scores_to_pandas(score_spark(spark, tables, settings, model_uri)))
+    tables.unpersist()
 
 
 def test_scores_equal_by_time_chunk(
@@ -613,4 +631,34 @@ def test_parquet_grouped_by_tenant_validates_like_the_contract(
     if got.named_messages is not None:
         named = set(got.named_messages.toPandas()["message_id"])
         assert named == set(expected.events["message_id"])
+    got.unpersist()
+
+
+def test_a_table_given_as_a_directory_of_parquet_parts_in_a_file_uri(
+    spark, world, tmp_path
+) -> None:
+    """A file: URI is read as a local path where it can be (tenant parts); a table that is a
+    directory of Parquet parts is not one file: the rows are grouped by key, as before."""
+    import pyarrow.parquet as pq
+
+    import contract
+    from jobs.spark.tables import load_tables, part_files
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("messages", "segments", "settings"):
+        (data / f"{name}.parquet").write_bytes((world / f"{name}.parquet").read_bytes())
+    events = pq.read_table(world / "events.parquet")
+    half = events.num_rows // 2
+    (data / "events.parquet").mkdir()
+    pq.write_table(events.slice(0, half), data / "events.parquet" / "part-0.parquet")
+    pq.write_table(events.slice(half), data / "events.parquet" / "part-1.parquet")
+    got = load_tables(spark, data.resolve().as_uri())
+    assert part_files(got) == []
+
+    def counts(report) -> dict:  # noqa: ANN001
+        return {n: {**t, "source": None} for n, t in report.as_dict().items()}
+
+    assert counts(got.report) == counts(contract.load(world).report)
+    assert got.events.count() == contract.load(world).report.tables["events"].kept
     got.unpersist()
