@@ -887,7 +887,9 @@ def _write_clean(result: ValidatedArrow, tables: tuple[str, ...], scratch: Path,
             columns[NAMED] = _named_messages(clean, result.tables["events"])
         folder = scratch / name
         folder.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.table(columns), folder / f"part-{part:06d}.parquet")
+        # No dictionaries: encoding them was half of the writing (snappy alone keeps the
+        # files about as small)
+        pq.write_table(pa.table(columns), folder / f"part-{part:06d}.parquet", use_dictionary=False)
 
 
 def _span_result(result: ValidatedArrow, tables: tuple[str, ...], schema: pa.Schema) -> pa.Table:
