@@ -159,10 +159,18 @@ def apply_to_answers(
         return answers
     picked = [answers[rows[k]] for k in forced]
     scores = pd.DataFrame(
-        {"is_bot": [bool(a["is_bot"]) for a in picked], "reasons": [a["reasons"] for a in picked]}
+        {
+            "is_bot": [bool(a["is_bot"]) for a in picked],
+            "reasons": [a["reasons"] for a in picked],
+            "bot_kind": [a.get("bot_kind", "") for a in picked],
+        }
     )
     scores = apply_to_scores(scores, reasons[forced])
     out = list(answers)
-    for k, is_bot, listed in zip(forced, scores["is_bot"], scores["reasons"], strict=True):
-        out[rows[k]] = {**answers[rows[k]], "is_bot": bool(is_bot), "reasons": list(listed)}
+    changed = zip(forced, scores["is_bot"], scores["reasons"], scores["bot_kind"], strict=True)
+    for k, is_bot, listed, kind in changed:
+        answer = {**answers[rows[k]], "is_bot": bool(is_bot), "reasons": list(listed)}
+        if "bot_kind" in answer:
+            answer["bot_kind"] = kind
+        out[rows[k]] = answer
     return out

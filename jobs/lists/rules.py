@@ -214,6 +214,10 @@ def apply_to_scores(scores: pd.DataFrame, reasons: np.ndarray) -> pd.DataFrame:
     is_bot = out["is_bot"].to_numpy(dtype=bool).copy()
     is_bot[rows] = reasons[rows] == REASONS["block"]
     out["is_bot"] = is_bot
+    if "bot_kind" in out.columns:  # a person has no bot kind (PRODUCT.md), allowed ones too
+        kind = out["bot_kind"].to_numpy(dtype=object).copy()
+        kind[rows[~is_bot[rows]]] = ""
+        out["bot_kind"] = kind
     if "reasons" in out.columns:
         listed = out["reasons"].astype(object).to_numpy(dtype=object).copy()
         for i in rows:

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from core.errors import BotfilterError
 from core.settings import Settings
 from jobs.lists import storage as lists
-from jobs.lists.apply import ListCache, apply_to_answers, default_asn_lookup
+from jobs.lists.apply import ANSWER_FIELDS, ListCache, apply_to_answers, default_asn_lookup
 from jobs.lists.rules import Entry, apply_to_scores, normalise, override_reasons
 from jobs.store import Store
 from serving.runtime import Runtime
@@ -144,6 +144,26 @@ def test_overrides_force_the_verdict_and_lead_the_reasons() -> None:
     ]
     assert out["top_reason"].tolist() == ["tenant_blocklist", "tenant_allowlist", "x"]
     assert scores["is_bot"].tolist() == [False, True, True]  # the input is not changed
+
+
+def test_an_allowed_event_has_no_bot_kind() -> None:
+    """PRODUCT.md: bot_kind is empty for people; an allow-listed scanner kept its kind in the
+    scores table and the API answer. A blocked event keeps what the model said of its kind."""
+    scores = pd.DataFrame(
+        {
+            "is_bot": [True, False, True],
+            "reasons": [["a"], ["b"], ["c"]],
+            "bot_kind": ["security_scanner", "", "link_preview"],
+        }
+    )
+    reasons = np.array(["tenant_allowlist", "tenant_blocklist", None], dtype=object)
+    out = apply_to_scores(scores, reasons)
+    assert out["bot_kind"].tolist() == ["", "", "link_preview"]
+    answers = [{"event_id": "e1", "is_bot": True, "reasons": ["a"], "bot_kind": "security_scanner"}]
+    item = {"tenant_id": "t1", "event_id": "e1", "ip": "10.0.0.1", "asn": None}
+    entry = _entry("t1", "allow", "ip", "10.0.0.1")
+    got = apply_to_answers([{f: item.get(f) for f in ANSWER_FIELDS}], answers, [entry])
+    assert got[0]["is_bot"] is False and got[0]["bot_kind"] == ""
 
 
 def test_api_answers_carry_the_override_reason(world, tmp_path) -> None:
