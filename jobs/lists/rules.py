@@ -172,9 +172,13 @@ def _match(frame: pd.DataFrame, entry: Entry, asns: np.ndarray | None) -> np.nda
 
 def _in_network(ip: str, network: str) -> bool:
     try:
-        return ipaddress.ip_address(ip.strip()) in ipaddress.ip_network(network)
+        address = ipaddress.ip_address(ip.strip())
+        net = ipaddress.ip_network(network)
     except ValueError:
         return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:40.107.1.1 is 40.107.1.1, as enrichment reads it
+    return address in net
 
 
 def _has_substring(agent: str, part: str) -> bool:

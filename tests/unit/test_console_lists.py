@@ -101,6 +101,22 @@ def test_each_kind_matches_its_events_within_the_tenant() -> None:
     ]
 
 
+def test_an_ipv4_mapped_address_is_in_its_ipv4_network() -> None:
+    """Enrichment reads ::ffff:40.107.1.1 as 40.107.1.1; the tenant's block list did not."""
+    events = pd.DataFrame(
+        {
+            "tenant_id": ["t1", "t1", "t1"],
+            "ip": ["::ffff:40.107.1.1", "::FFFF:28.0.0.1", "2001:db8::1"],
+            "asn": [None, None, None],
+            "user_agent": ["", "", ""],
+            "recipient_domain": ["", "", ""],
+            "channel": ["email", "email", "email"],
+        }
+    )
+    got = override_reasons(events, [_entry("t1", "block", "ip", "40.107.0.0/16")])
+    assert got.tolist() == ["tenant_blocklist", None, None]
+
+
 def test_allow_wins_over_block_and_expired_entries_are_ignored() -> None:
     at = pd.Timestamp("2030-01-01", tz="UTC")
     entries = [
