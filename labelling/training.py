@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import BotfilterError
-from labelling.label import CLASSES, weak_labels
+from labelling.label import CLASSES, VOTE_PREFIX, weak_labels
 from labelling.model import ABSTAIN, LabelModel
 
 WEAK = "weak"
@@ -21,7 +21,10 @@ _NULL = np.array(None, dtype=object)
 
 
 def read_labels(path: Path) -> pd.DataFrame:
-    """A weak-label file (``botfilter label`` output, or any with the same three columns)."""
+    """A weak-label file (``botfilter label`` output, or any with the same three columns), with
+    ``covered``: whether the label is evidence. In ``botfilter label``'s file an event no
+    function voted on holds the label model's prior, not evidence (its ``lf_*`` votes all
+    abstain), as with ``--labels weak``; a file without votes labels every row it holds."""
     if not path.exists():
         raise BotfilterError(f"--labels {path}: file not found (or say --labels weak)")
     try:
@@ -42,7 +45,13 @@ def read_labels(path: Path) -> pd.DataFrame:
         raise BotfilterError(f"--labels {path}: label_bot_probability must be a number in [0, 1]")
     # Identifiers are text (PRODUCT.md), however the file stored them; one label per event.
     ids = {c: table[c].astype("string").astype(object) for c in ("event_id", "tenant_id")}
-    out = pd.DataFrame({**ids, "label_bot_probability": proba})
+    votes = [c for c in table.columns if str(c).startswith(VOTE_PREFIX)]
+    covered = (
+        (table[votes].apply(pd.to_numeric, errors="coerce").fillna(ABSTAIN) != ABSTAIN).any(axis=1)
+        if votes
+        else pd.Series(True, index=table.index)
+    )
+    out = pd.DataFrame({**ids, "label_bot_probability": proba, "covered": covered.to_numpy()})
     if out[["event_id", "tenant_id"]].isna().any().any():
         raise BotfilterError(f"--labels {path}: event_id and tenant_id must be set on every row")
     repeated = out.duplicated(["tenant_id", "event_id"])
@@ -74,7 +83,7 @@ def apply_weak_labels(
     """
     # a file's path absolute: `botfilter promote` rereads it from wherever it is typed
     info: dict[str, Any] = {"labels": WEAK if str(labels) == WEAK else str(Path(labels).resolve())}
-    covered = np.ones(len(ctx), dtype=bool)
+    covered: np.ndarray = np.ones(len(ctx), dtype=bool)
     if str(labels) == WEAK:
         weak = weak_labels(ctx, feats)
         proba = weak.proba
@@ -94,6 +103,7 @@ def apply_weak_labels(
         info["unlabelled_events_left_out"] = int((~found).sum())
         ctx, feats = ctx[found].reset_index(drop=True), feats[found].reset_index(drop=True)
         proba = keyed["label_bot_probability"].to_numpy(dtype=np.float64)[found]
+        covered = keyed["covered"].to_numpy(dtype=bool)[found]
         kind = np.where(proba >= 0.5, "weak", _NULL)
     y = proba >= 0.5
     confidence = np.abs(2.0 * proba - 1.0)

@@ -68,3 +68,30 @@ def test_a_label_file_with_numeric_ids_or_repeats_is_read_or_refused_in_one_line
         BotfilterError, match="event 'e1' of tenant 't1' is labelled more than once"
     ):
         read_labels(path)
+
+
+def test_a_label_files_events_without_a_vote_are_left_out_as_with_weak(tmp_path) -> None:
+    """botfilter label's file gives an event no function voted on the label model's prior;
+    --labels FILE trained on it (weight 0.81 on average in the audit, all of them people)
+    where --labels weak leaves it out."""
+    from labelling.training import apply_weak_labels, read_labels
+
+    path = tmp_path / "labels.parquet"
+    pd.DataFrame(
+        {
+            "event_id": ["e1", "e2", "e3"],
+            "tenant_id": ["t1"] * 3,
+            "label_bot_probability": [0.97, 0.95, 0.02],
+            "lf_honeypot": [1, -1, -1],
+            "lf_human_open": [-1, -1, 0],
+        }
+    ).to_parquet(path)
+    assert read_labels(path)["covered"].tolist() == [True, False, True]
+    ctx = pd.DataFrame({"event_id": ["e1", "e2", "e3"], "tenant_id": ["t1"] * 3})
+    feats = pd.DataFrame({"x": [0.0, 1.0, 2.0]})
+    _, _, y, weight, _ = apply_weak_labels(ctx, feats, path)
+    assert y.tolist() == [True, True, False]
+    assert weight.tolist() == [0.94, 0.0, 0.96]
+    # a file without votes: every row it holds is a label
+    pd.read_parquet(path)[["event_id", "tenant_id", "label_bot_probability"]].to_parquet(path)
+    assert (apply_weak_labels(ctx, feats, path)[3] > 0).all()
