@@ -223,6 +223,12 @@ def _major(value: str | None) -> int:
     return -1
 
 
+# The UA cache is keyed by content and bounded by what it holds: entries, and characters (a
+# request may carry 10,000 distinct 4 KiB User-Agents). Longer UAs are parsed every time.
+CACHED_UA_CHARS = 1_024
+CACHE_CHARS = 32_000_000
+
+
 class UaParser:
     """Parses User-Agent strings into the UA_FEATURES columns, each distinct UA once."""
 
@@ -263,6 +269,7 @@ class UaParser:
         self._cd_exclusions = re.compile("|".join(cd_exclusions), re.IGNORECASE)
         self._cache: dict[str, tuple[Any, ...]] = {}
         self._cache_size = cache_size
+        self._cached_chars = 0  # the keys' characters: memory follows them, not their count
         self.newest_major = self._newest_majors(reference.user_agents["user_agent"])
 
     def _newest_majors(self, real_uas: pd.Series) -> dict[int, int]:
@@ -284,11 +291,15 @@ class UaParser:
         if hit is not None:
             return hit
         row = self._compute(key)
-        if len(self._cache) >= self._cache_size:
+        if len(key) > CACHED_UA_CHARS:  # no real browser's; kept, 4 KiB ones held 0.8 GB
+            return row
+        if len(self._cache) >= self._cache_size or self._cached_chars >= CACHE_CHARS:
             # Drop the oldest half: cheap, and a scoring process sees a slowly drifting UA mix.
-            for old in list(self._cache)[: self._cache_size // 2]:
+            for old in list(self._cache)[: len(self._cache) // 2]:
                 del self._cache[old]
+                self._cached_chars -= len(old)
         self._cache[key] = row
+        self._cached_chars += len(key)
         return row
 
     def _compute(self, ua: str) -> tuple[Any, ...]:

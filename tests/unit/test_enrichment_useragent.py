@@ -134,6 +134,22 @@ def test_cache_is_bounded(parser: UaParser, monkeypatch: pytest.MonkeyPatch) -> 
     assert out["ua_length"].tolist() == [7] * 10 + [7]
 
 
+def test_cache_is_bounded_by_what_it_holds(parser: UaParser, monkeypatch) -> None:
+    """Long distinct User-Agents filled the cache by count only (4 KiB each: 0.8 GB allowed)."""
+    import features.enrichment.useragent as useragent
+
+    monkeypatch.setattr(parser, "_cache", {})
+    monkeypatch.setattr(parser, "_cached_chars", 0)
+    monkeypatch.setattr(useragent, "CACHE_CHARS", 5_000)
+    long = [f"Mozilla/5.0 {i} " + "x" * 4_000 for i in range(5)]
+    parser.parse(pd.Series(long))
+    assert set(parser._cache) == {""}  # longer than CACHED_UA_CHARS: parsed, not kept
+    parser.parse(pd.Series([f"agent/{i} " + "y" * 900 for i in range(20)]))
+    held = sum(len(k) for k in parser._cache)
+    assert held == parser._cached_chars and held <= 5_000 + 1_000
+    assert 0 < len(parser._cache) < 20
+
+
 @pytest.mark.parametrize(
     ("family", "code"),
     [
