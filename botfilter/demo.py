@@ -29,6 +29,7 @@ def demo(
     from rich.console import Console
     from rich.rule import Rule
 
+    from core.paths import check_out_dir
     from core.settings import get_settings
     from jobs.dashboard import load_tenant, show_table, write_report
     from jobs.exclusions import set_exclusions
@@ -42,7 +43,8 @@ def demo(
 
     console = Console()
     settings = get_settings()
-    root = out or settings.ensure_home() / "demo"
+    # Before any work: a file given as --out failed after the simulation had run.
+    root = check_out_dir(out) if out is not None else settings.ensure_home() / "demo"
     train_dir, live_dir = root / "train", root / "live"
 
     console.print(

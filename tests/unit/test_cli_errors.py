@@ -391,3 +391,12 @@ def test_other_output_options_on_a_directory_are_named_before_any_work(
     assert status == 2
     assert one_line(err) == f"{said.format(tmp=tmp_path)}: is a directory, give a file name"
     assert not (tmp_path / "l.parquet").exists()
+
+
+def test_demo_out_on_a_file_is_refused_before_any_work(cli, tmp_path) -> None:
+    """It simulated the training world first, then failed creating afile/train."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    status, out, err = cli("demo", "--tenants", "1", "--days", "1", "--out", str(afile))
+    assert status == 2 and one_line(err) == f"--out {afile}: is a file, not a directory"
+    assert "Simulate" not in out
