@@ -27,6 +27,7 @@ def test_model_info_reads_the_registry_and_the_estimates(tmp_path) -> None:
     # A real (tiny) evaluation report: one bot caught, one person left alone.
     ctx = pd.DataFrame(
         {
+            "tenant_id": "t1",  # an event context always has it (campaigns are per tenant)
             "label": ["bot", "human"],
             "channel": "email",
             "type": "click",
