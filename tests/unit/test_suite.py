@@ -15,6 +15,7 @@ def _report(is_bot: list[bool]) -> EvaluationReport:
     # Six email clicks: two scanner bots, four people (two behind isolation, two at home).
     ctx = pd.DataFrame(
         {
+            "tenant_id": "t1",  # an event context always names its tenant
             "label": ["bot", "bot", "human", "human", "human", "human"],
             "bot_kind": ["security_scanner", "security_scanner", None, None, None, None],
             "family": ["scanner", "scanner", "isolation", "isolation", "person", "person"],

@@ -30,6 +30,7 @@ def _report(with_family: bool = True) -> EvaluationReport:
     a link preview, three people (the UA list flags the last)."""
     ctx = pd.DataFrame(
         {
+            "tenant_id": "t1",  # an event context always names its tenant
             "label": ["bot", "bot", "human", "human", "bot", "human", "human", "human"],
             "bot_kind": ["security_scanner"] * 2 + [None, None, "link_preview"] + [None] * 3,
             "channel": ["email"] * 4 + ["sms"] * 4,
