@@ -68,16 +68,20 @@ def honeypot_recall(
             "channel": ctx["channel"].to_numpy(),
             "confirmed": confirmed,
             "flagged": confirmed & np.asarray(is_bot, dtype=bool),
+            "hits": ctx["is_hidden_link"].fillna(False).to_numpy(dtype=bool),
         }
     )
-    counts = frame.groupby(["tenant_id", "channel"], sort=True)[["confirmed", "flagged"]].sum()
+    counts = frame.groupby(["tenant_id", "channel"], sort=True)[
+        ["confirmed", "flagged", "hits"]
+    ].sum()
     rows = []
-    for (tenant, channel), confirmed_n, flagged_n in zip(
-        counts.index, counts["confirmed"], counts["flagged"], strict=True
+    for (tenant, channel), confirmed_n, flagged_n, hits in zip(
+        counts.index, counts["confirmed"], counts["flagged"], counts["hits"], strict=True
     ):
         n, k = int(confirmed_n), int(flagged_n)
         low, high = wilson(k, n)
-        note = NO_HONEYPOT if n == 0 else TOO_FEW if n < min_confirmed else ""
+        # hits that confirmed nothing yet are "too few", not "no hits"
+        note = NO_HONEYPOT if n == 0 and not hits else TOO_FEW if n < min_confirmed else ""
         rows.append((tenant, channel, n, k, k / n if n else math.nan, low, high, note))
     return pd.DataFrame(rows, columns=list(COLUMNS))
 

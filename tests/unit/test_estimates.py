@@ -59,6 +59,20 @@ def test_recall_counts_the_confirmed_events_and_says_when_too_few(event_frames) 
     assert table.loc["quiet", "confirmed"] == 0 and table.loc["quiet", "note"] == NO_HONEYPOT
 
 
+def test_hits_that_confirm_nothing_are_too_few_not_no_hits(event_frames) -> None:
+    """A tenant with honeypot hits but no other event of their addresses was told it had no
+    honeypot hits."""
+    rows = [
+        {"tenant": "lone", "message_id": f"m{i}", "ip": f"9.9.9.{i}", "is_hidden_link": True}
+        for i in range(3)
+    ]
+    ctx, feats = event_frames(rows)
+    ctx["tenant_id"] = "lone"
+    ctx["channel"] = "email"
+    table = honeypot_recall(ctx, feats, np.ones(len(ctx), dtype=bool)).set_index("tenant_id")
+    assert table.loc["lone", "confirmed"] == 0 and table.loc["lone", "note"] == TOO_FEW
+
+
 def test_each_tenant_reads_only_its_own_saved_estimate(event_frames, tmp_path) -> None:
     rows = _scans({"a/1": 35, "b": 35})
     ctx, feats = event_frames(rows)
