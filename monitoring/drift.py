@@ -223,7 +223,7 @@ def candidate_scanners(counts: LiveCounts, th: Thresholds) -> list[dict[str, Any
     stats = counts.networks.sort_index()
     if stats.empty:
         return []
-    reach = counts.fanout.drop_duplicates(["asn", "tenant", "contact"]).groupby("asn").size()
+    reach = counts.fanout.groupby("asn").size()  # distinct (asn, tenant, contact) rows
     stats = stats.assign(recipients=reach.reindex(stats.index, fill_value=0))
     stats["fast_share"] = stats["fast"] / stats["events"]
     hits = stats[

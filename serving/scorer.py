@@ -263,6 +263,7 @@ class OnlineScorer:
 
         results: dict[str, dict[str, Any]] = dict(found.scores)
         new = [i for i, eid in enumerate(ids) if eid not in results]
+        here: set[str] = set()  # the keys whose answer this request stored first
         if new:
             history = list(found.rows.values())
             h = len(history)
@@ -289,12 +290,11 @@ class OnlineScorer:
             out.scored.update(channels[first].tolist())
             out.flagged.update(channels[first & scored.is_bot].tolist())
             here = {ev[0] for ev, mine in zip(fresh, first.tolist(), strict=True) if mine}
-            for pos, key in keyed.items():
-                if key in here:
-                    out.answered_here.add(pos)
-                    here.discard(key)  # a repeat in the request is answered, not recorded
         for pos, key in keyed.items():
             answers[pos] = results[key]
+            if key in here:
+                out.answered_here.add(pos)
+                here.discard(key)  # a repeat in the request is answered, not recorded
         out.duplicates = len(clean) - len(new)
 
     @staticmethod

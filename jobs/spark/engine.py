@@ -298,11 +298,19 @@ def _score_tenants(payload: Broadcast[ModelPayload], columns: list[str]):  # noq
     :func:`_with_context` joins them (inner, on tenant and message id), then scored."""
 
     def run(events: pa.Table, messages: pa.Table) -> pa.Table:
-        keys = ["tenant_id", "message_id"]
-        data = events.join(messages, keys, join_type="inner", use_threads=False)
-        return _score_table(data.select(columns), payload.value, columns)
+        return _score_joined(events, messages, payload.value, columns)
 
     return run
+
+
+def _score_joined(
+    events: pa.Table, messages: pa.Table, payload: ModelPayload, columns: list[str]
+) -> pa.Table:
+    """Whole tenants' events joined with their messages (inner, on tenant and message id, as
+    :func:`_with_context` joins them), then scored."""
+    keys = ["tenant_id", "message_id"]
+    data = events.join(messages, keys, join_type="inner", use_threads=False)
+    return _score_table(data.select(columns), payload, columns)
 
 
 def _score_part_files(  # noqa: ANN202
@@ -322,9 +330,7 @@ def _score_part_files(  # noqa: ANN202
                 events = pq.read_table(events_file, columns=list(EVENTS.names))
                 messages = pq.read_table(messages_file, columns=[*message_columns, NAMED])
                 named = messages.filter(messages.column(NAMED)).select(message_columns)
-                keys = ["tenant_id", "message_id"]
-                data = events.join(named, keys, join_type="inner", use_threads=False)
-                yield from _score_table(data.select(columns), payload.value, columns).to_batches()
+                yield from _score_joined(events, named, payload.value, columns).to_batches()
 
     return run
 

@@ -512,10 +512,15 @@ def _read_local_text(
 
 def _check_types(frame: DataFrame, table: str, source: str, units: Units) -> None:
     """Fail like the local engine does for a column whose type cannot hold its kind."""
-    schema = to_arrow_schema(frame.schema, timezone="UTC")
-    empty = schema.empty_table()
+    empty = to_arrow_schema(frame.schema, timezone="UTC").empty_table()
+    _check_columns(_raw(table, source, empty, units))
+
+
+def _check_columns(empty: RawTable) -> None:
+    """Validate a table without rows: a column whose type cannot hold its kind fails, on the
+    driver, with the local engine's one line."""
     raws = {name: empty_raw(name) for name in REQUIRED_TABLES}
-    raws[table] = _raw(table, source, empty, units)
+    raws[empty.name] = empty
     validate_raw(raws)
 
 
@@ -746,12 +751,9 @@ def _load_by_parts(
     if spans is None or (len(spans) < readers and rows > SERIAL_ROWS):
         return None  # not Parquet, or fewer readers than cores on data worth spreading
     files = {name: str(path) for name, path in plan.files.items()}
-    # Types are checked on the driver, so a bad column is the local engine's one line.
     sources = plan.sources
     for name, source in sources.items():
-        raws = {table: empty_raw(table) for table in REQUIRED_TABLES}
-        raws[name] = RawTable(name, files[name], source.schema.empty_table())
-        validate_raw(raws)
+        _check_columns(RawTable(name, files[name], source.schema.empty_table()))
     tables = tuple(name for name in TABLES if name in sources)
     scratch = Path(tempfile.mkdtemp(prefix="botfilter-validated-"))
     atexit.register(shutil.rmtree, scratch, ignore_errors=True)
