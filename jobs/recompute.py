@@ -541,9 +541,10 @@ def _run(
     open_runs = dict(run_ids)
     try:
         with store.read() as conn:
+            # The queue first: a change committed between the two reads is then left pending
+            # (applied again later), never marked done with its setting unread.
+            seen = [int(i) for i in store.pending(conn)["id"]]
             exclusions = store.exclusions(conn)
-            pending = store.pending(conn)
-        upto = int(pending["id"].max()) if len(pending) else 0
         with stages.stage("scores"):
             scores, source = resolve_scores(store, settings, data, window, scope.tenants, options)
             model_scores = scores  # the console applies the lists in force when it reads
@@ -564,7 +565,7 @@ def _run(
                 data.messages, data.events, model_scores, window.stored_start, window.end,
                 scope.tenants, default_asn_lookup(),
             )  # fmt: skip
-            written, applied = _write(store, parts, window, channels, run_ids, source, upto, events)
+            written, applied = _write(store, parts, window, channels, run_ids, source, seen, events)
         open_runs.clear()
         tables = parts.tables()
         files: dict[str, Path] = {}
@@ -601,7 +602,7 @@ def _write(
     channels: tuple[str, ...],
     run_ids: dict[str, str],
     source: str,
-    upto: int,
+    seen: list[int],
     events: pd.DataFrame,
 ) -> tuple[int, int]:
     """Each tenant's partitions, window events (:mod:`jobs.store.window_events`), queue entries
@@ -631,7 +632,7 @@ def _write(
             )
             mine = events_of.get(tenant, events.iloc[:0])
             store.replace_window_events(conn, tenant, channels, mine, run_id)
-            done = store.complete_queue(conn, tenant, channels, upto, run_id)
+            done = store.complete_queue(conn, tenant, channels, seen, run_id)
             store.finish_run(
                 run_id,
                 rows_in=int(summary["events"].sum()),

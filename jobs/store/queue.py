@@ -3,7 +3,7 @@ applies it (``pending`` -> ``done``, with the run that did)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import pandas as pd
 from sqlalchemy import func, select, update
@@ -49,15 +49,19 @@ def last_id(conn: Connection) -> int:
     return int(conn.execute(select(func.max(recompute_queue.c.id))).scalar() or 0)
 
 
-def complete(conn: Connection, tenant: str, channels: Sequence[str], upto: int, run_id: str) -> int:
-    """Mark a tenant's pending entries up to id ``upto`` done by ``run_id``."""
+def complete(
+    conn: Connection, tenant: str, channels: Sequence[str], seen: Collection[int], run_id: str
+) -> int:
+    """Mark done by ``run_id`` a tenant's pending entries among ``seen``: those its snapshot
+    read. Not every id below the largest: PostgreSQL numbers entries when they are written,
+    not when they commit, so a lower id can commit after the snapshot, its setting unread."""
     result = conn.execute(
         update(recompute_queue)
         .where(
             recompute_queue.c.tenant_id == tenant,
             recompute_queue.c.channel.in_(list(channels)),
             recompute_queue.c.status == "pending",
-            recompute_queue.c.id <= upto,
+            recompute_queue.c.id.in_(sorted(seen)),
         )
         .values(status="done", run_id=run_id, done_at=now())
     )

@@ -223,3 +223,26 @@ def test_one_tenants_toggle_never_changes_another(store: Store, tmp_path: Path, 
     run(store, tmp_path, world)  # all tenants again, settings of t2/t3 unchanged
     for tenant, before in others.items():
         assert_dumps_equal(dump(store, tenant), before)
+
+
+def test_a_change_committed_after_the_snapshot_stays_pending(
+    store: Store, tmp_path: Path, world, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL numbers queue entries when they are written, not when they commit: a run's
+    snapshot can hold entry 2 and not entry 1, whose setting it then does not apply. Entry 1
+    must stay pending (the audit: it was marked done by a run that counted with the old
+    setting, and nothing applied it until the next full recompute)."""
+    snapshot = store.exclusions()
+    set_exclusion(store, "t1", "email", True)  # entry 1, committed after the run's snapshot
+    set_exclusion(store, "t2", "sms", True)  # entry 2, in the snapshot
+    pending = store.pending()
+    monkeypatch.setattr(Store, "exclusions", lambda self, conn=None: snapshot)
+    monkeypatch.setattr(Store, "pending", lambda self, conn=None: pending[pending["id"] != 1])
+    result = run(store, tmp_path, world, tenants=["t1"])
+    monkeypatch.undo()
+    assert result.queue_applied == 0
+    assert store.pending()["id"].tolist() == [1, 2]
+    result = run(store, tmp_path, world, tenants=["t1"])  # the next run applies it
+    assert result.queue_applied == 1 and store.pending()["id"].tolist() == [2]
+    email = dump(store, "t1")["campaign_metrics"].query("channel == 'email'")
+    assert email["bot_filter_applied"].all()
