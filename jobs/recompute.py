@@ -42,8 +42,10 @@ from features.definitions import LONGEST_WINDOW_S
 from jobs.exclusions import sync_from_data
 from jobs.lists.apply import apply_lists, default_asn_lookup
 from jobs.metrics import (
+    COUNTS,
     MODULES,
     PRODUCT_TABLES,
+    RATES,
     MissingScores,
     Partitions,
     Window,
@@ -666,11 +668,36 @@ def write_tables(tables: dict[str, pd.DataFrame], out: Path) -> dict[str, Path]:
     for name in PRODUCT_TABLES:
         path = out / f"{name}.parquet"
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        table = pa.Table.from_pandas(tables[name], preserve_index=False)
+        table = _typed(pa.Table.from_pandas(tables[name], preserve_index=False))
         pq.write_table(table, tmp)
         os.replace(tmp, path)
         files[name] = path
     return files
+
+
+def _column_type(column: str) -> pa.DataType:
+    """A metrics table column's type, as its rows give it (PRODUCT.md's tables)."""
+    if column == "date":
+        return pa.date32()
+    if column == "bot_filter_applied":
+        return pa.bool_()
+    if column in RATES:
+        return pa.float64()
+    if column in COUNTS:
+        return pa.int64()
+    return pa.string()
+
+
+def _typed(table: pa.Table) -> pa.Table:
+    """``table`` with the types its rows would give it where pandas had none to give: a table
+    without rows (a tenant without automations, a window without sends) had ids and dates of
+    Arrow type null, which Spark reads as int and cannot merge with another run's files."""
+    for i, column in enumerate(table.schema):
+        if table.num_rows == 0 or pa.types.is_null(column.type):
+            table = table.set_column(
+                i, column.name, table.column(i).cast(_column_type(column.name))
+            )
+    return table
 
 
 def load_data(data_dir: Path) -> Validated:

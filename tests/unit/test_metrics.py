@@ -6,6 +6,8 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from core.errors import BotfilterError
@@ -26,6 +28,7 @@ from jobs.metrics import (
     top_reasons,
     window_rows,
 )
+from jobs.recompute import write_tables
 
 AS_OF = "2024-03-31T00:00:00Z"
 MSG_COLS = list(MESSAGE_COLUMNS)
@@ -301,6 +304,23 @@ def test_empty_inputs_give_empty_tables(messages, events, scores) -> None:
         assert parts.tables()[name].empty
         assert list(parts.tables()[name].columns) == MODULES[name].table_columns()
     assert len(parts.summary) == 60 and parts.summary["messages"].sum() == 0
+
+
+def test_tables_written_without_rows_keep_their_types(
+    world, messages, events, scores, tmp_path
+) -> None:
+    """A table without rows is written with the types rows give it (the audit: ids and dates of
+    Arrow type null, which Spark reads as int and cannot merge with another run's files)."""
+    full = write_tables(run(world, {}).tables(), tmp_path / "full")
+    empty_parts = compute_partitions(
+        messages([]), events([]), scores({}), {}, Window.ending(AS_OF, 30), tenants=["t1"]
+    )
+    empty = write_tables(empty_parts.tables(), tmp_path / "empty")
+    for name in PRODUCT_TABLES:
+        written = pq.read_schema(empty[name])
+        assert pq.read_table(empty[name]).num_rows == 0
+        assert written.remove_metadata() == pq.read_schema(full[name]).remove_metadata(), name
+    assert pq.read_schema(empty["dashboard_daily"]).field("date").type == pa.date32()
 
 
 def test_rollup_of_mixed_filter_states() -> None:
