@@ -279,14 +279,15 @@ def metrics_show(
     from rich.console import Console
 
     from core.settings import get_settings
-    from jobs.dashboard import load_tenant, module_table, show_table
+    from jobs.dashboard import fitted, load_tenant, module_table, show_table
     from jobs.store import Store
     from labelling.estimates import load_estimates, rich_table
 
     settings = get_settings()
     metrics = load_tenant(Store.open(settings), tenant, only=module_table(module))
-    console = Console()
-    console.print(show_table(metrics, module, limit))
+    table = show_table(metrics, module, limit)
+    console = fitted(Console(), table)
+    console.print(table)
     estimate = load_estimates(settings.home, tenant)
     if estimate is not None:
         console.print(

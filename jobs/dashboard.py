@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from rich import box
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -156,10 +157,11 @@ def show_table(metrics: TenantMetrics, module: str, limit: int = 50) -> Table:
         padding=(0, 1, 0, 0),  # fits an 80-column terminal
     )
     labels = [escape(str(v)) for v in frame[key]]
-    table.add_column(key.replace("_", " "), no_wrap=True)
-    table.add_column("channel", no_wrap=True)
+    # Folded, never cut: on a narrow terminal rich cut every cell to "2024-03-…" and "100.…"
+    table.add_column(key.replace("_", " "), no_wrap=True, overflow="fold")
+    table.add_column("channel", no_wrap=True, overflow="fold")
     for header in ("delivered", "opens", "open rate", "clicks", "CTR", "excl."):
-        table.add_column(header, justify="right", no_wrap=True)
+        table.add_column(header, justify="right", no_wrap=True, overflow="fold")
     shares, excluded = bot_share(frame), excluded_share(frame)
     for i, row in enumerate(frame.itertuples(index=False)):
         on = bool(row.bot_filter_applied)
@@ -175,6 +177,15 @@ def show_table(metrics: TenantMetrics, module: str, limit: int = 50) -> Table:
             share,
         )
     return table
+
+
+def fitted(console: Console, table: Table) -> Console:
+    """``console``, or where it writes to a pipe or a file rather than a terminal, one as wide
+    as ``table``: a pipe has no width to fit, and rich's 80 columns folded every row."""
+    if console.is_terminal:
+        return console
+    wide = console.measure(table, options=console.options.update(max_width=100_000))
+    return Console(width=max(console.width, wide.maximum))
 
 
 # --- the HTML report --------------------------------------------------------------------------

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
+
 import pandas as pd
 from rich.console import Console
 
-from jobs.dashboard import TenantMetrics, show_table
+from jobs.dashboard import TenantMetrics, fitted, show_table
 
 
 def _rows(key: str, values: list, delivered: list[int]) -> pd.DataFrame:
@@ -55,3 +57,24 @@ def test_dashboard_shows_the_newest_days_first() -> None:
     assert "2024-03-05" in text and "2024-03-04" in text
     assert "2024-03-01" not in text and "2024-03-03" not in text
     assert text.index("2024-03-05") < text.index("2024-03-04")
+
+
+UUID = "3f2b9c1e-8a4d-4c1b-9e57-0d6a1f2b7c44"
+
+
+def test_nothing_is_cut_on_a_narrow_terminal_or_in_a_pipe() -> None:
+    """The audit: at 80 columns, and whenever piped, every date read "2024-03-…", every UUID
+    campaign was cut and the numbers read "100.…"."""
+    frame = _rows("campaign_id", [UUID, "c2"], [123456, 99])
+    frame["bot_filter_applied"] = [False, True]
+    metrics = TenantMetrics("t1", {"campaign_metrics": frame}, pd.DataFrame(), {})
+    narrow = Console(record=True, width=80, color_system=None, force_terminal=True)
+    narrow.print(show_table(metrics, "campaigns"))
+    assert "…" not in narrow.export_text()
+    table = show_table(metrics, "campaigns")
+    piped = fitted(Console(file=io.StringIO(), width=80), table)
+    assert not piped.is_terminal and piped.width > 80
+    piped.begin_capture()
+    piped.print(table)
+    text = piped.end_capture()
+    assert UUID in text and "123,456" in text and "off (" in text and "…" not in text
