@@ -429,11 +429,34 @@ def parse_int(arr: pa.Array | pa.ChunkedArray, name: str) -> Parsed:
         missing = to_numpy_bool(pc.is_null(arr))
         bad = ~missing
         values = pa.nulls(n, pa.int64())
+    elif pa.types.is_decimal(t):  # warehouses export whole numbers as DECIMAL(38, 0)
+        missing = to_numpy_bool(pc.is_null(arr))
+        values, bad = _decimal_to_int(arr)
     else:
         raise UnsupportedType(str(t))
     parsed = Parsed(contiguous(values), missing)
     parsed.add(bad, f"invalid integer: {name}")
     return parsed
+
+
+def _decimal_to_int(arr: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
+    """Whole decimals -> int64; returns (ints with nulls, mask of values that are not integers
+    within int64). Arrow casts the usual case at once; any value it refuses (a fraction, or
+    past int64) sends the column value by value through Python."""
+    try:
+        return contiguous(arr).cast(pa.int64()), np.zeros(len(arr), dtype=bool)
+    except pa.ArrowInvalid:
+        pass
+    ints: list[int | None] = []
+    bad = np.zeros(len(arr), dtype=bool)
+    for i, value in enumerate(arr.to_pylist()):
+        whole = value is not None and value == value.to_integral_value()
+        if whole and _INT_MIN <= int(value) <= _INT_MAX:
+            ints.append(int(value))
+        else:
+            ints.append(None)
+            bad[i] = value is not None
+    return pa.array(ints, pa.int64()), bad
 
 
 def _integer_text(text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:

@@ -26,6 +26,7 @@ its file (Python's reader stops at 128 KiB by default).
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import json
@@ -145,8 +146,16 @@ def _set_aside_invalid_text(raw: RawTable) -> RawTable:
     """Move the rows holding text that is not UTF-8 to ``rejected`` (found chunk by chunk, then
     value by value only inside the chunks that fail)."""
     bad = np.zeros(raw.data.num_rows, dtype=bool)
-    for column in raw.data.columns:
+    data, ours = raw.data, set(TABLES[raw.name].names)
+    for i, column in enumerate(data.columns):
         if not _is_text_type(column.type):
+            continue
+        if data.schema.field(i).name not in ours:
+            # Extra columns are kept and ignored (PRODUCT.md): one that is not UTF-8 is kept
+            # as its bytes, and its row stays (`score`, which never reads them, scored it)
+            if not _valid_utf8(column):
+                kind = pa.binary() if pa.types.is_string(column.type) else pa.large_binary()
+                data = data.set_column(i, data.schema.field(i).name, column.cast(kind))
             continue
         start = 0
         for chunk in column.chunks:
@@ -161,7 +170,11 @@ def _set_aside_invalid_text(raw: RawTable) -> RawTable:
                         bad[start + i] = True
             start += len(chunk)
     positions = np.flatnonzero(bad)
-    broken = raw.data.take(pa.array(positions))
+    if not len(positions):
+        return RawTable(
+            raw.name, raw.source, data, raw.row_numbers, raw.records, raw.rejected, raw.lines
+        )
+    broken = data.take(pa.array(positions))
     rows = [
         {k: (v.decode("utf-8", "replace") if isinstance(v, bytes) else v) for k, v in row.items()}
         for row in _as_binary(broken).to_pylist()
@@ -170,7 +183,15 @@ def _set_aside_invalid_text(raw: RawTable) -> RawTable:
         (int(p), _json_text(row), REASON_UTF8) for p, row in zip(positions, rows, strict=True)
     ]
     keep = np.flatnonzero(~bad)
-    return RawTable(raw.name, raw.source, raw.data.take(pa.array(keep)), keep, None, rejected)
+    return RawTable(raw.name, raw.source, data.take(pa.array(keep)), keep, None, rejected)
+
+
+def _valid_utf8(column: pa.ChunkedArray) -> bool:
+    try:
+        column.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
 
 
 def _is_text_type(t: pa.DataType) -> bool:
@@ -257,8 +278,12 @@ def _read_csv_rows(path: Path, schema: TableSchema, header: list[str]) -> RawTab
     ):
         reader = csv.reader(handle)
         next(reader, None)
+        number = -1
         try:
-            for number, row in enumerate(reader):
+            for row in reader:
+                if not row:  # a blank line: no row, as Arrow's reader skips it
+                    continue
+                number += 1
                 if len(row) != width:
                     rejected.append((number, _json_text(row), REASON_CSV_FIELDS))
                     continue
@@ -314,6 +339,12 @@ def _read_jsonl(path: Path, schema: TableSchema) -> RawTable:
         return empty_raw(schema.name, str(path))
     if any(_nested(data.schema.field(c).type) for c in schema.names if c in data.column_names):
         return _read_jsonl_rows(path, schema)
+    if any(
+        pa.types.is_floating(data.schema.field(c.name).type)
+        for c in schema.columns
+        if c.kind == "str" and c.name in data.column_names
+    ):  # Arrow reads integers past int64 as floats: ids that lose digits (read exactly here)
+        return _read_jsonl_rows(path, schema)
     return RawTable(schema.name, str(path), data, lines=path)
 
 
@@ -360,6 +391,8 @@ def _read_jsonl_rows(path: Path, schema: TableSchema) -> RawTable:
     number = 0
     with path.open("rb") as handle:
         for line in handle:
+            if number == 0 and line.startswith(codecs.BOM_UTF8):
+                line = line[len(codecs.BOM_UTF8) :]  # as Arrow's reader reads it
             if not line.strip():
                 continue
             try:

@@ -296,7 +296,8 @@ def _parse_column(column: Column, arr: pa.Array | pa.ChunkedArray) -> Parsed:
     if column.kind == "bool":
         return parse_bool(arr, name)
     if column.kind == "int":
-        if rules.prefix and pa.types.is_string(arr.type):
+        arr = plain(arr)
+        if rules.prefix and (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
             arr = pc.replace_substring_regex(arr, rules.prefix, "")
         parsed = parse_int(arr, name)
         out = np.zeros(len(parsed.missing), dtype=bool)

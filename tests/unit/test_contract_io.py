@@ -480,3 +480,112 @@ def test_parquet_oddities_are_quarantined_or_one_line(
     assert b"pandas" in stale.schema.metadata
     got = _validate_parquet(tmp_path / "d", stale)
     assert got[0] == 0 and got[2] == [("events", 1, "invalid integer: link_position")], got
+
+
+# --------------------------------------------------------------------------- audit findings
+
+
+def test_csv_blank_line_is_skipped_whether_or_not_another_row_is_broken(tmp_path: Path) -> None:
+    """The audit: a blank line was skipped by Arrow's reader but quarantined as a row (and
+    numbered, shifting the rows after it) by the row-by-row reader a broken row calls for."""
+    write_text(tmp_path / "messages.csv", MESSAGES_CSV)
+    good = (
+        "e1,t1,007,open,2025-01-01T00:00:10Z,,,,,,,\n\ne9,t1,zz,open,2025-01-01T00:00:10Z,,,,,,,\n"
+    )
+    write_text(tmp_path / "events.csv", EVENTS_HEADER + good)
+    clean = contract.load(tmp_path)
+    write_text(tmp_path / "events.csv", EVENTS_HEADER + good + "e3,t1,007,click\n")
+    broken = contract.load(tmp_path)
+    assert quarantine_of(clean, "events") == [(1, "unknown message")]
+    assert quarantine_of(broken, "events") == [
+        (1, "unknown message"),
+        (2, "wrong number of CSV fields"),
+    ]
+    assert broken.report.tables["events"].read == clean.report.tables["events"].read + 1 == 3
+
+
+def test_jsonl_bom_is_read_whether_or_not_another_line_is_broken(tmp_path: Path) -> None:
+    """The audit: with a broken line further down, the row-by-row reader quarantined the valid
+    first record of a file starting with a UTF-8 BOM."""
+    write_text(tmp_path / "messages.jsonl", jsonl([MESSAGE]))
+    body = jsonl([EVENT, {**EVENT, "event_id": "e2"}]) + "{broken\n"
+    write_text(tmp_path / "events.jsonl", b"\xef\xbb\xbf" + body.encode())
+    result = contract.load(tmp_path)
+    assert result.events["event_id"].tolist() == ["e1", "e2"]
+    assert quarantine_of(result, "events") == [(2, "unparseable JSON line")]
+
+
+def test_jsonl_ids_beyond_64_bits_keep_their_digits(tmp_path: Path) -> None:
+    """The audit: Arrow reads integers past int64 as floats, so three distinct numeric ids
+    became one rounded id, two of the events counted as its duplicates."""
+    ids = [18446744073709551001, 18446744073709551002, 18446744073709551003]
+    write_text(tmp_path / "messages.jsonl", jsonl([MESSAGE]))
+    write_text(tmp_path / "events.jsonl", jsonl([{**EVENT, "event_id": i} for i in ids]))
+    result = contract.load(tmp_path)
+    assert result.events["event_id"].tolist() == [str(i) for i in ids]
+    assert result.report.quarantined_total == 0
+
+
+def test_parquet_extra_column_that_is_not_utf8_is_kept_as_bytes(tmp_path: Path) -> None:
+    """Extra columns are kept and ignored (PRODUCT.md): bad bytes in one no longer quarantine
+    the row (the audit: `validate` and `recompute` dropped the event, `score` scored it)."""
+    write_text(tmp_path / "messages.jsonl", jsonl([MESSAGE]))
+    note = pa.Array.from_buffers(
+        pa.string(),
+        2,
+        [None, pa.py_buffer(np.array([0, 2, 4], np.int32).tobytes()), pa.py_buffer(b"ok\xff!")],
+    )
+    events = pa.table(
+        {
+            **{k: [v] * 2 for k, v in EVENT.items() if k != "event_id"},
+            "event_id": ["e1", "e2"],
+            "note": note,
+        }
+    )
+    pq.write_table(events, tmp_path / "events.parquet")
+    result = contract.load(tmp_path)
+    assert result.events["event_id"].tolist() == ["e1", "e2"]
+    assert result.events["note"].tolist() == [b"ok", b"\xff!"]
+    assert result.report.quarantined_total == 0
+
+
+@pytest.mark.parametrize(
+    "kind", [pa.string(), pa.large_string(), pa.dictionary(pa.int32(), pa.string())]
+)
+def test_asn_with_its_as_prefix_in_any_text_type(tmp_path: Path, kind: pa.DataType) -> None:
+    """The audit: "AS13335" was accepted in a string column, refused in a large_string one."""
+    write_text(tmp_path / "messages.jsonl", jsonl([MESSAGE]))
+    events = pa.table(
+        {
+            **{k: [v] for k, v in EVENT.items()},
+            "asn": pa.array(["AS13335"], pa.string()).cast(kind),
+        }
+    )
+    pq.write_table(events, tmp_path / "events.parquet")
+    result = contract.load(tmp_path)
+    assert result.events["asn"].tolist() == [13335]
+
+
+def test_parquet_whole_decimals_are_integers(tmp_path: Path) -> None:
+    """Warehouses export NUMBER columns as DECIMAL(38, 0): whole values are integers (the
+    audit: the whole run stopped on "cannot hold int values"), a fraction is invalid."""
+    write_text(tmp_path / "messages.jsonl", jsonl([MESSAGE]))
+    events = pa.table(
+        {
+            **{k: [v] * 3 for k, v in EVENT.items() if k != "event_id"},
+            "event_id": ["e1", "e2", "e3"],
+            "link_position": pa.array([1, None, 1], pa.decimal128(38, 0)),
+            "asn": pa.array([13335, 15169, None], pa.decimal128(38, 0)),
+        }
+    )
+    pq.write_table(events, tmp_path / "events.parquet")
+    result = contract.load(tmp_path)
+    assert result.events["link_position"].tolist() == [1, pd.NA, 1]
+    assert result.events["asn"].tolist() == [13335, 15169, pd.NA]
+    fraction = events.set_column(
+        events.schema.get_field_index("asn"),
+        "asn",
+        pa.array([13335, 1.5, None], pa.float64()).cast(pa.decimal128(10, 1)),
+    )
+    pq.write_table(fraction, tmp_path / "events.parquet")
+    assert quarantine_of(contract.load(tmp_path), "events") == [(1, "invalid integer: asn")]
