@@ -203,7 +203,8 @@ def read_scores_file(path: Path) -> pd.DataFrame:
                 types_mapper=lambda t: pd.ArrowDtype(t) if _is_list(t) else None
             )
         elif path.suffix == ".csv":
-            frame = pd.read_csv(path, dtype=_SCORE_TEXT)
+            # Only an empty field is missing: "NA" or "null" is a tenant's or an event's id
+            frame = pd.read_csv(path, dtype=_SCORE_TEXT, keep_default_na=False, na_values=[""])
         elif path.suffix == ".jsonl":
             frame = pd.read_json(path, lines=True, dtype=_SCORE_TEXT)
         else:

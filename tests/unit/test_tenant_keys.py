@@ -91,3 +91,19 @@ def test_scores_file_keeps_tenant_ids_as_text(tenant_scores, tmp_path: Path, suf
     path = tmp_path / f"scores{suffix}"
     write_scores(tenant_scores().assign(tenant_id=["007", "7"]), path)
     assert read_scores_file(path)["tenant_id"].tolist() == ["007", "7"]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_scores_file_keeps_ids_that_look_like_missing_values(
+    tenant_scores, tmp_path: Path, suffix: str
+) -> None:
+    """The audit: `recompute --scores` could not read back the CSV `botfilter score` wrote for
+    tenant "NA" or event "null" (pandas read them as missing values)."""
+    from jobs.recompute import read_scores_file
+    from scoring.scores_file import write_scores
+
+    path = tmp_path / f"scores{suffix}"
+    write_scores(tenant_scores().assign(tenant_id=["NA", "null"], event_id=["NaN", "None"]), path)
+    read = read_scores_file(path)
+    assert read["tenant_id"].tolist() == ["NA", "null"]
+    assert read["event_id"].tolist() == ["NaN", "None"]
