@@ -206,7 +206,48 @@ def value_text(value: Any) -> str | None:
         return value
     if isinstance(value, int):
         return str(value)
-    return json.dumps(value, ensure_ascii=False, default=json_default)
+    return json_text(value)
+
+
+def json_text(value: Any) -> str:
+    """``json.dumps`` of a parsed value, whatever its depth: a value nested past the
+    interpreter's recursion limit (the API and JSON Lines accept 1,024 levels) is written
+    without recursion, the same text (it failed a whole request with a 500, a whole run)."""
+    try:
+        return json.dumps(value, ensure_ascii=False, default=json_default)
+    except RecursionError:
+        return _deep_json(value)
+
+
+class _Literal(str):
+    """Text :func:`_deep_json` writes as it is (brackets, separators, keys)."""
+
+
+def _deep_json(value: Any) -> str:
+    out: list[str] = []
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _Literal):
+            out.append(item)
+            continue
+        if isinstance(item, dict):
+            pairs = [(json.dumps(str(k), ensure_ascii=False) + ": ", v) for k, v in item.items()]
+            opening, closing = "{", "}"
+        elif isinstance(item, list | tuple):
+            pairs = [("", v) for v in item]
+            opening, closing = "[", "]"
+        else:
+            out.append(json.dumps(item, ensure_ascii=False, default=json_default))
+            continue
+        stack.append(_Literal(closing))
+        for i in range(len(pairs) - 1, -1, -1):  # pushed last to first: popped in order
+            stack.append(pairs[i][1])
+            stack.append(_Literal(pairs[i][0]))
+            if i:
+                stack.append(_Literal(", "))
+        stack.append(_Literal(opening))
+    return "".join(out)
 
 
 def json_default(value: Any) -> Any:

@@ -37,12 +37,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.json as pj
 
-from contract.columns import json_default, value_text
+from contract.columns import json_text, value_text
 from contract.schema import TABLES, TableSchema, find_table_files
 from core.errors import BotfilterError
 
@@ -309,7 +310,7 @@ def _has_surrogates(value: str) -> bool:
 
 def _json_text(value: Any) -> str:
     """JSON for a quarantined record; undecodable bytes become U+FFFD."""
-    text = json.dumps(value, ensure_ascii=False, default=json_default)
+    text = json_text(value)
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
@@ -323,6 +324,8 @@ def _read_jsonl(path: Path, schema: TableSchema) -> RawTable:
     if _blank_file(path):  # as an empty CSV (no header) or Parquet file is refused
         raise BotfilterError(f"{path}: empty file, expected JSON Lines records (one object a line)")
 
+    if not _shallow(path):
+        return _read_jsonl_rows(path, schema)
     try:
         # Arrow infers ISO text as timestamps, which would drop the original offset from the
         # records; declare such columns as text up front (types learnt from the file's head) so
@@ -346,6 +349,34 @@ def _read_jsonl(path: Path, schema: TableSchema) -> RawTable:
     ):  # Arrow reads integers past int64 as floats: ids that lose digits (read exactly here)
         return _read_jsonl_rows(path, schema)
     return RawTable(schema.name, str(path), data, lines=path)
+
+
+# Opening brackets a line may hold for Arrow's JSON reader: it recurses once per level, and a
+# line nested some 20,000 levels deep crashed the whole process (a segmentation fault).
+_ARROW_JSON_OPENINGS = 1000
+
+
+def _shallow(path: Path) -> bool:
+    """Whether no line of the file opens more than :data:`_ARROW_JSON_OPENINGS` brackets
+    (counted in strings too: a line that only looks deep is read line by line, as safely)."""
+    carry = 0  # brackets opened since the last newline, in earlier blocks
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 24):
+            raw = np.frombuffer(block, np.uint8)
+            opened = np.cumsum((raw == ord("[")) | (raw == ord("{")), dtype=np.int64)
+            ends = np.flatnonzero(raw == ord("\n"))
+            if len(ends):
+                at = opened[ends]
+                per_line = np.diff(at, prepend=0)
+                per_line[0] += carry
+                if int(per_line.max()) > _ARROW_JSON_OPENINGS:
+                    return False
+                carry = int(opened[-1] - at[-1])
+            else:
+                carry += int(opened[-1])
+            if carry > _ARROW_JSON_OPENINGS:
+                return False
+    return True
 
 
 def _blank_file(path: Path) -> bool:
@@ -402,8 +433,8 @@ def _read_jsonl_rows(path: Path, schema: TableSchema) -> RawTable:
                 number += 1
                 continue
             try:
-                obj = json.loads(text)
-            except ValueError:
+                obj = _json_line(text)
+            except (ValueError, RecursionError):  # nested past the interpreter's limit
                 rejected.append((number, json.dumps(text, ensure_ascii=False), REASON_JSON))
             else:
                 if "\\u" in text and _lone_surrogates(obj):
@@ -428,11 +459,21 @@ def _read_jsonl_rows(path: Path, schema: TableSchema) -> RawTable:
     return RawTable(schema.name, str(path), data, np.asarray(numbers, np.int64), records, rejected)
 
 
+def _json_line(text: str) -> Any:
+    """One JSON Lines record, read as the API reads a body: orjson (1,024 levels, where the
+    standard library stops near the interpreter's recursion limit), then the standard library
+    for what orjson refuses (integers beyond 64 bits, NaN literals, lone surrogates)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def _lone_surrogates(obj: Any) -> bool:
     """Does a parsed JSON value hold a string with a lone surrogate (a ``\\udXXX`` escape
     that makes no character)?"""
     try:
-        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        json_text(obj).encode("utf-8")
     except UnicodeEncodeError:
         return True
     return False

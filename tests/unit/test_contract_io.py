@@ -589,3 +589,28 @@ def test_parquet_whole_decimals_are_integers(tmp_path: Path) -> None:
     )
     pq.write_table(fraction, tmp_path / "events.parquet")
     assert quarantine_of(contract.load(tmp_path), "events") == [(1, "invalid integer: asn")]
+
+
+def test_jsonl_value_nested_past_the_recursion_limit_is_read(tmp_path: Path) -> None:
+    """The audit: one user_agent nested 995 levels stopped `botfilter score` with an internal
+    error (RecursionError writing it as text); deeper than the decoder goes, the line is
+    quarantined."""
+    from contract.columns import json_text
+
+    write_text(tmp_path / "messages.jsonl", jsonl([MESSAGE]))
+
+    def nested_ua(event_id: str, depth: int) -> str:
+        head = json.dumps({**EVENT, "event_id": event_id})[:-1]
+        return head + ', "user_agent": ' + "[" * depth + "]" * depth + "}"
+
+    deep, deeper = nested_ua("e2", 995), nested_ua("e3", 100_000)
+    write_text(tmp_path / "events.jsonl", "\n".join([json.dumps(EVENT), deep, deeper]) + "\n")
+    result = contract.load(tmp_path)
+    assert result.events["event_id"].tolist() == ["e1", "e2"]
+    assert result.events["user_agent"].tolist()[1] == "[" * 995 + "]" * 995
+    assert quarantine_of(result, "events") == [(2, "unparseable JSON line")]
+    value = {"a": [1, {"b": None, "c": "é"}], "d": True}
+    nested: object = value
+    for _ in range(3000):
+        nested = [nested]
+    assert json_text(nested) == "[" * 3000 + json.dumps(value, ensure_ascii=False) + "]" * 3000

@@ -61,6 +61,24 @@ def test_nesting_up_to_the_limit_is_read(make_runtime, make_client, world) -> No
     assert resp.status_code == 200 and resp.json()[0]["event_id"] == "deep-extra"
 
 
+@pytest.mark.parametrize("field", ["user_agent", "tenant_id", "event_id"])
+def test_a_read_field_nested_up_to_the_limit_is_answered(
+    make_runtime, make_client, world, field
+) -> None:
+    """The audit: a value nested 1,000 levels in a field the contract reads turned the whole
+    request into a 500 (RecursionError writing it as text); the good event got no answer."""
+    client = make_client(make_runtime(world))
+    good = {**world["items"][0], "event_id": "good"}
+    deep = {k: v for k, v in {**good, "event_id": "deep"}.items() if k != field}
+    text = json.dumps(deep)[:-1] + f', "{field}": ' + _nested(1000).decode() + "}"
+    body = ("[" + json.dumps(good) + "," + text + "]").encode()
+    resp = client.post("/score", content=body)
+    assert resp.status_code == 200
+    answers = resp.json()
+    assert answers[0]["event_id"] == "good" and "bot_score" in answers[0]
+    assert len(answers) == 2
+
+
 def test_an_unforeseen_failure_is_one_line_without_secrets(make_runtime, world, caplog) -> None:
     runtime = make_runtime(world)
 
