@@ -14,6 +14,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from .errors import BotfilterError
 
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")  # what redis-py accepts
+
 
 class Settings(BaseSettings):
     """Runtime configuration. Every field maps to ``BOTFILTER_<NAME>``."""
@@ -74,6 +76,14 @@ class Settings(BaseSettings):
     debug: bool = Field(
         False, description="Show the Python traceback of a failed command (else one line)."
     )
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        # checked here, in one line, not by the first worker that connects (an internal error)
+        if value and not value.lower().startswith(_REDIS_SCHEMES):
+            raise ValueError(f"must start with {', '.join(_REDIS_SCHEMES)}")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

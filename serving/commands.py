@@ -6,7 +6,7 @@ import typer
 
 
 def serve(
-    port: int = typer.Option(3000, help="Port to listen on."),
+    port: int = typer.Option(3000, min=1, max=65535, help="Port to listen on (1-65535)."),
     host: str = typer.Option("127.0.0.1", help="Interface to bind."),
     workers: int = typer.Option(1, min=1, help="Worker processes (share state via Redis)."),
     access_log: bool = typer.Option(True, help="Log every request (BentoML access log)."),

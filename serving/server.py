@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,25 @@ def check_ready(settings: Settings, workers: int) -> tuple[str, bool]:
     return model.version, required
 
 
+def check_listen(host: str, port: int) -> None:
+    """Fail in one line, before the banner, where the server could not listen: a port out of
+    range (the socket layer took 99999 as 34463 and said so nowhere), taken, or a host that
+    does not resolve (each was an internal error after "serving ... on ...")."""
+    if not 1 <= port <= 65535:
+        raise BotfilterError(f"--port {port}: must be between 1 and 65535")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise BotfilterError(f"--host {host}: cannot be resolved ({exc})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise BotfilterError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
 def bentoml_overrides(environ: dict[str, str], service: str, access_log: bool) -> dict[str, Any]:
     """BentoML configuration for the workers: the operator's ``BENTOML_CONFIG_OVERRIDES`` plus
     the access log switch, and no tracing of the API's routes unless tracing is configured."""
@@ -74,6 +94,7 @@ def serve(
     from serving.service import bento_service
 
     version, closed = check_ready(settings, workers)
+    check_listen(host, port)
     # Workers inherit the environment: pin the data home so they all resolve the same one.
     os.environ["BOTFILTER_HOME"] = str(Path(settings.home).resolve())
     # Workers share one listening socket, and by default the first one awake accepts every

@@ -74,6 +74,11 @@ def one_line(err: str) -> str:
             "invalid setting BOTFILTER_WINDOW_DAYS='0': Input should be greater than 0; "
             "BOTFILTER_DEBUG='maybe': Input should be a valid boolean, unable to interpret input",
         ),
+        (  # the audit: an internal error from the first worker that connected
+            {"BOTFILTER_REDIS_URL": "localhost:6379"},
+            "invalid setting BOTFILTER_REDIS_URL: Value error, must start with redis://, "
+            "rediss://, unix://",
+        ),
     ],
 )
 def test_invalid_environment_value_is_one_line_naming_the_variable(
@@ -400,3 +405,31 @@ def test_demo_out_on_a_file_is_refused_before_any_work(cli, tmp_path) -> None:
     status, out, err = cli("demo", "--tenants", "1", "--days", "1", "--out", str(afile))
     assert status == 2 and one_line(err) == f"--out {afile}: is a file, not a directory"
     assert "Simulate" not in out
+
+
+# --------------------------------------------------------------------------- serve
+
+
+def test_serve_refuses_a_port_out_of_range(cli) -> None:
+    """The audit: `serve --port 99999` said "serving on :99999" and listened on 34463."""
+    status, _, err = cli("serve", "--port", "99999")
+    assert status == 2 and "Invalid value for '--port'" in err
+
+
+def test_serve_checks_where_it_listens_before_the_banner() -> None:
+    """A taken port and a host that does not resolve were internal errors after the banner."""
+    import socket
+
+    from serving.server import check_listen
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(BotfilterError, match=f"cannot listen on 127.0.0.1:{port}: Address"):
+            check_listen("127.0.0.1", port)
+    with pytest.raises(BotfilterError, match="--host no-such-host.invalid: cannot be resolved"):
+        check_listen("no-such-host.invalid", 3000)
+    with pytest.raises(BotfilterError, match="--port 0: must be between 1 and 65535"):
+        check_listen("127.0.0.1", 0)
+    check_listen("127.0.0.1", port)  # free again
