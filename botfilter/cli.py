@@ -14,6 +14,7 @@ import typer
 from console.commands import console
 from contract.commands import validate
 from core.errors import BotfilterError, is_user_error, one_line_error
+from core.redact import redact
 from features.commands import vendor
 from jobs.commands import metrics_app, recompute, report, run, score, scores_app, settings_app
 from labelling.commands import label
@@ -79,8 +80,8 @@ def fail(exc: Exception) -> NoReturn:
     """Print ``exc`` as one line without secrets and exit: 2 for a user error (the machine
     refusing a file included), 1 for an internal failure. With ``BOTFILTER_DEBUG=1`` the
     traceback comes first."""
-    if _debug():
-        traceback.print_exception(exc, file=sys.stderr)
+    if _debug():  # masked too: a traceback quotes the URLs its frames were given
+        print(redact("".join(traceback.format_exception(exc))), file=sys.stderr, end="")
     print(f"botfilter: error: {one_line_error(exc)}", file=sys.stderr)
     sys.exit(2 if is_user_error(exc) else 1)
 

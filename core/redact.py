@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import re
 
-# ``scheme://[user]:password@``: the password runs to the authority's last ``@`` (a password
-# may itself hold ``@``), never past the end of the authority.
-_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:@/\s?#]*):(?P<pw>[^/\s?#]*)@")
+# ``scheme://[user]:password@host``: the password runs to the last ``@`` followed by a host (a
+# password may hold ``@``, and SQLAlchemy and MLflow take ``/``, ``?`` and ``#`` in it too,
+# which an audit found shown in clear). A path holding ``@`` after a port is masked as well:
+# masking too much is the safe side.
+_USERINFO = re.compile(
+    r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:@/\s?#]*):(?P<pw>\S*)@(?=[^\s@/?#]*(?:[/?#\s]|$))"
+)
 # ``password=...``, ``token: ...`` and friends, in a query string, a DSN or keyword arguments,
 # quoted or not (up to a separator, a blank or a closing quote). ``NAME:`` not as the last part
 # of a path (``/etc/passwd: is a file`` lost the words after it); ``NAME=`` anywhere.
-_SECRET_NAMES = (
-    r"(?:password|passwd|pwd|secret|client_secret|token|access[_-]?token|api[_-]?key|auth|"
-    r"authorization)"
+_SECRET_NAMES = (  # with any prefix: ``sslpassword``, ``db_password``, ``refresh_token``
+    r"(?:[a-z_]*(?:password|passwd|pwd|secret|token|api[_-]?key)|auth|authorization)"
 )
 _SECRET_PARAM = re.compile(
     rf"(?i)(?P<key>(?:\b{_SECRET_NAMES}\s*=|(?<![/\\])\b{_SECRET_NAMES}\s*:)\s*['\"]?)"

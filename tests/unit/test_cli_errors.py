@@ -117,6 +117,7 @@ def test_debug_shows_the_traceback(cli, monkeypatch) -> None:
     status, _, err = cli("metrics", "show", "--tenant", "t1")
     assert status == 1 and err.startswith("Traceback")
     assert err.strip().splitlines()[-1].startswith("botfilter: error: internal error")
+    assert "hunter2" not in err  # the audit: the traceback showed it
 
 
 @pytest.mark.parametrize(
@@ -130,6 +131,12 @@ def test_debug_shows_the_traceback(cli, monkeypatch) -> None:
         ("token: abc.def", "token: ***"),
         ("http://h:8080/path", "http://h:8080/path"),
         ("postgresql://u@h/db", "postgresql://u@h/db"),
+        # the audit: a password holding "/", "?" or "#" (SQLAlchemy and MLflow take them)
+        ("postgresql://u:S3c/ret@h:5432/db?x=1 next", "postgresql://u:***@h:5432/db?x=1 next"),
+        ("postgresql://u:S3c#ret@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u:a?b@c@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u@h/db?sslpassword=S3cret&x=1", "postgresql://u@h/db?sslpassword=***&x=1"),
+        ("refresh_token=abc db_password: pw", "refresh_token=*** db_password: ***"),
     ],
 )
 def test_redact(text: str, masked: str) -> None:
