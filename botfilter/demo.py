@@ -31,7 +31,7 @@ def demo(
 
     from core.paths import check_out_dir
     from core.settings import get_settings
-    from jobs.dashboard import load_tenant, show_table, write_report
+    from jobs.dashboard import fitted, load_tenant, show_table, write_report
     from jobs.exclusions import set_exclusions
     from jobs.recompute import RecomputeOptions, recompute
     from jobs.store import Store
@@ -107,8 +107,8 @@ def demo(
     after = load_tenant(store, tenant)
 
     console.print(Rule("7. Campaign metrics: with bots -> without bots"))
-    console.print(show_table(after, "campaigns", 15))
-    console.print(show_table(after, "dashboard", 10))
+    for table in (show_table(after, "campaigns", 15), show_table(after, "dashboard", 10)):
+        fitted(console, table).print(table)
     page = write_report(store, tenant, root / f"report-{tenant}.html")
     console.print(
         _before_after(before.tables["campaign_metrics"], after.tables["campaign_metrics"])

@@ -158,10 +158,10 @@ def show_table(metrics: TenantMetrics, module: str, limit: int = 50) -> Table:
     )
     labels = [escape(str(v)) for v in frame[key]]
     # Folded, never cut: on a narrow terminal rich cut every cell to "2024-03-…" and "100.…"
-    table.add_column(key.replace("_", " "), no_wrap=True, overflow="fold")
-    table.add_column("channel", no_wrap=True, overflow="fold")
+    table.add_column(key.replace("_", " "), overflow="fold")
+    table.add_column("channel", overflow="fold")
     for header in ("delivered", "opens", "open rate", "clicks", "CTR", "excl."):
-        table.add_column(header, justify="right", no_wrap=True, overflow="fold")
+        table.add_column(header, justify="right", overflow="fold")
     shares, excluded = bot_share(frame), excluded_share(frame)
     for i, row in enumerate(frame.itertuples(index=False)):
         on = bool(row.bot_filter_applied)

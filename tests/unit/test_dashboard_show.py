@@ -62,15 +62,24 @@ def test_dashboard_shows_the_newest_days_first() -> None:
 UUID = "3f2b9c1e-8a4d-4c1b-9e57-0d6a1f2b7c44"
 
 
+def _characters(text: str) -> list[str]:
+    return sorted(c for c in text if not c.isspace() and c != "─")
+
+
 def test_nothing_is_cut_on_a_narrow_terminal_or_in_a_pipe() -> None:
     """The audit: at 80 columns, and whenever piped, every date read "2024-03-…", every UUID
     campaign was cut and the numbers read "100.…"."""
     frame = _rows("campaign_id", [UUID, "c2"], [123456, 99])
     frame["bot_filter_applied"] = [False, True]
     metrics = TenantMetrics("t1", {"campaign_metrics": frame}, pd.DataFrame(), {})
-    narrow = Console(record=True, width=80, color_system=None, force_terminal=True)
-    narrow.print(show_table(metrics, "campaigns"))
-    assert "…" not in narrow.export_text()
+    shown = {}
+    for width in (80, 300):
+        console = Console(record=True, width=width, color_system=None, force_terminal=True)
+        console.print(show_table(metrics, "campaigns"))
+        shown[width] = console.export_text()
+    # folded, not cut: every character of the wide table is there (the audit: 285→64 read 285→6)
+    assert "…" not in shown[80] and len(shown[80].splitlines()) > len(shown[300].splitlines())
+    assert _characters(shown[80]) == _characters(shown[300])
     table = show_table(metrics, "campaigns")
     piped = fitted(Console(file=io.StringIO(), width=80), table)
     assert not piped.is_terminal and piped.width > 80
