@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from pathlib import Path
 from typing import Any
 
 from _bentoml_impl.server.serving import serve_http
 
 from core.errors import BotfilterError
+from core.listen import check_listen
 from core.settings import Settings
 from serving.runtime import _load_champion, make_auth, make_runtime_state
 
@@ -44,25 +44,6 @@ def check_ready(settings: Settings, workers: int) -> tuple[str, bool]:
         if auth.store is not None:
             auth.store.close()
     return model.version, required
-
-
-def check_listen(host: str, port: int) -> None:
-    """Fail in one line, before the banner, where the server could not listen: a port out of
-    range (the socket layer took 99999 as 34463 and said so nowhere), taken, or a host that
-    does not resolve (each was an internal error after "serving ... on ...")."""
-    if not 1 <= port <= 65535:
-        raise BotfilterError(f"--port {port}: must be between 1 and 65535")
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as exc:
-        raise BotfilterError(f"--host {host}: cannot be resolved ({exc})") from None
-    family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
-        try:
-            probe.bind(address)
-        except OSError as exc:
-            raise BotfilterError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 def bentoml_overrides(environ: dict[str, str], service: str, access_log: bool) -> dict[str, Any]:

@@ -417,17 +417,30 @@ def test_demo_out_on_a_file_is_refused_before_any_work(cli, tmp_path) -> None:
 # --------------------------------------------------------------------------- serve
 
 
-def test_serve_refuses_a_port_out_of_range(cli) -> None:
+@pytest.mark.parametrize("command", ["serve", "console"])
+def test_servers_refuse_a_port_out_of_range(cli, command) -> None:
     """The audit: `serve --port 99999` said "serving on :99999" and listened on 34463."""
-    status, _, err = cli("serve", "--port", "99999")
+    status, _, err = cli(command, "--port", "99999")
     assert status == 2 and "Invalid value for '--port'" in err
+
+
+def test_console_checks_its_port_before_the_banner(cli) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        status, _, err = cli("console", "--port", str(port))
+    assert status == 2
+    assert one_line(err).startswith(f"cannot listen on 127.0.0.1:{port}: Address")
 
 
 def test_serve_checks_where_it_listens_before_the_banner() -> None:
     """A taken port and a host that does not resolve were internal errors after the banner."""
     import socket
 
-    from serving.server import check_listen
+    from core.listen import check_listen
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
