@@ -77,6 +77,22 @@ class Settings(BaseSettings):
         False, description="Show the Python traceback of a failed command (else one line)."
     )
 
+    @field_validator("home")
+    @classmethod
+    def _home_is_a_folder(cls, value: Path) -> Path:
+        if value.exists() and not value.is_dir():
+            raise ValueError("is a file, not a directory")
+        return value
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _tracking_scheme(cls, value: str | None) -> str | None:
+        # MLflow 3 refuses a folder or file: URI (its file store is in maintenance mode), in an
+        # internal error at the first use; said here in one line
+        if value and (":" not in value or value.lower().startswith("file:")):
+            raise ValueError("use a database URI (sqlite:///PATH/mlflow.db) or a server URL")
+        return value
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str | None) -> str | None:

@@ -68,7 +68,12 @@ def parse_every(value: str) -> timedelta:
     seconds = amount * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
     if seconds <= 0:
         raise BotfilterError("--every must be longer than 0")
+    if seconds > _LONGEST_EVERY_S:  # (a timer cannot wait longer; it was an OverflowError)
+        raise BotfilterError(f"--every {value!r}: at most {_LONGEST_EVERY_S // 86400} days")
     return timedelta(seconds=seconds)
+
+
+_LONGEST_EVERY_S = 365 * 86400
 
 
 def data_fingerprint(data_dir: Path) -> str:

@@ -189,8 +189,15 @@ def html_section(doc: dict[str, Any] | None) -> str:
     )
 
 
-def evaluate_unlabelled(settings, data: Path, model_uri: str | None, console) -> pd.DataFrame:  # noqa: ANN001
-    """Score a data directory with the model, estimate recall per tenant and channel, save it."""
+def evaluate_unlabelled(
+    settings,  # noqa: ANN001
+    data: Path,
+    model_uri: str | None,
+    console,  # noqa: ANN001
+    out: Path | None = None,
+) -> pd.DataFrame:
+    """Score a data directory with the model, estimate recall per tenant and channel, save it
+    per tenant (and every tenant's rows to ``out``, when given)."""
     # Here, not at the top: `metrics show` and `report` import this module for the saved
     # estimates, and MLflow/LightGBM (scoring.registry) plus the feature pipeline cost them
     # about 1.7 s of start-up (python -X importtime).
@@ -211,4 +218,9 @@ def evaluate_unlabelled(settings, data: Path, model_uri: str | None, console) ->
     console.print(EXPLAIN)
     paths = save_estimates(settings.ensure_home(), table, bot_model.version)
     console.print(f"saved per tenant under {paths[0].parent if paths else settings.home}")
+    if out is not None:
+        records = json.loads(table.to_json(orient="records"))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"model_version": bot_model.version, "rows": records}, indent=2))
+        console.print(f"report saved to {out}")
     return table

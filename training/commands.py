@@ -102,9 +102,11 @@ def evaluate(
     if unlabelled:
         from labelling.estimates import evaluate_unlabelled
 
-        if data is None or suite:
-            raise BotfilterError("--unlabelled needs --data DIR (and no --suite)")
-        evaluate_unlabelled(get_settings(), data, model, Console())
+        if data is None or suite or worlds is not None:
+            raise BotfilterError("--unlabelled needs --data DIR (and no --suite or --worlds)")
+        if out is not None:
+            check_out_file(out)  # (it was never written: an audit)
+        evaluate_unlabelled(get_settings(), data, model, Console(), out)
         return
     import numpy as np
 

@@ -75,9 +75,17 @@ def test_training_on_weak_labels_mixed_with_a_world_is_recorded(setup):
     assert result.report.pr_auc > 0.95  # against the weak labels of its test split
 
 
-def test_evaluate_unlabelled_estimates_recall_per_tenant(cli, setup):
-    proc = cli(["evaluate", "--data", str(setup["root"] / "quiet"), "--unlabelled"], setup["home"])
+def test_evaluate_unlabelled_estimates_recall_per_tenant(cli, setup, tmp_path):
+    out = tmp_path / "estimates.json"  # the audit: --out was never written
+    args = ["evaluate", "--data", str(setup["root"] / "quiet"), "--unlabelled", "--out", str(out)]
+    proc = cli(args, setup["home"])
     assert proc.returncode == 0, proc.stderr
+    saved = json.loads(out.read_text())
+    assert saved["rows"] and {r["tenant_id"] for r in saved["rows"]} == {
+        r["tenant_id"]
+        for f in (setup["home"] / "reports/accuracy").glob("*.json")
+        for r in json.loads(f.read_text())["rows"]
+    }
     assert "scanner recall without labels" in proc.stdout
     files = sorted((setup["home"] / "reports/accuracy").glob("*.json"))
     assert files

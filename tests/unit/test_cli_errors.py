@@ -453,3 +453,42 @@ def test_serve_checks_where_it_listens_before_the_banner() -> None:
     with pytest.raises(BotfilterError, match="--port 0: must be between 1 and 65535"):
         check_listen("127.0.0.1", 0)
     check_listen("127.0.0.1", port)  # free again
+
+
+# --------------------------------------------------------------------------- the docs audit
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "said"),
+    [
+        (
+            ("run", "--data", "{data}", "--every", "99999999999h"),
+            {},
+            "--every '99999999999h': at most 365 days",
+        ),
+        (("metrics", "show", "--tenant", "t1"), {"BOTFILTER_HOME": "{file}"}, "BOTFILTER_HOME="),
+        (
+            ("metrics", "show", "--tenant", "t1"),
+            {"BOTFILTER_TRACKING_URI": "notauri"},
+            "BOTFILTER_TRACKING_URI: Value error, use a database URI",
+        ),
+        (("vendor", "--out", "{file}"), {}, "is a file, not a directory"),
+        (
+            ("simulate", "--out", "{tmp}/w", "--tenants", "100000"),
+            {},
+            "at most 2,000,000 in one world",
+        ),
+    ],
+)
+def test_bad_values_are_one_line_before_any_work(
+    cli, data, tmp_path, monkeypatch, args, env, said
+) -> None:
+    """Each was an internal error (OverflowError, FileExistsError, MlflowException), the vendor
+    one after its whole build, and the simulation ran the machine out of memory."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    fill = {"data": str(data), "file": str(a_file), "tmp": str(tmp_path)}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value.format(**fill))
+    status, _, err = cli(*(a.format(**fill) for a in args))
+    assert status == 2 and said in one_line(err)
