@@ -5,12 +5,15 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from core.errors import BotfilterError
 from core.paths import check_apart, check_out_dir, check_out_file
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 # Every other import sits in the command that needs it: this module is imported by every
 # `botfilter` run, `--help` included (tests/unit/test_cli_startup.py), and after
@@ -69,10 +72,12 @@ def score(
         from jobs.spark.engine import run_score
 
         spark_run = run_score(settings, str(data), str(out), model, spark_master)
+        local = Path(str(data)).is_dir() and Path(str(out)).is_file()  # (not Hadoop paths)
+        overridden = _apply_lists(settings, data, out) if local else 0
         spark_run.report.print(console)
         console.print(
             f"scored {spark_run.events:,} events ({spark_run.bots:,} bots) with "
-            f"{spark_run.model_version} on Spark -> {spark_run.out}"
+            f"{spark_run.model_version} on Spark -> {spark_run.out}" + _listed(overridden)
         )
         return
 
@@ -101,10 +106,25 @@ def score(
             workers=workers,
             pool=pool,
         )
+    overridden = _apply_lists(settings, data, out)
     run.report.print(console)
     console.print(
         f"scored {run.events:,} events ({run.bots:,} bots) with {run.model_version} -> {out}"
+        + _listed(overridden)
     )
+
+
+def _apply_lists(settings: Settings, data: Path, out: Path) -> int:
+    """The tenants' allow and block lists applied to a scores file, as the API applies them to
+    its answers; the events they decided."""
+    from jobs.lists.apply import apply_lists_to_file
+    from jobs.store import Store
+
+    return apply_lists_to_file(Store.open(settings), data, out)
+
+
+def _listed(overridden: int) -> str:
+    return f"; {overridden:,} decided by the tenants' lists" if overridden else ""
 
 
 def recompute(

@@ -10,16 +10,20 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from contract.tables import CleanTables
+from contract.parts import TenantParts
+from contract.tables import CleanTables, Tables
+from contract.validate import validate_raw
 from jobs.lists.rules import AsnLookup, Entry, apply_to_scores, override_reasons
 from jobs.lists.storage import entries as stored_entries
 from jobs.metrics import event_positions
 from jobs.store import Store
+from scoring.scores_file import read_scores, write_scores
 
 log = logging.getLogger("botfilter.serving")
 
@@ -91,6 +95,50 @@ def apply_lists(
         asn_lookup = default_asn_lookup()
     reasons = override_reasons(event_frame(data, scores, live), live, now, asn_lookup)
     return apply_to_scores(scores, reasons)
+
+
+def apply_lists_to_file(store: Store, data_dir: Path, path: Path) -> int:
+    """``botfilter score``'s scores file with the tenants' lists in force applied, as the API
+    applies them to its answers (PRODUCT.md: the lists override the model, and ``reasons`` name
+    the list that decided); the rows overridden. The file is read and written again only when
+    one of its tenants has an entry, and only those tenants' data is validated again."""
+    now = pd.Timestamp.now(tz="UTC")
+    listed = sorted({e.tenant_id for e in stored_entries(store) if e.active(now)})
+    if not listed:
+        return 0
+    scores = read_scores(path)
+    mine = scores["tenant_id"].isin(listed).to_numpy() if "tenant_id" in scores.columns else None
+    if mine is None or not mine.any():
+        return 0
+    rows = scores.loc[mine].reset_index(drop=True)
+    applied = apply_lists(store, _clean_of(data_dir, set(listed)), rows, listed, at=now)
+    before, after = rows["reasons"].tolist(), applied["reasons"].tolist()
+    changed = sum(1 for a, b in zip(before, after, strict=True) if list(a) != list(b))
+    if not changed:
+        return 0
+    for column in ("is_bot", "bot_kind", "reasons"):
+        values = scores[column].to_numpy(dtype=object).copy()
+        values[mine] = applied[column].to_numpy(dtype=object)
+        scores[column] = values.astype(bool) if column == "is_bot" else values
+    write_scores(scores, path)
+    return changed
+
+
+def _clean_of(data_dir: Path, tenants: set[str]) -> Tables:
+    """The clean messages and events of ``tenants``, validated part by part (whole tenants, so
+    as ``botfilter score`` validated them); the other parts are passed over unread."""
+    parts = TenantParts(data_dir, contract_only=True)
+    messages: list[pd.DataFrame] = []
+    events: list[pd.DataFrame] = []
+    for i in range(len(parts)):
+        named = parts.tenants(i)
+        if named is not None and not tenants.intersection(named):
+            parts.skip(i)
+            continue
+        clean = validate_raw(parts.raw(i))
+        messages.append(clean.messages[clean.messages["tenant_id"].isin(tenants)])
+        events.append(clean.events[clean.events["tenant_id"].isin(tenants)])
+    return Tables(pd.concat(messages, ignore_index=True), pd.concat(events, ignore_index=True))
 
 
 class ListCache:

@@ -53,6 +53,7 @@ def world(tmp_path_factory, redis_url: str):
     data, scores = root / "data", root / "scores.parquet"
     _run(["simulate", "--out", str(data), "--tenants", "1", "--days", "3", "--seed", "1"], env)
     _run(["train", "--data", str(data)], env)
+    _block_iphones(root / "home", data)  # the API and the batch file both take the lists
     _run(["score", "--data", str(data), "--out", str(scores)], env)
     yield {"root": root, "env": env, "data": data, "batch": pd.read_parquet(scores)}
     import redis
@@ -62,6 +63,21 @@ def world(tmp_path_factory, redis_url: str):
     for i in range(0, len(keys), 1000):
         client.unlink(*keys[i : i + 1000])
     client.close()
+
+
+def _block_iphones(home: Path, data: Path) -> None:
+    """A block list entry of the world's tenant (an audit: `botfilter score` left the lists
+    out, so its file and the API's answers differed on every event an entry decided)."""
+    from contract import load
+    from jobs.lists import storage as lists
+    from jobs.store import Store
+
+    tenant = str(load(data).messages["tenant_id"].iloc[0])
+    store = Store(f"sqlite:///{(home / 'metrics.db').resolve()}")
+    try:
+        lists.add_entry(store, lists.build_entry(tenant, "block", "user_agent", "iPhone"))
+    finally:
+        store.close()
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +150,8 @@ def test_micro_batches_on_two_workers_match_batch_scores(server, world, items) -
     assert (joined["is_bot"] == joined["is_bot_api"]).all()
     pairs = zip(joined["reasons"], joined["reasons_api"], strict=True)
     assert all(list(a) == list(b) for a, b in pairs)
+    listed = joined["reasons"].map(lambda r: list(r)[:1] == ["tenant_blocklist"])
+    assert 0 < listed.sum() < len(joined) and joined.loc[listed, "is_bot"].all()
     assert (joined["model_version"] == joined["model_version_api"]).all()
     # Both workers answered: each reports its own last-request time. Which worker accepts a new
     # connection is the kernel's choice, so under load one may have taken every request above;
