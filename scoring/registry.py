@@ -11,12 +11,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from core.errors import BotfilterError
+from core.redact import redact
 from scoring.files import METADATA_FILE, MODEL_FILE, content_id
 
 if TYPE_CHECKING:  # annotations only: the workers' fork server never imports pydantic (0.15 s)
@@ -39,8 +43,43 @@ def configure_mlflow(settings: Settings) -> None:
 
     if settings.mlflow_uri.startswith("sqlite:///"):
         settings.ensure_home()
+    check_reachable(settings.mlflow_uri)
     mlflow.set_tracking_uri(settings.mlflow_uri)
     mlflow.set_registry_uri(settings.mlflow_uri)
+
+
+# What a registry answers for a name, alias or version it does not hold.
+_MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
+# Default ports of the registries that live behind a server.
+_PORTS = {"postgresql": 5432, "postgres": 5432, "mysql": 3306, "http": 80, "https": 443}
+
+
+def check_reachable(uri: str, timeout_s: float = 3.0) -> None:
+    """Fail in one line when a registry server does not answer: MLflow retried for about two
+    minutes (a database: ten attempts, each logged as a warning; a tracking server: seven), then
+    said "no model, train one" or failed as an internal error (an audit)."""
+    scheme = urlsplit(uri).scheme.split("+", 1)[0].lower()
+    if scheme not in _PORTS or "://" not in uri:
+        return
+    # The host follows the last "@" of a database URL: its password may hold "/" (which
+    # urlsplit takes for the end of the host)
+    tail = uri.split("://", 1)[1]
+    if scheme not in ("http", "https"):
+        tail = tail[tail.rfind("@") + 1 :]
+    parsed = urlsplit("//" + re.split(r"[/?#]", tail, maxsplit=1)[0].rsplit("@", 1)[-1])
+    if not parsed.hostname:
+        return  # an embedded store, or a form MLflow resolves itself (databricks, a socket)
+    try:
+        port = parsed.port or _PORTS[scheme]
+    except ValueError:  # a port that is not a number
+        raise BotfilterError(f"the model registry {redact(uri)}: bad port") from None
+    try:
+        socket.create_connection((parsed.hostname, port), timeout=timeout_s).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise BotfilterError(
+            f"the model registry {redact(uri)} cannot be reached ({reason})"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -83,6 +122,10 @@ def _registered(settings: Settings, uri: str) -> tuple[str, str]:
                 raise BotfilterError(f"model URI {uri!r}: use an alias (@champion) or a number")
             mv = client.get_model_version(name, version)
     except MlflowException as exc:
+        if exc.error_code not in _MISSING:  # not an answer "there is none": say what it was
+            raise BotfilterError(
+                f"the model registry {redact(settings.mlflow_uri)} failed: {exc.message}"
+            ) from exc
         raise BotfilterError(
             f"no model at {uri} in {settings.mlflow_uri}: train one with `botfilter train`"
         ) from exc

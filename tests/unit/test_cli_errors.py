@@ -492,3 +492,22 @@ def test_bad_values_are_one_line_before_any_work(
         monkeypatch.setenv(name, value.format(**fill))
     status, _, err = cli(*(a.format(**fill) for a in args))
     assert status == 2 and said in one_line(err)
+
+
+@pytest.mark.parametrize(
+    "uri", ["postgresql://bob:S3c/ret@127.0.0.1:1/mlflow", "http://127.0.0.1:1"]
+)
+def test_a_registry_that_does_not_answer_is_one_line_at_once(
+    cli, data, tmp_path, monkeypatch, uri
+) -> None:
+    """The audit: MLflow retried for about two minutes (46 warnings for a database), then said
+    "no model ... train one", or failed as an internal error."""
+    import time
+
+    monkeypatch.setenv("BOTFILTER_TRACKING_URI", uri)
+    started = time.monotonic()
+    status, _, err = cli("score", "--data", str(data), "--out", str(tmp_path / "s.parquet"))
+    assert time.monotonic() - started < 10
+    line = one_line(err)
+    assert status == 2 and "cannot be reached (Connection refused)" in line
+    assert "S3c" not in line and "train one" not in line
