@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from starlette.middleware.sessions import SessionMiddleware
 
 from console import charts, service
-from console.auth import Auth, session_secret
+from console.auth import Auth, Sessions, session_secret
 from console.model import ModelInfo
 from core.errors import BotfilterError
 from core.settings import Settings
@@ -389,6 +389,7 @@ def _segment(value: object) -> str:
 def page_router(ctx: Console) -> APIRouter:
     """Server-rendered pages, authenticated by the signed session; every form carries CSRF."""
     router = APIRouter(include_in_schema=False)
+    sessions = Sessions(SESSION_HOURS)
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.filters["pct"] = _pct
     templates.env.filters["num"] = _num
@@ -405,11 +406,14 @@ def page_router(ctx: Console) -> APIRouter:
         form = dict(await request.form())
         sent = str(form.get("csrf") or request.headers.get("x-csrf-token") or "")
         expected = request.session.get("csrf") or ""
-        if not expected or not secrets.compare_digest(sent, expected):
+        # compared as bytes: compare_digest refuses text that is not ASCII (a 500: an audit)
+        if not expected or not secrets.compare_digest(sent.encode(), expected.encode()):
             raise HTTPException(403, "the form expired or did not come from this console")
         return form
 
     def viewer(request: Request) -> Scope | None:
+        if not sessions.live(request.session.get("sid")):
+            return None  # logged out, or a session of an earlier run of the console
         return ctx.auth.scope_of_hash(request.session.get("token_hash"))
 
     def render(request: Request, name: str, scope: Scope, **values: Any) -> HTMLResponse:
@@ -447,7 +451,9 @@ def page_router(ctx: Console) -> APIRouter:
                 {"csrf": csrf_token(request), "error": "That token is not valid."},
                 status_code=401,
             )
+        sessions.end(request.session.get("sid"))
         request.session.clear()
+        request.session["sid"] = sessions.start()
         request.session["token_hash"] = hash_token(token)
         request.session["csrf"] = secrets.token_urlsafe(32)  # a new session, a new CSRF token
         return RedirectResponse("/", status_code=303)
@@ -455,6 +461,7 @@ def page_router(ctx: Console) -> APIRouter:
     @router.post("/logout")
     async def logout(request: Request) -> Response:
         await check_csrf(request)
+        sessions.end(request.session.get("sid"))  # a copy of the cookie is refused from now on
         request.session.clear()
         return RedirectResponse("/login", status_code=303)
 
@@ -489,7 +496,12 @@ def page_router(ctx: Console) -> APIRouter:
         changes = {}
         for channel in ("email", "sms"):
             if f"{channel}_shown" in form:  # the form lists each toggle; unchecked means off
-                changes[channel] = form.get(channel) == "on"
+                wanted = form.get(channel) == "on"
+                if form.get(f"{channel}_was") == ("on" if wanted else "off"):
+                    # Not switched on this page: what is stored stays (a change made elsewhere
+                    # since the page loaded was undone without its confirmation: an audit)
+                    continue
+                changes[channel] = wanted
         who = ctx.auth.who(request.session.get("token_hash"))
         service.change_settings(ctx.store, tenant, changes, who)
         return RedirectResponse(f"/t/{_segment(tenant)}/settings", status_code=303)

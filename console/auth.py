@@ -86,3 +86,42 @@ def session_secret(home: Path) -> str:
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_urlsafe(48))
     return path.read_text().strip()
+
+
+class Sessions:
+    """The console's live sessions, by a random id kept in the signed cookie.
+
+    A signed cookie alone stays valid until it expires: logout must end the session here, or a
+    copy of the cookie taken before logout kept opening and changing the tenant's pages (an
+    audit). Held by this process: restarting the console ends every session (people log in
+    again), the safe side of the trade."""
+
+    def __init__(self, hours: float, most: int = 100_000) -> None:
+        self._seconds = hours * 3600
+        self._most = most
+        self._until: dict[str, float] = {}  # in order of start: the oldest go first when full
+        self._lock = threading.Lock()
+
+    def start(self) -> str:
+        """A new live session's id."""
+        sid = secrets.token_urlsafe(24)
+        now = time.monotonic()
+        with self._lock:
+            for old in [s for s, until in self._until.items() if until <= now]:
+                del self._until[old]
+            while len(self._until) >= self._most:
+                del self._until[next(iter(self._until))]
+            self._until[sid] = now + self._seconds
+        return sid
+
+    def live(self, sid: object) -> bool:
+        """Whether ``sid`` names a session that was started here and has not ended."""
+        with self._lock:
+            until = self._until.get(sid) if isinstance(sid, str) else None
+        return until is not None and until > time.monotonic()
+
+    def end(self, sid: object) -> None:
+        """End the session (logout)."""
+        if isinstance(sid, str):
+            with self._lock:
+                self._until.pop(sid, None)

@@ -449,6 +449,8 @@ def bot_interactions(
     if module not in DRILL_KEYS:
         raise BotfilterError("bot interactions exist for campaigns and automations only")
     events = source.events_of(store, tenant, module, key)
+    if "delivered" in events.columns:  # only events of delivered messages count (PRODUCT.md)
+        events = events.loc[events["delivered"].to_numpy(dtype=bool)]
     empty = pd.DataFrame({c: pd.Series(dtype=object) for c in DRILL_COLUMNS})
     if events.empty:
         return empty

@@ -220,6 +220,7 @@ def test_drill_down_equals_the_data_directory(env, console_now) -> None:
     m = m.loc[(m["sent_at"] >= start) & (m["sent_at"] < console_now)]
     e = data.events.loc[data.events["tenant_id"] == "t1"]
     e = e.loc[e["occurred_at"] < console_now].merge(m, on="message_id")
+    e = e.loc[e["delivered_at"].notna()]  # only events of delivered messages count (PRODUCT.md)
     scores = env["store"].load_scores(["t1"], "labels").set_index("event_id")
     e = e.loc[e["event_id"].map(scores["is_bot"]).fillna(False).astype(bool)]
     client = api(env, env["t1"])
@@ -383,3 +384,84 @@ def test_links_forms_and_redirects_escape_the_tenant_id(console_env, tmp_path) -
         admin = api(env, env["admin"])
         assert admin.get("/api/tenants/x%3Fy/settings").json() == {"email": True, "sms": False}
         assert admin.get("/api/tenants/x/settings").json() == {"email": False, "sms": False}
+
+
+def test_logout_ends_the_session_for_every_copy_of_its_cookie(env) -> None:
+    """The audit: a cookie copied before logout still opened and changed the tenant's pages."""
+    client = login(env, env["t1"])
+    page = client.get("/t/t1/settings")
+    assert page.status_code == 200
+    copy = TestClient(env["app"])
+    copy.cookies.update(client.cookies)
+    assert copy.get("/t/t1/settings", follow_redirects=False).status_code == 200
+    client.post("/logout", data={"csrf": csrf_of(page.text)}, follow_redirects=False)
+    assert copy.get("/t/t1/settings", follow_redirects=False).status_code in (303, 307)
+    resp = copy.post(
+        "/t/t1/settings",
+        data={"csrf": csrf_of(page.text), "email_shown": "1", "email": "on"},
+        follow_redirects=False,
+    )
+    assert resp.status_code in (303, 307) and resp.headers["location"].endswith("/login")
+    assert api(env, env["t1"]).get("/api/tenants/t1/settings").json()["email"] is False
+
+
+def test_a_toggle_changes_only_the_channel_switched_on_the_page(env) -> None:
+    """The audit: the form posted both switches, so confirming email undid an SMS change made
+    elsewhere after the page loaded, without its confirmation."""
+    client = login(env, env["t1"])
+    before = api(env, env["t1"]).get("/api/tenants/t1/settings").json()
+    page = client.get("/t/t1/settings").text
+    word = {True: "on", False: "off"}
+    assert f'name="sms_was" value="{word[before["sms"]]}"' in page
+    api(env, env["t1"]).put("/api/tenants/t1/settings", json={"sms": not before["sms"]})
+    form = {"csrf": csrf_of(page), "email_shown": "1", "sms_shown": "1"}
+    form |= {"email_was": word[before["email"]], "sms_was": word[before["sms"]]}
+    if not before["email"]:  # the page as it was: email switched, sms as shown
+        form["email"] = "on"
+    if before["sms"]:
+        form["sms"] = "on"
+    assert client.post("/t/t1/settings", data=form, follow_redirects=False).status_code == 303
+    after = api(env, env["t1"]).get("/api/tenants/t1/settings").json()
+    assert after == {"email": not before["email"], "sms": not before["sms"]}
+
+
+def test_a_csrf_field_that_is_not_ascii_is_refused_not_a_500(env) -> None:
+    client = TestClient(env["app"], raise_server_exceptions=False)
+    client.get("/login")
+    resp = client.post("/login", data={"csrf": "é", "token": "x"})
+    assert resp.status_code == 403
+
+
+def test_drill_down_lists_only_events_of_delivered_messages(tmp_path) -> None:
+    """The audit: bot events of undelivered messages were listed, so the drill-down's total
+    disagreed with the metrics (PRODUCT.md: only events of delivered messages count)."""
+    from console import service
+    from jobs.store import Store
+
+    at = pd.Timestamp("2026-10-01T00:00:00Z")
+    events = pd.DataFrame(
+        {
+            "event_id": ["e1", "e2", "e3"],
+            "message_id": ["m1", "m2", "m3"],
+            "type": ["click"] * 3,
+            "occurred_at": [at, at, at],
+            "is_bot": [True, True, False],
+            "bot_score": [0.9, 0.9, 0.1],
+            "reasons": [["secs_since_delivery"]] * 3,
+            "bot_kind": ["security_scanner", "security_scanner", ""],
+            "delivered": [True, False, True],
+            "ip": ["8.8.8.8"] * 3,
+            "user_agent": ["python-requests/2.31"] * 3,
+        }
+    )
+
+    class Source:
+        def events_of(self, store, tenant, module, key):  # noqa: ANN001, ANN202
+            return events
+
+    store = Store(f"sqlite:///{tmp_path / 'metrics.db'}")
+    try:
+        rows = service.bot_interactions(store, Source(), "t1", "campaigns", "c1")
+    finally:
+        store.close()
+    assert rows["event_id"].tolist() == ["e1"]
