@@ -62,9 +62,13 @@ def _pr_auc(y: np.ndarray, proba: np.ndarray) -> float:
     return float(average_precision_score(y, proba)) if y.any() and (~y).any() else float("nan")
 
 
-def campaign_rates(ctx: pd.DataFrame, counted: np.ndarray) -> pd.DataFrame:
+def campaign_rates(
+    ctx: pd.DataFrame, counted: np.ndarray, delivered: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Per-campaign open rate and CTR (PRODUCT.md definitions) counting only ``counted`` events.
 
+    ``delivered``: the campaigns' delivered messages, events or not (the rates' denominator;
+    None: the messages of ``ctx``'s events, which leaves out every message without one).
     Campaigns and messages are (tenant_id, id): two tenants may use the same ids."""
     campaign = ["tenant_id", "campaign_id"]
     message = ["tenant_id", "message_id"]
@@ -72,13 +76,12 @@ def campaign_rates(ctx: pd.DataFrame, counted: np.ndarray) -> pd.DataFrame:
         counted & ctx["campaign_id"].notna().to_numpy() & ctx["delivered_at"].notna().to_numpy(),
         [*campaign, "message_id", "type"],
     ]
-    msgs = ctx[ctx["campaign_id"].notna() & ctx["delivered_at"].notna()][
-        [*campaign, "message_id", "channel"]
-    ].drop_duplicates(message)
-    delivered = msgs.groupby(campaign).size()
+    if delivered is None:
+        delivered = ctx[ctx["campaign_id"].notna() & ctx["delivered_at"].notna()]
+    msgs = delivered[[*campaign, "message_id", "channel"]].drop_duplicates(message)
     opened = ev.drop_duplicates(message).groupby(campaign).size()  # a click implies an open
     clicked = ev[ev["type"] == "click"].drop_duplicates(message).groupby(campaign).size()
-    out = pd.DataFrame({"delivered": delivered})
+    out = pd.DataFrame({"delivered": msgs.groupby(campaign).size()})
     out["open_rate"] = opened.reindex(out.index, fill_value=0) / out["delivered"]
     out["ctr"] = clicked.reindex(out.index, fill_value=0) / out["delivered"]
     channel = msgs.drop_duplicates(campaign).set_index(campaign)["channel"]
@@ -110,9 +113,14 @@ def _by_family(is_bot: np.ndarray, fams: np.ndarray, rows: np.ndarray) -> dict[s
 
 
 def evaluation_report(
-    ctx: pd.DataFrame, features: pd.DataFrame, proba: np.ndarray, is_bot: np.ndarray
+    ctx: pd.DataFrame,
+    features: pd.DataFrame,
+    proba: np.ndarray,
+    is_bot: np.ndarray,
+    delivered: pd.DataFrame | None = None,
 ) -> EvaluationReport:
-    """The full report (logged to MLflow, printed, saved, read by the gate)."""
+    """The full report (logged to MLflow, printed, saved, read by the gate); ``delivered``: the
+    campaign messages the rates divide by (:func:`campaign_rates`)."""
     y = ctx["label"].to_numpy() == "bot"
     is_bot = np.asarray(is_bot, bool)
     base = ua_list_baseline(features)
@@ -124,7 +132,7 @@ def evaluation_report(
     )
     fams = ctx["family"].fillna("unknown").astype(str).to_numpy() if "family" in ctx else None
     proxy = human & features["ua_mail_proxy"].to_numpy().astype(bool)
-    truth = campaign_rates(ctx, human)
+    truth = campaign_rates(ctx, human, delivered)
     return EvaluationReport(
         events=int(len(y)),
         bot_share=float(y.mean()) if len(y) else float("nan"),
@@ -155,9 +163,9 @@ def evaluation_report(
         proxy_open_fpr=CountedRates(_share(is_bot, proxy), _share(base, proxy), int(proxy.sum())),
         campaign_metric_error=CampaignError(
             campaigns=int(len(truth)),
-            model=_rate_error(truth, campaign_rates(ctx, ~is_bot)),
-            no_filter=_rate_error(truth, campaign_rates(ctx, np.ones(len(ctx), bool))),
-            ua_list=_rate_error(truth, campaign_rates(ctx, ~base)),
+            model=_rate_error(truth, campaign_rates(ctx, ~is_bot, delivered)),
+            no_filter=_rate_error(truth, campaign_rates(ctx, np.ones(len(ctx), bool), delivered)),
+            ua_list=_rate_error(truth, campaign_rates(ctx, ~base, delivered)),
         ),
     )
 
@@ -176,7 +184,21 @@ def evaluate_model(model: BotModel, prep: Prepared, idx: np.ndarray) -> Evaluati
     feats = prep.features.iloc[idx]
     proba = model.predict_proba(feats)
     is_bot = proba >= model.threshold_for(ctx["channel"].to_numpy(), ctx["type"].to_numpy())
-    return Evaluation(evaluation_report(ctx, feats, proba, is_bot), proba, is_bot)
+    delivered = _delivered_for(prep, ctx)
+    return Evaluation(evaluation_report(ctx, feats, proba, is_bot, delivered), proba, is_bot)
+
+
+def _delivered_for(prep: Prepared, ctx: pd.DataFrame) -> pd.DataFrame | None:
+    """The campaign messages the rates of rows ``ctx`` divide by: all of them for all rows;
+    for a split (by send time, whole messages: :func:`training.fit.split_by_send_time`), those
+    sent within its rows' send times."""
+    if prep.messages is None:
+        return None
+    if len(ctx) == len(prep.ctx):
+        return prep.messages
+    sent = pd.to_datetime(ctx["sent_at"], utc=True)
+    at = pd.to_datetime(prep.messages["sent_at"], utc=True)
+    return prep.messages.loc[((at >= sent.min()) & (at <= sent.max())).to_numpy()]
 
 
 def flat_metrics(report: Mapping[str, Any], prefix: str = "") -> dict[str, float]:

@@ -50,6 +50,9 @@ class Prepared:
     y: np.ndarray
     weight: np.ndarray | None = None  # per-event training weight (weak labels' confidence)
     label_info: dict[str, Any] = field(default_factory=dict)  # where the labels came from
+    # The delivered campaign messages (:func:`delivered_campaign_messages`), events or not: the
+    # denominator of the campaign rates the evaluation compares (None: those with events only)
+    messages: pd.DataFrame | None = None
 
 
 def prepare(
@@ -61,10 +64,11 @@ def prepare(
     events' own ``label`` column, which is then ignored.
     """
     ev = validated.events
+    messages = delivered_campaign_messages(validated.messages)
     if labels is not None:
         ctx = event_context(validated.messages, ev).reset_index(drop=True)
         features = build_features(ctx, enrichers or Enrichers.load())
-        return Prepared(*apply_weak_labels(ctx, features, labels))
+        return Prepared(*apply_weak_labels(ctx, features, labels), messages=messages)
     if "label" not in ev.columns or ev["label"].isna().any():
         missing = int(ev["label"].isna().sum()) if "label" in ev.columns else len(ev)
         raise BotfilterError(
@@ -72,7 +76,16 @@ def prepare(
         )
     ctx = event_context(validated.messages, ev).reset_index(drop=True)
     features = build_features(ctx, enrichers or Enrichers.load())
-    return Prepared(ctx, features, (ctx["label"].to_numpy() == "bot"))
+    return Prepared(ctx, features, (ctx["label"].to_numpy() == "bot"), messages=messages)
+
+
+def delivered_campaign_messages(messages: pd.DataFrame) -> pd.DataFrame:
+    """The delivered messages of campaigns, with or without events: PRODUCT.md's rates divide
+    by them (the evaluation took only messages with an event, about a third of them in the
+    simulator, and so tripled every campaign rate and its error: an audit)."""
+    keep = messages["campaign_id"].notna() & messages["delivered_at"].notna()
+    cols = ["tenant_id", "campaign_id", "message_id", "channel", "sent_at"]
+    return messages.loc[keep, cols].reset_index(drop=True)
 
 
 def split_by_send_time(
@@ -116,12 +129,18 @@ def mix_in(prep: Prepared, other: Prepared, source: Path) -> Prepared:
     info = {**prep.label_info, "mix": str(Path(source).resolve()), "mix_events": int(m)}
     if "labels" not in info:
         info["labels"] = "data"
+    messages = (
+        None
+        if prep.messages is None or other.messages is None
+        else pd.concat([prep.messages, other.messages], ignore_index=True)
+    )
     return Prepared(
         pd.concat([prep.ctx, other.ctx], ignore_index=True),
         pd.concat([prep.features, other.features], ignore_index=True),
         np.concatenate([prep.y, other.y]),
         np.concatenate([w, ow]),
         info,
+        messages,
     )
 
 

@@ -116,3 +116,50 @@ def test_campaign_rates_keep_tenants_that_share_ids_apart() -> None:
     assert got["delivered"].tolist() == [2, 2]
     assert got["ctr"].tolist() == [0.5, 0.5]
     assert got["open_rate"].tolist() == [1.0, 1.0]
+
+
+def test_campaign_rates_divide_by_every_delivered_message() -> None:
+    """The audit's campaign: 10 delivered emails; a person opens and clicks m0, opens m1; a
+    scanner opens and clicks m7. True open rate 2/10 and CTR 1/10; without the filter 3/10 and
+    2/10: 10 pp off each. Dividing by the messages with an event gave 1/3 against 2/3 (33 pp)."""
+    import numpy as np
+    import pandas as pd
+
+    from training.evaluate import _delivered_for, campaign_rates
+    from training.fit import Prepared, delivered_campaign_messages
+
+    sent = pd.Timestamp("2024-03-01T00:00:00Z")
+    messages = pd.DataFrame(
+        {
+            "tenant_id": ["t"] * 11,
+            "campaign_id": ["c"] * 10 + [None],  # an automation's message is no campaign's
+            "message_id": [f"m{i}" for i in range(11)],
+            "channel": ["email"] * 11,
+            "sent_at": [sent + pd.Timedelta(hours=i) for i in range(11)],
+            "delivered_at": [sent] * 11,
+        }
+    )
+    rows = [("m0", "open", False), ("m0", "click", False), ("m1", "open", False)]
+    rows += [("m7", "open", True), ("m7", "click", True)]
+    ctx = pd.DataFrame(
+        {
+            "tenant_id": "t",
+            "campaign_id": "c",
+            "message_id": [m for m, _, _ in rows],
+            "channel": "email",
+            "type": [t for _, t, _ in rows],
+            "delivered_at": sent,
+            "sent_at": [messages.set_index("message_id").at[m, "sent_at"] for m, _, _ in rows],
+        }
+    )
+    bot = np.array([b for _, _, b in rows])
+    delivered = delivered_campaign_messages(messages)
+    truth = campaign_rates(ctx, ~bot, delivered)
+    everything = campaign_rates(ctx, np.ones(len(ctx), bool), delivered)
+    assert truth["delivered"].tolist() == [10]
+    assert (truth["open_rate"].tolist(), truth["ctr"].tolist()) == ([0.2], [0.1])
+    assert (everything["open_rate"].tolist(), everything["ctr"].tolist()) == ([0.3], [0.2])
+    # a split (whole messages by send time) divides by the messages sent within its rows' times
+    prep = Prepared(ctx, pd.DataFrame(index=ctx.index), bot, messages=delivered)
+    assert len(_delivered_for(prep, ctx)) == 10
+    assert _delivered_for(prep, ctx.iloc[:3])["message_id"].tolist() == ["m0", "m1"]
