@@ -207,6 +207,7 @@ def evaluate_unlabelled(
 
     bot_model = load_model(settings, model_uri)
     validated = load(data)
+    validated.report.print(console)  # the events left out of the estimate, and why
     ctx = event_context(validated.messages, validated.events).reset_index(drop=True)
     feats = build_features(ctx, Enrichers.load())
     proba = bot_model.predict_proba(feats)

@@ -14,7 +14,7 @@ import numpy as np
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from contract.parts import TenantParts
+from contract.parts import TenantParts, merge_reports
 from contract.validate import validate_raw
 from core.errors import BotfilterError
 from features.pipeline import Enrichers, build_features, event_context
@@ -77,8 +77,10 @@ def run_monitor(
     enrichers = Enrichers.load()
     parts = TenantParts(data, part_events)
     counts: LiveCounts | None = None
+    reports = []
     for i in range(len(parts)):
         validated = validate_raw(parts.raw(i))
+        reports.append(validated.report)
         ctx = event_context(validated.messages, validated.events).reset_index(drop=True)
         del validated
         if ctx.empty:
@@ -91,6 +93,11 @@ def run_monitor(
     if counts is None:
         raise BotfilterError(f"{data}: no clean events to monitor")
     out = report(counts, reference, th)
+    # what was quarantined and why, by table (PRODUCT.md: never silently dropped)
+    checked = parts.settle(merge_reports(reports))
+    out["quarantined"] = {
+        n: dict(t.quarantined) for n, t in checked.tables.items() if t.quarantined
+    }
     out["model_version"] = model.version
     out["data"] = str(data)
     out["at"] = datetime.now(UTC).isoformat(timespec="seconds")

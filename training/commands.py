@@ -139,7 +139,9 @@ def evaluate(
             raise typer.Exit(1)
         return
     assert data is not None  # checked above: --data or --suite
-    prep = prepare(load(data))
+    validated = load(data)
+    validated.report.print(console)  # the events left out of the evaluation, and why
+    prep = prepare(validated)
     rows = np.arange(len(prep.ctx))
     report = evaluate_model(bot_model, prep, rows).report.with_version(bot_model.version)
     print_report(report, console)

@@ -14,6 +14,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from contract import load
+from contract.counts import Report
 from contract.validate import Validated
 from core.errors import BotfilterError
 from core.settings import Settings
@@ -53,6 +54,8 @@ class Prepared:
     # The delivered campaign messages (:func:`delivered_campaign_messages`), events or not: the
     # denominator of the campaign rates the evaluation compares (None: those with events only)
     messages: pd.DataFrame | None = None
+    # The validation counts of the data directory (what was quarantined and why), to print
+    report: Report | None = None
 
 
 def prepare(
@@ -68,7 +71,8 @@ def prepare(
     if labels is not None:
         ctx = event_context(validated.messages, ev).reset_index(drop=True)
         features = build_features(ctx, enrichers or Enrichers.load())
-        return Prepared(*apply_weak_labels(ctx, features, labels), messages=messages)
+        weak = apply_weak_labels(ctx, features, labels)
+        return Prepared(*weak, messages=messages, report=validated.report)
     if "label" not in ev.columns or ev["label"].isna().any():
         missing = int(ev["label"].isna().sum()) if "label" in ev.columns else len(ev)
         raise BotfilterError(
@@ -76,7 +80,8 @@ def prepare(
         )
     ctx = event_context(validated.messages, ev).reset_index(drop=True)
     features = build_features(ctx, enrichers or Enrichers.load())
-    return Prepared(ctx, features, (ctx["label"].to_numpy() == "bot"), messages=messages)
+    y = ctx["label"].to_numpy() == "bot"
+    return Prepared(ctx, features, y, messages=messages, report=validated.report)
 
 
 def delivered_campaign_messages(messages: pd.DataFrame) -> pd.DataFrame:
@@ -141,6 +146,7 @@ def mix_in(prep: Prepared, other: Prepared, source: Path) -> Prepared:
         np.concatenate([w, ow]),
         info,
         messages,
+        prep.report,
     )
 
 

@@ -48,6 +48,8 @@ def train(
     """
     prep = load_prepared(data_dir, labels, mix)
     if console is not None:
+        if prep.report is not None:  # what was quarantined stays said (PRODUCT.md: bad input)
+            prep.report.print(console)
         console.print(f"prepared {len(prep.y):,} events of {data_dir}")
     model, info = fit_model(prep, settings, params)
     # issue 16: the kind head (bot_kind of flagged events), fitted beside the bot trees

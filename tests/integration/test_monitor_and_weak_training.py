@@ -153,3 +153,23 @@ def test_monitoring_another_model_leaves_the_champions_latest_report(cli, setup,
         setup["home"],
     )
     assert "report not saved" in proc.stdout and latest.read_bytes() == before
+
+
+def test_quarantined_rows_are_said_by_evaluate_and_monitor(cli, setup, tmp_path):
+    """PRODUCT.md: a row that breaks the contract is never silently dropped. The audit: train,
+    evaluate, evaluate --unlabelled and monitor left such rows out and said nothing."""
+    import shutil
+
+    import pandas as pd
+
+    bad = tmp_path / "bad"
+    shutil.copytree(setup["root"] / "quiet", bad)
+    events = next(bad.glob("events.*"))
+    frame = pd.read_parquet(events)
+    stray = frame.head(3).assign(message_id="no-such-message", event_id=["x1", "x2", "x3"])
+    pd.concat([frame, stray], ignore_index=True).to_parquet(events, index=False)
+    model = ["--model", f"models:/{setup['first'].version}"]
+    for args in (["evaluate", "--data", str(bad)], ["monitor", "--data", str(bad)]):
+        proc = cli([*args, *model], setup["home"])
+        assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+        assert "unknown message" in proc.stdout, args[0]
