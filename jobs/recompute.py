@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from sqlalchemy.exc import SQLAlchemyError
 
 import contract
 from contract.columns import TS_MAX, TS_MIN
@@ -568,8 +569,9 @@ def _run(
                 data.messages, data.events, model_scores, window.stored_start, window.end,
                 scope.tenants, default_asn_lookup(),
             )  # fmt: skip
-            written, applied = _write(store, parts, window, channels, run_ids, source, seen, events)
-        open_runs.clear()
+            written, applied = _write(
+                store, parts, window, channels, open_runs, source, seen, events
+            )
         tables = parts.tables()
         files: dict[str, Path] = {}
         if options.out is not None:
@@ -609,7 +611,11 @@ def _write(
     events: pd.DataFrame,
 ) -> tuple[int, int]:
     """Each tenant's partitions, window events (:mod:`jobs.store.window_events`), queue entries
-    and job run: one transaction per tenant."""
+    and job run: one transaction per tenant. ``run_ids`` are the runs still open: each leaves
+    it once its tenant is written or has failed. A tenant the store refuses fails alone, named
+    in one line, after the others are written (one 3,000-character campaign id over
+    PostgreSQL's index limit stopped every tenant after it, and marked those before it failed:
+    an audit)."""
     events_of = dict(tuple(events.groupby("tenant_id", sort=False)))
     stored = {name: parts.stored(name) for name in parts.frames}
     by_tenant = {
@@ -618,7 +624,8 @@ def _write(
     now = pd.Timestamp.now(tz="UTC")
     version = ",".join(parts.model_versions) or source
     written = applied = 0
-    for tenant, run_id in run_ids.items():
+    refused: dict[str, str] = {}
+    for tenant, run_id in list(run_ids.items()):
         frames = {
             name: groups.get(tenant, stored[name].iloc[:0]) for name, groups in by_tenant.items()
         }
@@ -629,28 +636,40 @@ def _write(
             run_id=run_id,
             model_version=version,
         )
-        with store.write() as conn:
-            rows = store.replace_partitions(
-                conn, tenant, channels, window.first_date, window.last_date, frames, summary
-            )
-            mine = events_of.get(tenant, events.iloc[:0])
-            store.replace_window_events(conn, tenant, channels, mine, run_id)
-            done = store.complete_queue(conn, tenant, channels, seen, run_id)
-            store.finish_run(
-                run_id,
-                rows_in=int(summary["events"].sum()),
-                rows_out=rows,
-                detail={
-                    "messages": int(summary["messages"].sum()),
-                    "delivered": int(summary["delivered"].sum()),
-                    "queue_applied": done,
-                    "scores": source,
-                    "model_version": version,
-                },
-                conn=conn,
-            )
+        try:
+            with store.write() as conn:
+                rows = store.replace_partitions(
+                    conn, tenant, channels, window.first_date, window.last_date, frames, summary
+                )
+                mine = events_of.get(tenant, events.iloc[:0])
+                store.replace_window_events(conn, tenant, channels, mine, run_id)
+                done = store.complete_queue(conn, tenant, channels, seen, run_id)
+                store.finish_run(
+                    run_id,
+                    rows_in=int(summary["events"].sum()),
+                    rows_out=rows,
+                    detail={
+                        "messages": int(summary["messages"].sum()),
+                        "delivered": int(summary["delivered"].sum()),
+                        "queue_applied": done,
+                        "scores": source,
+                        "model_version": version,
+                    },
+                    conn=conn,
+                )
+        except SQLAlchemyError as exc:  # this tenant's rows refused: the others go on
+            refused[tenant] = _one_line(exc)
+            store.finish_run(run_id, status="failed", error=refused[tenant])
+            del run_ids[tenant]
+            continue
+        del run_ids[tenant]
         written += rows
         applied += done
+    if refused:
+        named = "; ".join(f"tenant {t}: {why}" for t, why in refused.items())
+        raise BotfilterError(
+            f"the store refused {len(refused)} tenant(s), the others are written: {named}"
+        )
     return written, applied
 
 

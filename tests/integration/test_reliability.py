@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from core.errors import BotfilterError
 from core.settings import Settings
 from jobs.exclusions import set_exclusion
 from jobs.metrics import MODULES
@@ -246,3 +247,29 @@ def test_a_change_committed_after_the_snapshot_stays_pending(
     assert result.queue_applied == 1 and store.pending()["id"].tolist() == [2]
     email = dump(store, "t1")["campaign_metrics"].query("channel == 'email'")
     assert email["bot_filter_applied"].all()
+
+
+def test_a_tenant_the_store_refuses_fails_alone(
+    store: Store, tmp_path: Path, world, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The audit: a 3,000-character campaign id over PostgreSQL's index limit failed the whole
+    run as an internal error; tenants after it were never written, and those written before it
+    were recorded as failed."""
+    from sqlalchemy.exc import DataError
+
+    real = Store.replace_partitions
+
+    def refuse_t2(conn, tenant, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if tenant == "t2":
+            raise DataError("INSERT ...", {}, Exception("index row size 3032 exceeds maximum 2704"))
+        return real(conn, tenant, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "replace_partitions", staticmethod(refuse_t2))
+    with pytest.raises(BotfilterError, match="refused 1 tenant.*tenant t2: DataError"):
+        run(store, tmp_path, world)
+    monkeypatch.undo()
+    for tenant, status in (("t1", "succeeded"), ("t2", "failed"), ("t3", "succeeded")):
+        assert store.job_runs(tenant)["status"].tolist() == [status], tenant
+    assert not dump(store, "t1")["campaign_metrics"].empty
+    assert not dump(store, "t3")["campaign_metrics"].empty
+    assert dump(store, "t2")["campaign_metrics"].empty
