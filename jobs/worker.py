@@ -285,7 +285,7 @@ def _cycle(
             rows_out += sum(d.rows_written for d in done)
         if result.errors:
             result.status = "failed"
-        else:
+        elif not result.busy:  # a tenant left for the next cycle: the data stays new until then
             with store.write() as conn:
                 store.set_state(FINGERPRINT, fingerprint, conn)
                 if changed or due:

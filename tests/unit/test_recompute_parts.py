@@ -215,3 +215,25 @@ def test_a_tenant_another_run_holds_is_left_for_the_next_cycle(
     later = run_cycle(store, settings, data_dir, options, now=now)
     assert later.recomputed == [("t3", ("email",))] and later.busy == []
     assert store.pending().empty
+
+
+def test_new_data_for_a_held_tenant_is_taken_by_the_next_cycle(
+    tmp_path, data_dir, label_scorer
+) -> None:
+    """The audit: new data arrived while another run held t3; the cycle said "left for the
+    next cycle" yet saved the data's fingerprint, so the next cycle was idle and t3 waited for
+    the hourly recompute."""
+    from jobs.worker import FINGERPRINT, CycleOptions, run_cycle
+
+    settings, store = _store(tmp_path / "home")
+    options = CycleOptions(scorer=label_scorer, model_version="labels")
+    now = AS_OF.to_pydatetime()
+    assert run_cycle(store, settings, data_dir, options, now=now).status == "succeeded"
+    with store.write() as conn:
+        store.set_state(FINGERPRINT, "the data before new files arrived", conn)
+    with store.locks(["tenant:t3"]):
+        held = run_cycle(store, settings, data_dir, options, now=now)
+    assert held.busy == ["t3"] and "t3" not in {t for t, _ in held.recomputed}
+    later = run_cycle(store, settings, data_dir, options, now=now)
+    assert later.status == "succeeded", later.line()
+    assert "t3" in {t for t, _ in later.recomputed}
