@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
+from sqlalchemy.exc import SQLAlchemyError
 
 from contract.parts import TenantParts
 from contract.schema import CHANNELS, TABLES
@@ -309,6 +310,14 @@ def _cycle(
     return result
 
 
+def _last_queue_id(store: Store) -> int:
+    """The newest queue entry's id; -1 while the store cannot be reached (no early cycle)."""
+    try:
+        return store.last_queue_id()
+    except SQLAlchemyError:
+        return -1
+
+
 def run_worker(
     store: Store,
     settings: Settings,
@@ -328,9 +337,18 @@ def run_worker(
     """
     stop = stop or threading.Event()
     results = []
+    seen = 0
     while True:
-        seen = store.last_queue_id()
-        result = run_cycle(store, settings, data_dir, options, now=now)
+        try:
+            seen = store.last_queue_id()
+            result = run_cycle(store, settings, data_dir, options, now=now)
+        except SQLAlchemyError as exc:
+            if every is None:
+                raise
+            # The store is away (a restart, a network cut): this cycle fails in one line and
+            # the loop tries again at its next period (it exited for good: an audit).
+            result = CycleResult("failed", "the metrics store could not be reached")
+            result.errors.append(redact(f"{type(exc).__name__}: {exc}".splitlines()[0]))
         results.append(result)
         if on_cycle is not None:
             on_cycle(result)
@@ -340,7 +358,7 @@ def run_worker(
         while not stop.is_set() and time.monotonic() < deadline:
             if stop.wait(min(poll, max(deadline - time.monotonic(), 0))):
                 break
-            if store.last_queue_id() > seen:  # a change queued since this cycle began
+            if _last_queue_id(store) > seen:  # a change queued since this cycle began
                 break
         if stop.is_set():
             return results

@@ -237,3 +237,46 @@ def test_new_data_for_a_held_tenant_is_taken_by_the_next_cycle(
     later = run_cycle(store, settings, data_dir, options, now=now)
     assert later.status == "succeeded", later.line()
     assert "t3" in {t for t, _ in later.recomputed}
+
+
+def test_the_worker_loop_outlives_a_store_that_goes_away(tmp_path, data_dir, label_scorer) -> None:
+    """The audit: the metrics store down for a few seconds ended `botfilter run` for good
+    (an internal error); now that cycle fails in one line and the next one runs."""
+    import threading
+    from datetime import timedelta
+
+    from sqlalchemy.exc import OperationalError
+
+    from jobs.store import Store
+    from jobs.worker import CycleOptions, run_worker
+
+    settings, store = _store(tmp_path / "home")
+    options = CycleOptions(scorer=label_scorer, model_version="labels")
+    calls = {"n": 0}
+    real = Store.last_queue_id
+
+    def away_once(self):  # noqa: ANN001, ANN202
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OperationalError("SELECT", {}, Exception("connection refused password=hunter2"))
+        return real(self)
+
+    stop = threading.Event()
+    seen: list = []
+
+    def on_cycle(result) -> None:  # noqa: ANN001
+        seen.append(result)
+        if len(seen) == 2:
+            stop.set()
+
+    Store.last_queue_id = away_once  # type: ignore[method-assign]
+    try:
+        run_worker(
+            store, settings, data_dir, timedelta(seconds=0.1), options,
+            now=AS_OF.to_pydatetime(), poll=0.05, stop=stop, on_cycle=on_cycle,
+        )  # fmt: skip
+    finally:
+        Store.last_queue_id = real  # type: ignore[method-assign]
+    assert seen[0].status == "failed" and "could not be reached" in seen[0].line()
+    assert "hunter2" not in seen[0].line()
+    assert seen[1].status == "succeeded", seen[1].line()
