@@ -42,6 +42,7 @@ from core.settings import Settings
 from features.definitions import LONGEST_WINDOW_S
 from jobs.exclusions import sync_from_data
 from jobs.lists.apply import apply_lists, default_asn_lookup
+from jobs.lists.rules import REASONS
 from jobs.metrics import (
     COUNTS,
     MODULES,
@@ -251,8 +252,14 @@ def check_scores(frame: pd.DataFrame, source: str = "scores") -> pd.DataFrame:
     out["bot_score"] = pd.to_numeric(out["bot_score"], errors="coerce")
     if out["bot_score"].isna().any() or not out["bot_score"].between(0, 1).all():
         raise BotfilterError(f"{source}: bot_score must be a number in [0, 1] on every row")
-    # PRODUCT.md: is_bot is never true below a calibrated 0.5.
-    low = out["is_bot"].to_numpy() & (out["bot_score"].to_numpy() < 0.5)
+    # PRODUCT.md: is_bot is never true below a calibrated 0.5, by the model: a tenant's block
+    # list decides against it (the lists override the model; bot_score stays the model's).
+    # Those rows were refused, so a file of `botfilter score` with a block entry could not be
+    # read back, and Spark's recompute failed on any tenant with one (an audit).
+    block = REASONS["block"]
+    firsts = top_reasons(out["reasons"])  # (text reasons: the whole text, "a;b" in a CSV)
+    listed = np.array([isinstance(r, str) and r.startswith(block) for r in firsts], dtype=bool)
+    low = out["is_bot"].to_numpy() & (out["bot_score"].to_numpy() < 0.5) & ~listed
     if low.any():
         raise BotfilterError(
             f"{source}: {int(low.sum())} rows have is_bot=true with bot_score below 0.5 "

@@ -107,3 +107,24 @@ def test_scores_file_keeps_ids_that_look_like_missing_values(
     read = read_scores_file(path)
     assert read["tenant_id"].tolist() == ["NA", "null"]
     assert read["event_id"].tolist() == ["NaN", "None"]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_block_listed_row_below_half_reads_back(
+    tenant_scores, tmp_path: Path, suffix: str
+) -> None:
+    """A tenant's block list decides against the model (PRODUCT.md: the lists override it):
+    its rows keep the model's bot_score below 0.5 with is_bot true. The audit: a file of
+    `botfilter score` holding one was refused by `recompute --scores` and Spark's recompute."""
+    from core.errors import BotfilterError
+    from jobs.recompute import read_scores_file
+    from scoring.scores_file import write_scores
+
+    scores = tenant_scores().assign(bot_score=0.2, is_bot=True)
+    scores["reasons"] = [["tenant_blocklist", "latency"], ["latency"]]
+    path = tmp_path / f"scores{suffix}"
+    write_scores(scores.iloc[:1], path)
+    assert read_scores_file(path)["is_bot"].tolist() == [True]
+    write_scores(scores, path)  # the model's own verdict below 0.5 is still refused
+    with pytest.raises(BotfilterError, match="1 rows have is_bot=true with bot_score below 0.5"):
+        read_scores_file(path)
