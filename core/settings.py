@@ -6,6 +6,7 @@ Build it at entry points with :func:`get_settings` (never at import time) and pa
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +16,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from .errors import BotfilterError
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")  # what redis-py accepts
+# local, local[N], local[*], local[N,F]; or a cluster manager's URL
+_SPARK_MASTER = re.compile(r"local(\[(\*|[1-9]\d*)(,\d+)?\])?|(spark|k8s|mesos)://\S+|yarn")
+
+
+def check_spark_master(value: str) -> None:
+    """A Spark master Spark can start: checked before any work (``local[x]`` was an internal
+    error, ``local[0]`` a Java stack trace: an audit)."""
+    if not _SPARK_MASTER.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a Spark master: local[N], local[*], spark://HOST:PORT, yarn or "
+            "k8s://URL"
+        )
 
 
 class Settings(BaseSettings):
@@ -91,6 +104,12 @@ class Settings(BaseSettings):
         # internal error at the first use; said here in one line
         if value and (":" not in value or value.lower().startswith("file:")):
             raise ValueError("use a database URI (sqlite:///PATH/mlflow.db) or a server URL")
+        return value
+
+    @field_validator("spark_master")
+    @classmethod
+    def _spark_master(cls, value: str) -> str:
+        check_spark_master(value)
         return value
 
     @field_validator("redis_url")

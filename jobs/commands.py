@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import typer
 
@@ -39,10 +42,28 @@ SparkMasterOption = Annotated[
 ]
 
 
-def check_engine(engine: str) -> None:
-    """Refuse an unknown ``--engine`` in one line, before any work starts."""
+def check_engine(engine: str, spark_master: str | None = None) -> None:
+    """Refuse an unknown ``--engine`` or ``--spark-master`` in one line, before any work."""
     if engine not in ("local", "spark"):
         raise BotfilterError(f"--engine {engine}: choose local or spark")
+    if spark_master is not None:
+        from core.settings import check_spark_master
+
+        try:
+            check_spark_master(spark_master)
+        except ValueError as exc:
+            raise BotfilterError(f"--spark-master: {exc}") from None
+
+
+def local_path(value: Path | str) -> Path | None:
+    """The local file a path or ``file:`` URI names; None for another file system (Spark's
+    Hadoop paths: ``s3a://``, ``hdfs://``...)."""
+    text = str(value)
+    if text.lower().startswith("file:"):
+        return Path(url2pathname(urlparse(text).path))
+    if re.match(r"[A-Za-z][A-Za-z0-9+.\-]+:/", text):  # (a Path keeps one slash of "//")
+        return None
+    return Path(text)
 
 
 def score(
@@ -60,20 +81,28 @@ def score(
 
     from core.settings import get_settings
 
-    check_engine(engine)
-    if engine == "local":  # (Spark writes Hadoop paths too, which it checks itself)
-        check_out_file(out)
+    check_engine(engine, spark_master)
+    local = engine == "local"  # the local engine reads and writes local files only
+    local_data = Path(data) if local else local_path(data)
+    local_out = Path(out) if local else local_path(out)
+    if local_out is not None:  # (Spark writes Hadoop paths too, which it checks itself)
+        check_out_file(local_out)
         # Inside --data, the scores file could take a table's name and replace it (an audit:
-        # --out DATA/events.parquet), or be read as a second table on the next run.
-        check_apart(out, data)
+        # --out DATA/events.parquet, with either engine), or be read as a second table on the
+        # next run.
+        if local_data is not None:
+            check_apart(local_out, local_data)
     console = Console()
     settings = get_settings()
     if engine == "spark":
         from jobs.spark.engine import run_score
 
         spark_run = run_score(settings, str(data), str(out), model, spark_master)
-        local = Path(str(data)).is_dir() and Path(str(out)).is_file()  # (not Hadoop paths)
-        overridden = _apply_lists(settings, data, out) if local else 0
+        overridden = (  # on a local file of local data (a file: URI too)
+            _apply_lists(settings, local_data, local_out)
+            if local_data is not None and local_out is not None and local_out.is_file()
+            else 0
+        )
         spark_run.report.print(console)
         console.print(
             f"scored {spark_run.events:,} events ({spark_run.bots:,} bots) with "
@@ -144,7 +173,7 @@ def recompute(
     from jobs.recompute import RecomputeOptions, parse_as_of, recompute_data_dir
     from jobs.store import Store
 
-    check_engine(engine)
+    check_engine(engine, spark_master)
     when = parse_as_of(as_of)  # every option is checked before the store is opened
     if out is not None:
         check_out_dir(out)

@@ -452,7 +452,10 @@ def score_spark(
 def scores_to_pandas(scores: DataFrame) -> pd.DataFrame:
     """Collect a Spark scores table as the local engine's frame (reasons as lists)."""
     frame = scores.toPandas()
-    frame["reasons"] = [list(r) if r is not None else [] for r in frame["reasons"]]
+    # object whatever the rows: without any, Arrow's nulls came back as float64 and the
+    # scores file could not be written (every event quarantined: an audit)
+    reasons = [list(r) if r is not None else [] for r in frame["reasons"]]
+    frame["reasons"] = pd.Series(reasons, index=frame.index, dtype=object)
     tenant = ["tenant_id"] if "tenant_id" in frame.columns else []
     return frame[[SCORE_COLUMNS[0], *tenant, *SCORE_COLUMNS[1:]]]
 

@@ -511,3 +511,45 @@ def test_a_registry_that_does_not_answer_is_one_line_at_once(
     line = one_line(err)
     assert status == 2 and "cannot be reached (Connection refused)" in line
     assert "S3c" not in line and "train one" not in line
+
+
+@pytest.mark.parametrize("master", ["local[x]", "local[0]", "yarn-client"])
+def test_a_spark_master_spark_cannot_start_is_one_line(
+    cli, data, tmp_path, monkeypatch, master
+) -> None:
+    """The audit: local[x] was an internal error, local[0] a Java stack trace."""
+    out = str(tmp_path / "s.parquet")
+    status, _, err = cli(
+        "score", "--data", str(data), "--out", out, "--engine", "spark", "--spark-master", master
+    )
+    assert status == 2 and f"--spark-master: {master!r} is not a Spark master" in one_line(err)
+    monkeypatch.setenv("BOTFILTER_SPARK_MASTER", master)
+    status, _, err = cli("metrics", "show", "--tenant", "t1")
+    assert status == 2 and "BOTFILTER_SPARK_MASTER" in one_line(err)
+
+
+def test_spark_score_out_inside_data_is_refused_before_any_work(cli, data) -> None:
+    """The audit: `score --engine spark --out DATA/events.parquet` wrote the scores over the
+    input events (the check ran for the local engine only)."""
+    before = (data / "events.csv").read_bytes()
+    for out in (data / "events.parquet", f"file://{data}/scores.parquet"):
+        status, _, err = cli("score", "--data", str(data), "--out", str(out), "--engine", "spark")
+        assert status == 2 and "must be apart from --data" in one_line(err)
+    assert (data / "events.csv").read_bytes() == before
+
+
+def test_spark_scores_without_rows_keep_their_reasons_as_lists() -> None:
+    """The audit: every event quarantined, Spark's empty scores came back with float reasons
+    and the file could not be written."""
+    import pandas as pd
+
+    from jobs.spark.engine import scores_to_pandas
+
+    class Empty:
+        def toPandas(self) -> pd.DataFrame:  # noqa: N802 (Spark's name)
+            columns = ["event_id", "tenant_id", "bot_score", "is_bot", "model_version", "bot_kind"]
+            frame = pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+            return frame.assign(reasons=pd.Series(dtype="float64"))
+
+    frame = scores_to_pandas(Empty())  # type: ignore[arg-type]
+    assert frame.empty and frame["reasons"].dtype == object
