@@ -35,6 +35,7 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy.exc import SQLAlchemyError
 
+from contract.counts import Report
 from contract.parts import TenantParts
 from contract.schema import CHANNELS, TABLES
 from contract.tables import CleanTables
@@ -120,6 +121,8 @@ class CycleResult:
     busy: list[str] = field(default_factory=list)
     seconds: float = 0.0
     drift: str = ""  # the daily drift monitor's outcome, when it ran this cycle
+    # rows set aside by validation, per "table: reason" (PRODUCT.md: never silently dropped)
+    quarantined: dict[str, int] = field(default_factory=dict)
 
     def line(self) -> str:
         """One line for the log."""
@@ -129,6 +132,9 @@ class CycleResult:
             text += f"; waiting for data of {', '.join(self.waiting)}"
         if self.busy:
             text += f"; left for the next cycle (another run holds them): {', '.join(self.busy)}"
+        if self.quarantined:
+            said = ", ".join(f"{key} {n:,}" for key, n in sorted(self.quarantined.items()))
+            text += f"; quarantined {sum(self.quarantined.values()):,} rows ({said})"
         if self.errors:
             text += f"; errors: {' | '.join(self.errors)}"
         if self.drift:
@@ -267,16 +273,26 @@ def _cycle(
             try:
                 if data is not None:
                     done = [recompute(store, settings, data, run)]
+                    given = getattr(data, "report", None)
+                    reports = [given] if isinstance(given, Report) else []
                 else:
                     # Part by part: only the parts holding these tenants are validated, and
                     # memory follows the largest part; two or more such parts go to worker
                     # processes, as in `botfilter recompute`. The files are read once per group.
                     parts = parts if parts is not None and parts.fresh else TenantParts(data_dir)
                     workers = settings.recompute_workers
-                    _, done = recompute_parts(store, settings, parts, run, workers)
+                    reports, done = recompute_parts(store, settings, parts, run, workers)
             except BotfilterError as exc:
                 result.errors.append(f"{','.join(group)}: {exc}")
                 continue
+            group_counts: dict[str, int] = {}
+            for report in reports:
+                for name, table in report.tables.items():
+                    for why, n in table.quarantined.items():
+                        key = f"{name}: {why}"
+                        group_counts[key] = group_counts.get(key, 0) + n
+            for key, n in group_counts.items():  # a part read for two groups counts once
+                result.quarantined[key] = max(result.quarantined.get(key, 0), n)
             covered = {t for d in done for t in d.tenants}
             # no clean message (every one quarantined): waiting for data, as if absent
             result.waiting += [t for t in group if t not in covered]
@@ -305,6 +321,7 @@ def _cycle(
             "recomputed": result.recomputed,
             "waiting": result.waiting,
             "busy": result.busy,
+            "quarantined": result.quarantined,
         },
     )
     return result

@@ -280,3 +280,24 @@ def test_the_worker_loop_outlives_a_store_that_goes_away(tmp_path, data_dir, lab
     assert seen[0].status == "failed" and "could not be reached" in seen[0].line()
     assert "hunter2" not in seen[0].line()
     assert seen[1].status == "succeeded", seen[1].line()
+
+
+def test_a_cycle_says_what_it_quarantined(tmp_path, data_dir, label_scorer) -> None:
+    """PRODUCT.md: a bad row is never silently dropped. The audit: `botfilter run` logged
+    "succeeded" and its job run said nothing of the rows validation set aside."""
+    import contract
+    from jobs.worker import CycleOptions, run_cycle
+
+    expected = {
+        f"{name}: {why}": n
+        for name, table in contract.load(data_dir).report.tables.items()
+        for why, n in table.quarantined.items()
+    }
+    assert expected  # the fixture holds a broken event
+    settings, store = _store(tmp_path / "home")
+    options = CycleOptions(scorer=label_scorer, model_version="labels")
+    result = run_cycle(store, settings, data_dir, options, now=AS_OF.to_pydatetime())
+    assert result.status == "succeeded" and result.quarantined == expected
+    assert f"quarantined {sum(expected.values()):,} rows" in result.line()
+    cycle = store.job_runs().query("kind == 'cycle'").iloc[-1]
+    assert '"quarantined"' in cycle["detail"]
