@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -236,12 +237,18 @@ def run(
     def log(result: CycleResult) -> None:
         console.print(f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} {result.line()}", markup=False)
 
+    def stop(*_: object) -> None:
+        raise KeyboardInterrupt  # a service manager's SIGTERM stops it as Ctrl-C does
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         options = CycleOptions(model_uri=model)
         results = run_worker(store, settings, data, period, options, on_cycle=log)
     except KeyboardInterrupt:
         console.print("stopped")
         return
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if period is None and results and results[-1].status == "failed":
         raise BotfilterError(f"the cycle failed: {' | '.join(results[-1].errors)}")
 

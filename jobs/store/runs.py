@@ -31,9 +31,16 @@ def start(
     """Record a run as ``running``; returns its id.
 
     A recompute run holds its tenant's lock, so any other ``running`` recompute of that tenant
-    belongs to a dead process: it is marked ``abandoned``.
+    belongs to a dead process: it is marked ``abandoned``; so is any other ``running`` cycle,
+    a cycle holding the worker's lock (a stopped worker's stayed "running" for good: an audit).
     """
     run_id = uuid.uuid4().hex
+    if kind == "cycle":  # a cycle holds the worker's lock: another running one's process died
+        conn.execute(
+            update(job_runs)
+            .where(job_runs.c.kind == kind, job_runs.c.status == "running")
+            .values(status="abandoned", error="process ended before the cycle finished")
+        )
     if kind == "recompute" and tenant is not None:
         conn.execute(
             update(job_runs)

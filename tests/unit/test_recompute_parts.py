@@ -301,3 +301,20 @@ def test_a_cycle_says_what_it_quarantined(tmp_path, data_dir, label_scorer) -> N
     assert f"quarantined {sum(expected.values()):,} rows" in result.line()
     cycle = store.job_runs().query("kind == 'cycle'").iloc[-1]
     assert '"quarantined"' in cycle["detail"]
+
+
+def test_a_cycle_left_running_by_a_stopped_worker_is_abandoned(
+    tmp_path, data_dir, label_scorer
+) -> None:
+    """The audit: a worker stopped mid-cycle (SIGTERM, as a service manager stops it) left its
+    cycle "running" for good, and the console's status said so."""
+    from jobs.worker import CycleOptions, run_cycle
+
+    settings, store = _store(tmp_path / "home")
+    dead = store.start_run("cycle")  # the stopped worker's, never finished
+    options = CycleOptions(scorer=label_scorer, model_version="labels")
+    assert run_cycle(store, settings, data_dir, options, now=AS_OF.to_pydatetime()).status == (
+        "succeeded"
+    )
+    cycles = store.job_runs().query("kind == 'cycle'").set_index("run_id")["status"]
+    assert cycles[dead] == "abandoned" and (cycles.drop(dead) == "succeeded").all()
