@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from .errors import BotfilterError
 
@@ -53,3 +56,26 @@ def _check_parent(path: Path, option: str) -> None:
         raise BotfilterError(f"{option} {path}: cannot write in {ancestor} ({why})") from exc
     os.close(fd)
     os.unlink(probe)
+
+
+def as_uri_or_path(path: str | Path) -> str:
+    """The path as given, with a URI's ``//`` restored if a ``pathlib.Path`` collapsed it
+    (``Path("s3a://bucket/x")`` prints as ``s3a:/bucket/x``)."""
+    text = str(path)
+    found = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]+):(/[^/].*)$", text)
+    if found and not Path(text).exists():
+        scheme, rest = found.groups()
+        # file:///tmp/x became file:/tmp/x (empty authority); s3a://bucket/x became s3a:/bucket/x
+        return f"{scheme}://{rest}" if scheme.lower() == "file" else f"{scheme}:/{rest}"
+    return text
+
+
+def local_path(path: str | Path) -> Path | None:
+    """The local file a plain path or ``file:`` URI names; None for another file system
+    (Spark's Hadoop paths: ``s3a://``, ``hdfs://``...)."""
+    text = as_uri_or_path(path)
+    if "://" not in text:
+        return Path(text)
+    if text.lower().startswith("file://"):
+        return Path(url2pathname(urlparse(text).path))
+    return None

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import re
 import signal
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
-from urllib.parse import urlparse
-from urllib.request import url2pathname
 
 import typer
 
 from core.errors import BotfilterError
-from core.paths import check_apart, check_out_dir, check_out_file
+from core.paths import check_apart, check_out_dir, check_out_file, local_path
 
 if TYPE_CHECKING:
     from core.settings import Settings
@@ -54,17 +51,6 @@ def check_engine(engine: str, spark_master: str | None = None) -> None:
             check_spark_master(spark_master)
         except ValueError as exc:
             raise BotfilterError(f"--spark-master: {exc}") from None
-
-
-def local_path(value: Path | str) -> Path | None:
-    """The local file a path or ``file:`` URI names; None for another file system (Spark's
-    Hadoop paths: ``s3a://``, ``hdfs://``...)."""
-    text = str(value)
-    if text.lower().startswith("file:"):
-        return Path(url2pathname(urlparse(text).path))
-    if re.match(r"[A-Za-z][A-Za-z0-9+.\-]+:/", text):  # (a Path keeps one slash of "//")
-        return None
-    return Path(text)
 
 
 def score(

@@ -42,8 +42,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
-from urllib.request import url2pathname
 
 import numpy as np
 import pandas as pd
@@ -75,6 +73,7 @@ from contract.validate import (
     validate_raw_arrow,
 )
 from core.errors import BotfilterError
+from core.paths import as_uri_or_path, local_path
 
 ROW = "_row"  # 0-based source record number
 RECORD = "_record"  # original record text, when the driver-side reader had to go row by row
@@ -381,18 +380,6 @@ def _native_key(column: str) -> Column:
 
 
 # --------------------------------------------------------------------------- reading
-
-
-def as_uri_or_path(path: str | Path) -> str:
-    """The path as given, with a URI's ``//`` restored if a ``pathlib.Path`` collapsed it
-    (``Path("s3a://bucket/x")`` prints as ``s3a:/bucket/x``)."""
-    text = str(path)
-    found = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]+):(/[^/].*)$", text)
-    if found and not Path(text).exists():
-        scheme, rest = found.groups()
-        # file:///tmp/x became file:/tmp/x (empty authority); s3a://bucket/x became s3a:/bucket/x
-        return f"{scheme}://{rest}" if scheme.lower() == "file" else f"{scheme}:/{rest}"
-    return text
 
 
 def _is_local(path: str) -> bool:
@@ -715,15 +702,6 @@ def _tables(
     )
 
 
-def _local_path(data_path: str) -> Path | None:
-    """The local directory a plain path or ``file:`` URI names (None: another file system)."""
-    if _is_local(data_path):
-        return Path(data_path)
-    if data_path.lower().startswith("file://"):
-        return Path(url2pathname(urlparse(data_path).path))
-    return None
-
-
 def _load_by_parts(
     spark: SparkSession, data_path: str, part_events: int = PART_EVENTS
 ) -> SparkTables | None:
@@ -739,7 +717,7 @@ def _load_by_parts(
     twice the validation itself (a JVM row per wide row). An event naming a message that only
     another tenant keeps is relabelled afterwards, as the local engine's parts are
     (:meth:`TenantParts.settle`)."""
-    local = _local_path(data_path)
+    local = local_path(data_path)
     if local is None or not local.is_dir():
         return None
     try:
