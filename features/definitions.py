@@ -32,6 +32,11 @@ BURST_KEYS: tuple[str, ...] = ("ip", "prefix", "asn")
 HISTORY_LOOKBACK: int = 64
 # An open at least this long after delivery is read as a person's (scanners open within seconds).
 HUMAN_OPEN_AFTER_S: int = 60
+# How long after an event its message's later events are looked at (the look-ahead features).
+# A gateway's time-of-click check comes 0.3-2.5 s before the person's own click (Safe Links);
+# 10 s leaves room for the ingestion's clock skew. Until it has passed in the data, an event's
+# look-ahead features are missing and its score is provisional.
+LOOKAHEAD_S: int = 600
 # Burst keys whose gap to the previous event on another message is a feature.
 GAP_KEYS: tuple[str, ...] = ("ip", "prefix")
 
@@ -129,6 +134,31 @@ _MESSAGE = (
         "message",
     ),
 )
+_LOOKAHEAD_SPECS = (
+    FeatureSpec(
+        "secs_to_next_other_ip_click",
+        "float32",
+        f"Clicks on this message from another address in the {LOOKAHEAD_S}s after the event "
+        "(missing until that time has passed in the data): a gateway's time-of-click check is "
+        "followed within seconds by the person's own click, an isolated person's click is not.",
+        "lookahead",
+    ),
+    FeatureSpec(
+        "secs_to_next_other_ip_same_link",
+        "float32",
+        f"Of those, the clicks on the same link (missing until {LOOKAHEAD_S}s have passed).",
+        "lookahead",
+    ),
+    FeatureSpec(
+        "secs_to_next_same_ip_event",
+        "float32",
+        f"Events on this message from the same address in the {LOOKAHEAD_S}s after the event "
+        "(missing until that time has passed): a scanner works through every link within a "
+        "second, a person reads between clicks.",
+        "lookahead",
+    ),
+)
+LOOKAHEAD_FEATURES: tuple[str, ...] = tuple(f.name for f in _LOOKAHEAD_SPECS)
 
 
 def _burst_specs() -> tuple[FeatureSpec, ...]:
@@ -199,7 +229,7 @@ def _enrichment_specs() -> tuple[FeatureSpec, ...]:
 
 
 FEATURES: tuple[FeatureSpec, ...] = (
-    _TIMING + _EVENT + _MESSAGE + _burst_specs() + _enrichment_specs()
+    _TIMING + _EVENT + _MESSAGE + _LOOKAHEAD_SPECS + _burst_specs() + _enrichment_specs()
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 # Computed but not given to the model: flags that name networks people share with bots. A

@@ -322,3 +322,59 @@ def other_message_gap(
             has_other = True
         last_t = t
         last_msg = m
+
+
+@numba.njit(cache=True, nogil=True)
+def message_lookahead(
+    perm: np.ndarray,
+    group: np.ndarray,
+    t_ns: np.ndarray,
+    horizon_ns: np.ndarray,
+    is_click: np.ndarray,
+    link_pos: np.ndarray,
+    ip_key: np.ndarray,
+    window_ns: int,
+    rows: np.ndarray,
+    out_other_click_ns: np.ndarray,
+    out_other_same_link_ns: np.ndarray,
+    out_same_ip_ns: np.ndarray,
+) -> None:
+    """Per event, how soon its message shows, in the ``window_ns`` after it (ordered by time):
+    a click from another address (an unknown address counts as another), such a click on the
+    same link (a known position), and an event from the same address; ``window_ns`` + 1 s if
+    none did. All three are -1 while the window has not passed: while ``t + window_ns`` is
+    after ``horizon_ns``, the latest time of the event's tenant in the data (the answer is
+    then provisional).
+
+    ``perm``/``group`` group causal positions by message (:func:`group_order`); inputs are in
+    causal order and outputs are written at ``rows[position]``.
+    """
+    n = perm.shape[0]
+    none = window_ns + 1_000_000_000
+    for i in range(n):
+        p = perm[i]
+        r = rows[p]
+        if t_ns[p] + window_ns > horizon_ns[p]:
+            out_other_click_ns[r] = -1
+            out_other_same_link_ns[r] = -1
+            out_same_ip_ns[r] = -1
+            continue
+        other = none
+        same_link = none
+        same_ip = none
+        j = i + 1
+        while j < n and group[j] == group[i]:
+            q = perm[j]
+            gap = t_ns[q] - t_ns[p]
+            if gap > window_ns:
+                break
+            if ip_key[p] >= 0 and ip_key[q] == ip_key[p]:
+                same_ip = min(same_ip, gap)
+            elif is_click[q]:
+                other = min(other, gap)
+                if is_click[p] and link_pos[p] >= 0 and link_pos[q] == link_pos[p]:
+                    same_link = min(same_link, gap)
+            j += 1
+        out_other_click_ns[r] = other
+        out_other_same_link_ns[r] = same_link
+        out_same_ip_ns[r] = same_ip

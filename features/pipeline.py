@@ -28,6 +28,8 @@ from features.definitions import (
     HISTORY_LOOKBACK,
     HUMAN_OPEN_AFTER_S,
     LONGEST_WINDOW_S,
+    LOOKAHEAD_FEATURES,
+    LOOKAHEAD_S,
     WINDOWS_S,
 )
 from features.enrichment.ip import IpEnricher
@@ -51,6 +53,8 @@ FLOAT_COLUMNS = tuple(c for c in CONTEXT_COLUMNS if _KIND.get(c) == "int")
 _ROW = {name: j for j, name in enumerate(FEATURE_NAMES)}
 _WINDOWS_NS = np.asarray(WINDOWS_S, dtype=np.int64) * NS
 # The message_history kernel's outputs, in its argument order.
+# The message_lookahead kernel's outputs (feature names), in its argument order.
+_LOOKAHEAD = LOOKAHEAD_FEATURES
 _HISTORY = ("prior", "opens", "clicks", "distinct", "gap", "same_ip", "same_ua", "first_same_ip")
 
 
@@ -530,10 +534,46 @@ def feature_block(
     block[_ROW["secs_since_msg_first_event"]] = since_first / NS
     block[_ROW["secs_since_msg_prev_open"]] = np.where(since_open < 0, np.nan, since_open / NS)
     block[_ROW["msg_prior_late_opens_other_ip"]] = late
+    ahead = {k: np.empty(n, dtype=np.int64) for k in _LOOKAHEAD}
+    kernels.message_lookahead(
+        perm,
+        group,
+        c.t,
+        tenant_horizon(c.tenant, c.t),
+        is_click[order],
+        lp[order],
+        ip["ip_key"].astype(np.int64)[order],
+        LOOKAHEAD_S * NS,
+        order,
+        *ahead.values(),
+    )
+    for name, values in ahead.items():
+        block[_ROW[name]] = np.where(values < 0, np.nan, values / NS)
 
     for future in pending:
         future.result()
     return block
+
+
+def tenant_horizon(tenant: np.ndarray, t_ns: np.ndarray) -> np.ndarray:
+    """Per row in causal order (tenants contiguous, time ascending within each), the latest
+    time of its tenant: how far the data reach for that tenant. Another tenant's data never
+    move it (tenants are walls)."""
+    n = t_ns.shape[0]
+    if n == 0:
+        return t_ns.copy()
+    last = np.flatnonzero(np.r_[tenant[1:] != tenant[:-1], True])
+    return np.repeat(t_ns[last], np.diff(np.r_[-1, last]))
+
+
+def lookahead_complete(tenant: np.ndarray, t_ns: np.ndarray) -> np.ndarray:
+    """Per row (any order), whether its look-ahead window has passed in these rows: the rows
+    of its tenant reach ``LOOKAHEAD_S`` past it. Only such a row's score is final; the others
+    are provisional, and a later scoring with more data may revise them."""
+    codes, _ = _codes(tenant)
+    latest = np.full(int(codes.max(initial=-1)) + 1, np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(latest, codes, t_ns)
+    return t_ns + LOOKAHEAD_S * NS <= latest[codes]
 
 
 def warm_up(enrichers: Enrichers) -> None:

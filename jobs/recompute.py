@@ -40,6 +40,7 @@ from core.paths import check_out_dir
 from core.redact import redact
 from core.settings import Settings
 from features.definitions import LONGEST_WINDOW_S
+from features.pipeline import lookahead_complete
 from jobs.exclusions import sync_from_data
 from jobs.lists.apply import apply_lists, default_asn_lookup
 from jobs.lists.rules import REASONS
@@ -443,13 +444,28 @@ def resolve_scores(
     # Only what no stored score covers is taken from this scoring: context events may lack
     # their own full context, and stored scores (the API's answers) are the model's already.
     fresh = fresh.loc[_covered(fresh, needed.loc[missing])]
-    _store_new(store, fresh, needed, key)
+    # A provisional score (its look-ahead window had not passed in these events) counts in this
+    # run only: the next run scores the event again, from the events that followed it.
+    _store_new(store, fresh.loc[_covered(fresh, _final(events))], needed, key)
     if stored.empty:
         return fresh, "scored"
     # Stored rows carry a top_reason column, which the metrics read over reasons, so fresh rows
     # need theirs too (else their bots count as "unknown" in bot_interactions).
     fresh = fresh.assign(top_reason=top_reasons(fresh["reasons"]))
     return pd.concat([stored, fresh], ignore_index=True), "store+scored"
+
+
+def _final(events: pd.DataFrame) -> pd.DataFrame:
+    """The (tenant_id, event_id) of the events whose look-ahead window has passed in
+    ``events`` (:func:`features.pipeline.lookahead_complete`)."""
+    t = (
+        pd.DatetimeIndex(events["occurred_at"])
+        .as_unit("ns")
+        .to_numpy("datetime64[ns]")
+        .view(np.int64)
+    )
+    done = lookahead_complete(events["tenant_id"].to_numpy(dtype=object), t)
+    return events.loc[done, ["tenant_id", "event_id"]]
 
 
 def _covering_model(store: Store, needed: pd.DataFrame, tenants: Sequence[str]) -> str | None:

@@ -123,21 +123,10 @@ def _score_cols(
     """Scores of context columns in their row order, part by part (whole tenants)."""
     n = len(cols["event_id"])
     parts = tenant_parts(cols["tenant_id"], part_events) if n else []
-    out = ScoredRows(
-        np.empty(n),
-        np.empty(n, dtype=bool),
-        np.empty(n, dtype=object),
-        np.empty(n, dtype=object),
-        np.empty(n, dtype=np.int64),
-    )
+    out = ScoredRows.empty(n)
 
     def collect(rows: np.ndarray, future: Future[ScoredRows]) -> None:
-        scored = future.result()
-        out.bot_score[rows] = scored.bot_score
-        out.is_bot[rows] = scored.is_bot
-        out.reasons[rows] = scored.reasons
-        out.bot_kind[rows] = scored.bot_kind
-        out.reason_codes[rows] = scored.reason_codes
+        out.put(rows, future.result())
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="score-part") as scorer:
         pending: tuple[np.ndarray, Future[ScoredRows]] | None = None

@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from contract.schema import SCORE_COLUMNS
-from features.definitions import FEATURE_NAMES
+from features.definitions import FEATURE_NAMES, LOOKAHEAD_FEATURES
 from scoring.compiled import compile_explainer, compile_trees
 from scoring.explain import FlatTrees, flatten, lists_of_codes, reason_codes, score_block
 from scoring.files import content_id
@@ -70,6 +70,10 @@ class BotModel:
     version: str = "unregistered"
     threads: int = 2
     kind: KindHead | None = None  # which kind of bot; None in models registered before it
+    # The causal model that answers for rows whose look-ahead window has not passed yet (their
+    # look-ahead features are missing: the online API's answers, a batch's last minutes). None
+    # in models without look-ahead features, which answer every row themselves.
+    provisional: BotModel | None = None
     _compiled: Any = field(default=None, repr=False)
     _trees: FlatTrees | None = field(default=None, repr=False)
     _fmaps: dict[tuple[tuple[str, ...], tuple[str, ...]], np.ndarray] = field(
@@ -106,6 +110,14 @@ class BotModel:
         }
         if self.kind is not None:
             meta["kind"] = self.kind.metadata()
+        if self.provisional is not None:
+            head = self.provisional
+            meta["provisional"] = {
+                "booster": head.booster.model_to_string(),
+                "feature_names": head.feature_names,
+                "calibration": list(head.calibration),
+                "thresholds": head.thresholds,
+            }
         return meta
 
     @classmethod
@@ -114,6 +126,21 @@ class BotModel:
     ) -> BotModel:
         """A model from its trees and the metadata :meth:`metadata` wrote."""
         a, b = meta["calibration"]
+        kind = KindHead.from_metadata(meta.get("kind"), threads)
+        provisional = None
+        head = meta.get("provisional")
+        if head:
+            import lightgbm as lgb  # on use: see from_files
+
+            pa_, pb = head["calibration"]
+            provisional = cls(
+                lgb.Booster(model_str=head["booster"]),
+                list(head["feature_names"]),
+                (float(pa_), float(pb)),
+                dict(head["thresholds"]),
+                version,
+                threads,
+            )
         return cls(
             booster,
             list(meta["feature_names"]),
@@ -121,7 +148,8 @@ class BotModel:
             dict(meta["thresholds"]),
             version,
             threads,
-            KindHead.from_metadata(meta.get("kind"), threads),
+            kind,
+            provisional,
         )
 
     @classmethod
@@ -148,6 +176,8 @@ class BotModel:
         self._compiled = compile_trees(self.booster, cache_dir, safe, "trees")
         if self.kind is not None:
             self.kind.compile(cache_dir, safe)
+        if self.provisional is not None:
+            self.provisional.compile(cache_dir)  # keyed by its own content id
         self._explainer = None
         try:
             fmap = self.feature_map(list(FEATURE_NAMES))
@@ -181,8 +211,28 @@ class BotModel:
         return 1.0 / (1.0 + np.exp(-(a * raw + b)))
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
-        """Calibrated bot probability per row."""
-        return self.calibrate(self.raw_score(self.matrix(features)))
+        """Calibrated bot probability per row (a pending row's from :attr:`provisional`)."""
+        pending = self._pending(features, list(features.columns))
+        if pending is None:
+            return self.calibrate(self.raw_score(self.matrix(features)))
+        assert self.provisional is not None
+        out = np.empty(len(features))
+        out[~pending] = self.calibrate(self.raw_score(self.matrix(features.loc[~pending])))
+        out[pending] = self.provisional.predict_proba(features.loc[pending])
+        return out
+
+    def _pending(self, rows: Any, names: list[str]) -> np.ndarray | None:
+        """Which rows wait for their look-ahead window (its features missing), if any does and
+        a provisional head can answer them; ``rows`` is a frame with columns ``names`` or a
+        (features x rows) block with rows ``names``."""
+        if self.provisional is None or LOOKAHEAD_FEATURES[0] not in names:
+            return None
+        if isinstance(rows, pd.DataFrame):
+            first = rows[LOOKAHEAD_FEATURES[0]].to_numpy(dtype=np.float64)
+        else:
+            first = rows[names.index(LOOKAHEAD_FEATURES[0])]
+        pending = np.isnan(first)
+        return pending if pending.any() else None
 
     def threshold_for(self, channel: np.ndarray, event_type: np.ndarray) -> np.ndarray:
         """Per-row threshold by (channel, type), falling back to the default one; never below
@@ -250,13 +300,42 @@ class BotModel:
         are given for the scored columns. With reasons, one walk of the trees gives the score and
         the reasons; without, the compiled trees score row-major chunks.
         """
-        names_default = names is None or list(names) == list(FEATURE_NAMES)
-        names = list(FEATURE_NAMES) if names is None else names
-        fmap = self.feature_map(names)
+        names = list(FEATURE_NAMES) if names is None else list(names)
         if rows is not None:
             block = block[:, np.asarray(rows, dtype=np.int64)]
         if block.dtype not in (np.float32, np.float64):
             block = block.astype(np.float64)
+        pending = self._pending(block, names)
+        if pending is None:
+            return self._score_columns(block, channel, event_type, with_reasons, names)
+        assert self.provisional is not None
+        channel, event_type = np.asarray(channel), np.asarray(event_type)
+        done = ~pending
+        final = self._score_columns(
+            block[:, done], channel[done], event_type[done], with_reasons, names
+        )
+        # The kind head is this model's: a provisional bot is still some kind of bot.
+        early = self.provisional._score_columns(
+            block[:, pending], channel[pending], event_type[pending], with_reasons, names, self.kind
+        )
+        # Reason codes number each model's own feature list: the head's are kept apart.
+        early.reason_codes = -early.reason_codes
+        return ScoredRows.merged(len(pending), (done, final), (pending, early))
+
+    def _score_columns(
+        self,
+        block: np.ndarray,
+        channel: np.ndarray,
+        event_type: np.ndarray,
+        with_reasons: bool,
+        names: list[str],
+        kind: KindHead | None = None,
+    ) -> ScoredRows:
+        """The body of :meth:`score_block`: this model's own answer for every column (kinds
+        by ``kind``, default its own head)."""
+        kind = self.kind if kind is None else kind
+        names_default = names == list(FEATURE_NAMES)
+        fmap = self.feature_map(names)
         cut = self.threshold_for(channel, event_type)
         n = block.shape[1]
         if with_reasons and n:
@@ -277,9 +356,9 @@ class BotModel:
             codes = np.zeros(n, dtype=np.int64)  # code 0: no reason
         is_bot = proba >= cut
         kind_map = fmap
-        if self.kind is not None and self.kind.feature_names != self.feature_names:
-            kind_map = self.feature_map(names, self.kind.feature_names)
-        kinds = bot_kinds(self.kind, is_bot, reasons, block, kind_map, channel)
+        if kind is not None and kind.feature_names != self.feature_names:
+            kind_map = self.feature_map(names, kind.feature_names)
+        kinds = bot_kinds(kind, is_bot, reasons, block, kind_map, channel)
         return ScoredRows(proba, is_bot, reasons, kinds, codes)
 
     def score(
@@ -314,6 +393,33 @@ class ScoredRows:
     # int64, equal for equal reasons (scoring.explain.reason_codes): Arrow converts each
     # distinct list once
     reason_codes: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int) -> ScoredRows:
+        """``n`` rows to fill with :meth:`put`."""
+        return cls(
+            np.empty(n),
+            np.empty(n, dtype=bool),
+            np.empty(n, dtype=object),
+            np.empty(n, dtype=object),
+            np.empty(n, dtype=np.int64),
+        )
+
+    def put(self, rows: np.ndarray, part: ScoredRows) -> None:
+        """Write ``part``'s rows at ``rows`` (positions or a mask)."""
+        self.bot_score[rows] = part.bot_score
+        self.is_bot[rows] = part.is_bot
+        self.reasons[rows] = part.reasons
+        self.bot_kind[rows] = part.bot_kind
+        self.reason_codes[rows] = part.reason_codes
+
+    @classmethod
+    def merged(cls, n: int, *parts: tuple[np.ndarray, ScoredRows]) -> ScoredRows:
+        """``n`` rows from parts, each scored for the rows its mask selects."""
+        out = cls.empty(n)
+        for mask, part in parts:
+            out.put(mask, part)
+        return out
 
     def table(
         self, event_ids: np.ndarray, model_version: str, tenant_ids: np.ndarray | None = None

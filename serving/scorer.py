@@ -42,6 +42,7 @@ from features.pipeline import (
     TIMESTAMP_COLUMNS,
     Enrichers,
     feature_block,
+    lookahead_complete,
 )
 from scoring.model import BotModel, ScoredRows
 from serving.state import KeyRangeTuple, NewEventTuple, WindowState
@@ -75,6 +76,10 @@ class Outcome:
     # position in the request): every other answer came from the window state, as an earlier
     # request (perhaps of an earlier model, or another worker) gave and recorded it.
     answered_here: set[int] = field(default_factory=set)
+    # Of those, the positions whose answer is provisional: the event's look-ahead window had not
+    # passed in what this worker had seen (features.pipeline.lookahead_complete). They are not
+    # recorded: the batch job scores them again once their window has passed.
+    provisional: set[int] = field(default_factory=set)
 
     def cleaned(self, names: Sequence[str]) -> list[dict[str, Any] | None]:
         """Each item's clean values of ``names``; None for an item the contract refused."""
@@ -91,11 +96,12 @@ class Outcome:
         return {row[c_tenant] for row in self.clean.values()}
 
     def recorded_times(self) -> list[tuple[str, int] | None]:
-        """:meth:`tenant_times` of the answers this request computed first; None for the
-        others, which the score store has already (a retry stored again was a second row, and
+        """:meth:`tenant_times` of the final answers this request computed first; None for
+        provisional answers and for the others, which the score store has already (a retry stored again was a second row, and
         after a reload it was the old model's answer stored under the new model's id)."""
         times = self.tenant_times()
-        return [tt if pos in self.answered_here else None for pos, tt in enumerate(times)]
+        keep = self.answered_here - self.provisional
+        return [tt if pos in keep else None for pos, tt in enumerate(times)]
 
     def tenant_times(self) -> list[tuple[str, int] | None]:
         """Each item's clean (tenant, occurred_at in ns); None for a refused item."""
@@ -264,6 +270,7 @@ class OnlineScorer:
         results: dict[str, dict[str, Any]] = dict(found.scores)
         new = [i for i, eid in enumerate(ids) if eid not in results]
         here: set[str] = set()  # the keys whose answer this request stored first
+        pending: set[str] = set()  # the new keys whose look-ahead window had not passed
         if new:
             history = list(found.rows.values())
             h = len(history)
@@ -290,10 +297,14 @@ class OnlineScorer:
             out.scored.update(channels[first].tolist())
             out.flagged.update(channels[first & scored.is_bot].tolist())
             here = {ev[0] for ev, mine in zip(fresh, first.tolist(), strict=True) if mine}
+            complete = lookahead_complete(cols["tenant_id"], cols["occurred_at"])[h:]
+            pending = {ids[i] for i, done in zip(new, complete.tolist(), strict=True) if not done}
         for pos, key in keyed.items():
             answers[pos] = results[key]
             if key in here:
                 out.answered_here.add(pos)
+                if key in pending:
+                    out.provisional.add(pos)
                 here.discard(key)  # a repeat in the request is answered, not recorded
         out.duplicates = len(clean) - len(new)
 
@@ -367,8 +378,8 @@ class OnlineScorer:
 
     @staticmethod
     def _ranges(keys: list[tuple[str, tuple[str, ...], int]]) -> list[KeyRangeTuple]:
-        """History to fetch: each message up to its newest new event; each burst key over the
-        longest window before its earliest new event, up to its newest one."""
+        """History to fetch: each message's every event; each burst key over the longest window
+        before its earliest new event, up to its newest one."""
         window = LONGEST_WINDOW_S * NS
         msg_hi: dict[str, int] = {}
         span: dict[str, list[int]] = {}
@@ -385,7 +396,9 @@ class OnlineScorer:
                 elif t > lo_hi[1]:
                     lo_hi[1] = t
         # Plain tuples: the state unpacks them like KeyRange, and thousands are built per request.
-        ranges: list[KeyRangeTuple] = [(k, None, hi) for k, hi in msg_hi.items()]
+        # A message's later events too (written before, out of time order): an event whose
+        # look-ahead window has passed reads them, as the batch job would.
+        ranges: list[KeyRangeTuple] = [(k, None, None) for k in msg_hi]
         ranges += [(k, lo - window, hi) for k, (lo, hi) in span.items()]
         return ranges
 

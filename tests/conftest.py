@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from core.settings import Settings
 from jobs.metrics import Partitions
 from jobs.worker import CycleResult
-from tests import frames, worlds
+from tests import frames, streams, worlds
 
 # The MLflow variables as the session found them (set by the user, or not at all).
 _MLFLOW_ENV = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
@@ -123,6 +123,24 @@ def computed_partitions() -> Callable[..., Partitions]:
 def write_partitions() -> Callable[..., int]:
     """Stores one tenant's computed partitions (only the given channels)."""
     return frames.write
+
+
+@pytest.fixture(scope="session")
+def final_answers() -> Callable[..., set[tuple[str, str]]]:
+    """The (tenant_id, event_id) a stream of API requests (in time order) answers finally."""
+    return streams.final_answers
+
+
+@pytest.fixture(scope="session")
+def pending_events() -> Callable[[pd.DataFrame], set[tuple[str, str]]]:
+    """The (tenant_id, event_id) of events a batch scoring of them answers provisionally."""
+    return streams.pending_events
+
+
+@pytest.fixture(scope="session")
+def request_chunks() -> Callable[..., list]:
+    """Items as requests of a given size."""
+    return streams.chunks
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from contract.schema import MESSAGE_CONTEXT
 from contract.validate import validate_tables
 from core.settings import Settings
 from core.tokens import TokenCache, TokenStore
-from features.definitions import FEATURE_NAMES, LONGEST_WINDOW_S
+from features.definitions import FEATURE_NAMES, LONGEST_WINDOW_S, LOOKAHEAD_FEATURES
 from features.pipeline import Enrichers, build_features, event_context
 from scoring.batch import score_context
 from scoring.model import BotModel
@@ -43,6 +43,17 @@ def world() -> dict:
     )
     booster = lgb.Booster(model_str=booster.model_to_string())
     model = BotModel(booster, list(FEATURE_NAMES), (1.0, 0.0), {"default": 0.5}, "test/1", 1)
+    # The causal head that answers while an event's look-ahead window is open, as trained
+    # models have (training.fit): a model of its own, so the tests see which one answered.
+    causal = [n for n in FEATURE_NAMES if n not in LOOKAHEAD_FEATURES]
+    early = lgb.train(
+        {"objective": "binary", "num_leaves": 7, "verbose": -1, "seed": 2, "num_threads": 1},
+        lgb.Dataset(feats[causal].to_numpy(np.float64), y),
+        num_boost_round=10,
+    )
+    model.provisional = BotModel(
+        lgb.Booster(model_str=early.model_to_string()), causal, (1.0, 0.0), {"default": 0.5}
+    )
     batch = score_context(ctx, model, enrichers).set_index("event_id")
     items = api_events(validated.messages, validated.events)
     return {"model": model, "enrichers": enrichers, "batch": batch, "items": items, "ctx": ctx}
@@ -57,7 +68,15 @@ def _runtime(world: dict, store: TokenStore | None = None, **settings: object) -
 
     def loader(_: Settings) -> BotModel:
         m = world["model"]
-        return BotModel(m.booster, m.feature_names, m.calibration, m.thresholds, next(versions), 1)
+        return BotModel(
+            m.booster,
+            m.feature_names,
+            m.calibration,
+            m.thresholds,
+            next(versions),
+            1,
+            provisional=m.provisional,
+        )
 
     s = Settings(max_batch_events=100, **settings)
     static = s.api_token.get_secret_value() if s.api_token else None

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from core.errors import BotfilterError
 from core.settings import Settings
+from features.definitions import LOOKAHEAD_S
 from jobs.lists import storage as lists
 from jobs.lists.apply import ANSWER_FIELDS, ListCache, apply_to_answers, default_asn_lookup
 from jobs.lists.rules import Entry, apply_to_scores, normalise, override_reasons
@@ -230,12 +231,16 @@ def test_api_lists_and_the_score_store_read_the_contracts_clean_values(world, tm
     runtime.recorder = Recorder()  # type: ignore[assignment]
     padded = {**target, "event_id": "padded", "tenant_id": f" {tenant} "}
     as_object = {**target, "event_id": "ua-object", "ip": None, "user_agent": {"x": 1}}
-    answers = runtime.score([padded, as_object, {"tenant_id": tenant, "event_id": "bad"}])
-    assert [a["event_id"] for a in answers] == ["padded", "ua-object", "bad"]
+    # A later event of the tenant in the same request: the look-ahead windows of the others
+    # have passed, so their answers are final and recorded (a provisional one is not).
+    at = pd.Timestamp(target["occurred_at"]) + pd.Timedelta(seconds=LOOKAHEAD_S)
+    later = {**target, "event_id": "later", "occurred_at": at.isoformat()}
+    answers = runtime.score([padded, as_object, {"tenant_id": tenant, "event_id": "bad"}, later])
+    assert [a["event_id"] for a in answers] == ["padded", "ua-object", "bad", "later"]
     assert answers[0]["is_bot"] is True and answers[0]["reasons"][0] == "tenant_blocklist"
     assert answers[1]["is_bot"] is True and answers[1]["reasons"][0] == "tenant_blocklist"
     assert "error" in answers[2]
-    assert [e if e is None else e[0] for e in recorded] == [tenant, tenant, None]
+    assert [e if e is None else e[0] for e in recorded] == [tenant, tenant, None, None]
 
 
 # --- the console: storage, audit, queue, API, dry run, recompute ----------------------------

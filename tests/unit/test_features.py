@@ -8,7 +8,13 @@ import pytest
 
 from contract.schema import MESSAGE_CONTEXT
 from contract.validate import validate_tables
-from features.definitions import FEATURE_NAMES, FEATURES, LONGEST_WINDOW_S
+from features.definitions import (
+    FEATURE_NAMES,
+    FEATURES,
+    LONGEST_WINDOW_S,
+    LOOKAHEAD_FEATURES,
+    LOOKAHEAD_S,
+)
 from features.pipeline import (
     Enrichers,
     build_features,
@@ -191,13 +197,62 @@ def test_causal_order_breaks_ties_by_event_id():
     assert causal_order(df).tolist() == [2, 1, 0]
 
 
+def test_lookahead_features_exact(ctx, enrichers):
+    """What follows each event on its message within LOOKAHEAD_S: the seconds to the next
+    click from another address, to such a click on the same link, and to the next event from
+    the same address (LOOKAHEAD_S + 1 for none); missing for e4 and e5, the events less than
+    LOOKAHEAD_S before the tenant's latest (960 s)."""
+    assert LOOKAHEAD_S == 600
+    f = build_features(ctx, enrichers).set_axis(ctx["event_id"])
+    other, same_link, same_ip = LOOKAHEAD_FEATURES
+    none = LOOKAHEAD_S + 1
+    assert f.loc["e1", [other, same_link, same_ip]].tolist() == pytest.approx([none, none, 0.5])
+    for e in ("e2", "e3"):
+        assert f.loc[e, [other, same_link, same_ip]].tolist() == [none, none, none]
+    assert f.loc[["e4", "e5"], list(LOOKAHEAD_FEATURES)].isna().all().all()
+    # A click from another address on the same link, 3 s after e1: a time-of-click check
+    # followed by the person's own click.
+    late = ctx.assign(
+        occurred_at=ctx["occurred_at"].where(ctx["event_id"] != "e5", ts(5.0)),
+        ip=ctx["ip"].where(ctx["event_id"] != "e5", "73.22.1.5"),
+    )
+    g = build_features(late, enrichers).set_axis(ctx["event_id"])
+    assert g.loc["e1", [other, same_link, same_ip]].tolist() == pytest.approx([3.0, 3.0, 0.5])
+    assert g.loc["e3", [other, same_link]].tolist() == pytest.approx([2.5, none])
+
+
+def test_another_tenants_later_events_leave_a_window_open(ctx, enrichers):
+    """Tenants are walls: another tenant's data reaching further never completes this
+    tenant's look-ahead windows, nor changes any of its features."""
+    alone = build_features(ctx, enrichers).set_axis(list(ctx["event_id"]))
+    other = ctx.iloc[[0]].assign(tenant_id="t2", event_id="x1", occurred_at=ts(5000.0))
+    both = build_features(pd.concat([ctx, other], ignore_index=True), enrichers)
+    both = both.set_axis([*ctx["event_id"], "x1"]).loc[list(ctx["event_id"])]
+    pd.testing.assert_frame_equal(both, alone)
+    assert both.loc[["e4", "e5"], list(LOOKAHEAD_FEATURES)].isna().all().all()
+
+
 def test_micro_batches_give_identical_features(ctx, enrichers):
-    """Causality: scoring prefixes (as an online micro-batch would) changes no earlier row."""
+    """Causality: scoring prefixes (as an online micro-batch would) changes no earlier row,
+    except its look-ahead features, which are missing until the prefix reaches LOOKAHEAD_S past
+    the row, and from then on are the full data's."""
     full = build_features(ctx, enrichers).set_axis(ctx["event_id"])
     ordered = ctx.iloc[causal_order(ctx)]
+    ahead = list(LOOKAHEAD_FEATURES)
+    causal = [c for c in full.columns if c not in ahead]
+    t = pd.to_datetime(ordered["occurred_at"], utc=True)
+    pending_seen = passed_seen = 0
     for k in range(1, len(ordered) + 1):
         part = build_features(ordered.iloc[:k], enrichers).set_axis(ordered["event_id"].iloc[:k])
-        pd.testing.assert_frame_equal(part, full.loc[part.index], check_exact=True)
+        want = full.loc[part.index]
+        pd.testing.assert_frame_equal(part[causal], want[causal], check_exact=True)
+        reach = t.iloc[:k].groupby(ordered["tenant_id"].iloc[:k].to_numpy()).transform("max")
+        passed = (t.iloc[:k] + pd.Timedelta(seconds=LOOKAHEAD_S) <= reach).to_numpy()
+        pd.testing.assert_frame_equal(part.loc[passed, ahead], want.loc[passed, ahead])
+        assert part.loc[~passed, ahead].isna().all().all()
+        pending_seen += int((~passed).sum())
+        passed_seen += int(passed.sum())
+    assert pending_seen and passed_seen  # both cases happened
 
 
 def test_missing_ip_has_no_burst_features(ctx, enrichers):

@@ -167,17 +167,55 @@ def test_partitions_take_each_tenants_own_score(two_tenants) -> None:
         )
 
 
-def test_clear_stored_scores_of_a_tenant(two_tenants, store: Store, tmp_path: Path) -> None:
-    data = two_tenants
+@pytest.fixture
+def later_events(two_tenants, events) -> Tables:
+    """``two_tenants`` with a later open of each message (e2, an hour on): e1's look-ahead
+    window has passed in the data, e2's has not."""
+    more = events(
+        [
+            ("e2", "m1", "open", "2024-03-10 02:00", "t1"),
+            ("e2", "m1", "open", "2024-03-10 03:00", "t2"),
+        ]
+    )
+    return Tables(two_tenants.messages, pd.concat([two_tenants.events, more], ignore_index=True))
+
+
+def test_clear_stored_scores_of_a_tenant(later_events, store: Store, tmp_path: Path) -> None:
+    data = later_events
     settings = Settings(home=tmp_path / "home")
     scorer = Scorer()
     run = RecomputeOptions(
         as_of=AS_OF, scorer=scorer, model_version="botfilter/1", model_id="sha256:c"
     )
     recompute(store, settings, data, run)
-    assert store.clear_scores("t1") == 1
+    assert store.clear_scores("t1") == 1  # e1: e2's score was provisional, never stored
     assert recompute(store, settings, data, run).scores_source == "store+scored"
-    assert ("t1", "e1") in scorer.scored[2:]  # asked again for t1's event (t2's is context)
+    assert ("t1", "e1") in scorer.scored[4:]  # asked again for t1's e1 (t2's is context)
+
+
+def test_provisional_scores_count_but_are_not_stored(
+    later_events, store: Store, tmp_path: Path
+) -> None:
+    """A score made before the event's look-ahead window passed in the data (the last
+    LOOKAHEAD_S of each tenant's events) counts in its run, but is not stored: the next run
+    scores the event again, from the events that followed it by then. Storing it kept the
+    provisional answer for good."""
+    data = later_events
+    settings = Settings(home=tmp_path / "home")
+    scorer = Scorer()
+    run = RecomputeOptions(
+        as_of=AS_OF, scorer=scorer, model_version="botfilter/1", model_id="sha256:c"
+    )
+    first = recompute(store, settings, data, run)
+    assert opens(first) == {"t1": 2, "t2": 2}
+    stored = store.load_scores(["t1", "t2"], "sha256:c")
+    assert sorted(zip(stored["tenant_id"], stored["event_id"], strict=True)) == [
+        ("t1", "e1"),
+        ("t2", "e1"),
+    ]
+    scorer.scored.clear()
+    assert recompute(store, settings, data, run).scores_source == "store+scored"
+    assert {("t1", "e2"), ("t2", "e2")} <= set(scorer.scored)
 
 
 def test_scores_clear_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -83,28 +83,37 @@ def run(world: dict, store: Store, settings: Settings, **options):
     return recompute(store, settings, world["data"], options)
 
 
-def test_recompute_after_api_traffic_rescores_nothing_the_api_answered(world, tmp_path) -> None:
+def test_recompute_after_api_traffic_rescores_nothing_the_api_answered(
+    world, tmp_path, final_answers, pending_events, request_chunks
+) -> None:
     settings = Settings(home=tmp_path / "home")
     store = Store(f"sqlite:///{tmp_path / 'metrics.db'}")
     items = world["items"]
     answered = items[: int(len(items) * 0.7)]
     recorder = serve(world, store, answered, settings)
-    assert (recorder.recorded, recorder.dropped) == (len(answered), 0)
+    # Only final answers are recorded: a provisional one (its look-ahead window had not passed
+    # in what the API had seen) is scored again by the batch job.
+    final = final_answers(request_chunks(answered, 200))
+    assert 0 < len(final) < len(answered)
+    assert (recorder.recorded, recorder.dropped) == (len(final), 0)
     tenants = sorted(world["data"].messages["tenant_id"].unique())
     api = store.load_scores(tenants, world["model"].model_id, reasons=True)
-    assert len(api) == len(answered)
+    assert set(zip(api["tenant_id"], api["event_id"], strict=True)) == final
 
     scorer = CountingScorer(world)
     result = run(world, store, settings, scorer=scorer)
     assert result.scores_source == "store+scored"
     stored = store.load_scores(tenants, world["model"].model_id, reasons=True)
-    # Each event is stored once: the recompute added only what the API never answered ...
-    assert store.score_versions(tenants) == {world["model"].model_id: len(items)}
-    assert len(stored) == len(items)
+    # Each final score is stored once: the recompute added only what the API never answered
+    # finally, and not its own provisional scores (the tenants' last LOOKAHEAD_S) ...
+    pending = pending_events(world["data"].events)
+    assert pending and not pending & final
+    assert store.score_versions(tenants) == {world["model"].model_id: len(items) - len(pending)}
+    assert len(stored) == len(items) - len(pending)
     # ... and the API's answers are what the recompute used, unchanged.
     keys = ["tenant_id", "event_id"]
     both = api.merge(stored, on=keys, suffixes=("_api", ""))
-    assert len(both) == len(answered)
+    assert len(both) == len(final)
     assert (both["bot_score_api"] == both["bot_score"]).all()
     # Parity: the same numbers as scoring everything in the batch job.
     batch = score_context(
@@ -113,15 +122,16 @@ def test_recompute_after_api_traffic_rescores_nothing_the_api_answered(world, tm
         world["enrichers"],
     )
     check = stored.merge(batch, on=keys, suffixes=("", "_batch"))
-    assert len(check) == len(items)
+    assert len(check) == len(stored)
     np.testing.assert_allclose(check["bot_score"], check["bot_score_batch"], rtol=0, atol=1e-9)
 
-    # Everything answered by the API: the recompute scores nothing at all.
+    # Everything answered by the API: the recompute scores again only what the API answered
+    # provisionally (in one call, with its context), and counts the same.
     other = Store(f"sqlite:///{tmp_path / 'other.db'}")
     serve(world, other, items, settings)
     idle = CountingScorer(world)
     again = run(world, other, settings, scorer=idle)
-    assert again.scores_source == "store" and idle.calls == []
+    assert again.scores_source == "store+scored" and len(idle.calls) == 1
     for name, table in again.tables.items():
         pd.testing.assert_frame_equal(table, result.tables[name], obj=name)
 
@@ -210,7 +220,9 @@ def test_one_tenants_refused_rows_leave_other_tenants_answers_recorded(world, tm
     assert sorted(kept["tenant_id"]) == ["good1", "good2"]
 
 
-def test_a_retry_after_a_reload_records_nothing(world, tmp_path) -> None:
+def test_a_retry_after_a_reload_records_nothing(
+    world, tmp_path, final_answers, request_chunks
+) -> None:
     """Events sent again after the model changed are answered from the window state, as first
     answered: recording those answers again stored the old model's under the new model's id
     (a recompute with the new champion then reused them), and every retry added a row."""
@@ -232,5 +244,8 @@ def test_a_retry_after_a_reload_records_nothing(world, tmp_path) -> None:
     runtime.score(items[:10] + items[:10])  # repeats within a request, answered as the first
     runtime.close()
     tenants = sorted({i["tenant_id"] for i in items})
-    assert store.score_versions(tenants) == {first.model_id: len(items)}
-    assert (recorder.recorded, recorder.dropped) == (len(items), 0)
+    # provisional answers are never recorded
+    final = len(final_answers(request_chunks(items, 200)))
+    assert final > 0
+    assert store.score_versions(tenants) == {first.model_id: final}
+    assert (recorder.recorded, recorder.dropped) == (final, 0)

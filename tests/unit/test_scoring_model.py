@@ -6,6 +6,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from features.definitions import LOOKAHEAD_FEATURES
+from features.pipeline import build_features
 from scoring.explain import contributions, flatten, top_reasons
 from scoring.model import BotModel, ScoredRows
 from scoring.scores_file import scores_arrow_schema
@@ -221,3 +223,37 @@ def test_arrow_table_of_no_rows():
     got = empty.arrow_table(np.empty(0, dtype=object), "bf/3", np.empty(0, dtype=object))
     assert got.num_rows == 0
     assert got.schema == scores_arrow_schema(True)
+
+
+def test_rows_waiting_for_their_look_ahead_get_the_causal_heads_answer(world):
+    """A row whose look-ahead features are missing (its window has not passed) is answered by
+    the model's provisional head, every other row by the model itself; scores, reasons and
+    kinds alike, through score_block, predict_proba and a round trip of the metadata."""
+    model, ctx = world["model"], world["ctx"]
+    feats = build_features(ctx, world["enrichers"])
+    pending = feats[LOOKAHEAD_FEATURES[0]].isna().to_numpy()
+    rng = np.random.default_rng(3)
+    pending |= rng.random(len(feats)) < 0.3  # and some more, as if their window were open
+    feats.loc[pending, list(LOOKAHEAD_FEATURES)] = np.nan
+    assert 0 < pending.sum() < len(feats)
+    block = feats.to_numpy(np.float32).T.copy()
+    ch, ty = ctx["channel"].to_numpy(), ctx["type"].to_numpy()
+    got = model.score_block(block, ch, ty)
+    alone = BotModel(model.booster, model.feature_names, model.calibration, model.thresholds)
+    own = alone.score_block(block, ch, ty)
+    early = model.provisional.score_block(block, ch, ty)
+    for mask, want in ((~pending, own), (pending, early)):
+        np.testing.assert_array_equal(got.bot_score[mask], want.bot_score[mask])
+        np.testing.assert_array_equal(got.is_bot[mask], want.is_bot[mask])
+        assert list(got.reasons[mask]) == list(want.reasons[mask])
+    assert not {r for rs in got.reasons[pending] for r in rs} & set(LOOKAHEAD_FEATURES)
+    np.testing.assert_allclose(model.predict_proba(feats), got.bot_score, rtol=0, atol=1e-12)
+    # Equal reason codes mean equal reasons across both heads (a scores file converts each
+    # distinct code once).
+    table = got.arrow_table(ctx["event_id"].to_numpy(dtype=object), "v")
+    assert table["reasons"].to_pylist() == [list(r) for r in got.reasons]
+    loaded = BotModel.from_metadata(model.booster, model.metadata(), "v", 1)
+    again = loaded.score_block(block, ch, ty)
+    np.testing.assert_array_equal(again.bot_score, got.bot_score)
+    assert loaded.provisional is not None
+    assert loaded.provisional.feature_names == model.provisional.feature_names

@@ -19,7 +19,7 @@ from contract.validate import validate_event_items, validate_event_rows
 from core.errors import BotfilterError
 from core.settings import Settings
 from core.tokens import TokenCache
-from features.definitions import LONGEST_WINDOW_S
+from features.definitions import LONGEST_WINDOW_S, LOOKAHEAD_S
 from features.pipeline import (
     CONTEXT_COLUMNS,
     build_features,
@@ -52,6 +52,22 @@ def _assert_same(answers: list[dict], batch: pd.DataFrame) -> None:
     assert [list(r) for r in joined["reasons"]] == [list(r) for r in joined["reasons_api"]]
 
 
+def _as_sent(world: dict, requests: list[list[dict]]) -> pd.DataFrame:
+    """The batch job's scores of each event on the data sent up to (and with) the request that
+    first carried it: what the API answers, final or provisional (its look-ahead window passed
+    in that data, or not: features.definitions.LOOKAHEAD_S)."""
+    ctx, sent, rows = world["ctx"], set(), []
+    for request in requests:
+        ids = [i["event_id"] for i in request]
+        new = [e for e in dict.fromkeys(ids) if e not in sent]
+        sent.update(ids)
+        if new:
+            part = ctx[ctx["event_id"].isin(sent)]
+            scores = score_context(part, world["model"], world["enrichers"])
+            rows.append(scores.set_index("event_id").loc[new])
+    return pd.concat(rows)
+
+
 def test_world_is_big_enough_to_mean_something(world) -> None:
     batch = world["batch"]
     assert len(world["items"]) == len(batch) > 300
@@ -59,17 +75,26 @@ def test_world_is_big_enough_to_mean_something(world) -> None:
     assert (world["ctx"]["channel"] == "email").any()
 
 
-def test_random_micro_batches_match_batch_scoring(memory_state, world) -> None:
+def test_random_micro_batches_match_batch_scoring(memory_state, world, final_answers) -> None:
     scorer = OnlineScorer(memory_state(), world["enrichers"])
     items, answers = world["items"], []
     rng = np.random.default_rng(7)
-    i = 0
+    i, requests = 0, []
     while i < len(items):
         k = int(rng.integers(1, 60))
-        answers += scorer.score(items[i : i + k], world["model"]).items
+        requests.append(items[i : i + k])
+        answers += scorer.score(requests[-1], world["model"]).items
         i += k
     assert [a["event_id"] for a in answers] == [it["event_id"] for it in items]
-    _assert_same(answers, world["batch"])
+    _assert_same(answers, _as_sent(world, requests))
+    # A final answer is the batch job's on all the data; a provisional one, the causal head's.
+    final = {e for _, e in final_answers(requests)}
+    assert 0 < len(final) < len(items)
+    _assert_same([a for a in answers if a["event_id"] in final], world["batch"])
+    early = [a for a in answers if a["event_id"] not in final]
+    ids = [a["event_id"] for a in early]
+    causal = score_context(world["ctx"], world["model"].provisional, world["enrichers"])
+    _assert_same(early, causal.set_index("event_id").loc[ids])
 
 
 def test_duplicates_get_the_stored_answer_and_are_not_counted_again(memory_state, world) -> None:
@@ -82,12 +107,13 @@ def test_duplicates_get_the_stored_answer_and_are_not_counted_again(memory_state
     assert again.items[:11] == first.items[10:20] + [first.items[15]]
     assert again.duplicates == 11 and sum(again.scored.values()) == 40
     rest = scorer.score(items[80:], model).items
-    _assert_same(first.items + again.items[11:] + rest, world["batch"])
+    sent = _as_sent(world, [items[:40], items[10:20] + [items[15]] + items[40:80], items[80:]])
+    _assert_same(first.items + again.items[11:] + rest, sent)
     assert scorer.state.size()["events"] == len(items)
 
 
 def test_a_late_event_within_the_window_sees_its_full_history(memory_state, world) -> None:
-    items, batch = world["items"], world["batch"]
+    items = world["items"]
     times = pd.to_datetime([it["occurred_at"] for it in items], utc=True)
     # A late event: one with history (others of its message before it), sent 50 events late,
     # still within the longest window of the newest event sent before it.
@@ -105,11 +131,14 @@ def test_a_late_event_within_the_window_sees_its_full_history(memory_state, worl
     )
     order = items[:late] + items[late + 1 : late + 51] + [items[late]]
     scorer = OnlineScorer(memory_state(), world["enrichers"])
-    answers = []
-    for k in range(0, len(order), 7):
-        answers += scorer.score(order[k : k + 7], world["model"]).items
-    # Everything before the late event, and the late event itself, agree with batch.
-    _assert_same(answers[:late] + [answers[-1]], batch)
+    answers, requests = [], [order[k : k + 7] for k in range(0, len(order), 7)]
+    for request in requests:
+        answers += scorer.score(request, world["model"]).items
+    # Every answer, the late event's included, is the batch job's on what was sent by then.
+    _assert_same(answers, _as_sent(world, requests))
+    assert (times[late + 50] - times[late]).total_seconds() < LOOKAHEAD_S  # provisional
+    causal = score_context(world["ctx"], world["model"].provisional, world["enrichers"])
+    _assert_same([answers[-1]], causal.set_index("event_id"))
 
 
 def test_contract_breaking_events_are_answered_in_place_and_never_fail_the_others(
@@ -216,12 +245,12 @@ def test_http_scores_in_order_and_reports_health(make_runtime, make_client, worl
     runtime = make_runtime(world)
     client = make_client(runtime)
     items = world["items"]
-    answers = []
-    for k in range(0, 150, 50):
-        resp = client.post("/score", json=items[k : k + 50])
+    answers, requests = [], [items[k : k + 50] for k in range(0, 150, 50)]
+    for request in requests:
+        resp = client.post("/score", json=request)
         assert resp.status_code == 200
         answers += resp.json()
-    _assert_same(answers, world["batch"])
+    _assert_same(answers, _as_sent(world, requests))
     assert client.get("/healthz").json() == {
         "status": "ok",
         "model_version": "test/1",
@@ -401,3 +430,36 @@ def test_http_answers_carry_the_bot_kind_of_batch_scoring(world, memory_state, m
     assert set(joined["bot_kind_api"]) - {""} <= set(head.classes)
     spec = client.get("/openapi.json").json()["components"]["schemas"]["Score"]
     assert "bot_kind" in spec["required"] and spec["properties"]["bot_kind"]["type"] == "string"
+
+
+def test_a_final_answer_reads_its_messages_later_events_sent_before_it(memory_state, world):
+    """An event whose look-ahead window has passed reads the later events of its message, even
+    those the API was sent first (out of time order): the message's history was fetched only
+    up to the event, so such an answer said "nothing followed" where the batch job sees what
+    did."""
+    items, model = world["items"], world["model"]
+    t = pd.to_datetime([it["occurred_at"] for it in items], utc=True, format="ISO8601")
+    secs = np.asarray((t - t[0]).total_seconds())
+    chosen = None
+    for i, e in enumerate(items):
+        later = [
+            j
+            for j in range(i + 1, len(items))
+            if items[j]["message_id"] == e["message_id"]
+            and 0 < secs[j] - secs[i] <= LOOKAHEAD_S
+            and (items[j]["type"] == "click" or items[j].get("ip") == e.get("ip"))
+        ]
+        ends = np.flatnonzero(secs >= secs[i] + LOOKAHEAD_S)
+        if not later or not len(ends):
+            continue
+        f, z = items[later[0]], items[int(ends[0])]
+        with_f = _as_sent(world, [[f], [e, z]]).loc[e["event_id"], "bot_score"]
+        without = _as_sent(world, [[e, z]]).loc[e["event_id"], "bot_score"]
+        if with_f != without:  # what followed changes the answer
+            chosen = (e, f, z)
+            break
+    assert chosen is not None
+    e, f, z = chosen
+    scorer = OnlineScorer(memory_state(), world["enrichers"])
+    answers = [*scorer.score([f], model).items, *scorer.score([e, z], model).items]
+    _assert_same(answers, _as_sent(world, [[f], [e, z]]))

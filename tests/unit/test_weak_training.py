@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from core.settings import Settings
-from features.definitions import FEATURE_NAMES
+from features.definitions import FEATURE_NAMES, LOOKAHEAD_FEATURES, MODEL_FEATURES
 from training.fit import Prepared, fit_model
 
 
@@ -45,6 +45,13 @@ def test_unlabelled_rows_neither_set_thresholds_nor_count_in_the_test(tmp_path) 
     proba = model.predict_proba(feats)
     flagged = proba >= model.thresholds["email:click"]
     assert flagged[prep.y[te]].mean() > 0.95
+    # A causal head is fitted beside it for answers given before the look-ahead window passed.
+    assert model.provisional is not None
+    assert model.provisional.feature_names == [
+        n for n in MODEL_FEATURES if n not in LOOKAHEAD_FEATURES
+    ]
+    assert set(LOOKAHEAD_FEATURES) <= set(model.feature_names)
+    assert {f"provisional.{k}" for k in model.provisional.thresholds} <= set(info.thresholds_how)
 
 
 def test_a_label_file_with_numeric_ids_or_repeats_is_read_or_refused_in_one_line(tmp_path):
