@@ -59,6 +59,7 @@ from jobs.metrics import (
     top_reasons,
 )
 from jobs.store import Store
+from jobs.store.scores import PROVISIONAL
 from jobs.store.window_events import build as build_window_events
 
 if TYPE_CHECKING:
@@ -416,12 +417,15 @@ def resolve_scores(
             if covering is None:
                 raise
             stored = store.load_scores(tenants, covering, window.stored_start, reasons=True)
+            # All there is: provisional scores too, however far the data reach now.
+            stored = stored.drop(columns=[PROVISIONAL])
             return stored, f"store (no model: {str(no_model).splitlines()[0][:120]})"
         model_version, model_id = ref.version, ref.model_id
     if scorer is None:
         scorer = _score_with_model(settings, options.model_uri, ref)
     key = model_id or str(model_version)
-    stored = store.load_scores(tenants, key, window.stored_start, reasons=True)
+    reach = _reach(data, window, tenants)
+    stored = _current(store.load_scores(tenants, key, window.stored_start, reasons=True), reach)
     missing = ~_covered(needed, stored)
     if not missing.any():
         return stored, "store"
@@ -444,15 +448,41 @@ def resolve_scores(
     # Only what no stored score covers is taken from this scoring: context events may lack
     # their own full context, and stored scores (the API's answers) are the model's already.
     fresh = fresh.loc[_covered(fresh, needed.loc[missing])]
-    # A provisional score (its look-ahead window had not passed in these events) counts in this
-    # run only: the next run scores the event again, from the events that followed it.
-    _store_new(store, fresh.loc[_covered(fresh, _final(events))], needed, key)
+    # A provisional score (its look-ahead window had not passed in these events) is stored with
+    # how far its tenant's data reached: a run on the same data reuses it, a run on more data
+    # scores the event again, from the events that followed it.
+    final = _covered(fresh, _final(events))
+    until = fresh["tenant_id"].map(reach).to_numpy(dtype=np.float64)
+    _store_new(store, fresh.assign(**{PROVISIONAL: np.where(final, np.nan, until)}), needed, key)
     if stored.empty:
         return fresh, "scored"
     # Stored rows carry a top_reason column, which the metrics read over reasons, so fresh rows
     # need theirs too (else their bots count as "unknown" in bot_interactions).
     fresh = fresh.assign(top_reason=top_reasons(fresh["reasons"]))
     return pd.concat([stored, fresh], ignore_index=True), "store+scored"
+
+
+def _reach(data: CleanTables[pd.DataFrame], window: Window, tenants: Sequence[str]) -> pd.Series:
+    """Per tenant, its latest event before the window's end, in ns: how far its data reach, as
+    the scoring of :func:`resolve_scores` sees them."""
+    e = data.events
+    ours = e.loc[e["tenant_id"].isin(tenants) & (e["occurred_at"] < window.end)]
+    latest = ours.groupby("tenant_id", sort=False)["occurred_at"].max()
+    return pd.Series(_ns(latest), index=latest.index, dtype=np.float64)
+
+
+def _current(stored: pd.DataFrame, reach: pd.Series) -> pd.DataFrame:
+    """The stored scores still valid: final ones, and provisional ones made from data that
+    reached as far as the tenant's data reach now (nothing has arrived since)."""
+    until = stored.pop(PROVISIONAL).to_numpy(dtype=np.float64)
+    now = stored["tenant_id"].map(reach).to_numpy(dtype=np.float64)
+    keep = np.isnan(until) | (until >= now)
+    return stored if keep.all() else stored.loc[keep].reset_index(drop=True)
+
+
+def _ns(times: pd.Series) -> np.ndarray:
+    """Timestamps as int64 ns since the epoch (UTC)."""
+    return pd.DatetimeIndex(times).as_unit("ns").to_numpy("datetime64[ns]").view(np.int64)
 
 
 def _final(events: pd.DataFrame) -> pd.DataFrame:
@@ -486,7 +516,7 @@ def _store_new(store: Store, scores: pd.DataFrame, needed: pd.DataFrame, model_i
         needed[["tenant_id", "event_id", "occurred_at"]], on=["tenant_id", "event_id"]
     )
     return store.save_scores(
-        ours[list(SCORE_COLUMNS)],
+        ours[[*SCORE_COLUMNS, PROVISIONAL]],
         ours["tenant_id"].to_numpy(dtype=object),
         ours["occurred_at"],
         model_id=model_id,

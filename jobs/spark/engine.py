@@ -12,9 +12,11 @@
   ``tenant``  one group per tenant: features never look across tenants. The tenant's events
               and messages are cogrouped and joined in the worker (one shuffle of each).
   ``chunk``   one group per (tenant, time chunk ``[T0, T1)``), holding the chunk's events plus
-              context rows: the tenant's events in ``[T0 - LONGEST_WINDOW_S, T0)`` and every
-              earlier event of the messages with events in the chunk. Only the chunk's own rows
-              are kept. This splits big tenants across executors.
+              context rows: the tenant's events in ``[T0 - LONGEST_WINDOW_S, T0)``, every
+              earlier event of the messages with events in the chunk and their events in
+              ``[T1, T1 + LOOKAHEAD_S)``, and the tenant's latest event (how far its data
+              reach). Only the chunk's own rows are kept. This splits big tenants across
+              executors.
 - Metrics: :mod:`jobs.spark.metrics` cogroups each tenant's window messages, segments, events and
   scores and runs :func:`jobs.metrics.compute_partitions` on them, as the local engine does.
 """
@@ -41,7 +43,7 @@ from contract.schema import CHANNELS, EVENTS, MESSAGE_CONTEXT, SCORE_COLUMNS
 from contract.validate import empty_table
 from core.errors import BotfilterError
 from core.settings import Settings
-from features.definitions import LONGEST_WINDOW_S
+from features.definitions import LONGEST_WINDOW_S, LOOKAHEAD_S
 from jobs.metrics import Partitions, Window, parse_reasons
 from jobs.spark.metrics import compute_partitions_spark
 from jobs.spark.tables import (
@@ -394,7 +396,32 @@ def _chunked(ctx: DataFrame, chunk_seconds: int) -> DataFrame:
         .withColumnRenamed("_target", CHUNK)
         .withColumn(CORE, F.lit(False))
     )
-    context = burst.unionByName(history).dropDuplicates(["tenant_id", CHUNK, "event_id"])
+    # Look-ahead: the events of those messages in the LOOKAHEAD_S after the chunk ends ...
+    end = (F.col("_target") + 1) * F.lit(size)
+    ahead = (
+        ctx.withColumn("_own_chunk", chunk)
+        .join(chunks_of, ["tenant_id", "message_id"])
+        .where((F.col("_own_chunk") > F.col("_target")) & (t < end + F.lit(LOOKAHEAD_S * NS)))
+        .drop("_own_chunk")
+        .withColumnRenamed("_target", CHUNK)
+        .withColumn(CORE, F.lit(False))
+    )
+    # ... and the tenant's latest event, so that the group's data reach as far as the tenant's
+    # (features.pipeline.tenant_horizon): a chunk's last events' windows pass as they do whole.
+    latest = ctx.groupBy("tenant_id").agg(F.max("occurred_at").alias("_latest"))
+    reach = (
+        ctx.join(latest, "tenant_id")
+        .where(t == F.col("_latest"))
+        .drop("_latest")
+        .join(own.select("tenant_id", CHUNK).distinct(), "tenant_id")
+        .withColumn(CORE, F.lit(False))
+    )
+    context = (
+        burst.unionByName(history)
+        .unionByName(ahead)
+        .unionByName(reach)
+        .dropDuplicates(["tenant_id", CHUNK, "event_id"])
+    )
     return own.unionByName(context)
 
 

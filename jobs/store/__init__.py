@@ -198,7 +198,9 @@ class Store(Database):
         reasons: bool = False,
     ) -> pd.DataFrame:
         """Stored scores of one model: tenant_id, event_id, bot_score, is_bot, top_reason,
-        model_version (its label), and the full ``reasons`` lists when asked."""
+        model_version (its label), ``provisional_until`` (NaN for a final score, else how far
+        the tenant's data reached, ns, when it was made) and the full ``reasons`` lists when
+        asked."""
         columns = [*SCORE_BATCH_COLUMNS, *(["reasons"] if reasons else [])]
         with self.read() as conn:
             frame = _scores.read(conn, tenants, model_id, since, columns)

@@ -25,6 +25,9 @@ from jobs.store.rows import now
 from jobs.store.schema import score_batches
 
 SCORE_BATCH_COLUMNS = ("event_id", "bot_score", "is_bot", "top_reason", "bot_kind")
+# A provisional score (its look-ahead window had not passed in the data it was made from) carries
+# how far its tenant's data reached then, in ns since the epoch; a final one, null.
+PROVISIONAL = "provisional_until"
 
 
 def read(
@@ -49,18 +52,27 @@ def read(
     for tenant, version, blob in batches:
         batch = pq.ParquetFile(io.BytesIO(blob))
         have = set(batch.schema_arrow.names)
-        frame = batch.read(columns=[c for c in columns if c in have]).to_pandas()
+        frame = batch.read(columns=[c for c in [*columns, PROVISIONAL] if c in have]).to_pandas()
         if "bot_kind" in columns and "bot_kind" not in have:
             frame["bot_kind"] = ""  # a batch stored before scores carried a kind
+        if PROVISIONAL not in frame.columns:
+            frame[PROVISIONAL] = np.nan  # final: stored before scores could be provisional
         frames.append(frame.assign(tenant_id=tenant, model_version=version))
     if not frames:
-        names = [*columns, "tenant_id", "model_version"]
+        names = [*columns, PROVISIONAL, "tenant_id", "model_version"]
         return pd.DataFrame({c: pd.Series(dtype=object) for c in names})
     out = pd.concat(frames, ignore_index=True)
+    out[PROVISIONAL] = out[PROVISIONAL].astype(np.float64)
     if out["event_id"].is_unique:  # the common case, and much cheaper than pairs
         return out
-    # A duplicate is (tenant_id, event_id): the same id in two tenants is two events.
-    return out.drop_duplicates(["tenant_id", "event_id"], keep="first", ignore_index=True)
+    # A duplicate is (tenant_id, event_id): the same id in two tenants is two events. The first
+    # stored is kept, except that a final score beats a provisional one, and a provisional one
+    # made from more data beats one made from less (a later run revised it).
+    rank = out[PROVISIONAL].fillna(np.inf)
+    order = np.lexsort((np.arange(len(out)), -rank.to_numpy()))
+    out = out.iloc[order]
+    out = out.drop_duplicates(["tenant_id", "event_id"], keep="first")
+    return out.sort_index().reset_index(drop=True)
 
 
 def versions(conn: Connection, tenants: Sequence[str]) -> dict[str, int]:
@@ -113,6 +125,12 @@ def batches(
                 ),
             }
         )
+        if PROVISIONAL in group.columns and group[PROVISIONAL].notna().any():
+            until = group[PROVISIONAL].to_numpy(dtype=np.float64)
+            table = table.append_column(
+                PROVISIONAL,
+                pa.array(np.nan_to_num(until).astype(np.int64), pa.int64(), mask=np.isnan(until)),
+            )
         buf = io.BytesIO()
         pq.write_table(table, buf, compression="zstd")
         when = group["occurred"]

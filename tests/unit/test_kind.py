@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from core.settings import Settings
-from features.definitions import FEATURE_NAMES, MODEL_FEATURES
+from features.definitions import FEATURE_NAMES, LOOKAHEAD_FEATURES, MODEL_FEATURES
 from jobs.metrics import MODULES, Window, compute_partitions, rollup
 from scoring.kind import KindHead, kind_from_reasons
 from scoring.model import BotModel
@@ -62,7 +62,9 @@ def _score(model: BotModel, feats: pd.DataFrame, with_reasons: bool = True) -> p
 def test_fit_kind_learns_the_labelled_kinds(model) -> None:
     head = model.kind
     assert head is not None and head.classes == ["security_scanner", "crawler"]
-    X = _frame([2.0, 2.0], [1.0, 0.0]).to_numpy(dtype=np.float64)
+    # Causal: it names the kind of provisional answers too, which have no look-ahead features.
+    assert not set(head.feature_names) & set(LOOKAHEAD_FEATURES)
+    X = _frame([2.0, 2.0], [1.0, 0.0])[head.feature_names].to_numpy(dtype=np.float64)
     assert head.predict(X).tolist() == ["crawler", "security_scanner"]
 
 
@@ -217,7 +219,7 @@ def test_a_kind_never_seen_on_a_channel_is_never_given_there(model) -> None:
     head = model.kind
     assert head.channel_kinds == {"email": ["security_scanner", "crawler"]}
     sms_crawlers_only = KindHead(head.booster, head.classes, {"sms": ["crawler"]}, 1)
-    X = _frame([2.0, 2.0, 2.0], [0.0, 0.0, 0.0]).to_numpy(dtype=np.float64)
+    X = _frame([2.0, 2.0, 2.0], [0.0, 0.0, 0.0])[head.feature_names].to_numpy(dtype=np.float64)
     channel = np.array(["sms", "email", "whatsapp"], dtype=object)
     assert sms_crawlers_only.predict(X, channel).tolist() == [
         "crawler",

@@ -104,12 +104,14 @@ def test_recompute_after_api_traffic_rescores_nothing_the_api_answered(
     result = run(world, store, settings, scorer=scorer)
     assert result.scores_source == "store+scored"
     stored = store.load_scores(tenants, world["model"].model_id, reasons=True)
-    # Each final score is stored once: the recompute added only what the API never answered
-    # finally, and not its own provisional scores (the tenants' last LOOKAHEAD_S) ...
+    # Each event is stored once: the recompute added only what the API never answered finally,
+    # its own provisional scores (the tenants' last LOOKAHEAD_S) marked as such ...
     pending = pending_events(world["data"].events)
     assert pending and not pending & final
-    assert store.score_versions(tenants) == {world["model"].model_id: len(items) - len(pending)}
-    assert len(stored) == len(items) - len(pending)
+    assert store.score_versions(tenants) == {world["model"].model_id: len(items)}
+    assert len(stored) == len(items)
+    marked = stored.loc[stored["provisional_until"].notna()]
+    assert set(zip(marked["tenant_id"], marked["event_id"], strict=True)) == pending
     # ... and the API's answers are what the recompute used, unchanged.
     keys = ["tenant_id", "event_id"]
     both = api.merge(stored, on=keys, suffixes=("_api", ""))
