@@ -309,6 +309,12 @@ class BotModel:
         if pending is None:
             return self._score_columns(block, channel, event_type, with_reasons, names)
         assert self.provisional is not None
+        if pending.all():  # the online API's usual request: every event just arrived
+            early = self.provisional._score_columns(
+                block, channel, event_type, with_reasons, names, self.kind
+            )
+            early.reason_codes = -early.reason_codes
+            return early
         channel, event_type = np.asarray(channel), np.asarray(event_type)
         done = ~pending
         final = self._score_columns(
