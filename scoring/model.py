@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _CHUNK = 16_384  # rows per compiled-tree call when no reasons are asked for
+# The provisional head is compiled when a call gives it this many rows: below, the tree walker
+# scores as fast as the ~9 s of compiling would pay back (a batch's last minutes, API requests).
+PROVISIONAL_COMPILE_FROM = 50_000
 
 
 # is_bot is never true below this calibrated score (PRODUCT.md): a model registered with a lower
@@ -82,6 +85,7 @@ class BotModel:
     _explainer: Any = field(default=None, repr=False)  # compiled for FEATURE_NAMES' layout
     _cuts: tuple[Any, dict[str, float]] = field(default=(None, {}), repr=False)
     _model_id: str | None = field(default=None, repr=False)
+    _compile_to: Path | None = field(default=None, repr=False)  # a head compiled on first use
 
     @property
     def model_id(self) -> str:
@@ -177,7 +181,10 @@ class BotModel:
         if self.kind is not None:
             self.kind.compile(cache_dir, safe)
         if self.provisional is not None:
-            self.provisional.compile(cache_dir)  # keyed by its own content id
+            # Compiled when first asked for many rows (:meth:`_early`): it answers a batch's last
+            # minutes and the API's small requests, which the tree walker scores as fast, and
+            # compiling it doubled every model load (about 9 s).
+            self.provisional._compile_to = cache_dir
         self._explainer = None
         try:
             fmap = self.feature_map(list(FEATURE_NAMES))
@@ -310,23 +317,40 @@ class BotModel:
             return self._score_columns(block, channel, event_type, with_reasons, names)
         assert self.provisional is not None
         if pending.all():  # the online API's usual request: every event just arrived
-            early = self.provisional._score_columns(
-                block, channel, event_type, with_reasons, names, self.kind
-            )
-            early.reason_codes = -early.reason_codes
-            return early
+            return self._early(block, channel, event_type, with_reasons, names)
         channel, event_type = np.asarray(channel), np.asarray(event_type)
         done = ~pending
         final = self._score_columns(
             block[:, done], channel[done], event_type[done], with_reasons, names
         )
-        # The kind head is this model's: a provisional bot is still some kind of bot.
-        early = self.provisional._score_columns(
-            block[:, pending], channel[pending], event_type[pending], with_reasons, names, self.kind
+        early = self._early(
+            block[:, pending], channel[pending], event_type[pending], with_reasons, names
         )
+        return ScoredRows.merged(len(pending), (done, final), (pending, early))
+
+    def _early(
+        self,
+        block: np.ndarray,
+        channel: np.ndarray,
+        event_type: np.ndarray,
+        with_reasons: bool,
+        names: list[str],
+    ) -> ScoredRows:
+        """The provisional head's answer for every column of ``block``."""
+        head = self.provisional
+        assert head is not None
+        if (
+            head._compiled is None
+            and head._compile_to is not None
+            and block.shape[1] >= PROVISIONAL_COMPILE_FROM
+        ):
+            head.compile(head._compile_to)
+            head._compile_to = None
+        # The kind head is this model's: a provisional bot is still some kind of bot.
+        early = head._score_columns(block, channel, event_type, with_reasons, names, self.kind)
         # Reason codes number each model's own feature list: the head's are kept apart.
         early.reason_codes = -early.reason_codes
-        return ScoredRows.merged(len(pending), (done, final), (pending, early))
+        return early
 
     def _score_columns(
         self,

@@ -257,3 +257,26 @@ def test_rows_waiting_for_their_look_ahead_get_the_causal_heads_answer(world):
     np.testing.assert_array_equal(again.bot_score, got.bot_score)
     assert loaded.provisional is not None
     assert loaded.provisional.feature_names == model.provisional.feature_names
+
+
+def test_the_provisional_head_is_compiled_only_for_many_rows(world, tmp_path, monkeypatch):
+    """Compiling a model leaves its provisional head to the tree walker until a call gives it
+    PROVISIONAL_COMPILE_FROM rows (compiling it doubled every model load); the answers are the
+    same either way."""
+    from scoring import model as model_module
+
+    model, ctx = world["model"], world["ctx"]
+    feats = build_features(ctx, world["enrichers"])
+    feats[list(LOOKAHEAD_FEATURES)] = np.nan  # every row waits: the head answers them all
+    block = feats.to_numpy(np.float32).T.copy()
+    ch, ty = ctx["channel"].to_numpy(), ctx["type"].to_numpy()
+    loaded = BotModel.from_metadata(model.booster, model.metadata(), "v", 1)
+    loaded.compile(tmp_path)
+    assert loaded.provisional is not None and loaded.provisional._compiled is None
+    walked = loaded.score_block(block, ch, ty)
+    assert loaded.provisional._compiled is None
+    monkeypatch.setattr(model_module, "PROVISIONAL_COMPILE_FROM", len(ctx))
+    compiled = loaded.score_block(block, ch, ty)
+    assert loaded.provisional._compiled is not None
+    np.testing.assert_allclose(compiled.bot_score, walked.bot_score, rtol=0, atol=1e-9)
+    assert list(compiled.reasons) == list(walked.reasons)
