@@ -328,6 +328,14 @@ class BotModel:
         )
         return ScoredRows.merged(len(pending), (done, final), (pending, early))
 
+    def compile_provisional(self) -> None:
+        """Compile the provisional head now, if :meth:`compile` left it for later: the online
+        API answers nearly every event with it, so it compiles it at start."""
+        head = self.provisional
+        if head is not None and head._compiled is None and head._compile_to is not None:
+            head.compile(head._compile_to)
+            head._compile_to = None
+
     def _early(
         self,
         block: np.ndarray,
@@ -339,13 +347,8 @@ class BotModel:
         """The provisional head's answer for every column of ``block``."""
         head = self.provisional
         assert head is not None
-        if (
-            head._compiled is None
-            and head._compile_to is not None
-            and block.shape[1] >= PROVISIONAL_COMPILE_FROM
-        ):
-            head.compile(head._compile_to)
-            head._compile_to = None
+        if block.shape[1] >= PROVISIONAL_COMPILE_FROM:
+            self.compile_provisional()
         # The kind head is this model's: a provisional bot is still some kind of bot.
         early = head._score_columns(block, channel, event_type, with_reasons, names, self.kind)
         # Reason codes number each model's own feature list: the head's are kept apart.

@@ -220,7 +220,9 @@ def make_auth(settings: Settings) -> TokenCache:
 
 
 def _load_champion(settings: Settings) -> BotModel:
-    return load_model(settings)
+    model = load_model(settings)
+    model.compile_provisional()  # it answers nearly every event here (features.LOOKAHEAD_S)
+    return model
 
 
 def make_runtime_state(settings: Settings) -> WindowState:
