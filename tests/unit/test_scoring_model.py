@@ -225,7 +225,8 @@ def test_arrow_table_of_no_rows():
     assert got.schema == scores_arrow_schema(True)
 
 
-def test_rows_waiting_for_their_look_ahead_get_the_causal_heads_answer(world):
+@pytest.mark.parametrize("share", [0.05, 0.3])  # a batch's few waiting rows; many of them
+def test_rows_waiting_for_their_look_ahead_get_the_causal_heads_answer(world, share):
     """A row whose look-ahead features are missing (its window has not passed) is answered by
     the model's provisional head, every other row by the model itself; scores, reasons and
     kinds alike, through score_block, predict_proba and a round trip of the metadata."""
@@ -233,7 +234,7 @@ def test_rows_waiting_for_their_look_ahead_get_the_causal_heads_answer(world):
     feats = build_features(ctx, world["enrichers"])
     pending = feats[LOOKAHEAD_FEATURES[0]].isna().to_numpy()
     rng = np.random.default_rng(3)
-    pending |= rng.random(len(feats)) < 0.3  # and some more, as if their window were open
+    pending |= rng.random(len(feats)) < share  # and some more, as if their window were open
     feats.loc[pending, list(LOOKAHEAD_FEATURES)] = np.nan
     assert 0 < pending.sum() < len(feats)
     block = feats.to_numpy(np.float32).T.copy()
