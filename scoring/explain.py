@@ -195,6 +195,11 @@ def _score_block(block, fmap, a, b, cut, k, ints, floats, roots):
     return proba, top
 
 
+# The same kernel, compiled without threads: the same arithmetic in the same order per column.
+_score_block_serial = numba.njit(cache=True, nogil=True)(_score_block.py_func)
+SERIAL_BELOW = 20_000  # columns
+
+
 def score_block(
     trees: FlatTrees,
     block: np.ndarray,
@@ -211,9 +216,10 @@ def score_block(
     pushing toward human, as :func:`top_reasons` does.
     """
     a, b = calibration
-    return _score_block(
-        block, fmap, float(a), float(b), np.asarray(cut, np.float64), k, *trees.packed
-    )
+    # A few columns (a provisional head's rows of a batch part) walk on this thread: loading the
+    # parallel kernel and its threads cost a scoring worker 2 CPU s at its first call.
+    kernel = _score_block if block.shape[1] >= SERIAL_BELOW else _score_block_serial
+    return kernel(block, fmap, float(a), float(b), np.asarray(cut, np.float64), k, *trees.packed)
 
 
 def reason_codes(idx: np.ndarray, n_names: int) -> np.ndarray:

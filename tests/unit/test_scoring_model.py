@@ -281,3 +281,19 @@ def test_the_provisional_head_is_compiled_only_for_many_rows(world, tmp_path, mo
     assert loaded.provisional._compiled is not None
     np.testing.assert_allclose(compiled.bot_score, walked.bot_score, rtol=0, atol=1e-9)
     assert list(compiled.reasons) == list(walked.reasons)
+
+
+def test_the_serial_walk_equals_the_parallel_one(booster, monkeypatch):
+    """A few columns are walked on one thread (the parallel kernel's first call cost a worker
+    2 CPU s): the same probabilities and reasons, bit for bit."""
+    from scoring import explain
+
+    rng = np.random.default_rng(4)
+    block = rng.normal(size=(4, 300)).astype(np.float32)
+    block[2, ::7] = np.nan
+    trees, fmap, cut = flatten(booster), np.arange(4), np.full(300, 0.5)
+    serial = explain.score_block(trees, block, fmap, (1.0, 0.0), cut)
+    monkeypatch.setattr(explain, "SERIAL_BELOW", 0)
+    parallel = explain.score_block(trees, block, fmap, (1.0, 0.0), cut)
+    np.testing.assert_array_equal(serial[0], parallel[0])
+    np.testing.assert_array_equal(serial[1], parallel[1])
