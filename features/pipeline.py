@@ -53,9 +53,9 @@ FLOAT_COLUMNS = tuple(c for c in CONTEXT_COLUMNS if _KIND.get(c) == "int")
 _ROW = {name: j for j, name in enumerate(FEATURE_NAMES)}
 _WINDOWS_NS = np.asarray(WINDOWS_S, dtype=np.int64) * NS
 # The message_history kernel's outputs, in its argument order.
+_HISTORY = ("prior", "opens", "clicks", "distinct", "gap", "same_ip", "same_ua", "first_same_ip")
 # The message_lookahead kernel's outputs (feature names), in its argument order.
 _LOOKAHEAD = LOOKAHEAD_FEATURES
-_HISTORY = ("prior", "opens", "clicks", "distinct", "gap", "same_ip", "same_ua", "first_same_ip")
 
 
 @dataclass
