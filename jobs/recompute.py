@@ -39,8 +39,7 @@ from core.errors import BotfilterError
 from core.paths import check_out_dir
 from core.redact import redact
 from core.settings import Settings
-from features.definitions import LONGEST_WINDOW_S
-from features.pipeline import lookahead_complete
+from features.definitions import LONGEST_WINDOW_S, LOOKAHEAD_S
 from jobs.exclusions import sync_from_data
 from jobs.lists.apply import apply_lists, default_asn_lookup
 from jobs.lists.rules import REASONS
@@ -451,9 +450,7 @@ def resolve_scores(
     # A provisional score (its look-ahead window had not passed in these events) is stored with
     # how far its tenant's data reached: a run on the same data reuses it, a run on more data
     # scores the event again, from the events that followed it.
-    final = _covered(fresh, _final(events))
-    until = fresh["tenant_id"].map(reach).to_numpy(dtype=np.float64)
-    _store_new(store, fresh.assign(**{PROVISIONAL: np.where(final, np.nan, until)}), needed, key)
+    _store_new(store, fresh, needed, key, reach)
     if stored.empty:
         return fresh, "scored"
     # Stored rows carry a top_reason column, which the metrics read over reasons, so fresh rows
@@ -468,7 +465,7 @@ def _reach(data: CleanTables[pd.DataFrame], window: Window, tenants: Sequence[st
     e = data.events
     ours = e.loc[e["tenant_id"].isin(tenants) & (e["occurred_at"] < window.end)]
     latest = ours.groupby("tenant_id", sort=False)["occurred_at"].max()
-    return pd.Series(_ns(latest), index=latest.index, dtype=np.float64)
+    return pd.Series(_ns(latest), index=latest.index, dtype=np.int64)
 
 
 def _current(stored: pd.DataFrame, reach: pd.Series) -> pd.DataFrame:
@@ -485,19 +482,6 @@ def _ns(times: pd.Series) -> np.ndarray:
     return pd.DatetimeIndex(times).as_unit("ns").to_numpy("datetime64[ns]").view(np.int64)
 
 
-def _final(events: pd.DataFrame) -> pd.DataFrame:
-    """The (tenant_id, event_id) of the events whose look-ahead window has passed in
-    ``events`` (:func:`features.pipeline.lookahead_complete`)."""
-    t = (
-        pd.DatetimeIndex(events["occurred_at"])
-        .as_unit("ns")
-        .to_numpy("datetime64[ns]")
-        .view(np.int64)
-    )
-    done = lookahead_complete(events["tenant_id"].to_numpy(dtype=object), t)
-    return events.loc[done, ["tenant_id", "event_id"]]
-
-
 def _covering_model(store: Store, needed: pd.DataFrame, tenants: Sequence[str]) -> str | None:
     """The stored model (content id) with a score for every needed event, if any (most scores
     first)."""
@@ -510,11 +494,17 @@ def _covering_model(store: Store, needed: pd.DataFrame, tenants: Sequence[str]) 
     return None
 
 
-def _store_new(store: Store, scores: pd.DataFrame, needed: pd.DataFrame, model_id: str) -> int:
-    """Store the scores of in-scope events under ``model_id``."""
+def _store_new(
+    store: Store, scores: pd.DataFrame, needed: pd.DataFrame, model_id: str, reach: pd.Series
+) -> int:
+    """Store the scores of in-scope events under ``model_id``; a provisional one (its event less
+    than LOOKAHEAD_S before its tenant's ``reach``, what the scoring saw) with that reach."""
     ours = scores.merge(
         needed[["tenant_id", "event_id", "occurred_at"]], on=["tenant_id", "event_id"]
     )
+    until = ours["tenant_id"].map(reach).to_numpy(dtype=np.int64)  # every scored tenant has one
+    final = _ns(ours["occurred_at"]) + LOOKAHEAD_S * 1_000_000_000 <= until
+    ours[PROVISIONAL] = np.where(final, np.nan, until.astype(np.float64))
     return store.save_scores(
         ours[[*SCORE_COLUMNS, PROVISIONAL]],
         ours["tenant_id"].to_numpy(dtype=object),
