@@ -86,6 +86,12 @@ def evaluate(
     worlds: Path | None = typer.Option(
         None, help="With --suite: where the suite's worlds are simulated and reused."
     ),
+    seeds: int = typer.Option(
+        1,
+        min=1,
+        help="With --suite: seeds per world; with more than one, each world is judged on its "
+        "seeds pooled.",
+    ),
     unlabelled: bool = typer.Option(
         False,
         "--unlabelled",
@@ -124,18 +130,22 @@ def evaluate(
     settings = get_settings()
     bot_model = load_model(settings, model)
     if suite:
-        from training.suite import print_suite, run_suite
+        from training.suite import pool, print_pooled, print_suite, run_suite, suite_missed
 
         root = worlds or settings.ensure_home() / "suite"
-        results = run_suite(bot_model, root, console=console)
+        results = run_suite(bot_model, root, console=console, seeds=seeds)
         print_suite(results, console)
+        pooled = pool(results)
+        if seeds > 1:
+            print_pooled(pooled, console)
         out = out or settings.ensure_home() / "reports" / (
             f"suite-{bot_model.version.replace('/', '-')}.json"
         )
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps([r.to_dict() for r in results], indent=2, default=float))
+        doc = {"worlds": [r.to_dict() for r in results], "pooled": [p.to_dict() for p in pooled]}
+        out.write_text(json.dumps(doc, indent=2, default=float))
         console.print(f"model {bot_model.version}; suite saved to {out}")
-        if any(r.failures for r in results):
+        if suite_missed(results, pooled):
             raise typer.Exit(1)
         return
     assert data is not None  # checked above: --data or --suite

@@ -9,7 +9,7 @@ error. None of these worlds is used to train, to choose thresholds or to choose 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,12 @@ from simulation.config import SimConfig
 from training.evaluate import evaluate_model
 from training.fit import prepare
 from training.gate import SUITE, SuiteTargets
-from training.report import EvaluationReport, FamilyRate
+from training.report import EvaluationReport, FamilyRate, PrecisionRecall
+
+# A world's further seeds are its first plus multiples of this; the validation worlds (for
+# choosing knobs, never for judging) add VALIDATION_OFFSET, so no seed is ever both.
+SEED_STRIDE = 100
+VALIDATION_OFFSET = 5000
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,12 @@ class SuiteWorld:
     seed: int
     pushes: str  # what it pushes beyond training
 
+    def seeds(self, k: int = 1, validation: bool = False) -> tuple[int, ...]:
+        """This world's first ``k`` seeds: the suite's, or the validation worlds' (which are
+        for choosing thresholds, features and knobs; the suite's are only for judging)."""
+        base = self.seed + (VALIDATION_OFFSET if validation else 0)
+        return tuple(base + SEED_STRIDE * i for i in range(k))
+
 
 SUITE_WORLDS: tuple[SuiteWorld, ...] = (
     SuiteWorld("shifted", 2, "the README's shifted world (scanners spoof, arrive later)"),
@@ -45,6 +56,8 @@ SUITE_WORLDS: tuple[SuiteWorld, ...] = (
     SuiteWorld("stress_proxy_isolation", 14, "opens through a proxy, clicks through isolation"),
     SuiteWorld("stress_novel_scanner", 15, "a scanner family training never saw"),
 )
+
+SUITE_SEEDS = frozenset(w.seed for w in SUITE_WORLDS)
 
 
 @dataclass(frozen=True)
@@ -70,20 +83,112 @@ class SuiteResult:
 
 def suite_failures(report: EvaluationReport, targets: SuiteTargets = SUITE) -> list[str]:
     """The targets a world's evaluation report misses (empty when it meets them all)."""
+    return _failures(
+        report.fpr_by_family or {},
+        {ch: q.model for ch, q in report.by_channel.items()},
+        report.campaign_metric_error.model.ctr_mae_pp,
+        targets,
+    )
+
+
+def _failures(
+    fpr_by_family: Mapping[str, FamilyRate],
+    by_channel: Mapping[str, PrecisionRecall],
+    ctr_mae_pp: float,
+    targets: SuiteTargets,
+) -> list[str]:
     fails: list[str] = []
-    for fam, r in (report.fpr_by_family or {}).items():
+    for fam, r in fpr_by_family.items():
         if r.n >= targets.min_family_events and r.model > targets.max_family_fpr:
             fails.append(f"FPR {fam} {r.model:.2%} > {targets.max_family_fpr:.0%}")
-    for ch, q in report.by_channel.items():
-        m = q.model
+    for ch, m in by_channel.items():
         if not m.precision >= targets.min_channel_precision:
             fails.append(f"{ch} precision {m.precision:.4f} < {targets.min_channel_precision}")
         if not m.recall >= targets.min_channel_recall:
             fails.append(f"{ch} recall {m.recall:.4f} < {targets.min_channel_recall}")
-    ctr = report.campaign_metric_error.model.ctr_mae_pp
-    if not ctr <= targets.max_ctr_mae_pp:
-        fails.append(f"CTR error {ctr:.3f} pp > {targets.max_ctr_mae_pp}")
+    if not ctr_mae_pp <= targets.max_ctr_mae_pp:
+        fails.append(f"CTR error {ctr_mae_pp:.3f} pp > {targets.max_ctr_mae_pp}")
     return fails
+
+
+@dataclass(frozen=True)
+class PooledWorld:
+    """One profile's worlds of several seeds, pooled: every flagged person, bot and campaign
+    of all its seeds counted once, so a family of 30 people is not judged on one of them."""
+
+    world: str
+    seeds: tuple[int, ...]
+    fpr_by_family: Mapping[str, FamilyRate]
+    worst_fpr_by_family: Mapping[str, float]  # the worst seed's rate, among judged families
+    by_channel: Mapping[str, PrecisionRecall]
+    ctr_mae_pp: float  # the mean over all the seeds' campaigns
+    worst_ctr_mae_pp: float  # the worst seed's
+    failures: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON, beside the per-seed results."""
+        d = asdict(self)
+        d["failures"] = list(self.failures)
+        return d
+
+
+def pool(results: list[SuiteResult], targets: SuiteTargets = SUITE) -> list[PooledWorld]:
+    """Each profile's seeds pooled (in the order the results came), judged on the targets."""
+    by_world: dict[str, list[SuiteResult]] = {}
+    for r in results:
+        by_world.setdefault(r.world, []).append(r)
+    out = []
+    for world, rs in by_world.items():
+        reports = [r.report for r in rs]
+        fams = sorted({f for rep in reports for f in rep.fpr_by_family or {}})
+        fpr: dict[str, FamilyRate] = {}
+        worst: dict[str, float] = {}
+        for fam in fams:
+            rates = [x for rep in reports if (x := (rep.fpr_by_family or {}).get(fam)) is not None]
+            n = sum(x.n for x in rates)
+            flagged = sum(round(x.model * x.n) for x in rates)
+            fpr[fam] = FamilyRate(model=flagged / n if n else 0.0, n=n)
+            judged = [x.model for x in rates if x.n >= targets.min_family_events]
+            worst[fam] = max(judged, default=float("nan"))
+        channels = sorted({c for rep in reports for c in rep.by_channel})
+        by_channel = {
+            ch: _pooled_pr([rep.by_channel[ch].model for rep in reports if ch in rep.by_channel])
+            for ch in channels
+        }
+        errs = [rep.campaign_metric_error for rep in reports]
+        campaigns = sum(e.campaigns for e in errs)
+        ctr = sum(e.model.ctr_mae_pp * e.campaigns for e in errs) / max(campaigns, 1)
+        worst_ctr = max(e.model.ctr_mae_pp for e in errs)
+        fails = _failures(fpr, by_channel, ctr, targets)
+        seeds = tuple(r.seed for r in rs)
+        out.append(PooledWorld(world, seeds, fpr, worst, by_channel, ctr, worst_ctr, tuple(fails)))
+    return out
+
+
+def suite_missed(results: list[SuiteResult], pooled: list[PooledWorld]) -> bool:
+    """The verdict: with one seed per world, any world's miss; with several, any pooled miss
+    (one seed's small family is then judged with its other seeds)."""
+    if any(len(p.seeds) > 1 for p in pooled):
+        return any(p.failures for p in pooled)
+    return any(r.failures for r in results)
+
+
+def _pooled_pr(parts: list[PrecisionRecall]) -> PrecisionRecall:
+    """Precision and recall over the union of disjoint slices, from each slice's counts.
+
+    A slice whose precision is 0 flagged something but no bot, so how much it flagged is not
+    in its record: the pooled precision is then unknown (NaN), which misses any target."""
+    bots = sum(p.bots for p in parts)
+    n = sum(p.n for p in parts)
+    tp = sum(round(p.recall * p.bots) for p in parts if p.bots)
+    flagged = sum(round(p.recall * p.bots / p.precision) for p in parts if p.precision > 0)
+    unknown = any(p.precision == 0 for p in parts)
+    return PrecisionRecall(
+        precision=float("nan") if unknown or not flagged else tp / flagged,
+        recall=tp / bots if bots else float("nan"),
+        n=n,
+        bots=bots,
+    )
 
 
 def run_suite(
@@ -93,23 +198,27 @@ def run_suite(
     days: int = 30,
     worlds: tuple[SuiteWorld, ...] = SUITE_WORLDS,
     console: Console | None = None,
+    seeds: int = 1,
+    validation: bool = False,
 ) -> list[SuiteResult]:
-    """Simulate (or reuse under ``root``) each world, evaluate ``model`` on all its events."""
+    """Simulate (or reuse under ``root``) each world with its first ``seeds`` seeds (the
+    validation worlds' with ``validation``), and evaluate ``model`` on all their events."""
     enrichers = Enrichers.load()
     out = []
     for w in worlds:
-        data = Path(root) / f"{w.profile}-seed{w.seed}-{tenants}t-{days}d"
-        if not (data / "events.parquet").exists():
+        for seed in w.seeds(seeds, validation):
+            data = Path(root) / f"{w.profile}-seed{seed}-{tenants}t-{days}d"
+            if not (data / "events.parquet").exists():
+                if console is not None:
+                    console.print(f"simulating {w.profile} (seed {seed}) -> {data}")
+                simulate(data, tenants, days, seed, SimConfig.variant(w.profile))
+            prep = prepare(load(data), enrichers)
+            report = evaluate_model(model, prep, np.arange(len(prep.ctx))).report
+            result = SuiteResult(w.profile, seed, w.pushes, report, tuple(suite_failures(report)))
+            out.append(result)
             if console is not None:
-                console.print(f"simulating {w.profile} (seed {w.seed}) -> {data}")
-            simulate(data, tenants, days, w.seed, SimConfig.variant(w.profile))
-        prep = prepare(load(data), enrichers)
-        report = evaluate_model(model, prep, np.arange(len(prep.ctx))).report
-        result = SuiteResult(w.profile, w.seed, w.pushes, report, tuple(suite_failures(report)))
-        out.append(result)
-        if console is not None:
-            status = "meets every target" if not result.failures else "; ".join(result.failures)
-            console.print(f"{w.profile}: {report.events:,} events: {status}")
+                status = "meets every target" if not result.failures else "; ".join(result.failures)
+                console.print(f"{w.profile} (seed {seed}): {report.events:,} events: {status}")
     return out
 
 
@@ -137,7 +246,7 @@ def print_suite(results: list[SuiteResult], console: Console) -> None:
         }
         e = rep.campaign_metric_error.model
         t.add_row(
-            r.world,
+            r.world if r.seed in SUITE_SEEDS else f"{r.world} ({r.seed})",
             f"{rep.events:,}",
             pr["email"],
             pr["sms"],
@@ -146,6 +255,9 @@ def print_suite(results: list[SuiteResult], console: Console) -> None:
             "ok" if not r.failures else "MISS",
         )
     console.print(t)
+    if len({r.world for r in results}) < len(results):
+        # several seeds per world: the per-family tables are print_pooled's
+        return
     fpr = {r.world: r.report.fpr_by_family or {} for r in results}
     recall = {r.world: r.report.recall_by_family or {} for r in results}
     console.print(
@@ -172,6 +284,47 @@ def print_suite(results: list[SuiteResult], console: Console) -> None:
     for r in results:
         if r.failures:
             console.print(f"[red]{r.world}[/]: " + "; ".join(r.failures))
+
+
+def print_pooled(pooled: list[PooledWorld], console: Console) -> None:
+    """Rich tables of each profile's seeds pooled: the family FPRs (worst seed beside them),
+    the channels' precision and recall, and the CTR error."""
+    seeds = {len(p.seeds) for p in pooled}
+    t = Table(title=f"Each world's {'/'.join(map(str, sorted(seeds)))} seeds pooled")
+    for c in ("world", "seeds", "email P / R", "sms P / R", "CTR err pp (worst seed)", "verdict"):
+        t.add_column(c, justify="right")
+    for p in pooled:
+        pr = {
+            k: f"{p.by_channel[k].precision:.4f} / {p.by_channel[k].recall:.4f}"
+            if k in p.by_channel
+            else "-"
+            for k in ("email", "sms")
+        }
+        t.add_row(
+            p.world,
+            ", ".join(map(str, p.seeds)),
+            pr["email"],
+            pr["sms"],
+            f"{p.ctr_mae_pp:.3f} ({p.worst_ctr_mae_pp:.3f})",
+            "ok" if not p.failures else "MISS",
+        )
+    console.print(t)
+    f = Table(title="People flagged per family, seeds pooled: FPR (n) [worst seed] (target <= 2%)")
+    f.add_column("family")
+    for p in pooled:
+        f.add_column(p.world.replace("stress_", ""), justify="right")
+    for fam in sorted({x for p in pooled for x in p.fpr_by_family}):
+        cells = []
+        for p in pooled:
+            x = p.fpr_by_family.get(fam)
+            w = p.worst_fpr_by_family.get(fam, float("nan"))
+            worst = "" if w != w else f" [{w:.2%}]"
+            cells.append("-" if x is None else f"{x.model:.2%} ({x.n:,}){worst}")
+        f.add_row(fam, *cells)
+    console.print(f)
+    for p in pooled:
+        if p.failures:
+            console.print(f"[red]{p.world}, seeds pooled[/]: " + "; ".join(p.failures))
 
 
 def _per_world(rates: dict[str, Mapping[str, FamilyRate]], title: str, fmt: str) -> Table:

@@ -92,3 +92,62 @@ def test_evaluate_help_names_the_suite():
 
     res = CliRunner().invoke(app, ["evaluate", "--help"])
     assert res.exit_code == 0 and "--suite" in res.output
+
+
+def test_pooled_seeds_count_every_person_bot_and_campaign_once():
+    from training.report import PrecisionRecall
+    from training.suite import SuiteResult, pool
+
+    a = _report([True, True, True, False, False, False])  # one isolated person flagged
+    b = _report([True, False, False, False, False, False])  # one scanner missed
+    results = [SuiteResult("w", s, "", r, ()) for s, r in ((5, a), (105, b))]
+    judge_small = replace(SUITE, min_family_events=2)
+    (p,) = pool(results, judge_small)
+    assert p.seeds == (5, 105)
+    assert p.fpr_by_family["isolation"] == FamilyRate(model=0.25, n=4)
+    assert p.worst_fpr_by_family["isolation"] == 0.5
+    assert p.by_channel["email"] == PrecisionRecall(precision=0.75, recall=0.75, n=12, bots=4)
+    ea, eb = a.campaign_metric_error, b.campaign_metric_error
+    assert p.ctr_mae_pp == (ea.model.ctr_mae_pp + eb.model.ctr_mae_pp) / 2  # one campaign each
+    assert p.worst_ctr_mae_pp == max(ea.model.ctr_mae_pp, eb.model.ctr_mae_pp)
+    assert "FPR isolation 25.00% > 2%" in p.failures
+    assert "email precision 0.7500 < 0.99" in p.failures
+    # with the suite's own rule, two people per seed are too few to judge, pooled four too
+    assert not any(f.startswith("FPR") for f in pool(results)[0].failures)
+
+
+def test_a_slice_that_flagged_only_people_makes_pooled_precision_unknown():
+    from training.report import PrecisionRecall
+    from training.suite import _pooled_pr
+
+    ok = PrecisionRecall(precision=1.0, recall=1.0, n=4, bots=2)
+    only_people = PrecisionRecall(precision=0.0, recall=float("nan"), n=3, bots=0)
+    pooled = _pooled_pr([ok, only_people])
+    assert np.isnan(pooled.precision) and pooled.recall == 1.0 and pooled.n == 7
+
+
+def test_validation_worlds_never_share_a_seed_with_the_suite():
+    suite = {s for w in SUITE_WORLDS for s in w.seeds(5)}
+    validation = {s for w in SUITE_WORLDS for s in w.seeds(5, validation=True)}
+    assert len(suite) == len(validation) == 5 * len(SUITE_WORLDS)
+    assert not suite & validation and 1 not in suite | validation
+    assert SUITE_WORLDS[0].seeds(1) == (SUITE_WORLDS[0].seed,)  # the first seed is the suite's
+
+
+def test_the_verdict_is_pooled_only_when_worlds_have_several_seeds():
+    from training.suite import SuiteResult, pool, suite_missed
+
+    good = _report([True, True, False, False, False, False])
+
+    def seed(s: int, flagged: int) -> SuiteResult:
+        r = replace(good, fpr_by_family={"isolation": FamilyRate(model=flagged / 30, n=30)})
+        return SuiteResult("w", s, "", r, tuple(suite_failures(r)))
+
+    one = [seed(5, 1)]  # one isolated person of 30 flagged: 3.33%
+    assert one[0].failures == ("FPR isolation 3.33% > 2%",)
+    assert suite_missed(one, pool(one))
+    three = [*one, seed(105, 0), seed(205, 0)]  # 1 of 90 pooled: 1.11%
+    assert pool(three)[0].fpr_by_family["isolation"] == FamilyRate(model=1 / 90, n=90)
+    assert not suite_missed(three, pool(three))
+    four = [*three, seed(305, 2)]  # 3 of 120: 2.5%
+    assert suite_missed(four, pool(four))
