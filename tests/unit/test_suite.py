@@ -91,7 +91,7 @@ def test_evaluate_help_names_the_suite():
     from botfilter.cli import app
 
     res = CliRunner().invoke(app, ["evaluate", "--help"])
-    assert res.exit_code == 0 and "--suite" in res.output
+    assert res.exit_code == 0 and "--suite" in res.output and "--seeds" in res.output
 
 
 def test_pooled_seeds_count_every_person_bot_and_campaign_once():
