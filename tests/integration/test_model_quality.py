@@ -168,3 +168,35 @@ def test_evaluate_command_saves_the_report_with_the_kind_confusion(trained, worl
     assert saved["pr_auc"] > 0.99
     confusion = saved["bot_kind_confusion"]
     assert confusion is not None and "security_scanner" in json.dumps(confusion)
+
+
+def test_the_suite_on_two_seeds_pools_each_worlds_real_evaluations(trained, tmp_path):
+    import json
+
+    from training.suite import SUITE_WORLDS, pool, run_suite
+
+    settings, _ = trained
+    model = load_model(settings, champion_uri(settings), compile=False)
+    worlds = SUITE_WORLDS[1:2]  # the isolation world: its families are the ones judged
+    results = run_suite(model, tmp_path, tenants=1, days=3, worlds=worlds, seeds=2)
+    assert [(r.world, r.seed) for r in results] == [
+        ("stress_isolation", 11),
+        ("stress_isolation", 111),
+    ]
+    validation = run_suite(model, tmp_path, 1, 3, worlds, seeds=1, validation=True)
+    assert [r.seed for r in validation] == [5011]
+    assert len({p.name for p in tmp_path.iterdir()}) == 3  # three worlds simulated, none reused
+    (p,) = pool(results)
+    assert p.seeds == (11, 111)
+    reports = [r.report for r in results]
+    for fam, rate in p.fpr_by_family.items():
+        per_seed = [x for rep in reports if (x := (rep.fpr_by_family or {}).get(fam))]
+        assert rate.n == sum(x.n for x in per_seed)
+        assert round(rate.model * rate.n) == sum(round(x.model * x.n) for x in per_seed)
+    email = [rep.by_channel["email"].model for rep in reports]
+    assert p.by_channel["email"].bots == sum(x.bots for x in email)
+    assert p.by_channel["email"].n == sum(x.n for x in email)
+    assert (
+        min(x.recall for x in email) <= p.by_channel["email"].recall <= max(x.recall for x in email)
+    )
+    assert json.loads(json.dumps(p.to_dict(), default=float))["seeds"] == [11, 111]
