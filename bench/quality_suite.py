@@ -1,18 +1,19 @@
 """Stress suite: train on the default world, judge on worlds it never saw (issue 16).
 
-    .venv/bin/python bench/quality_suite.py [--train-tenants 8] [--tenants 3] [--days 30]
-        [--model URI] [--out bench/out/suite] [--json FILE] [--email-click-cut 0.9]
-        [--seeds 3] [--validation]
+    .venv/bin/python bench/quality_suite.py [--train-tenants 8] [--train-seeds 1]
+        [--recall-slack 0.001] [--tenants 3] [--days 30] [--model URI] [--out bench/out/suite]
+        [--json FILE] [--email-click-cut 0.9] [--seeds 3] [--validation]
 
 Without --model, a model is fitted (no MLflow) on the README's training world (8 tenants x 30
-days, seed 1, default profile) as `botfilter train` fits it. Each suite world (other seeds and
-profiles, training/suite.py) is simulated once under --out and reused. Prints, per world, the
-false-positive rate per family of people, precision and recall per channel and channel x type,
-recall per bot family, the campaign CTR and open-rate error, and which targets are missed; the
-exit status is 1 if any target is missed. With --seeds K each world is run with K seeds and
-judged on its seeds pooled (a family of 30 people is then not judged on one of them).
---validation runs the validation worlds instead: the same profiles with seeds the suite never
-uses, for choosing knobs without looking at the suite.
+days, seed 1, default profile) as `botfilter train` fits it; --train-seeds 1,3,4 mixes the
+default worlds of those seeds into one fit, as `botfilter train --mix` adds a world. Each suite
+world (other seeds and profiles, training/suite.py) is simulated once under --out and reused.
+Prints, per world, the false-positive rate per family of people, precision and recall per
+channel and channel x type, recall per bot family, the campaign CTR and open-rate error, and
+which targets are missed; the exit status is 1 if any target is missed. With --seeds K each
+world is run with K seeds and judged on its seeds pooled (a family of 30 people is then not
+judged on one of them). --validation runs the validation worlds instead: the same profiles
+with seeds the suite never uses, for choosing knobs without looking at the suite.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ from pathlib import Path
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train-tenants", type=int, default=8, help="tenants of the training world")
+    ap.add_argument(
+        "--train-seeds",
+        default="1",
+        help="seeds of the training worlds, comma-separated: several are mixed into one fit",
+    )
     ap.add_argument("--tenants", type=int, default=3, help="tenants of each suite world")
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--model", default=None, help="model URI instead of fitting one")
@@ -37,6 +43,12 @@ def main() -> int:
         type=float,
         default=None,
         help="judge with this email-click threshold instead of the fitted one (a what-if)",
+    )
+    ap.add_argument(
+        "--recall-slack",
+        type=float,
+        default=None,
+        help="fit the cuts with this recall slack instead of training.fit.RECALL_SLACK",
     )
     ap.add_argument("--seeds", type=int, default=1, help="seeds per world, judged pooled")
     ap.add_argument(
@@ -52,7 +64,7 @@ def main() -> int:
     from core.settings import Settings, get_settings
     from scoring.registry import load_model
     from simulation import simulate
-    from training.fit import fit_model, prepare
+    from training.fit import RECALL_SLACK, fit_model, mix_in, prepare
     from training.suite import pool, print_pooled, print_suite, run_suite, suite_missed
 
     console = Console()
@@ -60,14 +72,21 @@ def main() -> int:
     if args.model:
         model = load_model(get_settings(), args.model)
     else:
-        train_dir = args.out / f"train-default-seed1-{args.train_tenants}t-{args.days}d"
-        if not (train_dir / "events.parquet").exists():
-            simulate(train_dir, tenants=args.train_tenants, days=args.days, seed=1)
+        preps = []
+        for seed in (int(x) for x in args.train_seeds.split(",")):
+            train_dir = args.out / f"train-default-seed{seed}-{args.train_tenants}t-{args.days}d"
+            if not (train_dir / "events.parquet").exists():
+                simulate(train_dir, tenants=args.train_tenants, days=args.days, seed=seed)
+            preps.append((train_dir, prepare(load(train_dir))))
+        prep = preps[0][1]
+        for source, other in preps[1:]:
+            prep = mix_in(prep, other, source)
         settings = Settings(home=args.out / "home")
         with console.status("fitting the model on the training world"):
-            model, info = fit_model(prepare(load(train_dir)), settings)
+            slack = RECALL_SLACK if args.recall_slack is None else args.recall_slack
+            model, info = fit_model(prep, settings, recall_slack=slack)
         model.version = "suite"
-        console.print(f"fitted on {train_dir}: thresholds {model.thresholds}")
+        console.print(f"fitted on {[str(d) for d, _ in preps]}: thresholds {model.thresholds}")
         for key, how in info.thresholds_how.items():
             console.print(f"  {key}: {how['cut']:.4f} ({how['method']})")
     if args.email_click_cut is not None:

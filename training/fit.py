@@ -273,12 +273,17 @@ def pick_cut(
 
 
 def select_thresholds(
-    proba: np.ndarray, y: np.ndarray, ctx: pd.DataFrame, target: float, min_bots: int = 30
+    proba: np.ndarray,
+    y: np.ndarray,
+    ctx: pd.DataFrame,
+    target: float,
+    min_bots: int = 30,
+    slack: float = RECALL_SLACK,
 ) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
     """A cut per (channel, type) (:func:`pick_cut`), with a global fallback, and how each was
     chosen."""
     how: dict[str, dict[str, Any]] = {}
-    default = pick_cut(proba, y, target)
+    default = pick_cut(proba, y, target, slack)
     if default is None:
         thresholds = {"default": MIN_CUT}
         how["default"] = {"cut": MIN_CUT, "method": f"no cut reaches {target}: the floor"}
@@ -287,7 +292,7 @@ def select_thresholds(
         how["default"] = default.as_dict()
     for (ch, ty), idx in channel_type_rows(ctx).items():
         key = threshold_key(ch, ty)
-        choice = pick_cut(proba[idx], y[idx], target) if y[idx].sum() >= min_bots else None
+        choice = pick_cut(proba[idx], y[idx], target, slack) if y[idx].sum() >= min_bots else None
         if choice is None:
             thresholds[key] = thresholds["default"]
             why = "too few bots" if y[idx].sum() < min_bots else f"no cut reaches {target}"
@@ -317,7 +322,12 @@ class FitInfo:
 
 
 def _fit_head(
-    prep: Prepared, names: list[str], rows: Split, settings: Settings, params: dict[str, Any]
+    prep: Prepared,
+    names: list[str],
+    rows: Split,
+    settings: Settings,
+    params: dict[str, Any],
+    slack: float = RECALL_SLACK,
 ) -> tuple[BotModel, dict[str, dict[str, Any]], int]:
     """A booster on features ``names``, calibrated and thresholded on the validation split;
     with how each cut was chosen and the best iteration."""
@@ -347,15 +357,23 @@ def _fit_head(
     raw_va = model.raw_score(X[va])
     model.calibration = fit_calibration(raw_va, prep.y[va])
     model.thresholds, how = select_thresholds(
-        model.calibrate(raw_va), prep.y[va], prep.ctx.iloc[va], settings.target_precision
+        model.calibrate(raw_va),
+        prep.y[va],
+        prep.ctx.iloc[va],
+        settings.target_precision,
+        slack=slack,
     )
     return model, how, best
 
 
 def fit_model(
-    prep: Prepared, settings: Settings, params: dict[str, Any] | None = None
+    prep: Prepared,
+    settings: Settings,
+    params: dict[str, Any] | None = None,
+    recall_slack: float = RECALL_SLACK,
 ) -> tuple[BotModel, FitInfo]:
-    """Fit booster, calibration and thresholds on the train/validation splits."""
+    """Fit booster, calibration and thresholds on the train/validation splits (``recall_slack``:
+    see :func:`pick_cut`)."""
     rows = split_rows(prep)
     tr, va, te = rows.train, rows.valid, rows.test
     if min(len(tr), len(va), len(te)) == 0:
@@ -370,13 +388,13 @@ def fit_model(
                 "bots and people in both the train and the validation split"
             )
     params = {**DEFAULT_PARAMS, "num_threads": settings.threads, **(params or {})}
-    model, how, best = _fit_head(prep, list(MODEL_FEATURES), rows, settings, params)
+    model, how, best = _fit_head(prep, list(MODEL_FEATURES), rows, settings, params, recall_slack)
     if any(name in MODEL_FEATURES for name in LOOKAHEAD_FEATURES):
         # A causal head for the rows whose look-ahead window has not passed (BotModel.provisional),
         # fitted apart: training one model on both (look-ahead features masked in a copy of the
         # rows) cost the final answers 1.5-2.7 points of isolated people's FPR on the suite.
         causal = [name for name in MODEL_FEATURES if name not in LOOKAHEAD_FEATURES]
-        model.provisional, early, _ = _fit_head(prep, causal, rows, settings, params)
+        model.provisional, early, _ = _fit_head(prep, causal, rows, settings, params, recall_slack)
         how |= {f"provisional.{key}": value for key, value in early.items()}
     info = FitInfo(
         params=params,

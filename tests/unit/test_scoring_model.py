@@ -160,6 +160,18 @@ def test_pick_cut_gives_up_a_sliver_of_recall_for_a_higher_cut():
     assert "within recall slack" in choice.method
 
 
+def test_select_thresholds_passes_its_recall_slack_to_every_cut():
+    """The straggler bot at 0.55 is kept with no slack, left out with the default one."""
+    proba = np.r_[np.full(1999, 0.99), 0.55, np.full(50, 0.01)]
+    y = np.r_[np.ones(2000, bool), np.zeros(50, bool)]
+    ctx = pd.DataFrame({"channel": ["email"] * len(y), "type": ["click"] * len(y)})
+    slack, _ = select_thresholds(proba, y, ctx, 0.99)
+    none, how = select_thresholds(proba, y, ctx, 0.99, slack=0.0)
+    assert slack["default"] > 0.55 and slack["email:click"] > 0.55
+    assert none["default"] <= 0.55 and none["email:click"] <= 0.55
+    assert "best recall" in how["email:click"]["method"]
+
+
 def test_select_thresholds_logs_how_each_cut_was_chosen():
     ctx = pd.DataFrame({"channel": ["email"] * 4 + ["sms"] * 2, "type": ["click"] * 6})
     proba = np.array([0.9, 0.8, 0.3, 0.2, 0.99, 0.1])
