@@ -92,6 +92,12 @@ def evaluate(
         help="With --suite: seeds per world; with more than one, each world is judged on its "
         "seeds pooled.",
     ),
+    validation: bool = typer.Option(
+        False,
+        "--validation",
+        help="With --suite: the validation worlds instead (the same profiles, seeds the suite "
+        "never uses), for choosing knobs without looking at the suite.",
+    ),
     unlabelled: bool = typer.Option(
         False,
         "--unlabelled",
@@ -124,6 +130,8 @@ def evaluate(
 
     if (data is None) == (not suite):
         raise BotfilterError("give either --data DIR or --suite")
+    if not suite and (seeds != 1 or validation):
+        raise BotfilterError("--seeds and --validation go with --suite")
     if out is not None:
         check_out_file(out)
     console = Console()
@@ -133,13 +141,13 @@ def evaluate(
         from training.suite import pool, print_pooled, print_suite, run_suite, suite_missed
 
         root = worlds or settings.ensure_home() / "suite"
-        results = run_suite(bot_model, root, console=console, seeds=seeds)
+        results = run_suite(bot_model, root, console=console, seeds=seeds, validation=validation)
         print_suite(results, console)
         pooled = pool(results)
         if seeds > 1:
             print_pooled(pooled, console)
         out = out or settings.ensure_home() / "reports" / (
-            f"suite-{bot_model.version.replace('/', '-')}.json"
+            f"{'validation' if validation else 'suite'}-{bot_model.version.replace('/', '-')}.json"
         )
         out.parent.mkdir(parents=True, exist_ok=True)
         doc = {"worlds": [r.to_dict() for r in results], "pooled": [p.to_dict() for p in pooled]}

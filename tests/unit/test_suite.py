@@ -92,6 +92,7 @@ def test_evaluate_help_names_the_suite():
 
     res = CliRunner().invoke(app, ["evaluate", "--help"])
     assert res.exit_code == 0 and "--suite" in res.output and "--seeds" in res.output
+    assert "--validation" in res.output
 
 
 def test_pooled_seeds_count_every_person_bot_and_campaign_once():
@@ -151,3 +152,14 @@ def test_the_verdict_is_pooled_only_when_worlds_have_several_seeds():
     assert not suite_missed(three, pool(three))
     four = [*three, seed(305, 2)]  # 3 of 120: 2.5%
     assert suite_missed(four, pool(four))
+
+
+def test_seeds_and_validation_go_with_the_suite(tmp_path):
+    from typer.testing import CliRunner
+
+    from botfilter.cli import app
+
+    for extra in (["--seeds", "3"], ["--validation"]):
+        res = CliRunner().invoke(app, ["evaluate", "--data", str(tmp_path), *extra])
+        assert res.exit_code != 0
+        assert "--seeds and --validation go with --suite" in (res.output + str(res.exception))
