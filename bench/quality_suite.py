@@ -6,8 +6,9 @@
 
 Without --model, a model is fitted (no MLflow) on the README's training world (8 tenants x 30
 days, seed 1, default profile) as `botfilter train` fits it; --train-seeds 1,3,4 mixes the
-default worlds of those seeds into one fit, as `botfilter train --mix` adds a world. Each suite
-world (other seeds and profiles, training/suite.py) is simulated once under --out and reused.
+default worlds of those seeds into one fit, as `botfilter train --mix DIR --mix DIR` does.
+Each suite world (other seeds and profiles, training/suite.py) is simulated once under --out
+and reused.
 Prints, per world, the false-positive rate per family of people, precision and recall per
 channel and channel x type, recall per bot family, the campaign CTR and open-rate error, and
 which targets are missed; the exit status is 1 if any target is missed. With --seeds K each

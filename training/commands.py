@@ -26,8 +26,11 @@ def train(
         help="'weak' to label the data with the labelling functions (botfilter label), or a "
         "weak-label file; default: the events' own label column.",
     ),
-    mix: Path | None = typer.Option(
-        None, help="A labelled (simulated) data directory whose events join the training data."
+    mix: list[Path] | None = typer.Option(
+        None,
+        metavar="DIR",
+        help="A labelled (simulated) data directory whose events join the training data; "
+        "repeat it to mix in several worlds.",
     ),
 ) -> None:
     """Train LightGBM, log to MLflow, register, and promote through the gate."""
@@ -40,7 +43,7 @@ def train(
     console = Console()
     settings = get_settings(target_precision=target_precision)
     with console.status("training"):
-        result = run_train(settings, data, console, labels=labels, mix=mix)
+        result = run_train(settings, data, console, labels=labels, mix=mix or [])
     print_report(result.report, console)
     verdict = (
         f"[green]promoted to @{settings.champion_alias}[/]"

@@ -4,6 +4,8 @@ thresholds), and a test split that only the evaluation sees."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -127,20 +129,36 @@ def split_rows(prep: Prepared) -> Split:
 
 
 def mix_in(prep: Prepared, other: Prepared, source: Path) -> Prepared:
-    """``prep`` with a labelled world's events added (weight 1 each); records the mix."""
+    """``prep`` with a labelled world's events added (weight 1 each); records the mix.
+
+    The world's tenants are renamed ``mix<k>:<tenant>`` (k counts the worlds mixed in): two
+    simulated worlds, or a world and the data, both have a ``t001``, and their campaigns must not
+    merge in the evaluation's campaign rates. (Features are computed per world before, and the
+    model never reads a tenant id.)"""
     n, m = len(prep.y), len(other.y)
     w = prep.weight if prep.weight is not None else np.ones(n)
     ow = other.weight if other.weight is not None else np.ones(m)
-    info = {**prep.label_info, "mix": str(Path(source).resolve()), "mix_events": int(m)}
+    worlds = [*prep.label_info.get("mix", []), str(Path(source).resolve())]
+    info = {
+        **prep.label_info,
+        "mix": worlds,
+        "mix_events": int(prep.label_info.get("mix_events", 0)) + int(m),
+    }
     if "labels" not in info:
         info["labels"] = "data"
+    prefix = f"mix{len(worlds)}:"
+    ctx, msgs = other.ctx, other.messages
+    if "tenant_id" in ctx:
+        ctx = ctx.assign(tenant_id=prefix + ctx["tenant_id"].astype(str))
+    if msgs is not None and "tenant_id" in msgs:
+        msgs = msgs.assign(tenant_id=prefix + msgs["tenant_id"].astype(str))
     messages = (
         None
-        if prep.messages is None or other.messages is None
-        else pd.concat([prep.messages, other.messages], ignore_index=True)
+        if prep.messages is None or msgs is None
+        else pd.concat([prep.messages, msgs], ignore_index=True)
     )
     return Prepared(
-        pd.concat([prep.ctx, other.ctx], ignore_index=True),
+        pd.concat([prep.ctx, ctx], ignore_index=True),
         pd.concat([prep.features, other.features], ignore_index=True),
         np.concatenate([prep.y, other.y]),
         np.concatenate([w, ow]),
@@ -150,13 +168,28 @@ def mix_in(prep: Prepared, other: Prepared, source: Path) -> Prepared:
     )
 
 
+def mix_param(worlds: Sequence[str]) -> str:
+    """The mixed worlds as one MLflow parameter: a single world as its path (as runs before
+    several could be mixed logged it), several as a JSON list."""
+    return "" if not worlds else worlds[0] if len(worlds) == 1 else json.dumps(list(worlds))
+
+
+def mix_worlds(param: str) -> list[Path]:
+    """The worlds a run mixed in, read back from its :func:`mix_param`."""
+    if not param:
+        return []
+    return [Path(p) for p in json.loads(param)] if param.startswith("[") else [Path(param)]
+
+
 def load_prepared(
-    data_dir: Path, labels: str | Path | None = None, mix: Path | None = None
+    data_dir: Path, labels: str | Path | None = None, mix: Sequence[Path] = ()
 ) -> Prepared:
     """The training data of a run: ``data_dir`` labelled as asked (:func:`prepare`), with the
-    events of the labelled world ``mix`` added when given."""
+    events of each labelled world of ``mix`` added."""
     prep = prepare(load(data_dir), labels=labels)
-    return prep if mix is None else mix_in(prep, prepare(load(mix)), mix)
+    for world in mix:
+        prep = mix_in(prep, prepare(load(world)), world)
+    return prep
 
 
 def channel_type_rows(ctx: pd.DataFrame) -> dict[tuple[str, str], np.ndarray]:

@@ -25,7 +25,7 @@ from core.settings import Settings
 from scoring.model import BotModel
 from scoring.registry import champion_uri, configure_mlflow, load_model
 from training.evaluate import evaluate_model
-from training.fit import Prepared, load_prepared, split_rows
+from training.fit import Prepared, load_prepared, mix_worlds, split_rows
 from training.gate import GATE, GateDecision, GateNumbers, GateThresholds, decide
 from training.report import EvaluationReport
 from training.tracking import (
@@ -163,15 +163,15 @@ def _champion_report(
         # Evaluated at training time on these very rows (no file: it could not be compared).
         return read_report(client, mv.run_id, CHAMPION_EVALUATION_FILE)
     params = run.data.params
-    data_dir, mix = Path(params["data_dir"]), params.get("labels_mix") or None
-    missing = [p for p in (data_dir, mix) if p is not None and not Path(p).exists()]
+    data_dir, mix = Path(params["data_dir"]), mix_worlds(params.get("labels_mix") or "")
+    missing = [p for p in (data_dir, *mix) if not p.exists()]
     if missing:
         raise BotfilterError(
             f"{champion} was not compared with {mv.label} when it was trained, and "
             f"its test data {missing[0]} is gone: they cannot be compared on the same rows"
         )
     labels = params.get("labels", "data")
-    prep = load_prepared(data_dir, None if labels == "data" else labels, Path(mix) if mix else None)
+    prep = load_prepared(data_dir, None if labels == "data" else labels, mix)
     rows = split_rows(prep).test
     if len(rows) != report.events:
         raise BotfilterError(

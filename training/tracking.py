@@ -25,7 +25,7 @@ from scoring.model import BotModel
 from scoring.registry import configure_mlflow
 from training import plots
 from training.evaluate import Evaluation, flat_metrics
-from training.fit import FitInfo, Prepared
+from training.fit import FitInfo, Prepared, mix_param
 from training.gate import GateNumbers
 from training.kind import log_kind
 from training.report import EvaluationReport
@@ -90,7 +90,7 @@ def log_run(
                 # absolute: `botfilter promote` rereads it from wherever it is typed
                 "data_dir": str(Path(data_dir).resolve()),
                 "labels": prep.label_info.get("labels", "data"),
-                "labels_mix": prep.label_info.get("mix", ""),
+                "labels_mix": mix_param(prep.label_info.get("mix", [])),
                 **{f"rows_{k}": v for k, v in info.split.items()},
             }
         )

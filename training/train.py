@@ -4,6 +4,7 @@ the champion alias, and only through the gate (``training.gate``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,12 +40,12 @@ def train(
     console: Console | None = None,
     params: dict[str, Any] | None = None,
     labels: str | Path | None = None,
-    mix: Path | None = None,
+    mix: Sequence[Path] = (),
 ) -> TrainResult:
     """Train on a labelled data directory; log, register, and gate the champion alias.
 
     ``labels`` "weak" or a weak-label file trains on weak labels instead of the data's own;
-    ``mix`` adds a labelled (simulated) world's events to the training data.
+    ``mix`` adds labelled (simulated) worlds' events to the training data.
     """
     prep = load_prepared(data_dir, labels, mix)
     if console is not None:

@@ -66,7 +66,7 @@ def test_training_on_weak_labels_mixed_with_a_world_is_recorded(setup):
     from mlflow import MlflowClient
 
     hidden = hide_labels(setup["root"] / "new", setup["root"] / "new_hidden")
-    result = train(setup["settings"], hidden, labels="weak", mix=setup["root"] / "train")
+    result = train(setup["settings"], hidden, labels="weak", mix=[setup["root"] / "train"])
     run_ = MlflowClient().get_run(result.run_id)
     assert run_.data.params["labels"] == "weak"
     assert run_.data.params["labels_mix"] == str(setup["root"] / "train")

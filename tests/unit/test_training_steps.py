@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from training.evaluate import UA_LIST_FLAGS, evaluation_report, flat_metrics
-from training.fit import Prepared, mix_in, split_rows
+from training.fit import Prepared, mix_in, mix_param, mix_worlds, split_rows
 from training.gate import GateNumbers
 from training.report import (
     CampaignError,
@@ -165,11 +165,50 @@ def test_mix_in_adds_a_labelled_world_at_full_weight():
     assert mixed.y.tolist() == [True, True, True, False, False]
     assert mixed.ctx["label"].tolist() == ["bot"] * 3 + ["human"] * 2
     assert mixed.features["f"].tolist() == [0.0, 1.0, 2.0, 0.0, 1.0]
-    assert mixed.label_info == {"labels": "weak", "mix": "/data/world", "mix_events": 2}
+    assert mixed.label_info == {"labels": "weak", "mix": ["/data/world"], "mix_events": 2}
     # the data's own labels, mixed: recorded as such
     plain = mix_in(_prepared(1), world, Path("/data/world"))
-    assert plain.label_info == {"mix": "/data/world", "mix_events": 2, "labels": "data"}
+    assert plain.label_info == {"mix": ["/data/world"], "mix_events": 2, "labels": "data"}
     assert plain.weight.tolist() == [1.0, 1.0, 1.0]
+    # a second world: both recorded, in order
+    twice = mix_in(plain, world, Path("/data/other"))
+    assert twice.label_info["mix"] == ["/data/world", "/data/other"]
+    assert twice.label_info["mix_events"] == 4 and len(twice.y) == 5
+
+
+def test_mixed_worlds_keep_their_campaigns_apart():
+    """Two simulated worlds both have tenant t001 with campaign c1: mixed, they are two
+    campaigns of two tenants, each with its own CTR (merged, both read 50%)."""
+    from training.evaluate import campaign_rates
+
+    def world(clicked: bool) -> Prepared:
+        ctx = pd.DataFrame(
+            {
+                "tenant_id": "t001",
+                "campaign_id": "c1",
+                "message_id": ["m1", "m2"],
+                "channel": "email",
+                "type": ["click" if clicked else "open", "open"],
+                "delivered_at": pd.Timestamp("2026-10-01", tz="UTC"),
+                "sent_at": pd.Timestamp("2026-10-01", tz="UTC"),
+                "label": "human",
+            }
+        )
+        return Prepared(ctx, pd.DataFrame({"f": [0.0, 1.0]}), np.zeros(2, bool))
+
+    data = world(clicked=True)
+    mixed = mix_in(data, world(clicked=False), Path("/data/world"))
+    rates = campaign_rates(mixed.ctx, np.ones(4, bool))
+    assert rates["ctr"].to_dict() == {("t001", "c1"): 0.5, ("mix1:t001", "c1"): 0.0}
+    again = mix_in(mixed, world(clicked=False), Path("/data/other"))
+    assert set(again.ctx["tenant_id"]) == {"t001", "mix1:t001", "mix2:t001"}
+
+
+def test_the_mixed_worlds_parameter_reads_back_old_and_new_runs():
+    assert mix_param([]) == "" and mix_worlds("") == []
+    assert mix_param(["/a b/w"]) == "/a b/w"  # one world: its path, as older runs logged it
+    assert mix_worlds("/a b/w") == [Path("/a b/w")]
+    assert mix_worlds(mix_param(["/a, b", "/c"])) == [Path("/a, b"), Path("/c")]
 
 
 def test_a_split_with_one_class_is_one_line(tmp_path):
