@@ -61,11 +61,10 @@ def main() -> int:
 
     from rich.console import Console
 
-    from contract import load
     from core.settings import Settings, get_settings
     from scoring.registry import load_model
     from simulation import simulate
-    from training.fit import RECALL_SLACK, fit_model, mix_in, prepare
+    from training.fit import RECALL_SLACK, fit_model, load_prepared
     from training.suite import pool, print_pooled, print_suite, run_suite, suite_missed
 
     console = Console()
@@ -73,21 +72,19 @@ def main() -> int:
     if args.model:
         model = load_model(get_settings(), args.model)
     else:
-        preps = []
+        dirs = []
         for seed in (int(x) for x in args.train_seeds.split(",")):
             train_dir = args.out / f"train-default-seed{seed}-{args.train_tenants}t-{args.days}d"
             if not (train_dir / "events.parquet").exists():
                 simulate(train_dir, tenants=args.train_tenants, days=args.days, seed=seed)
-            preps.append((train_dir, prepare(load(train_dir))))
-        prep = preps[0][1]
-        for source, other in preps[1:]:
-            prep = mix_in(prep, other, source)
+            dirs.append(train_dir)
+        prep = load_prepared(dirs[0], mix=dirs[1:])  # as `botfilter train --mix` mixes them
         settings = Settings(home=args.out / "home")
         with console.status("fitting the model on the training world"):
             slack = RECALL_SLACK if args.recall_slack is None else args.recall_slack
             model, info = fit_model(prep, settings, recall_slack=slack)
         model.version = "suite"
-        console.print(f"fitted on {[str(d) for d, _ in preps]}: thresholds {model.thresholds}")
+        console.print(f"fitted on {[str(d) for d in dirs]}: thresholds {model.thresholds}")
         for key, how in info.thresholds_how.items():
             console.print(f"  {key}: {how['cut']:.4f} ({how['method']})")
     if args.email_click_cut is not None:

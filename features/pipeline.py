@@ -573,7 +573,13 @@ def lookahead_complete(tenant: np.ndarray, t_ns: np.ndarray) -> np.ndarray:
     codes, _ = _codes(tenant)
     latest = np.full(int(codes.max(initial=-1)) + 1, np.iinfo(np.int64).min, dtype=np.int64)
     np.maximum.at(latest, codes, t_ns)
-    return t_ns + LOOKAHEAD_S * NS <= latest[codes]
+    return window_passed(t_ns, latest[codes])
+
+
+def window_passed(t_ns: np.ndarray, reach_ns: np.ndarray) -> np.ndarray:
+    """Whether the look-ahead window of events at ``t_ns`` has passed in data that reach
+    ``reach_ns`` (their tenant's latest time): only then is a score final."""
+    return t_ns + LOOKAHEAD_S * NS <= reach_ns
 
 
 def warm_up(enrichers: Enrichers) -> None:

@@ -39,7 +39,8 @@ from core.errors import BotfilterError
 from core.paths import check_out_dir
 from core.redact import redact
 from core.settings import Settings
-from features.definitions import LONGEST_WINDOW_S, LOOKAHEAD_S
+from features.definitions import LONGEST_WINDOW_S
+from features.pipeline import window_passed
 from jobs.exclusions import sync_from_data
 from jobs.lists.apply import apply_lists, default_asn_lookup
 from jobs.lists.rules import REASONS
@@ -503,7 +504,7 @@ def _store_new(
         needed[["tenant_id", "event_id", "occurred_at"]], on=["tenant_id", "event_id"]
     )
     until = ours["tenant_id"].map(reach).to_numpy(dtype=np.int64)  # every scored tenant has one
-    final = _ns(ours["occurred_at"]) + LOOKAHEAD_S * 1_000_000_000 <= until
+    final = window_passed(_ns(ours["occurred_at"]), until)
     ours[PROVISIONAL] = np.where(final, np.nan, until.astype(np.float64))
     return store.save_scores(
         ours[[*SCORE_COLUMNS, PROVISIONAL]],
