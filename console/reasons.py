@@ -24,8 +24,6 @@ PHRASES: dict[str, str] = {
     "secs_since_msg_first_event": "soon after the message's first event",
     "secs_since_msg_prev_open": "soon after the previous open",
     "msg_prior_late_opens_other_ip": "a person opened it later elsewhere",
-    "secs_since_msg_prev_other_link_click": "another link clicked just before",
-    "secs_to_next_other_link_click": "another link clicked just after",
     "tenant_blocklist": "on this account's block list",
     "tenant_allowlist": "on this account's allow list",
 }

@@ -133,16 +133,6 @@ _MESSAGE = (
         "as an isolated or cloud-desktop click does.",
         "message",
     ),
-    FeatureSpec(
-        "secs_since_msg_prev_other_link_click",
-        "float32",
-        f"For a click on a known link, seconds since the message's latest earlier click on "
-        f"another link, from any address (of the last {HISTORY_LOOKBACK}; NaN if none): a "
-        "scanner fetches the next link within a second, even from another of its addresses, "
-        "while a person reads between links (a gateway's time-of-click check is on the person's "
-        "own link).",
-        "message",
-    ),
 )
 _LOOKAHEAD_SPECS = (
     FeatureSpec(
@@ -165,15 +155,6 @@ _LOOKAHEAD_SPECS = (
         f"Events on this message from the same address in the {LOOKAHEAD_S}s after the event "
         "(missing until that time has passed): a scanner works through every link within a "
         "second, a person reads between clicks.",
-        "lookahead",
-    ),
-    FeatureSpec(
-        "secs_to_next_other_link_click",
-        "float32",
-        f"For a click on a known link, seconds to the message's next click on another link, from "
-        f"any address, in the {LOOKAHEAD_S}s after it ({LOOKAHEAD_S + 1} if none or not such a "
-        "click; missing until that time has passed): a scanner's fetch is followed within a "
-        "second by the next link's, a person's click by a read.",
         "lookahead",
     ),
 )

@@ -166,7 +166,6 @@ def message_history(
     out_same_ip: np.ndarray,
     out_same_ua: np.ndarray,
     out_first_same_ip_ns: np.ndarray,
-    out_other_link_ns: np.ndarray,
 ) -> None:
     """Per event, over its message's events up to and including it (ordered by time).
 
@@ -175,9 +174,7 @@ def message_history(
     Distinct clicked links are tracked in a 64-bit mask; positions beyond 63 share the top bit,
     which only undercounts messages with more than 64 links. Same-IP and same-UA counts (keys < 0
     never match) look back over at most ``lookback`` earlier events; ``out_first_same_ip_ns`` is
-    the time since the earliest same-IP one of those, -1 if none. ``out_other_link_ns``: for a
-    click on a known link, the time since the latest of those that was a click on another known
-    link (from any address), -1 if none or not such a click.
+    the time since the earliest same-IP one of those, -1 if none.
     """
     n = perm.shape[0]
     prior = 0
@@ -217,8 +214,6 @@ def message_history(
         same_ip = 0
         same_ua = 0
         first_ip = -1
-        other_link = -1
-        on_link = is_click[p] and link_pos[p] >= 0
         for j in range(i - 1, max(begin, i - lookback) - 1, -1):
             q = perm[j]
             if ip_key[p] >= 0 and ip_key[q] == ip_key[p]:
@@ -226,18 +221,9 @@ def message_history(
                 first_ip = t_ns[p] - t_ns[q]
             if ua_key[p] >= 0 and ua_key[q] == ua_key[p]:
                 same_ua += 1
-            if (
-                on_link
-                and other_link < 0
-                and is_click[q]
-                and link_pos[q] >= 0
-                and link_pos[q] != link_pos[p]
-            ):
-                other_link = t_ns[p] - t_ns[q]
         out_same_ip[r] = same_ip
         out_same_ua[r] = same_ua
         out_first_same_ip_ns[r] = first_ip
-        out_other_link_ns[r] = other_link
 
 
 @numba.njit(cache=True, nogil=True)
@@ -352,15 +338,13 @@ def message_lookahead(
     out_other_click_ns: np.ndarray,
     out_other_same_link_ns: np.ndarray,
     out_same_ip_ns: np.ndarray,
-    out_other_link_ns: np.ndarray,
 ) -> None:
     """Per event, how soon its message shows, in the ``window_ns`` after it (ordered by time):
     a click from another address (an unknown address counts as another), such a click on the
-    same link (a known position), an event from the same address, and (for a click on a known
-    link) a click on another known link from any address; ``window_ns`` + 1 s if none did (or
-    the event is not such a click). All four are -1 while the window has not passed: while
-    ``t + window_ns`` is after ``horizon_ns``, the latest time of the event's tenant in the data
-    (the answer is then provisional).
+    same link (a known position), and an event from the same address; ``window_ns`` + 1 s if
+    none did. All three are -1 while the window has not passed: while ``t + window_ns`` is
+    after ``horizon_ns``, the latest time of the event's tenant in the data (the answer is
+    then provisional).
 
     ``perm``/``group`` group causal positions by message (:func:`group_order`); inputs are in
     causal order and outputs are written at ``rows[position]``.
@@ -374,21 +358,16 @@ def message_lookahead(
             out_other_click_ns[r] = -1
             out_other_same_link_ns[r] = -1
             out_same_ip_ns[r] = -1
-            out_other_link_ns[r] = -1
             continue
         other = none
         same_link = none
         same_ip = none
-        other_link = none
-        on_link = is_click[p] and link_pos[p] >= 0
         j = i + 1
         while j < n and group[j] == group[i]:
             q = perm[j]
             gap = t_ns[q] - t_ns[p]
             if gap > window_ns:
                 break
-            if on_link and is_click[q] and link_pos[q] >= 0 and link_pos[q] != link_pos[p]:
-                other_link = min(other_link, gap)
             if ip_key[p] >= 0 and ip_key[q] == ip_key[p]:
                 same_ip = min(same_ip, gap)
             elif is_click[q]:
@@ -399,4 +378,3 @@ def message_lookahead(
         out_other_click_ns[r] = other
         out_other_same_link_ns[r] = same_link
         out_same_ip_ns[r] = same_ip
-        out_other_link_ns[r] = other_link

@@ -53,17 +53,7 @@ FLOAT_COLUMNS = tuple(c for c in CONTEXT_COLUMNS if _KIND.get(c) == "int")
 _ROW = {name: j for j, name in enumerate(FEATURE_NAMES)}
 _WINDOWS_NS = np.asarray(WINDOWS_S, dtype=np.int64) * NS
 # The message_history kernel's outputs, in its argument order.
-_HISTORY = (
-    "prior",
-    "opens",
-    "clicks",
-    "distinct",
-    "gap",
-    "same_ip",
-    "same_ua",
-    "first_same_ip",
-    "other_link",
-)
+_HISTORY = ("prior", "opens", "clicks", "distinct", "gap", "same_ip", "same_ua", "first_same_ip")
 # The message_lookahead kernel's outputs (feature names), in its argument order.
 _LOOKAHEAD = LOOKAHEAD_FEATURES
 
@@ -524,9 +514,6 @@ def feature_block(
             link_count > 0, h["distinct"] / link_count, np.nan
         )
     block[_ROW["secs_since_msg_prev_event"]] = np.where(h["gap"] < 0, np.nan, h["gap"] / NS)
-    block[_ROW["secs_since_msg_prev_other_link_click"]] = np.where(
-        h["other_link"] < 0, np.nan, h["other_link"] / NS
-    )
     block[_ROW["msg_first_event"]] = h["prior"] == 0
     block[_ROW["click_without_open"]] = (is_click == 1) & (h["opens"] == 0)
     since_first, since_open, late = (np.empty(n, dtype=np.int64) for _ in range(3))

@@ -88,12 +88,10 @@ def test_message_history_prior_counts_and_links():
     pos = np.array([-1, 2, 2, 0, 1], np.int64)
     ip = np.array([7, 8, 7, -1, 7], np.int64)  # -1 (no IP) never matches
     ua = np.array([1, 1, 2, 1, 1], np.int64)
-    outs = [np.zeros(5, np.int64) for _ in range(9)]
+    outs = [np.zeros(5, np.int64) for _ in range(8)]
     ident = np.arange(5, dtype=np.int64)
     kernels.message_history(ident, group, t, is_click, pos, ip, ua, 64, ident, *outs)
-    prior, opens, clicks, distinct, gap, same_ip, same_ua, first_ip, other_link = (
-        o.tolist() for o in outs
-    )
+    prior, opens, clicks, distinct, gap, same_ip, same_ua, first_ip = (o.tolist() for o in outs)
     assert prior == [0, 1, 2, 3, 0]
     assert opens == [0, 1, 1, 1, 0]
     assert clicks == [0, 0, 1, 2, 0]
@@ -102,15 +100,12 @@ def test_message_history_prior_counts_and_links():
     assert same_ip == [0, 0, 1, 0, 0]  # the last row is another message
     assert same_ua == [0, 1, 0, 2, 0]
     assert first_ip == [-1, -1, 6 * S, -1, -1]
-    # the click on link 0 at 10 s follows the latest click on another link (link 2 at 6 s), from
-    # another address; the repeat on link 2 and the open have none
-    assert other_link == [-1, -1, -1, 4 * S, -1]
 
 
 def test_message_history_lookback_bounds_the_same_key_scan():
     n = 5
     ident = np.arange(n, dtype=np.int64)
-    outs = [np.zeros(n, np.int64) for _ in range(9)]
+    outs = [np.zeros(n, np.int64) for _ in range(8)]
     same = np.zeros(n, np.int64)
     kernels.message_history(
         ident,
@@ -133,7 +128,7 @@ def test_message_history_writes_through_the_permutation():
     perm = np.array([0, 2, 1], np.int64)
     group = np.array([0, 0, 1], np.int64)
     t = np.array([0, 1, 4], np.int64) * S
-    outs = [np.zeros(3, np.int64) for _ in range(9)]
+    outs = [np.zeros(3, np.int64) for _ in range(8)]
     rows = np.array([2, 0, 1], np.int64)  # causal position -> row
     keys = np.zeros(3, np.int64)
     kernels.message_history(
