@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/quality_suite.py [--train-tenants 8] [--train-seeds 1]
         [--recall-slack 0.001] [--tenants 3] [--days 30] [--model URI] [--out bench/out/suite]
-        [--json FILE] [--email-click-cut 0.9] [--seeds 3] [--validation]
+        [--json FILE] [--email-click-cut 0.9] [--seeds 3] [--validation] [--cuts 0.6,0.7,0.8]
 
 Without --model, a model is fitted (no MLflow) on the README's training world (8 tenants x 30
 days, seed 1, default profile) as `botfilter train` fits it; --train-seeds 1,3,4 mixes the
@@ -14,13 +14,14 @@ channel and channel x type, recall per bot family, the campaign CTR and open-rat
 which targets are missed; the exit status is 1 if any target is missed. With --seeds K each
 world is run with K seeds and judged on its seeds pooled (a family of 30 people is then not
 judged on one of them). --validation runs the validation worlds instead: the same profiles
-with seeds the suite never uses, for choosing knobs without looking at the suite.
+with seeds the suite never uses, for choosing knobs without looking at the suite. --cuts judges
+every world at each email-click cut (prepared once) and prints the frontier instead: the worst
+family of people flagged and the worst CTR error per cut, saved as JSON and a plot.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -53,6 +54,12 @@ def main() -> int:
     )
     ap.add_argument("--seeds", type=int, default=1, help="seeds per world, judged pooled")
     ap.add_argument(
+        "--cuts",
+        default=None,
+        help="also judge at these email-click cuts (comma-separated): the frontier, as a table, "
+        "JSON and a plot under --out, instead of every world's tables",
+    )
+    ap.add_argument(
         "--validation",
         action="store_true",
         help="the validation worlds (for choosing knobs), not the suite's",
@@ -65,8 +72,9 @@ def main() -> int:
     from scoring.registry import load_model
     from simulation import simulate
     from training.fit import RECALL_SLACK, fit_model, load_prepared
-    from training.suite import pool, print_pooled, print_suite, run_suite, suite_missed
+    from training.suite import parse_cuts, report_frontier, report_suite, run_suite, suite_frontier
 
+    cuts = None if args.cuts is None else parse_cuts(args.cuts)
     console = Console()
     started = time.perf_counter()
     if args.model:
@@ -90,28 +98,34 @@ def main() -> int:
     if args.email_click_cut is not None:
         model.thresholds = {**model.thresholds, "email:click": args.email_click_cut}
         console.print(f"what-if: email-click threshold {args.email_click_cut}")
-    results = run_suite(
-        model,
-        args.out,
-        args.tenants,
-        args.days,
-        console=console,
-        seeds=args.seeds,
-        validation=args.validation,
-    )
-    print_suite(results, console)
-    pooled = pool(results)
-    if args.seeds > 1:
-        print_pooled(pooled, console)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        doc = {
-            "worlds": [r.to_dict() for r in results],
-            "pooled": [p.to_dict() for p in pooled],
-        }
-        args.json.write_text(json.dumps(doc, indent=2, default=float))
+    if cuts is not None:
+        points = suite_frontier(
+            model,
+            args.out,
+            cuts,
+            args.tenants,
+            args.days,
+            console=console,
+            seeds=args.seeds,
+            validation=args.validation,
+        )
+        which = "validation" if args.validation else "suite"
+        out = args.json or args.out / f"frontier-{which}.json"
+        title = f"training seeds {args.train_seeds}: {which} worlds, {args.seeds} seed(s) each"
+        missed = report_frontier(points, console, out, title)
+    else:
+        results = run_suite(
+            model,
+            args.out,
+            args.tenants,
+            args.days,
+            console=console,
+            seeds=args.seeds,
+            validation=args.validation,
+        )
+        missed = report_suite(results, console, args.json)
     console.print(f"{time.perf_counter() - started:.0f} s")
-    return 1 if suite_missed(results, pooled) else 0
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":

@@ -101,6 +101,13 @@ def evaluate(
         help="With --suite: the validation worlds instead (the same profiles, seeds the suite "
         "never uses), for choosing knobs without looking at the suite.",
     ),
+    cuts: str | None = typer.Option(
+        None,
+        "--cuts",
+        help="With --suite: judge at each of these email-click cuts too (comma-separated, in "
+        "(0, 1)) instead of printing every world: the worst family of people flagged against "
+        "the worst CTR error per cut, as a table, JSON and a plot (choose on --validation).",
+    ),
     unlabelled: bool = typer.Option(
         False,
         "--unlabelled",
@@ -133,30 +140,42 @@ def evaluate(
 
     if (data is None) == (not suite):
         raise BotfilterError("give either --data DIR or --suite")
-    if not suite and (seeds != 1 or validation):
-        raise BotfilterError("--seeds and --validation go with --suite")
+    if not suite and (seeds != 1 or validation or cuts is not None):
+        raise BotfilterError("--seeds, --validation and --cuts go with --suite")
     if out is not None:
         check_out_file(out)
+    frontier_cuts = None
+    if cuts is not None:  # a bad cut fails before the model loads
+        from training.suite import parse_cuts
+
+        frontier_cuts = parse_cuts(cuts)
     console = Console()
     settings = get_settings()
     bot_model = load_model(settings, model)
     if suite:
-        from training.suite import pool, print_pooled, print_suite, run_suite, suite_missed
+        from training.suite import (
+            report_frontier,
+            report_suite,
+            run_suite,
+            suite_frontier,
+        )
 
         root = worlds or settings.ensure_home() / "suite"
+        name = f"{'validation' if validation else 'suite'}-{bot_model.version.replace('/', '-')}"
+        if frontier_cuts is not None:
+            points = suite_frontier(
+                bot_model, root, frontier_cuts, console=console, seeds=seeds, validation=validation
+            )
+            out = out or settings.ensure_home() / "reports" / f"{name}-frontier.json"
+            title = f"{bot_model.version}: {'validation' if validation else 'suite'} worlds"
+            if report_frontier(points, console, out, f"{title}, {seeds} seed(s) each"):
+                raise typer.Exit(1)
+            return
         results = run_suite(bot_model, root, console=console, seeds=seeds, validation=validation)
-        print_suite(results, console)
-        pooled = pool(results)
-        if seeds > 1:
-            print_pooled(pooled, console)
-        out = out or settings.ensure_home() / "reports" / (
-            f"{'validation' if validation else 'suite'}-{bot_model.version.replace('/', '-')}.json"
-        )
-        out.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"worlds": [r.to_dict() for r in results], "pooled": [p.to_dict() for p in pooled]}
-        out.write_text(json.dumps(doc, indent=2, default=float))
+        out = out or settings.ensure_home() / "reports" / f"{name}.json"
+        missed = report_suite(results, console, out)
         console.print(f"model {bot_model.version}; suite saved to {out}")
-        if suite_missed(results, pooled):
+        if missed:
             raise typer.Exit(1)
         return
     assert data is not None  # checked above: --data or --suite

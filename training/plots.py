@@ -101,3 +101,45 @@ def confusion_by_kind(kind: pd.Series, is_bot: np.ndarray, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def frontier(
+    cuts: list[float],
+    worst_fpr: list[float],
+    worst_ctr_pp: list[float],
+    fitted: float,
+    max_fpr: float,
+    max_ctr_pp: float,
+    title: str,
+    path: Path,
+) -> Path:
+    """The worst family's FPR against the worst CTR error, a point per cut, with the targets'
+    corner shaded: the points inside it meet both."""
+    plt = _plt()
+    order = np.argsort(cuts)
+    x = np.asarray(worst_ctr_pp, dtype=float)[order]
+    y = 100 * np.asarray(worst_fpr, dtype=float)[order]
+    c = np.asarray(cuts, dtype=float)[order]
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    ax.fill_between([0, max_ctr_pp], 0, 100 * max_fpr, color="#27ae60", alpha=0.15, label="targets")
+    ax.axvline(max_ctr_pp, color="#27ae60", ls="--", lw=1)
+    ax.axhline(100 * max_fpr, color="#27ae60", ls="--", lw=1)
+    ax.plot(x, y, "o-", color="#2c3e50", lw=1.2)
+    for xi, yi, ci in zip(x, y, c, strict=True):
+        ax.annotate(f"{ci:.2f}", (xi, yi), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    own = np.flatnonzero(c == fitted)
+    if own.size:
+        ax.plot(x[own], y[own], "*", ms=14, color="#c0392b", label=f"fitted cut {fitted:.3f}")
+    ax.set(
+        xlabel="worst world's campaign CTR error (pp)",
+        ylabel="worst family of people flagged (%)",
+        title=title,
+        xlim=(0, max(float(x.max(initial=0)), max_ctr_pp) * 1.15),
+        ylim=(0, max(float(y.max(initial=0)), 100 * max_fpr) * 1.15),
+    )
+    ax.legend(loc="upper right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -8,7 +8,8 @@ error. None of these worlds is used to train, to choose thresholds or to choose 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,13 @@ from rich.console import Console
 from rich.table import Table
 
 from contract import load
+from core.errors import BotfilterError
 from features.pipeline import Enrichers
-from scoring.model import BotModel
+from scoring.model import MIN_CUT, BotModel
 from simulation import simulate
 from simulation.config import SimConfig
 from training.evaluate import evaluate_model
-from training.fit import prepare
+from training.fit import Prepared, prepare
 from training.gate import SUITE, SuiteTargets
 from training.report import EvaluationReport, FamilyRate, PrecisionRecall
 
@@ -191,6 +193,32 @@ def _pooled_pr(parts: list[PrecisionRecall]) -> PrecisionRecall:
     )
 
 
+def _worlds(
+    root: Path,
+    tenants: int,
+    days: int,
+    worlds: tuple[SuiteWorld, ...],
+    console: Console | None,
+    seeds: int,
+    validation: bool,
+) -> Iterator[tuple[SuiteWorld, int, Prepared]]:
+    """Each world's first ``seeds`` seeds (the validation worlds' with ``validation``),
+    simulated under ``root`` unless already there, prepared one at a time."""
+    enrichers = Enrichers.load()
+    for w in worlds:
+        for seed in w.seeds(seeds, validation):
+            data = Path(root) / f"{w.profile}-seed{seed}-{tenants}t-{days}d"
+            if not (data / "events.parquet").exists():
+                if console is not None:
+                    console.print(f"simulating {w.profile} (seed {seed}) -> {data}")
+                simulate(data, tenants, days, seed, SimConfig.variant(w.profile))
+            yield w, seed, prepare(load(data), enrichers)
+
+
+def _judged(w: SuiteWorld, seed: int, report: EvaluationReport) -> SuiteResult:
+    return SuiteResult(w.profile, seed, w.pushes, report, tuple(suite_failures(report)))
+
+
 def run_suite(
     model: BotModel,
     root: Path,
@@ -203,23 +231,125 @@ def run_suite(
 ) -> list[SuiteResult]:
     """Simulate (or reuse under ``root``) each world with its first ``seeds`` seeds (the
     validation worlds' with ``validation``), and evaluate ``model`` on all their events."""
-    enrichers = Enrichers.load()
     out = []
-    for w in worlds:
-        for seed in w.seeds(seeds, validation):
-            data = Path(root) / f"{w.profile}-seed{seed}-{tenants}t-{days}d"
-            if not (data / "events.parquet").exists():
-                if console is not None:
-                    console.print(f"simulating {w.profile} (seed {seed}) -> {data}")
-                simulate(data, tenants, days, seed, SimConfig.variant(w.profile))
-            prep = prepare(load(data), enrichers)
-            report = evaluate_model(model, prep, np.arange(len(prep.ctx))).report
-            result = SuiteResult(w.profile, seed, w.pushes, report, tuple(suite_failures(report)))
-            out.append(result)
-            if console is not None:
-                status = "meets every target" if not result.failures else "; ".join(result.failures)
-                console.print(f"{w.profile} (seed {seed}): {report.events:,} events: {status}")
+    for w, seed, prep in _worlds(root, tenants, days, worlds, console, seeds, validation):
+        result = _judged(w, seed, evaluate_model(model, prep, np.arange(len(prep.ctx))).report)
+        out.append(result)
+        if console is not None:
+            status = "meets every target" if not result.failures else "; ".join(result.failures)
+            console.print(f"{w.profile} (seed {seed}): {result.report.events:,} events: {status}")
     return out
+
+
+# The cut the frontier moves: email clicks are where people behind isolation and the scanners'
+# one-link checks meet (every other cut stays the model's own).
+FRONTIER_KEY = "email:click"
+
+
+@dataclass(frozen=True)
+class FrontierPoint:
+    """The suite judged with one email-click cut: its worst family and worst CTR error, each
+    pooled over a world's seeds, and how many worlds miss each target."""
+
+    cut: float
+    fitted: bool  # the model's own cut
+    worst_fpr: float  # among the families judged (enough people)
+    worst_fpr_at: str  # "world: family"
+    fpr_misses: int  # worlds with a family over the target
+    worst_ctr_pp: float
+    worst_ctr_at: str
+    ctr_misses: int  # worlds whose CTR error is over the target
+    missed: bool  # any target missed in any world (precision and recall included)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def frontier_point(
+    cut: float, fitted: bool, results: list[SuiteResult], targets: SuiteTargets = SUITE
+) -> FrontierPoint:
+    """One cut's results summed up, each world's seeds pooled (one seed pools to itself)."""
+    worst_fpr, worst_fpr_at, fpr_misses = 0.0, "-", 0
+    worst_ctr, worst_ctr_at, ctr_misses = 0.0, "-", 0
+    pooled = pool(results, targets)
+    for p in pooled:
+        judged = {
+            f: r.model for f, r in p.fpr_by_family.items() if r.n >= targets.min_family_events
+        }
+        fam, rate = max(judged.items(), key=lambda x: x[1], default=("-", 0.0))
+        if rate > worst_fpr or worst_fpr_at == "-":
+            worst_fpr, worst_fpr_at = rate, f"{p.world}: {fam}"
+        fpr_misses += rate > targets.max_family_fpr
+        if p.ctr_mae_pp > worst_ctr or worst_ctr_at == "-":
+            worst_ctr, worst_ctr_at = p.ctr_mae_pp, p.world
+        ctr_misses += not p.ctr_mae_pp <= targets.max_ctr_mae_pp
+    missed = any(p.failures for p in pooled)
+    return FrontierPoint(
+        cut,
+        fitted,
+        worst_fpr,
+        worst_fpr_at,
+        fpr_misses,
+        worst_ctr,
+        worst_ctr_at,
+        ctr_misses,
+        missed,
+    )
+
+
+def suite_frontier(
+    model: BotModel,
+    root: Path,
+    cuts: Sequence[float],
+    tenants: int = 3,
+    days: int = 30,
+    worlds: tuple[SuiteWorld, ...] = SUITE_WORLDS,
+    console: Console | None = None,
+    seeds: int = 1,
+    validation: bool = False,
+) -> list[FrontierPoint]:
+    """The suite (or the validation worlds) judged at each email-click cut of ``cuts`` and at
+    the model's own, every world prepared once: what raising the cut trades, fewer people
+    flagged for a larger CTR error, as points to choose a cut from (on the validation worlds)."""
+    fitted = float(model.thresholds.get(FRONTIER_KEY, model.thresholds.get("default", MIN_CUT)))
+    every = sorted({*map(float, cuts), fitted})
+    per_cut: dict[float, list[SuiteResult]] = {c: [] for c in every}
+    own = model.thresholds
+    try:
+        for w, seed, prep in _worlds(root, tenants, days, worlds, console, seeds, validation):
+            rows = np.arange(len(prep.ctx))
+            for c in every:
+                model.thresholds = {**own, FRONTIER_KEY: c}
+                per_cut[c].append(_judged(w, seed, evaluate_model(model, prep, rows).report))
+            if console is not None:
+                console.print(f"{w.profile} (seed {seed}): judged at {len(every)} cuts")
+    finally:
+        model.thresholds = own
+    return [frontier_point(c, c == fitted, per_cut[c]) for c in every]
+
+
+def print_frontier(points: list[FrontierPoint], console: Console) -> None:
+    """A rich table of the frontier, a row per cut (the model's own marked)."""
+    t = Table(
+        title=f"The {FRONTIER_KEY} cut's frontier (targets: every family <= "
+        f"{SUITE.max_family_fpr:.0%}, CTR error <= {SUITE.max_ctr_mae_pp} pp)"
+    )
+    for c in ("cut", "worst FPR", "family (world)", "worlds", "worst CTR", "world", "worlds", ""):
+        t.add_column(c, justify="right")
+    for p in points:
+        world, _, family = p.worst_fpr_at.partition(": ")
+        t.add_row(
+            f"{p.cut:.3f}{'*' if p.fitted else ''}",
+            f"{p.worst_fpr:.2%}",
+            f"{family} ({world.replace('stress_', '')})" if family else world,
+            str(p.fpr_misses),
+            f"{p.worst_ctr_pp:.3f} pp",
+            p.worst_ctr_at.replace("stress_", ""),
+            str(p.ctr_misses),
+            "MISS" if p.missed else "ok",
+        )
+    t.caption = "* the model's own cut; worlds: how many miss that target"
+    console.print(t)
 
 
 def print_suite(results: list[SuiteResult], console: Console) -> None:
@@ -325,6 +455,58 @@ def print_pooled(pooled: list[PooledWorld], console: Console) -> None:
     for p in pooled:
         if p.failures:
             console.print(f"[red]{p.world}, seeds pooled[/]: " + "; ".join(p.failures))
+
+
+def report_suite(results: list[SuiteResult], console: Console, out: Path | None = None) -> bool:
+    """Print the suite's tables (each world's seeds pooled too, when it has several), save them
+    as JSON to ``out``; True when a target is missed (:func:`suite_missed`)."""
+    print_suite(results, console)
+    pooled = pool(results)
+    if any(len(p.seeds) > 1 for p in pooled):
+        print_pooled(pooled, console)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"worlds": [r.to_dict() for r in results], "pooled": [p.to_dict() for p in pooled]}
+        out.write_text(json.dumps(doc, indent=2, default=float))
+    return suite_missed(results, pooled)
+
+
+def parse_cuts(text: str) -> list[float]:
+    """``--cuts``: comma-separated cuts, each a number in (0, 1); a one-line error otherwise."""
+    cuts = []
+    for part in text.split(","):
+        try:
+            cut = float(part)
+        except ValueError:
+            raise BotfilterError(f"--cuts: {part.strip()!r} is not a number") from None
+        if not 0.0 < cut < 1.0:
+            raise BotfilterError(f"--cuts: {cut} is not between 0 and 1")
+        cuts.append(cut)
+    return cuts
+
+
+def report_frontier(points: list[FrontierPoint], console: Console, out: Path, title: str) -> bool:
+    """Print the frontier, save it as JSON to ``out`` and as a plot beside it (``.png``); True
+    when the model's own cut misses a target."""
+    from training.plots import frontier
+
+    print_frontier(points, console)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"key": FRONTIER_KEY, "points": [p.to_dict() for p in points]}
+    out.write_text(json.dumps(doc, indent=2, default=float))
+    fitted = next(p for p in points if p.fitted)
+    png = frontier(
+        [p.cut for p in points],
+        [p.worst_fpr for p in points],
+        [p.worst_ctr_pp for p in points],
+        fitted.cut,
+        SUITE.max_family_fpr,
+        SUITE.max_ctr_mae_pp,
+        title,
+        out.with_suffix(".png"),
+    )
+    console.print(f"frontier saved to {out} and {png}")
+    return fitted.missed
 
 
 def _per_world(rates: dict[str, Mapping[str, FamilyRate]], title: str, fmt: str) -> Table:

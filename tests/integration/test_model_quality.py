@@ -200,3 +200,25 @@ def test_the_suite_on_two_seeds_pools_each_worlds_real_evaluations(trained, tmp_
         min(x.recall for x in email) <= p.by_channel["email"].recall <= max(x.recall for x in email)
     )
     assert json.loads(json.dumps(p.to_dict(), default=float))["seeds"] == [11, 111]
+
+
+def test_the_frontier_judges_every_cut_on_worlds_prepared_once(trained, tmp_path):
+    """``suite_frontier`` with the real champion: its point at the model's own cut is the
+    plain suite's verdict and worst figures; at a higher email-click cut no family has more
+    people flagged; the model keeps its thresholds."""
+    from training.suite import SUITE_WORLDS, frontier_point, run_suite, suite_frontier
+
+    settings, _ = trained
+    model = load_model(settings, champion_uri(settings), compile=False)
+    own = dict(model.thresholds)
+    worlds = SUITE_WORLDS[1:2]
+    points = suite_frontier(model, tmp_path, [0.501, 0.999], tenants=1, days=3, worlds=worlds)
+    assert model.thresholds == own
+    fitted = own["email:click"]
+    assert [p.cut for p in points] == sorted({0.501, 0.999, fitted})
+    assert [p.cut for p in points if p.fitted] == [fitted]
+    plain = frontier_point(fitted, True, run_suite(model, tmp_path, 1, 3, worlds))
+    assert next(p for p in points if p.fitted) == plain
+    assert len(list(tmp_path.iterdir())) == 1  # the one world, simulated once and reused
+    worst = [p.worst_fpr for p in points]
+    assert worst == sorted(worst, reverse=True)  # a higher cut never flags more people

@@ -553,3 +553,16 @@ def test_spark_scores_without_rows_keep_their_reasons_as_lists() -> None:
 
     frame = scores_to_pandas(Empty())  # type: ignore[arg-type]
     assert frame.empty and frame["reasons"].dtype == object
+
+
+def test_a_bad_frontier_cut_is_one_line_before_any_model_loads(cli):
+    """``evaluate --suite --cuts``: a cut that is no number, or not between 0 and 1, is one line,
+    given before the (here missing) model is looked for."""
+    for cuts, message in (
+        ("0.5,abc", "--cuts: 'abc' is not a number"),
+        ("1.5", "--cuts: 1.5 is not between 0 and 1"),
+    ):
+        status, _, err = cli(
+            "evaluate", "--suite", "--cuts", cuts, "--model", "models:/nothing@here"
+        )
+        assert status == 2 and one_line(err) == message

@@ -159,7 +159,68 @@ def test_seeds_and_validation_go_with_the_suite(tmp_path):
 
     from botfilter.cli import app
 
-    for extra in (["--seeds", "3"], ["--validation"]):
+    for extra in (["--seeds", "3"], ["--validation"], ["--cuts", "0.7"]):
         res = CliRunner().invoke(app, ["evaluate", "--data", str(tmp_path), *extra])
         assert res.exit_code != 0
-        assert "--seeds and --validation go with --suite" in (res.output + str(res.exception))
+        assert "--seeds, --validation and --cuts go with --suite" in (
+            res.output + str(res.exception)
+        )
+
+
+def test_a_frontier_point_is_the_worst_pooled_world_and_counts_its_misses():
+    from training.suite import SuiteResult, frontier_point
+
+    good = _report([True, True, False, False, False, False])
+    err = good.campaign_metric_error
+
+    def world(name: str, seed: int, flagged: int, ctr: float) -> SuiteResult:
+        r = replace(
+            good,
+            fpr_by_family={
+                "isolation": FamilyRate(model=flagged / 40, n=40),
+                "citrix": FamilyRate(model=1.0, n=2),  # too few people to judge
+            },
+            campaign_metric_error=replace(err, model=replace(err.model, ctr_mae_pp=ctr)),
+        )
+        return SuiteResult(name, seed, "", r, tuple(suite_failures(r)))
+
+    # "a": 1 + 2 of 80 isolated people pooled (3.75%), CTR errors 0.1 and 0.2 (0.15 pooled);
+    # "b": none flagged, CTR error 0.5
+    results = [world("a", 5, 1, 0.1), world("a", 105, 2, 0.2), world("b", 6, 0, 0.5)]
+    p = frontier_point(0.8, True, results)
+    assert (p.cut, p.fitted) == (0.8, True)
+    assert p.worst_fpr == 3 / 80 and p.worst_fpr_at == "a: isolation" and p.fpr_misses == 1
+    assert p.worst_ctr_pp == 0.5 and p.worst_ctr_at == "b" and p.ctr_misses == 1
+    assert p.missed
+    ok = frontier_point(0.9, False, [world("a", 5, 0, 0.1), world("b", 6, 0, 0.3)])
+    assert (ok.worst_fpr, ok.fpr_misses, ok.ctr_misses, ok.missed) == (0.0, 0, 0, False)
+    assert ok.to_dict()["worst_ctr_at"] == "b"
+
+
+def test_cuts_are_numbers_between_0_and_1():
+    import pytest
+
+    from core.errors import BotfilterError
+    from training.suite import parse_cuts
+
+    assert parse_cuts("0.6, 0.75,0.9") == [0.6, 0.75, 0.9]
+    with pytest.raises(BotfilterError, match=r"^--cuts: 'x' is not a number$"):
+        parse_cuts("0.6,x")
+    with pytest.raises(BotfilterError, match=r"^--cuts: 1.2 is not between 0 and 1$"):
+        parse_cuts("1.2")
+
+
+def test_the_frontier_plot_is_written(tmp_path):
+    from training.plots import frontier
+
+    path = frontier(
+        [0.9, 0.6, 0.75],
+        [0.01, 0.03, 0.02],
+        [0.5, 0.2, 0.3],
+        0.75,
+        0.02,
+        0.3,
+        "t",
+        tmp_path / "f.png",
+    )
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
