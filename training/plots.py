@@ -125,8 +125,10 @@ def frontier(
     ax.axvline(max_ctr_pp, color="#27ae60", ls="--", lw=1)
     ax.axhline(100 * max_fpr, color="#27ae60", ls="--", lw=1)
     ax.plot(x, y, "o-", color="#2c3e50", lw=1.2)
-    for xi, yi, ci in zip(x, y, c, strict=True):
-        ax.annotate(f"{ci:.2f}", (xi, yi), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    for i, (xi, yi, ci) in enumerate(zip(x, y, c, strict=True)):
+        # alternately above and below the line: neighbouring cuts often sit close together
+        offset = (5, 5) if i % 2 == 0 else (5, -12)
+        ax.annotate(f"{ci:.2f}", (xi, yi), textcoords="offset points", xytext=offset, fontsize=8)
     own = np.flatnonzero(c == fitted)
     if own.size:
         ax.plot(x[own], y[own], "*", ms=14, color="#c0392b", label=f"fitted cut {fitted:.3f}")
