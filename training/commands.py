@@ -104,8 +104,8 @@ def evaluate(
     cuts: str | None = typer.Option(
         None,
         "--cuts",
-        help="With --suite: judge at each of these email-click cuts too (comma-separated, in "
-        "(0, 1)) instead of printing every world: the worst family of people flagged against "
+        help="With --suite: judge at each of these email-click cuts too (comma-separated, from "
+        "0.5 up to 1) instead of printing every world: the worst family of people flagged against "
         "the worst CTR error per cut, as a table, JSON and a plot (choose on --validation).",
     ),
     unlabelled: bool = typer.Option(

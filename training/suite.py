@@ -311,7 +311,10 @@ def suite_frontier(
     """The suite (or the validation worlds) judged at each email-click cut of ``cuts`` and at
     the model's own, every world prepared once: what raising the cut trades, fewer people
     flagged for a larger CTR error, as points to choose a cut from (on the validation worlds)."""
-    fitted = float(model.thresholds.get(FRONTIER_KEY, model.thresholds.get("default", MIN_CUT)))
+    # the cut the model applies (threshold_for floors every cut at MIN_CUT)
+    fitted = max(
+        float(model.thresholds.get(FRONTIER_KEY, model.thresholds.get("default", MIN_CUT))), MIN_CUT
+    )
     every = sorted({*map(float, cuts), fitted})
     per_cut: dict[float, list[SuiteResult]] = {c: [] for c in every}
     own = model.thresholds
@@ -472,15 +475,16 @@ def report_suite(results: list[SuiteResult], console: Console, out: Path | None 
 
 
 def parse_cuts(text: str) -> list[float]:
-    """``--cuts``: comma-separated cuts, each a number in (0, 1); a one-line error otherwise."""
+    """``--cuts``: comma-separated cuts, each a number from ``MIN_CUT`` (below it a model never
+    flags: issue 16's 0.5 rule) up to 1; a one-line error otherwise."""
     cuts = []
     for part in text.split(","):
         try:
             cut = float(part)
         except ValueError:
             raise BotfilterError(f"--cuts: {part.strip()!r} is not a number") from None
-        if not 0.0 < cut < 1.0:
-            raise BotfilterError(f"--cuts: {cut} is not between 0 and 1")
+        if not MIN_CUT <= cut < 1.0:
+            raise BotfilterError(f"--cuts: {cut} is not from {MIN_CUT} (the lowest cut) up to 1")
         cuts.append(cut)
     return cuts
 

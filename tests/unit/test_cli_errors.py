@@ -560,7 +560,7 @@ def test_a_bad_frontier_cut_is_one_line_before_any_model_loads(cli):
     given before the (here missing) model is looked for."""
     for cuts, message in (
         ("0.5,abc", "--cuts: 'abc' is not a number"),
-        ("1.5", "--cuts: 1.5 is not between 0 and 1"),
+        ("1.5", "--cuts: 1.5 is not from 0.5 (the lowest cut) up to 1"),
     ):
         status, _, err = cli(
             "evaluate", "--suite", "--cuts", cuts, "--model", "models:/nothing@here"

@@ -206,8 +206,10 @@ def test_cuts_are_numbers_between_0_and_1():
     assert parse_cuts("0.6, 0.75,0.9") == [0.6, 0.75, 0.9]
     with pytest.raises(BotfilterError, match=r"^--cuts: 'x' is not a number$"):
         parse_cuts("0.6,x")
-    with pytest.raises(BotfilterError, match=r"^--cuts: 1.2 is not between 0 and 1$"):
-        parse_cuts("1.2")
+    for bad in ("1.2", "0.3"):  # below 0.5 a model never flags (the 0.5 rule)
+        with pytest.raises(BotfilterError, match=rf"^--cuts: {bad} is not from 0.5 \(the lowest"):
+            parse_cuts(bad)
+    assert parse_cuts("0.5") == [0.5]
 
 
 def test_the_frontier_plot_is_written(tmp_path):
