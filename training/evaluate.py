@@ -6,7 +6,7 @@ against the labels' truth, next to no filter and a UA-list-only baseline.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from sklearn.metrics import average_precision_score
 
-from scoring.model import BotModel
+from scoring.model import MIN_CUT, BotModel
 from training.fit import Prepared, channel_type_rows
 from training.report import (
     CampaignError,
@@ -186,6 +186,32 @@ def evaluate_model(model: BotModel, prep: Prepared, idx: np.ndarray) -> Evaluati
     is_bot = proba >= model.threshold_for(ctx["channel"].to_numpy(), ctx["type"].to_numpy())
     delivered = _delivered_for(prep, ctx)
     return Evaluation(evaluation_report(ctx, feats, proba, is_bot, delivered), proba, is_bot)
+
+
+def reports_at_cuts(
+    model: BotModel,
+    prep: Prepared,
+    idx: np.ndarray,
+    channel: str,
+    event_type: str,
+    cuts: Sequence[float],
+) -> list[EvaluationReport]:
+    """Reports of ``model`` on rows ``idx``, one per cut of ``cuts`` given to the events of
+    ``channel`` and ``event_type`` (floored at ``MIN_CUT``, as every cut is), every other event
+    at the model's own threshold: the rows are scored once for all the cuts."""
+    ctx = prep.ctx.iloc[idx]
+    feats = prep.features.iloc[idx]
+    proba = model.predict_proba(feats)
+    ch, ty = ctx["channel"].to_numpy(), ctx["type"].to_numpy()
+    own = model.threshold_for(ch, ty)
+    moved = (ch == channel) & (ty == event_type)
+    delivered = _delivered_for(prep, ctx)
+    return [
+        evaluation_report(
+            ctx, feats, proba, proba >= np.where(moved, max(cut, MIN_CUT), own), delivered
+        )
+        for cut in cuts
+    ]
 
 
 def _delivered_for(prep: Prepared, ctx: pd.DataFrame) -> pd.DataFrame | None:

@@ -21,10 +21,10 @@ from rich.table import Table
 from contract import load
 from core.errors import BotfilterError
 from features.pipeline import Enrichers
-from scoring.model import MIN_CUT, BotModel
+from scoring.model import MIN_CUT, BotModel, threshold_key
 from simulation import simulate
 from simulation.config import SimConfig
-from training.evaluate import evaluate_model
+from training.evaluate import evaluate_model, reports_at_cuts
 from training.fit import Prepared, prepare
 from training.gate import SUITE, SuiteTargets
 from training.report import EvaluationReport, FamilyRate, PrecisionRecall
@@ -243,7 +243,8 @@ def run_suite(
 
 # The cut the frontier moves: email clicks are where people behind isolation and the scanners'
 # one-link checks meet (every other cut stays the model's own).
-FRONTIER_KEY = "email:click"
+FRONTIER = ("email", "click")
+FRONTIER_KEY = threshold_key(*FRONTIER)
 
 
 @dataclass(frozen=True)
@@ -269,20 +270,20 @@ def frontier_point(
     cut: float, fitted: bool, results: list[SuiteResult], targets: SuiteTargets = SUITE
 ) -> FrontierPoint:
     """One cut's results summed up, each world's seeds pooled (one seed pools to itself)."""
-    worst_fpr, worst_fpr_at, fpr_misses = 0.0, "-", 0
-    worst_ctr, worst_ctr_at, ctr_misses = 0.0, "-", 0
     pooled = pool(results, targets)
+    worst_family: list[tuple[float, str]] = []  # per world: its worst judged family
     for p in pooled:
         judged = {
             f: r.model for f, r in p.fpr_by_family.items() if r.n >= targets.min_family_events
         }
         fam, rate = max(judged.items(), key=lambda x: x[1], default=("-", 0.0))
-        if rate > worst_fpr or worst_fpr_at == "-":
-            worst_fpr, worst_fpr_at = rate, f"{p.world}: {fam}"
-        fpr_misses += rate > targets.max_family_fpr
-        if p.ctr_mae_pp > worst_ctr or worst_ctr_at == "-":
-            worst_ctr, worst_ctr_at = p.ctr_mae_pp, p.world
-        ctr_misses += not p.ctr_mae_pp <= targets.max_ctr_mae_pp
+        worst_family.append((rate, f"{p.world}: {fam}"))
+    worst_fpr, worst_fpr_at = max(worst_family, key=lambda x: x[0], default=(0.0, "-"))
+    fpr_misses = sum(rate > targets.max_family_fpr for rate, _ in worst_family)
+    worst_ctr, worst_ctr_at = max(
+        ((p.ctr_mae_pp, p.world) for p in pooled), key=lambda x: x[0], default=(0.0, "-")
+    )
+    ctr_misses = sum(not p.ctr_mae_pp <= targets.max_ctr_mae_pp for p in pooled)
     missed = any(p.failures for p in pooled)
     return FrontierPoint(
         cut,
@@ -311,23 +312,16 @@ def suite_frontier(
     """The suite (or the validation worlds) judged at each email-click cut of ``cuts`` and at
     the model's own, every world prepared once: what raising the cut trades, fewer people
     flagged for a larger CTR error, as points to choose a cut from (on the validation worlds)."""
-    # the cut the model applies (threshold_for floors every cut at MIN_CUT)
-    fitted = max(
-        float(model.thresholds.get(FRONTIER_KEY, model.thresholds.get("default", MIN_CUT))), MIN_CUT
-    )
+    # the cut the model applies to those events (its own, or the default, floored)
+    fitted = float(model.threshold_for(*(np.array([x]) for x in FRONTIER))[0])
     every = sorted({*map(float, cuts), fitted})
     per_cut: dict[float, list[SuiteResult]] = {c: [] for c in every}
-    own = model.thresholds
-    try:
-        for w, seed, prep in _worlds(root, tenants, days, worlds, console, seeds, validation):
-            rows = np.arange(len(prep.ctx))
-            for c in every:
-                model.thresholds = {**own, FRONTIER_KEY: c}
-                per_cut[c].append(_judged(w, seed, evaluate_model(model, prep, rows).report))
-            if console is not None:
-                console.print(f"{w.profile} (seed {seed}): judged at {len(every)} cuts")
-    finally:
-        model.thresholds = own
+    for w, seed, prep in _worlds(root, tenants, days, worlds, console, seeds, validation):
+        reports = reports_at_cuts(model, prep, np.arange(len(prep.ctx)), *FRONTIER, every)
+        for c, report in zip(every, reports, strict=True):
+            per_cut[c].append(_judged(w, seed, report))
+        if console is not None:
+            console.print(f"{w.profile} (seed {seed}): judged at {len(every)} cuts")
     return [frontier_point(c, c == fitted, per_cut[c]) for c in every]
 
 
