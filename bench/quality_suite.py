@@ -3,6 +3,7 @@
     .venv/bin/python bench/quality_suite.py [--train-tenants 8] [--train-seeds 1]
         [--recall-slack 0.001] [--tenants 3] [--days 30] [--model URI] [--out bench/out/suite]
         [--json FILE] [--email-click-cut 0.9] [--seeds 3] [--validation] [--cuts 0.6,0.7,0.8]
+        [--ceiling all]
 
 Without --model, a model is fitted (no MLflow) on the README's training world (8 tenants x 30
 days, seed 1, default profile) as `botfilter train` fits it; --train-seeds 1,3,4 mixes the
@@ -17,6 +18,9 @@ judged on one of them). --validation runs the validation worlds instead: the sam
 with seeds the suite never uses, for choosing knobs without looking at the suite. --cuts judges
 every world at each email-click cut (prepared once) and prints the frontier instead: the worst
 family of people flagged and the worst CTR error per cut, saved as JSON and a plot.
+--ceiling also fits on one world of each named suite profile (a seed no suite or validation
+world uses): with the training in-distribution, where could these features reach? A diagnostic
+only: a model fitted so has seen the very families the suite pushes, so it proves nothing there.
 """
 
 from __future__ import annotations
@@ -34,6 +38,13 @@ def main() -> int:
         "--train-seeds",
         default="1",
         help="seeds of the training worlds, comma-separated: several are mixed into one fit",
+    )
+    ap.add_argument(
+        "--ceiling",
+        default=None,
+        help="also fit on one world of each of these suite profiles (comma-separated, or 'all'), "
+        "with a seed no suite or validation world uses: how far the frontier is from "
+        "in-distribution training (a ceiling to read, never a model to ship)",
     )
     ap.add_argument("--tenants", type=int, default=3, help="tenants of each suite world")
     ap.add_argument("--days", type=int, default=30)
@@ -71,10 +82,29 @@ def main() -> int:
     from core.settings import Settings, get_settings
     from scoring.registry import load_model
     from simulation import simulate
+    from simulation.config import SimConfig
     from training.fit import RECALL_SLACK, fit_model, load_prepared
-    from training.suite import parse_cuts, report_frontier, report_suite, run_suite, suite_frontier
+    from training.suite import (
+        SUITE_WORLDS,
+        parse_cuts,
+        report_frontier,
+        report_suite,
+        run_suite,
+        suite_frontier,
+    )
 
     cuts = None if args.cuts is None else parse_cuts(args.cuts)
+    ceiling = []
+    if args.ceiling is not None:
+        wanted = {w.profile for w in SUITE_WORLDS} if args.ceiling == "all" else set()
+        wanted |= {p for p in args.ceiling.split(",") if p and p != "all"}
+        ceiling = [w for w in SUITE_WORLDS if w.profile in wanted]
+        unknown = wanted - {w.profile for w in ceiling}
+        if unknown or not ceiling:
+            names = ", ".join(w.profile for w in SUITE_WORLDS)
+            ap.error(
+                f"--ceiling: {', '.join(sorted(unknown)) or 'no profile'}; choose from {names}"
+            )
     console = Console()
     started = time.perf_counter()
     if args.model:
@@ -85,6 +115,13 @@ def main() -> int:
             train_dir = args.out / f"train-default-seed{seed}-{args.train_tenants}t-{args.days}d"
             if not (train_dir / "events.parquet").exists():
                 simulate(train_dir, tenants=args.train_tenants, days=args.days, seed=seed)
+            dirs.append(train_dir)
+        for w in ceiling:
+            seed = w.ceiling_seed
+            train_dir = args.out / f"ceiling-{w.profile}-seed{seed}-{args.tenants}t-{args.days}d"
+            if not (train_dir / "events.parquet").exists():
+                world = SimConfig.variant(w.profile)
+                simulate(train_dir, tenants=args.tenants, days=args.days, seed=seed, config=world)
             dirs.append(train_dir)
         prep = load_prepared(dirs[0], mix=dirs[1:])  # as `botfilter train --mix` mixes them
         settings = Settings(home=args.out / "home")
@@ -111,7 +148,10 @@ def main() -> int:
         )
         which = "validation" if args.validation else "suite"
         out = args.json or args.out / f"frontier-{which}.json"
-        title = f"training seeds {args.train_seeds}: {which} worlds, {args.seeds} seed(s) each"
+        more = f" + ceiling {','.join(w.profile for w in ceiling)}" if ceiling else ""
+        title = (
+            f"training seeds {args.train_seeds}{more}: {which} worlds, {args.seeds} seed(s) each"
+        )
         missed = report_frontier(points, console, out, title)
     else:
         results = run_suite(

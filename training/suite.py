@@ -33,6 +33,9 @@ from training.report import EvaluationReport, FamilyRate, PrecisionRecall
 # choosing knobs, never for judging) add VALIDATION_OFFSET, so no seed is ever both.
 SEED_STRIDE = 100
 VALIDATION_OFFSET = 5000
+# The ceiling's training worlds (bench/quality_suite.py --ceiling) add this: a seed no suite or
+# validation world uses (those stay below it for fewer than 850 seeds per world).
+CEILING_OFFSET = 90_000
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,11 @@ class SuiteWorld:
         for choosing thresholds, features and knobs; the suite's are only for judging)."""
         base = self.seed + (VALIDATION_OFFSET if validation else 0)
         return tuple(base + SEED_STRIDE * i for i in range(k))
+
+    @property
+    def ceiling_seed(self) -> int:
+        """The seed of this profile's world in the ceiling's training (a diagnostic only)."""
+        return self.seed + CEILING_OFFSET
 
 
 SUITE_WORLDS: tuple[SuiteWorld, ...] = (

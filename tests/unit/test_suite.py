@@ -133,6 +133,9 @@ def test_validation_worlds_never_share_a_seed_with_the_suite():
     assert len(suite) == len(validation) == 5 * len(SUITE_WORLDS)
     assert not suite & validation and 1 not in suite | validation
     assert SUITE_WORLDS[0].seeds(1) == (SUITE_WORLDS[0].seed,)  # the first seed is the suite's
+    ceiling = {w.ceiling_seed for w in SUITE_WORLDS}  # bench/quality_suite.py --ceiling trains here
+    assert len(ceiling) == len(SUITE_WORLDS) and not ceiling & (suite | validation | {1})
+    assert max(suite | validation) < min(ceiling)
 
 
 def test_the_verdict_is_pooled_only_when_worlds_have_several_seeds():
