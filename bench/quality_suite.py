@@ -95,6 +95,8 @@ def main() -> int:
 
     cuts = None if args.cuts is None else parse_cuts(args.cuts)
     ceiling = []
+    if args.ceiling is not None and args.model:
+        ap.error("--ceiling fits a model of its own; it does not go with --model")
     if args.ceiling is not None:
         wanted = {w.profile for w in SUITE_WORLDS} if args.ceiling == "all" else set()
         wanted |= {p for p in args.ceiling.split(",") if p and p != "all"}
