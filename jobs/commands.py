@@ -236,6 +236,8 @@ def run(
     finally:
         signal.signal(signal.SIGTERM, previous)
     if period is None and results and results[-1].status == "failed":
+        if results[-1].internal is not None:
+            raise results[-1].internal  # exit 1, its traceback with BOTFILTER_DEBUG=1
         raise BotfilterError(f"the cycle failed: {' | '.join(results[-1].errors)}")
 
 

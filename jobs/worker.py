@@ -39,7 +39,7 @@ from contract.counts import Report
 from contract.parts import TenantParts
 from contract.schema import CHANNELS, TABLES
 from contract.tables import CleanTables
-from core.errors import BotfilterError
+from core.errors import BotfilterError, is_user_error
 from core.redact import redact
 from core.settings import Settings
 from jobs.exclusions import sync_from_data
@@ -123,6 +123,9 @@ class CycleResult:
     drift: str = ""  # the daily drift monitor's outcome, when it ran this cycle
     # rows set aside by validation, per "table: reason" (PRODUCT.md: never silently dropped)
     quarantined: dict[str, int] = field(default_factory=dict)
+    # the failure that is not the user's to fix (a bug, a worker process dying): `run` raises
+    # it, so a failed cycle exits 1 as any internal failure does, and 2 only for the user's
+    internal: Exception | None = None
 
     def line(self) -> str:
         """One line for the log."""
@@ -310,6 +313,8 @@ def _cycle(
     except Exception as exc:
         result.status = "failed"
         result.errors.append(redact(f"{type(exc).__name__}: {exc}".splitlines()[0]))
+        if not is_user_error(exc):
+            result.internal = exc
     store.finish_run(
         run_id,
         status=result.status,

@@ -120,6 +120,31 @@ def test_debug_shows_the_traceback(cli, monkeypatch) -> None:
     assert "hunter2" not in err  # the audit: the traceback showed it
 
 
+def test_a_worker_cycle_that_broke_inside_is_an_internal_error(cli, monkeypatch, data) -> None:
+    """`run` once: a cycle that broke inside (a worker process dying, a bug) exited 2, as if the
+    user could fix it, where the README says 1 for internal failures; a cycle refused for the
+    user's reason still exits 2 with that reason."""
+    import jobs.worker
+
+    def broken(*_):  # noqa: ANN002, ANN202
+        raise RuntimeError("A process in the process pool was terminated abruptly")
+
+    monkeypatch.setattr(jobs.worker, "recompute", broken)
+    status, _, err = cli("run", "--data", str(data))
+    assert status == 1
+    assert one_line(err) == (
+        "internal error (RuntimeError: A process in the process pool was terminated abruptly); "
+        "BOTFILTER_DEBUG=1 shows the traceback"
+    )
+
+    def refused(*_):  # noqa: ANN002, ANN202
+        raise BotfilterError("no model registered yet")
+
+    monkeypatch.setattr(jobs.worker, "recompute", refused)
+    status, _, err = cli("run", "--data", str(data))  # the failed cycle left the data new
+    assert status == 2 and one_line(err) == "the cycle failed: t1: no model registered yet"
+
+
 @pytest.mark.parametrize(
     ("text", "masked"),
     [
