@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import secrets
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,13 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.middleware.sessions import SessionMiddleware
 
 from console import charts, service
 from console.auth import Auth, Sessions, session_secret
 from console.model import ModelInfo
-from core.errors import BotfilterError
+from core.errors import BotfilterError, one_line_error
 from core.settings import Settings
 from core.text import has_controls
 from core.tokens import Scope, TokenStore, hash_token
@@ -37,6 +39,8 @@ from jobs.store import Store
 HERE = Path(__file__).parent
 SESSION_HOURS = 8
 PAGE_ROWS = 500  # a drill-down page lists this many interactions, newest first
+RETRY_AFTER_S = 30  # what a 503 asks the caller to wait while the metrics store is away
+log = logging.getLogger("botfilter.console")
 
 
 class SettingsBody(BaseModel):
@@ -193,6 +197,20 @@ def create_app(
     @app.exception_handler(BotfilterError)
     async def _user_error(request: Request, exc: BotfilterError) -> Response:
         return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    pages = Jinja2Templates(directory=HERE / "templates")
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _store_away(request: Request, exc: SQLAlchemyError) -> Response:
+        # The store restarting or cut off is not a bug to report: say so in one line and ask to
+        # retry; the query and its parameters go to the log only, masked.
+        log.warning("metrics store unreachable: %s", one_line_error(exc))
+        headers = {"Retry-After": str(RETRY_AFTER_S)}
+        if request.url.path.startswith("/api"):
+            said = {"detail": "the metrics store cannot be reached; try again shortly"}
+            return JSONResponse(said, status_code=503, headers=headers)
+        values = {"retry": RETRY_AFTER_S}
+        return pages.TemplateResponse(request, "unavailable.html", values, 503, headers)
 
     @app.middleware("http")
     async def _no_control_characters(request: Request, call_next: Any) -> Response:

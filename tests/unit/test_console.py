@@ -465,3 +465,26 @@ def test_drill_down_lists_only_events_of_delivered_messages(tmp_path) -> None:
     finally:
         store.close()
     assert rows["event_id"].tolist() == ["e1"]
+
+
+def test_a_store_that_cannot_be_reached_is_a_503_that_says_so(env, monkeypatch) -> None:
+    """The store going away (a restart, a network cut) was a bare "Internal Server Error" on
+    every page and API call; now a 503 in one line, asking to retry, and nothing of the query."""
+    from sqlalchemy.exc import OperationalError
+
+    page = login(env, env["t1"])
+    token = api(env, env["t1"])
+
+    def away(*_):  # noqa: ANN002, ANN202
+        raise OperationalError("SELECT tenant_id FROM settings", {}, ConnectionRefusedError(111))
+
+    monkeypatch.setattr(service, "tenants", away)
+    page = TestClient(env["app"], raise_server_exceptions=False, cookies=page.cookies)
+    resp = page.get("/")
+    assert resp.status_code == 503 and resp.headers["retry-after"] == "30"
+    assert "The metrics store cannot be reached" in resp.text and "SELECT" not in resp.text
+    assert resp.headers["content-type"].startswith("text/html")
+    token = TestClient(env["app"], raise_server_exceptions=False, headers=token.headers)
+    resp = token.get("/api/tenants")
+    assert resp.status_code == 503
+    assert resp.json() == {"detail": "the metrics store cannot be reached; try again shortly"}
