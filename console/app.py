@@ -13,7 +13,7 @@ import logging
 import secrets
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import pandas as pd
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
@@ -22,7 +22,10 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp, Receive, Send
+from starlette.types import Scope as Scope_
 
 from console import charts, service
 from console.auth import Auth, Sessions, session_secret
@@ -157,6 +160,39 @@ class Console:
         return {"entry": lists.as_dict(stored), "queue_ids": queued}
 
 
+class _Segment(Convertor[str]):
+    """A path segment (``{name:seg}``) as :class:`_SlashesInSegments` leaves it: ``%`` and ``/``
+    still escaped, so an id holding them comes back whole."""
+
+    regex = "[^/]+"
+
+    def convert(self, value: str) -> str:
+        return unquote(value)
+
+    def to_string(self, value: str) -> str:
+        return quote(value, safe="")
+
+
+class _SlashesInSegments:
+    """Routes on the path as sent, segment by segment: an id's ``%2F`` stays inside its segment.
+
+    The server hands the app the path already decoded, where ``/t/eu%2Facme/settings`` has
+    become four segments and names nothing; every id is data and may hold a ``/``. Each raw
+    segment is decoded here but for ``%`` and ``/``, which the ``seg`` convertor decodes.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope_, receive: Receive, send: Send) -> None:
+        raw = scope.get("raw_path") if scope["type"] == "http" else None
+        if raw:
+            segments = raw.decode("utf-8", "replace").split("?", 1)[0].split("/")
+            decoded = (unquote(s).replace("%", "%25").replace("/", "%2F") for s in segments)
+            scope = {**scope, "path": "/".join(decoded)}
+        await self.app(scope, receive, send)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -167,6 +203,7 @@ def create_app(
     """The console app over the store named by ``settings`` (or the given ``store``). It reads
     the store only: the drill-down and the list dry run read the window events the recompute
     stored, so nothing needs warming up."""
+    register_url_convertor("seg", _Segment())  # before the routes below are compiled
     store = store or Store.open(settings)
     # Tokens live in the store's database (botfilter tokens writes them there too).
     tokens = tokens or TokenStore(store.url, schema=store.schema)
@@ -185,6 +222,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.console = ctx
+    app.add_middleware(_SlashesInSegments)
     app.add_middleware(
         SessionMiddleware,
         secret_key=secret or session_secret(settings.ensure_home()),
@@ -256,12 +294,12 @@ def api_router(ctx: Console) -> APIRouter:
         """The tenants this token may see."""
         return {"tenants": ctx.visible(s)}
 
-    @router.get("/tenants/{tenant}/settings")
+    @router.get("/tenants/{tenant:seg}/settings")
     def get_settings(tenant: str, s: Scope = Depends(scope)) -> dict[str, Any]:
         """ "Exclude bot interactions" per channel."""
         return service.channel_settings(ctx.store, ctx.tenant(s, tenant))
 
-    @router.put("/tenants/{tenant}/settings")
+    @router.put("/tenants/{tenant:seg}/settings")
     def put_settings(
         request: Request, tenant: str, body: SettingsBody, s: Scope = Depends(scope)
     ) -> dict[str, Any]:
@@ -273,31 +311,33 @@ def api_router(ctx: Console) -> APIRouter:
         done = service.change_settings(ctx.store, ctx.tenant(s, tenant), changes, who)
         return {"settings": service.channel_settings(ctx.store, tenant), "changes": done}
 
-    @router.get("/tenants/{tenant}/settings/history")
+    @router.get("/tenants/{tenant:seg}/settings/history")
     def get_history(tenant: str, s: Scope = Depends(scope)) -> dict[str, Any]:
         """Setting changes, newest first: who, when, channel, from, to."""
         return {"history": service.history(ctx.store, ctx.tenant(s, tenant))}
 
-    @router.get("/tenants/{tenant}/settings/status")
+    @router.get("/tenants/{tenant:seg}/settings/status")
     def get_status(tenant: str, s: Scope = Depends(scope)) -> dict[str, Any]:
         """Queued recomputes: queued -> running -> done, with times."""
         return {"recomputes": service.status(ctx.store, ctx.tenant(s, tenant))}
 
-    @router.get("/tenants/{tenant}/settings/preview")
+    @router.get("/tenants/{tenant:seg}/settings/preview")
     def get_preview(
         tenant: str, email: str | None = None, sms: str | None = None, s: Scope = Depends(scope)
     ) -> dict[str, Any]:
         """Impact of switching (``?email=on&sms=off``) over the last 30 days, from stored data."""
         return ctx_preview(ctx, ctx.tenant(s, tenant), email, sms)
 
-    @router.get("/tenants/{tenant}/metrics/{module}")
+    @router.get("/tenants/{tenant:seg}/metrics/{module:seg}")
     def get_metrics(tenant: str, module: str, s: Scope = Depends(scope)) -> dict[str, Any]:
         """A module table (dashboard, campaigns, automations, segments), with and without bots."""
         tenant = ctx.tenant(s, tenant)
         frame = service.metrics(ctx.store, tenant, service.check_module(module))
         return {"module": module, "rows": service.records(frame)}
 
-    @router.get("/tenants/{tenant}/{module}/{key}/bot-interactions", response_model=None)
+    @router.get(
+        "/tenants/{tenant:seg}/{module:seg}/{key:seg}/bot-interactions", response_model=None
+    )
     def get_bots(
         tenant: str, module: str, key: str, format: str = "json", s: Scope = Depends(scope)
     ) -> dict[str, Any] | Response:
@@ -309,18 +349,18 @@ def api_router(ctx: Console) -> APIRouter:
         # Already plain JSON values: a JSONResponse skips FastAPI's per-value re-encoding.
         return JSONResponse({"rows": service.records(frame)})
 
-    @router.get("/tenants/{tenant}/lists")
+    @router.get("/tenants/{tenant:seg}/lists")
     def get_lists(tenant: str, s: Scope = Depends(scope)) -> dict[str, Any]:
         """The tenant's allow and block list entries (expired ones too, marked inactive)."""
         tenant = ctx.tenant(s, tenant)
         return {"entries": [lists.as_dict(e) for e in lists.entries(ctx.store, [tenant])]}
 
-    @router.get("/tenants/{tenant}/lists/audit")
+    @router.get("/tenants/{tenant:seg}/lists/audit")
     def get_list_audit(tenant: str, s: Scope = Depends(scope)) -> dict[str, Any]:
         """Every list change, newest first: who, when, what, before and after."""
         return {"audit": lists.audit(ctx.store, ctx.tenant(s, tenant))}
 
-    @router.post("/tenants/{tenant}/lists/dry-run")
+    @router.post("/tenants/{tenant:seg}/lists/dry-run")
     def post_list_dry_run(
         request: Request, tenant: str, body: ListEntryBody, s: Scope = Depends(scope)
     ) -> dict[str, Any]:
@@ -330,7 +370,7 @@ def api_router(ctx: Console) -> APIRouter:
         author = ctx.auth.author(request.state.token_hash)
         return ctx.dry_run(tenant, ctx.new_entry(tenant, body.model_dump(), author))
 
-    @router.post("/tenants/{tenant}/lists", status_code=201)
+    @router.post("/tenants/{tenant:seg}/lists", status_code=201)
     def post_list_entry(
         request: Request, tenant: str, body: ListEntryBody, s: Scope = Depends(scope)
     ) -> dict[str, Any]:
@@ -339,7 +379,7 @@ def api_router(ctx: Console) -> APIRouter:
         author = ctx.auth.author(request.state.token_hash)
         return ctx.add_entry(ctx.new_entry(tenant, body.model_dump(), author))
 
-    @router.patch("/tenants/{tenant}/lists/{entry_id}")
+    @router.patch("/tenants/{tenant:seg}/lists/{entry_id:seg}")
     def patch_list_entry(
         request: Request,
         tenant: str,
@@ -352,7 +392,7 @@ def api_router(ctx: Console) -> APIRouter:
         who = ctx.auth.author(request.state.token_hash)
         return ctx.change_entry(tenant, entry_id, who, body.expires_at, body.note)
 
-    @router.delete("/tenants/{tenant}/lists/{entry_id}")
+    @router.delete("/tenants/{tenant:seg}/lists/{entry_id:seg}")
     def delete_list_entry(
         request: Request, tenant: str, entry_id: int, s: Scope = Depends(scope)
     ) -> dict[str, Any]:
@@ -493,7 +533,7 @@ def page_router(ctx: Console) -> APIRouter:
             return RedirectResponse(f"/t/{_segment(visible[0])}/settings", status_code=303)
         return render(request, "home.html", scope, tenant=None)
 
-    @router.get("/t/{tenant}/settings")
+    @router.get("/t/{tenant:seg}/settings")
     def settings_page(request: Request, tenant: str) -> Response:
         scope, tenant = page_scope(request, tenant)
         return render(
@@ -507,7 +547,7 @@ def page_router(ctx: Console) -> APIRouter:
             page="settings",
         )
 
-    @router.post("/t/{tenant}/settings")
+    @router.post("/t/{tenant:seg}/settings")
     async def settings_change(request: Request, tenant: str) -> Response:
         scope, tenant = page_scope(request, tenant)
         form = await check_csrf(request)
@@ -524,14 +564,14 @@ def page_router(ctx: Console) -> APIRouter:
         service.change_settings(ctx.store, tenant, changes, who)
         return RedirectResponse(f"/t/{_segment(tenant)}/settings", status_code=303)
 
-    @router.get("/t/{tenant}/status")
+    @router.get("/t/{tenant:seg}/status")
     def status_fragment(request: Request, tenant: str) -> Response:
         scope, tenant = page_scope(request, tenant)
         return templates.TemplateResponse(
             request, "_status.html", {"status": service.status(ctx.store, tenant)}
         )
 
-    @router.get("/t/{tenant}/preview")
+    @router.get("/t/{tenant:seg}/preview")
     def preview_fragment(
         request: Request, tenant: str, email: str | None = None, sms: str | None = None
     ) -> Response:
@@ -539,7 +579,7 @@ def page_router(ctx: Console) -> APIRouter:
         result = ctx_preview(ctx, tenant, email, sms)
         return templates.TemplateResponse(request, "_preview.html", {"p": result})
 
-    @router.get("/t/{tenant}/dashboard")
+    @router.get("/t/{tenant:seg}/dashboard")
     def dashboard(request: Request, tenant: str) -> Response:
         scope, tenant = page_scope(request, tenant)
         frame = service.metrics(ctx.store, tenant, "dashboard")
@@ -574,12 +614,12 @@ def page_router(ctx: Console) -> APIRouter:
         response.status_code = status
         return response
 
-    @router.get("/t/{tenant}/lists")
+    @router.get("/t/{tenant:seg}/lists")
     def lists_page(request: Request, tenant: str) -> Response:
         scope, tenant = page_scope(request, tenant)
         return lists_page_response(request, scope, tenant)
 
-    @router.post("/t/{tenant}/lists/dry-run")
+    @router.post("/t/{tenant:seg}/lists/dry-run")
     async def lists_dry_run(request: Request, tenant: str) -> Response:
         scope, tenant = page_scope(request, tenant)
         form = await check_csrf(request)
@@ -590,7 +630,7 @@ def page_router(ctx: Console) -> APIRouter:
         result = ctx.dry_run(tenant, entry)
         return templates.TemplateResponse(request, "_dryrun.html", {"d": result})
 
-    @router.post("/t/{tenant}/lists")
+    @router.post("/t/{tenant:seg}/lists")
     async def lists_add(request: Request, tenant: str) -> Response:
         scope, tenant = page_scope(request, tenant)
         form = await check_csrf(request)
@@ -601,7 +641,7 @@ def page_router(ctx: Console) -> APIRouter:
             return lists_page_response(request, scope, tenant, str(exc.detail), exc.status_code)
         return RedirectResponse(f"/t/{_segment(tenant)}/lists", status_code=303)
 
-    @router.post("/t/{tenant}/lists/{entry_id}/expiry")
+    @router.post("/t/{tenant:seg}/lists/{entry_id:seg}/expiry")
     async def lists_expiry(request: Request, tenant: str, entry_id: int) -> Response:
         scope, tenant = page_scope(request, tenant)
         form = await check_csrf(request)
@@ -614,7 +654,7 @@ def page_router(ctx: Console) -> APIRouter:
             return lists_page_response(request, scope, tenant, str(exc.detail), exc.status_code)
         return RedirectResponse(f"/t/{_segment(tenant)}/lists", status_code=303)
 
-    @router.post("/t/{tenant}/lists/{entry_id}/delete")
+    @router.post("/t/{tenant:seg}/lists/{entry_id:seg}/delete")
     async def lists_delete(request: Request, tenant: str, entry_id: int) -> Response:
         scope, tenant = page_scope(request, tenant)
         await check_csrf(request)
@@ -630,7 +670,7 @@ def page_router(ctx: Console) -> APIRouter:
             raise HTTPException(404, "not found")
         return render(request, "model.html", scope, tenant=None, page="model", m=ctx.model_info())
 
-    @router.get("/t/{tenant}/{module}")
+    @router.get("/t/{tenant:seg}/{module:seg}")
     def module_page(
         request: Request, tenant: str, module: str, sort: str | None = None, desc: int = 1
     ) -> Response:
@@ -656,7 +696,7 @@ def page_router(ctx: Console) -> APIRouter:
             rows=service.records(frame),
         )
 
-    @router.get("/t/{tenant}/{module}/{key}")
+    @router.get("/t/{tenant:seg}/{module:seg}/{key:seg}")
     def drill_page(request: Request, tenant: str, module: str, key: str) -> Response:
         scope, tenant = page_scope(request, tenant)
         if module not in service.DRILL_KEYS:
@@ -674,7 +714,7 @@ def page_router(ctx: Console) -> APIRouter:
             rows=service.records(frame.head(PAGE_ROWS)),  # newest first; the CSV has all
         )
 
-    @router.get("/t/{tenant}/{module}/{key}/bot-interactions.csv")
+    @router.get("/t/{tenant:seg}/{module:seg}/{key:seg}/bot-interactions.csv")
     def drill_csv(request: Request, tenant: str, module: str, key: str) -> Response:
         scope, tenant = page_scope(request, tenant)
         frame = service.bot_interactions(ctx.store, ctx.data, tenant, module, key)

@@ -488,3 +488,28 @@ def test_a_store_that_cannot_be_reached_is_a_503_that_says_so(env, monkeypatch) 
     resp = token.get("/api/tenants")
     assert resp.status_code == 503
     assert resp.json() == {"detail": "the metrics store cannot be reached; try again shortly"}
+
+
+def test_ids_holding_a_slash_open_their_own_pages(console_env, tmp_path) -> None:
+    """An id is data and may hold "/" (a campaign "2026/spring", a tenant "eu/acme"): its links
+    carry it as %2F, which the server decoded into two path segments, so every page and API
+    call of that tenant or campaign was a 404."""
+    from jobs.exclusions import set_exclusions
+
+    with console_env(tmp_path) as env:
+        for tenant in ("eu/acme", "eu"):
+            set_exclusions(env["store"], tenant, {"email": False, "sms": False}, source="test")
+        client = login(env, env["admin"])
+        assert 'href="/t/eu%2Facme/settings"' in client.get("/").text
+        page = client.get("/t/eu%2Facme/settings")
+        assert page.status_code == 200 and "Settings · eu/acme" in page.text
+        resp = client.post(
+            "/t/eu%2Facme/settings",
+            data={"csrf": csrf_of(page.text), "email_shown": "1", "sms_shown": "1", "email": "on"},
+            follow_redirects=False,
+        )
+        assert resp.status_code == 303 and resp.headers["location"] == "/t/eu%2Facme/settings"
+        admin = api(env, env["admin"])
+        assert admin.get("/api/tenants/eu%2Facme/settings").json() == {"email": True, "sms": False}
+        assert admin.get("/api/tenants/eu/settings").json() == {"email": False, "sms": False}
+        assert admin.get("/api/tenants/eu/acme/settings").status_code == 404  # not the same
