@@ -96,6 +96,12 @@ def simulate(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise BotfilterError(f"--out {out} exists and is not a directory")
+    foreign = _foreign_tables(out)
+    if foreign:
+        raise BotfilterError(
+            f"--out {out} holds tables botfilter simulate did not write ({', '.join(foreign)}); "
+            "give a new or empty directory"
+        )
     started = time.perf_counter()
     tables, bar, event_channel = _generate(tenants, days, seed, config or SimConfig(), progress)
     try:
@@ -122,8 +128,41 @@ def _with(summary: SimSummary, **changes: object) -> SimSummary:
     return SimSummary(**data)
 
 
+# Stamped in the schema metadata of every table the simulator writes: a directory holding only
+# stamped tables may be written again; anything else is someone's data and is never overwritten.
+STAMP = {b"botfilter.simulated": b"1"}
+
+
+def _foreign_tables(out: Path) -> list[str]:
+    """The table files in ``out`` (any format, any case) that the simulator did not write."""
+    if not out.is_dir():
+        return []
+    names = set(TABLES)
+    found = sorted(p for p in out.iterdir() if p.stem.lower() in names and p.suffix)
+    # Written before the stamp: the events carry the simulator's own "family" column.
+    legacy = "family" in (_schema(out / "events.parquet") or pa.schema([])).names
+    return [p.name for p in found if not (legacy and p.suffix == ".parquet") and not _stamped(p)]
+
+
+def _schema(path: Path) -> pa.Schema | None:
+    """The Parquet schema of ``path``, None if it is no Parquet file."""
+    if path.suffix != ".parquet" or not path.is_file():
+        return None
+    try:
+        return pq.read_schema(path)
+    except (OSError, pa.ArrowException):  # not Parquet after all: someone's file
+        return None
+
+
+def _stamped(path: Path) -> bool:
+    schema = _schema(path)
+    meta = (schema.metadata if schema is not None else None) or {}
+    return all(meta.get(k) == v for k, v in STAMP.items())
+
+
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
     table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **STAMP})
     try:
         pq.write_table(table, path, compression="zstd")
     except OSError as exc:

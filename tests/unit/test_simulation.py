@@ -339,6 +339,36 @@ def test_same_arguments_give_identical_files_and_other_seeds_differ(tmp_path) ->
     assert set(s1.files) == {"messages", "events", "segments", "settings"}
 
 
+def test_a_directory_of_other_data_is_never_overwritten(tmp_path) -> None:  # noqa: ANN001
+    """`simulate --out` into a directory holding the user's own tables overwrote them (Parquet),
+    or left both formats for the loader to refuse (CSV): nothing lost now. A directory the
+    simulator wrote is written again."""
+    args = dict(tenants=1, days=2, config=SimConfig(contacts_per_tenant=200))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    pd.DataFrame({"message_id": ["m1"]}).to_parquet(mine / "messages.parquet")
+    (mine / "events.csv").write_text("event_id\ne1\n")
+    before = {p.name: p.read_bytes() for p in mine.iterdir()}
+    with pytest.raises(BotfilterError) as refused:
+        simulate(mine, **args)
+    assert str(refused.value) == (
+        f"--out {mine} holds tables botfilter simulate did not write (events.csv, "
+        "messages.parquet); give a new or empty directory"
+    )
+    assert {p.name: p.read_bytes() for p in mine.iterdir()} == before
+    again = tmp_path / "again"
+    simulate(again, seed=1, **args)
+    simulate(again, seed=2, **args)  # its own tables: written again
+    assert simulate(tmp_path / "two", seed=2, **args).events == len(
+        pd.read_parquet(again / "events.parquet")
+    )
+    # written before the stamp (a demo's world): the simulator's "family" column tells
+    for name in ("events", "messages"):
+        frame = pd.read_parquet(again / f"{name}.parquet")
+        frame.to_parquet(again / f"{name}.parquet")  # pandas writes no stamp
+    simulate(again, seed=3, **args)
+
+
 def test_cli_writes_a_data_directory(tmp_path) -> None:  # noqa: ANN001
     from typer.testing import CliRunner
 
