@@ -65,9 +65,28 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
-        app()
+        # Not standalone: click would print a usage error in four lines (usage, a hint, a blank
+        # line, the error); here it is one, like every other error.
+        status = app(standalone_mode=False)
+    except typer.TyperException as exc:  # typer's (vendored click's) usage and file errors
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `botfilter` alone: the help, as asked
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)
+        said = " ".join(exc.format_message().split())
+        ctx = getattr(exc, "ctx", None)
+        if exc.exit_code == 2 and ctx is not None:  # a usage error: where to read the usage
+            said = said if said.endswith((".", "!", "?")) else f"{said}."
+            said += f" See '{ctx.command_path} --help'."
+        print(f"botfilter: error: {said}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except typer.Abort:  # Ctrl-C at a prompt or while a command ran
+        print("Aborted!", file=sys.stderr)
+        sys.exit(1)
     except Exception as exc:  # the one place every failure of every command ends up
         fail(exc)
+    else:
+        # a command's typer.Exit(code) (or --help's), returned outside standalone mode
+        sys.exit(status if isinstance(status, int) else 0)
     finally:
         # The process exits now (app() and fail() end in SystemExit): the collections at
         # interpreter shutdown would traverse every object the command made, which is only

@@ -146,6 +146,46 @@ def test_a_worker_cycle_that_broke_inside_is_an_internal_error(cli, monkeypatch,
 
 
 @pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("score",), "Missing option '--data'. See 'botfilter score --help'."),
+        (("nosuch",), "No such command 'nosuch'. See 'botfilter --help'."),
+        (
+            ("simulate", "--out", "x", "--tenants", "many"),
+            "Invalid value for '--tenants': Input should be a valid integer, unable to parse "
+            "string as an integer. See 'botfilter simulate --help'.",
+        ),
+        (
+            ("settings", "set", "--nope"),
+            "No such option: --nope. See 'botfilter settings set --help'.",
+        ),
+        (("settings",), "Missing command. See 'botfilter settings --help'."),
+    ],
+)
+def test_usage_errors_are_one_line(cli, args, said) -> None:
+    """A missing option or a mistyped command was four lines (usage, a hint, a blank line, the
+    error); the brief asks for one clear line."""
+    status, out, err = cli(*args)
+    assert status == 2 and out == "" and one_line(err) == said
+
+
+def test_help_and_exit_statuses_still_pass_through(cli, monkeypatch) -> None:
+    import typer
+
+    from botfilter.cli import app
+
+    status, out, err = cli("score", "--help")
+    assert status == 0 and out.startswith("Usage: botfilter score [OPTIONS]") and err == ""
+
+    def exit_one() -> None:
+        raise typer.Exit(1)  # as monitor does on an alert, promote on a rejection
+
+    monkeypatch.setattr(app, "registered_commands", list(app.registered_commands))
+    app.command("exit-one")(exit_one)
+    assert cli("exit-one") == (1, "", "")
+
+
+@pytest.mark.parametrize(
     ("text", "masked"),
     [
         ("postgresql://u:pw@h:5432/db", "postgresql://u:***@h:5432/db"),
