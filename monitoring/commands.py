@@ -76,6 +76,9 @@ def monitor(
         f"{report['bot_share']:.1%} (training {report['reference_bot_share']:.1%}), score PSI "
         f"{report['score_psi']:.3f}; top feature PSI " + ", ".join(f"{k} {v:.3f}" for k, v in top)
     )
+    if not report["psi_judged"]:
+        least = report["thresholds"]["psi_min_events"]
+        console.print(f"PSI not judged: fewer than {least:,} events (a shift is noise below)")
     for table, reasons in report.get("quarantined", {}).items():
         said = ", ".join(f"{n:,} {reason}" for reason, n in sorted(reasons.items()))
         console.print(f"quarantined, not monitored: {table}: {said}", markup=False)

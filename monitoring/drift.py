@@ -257,11 +257,12 @@ def report(
         name: psi(reference["features"][name]["shares"], bins / total)
         for name, bins in counts.feature_bins.items()
     }
+    judged = counts.events >= th.psi_min_events  # fewer: the PSI is shown, not judged
     for name, value in sorted(feature_psi.items(), key=lambda kv: -kv[1]):
-        if value > th.feature_psi and name not in CONTENT_FEATURES:
+        if judged and value > th.feature_psi and name not in CONTENT_FEATURES:
             alerts.append(f"feature {name}: PSI {value:.3f} > {th.feature_psi}")
     score_psi = psi(reference["score"], counts.score_bins / total)
-    if score_psi > th.score_psi:
+    if judged and score_psi > th.score_psi:
         alerts.append(f"score distribution: PSI {score_psi:.3f} > {th.score_psi}")
 
     ref_data = load_reference()
@@ -296,6 +297,7 @@ def report(
         "events": counts.events,
         "thresholds": asdict(th),
         "alerts": alerts,
+        "psi_judged": judged,
         "feature_psi": dict(sorted(feature_psi.items(), key=lambda kv: -kv[1])),
         "score_psi": score_psi,
         "bot_share": counts.bots / counts.events if counts.events else 0.0,

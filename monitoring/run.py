@@ -124,6 +124,9 @@ def html_section(report: dict[str, Any]) -> str:
         f"{esc(report['at'])}. Bot share {report['bot_share']:.1%} "
         f"(training {report['reference_bot_share']:.1%}); score PSI {report['score_psi']:.3f}.</p>",
     ]
+    if not report.get("psi_judged", True):
+        least = report["thresholds"]["psi_min_events"]
+        parts.append(f"<p>PSI not judged: fewer than {least:,} events.</p>")
     if alerts:
         parts.append("<ul>" + "".join(f"<li>{esc(a)}</li>" for a in alerts) + "</ul>")
     else:

@@ -12,6 +12,10 @@ class Thresholds:
 
     feature_psi: float = 0.25  # the usual "significant shift" bar of PSI
     score_psi: float = 0.2
+    # PSI is judged on at least this many live events: below it, sampling alone moves it past
+    # the bars (the largest of 80 features' 12-bin PSI, drawn like the reference: 0.29-0.65 at
+    # 100 events, 0.14-0.17 at 200, 0.05-0.06 at 500).
+    psi_min_events: int = 500
     network_share_change: float = 0.3  # absolute change in a network's bot share
     network_min_events: int = 200  # in both reference and live data
     candidate_min_recipients: int = 20  # unflagged fast fan-out reaching this many recipients

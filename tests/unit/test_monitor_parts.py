@@ -127,3 +127,19 @@ def test_a_rare_flag_has_bins_of_its_own() -> None:
     assert edges[0] == 0.0 and edges[-1] == 1.0 and len(edges) == 3  # 0 alone, then from 1
     smooth = np.arange(1000, dtype=np.float64)
     assert len(feature_edges(smooth)) == 9  # no value holds a heavy share: the deciles
+
+
+def test_too_few_events_to_judge_a_shift_raise_no_psi_alert(enrichers) -> None:
+    """PSI had no minimum sample: a quiet day of 60 events drawn like the training data alerted
+    on shifted features (sampling alone moves a 12-bin PSI past 0.25 under ~200 events), and the
+    worker's daily monitor exited in alarm. Now the PSI is shown, not judged, below the bar."""
+    world = generate(3, 3, seed=4)
+    reference = reference_profile(*_reordered(_scored(world, enrichers)), enrichers)
+    first = world["events"].sort_values("occurred_at").head(60)
+    quiet = {**world, "events": first}
+    few = report(count_live(*_scored(quiet, enrichers), reference, enrichers), reference)
+    assert few["events"] == 60 and few["psi_judged"] is False
+    assert max(few["feature_psi"].values()) > Thresholds().feature_psi  # noise, not drift
+    assert not [a for a in few["alerts"] if "PSI" in a]
+    whole = report(count_live(*_scored(world, enrichers), reference, enrichers), reference)
+    assert whole["psi_judged"] is True and whole["events"] >= Thresholds().psi_min_events
