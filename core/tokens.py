@@ -45,6 +45,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from core.database import normalise_url
 from core.errors import BotfilterError
 from core.redact import one_line
+from core.text import has_controls
 
 PREFIX = "bf_"
 TABLE = "api_tokens"
@@ -157,6 +158,8 @@ class TokenStore:
         if admin == bool(tenants):
             raise BotfilterError("a token is either --admin or for one or more --tenant")
         clean = sorted({check_tenant(t) for t in tenants})
+        if label is not None and has_controls(label):  # a newline split `tokens list`'s row
+            raise BotfilterError("--label: one line of text, without control characters")
         token = PREFIX + secrets.token_urlsafe(32)
         info = TokenInfo(
             token_id=secrets.token_hex(6),

@@ -34,6 +34,16 @@ def test_tokens_are_stored_hashed_and_scoped(store, tmp_path) -> None:
     assert store.list()[0].label == "ingest"
 
 
+@pytest.mark.parametrize("label", ["line1\nline2", "ingest\x1b[31m", "tab\there"])
+def test_a_label_is_one_line_of_text(store, label) -> None:
+    """A newline in a label split its row of `tokens list` in two (and an escape sequence could
+    colour or hide the rest of the terminal): refused, and no token is made."""
+    with pytest.raises(BotfilterError) as refused:
+        store.create(["t1"], label=label)
+    assert str(refused.value) == "--label: one line of text, without control characters"
+    assert store.list() == []
+
+
 def test_revoked_tokens_stop_working_and_keep_the_api_closed(store) -> None:
     token, info = store.create(["t1"])
     revoked = store.revoke(info.token_id)
