@@ -18,6 +18,7 @@ import uuid
 from collections import Counter
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -871,7 +872,13 @@ def recompute_parts(
                 store.url, store.schema, store.lock_timeout, settings,
                 replace(part_options, console=None), ref, wanted,
             )  # fmt: skip
-            return _parts_in_workers(parts, job, workers, progress)
+            try:
+                return _parts_in_workers(parts, job, workers, progress)
+            except BrokenProcessPool:
+                # A worker process was killed mid-part: the run it started would stay "running"
+                # until its tenant's next run. The pool has stopped, so none is still going.
+                store.abandon_batch(batch, "a worker process ended before the run finished")
+                raise
         reports: list[Report] = []
         results: list[RecomputeResult] = []
         for i in range(len(parts)):

@@ -318,6 +318,11 @@ class Store(Database):
         with using(conn, self.write) as c:
             _runs.finish(c, run_id, status, rows_in, rows_out, error, detail)
 
+    def abandon_batch(self, batch_id: str, error: str) -> int:
+        """Mark the runs of a batch still ``running`` as ``abandoned`` (their process died)."""
+        with self.write() as conn:
+            return _runs.abandon_batch(conn, batch_id, error)
+
     def job_runs(self, tenant: str | None = None, kind: str | None = None) -> pd.DataFrame:
         """Recorded runs, oldest first."""
         with self.read() as conn:

@@ -90,6 +90,16 @@ def finish(
     conn.execute(update(job_runs).where(job_runs.c.run_id == run_id).values(**values))
 
 
+def abandon_batch(conn: Connection, batch_id: str, error: str) -> int:
+    """Mark the runs of ``batch_id`` still ``running`` as ``abandoned``; how many there were."""
+    done = conn.execute(
+        update(job_runs)
+        .where(job_runs.c.batch_id == batch_id, job_runs.c.status == "running")
+        .values(status="abandoned", finished_at=now(), error=error)
+    )
+    return int(done.rowcount or 0)
+
+
 def recorded(conn: Connection, tenant: str | None = None, kind: str | None = None) -> pd.DataFrame:
     """Recorded runs, oldest first."""
     stmt = select(job_runs).order_by(job_runs.c.started_at, job_runs.c.run_id)

@@ -318,3 +318,30 @@ def test_a_cycle_left_running_by_a_stopped_worker_is_abandoned(
     )
     cycles = store.job_runs().query("kind == 'cycle'").set_index("run_id")["status"]
     assert cycles[dead] == "abandoned" and (cycles.drop(dead) == "succeeded").all()
+
+
+def test_a_worker_process_that_died_leaves_no_run_running(tmp_path, data_dir, monkeypatch) -> None:
+    """A recompute worker process killed mid-part (the pool then raises BrokenProcessPool) left
+    its tenant's run "running", shown as such, until that tenant's next run: the runs its batch
+    left running are abandoned as soon as the pool breaks."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    import jobs.recompute as rc
+    from contract.parts import TenantParts
+
+    settings, store = _store(tmp_path)
+    started: list[str] = []
+
+    def died(parts, job, workers, progress):  # noqa: ANN001, ANN202
+        # the worker started the part's run, then its process was killed
+        started.append(store.start_run("recompute", "t2", batch_id=job.options.batch))
+        raise BrokenProcessPool("A process in the process pool was terminated abruptly")
+
+    monkeypatch.setattr(rc, "_parts_in_workers", died)
+    parts = TenantParts(data_dir, part_events=900)
+    with pytest.raises(BrokenProcessPool):
+        rc.recompute_parts(store, settings, parts, RecomputeOptions(as_of=AS_OF), workers=2)
+    runs = store.job_runs("t2", kind="recompute")
+    assert runs["run_id"].tolist() == started
+    assert runs["status"].tolist() == ["abandoned"]
+    assert runs["error"].tolist() == ["a worker process ended before the run finished"]
