@@ -16,7 +16,7 @@ from rich.table import Table
 from sklearn.metrics import average_precision_score
 
 from scoring.model import MIN_CUT, BotModel
-from training.fit import Prepared, channel_type_rows
+from training.fit import Prepared, channel_type_rows, split_times
 from training.report import (
     CampaignError,
     ChannelTypeQuality,
@@ -217,14 +217,21 @@ def reports_at_cuts(
 def _delivered_for(prep: Prepared, ctx: pd.DataFrame) -> pd.DataFrame | None:
     """The campaign messages the rates of rows ``ctx`` divide by: all of them for all rows;
     for a split (by send time, whole messages: :func:`training.fit.split_by_send_time`), those
-    sent within its rows' send times."""
+    sent in the split's own window, from the cut before its rows to the cut after them: a
+    message sent then without any event counts too."""
     if prep.messages is None:
         return None
     if len(ctx) == len(prep.ctx):
         return prep.messages
     sent = pd.to_datetime(ctx["sent_at"], utc=True)
     at = pd.to_datetime(prep.messages["sent_at"], utc=True)
-    return prep.messages.loc[((at >= sent.min()) & (at <= sent.max())).to_numpy()]
+    cuts = split_times(prep.ctx)
+    keep = np.ones(len(at), dtype=bool)
+    if (lo := max((c for c in cuts if c <= sent.min()), default=None)) is not None:
+        keep &= (at >= lo).to_numpy()
+    if (hi := min((c for c in cuts if c > sent.max()), default=None)) is not None:
+        keep &= (at < hi).to_numpy()
+    return prep.messages.loc[keep]
 
 
 def flat_metrics(report: Mapping[str, Any], prefix: str = "") -> dict[str, float]:

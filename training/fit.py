@@ -95,12 +95,20 @@ def delivered_campaign_messages(messages: pd.DataFrame) -> pd.DataFrame:
     return messages.loc[keep, cols].reset_index(drop=True)
 
 
+def split_times(
+    ctx: pd.DataFrame, split: tuple[float, float] = SPLIT
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The send times where validation and test start (:func:`split_by_send_time`)."""
+    sent: pd.Series = pd.to_datetime(ctx["sent_at"], utc=True)
+    return pd.Timestamp(sent.quantile(split[0])), pd.Timestamp(sent.quantile(sum(split)))
+
+
 def split_by_send_time(
     ctx: pd.DataFrame, split: tuple[float, float] = SPLIT
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row positions of train / validation / test, by the message's send time (never shuffled)."""
     sent: pd.Series = pd.to_datetime(ctx["sent_at"], utc=True)
-    t1, t2 = sent.quantile(split[0]), sent.quantile(split[0] + split[1])
+    t1, t2 = split_times(ctx, split)
     return (
         np.flatnonzero((sent < t1).to_numpy()),
         np.flatnonzero(((sent >= t1) & (sent < t2)).to_numpy()),

@@ -126,7 +126,7 @@ def test_campaign_rates_divide_by_every_delivered_message() -> None:
     import pandas as pd
 
     from training.evaluate import _delivered_for, campaign_rates
-    from training.fit import Prepared, delivered_campaign_messages
+    from training.fit import Prepared, delivered_campaign_messages, split_by_send_time
 
     sent = pd.Timestamp("2024-03-01T00:00:00Z")
     messages = pd.DataFrame(
@@ -159,7 +159,15 @@ def test_campaign_rates_divide_by_every_delivered_message() -> None:
     assert truth["delivered"].tolist() == [10]
     assert (truth["open_rate"].tolist(), truth["ctr"].tolist()) == ([0.2], [0.1])
     assert (everything["open_rate"].tolist(), everything["ctr"].tolist()) == ([0.3], [0.2])
-    # a split (whole messages by send time) divides by the messages sent within its rows' times
+    # a split (whole messages by send time) divides by the messages sent within the split's own
+    # window: from its cut to the next one, not from its first evented message to its last
+    # (m2-m5 sent in the first split's time and m8-m9 in the last's, without events, were left
+    # out, and the last split's CTR here was 1/1 for 1/3)
     prep = Prepared(ctx, pd.DataFrame(index=ctx.index), bot, messages=delivered)
     assert len(_delivered_for(prep, ctx)) == 10
-    assert _delivered_for(prep, ctx.iloc[:3])["message_id"].tolist() == ["m0", "m1"]
+    first, _, last = split_by_send_time(ctx)
+    assert first.tolist() == [0, 1, 2] and last.tolist() == [3, 4]
+    assert _delivered_for(prep, ctx.iloc[first])["message_id"].tolist() == [
+        "m0", "m1", "m2", "m3", "m4", "m5"
+    ]  # fmt: skip
+    assert _delivered_for(prep, ctx.iloc[last])["message_id"].tolist() == ["m7", "m8", "m9"]
