@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Receive, Send
@@ -238,10 +238,10 @@ def create_app(
 
     pages = Jinja2Templates(directory=HERE / "templates")
 
-    @app.exception_handler(SQLAlchemyError)
-    async def _store_away(request: Request, exc: SQLAlchemyError) -> Response:
+    async def _store_away(request: Request, exc: Exception) -> Response:
         # The store restarting or cut off is not a bug to report: say so in one line and ask to
-        # retry; the query and its parameters go to the log only, masked.
+        # retry; the query and its parameters go to the log only, masked. (Other database errors
+        # stay internal errors: a 500.)
         log.warning("metrics store unreachable: %s", one_line_error(exc))
         headers = {"Retry-After": str(RETRY_AFTER_S)}
         if request.url.path.startswith("/api"):
@@ -249,6 +249,9 @@ def create_app(
             return JSONResponse(said, status_code=503, headers=headers)
         values = {"retry": RETRY_AFTER_S}
         return pages.TemplateResponse(request, "unavailable.html", values, 503, headers)
+
+    for away in (OperationalError, InterfaceError):  # connection refused, lost or timed out
+        app.add_exception_handler(away, _store_away)
 
     @app.middleware("http")
     async def _no_control_characters(request: Request, call_next: Any) -> Response:

@@ -470,7 +470,7 @@ def test_drill_down_lists_only_events_of_delivered_messages(tmp_path) -> None:
 def test_a_store_that_cannot_be_reached_is_a_503_that_says_so(env, monkeypatch) -> None:
     """The store going away (a restart, a network cut) was a bare "Internal Server Error" on
     every page and API call; now a 503 in one line, asking to retry, and nothing of the query."""
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import OperationalError, ProgrammingError
 
     page = login(env, env["t1"])
     token = api(env, env["t1"])
@@ -488,6 +488,12 @@ def test_a_store_that_cannot_be_reached_is_a_503_that_says_so(env, monkeypatch) 
     resp = token.get("/api/tenants")
     assert resp.status_code == 503
     assert resp.json() == {"detail": "the metrics store cannot be reached; try again shortly"}
+
+    def bug(*_):  # noqa: ANN002, ANN202
+        raise ProgrammingError("SELECT nope FROM settings", {}, Exception("no such column"))
+
+    monkeypatch.setattr(service, "tenants", bug)  # a bug, not the store away: stays a 500
+    assert token.get("/api/tenants").status_code == 500
 
 
 def test_ids_holding_a_slash_open_their_own_pages(console_env, tmp_path) -> None:
