@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import precision_recall_curve
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def _plt() -> ModuleType:
@@ -21,6 +25,14 @@ def _plt() -> ModuleType:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    """Lay out, write (110 dpi, as every plot here) and close ``fig``."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return path
 
 
 def pr_curve(y: np.ndarray, proba: np.ndarray, groups: pd.Series, path: Path) -> Path:
@@ -37,10 +49,7 @@ def pr_curve(y: np.ndarray, proba: np.ndarray, groups: pd.Series, path: Path) ->
     )
     ax.legend(loc="lower left")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def calibration(y: np.ndarray, proba: np.ndarray, path: Path) -> Path:
@@ -57,10 +66,7 @@ def calibration(y: np.ndarray, proba: np.ndarray, path: Path) -> Path:
     )
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def importance(names: list[str], gains: np.ndarray, path: Path, top: int = 25) -> Path:
@@ -70,10 +76,7 @@ def importance(names: list[str], gains: np.ndarray, path: Path, top: int = 25) -
     fig, ax = plt.subplots(figsize=(7, 0.28 * len(order) + 1))
     ax.barh([names[i] for i in order], gains[order] / max(gains.sum(), 1e-12))
     ax.set(xlabel="share of total gain", title="Feature importance")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def confusion_by_kind(kind: pd.Series, is_bot: np.ndarray, path: Path) -> Path:
@@ -97,10 +100,7 @@ def confusion_by_kind(kind: pd.Series, is_bot: np.ndarray, path: Path) -> Path:
     )
     ax.set(xlim=(0, 1), xlabel="share of events", title="Verdict by true kind (test split)")
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def frontier(
@@ -141,7 +141,4 @@ def frontier(
     )
     ax.legend(loc="upper right")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
