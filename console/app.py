@@ -236,6 +236,7 @@ def create_app(
     async def _user_error(request: Request, exc: BotfilterError) -> Response:
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
+    # the pages outside the page router's session: the 503 and the API reference
     pages = Jinja2Templates(directory=HERE / "templates")
 
     async def _store_away(request: Request, exc: Exception) -> Response:
@@ -264,12 +265,10 @@ def create_app(
 
     app.include_router(api_router(ctx), prefix="/api")
 
-    docs = Jinja2Templates(directory=HERE / "templates")
-
     @app.get("/api/docs", include_in_schema=False)
     def api_docs(request: Request) -> HTMLResponse:
         """The API reference, rendered here from the OpenAPI schema (nothing from a CDN)."""
-        return docs.TemplateResponse(request, "api_docs.html", {"spec": app.openapi()})
+        return pages.TemplateResponse(request, "api_docs.html", {"spec": app.openapi()})
 
     app.include_router(page_router(ctx))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
