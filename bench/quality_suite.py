@@ -81,8 +81,6 @@ def main() -> int:
 
     from core.settings import Settings, get_settings
     from scoring.registry import load_model
-    from simulation import simulate
-    from simulation.config import SimConfig
     from training.fit import RECALL_SLACK, fit_model, load_prepared
     from training.suite import (
         SUITE_WORLDS,
@@ -90,6 +88,7 @@ def main() -> int:
         report_frontier,
         report_suite,
         run_suite,
+        simulated,
         suite_frontier,
     )
 
@@ -112,19 +111,24 @@ def main() -> int:
     if args.model:
         model = load_model(get_settings(), args.model)
     else:
-        dirs = []
-        for seed in (int(x) for x in args.train_seeds.split(",")):
-            train_dir = args.out / f"train-default-seed{seed}-{args.train_tenants}t-{args.days}d"
-            if not (train_dir / "events.parquet").exists():
-                simulate(train_dir, tenants=args.train_tenants, days=args.days, seed=seed)
-            dirs.append(train_dir)
-        for w in ceiling:
-            seed = w.ceiling_seed
-            train_dir = args.out / f"ceiling-{w.profile}-seed{seed}-{args.tenants}t-{args.days}d"
-            if not (train_dir / "events.parquet").exists():
-                world = SimConfig.variant(w.profile)
-                simulate(train_dir, tenants=args.tenants, days=args.days, seed=seed, config=world)
-            dirs.append(train_dir)
+        trains = [int(x) for x in args.train_seeds.split(",")]
+        days, tenants = args.days, args.train_tenants
+        dirs = [
+            simulated(
+                args.out / f"train-default-seed{s}-{tenants}t-{days}d", "default", tenants, days, s
+            )
+            for s in trains
+        ]
+        dirs += [
+            simulated(
+                args.out / f"ceiling-{w.profile}-seed{w.ceiling_seed}-{args.tenants}t-{days}d",
+                w.profile,
+                args.tenants,
+                days,
+                w.ceiling_seed,
+            )  # fmt: skip
+            for w in ceiling
+        ]
         prep = load_prepared(dirs[0], mix=dirs[1:])  # as `botfilter train --mix` mixes them
         settings = Settings(home=args.out / "home")
         with console.status("fitting the model on the training world"):

@@ -216,11 +216,19 @@ def _worlds(
     for w in worlds:
         for seed in w.seeds(seeds, validation):
             data = Path(root) / f"{w.profile}-seed{seed}-{tenants}t-{days}d"
-            if not (data / "events.parquet").exists():
-                if console is not None:
-                    console.print(f"simulating {w.profile} (seed {seed}) -> {data}")
-                simulate(data, tenants, days, seed, SimConfig.variant(w.profile))
+            simulated(data, w.profile, tenants, days, seed, console)
             yield w, seed, prepare(load(data), enrichers)
+
+
+def simulated(
+    data: Path, profile: str, tenants: int, days: int, seed: int, console: Console | None = None
+) -> Path:
+    """``data``: the world of ``profile`` and ``seed``, simulated there unless already there."""
+    if not (data / "events.parquet").exists():
+        if console is not None:
+            console.print(f"simulating {profile} (seed {seed}) -> {data}")
+        simulate(data, tenants, days, seed, SimConfig.variant(profile))
+    return data
 
 
 def _judged(w: SuiteWorld, seed: int, report: EvaluationReport) -> SuiteResult:
