@@ -161,13 +161,14 @@ def evaluate(
         )
 
         root = worlds or settings.ensure_home() / "suite"
-        name = f"{'validation' if validation else 'suite'}-{bot_model.version.replace('/', '-')}"
+        which = "validation" if validation else "suite"
+        name = f"{which}-{bot_model.version.replace('/', '-')}"
         if frontier_cuts is not None:
             points = suite_frontier(
                 bot_model, root, frontier_cuts, console=console, seeds=seeds, validation=validation
             )
             out = out or settings.ensure_home() / "reports" / f"{name}-frontier.json"
-            title = f"{bot_model.version}: {'validation' if validation else 'suite'} worlds"
+            title = f"{bot_model.version}: {which} worlds"
             if report_frontier(points, console, out, f"{title}, {seeds} seed(s) each"):
                 raise typer.Exit(1)
             return

@@ -178,13 +178,25 @@ class Evaluation(NamedTuple):
     is_bot: np.ndarray
 
 
-def evaluate_model(model: BotModel, prep: Prepared, idx: np.ndarray) -> Evaluation:
-    """Evaluation of ``model`` on rows ``idx`` of ``prep``."""
+class _Scored(NamedTuple):
+    """Rows of a :class:`Prepared`, scored, with the campaign messages their rates divide by."""
+
+    ctx: pd.DataFrame
+    feats: pd.DataFrame
+    proba: np.ndarray
+    delivered: pd.DataFrame | None
+
+
+def _scored(model: BotModel, prep: Prepared, idx: np.ndarray) -> _Scored:
     ctx = prep.ctx.iloc[idx]
     feats = prep.features.iloc[idx]
-    proba = model.predict_proba(feats)
+    return _Scored(ctx, feats, model.predict_proba(feats), _delivered_for(prep, ctx))
+
+
+def evaluate_model(model: BotModel, prep: Prepared, idx: np.ndarray) -> Evaluation:
+    """Evaluation of ``model`` on rows ``idx`` of ``prep``."""
+    ctx, feats, proba, delivered = _scored(model, prep, idx)
     is_bot = proba >= model.threshold_for(ctx["channel"].to_numpy(), ctx["type"].to_numpy())
-    delivered = _delivered_for(prep, ctx)
     return Evaluation(evaluation_report(ctx, feats, proba, is_bot, delivered), proba, is_bot)
 
 
@@ -199,13 +211,10 @@ def reports_at_cuts(
     """Reports of ``model`` on rows ``idx``, one per cut of ``cuts`` given to the events of
     ``channel`` and ``event_type`` (floored at ``MIN_CUT``, as every cut is), every other event
     at the model's own threshold: the rows are scored once for all the cuts."""
-    ctx = prep.ctx.iloc[idx]
-    feats = prep.features.iloc[idx]
-    proba = model.predict_proba(feats)
+    ctx, feats, proba, delivered = _scored(model, prep, idx)
     ch, ty = ctx["channel"].to_numpy(), ctx["type"].to_numpy()
     own = model.threshold_for(ch, ty)
     moved = (ch == channel) & (ty == event_type)
-    delivered = _delivered_for(prep, ctx)
     return [
         evaluation_report(
             ctx, feats, proba, proba >= np.where(moved, max(cut, MIN_CUT), own), delivered
