@@ -549,7 +549,7 @@ def summary_grid(
     ).to_frame(index=False)
     if "send_day" in summary.columns:
         summary = summary.rename(columns={"send_day": "send_date"})
-        summary["send_date"] = _days_to_dates(summary["send_date"]) if len(summary) else []
+        summary["send_date"] = _days_to_dates(summary["send_date"])  # dates even when empty
     out = grid.merge(summary, on=list(PARTITION_KEY), how="left").fillna(0)
     for col in ("messages", "delivered", "events"):
         out[col] = out[col].astype(np.int64)

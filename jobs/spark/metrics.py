@@ -124,7 +124,7 @@ def _tenant_partitions(
 
         messages = _side(left, MESSAGE)
         if messages.num_rows == 0:  # no window message: nothing of this tenant counts
-            return pa.table({}, schema=_result_schema())
+            return _result_schema().empty_table()
         tenant = messages.column("tenant_id")[0].as_py()
         segments = _side(left, SEGMENT)
         events = _side(right, EVENT)

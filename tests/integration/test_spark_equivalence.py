@@ -662,3 +662,35 @@ def test_a_table_given_as_a_directory_of_parquet_parts_in_a_file_uri(
     assert counts(got.report) == counts(contract.load(world).report)
     assert got.events.count() == contract.load(world).report.tables["events"].kept
     got.unpersist()
+
+
+def test_a_tenant_with_segments_but_no_window_message_counts_nothing(spark, local) -> None:
+    """A tenant whose window holds no message but who has segments (or events of older
+    messages) still forms a group of the per-tenant cogroup; its empty answer crashed the
+    executors under pyarrow 23 (``pa.table({}, schema=...)``), so `botfilter recompute
+    --engine spark` failed as an internal error where the local engine counts nothing."""
+    from jobs import metrics as M
+    from jobs.spark.engine import scores_from_pandas, spark_frames
+    from jobs.spark.metrics import compute_partitions_spark
+
+    validated, scores = local
+    messages, events, segments = validated.messages, validated.events, validated.segments
+    tenants = sorted(messages["tenant_id"].unique())
+    gone = tenants[-1]
+    assert (segments["tenant_id"] == gone).any()
+    messages = messages[messages["tenant_id"] != gone]
+    events = events[events["tenant_id"] != gone]
+    scores = scores[scores["tenant_id"] != gone]
+    window = M.Window.ending(events["occurred_at"].max() + pd.Timedelta(seconds=1), 30)
+    expected = M.compute_partitions(messages, events, scores, {}, window, segments)
+    tables = spark_frames(spark, messages, events, segments)
+    got = compute_partitions_spark(tables, scores_from_pandas(spark, scores), {}, window)
+    for name, frame in expected.frames.items():
+        assert gone not in set(frame["tenant_id"]), name
+        pd.testing.assert_frame_equal(got.frames[name], frame, obj=name)
+    pd.testing.assert_frame_equal(got.summary, expected.summary)
+    # No window message of any tenant at all: every group is empty.
+    before = M.Window.ending(validated.messages["sent_at"].min() - pd.Timedelta(days=40), 30)
+    nothing = compute_partitions_spark(tables, scores_from_pandas(spark, scores), {}, before)
+    assert all(frame.empty for frame in nothing.frames.values())
+    assert nothing.events_used == 0

@@ -306,6 +306,16 @@ def test_empty_inputs_give_empty_tables(messages, events, scores) -> None:
     assert len(parts.summary) == 60 and parts.summary["messages"].sum() == 0
 
 
+def test_no_message_and_no_tenant_named_give_empty_tables(messages, events, scores) -> None:
+    """Without tenants named, an empty window names none: the summary grid is empty too (it
+    raised a merge error on the empty send dates, which the Spark engine reaches whenever no
+    tenant has a window message)."""
+    parts = compute_partitions(messages([]), events([]), scores({}), {}, Window.ending(AS_OF, 30))
+    assert parts.tenants == () and parts.summary.empty and parts.events_used == 0
+    for name in PRODUCT_TABLES:
+        assert parts.tables()[name].empty
+
+
 def test_tables_written_without_rows_keep_their_types(
     world, messages, events, scores, tmp_path
 ) -> None:
