@@ -119,7 +119,9 @@ def validate_parts(
         writers.clear()
         elsewhere = parts.kept_elsewhere(unknown)  # read once for the counts and the rows
         report = parts.settle(merge_reports(reports), elsewhere)
-        quarantine = _settled(pd.concat(quarantines, ignore_index=True), unknown, elsewhere)
+        quarantine = settled_quarantine(
+            pd.concat(quarantines, ignore_index=True), unknown, elsewhere
+        )
         write_parquet(quarantine, partial["quarantine"])
         for name, path in partial.items():
             path.replace(out / f"{name}.parquet")
@@ -131,7 +133,9 @@ def validate_parts(
     return report
 
 
-def _settled(quarantine: pd.DataFrame, unknown: list[str], elsewhere: set[str]) -> pd.DataFrame:
+def settled_quarantine(
+    quarantine: pd.DataFrame, unknown: list[str], elsewhere: set[str]
+) -> pd.DataFrame:
     """The parts' quarantine as the whole directory's: the rows of a message that only another
     tenant keeps say so, and the rows come by table, then by row of the input file."""
     rows = np.flatnonzero(

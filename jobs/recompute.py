@@ -16,7 +16,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
@@ -33,7 +33,9 @@ import contract
 from contract.columns import TS_MAX, TS_MIN
 from contract.counts import Report
 from contract.parts import SharedTable, TenantParts, merge_reports, shm_dir, unshare_raw
+from contract.readers import write_parquet
 from contract.schema import CHANNELS, SCORE_COLUMNS
+from contract.streamed import settled_quarantine
 from contract.tables import CleanTables, Tables
 from contract.validate import validate_raw
 from core.errors import BotfilterError
@@ -727,17 +729,28 @@ def _one_line(exc: BaseException) -> str:
 
 def write_tables(tables: dict[str, pd.DataFrame], out: Path) -> dict[str, Path]:
     """Write ``NAME.parquet`` for each table; each file appears whole or not at all."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     files = {}
     for name in PRODUCT_TABLES:
-        path = out / f"{name}.parquet"
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         table = _typed(pa.Table.from_pandas(tables[name], preserve_index=False))
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-        files[name] = path
+        files[name] = _write_whole(out, name, functools.partial(pq.write_table, table))
     return files
+
+
+def write_quarantine(quarantine: pd.DataFrame, out: Path) -> Path:
+    """Write the rows the contract refused as ``quarantine.parquet`` (the columns of
+    ``botfilter validate``'s: table, row_number, record, reason), whole or not at all."""
+    return _write_whole(out, "quarantine", functools.partial(write_parquet, quarantine))
+
+
+def _write_whole(out: Path, name: str, write: Callable[[Path], object]) -> Path:
+    """``out/NAME.parquet`` written by ``write`` to a temporary file first, then moved."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.parquet"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+    return path
 
 
 def _column_type(column: str) -> pa.DataType:
@@ -803,7 +816,10 @@ def recompute_data_dir(
     validated = load_data(data_dir)
     if scores_file is not None:
         options = replace(options, scores=read_scores_file(scores_file))
-    return validated.report, recompute(store, settings, validated, options)
+    result = recompute(store, settings, validated, options)
+    if options.out is not None:
+        result.files["quarantine"] = write_quarantine(validated.quarantine, options.out)
+    return validated.report, result
 
 
 def _in_parts(options: RecomputeOptions) -> bool:
@@ -829,13 +845,35 @@ def recompute_in_parts(
     ``workers`` > 1, that many processes recompute parts side by side (see
     :func:`recompute_parts`).
     """
-    reports, results = recompute_parts(store, settings, parts, options, workers)
-    if not results:
+    done = recompute_parts(store, settings, parts, options, workers)
+    if not done.results:
         raise BotfilterError("the data has no messages: nothing to recompute")
-    result = _merged(results)
+    result = _merged(done.results)
+    unknown = [m for r in done.reports for m in r.tables["events"].unknown_messages]
+    elsewhere = parts.kept_elsewhere(unknown)  # read once for the counts and the rows
     if options.out is not None:
         result.files = write_tables(result.tables, options.out)
-    return parts.settle(merge_reports(reports)), result
+        quarantine = pd.concat(done.quarantines, ignore_index=True)
+        result.files["quarantine"] = write_quarantine(
+            settled_quarantine(quarantine, unknown, elsewhere), options.out
+        )
+    return parts.settle(merge_reports(done.reports), elsewhere), result
+
+
+@dataclass
+class PartsDone:
+    """What :func:`recompute_parts` did, in the parts' order: each part's validation counts
+    and quarantined rows, and the recomputes of the parts that held a wanted tenant."""
+
+    reports: list[Report] = field(default_factory=list)
+    quarantines: list[pd.DataFrame] = field(default_factory=list)
+    results: list[RecomputeResult] = field(default_factory=list)
+
+    def add(self, report: Report, quarantine: pd.DataFrame, result: RecomputeResult | None) -> None:
+        self.reports.append(report)
+        self.quarantines.append(quarantine)
+        if result is not None:
+            self.results.append(result)
 
 
 def recompute_parts(
@@ -844,8 +882,9 @@ def recompute_parts(
     parts: TenantParts,
     options: RecomputeOptions,
     workers: int = 1,
-) -> tuple[list[Report], list[RecomputeResult]]:
-    """The parts' validation counts and recomputes (see :func:`recompute_in_parts`).
+) -> PartsDone:
+    """The parts' validation counts, quarantined rows and recomputes (see
+    :func:`recompute_in_parts`).
 
     With ``options.tenants``, only the parts that hold those tenants are validated (the others
     are passed over), and a tenant without a clean message is left out rather than an error
@@ -879,20 +918,17 @@ def recompute_parts(
                 # until its tenant's next run. The pool has stopped, so none is still going.
                 store.abandon_batch(batch, "a worker process ended before the run finished")
                 raise
-        reports: list[Report] = []
-        results: list[RecomputeResult] = []
+        done = PartsDone()
         for i in range(len(parts)):
             if _passed_over(parts, i, wanted):
                 progress.advance(parts.parts[i].events)
                 continue
             validated = validate_raw(parts.raw(i))
-            reports.append(validated.report)
             result = _recompute_part(store, settings, validated, part_options, wanted)
-            if result is not None:
-                results.append(result)
+            done.add(validated.report, validated.quarantine, result)
             del validated
             progress.advance(parts.parts[i].events)
-    return reports, results
+    return done
 
 
 def _wanted_in(planned: list[str] | None, wanted: frozenset[str] | None) -> bool:
@@ -953,7 +989,7 @@ def _worker_store(url: str, schema: str | None, lock_timeout: float) -> Store:
 
 def _recompute_shared(
     job: _PartJob, shared: dict[str, SharedTable]
-) -> tuple[Report, RecomputeResult | None]:
+) -> tuple[Report, pd.DataFrame, RecomputeResult | None]:
     """In a worker: validate and recompute one part handed over by :func:`share_raw`."""
     store = _worker_store(job.store_url, job.store_schema, job.lock_timeout)
     options = job.options
@@ -962,18 +998,19 @@ def _recompute_shared(
             _WORKER_SCORERS[job.ref] = _score_with_model(job.settings, None, job.ref)
         options = replace(options, scorer=_WORKER_SCORERS[job.ref])
     validated = validate_raw(unshare_raw(shared))
-    return validated.report, _recompute_part(store, job.settings, validated, options, job.wanted)
+    result = _recompute_part(store, job.settings, validated, options, job.wanted)
+    return validated.report, validated.quarantine, result
 
 
 def _parts_in_workers(
     parts: TenantParts, job: _PartJob, workers: int, progress: _PartsProgress
-) -> tuple[list[Report], list[RecomputeResult]]:
+) -> PartsDone:
     """Hand the parts to ``workers`` processes, at most one part waiting beyond those being
     recomputed; the results in the parts' order."""
     from scoring.workers import start_workers  # the standard library only
 
     pool = start_workers(workers, _WORKER_PRELOAD)
-    futures: list[Future[tuple[Report, RecomputeResult | None]]] = []
+    futures: list[Future[tuple[Report, pd.DataFrame, RecomputeResult | None]]] = []
     try:
         with tempfile.TemporaryDirectory(prefix="botfilter-recompute-", dir=shm_dir()) as tmp:
             for i in range(len(parts)):
@@ -989,8 +1026,10 @@ def _parts_in_workers(
             done = [f.result() for f in futures]  # the first failure, in order, is raised
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    reports = [report for report, _ in done]
-    return reports, [result for _, result in done if result is not None]
+    outcome = PartsDone()
+    for part in done:
+        outcome.add(*part)
+    return outcome
 
 
 def _with_champion(

@@ -284,7 +284,8 @@ def _cycle(
                     # processes, as in `botfilter recompute`. The files are read once per group.
                     parts = parts if parts is not None and parts.fresh else TenantParts(data_dir)
                     workers = settings.recompute_workers
-                    reports, done = recompute_parts(store, settings, parts, run, workers)
+                    outcome = recompute_parts(store, settings, parts, run, workers)
+                    reports, done = outcome.reports, outcome.results
             except BotfilterError as exc:
                 result.errors.append(f"{','.join(group)}: {exc}")
                 continue

@@ -123,7 +123,7 @@ def test_one_part_to_do_stays_in_this_process(
     store = Store.open(settings)
     for wanted, in_workers in ((["t2"], False), (["t1", "t3"], True)):
         options = RecomputeOptions(as_of=AS_OF, tenants=wanted)
-        _, done = recompute_parts(store, settings, TenantParts(data_dir, 900), options, 2)
+        done = recompute_parts(store, settings, TenantParts(data_dir, 900), options, 2).results
         assert sorted(t for d in done for t in d.tenants) == wanted
         runs = store.job_runs(kind="recompute")
         pids = set(runs.loc[runs["tenant_id"].isin(wanted), "pid"])
