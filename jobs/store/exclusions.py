@@ -33,7 +33,8 @@ def switches(conn: Connection) -> dict[tuple[str, str], bool]:
 def record(
     conn: Connection, tenant: str, channel: str, enabled: bool, at: datetime, source: str
 ) -> bool | None:
-    """Apply one channel's setting, append it to the history; returns the previous value."""
+    """Apply one channel's setting, append it to the history when it changes the value;
+    returns the previous value (None: the tenant had no setting)."""
     row = conn.execute(select(tenant_settings).where(tenant_settings.c.tenant_id == tenant)).first()
     values = {"email": False, "sms": False}
     previous = None
@@ -52,6 +53,10 @@ def record(
         },
         ["tenant_id"],
     )
+    if bool(previous) == bool(enabled):
+        # Nothing changed (off is every tenant's start): the history lists changes only, as the
+        # console's page and the dashboard's "setting changed" markers read it.
+        return previous
     conn.execute(
         settings_history.insert().values(
             tenant_id=tenant,

@@ -100,6 +100,29 @@ def test_data_settings_newer_win(store: Store) -> None:
     assert sync_from_data(store, newer) == []  # nothing newer the second time
 
 
+def test_the_history_lists_changes_only(store: Store) -> None:
+    """A data directory's settings of a new tenant said "sms off → off" in the history (and
+    the dashboard drew a "setting changed" marker for it): off is where every tenant starts."""
+    frame = pd.DataFrame(
+        {
+            "tenant_id": ["t2"],
+            "exclude_bots_email": pd.array([True], dtype="boolean"),
+            "exclude_bots_sms": pd.array([False], dtype="boolean"),
+            "updated_at": pd.to_datetime(["2024-03-02"], utc=True),
+        }
+    )
+    sync_from_data(store, frame)
+    assert tenant_setting(store, "t2") == {"email": True, "sms": False}
+    set_exclusion(store, "t2", "email", True, at=datetime(2024, 3, 3, tzinfo=UTC))  # no change
+    set_exclusion(store, "t2", "email", False, at=datetime(2024, 3, 4, tzinfo=UTC))
+    history = store.settings_history("t2")
+    rows = zip(history["channel"], history["previous"], history["enabled"], strict=True)
+    assert list(rows) == [
+        ("email", None, True),
+        ("email", True, False),
+    ]
+
+
 def test_partitions_replace_only_their_tenant_channels_and_dates(
     computed_partitions, write_partitions, store: Store
 ) -> None:
