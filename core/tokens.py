@@ -45,14 +45,12 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from core.database import normalise_url
 from core.errors import BotfilterError
 from core.redact import one_line
-from core.text import has_controls
+from core.text import check_tenant_id, has_controls
 
 PREFIX = "bf_"
 TABLE = "api_tokens"
 CACHE_TTL_S = 5.0  # how long a worker trusts an answer: the longest a revoked token still works
 CACHE_MAX = 10_000  # distinct token hashes a worker remembers (random tokens cannot grow it)
-# Tenant ids are identifiers: printable, no surrounding blanks, no separators of our own.
-_MAX_TENANT_LEN = 200
 
 metadata = MetaData()
 api_tokens = Table(
@@ -104,15 +102,6 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def check_tenant(tenant: str) -> str:
-    """``tenant`` if it is a usable tenant id, else :class:`BotfilterError`."""
-    if not tenant or tenant != tenant.strip():
-        raise BotfilterError(f"tenant id {tenant!r} is empty or has surrounding blanks")
-    if len(tenant) > _MAX_TENANT_LEN or not tenant.isprintable():
-        raise BotfilterError(f"tenant id {tenant[:40]!r} is not a printable id up to 200 chars")
-    return tenant
-
-
 class TokenStore:
     """The ``api_tokens`` table in the metrics store database."""
 
@@ -157,7 +146,7 @@ class TokenStore:
         """A new token (shown to the caller once) and its stored record."""
         if admin == bool(tenants):
             raise BotfilterError("a token is either --admin or for one or more --tenant")
-        clean = sorted({check_tenant(t) for t in tenants})
+        clean = sorted({check_tenant_id(t) for t in tenants})
         if label is not None and has_controls(label):  # a newline split `tokens list`'s row
             raise BotfilterError("--label: one line of text, without control characters")
         token = PREFIX + secrets.token_urlsafe(32)

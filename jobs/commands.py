@@ -276,7 +276,8 @@ def settings_set(
     messages, unless --create is given. Ids that are blank, padded with whitespace or hold
     control characters are always refused."""
     from core.settings import get_settings
-    from jobs.exclusions import check_tenant_id, known_tenant, parse_switch, set_exclusions
+    from core.text import check_tenant_id
+    from jobs.exclusions import known_tenant, parse_switch, set_exclusions
     from jobs.recompute import RecomputeOptions, load_data, recompute
     from jobs.store import Store
 

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from contract.schema import CHANNELS
 from core.errors import BotfilterError
-from core.text import has_controls
+from core.text import check_tenant_id
 from jobs.store import Store, metric_partitions, settings_history, tenant_settings
 
 SWITCH = {"on": True, "off": False, "true": True, "false": False, "yes": True, "no": False}
@@ -42,17 +42,6 @@ def parse_switch(value: str, option: str = "value") -> bool:
         return SWITCH[value.strip().lower()]
     except KeyError:
         raise BotfilterError(f"{option} must be on or off, not {value!r}") from None
-
-
-def check_tenant_id(tenant: str) -> None:
-    """A tenant id as the data contract accepts one: not blank, no surrounding whitespace, no
-    control characters (a newline or NUL would be stored as a key no data can ever match)."""
-    if not tenant or not tenant.strip():
-        raise BotfilterError("the tenant id is empty")
-    if tenant != tenant.strip():
-        raise BotfilterError(f"tenant id {tenant!r}: remove the surrounding whitespace")
-    if has_controls(tenant):
-        raise BotfilterError(f"tenant id {tenant!r}: control characters are not allowed")
 
 
 def known_tenant(store: Store, tenant: str) -> bool:
