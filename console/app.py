@@ -10,19 +10,25 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 import secrets
+from collections.abc import Mapping
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
 import pandas as pd
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.convertors import Convertor, register_url_convertor
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as Scope_
@@ -44,16 +50,33 @@ SESSION_HOURS = 8
 PAGE_ROWS = 500  # a drill-down page lists this many interactions, newest first
 RETRY_AFTER_S = 30  # what a 503 asks the caller to wait while the metrics store is away
 log = logging.getLogger("botfilter.console")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
-class SettingsBody(BaseModel):
+class _Body(BaseModel):
+    """A JSON body whose text fields hold no lone surrogate (a 422 in one line).
+
+    JSON's ``\\ud800`` escape is the one way a request carries one (paths, queries and forms
+    are decoded with replacement characters), and neither the store nor a JSON answer can
+    encode it: so every text field of every body is checked here, once."""
+
+    @field_validator("*")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        found = _SURROGATE.search(value) if isinstance(value, str) else None
+        if found:
+            raise ValueError(f"a lone surrogate (U+{ord(found.group()):04X}) is not text")
+        return value
+
+
+class SettingsBody(_Body):
     """Switches to change; a channel left out keeps its value."""
 
     email: bool | None = None
     sms: bool | None = None
 
 
-class ListEntryBody(BaseModel):
+class ListEntryBody(_Body):
     """A new list entry: ``list`` allow or block; ``kind`` ip, asn, user_agent or domain;
     ``expires_at`` ISO-8601 (no offset = UTC) or none."""
 
@@ -64,7 +87,7 @@ class ListEntryBody(BaseModel):
     expires_at: str | None = None
 
 
-class ListChangeBody(BaseModel):
+class ListChangeBody(_Body):
     """An entry's new expiry (null: never) and, optionally, its note."""
 
     expires_at: str | None = None
@@ -162,15 +185,16 @@ class Console:
 
 class _Segment(Convertor[str]):
     """A path segment (``{name:seg}``) as :class:`_SlashesInSegments` leaves it: ``%`` and ``/``
-    still escaped, so an id holding them comes back whole."""
+    still escaped, so an id holding them comes back whole; one leading ``~`` (see
+    :func:`_segment`) is dropped."""
 
     regex = "[^/]+"
 
     def convert(self, value: str) -> str:
-        return unquote(value)
+        return unquote(value.removeprefix("~"))
 
     def to_string(self, value: str) -> str:
-        return quote(value, safe="")
+        return _segment(value)
 
 
 class _SlashesInSegments:
@@ -232,12 +256,34 @@ def create_app(
         https_only=False,  # served on localhost; put TLS in front for anything else
     )
 
+    # the pages outside the page router's session: errors, the 503 and the API reference
+    pages = Jinja2Templates(directory=HERE / "templates")
+
+    def error(
+        request: Request, status: int, detail: str, headers: Mapping[str, str] | None = None
+    ) -> Response:
+        """One line: ``{"detail": ...}`` for the API, else a page with a link back (a person
+        clicking never sees JSON). It names nothing but ``detail``, so the 404 of another
+        tenant's page reads exactly like an unknown tenant's."""
+        line = " ".join(detail.split())
+        if _is_api(request):
+            return JSONResponse({"detail": line}, status, headers)
+        values = {"title": f"{status} {HTTPStatus(status).phrase}", "detail": line}
+        return pages.TemplateResponse(request, "error.html", values, status, headers)
+
     @app.exception_handler(BotfilterError)
     async def _user_error(request: Request, exc: BotfilterError) -> Response:
-        return JSONResponse({"detail": str(exc)}, status_code=400)
+        return error(request, 400, str(exc))
 
-    # the pages outside the page router's session: the 503 and the API reference
-    pages = Jinja2Templates(directory=HERE / "templates")
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        return error(request, 422, invalid_line(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code < 400 or _is_api(request):  # the API's JSON; the login redirect
+            return await http_exception_handler(request, exc)
+        return error(request, exc.status_code, str(exc.detail), exc.headers)
 
     async def _store_away(request: Request, exc: Exception) -> Response:
         # The store restarting or cut off is not a bug to report: say so in one line and ask to
@@ -245,7 +291,7 @@ def create_app(
         # stay internal errors: a 500.)
         log.warning("metrics store unreachable: %s", one_line_error(exc))
         headers = {"Retry-After": str(RETRY_AFTER_S)}
-        if request.url.path.startswith("/api"):
+        if _is_api(request):
             said = {"detail": "the metrics store cannot be reached; try again shortly"}
             return JSONResponse(said, status_code=503, headers=headers)
         values = {"retry": RETRY_AFTER_S}
@@ -260,7 +306,7 @@ def create_app(
         # contract quarantines such rows), so a path with one (%00...) names nothing: 404,
         # before any query (PostgreSQL refuses NUL in text, which surfaced as a 500).
         if has_controls(request.url.path):
-            return JSONResponse({"detail": "not found"}, status_code=404)
+            return error(request, 404, "not found")
         return await call_next(request)
 
     app.include_router(api_router(ctx), prefix="/api")
@@ -273,6 +319,42 @@ def create_app(
     app.include_router(page_router(ctx))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     return app
+
+
+def _is_api(request: Request) -> bool:
+    """Whether ``request`` is a call of the API (JSON answers), not a page."""
+    return request.url.path == "/api" or request.url.path.startswith("/api/")
+
+
+# Validation errors in words; any other kind says pydantic's message.
+_PROBLEMS = {
+    "missing": "field required",
+    "int_parsing": "not an integer",
+    "int_type": "not an integer",
+    "int_from_float": "not an integer",
+    "bool_parsing": "not true or false",
+    "bool_type": "not true or false",
+    "string_type": "not text",
+    "string_unicode": "not valid Unicode text",
+    "model_attributes_type": "not a JSON object",
+    "dict_type": "not a JSON object",
+}
+_WHERE = ("body", "query", "path", "header", "cookie")
+
+
+def invalid_line(exc: RequestValidationError) -> str:
+    """FastAPI's list of validation errors as one line: ``where: what``, ``; `` between
+    (``body: field required``, ``entry_id: not an integer``)."""
+    said = []
+    for err in exc.errors():
+        loc = [str(part) for part in err.get("loc", ())]
+        where = ".".join(loc[1:] if len(loc) > 1 and loc[0] in _WHERE else loc) or "request"
+        cause = err.get("ctx", {}).get("error")
+        what = _PROBLEMS.get(err.get("type", "")) or str(cause or err.get("msg") or "not valid")
+        if err.get("type") == "json_invalid":  # loc is ("body", offset)
+            where, what = "body", f"not valid JSON ({cause}, at character {loc[-1]})"
+        said.append(f"{where}: {what}")
+    return "; ".join(dict.fromkeys(said))
 
 
 # --- the API --------------------------------------------------------------------------------
@@ -425,14 +507,20 @@ def ctx_preview(ctx: Console, tenant: str, email: str | None, sms: str | None) -
 
 
 def csv_response(frame: pd.DataFrame, name: str) -> Response:
-    """A frame as a CSV download."""
+    """A frame as a CSV download named ``name``."""
     buf = io.StringIO()
     frame.to_csv(buf, index=False, quoting=csv.QUOTE_MINIMAL, date_format="%Y-%m-%dT%H:%M:%S%z")
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+    # Headers are Latin-1: a name in other letters goes in filename* (RFC 6266/5987), UTF-8
+    # percent-encoded, after an ASCII filename for clients that know only that one.
+    plain = "".join(ch if ch.isascii() else "_" for ch in safe)
+    disposition = f'attachment; filename="{plain}"'
+    if plain != safe:
+        disposition += f"; filename*=UTF-8''{quote(safe, safe='')}"
     return Response(
         buf.getvalue(),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{safe}"'},
+        headers={"Content-Disposition": disposition},
     )
 
 
@@ -440,10 +528,15 @@ def csv_response(frame: pd.DataFrame, name: str) -> Response:
 
 
 def _segment(value: object) -> str:
-    """``value`` as one URL path segment: every reserved character escaped (``%``, ``?``,
-    ``#`` and ``/`` too). A tenant id is data: written raw into a link, ``T%41`` opened the page
-    of tenant ``TA``, and a form on it changed TA's settings."""
-    return quote(str(value), safe="")
+    """``value`` as one URL path segment, the one way links are written: every reserved
+    character escaped (``%``, ``?``, ``#`` and ``/`` too). A tenant id is data: written raw into
+    a link, ``T%41`` opened the page of tenant ``TA``, and a form on it changed TA's settings.
+
+    A segment ``.`` or ``..`` is one browsers collapse (and ``%2e`` is a dot to them), so it
+    gets a leading ``~``, and so does one starting with ``~`` to stay lossless: the ``seg``
+    convertor drops exactly one. Every other id is written as it always was."""
+    text = quote(str(value), safe="")
+    return f"~{text}" if text in (".", "..") or text.startswith("~") else text
 
 
 def page_router(ctx: Console) -> APIRouter:

@@ -113,8 +113,10 @@ def test_other_tenant_is_404(page, server) -> None:
     ):
         resp = page.goto(server["url"] + path)
         assert resp.status in (401, 404), path  # the API wants a bearer token, the pages 404
-        if path.startswith("/t/"):
+        if path.startswith("/t/"):  # a page that says so in words, not JSON
             assert resp.status == 404
+            assert page.get_by_role("alert").inner_text() == "not found"
+            assert page.get_by_role("link", name="Back to the console").count() == 1
 
 
 def test_toggle_with_preview_then_recompute(console_cycle, page, server, shots) -> None:
@@ -211,6 +213,32 @@ def test_model_page_for_admin(browser, server, shots) -> None:
         pg.goto(server["url"] + "/model")
         assert pg.locator("h1").inner_text() == "Model"
         pg.screenshot(path=str(shots / "model.png"), full_page=True)
+    finally:
+        context.close()
+
+
+def test_a_tenant_named_dot_dot_opens_its_pages(browser, server) -> None:
+    """The audit: tenant ".." was sent after login to /t/../settings, which the browser
+    opened as /settings (a 404), so it could use no page; its links now say ``~..``."""
+    from core.tokens import TokenStore
+    from jobs.exclusions import set_exclusions
+
+    set_exclusions(server["store"], "..", {"email": False, "sms": False}, source="test")
+    tokens = TokenStore(server["store"].url)
+    token = tokens.create([".."])[0]
+    tokens.close()
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    pg = context.new_page()
+    try:
+        pg.goto(server["url"] + "/login")
+        pg.fill("input[name=token]", token)
+        pg.click("button[type=submit]")
+        pg.wait_for_url(server["url"] + "/t/~../settings", timeout=10_000)
+        assert pg.locator("h1").inner_text() == "Advanced settings"
+        assert pg.locator("header .tenant b").inner_text() == ".."
+        pg.get_by_role("link", name="Campaigns").click()
+        pg.wait_for_url(server["url"] + "/t/~../campaigns", timeout=10_000)
+        assert pg.locator("h1").inner_text() == "Campaigns"
     finally:
         context.close()
 

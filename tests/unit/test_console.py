@@ -6,6 +6,8 @@ import contextlib
 import csv
 import io
 import re
+from typing import Any
+from urllib.parse import unquote
 
 import pandas as pd
 import pytest
@@ -48,6 +50,12 @@ def login(env, token) -> TestClient:
 
 def csrf_of(html: str) -> str:
     return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+
+
+def _email_on(client: Any, path: str, page: str) -> Any:
+    """Submit a settings page's form (``page``, the HTML) with email switched on."""
+    data = {"csrf": csrf_of(page), "email_shown": "1", "sms_shown": "1", "email": "on"}
+    return client.post(path, data=data, follow_redirects=False)
 
 
 def test_api_needs_a_token(env) -> None:
@@ -509,13 +517,217 @@ def test_ids_holding_a_slash_open_their_own_pages(console_env, tmp_path) -> None
         assert 'href="/t/eu%2Facme/settings"' in client.get("/").text
         page = client.get("/t/eu%2Facme/settings")
         assert page.status_code == 200 and "Settings · eu/acme" in page.text
-        resp = client.post(
-            "/t/eu%2Facme/settings",
-            data={"csrf": csrf_of(page.text), "email_shown": "1", "sms_shown": "1", "email": "on"},
-            follow_redirects=False,
-        )
+        resp = _email_on(client, "/t/eu%2Facme/settings", page.text)
         assert resp.status_code == 303 and resp.headers["location"] == "/t/eu%2Facme/settings"
         admin = api(env, env["admin"])
         assert admin.get("/api/tenants/eu%2Facme/settings").json() == {"email": True, "sms": False}
         assert admin.get("/api/tenants/eu/settings").json() == {"email": False, "sms": False}
         assert admin.get("/api/tenants/eu/acme/settings").status_code == 404  # not the same
+
+
+def _alert(html: str) -> str:
+    """The one line an error page says."""
+    return re.search(r'<p class="error" role="alert">([^<]*)</p>', html).group(1)
+
+
+def test_csv_downloads_of_ids_in_any_letters(console_env, tmp_path) -> None:
+    """The audit: a campaign "日本" or "Łódź" (or a tenant so named) made the CSV download a 500
+    (UnicodeEncodeError: the file name went into Content-Disposition, which is Latin-1).
+    Non-ASCII names now go in ``filename*`` (RFC 6266/5987), with an ASCII ``filename``."""
+    from jobs.exclusions import set_exclusions
+
+    with console_env(tmp_path) as env:
+        set_exclusions(env["store"], "Łódź", {"email": False, "sms": False}, source="test")
+        admin = api(env, env["admin"])
+        resp = admin.get("/api/tenants/t1/campaigns/%E6%97%A5%E6%9C%AC/bot-interactions?format=csv")
+        assert resp.status_code == 200
+        assert resp.text.splitlines() == [",".join(service.DRILL_COLUMNS)]
+        assert resp.headers["content-disposition"] == (
+            'attachment; filename="t1-__-bot-interactions.csv"; '
+            "filename*=UTF-8''t1-%E6%97%A5%E6%9C%AC-bot-interactions.csv"
+        )
+        page = login(env, env["admin"]).get(
+            "/t/%C5%81%C3%B3d%C5%BA/campaigns/c1/bot-interactions.csv"
+        )
+        assert page.status_code == 200
+        assert page.headers["content-disposition"] == (
+            'attachment; filename="__d_-c1-bot-interactions.csv"; '
+            "filename*=UTF-8''%C5%81%C3%B3d%C5%BA-c1-bot-interactions.csv"
+        )
+        # an ASCII name keeps the header it had
+        plain = admin.get("/api/tenants/t1/campaigns/c1/bot-interactions?format=csv")
+        assert plain.headers["content-disposition"] == (
+            'attachment; filename="t1-c1-bot-interactions.csv"'
+        )
+
+
+def test_text_with_a_lone_surrogate_is_a_422_in_one_line(console_env, tmp_path) -> None:
+    """The audit: JSON's ``\\ud800`` escape put a lone surrogate, which is not text UTF-8 can
+    carry, in a list entry's value or note: the dry run, the add and the note's change were
+    500s (``surrogates not allowed``) instead of a one-line 422."""
+    with console_env(tmp_path) as env:
+        client = api(env, env["t1"])
+        made = client.post(
+            "/api/tenants/t1/lists", json={"list": "block", "kind": "user_agent", "value": "abcd"}
+        )
+        entry = made.json()["entry"]["id"]
+        as_json = {"content-type": "application/json"}
+        for method, path, body, said in (
+            (
+                "POST",
+                "lists/dry-run",
+                '{"list":"block","kind":"user_agent","value":"ab\\ud800cd"}',
+                "value: a lone surrogate (U+D800) is not text",
+            ),
+            (
+                "POST",
+                "lists",
+                '{"list":"block","kind":"user_agent","value":"abcde","note":"x\\ud800"}',
+                "note: a lone surrogate (U+D800) is not text",
+            ),
+            (
+                "PATCH",
+                f"lists/{entry}",
+                '{"note":"y\\udfff"}',
+                "note: a lone surrogate (U+DFFF) is not text",
+            ),
+        ):
+            resp = client.request(method, f"/api/tenants/t1/{path}", content=body, headers=as_json)
+            assert (resp.status_code, resp.json()) == (422, {"detail": said}), path
+        entries = client.get("/api/tenants/t1/lists").json()["entries"]
+        assert [(e["value"], e["note"]) for e in entries] == [("abcd", "")]
+
+
+def test_segments_are_lossless_and_never_dot_segments() -> None:
+    """An id "." or ".." written into a link was a dot segment, which browsers collapse (and
+    by the WHATWG URL spec "%2e%2e" too): such an id, and one starting with "~", gets one
+    leading "~", which the ``seg`` convertor strips; other ids are written as before."""
+    from console.app import _Segment, _segment
+
+    written = {
+        ".": "~.",
+        "..": "~..",
+        "~": "~~",
+        "~x": "~~x",
+        "~..": "~~..",
+        "...": "...",
+        "a~": "a~",
+        "c1": "c1",
+        "eu/acme": "eu%2Facme",
+        "日本": "%E6%97%A5%E6%9C%AC",
+    }
+    assert {i: _segment(i) for i in written} == written
+    seg = _Segment()
+    for i, link in written.items():
+        # as _SlashesInSegments hands the segment on: decoded but for "%" and "/"
+        routed = unquote(link).replace("%", "%25").replace("/", "%2F")
+        assert seg.convert(routed) == i and seg.to_string(i) == link
+
+
+def test_ids_that_are_dot_segments_open_their_own_pages(console_env, tmp_path, monkeypatch) -> None:
+    """The audit: tenant ".." was sent after login to /t/../settings, which the browser opened
+    as /settings (a 404), so it could use no page; campaign ".."'s link was /t/t1/campaigns/..
+    and automation "."'s the automations list."""
+    from core.tokens import TokenStore
+    from jobs.exclusions import set_exclusions
+
+    with console_env(tmp_path) as env:
+        for tenant in ("..", ".", "~x"):
+            set_exclusions(env["store"], tenant, {"email": False, "sms": False}, source="test")
+        tokens = TokenStore(env["store"].url)
+        dots = tokens.create([".."])[0]
+        tokens.close()
+        client = TestClient(env["app"])
+        csrf = csrf_of(client.get("/login").text)
+        resp = client.post("/login", data={"token": dots, "csrf": csrf}, follow_redirects=False)
+        resp = client.get(resp.headers["location"], follow_redirects=False)
+        assert resp.status_code == 303 and resp.headers["location"] == "/t/~../settings"
+        page = client.get("/t/~../settings")
+        assert page.status_code == 200 and "Settings · .." in page.text
+        assert 'action="/t/~../settings"' in page.text and 'href="/t/~../campaigns"' in page.text
+        resp = _email_on(client, "/t/~../settings", page.text)
+        assert resp.status_code == 303 and resp.headers["location"] == "/t/~../settings"
+        admin = login(env, env["admin"])
+        home = admin.get("/").text
+        for link in ("~.", "~..", "~~x", "t1"):
+            assert f'href="/t/{link}/settings"' in home, link
+        assert "tenant <b>~x</b>" in admin.get("/t/~~x/settings").text
+        assert "tenant <b>.</b>" in admin.get("/t/~./settings").text
+        token = api(env, env["admin"])
+        assert token.get("/api/tenants/~../settings").json() == {"email": True, "sms": False}
+        assert token.get("/api/tenants/~./settings").json() == {"email": False, "sms": False}
+        assert token.get("/api/tenants/~x/settings").status_code == 404  # that is tenant "x"
+        # a campaign or automation id goes the same way, and reaches the store as it is
+        asked = []
+        real = service.bot_interactions
+
+        def spy(store, data, tenant, module, key):  # noqa: ANN001, ANN202
+            asked.append((tenant, module, key))
+            return real(store, data, tenant, module, "c1")
+
+        monkeypatch.setattr(service, "bot_interactions", spy)
+        drill = admin.get("/t/t1/campaigns/~..")
+        assert drill.status_code == 200 and "Bot interactions of campaign ..<" in drill.text
+        assert 'href="/t/t1/campaigns/~../bot-interactions.csv"' in drill.text
+        assert admin.get("/t/t1/automations/~./bot-interactions.csv").status_code == 200
+        assert token.get("/api/tenants/t1/campaigns/~~x/bot-interactions").status_code == 200
+        assert asked == [
+            ("t1", "campaigns", ".."),
+            ("t1", "automations", "."),
+            ("t1", "campaigns", "~x"),
+        ]
+
+
+def test_api_validation_errors_are_one_line(env) -> None:
+    """The audit: a call missing its body or with a bad path value answered FastAPI's list of
+    validation errors (type, loc, msg, input) instead of one line."""
+    client = api(env, env["t1"])
+    for method, path, body, said in (
+        ("PUT", "settings", None, "body: field required"),
+        ("PATCH", "lists/abc", {}, "entry_id: not an integer"),
+        ("PUT", "settings", {"email": "maybe"}, "email: not true or false"),
+        ("PUT", "settings", [], "body: not a JSON object"),
+        ("POST", "lists", {"list": "block", "kind": "ip"}, "value: field required"),
+    ):
+        resp = client.request(method, f"/api/tenants/t1/{path}", json=body)
+        assert (resp.status_code, resp.json()) == (422, {"detail": said}), (method, path)
+    bad = client.put(
+        "/api/tenants/t1/settings", content="{", headers={"content-type": "application/json"}
+    )
+    assert bad.status_code == 422
+    assert bad.json() == {
+        "detail": "body: not valid JSON "
+        "(Expecting property name enclosed in double quotes, at character 1)"
+    }
+    # another tenant's data and an unknown tenant still answer alike
+    assert client.patch("/api/tenants/t2/lists/1", json={}).json() == {"detail": "not found"}
+    assert client.patch("/api/tenants/nobody/lists/1", json={}).json() == {"detail": "not found"}
+
+
+def test_page_errors_are_pages_in_one_line(env) -> None:
+    """The audit: a stale or forbidden link, a bad query value or switch showed the person
+    raw JSON (``{"detail":"not found"}``, a 422 list); now an error page with one line and a
+    link back, with the same status code."""
+    client = login(env, env["t1"])
+    for path, status, said in (
+        ("/t/t2/settings", 404, "not found"),
+        ("/t/t1/campaigns?desc=abc", 422, "desc: not an integer"),
+        ("/t/t1/preview?email=maybe", 400, "email must be on or off, not &#39;maybe&#39;"),
+        ("/t/t1/lists/abc/delete", 405, "Method Not Allowed"),
+        ("/t/t1/nothing/here/at/all", 404, "Not Found"),
+        ("/t/t1%00/settings", 404, "not found"),
+    ):
+        resp = client.get(path)
+        assert resp.status_code == status, path
+        assert resp.headers["content-type"].startswith("text/html"), path
+        assert _alert(resp.text) == said, path
+        assert '<a href="/">' in resp.text
+    # no existence leak: another tenant's page reads exactly like an unknown tenant's
+    forbidden, unknown = client.get("/t/t2/settings"), client.get("/t/nobody/settings")
+    assert forbidden.text == unknown.text and forbidden.status_code == unknown.status_code
+    # an expired form is a page too; logging in is still a redirect
+    resp = client.post("/t/t1/settings", data={"csrf": "stale", "email_shown": "1"})
+    assert resp.status_code == 403
+    assert _alert(resp.text) == "the form expired or did not come from this console"
+    anonymous = TestClient(env["app"]).get("/t/t1/settings", follow_redirects=False)
+    assert anonymous.status_code == 303 and anonymous.headers["location"] == "/login"
