@@ -44,6 +44,7 @@ from serving.models import (
     response_model,
 )
 from serving.prometheus import metrics
+from serving.screen import BYTES_PER_EVENT, bad_ids, json_kind
 from serving.state import PUBLIC_UNAVAILABLE, StateUnavailable
 
 log = logging.getLogger("botfilter.serving")
@@ -55,16 +56,22 @@ SCOPE_KEY = "botfilter.scope"
 # orjson refuses deeper JSON; events are flat objects, so nothing legitimate comes close.
 MAX_DEPTH = 1024
 INTERNAL_ERROR = "internal error: the server log has the details"
-# The byte budget per event of a request: generous for a user agent and a URL.
-BYTES_PER_EVENT = 4096
+# A request's byte budget is BYTES_PER_EVENT (serving.screen) per event it holds, plus this
+# for the brackets, separators and whitespace around them.
+BODY_SLACK = 1024
 # Bodies up to this size (a few events) are scored on the event loop when the scorer is idle
 # and the state is in process (Runtime.score_if_idle).
 INLINE_BYTES = 4096
 
 
+def body_budget(events: int) -> int:
+    """Largest ``/score`` body accepted for a request of ``events`` events."""
+    return events * BYTES_PER_EVENT + BODY_SLACK
+
+
 def max_body_bytes(settings: Settings) -> int:
-    """Largest ``/score`` body accepted, from the event limit."""
-    return settings.max_batch_events * BYTES_PER_EVENT + 1024
+    """Largest ``/score`` body accepted at all (read no further), from the event limit."""
+    return body_budget(settings.max_batch_events)
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Any:
@@ -358,24 +365,43 @@ def _as_text(value: Any) -> Any:
 
 
 def parse_events(body: bytes, max_events: int, allowed: Scope = ADMIN) -> list[dict[str, Any]]:
-    """Check the shape of a ``/score`` body: a JSON array of 1..max_events objects naming only
-    tenants of ``allowed`` (else :class:`BodyError` 403 for the whole request)."""
+    """Check the shape of a ``/score`` body: a JSON array of 1..max_events objects, within the
+    byte budget of that many events (else 413), naming only tenants of ``allowed`` (else
+    :class:`BodyError` 403 for the whole request)."""
     if not body.strip():
         raise BodyError(422, "empty body: send a JSON array of event objects")
     try:
         data = _loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except ValueError as exc:
         raise BodyError(422, f"body is not valid JSON: {exc}") from None
     if not isinstance(data, list):
-        raise BodyError(422, f"body must be a JSON array of event objects, not {_kind(data)}")
+        raise BodyError(422, f"body must be a JSON array of event objects, not {json_kind(data)}")
     if not data:
         raise BodyError(422, "body holds no events: send 1 or more")
-    if len(data) > max_events:
-        raise BodyError(413, f"{len(data)} events exceed the limit of {max_events} per request")
+    n = len(data)
+    if n > max_events:
+        raise BodyError(413, f"{n} events exceed the limit of {max_events} per request")
+    limit = body_budget(n)
+    if len(body) > limit:  # refused before any event is looked at, let alone scored
+        events = "1 event" if n == 1 else f"{n} events"
+        raise BodyError(
+            413,
+            f"body of {len(body)} bytes exceeds {limit} bytes "
+            f"({BYTES_PER_EVENT} per event for {events}, plus {BODY_SLACK})",
+        )
     for i, item in enumerate(data):
         if not isinstance(item, dict):
-            raise BodyError(422, f"item {i} must be an event object, not {_kind(item)}")
+            raise BodyError(422, f"item {i} must be an event object, not {json_kind(item)}")
     if not allowed.admin:
+        # A tenant_id that is not text names no tenant a token can be scoped to; the contract
+        # would read it as its JSON text (``true``, ``["t1"]``): refused as a whole, here,
+        # rather than left to the per-event check that answers an admin's such event.
+        unreadable = next(bad_ids(data, "tenant_id"), None)
+        if unreadable is not None:
+            i, kind = unreadable
+            raise BodyError(
+                403, f"this token may not act for item {i}: its tenant_id is {kind}, not a string"
+            )
         outside = allowed.outside(named_tenants(data))
         if outside:
             shown = ", ".join(repr(t[:40]) for t in outside[:5])
@@ -405,23 +431,25 @@ async def route_scope(runtime: rt.Runtime | None, scope: MutableMapping[str, Any
 
 def _loads(body: bytes) -> Any:
     """orjson, and the standard library for what orjson refuses (integers beyond 64 bits, NaN
-    literals), so that such values reach the contract's per-event checks. Nesting deeper than
-    :data:`MAX_DEPTH` is refused by both (never a ``RecursionError``)."""
+    literals, a UTF-8 byte order mark), so that such values reach the contract's per-event
+    checks. The body must be UTF-8 (RFC 8259): the standard library would also guess UTF-16 or
+    UTF-32 from the first bytes. Nesting deeper than :data:`MAX_DEPTH` is refused by both
+    (never a ``RecursionError``)."""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         if "depth" in str(exc) or "recursion" in str(exc).lower():
             raise BodyError(422, f"body is nested deeper than {MAX_DEPTH} levels") from None
         try:
-            return json.loads(body)
+            text = body.decode("utf-8-sig")
+        except UnicodeDecodeError as bad:
+            raise BodyError(
+                422, f"body is not valid UTF-8 JSON (invalid byte at offset {bad.start})"
+            ) from None
+        try:
+            return json.loads(text)
         except RecursionError:
             raise BodyError(422, f"body is nested deeper than {MAX_DEPTH} levels") from None
-
-
-def _kind(value: Any) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(
-        type(value), "a number" if isinstance(value, int | float) else "null"
-    )
 
 
 def build_app(runtime: Callable[[], rt.Runtime | None] = rt.current) -> Any:

@@ -15,7 +15,8 @@ nothing; missing history would, hence the lookups below:
   campaign-or-automation with ASN).
 
 An event that breaks the contract is answered in its place with an error (the contract's own
-reason), and never fails the others. A repeated (``tenant_id``, ``event_id``) gets the stored
+reason, or :mod:`serving.screen`'s for an event over 4 KiB or an identifier that is not text),
+and never fails the others. A repeated (``tenant_id``, ``event_id``) gets the stored
 answer and is not counted again.
 """
 
@@ -33,6 +34,7 @@ from typing import Any
 import numba
 import numpy as np
 
+from contract.columns import value_text
 from contract.schema import SCORE_COLUMNS
 from contract.validate import validate_event_items
 from features.definitions import LONGEST_WINDOW_S
@@ -45,6 +47,7 @@ from features.pipeline import (
     lookahead_complete,
 )
 from scoring.model import BotModel, ScoredRows
+from serving.screen import id_problem, screen
 from serving.state import KeyRangeTuple, NewEventTuple, WindowState
 
 NS = 1_000_000_000
@@ -148,10 +151,12 @@ def rows_to_columns(rows: Sequence[tuple[Any, ...]]) -> dict[str, np.ndarray]:
 
 
 def _event_id_of(item: Any) -> str | None:
+    """The event id a refused item is answered with: its text as sent, a number's digits (as
+    the contract reads them), or None for anything else."""
     value = item.get("event_id") if isinstance(item, dict) else None
-    if value is None or isinstance(value, dict | list):
-        return None
-    return str(value)
+    if type(value) is str:
+        return value
+    return None if id_problem(value) else value_text(value)
 
 
 class IpMemo:
@@ -230,7 +235,14 @@ class OnlineScorer:
         answers: list[dict[str, Any] | None] = [None] * len(items)
         out = Outcome(items=[])
         t = time.perf_counter()
-        clean, reasons = validate_event_items(items, CONTEXT_COLUMNS)
+        # An oversized event or one whose ids are not text never reaches the contract: it
+        # stands there as a non-object (refused, whatever it holds) and gets its own reason.
+        screened = screen(items)
+        checked: Sequence[Any] = items
+        if screened:
+            checked = [None if pos in screened else item for pos, item in enumerate(items)]
+        clean, reasons = validate_event_items(checked, CONTEXT_COLUMNS)
+        reasons.update(screened)
         out.clean = clean
         for pos, reason in reasons.items():
             answers[pos] = {"event_id": _event_id_of(items[pos]), "error": reason}

@@ -210,17 +210,32 @@ def test_auth_body_and_size_errors(server, items) -> None:
     big = b"[" + b" " * (MAX_EVENTS * 4096 + 2048) + b"]"
     resp = httpx.post(f"{server}/score", content=big, headers=headers, timeout=30)
     assert resp.status_code == 413 and "bytes" in resp.json()["detail"]
+    # One event of 20 kB: over the budget of the events the body holds, not scored.
+    resp = _post(server, [{**items[0], "event_id": "too-big", "user_agent": "x" * 20_000}])
+    assert resp.status_code == 413
+    assert resp.json()["detail"].endswith(
+        "exceeds 5120 bytes (4096 per event for 1 event, plus 1024)"
+    )
 
 
 def test_a_broken_event_is_answered_in_place(server, items) -> None:
     fresh = [{**it, "event_id": f"pi-{i}"} for i, it in enumerate(items[100:104])]
     broken = {**items[104], "event_id": "pi-bad", "type": "open", "channel": "sms"}
-    resp = _post(server, [fresh[0], broken, *fresh[1:]])
+    big = {**items[105], "event_id": "pi-big", "user_agent": "x" * 5000}
+    odd = {**items[106], "event_id": "pi-odd", "message_id": ["m"]}
+    resp = _post(server, [fresh[0], broken, *fresh[1:], big, odd])
     assert resp.status_code == 200
     out = resp.json()
     assert out[1] == {"event_id": "pi-bad", "error": "open on sms message"}
-    assert [a["event_id"] for a in out] == ["pi-0", "pi-bad", "pi-1", "pi-2", "pi-3"]
-    assert all(0 <= a["bot_score"] <= 1 for i, a in enumerate(out) if i != 1)
+    assert out[5:] == [
+        {"event_id": "pi-big", "error": "event exceeds 4096 bytes"},
+        {
+            "event_id": "pi-odd",
+            "error": "invalid identifier: message_id must be a string, not an array",
+        },
+    ]
+    assert [a["event_id"] for a in out[:5]] == ["pi-0", "pi-bad", "pi-1", "pi-2", "pi-3"]
+    assert all(0 <= a["bot_score"] <= 1 for i, a in enumerate(out[:5]) if i != 1)
 
 
 def test_reload_swaps_the_champion_without_failed_requests(server, world, items) -> None:

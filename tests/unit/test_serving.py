@@ -169,11 +169,15 @@ def test_contract_breaking_events_are_answered_in_place_and_never_fail_the_other
     assert [a for a in out if "error" not in a] == alone
 
 
-def test_json_arrays_in_context_columns_are_judged_as_text_not_a_crash(memory_state, world) -> None:
+def test_json_arrays_in_context_columns_are_judged_not_a_crash(memory_state, world) -> None:
     odd = {**world["items"][0], "event_id": "odd", "campaign_id": [], "automation_id": None}
     also = {**world["items"][1], "event_id": "odd2", "recipient_domain": {"a": 1}}
     out = OnlineScorer(memory_state(), world["enrichers"]).score([odd, also], world["model"]).items
-    assert out[0]["event_id"] == "odd" and 0 <= out[0]["bot_score"] <= 1
+    # An identifier is text (serving.screen); other text columns are judged as the JSON's text.
+    assert out[0] == {
+        "event_id": "odd",
+        "error": "invalid identifier: campaign_id must be a string, not an array",
+    }
     assert out[1] == {"event_id": "odd2", "error": "invalid recipient_domain"}
 
 

@@ -45,17 +45,20 @@ def deep(draw) -> tuple[bytes, int, str | None]:
         if depth == 1:
             return body, 422, "body holds no events: send 1 or more"
         return body, 422, "item 0 must be an event object, not an array"
-    # An event carrying a nested extra field: read as long as it is within the limit.
+    # An event carrying a nested extra field: read as long as it is within the limit (and
+    # within the byte budget of one event: 6 bytes a level).
     k = depth
     body = b'[{"extra":' + b'{"x":' * k + b"1" + b"}" * k + b"}]"
     if k + 2 > LIMIT:
         return body, 422, "body is nested deeper than 1024 levels"
+    if len(body) > api.body_budget(1):
+        return body, 413, f"body of {len(body)} bytes exceeds 5120 bytes"
     return body, 200, None
 
 
 @st.composite
 def not_utf8(draw) -> tuple[bytes, int, str | None]:
-    return b"\xff" + draw(st.binary(max_size=200)), 422, "body is not valid JSON"
+    return b"\xff" + draw(st.binary(max_size=200)), 422, "body is not valid UTF-8 JSON"
 
 
 @st.composite

@@ -7,7 +7,9 @@ import json
 import socket
 import threading
 import time
+from typing import Any
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
@@ -344,3 +346,150 @@ def test_a_refused_event_echoing_a_lone_surrogate_is_answered(make_runtime, make
     (answer,) = resp.json()
     assert answer["event_id"] == "\ufffd"
     assert answer["error"]
+
+
+# --- the byte budget: 4 KiB per event -----------------------------------------------------------
+def _sized(event: dict, size: int) -> dict:
+    """``event`` with its user agent padded so that its JSON, without spaces, is ``size`` bytes."""
+    pad = size - len(orjson.dumps({**event, "user_agent": ""}))
+    return {**event, "user_agent": "x" * pad}
+
+
+def test_an_event_over_4096_bytes_is_refused_in_place(memory_state, world) -> None:
+    """A 30 MB user agent was scored (4 s, every other tenant's request waiting behind it) and
+    kept in the window state."""
+    items = world["items"]
+    at_limit = _sized({**items[0], "event_id": "at-limit"}, 4096)
+    over = _sized({**items[1], "event_id": "over"}, 4097)
+    scorer = OnlineScorer(memory_state(), world["enrichers"])
+    out = scorer.score([at_limit, over, items[2]], world["model"])
+    assert out.items[1] == {"event_id": "over", "error": "event exceeds 4096 bytes"}
+    assert [a["event_id"] for a in out.items] == ["at-limit", "over", items[2]["event_id"]]
+    assert "bot_score" in out.items[0] and "bot_score" in out.items[2]
+    assert out.errors == 1 and scorer.state.size()["events"] == 2
+
+
+def test_a_body_over_4096_bytes_per_event_is_413_before_scoring(
+    make_runtime, make_client, world
+) -> None:
+    runtime = make_runtime(world)
+    client = make_client(runtime)
+    items = world["items"]
+    body = orjson.dumps([_sized({**items[0], "event_id": "huge"}, 20_000)])
+    resp = client.post("/score", content=body)
+    assert resp.status_code == 413
+    assert resp.json() == {
+        "detail": f"body of {len(body)} bytes exceeds 5120 bytes "
+        "(4096 per event for 1 event, plus 1024)"
+    }
+    assert runtime.state.size()["events"] == 0
+    # Within the request's budget, the oversized event alone is refused, in its place.
+    small = [{**it, "event_id": f"s{i}"} for i, it in enumerate(items[1:4])]
+    big = _sized({**items[4], "event_id": "big"}, 6000)
+    resp = client.post("/score", content=orjson.dumps([small[0], big, *small[1:]]))
+    assert resp.status_code == 200
+    answers = resp.json()
+    assert answers[1] == {"event_id": "big", "error": "event exceeds 4096 bytes"}
+    assert [a["event_id"] for a in answers] == ["s0", "big", "s1", "s2"]
+    assert all("bot_score" in a for i, a in enumerate(answers) if i != 1)
+    assert runtime.state.size()["events"] == 3
+
+
+# --- identifiers are strings (or numbers, read as their digits) ---------------------------------
+@pytest.mark.parametrize(
+    ("field", "value", "kind"),
+    [
+        ("event_id", {"a": 1}, "an object"),
+        ("event_id", True, "a boolean"),
+        ("tenant_id", False, "a boolean"),
+        ("message_id", ["m"], "an array"),
+        ("contact_id", True, "a boolean"),
+        ("campaign_id", {}, "an object"),
+        ("automation_id", [], "an array"),
+    ],
+)
+def test_an_identifier_that_is_not_text_is_refused_in_place(
+    memory_state, world, field, value, kind
+) -> None:
+    items = world["items"]
+    bad = {**items[1], "event_id": "bad", "campaign_id": None, field: value}
+    scorer = OnlineScorer(memory_state(), world["enrichers"])
+    out = scorer.score([items[0], bad, items[2]], world["model"])
+    assert out.items[1] == {
+        "event_id": None if field == "event_id" else "bad",
+        "error": f"invalid identifier: {field} must be a string, not {kind}",
+    }
+    assert "bot_score" in out.items[0] and "bot_score" in out.items[2]
+    assert out.errors == 1 and scorer.state.size()["events"] == 2
+
+
+def test_numeric_identifiers_are_read_as_their_digits(memory_state, world) -> None:
+    """As the data contract reads ids written as numbers in CSV and JSON Lines files."""
+    event = {**world["items"][0], "event_id": 12, "contact_id": 7.0}
+    out = OnlineScorer(memory_state(), world["enrichers"]).score([event], world["model"])
+    assert out.items[0]["event_id"] == "12" and "bot_score" in out.items[0]
+    assert out.cleaned(["contact_id"]) == [{"contact_id": "7"}]
+
+
+def test_a_scoped_token_never_acts_for_a_tenant_id_that_is_not_text(
+    make_runtime, make_client, world, tmp_path
+) -> None:
+    """``true`` was read as the tenant ``"true"``: in the scope of a token for that tenant, and
+    scored as its event."""
+    store = TokenStore(f"sqlite:///{tmp_path / 'metrics.db'}")
+    literal, _ = store.create(["true"])
+    mine, _ = store.create(["t001"])
+    admin, _ = store.create([], admin=True)
+    runtime = make_runtime(world, store=store)
+    client = make_client(runtime)
+    item = world["items"][0]
+    assert item["tenant_id"] == "t001"
+
+    def post(token: str, body: list) -> Any:
+        return client.post("/score", json=body, headers={"Authorization": f"Bearer {token}"})
+
+    resp = post(literal, [{**item, "tenant_id": True}])
+    assert resp.status_code == 403
+    assert resp.json() == {
+        "detail": "this token may not act for item 0: its tenant_id is a boolean, not a string"
+    }
+    odd = {**item, "event_id": "odd", "tenant_id": ["t001"]}
+    resp = post(mine, [item, odd])
+    assert resp.status_code == 403
+    assert resp.json() == {
+        "detail": "this token may not act for item 1: its tenant_id is an array, not a string"
+    }
+    assert runtime.state.size()["events"] == 0  # nothing refused was remembered
+    # An admin token acts for every tenant: the event is refused in its place.
+    resp = post(admin, [item, odd])
+    assert resp.status_code == 200
+    assert resp.json()[1] == {
+        "event_id": "odd",
+        "error": "invalid identifier: tenant_id must be a string, not an array",
+    }
+    assert runtime.state.size()["events"] == 1
+    store.close()
+
+
+# --- encoding -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("body", "offset"),
+    [(b"\xff\xfe[", 0), ("[{}]".encode("utf-16"), 0), (b'[{"a": "\xe9"}]', 8)],
+    ids=["utf-16-bom-truncated", "utf-16", "latin-1"],
+)
+def test_a_body_that_is_not_utf8_is_422_saying_so(
+    make_runtime, make_client, world, body, offset
+) -> None:
+    """It said ``body is not valid JSON: 'utf-16-le' codec can't decode…`` (and read a whole
+    UTF-16 body)."""
+    resp = make_client(make_runtime(world)).post("/score", content=body)
+    assert resp.status_code == 422
+    assert resp.json() == {
+        "detail": f"body is not valid UTF-8 JSON (invalid byte at offset {offset})"
+    }
+
+
+def test_a_utf8_body_with_a_byte_order_mark_is_read(make_runtime, make_client, world) -> None:
+    body = b"\xef\xbb\xbf" + orjson.dumps(world["items"][:1])
+    resp = make_client(make_runtime(world)).post("/score", content=body)
+    assert resp.status_code == 200 and "bot_score" in resp.json()[0]
