@@ -107,19 +107,21 @@ def sync_from_data(store: Store, frame: pd.DataFrame | None) -> list[SettingChan
         return []
     out: list[SettingChange] = []
     with store.write() as conn:
-        current = store.tenant_settings(conn).set_index("tenant_id")
         rows = frame.sort_values("updated_at", kind="stable")
         for row in rows.to_dict("records"):
             tenant = str(row["tenant_id"])
             at = pd.Timestamp(row["updated_at"]).tz_convert("UTC").to_pydatetime()
-            known = tenant in current.index
-            if known and pd.to_datetime(current["updated_at"], utc=True)[tenant] >= at:
+            # Read under the tenant's lock: a change made meanwhile (the console, another
+            # sync) is seen, not overwritten by an older data row.
+            stored = store.lock_setting(conn, tenant)
+            known = stored is not None
+            if stored is not None and pd.to_datetime(stored.updated_at, utc=True) >= at:
                 continue
             for channel in CHANNELS:
                 value = row[f"exclude_bots_{channel}"]
                 if pd.isna(value):
                     continue
-                before = bool(current.at[tenant, f"exclude_bots_{channel}"]) if known else False
+                before = bool(getattr(stored, f"exclude_bots_{channel}", False))
                 if known and bool(value) == before:
                     continue
                 previous = store.record_setting(conn, tenant, channel, bool(value), at, "data")
@@ -131,7 +133,6 @@ def sync_from_data(store: Store, frame: pd.DataFrame | None) -> list[SettingChan
                 out.append(
                     SettingChange(tenant, channel, bool(value), previous, at, queue_id, "data")
                 )
-            current = store.tenant_settings(conn).set_index("tenant_id")
     return out
 
 

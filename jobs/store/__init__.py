@@ -143,6 +143,7 @@ class Store(Database):
 
     #: Apply one channel's setting inside the caller's transaction (``conn`` first).
     record_setting = staticmethod(_exclusions.record)
+    lock_setting = staticmethod(_exclusions.locked)
 
     def settings_history(self, tenant: str | None = None) -> pd.DataFrame:
         """Every recorded setting change, oldest first."""
@@ -322,6 +323,12 @@ class Store(Database):
         """Mark the runs of a batch still ``running`` as ``abandoned`` (their process died)."""
         with self.write() as conn:
             return _runs.abandon_batch(conn, batch_id, error)
+
+    def stop_batch(self, batch_id: str, error: str, interrupted: Sequence[str]) -> int:
+        """Mark the runs of a batch that a stop cut short ``abandoned`` with ``error``
+        (:func:`jobs.store.runs.stop_batch`)."""
+        with self.write() as conn:
+            return _runs.stop_batch(conn, batch_id, error, interrupted)
 
     def job_runs(self, tenant: str | None = None, kind: str | None = None) -> pd.DataFrame:
         """Recorded runs, oldest first."""

@@ -5,12 +5,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import Row, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from jobs.store.rows import now, select_frame, upsert
+from jobs.store.rows import now, select_frame
 from jobs.store.schema import settings_history, tenant_settings
 
 _CURRENT = select(tenant_settings).order_by(tenant_settings.c.tenant_id)
@@ -30,29 +32,43 @@ def switches(conn: Connection) -> dict[tuple[str, str], bool]:
     return out
 
 
+def locked(conn: Connection, tenant: str) -> Row[Any] | None:
+    """The tenant's settings row, locked until the transaction ends (None: no setting yet).
+    Two changes of one tenant at once then take turns: each read both channels and wrote both
+    back, so on PostgreSQL the later one put back the earlier one's stale value (SQLite's
+    writers queue up front anyway)."""
+    query = select(tenant_settings).where(tenant_settings.c.tenant_id == tenant)
+    return conn.execute(query.with_for_update()).first()
+
+
 def record(
     conn: Connection, tenant: str, channel: str, enabled: bool, at: datetime, source: str
 ) -> bool | None:
-    """Apply one channel's setting, append it to the history when it changes the value;
-    returns the previous value (None: the tenant had no setting)."""
-    row = conn.execute(select(tenant_settings).where(tenant_settings.c.tenant_id == tenant)).first()
-    values = {"email": False, "sms": False}
-    previous = None
-    if row is not None:
-        values = {"email": bool(row.exclude_bots_email), "sms": bool(row.exclude_bots_sms)}
-        previous = values[channel]
-    values[channel] = bool(enabled)
-    upsert(
-        conn,
-        tenant_settings,
-        {
-            "tenant_id": tenant,
-            "exclude_bots_email": values["email"],
-            "exclude_bots_sms": values["sms"],
-            "updated_at": at,
-        },
-        ["tenant_id"],
-    )
+    """Apply one channel's setting (the tenant's row locked, only that channel written), and
+    append it to the history when it changes the value; returns the previous value (None: the
+    tenant had no setting)."""
+    column = f"exclude_bots_{channel}"
+    row = locked(conn, tenant)
+    previous = None if row is None else bool(getattr(row, column))
+    made = None
+    if row is None:  # a new tenant, off on the other channel; unless made meanwhile
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        values = {"exclude_bots_email": False, "exclude_bots_sms": False, column: bool(enabled)}
+        made = conn.execute(
+            insert(tenant_settings)
+            .values(tenant_id=tenant, updated_at=at, **values)
+            .on_conflict_do_nothing(index_elements=["tenant_id"])  # waits for the other maker
+            .returning(tenant_settings.c.tenant_id)
+        ).first()
+        if made is None:
+            row = locked(conn, tenant)
+            previous = None if row is None else bool(getattr(row, column))
+    if made is None:
+        conn.execute(
+            update(tenant_settings)
+            .where(tenant_settings.c.tenant_id == tenant)
+            .values({column: bool(enabled), "updated_at": at})
+        )
     if bool(previous) == bool(enabled):
         # Nothing changed (off is every tenant's start): the history lists changes only, as the
         # console's page and the dashboard's "setting changed" markers read it.

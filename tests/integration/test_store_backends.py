@@ -148,6 +148,44 @@ def test_settings_on_both_backends(store: Store) -> None:
     assert len(store.pending()) == 2
 
 
+@pytest.mark.parametrize("first_exists", [True, False])
+def test_concurrent_switches_of_two_channels_both_hold(store: Store, first_exists: bool) -> None:
+    """The probe: two `settings set` at once, one for email and one for sms, both said done
+    but PostgreSQL kept sms off. Each read the tenant's row, then wrote both channels back, so
+    the later write put back the earlier one's stale value (a lost update; the worker then
+    recomputed sms with the filter off). A wins the row first here and commits late; B starts
+    meanwhile. On SQLite the write transactions queue up front, so B simply waits."""
+    if first_exists:
+        set_exclusion(store, "t1", "email", False)
+    recorded, b_started = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            with store.write() as conn:
+                store.record_setting(conn, "t1", "email", True, datetime.now(UTC), "test")
+                recorded.set()
+                b_started.wait(5)
+                threading.Event().wait(0.5)  # B reads (and blocks) while A is uncommitted
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+            recorded.set()
+
+    a = threading.Thread(target=first)
+    a.start()
+    recorded.wait(5)
+    b_started.set()
+    set_exclusion(store, "t1", "sms", True)
+    a.join(10)
+    assert not errors
+    assert store.exclusions() == {("t1", "email"): True, ("t1", "sms"): True}
+    history = store.settings_history("t1")
+    assert list(zip(history["channel"], history["enabled"], strict=True))[-2:] == [
+        ("email", True),
+        ("sms", True),
+    ]
+
+
 def _dates(parts) -> tuple:
     return parts.window.first_date, parts.window.last_date
 
