@@ -64,8 +64,7 @@ def score(
 ) -> None:
     """Write the scores table: bot_score, is_bot, reasons, model_version, bot_kind per
     event."""
-    from rich.console import Console
-
+    from core.output import plain_console
     from core.settings import get_settings
 
     check_engine(engine, spark_master)
@@ -79,7 +78,7 @@ def score(
         # next run.
         if local_data is not None:
             check_apart(local_out, local_data)
-    console = Console()
+    console = plain_console()
     settings = get_settings()
     if engine == "spark":
         from jobs.spark.engine import run_score
@@ -154,8 +153,7 @@ def recompute(
     spark_master: SparkMasterOption = None,
 ) -> None:
     """Recompute the metrics of the last 30 days per the tenants' settings."""
-    from rich.console import Console
-
+    from core.output import plain_console
     from core.settings import get_settings
     from jobs.recompute import RecomputeOptions, parse_as_of, recompute_data_dir
     from jobs.store import Store
@@ -165,7 +163,7 @@ def recompute(
     if out is not None:
         check_out_dir(out)
         check_apart(out, data)  # the metric tables would sit among the input tables
-    console = Console()
+    console = plain_console()
     settings = get_settings()
     store = Store.open(settings)
     options = RecomputeOptions(
@@ -204,37 +202,46 @@ def recompute(
 
 
 def run(
-    data: Path = typer.Option(..., help="Data directory to watch for new event files."),
+    data: Path = typer.Option(
+        ...,
+        help="Data directory to watch: its tables messages, events, segments, settings as "
+        "NAME.parquet|csv|jsonl (other files are not read; a cycle names them once).",
+    ),
     every: str | None = typer.Option(None, help="Loop with this period (e.g. 5m); once if unset."),
     model: str | None = typer.Option(None, help="Model URI; default models:/botfilter@champion."),
 ) -> None:
-    """Worker loop: pick up new data and queued setting changes, recompute."""
-    from rich.console import Console
-
+    """Worker loop: pick up new data and queued setting changes, recompute. SIGTERM stops it
+    as Ctrl-C does: the cycle's runs end "stopped by SIGTERM", exit status 143 (130 for
+    Ctrl-C)."""
+    from core.output import plain_console
     from core.settings import get_settings
     from jobs.store import Store
-    from jobs.worker import CycleOptions, CycleResult, parse_every, run_worker
+    from jobs.worker import (
+        CycleOptions,
+        CycleResult,
+        parse_every,
+        run_worker,
+        stop_on_signals,
+        stopped,
+    )
 
-    console = Console()
+    console = plain_console()
     period = parse_every(every) if every else None
     settings = get_settings()
     store = Store.open(settings)
 
     def log(result: CycleResult) -> None:
-        console.print(f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} {result.line()}", markup=False)
+        # soft_wrap: one line a cycle in a file or a pipe too (rich wrapped it at 80 columns)
+        console.print(f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} {result.line()}", soft_wrap=True)
 
-    def stop(*_: object) -> None:
-        raise KeyboardInterrupt  # a service manager's SIGTERM stops it as Ctrl-C does
-
-    previous = signal.signal(signal.SIGTERM, stop)
     try:
-        options = CycleOptions(model_uri=model)
-        results = run_worker(store, settings, data, period, options, on_cycle=log)
-    except KeyboardInterrupt:
-        console.print("stopped")
-        return
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        with stop_on_signals(signal.SIGTERM, signal.SIGINT):
+            options = CycleOptions(model_uri=model)
+            results = run_worker(store, settings, data, period, options, on_cycle=log)
+    except KeyboardInterrupt as exc:
+        stop = stopped(exc)
+        console.print(str(stop), soft_wrap=True)
+        raise typer.Exit(stop.exit_code) from None
     if period is None and results and results[-1].status == "failed":
         if results[-1].internal is not None:
             raise results[-1].internal  # exit 1, its traceback with BOTFILTER_DEBUG=1
@@ -321,8 +328,7 @@ def metrics_show(
     limit: int = typer.Option(50, min=1, help="Rows to show (largest first)."),
 ) -> None:
     """Print metrics with and without bots side by side."""
-    from rich.console import Console
-
+    from core.output import plain_console
     from core.settings import get_settings
     from jobs.dashboard import fitted, load_tenant, module_table, show_table
     from jobs.store import Store
@@ -331,7 +337,7 @@ def metrics_show(
     settings = get_settings()
     metrics = load_tenant(Store.open(settings), tenant, only=module_table(module))
     table = show_table(metrics, module, limit)
-    console = fitted(Console(), table)
+    console = fitted(plain_console(), table)
     console.print(table)
     estimate = load_estimates(settings.home, tenant)
     if estimate is not None:
@@ -345,10 +351,9 @@ def scores_clear(
     tenant: str = typer.Option(..., help="Tenant whose stored scores are forgotten."),
 ) -> None:
     """Forget a tenant's stored scores: its next recompute scores every event afresh."""
-    from rich.console import Console
-
+    from core.output import plain_console
     from core.settings import get_settings
     from jobs.store import Store
 
     dropped = Store.open(get_settings()).clear_scores(tenant)
-    Console().print(f"dropped {dropped:,} stored scores of tenant {tenant}")
+    plain_console().print(f"dropped {dropped:,} stored scores of tenant {tenant}")

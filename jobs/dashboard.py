@@ -22,10 +22,11 @@ import numpy as np
 import pandas as pd
 from rich import box
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from core.errors import BotfilterError
+from core.output import plain_console, write_text_whole
 from core.paths import check_out_file
 from jobs.exclusions import tenant_setting
 from jobs.metrics import MODULES, NO_DOMAIN, rollup
@@ -145,10 +146,12 @@ def show_table(metrics: TenantMetrics, module: str, limit: int = 50) -> Table:
     else:
         frame = frame.sort_values(["delivered", key], ascending=[False, True], kind="stable")
     frame = frame.head(limit)
-    # Ids are data, shown as written: never read as rich markup ("[/x]" failed the command,
-    # "[link=...]" made a link of a campaign id).
+    # Ids are data, shown as written (Text, on any console): never read as rich markup ("[/x]"
+    # failed the command, "[link=...]" made a link of a campaign id).
     table = Table(
-        title=f"{module} of tenant {escape(metrics.tenant)}: with bots → without bots",
+        title=Text(
+            f"{module} of tenant {metrics.tenant}: with bots → without bots", style="table.title"
+        ),
         title_justify="left",
         caption="excl.: share of opens and clicks the filter leaves out "
         "(filter off: the share of bots it would leave out)",
@@ -156,7 +159,7 @@ def show_table(metrics: TenantMetrics, module: str, limit: int = 50) -> Table:
         pad_edge=False,
         padding=(0, 1, 0, 0),  # fits an 80-column terminal
     )
-    labels = [escape(str(v)) for v in frame[key]]
+    labels = [Text(str(v)) for v in frame[key]]
     # Folded, never cut: on a narrow terminal rich cut every cell to "2024-03-…" and "100.…"
     table.add_column(key.replace("_", " "), overflow="fold")
     table.add_column("channel", overflow="fold")
@@ -168,7 +171,7 @@ def show_table(metrics: TenantMetrics, module: str, limit: int = 50) -> Table:
         share = _pct(excluded.iloc[i]) if on else f"off ({_pct(shares.iloc[i])})"
         table.add_row(
             labels[i],
-            escape(str(row.channel)),
+            Text(str(row.channel)),
             _num(row.delivered),
             _arrow(_num(row.opens_total_all), _num(row.opens_total_human)),
             _arrow(_pct(row.open_rate_all), _pct(row.open_rate_human), "%"),
@@ -181,11 +184,12 @@ def show_table(metrics: TenantMetrics, module: str, limit: int = 50) -> Table:
 
 def fitted(console: Console, table: Table) -> Console:
     """``console``, or where it writes to a pipe or a file rather than a terminal, one as wide
-    as ``table``: a pipe has no width to fit, and rich's 80 columns folded every row."""
+    as ``table``: a pipe has no width to fit, and rich's 80 columns folded every row. That one
+    reads no markup, as the commands' consoles (:func:`core.output.plain_console`)."""
     if console.is_terminal:
         return console
     wide = console.measure(table, options=console.options.update(max_width=100_000))
-    return Console(width=max(console.width, wide.maximum))
+    return plain_console(width=max(console.width, wide.maximum))
 
 
 # --- the HTML report --------------------------------------------------------------------------
@@ -415,7 +419,7 @@ def render_report(metrics: TenantMetrics, extra_html: str = "") -> str:
 
 
 def write_report(store: Store, tenant: str, out: Path, home: Path | None = None) -> Path:
-    """Write the tenant's report as one self-contained HTML file.
+    """Write the tenant's report as one self-contained HTML file, whole or not at all.
 
     With the data ``home``, the tenant's saved scanner-recall estimate gets a section too.
     """
@@ -424,6 +428,4 @@ def write_report(store: Store, tenant: str, out: Path, home: Path | None = None)
     if home is not None:
         extra = html_section(load_estimates(home, tenant))
     page = render_report(load_tenant(store, tenant), extra)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
-    return out
+    return write_text_whole(out, page)  # the previous report stays whole if writing fails

@@ -3,9 +3,11 @@
 A cycle:
 
 1. takes the store-wide ``worker`` lock (a second worker skips its cycle instead of doubling up);
-2. fingerprints the data directory: the name, size and modification time of every file or
-   folder whose name starts with a table name (``messages``, ``events``, ``segments``,
-   ``settings``), so a replaced ``events.parquet`` or a new part file shows up;
+2. fingerprints the data directory's tables: the name, size and modification time of each
+   file the contract reads (``NAME.parquet|csv|jsonl`` for ``messages``, ``events``,
+   ``segments``, ``settings``), so a replaced or appended ``events.parquet`` shows up. Other
+   files that look like tables (``events-20261204.parquet``, ``extra.csv``, an ``events/``
+   folder) are not read: a cycle names them in its line, once each, and they are no new data;
 3. does nothing when the fingerprint is unchanged, no setting change is queued and the last full
    recompute is less than an hour old (the window moves with time);
 4. otherwise recomputes, with ``as_of`` = now: every tenant and channel when the data changed or
@@ -13,21 +15,28 @@ A cycle:
    read through the contract in parts of whole tenants (``jobs.recompute.recompute_parts``):
    only the parts holding those tenants are validated, and memory follows the largest part;
    CSV and JSON Lines tables are loaded whole;
-5. records itself as a ``cycle`` job run (each tenant's recompute has its own run);
+5. records itself as a ``cycle`` job run (each tenant's recompute has its own run, in the
+   cycle's batch: ``batch_id`` is the cycle's ``run_id``). Stopped mid-way (SIGTERM, Ctrl-C:
+   :class:`Stopped`), the cycle closes its runs still open, and those the interruption failed,
+   as ``abandoned`` "stopped by SIGTERM", then lets the stop go on;
 6. once a day, runs the drift monitor (``botfilter monitor``) on the directory against the
    champion and keeps its report under the data home, where the API's gauges read it.
 
 Between cycles the loop polls the queue every few seconds, so a setting change is applied within
-seconds of being made, well inside the product's hour.
+seconds of being made, well inside the product's hour; a tenant a cycle left because another run
+held it is retried at the first poll that finds its lock free.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import re
+import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,7 +46,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from contract.counts import Report
 from contract.parts import TenantParts
-from contract.schema import CHANNELS, TABLES
+from contract.schema import CHANNELS, FILE_FORMATS, TABLES
 from contract.tables import CleanTables
 from core.errors import BotfilterError, is_user_error
 from core.redact import redact
@@ -59,6 +68,9 @@ LAST_FULL = "last_full_recompute"
 FULL_EVERY = timedelta(hours=1)
 LAST_MONITOR = "last_drift_monitor"
 MONITOR_EVERY = timedelta(days=1)
+NOT_READ = "files_not_read"  # the files a cycle named as not read (each is named once)
+# What the contract reads of a data directory (contract.schema.find_table_files), for people.
+TABLE_FILES = f"{', '.join(TABLES)} as NAME.{'|'.join(f.lstrip('.') for f in FILE_FORMATS)}"
 
 
 def parse_every(value: str) -> timedelta:
@@ -78,19 +90,98 @@ def parse_every(value: str) -> timedelta:
 _LONGEST_EVERY_S = 365 * 86400
 
 
-def data_fingerprint(data_dir: Path) -> str:
-    """A digest of every table file (or partition folder's files) of a data directory."""
+def _is_table(entry: Path) -> bool:
+    """Whether the contract takes this entry of a data directory for a table: ``NAME.parquet``,
+    ``NAME.csv`` or ``NAME.jsonl`` (extension in any case) as
+    :func:`contract.schema.find_table_files` looks for them."""
+    return entry.stem in TABLES and entry.suffix.lower() in FILE_FORMATS
+
+
+def _entries(data_dir: Path) -> list[Path]:
+    """The entries of a data directory, sorted (it must exist)."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise BotfilterError(f"data directory not found: {data_dir}")
+    return sorted(data_dir.iterdir())
+
+
+def data_fingerprint(data_dir: Path) -> str:
+    """A digest of the name, size and modification time of each table file of a data
+    directory: what the contract reads, nothing else (:func:`not_read`)."""
     parts = []
-    for path in sorted(data_dir.rglob("*")):
-        rel = path.relative_to(data_dir)
-        if not path.is_file() or not rel.parts[0].startswith(tuple(TABLES)):
-            continue
-        stat = path.stat()
-        parts.append(f"{rel.as_posix()}\t{stat.st_size}\t{stat.st_mtime_ns}")
+    for path in _entries(data_dir):
+        if _is_table(path):
+            stat = path.stat()
+            parts.append(f"{path.name}\t{stat.st_size}\t{stat.st_mtime_ns}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def not_read(data_dir: Path) -> list[str]:
+    """The entries of a data directory that look like tables but that the contract does not
+    read: any other name with a table's extension (``events-20261204.parquet``,
+    ``extra.csv``, ``events.csv.gz``), and folders named for a table (``events/``). Hidden
+    entries are left out (a writer's temporary files)."""
+    names = []
+    for path in _entries(data_dir):
+        if path.name.startswith(".") or _is_table(path):
+            continue
+        folder = path.is_dir()
+        table_like = any(s.lower() in FILE_FORMATS for s in path.suffixes)
+        if table_like or (folder and path.name in TABLES):
+            names.append(path.name + ("/" if folder else ""))
+    return names
+
+
+def _newly_not_read(store: Store, data_dir: Path) -> list[str]:
+    """:func:`not_read`'s entries that no earlier cycle named (each is named once; one taken
+    away and put back is named again)."""
+    found = not_read(data_dir)
+    said = store.get_state(NOT_READ)
+    before = set(json.loads(said)) if said else set()
+    if set(found) != before:
+        with store.write() as conn:
+            store.set_state(NOT_READ, json.dumps(found), conn)
+    return [name for name in found if name not in before]
+
+
+class Stopped(KeyboardInterrupt):
+    """The worker stopped by a signal: SIGTERM (a service manager) or SIGINT (Ctrl-C)."""
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        self.signum = signal.Signals(signum)
+        super().__init__(f"stopped by {self.signum.name}")
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's status for a process ended by the signal: 130 (SIGINT), 143 (SIGTERM)."""
+        return 128 + int(self.signum)
+
+
+def stopped(exc: KeyboardInterrupt) -> Stopped:
+    """``exc`` as a :class:`Stopped`: a plain KeyboardInterrupt is Python's own for Ctrl-C."""
+    return exc if isinstance(exc, Stopped) else Stopped(signal.SIGINT)
+
+
+@contextlib.contextmanager
+def stop_on_signals(*signums: int) -> Iterator[None]:
+    """Within the block (main thread), each of ``signums`` (SIGTERM, SIGINT) raises
+    :class:`Stopped`, so a service manager stops the worker as Ctrl-C does. Only the first: a
+    signal repeated while the runs are being closed is ignored. The previous handlers come back
+    after the block."""
+    stopping = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            raise Stopped(signum)
+
+    previous = {signum: signal.signal(signum, stop) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @dataclass(frozen=True)
@@ -119,6 +210,8 @@ class CycleResult:
     waiting: list[str] = field(default_factory=list)  # queued tenants not in the data
     # tenants another run holds (a `botfilter recompute --tenant`): left for the next cycle
     busy: list[str] = field(default_factory=list)
+    # entries of the data directory that look like tables but are not read, new this cycle
+    not_read: list[str] = field(default_factory=list)
     seconds: float = 0.0
     drift: str = ""  # the daily drift monitor's outcome, when it ran this cycle
     # rows set aside by validation, per "table: reason" (PRODUCT.md: never silently dropped)
@@ -128,7 +221,7 @@ class CycleResult:
     internal: Exception | None = None
 
     def line(self) -> str:
-        """One line for the log."""
+        """One line for the log (a line break in a message or a name becomes a space)."""
         done = ", ".join(f"{t}[{'+'.join(c)}]" for t, c in self.recomputed) or "-"
         text = f"{self.status}: {self.reason}; recomputed {done} in {self.seconds:.1f}s"
         if self.waiting:
@@ -142,7 +235,9 @@ class CycleResult:
             text += f"; errors: {' | '.join(self.errors)}"
         if self.drift:
             text += f"; drift monitor: {self.drift}"
-        return text
+        if self.not_read:
+            text += f"; not read (the tables are {TABLE_FILES}): {', '.join(self.not_read)}"
+        return " ".join(text.splitlines())
 
 
 def _targets(
@@ -164,12 +259,12 @@ def _targets(
     return groups, waiting
 
 
-def _held_elsewhere(store: Store, groups: dict[tuple[str, ...], list[str]]) -> set[str]:
-    """The tenants of ``groups`` whose lock another run holds now. A recompute takes every
-    tenant's lock of its scope, so one such tenant made the whole group wait (up to the store's
-    lock timeout, 15 minutes) and then fail, other tenants' queued changes with it."""
+def _held_elsewhere(store: Store, tenants: Iterable[str]) -> set[str]:
+    """The tenants whose lock another run holds now. A recompute takes every tenant's lock of
+    its scope, so one such tenant made the whole group wait (up to the store's lock timeout,
+    15 minutes) and then fail, other tenants' queued changes with it."""
     held: set[str] = set()
-    for tenant in sorted({t for group in groups.values() for t in group}):
+    for tenant in sorted(set(tenants)):
         try:
             with store.locks([f"tenant:{tenant}"], timeout=0):
                 pass
@@ -239,15 +334,16 @@ def _cycle(
 ) -> CycleResult:
     now = now or datetime.now(UTC)
     fingerprint = data_fingerprint(data_dir)
+    unread = _newly_not_read(store, data_dir)
     changed = store.get_state(FINGERPRINT) != fingerprint
     last_full = store.get_state(LAST_FULL)
     due = last_full is None or now - datetime.fromisoformat(last_full) >= FULL_EVERY
     queued = store.has_pending()
     if not (changed or due or queued):
-        return CycleResult("idle", "no new data, no queued setting change")
+        return CycleResult("idle", "no new data, no queued setting change", not_read=unread)
     reason = "new data" if changed else ("hourly recompute" if due else "queued setting change")
     run_id = store.start_run("cycle", as_of=now)
-    result = CycleResult("succeeded", reason, run_id)
+    result = CycleResult("succeeded", reason, run_id, not_read=unread)
     events_in = rows_out = 0
     try:
         parts = TenantParts(data_dir) if options.load is load_data else None
@@ -258,7 +354,7 @@ def _cycle(
             sync_from_data(store, data.settings)
             planned = sorted(data.messages["tenant_id"].unique())
         groups, result.waiting = _targets(store.pending(), planned, changed or due)
-        held = _held_elsewhere(store, groups)
+        held = _held_elsewhere(store, (t for group in groups.values() for t in group))
         if held:  # their queued changes stay pending: the next cycle takes them
             result.busy = sorted(held)
             groups = {
@@ -272,6 +368,7 @@ def _cycle(
                 scorer=options.scorer,
                 model_version=options.model_version,
                 model_uri=options.model_uri,
+                batch=run_id,  # the tenants' runs belong to the cycle's
             )
             try:
                 if data is not None:
@@ -311,6 +408,9 @@ def _cycle(
                 store.set_state(FINGERPRINT, fingerprint, conn)
                 if changed or due:
                     store.set_state(LAST_FULL, now.isoformat(), conn)
+    except KeyboardInterrupt as exc:  # stopped (SIGTERM, Ctrl-C): the runs it cut short say so
+        _stop_runs(store, run_id, exc)
+        raise
     except Exception as exc:
         result.status = "failed"
         result.errors.append(redact(f"{type(exc).__name__}: {exc}".splitlines()[0]))
@@ -328,9 +428,19 @@ def _cycle(
             "waiting": result.waiting,
             "busy": result.busy,
             "quarantined": result.quarantined,
+            "not_read": result.not_read,
         },
     )
     return result
+
+
+def _stop_runs(store: Store, run_id: str, exc: KeyboardInterrupt) -> None:
+    """Close the cycle's run and its tenants' runs that a stop cut short: ``abandoned``,
+    "stopped by SIGTERM" (:meth:`Store.stop_batch`). With the store away, the next runs
+    abandon them."""
+    with contextlib.suppress(Exception):
+        interrupted = (KeyboardInterrupt.__name__, Stopped.__name__)
+        store.stop_batch(run_id, str(stopped(exc)), interrupted)
 
 
 def _last_queue_id(store: Store) -> int:
@@ -339,6 +449,15 @@ def _last_queue_id(store: Store) -> int:
         return store.last_queue_id()
     except SQLAlchemyError:
         return -1
+
+
+def _freed(store: Store, busy: list[str]) -> bool:
+    """Whether a tenant a cycle left because another run held it is free now (False while the
+    store cannot be reached)."""
+    try:
+        return len(_held_elsewhere(store, busy)) < len(busy)
+    except SQLAlchemyError:
+        return False
 
 
 def run_worker(
@@ -355,8 +474,10 @@ def run_worker(
 ) -> list[CycleResult]:
     """Run one cycle (``every`` unset: cron style), or loop until ``stop`` is set.
 
-    While waiting for the next cycle, a newly queued setting change starts one early. ``now``
-    fixes every cycle's clock (tests); by default each cycle reads the clock.
+    While waiting for the next cycle, a newly queued setting change starts one early, and so
+    does a tenant the last cycle left busy (``CycleResult.busy``) once its lock is free: both
+    are looked at every ``poll`` seconds. ``now`` fixes every cycle's clock (tests); by
+    default each cycle reads the clock.
     """
     stop = stop or threading.Event()
     results = []
@@ -382,6 +503,8 @@ def run_worker(
             if stop.wait(min(poll, max(deadline - time.monotonic(), 0))):
                 break
             if _last_queue_id(store) > seen:  # a change queued since this cycle began
+                break
+            if result.busy and _freed(store, result.busy):  # its changes wait no longer
                 break
         if stop.is_set():
             return results

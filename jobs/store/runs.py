@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.engine import Connection
 
 from jobs.store.rows import now, select_frame, upsert
@@ -33,13 +33,18 @@ def start(
     A recompute run holds its tenant's lock, so any other ``running`` recompute of that tenant
     belongs to a dead process: it is marked ``abandoned``; so is any other ``running`` cycle,
     a cycle holding the worker's lock (a stopped worker's stayed "running" for good: an audit).
+    Their ``finished_at`` is when they were found so (the process's end is not known).
     """
     run_id = uuid.uuid4().hex
     if kind == "cycle":  # a cycle holds the worker's lock: another running one's process died
         conn.execute(
             update(job_runs)
             .where(job_runs.c.kind == kind, job_runs.c.status == "running")
-            .values(status="abandoned", error="process ended before the cycle finished")
+            .values(
+                status="abandoned",
+                finished_at=now(),
+                error="process ended before the cycle finished",
+            )
         )
     if kind == "recompute" and tenant is not None:
         conn.execute(
@@ -49,7 +54,9 @@ def start(
                 job_runs.c.tenant_id == tenant,
                 job_runs.c.status == "running",
             )
-            .values(status="abandoned", error="process ended before the run finished")
+            .values(
+                status="abandoned", finished_at=now(), error="process ended before the run finished"
+            )
         )
     conn.execute(
         job_runs.insert().values(
@@ -98,6 +105,23 @@ def abandon_batch(conn: Connection, batch_id: str, error: str) -> int:
         .values(status="abandoned", finished_at=now(), error=error)
     )
     return int(done.rowcount or 0)
+
+
+def stop_batch(conn: Connection, batch_id: str, error: str, interrupted: Sequence[str]) -> int:
+    """Mark ``abandoned``, with ``error``, the runs of ``batch_id`` that a stop cut short: those
+    still ``running`` (finished now) and those already closed as ``failed`` by the interruption
+    itself, whose error starts with one of ``interrupted`` (e.g. ``KeyboardInterrupt``). A run
+    that succeeded, or failed for its own reason, keeps its outcome. How many were marked."""
+    cut = conn.execute(
+        update(job_runs)
+        .where(
+            job_runs.c.batch_id == batch_id,
+            job_runs.c.status == "failed",
+            or_(*(job_runs.c.error.startswith(p, autoescape=True) for p in interrupted)),
+        )
+        .values(status="abandoned", error=error)
+    )
+    return int(cut.rowcount or 0) + abandon_batch(conn, batch_id, error)
 
 
 def recorded(conn: Connection, tenant: str | None = None, kind: str | None = None) -> pd.DataFrame:

@@ -161,13 +161,16 @@ def test_loop_applies_a_setting_change_within_seconds(
     assert [c.reason for c in cycles[:2]] == ["new data", "queued setting change"]
 
 
-def test_fingerprint_sees_new_partition_files(tmp_path: Path) -> None:
+def test_fingerprint_sees_the_files_the_contract_reads(tmp_path: Path) -> None:
+    """A part file is not read by the contract (one NAME.parquet|csv|jsonl per table): it is
+    no new data (a cycle names it instead, tests/unit/test_worker.py)."""
     (tmp_path / "events.parquet").write_bytes(b"x")
     first = data_fingerprint(tmp_path)
     (tmp_path / "notes.txt").write_text("ignored")
-    assert data_fingerprint(tmp_path) == first
     (tmp_path / "events").mkdir()
     (tmp_path / "events" / "part-1.parquet").write_bytes(b"y")
+    assert data_fingerprint(tmp_path) == first
+    (tmp_path / "messages.CSV").write_bytes(b"z")
     assert data_fingerprint(tmp_path) != first
 
 
@@ -309,8 +312,9 @@ def test_report_and_metrics_show_carry_the_tenants_own_recall_estimate(
 
 
 def test_sigterm_stops_the_worker_loop_as_ctrl_c_does(tmp_path: Path, world) -> None:
-    """A service manager stops `botfilter run` with SIGTERM: it now says "stopped" and exits
-    0 (the audit: it died at once, its cycle left "running")."""
+    """A service manager stops `botfilter run` with SIGTERM: it says "stopped by SIGTERM" and
+    exits 143 as a process the signal ended (the audit: it died at once, its cycle left
+    "running"; then it exited 0, its cycle's runs left "running" when stopped mid-cycle)."""
     import os
     import signal
 
@@ -332,5 +336,7 @@ def test_sigterm_stops_the_worker_loop_as_ctrl_c_does(tmp_path: Path, world) -> 
     assert "failed" in first or "succeeded" in first or "idle" in first, first
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
-    assert "stopped" in out
+    assert proc.returncode == 143, err
+    assert out.splitlines()[-1] == "stopped by SIGTERM"
+    runs = Store.open(Settings(home=tmp_path / "home")).job_runs()
+    assert "running" not in set(runs["status"]) and runs["finished_at"].notna().all()
