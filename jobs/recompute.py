@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
@@ -39,6 +38,7 @@ from contract.streamed import settled_quarantine
 from contract.tables import CleanTables, Tables
 from contract.validate import validate_raw
 from core.errors import BotfilterError
+from core.output import write_whole
 from core.paths import check_out_dir
 from core.redact import redact
 from core.settings import Settings
@@ -732,25 +732,16 @@ def write_tables(tables: dict[str, pd.DataFrame], out: Path) -> dict[str, Path]:
     files = {}
     for name in PRODUCT_TABLES:
         table = _typed(pa.Table.from_pandas(tables[name], preserve_index=False))
-        files[name] = _write_whole(out, name, functools.partial(pq.write_table, table))
+        path = Path(out) / f"{name}.parquet"
+        files[name] = write_whole(path, functools.partial(pq.write_table, table))
     return files
 
 
 def write_quarantine(quarantine: pd.DataFrame, out: Path) -> Path:
     """Write the rows the contract refused as ``quarantine.parquet`` (the columns of
     ``botfilter validate``'s: table, row_number, record, reason), whole or not at all."""
-    return _write_whole(out, "quarantine", functools.partial(write_parquet, quarantine))
-
-
-def _write_whole(out: Path, name: str, write: Callable[[Path], object]) -> Path:
-    """``out/NAME.parquet`` written by ``write`` to a temporary file first, then moved."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{name}.parquet"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-    return path
+    path = Path(out) / "quarantine.parquet"
+    return write_whole(path, functools.partial(write_parquet, quarantine))
 
 
 def _column_type(column: str) -> pa.DataType:
