@@ -28,7 +28,9 @@ def demo(
     import pandas as pd
     from rich.console import Console
     from rich.rule import Rule
+    from rich.text import Text
 
+    from core.output import plain_console
     from core.paths import check_out_dir
     from core.settings import get_settings
     from jobs.dashboard import fitted, load_tenant, show_table, write_report
@@ -41,7 +43,7 @@ def demo(
     from simulation.config import SimConfig
     from training.train import train
 
-    console = Console()
+    console = plain_console()  # paths and ids shown as written
     settings = get_settings()
     # Before any work: a file given as --out failed after the simulation had run.
     root = check_out_dir(out) if out is not None else settings.ensure_home() / "demo"
@@ -67,8 +69,9 @@ def demo(
     live.report.print(console)
 
     console.print(Rule("3. Train, log to MLflow, register; the gate decides @champion"))
-    with console.status("training LightGBM"):
-        result = train(settings, train_dir, console)
+    styled = Console()  # markup on: training's printers style their words with it
+    with styled.status("training LightGBM"):
+        result = train(settings, train_dir, styled)
     r = result.report
     console.print(
         f"{result.version}: test PR-AUC {r.pr_auc:.4f}, precision {r.overall.model.precision:.4f}, "
@@ -114,7 +117,10 @@ def demo(
         _before_after(before.tables["campaign_metrics"], after.tables["campaign_metrics"])
     )
     console.print(
-        f"[bold green]demo complete[/]: HTML report {page}; try `botfilter metrics show --tenant {tenant}`"
+        Text.assemble(
+            ("demo complete", "bold green"),
+            f": HTML report {page}; try `botfilter metrics show --tenant {tenant}`",
+        )
     )
     _console_hint(settings, tenant, live_dir, console)
 

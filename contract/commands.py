@@ -17,17 +17,16 @@ def validate(
 ) -> None:
     """Check every row against the data contract; write clean tables and the quarantine."""
     # Imported on use: rich and the readers/validator add 0.9 s to `botfilter --help`.
-    from rich.console import Console
-
     from contract.parts import TenantParts
     from contract.readers import find_table_files
     from contract.schema import TABLES
     from contract.streamed import PRELOAD, validate_parts
+    from core.output import plain_console
     from core.progress import events_bar
     from core.settings import get_settings
     from core.workers import start_pool
 
-    console = Console(stderr=True)
+    console = plain_console(stderr=True)
     find_table_files(data)  # a wrong --data fails first, before the checks of --out
     check_out_dir(out)
     check_apart(out, data)  # the clean tables have the input's names: they would replace it
@@ -44,5 +43,5 @@ def validate(
     finally:
         if pool is not None:  # on every way out: a pool left to the exit prints there
             pool.shutdown(cancel_futures=True)
-    report.print(Console())
+    report.print(plain_console())  # its sources are paths: shown as written
     typer.echo(f"wrote {', '.join(sorted(TABLES))} and quarantine to {out}")

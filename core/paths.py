@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
@@ -38,6 +39,37 @@ def check_apart(out: Path, data: Path, option: str = "--out", other: str = "--da
         raise BotfilterError(
             f"{option} {out}: must be apart from {other} {data} (not it, in it or around it)"
         )
+
+
+def check_distinct(outputs: Mapping[str, Path]) -> None:
+    """No two output options (option -> path) name one file: the one written last replaced the
+    other (``label --out x --report x`` left the report where the labels were). Compared
+    resolved, as :func:`core.output.write_whole` writes them: ``x``, ``./x`` and a link to
+    ``x`` are one file."""
+    seen: dict[str, tuple[str, Path]] = {}
+    for option, path in outputs.items():
+        target = os.path.realpath(path)
+        if target in seen:
+            first, given = seen[target]
+            raise BotfilterError(
+                f"{option} {path}: the same file as {first} {given}; give each its own file"
+            )
+        seen[target] = (option, Path(path))
+
+
+def check_out_files(
+    outputs: Mapping[str, Path | None], data: Path | None = None, other: str = "--data"
+) -> None:
+    """Before any work, the output files a command was given (option -> path, None: not
+    given): each one we can write (:func:`check_out_file`), apart from the input directory
+    ``data`` (:func:`check_apart`; ``other`` is its option) and none given twice
+    (:func:`check_distinct`)."""
+    given = {option: Path(path) for option, path in outputs.items() if path is not None}
+    for option, path in given.items():
+        check_out_file(path, option)
+        if data is not None:
+            check_apart(path, data, option, other)
+    check_distinct(given)
 
 
 def _check_parent(path: Path, option: str) -> None:

@@ -9,7 +9,7 @@ import typer
 
 from contract import load
 from core.errors import BotfilterError
-from core.paths import check_out_file
+from core.paths import check_out_files
 
 
 def label(
@@ -21,8 +21,7 @@ def label(
 ) -> None:
     """Weak labels from honeypots and rules: each function's votes and the label model's P(bot)."""
     # Imported on use: rich, pydantic-settings and labelling.label add 0.5 s to `--help`.
-    from rich.console import Console
-
+    from core.output import plain_console, write_text_whole, write_whole
     from core.settings import get_settings
     from labelling.label import hidden_truth, label_directory, print_report, write_labels
 
@@ -30,10 +29,11 @@ def label(
     if out.suffix not in (".parquet", ".csv"):
         raise BotfilterError(f"{out}: the labels file must end in .parquet or .csv")
     # Before any work: a --report that is a directory (or under a missing folder that cannot
-    # be made) failed after the labels were written, as an internal error.
-    check_out_file(out)
-    report = check_out_file(report or out.with_name(out.stem + ".report.json"), "--report")
-    console = Console()
+    # be made) failed after the labels were written, as an internal error; either file inside
+    # --data replaced a table of it, and one file given as both kept only the report.
+    report = report or out.with_name(out.stem + ".report.json")
+    check_out_files({"--out": out, "--report": report}, data)
+    console = plain_console()
     validated = load(data)
     validated.report.print(console)
     with console.status(f"labelling {len(validated.events):,} events"):
@@ -41,7 +41,8 @@ def label(
     # A simulated world carries its own labels: the report then shows each function's true
     # accuracy beside the estimate. The labels never reach the label model.
     numbers = weak.report(hidden_truth(weak.ctx))
-    write_labels(weak.table(), out)
-    report.write_text(json.dumps(numbers, indent=2))
+    table = weak.table()
+    write_whole(out, lambda tmp: write_labels(table, tmp))  # whole or not at all, as the report
+    write_text_whole(report, json.dumps(numbers, indent=2))
     print_report(numbers, console)
     console.print(f"weak labels -> {out}; report -> {report}")

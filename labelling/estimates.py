@@ -25,6 +25,7 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
+from core.output import write_text_whole
 from labelling.functions import honeypot_same_address
 
 if TYPE_CHECKING:
@@ -97,16 +98,14 @@ def _tenant_file(home: Path, tenant: str) -> Path:
 
 
 def save_estimates(home: Path, table: pd.DataFrame, model_version: str) -> list[Path]:
-    """Write each tenant's rows to its own JSON file under the data home."""
+    """Write each tenant's rows to its own JSON file under the data home, each whole or not at
+    all (a report or ``metrics show`` reading it meanwhile sees the previous one)."""
     at = datetime.now(UTC).isoformat(timespec="seconds")
     paths = []
     for tenant, rows in table.groupby("tenant_id", sort=True):
-        path = _tenant_file(home, str(tenant))
-        path.parent.mkdir(parents=True, exist_ok=True)
         records = json.loads(rows.to_json(orient="records"))
         doc = {"tenant_id": tenant, "model_version": model_version, "at": at, "rows": records}
-        path.write_text(json.dumps(doc, indent=2))
-        paths.append(path)
+        paths.append(write_text_whole(_tenant_file(home, str(tenant)), json.dumps(doc, indent=2)))
     return paths
 
 
@@ -197,13 +196,14 @@ def evaluate_unlabelled(
     out: Path | None = None,
 ) -> pd.DataFrame:
     """Score a data directory with the model, estimate recall per tenant and channel, save it
-    per tenant (and every tenant's rows to ``out``, when given)."""
+    per tenant when the model is the champion (and every tenant's rows to ``out``, when
+    given)."""
     # Here, not at the top: `metrics show` and `report` import this module for the saved
     # estimates, and MLflow/LightGBM (scoring.registry) plus the feature pipeline cost them
     # about 1.7 s of start-up (python -X importtime).
     from contract import load
     from features.pipeline import Enrichers, build_features, event_context
-    from scoring.registry import load_model
+    from scoring.registry import champion_version, load_model
 
     bot_model = load_model(settings, model_uri)
     validated = load(data)
@@ -217,11 +217,16 @@ def evaluate_unlabelled(
         rich_table(table.to_dict("records"), f"scanner recall without labels, {bot_model.version}")
     )
     console.print(EXPLAIN)
-    paths = save_estimates(settings.ensure_home(), table, bot_model.version)
-    console.print(f"saved per tenant under {paths[0].parent if paths else settings.home}")
+    # The saved estimates are the tenants': their report and `metrics show` present them as the
+    # filter's recall, so only the champion's are saved (a rejected model's replaced them).
+    if model_uri is None or champion_version(settings) == bot_model.version:
+        paths = save_estimates(settings.ensure_home(), table, bot_model.version)
+        console.print(f"saved per tenant under {paths[0].parent if paths else settings.home}")
+    else:
+        console.print("not saved per tenant: --model names a model other than the champion (--out)")
     if out is not None:
         records = json.loads(table.to_json(orient="records"))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"model_version": bot_model.version, "rows": records}, indent=2))
+        doc = {"model_version": bot_model.version, "rows": records}
+        write_text_whole(out, json.dumps(doc, indent=2))
         console.print(f"report saved to {out}")
     return table

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from core.errors import BotfilterError
-from core.paths import check_out_file
+from core.paths import check_out_files
 from monitoring.thresholds import Thresholds
 
 if TYPE_CHECKING:  # annotations only: pydantic-settings is imported on use (start-up)
@@ -38,17 +38,18 @@ def monitor(
 ) -> None:
     """Compare live traffic with the champion's training data; exit 1 on an alert."""
     # Imported on use: rich, pydantic-settings and monitoring.run add 0.7 s to `--help`.
-    from rich.console import Console
+    from rich.text import Text
 
+    from core.output import plain_console, write_text_whole
     from core.settings import get_settings
     from monitoring.run import html_section, run_monitor, save_latest
 
-    for path, option in ((out, "--out"), (html, "--html")):
-        if path is not None:
-            check_out_file(path, option)  # before any work
+    # Before any work: inside --data either file replaced a table of it (an audit), and one
+    # file given as both held the HTML while "report -> FILE" was said.
+    check_out_files({"--out": out, "--html": html}, data)
     _check_thresholds(max_feature_psi, max_score_psi, max_network_change, min_candidate_recipients)
 
-    console = Console()
+    console = plain_console()
     settings = get_settings()
     th = Thresholds(
         feature_psi=max_feature_psi,
@@ -64,12 +65,9 @@ def monitor(
     latest = save_latest(settings.ensure_home(), report) if champion else None
     where = latest
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2, default=float))
-        where = out
+        where = write_text_whole(out, json.dumps(report, indent=2, default=float))
     if html is not None:
-        html.parent.mkdir(parents=True, exist_ok=True)
-        html.write_text(html_section(report), encoding="utf-8")
+        write_text_whole(html, html_section(report))
     top = list(report["feature_psi"].items())[:5]
     console.print(
         f"{report['events']:,} events vs {report['model_version']}'s training data: bot share "
@@ -81,9 +79,9 @@ def monitor(
         console.print(f"PSI not judged: fewer than {least:,} events (a shift is noise below)")
     for table, reasons in report.get("quarantined", {}).items():
         said = ", ".join(f"{n:,} {reason}" for reason, n in sorted(reasons.items()))
-        console.print(f"quarantined, not monitored: {table}: {said}", markup=False)
+        console.print(f"quarantined, not monitored: {table}: {said}")
     for alert in report["alerts"]:
-        console.print(f"[red]ALERT[/] {alert}", markup=True, highlight=False)
+        console.print(Text.assemble(("ALERT", "red"), f" {alert}"))
     if where is not None:
         console.print(f"report -> {where}")
     else:
@@ -108,9 +106,6 @@ def _check_thresholds(
 
 def _champion_version(settings: Settings) -> str | None:
     """The champion's version label (None: no champion); the report names its model's."""
-    from scoring.registry import resolve_model
+    from scoring.registry import champion_version
 
-    try:
-        return resolve_model(settings).version
-    except BotfilterError:
-        return None
+    return champion_version(settings)

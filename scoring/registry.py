@@ -133,9 +133,26 @@ def _registered(settings: Settings, uri: str) -> tuple[str, str]:
     return f"{mv.name}/{mv.version}", identity
 
 
+def _check_uri(uri: str) -> str:
+    """``uri``, refused in one line when spaces surround it: `` models:/botfilter/1`` was
+    taken for a path and fetched anew on every run, with the label ``1``."""
+    if uri != uri.strip():
+        raise BotfilterError(f"model URI {uri!r}: remove the spaces around it")
+    return uri
+
+
 def resolve_version(settings: Settings, uri: str) -> str:
     """A stable version label for a model URI: ``name/version`` for registry URIs."""
-    return _registered(settings, uri)[0]
+    return _registered(settings, _check_uri(uri))[0]
+
+
+def champion_version(settings: Settings) -> str | None:
+    """The champion's version label (``botfilter/3``; None: no champion, or no registry to
+    ask). A model loaded by another URI is the champion when its label is this one."""
+    try:
+        return _registered_memo(settings, champion_uri(settings))[0]
+    except BotfilterError:
+        return None
 
 
 def _store_fingerprint(mlflow_uri: str) -> str | None:
@@ -192,7 +209,7 @@ def resolve_model(settings: Settings, uri: str | None = None) -> ModelRef:
     The download is cached under a key of the registry's URI and the registered version's
     identity; its content id is computed once, from the files, when it is downloaded.
     """
-    uri = uri or champion_uri(settings)
+    uri = _check_uri(uri or champion_uri(settings))
     version, identity = _registered_memo(settings, uri)
     where = _digest(f"{settings.mlflow_uri}\n{identity}")[:20]
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in version)
@@ -200,8 +217,17 @@ def resolve_model(settings: Settings, uri: str | None = None) -> ModelRef:
     # Only registry versions are immutable: anything else (a run's path, a directory) is
     # fetched again, so a changed file is never served from the cache.
     if not uri.startswith("models:/") or not (local / _COMPLETE).exists():
-        tmp = local.with_name(f"{local.name}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
+        _fetch(settings, uri, local)
+    return ModelRef(uri, version, (local / _COMPLETE).read_text().strip(), local)
+
+
+def _fetch(settings: Settings, uri: str, local: Path) -> None:
+    """Download ``uri`` to a temporary directory beside ``local``, check it is a model, mark it
+    complete and move it to ``local``. On any failure (not a model, a download error, Ctrl-C)
+    the temporary copy goes: a directory that was no model stayed in the cache, copied whole."""
+    tmp = local.with_name(f"{local.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
         tmp.mkdir(parents=True)
         # mlflow is imported on use: see configure_mlflow.
         import mlflow
@@ -210,14 +236,15 @@ def resolve_model(settings: Settings, uri: str | None = None) -> ModelRef:
         try:
             mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp))
         except Exception as exc:  # MLflow's own errors, OSError for a path that is not there
-            shutil.rmtree(tmp, ignore_errors=True)
             why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise BotfilterError(f"cannot fetch the model at {uri}: {why}") from exc
         model_file, meta_file = _model_files(tmp, uri)
         (tmp / _COMPLETE).write_text(content_id(model_file.read_bytes(), meta_file.read_bytes()))
         shutil.rmtree(local, ignore_errors=True)
         tmp.rename(local)
-    return ModelRef(uri, version, (local / _COMPLETE).read_text().strip(), local)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _model_files(path: Path, uri: str) -> tuple[Path, Path]:

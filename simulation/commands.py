@@ -34,9 +34,9 @@ def simulate(
 ) -> None:
     """Write a labelled synthetic data directory (email and SMS, bots and people)."""
     # Imported on use: rich and simulation.core (pandas, numba) add 1 s to `botfilter --help`.
-    from rich.console import Console
     from rich.table import Table
 
+    from core.output import plain_console
     from core.settings import get_settings
 
     from .config import SimConfig
@@ -76,4 +76,4 @@ def simulate(
     for kind, count in summary.bot_kinds.items():
         table.add_row(f"bot kind {kind}", str(count))
     table.add_row("seconds", f"{summary.seconds:.1f}")
-    Console().print(table)
+    plain_console().print(table)  # the title's path shown as written

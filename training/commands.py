@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 
 from core.errors import BotfilterError
-from core.paths import check_out_file
+from core.paths import check_out_files
 
 
 def train(
@@ -35,24 +35,28 @@ def train(
 ) -> None:
     """Train LightGBM, log to MLflow, register, and promote through the gate."""
     from rich.console import Console
+    from rich.text import Text
 
     from core.settings import get_settings
     from training.evaluate import print_report
     from training.train import train as run_train
 
-    console = Console()
+    console = Console()  # markup on: training's printers style their words with it
     settings = get_settings(target_precision=target_precision)
     with console.status("training"):
         result = run_train(settings, data, console, labels=labels, mix=mix or [])
     print_report(result.report, console)
     verdict = (
-        f"[green]promoted to @{settings.champion_alias}[/]"
+        (f"promoted to @{settings.champion_alias}", "green")
         if result.decision.promote
-        else "[red]not promoted[/]"
+        else ("not promoted", "red")
     )
-    console.print(
-        f"registered {result.version} (run {result.run_id}): {verdict} — "
-        + "; ".join(result.decision.reasons)
+    console.print(  # Text: the version and the reasons shown as written
+        Text.assemble(
+            f"registered {result.version} (run {result.run_id}): ",
+            verdict,
+            " — " + "; ".join(result.decision.reasons),
+        )
     )
 
 
@@ -119,6 +123,7 @@ def evaluate(
     suite, or without labels the scanner recall estimated from honeypots)."""
     from rich.console import Console
 
+    from core.output import plain_console, write_text_whole
     from core.settings import get_settings
 
     if unlabelled:
@@ -126,9 +131,8 @@ def evaluate(
 
         if data is None or suite or worlds is not None:
             raise BotfilterError("--unlabelled needs --data DIR (and no --suite or --worlds)")
-        if out is not None:
-            check_out_file(out)  # (it was never written: an audit)
-        evaluate_unlabelled(get_settings(), data, model, Console(), out)
+        check_out_files({"--out": out}, data)  # (it was never written: an audit)
+        evaluate_unlabelled(get_settings(), data, model, plain_console(), out)
         return
     import numpy as np
 
@@ -142,14 +146,18 @@ def evaluate(
         raise BotfilterError("give either --data DIR or --suite")
     if not suite and (seeds != 1 or validation or cuts is not None):
         raise BotfilterError("--seeds, --validation and --cuts go with --suite")
-    if out is not None:
-        check_out_file(out)
+    # Inside the input (--data, or the suite's --worlds) the report replaced a table of it.
+    if suite:
+        check_out_files({"--out": out}, worlds, "--worlds")
+    else:
+        check_out_files({"--out": out}, data)
     frontier_cuts = None
     if cuts is not None:  # a bad cut fails before the model loads
         from training.suite import parse_cuts
 
         frontier_cuts = parse_cuts(cuts)
-    console = Console()
+    console = Console()  # markup on: training's printers style their words with it
+    shown = plain_console()  # this command's own lines and the contract's report: data as written
     settings = get_settings()
     bot_model = load_model(settings, model)
     if suite:
@@ -175,13 +183,13 @@ def evaluate(
         results = run_suite(bot_model, root, console=console, seeds=seeds, validation=validation)
         out = out or settings.ensure_home() / "reports" / f"{name}.json"
         missed = report_suite(results, console, out)
-        console.print(f"model {bot_model.version}; suite saved to {out}")
+        shown.print(f"model {bot_model.version}; suite saved to {out}")
         if missed:
             raise typer.Exit(1)
         return
     assert data is not None  # checked above: --data or --suite
     validated = load(data)
-    validated.report.print(console)  # the events left out of the evaluation, and why
+    validated.report.print(shown)  # the events left out of the evaluation, and why
     prep = prepare(validated)
     rows = np.arange(len(prep.ctx))
     report = evaluate_model(bot_model, prep, rows).report.with_version(bot_model.version)
@@ -194,7 +202,6 @@ def evaluate(
         / "reports"
         / f"evaluation-{bot_model.version.replace('/', '-')}.json"
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
     saved = {**report.to_dict(), "bot_kind_confusion": kinds}
-    out.write_text(json.dumps(saved, indent=2, default=float))
-    console.print(f"model {bot_model.version}; report saved to {out}")
+    write_text_whole(out, json.dumps(saved, indent=2, default=float))
+    shown.print(f"model {bot_model.version}; report saved to {out}")

@@ -315,6 +315,85 @@ def test_score_and_recompute_out_must_be_apart_from_data(cli, data, command, nam
     assert {p.name: p.stat().st_mtime_ns for p in data.iterdir()} == before
 
 
+@pytest.mark.parametrize(
+    ("args", "option", "path"),
+    [
+        (("label", "--out", "{data}/events.parquet"), "--out", "{data}/events.parquet"),
+        (
+            ("label", "--out", "{tmp}/l.parquet", "--report", "{data}/messages.csv"),
+            "--report",
+            "{data}/messages.csv",
+        ),
+        (("evaluate", "--out", "{data}/events.csv"), "--out", "{data}/events.csv"),
+        (
+            ("evaluate", "--unlabelled", "--out", "{data}/messages.csv"),
+            "--out",
+            "{data}/messages.csv",
+        ),
+        (("monitor", "--out", "{data}/segments.parquet"), "--out", "{data}/segments.parquet"),
+        (("monitor", "--html", "{data}/settings.parquet"), "--html", "{data}/settings.parquet"),
+    ],
+    ids=[
+        "label --out",
+        "label --report",
+        "evaluate",
+        "evaluate --unlabelled",
+        "monitor --out",
+        "monitor --html",
+    ],
+)
+def test_label_evaluate_and_monitor_outputs_must_be_apart_from_data(
+    cli, data, tmp_path, args, option, path
+) -> None:
+    """The audit: `label --out DATA/events.parquet`, `evaluate --out`, `monitor --out/--html`
+    and `label --report` wrote over a table of --data and exited 0. Refused as `score` is, before
+    any work (here, before the missing champion is looked for)."""
+    fill = {"data": data, "tmp": tmp_path}
+    before = {p.name: p.stat().st_mtime_ns for p in data.iterdir()}
+    status, _, err = cli(args[0], "--data", str(data), *(a.format(**fill) for a in args[1:]))
+    assert status == 2
+    assert one_line(err) == (
+        f"{option} {path.format(**fill)}: must be apart from --data {data} "
+        "(not it, in it or around it)"
+    )
+    assert {p.name: p.stat().st_mtime_ns for p in data.iterdir()} == before
+    assert not (tmp_path / "l.parquet").exists()
+
+
+def test_the_suite_report_must_be_apart_from_its_worlds(cli, tmp_path) -> None:
+    """The suite's worlds are its input: a report inside --worlds could replace a world's table."""
+    worlds = tmp_path / "worlds"
+    out = worlds / "stress-seed1" / "events.parquet"
+    status, _, err = cli("evaluate", "--suite", "--worlds", str(worlds), "--out", str(out))
+    assert status == 2
+    assert one_line(err) == (
+        f"--out {out}: must be apart from --worlds {worlds} (not it, in it or around it)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("command", "first", "second"),
+    [("label", "--out", "--report"), ("monitor", "--out", "--html")],
+)
+@pytest.mark.parametrize("how", ["as written", "by another path", "through a link"])
+def test_one_file_given_to_two_output_options_is_refused_before_any_work(
+    cli, data, tmp_path, monkeypatch, command, first, second, how
+) -> None:
+    """The audit: `label --out x --report x` wrote the report over the labels; `monitor --out x
+    --html x` said "report -> x" of a file holding the HTML."""
+    monkeypatch.chdir(tmp_path)
+    name = "same.parquet" if command == "label" else "same.json"
+    other = {"as written": name, "by another path": f"sub/../{name}", "through a link": "link"}[how]
+    if how == "through a link":
+        Path("link").symlink_to(name)
+    status, _, err = cli(command, "--data", str(data), first, name, second, other)
+    assert status == 2
+    assert one_line(err) == (
+        f"{second} {other}: the same file as {first} {name}; give each its own file"
+    )
+    assert not Path(name).exists()
+
+
 def test_validate_out_elsewhere_works(cli, data, tmp_path) -> None:
     status, out, err = cli("validate", "--data", str(data), "--out", str(tmp_path / "clean"))
     assert status == 0, err
