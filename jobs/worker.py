@@ -61,7 +61,8 @@ from jobs.recompute import (
     recompute_parts,
 )
 from jobs.store import LockTimeout, Store
-from monitoring.run import run_monitor, save_latest
+from monitoring.run import run_monitor, save_if_champion
+from scoring.registry import champion_version
 
 FINGERPRINT = "data_fingerprint"
 LAST_FULL = "last_full_recompute"
@@ -318,7 +319,8 @@ def _monitor_if_due(
         report = run_monitor(settings, data_dir, model_uri)
     except BotfilterError as exc:
         return f"not run: {exc}"
-    save_latest(settings.ensure_home(), report)
+    champion = None if model_uri is None else champion_version(settings)
+    save_if_champion(settings, report, model_uri, champion)  # run --model: not the gauges'
     with store.write() as conn:
         store.set_state(LAST_MONITOR, now.isoformat(), conn)
     alerts = report["alerts"]

@@ -42,7 +42,7 @@ def monitor(
 
     from core.output import plain_console, write_text_whole
     from core.settings import get_settings
-    from monitoring.run import html_section, run_monitor, save_latest
+    from monitoring.run import html_section, run_monitor, save_if_champion
 
     # Before any work: inside --data either file replaced a table of it (an audit), and one
     # file given as both held the HTML while "report -> FILE" was said.
@@ -59,10 +59,9 @@ def monitor(
     )
     with console.status("monitoring"):
         report = run_monitor(settings, data, model, th)
-    # The latest report is the champion's: the API's drift gauges and the console read it.
-    # Another model's report goes to --out only.
-    champion = model is None or _champion_version(settings) == report["model_version"]
-    latest = save_latest(settings.ensure_home(), report) if champion else None
+    # The latest report is the champion's; another model's report goes to --out only.
+    champion = None if model is None else _champion_version(settings)
+    latest = save_if_champion(settings, report, model, champion)
     where = latest
     if out is not None:
         where = write_text_whole(out, json.dumps(report, indent=2, default=float))

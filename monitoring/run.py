@@ -17,6 +17,8 @@ from mlflow.exceptions import MlflowException
 from contract.parts import TenantParts, merge_reports
 from contract.validate import validate_raw
 from core.errors import BotfilterError
+from core.output import write_text_whole
+from core.settings import Settings
 from features.pipeline import Enrichers, build_features, event_context
 from monitoring.drift import LiveCounts, Thresholds, count_live, reference_profile, report
 from scoring.registry import configure_mlflow, load_model
@@ -105,13 +107,20 @@ def run_monitor(
 
 
 def save_latest(home: Path, report: dict[str, Any]) -> Path:
-    """Keep the latest report under the data home, where the API's gauges read it."""
-    path = home / LATEST
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2, default=float))
-    tmp.replace(path)  # atomic: a scrape never reads half a file
-    return path
+    """Keep the latest report under the data home, where the API's gauges read it (written
+    whole: a scrape never reads half a file)."""
+    return write_text_whole(home / LATEST, json.dumps(report, indent=2, default=float))
+
+
+def save_if_champion(
+    settings: Settings, report: dict[str, Any], model_uri: str | None, champion: str | None
+) -> Path | None:
+    """:func:`save_latest` when ``report`` is of the champion (``model_uri`` None, or naming
+    the version ``champion``): the API's drift gauges and the console read it. Another model's
+    report is not kept there (None); a rejected model's drift replaced the champion's."""
+    if model_uri is not None and report["model_version"] != champion:
+        return None
+    return save_latest(settings.ensure_home(), report)
 
 
 def html_section(report: dict[str, Any]) -> str:

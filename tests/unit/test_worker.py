@@ -264,3 +264,24 @@ def test_run_help_says_what_it_watches() -> None:
         "Data directory to watch: its tables messages, events, segments, settings as "
         "NAME.parquet|csv|jsonl (other files are not read; a cycle names them once)." in text
     )
+
+
+@pytest.mark.parametrize(
+    "model_uri, champion, kept",
+    [(None, None, True), ("models:/botfilter/1", "botfilter/2", False), ("m", "botfilter/1", True)],
+)
+def test_the_daily_monitor_keeps_the_champions_drift_only(
+    tmp_path, monkeypatch, model_uri, champion, kept
+) -> None:
+    """`run --model` with another model than the champion replaced the champion's drift report
+    (reports/monitor/latest.json, which the API's gauges and the console read), as
+    `monitor --model` no longer does."""
+    from monitoring.run import LATEST
+
+    settings, store = _store(tmp_path / "home")
+    report = {"model_version": "botfilter/1", "alerts": []}
+    monkeypatch.setattr(worker, "run_monitor", lambda *_: report)
+    monkeypatch.setattr(worker, "champion_version", lambda _: champion)
+    said = worker._monitor_if_due(store, settings, tmp_path, None, model_uri)
+    assert said == "0 alert(s)"
+    assert (settings.home / LATEST).exists() is kept
