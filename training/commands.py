@@ -7,7 +7,6 @@ settings' pydantic (0.6 s) and rich.console (0.09 s), measured on this machine.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -141,6 +140,7 @@ def evaluate(
     from training.evaluate import evaluate_model, print_report
     from training.fit import prepare
     from training.kind import evaluate_kind, print_kind_report
+    from training.report import json_text
 
     if (data is None) == (not suite):
         raise BotfilterError("give either --data DIR or --suite")
@@ -203,5 +203,5 @@ def evaluate(
         / f"evaluation-{bot_model.version.replace('/', '-')}.json"
     )
     saved = {**report.to_dict(), "bot_kind_confusion": kinds}
-    write_text_whole(out, json.dumps(saved, indent=2, default=float))
+    write_text_whole(out, json_text(saved))  # strict JSON: NaN as null
     shown.print(f"model {bot_model.version}; report saved to {out}")

@@ -6,6 +6,7 @@ against the labels' truth, next to no filter and a UA-list-only baseline.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -16,7 +17,7 @@ from rich.table import Table
 from sklearn.metrics import average_precision_score
 
 from scoring.model import MIN_CUT, BotModel
-from training.fit import Prepared, channel_type_rows, split_times
+from training.fit import Prepared, channel_type_rows, split_times, worlds
 from training.report import (
     CampaignError,
     ChannelTypeQuality,
@@ -69,15 +70,18 @@ def campaign_rates(
 
     ``delivered``: the campaigns' delivered messages, events or not (the rates' denominator;
     None: the messages of ``ctx``'s events, which leaves out every message without one).
-    Campaigns and messages are (tenant_id, id): two tenants may use the same ids."""
+    Campaigns and messages are (tenant_id, id): two tenants may use the same ids. Only campaigns
+    with an event among ``ctx``'s (labelled) rows are rated: one without (a tenant the weak-label
+    file does not label) read 0 against a "truth" of 0, and halved the mean error of the rest."""
     campaign = ["tenant_id", "campaign_id"]
     message = ["tenant_id", "message_id"]
-    ev = ctx.loc[
-        counted & ctx["campaign_id"].notna().to_numpy() & ctx["delivered_at"].notna().to_numpy(),
-        [*campaign, "message_id", "type"],
-    ]
+    in_campaign = ctx["campaign_id"].notna().to_numpy() & ctx["delivered_at"].notna().to_numpy()
+    ev = ctx.loc[counted & in_campaign, [*campaign, "message_id", "type"]]
     if delivered is None:
-        delivered = ctx[ctx["campaign_id"].notna() & ctx["delivered_at"].notna()]
+        delivered = ctx[in_campaign]
+    else:
+        labelled = pd.MultiIndex.from_frame(ctx.loc[in_campaign, campaign])
+        delivered = delivered[pd.MultiIndex.from_frame(delivered[campaign]).isin(labelled)]
     msgs = delivered[[*campaign, "message_id", "channel"]].drop_duplicates(message)
     opened = ev.drop_duplicates(message).groupby(campaign).size()  # a click implies an open
     clicked = ev[ev["type"] == "click"].drop_duplicates(message).groupby(campaign).size()
@@ -227,20 +231,48 @@ def _delivered_for(prep: Prepared, ctx: pd.DataFrame) -> pd.DataFrame | None:
     """The campaign messages the rates of rows ``ctx`` divide by: all of them for all rows;
     for a split (by send time, whole messages: :func:`training.fit.split_by_send_time`), those
     sent in the split's own window, from the cut before its rows to the cut after them: a
-    message sent then without any event counts too."""
+    message sent then without any event counts too. Each world mixed in has its own cuts."""
     if prep.messages is None:
         return None
     if len(ctx) == len(prep.ctx):
         return prep.messages
-    sent = pd.to_datetime(ctx["sent_at"], utc=True)
-    at = pd.to_datetime(prep.messages["sent_at"], utc=True)
-    cuts = split_times(prep.ctx)
-    keep = np.ones(len(at), dtype=bool)
-    if (lo := max((c for c in cuts if c <= sent.min()), default=None)) is not None:
-        keep &= (at >= lo).to_numpy()
-    if (hi := min((c for c in cuts if c > sent.max()), default=None)) is not None:
-        keep &= (at < hi).to_numpy()
+    everything, messages = worlds(prep.ctx), worlds(prep.messages)
+    keep = np.zeros(len(prep.messages), dtype=bool)
+    for world, rows in worlds(ctx).items():
+        sent = pd.to_datetime(ctx["sent_at"].iloc[rows], utc=True)
+        sent_of = messages.get(world, np.arange(0))
+        at = pd.to_datetime(prep.messages["sent_at"].iloc[sent_of], utc=True)
+        cuts = split_times(prep.ctx.iloc[everything[world]])
+        window = np.ones(len(at), dtype=bool)
+        if (lo := max((c for c in cuts if c <= sent.min()), default=None)) is not None:
+            window &= (at >= lo).to_numpy()
+        if (hi := min((c for c in cuts if c > sent.max()), default=None)) is not None:
+            window &= (at < hi).to_numpy()
+        keep[sent_of[window]] = True
     return prep.messages.loc[keep]
+
+
+def rows_fingerprint(prep: Prepared, rows: np.ndarray) -> str:
+    """A content hash of rows ``rows`` of ``prep`` as an evaluation reads them: the events
+    (labels included), their features, labels and weights, and the campaign messages their
+    rates divide by. ``botfilter promote`` compares it with the one logged at training before
+    it judges a candidate's logged report against a champion evaluated on rebuilt rows."""
+    ctx = prep.ctx.iloc[rows]
+    parts = [
+        ctx,
+        prep.features.iloc[rows],
+        pd.DataFrame(
+            {"y": prep.y[rows], "weight": 1.0 if prep.weight is None else prep.weight[rows]}
+        ),
+    ]
+    delivered = _delivered_for(prep, ctx)
+    if delivered is not None:
+        parts.append(delivered)
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update("\x1f".join(map(str, part.columns)).encode())
+        digest.update(pd.util.hash_pandas_object(part, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
 
 
 def flat_metrics(report: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
@@ -262,6 +294,9 @@ def print_report(report: EvaluationReport, console: Console) -> None:
         f"[bold]events[/] {report.events:,}  bot share {report.bot_share:.1%}  "
         f"PR-AUC [bold]{report.pr_auc:.4f}[/]"
     )
+    if report.test_worlds is not None:
+        held = ", ".join(f"{w.events:,} of {w.world}" for w in report.test_worlds)
+        console.print(f"test split: {held}", markup=False)
     t = Table(title="Precision / recall at the thresholds (model | UA list)")
     for c in (
         "channel:type",

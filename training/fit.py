@@ -24,6 +24,7 @@ from features.definitions import LOOKAHEAD_FEATURES, MODEL_FEATURES
 from features.pipeline import Enrichers, build_features, event_context
 from labelling.training import apply_weak_labels
 from scoring.model import MIN_CUT, BotModel, threshold_key
+from training.report import WorldRows
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "objective": "binary",
@@ -58,6 +59,31 @@ class Prepared:
     messages: pd.DataFrame | None = None
     # The validation counts of the data directory (what was quarantined and why), to print
     report: Report | None = None
+    # The worlds mixed in (:func:`mix_in`), in order: the rows of the k-th have WORLD k
+    mixed: tuple[MixedWorld, ...] = ()
+
+
+@dataclass(frozen=True)
+class MixedWorld:
+    """A labelled world mixed into the training data: where it is (resolved), how many events it
+    gave, and its validation counts (what was quarantined and why), to print as the data's."""
+
+    path: str
+    events: int
+    report: Report | None
+
+
+# The column of ``Prepared.ctx`` and ``Prepared.messages`` that says which world a row comes
+# from once worlds are mixed in: 0 the data, k the k-th world mixed in (absent: all the data's).
+WORLD = "_world"
+
+
+def worlds(frame: pd.DataFrame) -> dict[int, np.ndarray]:
+    """Row positions of each world of ``frame`` (:data:`WORLD`), in world order."""
+    if WORLD not in frame.columns:
+        return {0: np.arange(len(frame))}
+    groups = frame.groupby(WORLD).indices
+    return {int(cast(int, k)): np.asarray(rows) for k, rows in sorted(groups.items())}
 
 
 def prepare(
@@ -106,14 +132,18 @@ def split_times(
 def split_by_send_time(
     ctx: pd.DataFrame, split: tuple[float, float] = SPLIT
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row positions of train / validation / test, by the message's send time (never shuffled)."""
-    sent: pd.Series = pd.to_datetime(ctx["sent_at"], utc=True)
-    t1, t2 = split_times(ctx, split)
-    return (
-        np.flatnonzero((sent < t1).to_numpy()),
-        np.flatnonzero(((sent >= t1) & (sent < t2)).to_numpy()),
-        np.flatnonzero((sent >= t2).to_numpy()),
-    )
+    """Row positions of train / validation / test, by the message's send time (never shuffled).
+
+    Mixed worlds (:data:`WORLD`) are split each by its own send times: split together, a world
+    sent later than the data took the whole test split, and the data were never tested."""
+    parts: list[tuple[np.ndarray, ...]] = []
+    for rows in worlds(ctx).values():
+        sent: pd.Series = pd.to_datetime(ctx["sent_at"].iloc[rows], utc=True)
+        t1, t2 = split_times(ctx.iloc[rows], split)
+        masks = (sent < t1, (sent >= t1) & (sent < t2), sent >= t2)
+        parts.append(tuple(rows[m.to_numpy()] for m in masks))
+    tr, va, te = (np.sort(np.concatenate([p[i] for p in parts])) for i in range(3))
+    return tr, va, te
 
 
 @dataclass(frozen=True)
@@ -142,37 +172,42 @@ def mix_in(prep: Prepared, other: Prepared, source: Path) -> Prepared:
     The world's tenants are renamed ``mix<k>:<tenant>`` (k counts the worlds mixed in): two
     simulated worlds, or a world and the data, both have a ``t001``, and their campaigns must not
     merge in the evaluation's campaign rates. (Features are computed per world before, and the
-    model never reads a tenant id.)"""
+    model never reads a tenant id.) Its rows and messages get :data:`WORLD` k, so that each world
+    is split by its own time (:func:`split_by_send_time`)."""
     n, m = len(prep.y), len(other.y)
     w = prep.weight if prep.weight is not None else np.ones(n)
     ow = other.weight if other.weight is not None else np.ones(m)
-    worlds = [*prep.label_info.get("mix", []), str(Path(source).resolve())]
+    path = str(Path(source).resolve())
+    paths = [*prep.label_info.get("mix", []), path]
     info = {
         **prep.label_info,
-        "mix": worlds,
+        "mix": paths,
         "mix_events": int(prep.label_info.get("mix_events", 0)) + int(m),
     }
     if "labels" not in info:
         info["labels"] = "data"
-    prefix = f"mix{len(worlds)}:"
-    ctx, msgs = other.ctx, other.messages
-    if "tenant_id" in ctx:
-        ctx = ctx.assign(tenant_id=prefix + ctx["tenant_id"].astype(str))
-    if msgs is not None and "tenant_id" in msgs:
-        msgs = msgs.assign(tenant_id=prefix + msgs["tenant_id"].astype(str))
+    k = len(paths)
+
+    def tagged(frame: pd.DataFrame, world: int) -> pd.DataFrame:
+        """``frame`` with its world; a mixed world's tenants renamed."""
+        if world and "tenant_id" in frame:
+            frame = frame.assign(tenant_id=f"mix{world}:" + frame["tenant_id"].astype(str))
+        return frame if WORLD in frame else frame.assign(**{WORLD: world})
+
     messages = (
         None
-        if prep.messages is None or msgs is None
-        else pd.concat([prep.messages, msgs], ignore_index=True)
+        if prep.messages is None or other.messages is None
+        else pd.concat([tagged(prep.messages, 0), tagged(other.messages, k)], ignore_index=True)
     )
     return Prepared(
-        pd.concat([prep.ctx, ctx], ignore_index=True),
+        pd.concat([tagged(prep.ctx, 0), tagged(other.ctx, k)], ignore_index=True),
         pd.concat([prep.features, other.features], ignore_index=True),
         np.concatenate([prep.y, other.y]),
         np.concatenate([w, ow]),
         info,
         messages,
         prep.report,
+        (*prep.mixed, MixedWorld(path, int(m), other.report)),
     )
 
 
@@ -193,11 +228,31 @@ def load_prepared(
     data_dir: Path, labels: str | Path | None = None, mix: Sequence[Path] = ()
 ) -> Prepared:
     """The training data of a run: ``data_dir`` labelled as asked (:func:`prepare`), with the
-    events of each labelled world of ``mix`` added."""
+    events of each labelled world of ``mix`` added. A directory given twice (the data as a
+    world, or a world twice) is refused: its events would train and be tested twice."""
+    given = {Path(data_dir).resolve(): f"--data {data_dir}"}
+    for world in mix:
+        key = Path(world).resolve()
+        if key in given:
+            raise BotfilterError(
+                f"--mix {world}: the same directory as {given[key]}; give each world once"
+            )
+        given[key] = f"--mix {world}"
     prep = prepare(load(data_dir), labels=labels)
     for world in mix:
-        prep = mix_in(prep, prepare(load(world)), world)
+        try:
+            other = prepare(load(world))
+        except BotfilterError as exc:
+            raise BotfilterError(f"--mix {world}: {exc}") from exc
+        prep = mix_in(prep, other, world)
     return prep
+
+
+def rows_per_world(prep: Prepared, rows: np.ndarray, data_dir: Path) -> list[WorldRows]:
+    """The events of rows ``rows`` per world: ``data_dir``'s, then each world mixed in."""
+    names = [str(Path(data_dir).resolve()), *(w.path for w in prep.mixed)]
+    picked = worlds(prep.ctx.iloc[rows])
+    return [WorldRows(name, len(picked.get(k, ()))) for k, name in enumerate(names)]
 
 
 def channel_type_rows(ctx: pd.DataFrame) -> dict[tuple[str, str], np.ndarray]:

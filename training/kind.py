@@ -20,6 +20,7 @@ from core.settings import Settings
 from features.definitions import FEATURE_NAMES, LOOKAHEAD_FEATURES
 from scoring.kind import NO_KIND, KindHead
 from scoring.model import BotModel
+from training.report import json_ready
 
 KIND_PARAMS: dict[str, Any] = {
     "objective": "multiclass",
@@ -129,15 +130,16 @@ def confusion_by_kind(true_kind: np.ndarray, predicted: np.ndarray) -> dict[str,
 
 
 def evaluate_kind(model: BotModel, prep: Any, idx: np.ndarray) -> dict[str, Any] | None:
-    """The confusion matrix per kind of ``model`` on rows ``idx`` of ``prep``; None when the
-    data carry no ``bot_kind``."""
+    """The confusion matrix per kind of ``model`` on rows ``idx`` of ``prep``, as the JSON that
+    is saved and logged (a rate of nothing as None: ``json_ready``); None when the data carry
+    no ``bot_kind``."""
     ctx = prep.ctx.iloc[idx]
     if "bot_kind" not in ctx.columns:
         return None
     kinds = predicted_kinds(model, ctx, prep.features.iloc[idx])
     report = confusion_by_kind(ctx["bot_kind"].to_numpy(dtype=object), kinds)
     report["head"] = "model" if model.kind is not None else "top reason (no kind head)"
-    return report
+    return dict(json_ready(report))
 
 
 def log_kind(model: BotModel, prep: Any, idx: np.ndarray) -> dict[str, Any] | None:
@@ -158,7 +160,7 @@ def kind_metrics(report: dict[str, Any], prefix: str = "kind.") -> dict[str, flo
         f"{prefix}{k}.{m}": float(v[m])
         for k, v in report["per_kind"].items()
         for m in ("recall", "precision", "right_kind_of_flagged")
-        if m in v and not np.isnan(v[m])
+        if v.get(m) is not None and np.isfinite(v[m])
     }
 
 
@@ -178,5 +180,6 @@ def print_kind_report(report: dict[str, Any] | None, console: Any) -> None:
         t.add_column(k, justify="right")
     t.add_column("recall", justify="right")
     for k, row in zip(labels, report["matrix"], strict=True):
-        t.add_row(k, *(f"{v:,}" for v in row), f"{report['per_kind'][k]['recall']:.4f}")
+        recall = report["per_kind"][k]["recall"]  # None: no event of that kind
+        t.add_row(k, *(f"{v:,}" for v in row), "-" if recall is None else f"{recall:.4f}")
     console.print(t)

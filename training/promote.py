@@ -6,7 +6,11 @@ replaced).
 The gate compares both models on the same rows: the candidate's test split. The candidate's
 report is read back from its run; the champion's comes from the same run when that champion
 was the one compared at training time, else the test split is rebuilt from the run's data
-directory and the champion evaluated on it.
+directory and the champion evaluated on it. Rebuilt rows must be the rows the candidate was
+evaluated on: their content hash (``training.evaluate.rows_fingerprint``, logged at training)
+must match, else the promotion is refused in one line (retrain on the current data). The
+candidate is not re-evaluated on changed rows instead: changed data may move rows it trained on
+into its test split. (Runs logged before the hash are checked on their test event count only.)
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from core.errors import BotfilterError
 from core.settings import Settings
 from scoring.model import BotModel
 from scoring.registry import champion_uri, configure_mlflow, load_model
-from training.evaluate import evaluate_model
+from training.evaluate import evaluate_model, rows_fingerprint
 from training.fit import Prepared, load_prepared, mix_worlds, split_rows
 from training.gate import GATE, GateDecision, GateNumbers, GateThresholds, decide
 from training.report import EvaluationReport
@@ -32,6 +36,7 @@ from training.tracking import (
     CHAMPION_EVALUATION_FILE,
     COMPARED_TAG,
     EVALUATION_FILE,
+    FINGERPRINT_PARAM,
     ChampionEvaluation,
     read_report,
 )
@@ -173,10 +178,17 @@ def _champion_report(
     labels = params.get("labels", "data")
     prep = load_prepared(data_dir, None if labels == "data" else labels, mix)
     rows = split_rows(prep).test
+    logged = params.get(FINGERPRINT_PARAM)
+    changed = None
     if len(rows) != report.events:
+        changed = f"{len(rows):,} test events, then {report.events:,}"
+    elif logged is not None and logged != rows_fingerprint(prep, rows):
+        changed = f"its {len(rows):,} test events are not those it was evaluated on"
+    if changed is not None:
+        where = f"{data_dir} (or a world mixed in)" if mix else str(data_dir)
         raise BotfilterError(
-            f"{data_dir} changed since {mv.label} was trained ({len(rows):,} test "
-            f"events, then {report.events:,}): it cannot be compared with {champion}"
+            f"{where} changed since {mv.label} was trained ({changed}): it cannot be compared "
+            f"with {champion} on the same rows; train on the current data instead"
         )
     if console is not None:
         console.print(f"evaluating {champion} on the test rows of {mv.label}")

@@ -8,9 +8,46 @@ back, so an already registered version can be promoted from its logged report.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
+
+import numpy as np
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` as strict JSON takes it: every NaN or infinity as None (``null``), numpy scalars
+    as Python numbers, tuples as lists. Every JSON the training package writes goes through it
+    (reports, the gate's decision, the kind confusion, MLflow's dicts, the suite's files): a NaN
+    (a rate of nothing: no proxy open, no campaign) was written ``NaN``, which strict parsers
+    such as JavaScript's ``JSON.parse`` reject."""
+    if isinstance(value, Mapping):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def json_text(value: Any) -> str:
+    """``value`` as strict JSON text (:func:`json_ready`), indented, as the files are saved."""
+    return json.dumps(json_ready(value), indent=2, allow_nan=False)
+
+
+def _nan_for_null(value: Any) -> Any:
+    """What :func:`json_ready` wrote, with its nulls read back as NaN (a report's numbers)."""
+    if value is None:
+        return float("nan")
+    if isinstance(value, Mapping):
+        return {k: _nan_for_null(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_for_null(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -104,8 +141,16 @@ class CampaignError:
         )
 
 
+@dataclass(frozen=True)
+class WorldRows:
+    """How many events of one world (a data directory, or a world mixed in) a split holds."""
+
+    world: str
+    events: int
+
+
 # Keys that are left out of the JSON when absent (None), as the untyped report left them out.
-_OPTIONAL = ("fpr_by_family", "recall_by_family", "model_version")
+_OPTIONAL = ("fpr_by_family", "recall_by_family", "test_worlds", "model_version")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,20 +170,29 @@ class EvaluationReport:
     recall_by_family: Mapping[str, FamilyRate] | None = None
     proxy_open_fpr: CountedRates
     campaign_metric_error: CampaignError
+    # The worlds the rows came from, when `botfilter train --mix` mixed some in (each world is
+    # split by its own time, so the test split holds rows of every one)
+    test_worlds: Sequence[WorldRows] | None = None
     model_version: str | None = None  # set by `botfilter evaluate`, which names the model
 
     def with_version(self, version: str) -> EvaluationReport:
         """The same report naming the model it judged."""
         return replace(self, model_version=version)
 
+    def with_worlds(self, worlds: Sequence[WorldRows]) -> EvaluationReport:
+        """The same report saying which worlds its rows came from."""
+        return replace(self, test_worlds=tuple(worlds))
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain nested dicts and numbers, as saved and logged (``evaluation.json``)."""
-        d = asdict(self)
+        """Plain nested dicts and numbers, as saved and logged (``evaluation.json``); a number
+        that is not one (NaN: a rate of nothing) is ``null`` (:func:`json_ready`)."""
+        d = json_ready(asdict(self))
         return {k: v for k, v in d.items() if not (k in _OPTIONAL and v is None)}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> EvaluationReport:
-        """Read back what :meth:`to_dict` wrote."""
+    def from_dict(cls, doc: Mapping[str, Any]) -> EvaluationReport:
+        """Read back what :meth:`to_dict` wrote (its nulls as NaN)."""
+        d = {k: v if k in _OPTIONAL else _nan_for_null(v) for k, v in doc.items()}
 
         def families(key: str) -> dict[str, FamilyRate] | None:
             return None if key not in d else {k: FamilyRate(**v) for k, v in d[key].items()}
@@ -158,5 +212,8 @@ class EvaluationReport:
             recall_by_family=families("recall_by_family"),
             proxy_open_fpr=CountedRates(**d["proxy_open_fpr"]),
             campaign_metric_error=CampaignError.from_dict(d["campaign_metric_error"]),
+            test_worlds=None
+            if d.get("test_worlds") is None
+            else tuple(WorldRows(**w) for w in d["test_worlds"]),
             model_version=d.get("model_version"),
         )

@@ -8,7 +8,6 @@ error. None of these worlds is used to train, to choose thresholds or to choose 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from simulation.config import SimConfig
 from training.evaluate import evaluate_model, reports_at_cuts
 from training.fit import Prepared, prepare
 from training.gate import SUITE, SuiteTargets
-from training.report import EvaluationReport, FamilyRate, PrecisionRecall
+from training.report import EvaluationReport, FamilyRate, PrecisionRecall, json_text
 
 # A world's further seeds are its first plus multiples of this; the validation worlds (for
 # choosing knobs, never for judging) add VALIDATION_OFFSET, so no seed is ever both.
@@ -480,7 +479,7 @@ def report_suite(results: list[SuiteResult], console: Console, out: Path | None 
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         doc = {"worlds": [r.to_dict() for r in results], "pooled": [p.to_dict() for p in pooled]}
-        out.write_text(json.dumps(doc, indent=2, default=float))
+        out.write_text(json_text(doc))
     return suite_missed(results, pooled)
 
 
@@ -507,7 +506,7 @@ def report_frontier(points: list[FrontierPoint], console: Console, out: Path, ti
     print_frontier(points, console)
     out.parent.mkdir(parents=True, exist_ok=True)
     doc = {"key": FRONTIER_KEY, "points": [p.to_dict() for p in points]}
-    out.write_text(json.dumps(doc, indent=2, default=float))
+    out.write_text(json_text(doc))
     fitted = next(p for p in points if p.fitted)
     png = frontier(
         [p.cut for p in points],

@@ -24,11 +24,11 @@ from scoring.files import METADATA_FILE
 from scoring.model import BotModel
 from scoring.registry import configure_mlflow
 from training import plots
-from training.evaluate import Evaluation, flat_metrics
+from training.evaluate import Evaluation, flat_metrics, rows_fingerprint
 from training.fit import FitInfo, Prepared, mix_param
 from training.gate import GateNumbers
 from training.kind import log_kind
-from training.report import EvaluationReport
+from training.report import EvaluationReport, json_ready
 
 EXPERIMENT = "botfilter"
 EVALUATION_FILE = "evaluation.json"
@@ -36,6 +36,9 @@ EVALUATION_FILE = "evaluation.json"
 # `botfilter promote` compares against while that champion still holds the alias.
 CHAMPION_EVALUATION_FILE = "champion_evaluation.json"
 COMPARED_TAG = "gate.champion_version"
+# The content hash of the test rows (training.evaluate.rows_fingerprint): `botfilter promote`
+# rebuilds them only to find the same rows.
+FINGERPRINT_PARAM = "test_fingerprint"
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ def log_run(
                 "labels": prep.label_info.get("labels", "data"),
                 "labels_mix": mix_param(prep.label_info.get("mix", [])),
                 **{f"rows_{k}": v for k, v in info.split.items()},
+                FINGERPRINT_PARAM: rows_fingerprint(prep, info.test_idx),
             }
         )
         mlflow.log_metrics(flat_metrics(report.to_dict(), "test."))
@@ -100,27 +104,32 @@ def log_run(
             if champion.report is not None:
                 numbers = GateNumbers.of(champion.report)
                 mlflow.log_metrics(flat_metrics(asdict(numbers), "champion."))
-                mlflow.log_dict(champion.report.to_dict(), CHAMPION_EVALUATION_FILE)
-        # MLflow writes any JSON value; its annotation says dict, the schema is a list.
-        mlflow.log_dict(feature_schema(), "feature_schema.json")  # type: ignore[arg-type]
-        mlflow.log_dict(model.thresholds, "thresholds.json")
-        mlflow.log_dict(info.thresholds_how, "thresholds_how.json")
+                _log_json(champion.report.to_dict(), CHAMPION_EVALUATION_FILE)
+        _log_json(feature_schema(), "feature_schema.json")
+        _log_json(model.thresholds, "thresholds.json")
+        _log_json(info.thresholds_how, "thresholds_how.json")
         mlflow.set_tags(
             {
                 f"threshold.{k.replace(':', '_')}": v["method"]
                 for k, v in info.thresholds_how.items()
             }
         )
-        mlflow.log_dict(report.to_dict(), EVALUATION_FILE)
+        _log_json(report.to_dict(), EVALUATION_FILE)
         log_kind(model, prep, info.test_idx)  # issue 16: the kind head's confusion per kind
         if prep.label_info:
-            mlflow.log_dict(prep.label_info, "labels.json")
+            _log_json(prep.label_info, "labels.json")
         # What `botfilter monitor` compares live traffic with.
-        mlflow.log_dict(training_profile(model, prep), "reference_profile.json")
+        _log_json(training_profile(model, prep), "reference_profile.json")
         for fig in _plots(model, prep, info.test_idx, evaluation, tmpd):
             mlflow.log_artifact(str(fig), "plots")
         model_uri = _log_model(model, prep, info.test_idx, tmpd)
         return LoggedRun(run.info.run_id, model_uri)
+
+
+def _log_json(doc: object, name: str) -> None:
+    """Log ``doc`` to the active run as strict JSON (NaN as null: ``json_ready``)."""
+    # MLflow writes any JSON value; its annotation says dict (the feature schema is a list).
+    mlflow.log_dict(json_ready(doc), name)
 
 
 def _plots(

@@ -14,7 +14,7 @@ from rich.console import Console
 from core.settings import Settings
 from scoring.model import BotModel
 from training.evaluate import evaluate_model
-from training.fit import fit_model, load_prepared
+from training.fit import Prepared, fit_model, load_prepared, rows_per_world
 from training.gate import GateDecision
 from training.kind import fit_kind
 from training.promote import evaluate_champion, promote
@@ -49,13 +49,14 @@ def train(
     """
     prep = load_prepared(data_dir, labels, mix)
     if console is not None:
-        if prep.report is not None:  # what was quarantined stays said (PRODUCT.md: bad input)
-            prep.report.print(console)
-        console.print(f"prepared {len(prep.y):,} events of {data_dir}")
+        print_prepared(prep, data_dir, console)
     model, info = fit_model(prep, settings, params)
     # issue 16: the kind head (bot_kind of flagged events), fitted beside the bot trees
     model.kind = fit_kind(prep, settings, exclude=info.test_idx)
     evaluation = evaluate_model(model, prep, info.test_idx)
+    if prep.mixed:  # each world is split by its own time: say which the test split holds
+        worlds = rows_per_world(prep, info.test_idx, data_dir)
+        evaluation = evaluation._replace(report=evaluation.report.with_worlds(worlds))
     champion = evaluate_champion(settings, prep, info.test_idx, console=console)
     logged = log_run(settings, data_dir, prep, model, info, evaluation, champion)
     version = register(settings, logged)
@@ -64,3 +65,17 @@ def train(
     return TrainResult(
         model, logged.run_id, promotion.version, evaluation.report, promotion.decision, champion
     )
+
+
+def print_prepared(prep: Prepared, data_dir: Path, console: Console) -> None:
+    """What was quarantined, in the data and in each world mixed in (PRODUCT.md: bad input is
+    never dropped silently), and how many events each gave."""
+    if prep.report is not None:
+        prep.report.print(console)
+    for world in prep.mixed:
+        if world.report is not None:
+            console.print(f"mixed in {world.path}:", markup=False)
+            world.report.print(console)
+    mixed = "".join(f", {w.events:,} mixed in from {w.path}" for w in prep.mixed)
+    own = len(prep.y) - sum(w.events for w in prep.mixed)
+    console.print(f"prepared {own:,} events of {data_dir}{mixed}", markup=False)

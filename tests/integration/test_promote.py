@@ -3,6 +3,7 @@ own, a version that fails it leaves the champion alias where it is, one that pas
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -120,6 +121,29 @@ def test_a_champion_not_compared_at_training_is_evaluated_on_the_same_rows(regis
     assert decision["promote"] is False
     assert decision["champion"] == _logged_numbers(registry, "3")
     assert decision["candidate"]["pr_auc"] == _logged_numbers(registry, "2")["pr_auc"]
+
+
+def test_a_candidate_whose_data_changed_since_training_is_refused(registry):
+    """Labels flipped in the data (the same rows): the candidate's logged report, computed on
+    the old data, was judged against the champion evaluated on the changed data (promoted,
+    "at least as good"). Now the rebuilt test rows must be those it was evaluated on."""
+    import pandas as pd
+
+    root = registry.home.parent
+    shutil.copytree(root / "world", root / "changed")
+    _set_champion(registry, "1")
+    candidate = train(registry, root / "changed").version  # compared with version 1
+    _set_champion(registry, "3")
+    events = pd.read_parquet(root / "changed" / "events.parquet")
+    events["label"] = events["label"].map({"bot": "human", "human": "bot"})
+    events.to_parquet(root / "changed" / "events.parquet", index=False)
+    proc = _promote(registry, candidate.split("/")[1])
+    assert proc.returncode == 2, proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert f"{root / 'changed'} changed since {candidate} was trained (its " in lines[0]
+    assert "test events are not those it was evaluated on): it cannot be compared" in lines[0]
+    assert _champion(registry) == "3"
 
 
 def test_an_unknown_version_is_one_line(registry):

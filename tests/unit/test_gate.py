@@ -29,7 +29,12 @@ NAN = float("nan")
         (replace(AT_FLOORS, recall=0.8499), None, False, ("recall 0.8499 < 0.85",)),
         (replace(AT_FLOORS, human_fpr=0.0301), None, False, ("human_fpr 0.0301 > 0.03",)),
         # nothing flagged: precision is NaN, which is no pass
-        (replace(GOOD, precision=NAN), None, False, ("precision nan < 0.95",)),
+        (
+            replace(GOOD, precision=NAN),
+            None,
+            False,
+            ("precision could not be judged (the model flags none of the test rows)",),
+        ),
         (
             replace(AT_FLOORS, pr_auc=0.5, recall=0.5),
             None,
@@ -74,6 +79,91 @@ NAN = float("nan")
 def test_decide(candidate, champion, promote, reasons):
     decision = decide(candidate, champion, GATE)
     assert decision == GateDecision(promote, reasons, candidate, champion)
+
+
+# Two evaluations of one model differ in a float's last bits: a PR-AUC of 1.0 against
+# 1.0000000000000002 was "pr_auc 1.0000 below champion 1.0000".
+@pytest.mark.parametrize(
+    ("candidate", "champion"),
+    [
+        (replace(GOOD, pr_auc=1.0), replace(GOOD, pr_auc=1.0000000000000002)),
+        (replace(GOOD, ctr_mae_pp=0.25 + 1e-12), GOOD),  # at the allowed increase, plus noise
+        (replace(AT_FLOORS, precision=GATE.min_precision - 1e-12), None),
+        (replace(AT_FLOORS, recall=GATE.min_recall - 1e-12), None),
+        (replace(AT_FLOORS, pr_auc=GATE.min_pr_auc - 1e-12), None),
+        (replace(AT_FLOORS, human_fpr=GATE.max_human_fpr + 1e-12), None),
+    ],
+)
+def test_float_noise_is_no_failure(candidate, champion):
+    assert decide(candidate, champion).promote
+
+
+@pytest.mark.parametrize(
+    ("candidate", "champion", "reason"),
+    [
+        # beyond the tolerance a failure names numbers that differ as printed
+        (
+            replace(GOOD, pr_auc=0.99991),
+            replace(GOOD, pr_auc=0.99994),
+            "pr_auc 0.99991 below champion 0.99994",
+        ),
+        (
+            replace(GOOD, pr_auc=1.0),
+            replace(GOOD, pr_auc=1.0 + 1e-8),
+            "pr_auc 1.00000000 below champion 1.00000001",
+        ),
+        (
+            replace(GOOD, ctr_mae_pp=0.2501),
+            replace(GOOD, ctr_mae_pp=0.2),
+            "ctr_mae_pp 0.250 above champion 0.200",
+        ),
+        (replace(GOOD, precision=0.94999), None, "precision 0.94999 < 0.95"),
+        (replace(GOOD, human_fpr=0.030001), None, "human_fpr 0.030001 > 0.03"),
+    ],
+)
+def test_a_failure_prints_numbers_that_tell_apart(candidate, champion, reason):
+    assert decide(candidate, champion).reasons == (reason,)
+
+
+@pytest.mark.parametrize(
+    ("candidate", "champion", "reason"),
+    [
+        # no campaign in the test rows: no CTR error for either model (it passed silently)
+        (
+            replace(GOOD, ctr_mae_pp=NAN),
+            replace(GOOD, ctr_mae_pp=NAN),
+            "ctr_mae_pp could not be judged against the champion "
+            "(no campaign with a labelled event in the test rows)",
+        ),
+        (
+            GOOD,
+            replace(GOOD, ctr_mae_pp=NAN),
+            "ctr_mae_pp could not be judged against the champion "
+            "(no campaign with a labelled event in the test rows)",
+        ),
+        (
+            GOOD,
+            replace(GOOD, pr_auc=NAN),
+            "pr_auc could not be judged against the champion (the test rows hold one class only)",
+        ),
+        (
+            replace(GOOD, human_fpr=NAN),
+            None,
+            "human_fpr could not be judged (no person in the test rows)",
+        ),
+    ],
+)
+def test_a_criterion_that_cannot_be_judged_fails_and_says_so(candidate, champion, reason):
+    decision = decide(candidate, champion)
+    assert (decision.promote, decision.reasons) == (False, (reason,))
+
+
+def test_a_decision_with_nan_is_strict_json():
+    """JSON has no NaN: the decision's numbers that are none are null (JSON.parse rejects NaN)."""
+    decision = decide(replace(GOOD, ctr_mae_pp=NAN), replace(GOOD, ctr_mae_pp=NAN))
+    doc = json.loads(json.dumps(decision.as_dict(), allow_nan=False))
+    assert doc["candidate"]["ctr_mae_pp"] is None and doc["champion"]["ctr_mae_pp"] is None
+    assert doc["candidate"]["pr_auc"] == 0.99 and doc["promote"] is False
 
 
 def test_decision_json_keeps_its_shape():

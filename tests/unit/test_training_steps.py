@@ -1,8 +1,11 @@
 """The training steps on tiny inputs: the typed evaluation report and its JSON, the gate's
 numbers, the time split, and mixing a labelled world into the training data."""
 
+import io
 import json
+import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -24,10 +27,11 @@ from training.report import (
 )
 
 
-def _report(with_family: bool = True) -> EvaluationReport:
+def _report(with_family: bool = True, proxy: bool = True) -> EvaluationReport:
     """Two campaigns of four delivered messages, one click each. Email (c1): two scanner
-    clicks, a person the model flags, a person behind a mail proxy the UA list flags. SMS (c2):
-    a link preview, three people (the UA list flags the last)."""
+    clicks, a person the model flags, a person behind a mail proxy the UA list flags (without
+    ``proxy``, no proxy: its FPR is a rate of nothing, NaN). SMS (c2): a link preview, three
+    people (the UA list flags the last)."""
     ctx = pd.DataFrame(
         {
             "tenant_id": "t1",  # an event context always names its tenant
@@ -43,7 +47,7 @@ def _report(with_family: bool = True) -> EvaluationReport:
     if with_family:
         ctx["family"] = ["scanner", "scanner", "isolation", "person", "preview"] + ["person"] * 3
     features = pd.DataFrame(0, index=ctx.index, columns=list(UA_LIST_FLAGS))
-    features.loc[3, "ua_mail_proxy"] = 1
+    features.loc[3, "ua_mail_proxy"] = int(proxy)
     features.loc[7, "ua_link_preview"] = 1
     proba = np.array([0.9, 0.8, 0.7, 0.1, 0.95, 0.2, 0.3, 0.05])
     is_bot = np.array([1, 1, 1, 0, 1, 0, 0, 0], bool)
@@ -225,3 +229,208 @@ def test_a_split_with_one_class_is_one_line(tmp_path):
     prep.y[14:] = False
     with pytest.raises(BotfilterError, match="the validation split .* holds only people"):
         fit_model(prep, Settings(home=tmp_path))
+
+
+def test_campaigns_without_a_labelled_event_are_not_rated():
+    """`train --labels FILE` with a file of tenant t1 only: t2's campaign has delivered messages
+    but no labelled event; counted, it read 0 against a truth of 0 and halved the mean CTR and
+    open-rate error the gate judges (12.5 pp read 6.25)."""
+    r = _report(with_family=False)
+    ctx = pd.DataFrame(
+        {
+            "tenant_id": "t1",
+            "label": ["bot", "human", "human"],
+            "channel": "email",
+            "type": "click",
+            "campaign_id": "c1",
+            "message_id": ["m1", "m2", "m3"],
+            "delivered_at": pd.Timestamp("2026-10-01", tz="UTC"),
+        }
+    )
+    delivered = pd.DataFrame(
+        {
+            "tenant_id": ["t1"] * 4 + ["t2"] * 4,
+            "campaign_id": "c1",
+            "message_id": [f"m{i}" for i in range(1, 9)],
+            "channel": "email",
+            "sent_at": pd.Timestamp("2026-10-01", tz="UTC"),
+        }
+    )
+    features = pd.DataFrame(0, index=ctx.index, columns=list(UA_LIST_FLAGS))
+    is_bot = np.array([True, True, False])  # one person's click of t1's 4 messages lost
+    r = evaluation_report(ctx, features, np.where(is_bot, 0.9, 0.1), is_bot, delivered)
+    assert r.campaign_metric_error == CampaignError(
+        campaigns=1,
+        model=RateError(25.0, 25.0, 25.0, 25.0),
+        no_filter=RateError(25.0, 25.0, 25.0, 25.0),
+        ua_list=RateError(25.0, 25.0, 25.0, 25.0),  # it flags nothing here
+    )
+
+
+def _two_worlds() -> Prepared:
+    """The data (10 sends on 1 October) and a world mixed in, sent later (10 sends on the 5th)."""
+
+    def world(day: str, tenant: str) -> Prepared:
+        sent = pd.date_range(day, periods=10, freq="h", tz="UTC")
+        ctx = pd.DataFrame(
+            {
+                "tenant_id": tenant,
+                "campaign_id": "c1",
+                "message_id": [f"m{i}" for i in range(10)],
+                "channel": "email",
+                "type": "click",
+                "sent_at": sent,
+                "delivered_at": sent,
+                "label": "human",
+            }
+        )
+        messages = ctx[["tenant_id", "campaign_id", "message_id", "channel", "sent_at"]]
+        return Prepared(
+            ctx, pd.DataFrame({"f": np.arange(10.0)}), np.zeros(10, bool), None, {}, messages
+        )
+
+    return mix_in(world("2026-10-01", "t1"), world("2026-10-05", "t1"), Path("/data/world"))
+
+
+def test_each_world_is_split_by_its_own_time():
+    """Split together, the later world took the whole test split and the data's own rows were
+    never tested (the test split was rows 17-19: all of the world mixed in)."""
+    rows = split_rows(_two_worlds())
+    # 10 sends each: quantiles 0.70 and 0.85 fall after the 7th and the 8th send of each world
+    assert rows.train.tolist() == [*range(7), *range(10, 17)]
+    assert rows.valid.tolist() == [7, 17]
+    assert rows.test.tolist() == [8, 9, 18, 19]
+
+
+def test_a_split_of_mixed_worlds_divides_by_each_worlds_own_messages():
+    from training.evaluate import _delivered_for
+
+    prep = _two_worlds()
+    test = split_rows(prep).test
+    got = _delivered_for(prep, prep.ctx.iloc[test])
+    assert got["tenant_id"].tolist() == ["t1", "t1", "mix1:t1", "mix1:t1"]
+    assert got["message_id"].tolist() == ["m8", "m9", "m8", "m9"]
+
+
+def test_the_test_split_names_its_worlds():
+    from training.fit import rows_per_world
+    from training.report import WorldRows
+
+    prep = _two_worlds()
+    worlds = rows_per_world(prep, split_rows(prep).test, Path("/data/mine"))
+    assert worlds == [WorldRows("/data/mine", 2), WorldRows("/data/world", 2)]
+    r = _report(with_family=False).with_worlds(worlds)
+    doc = json.loads(json.dumps(r.to_dict()))
+    assert doc["test_worlds"] == [
+        {"world": "/data/mine", "events": 2},
+        {"world": "/data/world", "events": 2},
+    ]
+    assert list(doc)[-1] == "test_worlds"
+    assert EvaluationReport.from_dict(doc) == r
+    assert not any(k.startswith("test_worlds") for k in flat_metrics(doc))  # paths: no metric
+
+
+def test_the_test_rows_fingerprint_sees_a_changed_label():
+    """`botfilter promote` rebuilt a candidate's test rows and checked only their count: 600
+    labels flipped (same rows) and the champion was judged on other data than the candidate."""
+    from training.evaluate import rows_fingerprint
+
+    prep = _two_worlds()
+    test = split_rows(prep).test
+    same = rows_fingerprint(_two_worlds(), test)
+    assert rows_fingerprint(prep, test) == same and len(same) == 64
+    flipped = _two_worlds()
+    flipped.ctx.loc[9, "label"] = "bot"
+    flipped.y[9] = True
+    assert rows_fingerprint(flipped, test) != same
+    earlier = _two_worlds()
+    earlier.features.loc[19, "f"] = -1.0  # what the models read of a row changed
+    assert rows_fingerprint(earlier, test) != same
+    moved = _two_worlds()
+    assert moved.messages is not None
+    moved.messages.loc[9, "campaign_id"] = "c2"  # the campaign rates' denominator changed
+    assert rows_fingerprint(moved, test) != same
+    assert rows_fingerprint(prep, split_rows(prep).train) != same
+
+
+def _strict(text: str) -> dict:
+    """``text`` parsed as strict JSON: NaN and Infinity refused, as JavaScript's JSON.parse
+    refuses them."""
+
+    def refuse(word: str) -> None:
+        raise ValueError(f"not JSON: {word}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_report_with_nan_is_strict_json_and_reads_back():
+    """`evaluate --data <SMS-only world>` wrote "model": NaN (no proxy open), as did MLflow's
+    evaluation.json: a rate of nothing is null, and reads back as NaN."""
+    r = _report(with_family=False, proxy=False)
+    assert math.isnan(r.proxy_open_fpr.model)
+    doc = _strict(json.dumps(r.to_dict()))
+    assert doc["proxy_open_fpr"] == {"model": None, "ua_list": None, "n": 0}
+    # the UA list flags no email now: its precision there is NaN too
+    assert doc["by_channel"]["email"]["ua_list"] == {
+        "precision": None,
+        "recall": 0.0,
+        "n": 4,
+        "bots": 2,
+    }
+    back = EvaluationReport.from_dict(doc)
+    assert math.isnan(back.proxy_open_fpr.model) and math.isnan(back.proxy_open_fpr.ua_list)
+    assert math.isnan(back.by_channel["email"].ua_list.precision)
+    assert back.campaign_metric_error == r.campaign_metric_error
+    assert _strict(json.dumps(back.to_dict())) == doc
+
+
+def test_the_kind_confusion_is_strict_json(monkeypatch):
+    """`botfilter evaluate` saves it beside the report, and training logs it to MLflow: a kind
+    the model gave but the data never hold has no recall, one never given no precision."""
+    from rich.console import Console
+
+    from training import kind
+
+    ctx = pd.DataFrame({"bot_kind": ["crawler", None], "channel": "sms", "type": "click"})
+    prep = Prepared(ctx, pd.DataFrame({"f": [0.0, 1.0]}), np.array([True, False]))
+    given = np.array(["", "security_scanner"], dtype=object)
+    monkeypatch.setattr(kind, "predicted_kinds", lambda *_: given)
+    model = SimpleNamespace(kind=None)
+    report = kind.evaluate_kind(model, prep, np.arange(2))
+    assert report is not None
+    doc = _strict(json.dumps(report))
+    assert doc["per_kind"]["security_scanner"]["recall"] is None
+    assert doc["per_kind"]["crawler"]["precision"] is None
+    assert kind.kind_metrics(doc, "k.") == {  # the numbers that are numbers
+        "k.security_scanner.precision": 0.0,
+        "k.crawler.recall": 0.0,
+        "k.person.recall": 0.0,
+        "k.person.precision": 0.0,
+    }
+    out = io.StringIO()
+    kind.print_kind_report(doc, Console(file=out, width=120))
+    assert "│ security_scanner │                0 │       0 │      0 │      - │" in out.getvalue()
+
+
+def test_the_suite_file_is_strict_json(tmp_path: Path):
+    from rich.console import Console
+
+    from training.suite import SuiteResult, report_suite
+
+    out = tmp_path / "suite.json"
+    results = [SuiteResult("shifted", 2, "", _report(proxy=False), ())]
+    report_suite(results, Console(file=io.StringIO()), out)
+    doc = _strict(out.read_text())
+    assert doc["worlds"][0]["report"]["proxy_open_fpr"] == {"model": None, "ua_list": None, "n": 0}
+
+
+def test_training_logs_strict_json(monkeypatch):
+    """What the run logs beside the report (thresholds, labels, the reference profile...)."""
+    from training import tracking
+
+    logged: dict[str, str] = {}
+    monkeypatch.setattr(
+        tracking.mlflow, "log_dict", lambda doc, name: logged.update({name: json.dumps(doc)})
+    )
+    tracking._log_json({"share": float("nan"), "n": np.int64(3), "x": [np.float32("inf")]}, "p")
+    assert _strict(logged["p"]) == {"share": None, "n": 3, "x": [None]}
