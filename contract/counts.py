@@ -81,6 +81,7 @@ class Report:
         # processes, which validate through this module and never print.
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text  # paths and reasons are data: never read as markup
 
         console = console or Console()
         counts = Table(title="Validation", title_justify="left")
@@ -91,7 +92,7 @@ class Report:
         for t in self.tables.values():
             counts.add_row(
                 t.table,
-                t.source,
+                Text(t.source),
                 f"{t.read:,}",
                 f"{t.kept:,}",
                 f"{t.quarantined_total:,}",
@@ -107,5 +108,5 @@ class Report:
         reasons.add_column("rows", justify="right")
         for t in self.tables.values():
             for reason, rows in sorted(t.quarantined.items(), key=lambda kv: (-kv[1], kv[0])):
-                reasons.add_row(t.table, reason, f"{rows:,}")
+                reasons.add_row(t.table, Text(reason), f"{rows:,}")
         console.print(reasons)

@@ -191,7 +191,7 @@ def _champion_report(
             f"with {champion} on the same rows; train on the current data instead"
         )
     if console is not None:
-        console.print(f"evaluating {champion} on the test rows of {mv.label}")
+        console.print(f"evaluating {champion} on the test rows of {mv.label}", markup=False)
     # A champion whose files do not load is an error here, not "no champion".
     model = load_model(settings, f"models:/{champion}", compile=False)
     return _evaluated(model, prep, rows, console).report

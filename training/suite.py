@@ -225,7 +225,7 @@ def simulated(
     """``data``: the world of ``profile`` and ``seed``, simulated there unless already there."""
     if not (data / "events.parquet").exists():
         if console is not None:
-            console.print(f"simulating {profile} (seed {seed}) -> {data}")
+            console.print(f"simulating {profile} (seed {seed}) -> {data}", markup=False)
         simulate(data, tenants, days, seed, SimConfig.variant(profile))
     return data
 
@@ -518,7 +518,7 @@ def report_frontier(points: list[FrontierPoint], console: Console, out: Path, ti
         title,
         out.with_suffix(".png"),
     )
-    console.print(f"frontier saved to {out} and {png}")
+    console.print(f"frontier saved to {out} and {png}", markup=False)
     return fitted.missed
 
 

@@ -331,3 +331,20 @@ def test_evaluate_report_cut_by_a_full_disk_leaves_the_previous_one(
     done = botfilter("evaluate", "--data", data, "--model", "m", "--out", out)
     assert isinstance(done.exception, OSError), done.output
     assert _files(out.parent) == {"evaluation.json": b'{"previous": true}'}
+
+
+def test_the_validation_report_shows_paths_and_reasons_as_written(tmp_path, parts_world) -> None:
+    """`train --data 'x[/y]'` and `demo --out 'x[/y]'` print the validation report through
+    training's console, which reads markup (its own styling): the path failed them with a
+    MarkupError after their work. The report's data cells are text on any console."""
+    import shutil
+
+    from rich.console import Console
+
+    import contract
+
+    data = shutil.copytree(parts_world(pd.Timestamp("2024-03-31T00:00:00Z")), tmp_path / "x[/y]")
+    console = Console(record=True, width=300)
+    contract.load(data).report.print(console)
+    shown = console.export_text()
+    assert f"{data}/events.parquet" in shown and "unknown type: swipe" in shown
