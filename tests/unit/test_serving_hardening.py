@@ -7,7 +7,7 @@ import json
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import pytest
@@ -194,21 +194,37 @@ def test_an_event_id_of_another_tenant_is_a_new_event(memory_state, world) -> No
     assert again.items == second.items + first.items and again.duplicates == 2
 
 
+class _Closed(NamedTuple):
+    """A runtime closed by tokens: its client, its token store and a ``post`` as a token."""
+
+    runtime: Any
+    client: Any
+    store: TokenStore
+
+    def post(self, token: str | None, body: Any, path: str = "/score") -> Any:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return self.client.post(path, json=body, headers=headers)
+
+
+def _closed(
+    make_runtime, make_client, world, tmp_path, *scopes: list[str]
+) -> tuple[_Closed, list[str]]:
+    """A runtime whose API takes the tokens of ``scopes`` (an empty scope: an admin token)."""
+    store = TokenStore(f"sqlite:///{tmp_path / 'metrics.db'}")
+    tokens = [store.create(scope, admin=not scope)[0] for scope in scopes]
+    runtime = make_runtime(world, store=store)
+    return _Closed(runtime, make_client(runtime), store), tokens
+
+
 def test_tokens_confine_requests_to_their_tenants(
     make_runtime, make_client, world, tmp_path
 ) -> None:
-    store = TokenStore(f"sqlite:///{tmp_path / 'metrics.db'}")
-    mine, _ = store.create(["t001"])
-    theirs, _ = store.create(["t002"])
-    admin, _ = store.create([], admin=True)
-    runtime = make_runtime(world, store=store)
-    client = make_client(runtime)
+    api, (mine, theirs, admin) = _closed(
+        make_runtime, make_client, world, tmp_path, ["t001"], ["t002"], []
+    )
+    runtime, store, post = api.runtime, api.store, api.post
     items = world["items"][:3]
     assert {it["tenant_id"] for it in items} == {"t001"}
-
-    def post(token: str | None, body, path: str = "/score"):
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return client.post(path, json=body, headers=headers)
 
     assert post(None, items).status_code == 401
     assert post("bf_unknown", items).status_code == 401
@@ -436,17 +452,12 @@ def test_a_scoped_token_never_acts_for_a_tenant_id_that_is_not_text(
 ) -> None:
     """``true`` was read as the tenant ``"true"``: in the scope of a token for that tenant, and
     scored as its event."""
-    store = TokenStore(f"sqlite:///{tmp_path / 'metrics.db'}")
-    literal, _ = store.create(["true"])
-    mine, _ = store.create(["t001"])
-    admin, _ = store.create([], admin=True)
-    runtime = make_runtime(world, store=store)
-    client = make_client(runtime)
+    api, (literal, mine, admin) = _closed(
+        make_runtime, make_client, world, tmp_path, ["true"], ["t001"], []
+    )
+    runtime, store, post = api.runtime, api.store, api.post
     item = world["items"][0]
     assert item["tenant_id"] == "t001"
-
-    def post(token: str, body: list) -> Any:
-        return client.post("/score", json=body, headers={"Authorization": f"Bearer {token}"})
 
     resp = post(literal, [{**item, "tenant_id": True}])
     assert resp.status_code == 403
