@@ -59,6 +59,22 @@ def bentoml_overrides(environ: dict[str, str], service: str, access_log: bool) -
     return overrides
 
 
+def prometheus_dir(settings: Settings, host: str, port: int) -> Path:
+    """This server's Prometheus multiprocess directory, under the data home.
+
+    BentoML's default is one directory under ``~/bentoml`` for every server on the host, and it
+    empties that directory whenever a server starts: a second ``botfilter serve`` wiped the
+    first one's ``/metrics`` and then counted its own requests there. BentoML empties this one
+    at start too, which only drops a stopped server's leftovers (a port serves one server)."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    safe = "".join(c if c.isalnum() or c in ".-" else "_" for c in host)
+    path = Path(settings.home).resolve() / "serving" / f"prometheus-{safe}-{port}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    BentoMLContainer.prometheus_multiproc_dir.set(str(path))
+    return path
+
+
 def serve(
     settings: Settings,
     host: str = "127.0.0.1",
@@ -89,6 +105,7 @@ def serve(
     os.environ["BENTOML_CONFIG_OVERRIDES"] = json.dumps(overrides)
     bento_service.config["workers"] = workers
     bento_service.inject_config()
+    prometheus_dir(settings, host, port)  # this server's own, never another's
     print(f"botfilter: serving {version} on http://{host}:{port} with {workers} worker(s)")
     if not closed:
         print(

@@ -7,6 +7,7 @@ Redis keys (db 15) carry a prefix nobody else uses, and only those are removed a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -90,29 +92,43 @@ def server(world, redis_url: str):
         "BOTFILTER_MAX_BATCH_EVENTS": str(MAX_EVENTS),
         "BOTFILTER_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
     }
-    log = (world["root"] / "server.log").open("w")
-    args = ["serve", "--port", str(port), "--workers", "2", "--no-access-log"]
+    args = ["--port", str(port), "--workers", "2", "--no-access-log"]
+    with _serving(env, args, world["root"] / "server.log") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _serving(env: dict[str, str], args: list[str], log_path: Path) -> Iterator[str]:
+    """``botfilter serve ARGS`` (``--port`` among them) until the block ends; its URL once ready."""
+    port = args[args.index("--port") + 1]
+    log = log_path.open("w")
     proc = subprocess.Popen(
-        [BOTFILTER, *args], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        [BOTFILTER, "serve", *args],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 240
-    while True:
-        assert proc.poll() is None, (world["root"] / "server.log").read_text()[-3000:]
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "server did not become ready"
-        time.sleep(0.5)
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)  # the arbiter and its workers (our own session)
     try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-    log.close()
+        deadline = time.monotonic() + 240
+        while True:
+            assert proc.poll() is None, log_path.read_text()[-3000:]
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "server did not become ready"
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # the arbiter and its workers (our own session)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
 
 
 def _post(url: str, body, token: str | None = TOKEN, **kw) -> httpx.Response:
@@ -421,3 +437,19 @@ def test_tenant_tokens_confine_requests_and_revocation_takes_effect(server, worl
     while _post(server, fresh, token=token).status_code != 401:
         assert time.monotonic() < deadline, "a revoked token still works after 15 s"
         time.sleep(0.5)
+
+
+def test_a_second_server_leaves_the_first_ones_metrics_alone(server, world, items) -> None:
+    # BentoML kept every server's Prometheus files in one directory under ~/bentoml and emptied
+    # it whenever a server started: the first server's /metrics lost its counts, then showed the
+    # second one's requests.
+    assert _post(server, items[:1]).status_code == 200
+    counted = 'botfilter_http_requests_total{code="200",endpoint="/score"}'
+    assert counted in httpx.get(f"{server}/metrics", timeout=10).text
+    env = {**world["env"], "BOTFILTER_API_TOKEN": TOKEN}
+    args = ["--port", str(_free_port()), "--no-access-log"]
+    with _serving(env, args, world["root"] / "second.log") as second:
+        assert counted not in httpx.get(f"{second}/metrics", timeout=10).text
+        assert counted in httpx.get(f"{server}/metrics", timeout=10).text
+    home = Path(world["env"]["BOTFILTER_HOME"])
+    assert len(list((home / "serving").glob("prometheus-127.0.0.1-*"))) == 2
