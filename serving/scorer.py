@@ -56,7 +56,7 @@ _COL = {name: i for i, name in enumerate(CONTEXT_COLUMNS)}
 # Stored rows are JSON arrays in CONTEXT_COLUMNS order; the tag changes with that order and with
 # the state's layout (which keys exist, what a stored event holds: bump STATE_LAYOUT when either
 # changes), so a deployment never misreads state written by another one.
-STATE_LAYOUT = 4  # 4: events keyed by (tenant, event_id)
+STATE_LAYOUT = 5  # 4: events keyed by (tenant, event_id); 5: a Redis log per tenant
 ROW_FORMAT = hashlib.sha1(json.dumps([STATE_LAYOUT, CONTEXT_COLUMNS]).encode()).hexdigest()[:8]
 
 

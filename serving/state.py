@@ -13,8 +13,10 @@ keeps:
 
 Lookups are by time range, never "last N", so out-of-order events within the tolerated lateness
 see the same history as in batch. :class:`MemoryState` serves one process; :class:`RedisState`
-is shared by every worker and replica: a log of scored events in Redis that each worker replays
-into its own :class:`MemoryState`.
+is shared by every worker and replica: one log of scored events per tenant in Redis, which each
+worker replays into its own :class:`MemoryState`. Tenants are walls: no Redis key holds two
+tenants' events, and a request reads only its own tenants' logs, so one tenant's flood is never
+replayed for another tenant's request.
 
 Rows, the reasons of answers and each key's events are kept as tuples of plain values: the
 garbage collector stops tracking such tuples and the dicts holding only them, so a large history
@@ -31,7 +33,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -315,42 +317,124 @@ class MemoryState(WindowState):
 
 
 # --- Redis ---------------------------------------------------------------------------------
-# One write, atomic: append the write's events to the log (KEYS[1]) as one entry, and answer its
-# id with every entry logged between the writer's last read (ARGV[5]) and it. ARGV: the expiry
-# in seconds, the oldest entry id to keep, the writer's tag, the entry (a JSON array). The writer
-# replays those entries before its own, so an id some other worker logged first gets that
-# worker's answer here too: the log's first occurrence of an id is the answer everywhere.
+# One write, atomic: for each tenant of the write, append its events to that tenant's log
+# (KEYS[i]) as one entry, and answer the entry's id with every entry logged there between the
+# writer's last read of that log and it. ARGV: the expiry in seconds, the oldest entry id to keep,
+# the writer's tag, then per log its entry (a JSON array) and the writer's last read of it. The
+# writer replays those entries before its own, so an id some other worker logged first gets that
+# worker's answer here too: a log's first occurrence of an id is the answer everywhere.
 _PUT_LUA = """
-local log = KEYS[1]
-local id = redis.call('XADD', log, 'MINID', '~', ARGV[2], '*', 'o', ARGV[3], 'v', ARGV[4])
-redis.call('EXPIRE', log, ARGV[1])
-return {id, redis.call('XRANGE', log, '(' .. ARGV[5], '(' .. id)}
+local out = {}
+for i, log in ipairs(KEYS) do
+  local id = redis.call('XADD', log, 'MINID', '~', ARGV[2], '*', 'o', ARGV[3], 'v', ARGV[2 + 2 * i])
+  redis.call('EXPIRE', log, ARGV[1])
+  out[i] = {id, redis.call('XRANGE', log, '(' .. ARGV[3 + 2 * i], '(' .. id)}
+end
+return out
 """
+
+_START = b"0-0"  # the read position of a log not read yet: from its first entry
+
+
+def _tenant_of_id(event_id: str) -> str | None:
+    """The tenant of a state event id (``<len(tenant)>:<tenant>:<event_id>``, see
+    ``serving.scorer.state_id``); None for an id not of that form."""
+    size, sep, rest = event_id.partition(":")
+    if sep and size.isascii() and size.isdigit():
+        n = int(size)
+        if len(rest) > n and rest[n] == ":":
+            return rest[:n]
+    return None
+
+
+# A request's keys mostly share a tenant, or a few tenants interleaved: a key is first tried
+# against the key heads ("<len(tenant)>:<tenant>:") of the first _RECENT_HEADS tenants met, and
+# only then parsed.
+_RECENT_HEADS = 8
+
+
+def _tenants(event_ids: Sequence[str], ranges: Sequence[KeyRangeTuple]) -> set[str]:
+    """The tenants a lookup concerns: those of its ranges' keys and of its event ids."""
+    tenants: set[str] = set()
+    heads: tuple[str, ...] = ()  # str.startswith tries them all in one call
+    for key, _, _ in ranges:
+        if not key.startswith(heads, 2):
+            tenant = _tenant_of(key)
+            tenants.add(tenant)
+            if len(heads) < _RECENT_HEADS:
+                heads += (f"{len(tenant)}:{tenant}:",)
+    for eid in event_ids:
+        if not eid.startswith(heads):
+            found = _tenant_of_id(eid)
+            if found is not None:
+                tenants.add(found)
+                if len(heads) < _RECENT_HEADS:
+                    heads += (f"{len(found)}:{found}:",)
+    return tenants
+
+
+def _by_tenant(events: Sequence[NewEventTuple]) -> dict[str, list[NewEventTuple]]:
+    """The events of each tenant (from its message key), in their order."""
+    groups: dict[str, list[NewEventTuple]] = {}
+    recent: dict[str, list[NewEventTuple]] = {}  # head -> its tenant's events
+    head, group = "\0", []  # matches no key: a key's third character is a digit
+    for event in events:
+        key = event[3]
+        if not key.startswith(head, 2):
+            for h, g in recent.items() if len(groups) <= _RECENT_HEADS else ():
+                if key.startswith(h, 2):
+                    head, group = h, g
+                    break
+            else:
+                tenant = _tenant_of(key)
+                head = f"{len(tenant)}:{tenant}:"
+                group = groups.setdefault(tenant, [])
+                if len(recent) < _RECENT_HEADS:
+                    recent[head] = group
+        group.append(event)
+    return groups
+
+
+def _glob_escaped(text: str) -> str:
+    """``text`` matched literally by a Redis glob pattern (``SCAN MATCH``)."""
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
 
 
 class RedisState(WindowState):
     """State shared through Redis by every worker and replica.
 
-    Redis holds one key, the log of scored events: a stream (``log``) with one entry per write,
-    its events as a JSON array of :class:`NewEvent` tagged with the writer, trimmed to
-    ``history_s`` and expiring after it. Every worker replays the log, in order, into its own
-    :class:`MemoryState`, which keeps the first occurrence of an event id: so the first writer's
-    answer is the answer on every worker. Before each lookup a worker reads what was logged since
-    its last read (one ``XREAD``), so lookups never cross the network and each history row is
-    decoded once per worker, not once per request that needs it. A write is one script that
-    appends the entry and returns the entries logged since the writer's last read, which it
-    replays first: an event another worker scored at the same moment is answered as that worker
-    answered it.
+    Redis holds one log of scored events per tenant, ``{prefix}log:<len(tenant)>:<tenant>`` (the
+    length keeps two tenants' keys apart whatever their ids hold): a stream with one entry per
+    write of that tenant's events, as a JSON array of :class:`NewEvent` tagged with the writer,
+    trimmed to ``history_s`` and expiring after it. Tenants are walls: no key holds two tenants'
+    events, and a request reads its own tenants' logs only, so one tenant's flood is never
+    replayed for another tenant's request. The model generation is the one key all tenants
+    share (model state, not tenant data).
 
-    A new worker replays the whole log at start (:meth:`catch_up`): memory per worker is that of
-    the in-process state. A served worker also replays it in the background (:meth:`follow`),
-    so a quiet spell does not leave its next request a backlog to replay.
+    Every worker replays the logs, each in order, into its own :class:`MemoryState`, which keeps
+    the first occurrence of an event id: so the first writer's answer is the answer on every
+    worker. Before each lookup a worker reads what was logged since its last read in the logs of
+    the lookup's tenants (one ``XREAD`` naming them all; a tenant not read yet from its log's
+    start), so lookups never cross the network and each history row is decoded once per worker,
+    not once per request that needs it. A write is one script that appends one entry to each of
+    its tenants' logs and returns, per log, the entries logged since the writer's last read of
+    it, which it replays first: an event another worker scored at the same moment is answered as
+    that worker answered it.
+
+    A new worker finds the logs (``SCAN``) and replays them all at start (:meth:`catch_up`):
+    memory per worker is that of the in-process state. A served worker also replays every log
+    it knows in the background (:meth:`follow`), looking for new tenants' logs every
+    :attr:`RESCAN_EVERY` turns, so a quiet spell does not leave its next request a backlog to
+    replay.
     """
 
     kind = "redis"
     local = False
-    CHUNK = 1_000  # events per log entry: keeps each script's hold on Redis short
-    READ = 1_000  # log entries per XREAD
+    CHUNK = 1_000  # events per script call (and so per log entry): keeps each hold on Redis short
+    READ = 1_000  # entries per log per XREAD
+    FOLLOW_READ = 10  # entries per log per XREAD of the follower (one hold of the read lock)
+    STREAMS = 500  # logs named per XREAD when reading them all (start, follower)
+    RESCAN_EVERY = 10  # follower turns between looks for logs of tenants this worker has not read
 
     def __init__(
         self,
@@ -372,14 +456,30 @@ class RedisState(WindowState):
         self._conn = self._redis.connection_pool.make_connection()
         self._conn_lock = threading.Lock()
         self._gen_key = f"{prefix}model_generation"
-        self._log_key = f"{prefix}log"
+        self._log_prefix = f"{prefix}log:"
         self._mirror = MemoryState(history_s, burst_s)
         self._origin = os.urandom(8).hex().encode()  # marks this instance's own log entries
-        self._read_to = b"0-0"  # the last log entry replayed
+        # Per tenant whose log this worker has read or written: the last entry replayed.
+        self._read_to: dict[str, bytes] = {}
         self._read_lock = threading.Lock()
         self._stop = threading.Event()
         self._follower: threading.Thread | None = None
         self._probe: Any = None
+
+    def log_key(self, tenant: str) -> str:
+        """The key of ``tenant``'s log."""
+        return f"{self._log_prefix}{len(tenant)}:{tenant}"
+
+    def _tenant_of_log(self, name: bytes) -> str | None:
+        """The tenant whose log ``name`` is; None for a key of another form."""
+        try:
+            text = name.decode()
+        except UnicodeDecodeError:
+            return None
+        size, sep, tenant = text[len(self._log_prefix) :].partition(":")
+        if not text.startswith(self._log_prefix) or not sep or str(len(tenant)) != size:
+            return None
+        return tenant
 
     def _unavailable(self, exc: Exception) -> StateUnavailable:
         return StateUnavailable(one_line(f"window state in Redis at {redact(self.url)}: {exc}"))
@@ -438,93 +538,191 @@ class RedisState(WindowState):
             self._mirror.put([_new_event(*e) for e in events])
         return len(events)
 
-    def catch_up(self) -> int:
-        """Replay what other writers logged since the last read; returns how many events it read."""
-        with self._read_lock:
-            return self._read_new()
-
-    def _read_new(self) -> int:
-        """:meth:`catch_up` with ``_read_lock`` held."""
+    def _log_names(self) -> list[bytes]:
+        """The keys of every tenant's log under the prefix (``SCAN``: a few round trips)."""
         from redis.exceptions import RedisError
 
+        pattern = f"{_glob_escaped(self._log_prefix)}*"
+        names: list[bytes] = []
+        cursor: Any = b"0"
+        try:
+            while True:
+                cursor, page = self._command("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
+                names += page
+                if int(cursor) == 0:
+                    return names
+        except RedisError as exc:
+            raise self._unavailable(exc) from exc
+
+    def _discover(self) -> set[str]:
+        """The tenants that have a log now."""
+        tenants = (self._tenant_of_log(name) for name in self._log_names())
+        return {tenant for tenant in tenants if tenant is not None}
+
+    def _adopt(self, found: set[str]) -> None:
+        """Forget the read position of the tenants whose log was gone during the ``SCAN`` that
+        found ``found`` (it expired): if one comes back, its entries are all newer than that and
+        are read from its start. ``_read_lock`` held."""
+        for tenant in [t for t in self._read_to if t not in found]:
+            del self._read_to[tenant]
+
+    def catch_up(self) -> int:
+        """Find every tenant's log and replay what other writers logged there since the last
+        read; returns how many events it read. Not on the request path: a request reads its own
+        tenants' logs only."""
+        with self._read_lock:
+            found = self._discover()
+            self._adopt(found)
+            return self._read(found)
+
+    def _read_once(self, tenants: Sequence[str], count: int) -> tuple[int, list[str]]:
+        """One ``XREAD`` naming ``tenants``' logs (distinct), of up to ``count`` entries of each
+        since this worker's last read of it (a log not read yet: from its start), replayed;
+        returns how many events it read and the tenants whose log may hold more. ``_read_lock``
+        held."""
+        from redis.exceptions import RedisError
+
+        read_to = self._read_to
+        logs = {self.log_key(t).encode(): t for t in tenants}
+        positions = [read_to.get(t, _START) for t in tenants]
+        try:
+            reply = self._command("XREAD", "COUNT", count, "STREAMS", *logs, *positions)
+        except RedisError as exc:
+            raise self._unavailable(exc) from exc
+        if not reply:
+            return 0, []
+        # RESP3 answers {stream: entries}, RESP2 [[stream, entries], ...]
+        streams = list(reply.items()) if isinstance(reply, dict) else reply
+        added = self._replay([e for _, entries in streams for e in entries])
+        more = []
+        for name, entries in streams:
+            tenant = logs[name]
+            read_to[tenant] = entries[-1][0]
+            if len(entries) >= count:
+                more.append(tenant)
+        return added, more
+
+    def _read(self, tenants: Collection[str]) -> int:
+        """Replay what others logged in ``tenants``' logs since this worker's last read of each;
+        returns how many events it read. One ``XREAD`` names every log (up to :attr:`STREAMS`),
+        and a log that filled its :attr:`READ` entries is read again. ``_read_lock`` held."""
+        todo = list(tenants)
         added = 0
-        while True:
-            try:
-                reply = self._command(
-                    "XREAD", "COUNT", self.READ, "STREAMS", self._log_key, self._read_to
-                )
-            except RedisError as exc:
-                raise self._unavailable(exc) from exc
-            if not reply:
-                return added
-            # RESP3 answers {stream: entries}, RESP2 [[stream, entries]].
-            entries = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
-            added += self._replay(entries)
-            self._read_to = entries[-1][0]
-            if len(entries) < self.READ:
-                return added
+        while todo:
+            part, todo = todo[: self.STREAMS], todo[self.STREAMS :]
+            while part:
+                read, part = self._read_once(part, self.READ)
+                added += read
+        return added
 
     def follow(self, every_s: float) -> None:
-        """Replay the log every ``every_s`` on a background thread.
+        """Replay every tenant's log this worker knows every ``every_s``, on a background
+        thread, and look for new tenants' logs every :attr:`RESCAN_EVERY` turns (the first
+        turn included).
 
         A worker that gets no requests for a while would otherwise replay all that was logged
         meanwhile on its next request (measured: an idle worker's first 1,000-event request took
-        2.0 s after the other worker had logged 30,000 events). The thread skips a turn while a
-        request is reading or writing: that request catches up itself.
+        2.0 s after the other worker had logged 30,000 events). The thread takes the lock for
+        one ``XREAD`` of :attr:`FOLLOW_READ` entries per log at a time, and leaves the rest of a
+        turn while a request is reading or writing (that request catches up its own tenants
+        itself): a request never waits behind the replay of another tenant's whole backlog.
         """
         if self._follower is not None:
             return
 
         def run() -> None:
             failing = False
+            turns = self.RESCAN_EVERY  # look for logs on the first turn
             while not self._stop.wait(every_s):
-                if not self._read_lock.acquire(blocking=False):
-                    continue
+                rescan = turns >= self.RESCAN_EVERY
                 try:
-                    self._read_new()
+                    # The SCAN takes a few round trips: never while holding up requests.
+                    found = self._discover() if rescan else None
+                    if not self._read_lock.acquire(blocking=False):
+                        continue
+                    try:
+                        if found is not None:
+                            self._adopt(found)
+                        todo = list(self._read_to if found is None else found)
+                    finally:
+                        self._read_lock.release()
+                    turns = 0 if rescan else turns + 1
+                    while todo and not self._stop.is_set():
+                        if not self._read_lock.acquire(blocking=False):
+                            break
+                        try:
+                            part, todo = todo[: self.STREAMS], todo[self.STREAMS :]
+                            _, more = self._read_once(part, self.FOLLOW_READ)
+                            todo = more + todo
+                        finally:
+                            self._read_lock.release()
                     failing = False
                 except Exception as exc:  # the thread must outlive an outage: requests retry
                     if not failing:  # and report it too: once per outage is enough here
                         log.warning("cannot follow the shared log: %s", one_line(exc))
                     failing = True
-                finally:
-                    self._read_lock.release()
 
         self._follower = threading.Thread(target=run, name="botfilter-log-follower", daemon=True)
         self._follower.start()
 
     def lookup(self, event_ids: Sequence[str], ranges: Sequence[KeyRangeTuple]) -> Lookup:
-        self.catch_up()
+        tenants = _tenants(event_ids, ranges)
+        if tenants:
+            with self._read_lock:
+                self._read(tenants)
         return self._mirror.lookup(event_ids, ranges)
+
+    def _calls(self, events: Sequence[NewEventTuple]) -> list[list[tuple[str, Any]]]:
+        """The script calls of a write: each up to :attr:`CHUNK` events, as (tenant, events)
+        entries of distinct tenants."""
+        calls: list[list[tuple[str, Any]]] = []
+        call: list[tuple[str, Any]] = []
+        size = 0
+        for tenant, group in _by_tenant(events).items():
+            for start in range(0, len(group), self.CHUNK):
+                chunk = group[start : start + self.CHUNK]
+                if call and size + len(chunk) > self.CHUNK:
+                    calls.append(call)
+                    call, size = [], 0
+                call.append((tenant, chunk))
+                size += len(chunk)
+        if call:
+            calls.append(call)
+        return calls
 
     def put(self, events: Sequence[NewEventTuple]) -> dict[str, dict[str, Any]]:
         from redis.exceptions import NoScriptError, RedisError
 
         stored: dict[str, dict[str, Any]] = {}
+        calls = self._calls(events)
         with self._read_lock:
             try:
-                for start in range(0, len(events), self.CHUNK):
-                    chunk = events[start : start + self.CHUNK]
-                    args = [
-                        1,
-                        self._log_key,
+                for call in calls:
+                    args: list[Any] = [len(call), *(self.log_key(t) for t, _ in call)]
+                    args += [
                         str(self.history_s),
                         str(int((time.time() - self.history_s) * 1000)),  # oldest entry kept
                         self._origin,
-                        orjson.dumps(chunk, default=tuple),  # NewEvent tuples as JSON arrays
-                        self._read_to,
                     ]
+                    for tenant, chunk in call:
+                        # NewEvent tuples as JSON arrays
+                        args += [
+                            orjson.dumps(chunk, default=tuple),
+                            self._read_to.get(tenant, _START),
+                        ]
                     try:
-                        entry_id, between = self._command("EVALSHA", self._put_sha, *args)
+                        logged = self._command("EVALSHA", self._put_sha, *args)
                     except NoScriptError:  # first write since Redis started: load the script
-                        entry_id, between = self._command("EVAL", _PUT_LUA, *args)
+                        logged = self._command("EVAL", _PUT_LUA, *args)
                     # What others logged first comes first; the mirror keeps an id's first
                     # answer and returns it.
-                    self._replay(between)
-                    stored.update(self._mirror.put(chunk))
-                    self._read_to = entry_id
+                    self._replay([e for _, between in logged for e in between])
+                    own = call[0][1] if len(call) == 1 else [e for _, c in call for e in c]
+                    stored.update(self._mirror.put(own))
+                    for (tenant, _), (entry_id, _) in zip(call, logged, strict=True):
+                        self._read_to[tenant] = entry_id
             except RedisError as exc:
-                # The entry may have been logged without our hearing of it: from now on, take
+                # An entry may have been logged without our hearing of it: from now on, take
                 # the entries logged under the old tag as another writer's (the mirror keeps an
                 # id once), so the next read replays it.
                 self._origin = os.urandom(8).hex().encode()
@@ -558,12 +756,17 @@ class RedisState(WindowState):
             self._probe.close()
 
     def describe(self) -> str:
-        return f"redis {redact(self.url)} ({self.prefix}*)"
+        return f"redis {redact(self.url)} ({self.prefix}*, a log per tenant)"
 
     def delete_all(self) -> int:
-        """Delete this state's keys, the log and the model generation (tests and benchmarks);
-        returns how many existed."""
-        return int(self._redis.unlink(self._log_key, self._gen_key))
+        """Delete this state's keys, every tenant's log and the model generation (tests and
+        benchmarks); returns how many existed."""
+        with self._read_lock:
+            names: list[Any] = [*self._log_names(), self._gen_key]
+            self._read_to.clear()
+        return sum(
+            int(self._redis.unlink(*names[i : i + 1000])) for i in range(0, len(names), 1000)
+        )
 
 
 def _new_event(

@@ -67,8 +67,8 @@ def test_burst_keys_are_trimmed_and_everything_expires(states, redis_url, prefix
     for state in (a, b):
         assert list(state.lookup([], [KeyRange("k:1:t:ip")]).rows) == ["mid", "new"]
         assert list(state.lookup([], [KeyRange("m:1:t:a")]).rows) == ["old", "mid", "new"]
-    assert 3500 < a._redis.ttl(f"{prefix}log") <= 3600
-    assert a._redis.keys(f"{prefix}*") == [f"{prefix}log".encode()]  # one key in all
+    assert 3500 < a._redis.ttl(f"{prefix}log:1:t") <= 3600
+    assert a._redis.keys(f"{prefix}*") == [f"{prefix}log:1:t".encode()]  # the tenant's log only
 
 
 def test_a_new_worker_replays_the_log(states, redis_url, prefix) -> None:
@@ -95,8 +95,8 @@ def test_the_log_keeps_only_the_history_window(redis_url, prefix) -> None:
             state.put([ev(f"e{i}", i)])
         time.sleep(2.1)
         state.put([ev("last", 200)])
-        assert state._redis.xlen(f"{prefix}log") <= 51  # whole nodes of old entries trimmed
-        assert 0 < state._redis.ttl(f"{prefix}log") <= 2
+        assert state._redis.xlen(f"{prefix}log:1:t") <= 51  # whole nodes of old entries trimmed
+        assert 0 < state._redis.ttl(f"{prefix}log:1:t") <= 2
     finally:
         state.delete_all()
         state.close()
@@ -114,7 +114,7 @@ def test_unreachable_redis_is_one_clear_error() -> None:
         make_state("redis://127.0.0.1:1/0", 3600, 100, wait_s=0.2)
     state = RedisState("redis://127.0.0.1:1/0", 3600, 100)
     with pytest.raises(StateUnavailable, match="127.0.0.1:1"):
-        state.lookup(["x"], [])
+        state.lookup(["x"], [KeyRange("m:1:t:a")])
 
 
 def test_a_write_whose_answer_was_lost_is_replayed(states, monkeypatch) -> None:
@@ -192,6 +192,137 @@ def test_the_follower_outlives_an_outage_and_warns_once(states, monkeypatch, cap
     assert [r.getMessage() for r in caplog.records] == [
         f"cannot follow the shared log: window state in Redis at {b.url}: connection refused"
     ]
+
+
+# --- tenants are walls: one log per tenant -------------------------------------------------------
+def scored(tenant: str, events: list[tuple[str, str, float]]) -> list[NewEvent]:
+    """Events of ``tenant`` ((event id, message id, seconds)) as the scorer remembers them: its
+    state ids and keys (``OnlineScorer._keys``, all from one /24 and ASN)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from features.pipeline import CONTEXT_COLUMNS
+    from serving.scorer import OnlineScorer, state_id
+
+    col = {name: i for i, name in enumerate(CONTEXT_COLUMNS)}
+    rows = []
+    for eid, message, t_s in events:
+        row: list = [None] * len(CONTEXT_COLUMNS)
+        row[col["event_id"]], row[col["tenant_id"]], row[col["message_id"]] = eid, tenant, message
+        row[col["occurred_at"]] = T0 + int(t_s * S)
+        rows.append(tuple(row))
+    n = len(rows)
+    ip = {
+        "ip_version": np.full(n, 4),
+        "prefix_key": np.array(["203.0.113"] * n, dtype=object),
+        "asn": np.full(n, 64500.0),
+    }
+    keys = OnlineScorer._keys(SimpleNamespace(_tenant_keys={}), rows, ip)
+    return [
+        NewEvent(state_id(tenant, row[col["event_id"]]), t, row, mk, bursts, {"tenant": tenant})
+        for row, (mk, bursts, t) in zip(rows, keys, strict=True)
+    ]
+
+
+# Ids that would collide in a key without the length: "a:b" and "a" with a message "b:...".
+TENANTS = ("a", "a:b", "ünï:cödé")
+
+
+def test_no_redis_key_holds_two_tenants_events(states, redis_url, prefix) -> None:
+    import orjson
+
+    from serving.state import _tenant_of
+
+    a, b = states
+    # One write of every tenant (a micro-batch merges requests), then each tenant on its own.
+    a.put([e for t in TENANTS for e in scored(t, [("e1", "b:m", 1), ("e2", "m", 2)])])
+    for t in TENANTS:
+        b.put(scored(t, [("e3", "m", 3)]))
+        b.put(scored(t, [("e1", "b:m", 1)]))  # a duplicate: logged again, answered as first
+    seen: dict[str, int] = {}
+    for name in a._redis.scan_iter(match=f"{prefix}*"):
+        assert a._redis.type(name) == b"stream", name
+        events = [e for _, fields in a._redis.xrange(name) for e in orjson.loads(fields[b"v"])]
+        owners = {_tenant_of(e[3]) for e in events}  # message keys
+        owners |= {_tenant_of(k) for e in events for k in e[4]}  # burst keys
+        owners |= {_tenant_of(f"m:{e[0]}") for e in events}  # state ids (tenant first, alike)
+        owners |= {e[5]["tenant"] for e in events}  # the tenant each was scored for
+        assert len(owners) == 1, (name, owners)
+        (tenant,) = owners
+        assert name.decode() == f"{prefix}log:{len(tenant)}:{tenant}"
+        seen[tenant] = len(events)
+    assert seen == {t: 4 for t in TENANTS}
+    # Each tenant's duplicate got its own first answer, never another tenant's.
+    for state in (a, b):
+        got = state.lookup([], [KeyRange(f"m:{len(t)}:{t}:b:m") for t in TENANTS])
+        assert sorted(got.rows) == sorted(f"{len(t)}:{t}:e1" for t in TENANTS)
+
+
+def _counting(state: RedisState, monkeypatch) -> list[tuple]:
+    """The commands ``state`` sends on its connection from now on."""
+    sent: list[tuple] = []
+    command = state._command
+
+    def counted(*args):
+        sent.append(args)
+        return command(*args)
+
+    monkeypatch.setattr(state, "_command", counted)
+    return sent
+
+
+def test_a_request_replays_only_its_own_tenants_log(states, monkeypatch) -> None:
+    """Worker a logs 5,000 events of tenant A; tenant B's request on worker b reads B's log only
+    (one XREAD, one script, as before), and replays none of A's events."""
+    a, b = states
+    flood = scored("A", [(f"f{i}", f"m{i % 50}", i / 100) for i in range(5_000)])
+    a.put(flood)
+    b.put(scored("B", [("e0", "m", 0)]))
+    assert b._mirror.size()["events"] == 1
+    sent = _counting(b, monkeypatch)
+    mine = scored("B", [("e1", "m", 1)])
+    found = b.lookup([mine[0][0]], [KeyRange(mine[0][3]), KeyRange(mine[0][4][0])])
+    assert list(found.rows) == ["1:B:e0"]
+    b.put(mine)
+    assert [args[0] for args in sent] == ["XREAD", "EVALSHA"]
+    xread, script = sent  # XREAD COUNT n STREAMS <B's log> <last read>; EVALSHA sha 1 <B's log>
+    assert len(xread) == 6 and xread[4] == b.log_key("B").encode()
+    assert script[2:4] == (1, b.log_key("B"))
+    assert b._mirror.size()["events"] == 2  # B's two events: not one of A's 5,000
+    assert sorted(b._read_to) == ["B"]
+
+
+def test_a_new_worker_finds_every_tenants_log_and_starts_warm(states, redis_url, prefix) -> None:
+    a, b = states
+    for i, t in enumerate(TENANTS):
+        (a if i % 2 else b).put(scored(t, [(f"e{j}", "m", j) for j in range(i + 1)]))
+    late = RedisState(redis_url, 3600, 100, prefix)
+    late.STREAMS = 2  # two logs per read: the replay pages through the tenants too
+    try:
+        assert late.catch_up() == 1 + 2 + 3 and late.catch_up() == 0
+        assert sorted(late._read_to) == sorted(TENANTS)
+        assert late._mirror.size()["events"] == 6
+    finally:
+        late.close()
+    assert a.delete_all() == 3 and a._redis.keys(f"{prefix}*") == []
+
+
+def test_the_follower_finds_new_tenants_and_forgets_expired_logs(states) -> None:
+    a, b = states
+    b.FOLLOW_READ = 1  # one entry per log per read: it pages through the logs
+    b.follow(0.01)
+    a.put(scored("A", [("e1", "m", 1)]))
+    _wait_for_events(b, 1)
+    a.put(scored("B", [("e1", "m", 1)]))  # a tenant b has not read yet
+    a.put(scored("B", [("e2", "m", 2)]))
+    _wait_for_events(b, 3)
+    assert b._mirror.size()["events"] == 3 and sorted(b._read_to) == ["A", "B"]
+    a._redis.unlink(a.log_key("A"))  # as if it expired
+    deadline = time.monotonic() + 5
+    while "A" in b._read_to and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sorted(b._read_to) == ["B"]  # not read again on every turn
 
 
 @pytest.fixture
