@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import signal
 import sys
 import traceback
 from typing import NoReturn
@@ -15,6 +16,7 @@ from console.commands import console
 from contract.commands import validate
 from core.errors import BotfilterError, is_user_error, one_line_error
 from core.redact import redact
+from core.signals import stop_on_signals
 from features.commands import vendor
 from jobs.commands import metrics_app, recompute, report, run, score, scores_app, settings_app
 from labelling.commands import label
@@ -65,9 +67,16 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
-        # Not standalone: click would print a usage error in four lines (usage, a hint, a blank
-        # line, the error); here it is one, like every other error.
-        status = app(standalone_mode=False)
+        # SIGTERM (a scheduler or service manager stopping the command) unwinds like Ctrl-C, so
+        # runs are closed and temporary files removed (core.signals). Typer turns the
+        # interruption into status 130; the signal's own status and a line replace it here.
+        with stop_on_signals(signal.SIGTERM) as stops:
+            # Not standalone: click would print a usage error in four lines (usage, a hint, a
+            # blank line, the error); here it is one, like every other error.
+            status = app(standalone_mode=False)
+        if stops:
+            print(f"botfilter: {stops[0]}", file=sys.stderr)
+            sys.exit(stops[0].exit_code)
     except typer.TyperException as exc:  # typer's (vendored click's) usage and file errors
         if type(exc).__name__ == "NoArgsIsHelpError":  # `botfilter` alone: the help, as asked
             exc.show()  # type: ignore[attr-defined]

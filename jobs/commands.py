@@ -215,15 +215,9 @@ def run(
     Ctrl-C)."""
     from core.output import plain_console
     from core.settings import get_settings
+    from core.signals import stop_on_signals, stopped
     from jobs.store import Store
-    from jobs.worker import (
-        CycleOptions,
-        CycleResult,
-        parse_every,
-        run_worker,
-        stop_on_signals,
-        stopped,
-    )
+    from jobs.worker import CycleOptions, CycleResult, parse_every, run_worker
 
     console = plain_console()
     period = parse_every(every) if every else None

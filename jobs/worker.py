@@ -33,10 +33,9 @@ import contextlib
 import hashlib
 import json
 import re
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -51,6 +50,7 @@ from contract.tables import CleanTables
 from core.errors import BotfilterError, is_user_error
 from core.redact import redact
 from core.settings import Settings
+from core.signals import Stopped, stopped
 from jobs.exclusions import sync_from_data
 from jobs.recompute import (
     RecomputeOptions,
@@ -143,46 +143,6 @@ def _newly_not_read(store: Store, data_dir: Path) -> list[str]:
         with store.write() as conn:
             store.set_state(NOT_READ, json.dumps(found), conn)
     return [name for name in found if name not in before]
-
-
-class Stopped(KeyboardInterrupt):
-    """The worker stopped by a signal: SIGTERM (a service manager) or SIGINT (Ctrl-C)."""
-
-    def __init__(self, signum: int = signal.SIGINT) -> None:
-        self.signum = signal.Signals(signum)
-        super().__init__(f"stopped by {self.signum.name}")
-
-    @property
-    def exit_code(self) -> int:
-        """The shell's status for a process ended by the signal: 130 (SIGINT), 143 (SIGTERM)."""
-        return 128 + int(self.signum)
-
-
-def stopped(exc: KeyboardInterrupt) -> Stopped:
-    """``exc`` as a :class:`Stopped`: a plain KeyboardInterrupt is Python's own for Ctrl-C."""
-    return exc if isinstance(exc, Stopped) else Stopped(signal.SIGINT)
-
-
-@contextlib.contextmanager
-def stop_on_signals(*signums: int) -> Iterator[None]:
-    """Within the block (main thread), each of ``signums`` (SIGTERM, SIGINT) raises
-    :class:`Stopped`, so a service manager stops the worker as Ctrl-C does. Only the first: a
-    signal repeated while the runs are being closed is ignored. The previous handlers come back
-    after the block."""
-    stopping = False
-
-    def stop(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        if not stopping:
-            stopping = True
-            raise Stopped(signum)
-
-    previous = {signum: signal.signal(signum, stop) for signum in signums}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 @dataclass(frozen=True)

@@ -710,3 +710,36 @@ def test_a_bad_frontier_cut_is_one_line_before_any_model_loads(cli):
             "evaluate", "--suite", "--cuts", cuts, "--model", "models:/nothing@here"
         )
         assert status == 2 and one_line(err) == message
+
+
+def test_sigterm_ends_a_recompute_like_ctrl_c(cli, data, tmp_path, monkeypatch) -> None:
+    # Python's default SIGTERM ended the process at once: the recompute's runs stayed 'running'
+    # (the console showed the tenant's changes as running), exit 143 with nothing said, and no
+    # clean-up ran (a Spark score left its validated copy of the input in /tmp). Before the fix
+    # this test ended the test process itself.
+    import os
+    import signal
+
+    import jobs.recompute
+    from jobs.store import Store
+
+    scores = tmp_path / "scores.csv"
+    scores.write_text(
+        "event_id,tenant_id,bot_score,is_bot,reasons,model_version,bot_kind\ne1,t1,0.1,false,,m/1,\n"
+    )
+    apply_lists = jobs.recompute.apply_lists
+
+    def stopped_midway(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler stops the command
+        return apply_lists(*args, **kwargs)
+
+    monkeypatch.setattr(jobs.recompute, "apply_lists", stopped_midway)
+    as_of = "2025-01-02T00:00:00Z"
+    status, _, err = cli(
+        "recompute", "--data", str(data), "--as-of", as_of, "--scores", str(scores)
+    )
+    assert (status, err) == (143, "botfilter: stopped by SIGTERM\n")  # the shell's status
+    store = Store(f"sqlite:///{tmp_path / 'home' / 'metrics.db'}")
+    runs = store.job_runs()
+    assert len(runs) == 1 and runs["status"].tolist() == ["failed"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
