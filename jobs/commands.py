@@ -15,6 +15,7 @@ from core.paths import check_apart, check_out_dir, check_out_file, local_path
 
 if TYPE_CHECKING:
     from core.settings import Settings
+    from jobs.lists.apply import FileOverrides
 
 # Every other import sits in the command that needs it: this module is imported by every
 # `botfilter` run, `--help` included (tests/unit/test_cli_startup.py), and after
@@ -87,12 +88,12 @@ def score(
         overridden = (  # on a local file of local data (a file: URI too)
             _apply_lists(settings, local_data, local_out)
             if local_data is not None and local_out is not None and local_out.is_file()
-            else 0
+            else None
         )
         spark_run.report.print(console)
         console.print(
-            f"scored {spark_run.events:,} events ({spark_run.bots:,} bots) with "
-            f"{spark_run.model_version} on Spark -> {spark_run.out}" + _listed(overridden)
+            f"scored {spark_run.events:,} events ({_bots(spark_run.bots, overridden):,} bots) "
+            f"with {spark_run.model_version} on Spark -> {spark_run.out}" + _listed(overridden)
         )
         return
 
@@ -124,22 +125,28 @@ def score(
     overridden = _apply_lists(settings, data, out)
     run.report.print(console)
     console.print(
-        f"scored {run.events:,} events ({run.bots:,} bots) with {run.model_version} -> {out}"
-        + _listed(overridden)
+        f"scored {run.events:,} events ({_bots(run.bots, overridden):,} bots) with "
+        f"{run.model_version} -> {out}" + _listed(overridden)
     )
 
 
-def _apply_lists(settings: Settings, data: Path, out: Path) -> int:
+def _apply_lists(settings: Settings, data: Path, out: Path) -> FileOverrides:
     """The tenants' allow and block lists applied to a scores file, as the API applies them to
-    its answers; the events they decided."""
+    its answers: the events they decided, and the change in the file's bots."""
     from jobs.lists.apply import apply_lists_to_file
     from jobs.store import Store
 
     return apply_lists_to_file(Store.open(settings), data, out)
 
 
-def _listed(overridden: int) -> str:
-    return f"; {overridden:,} decided by the tenants' lists" if overridden else ""
+def _bots(scored: int, overridden: FileOverrides | None) -> int:
+    """The bots as written in the scores file: the model's, with the lists applied."""
+    return scored + (overridden.bots if overridden is not None else 0)
+
+
+def _listed(overridden: FileOverrides | None) -> str:
+    decided = overridden.decided if overridden is not None else 0
+    return f"; {decided:,} decided by the tenants' lists" if decided else ""
 
 
 def recompute(

@@ -8,23 +8,27 @@ A cycle:
    ``segments``, ``settings``), so a replaced or appended ``events.parquet`` shows up. Other
    files that look like tables (``events-20261204.parquet``, ``extra.csv``, an ``events/``
    folder) are not read: a cycle names them in its line, once each, and they are no new data;
-3. does nothing when the fingerprint is unchanged, no setting change is queued and the last full
+3. queues the recompute of each tenant's channels that a list entry stopped applying to since
+   the last cycle looked (its expiry passed: the score, the API and the drill-down drop it at
+   once, the metrics at this recompute; ``jobs.lists.storage.queue_expired``);
+4. does nothing when the fingerprint is unchanged, no setting change is queued and the last full
    recompute is less than an hour old (the window moves with time);
-4. otherwise recomputes, with ``as_of`` = now: every tenant and channel when the data changed or
+5. otherwise recomputes, with ``as_of`` = now: every tenant and channel when the data changed or
    the hourly recompute is due, else only the queued (tenant, channel) pairs. Parquet tables are
    read through the contract in parts of whole tenants (``jobs.recompute.recompute_parts``):
    only the parts holding those tenants are validated, and memory follows the largest part;
    CSV and JSON Lines tables are loaded whole;
-5. records itself as a ``cycle`` job run (each tenant's recompute has its own run, in the
+6. records itself as a ``cycle`` job run (each tenant's recompute has its own run, in the
    cycle's batch: ``batch_id`` is the cycle's ``run_id``). Stopped mid-way (SIGTERM, Ctrl-C:
    :class:`Stopped`), the cycle closes its runs still open, and those the interruption failed,
    as ``abandoned`` "stopped by SIGTERM", then lets the stop go on;
-6. once a day, runs the drift monitor (``botfilter monitor``) on the directory against the
+7. once a day, runs the drift monitor (``botfilter monitor``) on the directory against the
    champion and keeps its report under the data home, where the API's gauges read it.
 
 Between cycles the loop polls the queue every few seconds, so a setting change is applied within
 seconds of being made, well inside the product's hour; a tenant a cycle left because another run
-held it is retried at the first poll that finds its lock free.
+held it is retried at the first poll that finds its lock free, and a list entry's expiry starts a
+cycle at the first poll after it passes.
 """
 
 from __future__ import annotations
@@ -70,6 +74,8 @@ FULL_EVERY = timedelta(hours=1)
 LAST_MONITOR = "last_drift_monitor"
 MONITOR_EVERY = timedelta(days=1)
 NOT_READ = "files_not_read"  # the files a cycle named as not read (each is named once)
+# The clock time up to which list entries' expiries have been queued for recompute.
+LISTS_EXPIRED = "lists_expired_until"
 # What the contract reads of a data directory (contract.schema.find_table_files), for people.
 TABLE_FILES = f"{', '.join(TABLES)} as NAME.{'|'.join(f.lstrip('.') for f in FILE_FORMATS)}"
 
@@ -295,6 +301,7 @@ def _cycle(
     options: CycleOptions,
 ) -> CycleResult:
     now = now or datetime.now(UTC)
+    _queue_expired(store)
     fingerprint = data_fingerprint(data_dir)
     unread = _newly_not_read(store, data_dir)
     changed = store.get_state(FINGERPRINT) != fingerprint
@@ -396,6 +403,35 @@ def _cycle(
     return result
 
 
+def _queue_expired(store: Store) -> list[int]:
+    """Queue the recompute of the tenants' channels whose list entries expired since the last
+    cycle looked (:data:`LISTS_EXPIRED`; before the first look, since the last full recompute,
+    which applied the lists in force then); the queue ids. The clock, not the cycle's ``now``:
+    a recompute applies the lists in force when it runs (``jobs.lists.apply.apply_lists``)."""
+    from jobs.lists.storage import expired, queue_expired
+
+    until = datetime.now(UTC)
+    said = store.get_state(LISTS_EXPIRED) or store.get_state(LAST_FULL)
+    since = datetime.fromisoformat(said) if said else None
+    with store.read() as conn:  # usually none: no write (the mark may stay behind then)
+        if not expired(conn, since, until):
+            return []
+    with store.write() as conn:  # the queue entries and the mark, together
+        queued = queue_expired(store, conn, since, until)
+        store.set_state(LISTS_EXPIRED, until.isoformat(), conn)
+    return queued
+
+
+def _next_expiry(store: Store) -> datetime | None:
+    """When the next list entry expires (None: none will, or the store cannot be reached)."""
+    from jobs.lists.storage import next_expiry
+
+    try:
+        return next_expiry(store, datetime.now(UTC))
+    except SQLAlchemyError:
+        return None
+
+
 def _stop_runs(store: Store, run_id: str, exc: KeyboardInterrupt) -> None:
     """Close the cycle's run and its tenants' runs that a stop cut short: ``abandoned``,
     "stopped by SIGTERM" (:meth:`Store.stop_batch`). With the store away, the next runs
@@ -437,8 +473,8 @@ def run_worker(
     """Run one cycle (``every`` unset: cron style), or loop until ``stop`` is set.
 
     While waiting for the next cycle, a newly queued setting change starts one early, and so
-    does a tenant the last cycle left busy (``CycleResult.busy``) once its lock is free: both
-    are looked at every ``poll`` seconds. ``now`` fixes every cycle's clock (tests); by
+    do a tenant the last cycle left busy (``CycleResult.busy``) once its lock is free and a
+    list entry's expiry once it passes: they are looked at every ``poll`` seconds. ``now`` fixes every cycle's clock (tests); by
     default each cycle reads the clock.
     """
     stop = stop or threading.Event()
@@ -461,10 +497,13 @@ def run_worker(
         if every is None:
             return results
         deadline = time.monotonic() + every.total_seconds()
+        expiry = _next_expiry(store)
         while not stop.is_set() and time.monotonic() < deadline:
             if stop.wait(min(poll, max(deadline - time.monotonic(), 0))):
                 break
             if _last_queue_id(store) > seen:  # a change queued since this cycle began
+                break
+            if expiry is not None and datetime.now(UTC) >= expiry:  # a list entry expired
                 break
             if result.busy and _freed(store, result.busy):  # its changes wait no longer
                 break

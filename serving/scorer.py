@@ -27,7 +27,7 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,7 +73,8 @@ class Outcome:
     seconds: dict[str, float] = field(default_factory=dict)  # stage -> wall time
     # The contract's clean row of each well-formed item (CONTEXT_COLUMNS order), by position:
     # what every later step reads (the lists, the score store), never the raw item, which may
-    # hold anything the contract turned into text or trimmed.
+    # hold anything the contract turned into text or trimmed. An item without a
+    # recipient_domain has its message's, when an earlier event of the message gave it.
     clean: dict[int, tuple[Any, ...]] = field(default_factory=dict)
     # The positions whose answer this request computed and stored first (an event's first
     # position in the request): every other answer came from the window state, as an earlier
@@ -277,6 +278,11 @@ class OnlineScorer:
         ranges = self._ranges(keys)
         t = out.lap("keys", t)
         found = self.state.lookup(ids, ranges)
+        if _with_message_domains(clean, found.rows.values()):
+            unique = {}
+            for pos, row in clean.items():
+                unique.setdefault(keyed[pos], row)
+            rows = list(unique.values())
         t = out.lap("lookup", t)
 
         results: dict[str, dict[str, Any]] = dict(found.scores)
@@ -413,6 +419,32 @@ class OnlineScorer:
         ranges: list[KeyRangeTuple] = [(k, None, None) for k in msg_hi]
         ranges += [(k, lo - window, hi) for k, (lo, hi) in span.items()]
         return ranges
+
+
+def _with_message_domains(
+    clean: dict[int, tuple[Any, ...]], history: Iterable[Sequence[Any]]
+) -> bool:
+    """Give each clean row without a ``recipient_domain`` its message's, when another event of
+    the same (tenant, message) told it, in this request or in the state (the message context
+    its earlier events carried): in the batch job the message's domain decides a domain entry
+    of the tenant's lists, whether or not an event repeats it. An event's own domain stays.
+    ``clean`` is changed in place; whether any row was."""
+    c_dom, c_tenant, c_msg = _COL["recipient_domain"], _COL["tenant_id"], _COL["message_id"]
+    wanted = {(r[c_tenant], r[c_msg]) for r in clean.values() if r[c_dom] is None}
+    if not wanted:
+        return False
+    known: dict[tuple[str, str], str] = {}
+    for r in (*history, *clean.values()):
+        key = (r[c_tenant], r[c_msg])
+        if r[c_dom] is not None and key in wanted:
+            known.setdefault(key, r[c_dom])
+    if not known:
+        return False
+    for pos, r in clean.items():
+        domain = known.get((r[c_tenant], r[c_msg])) if r[c_dom] is None else None
+        if domain is not None:
+            clean[pos] = (*r[:c_dom], domain, *r[c_dom + 1 :])
+    return True
 
 
 def history_retention_s(window_days: int) -> int:

@@ -111,6 +111,7 @@ class LabelScorer:
         return pd.DataFrame(
             {
                 "event_id": e["event_id"],
+                "tenant_id": e["tenant_id"],  # two tenants may share an event id
                 "bot_score": np.where(bot, 0.95, 0.05),
                 "is_bot": bot,
                 "reasons": [

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -97,31 +97,42 @@ def apply_lists(
     return apply_to_scores(scores, reasons)
 
 
-def apply_lists_to_file(store: Store, data_dir: Path, path: Path) -> int:
+class FileOverrides(NamedTuple):
+    """What :func:`apply_lists_to_file` changed in a scores file."""
+
+    decided: int  # rows the lists decided (their reasons now lead with the list)
+    bots: int  # bots in the file after the lists less bots before (negative: allowed ones)
+
+
+def apply_lists_to_file(store: Store, data_dir: Path, path: Path) -> FileOverrides:
     """``botfilter score``'s scores file with the tenants' lists in force applied, as the API
     applies them to its answers (PRODUCT.md: the lists override the model, and ``reasons`` name
-    the list that decided); the rows overridden. The file is read and written again only when
-    one of its tenants has an entry, and only those tenants' data is validated again."""
+    the list that decided): the rows overridden, and how that changed the file's bots. The
+    file is read and written again only when one of its tenants has an entry, and only those
+    tenants' data is validated again."""
     now = pd.Timestamp.now(tz="UTC")
     listed = sorted({e.tenant_id for e in stored_entries(store) if e.active(now)})
     if not listed:
-        return 0
+        return FileOverrides(0, 0)
     scores = read_scores(path)
     mine = scores["tenant_id"].isin(listed).to_numpy() if "tenant_id" in scores.columns else None
     if mine is None or not mine.any():
-        return 0
+        return FileOverrides(0, 0)
     rows = scores.loc[mine].reset_index(drop=True)
     applied = apply_lists(store, _clean_of(data_dir, set(listed)), rows, listed, at=now)
     before, after = rows["reasons"].tolist(), applied["reasons"].tolist()
     changed = sum(1 for a, b in zip(before, after, strict=True) if list(a) != list(b))
     if not changed:
-        return 0
+        return FileOverrides(0, 0)
+    bots = int(
+        applied["is_bot"].to_numpy(dtype=bool).sum() - rows["is_bot"].to_numpy(dtype=bool).sum()
+    )
     for column in ("is_bot", "bot_kind", "reasons"):
         values = scores[column].to_numpy(dtype=object).copy()
         values[mine] = applied[column].to_numpy(dtype=object)
         scores[column] = values.astype(bool) if column == "is_bot" else values
     write_scores(scores, path)
-    return changed
+    return FileOverrides(changed, bots)
 
 
 def _clean_of(data_dir: Path, tenants: set[str]) -> Tables:

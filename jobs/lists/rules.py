@@ -2,10 +2,16 @@
 
 An entry is one of four kinds, matched against an event (with its message's recipient domain):
 
-* ``ip``: an address or CIDR network (IPv4 or IPv6); the event's ``ip`` lies inside it;
+* ``ip``: an address or CIDR network (IPv4 or IPv6); the event's ``ip`` lies inside it (an
+  IPv4-mapped IPv6 address or network, ``::ffff:203.0.113.9``, is its IPv4 form, as the
+  enrichment reads events' addresses);
 * ``asn``: an autonomous system number; the event's ASN (given, else resolved from its ip);
 * ``user_agent``: a substring of the User-Agent, compared case-insensitively;
 * ``domain``: the message's ``recipient_domain`` is that domain or one of its subdomains.
+
+Every kind matches events of either channel: ip, ASN and User-Agent are the event's own, and
+the data contract keeps a message's ``recipient_domain`` on SMS too. :func:`channels_of` (the
+recomputes a change queues) says so from the same table, :data:`MATCHED`.
 
 An allow entry forces ``is_bot`` false with the reason ``tenant_allowlist``; a block entry
 forces it true with ``tenant_blocklist``. When both lists match an event the allow list wins:
@@ -16,6 +22,7 @@ touch another tenant's events.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Sequence
@@ -26,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from contract.schema import CHANNELS
 from core.errors import BotfilterError
 from core.text import has_controls
 from jobs.metrics import parse_reasons
@@ -36,6 +44,15 @@ REASONS = {"allow": "tenant_allowlist", "block": "tenant_blocklist"}
 MAX_REASONS = 3  # PRODUCT.md: up to 3 reasons per event
 #: (ips, given asns) -> resolved ASN per event (0 when unknown), e.g. IpEnricher.enrich's "asn".
 AsnLookup = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+#: The column each kind is matched against (what :func:`_match` reads, whatever the event's
+#: channel: every one of these is on both channels' events, as :func:`channels_of` queues).
+MATCHED: dict[str, str] = {
+    "ip": "ip",
+    "asn": "asn",  # the given ASN, else resolved from ``ip``
+    "user_agent": "user_agent",
+    "domain": "recipient_domain",  # the contract keeps it on SMS messages too
+}
 
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9-]{1,63}$")
 
@@ -70,7 +87,7 @@ def normalise(kind: str, value: str) -> str:
         raise BotfilterError(f"{kind} {text!r}: control characters are not allowed")
     if kind == "ip":
         try:
-            return str(ipaddress.ip_network(text, strict=False))
+            return str(_unmapped(ipaddress.ip_network(text, strict=False)))
         except ValueError:
             raise BotfilterError(
                 f"ip {text!r} is not an IP address or CIDR network (e.g. 203.0.113.0/24)"
@@ -97,9 +114,42 @@ def check_list(name: str) -> str:
     return name
 
 
+def stored_value(kind: str, value: str) -> str:
+    """An entry's value as stored before :func:`normalise` took IPv4-mapped networks to their
+    IPv4 form, in that form (``::ffff:cb00:7109/128`` is ``203.0.113.9/32``); others as they
+    are."""
+    if kind != "ip":
+        return value
+    try:
+        return str(_network(value))
+    except ValueError:
+        return value
+
+
+def _unmapped(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> Any:
+    """An IPv4-mapped IPv6 network (``::ffff:0:0/96`` or narrower) as its IPv4 network."""
+    if isinstance(net, ipaddress.IPv6Network) and net.prefixlen >= 96:
+        mapped = net.network_address.ipv4_mapped
+        if mapped is not None:
+            return ipaddress.IPv4Network(f"{mapped}/{net.prefixlen - 96}")
+    return net
+
+
+@functools.lru_cache(maxsize=4096)
+def _network(value: str) -> Any:
+    """A stored ip entry's network, IPv4-mapped ones in their IPv4 form."""
+    return _unmapped(ipaddress.ip_network(value, strict=False))
+
+
 def channels_of(kind: str) -> tuple[str, ...]:
-    """Channels an entry of ``kind`` can touch (SMS messages have no recipient domain)."""
-    return ("email",) if kind == "domain" else ("email", "sms")
+    """Channels whose metrics an entry of ``kind`` can change (the recomputes a change of it
+    queues): :func:`_match` reads the kind's column (:data:`MATCHED`) whatever the event's
+    channel, and the events of every channel can carry it (the contract keeps
+    ``recipient_domain`` on SMS messages), so every channel. One rule for both: a domain entry
+    queued email only while it changed SMS verdicts, and SMS metrics stayed stale."""
+    if kind not in MATCHED:
+        raise BotfilterError(f"unknown entry kind {kind!r}: use one of {', '.join(KINDS)}")
+    return CHANNELS
 
 
 # --- the rule ------------------------------------------------------------------------------
@@ -160,7 +210,7 @@ def _match(frame: pd.DataFrame, entry: Entry, asns: np.ndarray | None) -> np.nda
     """Which rows of one tenant's ``frame`` the entry matches."""
     if entry.kind == "asn":
         return asns == int(entry.value) if asns is not None else np.zeros(len(frame), bool)
-    column = {"ip": "ip", "user_agent": "user_agent", "domain": "recipient_domain"}[entry.kind]
+    column = MATCHED[entry.kind]
     if column not in frame.columns:
         return np.zeros(len(frame), dtype=bool)
     # Each distinct value is tested once (a categorical column is factorized by its codes).
@@ -173,7 +223,7 @@ def _match(frame: pd.DataFrame, entry: Entry, asns: np.ndarray | None) -> np.nda
 def _in_network(ip: str, network: str) -> bool:
     try:
         address = ipaddress.ip_address(ip.strip())
-        net = ipaddress.ip_network(network)
+        net = _network(network)  # an entry stored in IPv4-mapped form too
     except ValueError:
         return False
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import (
     delete,
+    func,
     select,
     update,
 )
@@ -22,7 +23,7 @@ from sqlalchemy.engine import Connection
 
 from core.errors import BotfilterError
 from core.text import has_controls
-from jobs.lists.rules import Entry, channels_of, check_list, normalise
+from jobs.lists.rules import Entry, channels_of, check_list, normalise, stored_value
 from jobs.store import Store
 from jobs.store.schema import list_audit, list_entries
 
@@ -42,7 +43,11 @@ def parse_expiry(value: str | None, now: datetime | None = None) -> datetime | N
 
 
 def _entry(row: Any) -> Entry:
-    return Entry(**{c.name: row._mapping[c.name] for c in list_entries.columns})
+    values = {c.name: row._mapping[c.name] for c in list_entries.columns}
+    # An ip entry stored in IPv4-mapped form (before normalise took it to IPv4) reads, matches
+    # and shows as its IPv4 form.
+    values["value"] = stored_value(values["kind"], values["value"])
+    return Entry(**values)
 
 
 def as_dict(entry: Entry, now: datetime | None = None) -> dict[str, Any]:
@@ -159,14 +164,15 @@ def add_entry(store: Store, entry: Entry) -> tuple[Entry, list[int]]:
     """Store a new entry (from :func:`build_entry`); audited, queues its recompute."""
     now = datetime.now(UTC)
     with store.write() as conn:
-        same = conn.execute(
-            select(list_entries.c.id).where(
+        listed = conn.execute(
+            select(list_entries.c.id, list_entries.c.value).where(
                 list_entries.c.tenant_id == entry.tenant_id,
                 list_entries.c.list == entry.list,
                 list_entries.c.kind == entry.kind,
-                list_entries.c.value == entry.value,
             )
-        ).scalar()
+        ).all()
+        # the same value, or the same network stored in its IPv4-mapped form
+        same = next((i for i, v in listed if stored_value(entry.kind, v) == entry.value), None)
         if same is not None:
             raise BotfilterError(
                 f"{entry.kind} {entry.value} is already on the {entry.list} list (entry {same})"
@@ -206,6 +212,43 @@ def delete_entry(store: Store, tenant: str, entry_id: int, who: str) -> list[int
         before = get_entry(store, tenant, entry_id, conn)
         conn.execute(delete(list_entries).where(list_entries.c.id == entry_id))
         return _audit(store, conn, "delete", who, before, None)
+
+
+def expired(conn: Connection, since: datetime | None, until: datetime) -> list[Entry]:
+    """The entries whose expiry passed in ``(since, until]`` (None: any time up to ``until``)."""
+    stmt = select(list_entries).where(
+        list_entries.c.expires_at.is_not(None), list_entries.c.expires_at <= until
+    )
+    if since is not None:
+        stmt = stmt.where(list_entries.c.expires_at > since)
+    return [_entry(r) for r in conn.execute(stmt.order_by(list_entries.c.id))]
+
+
+def queue_expired(
+    store: Store, conn: Connection, since: datetime | None, until: datetime
+) -> list[int]:
+    """Queue the recompute of each tenant's channels that an entry stopped applying to when
+    its expiry passed, in ``(since, until]`` (None: any time up to ``until``), in the caller's
+    write transaction; the queue ids. One queue entry per (tenant, channel), whatever number of
+    its entries expired: an expiry changes the score, the API and the drill-down at once, and
+    the metrics at the recompute it queues (the worker looks every cycle)."""
+    what: dict[tuple[str, str], list[str]] = {}
+    for entry in expired(conn, since, until):
+        for channel in channels_of(entry.kind):
+            said = f"{entry.list}list {entry.kind} {entry.value}"
+            what.setdefault((entry.tenant_id, channel), []).append(said)
+    return [
+        store.enqueue(conn, tenant, channel, f"expired: {', '.join(said)}"[:1000])
+        for (tenant, channel), said in sorted(what.items())
+    ]
+
+
+def next_expiry(store: Store, after: datetime) -> datetime | None:
+    """The first expiry of any entry later than ``after`` (None: none is due)."""
+    stmt = select(func.min(list_entries.c.expires_at)).where(list_entries.c.expires_at > after)
+    with store.read() as conn:
+        found = conn.execute(stmt).scalar()
+    return None if found is None else pd.Timestamp(found).tz_convert("UTC").to_pydatetime()
 
 
 def audit(store: Store, tenant: str, limit: int = 100) -> list[dict[str, Any]]:

@@ -43,13 +43,16 @@ def locked(conn: Connection, tenant: str) -> Row[Any] | None:
 
 def record(
     conn: Connection, tenant: str, channel: str, enabled: bool, at: datetime, source: str
-) -> bool | None:
+) -> bool:
     """Apply one channel's setting (the tenant's row locked, only that channel written), and
-    append it to the history when it changes the value; returns the previous value (None: the
-    tenant had no setting)."""
+    append it to the history when it changes the value; returns the previous value.
+
+    A tenant without a setting is off on both channels (where every tenant starts), so its
+    first change reads "from off" on each channel: the first ``--email on --sms on`` recorded
+    email "from –" and SMS "from off", the row the email change made being SMS's "before"."""
     column = f"exclude_bots_{channel}"
     row = locked(conn, tenant)
-    previous = None if row is None else bool(getattr(row, column))
+    previous = False if row is None else bool(getattr(row, column))
     made = None
     if row is None:  # a new tenant, off on the other channel; unless made meanwhile
         insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
@@ -62,7 +65,7 @@ def record(
         ).first()
         if made is None:
             row = locked(conn, tenant)
-            previous = None if row is None else bool(getattr(row, column))
+            previous = False if row is None else bool(getattr(row, column))
     if made is None:
         conn.execute(
             update(tenant_settings)

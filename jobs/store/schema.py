@@ -28,11 +28,13 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
     inspect,
     select,
     text,
 )
 from sqlalchemy.engine import Connection
+from sqlalchemy.schema import CreateTable
 from sqlalchemy.types import TypeDecorator
 
 from jobs.metrics.spec import COUNTS, MODULES, PARTITION_KEY, RATES, Module
@@ -92,6 +94,10 @@ settings_history = Table(
     Column("source", String(20), nullable=False),
 )
 
+# Tables whose ids people see or act on (the console's entry ids, audit ids, queue ids in the
+# CLI and the status page) never reuse one: PostgreSQL's sequences never do, and SQLite without
+# AUTOINCREMENT gives a deleted newest row's id to the next row (a stale DELETE of an old entry
+# id then removed another entry, and the audit mixed the two under one id).
 recompute_queue = Table(
     "recompute_queue",
     metadata,
@@ -104,6 +110,7 @@ recompute_queue = Table(
     Column("run_id", String(32)),
     Column("done_at", UTCDateTime),
     Index("ix_recompute_queue_pending", "status", "tenant_id"),
+    sqlite_autoincrement=True,
 )
 
 score_batches = Table(
@@ -190,6 +197,7 @@ list_entries = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime),
     Index("ix_list_entries_tenant", "tenant_id", "list", "kind", "value", unique=True),
+    sqlite_autoincrement=True,
 )
 
 list_audit = Table(
@@ -204,6 +212,7 @@ list_audit = Table(
     Column("before", Text),  # the entry as JSON, None for an add
     Column("after", Text),  # the entry as JSON, None for a delete
     Column("queue_ids", Text, nullable=False),  # the recomputes it queued, JSON list
+    sqlite_autoincrement=True,
 )
 
 
@@ -276,6 +285,52 @@ def _add_model_id(conn: Connection) -> None:
         )
 
 
+#: The tables whose ids are never reused (``sqlite_autoincrement``), for the SQLite migration.
+NEVER_REUSED = (list_entries, list_audit, recompute_queue)
+
+
+def _autoincrement_ids(conn: Connection) -> None:
+    """SQLite stores made before :data:`NEVER_REUSED` took AUTOINCREMENT get it: SQLite cannot
+    add it in place, so each such table is made anew under another name, its rows copied (ids
+    kept), the old one dropped, the new one renamed and its indexes made again, all in the
+    caller's transaction. Once done it costs one look at ``sqlite_master`` per table."""
+    if conn.dialect.name != "sqlite":
+        return
+    quote = conn.dialect.identifier_preparer.quote
+    for table in NEVER_REUSED:
+        sql = conn.exec_driver_sql(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table.name,)
+        ).scalar()
+        if sql is None or "AUTOINCREMENT" in sql.upper():
+            continue
+        new = f"{table.name}__autoincrement"
+        created = str(CreateTable(table).compile(dialect=conn.dialect)).strip()
+        prefix = f"CREATE TABLE {quote(table.name)} "
+        if not created.startswith(prefix):  # pragma: no cover - SQLAlchemy's own DDL
+            raise RuntimeError(f"unexpected DDL for {table.name}: {created[:80]}")
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {new}")
+        conn.exec_driver_sql(f"CREATE TABLE {new} {created[len(prefix) :]}")
+        columns = ", ".join(quote(c.name) for c in table.columns)
+        conn.exec_driver_sql(f"INSERT INTO {new} ({columns}) SELECT {columns} FROM {table.name}")
+        conn.exec_driver_sql(f"DROP TABLE {table.name}")  # its indexes go with it
+        conn.exec_driver_sql(f"ALTER TABLE {new} RENAME TO {table.name}")
+        for index in table.indexes:
+            index.create(conn)
+        if table is list_entries:
+            # An entry deleted while it was the newest has its id in the audit only: the next
+            # entry must not take that id either.
+            audited = int(conn.execute(select(func.max(list_audit.c.entry_id))).scalar() or 0)
+            kept = int(conn.execute(select(func.max(list_entries.c.id))).scalar() or 0)
+            if audited > kept:
+                conn.exec_driver_sql(
+                    "DELETE FROM sqlite_sequence WHERE name = ?", (list_entries.name,)
+                )
+                conn.exec_driver_sql(
+                    "INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)",
+                    (list_entries.name, audited),
+                )
+
+
 def create(conn: Connection) -> None:
     """Create missing tables, migrate older stores and (re)create the views when the spec
     changed. Call inside a write transaction."""
@@ -286,6 +341,7 @@ def create(conn: Connection) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(current_schema()))"))
     metadata.create_all(conn)
     _add_model_id(conn)
+    _autoincrement_ids(conn)
     current = conn.execute(select(store_meta.c.value).where(store_meta.c.key == "views")).scalar()
     if current != digest:
         for name, sql in views.items():

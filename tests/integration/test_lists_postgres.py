@@ -75,3 +75,28 @@ def test_ids_out_of_range_and_control_characters_are_user_errors_on_postgres(
             lists.get_entry(pg_store, "t1", huge)
         with pytest.raises(LookupError):
             lists.delete_entry(pg_store, "t1", huge, "ops")
+
+
+def test_domain_entries_ids_and_expiries_on_postgres(pg_store: Store) -> None:
+    """A domain entry queues SMS too (the contract keeps recipient_domain on SMS messages); a
+    deleted entry's id is never given again; an expiry queues its own tenant's channels once."""
+    from datetime import UTC, datetime, timedelta
+
+    entry = lists.build_entry("t1", "block", "domain", "carrier.net", "", "ops")
+    stored, queued = lists.add_entry(pg_store, entry)
+    queue = pg_store.queue().set_index("id")
+    assert list(queue.loc[queued, "channel"]) == ["email", "sms"]
+    lists.delete_entry(pg_store, "t1", stored.id, "ops")
+    again, _ = lists.add_entry(pg_store, lists.build_entry("t1", "block", "ip", "::ffff:10.0.0.1"))
+    assert again.id != stored.id and again.value == "10.0.0.1/32"
+    now = datetime.now(UTC)
+    soon = now + timedelta(minutes=1)
+    lists.change_entry(pg_store, "t1", again.id, "ops", expires_at=soon)
+    lists.add_entry(pg_store, lists.build_entry("t2", "block", "asn", "AS64500"))
+    with pg_store.write() as conn:
+        assert lists.queue_expired(pg_store, conn, now, now + timedelta(seconds=30)) == []
+        ids = lists.queue_expired(pg_store, conn, now, soon + timedelta(seconds=1))
+    queue = pg_store.queue().set_index("id")
+    assert list(queue.loc[ids, "channel"]) == ["email", "sms"]
+    assert set(queue.loc[ids, "tenant_id"]) == {"t1"}  # only the tenant whose entry expired
+    assert lists.next_expiry(pg_store, now) == soon

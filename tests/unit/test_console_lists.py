@@ -263,14 +263,14 @@ def test_storage_audits_every_change_and_queues_the_recompute(env) -> None:
     before = store.last_queue_id()
     entry = lists.build_entry("t3", "block", "domain", "Example.org", "test", "someone")
     stored, queued = lists.add_entry(store, entry)
-    assert len(queued) == 1  # a recipient domain touches email only
+    assert len(queued) == 2  # a recipient domain touches SMS too (the contract keeps it there)
     queue = store.queue().set_index("id")
-    assert queue.loc[queued[0], "channel"] == "email" and queued[0] > before
+    assert list(queue.loc[queued, "channel"]) == ["email", "sms"] and queued[0] > before
     assert "blocklist add domain example.org" in queue.loc[queued[0], "reason"]
     with pytest.raises(BotfilterError, match="already on the block list"):
         lists.add_entry(store, entry)
     changed, queued = lists.change_entry(store, "t3", stored.id, "other", expires_at=FUTURE)
-    assert len(queued) == 1 and changed.expires_at == FUTURE
+    assert len(queued) == 2 and changed.expires_at == FUTURE
     with pytest.raises(LookupError):
         lists.delete_entry(store, "t1", stored.id, "intruder")  # another tenant's entry
     ip_queued = lists.delete_entry(store, "t3", stored.id, "other")

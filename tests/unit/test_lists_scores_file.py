@@ -46,10 +46,11 @@ def test_score_file_takes_the_tenants_lists(tmp_path: Path) -> None:
     write_scores(scores, out)
     store = Store(f"sqlite:///{tmp_path / 'metrics.db'}")
     try:
-        assert apply_lists_to_file(store, data, out) == 0  # no entries: the file is untouched
+        assert apply_lists_to_file(store, data, out) == (0, 0)  # no entries: file untouched
         lists.add_entry(store, lists.build_entry("t1", "block", "user_agent", "iPhone"))
         lists.add_entry(store, lists.build_entry("t1", "allow", "ip", "40.0.0.0/8"))
-        assert apply_lists_to_file(store, data, out) == 2
+        # two decided: e1 a bot now, e2 a person (the file's bots: one more, one less)
+        assert apply_lists_to_file(store, data, out) == (2, 0)
     finally:
         store.close()
     got = read_scores(out)

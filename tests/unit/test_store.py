@@ -52,7 +52,7 @@ def test_store_opens_from_settings(settings) -> None:
 def test_settings_history_and_queue(store: Store) -> None:
     at = datetime(2024, 3, 1, 12, tzinfo=UTC)
     first = set_exclusion(store, "t1", "email", True, at=at)
-    assert (first.previous, first.enabled, first.queue_id) == (None, True, 1)
+    assert (first.previous, first.enabled, first.queue_id) == (False, True, 1)  # off at start
     changes = set_exclusions(store, "t1", {"email": False, "sms": True})
     assert [c.previous for c in changes] == [True, False]
     assert tenant_setting(store, "t1") == {"email": False, "sms": True}
@@ -118,7 +118,7 @@ def test_the_history_lists_changes_only(store: Store) -> None:
     history = store.settings_history("t2")
     rows = zip(history["channel"], history["previous"], history["enabled"], strict=True)
     assert list(rows) == [
-        ("email", None, True),
+        ("email", False, True),
         ("email", True, False),
     ]
 
