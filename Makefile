@@ -44,13 +44,17 @@ format: $(STAMP) ## apply ruff fixes and formatting
 	$(BIN)/ruff format .
 
 unit: $(STAMP) ## fast unit tests only
-	$(BIN)/pytest -m "not integration" -q
+	$(BIN)/pytest -m "not integration" -q $(XDIST)
 
 integration: $(STAMP) ## integration tests (MLflow, BentoML, PostgreSQL, Redis, Spark)
-	$(BIN)/pytest -m integration -q
+	$(BIN)/pytest -m integration -q $(XDIST)
 
-test: lint ## ruff plus the whole test suite (what CI runs)
-	$(BIN)/pytest -q
+# Two processes: much of the suite waits on servers, JVMs and subprocesses. A module's tests stay
+# on one process (--dist loadfile), so its module-scoped worlds and models are built once.
+XDIST := -n 2 --dist loadfile
+
+test: lint ## ruff plus the whole test suite on two processes (what CI runs)
+	$(BIN)/pytest -q $(XDIST)
 
 bench: $(STAMP) ## run the benchmarks in bench/ (prints events/s, latency, peak memory)
 	for f in bench/*.py; do $(BIN)/python $$f || exit 1; done

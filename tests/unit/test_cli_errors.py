@@ -651,7 +651,8 @@ def test_a_registry_that_does_not_answer_is_one_line_at_once(
     monkeypatch.setenv("BOTFILTER_TRACKING_URI", uri)
     started = time.monotonic()
     status, _, err = cli("score", "--data", str(data), "--out", str(tmp_path / "s.parquet"))
-    assert time.monotonic() - started < 10
+    # Far below the two minutes of retries; not tight, as the suite runs on two loaded processes.
+    assert time.monotonic() - started < 60
     line = one_line(err)
     assert status == 2 and "cannot be reached (Connection refused)" in line
     assert "S3c" not in line and "train one" not in line
