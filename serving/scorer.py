@@ -80,9 +80,11 @@ class Outcome:
     # position in the request): every other answer came from the window state, as an earlier
     # request (perhaps of an earlier model, or another worker) gave and recorded it.
     answered_here: set[int] = field(default_factory=set)
-    # Of those, the positions whose answer is provisional: the event's look-ahead window had not
-    # passed in what this worker had seen (features.pipeline.lookahead_complete). They are not
-    # recorded: the batch job scores them again once their window has passed.
+    # Of those, the positions whose answer is not final: the event's look-ahead window had not
+    # passed in what this worker had seen (features.pipeline.lookahead_complete), or the event
+    # came later than the state's tolerated lateness behind its tenant's newest event, so its
+    # history may have been trimmed (OnlineScorer.late_ns). They are not recorded: the batch job
+    # scores them again, on their whole history, once their window has passed.
     provisional: set[int] = field(default_factory=set)
 
     def cleaned(self, names: Sequence[str]) -> list[dict[str, Any] | None]:
@@ -101,8 +103,9 @@ class Outcome:
 
     def recorded_times(self) -> list[tuple[str, int] | None]:
         """:meth:`tenant_times` of the final answers this request computed first; None for
-        provisional answers and for the others, which the score store has already (a retry stored again was a second row, and
-        after a reload it was the old model's answer stored under the new model's id)."""
+        provisional (or late) answers and for the others, which the score store has already (a
+        retry stored again was a second row, and after a reload it was the old model's answer
+        stored under the new model's id)."""
         times = self.tenant_times()
         keep = self.answered_here - self.provisional
         return [tt if pos in keep else None for pos, tt in enumerate(times)]
@@ -223,6 +226,10 @@ class OnlineScorer:
         self.threads = max(1, threads)
         self.ip = IpMemo(enrichers.ip.enrich)
         self._tenant_keys: dict[str, tuple[str, str]] = {}
+        # How far behind its tenant's newest event (in the state) an event may come and still
+        # read its whole history: the state trims burst keys to ``burst_s`` before the newest
+        # event (the longest window plus this lateness) and messages to ``history_s``.
+        self.late_ns = min(state.burst_s - LONGEST_WINDOW_S, state.history_s) * NS
         # One request at a time per worker: each sees the state the previous one left.
         self._lock = threading.Lock()
 
@@ -277,7 +284,7 @@ class OnlineScorer:
         keys = self._keys(rows, self.ip.enrich(rows))
         ranges = self._ranges(keys)
         t = out.lap("keys", t)
-        found = self.state.lookup(ids, ranges)
+        found = self.state.lookup(ids, ranges, {row[c_tenant] for row in rows})
         if _with_message_domains(clean, found.rows.values()):
             unique = {}
             for pos, row in clean.items():
@@ -288,7 +295,7 @@ class OnlineScorer:
         results: dict[str, dict[str, Any]] = dict(found.scores)
         new = [i for i, eid in enumerate(ids) if eid not in results]
         here: set[str] = set()  # the keys whose answer this request stored first
-        pending: set[str] = set()  # the new keys whose look-ahead window had not passed
+        pending: set[str] = set()  # the new keys whose answer is not final
         if new:
             history = list(found.rows.values())
             h = len(history)
@@ -317,6 +324,15 @@ class OnlineScorer:
             here = {ev[0] for ev, mine in zip(fresh, first.tolist(), strict=True) if mine}
             complete = lookahead_complete(cols["tenant_id"], cols["occurred_at"])[h:]
             pending = {ids[i] for i, done in zip(new, complete.tolist(), strict=True) if not done}
+            if found.newest:
+                # Later than the lateness behind its tenant's newest event: the state may have
+                # trimmed part of its history (burst keys, or its message's), so the answer is
+                # given but not final; the batch job scores it on its whole history.
+                late = self.late_ns
+                floor = {tn: newest - late for tn, newest in found.newest.items()}
+                pending.update(
+                    ids[i] for i in new if keys[i][2] < floor.get(rows[i][c_tenant], _NAT)
+                )
         for pos, key in keyed.items():
             answers[pos] = results[key]
             if key in here:

@@ -12,9 +12,12 @@ keeps:
   the newest event seen on the key (the longest window plus the lateness tolerated).
 
 Lookups are by time range, never "last N", so out-of-order events within the tolerated lateness
-see the same history as in batch. :class:`MemoryState` serves one process; :class:`RedisState`
-is shared by every worker and replica: one log of scored events per tenant in Redis, which each
-worker replays into its own :class:`MemoryState`. Tenants are walls: no Redis key holds two
+see the same history as in batch. Expiry trims every key of a tenant from the newest event *of the
+tenant*, so the lateness counts from that: a lookup reports each tenant's newest time, and the
+scorer does not take an answer computed further behind it as final (its history may be trimmed).
+:class:`MemoryState` serves one process; :class:`RedisState` is shared by every worker and
+replica: one log of scored events per tenant in Redis, which each worker replays into its own
+:class:`MemoryState`. Tenants are walls: no Redis key holds two
 tenants' events, and a request reads only its own tenants' logs, so one tenant's flood is never
 replayed for another tenant's request.
 
@@ -90,6 +93,12 @@ class Lookup:
 
     scores: dict[str, dict[str, Any]]  # stored answers of already-seen event ids
     rows: dict[str, tuple[Any, ...]]  # raw rows of the history events, by event id
+    # Of the tenants asked for, the newest occurred_at (ns) the state has seen of each (a tenant
+    # it has seen nothing of is left out). Every trim of a tenant's keys, per key (relative to
+    # the key's newest event) or by expiry (relative to this), removed only events older than
+    # this minus the retention: an event more than the lateness (``burst_s`` less the longest
+    # window) behind it may have read a trimmed history.
+    newest: dict[str, int]
 
 
 class WindowState(ABC):
@@ -105,8 +114,14 @@ class WindowState(ABC):
         self.burst_s = burst_s
 
     @abstractmethod
-    def lookup(self, event_ids: Sequence[str], ranges: Sequence[KeyRangeTuple]) -> Lookup:
-        """Stored scores of ``event_ids`` and the rows of every event in ``ranges``."""
+    def lookup(
+        self,
+        event_ids: Sequence[str],
+        ranges: Sequence[KeyRangeTuple],
+        tenants: Collection[str] = (),
+    ) -> Lookup:
+        """Stored scores of ``event_ids``, the rows of every event in ``ranges`` and the newest
+        time seen of each of ``tenants`` (see :class:`Lookup`)."""
 
     @abstractmethod
     def put(self, events: Sequence[NewEventTuple]) -> dict[str, dict[str, Any]]:
@@ -215,8 +230,15 @@ class MemoryState(WindowState):
         self._newest: dict[str, int] = {}
         self._generation = 0
 
-    def lookup(self, event_ids: Sequence[str], ranges: Sequence[KeyRangeTuple]) -> Lookup:
+    def lookup(
+        self,
+        event_ids: Sequence[str],
+        ranges: Sequence[KeyRangeTuple],
+        tenants: Collection[str] = (),
+    ) -> Lookup:
         with self._lock:
+            seen = self._newest
+            newest = {t: seen[t] for t in tenants if t in seen}
             scores = {e: self._scores[e] for e in event_ids if e in self._scores}
             rows: dict[str, tuple[Any, ...]] = {}
             for key, lo_ns, hi_ns in ranges:
@@ -230,7 +252,7 @@ class MemoryState(WindowState):
                         # expired it: that event is out of retention, not in the window.
                         if eid not in rows and (row := self._rows.get(eid)) is not None:
                             rows[eid] = row
-            return Lookup(scores, rows)
+            return Lookup(scores, rows, newest)
 
     def put(self, events: Sequence[NewEventTuple]) -> dict[str, dict[str, Any]]:
         stored: dict[str, dict[str, Any]] = {}
@@ -665,12 +687,18 @@ class RedisState(WindowState):
         self._follower = threading.Thread(target=run, name="botfilter-log-follower", daemon=True)
         self._follower.start()
 
-    def lookup(self, event_ids: Sequence[str], ranges: Sequence[KeyRangeTuple]) -> Lookup:
-        tenants = _tenants(event_ids, ranges)
-        if tenants:
+    def lookup(
+        self,
+        event_ids: Sequence[str],
+        ranges: Sequence[KeyRangeTuple],
+        tenants: Collection[str] = (),
+    ) -> Lookup:
+        logs = _tenants(event_ids, ranges)
+        if logs:
             with self._read_lock:
-                self._read(tenants)
-        return self._mirror.lookup(event_ids, ranges)
+                self._read(logs)
+        # The mirror is what the request reads, and it trims as it replays: its newest times.
+        return self._mirror.lookup(event_ids, ranges, tenants)
 
     def _calls(self, events: Sequence[NewEventTuple]) -> list[list[tuple[str, Any]]]:
         """The script calls of a write: each up to :attr:`CHUNK` events, as (tenant, events)

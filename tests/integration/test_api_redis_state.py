@@ -47,6 +47,19 @@ def test_workers_share_history_by_time_range(states) -> None:
     assert got.scores == {"e1": {"event_id": "e1", "t": 10}}
 
 
+def test_lookups_report_the_tenants_newest_time_other_workers_included(states) -> None:
+    """The scorer does not take an answer as final when the event is more than the lateness
+    behind its tenant's newest event (its history may have been trimmed): that newest time is
+    the replica's, and counts what other workers logged."""
+    a, b = states
+    a.put([ev("e1", 10)])
+    b.put([ev("e2", 500, msg="m:1:t:b", bursts=("k:1:t:other",))])  # another worker, later
+    got = a.lookup([], [KeyRange("m:1:t:a")], {"t", "u"})
+    assert got.newest == {"t": T0 + 500 * S} and list(got.rows) == ["e1"]
+    # 500 - 100: the burst key kept nothing an event at 10 s needed.
+    assert a.lookup([], [KeyRange("k:1:t:ip")]).rows == {}
+
+
 def test_a_duplicate_gets_the_first_writers_answer_everywhere(states, redis_url, prefix) -> None:
     a, b = states
     assert a.put([ev("x", 1, score={"bot_score": 0.25})]) == {"x": {"bot_score": 0.25}}

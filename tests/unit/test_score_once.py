@@ -251,3 +251,88 @@ def test_a_retry_after_a_reload_records_nothing(
     assert final > 0
     assert store.score_versions(tenants) == {first.model_id: final}
     assert (recorder.recorded, recorder.dropped) == (final, 0)
+
+
+def _late_events(world: dict, late_s: int) -> set[int]:
+    """Positions (of the time-ordered items) of events that, delivered ``late_s`` late, read a
+    trimmed burst history while no other event's answer depends on them: another event of
+    their tenant shares their /24 (/48) or ASN in the longest window before them, none in the
+    one after them, and their message has no other event from the look-ahead window before
+    them on."""
+    items, w = world["items"], LONGEST_WINDOW_S
+    t = np.array([pd.Timestamp(i["occurred_at"]).value // 10**9 for i in items])
+    ips = np.array([i["ip"] for i in items], dtype=object)
+    asns = np.array([np.nan if i["asn"] is None else i["asn"] for i in items], dtype=np.float64)
+    ip = world["enrichers"].ip.enrich(ips, asns)
+    tenant = np.array([i["tenant_id"] for i in items], dtype=object)
+    message = np.array([i["message_id"] for i in items], dtype=object)
+    prefix, asn = ip["prefix_key"], ip["asn"]
+    chosen = set()
+    for k in range(len(items)):
+        ours = tenant == tenant[k]
+        ours[k] = False
+        shares = ours & ((prefix == prefix[k]) | ((asn == asn[k]) & (asn[k] > 0)))
+        if (
+            (shares & (t > t[k]) & (t <= t[k] + w)).any()
+            or (ours & (message == message[k]) & (t >= t[k] - w)).any()
+            or not (shares & (t >= t[k] - w) & (t < t[k])).any()
+            or not (ours & (t >= t[k] + late_s - w) & (t <= t[k] + late_s)).any()
+        ):
+            continue
+        chosen.add(k)
+    return chosen
+
+
+def test_an_event_later_than_the_lateness_is_scored_again_by_the_recompute(world, tmp_path):
+    """Events delivered 1,500 s late read a burst history the window state had trimmed (to the
+    longest window plus 600 s of lateness before their tenant's newest event): their answers
+    are given but not recorded as final, so the recompute after that traffic scores them again
+    and stores exactly what a recompute on a fresh store does."""
+    settings = Settings(home=tmp_path / "home")
+    items = world["items"]
+    assert [i["occurred_at"] for i in items] == sorted(i["occurred_at"] for i in items)
+    late = _late_events(world, 1500)
+    assert len(late) >= 10
+    due = [pd.Timestamp(i["occurred_at"]).value + (1500 * 10**9 if k in late else 0)
+           for k, i in enumerate(items)]  # fmt: skip
+    order = sorted(range(len(items)), key=due.__getitem__)
+    state = MemoryState(history_s=35 * 86_400, burst_s=2 * LONGEST_WINDOW_S)
+    store = Store(f"sqlite:///{tmp_path / 'metrics.db'}")
+    runtime = Runtime(settings, world["model"], world["enrichers"], state)
+    runtime.recorder = recorder = ScoreRecorder(lambda: store, flush_s=0.05)
+    answers = {}
+    for lo in range(0, len(order), 20):
+        sent = [items[k] for k in order[lo : lo + 20]]
+        for item, answer in zip(sent, runtime.score(sent), strict=True):
+            answers[(item["tenant_id"], item["event_id"])] = answer
+    runtime.close()
+    tenants = sorted(world["data"].messages["tenant_id"].unique())
+    keys = ["tenant_id", "event_id"]
+    api = store.load_scores(tenants, world["model"].model_id)
+    recorded = set(zip(api["tenant_id"], api["event_id"], strict=True))
+    assert recorder.recorded == len(recorded) > 0
+    # The late events' answers read a trimmed history: some differ from the batch job's ...
+    batch = score_context(
+        event_context(world["data"].messages, world["data"].events),
+        world["model"],
+        world["enrichers"],
+    ).set_index(["tenant_id", "event_id"])
+    late_keys = {(items[k]["tenant_id"], items[k]["event_id"]) for k in late}
+    off = {key for key in late_keys if answers[key]["bot_score"] != batch.loc[key, "bot_score"]}
+    assert off
+    # ... and none of them was recorded as final: what was recorded is the batch job's answer
+    # (a late event whose tenant had sent nothing else meanwhile read its whole history).
+    assert not recorded & off
+    check = api.set_index(keys).join(batch, rsuffix="_batch")
+    np.testing.assert_allclose(check["bot_score"], check["bot_score_batch"], rtol=0, atol=1e-9)
+
+    result = run(world, store, settings, scorer=CountingScorer(world))
+    fresh = Store(f"sqlite:///{tmp_path / 'fresh.db'}")
+    again = run(world, fresh, settings, scorer=CountingScorer(world))
+    for name, table in again.tables.items():
+        pd.testing.assert_frame_equal(result.tables[name], table, obj=name)
+    used = store.load_scores(tenants, world["model"].model_id).sort_values(keys)
+    alone = fresh.load_scores(tenants, world["model"].model_id).sort_values(keys)
+    assert len(used) == len(alone) == len(items)
+    np.testing.assert_allclose(used["bot_score"], alone["bot_score"], rtol=0, atol=1e-9)
+    assert used["is_bot"].tolist() == alone["is_bot"].tolist()

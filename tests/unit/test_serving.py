@@ -467,3 +467,36 @@ def test_a_final_answer_reads_its_messages_later_events_sent_before_it(memory_st
     scorer = OnlineScorer(memory_state(), world["enrichers"])
     answers = [*scorer.score([f], model).items, *scorer.score([e, z], model).items]
     _assert_same(answers, _as_sent(world, [[f], [e, z]]))
+
+
+def test_an_event_later_than_the_lateness_is_answered_but_not_recorded(memory_state, world):
+    """An event more than the tolerated lateness behind its tenant's newest event reads a
+    history the state may have trimmed: its answer is given, not recorded as final (the batch
+    job scores it on its whole history), while an on-time event's final answer is recorded."""
+    base = pd.Timestamp(world["items"][0]["occurred_at"])
+    template = {k: v for k, v in world["items"][0].items()}
+    state = memory_state()
+    late_s = state.burst_s - LONGEST_WINDOW_S
+
+    def event(name: str, at_s: int, ip: str, asn: int) -> dict:
+        at = (base + pd.Timedelta(seconds=at_s)).isoformat()
+        return {**template, "event_id": name, "message_id": f"m-{name}", "type": "open",
+                "occurred_at": at, "ip": ip, "asn": asn}  # fmt: skip
+
+    x, y = ("198.51.100.7", 64500), ("203.0.113.9", 64501)
+    scorer, model = OnlineScorer(state, world["enrichers"]), world["model"]
+    for s in range(0, 1201, 60):  # one IP's events in time order
+        scorer.score([event(f"x{s}", s, *x)], model)
+    for s in range(1300, 3001, 100):  # then the tenant's events on another network
+        scorer.score([event(f"y{s}", s, *y)], model)
+    # One event 2,000 s behind the tenant's newest (3,000 s) on the first IP, one on time
+    # (500 s behind), and one 700 s ahead of it: both earlier ones' look-ahead has passed.
+    assert 3000 - 1000 > late_s >= 3000 - 2500
+    out = scorer.score(
+        [event("late", 1000, *x), event("ok", 2500, *y), event("z", 3200, *y)], model
+    )
+    assert all("bot_score" in a for a in out.items)  # the late event is answered all the same
+    recorded = out.recorded_times()
+    assert recorded[1] == (template["tenant_id"], (base + pd.Timedelta(seconds=2500)).value)
+    assert recorded[0] is None  # its burst history was trimmed: not final
+    assert recorded[2] is None  # provisional (look-ahead window open)

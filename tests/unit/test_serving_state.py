@@ -124,3 +124,18 @@ def test_the_history_is_left_out_of_garbage_collection() -> None:
     ]
     assert len(held) == 2 + 2 + 3 + 3
     assert [gc.is_tracked(x) for x in held] == [False] * len(held)
+
+
+def test_lookup_reports_each_tenants_newest_time_which_bounds_every_trim() -> None:
+    """Expiry trims every key of a tenant from the newest event *of the tenant*, not of the key:
+    a key whose own newest event is recent may still have lost the history a late event needs.
+    The lookup reports the tenant's newest time, from which the scorer tells such events."""
+    state = MemoryState(history_s=10_000, burst_s=1200)
+    for i in range(31):  # one write per event: 0 .. 3000
+        state.put([ev(f"x{i}", 100 * i, bursts=("k:1:t:x",))])
+    state.put([ev("y", 4000, bursts=("k:1:t:y",))])  # the tenant moves on elsewhere
+    # 1900 .. 2500 is what an event at 2500 needs (500 s behind its key's newest, 3000) ...
+    got = state.lookup([], [KeyRange("k:1:t:x", T0 + 1900 * S, T0 + 2500 * S)], {"t", "other"})
+    assert got.rows == {}  # ... trimmed to 4000 - 1200 = 2800 by the tenant's expiry
+    assert got.newest == {"t": T0 + 4000 * S}  # a tenant never seen is left out
+    assert state.lookup([], []).newest == {}  # no tenant asked for
