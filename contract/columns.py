@@ -209,6 +209,25 @@ def value_text(value: Any) -> str | None:
     return json_text(value)
 
 
+# What an identifier may not be (PRODUCT.md: "Identifiers are strings"; a number is read as its
+# digits): written as JSON text, ``{"a": 1}`` or ``true`` would become an id.
+_NOT_IDS = {dict: "an object", list: "an array", tuple: "an array", bool: "a boolean"}
+
+
+def id_problem(value: Any) -> str | None:
+    """What ``value`` is when it cannot be an identifier (``an object``, ``an array``, ``a
+    boolean``); None when it can (text, a number, missing)."""
+    kind = _NOT_IDS.get(type(value))
+    if kind is None and isinstance(value, np.bool_):
+        return "a boolean"
+    return kind
+
+
+def identifier_reason(name: str, kind: str) -> str:
+    """The quarantine reason for identifier ``name`` given as ``kind`` (the online API's words)."""
+    return f"invalid identifier: {name} must be a string, not {kind}"
+
+
 def json_text(value: Any) -> str:
     """``json.dumps`` of a parsed value, whatever its depth: a value nested past the
     interpreter's recursion limit (the API and JSON Lines accept 1,024 levels) is written

@@ -8,17 +8,22 @@ Readers keep values as close to the file as possible; :mod:`contract.validate` d
   the empty string, which validation treats as missing.
 - JSON Lines (one object per line, blank lines skipped): JSON types are kept, except that text
   Arrow would turn into timestamps stays text (the offset is parsed later, and the quarantine
-  shows the original).
+  shows the original). A file without records (0 bytes, or only blank lines: the one way to
+  write none) is a table without rows, as a CSV file holding only its header is.
 
 ``row_number`` counts records from 0: the CSV header is not a record, a newline inside a quoted
 field does not start one, and blank JSON lines are not records.
 
 A row the reader cannot split into fields (a CSV row with the wrong number of fields, a JSON line
 that is not valid JSON or not an object, text that is not UTF-8) is not fatal: it is kept in
-``RawTable.rejected`` and ends up in the quarantine. The fast Arrow readers handle clean files; a
+``RawTable.rejected`` and ends up in the quarantine. So is a JSON line (or a pandas row) whose
+identifier is an object, an array or a boolean (``invalid identifier: event_id must be a
+string, not an object``, the online API's words): written as text it would become an id such
+as ``{"a": 1}`` or ``true`` (PRODUCT.md: identifiers are strings; numbers stay accepted as
+their digits). The fast Arrow readers handle clean files; a
 file they refuse is re-read row by row in Python to find and set aside the broken rows.
 
-A file that cannot be read at all, is empty (0 bytes, or only blank lines for JSON Lines), or
+A file that cannot be read at all, is empty (0 bytes: a CSV file without its header row), or
 lacks a required column, raises :class:`BotfilterError` with one line naming the file and the
 column(s). Extensions match in any case (``messages.PARQUET``); a CSV field may be as long as
 its file (Python's reader stops at 128 KiB by default).
@@ -43,8 +48,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.json as pj
 
-from contract.columns import json_text, value_text
-from contract.schema import TABLES, TableSchema, find_table_files
+from contract.columns import id_problem, identifier_reason, json_text, value_text
+from contract.schema import TABLES, TableSchema, find_table_files, is_identifier
 from core.errors import BotfilterError
 
 if TYPE_CHECKING:  # frames come from callers: reading files into Arrow never imports pandas
@@ -321,8 +326,8 @@ _JSON_HEAD = 1 << 20  # bytes read first to learn the column types
 
 
 def _read_jsonl(path: Path, schema: TableSchema) -> RawTable:
-    if _blank_file(path):  # as an empty CSV (no header) or Parquet file is refused
-        raise BotfilterError(f"{path}: empty file, expected JSON Lines records (one object a line)")
+    if _blank_file(path):  # no records: as a CSV file of its header only, a table without rows
+        return empty_raw(schema.name, str(path))
 
     if not _shallow(path):
         return _read_jsonl_rows(path, schema)
@@ -341,6 +346,12 @@ def _read_jsonl(path: Path, schema: TableSchema) -> RawTable:
     if data.num_columns == 0:  # no records: a valid empty table
         return empty_raw(schema.name, str(path))
     if any(_nested(data.schema.field(c).type) for c in schema.names if c in data.column_names):
+        return _read_jsonl_rows(path, schema)
+    if any(
+        pa.types.is_boolean(data.schema.field(c).type)
+        for c in schema.identifiers
+        if c in data.column_names
+    ):  # identifiers given as booleans: those lines are set aside (_read_jsonl_rows)
         return _read_jsonl_rows(path, schema)
     if any(
         pa.types.is_floating(data.schema.field(c.name).type)
@@ -414,7 +425,10 @@ def _nested(t: pa.DataType) -> bool:
 
 
 def _read_jsonl_rows(path: Path, schema: TableSchema) -> RawTable:
-    """Line-by-line JSON for files Arrow refuses (a broken line, a column mixing types)."""
+    """Line-by-line JSON for files Arrow refuses (a broken line, a column mixing types), and for
+    those with an identifier that is not text (the line is set aside: :func:`identifier_problem`)."""
+    identifiers = schema.identifiers
+    names: dict[str, None] = {}
     objects: list[dict[str, Any]] = []
     records: list[str] = []
     numbers: list[int] = []
@@ -441,16 +455,17 @@ def _read_jsonl_rows(path: Path, schema: TableSchema) -> RawTable:
                     # "\ud800" alone decodes to no character: not text, as bytes that are not
                     # UTF-8 are not (it failed the whole run further on)
                     rejected.append((number, text, REASON_UTF8))
-                elif isinstance(obj, dict):
+                elif not isinstance(obj, dict):
+                    rejected.append((number, text, REASON_JSON_OBJECT))
+                elif (problem := identifier_problem(obj, identifiers)) is not None:
+                    rejected.append((number, text, problem))
+                    names.update(dict.fromkeys(obj))  # its columns are the file's all the same
+                else:
+                    names.update(dict.fromkeys(obj))
                     objects.append(obj)
                     records.append(text)
                     numbers.append(number)
-                else:
-                    rejected.append((number, text, REASON_JSON_OBJECT))
             number += 1
-    names: dict[str, None] = {}
-    for obj in objects:
-        names.update(dict.fromkeys(obj))
     if not names:
         empty = empty_raw(schema.name, str(path))
         empty.rejected = rejected
@@ -477,6 +492,17 @@ def _lone_surrogates(obj: Any) -> bool:
     except UnicodeEncodeError:
         return True
     return False
+
+
+def identifier_problem(record: dict[str, Any], names: Iterable[str]) -> str | None:
+    """The reason a record (a decoded JSON object) is refused for an identifier among ``names``
+    that is an object, an array or a boolean (the first such, in ``names`` order); None when
+    every one can be an id."""
+    for name in names:
+        kind = id_problem(record.get(name))
+        if kind is not None:
+            return identifier_reason(name, kind)
+    return None
 
 
 def column_from_values(values: list[Any]) -> pa.Array:
@@ -513,7 +539,9 @@ def raw_from_pandas(
     ``judged`` names the columns validation parses (default: the table's schema columns); an
     object column there is typed as :func:`column_from_values` types it (nested values as their
     JSON text, as in a JSON Lines file). A row holding text that cannot be UTF-8 (a lone
-    surrogate, which Python's JSON decoder lets through) is set aside as ``invalid UTF-8 text``.
+    surrogate, which Python's JSON decoder lets through) is set aside as ``invalid UTF-8 text``;
+    one whose identifier among ``judged`` is an object, an array or a boolean, as a JSON line
+    is (:func:`identifier_problem`).
     """
     labels = [str(c) for c in frame.columns]
     if len(set(labels)) != len(labels):
@@ -521,11 +549,54 @@ def raw_from_pandas(
         raise BotfilterError(f"{name}: column {twice} appears twice")
     if judged is None:
         judged = TABLES[name].names if name in TABLES else ()
-    judged = set(judged)
-    try:
-        return RawTable(name, name, _arrow_table(frame, labels, judged))
-    except UnicodeEncodeError:
-        return _set_aside_unencodable(name, frame, judged)
+    judged = list(judged)
+    ids = [label for label in judged if label in _IDENTIFIERS and label in labels]
+    refused = _refused_identifiers(frame, labels, ids)
+    if refused is None:
+        try:
+            return RawTable(name, name, _arrow_table(frame, labels, set(judged)))
+        except UnicodeEncodeError:
+            pass
+    return _set_aside(name, frame, set(judged), refused)
+
+
+# Every identifier column of every table.
+_IDENTIFIERS = frozenset(c.name for t in TABLES.values() for c in t.columns if is_identifier(c))
+# pandas' inferred types of an object column that hold no object, array or boolean
+_ID_SAFE_TYPES = frozenset(
+    {"string", "empty", "integer", "floating", "mixed-integer-float", "decimal"}
+)
+
+
+def _refused_identifiers(
+    frame: pd.DataFrame, labels: list[str], ids: list[str]
+) -> np.ndarray | None:
+    """Per row of ``frame``, the reason it is refused for an identifier among ``ids`` that is an
+    object, an array or a boolean (the first such, in ``ids`` order; None where none is); None
+    when no row is. Columns of text or numbers cost one pass of pandas' type inference."""
+    import pandas as pd
+
+    reasons: np.ndarray | None = None
+    for label in ids:
+        series = frame[frame.columns[labels.index(label)]]
+        kinds: np.ndarray
+        if pd.api.types.is_bool_dtype(series.dtype):
+            kinds = np.full(len(series), None, dtype=object)
+            kinds[series.notna().to_numpy()] = "a boolean"
+        elif series.dtype == object and (
+            pd.api.types.infer_dtype(series, skipna=True) not in _ID_SAFE_TYPES
+        ):
+            kinds = np.array([id_problem(v) for v in series.tolist()], dtype=object)
+        else:
+            continue
+        hit = kinds != None  # noqa: E711 (element-wise)
+        if not hit.any():
+            continue
+        if reasons is None:
+            reasons = np.full(len(frame), None, dtype=object)
+        hit &= reasons == None  # noqa: E711
+        reasons[hit] = [identifier_reason(label, kind) for kind in kinds[hit]]
+    return reasons
 
 
 def _arrow_table(frame: pd.DataFrame, labels: list[str], judged: set[str]) -> pa.Table:
@@ -560,13 +631,21 @@ def _retype(arrow_type: pa.DataType, series: pd.Series) -> bool:
     return pa.types.is_floating(arrow_type) and series.dtype == object and _has_bool(series)
 
 
-def _set_aside_unencodable(name: str, frame: pd.DataFrame, judged: set[str]) -> RawTable:
-    """Move the rows holding text that is not valid Unicode to ``rejected``."""
+def _set_aside(
+    name: str, frame: pd.DataFrame, judged: set[str], refused: np.ndarray | None
+) -> RawTable:
+    """Move the rows holding text that is not valid Unicode, then those ``refused`` names a
+    reason for (:func:`_refused_identifiers`), to ``rejected``."""
     bad = np.zeros(len(frame), dtype=bool)
     for column in frame.columns:
         series = frame[column]
         if series.dtype == object:
             bad |= np.fromiter(map(unencodable, series), dtype=bool, count=len(series))
+    why = np.full(len(frame), REASON_UTF8, dtype=object)
+    if refused is not None:
+        other = ~bad & (refused != None)  # noqa: E711 (element-wise)
+        why[other] = refused[other]
+        bad |= other
     keep = np.flatnonzero(~bad)
     labels = [str(c) for c in frame.columns]
     data = _arrow_table(frame.iloc[keep], labels, judged)
@@ -575,7 +654,7 @@ def _set_aside_unencodable(name: str, frame: pd.DataFrame, judged: set[str]) -> 
         for row in frame.iloc[np.flatnonzero(bad)].itertuples(index=False)
     ]
     rejected = [
-        (int(p), _json_text(row), REASON_UTF8)
+        (int(p), _json_text(row), str(why[p]))
         for p, row in zip(np.flatnonzero(bad), rows, strict=True)
     ]
     return RawTable(name, name, data, keep, None, rejected)

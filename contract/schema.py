@@ -26,6 +26,12 @@ class Column:
     choices: tuple[str, ...] | None = None  # allowed values, for enumerations
 
 
+def is_identifier(column: Column) -> bool:
+    """Whether ``column`` holds an identifier: a text column named ``*_id`` (as the online API's
+    screen tells them)."""
+    return column.kind == "str" and column.name.endswith("_id")
+
+
 @dataclass(frozen=True)
 class TableSchema:
     """One input table: its columns and the ones that must be present."""
@@ -40,6 +46,12 @@ class TableSchema:
     @property
     def required(self) -> list[str]:
         return [c.name for c in self.columns if c.required]
+
+    @property
+    def identifiers(self) -> list[str]:
+        """The identifier columns (text named ``*_id``): PRODUCT.md's "Identifiers are strings"
+        (a number is read as its digits; an object, an array or a boolean is refused)."""
+        return [c.name for c in self.columns if is_identifier(c)]
 
     def column(self, name: str) -> Column:
         for c in self.columns:

@@ -11,7 +11,9 @@ Normalisation (before the rules)
   - Text: surrounding whitespace is stripped (except from ``user_agent``, kept byte for byte);
     an empty or blank string is the same as a missing value (CSV cannot tell them apart, and the
     contract says "empty" for missing optional values such as ``delivered_at``).
-  - Identifiers are text; numbers given for them become their digits (``7`` -> ``"7"``).
+  - Identifiers (text columns named ``*_id``) are text; numbers given for them become their
+    digits (``7`` -> ``"7"``), surrounding whitespace is stripped as from any text
+    (``" 0001 "`` -> ``"0001"``).
   - Enumerations (``channel``, ``type``, ``label``) match in any case and become lower case;
     ``http_method`` becomes upper case; ``recipient_domain`` lower case.
   - Timestamps become UTC: ISO-8601 with ``Z``/``±HH``/``±HHMM``/``±HH:MM`` offsets, ISO-8601 without
@@ -35,6 +37,10 @@ Rules and their reasons
       cannot store a NUL) ................................ ``control character in FIELD``
     - rows the reader could not split into fields ........ ``wrong number of CSV fields``,
       ``unparseable JSON line``, ``JSON line is not an object``, ``invalid UTF-8 text``
+    - an identifier given as an object, an array or a boolean (a JSON line, a pandas row; the
+      reader sets the row aside, so this reason comes before any other; an identifier column
+      stored as booleans, every value) ............. ``invalid identifier: FIELD must be a
+      string, not an object`` (``an array``, ``a boolean``): the online API's words
   messages
     - ``channel`` not email/sms .......................... ``unknown channel: VALUE``
     - ``link_count`` < 0 ................................. ``negative link_count``
@@ -114,6 +120,7 @@ from contract.columns import (
     choice_value,
     contiguous,
     few_distinct,
+    identifier_reason,
     int_value,
     ip_value,
     lower_text,
@@ -138,6 +145,7 @@ from contract.readers import (
     check_required_columns,
     column_from_values,
     empty_raw,
+    identifier_problem,
     raw_from_pandas,
     records_json,
     unencodable,
@@ -154,6 +162,7 @@ from contract.schema import (
     TABLES,
     Column,
     TableSchema,
+    is_identifier,
 )
 from core.errors import BotfilterError
 
@@ -276,6 +285,8 @@ def _parse_column(column: Column, arr: pa.Array | pa.ChunkedArray) -> Parsed:
     if pa.types.is_null(arr.type) and column.kind in _ARROW_TYPES:  # every parser: all missing
         return Parsed(pa.nulls(len(arr), _ARROW_TYPES[column.kind]), np.ones(len(arr), bool))
     if column.kind == "str":
+        if pa.types.is_boolean(arr.type) and is_identifier(column):
+            return _boolean_identifiers(column, arr)
         if column.choices:
             return parse_choice(arr, column.choices, _choice_label(name))
         if rules.ip:
@@ -308,6 +319,16 @@ def _parse_column(column: Column, arr: pa.Array | pa.ChunkedArray) -> Parsed:
         parsed.add(out, rules.out_of_range)
         return parsed
     raise UnsupportedType(column.kind)
+
+
+def _boolean_identifiers(column: Column, arr: pa.Array | pa.ChunkedArray) -> Parsed:
+    """An identifier column stored as booleans (a Parquet file's, or JSON Lines whose every id
+    is one): each value is refused, as a boolean among text ids is (PRODUCT.md: identifiers are
+    strings; ``true`` is not an id)."""
+    missing = to_numpy_bool(pc.is_null(arr))
+    parsed = Parsed(pa.nulls(len(arr), pa.string()), missing)
+    parsed.add(~missing, identifier_reason(column.name, "a boolean"))
+    return parsed
 
 
 def _parse_distinct(column: Column, arr: pa.Array | pa.ChunkedArray) -> Parsed:
@@ -1149,6 +1170,14 @@ def _item_names() -> tuple[str, ...]:
     return tuple(name for name, _, _ in _item_checks())
 
 
+@functools.cache
+def _item_ids() -> tuple[str, ...]:
+    """The identifiers among the items' columns, in the order their reasons are given."""
+    context = set(_context_names())
+    checked = [*EVENTS.columns, *(c for c in MESSAGES.columns if c.name in context)]
+    return tuple(c.name for c in checked if is_identifier(c))
+
+
 def _items_row_wise(
     items: Sequence[Any], columns: Sequence[str]
 ) -> tuple[dict[int, tuple[Any, ...]], dict[int, str]]:
@@ -1157,6 +1186,7 @@ def _items_row_wise(
     :mod:`contract.columns`."""
     checks = _item_checks()
     names = _item_names()
+    ids = _item_ids()
     rules = _MESSAGE_RULES + _EVENT_MESSAGE_RULES
     # Events of one batch share text (their message's context, user agents...): each distinct
     # text is judged once per column, as (typed value, reason or None).
@@ -1170,6 +1200,10 @@ def _items_row_wise(
         raw = list(map(item.get, names))
         if any(map(unencodable, raw)):
             reasons[position] = REASON_UTF8
+            continue
+        refused = identifier_problem(item, ids)
+        if refused is not None:
+            reasons[position] = refused
             continue
         values: dict[str, Any] = {}
         reason = None
@@ -1209,6 +1243,15 @@ def _items_column_wise(
     positions = [i for i, item in enumerate(items) if isinstance(item, dict)]
     objects = [items[i] for i in positions]
     reasons = {i: REASON_JSON_OBJECT for i in range(len(items)) if not isinstance(items[i], dict)}
+    ids = _item_ids()
+    refused = [identifier_problem(o, ids) for o in objects]
+    if any(r is not None for r in refused):  # set aside, as one by one (UTF-8 told first)
+        for position, item, why in zip(positions, objects, refused, strict=True):
+            if why is not None:
+                utf8 = any(map(unencodable, map(item.get, names)))
+                reasons[position] = REASON_UTF8 if utf8 else why
+        positions = [p for p, why in zip(positions, refused, strict=True) if why is None]
+        objects = [o for o, why in zip(objects, refused, strict=True) if why is None]
     try:
         data = _items_table(objects, names)
     except UnicodeEncodeError:

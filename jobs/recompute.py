@@ -29,10 +29,10 @@ import pyarrow.parquet as pq
 from sqlalchemy.exc import SQLAlchemyError
 
 import contract
-from contract.columns import TS_MAX, TS_MIN
+from contract.columns import TS_MAX, TS_MIN, parse_text
 from contract.counts import Report
 from contract.parts import SharedTable, TenantParts, merge_reports, shm_dir, unshare_raw
-from contract.readers import write_parquet
+from contract.readers import column_from_values, write_parquet
 from contract.schema import CHANNELS, SCORE_COLUMNS
 from contract.streamed import settled_quarantine
 from contract.tables import CleanTables, Tables
@@ -237,13 +237,11 @@ def check_scores(frame: pd.DataFrame, source: str = "scores") -> pd.DataFrame:
         raise BotfilterError(f"{source}: missing column {missing[0]} (needs {SCORE_COLUMNS})")
     keep = [*SCORE_COLUMNS, *(["tenant_id"] if "tenant_id" in frame.columns else [])]
     out = frame[keep].copy()
-    out["event_id"] = out["event_id"].astype(str)
+    # ids as the data contract reads the data's: " 0001 " is the event 0001
+    for name in ("event_id", "tenant_id") if "tenant_id" in out.columns else ("event_id",):
+        out[name] = _contract_ids(out[name], name, source)
     out["bot_kind"] = out["bot_kind"].fillna("").astype(str)
     out["model_version"] = out["model_version"].astype(str)
-    if "tenant_id" in out.columns:
-        if out["tenant_id"].isna().any():
-            raise BotfilterError(f"{source}: tenant_id is empty on some rows")
-        out["tenant_id"] = out["tenant_id"].astype(str)
     is_bot = out["is_bot"]
     if is_bot.dtype == object:
         is_bot = (
@@ -280,6 +278,22 @@ def check_scores(frame: pd.DataFrame, source: str = "scores") -> pd.DataFrame:
     out = out.reset_index(drop=True)
     out.attrs["checked"] = True
     return out
+
+
+def _contract_ids(column: pd.Series, name: str, source: str) -> pd.Series:
+    """A scores file's ids as the data contract reads identifiers (:func:`contract.columns.
+    parse_text`): text (numbers as their digits), surrounding whitespace stripped; a blank or
+    missing one is an error naming ``name``."""
+    values = column.to_numpy(dtype=object)
+    try:
+        arr = pa.array(values, from_pandas=True)
+    except (pa.ArrowException, OverflowError):
+        arr = column_from_values(values.tolist())
+    parsed = parse_text(arr)
+    if parsed.missing.any():
+        raise BotfilterError(f"{source}: {name} is empty on some rows")
+    text = parsed.values.to_numpy(zero_copy_only=False)
+    return pd.Series(text, index=column.index, dtype=object, name=column.name)
 
 
 def with_tenants(scores: pd.DataFrame, events: pd.DataFrame, source: str) -> pd.DataFrame:

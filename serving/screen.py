@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from contract.columns import json_default, json_text
+from contract.columns import identifier_reason, json_default, json_text
 from serving.models import event_columns
 
 # The byte budget of one event, its JSON re-encoded without spaces (UTF-8): generous for a
@@ -64,7 +64,7 @@ def screen(items: Sequence[Any]) -> dict[int, str]:
     for name in ID_FIELDS:
         for pos, kind in bad_ids(items, name):
             if pos not in reasons:
-                reasons[pos] = f"invalid identifier: {name} must be a string, not {kind}"
+                reasons[pos] = identifier_reason(name, kind)  # the contract's words
     return reasons
 
 

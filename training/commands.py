@@ -190,7 +190,11 @@ def evaluate(
     assert data is not None  # checked above: --data or --suite
     validated = load(data)
     validated.report.print(shown)  # the events left out of the evaluation, and why
-    prep = prepare(validated)
+    # An event without a label cannot be judged: left out and said (PRODUCT.md "Bad input"),
+    # as the quarantine is, instead of failing the whole evaluation.
+    prep = prepare(validated, unlabelled="leave out")
+    if prep.left_out is not None:
+        shown.print(prep.left_out.sentence("evaluation"))
     rows = np.arange(len(prep.ctx))
     report = evaluate_model(bot_model, prep, rows).report.with_version(bot_model.version)
     print_report(report, console)
@@ -203,5 +207,7 @@ def evaluate(
         / f"evaluation-{bot_model.version.replace('/', '-')}.json"
     )
     saved = {**report.to_dict(), "bot_kind_confusion": kinds}
+    if prep.left_out is not None:
+        saved["left_out"] = prep.left_out.as_dict()
     write_text_whole(out, json_text(saved))  # strict JSON: NaN as null
     shown.print(f"model {bot_model.version}; report saved to {out}")

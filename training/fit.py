@@ -61,6 +61,38 @@ class Prepared:
     report: Report | None = None
     # The worlds mixed in (:func:`mix_in`), in order: the rows of the k-th have WORLD k
     mixed: tuple[MixedWorld, ...] = ()
+    # The clean events left out for want of a label (``prepare(..., unlabelled="leave out")``)
+    left_out: LeftOut | None = None
+
+
+REASON_NO_LABEL = "no label (bot/human)"
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """Clean events that ``botfilter evaluate`` leaves out: how many, why, and one of them."""
+
+    events: int
+    reason: str
+    example_event_id: str
+    example_tenant_id: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "events": self.events,
+            "reason": self.reason,
+            "example_event_id": self.example_event_id,
+            "example_tenant_id": self.example_tenant_id,
+        }
+
+    def sentence(self, command: str) -> str:
+        """One line for the summary (ids as written: print it on a plain console)."""
+        tenant = "" if self.example_tenant_id is None else f" of tenant {self.example_tenant_id!r}"
+        s = "" if self.events == 1 else "s"
+        return (
+            f"left out of the {command}: {self.events} event{s} with {self.reason} "
+            f"(e.g. event_id {self.example_event_id!r}{tenant})"
+        )
 
 
 @dataclass(frozen=True)
@@ -87,13 +119,24 @@ def worlds(frame: pd.DataFrame) -> dict[int, np.ndarray]:
 
 
 def prepare(
-    validated: Validated, enrichers: Enrichers | None = None, labels: str | Path | None = None
+    validated: Validated,
+    enrichers: Enrichers | None = None,
+    labels: str | Path | None = None,
+    unlabelled: str = "refuse",
 ) -> Prepared:
     """Join, featurise and label the clean events of a validated data directory.
 
     ``labels`` "weak" (or a weak-label file) labels them with ``labelling`` instead of the
     events' own ``label`` column, which is then ignored.
+
+    Events without a label: ``unlabelled="refuse"`` (training) fails with one line naming how
+    many and one of them: a model trained on the labelled part only would be trained on a
+    selection nobody chose. ``"leave out"`` (``botfilter evaluate``) drops them after their
+    features are built (their neighbours' features stay those scoring computes) and says so in
+    ``Prepared.left_out``, as PRODUCT.md asks for bad input: set aside, said, the run goes on.
     """
+    if unlabelled not in ("refuse", "leave out"):
+        raise ValueError(f"unlabelled: 'refuse' or 'leave out', not {unlabelled!r}")
     ev = validated.events
     messages = delivered_campaign_messages(validated.messages)
     if labels is not None:
@@ -101,15 +144,40 @@ def prepare(
         features = build_features(ctx, enrichers or Enrichers.load())
         weak = apply_weak_labels(ctx, features, labels)
         return Prepared(*weak, messages=messages, report=validated.report)
-    if "label" not in ev.columns or ev["label"].isna().any():
-        missing = int(ev["label"].isna().sum()) if "label" in ev.columns else len(ev)
+    lacking = ev["label"].isna() if "label" in ev.columns else pd.Series(True, index=ev.index)
+    if unlabelled == "refuse" and lacking.any():
+        example = ev["event_id"][lacking].iloc[0]
         raise BotfilterError(
-            f"events: training needs a label (bot/human) on every event; {missing} lack one"
+            f"events: training needs a label (bot/human) on every event; {int(lacking.sum())} "
+            f"lack one (e.g. event_id {example!r}); label them, or train on weak labels "
+            "(--labels weak)"
+        )
+    if lacking.all() and len(ev):
+        example = ev["event_id"].iloc[0]
+        raise BotfilterError(
+            f"events: the evaluation needs labelled events (bot/human); none of {len(ev)} has "
+            f"a label (e.g. event_id {example!r}); --unlabelled estimates scanner recall "
+            "without labels"
         )
     ctx = event_context(validated.messages, ev).reset_index(drop=True)
     features = build_features(ctx, enrichers or Enrichers.load())
+    left_out = None
+    if "label" not in ctx.columns:  # (no events at all)
+        ctx = ctx.assign(label=pd.Series(dtype=object))
+    if lacking.any():
+        no_label = ctx["label"].isna().to_numpy()
+        first = ctx.loc[no_label].iloc[0]
+        tenant = first.get("tenant_id")
+        left_out = LeftOut(
+            int(no_label.sum()),
+            REASON_NO_LABEL,
+            str(first["event_id"]),
+            None if tenant is None else str(tenant),
+        )
+        ctx = ctx.loc[~no_label].reset_index(drop=True)
+        features = features.loc[~no_label].reset_index(drop=True)
     y = ctx["label"].to_numpy() == "bot"
-    return Prepared(ctx, features, y, messages=messages, report=validated.report)
+    return Prepared(ctx, features, y, messages=messages, report=validated.report, left_out=left_out)
 
 
 def delivered_campaign_messages(messages: pd.DataFrame) -> pd.DataFrame:

@@ -183,13 +183,15 @@ def test_jsonl_record_keeps_the_original_timestamp_text(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("text", ["", "\n \n"])
-def test_empty_jsonl_is_refused_like_empty_csv_and_parquet(tmp_path: Path, text: str) -> None:
-    # issue 14 item 14: a 0-byte table is a broken export, whatever its format
+def test_empty_jsonl_is_a_table_without_rows(tmp_path: Path, text: str) -> None:
+    # A 0-byte JSON Lines file is the only way to write zero records: a table without rows,
+    # as a CSV file of its header only and a Parquet file of no rows are (a 0-byte CSV, without
+    # its header, is still refused: test_unreadable_files_fail_with_the_file_name)
     write_text(tmp_path / "messages.jsonl", jsonl([MESSAGE]))
     write_text(tmp_path / "events.jsonl", text)
-    assert one_line_error(tmp_path) == (
-        f"{tmp_path / 'events.jsonl'}: empty file, expected JSON Lines records (one object a line)"
-    )
+    result = contract.load(tmp_path)
+    assert result.events.empty
+    assert quarantine_of(result, "events") == []
 
 
 def test_jsonl_with_records_after_blank_lines_is_read(tmp_path: Path) -> None:

@@ -106,5 +106,5 @@ def test_a_mixed_world_without_labels_is_named(loaded, tmp_path):
         load_prepared(tmp_path / "w1", mix=[tmp_path / "w2"])
     assert str(err.value) == (
         f"--mix {tmp_path / 'w2'}: events: training needs a label (bot/human) on every event; "
-        "2 lack one"
+        "2 lack one (e.g. event_id 'e1'); label them, or train on weak labels (--labels weak)"
     )

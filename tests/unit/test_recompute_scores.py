@@ -119,6 +119,45 @@ def test_file_scores_match_events_by_tenant_and_event(
         check_scores(score_rows([("t1", "e1", 0.9, True), ("t1", "e1", 0.1, False)]))
 
 
+def test_file_ids_are_trimmed_as_the_contract_trims_the_datas(
+    two_tenants, store: Store, tmp_path: Path
+) -> None:
+    """The probe: a scores CSV naming " 0001 " failed ("1 events have no score (e.g. event_id
+    '0001')") while the data contract reads the data's " 0001 " as 0001."""
+    data = two_tenants
+    for t in ("t1", "t2"):
+        set_exclusions(store, t, {"email": True, "sms": True}, source="test")
+    path = tmp_path / "scores.csv"
+    padded = [
+        (" t1 ", "\te1 ", 0.9, True),
+        ("t2", "\u3000e1", 0.1, False),
+        ("t3", " 0001 ", 0.2, False),
+    ]
+    score_rows(padded).to_csv(path, index=False)
+    scores = read_scores_file(path)
+    assert scores["event_id"].tolist() == ["e1", "e1", "0001"]
+    assert scores["tenant_id"].tolist() == ["t1", "t2", "t3"]
+    result = recompute(
+        store,
+        Settings(home=tmp_path / "home"),
+        data,
+        RecomputeOptions(AS_OF, ["t1", "t2"], scores=scores),
+    )
+    assert opens(result) == {"t1": 0, "t2": 1}
+    # trimmed, two rows are one event
+    with pytest.raises(
+        BotfilterError, match="event_id 'e1' of tenant 't1' is scored more than once"
+    ):
+        check_scores(score_rows([("t1", "e1", 0.9, True), ("t1", " e1", 0.1, False)]))
+    # numbers are ids as their digits; a blank id is an error, as a missing tenant_id is
+    numbers = score_rows([("t1", "x", 0.1, False)]).assign(event_id=[7])
+    assert check_scores(numbers)["event_id"].tolist() == ["7"]
+    for column in ("event_id", "tenant_id"):
+        blank = score_rows([("t1", "e1", 0.1, False)]).assign(**{column: "  "})
+        with pytest.raises(BotfilterError, match=f"scores: {column} is empty on some rows"):
+            check_scores(blank)
+
+
 def test_file_without_tenant_id_for_shared_ids_is_refused(
     two_tenants, store: Store, tmp_path: Path
 ) -> None:
