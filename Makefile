@@ -50,8 +50,10 @@ integration: $(STAMP) ## integration tests (MLflow, BentoML, PostgreSQL, Redis, 
 	$(BIN)/pytest -m integration -q $(XDIST)
 
 # Two processes: much of the suite waits on servers, JVMs and subprocesses. A module's tests stay
-# on one process (--dist loadfile), so its module-scoped worlds and models are built once.
-XDIST := -n 2 --dist loadfile
+# on one process (--dist loadfile), so its module-scoped worlds and models are built once, and
+# modules go out in collection order (tests/conftest.py puts the longest first; xdist's own order,
+# most tests first, left the one-test Spark cluster module to start last).
+XDIST := -n 2 --dist loadfile --no-loadscope-reorder
 
 test: lint ## ruff plus the whole test suite on two processes (what CI runs)
 	$(BIN)/pytest -q $(XDIST)

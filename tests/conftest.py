@@ -19,8 +19,8 @@ from jobs.worker import CycleResult
 from tests import frames, streams, worlds
 
 # The longest modules, longest first. `make test` runs the suite on two processes, a module at a
-# time (pytest-xdist's loadfile), handing out modules in collection order: run last, the Spark
-# modules alone decided when the suite ended (the cluster test started after 24 minutes of 25).
+# time (pytest-xdist's loadfile, in collection order: Makefile). Run last, the Spark modules
+# alone decided when the suite ended (the cluster test started after 24 minutes of 25).
 LONGEST_FIRST = (
     "test_spark_equivalence.py",
     "test_spark_cluster.py",
@@ -28,6 +28,8 @@ LONGEST_FIRST = (
     "test_reliability.py",
     "test_monitor_and_weak_training.py",
     "test_scoring_stream.py",
+    "test_demo.py",
+    "test_notebook.py",
 )
 
 

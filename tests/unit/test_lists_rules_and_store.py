@@ -24,7 +24,6 @@ from jobs.store import Store
 from jobs.worker import CycleOptions, run_cycle, run_worker
 from serving.runtime import Runtime
 from serving.state import MemoryState
-from tests.worlds import LabelScorer
 
 NOW = pd.Timestamp.now(tz="UTC").floor("h")
 SENT = NOW - pd.Timedelta(days=1)
@@ -53,8 +52,9 @@ EVENTS = "event_id,tenant_id,message_id,type,occurred_at,ip,user_agent,label\n" 
 
 
 @pytest.fixture
-def tiny(tmp_path: Path) -> tuple[Settings, Store, Path]:
-    """Settings, a SQLite store with both tenants' filters on and one full cycle, the data."""
+def tiny(tmp_path: Path, label_scorer) -> tuple[Settings, Store, Path, CycleOptions]:
+    """Settings, a SQLite store with both tenants' filters on and one full cycle, the data, and
+    the cycles' options (scores from the labels)."""
     data = tmp_path / "data"
     data.mkdir()
     (data / "messages.csv").write_text(MESSAGES)
@@ -63,14 +63,14 @@ def tiny(tmp_path: Path) -> tuple[Settings, Store, Path]:
     store = Store.open(settings)
     for tenant in ("t1", "t2"):
         set_exclusions(store, tenant, {"email": True, "sms": True}, source="test")
-    first = _cycle(store, settings, data)
+    options = CycleOptions(scorer=label_scorer, model_version="labels")
+    first = _cycle(store, settings, data, options)
     assert first.status == "succeeded", first.line()
-    yield settings, store, data
+    yield settings, store, data, options
     store.close()
 
 
-def _cycle(store: Store, settings: Settings, data: Path):
-    options = CycleOptions(scorer=LabelScorer(), model_version="labels")
+def _cycle(store: Store, settings: Settings, data: Path, options: CycleOptions):
     return run_cycle(store, settings, data, options, now=NOW.to_pydatetime())
 
 
@@ -108,7 +108,7 @@ def test_an_entry_queues_every_channel_it_matches_events_of(kind: str) -> None:
 
 
 def test_a_domain_entry_on_sms_recomputes_the_sms_metrics(tiny) -> None:
-    settings, store, data = tiny
+    settings, store, data, options = tiny
     assert _excluded(store, "t1", "automation_metrics", "automation_id") == {
         "bot_clicks_excluded": 1,
         "clicks_total": 0,
@@ -118,7 +118,7 @@ def test_a_domain_entry_on_sms_recomputes_the_sms_metrics(tiny) -> None:
     queue = store.queue().set_index("id")
     assert sorted(queue.loc[queued, "channel"]) == ["email", "sms"]
     assert set(queue.loc[queued, "tenant_id"]) == {"t1"}
-    result = _cycle(store, settings, data)
+    result = _cycle(store, settings, data, options)
     assert ("t1", ("email", "sms")) in result.recomputed
     assert _excluded(store, "t1", "automation_metrics", "automation_id") == {
         "bot_clicks_excluded": 0,
@@ -131,7 +131,7 @@ def test_a_domain_entry_on_sms_recomputes_the_sms_metrics(tiny) -> None:
     }
     # deleting it queues SMS too, and the SMS metrics come back
     assert len(lists.delete_entry(store, "t1", stored.id, "ops")) == 2
-    _cycle(store, settings, data)
+    _cycle(store, settings, data, options)
     assert _excluded(store, "t1", "automation_metrics", "automation_id")["clicks_total"] == 0
 
 
@@ -253,7 +253,7 @@ def test_ipv4_mapped_entries_are_their_ipv4_form(tmp_path: Path) -> None:
 
 
 def test_an_expired_entry_leaves_the_metrics_at_the_next_cycle(tiny) -> None:
-    settings, store, data = tiny
+    settings, store, data, options = tiny
     human = {"bot_clicks_excluded": 0, "clicks_total": 1}
     assert _excluded(store, "t1", "campaign_metrics", "campaign_id") == human
     expires = datetime.now(UTC) + timedelta(seconds=2)
@@ -270,7 +270,6 @@ def test_an_expired_entry_leaves_the_metrics_at_the_next_cycle(tiny) -> None:
     guard = threading.Timer(20, stop.set)  # without a wake-up at the expiry: one cycle only
     guard.start()
     try:
-        options = CycleOptions(scorer=LabelScorer(), model_version="labels")
         run_worker(
             store,
             settings,
@@ -292,7 +291,7 @@ def test_an_expired_entry_leaves_the_metrics_at_the_next_cycle(tiny) -> None:
     expired = queue[queue["reason"].str.startswith("expired")]
     assert set(expired["tenant_id"]) == {"t1"} and set(expired["status"]) == {"done"}
     assert "blocklist ip 10.1.1.1/32" in expired["reason"].iloc[0]
-    assert _cycle(store, settings, data).status == "idle"  # queued once
+    assert _cycle(store, settings, data, options).status == "idle"  # queued once
 
 
 # --- 5. the API reads a message's recipient domain from its earlier events --------------------
@@ -332,7 +331,7 @@ def test_score_prints_the_bots_as_written_in_the_file(
     from jobs import commands
     from scoring.scores_file import read_scores, write_scores
 
-    settings, store, data = tiny
+    settings, store, data, options = tiny
     monkeypatch.setenv("BOTFILTER_HOME", str(settings.home))
     monkeypatch.setenv("BOTFILTER_SCORE_WORKERS", "1")
     for name in ("DATABASE_URL", "REDIS_URL"):
@@ -342,7 +341,7 @@ def test_score_prints_the_bots_as_written_in_the_file(
 
     def score(data_dir, out, *args, **kwargs) -> scoring.stream.ScoreRun:
         events = pd.read_csv(Path(data_dir) / "events.csv")
-        frame = LabelScorer()(type("T", (), {"events": events}))
+        frame = options.scorer(type("T", (), {"events": events}))
         frame["bot_kind"] = ["security_scanner" if b else "" for b in frame["is_bot"]]
         write_scores(frame, out)
         return scoring.stream.ScoreRun(Report({}), len(frame), int(frame["is_bot"].sum()), "m/1")
