@@ -8,10 +8,11 @@ _CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def check_tenant_id(tenant: str) -> str:
-    """``tenant`` when it is an id the data contract accepts (not blank, no surrounding
-    whitespace, no control characters: a newline or NUL would be stored as a key no data can
-    ever match), else :class:`core.errors.BotfilterError`. The one rule for every place a
-    tenant id is typed in (settings, tokens), so a tenant the data can hold can always be
+    """``tenant`` when it is an id the data contract can hold (not blank, no control
+    characters: a newline or NUL would be stored as a key no data can ever match), typed without
+    surrounding whitespace (the contract trims it from the data's ids, so ``" t1 "`` would name
+    a tenant no data has), else :class:`core.errors.BotfilterError`. The one rule for every place
+    a tenant id is typed in (settings, tokens), so a tenant the data can hold can always be
     given settings and tokens."""
     from core.errors import BotfilterError
 
