@@ -30,6 +30,7 @@ def start_pool(workers: int, preload: Sequence[str]) -> ProcessPoolExecutor:
     # children inherit the environment; PYTHONSAFEPATH (3.11+) leaves the directory out.
     os.environ["PYTHONSAFEPATH"] = "1"
     context = multiprocessing.get_context("forkserver")
+    _restart_for(list(preload))
     context.set_forkserver_preload(list(preload))
     pool = ProcessPoolExecutor(workers, mp_context=context)
 
@@ -42,3 +43,18 @@ def start_pool(workers: int, preload: Sequence[str]) -> ProcessPoolExecutor:
 
     threading.Thread(target=launch, name="start-workers", daemon=True).start()
     return pool
+
+
+def _restart_for(preload: list[str]) -> None:
+    """Stop this process's fork server if it runs with other modules preloaded: there is one per
+    process, and a new preload applies only to a server not yet started. A long-lived process
+    (the worker loop, the demo, a test session) whose first pool validated files then scored
+    without the scoring stack warm in its workers (1.4 CPU s each). Workers already forked keep
+    running; the next process a pool starts comes from a server started with ``preload``."""
+    from multiprocessing import forkserver
+
+    server = forkserver._forkserver  # the process's one server (CPython's module-level instance)
+    running = getattr(server, "_forkserver_pid", None) is not None
+    if running and getattr(server, "_preload_modules", preload) != preload:
+        # CPython's own way to stop it (its tests use it); the next process starts a new one
+        server._stop()  # type: ignore[attr-defined]

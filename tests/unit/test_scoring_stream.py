@@ -369,6 +369,26 @@ def test_workers_score_without_scikit_learn(world, settings, tmp_path):
         pool.shutdown()
 
 
+def test_a_pool_gets_its_own_preload_after_another_started_the_fork_server():
+    """There is one fork server per process, and a preload applied only to a server not yet
+    started: in a long-lived process (the worker loop, the demo) whose first pool preloaded other
+    modules, the scoring workers came without the scoring stack warm (and this module's test of
+    them failed whenever another test had started the server first)."""
+    from core.workers import start_pool
+
+    first = start_pool(1, ["json"])
+    try:
+        assert first.submit(abs, -1).result(timeout=120) == 1  # the server runs with "json"
+    finally:
+        first.shutdown()
+    second = start_pool(1, ["email.mime.text"])
+    try:
+        has = "'email.mime.text' in __import__('sys').modules"
+        assert second.submit(eval, has).result(timeout=120) is True
+    finally:
+        second.shutdown()
+
+
 def test_workers_start_with_the_enrichers_and_kernels_of_the_fork_server():
     """The fork server imports LightGBM, builds the enrichers and loads the compiled kernels once
     (scoring.warm); a worker forked from it has them before it is asked anything (each built its own: about
