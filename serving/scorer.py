@@ -276,9 +276,7 @@ class OnlineScorer:
         # An event is (tenant, event_id): two tenants may use the same id. ``ids`` are the
         # state's keys; a repeated key is answered as its first.
         keyed = {pos: state_id(row[c_tenant], row[c_id]) for pos, row in clean.items()}
-        unique: dict[str, tuple[Any, ...]] = {}
-        for pos, row in clean.items():
-            unique.setdefault(keyed[pos], row)
+        unique = _first_rows(clean, keyed)
         ids = list(unique)
         rows = list(unique.values())
         keys = self._keys(rows, self.ip.enrich(rows))
@@ -286,10 +284,7 @@ class OnlineScorer:
         t = out.lap("keys", t)
         found = self.state.lookup(ids, ranges, {row[c_tenant] for row in rows})
         if _with_message_domains(clean, found.rows.values()):
-            unique = {}
-            for pos, row in clean.items():
-                unique.setdefault(keyed[pos], row)
-            rows = list(unique.values())
+            rows = list(_first_rows(clean, keyed).values())  # with the domains filled in
         t = out.lap("lookup", t)
 
         results: dict[str, dict[str, Any]] = dict(found.scores)
@@ -435,6 +430,16 @@ class OnlineScorer:
         ranges: list[KeyRangeTuple] = [(k, None, None) for k in msg_hi]
         ranges += [(k, lo - window, hi) for k, (lo, hi) in span.items()]
         return ranges
+
+
+def _first_rows(
+    clean: dict[int, tuple[Any, ...]], keyed: dict[int, str]
+) -> dict[str, tuple[Any, ...]]:
+    """Each state key's row, its first in the request (a repeat is answered as the first)."""
+    unique: dict[str, tuple[Any, ...]] = {}
+    for pos, row in clean.items():
+        unique.setdefault(keyed[pos], row)
+    return unique
 
 
 def _with_message_domains(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -78,12 +78,7 @@ class LeftOut:
     example_tenant_id: str | None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "events": self.events,
-            "reason": self.reason,
-            "example_event_id": self.example_event_id,
-            "example_tenant_id": self.example_tenant_id,
-        }
+        return asdict(self)
 
     def sentence(self, command: str) -> str:
         """One line for the summary (ids as written: print it on a plain console)."""
