@@ -359,6 +359,13 @@ table.data th:first-child,table.data td:first-child{text-align:left}
 """
 
 
+def _models(stamps: pd.Series) -> str:
+    """The models named by partitions' stamps (each a comma-joined list; empty where no event
+    was scored), or a dash."""
+    names = {v for stamp in stamps.dropna() for v in str(stamp).split(",") if v}
+    return ", ".join(sorted(names)) or "–"
+
+
 def render_report(metrics: TenantMetrics, extra_html: str = "") -> str:
     """The report page as one HTML string (charts embedded as base64 PNGs).
 
@@ -378,7 +385,7 @@ def render_report(metrics: TenantMetrics, extra_html: str = "") -> str:
         f"<h1>Bot interactions — tenant {esc(metrics.tenant)}</h1>",
         f'<p class="meta">Send dates {first} to {last} · exclude bots: {esc(setting)} · '
         f"generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · models "
-        f"{esc(', '.join(sorted(set(parts['model_version']))))}</p>",
+        f"{esc(_models(parts['model_version']))}</p>",
         "<h2>Totals: with bots → without bots</h2>",
         _html_table(_summary_rows(totals)),
         "<h2>Daily opens and clicks: human against bot</h2>",

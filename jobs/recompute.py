@@ -683,13 +683,15 @@ def _write(
         name: dict(tuple(f.groupby("tenant_id", sort=False))) for name, f in stored.items()
     }
     now = pd.Timestamp.now(tz="UTC")
-    version = ",".join(parts.model_versions) or source
     written = applied = 0
     refused: dict[str, str] = {}
     for tenant, run_id in list(run_ids.items()):
         frames = {
             name: groups.get(tenant, stored[name].iloc[:0]) for name, groups in by_tenant.items()
         }
+        # The models that scored this tenant's events; none when it had no event to score (the
+        # score source is not a model: "store" was stamped as one).
+        version = ",".join(parts.tenant_versions.get(tenant, ()))
         summary = parts.summary.loc[parts.summary["tenant_id"] == tenant].assign(
             window_start=window.start,
             as_of=window.end,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -45,6 +45,8 @@ class Partitions:
     model_versions: tuple[str, ...] = ()
     tenants: tuple[str, ...] = ()
     channels: tuple[str, ...] = CHANNELS
+    # each tenant's own model versions (a tenant without scored events has none)
+    tenant_versions: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def stored(self, table: str) -> pd.DataFrame:
         """Rows as the store keeps them: ``in_window`` summed out (whole send dates)."""
@@ -392,9 +394,7 @@ def compute_partitions(
             "events": np.bincount(pos, minlength=n),
         },
     )
-    versions: tuple[str, ...] = ()
-    if "model_version" in scores.columns and len(score_pos):
-        versions = tuple(sorted(pd.unique(scores["model_version"].to_numpy()[score_pos])))
+    versions, by_tenant = _versions(scores, score_pos, _take(tenant_key, pos))
     scope = tuple(tenants) if tenants is not None else tuple(sorted(set(tenant)))
     return Partitions(
         window=window,
@@ -404,7 +404,23 @@ def compute_partitions(
         model_versions=versions,
         tenants=scope,
         channels=tuple(channels),
+        tenant_versions=by_tenant,
     )
+
+
+def _versions(
+    scores: pd.DataFrame, score_pos: np.ndarray, tenant: Key
+) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
+    """The model versions of the scores counted: all of them, and each tenant's own (a
+    tenant's partitions name only the models that scored its events)."""
+    if "model_version" not in scores.columns or not len(score_pos):
+        return (), {}
+    codes, labels = pd.factorize(scores["model_version"].to_numpy(dtype=object)[score_pos])
+    pairs = np.unique(tenant[0] * len(labels) + codes)
+    by_tenant: dict[str, list[str]] = {}
+    for pair in pairs.tolist():
+        by_tenant.setdefault(tenant[1][pair // len(labels)], []).append(labels[pair % len(labels)])
+    return tuple(sorted(labels)), {t: tuple(sorted(v)) for t, v in by_tenant.items()}
 
 
 def _segment_rows(

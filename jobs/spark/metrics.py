@@ -210,6 +210,7 @@ def _assemble(
         model_versions=tuple(sorted(versions)),
         tenants=scope,
         channels=tuple(channels),
+        tenant_versions={t: tuple(f[3]) for t, f in zip(present, found, strict=True) if f[3]},
     )
 
 

@@ -204,6 +204,8 @@ def test_metrics_equal(spark, tables, spark_scores, settings: Settings, local) -
     pd.testing.assert_frame_equal(got.partitions.summary, expected.summary)
     assert got.partitions.events_used == expected.events_used > 0
     assert got.partitions.model_versions == expected.model_versions
+    assert got.partitions.tenant_versions == expected.tenant_versions
+    assert expected.tenant_versions  # each tenant with scored events names its models
     tables_expected = expected.tables()
     assert set(got.tables) == set(M.PRODUCT_TABLES)
     for name, frame in tables_expected.items():

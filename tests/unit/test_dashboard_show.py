@@ -87,3 +87,13 @@ def test_nothing_is_cut_on_a_narrow_terminal_or_in_a_pipe() -> None:
     piped.print(table)
     text = piped.end_capture()
     assert UUID in text and "123,456" in text and "off (" in text and "…" not in text
+
+
+def test_the_report_names_models_not_score_sources() -> None:
+    """Partitions stamped with several models, or none (a window without events), name each
+    model once; before, an empty window's stamp was the score source ("store")."""
+    from jobs.dashboard import _models
+
+    stamps = pd.Series(["botfilter/3", "", "botfilter/2,botfilter/3", None])
+    assert _models(stamps) == "botfilter/2, botfilter/3"
+    assert _models(pd.Series(["", ""])) == "–"

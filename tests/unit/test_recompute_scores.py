@@ -278,3 +278,41 @@ def test_scores_clear_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     result = CliRunner().invoke(app, ["scores", "clear", "--tenant", "t1"])
     assert result.exit_code == 0 and "dropped 1 stored scores of tenant t1" in result.output
     assert store.load_scores(["t1"], "m").empty
+
+
+def _stamps(store: Store) -> dict[str, set[str]]:
+    """Each tenant's stored partitions' model_version stamps."""
+    from sqlalchemy import select
+
+    from jobs.store.schema import metric_partitions
+
+    with store.read() as conn:
+        rows = conn.execute(
+            select(metric_partitions.c.tenant_id, metric_partitions.c.model_version)
+        ).all()
+    out: dict[str, set[str]] = {}
+    for tenant, version in rows:
+        out.setdefault(tenant, set()).add(version)
+    return out
+
+
+def test_partitions_name_only_the_models_that_scored_their_tenant(
+    two_tenants, store: Store, tmp_path: Path
+) -> None:
+    """The probe: every tenant's partitions were stamped with the models of all the tenants
+    recomputed together, and a window without events with the score source ("store", "file")
+    as if it were a model."""
+    settings = Settings(home=tmp_path / "home")
+    scores = pd.concat(
+        [
+            score_rows([("t1", "e1", 0.9, True)], version="botfilter/1"),
+            score_rows([("t2", "e1", 0.1, False)], version="botfilter/2"),
+        ],
+        ignore_index=True,
+    )
+    recompute(store, settings, two_tenants, RecomputeOptions(as_of=AS_OF, scores=scores))
+    assert _stamps(store) == {"t1": {"botfilter/1"}, "t2": {"botfilter/2"}}
+    # 90 days later the window holds no event of either tenant: no model scored anything
+    later = RecomputeOptions(as_of="2024-06-29T00:00:00Z", scores=scores)
+    recompute(store, settings, two_tenants, later)
+    assert _stamps(store) == {"t1": {"", "botfilter/1"}, "t2": {"", "botfilter/2"}}
