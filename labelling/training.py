@@ -1,5 +1,10 @@
 """Training data from weak labels: the label model's P(bot) becomes each event's label, its
-confidence the event's weight (``training.fit`` mixes in a labelled world when asked)."""
+confidence the event's weight (``training.fit`` mixes in a labelled world when asked).
+
+Weak labels train; they judge only when nothing else can. When the data's events carry their own
+labels (every event), those stay the events' ``label`` and ``bot_kind``, which the test report
+and the gate read: a model judged on the weak labels it was trained to reproduce looks as good as
+the label model it copies (a weak-label model displaced a better champion that way)."""
 
 from __future__ import annotations
 
@@ -14,6 +19,12 @@ from labelling.label import CLASSES, VOTE_PREFIX, weak_labels
 from labelling.model import ABSTAIN, LabelModel
 
 WEAK = "weak"
+# What the test report and the gate judge a model on (the run's ``judged_on`` parameter).
+JUDGED_ON_DATA = "data labels"
+JUDGED_ON_WEAK = "weak labels"
+# The bot kind the kind head learns from (``training.kind.fit_kind``): the weak labels' kind,
+# while ``bot_kind`` stays the data's own when it has labels.
+TRAIN_KIND = "train_bot_kind"
 # Rows whose weak label is this unsure teach the model nothing but noise; they keep weight 0.
 MIN_CONFIDENCE = 0.2
 # ``None`` as an array: what ``np.where`` makes of a bare ``None`` (the typed form numpy accepts).
@@ -75,11 +86,16 @@ def _bot_kind(model: LabelModel, votes: np.ndarray) -> np.ndarray:
 def apply_weak_labels(
     ctx: pd.DataFrame, feats: pd.DataFrame, labels: str | Path
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray, dict[str, Any]]:
-    """(ctx, features, y, weight, info) with the weak labels in place of any given ones.
+    """(ctx, features, y, weight, info): ``y`` and ``weight`` from the weak labels (the model is
+    fitted and its cuts chosen on them), ``ctx[TRAIN_KIND]`` their kinds.
 
     ``labels`` is ``"weak"`` (label here with the registered functions) or a weak-label file;
-    events the file does not label are left out. ``ctx`` gets ``label`` and ``bot_kind`` from
-    the weak labels, so the evaluation report and the gate read them like real labels.
+    events the file does not label are left out. When every event kept carries its own label,
+    ``ctx`` keeps its ``label`` and ``bot_kind``: the test report and the gate judge on them
+    (``info["judged_on"]`` is :data:`JUDGED_ON_DATA`). Otherwise ``ctx`` gets ``label`` and
+    ``bot_kind`` from the weak labels, and its simulator ``family`` tag is dropped (against weak
+    labels it named bot families as people); ``info["judged_on"]`` is :data:`JUDGED_ON_WEAK`.
+    ``info`` also counts the events of weight 0 (no function voted; too unsure).
     """
     # a file's path absolute: `botfilter promote` rereads it from wherever it is typed
     info: dict[str, Any] = {"labels": WEAK if str(labels) == WEAK else str(Path(labels).resolve())}
@@ -107,8 +123,16 @@ def apply_weak_labels(
         kind = np.where(proba >= 0.5, "weak", _NULL)
     y = proba >= 0.5
     confidence = np.abs(2.0 * proba - 1.0)
-    weight = np.where((confidence >= MIN_CONFIDENCE) & covered, confidence, 0.0)
-    ctx = ctx.assign(label=np.where(y, "bot", "human").astype(object), bot_kind=kind)
+    unsure = confidence < MIN_CONFIDENCE
+    weight = np.where(~unsure & covered, confidence, 0.0)
+    info["events_without_a_vote"] = int((~covered).sum())
+    info["events_too_unsure"] = int((covered & unsure).sum())
+    own = "label" in ctx.columns and len(ctx) > 0 and bool(ctx["label"].notna().all())
+    info["judged_on"] = JUDGED_ON_DATA if own else JUDGED_ON_WEAK
+    ctx = ctx.assign(**{TRAIN_KIND: kind})
+    if not own:
+        weak_cols = {"label": np.where(y, "bot", "human").astype(object), "bot_kind": kind}
+        ctx = ctx.drop(columns=["family"], errors="ignore").assign(**weak_cols)
     info["weak_bot_share"] = float(y.mean()) if len(y) else 0.0
     info["weak_events"] = int(len(y))
     return ctx, feats, y, weight, info

@@ -61,6 +61,13 @@ def train(
 
 def promote(
     version: int = typer.Option(..., help="Registered version number to judge (botfilter/N)."),
+    accept_weak_labels: bool = typer.Option(
+        False,
+        "--accept-weak-labels",
+        help="Accept a version judged only on the weak labels it was trained on (its data had "
+        "no labels of their own), which the gate never lets replace a champion: it then has "
+        "to clear the gate's floors, and the run records that a person accepted it.",
+    ),
 ) -> None:
     """Run the gate on a registered version against the current champion; move the champion
     alias to it only if it passes (exit 1 when it does not)."""
@@ -71,7 +78,7 @@ def promote(
     from training.promote import promote as run_promote
 
     console = Console()
-    promotion = run_promote(get_settings(), version, console)
+    promotion = run_promote(get_settings(), version, console, accept_weak_labels=accept_weak_labels)
     print_promotion(promotion, console)
     if not promotion.decision.promote:
         raise typer.Exit(1)

@@ -22,7 +22,7 @@ from core.errors import BotfilterError
 from core.settings import Settings
 from features.definitions import LOOKAHEAD_FEATURES, MODEL_FEATURES
 from features.pipeline import Enrichers, build_features, event_context
-from labelling.training import apply_weak_labels
+from labelling.training import JUDGED_ON_DATA, JUDGED_ON_WEAK, TRAIN_KIND, apply_weak_labels
 from scoring.model import MIN_CUT, BotModel, threshold_key
 from training.report import WorldRows
 
@@ -121,8 +121,9 @@ def prepare(
 ) -> Prepared:
     """Join, featurise and label the clean events of a validated data directory.
 
-    ``labels`` "weak" (or a weak-label file) labels them with ``labelling`` instead of the
-    events' own ``label`` column, which is then ignored.
+    ``labels`` "weak" (or a weak-label file) trains on labels from ``labelling`` instead of the
+    events' own ``label`` column, which (when every event has one) still judges the model
+    (:func:`labelling.training.apply_weak_labels`, :func:`judged_on`).
 
     Events without a label: ``unlabelled="refuse"`` (training) fails with one line naming how
     many and one of them: a model trained on the labelled part only would be trained on a
@@ -218,14 +219,28 @@ class Split:
     test: np.ndarray
 
 
+def judged_on(prep: Prepared) -> str:
+    """What the test report and the gate judge ``prep``'s model on: the data's own labels, or
+    the weak labels it was trained on (recorded by ``apply_weak_labels``; without a record, a
+    weighted ``prep`` is taken for weak labels)."""
+    recorded = prep.label_info.get("judged_on")
+    if recorded is not None:
+        return str(recorded)
+    return JUDGED_ON_DATA if prep.weight is None else JUDGED_ON_WEAK
+
+
 def split_rows(prep: Prepared) -> Split:
     """The time-based split of ``prep``'s rows (:func:`split_by_send_time`). A row of weight 0
-    carries no label (a weak label no function voted for): it neither trains, calibrates, sets
-    thresholds nor counts in the evaluation."""
+    carries no label to learn (a weak label no function voted for): it neither trains,
+    calibrates nor sets thresholds. It counts in the test split when the data's own labels
+    judge the model (:func:`judged_on`): the events no function votes on are where a model of
+    weak labels is likeliest wrong, and both models are judged on every test row."""
     tr, va, te = split_by_send_time(prep.ctx)
     if prep.weight is not None:
         w = prep.weight
-        tr, va, te = tr[w[tr] > 0], va[w[va] > 0], te[w[te] > 0]
+        tr, va = tr[w[tr] > 0], va[w[va] > 0]
+        if judged_on(prep) != JUDGED_ON_DATA:
+            te = te[w[te] > 0]
     return Split(tr, va, te)
 
 
@@ -249,7 +264,12 @@ def mix_in(prep: Prepared, other: Prepared, source: Path) -> Prepared:
     }
     if "labels" not in info:
         info["labels"] = "data"
+    info.setdefault("judged_on", judged_on(prep))
     k = len(paths)
+    other_ctx = other.ctx
+    if TRAIN_KIND in prep.ctx.columns and "bot_kind" in other_ctx.columns:
+        # the kind head learns the weak labels' kinds, and a labelled world's own
+        other_ctx = other_ctx.assign(**{TRAIN_KIND: other_ctx["bot_kind"]})
 
     def tagged(frame: pd.DataFrame, world: int) -> pd.DataFrame:
         """``frame`` with its world; a mixed world's tenants renamed."""
@@ -263,7 +283,7 @@ def mix_in(prep: Prepared, other: Prepared, source: Path) -> Prepared:
         else pd.concat([tagged(prep.messages, 0), tagged(other.messages, k)], ignore_index=True)
     )
     return Prepared(
-        pd.concat([tagged(prep.ctx, 0), tagged(other.ctx, k)], ignore_index=True),
+        pd.concat([tagged(prep.ctx, 0), tagged(other_ctx, k)], ignore_index=True),
         pd.concat([prep.features, other.features], ignore_index=True),
         np.concatenate([prep.y, other.y]),
         np.concatenate([w, ow]),

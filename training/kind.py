@@ -18,6 +18,7 @@ import pandas as pd
 from contract.schema import BOT_KINDS
 from core.settings import Settings
 from features.definitions import FEATURE_NAMES, LOOKAHEAD_FEATURES
+from labelling.training import TRAIN_KIND
 from scoring.kind import NO_KIND, KindHead
 from scoring.model import BotModel
 from training.report import json_ready
@@ -46,9 +47,11 @@ def fit_kind(prep: Any, settings: Settings, exclude: np.ndarray | None = None) -
     split). None when the data name fewer than two kinds (real data carry no ``bot_kind``): the
     model then gives its bots the kind of their top reason."""
     ctx = prep.ctx
-    if "bot_kind" not in ctx.columns:
+    # weak labels' kinds when the model learns weak labels (the data's own judge it)
+    column = TRAIN_KIND if TRAIN_KIND in ctx.columns else "bot_kind"
+    if column not in ctx.columns:
         return None
-    kind = ctx["bot_kind"].to_numpy(dtype=object)
+    kind = ctx[column].to_numpy(dtype=object)
     use = np.asarray(prep.y, dtype=bool) & pd.Series(kind).isin(BOT_KINDS).to_numpy()
     if prep.weight is not None:
         use &= prep.weight > 0

@@ -11,6 +11,12 @@ evaluated on: their content hash (``training.evaluate.rows_fingerprint``, logged
 must match, else the promotion is refused in one line (retrain on the current data). The
 candidate is not re-evaluated on changed rows instead: changed data may move rows it trained on
 into its test split. (Runs logged before the hash are checked on their test event count only.)
+
+A version judged only on the weak labels it was trained on (its data carry no labels of their
+own; the run's ``judged_on`` parameter) is compared with the champion on labels it was trained
+to reproduce: circular. It never replaces a champion through the gate; a person may accept it
+(``accept_weak_labels``, ``botfilter promote --accept-weak-labels``), and then the floors still
+apply and the run records the acceptance. With no champion yet it is judged as any version.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from rich.table import Table
 
 from core.errors import BotfilterError
 from core.settings import Settings
+from labelling.training import JUDGED_ON_DATA, JUDGED_ON_WEAK
 from scoring.model import BotModel
 from scoring.registry import champion_uri, configure_mlflow, load_model
 from training.evaluate import evaluate_model, rows_fingerprint
@@ -37,11 +44,14 @@ from training.tracking import (
     COMPARED_TAG,
     EVALUATION_FILE,
     FINGERPRINT_PARAM,
+    JUDGED_ON_PARAM,
     ChampionEvaluation,
     read_report,
 )
 
 GATE_FILE = "gate_decision.json"
+ACCEPTED_TAG = "gate.accepted_weak_labels"  # who accepted a version judged on weak labels
+ACCEPTED_BY = "a person (botfilter promote --accept-weak-labels)"
 
 
 @dataclass(frozen=True)
@@ -85,10 +95,12 @@ def promote(
     version: str | int,
     console: Console | None = None,
     gate: GateThresholds = GATE,
+    accept_weak_labels: bool = False,
 ) -> Promotion:
     """Run the gate on registered ``version`` against the current champion; move the alias to
     it only if the gate passes. The decision is recorded on the version (tag ``gate``) and its
-    run (tags ``gate.*``, ``gate_decision.json``)."""
+    run (tags ``gate.*``, ``gate_decision.json``). A version judged on weak labels does not
+    replace a champion unless ``accept_weak_labels`` (module docstring)."""
     configure_mlflow(settings)
     client = MlflowClient()
     mv = _model_version(client, settings, str(version))
@@ -109,6 +121,11 @@ def promote(
             settings.champion_alias,
             GateDecision(True, (reason,), candidate, candidate),
         )
+    if held is not None and run_judged_on(client.get_run(mv.run_id).data.params) == JUDGED_ON_WEAK:
+        decision = _on_weak_labels(candidate, mv, held, accept_weak_labels, gate)
+        accepted = accept_weak_labels and decision.promote
+        _record(client, settings, mv, decision, accepted)
+        return Promotion(label, held, settings.champion_alias, decision)
     champion = None
     if held is not None:
         champion_report = _champion_report(settings, client, mv, report, held, console)
@@ -116,6 +133,37 @@ def promote(
     decision = decide(candidate, champion, gate)
     _record(client, settings, mv, decision)
     return Promotion(label, held, settings.champion_alias, decision)
+
+
+def run_judged_on(params: dict[str, str]) -> str:
+    """What a run's test report was judged on (its ``judged_on`` parameter; runs logged before
+    it was recorded judged on weak labels whenever they trained on them)."""
+    recorded = params.get(JUDGED_ON_PARAM)
+    if recorded is not None:
+        return recorded
+    return JUDGED_ON_DATA if params.get("labels", "data") == "data" else JUDGED_ON_WEAK
+
+
+def _on_weak_labels(
+    candidate: GateNumbers, mv: _Version, held: str, accepted: bool, gate: GateThresholds
+) -> GateDecision:
+    """The gate for a version judged on the weak labels it was trained on, against champion
+    ``held``: refused, unless a person ``accepted`` it; then the floors alone judge it."""
+    if not accepted:
+        why = (
+            "judged only on the weak labels it was trained on (its data lack labels of their "
+            f"own); to replace {held} anyway: botfilter promote --version {mv.number} "
+            "--accept-weak-labels"
+        )
+        return GateDecision(False, (why,), candidate, None)
+    floors = decide(candidate, None, gate)
+    if not floors.promote:
+        return floors
+    why = (
+        "accepted by a person on weak labels (--accept-weak-labels): the floors pass; not "
+        f"compared with {held} on labels it was trained to reproduce"
+    )
+    return GateDecision(True, (why,), candidate, None)
 
 
 def _alias_holder(client: MlflowClient, name: str, alias: str) -> str | None:
@@ -197,15 +245,27 @@ def _champion_report(
     return _evaluated(model, prep, rows, console).report
 
 
-def _record(client: MlflowClient, settings: Settings, mv: _Version, decision: GateDecision) -> None:
-    """Move the alias on a pass; tag the version and its run with the (latest) decision."""
+def _record(
+    client: MlflowClient,
+    settings: Settings,
+    mv: _Version,
+    decision: GateDecision,
+    accepted: bool = False,
+) -> None:
+    """Move the alias on a pass; tag the version and its run with the (latest) decision, and
+    who ``accepted`` it when a person did (a version judged on weak labels)."""
     if decision.promote:
         client.set_registered_model_alias(mv.name, settings.champion_alias, mv.number)
     verdict = "promoted" if decision.promote else "rejected"
     client.set_model_version_tag(mv.name, mv.number, "gate", verdict)
     client.set_tag(mv.run_id, "gate.promote", str(decision.promote))
     client.set_tag(mv.run_id, "gate.reasons", "; ".join(decision.reasons))
-    client.log_dict(mv.run_id, decision.as_dict(), GATE_FILE)
+    doc = decision.as_dict()
+    if accepted:
+        client.set_model_version_tag(mv.name, mv.number, ACCEPTED_TAG, ACCEPTED_BY)
+        client.set_tag(mv.run_id, ACCEPTED_TAG, ACCEPTED_BY)
+        doc["accepted_by"] = ACCEPTED_BY
+    client.log_dict(mv.run_id, doc, GATE_FILE)
 
 
 def print_promotion(promotion: Promotion, console: Console) -> None:

@@ -25,7 +25,7 @@ from scoring.model import BotModel
 from scoring.registry import configure_mlflow
 from training import plots
 from training.evaluate import Evaluation, flat_metrics, rows_fingerprint
-from training.fit import FitInfo, Prepared, mix_param
+from training.fit import FitInfo, Prepared, judged_on, mix_param
 from training.gate import GateNumbers
 from training.kind import log_kind
 from training.report import EvaluationReport, json_ready
@@ -39,6 +39,8 @@ COMPARED_TAG = "gate.champion_version"
 # The content hash of the test rows (training.evaluate.rows_fingerprint): `botfilter promote`
 # rebuilds them only to find the same rows.
 FINGERPRINT_PARAM = "test_fingerprint"
+# "data labels" or "weak labels" (labelling.training.JUDGED_ON_*): what judged the run's model.
+JUDGED_ON_PARAM = "judged_on"
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,8 @@ def log_run(
                 # absolute: `botfilter promote` rereads it from wherever it is typed
                 "data_dir": str(Path(data_dir).resolve()),
                 "labels": prep.label_info.get("labels", "data"),
+                # what the test report (and the gate) judged it on: the data's labels or weak ones
+                JUDGED_ON_PARAM: judged_on(prep),
                 "labels_mix": mix_param(prep.label_info.get("mix", [])),
                 **{f"rows_{k}": v for k, v in info.split.items()},
                 FINGERPRINT_PARAM: rows_fingerprint(prep, info.test_idx),
@@ -135,9 +139,10 @@ def _log_json(doc: object, name: str) -> None:
 def _plots(
     model: BotModel, prep: Prepared, te: np.ndarray, evaluation: Evaluation, out: Path
 ) -> list[Path]:
-    """PR curves, calibration, importance and the confusion per bot kind on the test rows."""
-    y = prep.y[te]
+    """PR curves, calibration, importance and the confusion per bot kind on the test rows,
+    against the labels the report judges on (the data's own, when weak labels only trained)."""
     ctx_te = prep.ctx.iloc[te]
+    y = (ctx_te["label"] == "bot").to_numpy() if "label" in ctx_te else prep.y[te]
     kind = (
         ctx_te["bot_kind"].fillna("human").astype(str)
         if "bot_kind" in ctx_te

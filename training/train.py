@@ -12,6 +12,7 @@ from typing import Any
 from rich.console import Console
 
 from core.settings import Settings
+from labelling.training import JUDGED_ON_DATA, JUDGED_ON_WEAK, MIN_CONFIDENCE
 from scoring.model import BotModel
 from training.evaluate import evaluate_model
 from training.fit import Prepared, fit_model, load_prepared, rows_per_world
@@ -69,7 +70,8 @@ def train(
 
 def print_prepared(prep: Prepared, data_dir: Path, console: Console) -> None:
     """What was quarantined, in the data and in each world mixed in (PRODUCT.md: bad input is
-    never dropped silently), and how many events each gave."""
+    never dropped silently), how many events each gave, and with weak labels which events
+    were left out or carry no weight, and what the model is judged on."""
     if prep.report is not None:
         prep.report.print(console)
     for world in prep.mixed:
@@ -79,3 +81,48 @@ def print_prepared(prep: Prepared, data_dir: Path, console: Console) -> None:
     mixed = "".join(f", {w.events:,} mixed in from {w.path}" for w in prep.mixed)
     own = len(prep.y) - sum(w.events for w in prep.mixed)
     console.print(f"prepared {own:,} events of {data_dir}{mixed}", markup=False)
+    for line in weak_label_lines(prep.label_info, data_dir):
+        console.print(line, markup=False)
+
+
+def weak_label_lines(info: dict[str, Any], data_dir: Path) -> list[str]:
+    """With weak labels (``info``: ``Prepared.label_info``): the events a label file left out,
+    those of weight 0 and why, and what judges the model. No line for the data's own labels."""
+    if info.get("labels", "data") == "data":
+        return []
+    lines = []
+    left_out = int(info.get("unlabelled_events_left_out", 0))
+    if left_out:
+        lines.append(
+            f"left out {left_out:,} events of {data_dir}: --labels {info['labels']} does not "
+            "label them (neither trained nor judged on)"
+        )
+    no_vote = int(info.get("events_without_a_vote", 0))
+    unsure = int(info.get("events_too_unsure", 0))
+    judged = info.get("judged_on")
+    if no_vote + unsure:
+        why = ", ".join(
+            part
+            for part, n in (
+                (f"{no_vote:,} no labelling function voted on", no_vote),
+                (f"{unsure:,} too unsure (weak label confidence below {MIN_CONFIDENCE})", unsure),
+            )
+            if n
+        )
+        used = (
+            "not trained on (judged on their own labels)"
+            if judged == JUDGED_ON_DATA
+            else "neither trained nor judged on"
+        )
+        lines.append(f"{no_vote + unsure:,} events of weight 0, {used}: {why}")
+    if judged == JUDGED_ON_DATA:
+        lines.append(
+            "judged on the data's own labels: the weak labels only train the model and choose "
+            "its cuts"
+        )
+    elif judged == JUDGED_ON_WEAK:
+        lines.append(
+            "judged on the weak labels it is trained on (the data's events do not all carry a "
+            "label): the gate will not move an existing champion on them"
+        )
+    return lines

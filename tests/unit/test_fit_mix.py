@@ -108,3 +108,59 @@ def test_a_mixed_world_without_labels_is_named(loaded, tmp_path):
         f"--mix {tmp_path / 'w2'}: events: training needs a label (bot/human) on every event; "
         "2 lack one (e.g. event_id 'e1'); label them, or train on weak labels (--labels weak)"
     )
+
+
+@pytest.mark.parametrize(
+    ("info", "lines"),
+    [
+        (  # a label file of one tenant, on labelled data
+            {
+                "labels": "/l/t1.parquet",
+                "unlabelled_events_left_out": 2408,
+                "events_without_a_vote": 0,
+                "events_too_unsure": 0,
+                "judged_on": "data labels",
+            },
+            [
+                "left out 2,408 events of w1: --labels /l/t1.parquet does not label them "
+                "(neither trained nor judged on)",
+                "judged on the data's own labels: the weak labels only train the model and "
+                "choose its cuts",
+            ],
+        ),
+        (  # --labels weak on data without labels
+            {
+                "labels": "weak",
+                "events_without_a_vote": 560,
+                "events_too_unsure": 30,
+                "judged_on": "weak labels",
+            },
+            [
+                "590 events of weight 0, neither trained nor judged on: 560 no labelling "
+                "function voted on, 30 too unsure (weak label confidence below 0.2)",
+                "judged on the weak labels it is trained on (the data's events do not all carry "
+                "a label): the gate will not move an existing champion on them",
+            ],
+        ),
+        (  # --labels weak on labelled data
+            {"labels": "weak", "events_without_a_vote": 590, "judged_on": "data labels"},
+            [
+                "590 events of weight 0, not trained on (judged on their own labels): 590 no "
+                "labelling function voted on",
+                "judged on the data's own labels: the weak labels only train the model and "
+                "choose its cuts",
+            ],
+        ),
+        ({}, []),  # the data's own labels: nothing more to say
+    ],
+)
+def test_weak_labels_say_which_events_are_left_out_or_weightless(tmp_path, info, lines):
+    """Only "prepared 3,027 events of w1" was printed: 2,408 events the label file does not
+    cover, or 590 no labelling function voted on, were left out silently."""
+    from training.train import print_prepared
+
+    prep = _world("t1", 3, None)
+    prep.label_info = info
+    out = io.StringIO()
+    print_prepared(prep, Path("w1"), Console(file=out, width=300))
+    assert out.getvalue().splitlines() == ["prepared 3 events of w1", *lines]

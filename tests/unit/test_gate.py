@@ -261,3 +261,142 @@ def test_campaign_rates_divide_by_every_delivered_message() -> None:
         "m0", "m1", "m2", "m3", "m4", "m5"
     ]  # fmt: skip
     assert _delivered_for(prep, ctx.iloc[last])["message_id"].tolist() == ["m7", "m8", "m9"]
+
+
+def _report_of(n: GateNumbers):  # noqa: ANN202
+    """An evaluation report whose gate numbers are ``n``."""
+    from training.report import (
+        CampaignError,
+        CountedRates,
+        EvaluationReport,
+        PrecisionRecall,
+        Quality,
+        RateError,
+        Rates,
+    )
+
+    pr = PrecisionRecall(n.precision, n.recall, 100, 50)
+    err = RateError(n.ctr_mae_pp, 0.0, 0.0, 0.0)
+    return EvaluationReport(
+        events=100,
+        bot_share=0.5,
+        pr_auc=n.pr_auc,
+        overall=Quality(pr, pr),
+        human_fpr=Rates(n.human_fpr, 0.0),
+        by_channel_type={},
+        by_channel={},
+        recall_by_bot_kind={},
+        proxy_open_fpr=CountedRates(0.0, 0.0, 0),
+        campaign_metric_error=CampaignError(1, err, err, err),
+    )
+
+
+class _Registry:
+    """What `promote` reads of and writes to MLflow: version 2 (run "r2") of botfilter."""
+
+    def __init__(self, params: dict[str, str], champion: int | None) -> None:
+        from types import SimpleNamespace
+
+        self.ns = SimpleNamespace
+        self.params = params
+        self.aliases = {} if champion is None else {"champion": champion}
+        self.version_tags: dict[str, str] = {}
+        self.run_tags: dict[str, str] = {}
+        self.logged: dict[str, dict] = {}
+
+    def get_model_version(self, name: str, version: str):  # noqa: ANN201
+        return self.ns(name=name, version=version, run_id="r2")
+
+    def get_registered_model(self, name: str):  # noqa: ANN201
+        return self.ns(aliases=self.aliases)
+
+    def get_run(self, run_id: str):  # noqa: ANN201
+        return self.ns(data=self.ns(params=self.params, tags={}))
+
+    def set_registered_model_alias(self, name: str, alias: str, number: str) -> None:
+        self.aliases[alias] = int(number)
+
+    def set_model_version_tag(self, name: str, number: str, key: str, value: str) -> None:
+        self.version_tags[key] = value
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        self.run_tags[key] = value
+
+    def log_dict(self, run_id: str, doc: dict, name: str) -> None:
+        self.logged[name] = doc
+
+
+REFUSED = (
+    "judged only on the weak labels it was trained on (its data lack labels of their own); to "
+    "replace botfilter/1 anyway: botfilter promote --version 2 --accept-weak-labels"
+)
+ACCEPTED = (
+    "accepted by a person on weak labels (--accept-weak-labels): the floors pass; not compared "
+    "with botfilter/1 on labels it was trained to reproduce"
+)
+
+
+@pytest.mark.parametrize(
+    ("params", "champion", "accept", "candidate", "promote", "reasons", "alias"),
+    [
+        # judged on weak labels: never replaces a champion through the gate (an older run that
+        # trained on a weak-label file and recorded no judged_on: the same)
+        ({"labels": "weak", "judged_on": "weak labels"}, 1, False, GOOD, False, (REFUSED,), 1),
+        ({"labels": "/w/labels.parquet"}, 1, False, GOOD, False, (REFUSED,), 1),
+        # a person accepts it: the floors still judge
+        ({"labels": "weak", "judged_on": "weak labels"}, 1, True, GOOD, True, (ACCEPTED,), 2),
+        (
+            {"labels": "weak", "judged_on": "weak labels"},
+            1,
+            True,
+            replace(GOOD, precision=0.9),
+            False,
+            ("precision 0.9000 < 0.95",),
+            1,
+        ),
+        # no champion yet: the first model is judged by the floors, as any
+        ({"labels": "weak", "judged_on": "weak labels"}, None, False, GOOD, True, None, 2),
+    ],
+)
+def test_a_version_judged_on_weak_labels_replaces_no_champion_unless_accepted(
+    monkeypatch, tmp_path, params, champion, accept, candidate, promote, reasons, alias
+):
+    """A weak-label model judged, with the champion, on its own weak labels was "at least as
+    good as the champion" and displaced a better one, at training and by `botfilter promote`."""
+    from core.settings import Settings
+    from training import promote as promote_step
+
+    registry = _Registry(params, champion)
+    monkeypatch.setattr(promote_step, "configure_mlflow", lambda settings: None)
+    monkeypatch.setattr(promote_step, "MlflowClient", lambda: registry)
+    monkeypatch.setattr(promote_step, "read_report", lambda *a: _report_of(candidate))
+
+    def no_comparison(*args: object) -> None:
+        raise AssertionError("compared with the champion on weak labels")
+
+    monkeypatch.setattr(promote_step, "_champion_report", no_comparison)
+    flag = {"accept_weak_labels": True} if accept else {}
+    got = promote_step.promote(Settings(home=tmp_path), 2, **flag)
+    assert got.decision.promote is promote
+    assert got.decision.reasons == (reasons or ("no champion yet",))
+    assert registry.aliases["champion"] == alias
+    assert registry.version_tags["gate"] == ("promoted" if promote else "rejected")
+    doc = registry.logged["gate_decision.json"]
+    accepted = "a person (botfilter promote --accept-weak-labels)"
+    if accept and promote:
+        assert registry.run_tags["gate.accepted_weak_labels"] == accepted
+        assert registry.version_tags["gate.accepted_weak_labels"] == accepted
+        assert doc["accepted_by"] == accepted
+    else:
+        assert "gate.accepted_weak_labels" not in registry.run_tags
+        assert "accepted_by" not in doc
+
+
+def test_what_judged_a_run_reads_back_older_runs():
+    """Runs logged before ``judged_on`` judged on weak labels whenever they trained on them."""
+    from training.promote import run_judged_on
+
+    assert run_judged_on({}) == "data labels"
+    assert run_judged_on({"labels": "data"}) == "data labels"
+    assert run_judged_on({"labels": "weak"}) == "weak labels"
+    assert run_judged_on({"labels": "weak", "judged_on": "data labels"}) == "data labels"

@@ -76,6 +76,25 @@ def test_fit_kind_needs_two_labelled_kinds(prep) -> None:
     assert fit_kind(prep, settings, exclude=crawlers_out) is None
 
 
+def test_fit_kind_learns_the_weak_labels_kinds_and_a_mixed_worlds_own(prep) -> None:
+    """`train --labels weak` on labelled data: ``bot_kind`` stays the data's, to judge; the
+    head must learn the weak labels' kinds (here one: no head), not the labels that judge."""
+    from pathlib import Path
+
+    from labelling.training import TRAIN_KIND
+    from training.fit import Prepared, mix_in
+
+    settings = Settings(threads=1)
+    weak = prep.ctx.assign(**{TRAIN_KIND: ["security_scanner"] * 120 + [None] * 60})
+    weak_prep = Prepared(weak, prep.features, prep.y, np.ones(180))
+    assert fit_kind(weak_prep, settings) is None
+    # a labelled world mixed in teaches its own kinds beside the weak ones
+    mixed = mix_in(weak_prep, Prepared(prep.ctx, prep.features, prep.y), Path("/w"))
+    assert mixed.ctx[TRAIN_KIND].iloc[180:].tolist() == prep.ctx["bot_kind"].tolist()
+    head = fit_kind(mixed, settings)
+    assert head is not None and head.classes == ["security_scanner", "crawler"]
+
+
 def test_bot_kind_only_for_flagged_events(model) -> None:
     # person, scanner, crawler, a person with a crawler-like UA (not flagged: no kind)
     feats = _frame([3600.0, 2.0, 2.0, 3600.0], [0.0, 0.0, 1.0, 1.0])

@@ -160,6 +160,22 @@ def test_split_is_by_send_time_and_leaves_out_unweighted_rows():
     assert rows.test.tolist() == [17, 19]
 
 
+def test_weight_0_rows_are_tested_when_the_datas_own_labels_judge():
+    """Weak labels train, the data's labels judge: a row no function voted on neither trains
+    nor sets a cut, but counts in the test (it was left out: the rows a weak-label model is
+    likeliest wrong on were never judged, for the candidate or the champion)."""
+    weight = np.ones(20)
+    weight[[1, 15, 18]] = 0.0
+    prep = _prepared(20, weight)
+    prep.label_info = {"labels": "weak", "judged_on": "data labels"}
+    rows = split_rows(prep)
+    assert rows.train.tolist() == [0, *range(2, 14)]
+    assert rows.valid.tolist() == [14, 16]
+    assert rows.test.tolist() == [17, 18, 19]
+    prep.label_info = {"labels": "weak", "judged_on": "weak labels"}
+    assert split_rows(prep).test.tolist() == [17, 19]
+
+
 def test_mix_in_adds_a_labelled_world_at_full_weight():
     weak = _prepared(3, np.array([0.5, 0.0, 1.0]))
     weak.label_info = {"labels": "weak"}
@@ -169,10 +185,20 @@ def test_mix_in_adds_a_labelled_world_at_full_weight():
     assert mixed.y.tolist() == [True, True, True, False, False]
     assert mixed.ctx["label"].tolist() == ["bot"] * 3 + ["human"] * 2
     assert mixed.features["f"].tolist() == [0.0, 1.0, 2.0, 0.0, 1.0]
-    assert mixed.label_info == {"labels": "weak", "mix": ["/data/world"], "mix_events": 2}
+    assert mixed.label_info == {
+        "labels": "weak",
+        "mix": ["/data/world"],
+        "mix_events": 2,
+        "judged_on": "weak labels",
+    }
     # the data's own labels, mixed: recorded as such
     plain = mix_in(_prepared(1), world, Path("/data/world"))
-    assert plain.label_info == {"mix": ["/data/world"], "mix_events": 2, "labels": "data"}
+    assert plain.label_info == {
+        "mix": ["/data/world"],
+        "mix_events": 2,
+        "labels": "data",
+        "judged_on": "data labels",
+    }
     assert plain.weight.tolist() == [1.0, 1.0, 1.0]
     # a second world: both recorded, in order
     twice = mix_in(plain, world, Path("/data/other"))

@@ -7,6 +7,7 @@ import pandas as pd
 
 from core.settings import Settings
 from features.definitions import FEATURE_NAMES, LOOKAHEAD_FEATURES, MODEL_FEATURES
+from training.evaluate import UA_LIST_FLAGS
 from training.fit import Prepared, fit_model
 
 
@@ -102,3 +103,78 @@ def test_a_label_files_events_without_a_vote_are_left_out_as_with_weak(tmp_path)
     # a file without votes: every row it holds is a label
     pd.read_parquet(path)[["event_id", "tenant_id", "label_bot_probability"]].to_parquet(path)
     assert (apply_weak_labels(ctx, feats, path)[3] > 0).all()
+
+
+def _label_file(path, proba: list[float], votes: list[int]) -> None:
+    n = len(proba)
+    pd.DataFrame(
+        {
+            "event_id": [f"e{i + 1}" for i in range(n)],
+            "tenant_id": ["t1"] * n,
+            "label_bot_probability": proba,
+            "lf_honeypot": votes,
+        }
+    ).to_parquet(path)
+
+
+def test_weak_labels_train_while_the_datas_own_labels_judge(tmp_path) -> None:
+    """The weak labels overwrote the data's own in ``ctx``: the test report and the gate judged
+    a weak-label model, and the champion beside it, on the labels it was trained to reproduce
+    (a worse model displaced a better champion). Now they only give ``y`` and the weights."""
+    from labelling import training as weak
+    from labelling.training import apply_weak_labels
+
+    path = tmp_path / "labels.parquet"
+    # e1 bot, e2 no vote (weight 0), e3 person, e4 too unsure (confidence 0.1): e5 not in it
+    _label_file(path, [0.97, 0.95, 0.02, 0.55], [1, -1, 0, 1])
+    ctx = pd.DataFrame(
+        {
+            "event_id": ["e1", "e2", "e3", "e4", "e5"],
+            "tenant_id": ["t1"] * 5,
+            "label": ["bot", "human", "human", "bot", "bot"],
+            "bot_kind": ["crawler", None, None, "security_scanner", "crawler"],
+            "family": ["crawler", "person", "person", "scanner", "crawler"],
+        }
+    )
+    feats = pd.DataFrame({"x": np.arange(5.0)})
+    out, _, y, weight, info = apply_weak_labels(ctx, feats, path)
+    assert y.tolist() == [True, True, False, True]
+    assert weight.tolist() == [0.94, 0.0, 0.96, 0.0]
+    assert out["label"].tolist() == ["bot", "human", "human", "bot"]  # the data's own
+    assert out["bot_kind"].tolist() == ["crawler", None, None, "security_scanner"]
+    assert out["family"].tolist() == ["crawler", "person", "person", "scanner"]
+    assert info["judged_on"] == "data labels"
+    assert out[weak.TRAIN_KIND].tolist() == ["weak", "weak", None, "weak"]  # the kind head's
+    assert info["unlabelled_events_left_out"] == 1
+    assert (info["events_without_a_vote"], info["events_too_unsure"]) == (1, 1)
+
+
+def test_without_labels_of_their_own_weak_labels_judge_and_name_no_family(tmp_path) -> None:
+    """An event without a label of its own: the weak labels judge. The simulator's family tag
+    stays out of that report: mixed with weak labels, it listed bot families (rescan,
+    scanner) under "People flagged as bots, per family"."""
+    from labelling.training import apply_weak_labels
+    from training.evaluate import evaluation_report
+
+    path = tmp_path / "labels.parquet"
+    _label_file(path, [0.97, 0.02], [1, 0])
+    ctx = pd.DataFrame(
+        {
+            "event_id": ["e1", "e2"],
+            "tenant_id": ["t1"] * 2,
+            "label": ["bot", None],
+            "bot_kind": ["crawler", None],
+            "family": ["scanner", "rescan"],
+        }
+    )
+    out, _, _, _, info = apply_weak_labels(ctx, pd.DataFrame({"x": [0.0, 1.0]}), path)
+    assert out["label"].tolist() == ["bot", "human"]
+    assert out["bot_kind"].tolist() == ["weak", None]
+    frame = out.assign(
+        channel="email", type="click", campaign_id=None, delivered_at=None, message_id="m"
+    )
+    flags = pd.DataFrame(0, index=range(2), columns=["ua_mail_proxy", *UA_LIST_FLAGS])
+    report = evaluation_report(frame, flags, np.array([0.9, 0.1]), np.array([True, False]))
+    assert report.fpr_by_family is None and report.recall_by_family is None
+    assert "family" not in out.columns
+    assert info["judged_on"] == "weak labels"
