@@ -61,8 +61,9 @@ def family_mask(prep, asns: tuple[int, ...]) -> np.ndarray:  # noqa: ANN001
 def family_recall(model, prep, mask: np.ndarray) -> dict[str, float]:  # noqa: ANN001
     idx = np.flatnonzero(mask)
     ctx = prep.ctx.iloc[idx]
-    proba = model.predict_proba(prep.features.iloc[idx])
-    is_bot = proba >= model.threshold_for(ctx["channel"].to_numpy(), ctx["type"].to_numpy())
+    feats = prep.features.iloc[idx]
+    proba = model.predict_proba(feats)
+    is_bot = model.flags(proba, ctx, feats)
     return {"events": int(len(idx)), "recall": float(is_bot.mean()) if len(idx) else float("nan")}
 
 

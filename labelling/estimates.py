@@ -211,7 +211,7 @@ def evaluate_unlabelled(
     ctx = event_context(validated.messages, validated.events).reset_index(drop=True)
     feats = build_features(ctx, Enrichers.load())
     proba = bot_model.predict_proba(feats)
-    is_bot = proba >= bot_model.threshold_for(ctx["channel"].to_numpy(), ctx["type"].to_numpy())
+    is_bot = bot_model.flags(proba, ctx, feats)
     table = honeypot_recall(ctx, feats, is_bot)
     console.print(
         rich_table(table.to_dict("records"), f"scanner recall without labels, {bot_model.version}")

@@ -31,7 +31,7 @@ def training_profile(model, prep) -> dict[str, Any]:  # noqa: ANN001
     """The reference profile of a training run's data, scored by the model just trained."""
     proba = model.predict_proba(prep.features)
     ctx = prep.ctx
-    is_bot = proba >= model.threshold_for(ctx["channel"].to_numpy(), ctx["type"].to_numpy())
+    is_bot = model.flags(proba, ctx, prep.features)
     return reference_profile(prep.features, proba, is_bot, ctx, Enrichers.load())
 
 
@@ -89,7 +89,7 @@ def run_monitor(
             continue
         feats = build_features(ctx, enrichers)
         proba = model.predict_proba(feats)
-        is_bot = proba >= model.threshold_for(ctx["channel"].to_numpy(), ctx["type"].to_numpy())
+        is_bot = model.flags(proba, ctx, feats)
         part = count_live(ctx, feats, proba, np.asarray(is_bot), reference, enrichers, th)
         counts = part if counts is None else counts + part
     if counts is None:

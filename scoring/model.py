@@ -62,6 +62,26 @@ def threshold_key(channel: str, event_type: str) -> str:
     return f"{channel}:{event_type}"
 
 
+# The feature saying an event came from a mail-security vendor's published address (not a model
+# input: people share those addresses through the vendor's browser isolation).
+SECURITY_VENDOR = "net_security_vendor"
+_VENDOR_SUFFIX = "@security_vendor"
+
+
+def vendor_key(channel: str, event_type: str) -> str:
+    """Key of the cut for (channel, type) events from a security vendor's address, e.g.
+    ``email:click@security_vendor``; it only ever raises the (channel, type) cut."""
+    return threshold_key(channel, event_type) + _VENDOR_SUFFIX
+
+
+def vendor_rows(features: pd.DataFrame) -> np.ndarray | None:
+    """Which rows of a features frame come from a security vendor's address (None when the
+    frame lacks the column: no vendor cut applies)."""
+    if SECURITY_VENDOR not in features.columns:
+        return None
+    return features[SECURITY_VENDOR].to_numpy(dtype=np.float64) > 0
+
+
 @dataclass
 class BotModel:
     """A calibrated, thresholded LightGBM bot classifier."""
@@ -241,9 +261,31 @@ class BotModel:
         pending = np.isnan(first)
         return pending if pending.any() else None
 
-    def threshold_for(self, channel: np.ndarray, event_type: np.ndarray) -> np.ndarray:
+    def threshold_for(
+        self, channel: np.ndarray, event_type: np.ndarray, vendor: np.ndarray | None = None
+    ) -> np.ndarray:
         """Per-row threshold by (channel, type), falling back to the default one; never below
-        ``MIN_CUT``."""
+        ``MIN_CUT``. Rows from a security vendor's address (``vendor``) take the higher cut of
+        their (channel, type) where the model has one (:func:`vendor_key`)."""
+        cuts = self._base_cuts(channel, event_type)
+        if vendor is None:
+            return cuts
+        for key, floor in self._cuts[1].items():
+            if not key.endswith(_VENDOR_SUFFIX):
+                continue
+            ch, _, ty = key.removesuffix(_VENDOR_SUFFIX).partition(":")
+            rows = vendor & (np.asarray(channel) == ch) & (np.asarray(event_type) == ty)
+            cuts[rows] = np.maximum(cuts[rows], floor)
+        return cuts
+
+    def flags(self, proba: np.ndarray, ctx: pd.DataFrame, features: pd.DataFrame) -> np.ndarray:
+        """``is_bot`` for scores ``proba`` of events ``ctx`` (channel, type) with ``features``
+        (rows aligned): each row against its own cut, a security vendor's included."""
+        channel, event_type = ctx["channel"].to_numpy(), ctx["type"].to_numpy()
+        return np.asarray(proba >= self.threshold_for(channel, event_type, vendor_rows(features)))
+
+    def _base_cuts(self, channel: np.ndarray, event_type: np.ndarray) -> np.ndarray:
+        """Per-row threshold by (channel, type) alone (:meth:`threshold_for`)."""
         src, floored = self._cuts
         if src is not self.thresholds:  # floored once per thresholds dict
             floored = {k: max(float(v), MIN_CUT) for k, v in self.thresholds.items()}
@@ -376,7 +418,8 @@ class BotModel:
         kind = self.kind if kind is None else kind
         names_default = names == list(FEATURE_NAMES)
         fmap = self.feature_map(names)
-        cut = self.threshold_for(channel, event_type)
+        vendor = block[names.index(SECURITY_VENDOR)] > 0 if SECURITY_VENDOR in names else None
+        cut = self.threshold_for(channel, event_type, vendor)
         n = block.shape[1]
         if with_reasons and n:
             if self._explainer is not None and block.dtype == np.float32 and names_default:

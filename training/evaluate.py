@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from sklearn.metrics import average_precision_score
 
-from scoring.model import MIN_CUT, BotModel
+from scoring.model import MIN_CUT, BotModel, vendor_rows
 from training.fit import Prepared, channel_type_rows, split_times, worlds
 from training.report import (
     CampaignError,
@@ -200,7 +200,7 @@ def _scored(model: BotModel, prep: Prepared, idx: np.ndarray) -> _Scored:
 def evaluate_model(model: BotModel, prep: Prepared, idx: np.ndarray) -> Evaluation:
     """Evaluation of ``model`` on rows ``idx`` of ``prep``."""
     ctx, feats, proba, delivered = _scored(model, prep, idx)
-    is_bot = proba >= model.threshold_for(ctx["channel"].to_numpy(), ctx["type"].to_numpy())
+    is_bot = model.flags(proba, ctx, feats)
     return Evaluation(evaluation_report(ctx, feats, proba, is_bot, delivered), proba, is_bot)
 
 
@@ -217,11 +217,19 @@ def reports_at_cuts(
     at the model's own threshold: the rows are scored once for all the cuts."""
     ctx, feats, proba, delivered = _scored(model, prep, idx)
     ch, ty = ctx["channel"].to_numpy(), ctx["type"].to_numpy()
-    own = model.threshold_for(ch, ty)
+    vendor = vendor_rows(feats)
+    own = model.threshold_for(ch, ty, vendor)
     moved = (ch == channel) & (ty == event_type)
+    # the moved cut, still raised where the model raises it (a security vendor's address)
+    raised = own > model.threshold_for(ch, ty)
     return [
         evaluation_report(
-            ctx, feats, proba, proba >= np.where(moved, max(cut, MIN_CUT), own), delivered
+            ctx,
+            feats,
+            proba,
+            proba
+            >= np.where(moved, np.where(raised, np.maximum(own, cut), max(cut, MIN_CUT)), own),
+            delivered,
         )
         for cut in cuts
     ]

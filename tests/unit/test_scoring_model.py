@@ -13,6 +13,7 @@ from scoring.model import BotModel, ScoredRows
 from scoring.scores_file import scores_arrow_schema
 from training.fit import (
     MIN_CUT,
+    SECURITY_VENDOR_CLICK_CUT,
     choose_thresholds,
     pick_cut,
     select_thresholds,
@@ -76,6 +77,58 @@ def test_score_table_columns_and_thresholds(booster):
     assert out["reasons"].iat[1][0] in {"a", "c"}
     # No kind head, and reasons that name no kind: the fallback kind for the bot only.
     assert out["bot_kind"].tolist() == ["", "security_scanner"]
+
+
+@pytest.mark.parametrize("n", [4, 100])
+def test_a_security_vendors_clicks_take_the_higher_cut(booster, n):
+    """Issue 16: a click from a mail-security vendor's address may be a person's through its
+    browser isolation; it takes the vendor cut, every other row its (channel, type) cut."""
+    thresholds = {"default": 0.9, "email:click": 0.6, "email:click@security_vendor": 0.85}
+    model = BotModel(booster, ["a", "b", "c", "d"], (1.0, 0.0), thresholds)
+    rows = [("email", "click", True), ("email", "click", False), ("email", "open", True)]
+    rows += [("sms", "click", True)]
+    rows = [rows[i % 4] for i in range(n)]
+    channel = np.array([r[0] for r in rows], dtype=object)
+    event_type = np.array([r[1] for r in rows], dtype=object)
+    vendor = np.array([r[2] for r in rows])
+    want = {("email", "click", True): 0.85, ("email", "click", False): 0.6}
+    got = model.threshold_for(channel, event_type, vendor).tolist()
+    assert got == [want.get(r, 0.9) for r in rows]
+    assert model.threshold_for(channel, event_type).tolist() == [
+        0.6 if r[:2] == ("email", "click") else 0.9 for r in rows
+    ]
+    # scored through a block with the vendor feature, the same event is a bot or a person
+    feats = pd.DataFrame(
+        {
+            "a": [3.0, 3.0],
+            "b": [0.0] * 2,
+            "c": [1.0] * 2,
+            "d": [1.0] * 2,
+            "net_security_vendor": [1, 0],
+        }
+    )
+    p = float(model.predict_proba(feats[["a", "b", "c", "d"]])[0])
+    model.thresholds = {
+        "default": 0.5,
+        "email:click": p - 0.01,
+        "email:click@security_vendor": p + 0.01,
+    }
+    out = model.score(
+        pd.Series(["e1", "e2"]), pd.Series(["email"] * 2), pd.Series(["click"] * 2), feats
+    )
+    assert out["is_bot"].tolist() == [False, True]
+    ctx = pd.DataFrame({"channel": ["email"] * 2, "type": ["click"] * 2})
+    assert model.flags(out["bot_score"].to_numpy(), ctx, feats).tolist() == [False, True]
+
+
+def test_select_thresholds_raises_the_email_click_cut_for_security_vendors():
+    ctx = pd.DataFrame({"channel": ["email"] * 4 + ["sms"] * 2, "type": ["click"] * 6})
+    proba = np.array([0.9, 0.8, 0.3, 0.2, 0.99, 0.1])
+    y = np.array([1, 1, 0, 0, 1, 0], bool)
+    thresholds, how = select_thresholds(proba, y, ctx, 0.99, min_bots=2)
+    assert thresholds["email:click"] == 0.5
+    assert thresholds["email:click@security_vendor"] == SECURITY_VENDOR_CLICK_CUT == 0.85
+    assert "browser isolation" in how["email:click@security_vendor"]["method"]
 
 
 def test_threshold_for_precision_exact():
