@@ -65,12 +65,12 @@ def threshold_key(channel: str, event_type: str) -> str:
 # The feature saying an event came from a mail-security vendor's published address (not a model
 # input: people share those addresses through the vendor's browser isolation).
 SECURITY_VENDOR = "net_security_vendor"
-_VENDOR_SUFFIX = "@security_vendor"
+_VENDOR_SUFFIX = ":security_vendor"
 
 
 def vendor_key(channel: str, event_type: str) -> str:
     """Key of the cut for (channel, type) events from a security vendor's address, e.g.
-    ``email:click@security_vendor``; it only ever raises the (channel, type) cut."""
+    ``email:click:security_vendor``; it only ever raises the (channel, type) cut."""
     return threshold_key(channel, event_type) + _VENDOR_SUFFIX
 
 

@@ -83,7 +83,7 @@ def test_score_table_columns_and_thresholds(booster):
 def test_a_security_vendors_clicks_take_the_higher_cut(booster, n):
     """Issue 16: a click from a mail-security vendor's address may be a person's through its
     browser isolation; it takes the vendor cut, every other row its (channel, type) cut."""
-    thresholds = {"default": 0.9, "email:click": 0.6, "email:click@security_vendor": 0.85}
+    thresholds = {"default": 0.9, "email:click": 0.6, "email:click:security_vendor": 0.85}
     model = BotModel(booster, ["a", "b", "c", "d"], (1.0, 0.0), thresholds)
     rows = [("email", "click", True), ("email", "click", False), ("email", "open", True)]
     rows += [("sms", "click", True)]
@@ -111,7 +111,7 @@ def test_a_security_vendors_clicks_take_the_higher_cut(booster, n):
     model.thresholds = {
         "default": 0.5,
         "email:click": p - 0.01,
-        "email:click@security_vendor": p + 0.01,
+        "email:click:security_vendor": p + 0.01,
     }
     out = model.score(
         pd.Series(["e1", "e2"]), pd.Series(["email"] * 2), pd.Series(["click"] * 2), feats
@@ -127,8 +127,8 @@ def test_select_thresholds_raises_the_email_click_cut_for_security_vendors():
     y = np.array([1, 1, 0, 0, 1, 0], bool)
     thresholds, how = select_thresholds(proba, y, ctx, 0.99, min_bots=2)
     assert thresholds["email:click"] == 0.5
-    assert thresholds["email:click@security_vendor"] == SECURITY_VENDOR_CLICK_CUT == 0.85
-    assert "browser isolation" in how["email:click@security_vendor"]["method"]
+    assert thresholds["email:click:security_vendor"] == SECURITY_VENDOR_CLICK_CUT == 0.85
+    assert "browser isolation" in how["email:click:security_vendor"]["method"]
 
 
 def test_threshold_for_precision_exact():
