@@ -103,7 +103,10 @@ class BotModel:
         default_factory=dict, repr=False
     )
     _explainer: Any = field(default=None, repr=False)  # compiled for FEATURE_NAMES' layout
-    _cuts: tuple[Any, dict[str, float]] = field(default=(None, {}), repr=False)
+    # (thresholds, floored, vendor cuts as (channel, type, cut)): derived once per dict
+    _cuts: tuple[Any, dict[str, float], tuple[tuple[str, str, float], ...]] = field(
+        default=(None, {}, ()), repr=False
+    )
     _model_id: str | None = field(default=None, repr=False)
     _compile_to: Path | None = field(default=None, repr=False)  # a head compiled on first use
 
@@ -270,10 +273,7 @@ class BotModel:
         cuts = self._base_cuts(channel, event_type)
         if vendor is None:
             return cuts
-        for key, floor in self._cuts[1].items():
-            if not key.endswith(_VENDOR_SUFFIX):
-                continue
-            ch, _, ty = key.removesuffix(_VENDOR_SUFFIX).partition(":")
+        for ch, ty, floor in self._cuts[2]:
             rows = vendor & (np.asarray(channel) == ch) & (np.asarray(event_type) == ty)
             cuts[rows] = np.maximum(cuts[rows], floor)
         return cuts
@@ -286,10 +286,16 @@ class BotModel:
 
     def _base_cuts(self, channel: np.ndarray, event_type: np.ndarray) -> np.ndarray:
         """Per-row threshold by (channel, type) alone (:meth:`threshold_for`)."""
-        src, floored = self._cuts
-        if src is not self.thresholds:  # floored once per thresholds dict
+        src, floored, _ = self._cuts
+        if src is not self.thresholds:  # floored (and the vendor keys parsed) once per dict
             floored = {k: max(float(v), MIN_CUT) for k, v in self.thresholds.items()}
-            self._cuts = (self.thresholds, floored)
+            vendor = tuple(
+                (ch, ty, cut)
+                for k, cut in floored.items()
+                if k.endswith(_VENDOR_SUFFIX)
+                for ch, _, ty in [k.removesuffix(_VENDOR_SUFFIX).partition(":")]
+            )
+            self._cuts = (self.thresholds, floored, vendor)
         default = floored.get("default", MIN_CUT)
         if len(channel) <= 64:
             # A few rows (online requests): a dict per pair costs less than two factorizes.
